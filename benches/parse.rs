@@ -1,0 +1,120 @@
+//! Micro-benchmarks of the pure hot path: framing, parsing, row encoding.
+//!
+//! `cargo bench --bench parse` prints throughput for each; `cargo test --all-targets`
+//! runs every case once as a smoke test (no `--bench` argument), so they keep working.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use sensorlog::protocol::framing::{Frame, LineFramer};
+use sensorlog::protocol::reading::{parse_line, Line};
+use sensorlog::row::{rfc3339_millis, RowRef};
+
+fn input(lines: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 0..lines {
+        match i % 3 {
+            0 => v.extend_from_slice(
+                format!("{{\"device\":\"kitchen-{i}\",\"seq\":{i},\"temp_c\":21.53,\"humidity\":40.1}}\n").as_bytes(),
+            ),
+            1 => v.extend_from_slice(format!("device=hall-{i} seq={i} temp_c=21.53 humidity=40.1\n").as_bytes()),
+            _ => v.extend_from_slice(format!("board {i} says hello, all is well\n").as_bytes()),
+        }
+    }
+    v
+}
+
+/// Runs `f` repeatedly for about `budget`, returns (iterations, elapsed).
+fn measure(budget: Duration, mut f: impl FnMut()) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut n = 0;
+    while n == 0 || start.elapsed() < budget {
+        f();
+        n += 1;
+    }
+    (n, start.elapsed())
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let budget = if bench { Duration::from_secs(2) } else { Duration::ZERO };
+    let lines = 30_000;
+    let data = input(lines);
+    let parsed: Vec<Line> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(parse_line)
+        .collect();
+    let now = rfc3339_millis(std::time::SystemTime::now());
+
+    let report = |name: &str, (n, t): (u64, Duration), per_iter: usize| {
+        let rate = n as f64 * per_iter as f64 / t.as_secs_f64();
+        println!(
+            "{name:<28} {:>12.0} lines/s  ({:.1} MB/s)",
+            rate,
+            rate * data.len() as f64 / lines as f64 / 1e6
+        );
+    };
+
+    report(
+        "framing (64 KiB chunks)",
+        measure(budget, || {
+            let mut f = LineFramer::new(4096);
+            let mut count = 0usize;
+            for chunk in data.chunks(64 * 1024) {
+                f.push(chunk, |fr| {
+                    if let Frame::Line(l) = fr {
+                        count += l.len();
+                    }
+                });
+            }
+            black_box(count);
+        }),
+        lines,
+    );
+    report(
+        "parse_line (mixed formats)",
+        measure(budget, || {
+            for l in data.split(|&b| b == b'\n') {
+                black_box(parse_line(l));
+            }
+        }),
+        lines,
+    );
+    let mut out = Vec::with_capacity(data.len() * 3);
+    report(
+        "row encoding",
+        measure(budget, || {
+            out.clear();
+            for p in &parsed {
+                if let Line::Reading(r) = p {
+                    for f in &r.fields {
+                        RowRef {
+                            received_at: &now,
+                            device: r.device.as_deref().unwrap_or("127.0.0.1"),
+                            field: &f.name,
+                            value: f.value.as_text(),
+                            kind: f.value.kind(),
+                            peer: "127.0.0.1:50000",
+                            boot: "",
+                            seq: r.seq,
+                            device_time: "",
+                        }
+                        .encode(&mut out);
+                    }
+                }
+            }
+            black_box(out.len());
+        }),
+        lines,
+    );
+    report(
+        "timestamp formatting",
+        measure(budget, || {
+            for _ in 0..1000 {
+                black_box(rfc3339_millis(std::time::SystemTime::now()));
+            }
+        }),
+        1000,
+    );
+}

@@ -1,0 +1,565 @@
+//! Validated configuration: TOML file + flags → [`Config`], checked once at start.
+//!
+//! Two layers, as in ripgrep: [`FileConfig`] mirrors the TOML file exactly (unknown
+//! keys are refused so a typo cannot silently fall back to a default), and [`Config`]
+//! is what the rest of the daemon sees, with every default filled in and every limit
+//! checked. Defaults are the named constants below, unit in the name. Errors name the
+//! key (as written in the file) and the reason.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{FsyncArg, ServeArgs, SheetsFlags};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8090";
+pub const DEFAULT_CSV_PATH: &str = "data/readings.csv";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_LINE_BYTES: usize = 4096;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+pub const DEFAULT_THREAD_STACK_KIB: usize = 128;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
+pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_STATS_INTERVAL_SECS: u64 = 60;
+
+pub const DEFAULT_SHEETS_TAB: &str = "Readings";
+pub const DEFAULT_SHEETS_API_BASE_URL: &str = "https://sheets.googleapis.com";
+pub const DEFAULT_BATCH_ROWS: usize = 2000;
+pub const DEFAULT_BATCH_DELAY_SECS: f64 = 5.0;
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 50;
+pub const DEFAULT_CHANNEL_ROWS: usize = 100_000;
+pub const DEFAULT_SHEETS_SHUTDOWN_SECS: u64 = 10;
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_CELLS: u64 = 10_000_000;
+pub const DEFAULT_WARN_CELLS_PERCENT: u8 = 80;
+pub const DEFAULT_GROW_ROWS: u32 = 10_000;
+
+/// The TOML file as written. Every field optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub csv: CsvFile,
+    #[serde(default)]
+    pub log: LogFile,
+    #[serde(default)]
+    pub sheets: SheetsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_line_bytes: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
+    pub listen_backlog: Option<u32>,
+    pub thread_stack_kib: Option<usize>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvFile {
+    pub path: Option<PathBuf>,
+    pub fsync: Option<FsyncArg>,
+    pub fsync_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub stats_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SheetsFile {
+    pub enabled: Option<bool>,
+    pub key_file: Option<PathBuf>,
+    pub spreadsheet: Option<String>,
+    pub tab: Option<String>,
+    pub batch_rows: Option<usize>,
+    pub batch_delay_secs: Option<f64>,
+    pub requests_per_minute: Option<u32>,
+    pub api_base_url: Option<String>,
+    pub channel_rows: Option<usize>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub max_cells: Option<u64>,
+    pub warn_cells_percent: Option<u8>,
+    pub grow_rows: Option<u32>,
+    pub cursor_file: Option<PathBuf>,
+}
+
+/// Every key the file accepts, as `section.key`; the docs test keeps
+/// `config/sensorlog.toml` and the README in step with it.
+pub const ALL_KEYS: &[&str] = &[
+    "server.listen",
+    "server.max_connections",
+    "server.max_line_bytes",
+    "server.idle_timeout_secs",
+    "server.listen_backlog",
+    "server.thread_stack_kib",
+    "server.shutdown_grace_secs",
+    "csv.path",
+    "csv.fsync",
+    "csv.fsync_interval_ms",
+    "log.stats_interval_secs",
+    "sheets.enabled",
+    "sheets.key_file",
+    "sheets.spreadsheet",
+    "sheets.tab",
+    "sheets.batch_rows",
+    "sheets.batch_delay_secs",
+    "sheets.requests_per_minute",
+    "sheets.api_base_url",
+    "sheets.channel_rows",
+    "sheets.shutdown_timeout_secs",
+    "sheets.request_timeout_secs",
+    "sheets.max_cells",
+    "sheets.warn_cells_percent",
+    "sheets.grow_rows",
+    "sheets.cursor_file",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// fsync after every write, before acknowledging.
+    Always,
+    /// fsync from a background thread at this interval.
+    Interval(Duration),
+    /// Never fsync explicitly (the OS writes back on its own schedule).
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_line_bytes: usize,
+    pub idle_timeout: Duration,
+    pub listen_backlog: u32,
+    pub thread_stack_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub csv_path: PathBuf,
+    pub fsync: Fsync,
+    pub stats_interval: Option<Duration>,
+    pub sheets: Option<SheetsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SheetsConfig {
+    pub key_file: PathBuf,
+    pub spreadsheet_id: String,
+    pub tab: String,
+    pub batch_rows: usize,
+    pub batch_delay: Duration,
+    pub requests_per_minute: u32,
+    pub api_base_url: String,
+    pub channel_rows: usize,
+    pub shutdown_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_cells: u64,
+    pub warn_cells_percent: u8,
+    pub grow_rows: u32,
+    pub cursor_file: PathBuf,
+}
+
+/// A configuration error: which key (or file) and why.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads and parses a TOML config file; the error names the file, line and key.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(&path.display().to_string(), format!("cannot read config file: {e}")))?;
+    parse_file(&text).map_err(|e| ConfigError {
+        key: path.display().to_string(),
+        reason: e.reason,
+    })
+}
+
+pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        // One line: "line 2, column 9: unknown field `x`, expected one of ...".
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - line_start + 1;
+            let text_of_line = text[line_start..].lines().next().unwrap_or("").trim();
+            format!("line {line}, column {column} ({text_of_line:?}): ")
+        });
+        err(
+            "config file",
+            format!("{}{}", at.unwrap_or_default(), e.message().trim()),
+        )
+    })
+}
+
+fn in_range<T: PartialOrd + fmt::Display + Copy>(key: &str, v: T, lo: T, hi: T, unit: &str) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(err(key, format!("must be between {lo} and {hi}{unit}, got {v}")));
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Builds the validated config for `serve`: defaults < file < flags.
+    pub fn from_serve_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        Config::build(file, args)
+    }
+
+    pub fn build(file: FileConfig, args: &ServeArgs) -> Result<Config, ConfigError> {
+        let s = &file.server;
+        let listen = match (args.listen, &s.listen) {
+            (Some(a), _) => a,
+            (None, Some(text)) => text.parse().map_err(|_| {
+                err(
+                    "server.listen",
+                    format!("{text:?} is not an ADDRESS:PORT such as 0.0.0.0:8090 or [::]:8090"),
+                )
+            })?,
+            (None, None) => DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+        let max_connections = in_range(
+            "server.max_connections",
+            args.max_connections
+                .or(s.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1,
+            1_000_000,
+            "",
+        )?;
+        let max_line_bytes = in_range(
+            "server.max_line_bytes",
+            args.max_line_bytes
+                .or(s.max_line_bytes)
+                .unwrap_or(DEFAULT_MAX_LINE_BYTES),
+            16,
+            16 * 1024 * 1024,
+            " bytes",
+        )?;
+        let idle = in_range(
+            "server.idle_timeout_secs",
+            args.idle_timeout_secs
+                .or(s.idle_timeout_secs)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            1,
+            7 * 86_400,
+            " seconds",
+        )?;
+        let listen_backlog = in_range(
+            "server.listen_backlog",
+            args.listen_backlog
+                .or(s.listen_backlog)
+                .unwrap_or(DEFAULT_LISTEN_BACKLOG),
+            1,
+            1 << 20,
+            "",
+        )?;
+        let stack_kib = in_range(
+            "server.thread_stack_kib",
+            args.thread_stack_kib
+                .or(s.thread_stack_kib)
+                .unwrap_or(DEFAULT_THREAD_STACK_KIB),
+            64,
+            64 * 1024,
+            " KiB",
+        )?;
+        let grace = in_range(
+            "server.shutdown_grace_secs",
+            args.shutdown_grace_secs
+                .or(s.shutdown_grace_secs)
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+            0,
+            3600,
+            " seconds",
+        )?;
+        let c = &file.csv;
+        let csv_path = args
+            .csv
+            .clone()
+            .or(c.path.clone())
+            .unwrap_or_else(|| DEFAULT_CSV_PATH.into());
+        if csv_path.as_os_str().is_empty() {
+            return Err(err("csv.path", "must not be empty"));
+        }
+        let fsync_ms = in_range(
+            "csv.fsync_interval_ms",
+            args.fsync_interval_ms
+                .or(c.fsync_interval_ms)
+                .unwrap_or(DEFAULT_FSYNC_INTERVAL_MS),
+            1,
+            3_600_000,
+            " ms",
+        )?;
+        let fsync = match args.fsync.or(c.fsync).unwrap_or(FsyncArg::Interval) {
+            FsyncArg::Always => Fsync::Always,
+            FsyncArg::Interval => Fsync::Interval(Duration::from_millis(fsync_ms)),
+            FsyncArg::Never => Fsync::Never,
+        };
+        let stats = in_range(
+            "log.stats_interval_secs",
+            args.stats_interval_secs
+                .or(file.log.stats_interval_secs)
+                .unwrap_or(DEFAULT_STATS_INTERVAL_SECS),
+            0,
+            86_400,
+            " seconds",
+        )?;
+        let sheets = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?;
+        Ok(Config {
+            listen,
+            max_connections,
+            max_line_bytes,
+            idle_timeout: Duration::from_secs(idle),
+            listen_backlog,
+            thread_stack_bytes: stack_kib * 1024,
+            shutdown_grace: Duration::from_secs(grace),
+            csv_path,
+            fsync,
+            stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
+            sheets,
+        })
+    }
+}
+
+impl SheetsConfig {
+    /// `None` when upload is off: no key file anywhere, `enabled = false`, or `--no-sheets`.
+    pub fn build(f: SheetsFile, flags: &SheetsFlags, csv_path: &Path) -> Result<Option<SheetsConfig>, ConfigError> {
+        let key_file = flags.sheets_key_file.clone().or(f.key_file);
+        let enabled = !flags.no_sheets && f.enabled.unwrap_or(key_file.is_some());
+        if !enabled {
+            return Ok(None);
+        }
+        let key_file = key_file.ok_or_else(|| {
+            err(
+                "sheets.key_file",
+                "is required when sheets.enabled = true (the service-account JSON key)",
+            )
+        })?;
+        let spreadsheet = flags.spreadsheet.clone().or(f.spreadsheet).ok_or_else(|| {
+            err(
+                "sheets.spreadsheet",
+                "is required when Sheets upload is on (the spreadsheet id or its URL)",
+            )
+        })?;
+        let spreadsheet_id = spreadsheet_id(&spreadsheet).ok_or_else(|| {
+            err(
+                "sheets.spreadsheet",
+                format!("{spreadsheet:?} is neither a spreadsheet id nor a https://docs.google.com/spreadsheets/d/<id>/... URL"),
+            )
+        })?;
+        let tab = flags
+            .sheets_tab
+            .clone()
+            .or(f.tab)
+            .unwrap_or_else(|| DEFAULT_SHEETS_TAB.into());
+        if tab.trim().is_empty() || tab.chars().count() > 100 || tab.chars().any(char::is_control) {
+            return Err(err(
+                "sheets.tab",
+                format!("{tab:?} is not a usable tab name (1-100 printable characters)"),
+            ));
+        }
+        let batch_rows = in_range(
+            "sheets.batch_rows",
+            f.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
+            1,
+            20_000,
+            " rows",
+        )?;
+        let delay = f.batch_delay_secs.unwrap_or(DEFAULT_BATCH_DELAY_SECS);
+        if !(0.0..=3600.0).contains(&delay) {
+            return Err(err(
+                "sheets.batch_delay_secs",
+                format!("must be between 0 and 3600 seconds, got {delay}"),
+            ));
+        }
+        let rpm = in_range(
+            "sheets.requests_per_minute",
+            f.requests_per_minute.unwrap_or(DEFAULT_REQUESTS_PER_MINUTE),
+            1,
+            6000,
+            "",
+        )?;
+        let api_base_url = f
+            .api_base_url
+            .unwrap_or_else(|| DEFAULT_SHEETS_API_BASE_URL.into())
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+            return Err(err(
+                "sheets.api_base_url",
+                format!("{api_base_url:?} must start with https:// (or http:// for a local test server)"),
+            ));
+        }
+        let channel_rows = in_range(
+            "sheets.channel_rows",
+            f.channel_rows.unwrap_or(DEFAULT_CHANNEL_ROWS),
+            1,
+            10_000_000,
+            " rows",
+        )?;
+        let shutdown = in_range(
+            "sheets.shutdown_timeout_secs",
+            f.shutdown_timeout_secs.unwrap_or(DEFAULT_SHEETS_SHUTDOWN_SECS),
+            0,
+            3600,
+            " seconds",
+        )?;
+        let request_timeout = in_range(
+            "sheets.request_timeout_secs",
+            f.request_timeout_secs.unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
+            1,
+            600,
+            " seconds",
+        )?;
+        let max_cells = in_range(
+            "sheets.max_cells",
+            f.max_cells.unwrap_or(DEFAULT_MAX_CELLS),
+            100,
+            1_000_000_000,
+            " cells",
+        )?;
+        let warn = in_range(
+            "sheets.warn_cells_percent",
+            f.warn_cells_percent.unwrap_or(DEFAULT_WARN_CELLS_PERCENT),
+            1,
+            100,
+            "%",
+        )?;
+        let grow_rows = in_range(
+            "sheets.grow_rows",
+            f.grow_rows.unwrap_or(DEFAULT_GROW_ROWS),
+            10,
+            1_000_000,
+            " rows",
+        )?;
+        let cursor_file = f.cursor_file.unwrap_or_else(|| {
+            let mut name = csv_path.file_name().unwrap_or_default().to_os_string();
+            name.push(".sheets-cursor.json");
+            csv_path.with_file_name(name)
+        });
+        Ok(Some(SheetsConfig {
+            key_file,
+            spreadsheet_id,
+            tab,
+            batch_rows,
+            batch_delay: Duration::from_secs_f64(delay),
+            requests_per_minute: rpm,
+            api_base_url,
+            channel_rows,
+            shutdown_timeout: Duration::from_secs(shutdown),
+            request_timeout: Duration::from_secs(request_timeout),
+            max_cells,
+            warn_cells_percent: warn,
+            grow_rows,
+            cursor_file,
+        }))
+    }
+}
+
+/// Accepts a bare id or a `.../spreadsheets/d/<id>/edit#gid=0` URL.
+pub fn spreadsheet_id(s: &str) -> Option<String> {
+    let s = s.trim();
+    let id = match s.split_once("/spreadsheets/d/") {
+        Some((_, rest)) => rest.split(['/', '?', '#']).next().unwrap_or(""),
+        None if s.contains('/') => return None,
+        None => s,
+    };
+    let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml: &str, args: ServeArgs) -> Result<Config, ConfigError> {
+        Config::build(parse_file(toml)?, &args)
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = build("", ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.csv_path, PathBuf::from(DEFAULT_CSV_PATH));
+        assert_eq!(c.fsync, Fsync::Interval(Duration::from_millis(1000)));
+        assert!(c.sheets.is_none());
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let args = ServeArgs {
+            max_line_bytes: Some(100),
+            ..ServeArgs::default()
+        };
+        let c = build("[server]\nmax_line_bytes = 200\nmax_connections = 7\n", args).unwrap();
+        assert_eq!(c.max_line_bytes, 100);
+        assert_eq!(c.max_connections, 7);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = build("[server]\nmax_conections = 5\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("max_conections"), "{e}");
+        let e = build("[server]\nmax_line_bytes = 0\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("server.max_line_bytes"), "{e}");
+        let e = build("[csv]\nfsync = \"sometimes\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("sometimes"), "{e}");
+        let e = build("[server]\nlisten = \"8090\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn sheets_on_when_key_file_given() {
+        let c = build("[sheets]\nkey_file = \"k.json\"\nspreadsheet = \"https://docs.google.com/spreadsheets/d/1AbC_d-9/edit#gid=0\"\n", ServeArgs::default())
+            .unwrap();
+        let s = c.sheets.unwrap();
+        assert_eq!(s.spreadsheet_id, "1AbC_d-9");
+        assert_eq!(s.cursor_file, PathBuf::from("data/readings.csv.sheets-cursor.json"));
+        let e = build("[sheets]\nkey_file = \"k.json\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("sheets.spreadsheet"), "{e}");
+    }
+
+    #[test]
+    fn spreadsheet_ids() {
+        assert_eq!(spreadsheet_id("abc-_1").as_deref(), Some("abc-_1"));
+        assert_eq!(
+            spreadsheet_id("https://docs.google.com/spreadsheets/d/XY/edit").as_deref(),
+            Some("XY")
+        );
+        assert_eq!(spreadsheet_id("https://example.com/x"), None);
+        assert_eq!(spreadsheet_id("a b"), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! Wires the threads together and owns start-up and shutdown order.
+//!
+//! ```text
+//!   main thread: accept loop ──spawns──> conn-<peer> threads ──> CsvSink (mutex) ──channel──> sheets-uploader
+//!   csv-fsync:   fsync every csv.fsync_interval_ms          stats: info summary every log.stats_interval_secs
+//! ```
+//!
+//! Shutdown (first Ctrl-C or SIGTERM) runs here, in this order, each step bounded:
+//! 1. stop accepting (the accept loop returns);
+//! 2. half-close every board connection for reading; their threads finish the lines
+//!    already received and exit (at most `server.shutdown_grace_secs`);
+//! 3. close the CSV: refuse further writes, fsync;
+//! 4. drop the uploader's channel and give it `sheets.shutdown_timeout_secs` to send
+//!    what is pending and save its cursor;
+//! 5. exit 0. A second signal exits at once with code 130.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::config::{Config, Fsync};
+use crate::error::{Error, Result};
+use crate::server::{self, connection::Shared, limits::Connections};
+use crate::shutdown::Shutdown;
+use crate::sink::csv::CsvSink;
+use crate::sink::sheets::Uploader;
+use crate::stats::Stats;
+
+pub fn serve(config: Config) -> Result<()> {
+    raise_open_files_limit(config.max_connections);
+    let (sink, report) = CsvSink::open(&config.csv_path, config.fsync)?;
+    if let Some((bytes, rows)) = report.repaired {
+        log::warn!(
+            "Repaired {}: cut a torn last row ({bytes} bytes, including {rows} unacknowledged rows of the same write) left by a crash. Boards using acknowledgements will resend those readings.",
+            config.csv_path.display()
+        );
+    }
+    if report.malformed_rows > 0 {
+        log::warn!(
+            "{} has {} rows without the expected {} columns (edited by hand?). They are kept as they are.",
+            config.csv_path.display(),
+            report.malformed_rows,
+            crate::row::COLUMNS
+        );
+    }
+    let sink = Arc::new(sink);
+    let stats = Arc::new(Stats::default());
+    let shutdown = Shutdown::new();
+    shutdown
+        .install_signal_handler()
+        .map_err(|e| Error::startup("install the Ctrl-C/SIGTERM handler", e))?;
+
+    let uploader = match &config.sheets {
+        Some(sc) => Some(Uploader::start(
+            sc.clone(),
+            &sink,
+            Arc::clone(&stats),
+            Arc::clone(&shutdown),
+        )?),
+        None => None,
+    };
+
+    let listener = server::bind(config.listen, config.listen_backlog).map_err(|e| {
+        Error::startup(
+            format!(
+                "listen on {} (is another sensorlog or program using this port?)",
+                config.listen
+            ),
+            e,
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::startup("read the listening address", e))?;
+    shutdown.set_wake_addr(local);
+    log::info!(
+        "Listening on {local}. Appending readings to {} ({} rows already there, fsync {}). Limits: {} boards, lines up to {} bytes, idle timeout {} s. Google Sheets: {}.",
+        config.csv_path.display(),
+        report.rows,
+        match config.fsync {
+            Fsync::Always => "always".to_string(),
+            Fsync::Interval(d) => format!("every {} ms", d.as_millis()),
+            Fsync::Never => "never".to_string(),
+        },
+        config.max_connections,
+        config.max_line_bytes,
+        config.idle_timeout.as_secs(),
+        match &config.sheets {
+            Some(s) => format!("spreadsheet {} tab {:?}", s.spreadsheet_id, s.tab),
+            None => "off".to_string(),
+        }
+    );
+
+    let shared = Arc::new(Shared {
+        sink: Arc::clone(&sink),
+        stats: Arc::clone(&stats),
+        max_line_bytes: config.max_line_bytes,
+        idle_timeout: config.idle_timeout,
+        shutdown: Arc::clone(&shutdown),
+        rows_for_uploader: uploader.is_some(),
+        csv_path: config.csv_path.clone(),
+    });
+    let conns = Connections::new(config.max_connections, Arc::clone(&stats));
+    let mut background = Vec::new();
+    if let Fsync::Interval(every) = config.fsync {
+        let (sink, shutdown) = (Arc::clone(&sink), Arc::clone(&shutdown));
+        background.push(spawn("csv-fsync", move || {
+            while !shutdown.sleep(every) {
+                if let Err(e) = sink.sync_if_dirty() {
+                    log::error!(
+                        "{e}. Rows written since the last fsync could be lost on power failure; check the disk."
+                    );
+                }
+            }
+        })?);
+    }
+    if let Some(every) = config.stats_interval {
+        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let sheets = uploader.is_some();
+        background.push(spawn("stats", move || {
+            let mut before = stats.snapshot();
+            let mut at = Instant::now();
+            while !shutdown.sleep(every) {
+                let now = stats.snapshot();
+                log::info!("{}", Stats::summary(&now, &before, at.elapsed(), sheets));
+                (before, at) = (now, Instant::now());
+            }
+        })?);
+    }
+
+    server::accept_loop(&listener, &shared, &conns, &shutdown, config.thread_stack_bytes);
+    drop(listener);
+
+    // Ordered shutdown; see the module docs.
+    log::info!("Shutting down: closing {} board connections.", conns.len());
+    conns.close_reads();
+    let left = conns.wait_empty(config.shutdown_grace);
+    if left > 0 {
+        log::warn!(
+            "{left} boards were still sending after {} s (server.shutdown_grace_secs); closing the CSV without waiting for them.",
+            config.shutdown_grace.as_secs()
+        );
+    }
+    sink.close()?;
+    if let Some(u) = uploader {
+        u.finish(&sink);
+    }
+    for h in background {
+        let _ = h.join();
+    }
+    let (rows, _) = sink.position();
+    let s = stats.snapshot();
+    log::info!(
+        "Stopped cleanly: {} readings ({} rows) written in this run; {} has {rows} rows.",
+        s.readings,
+        s.rows_written,
+        config.csv_path.display()
+    );
+    Ok(())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| Error::startup(format!("start the {name} thread"), e))
+}
+
+/// Each board holds one file descriptor; raise the soft limit to the hard one.
+fn raise_open_files_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + 64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => log::warn!(
+            "The open-files limit is {limit}, below server.max_connections + 64 = {wanted}; boards beyond it will be refused. Raise it with `ulimit -n` or LimitNOFILE= in the systemd unit."
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("Cannot read or raise the open-files limit: {e}."),
+    }
+}

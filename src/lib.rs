@@ -1,0 +1,41 @@
+//! sensorlog: collects readings from Wi-Fi sensor boards over TCP, keeps every one
+//! of them in a local CSV file, and mirrors them into a Google Sheet.
+//!
+//! ```text
+//!  boards ──TCP──> server (accept loop, one thread per board)
+//!                    └─ protocol::framing (lines, length cap) ─> protocol::reading (parse)
+//!                         └─ sink::csv (durable append, fsync policy, dedup of resends)
+//!                              └─ channel ─> sink::sheets (batches, quota, exactly-once via cursor)
+//! ```
+//!
+//! The CSV is the source of truth: a reading is acknowledged only after it is in the
+//! file, and the uploader's progress is a cursor into the file, so no outage, full
+//! channel or restart can lose a row or upload it twice. `docs/architecture.md` has
+//! the thread diagram and the shutdown order; `docs/protocol.md` the wire format.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dedup;
+pub mod error;
+pub mod protocol;
+pub mod row;
+pub mod server;
+pub mod shutdown;
+pub mod simulate;
+pub mod sink;
+pub mod stats;
+
+use cli::{Cli, Command, SheetsCommand};
+use error::Result;
+
+/// Runs the parsed command line; `main` maps the result to an exit code.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => daemon::serve(config::Config::from_serve_args(&args)?),
+        Command::Sheets(SheetsCommand::Check(args)) => sink::sheets::check::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+    }
+}

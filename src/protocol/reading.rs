@@ -1,0 +1,536 @@
+//! Turns one framed line into a [`Line`]: a greeting, a reading, or nothing (blank).
+//!
+//! Pure and total: every byte string maps to a result, nothing here can fail or panic,
+//! and nothing a board says is dropped. A line that is not a JSON object and not a
+//! list of `key=value` pairs becomes a text `message` field. Bytes that are not UTF-8
+//! and control characters are replaced with U+FFFD, so what reaches the CSV is always
+//! printable text. See `docs/protocol.md` for the formats this implements.
+
+use serde_json::Value as Json;
+
+/// Longest device name kept; longer names are cut (on a char boundary).
+pub const MAX_DEVICE_CHARS: usize = 64;
+/// Field name used for a text line, and for a reading that carries only reserved keys.
+pub const MESSAGE_FIELD: &str = "message";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// Empty or whitespace-only: ignored.
+    Blank,
+    Hello(Hello),
+    Reading(Reading),
+}
+
+/// `HELLO <device> [boot=<id>] [ack=1]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub device: String,
+    pub boot: Option<String>,
+    pub ack: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reading {
+    pub device: Option<String>,
+    /// The board's own timestamp (`ts`), as sent.
+    pub device_time: Option<String>,
+    pub seq: Option<u64>,
+    pub boot: Option<String>,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub value: Value,
+}
+
+/// A field value. Numbers keep the text the board sent (`21.50` stays `21.50`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(String),
+    Bool(bool),
+    Text(String),
+}
+
+impl Value {
+    /// The `type` column of the CSV.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Number(_) => "number",
+            Value::Bool(_) => "bool",
+            Value::Text(_) => "text",
+        }
+    }
+
+    pub fn as_text(&self) -> &str {
+        match self {
+            Value::Number(s) | Value::Text(s) => s,
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+        }
+    }
+}
+
+/// Parses one line (terminator already removed).
+pub fn parse_line(bytes: &[u8]) -> Line {
+    if bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        return Line::Blank;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(_) => return Line::Reading(text_reading(&String::from_utf8_lossy(bytes))),
+    };
+    let trimmed = text.trim_matches([' ', '\t']);
+    if trimmed.starts_with('{') {
+        if let Some(r) = parse_json(trimmed) {
+            return Line::Reading(r);
+        }
+    } else if let Some(rest) = trimmed.strip_prefix("HELLO ") {
+        if let Some(h) = parse_hello(rest) {
+            return Line::Hello(h);
+        }
+    } else if let Some(pairs) = parse_pairs(trimmed) {
+        let mut r = Reading::default();
+        for (key, value) in pairs {
+            let value = match value {
+                Raw::Quoted(s) => Value::Text(sanitize(&s)),
+                Raw::Bare(s) => typed(s),
+            };
+            r.add(key, value);
+        }
+        return Line::Reading(r.finish());
+    }
+    Line::Reading(text_reading(text))
+}
+
+/// Replaces control characters (except tab) with U+FFFD; borrows when nothing changes.
+pub fn sanitize(s: &str) -> String {
+    if !s.chars().any(is_bad_char) {
+        return s.to_string();
+    }
+    s.chars().map(|c| if is_bad_char(c) { '\u{FFFD}' } else { c }).collect()
+}
+
+fn is_bad_char(c: char) -> bool {
+    c.is_control() && c != '\t'
+}
+
+/// Cleans a device name: sanitized, trimmed, at most [`MAX_DEVICE_CHARS`]; `None` if empty.
+pub fn device_name(raw: &str) -> Option<String> {
+    let clean = sanitize(raw.trim());
+    let cut: String = clean.chars().take(MAX_DEVICE_CHARS).collect();
+    let cut = cut.trim().to_string();
+    (!cut.is_empty()).then_some(cut)
+}
+
+/// A boot id is 1–32 of `A-Z a-z 0-9 _ -`.
+pub fn valid_boot(s: &str) -> bool {
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn text_reading(text: &str) -> Reading {
+    Reading {
+        fields: vec![Field {
+            name: MESSAGE_FIELD.to_string(),
+            value: Value::Text(sanitize(text.trim_end_matches('\r'))),
+        }],
+        ..Reading::default()
+    }
+}
+
+impl Reading {
+    /// Adds a key: reserved keys with a valid value describe the reading; every other
+    /// key (and a reserved key whose value is invalid) becomes a field.
+    fn add(&mut self, key: &str, value: Value) {
+        match (key, &value) {
+            ("device", _) => {
+                if let Some(d) = device_name(value.as_text()) {
+                    self.device = Some(d);
+                    return;
+                }
+            }
+            ("ts", Value::Number(s) | Value::Text(s)) => {
+                self.device_time = Some(sanitize(s));
+                return;
+            }
+            ("seq", Value::Number(s) | Value::Text(s)) => {
+                if let Ok(n) = s.parse::<u64>() {
+                    self.seq = Some(n);
+                    return;
+                }
+            }
+            ("boot", Value::Number(s) | Value::Text(s)) if valid_boot(s) => {
+                self.boot = Some(s.clone());
+                return;
+            }
+            _ => {}
+        }
+        self.fields.push(Field {
+            name: sanitize(key),
+            value,
+        });
+    }
+
+    /// A reading must have at least one field so that it shows up as a row.
+    fn finish(mut self) -> Reading {
+        if self.fields.is_empty() {
+            self.fields.push(Field {
+                name: MESSAGE_FIELD.to_string(),
+                value: Value::Text(String::new()),
+            });
+        }
+        self
+    }
+}
+
+fn parse_json(text: &str) -> Option<Reading> {
+    let Ok(Json::Object(map)) = serde_json::from_str::<Json>(text) else {
+        return None;
+    };
+    let mut r = Reading::default();
+    for (key, v) in map {
+        let value = match v {
+            Json::Number(n) => Value::Number(n.to_string()),
+            Json::Bool(b) => Value::Bool(b),
+            Json::String(s) => Value::Text(sanitize(&s)),
+            Json::Null => Value::Text(String::new()),
+            nested @ (Json::Array(_) | Json::Object(_)) => Value::Text(sanitize(&nested.to_string())),
+        };
+        r.add(&key, value);
+    }
+    Some(r.finish())
+}
+
+fn parse_hello(rest: &str) -> Option<Hello> {
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let end = rest.find([' ', '\t', ',']).unwrap_or(rest.len());
+    let device = device_name(&rest[..end])?;
+    let mut hello = Hello {
+        device,
+        boot: None,
+        ack: false,
+    };
+    for (key, value) in parse_pairs(&rest[end..]).unwrap_or_default() {
+        let value = match &value {
+            Raw::Bare(s) => *s,
+            Raw::Quoted(s) => s.as_str(),
+        };
+        match key {
+            "boot" if valid_boot(value) => hello.boot = Some(value.to_string()),
+            "ack" => hello.ack = matches!(value, "1" | "true" | "yes"),
+            _ => {}
+        }
+    }
+    Some(hello)
+}
+
+enum Raw<'a> {
+    Bare(&'a str),
+    Quoted(String),
+}
+
+fn is_sep(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b',')
+}
+
+/// Parses `k=v k2="v 2",k3=v3`; `None` unless the whole line is pairs.
+fn parse_pairs(s: &str) -> Option<Vec<(&str, Raw<'_>)>> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut out = Vec::new();
+    loop {
+        while i < b.len() && is_sep(b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        let key_start = i;
+        if !(b[i].is_ascii_alphabetic() || b[i] == b'_') {
+            return None;
+        }
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.')) {
+            i += 1;
+        }
+        let key = &s[key_start..i];
+        if i == b.len() || b[i] != b'=' {
+            return None;
+        }
+        i += 1;
+        let value = if i < b.len() && b[i] == b'"' {
+            i += 1;
+            let mut v = String::new();
+            loop {
+                let c = s[i..].chars().next()?; // unterminated quote: not pairs
+                i += c.len_utf8();
+                match c {
+                    '"' => break,
+                    '\\' => {
+                        let esc = s[i..].chars().next()?;
+                        i += esc.len_utf8();
+                        v.push(esc);
+                    }
+                    c => v.push(c),
+                }
+            }
+            if i < b.len() && !is_sep(b[i]) {
+                return None;
+            }
+            Raw::Quoted(v)
+        } else {
+            let start = i;
+            while i < b.len() && !is_sep(b[i]) {
+                i += 1;
+            }
+            Raw::Bare(&s[start..i])
+        };
+        out.push((key, value));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Types a bare `key=value` value: finite number, boolean, or text.
+fn typed(s: &str) -> Value {
+    match s {
+        "true" => return Value::Bool(true),
+        "false" => return Value::Bool(false),
+        _ => {}
+    }
+    let looks_numeric = s
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.'));
+    if looks_numeric && s.parse::<f64>().is_ok_and(f64::is_finite) {
+        Value::Number(s.to_string())
+    } else {
+        Value::Text(sanitize(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(line: &str) -> Reading {
+        match parse_line(line.as_bytes()) {
+            Line::Reading(r) => r,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    fn fields(r: &Reading) -> Vec<(String, String, &'static str)> {
+        r.fields
+            .iter()
+            .map(|f| (f.name.clone(), f.value.as_text().to_string(), f.value.kind()))
+            .collect()
+    }
+
+    fn f(name: &str, value: &str, kind: &'static str) -> (String, String, &'static str) {
+        (name.to_string(), value.to_string(), kind)
+    }
+
+    #[test]
+    fn json_object_with_reserved_keys() {
+        let r = reading(
+            r#"{"device":"kitchen","temp_c":21.50,"humidity":40,"open":false,"note":"ok","seq":7,"boot":"b1","ts":"12:00"}"#,
+        );
+        assert_eq!(r.device.as_deref(), Some("kitchen"));
+        assert_eq!(r.seq, Some(7));
+        assert_eq!(r.boot.as_deref(), Some("b1"));
+        assert_eq!(r.device_time.as_deref(), Some("12:00"));
+        assert_eq!(
+            fields(&r),
+            [
+                f("temp_c", "21.5", "number"),
+                f("humidity", "40", "number"),
+                f("open", "false", "bool"),
+                f("note", "ok", "text"),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_null_and_nested_values_are_kept_as_text() {
+        let r = reading(r#"{"a":null,"b":[1,2],"c":{"d":1}}"#);
+        assert_eq!(
+            fields(&r),
+            [
+                f("a", "", "text"),
+                f("b", "[1,2]", "text"),
+                f("c", r#"{"d":1}"#, "text")
+            ]
+        );
+    }
+
+    #[test]
+    fn broken_json_is_a_text_message() {
+        let r = reading(r#"{"device":"kitchen","temp"#);
+        assert_eq!(fields(&r), [f("message", r#"{"device":"kitchen","temp"#, "text")]);
+        let r = reading("[1,2,3]");
+        assert_eq!(fields(&r), [f("message", "[1,2,3]", "text")]);
+    }
+
+    #[test]
+    fn key_value_pairs_with_spaces_commas_and_quotes() {
+        let r = reading(r#"device=hall temp_c=21.5,humidity=40 ok=true note="door \"left\" open" seq=12"#);
+        assert_eq!(r.device.as_deref(), Some("hall"));
+        assert_eq!(r.seq, Some(12));
+        assert_eq!(
+            fields(&r),
+            [
+                f("temp_c", "21.5", "number"),
+                f("humidity", "40", "number"),
+                f("ok", "true", "bool"),
+                f("note", r#"door "left" open"#, "text"),
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_are_finite_only() {
+        let r = reading("a=1e3 b=-2 c=nan d=inf e=0x10 f=1e999");
+        assert_eq!(
+            fields(&r),
+            [
+                f("a", "1e3", "number"),
+                f("b", "-2", "number"),
+                f("c", "nan", "text"),
+                f("d", "inf", "text"),
+                f("e", "0x10", "text"),
+                f("f", "1e999", "text"),
+            ]
+        );
+    }
+
+    #[test]
+    fn anything_else_is_a_text_message() {
+        for line in [
+            "Boot complete, firmware 1.2.0",
+            "x=1 and more",
+            "=1",
+            "a=\"open",
+            "a=\"x\"y",
+        ] {
+            let r = reading(line);
+            assert_eq!(fields(&r), [f("message", line, "text")], "{line}");
+        }
+    }
+
+    #[test]
+    fn invalid_reserved_values_become_fields() {
+        let r = reading("seq=-1 boot=has!bang device= t=1");
+        assert_eq!(r.seq, None);
+        assert_eq!(r.boot, None);
+        assert_eq!(r.device, None);
+        assert_eq!(
+            fields(&r),
+            [
+                f("seq", "-1", "number"),
+                f("boot", "has!bang", "text"),
+                f("device", "", "text"),
+                f("t", "1", "number"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_only_reading_still_has_a_row() {
+        let r = reading("seq=5 boot=abc");
+        assert_eq!(r.seq, Some(5));
+        assert_eq!(fields(&r), [f("message", "", "text")]);
+    }
+
+    #[test]
+    fn greeting() {
+        assert_eq!(
+            parse_line(b"HELLO kitchen boot=3f9a ack=1"),
+            Line::Hello(Hello {
+                device: "kitchen".into(),
+                boot: Some("3f9a".into()),
+                ack: true
+            })
+        );
+        assert_eq!(
+            parse_line(b"HELLO  hall"),
+            Line::Hello(Hello {
+                device: "hall".into(),
+                boot: None,
+                ack: false
+            })
+        );
+        // No name: not a greeting, kept as text.
+        assert!(matches!(parse_line(b"HELLO "), Line::Blank | Line::Reading(_)));
+        assert!(matches!(parse_line(b"HELLO"), Line::Reading(_)));
+    }
+
+    #[test]
+    fn blank_lines() {
+        for l in ["", "   ", "\t \t"] {
+            assert_eq!(parse_line(l.as_bytes()), Line::Blank);
+        }
+    }
+
+    #[test]
+    fn garbage_bytes_become_printable_text() {
+        let r = reading_bytes(b"\x00\xff\xfe temp\x01=3");
+        let v = r.fields[0].value.as_text();
+        assert!(!v.chars().any(|c| c.is_control()), "{v:?}");
+        assert!(v.contains("temp"));
+    }
+
+    fn reading_bytes(b: &[u8]) -> Reading {
+        match parse_line(b) {
+            Line::Reading(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_device_names_are_cut() {
+        let name = "é".repeat(100);
+        let r = reading(&format!("device={name} t=1"));
+        assert_eq!(r.device.unwrap().chars().count(), MAX_DEVICE_CHARS);
+    }
+
+    /// Fuzz-style: random bytes never panic, and every output string is free of
+    /// control characters other than tab, so it cannot break a CSV row or a sheet cell.
+    #[test]
+    fn random_bytes_never_panic_and_stay_printable() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"{}\":,= \t\\abcdeqs0123456789.-HELLO\x00\xff\x7f\xc3\xa9";
+        for i in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let line: Vec<u8> = (0..len)
+                .map(|_| {
+                    if i % 2 == 0 {
+                        alphabet[(next() % alphabet.len() as u64) as usize]
+                    } else {
+                        (next() % 256) as u8
+                    }
+                })
+                .filter(|&b| b != b'\n')
+                .collect();
+            let check = |s: &str| assert!(!s.chars().any(is_bad_char), "{line:?} -> {s:?}");
+            match parse_line(&line) {
+                Line::Blank => {}
+                Line::Hello(h) => check(&h.device),
+                Line::Reading(r) => {
+                    assert!(!r.fields.is_empty());
+                    r.device.as_deref().map(check);
+                    r.device_time.as_deref().map(check);
+                    for f in &r.fields {
+                        check(&f.name);
+                        check(f.value.as_text());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Where rows go: the CSV file first, then (optionally) Google Sheets.
+//!
+//! The contract between the two: a row is in the CSV before anything else sees it,
+//! and the CSV is the source of truth. The uploader receives rows over a bounded
+//! channel as a fast path, but it never relies on it: its progress is a cursor into
+//! the CSV (row position and byte offset), so after a restart, an outage or a full
+//! channel it reads what it is missing back from the file.
+
+pub mod csv;
+pub mod sheets;
+
+use crate::row::Row;
+
+/// Rows just appended to the CSV, as sent to the uploader.
+#[derive(Debug)]
+pub struct Appended {
+    /// Position of `rows[0]` in the CSV (0 = first row after the header).
+    pub first_row: u64,
+    pub rows: Vec<Row>,
+    /// File length after these rows: where the next row starts.
+    pub end_offset: u64,
+}

@@ -1,0 +1,86 @@
+//! Counters for the periodic summary, shared by all threads.
+//!
+//! Plain relaxed atomics: they are for people reading the log, never for control
+//! flow. [`Stats::summary`] turns two snapshots into the info line an operator
+//! reads once a minute.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub idle_timeouts: AtomicU64,
+    pub readings: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub lines_too_long: AtomicU64,
+    pub partial_lines: AtomicU64,
+    pub write_failures: AtomicU64,
+    pub rows_uploaded: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Snapshot {
+    pub connections_open: u64,
+    pub readings: u64,
+    pub rows_written: u64,
+    pub errors: u64,
+    pub lines_too_long: u64,
+    pub connections_refused: u64,
+    pub idle_timeouts: u64,
+    pub write_failures: u64,
+    pub duplicates: u64,
+    pub rows_uploaded: u64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let lines_too_long = self.lines_too_long.load(Relaxed);
+        let connections_refused = self.connections_refused.load(Relaxed);
+        let write_failures = self.write_failures.load(Relaxed);
+        Snapshot {
+            connections_open: self.connections_open.load(Relaxed),
+            readings: self.readings.load(Relaxed),
+            rows_written: self.rows_written.load(Relaxed),
+            errors: lines_too_long + connections_refused + write_failures,
+            lines_too_long,
+            connections_refused,
+            idle_timeouts: self.idle_timeouts.load(Relaxed),
+            write_failures,
+            duplicates: self.duplicates.load(Relaxed),
+            rows_uploaded: self.rows_uploaded.load(Relaxed),
+        }
+    }
+
+    /// The periodic info line: rates over `elapsed`, totals since start.
+    pub fn summary(now: &Snapshot, before: &Snapshot, elapsed: Duration, sheets: bool) -> String {
+        let per_min = |n: u64| n as f64 * 60.0 / elapsed.as_secs_f64().max(0.001);
+        let mut s = format!(
+            "Stats: {} boards connected, {:.0} readings/min, {} rows written ({} in total), {} errors \
+             ({} lines too long, {} connections refused, {} write failures), {} idle timeouts, {} duplicates skipped",
+            now.connections_open,
+            per_min(now.readings - before.readings),
+            now.rows_written - before.rows_written,
+            now.rows_written,
+            now.errors,
+            now.lines_too_long,
+            now.connections_refused,
+            now.write_failures,
+            now.idle_timeouts,
+            now.duplicates,
+        );
+        if sheets {
+            s.push_str(&format!(", {} rows uploaded to the sheet", now.rows_uploaded));
+        }
+        s.push('.');
+        s
+    }
+}

@@ -1,0 +1,1270 @@
+//! Self-tests of the fake Google (`tests/util/fake_google.rs`).
+//!
+//! The Sheets tests are only as good as the fake's strictness, so each rule that the fake
+//! claims to enforce is exercised here: once with a request real Google accepts, and once
+//! with one it refuses. A fake that accepted everything would fail these tests. Token
+//! tests use the real yup-oauth2 client, as the daemon does. The other tests use a tiny
+//! std HTTP/1.1 client with timeouts, so that every byte on the wire is under control.
+//! Every socket is timed out and every loop is bounded. The module runs in a few seconds.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::util::fake_google::{
+    Cell, FakeGoogle, Fault, Matching, RequestKind, Role, TokenFault, ValueInputOption, DEFAULT_ACCOUNT,
+    JWT_BEARER_GRANT, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
+};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+const STRANGER: &str = "stranger@elsewhere.iam.gserviceaccount.com";
+const INVALID_CREDENTIALS: &str = "Request had invalid authentication credentials. Expected \
+OAuth 2 access token, login cookie or other valid authentication credential. See \
+https://developers.google.com/identity/sign-in/web/devconsole-project.";
+
+// ---------------------------------------------------------------------------------------
+// A tiny HTTP/1.1 client
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `(code, status, message)` of a google.rpc.Status error body.
+    fn rpc_error(&self) -> (u64, String, String) {
+        let v = self.json();
+        let e = &v["error"];
+        assert!(e.is_object(), "not an error body: {}", self.body);
+        (
+            e["code"].as_u64().unwrap_or(0),
+            e["status"].as_str().unwrap_or("").to_string(),
+            e["message"].as_str().unwrap_or("").to_string(),
+        )
+    }
+}
+
+/// Sends `bytes` on a fresh connection and reads until the fake closes it.
+/// `Err` when the connection closes without a single byte of response.
+fn send_raw(addr: SocketAddr, bytes: &[u8]) -> io::Result<Reply> {
+    let mut stream = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.write_all(bytes)?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_REPLY_BYTES {
+                    return Err(io::Error::other("reply too large"));
+                }
+            }
+            Err(e) if raw.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    if raw.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed without a response",
+        ));
+    }
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> io::Result<Reply> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of head"))?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("head not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
+    let reply = Reply { status, headers, body };
+    if let Some(len) = reply.header("content-length") {
+        assert_eq!(len.parse::<usize>().ok(), Some(reply.body.len()), "Content-Length");
+    }
+    Ok(reply)
+}
+
+fn request(
+    fake: &FakeGoogle,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> io::Result<Reply> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        fake.addr()
+    );
+    if let Some(token) = token {
+        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some((content_type, body)) = body {
+        req.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    send_raw(fake.addr(), req.as_bytes())
+}
+
+fn get(fake: &FakeGoogle, path: &str, token: &str) -> Reply {
+    request(fake, "GET", path, Some(token), None).expect("GET got no response")
+}
+
+fn post_json(fake: &FakeGoogle, path: &str, token: &str, body: &Value) -> io::Result<Reply> {
+    request(
+        fake,
+        "POST",
+        path,
+        Some(token),
+        Some(("application/json", &body.to_string())),
+    )
+}
+
+fn write_values(fake: &FakeGoogle, token: &str, id: &str, range: &str, rows: Value) -> io::Result<Reply> {
+    let body = json!({
+        "valueInputOption": "RAW",
+        "data": [{ "range": range, "majorDimension": "ROWS", "values": rows }],
+        "includeValuesInResponse": false,
+    });
+    post_json(fake, &format!("/v4/spreadsheets/{id}/values:batchUpdate"), token, &body)
+}
+
+fn batch(fake: &FakeGoogle, token: &str, id: &str, requests: Value) -> Reply {
+    post_json(
+        fake,
+        &format!("/v4/spreadsheets/{id}:batchUpdate"),
+        token,
+        &json!({ "requests": requests }),
+    )
+    .expect("batchUpdate got no response")
+}
+
+/// A fake with spreadsheet `s1` shared with the default account, and a token for it.
+fn fake_with_sheet() -> (FakeGoogle, String) {
+    let fake = FakeGoogle::start();
+    fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
+    let token = fake.issue_token(DEFAULT_ACCOUNT);
+    (fake, token)
+}
+
+/// Adds tab `Readings` (rows × 9, one frozen row) through the API; returns its sheetId.
+fn add_readings(fake: &FakeGoogle, token: &str, rows: u32) -> i64 {
+    let reply = batch(
+        fake,
+        token,
+        "s1",
+        json!([{ "addSheet": { "properties": {
+            "title": "Readings",
+            "gridProperties": { "rowCount": rows, "columnCount": 9, "frozenRowCount": 1 }
+        } } }]),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["replies"][0]["addSheet"]["properties"]["sheetId"]
+        .as_i64()
+        .expect("sheetId in the addSheet reply")
+}
+
+fn row(n: u32) -> Value {
+    json!([
+        format!("2024-06-01T12:00:{n:02}Z"),
+        "node-7",
+        "temp",
+        21.5,
+        true,
+        "",
+        "",
+        "",
+        n
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Token helpers: the real client, and hand-made assertions
+// ---------------------------------------------------------------------------------------
+
+/// Fetches a token with the real yup-oauth2 client, as the daemon does.
+fn yup_token(key_json: &str) -> Result<String, yup_oauth2::Error> {
+    let key = yup_oauth2::parse_service_account_key(key_json.as_bytes()).expect("key parses");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<String>();
+        let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(
+            key,
+            yup_oauth2::CustomHyperClientBuilder::from(client),
+        )
+        .build()
+        .await
+        .expect("authenticator builds");
+        // yup-oauth2 12.1.2 ignores with_timeout with a custom client (notes §1.5).
+        let token = tokio::time::timeout(CLIENT_TIMEOUT, auth.token(&[SPREADSHEETS_SCOPE]))
+            .await
+            .expect("token request timed out")?;
+        Ok(token.token().expect("an access_token").to_string())
+    })
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .expect("PEM body is base64")
+}
+
+/// An RS256 JWT signed with `pem`, segments padded or not.
+fn sign_jwt(pem: &str, header: &Value, claims: &Value, padded: bool) -> String {
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&pem_to_der(pem)).expect("PKCS#8 key");
+    let encode = |bytes: &[u8]| {
+        if padded {
+            base64::engine::general_purpose::URL_SAFE.encode(bytes)
+        } else {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        }
+    };
+    let input = format!(
+        "{}.{}",
+        encode(header.to_string().as_bytes()),
+        encode(claims.to_string().as_bytes())
+    );
+    let mut signature = vec![0u8; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .expect("signing");
+    format!("{input}.{}", encode(&signature))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+fn claims(fake: &FakeGoogle, iss: &str, scope: &str, iat: i64, exp: i64) -> Value {
+    json!({ "iss": iss, "scope": scope, "aud": fake.token_uri(), "iat": iat, "exp": exp, "sub": null })
+}
+
+fn rs256() -> Value {
+    json!({ "alg": "RS256", "typ": "JWT" })
+}
+
+fn post_token_form(fake: &FakeGoogle, form: &str) -> Reply {
+    request(
+        fake,
+        "POST",
+        "/token",
+        None,
+        Some(("application/x-www-form-urlencoded", form)),
+    )
+    .expect("token endpoint answered")
+}
+
+fn post_assertion(fake: &FakeGoogle, jwt: &str) -> Reply {
+    let grant = JWT_BEARER_GRANT.replace(':', "%3A");
+    post_token_form(
+        fake,
+        &format!("grant_type={grant}&assertion={}", jwt.replace('=', "%3D")),
+    )
+}
+
+/// `(error, error_description)` of a token-endpoint error.
+fn oauth_error(reply: &Reply) -> (String, String) {
+    let v = reply.json();
+    (
+        v["error"].as_str().unwrap_or("").to_string(),
+        v["error_description"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Token endpoint
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
+    let fake = FakeGoogle::start();
+    fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
+    let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT)).expect("yup-oauth2 gets a token");
+    assert!(token.starts_with("ya29.fake-"), "{token}");
+
+    let reply = get(&fake, "/v4/spreadsheets/s1?fields=sheets.properties", &token);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["spreadsheetId"], "s1");
+    let props = &v["sheets"][0]["properties"];
+    assert_eq!(props["title"], "Sheet1");
+    assert_eq!(props["sheetId"], 0);
+    assert_eq!(props["gridProperties"]["rowCount"], 1000);
+    assert_eq!(props["gridProperties"]["columnCount"], 26);
+
+    let stats = fake.stats();
+    assert_eq!(
+        (stats.token_requests, stats.tokens_issued, stats.token_rejections),
+        (1, 1, 0)
+    );
+    assert_eq!(stats.get_spreadsheet_requests, 1);
+}
+
+#[test]
+fn key_signed_with_another_key_is_rejected() {
+    let fake = FakeGoogle::start();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fake-google-wrong-key-{}.json", std::process::id()));
+    fake.write_key_file_with_pem(&path, DEFAULT_ACCOUNT, OTHER_KEY_PEM);
+    let key_json = std::fs::read_to_string(&path).expect("key file written");
+    let _ = std::fs::remove_file(&path);
+
+    let err = yup_token(&key_json).expect_err("a foreign key must be refused");
+    match &err {
+        yup_oauth2::Error::AuthError(e) => {
+            assert_eq!(e.error, yup_oauth2::error::AuthErrorCode::InvalidGrant, "{err}");
+            assert_eq!(e.error_description.as_deref(), Some("Invalid JWT Signature."));
+        }
+        other => panic!("expected invalid_grant, got {other}"),
+    }
+    let stats = fake.stats();
+    assert_eq!((stats.token_rejections, stats.tokens_issued), (1, 0));
+}
+
+#[test]
+fn unregistered_account_is_rejected_until_registered() {
+    let fake = FakeGoogle::start();
+    let err = yup_token(&fake.key_json(STRANGER)).expect_err("unknown account must be refused");
+    assert!(
+        err.to_string().contains("invalid_grant") && err.to_string().contains("account not found"),
+        "{err}"
+    );
+    fake.register_account(STRANGER);
+    yup_token(&fake.key_json(STRANGER)).expect("a registered account gets a token");
+    assert_eq!(fake.stats().token_rejections, 1);
+}
+
+#[test]
+fn assertions_are_checked_like_google_does() {
+    let fake = FakeGoogle::start();
+    let now = now_secs();
+    let good = claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595);
+
+    // Accepted, padded (as yup-oauth2 sends) and unpadded (as most JWT libraries send).
+    for padded in [true, false] {
+        let reply = post_assertion(&fake, &sign_jwt(TEST_KEY_PEM, &rs256(), &good, padded));
+        assert_eq!(reply.status, 200, "padded={padded}: {}", reply.body);
+        let v = reply.json();
+        assert!(v["access_token"].as_str().unwrap_or("").starts_with("ya29.fake-"));
+        assert_eq!(v["expires_in"], 3599);
+        assert_eq!(v["token_type"], "Bearer");
+    }
+
+    let short_lived = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a \
+                       reasonable timeframe. Check your iat and exp values in the JWT claim.";
+    let mut tampered = sign_jwt(TEST_KEY_PEM, &rs256(), &good, false);
+    let other_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 60).to_string());
+    let parts: Vec<&str> = tampered.split('.').collect();
+    tampered = format!("{}.{other_claims}.{}", parts[0], parts[2]);
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("https://oauth2.googleapis.com/token");
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "expired",
+            sign_jwt(
+                TEST_KEY_PEM,
+                &rs256(),
+                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now - 4000, now - 400),
+                true,
+            ),
+            "invalid_grant",
+            short_lived,
+        ),
+        (
+            "longer than an hour",
+            sign_jwt(
+                TEST_KEY_PEM,
+                &rs256(),
+                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3700),
+                true,
+            ),
+            "invalid_grant",
+            short_lived,
+        ),
+        (
+            "issued in the future",
+            sign_jwt(
+                TEST_KEY_PEM,
+                &rs256(),
+                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now + 300, now + 600),
+                true,
+            ),
+            "invalid_grant",
+            short_lived,
+        ),
+        (
+            "wrong audience",
+            sign_jwt(TEST_KEY_PEM, &rs256(), &wrong_aud, true),
+            "invalid_grant",
+            "Invalid JWT: Failed audience check.",
+        ),
+        (
+            "no spreadsheets scope",
+            sign_jwt(
+                TEST_KEY_PEM,
+                &rs256(),
+                &claims(
+                    &fake,
+                    DEFAULT_ACCOUNT,
+                    "https://www.googleapis.com/auth/drive.readonly",
+                    now,
+                    now + 3595,
+                ),
+                true,
+            ),
+            "invalid_scope",
+            "",
+        ),
+        (
+            "empty scope",
+            sign_jwt(
+                TEST_KEY_PEM,
+                &rs256(),
+                &claims(&fake, DEFAULT_ACCOUNT, "", now, now + 3595),
+                true,
+            ),
+            "invalid_scope",
+            "Empty or missing scope not allowed.",
+        ),
+        (
+            "HS256 header",
+            sign_jwt(TEST_KEY_PEM, &json!({ "alg": "HS256", "typ": "JWT" }), &good, true),
+            "invalid_grant",
+            "Invalid JWT Signature.",
+        ),
+        (
+            "claims changed after signing",
+            tampered,
+            "invalid_grant",
+            "Invalid JWT Signature.",
+        ),
+        (
+            "other key",
+            sign_jwt(OTHER_KEY_PEM, &rs256(), &good, false),
+            "invalid_grant",
+            "Invalid JWT Signature.",
+        ),
+        ("two segments", "abc.def".to_string(), "invalid_grant", "Invalid JWT"),
+        ("not base64", "a*b.c*d.e*f".to_string(), "invalid_grant", "Invalid JWT"),
+    ];
+    for (name, jwt, error, description) in &cases {
+        let reply = post_assertion(&fake, jwt);
+        assert_eq!(reply.status, 400, "{name}: {}", reply.body);
+        let (got_error, got_description) = oauth_error(&reply);
+        assert_eq!(&got_error, error, "{name}: {}", reply.body);
+        assert!(got_description.starts_with(description), "{name}: {got_description}");
+    }
+
+    // Grant type and form.
+    let reply = post_token_form(&fake, "grant_type=client_credentials&assertion=x");
+    assert_eq!(oauth_error(&reply).0, "unsupported_grant_type");
+    let reply = post_token_form(&fake, &format!("grant_type={}", JWT_BEARER_GRANT.replace(':', "%3A")));
+    assert_eq!(oauth_error(&reply).0, "invalid_request");
+
+    // A device clock two hours behind the fake's: the same good claims are refused.
+    fake.set_clock_offset(7200);
+    let reply = post_assertion(&fake, &sign_jwt(TEST_KEY_PEM, &rs256(), &good, true));
+    assert_eq!(oauth_error(&reply), ("invalid_grant".into(), short_lived.into()));
+
+    let stats = fake.stats();
+    assert_eq!(stats.tokens_issued, 2);
+    assert_eq!(stats.token_rejections, cases.len() as u64 + 3);
+}
+
+#[test]
+fn token_faults_reach_the_real_client() {
+    let fake = FakeGoogle::start();
+    let key = fake.key_json(DEFAULT_ACCOUNT);
+
+    fake.inject_token_fault(TokenFault::ServerErrorHtml, 1);
+    let err = yup_token(&key).expect_err("HTML 500");
+    assert!(matches!(err, yup_oauth2::Error::JSONError(_)), "{err}");
+
+    fake.inject_token_fault(TokenFault::Unavailable, 1);
+    let err = yup_token(&key).expect_err("503");
+    assert!(err.to_string().contains("internal_failure"), "{err}");
+
+    fake.inject_token_fault(TokenFault::Drop, 1);
+    assert!(yup_token(&key).is_err(), "a dropped connection is an error");
+
+    fake.inject_token_fault(TokenFault::ShortLifetime(1), 1);
+    let now = now_secs();
+    let jwt = sign_jwt(
+        TEST_KEY_PEM,
+        &rs256(),
+        &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595),
+        true,
+    );
+    let reply = post_assertion(&fake, &jwt);
+    assert_eq!(reply.json()["expires_in"], 1);
+
+    yup_token(&key).expect("faults used up: a normal token");
+    let stats = fake.stats();
+    assert_eq!(stats.token_faults_consumed, 4);
+    assert_eq!(stats.tokens_issued, 2);
+    assert_eq!(stats.dropped_without_response, 1);
+    assert_eq!(fake.pending_faults(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bearer tokens, sharing, ids, API switch
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn missing_unknown_and_expired_tokens_get_401() {
+    let fake = FakeGoogle::start();
+    fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
+    fake.set_token_lifetime(1);
+    let token = fake.issue_token(DEFAULT_ACCOUNT);
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+
+    let reply = request(&fake, "GET", "/v4/spreadsheets/s1", None, None).expect("reply");
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.rpc_error().1, "UNAUTHENTICATED");
+    assert!(reply.header("www-authenticate").is_some());
+
+    let reply = get(&fake, "/v4/spreadsheets/s1", "ya29.made-up");
+    assert_eq!(
+        reply.rpc_error(),
+        (401, "UNAUTHENTICATED".into(), INVALID_CREDENTIALS.into())
+    );
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
+    assert_eq!(
+        reply.rpc_error(),
+        (401, "UNAUTHENTICATED".into(), INVALID_CREDENTIALS.into()),
+        "a token past its lifetime"
+    );
+
+    fake.set_token_lifetime(3599);
+    let token = fake.issue_token(DEFAULT_ACCOUNT);
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    fake.expire_tokens();
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 401);
+    assert_eq!(fake.stats().unauthenticated, 4);
+}
+
+#[test]
+fn unknown_spreadsheet_is_404_and_unshared_is_403() {
+    let fake = FakeGoogle::start();
+    fake.register_account(STRANGER);
+    fake.add_spreadsheet("mine", &[DEFAULT_ACCOUNT]);
+    let token = fake.issue_token(DEFAULT_ACCOUNT);
+    let stranger = fake.issue_token(STRANGER);
+
+    let reply = get(&fake, "/v4/spreadsheets/nope", &token);
+    assert_eq!(
+        reply.rpc_error(),
+        (404, "NOT_FOUND".into(), "Requested entity was not found.".into())
+    );
+
+    let denied = (
+        403,
+        "PERMISSION_DENIED".to_string(),
+        "The caller does not have permission".to_string(),
+    );
+    assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).rpc_error(), denied);
+
+    fake.share("mine", STRANGER, Role::Reader);
+    assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 200);
+    let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1", json!([[1]])).expect("reply");
+    assert_eq!(reply.rpc_error(), denied, "a reader cannot write");
+
+    fake.share("mine", STRANGER, Role::Writer);
+    let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1", json!([[1]])).expect("reply");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    fake.unshare("mine", STRANGER);
+    assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 403);
+}
+
+#[test]
+fn disabled_api_is_403_service_disabled() {
+    let (fake, token) = fake_with_sheet();
+    fake.set_api_disabled(true);
+    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
+    let (code, status, message) = reply.rpc_error();
+    assert_eq!((code, status.as_str()), (403, "PERMISSION_DENIED"));
+    assert_eq!(
+        message,
+        "Google Sheets API has not been used in project 123456 before or it is disabled. \
+         Enable it by visiting https://console.developers.google.com/apis/api/sheets.googleapis.com/overview?project=123456 then retry."
+    );
+    assert_eq!(reply.json()["error"]["details"][0]["reason"], "SERVICE_DISABLED");
+    fake.set_api_disabled(false);
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// spreadsheets.batchUpdate
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn write_beyond_the_grid_fails_until_append_dimension() {
+    let (fake, token) = fake_with_sheet();
+    let sheet_id = add_readings(&fake, &token, 1000);
+    assert_eq!(fake.grid("s1", "Readings"), Some((1000, 9, sheet_id)));
+    assert_eq!(fake.tabs("s1"), Some(vec!["Sheet1".into(), "Readings".into()]));
+
+    let reply = write_values(&fake, &token, "s1", "'Readings'!A1001:I1001", json!([row(1)])).expect("reply");
+    assert_eq!(
+        reply.rpc_error(),
+        (
+            400,
+            "INVALID_ARGUMENT".into(),
+            "Range ('Readings'!A1001:I1001) exceeds grid limits. Max rows: 1000, max columns: 9".into()
+        )
+    );
+    // A stated range past the grid is refused even when the data would fit.
+    let reply = write_values(&fake, &token, "s1", "'Readings'!A999:I1001", json!([row(1)])).expect("reply");
+    assert_eq!(
+        reply.rpc_error().2,
+        "Range ('Readings'!A999:I1001) exceeds grid limits. Max rows: 1000, max columns: 9"
+    );
+    // An anchor cell inside the grid whose data runs past it.
+    let reply = write_values(&fake, &token, "s1", "'Readings'!A1000", json!([row(1), row(2)])).expect("reply");
+    assert_eq!(
+        reply.rpc_error().2,
+        "Range ('Readings'!A1000:I1001) exceeds grid limits. Max rows: 1000, max columns: 9"
+    );
+
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "appendDimension": { "sheetId": sheet_id, "dimension": "ROWS", "length": 1000 } }]),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["replies"], json!([{}]));
+    assert_eq!(fake.grid("s1", "Readings"), Some((2000, 9, sheet_id)));
+
+    let reply = write_values(&fake, &token, "s1", "'Readings'!A1001:I1001", json!([row(1)])).expect("reply");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["responses"][0]["updatedRange"], "Readings!A1001:I1001");
+    assert_eq!(
+        v["totalUpdatedCells"], 9,
+        "every non-null value counts, a clearing \"\" too"
+    );
+    let values = fake.values("s1", "Readings").expect("tab exists");
+    assert_eq!(values.len(), 1001);
+    assert_eq!(values[1000][0], Cell::text("2024-06-01T12:00:01Z"));
+    assert_eq!(values[1000][3], Cell::Number(21.5));
+    assert_eq!(values[1000][4], Cell::Bool(true));
+    assert_eq!(values[1000][5], Cell::Empty);
+    assert_eq!(values[1000][8], Cell::from(1.0));
+    assert!(values[..1000].iter().all(Vec::is_empty));
+}
+
+#[test]
+fn cell_cap_refuses_growth_atomically() {
+    let (fake, token) = fake_with_sheet(); // Sheet1 = 1000 × 26 = 26,000 cells
+    fake.set_max_cells(30_000);
+    let cap = "This action would increase the number of cells in the workbook above the limit of 30000 cells.";
+
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "addSheet": { "properties": { "title": "Readings",
+            "gridProperties": { "rowCount": 1000, "columnCount": 9 } } } }]),
+    );
+    assert_eq!(reply.rpc_error(), (400, "INVALID_ARGUMENT".into(), cap.into()));
+
+    let id = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "addSheet": { "properties": { "title": "Readings",
+            "gridProperties": { "rowCount": 400, "columnCount": 10 } } } }]),
+    )
+    .json()["replies"][0]["addSheet"]["properties"]["sheetId"]
+        .as_i64()
+        .expect("exactly at the cap is allowed");
+
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1 } }]),
+    );
+    assert_eq!(reply.rpc_error().2, cap);
+    assert_eq!(fake.grid("s1", "Readings"), Some((400, 10, id)));
+}
+
+#[test]
+fn batch_update_validates_everything_before_applying() {
+    let (fake, token) = fake_with_sheet();
+    let id = add_readings(&fake, &token, 100);
+
+    // The first request is valid, the second is not: nothing is applied.
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([
+            { "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 10 } },
+            { "appendDimension": { "sheetId": 123, "dimension": "ROWS", "length": 1000 } }
+        ]),
+    );
+    assert_eq!(
+        reply.rpc_error().2,
+        "Invalid requests[1].appendDimension: No grid with id: 123"
+    );
+    assert_eq!(fake.grid("s1", "Readings"), Some((100, 9, id)));
+
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "addSheet": { "properties": { "title": "Readings" } } }]),
+    );
+    assert_eq!(
+        reply.rpc_error().2,
+        "Invalid requests[0].addSheet: A sheet with the name \"Readings\" already exists. Please enter another name."
+    );
+
+    for (requests, expect) in [
+        (json!([]), "Must specify at least one request."),
+        (
+            json!([{ "deleteSheet": { "sheetId": id } }]),
+            "Unknown name \"deleteSheet\"",
+        ),
+        (json!([{}]), "No request set"),
+        (
+            json!([{ "addSheet": { "properties": { "titel": "x" } } }]),
+            "Unknown name \"titel\"",
+        ),
+        (
+            json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 0 } }]),
+            "length",
+        ),
+    ] {
+        let reply = batch(&fake, &token, "s1", requests.clone());
+        assert_eq!(reply.status, 400, "{requests}: {}", reply.body);
+        assert!(reply.rpc_error().2.contains(expect), "{requests}: {}", reply.body);
+    }
+
+    // An addSheet with an explicit id, then appendDimension on it, in one batch.
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([
+            { "addSheet": { "properties": { "sheetId": 77, "title": "2024-06", "gridProperties": { "rowCount": 5, "columnCount": 3 } } } },
+            { "appendDimension": { "sheetId": 77, "dimension": "COLUMNS", "length": 2 } }
+        ]),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.grid("s1", "2024-06"), Some((5, 5, 77)));
+    assert_eq!(fake.tabs("s1").map(|t| t.len()), Some(3));
+}
+
+// ---------------------------------------------------------------------------------------
+// values:batchUpdate and values.get
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn values_batch_update_enforces_googles_rules() {
+    let (fake, token) = fake_with_sheet();
+    add_readings(&fake, &token, 1000);
+    let path = "/v4/spreadsheets/s1/values:batchUpdate";
+    let post = |body: Value| post_json(&fake, path, &token, &body).expect("reply");
+
+    let reply = post(json!({ "data": [{ "range": "Readings!A1", "values": [[1]] }] }));
+    assert_eq!(reply.rpc_error().2, "'valueInputOption' is required but not specified");
+    let reply = post(json!({ "valueInputOption": "raw", "data": [] }));
+    assert_eq!(reply.status, 400);
+    let reply = post(json!({ "valueInputOptions": "RAW", "data": [] }));
+    assert!(reply.rpc_error().2.contains("Unknown name \"valueInputOptions\""));
+
+    let write = |range: &str, rows: Value| write_values(&fake, &token, "s1", range, rows).expect("reply");
+    assert_eq!(
+        write("'Nope'!A1", json!([[1]])).rpc_error().2,
+        "Unable to parse range: 'Nope'!A1"
+    );
+    assert_eq!(
+        write("Readings!A1:B2:C3", json!([[1]])).rpc_error().2,
+        "Unable to parse range: Readings!A1:B2:C3"
+    );
+    assert_eq!(
+        write("'Readings'!A2:I3", json!([row(2), row(3), row(4)])).rpc_error().2,
+        "Requested writing within range ['Readings'!A2:I3], but tried writing to row [4]"
+    );
+    assert_eq!(
+        write("'Readings'!A2:I3", json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]))
+            .rpc_error()
+            .2,
+        "Requested writing within range ['Readings'!A2:I3], but tried writing to column [J]"
+    );
+    assert!(write("Readings!A2", json!([[1, {"a": 1}]]))
+        .rpc_error()
+        .2
+        .starts_with("Invalid values[0][1]: struct_value"));
+    assert!(write("Readings!A2", json!([[[1, 2]]]))
+        .rpc_error()
+        .2
+        .starts_with("Invalid values[0][0]: list_value"));
+
+    // Atomic across ValueRanges: the valid first one is not applied either.
+    let reply = post(json!({ "valueInputOption": "RAW", "data": [
+        { "range": "Readings!A1:C1", "values": [["ts", "device", "value"]] },
+        { "range": "Nope!A1", "values": [[1]] }
+    ] }));
+    assert_eq!(reply.status, 400);
+    assert_eq!(fake.values("s1", "Readings"), Some(vec![]));
+
+    // Two ranges in one request; the reply counts both.
+    let reply = post(json!({ "valueInputOption": "RAW", "data": [
+        { "range": "Readings!A1:C1", "majorDimension": "ROWS", "values": [["ts", "device", "value"]] },
+        { "range": "'Readings'!A2:C3", "values": [["t1", "d", 1.5], ["t2", "d", "12"]] }
+    ], "includeValuesInResponse": false }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["spreadsheetId"], "s1");
+    assert_eq!(v["totalUpdatedRows"], 3);
+    assert_eq!(v["totalUpdatedCells"], 9);
+    assert_eq!(v["totalUpdatedSheets"], 1);
+    assert_eq!(v["responses"][1]["updatedRange"], "Readings!A2:C3");
+    assert_eq!(v["responses"][1]["updatedRows"], 2);
+    assert_eq!(v["responses"][1]["updatedColumns"], 3);
+
+    // null skips a cell, "" clears one; RAW keeps "12" a string.
+    assert_eq!(write("Readings!A2:C2", json!([[null, "", 2.5]])).status, 200);
+    assert_eq!(
+        fake.values("s1", "Readings"),
+        Some(vec![
+            vec![Cell::text("ts"), Cell::text("device"), Cell::text("value")],
+            vec![Cell::text("t1"), Cell::Empty, Cell::Number(2.5)],
+            vec![Cell::text("t2"), Cell::text("d"), Cell::text("12")],
+        ])
+    );
+    assert_eq!(
+        fake.cell_written_as("s1", "Readings", "C3"),
+        Some(ValueInputOption::Raw)
+    );
+    assert_eq!(fake.stats().non_raw_writes, 0);
+
+    // USER_ENTERED is recorded, per request and per cell.
+    let reply = post(json!({ "valueInputOption": "USER_ENTERED", "data": [
+        { "range": "Readings!C3", "values": [["12"]] }
+    ] }));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.cell("s1", "Readings", "C3"), Some(Cell::Number(12.0)));
+    assert_eq!(
+        fake.cell_written_as("s1", "Readings", "C3"),
+        Some(ValueInputOption::UserEntered)
+    );
+    let stats = fake.stats();
+    assert_eq!((stats.writes_applied, stats.non_raw_writes), (3, 1));
+}
+
+#[test]
+fn values_get_decodes_ranges_and_trims_like_google() {
+    let (fake, token) = fake_with_sheet();
+    fake.add_tab("s1", "Bob's data", 1000, 9);
+    fake.put_values(
+        "s1",
+        "Bob's data",
+        "A1",
+        &[
+            vec!["ts".into(), "value".into()],
+            vec![],
+            vec!["t2".into(), Cell::Empty, 3.0.into(), Cell::Empty],
+            vec!["t3".into(), 21.5.into(), true.into()],
+        ],
+    );
+    let tab = "%27Bob%27%27s%20data%27";
+
+    let reply = get(
+        &fake,
+        &format!("/v4/spreadsheets/s1/values/{tab}%21A1%3AI10?valueRenderOption=UNFORMATTED_VALUE"),
+        &token,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "range": "'Bob''s data'!A1:I10",
+            "majorDimension": "ROWS",
+            "values": [["ts", "value"], [], ["t2", "", 3], ["t3", 21.5, true]]
+        })
+    );
+
+    // FORMATTED_VALUE (the default) renders everything as strings.
+    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}%21C3:C4"), &token);
+    assert_eq!(reply.json()["values"], json!([["3"], ["TRUE"]]));
+
+    // A column range; a whole tab; an empty range has no "values".
+    let reply = get(
+        &fake,
+        &format!("/v4/spreadsheets/s1/values/{tab}%21A%3AA?valueRenderOption=UNFORMATTED_VALUE"),
+        &token,
+    );
+    assert_eq!(reply.json()["range"], "'Bob''s data'!A1:A1000");
+    assert_eq!(reply.json()["values"], json!([["ts"], [], ["t2"], ["t3"]]));
+    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}"), &token);
+    assert_eq!(reply.json()["range"], "'Bob''s data'!A1:I1000");
+    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}%21E1%3AF9"), &token);
+    assert_eq!(
+        reply.json(),
+        json!({ "range": "'Bob''s data'!E1:F9", "majorDimension": "ROWS" })
+    );
+
+    // Reads are checked against the grid and the tab names too.
+    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}%21A1%3AJ1"), &token);
+    assert!(reply.rpc_error().2.contains("exceeds grid limits"), "{}", reply.body);
+    let reply = get(&fake, "/v4/spreadsheets/s1/values/Nope%21A1", &token);
+    assert_eq!(reply.rpc_error().2, "Unable to parse range: Nope!A1");
+    let reply = get(&fake, "/v4/spreadsheets/s1/values/A1?valueRenderOption=PRETTY", &token);
+    assert_eq!(reply.status, 400);
+}
+
+// ---------------------------------------------------------------------------------------
+// Quota
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn write_quota_gives_429_after_n_writes_then_refills() {
+    let (fake, token) = fake_with_sheet();
+    fake.set_write_quota_per_minute(3);
+    for n in 0..3 {
+        let reply = write_values(&fake, &token, "s1", &format!("Sheet1!A{}", n + 1), json!([[n]])).expect("reply");
+        assert_eq!(reply.status, 200, "write {n}: {}", reply.body);
+    }
+    let reply = write_values(&fake, &token, "s1", "Sheet1!A4", json!([[3]])).expect("reply");
+    let (code, status, message) = reply.rpc_error();
+    assert_eq!((code, status.as_str()), (429, "RESOURCE_EXHAUSTED"));
+    assert!(message.contains("'Write requests per minute per user'"), "{message}");
+    assert_eq!(reply.json()["error"]["details"][0]["reason"], "RATE_LIMIT_EXCEEDED");
+    assert_eq!(
+        fake.cell("s1", "Sheet1", "A4"),
+        Some(Cell::Empty),
+        "refused, not applied"
+    );
+
+    // Reads have their own bucket.
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+
+    let stats = fake.stats();
+    assert_eq!((stats.rate_limited, stats.quota_exceeded), (1, 1));
+    assert_eq!(stats.max_writes_in_window, 4);
+
+    // The window rolls: with a short window the quota refills.
+    fake.set_quota_window(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(200));
+    let reply = write_values(&fake, &token, "s1", "Sheet1!A4", json!([[3]])).expect("reply");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    fake.set_read_quota_per_minute(1);
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
+    assert_eq!(reply.status, 429);
+    assert!(reply.rpc_error().2.contains("'Read requests per minute per user'"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn apply_then_drop_applies_the_write_but_sends_nothing() {
+    let (fake, token) = fake_with_sheet();
+    fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
+
+    // A GET does not match, so it does not consume the fault.
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(fake.pending_faults(), 1);
+
+    let err = write_values(&fake, &token, "s1", "Sheet1!A1:B1", json!([["a", 1]]))
+        .expect_err("no response after apply-then-drop");
+    assert!(
+        matches!(
+            err.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        fake.values("s1", "Sheet1"),
+        Some(vec![vec![Cell::text("a"), Cell::Number(1.0)]]),
+        "the write was applied"
+    );
+    let last = fake.requests().pop().expect("logged");
+    assert_eq!((last.kind, last.status), (RequestKind::ValuesBatchUpdate, None));
+    assert!(last.note.contains("ApplyThenDrop"), "{}", last.note);
+
+    // Retrying the same explicit-range write is harmless.
+    let reply = write_values(&fake, &token, "s1", "Sheet1!A1:B1", json!([["a", 1]])).expect("reply");
+    assert_eq!(reply.status, 200);
+
+    fake.inject(Fault::DropBeforeApply, 1);
+    assert!(write_values(&fake, &token, "s1", "Sheet1!A2", json!([["b"]])).is_err());
+    assert_eq!(fake.cell("s1", "Sheet1", "A2"), Some(Cell::Empty), "not applied");
+
+    let stats = fake.stats();
+    assert_eq!((stats.faults_consumed, stats.dropped_without_response), (2, 2));
+    assert_eq!(stats.writes_applied, 2);
+}
+
+#[test]
+fn status_and_delay_faults_look_like_google() {
+    let (fake, token) = fake_with_sheet();
+    let write = || write_values(&fake, &token, "s1", "Sheet1!A1", json!([["x"]])).expect("reply");
+
+    fake.inject(Fault::too_many_requests(Some(7)), 1);
+    fake.inject(Fault::status(500), 1);
+    fake.inject(Fault::status(502), 1);
+    fake.inject(Fault::status(503), 1);
+    fake.inject(
+        Fault::Raw {
+            code: 504,
+            content_type: "text/plain".into(),
+            body: "upstream timeout".into(),
+        },
+        1,
+    );
+
+    let reply = write();
+    assert_eq!(reply.rpc_error().1, "RESOURCE_EXHAUSTED");
+    assert_eq!(reply.header("retry-after"), Some("7"));
+    assert_eq!(
+        write().rpc_error(),
+        (500, "INTERNAL".into(), "Internal error encountered.".into())
+    );
+    let reply = write();
+    assert_eq!(reply.status, 502);
+    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert_eq!(
+        write().rpc_error(),
+        (
+            503,
+            "UNAVAILABLE".into(),
+            "The service is currently unavailable.".into()
+        )
+    );
+    let reply = write();
+    assert_eq!((reply.status, reply.body.as_str()), (504, "upstream timeout"));
+    assert_eq!(
+        fake.cell("s1", "Sheet1", "A1"),
+        Some(Cell::Empty),
+        "faults apply nothing"
+    );
+
+    fake.inject(Fault::Delay(Duration::from_millis(300)), 1);
+    let started = Instant::now();
+    assert_eq!(write().status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(fake.cell("s1", "Sheet1", "A1"), Some(Cell::text("x")));
+
+    let stats = fake.stats();
+    assert_eq!(
+        (stats.faults_consumed, stats.rate_limited, stats.quota_exceeded),
+        (6, 1, 0)
+    );
+}
+
+#[test]
+fn outage_answers_503_everywhere_then_recovers() {
+    let (fake, token) = fake_with_sheet();
+    fake.inject(Fault::status(500), 1);
+    fake.outage(Duration::from_millis(300));
+
+    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
+    assert_eq!(reply.rpc_error().1, "UNAVAILABLE");
+    let now = now_secs();
+    let jwt = sign_jwt(
+        TEST_KEY_PEM,
+        &rs256(),
+        &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595),
+        true,
+    );
+    let reply = post_assertion(&fake, &jwt);
+    assert_eq!(
+        (reply.status, oauth_error(&reply).0.as_str()),
+        (503, "internal_failure")
+    );
+    assert_eq!(fake.pending_faults(), 1, "an outage consumes no fault");
+
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(
+        get(&fake, "/v4/spreadsheets/s1", &token).status,
+        500,
+        "the queued fault"
+    );
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(post_assertion(&fake, &jwt).status, 200);
+    assert_eq!(fake.stats().outage_rejections, 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Robustness and lifecycle
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn malformed_requests_get_400_and_the_server_survives() {
+    let (fake, token) = fake_with_sheet();
+    let addr = fake.addr();
+    let raw = |bytes: &[u8]| send_raw(addr, bytes).expect("a response");
+
+    assert_eq!(raw(b"hello\r\n\r\n").status, 400);
+    assert_eq!(raw(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n").status, 400);
+    assert_eq!(raw(b"POST /token HTTP/1.1\r\nContent-Length: ten\r\n\r\n").status, 400);
+    let reply = raw(b"POST /token HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n");
+    assert_eq!(
+        reply.rpc_error().2,
+        "Request payload size exceeds the limit: 10485760 bytes."
+    );
+    let mut long_header = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    long_header.extend(vec![b'a'; 70_000]);
+    long_header.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(raw(&long_header).status, 400);
+
+    let path = "/v4/spreadsheets/s1/values:batchUpdate";
+    let send =
+        |body: &str| request(&fake, "POST", path, Some(&token), Some(("application/json", body))).expect("reply");
+    assert!(send("{not json")
+        .rpc_error()
+        .2
+        .starts_with("Invalid JSON payload received."));
+    assert_eq!(
+        send("[]").rpc_error().2,
+        "Invalid JSON payload received. Root element must be a message."
+    );
+    assert_eq!(
+        send(r#"{"valueInputOption":"RAW","data":[{"range":"A1","values":[1]}]}"#).status,
+        400
+    );
+    assert_eq!(send(r#"{"valueInputOption":"RAW","data":[{"range":7}]}"#).status, 400);
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1/values/%ZZ", &token).status, 400);
+    let reply = get(&fake, "/favicon.ico", &token);
+    assert_eq!(reply.status, 404);
+    let reply = request(
+        &fake,
+        "POST",
+        "/v4/spreadsheets/s1/values/Sheet1:append",
+        Some(&token),
+        Some(("application/json", "{}")),
+    )
+    .expect("reply");
+    assert_eq!(reply.rpc_error().1, "UNIMPLEMENTED");
+
+    // A client that connects and says nothing, and one that hangs up mid-request.
+    drop(TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"));
+    let mut half = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
+    half.write_all(b"POST /token HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc")
+        .expect("write");
+    drop(half);
+
+    // Chunked bodies are accepted.
+    let body = r#"{"valueInputOption":"RAW","data":[{"range":"Sheet1!A1","values":[["chunked"]]}]}"#;
+    let (first, second) = body.split_at(20);
+    let chunked = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    let reply = raw(chunked.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.cell("s1", "Sheet1", "A1"), Some(Cell::text("chunked")));
+
+    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(fake.stats().internal_errors, 0);
+}
+
+#[test]
+fn wait_until_and_the_request_log() {
+    let (fake, token) = fake_with_sheet();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            write_values(&fake, &token, "s1", "Sheet1!A1", json!([["late"]])).expect("reply");
+        });
+        assert!(fake.wait_until(Duration::from_secs(5), |f| {
+            f.cell("s1", "Sheet1", "A1") == Some(Cell::text("late"))
+        }));
+    });
+    let started = Instant::now();
+    assert!(!fake.wait_until(Duration::from_millis(100), |f| f.stats().tokens_issued > 5));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let log = fake.requests();
+    let entry = log.last().expect("one request logged");
+    assert_eq!(entry.method, "POST");
+    assert_eq!(entry.path, "/v4/spreadsheets/s1/values:batchUpdate");
+    assert_eq!(entry.status, Some(200));
+    assert_eq!(entry.account.as_deref(), Some(DEFAULT_ACCOUNT));
+    assert!(fake.request_log_text().contains("values:batchUpdate -> 200"));
+}
+
+#[test]
+fn drop_stops_the_server_promptly() {
+    let fake = FakeGoogle::start();
+    let addr = fake.addr();
+    // An idle open connection must not hold up the shutdown.
+    let idle = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    drop(fake);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    drop(idle);
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}

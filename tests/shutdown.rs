@@ -1,0 +1,86 @@
+//! Ctrl-C and SIGTERM: stop accepting, finish what was read, flush, exit 0; a second
+//! signal exits at once.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::util::daemon::{read_csv, read_line, send_lines, wait_until};
+use crate::util::{Daemon, TestDir};
+
+fn graceful(signal_int: bool) {
+    let dir = TestDir::new(if signal_int { "shutdown-int" } else { "shutdown-term" });
+    let mut d = Daemon::start(&dir, &[]);
+    // An open connection with everything sent but not closed: the daemon must
+    // write its lines, tell it why it closes, and exit.
+    let mut s = d.connect();
+    let lines: Vec<String> = (0..500).map(|i| format!("t={i}")).collect();
+    send_lines(&mut s, &lines);
+    assert!(wait_until(Duration::from_secs(10), || d.log_contains("connected from")));
+    if signal_int {
+        d.interrupt();
+    } else {
+        d.terminate();
+    }
+    let st = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits within the grace period");
+    assert!(st.success(), "{st:?}\n{}", d.log_text());
+    assert_eq!(read_line(&mut s).as_deref(), Some("ERR shutting-down"));
+    assert!(d.log_contains("Stopped cleanly"), "{}", d.log_text());
+    let rows = read_csv(&d.csv);
+    assert_eq!(rows.len(), 501, "every line received before the signal is written");
+    // The port is closed: nobody is accepted any more.
+    assert!(TcpStream::connect_timeout(&d.addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    graceful(false);
+}
+
+#[test]
+fn ctrl_c_stops_cleanly() {
+    graceful(true);
+}
+
+#[test]
+fn second_ctrl_c_exits_at_once() {
+    let dir = TestDir::new("shutdown-twice");
+    let mut d = Daemon::start(&dir, &["--shutdown-grace-secs", "60"]);
+    // A board that floods the daemon keeps the graceful drain busy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (addr, stop) = (d.addr, Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let chunk = "t=1\n".repeat(4096);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if s.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(10), || d.log_contains("connected from")));
+    d.interrupt();
+    assert!(d.wait_for_log("Shutting down", Duration::from_secs(10)).is_some());
+    assert!(
+        d.wait_exit(Duration::from_millis(500)).is_none(),
+        "still draining the board"
+    );
+    let t = Instant::now();
+    d.interrupt();
+    let st = d
+        .wait_exit(Duration::from_secs(5))
+        .expect("second Ctrl-C exits at once");
+    assert_eq!(st.code(), Some(130));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    read_csv(&d.csv); // still a valid file
+}

@@ -1,0 +1,18 @@
+//! One integration-test binary (as ripgrep does): each module covers one area and
+//! runs the real `sensorlog` binary over loopback sockets.
+
+// Shared harness: temp dirs, the daemon process, line clients, the fake Google.
+mod util;
+
+// Configuration: defaults, file keys, flag precedence, errors naming the key, docs in step.
+mod config;
+// The CSV across restarts and crashes: append, refuse foreign files, torn-row repair, kill -9.
+mod durability;
+// The fake Google itself: it must reject what real Google rejects.
+mod fake_google;
+// Many boards in every format; the 1,000-board burst; device naming; acknowledgements.
+mod ingest;
+// Each limit at N and N+1; garbage bytes; disconnects mid-line.
+mod limits;
+// Ctrl-C and SIGTERM drain; the second signal.
+mod shutdown;

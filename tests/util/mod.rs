@@ -1,0 +1,7 @@
+//! Test harness shared by every integration test module.
+#![allow(dead_code)] // not every test module uses every helper
+
+pub mod daemon;
+pub mod fake_google;
+
+pub use daemon::{Daemon, TestDir};
