@@ -8,6 +8,8 @@ mod util;
 mod config;
 // The CSV across restarts and crashes: append, refuse foreign files, torn-row repair, kill -9.
 mod durability;
+// The ESP8266 and Feather M0 sketches, built for the host, against the real daemon.
+mod firmware;
 // The fake Google itself: it must reject what real Google rejects.
 mod fake_google;
 // Many boards in every format; the 1,000-board burst; device naming; acknowledgements.

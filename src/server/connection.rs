@@ -281,9 +281,18 @@ impl Conn<'_> {
                 }
             }
         }
+        let failed = self.outcomes.contains(&Outcome::Failed);
         self.batch.clear();
         if !self.out.is_empty() {
             (&*stream).write_all(&self.out)?;
+        }
+        if failed && self.ack {
+            // Stop here: were a later reading written after this failure, the duplicate
+            // check (highest seq per boot) would take the board's resend of the failed one
+            // for a duplicate. The board reconnects and resends in order.
+            return Err(std::io::Error::other(
+                "a write failed; closing so that the board resends in order",
+            ));
         }
         Ok(())
     }

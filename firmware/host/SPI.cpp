@@ -1,0 +1,3 @@
+#include "SPI.h"
+
+SPIClass SPI;

@@ -1,0 +1,815 @@
+//! The board firmware against the real daemon (issue 4).
+//!
+//! `make -C firmware/host` compiles the unchanged `esp8266.ino` and `feather_m0.ino`
+//! with the host shim (a short reading interval and short retry delays come in as
+//! `-D` settings), once per test run. Each test then starts `sensorlog serve`, a
+//! fault-injecting TCP proxy in front of it on a port that never changes, and
+//! several simulated boards of each kind that reach "the server" through the proxy
+//! (`SIM_SERVER`). The boards' serial logs (their stdout) say which readings they
+//! took, which the daemon acknowledged and which they dropped; the CSV is checked
+//! row by row against them: every reading present exactly once, with every field.
+//!
+//! Faults: the daemon stopped and started again behind the proxy; the connection
+//! cut after the daemon wrote a reading but before its ACK reached the board; the
+//! Wi-Fi gone long enough for the RAM buffer to overflow.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::util::daemon::{read_csv, wait_until, HEADER};
+use crate::util::{Daemon, TestDir};
+
+/// Settings of the test build of the sketches (`-D`, see firmware/README.md).
+const INTERVAL_MS: u64 = 200;
+const BUFFER_READINGS: usize = 16;
+const BUILD_DEFS: &[&str] = &[
+    "-DSENSORLOG_INTERVAL_MS=200",
+    "-DSENSORLOG_BUFFER_READINGS=16",
+    "-DSENSORLOG_RETRY_MIN_MS=100",
+    "-DSENSORLOG_RETRY_MAX_MS=400",
+    "-DSENSORLOG_GREETING_TIMEOUT_MS=2000",
+    "-DSENSORLOG_ACK_TIMEOUT_MS=3000",
+    "-DSENSORLOG_WIFI_JOIN_TIMEOUT_MS=500",
+    "-DSENSORLOG_SERIAL_WAIT_MS=0",
+];
+
+/// How long a board may take to have everything it took acknowledged once the
+/// fault is over.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------
+// The host build
+
+/// Builds both sketches for the host once per test binary; returns the build dir.
+fn host_build() -> &'static Path {
+    static BUILD: OnceLock<PathBuf> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("firmware-host");
+        let makefile_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware/host");
+        let started = Instant::now();
+        let out = Command::new("make")
+            .arg("-C")
+            .arg(&makefile_dir)
+            .arg(format!("BUILD_DIR={}", dir.display()))
+            .arg(format!("DEFS={}", BUILD_DEFS.join(" ")))
+            .arg("-j2")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run make (needs make and g++): {e}"));
+        assert!(
+            out.status.success(),
+            "host build of the sketches failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("firmware host build: {:?}", started.elapsed());
+        dir
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Simulated boards
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Esp8266,
+    FeatherM0,
+}
+
+impl Kind {
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Esp8266 => "esp8266",
+            Kind::FeatherM0 => "feather_m0",
+        }
+    }
+}
+
+/// One simulated board: the host-built sketch as a child process. Killed (by its
+/// own pid) on drop.
+struct Board {
+    kind: Kind,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+    exit: Option<ExitStatus>,
+}
+
+impl Board {
+    fn spawn(kind: Kind, chip_id: u32, server: SocketAddr, env: &[(&str, String)]) -> Board {
+        let mut cmd = Command::new(host_build().join(kind.binary()));
+        cmd.env("SIM_SERVER", server.to_string())
+            .env("SIM_CHIP_ID", format!("{chip_id:06x}"))
+            .env("SIM_RUN_MS", "60000")
+            .env("SIM_WIFI_JOIN_MS", "100")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn a simulated board");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        for (stream, prefix) in [
+            (Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, ""),
+            (Box::new(child.stderr.take().unwrap()), "stderr: "),
+        ] {
+            let log = Arc::clone(&log);
+            readers.push(thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock()
+                        .unwrap()
+                        .push(format!("{prefix}{}", line.trim_end_matches('\r')));
+                }
+            }));
+        }
+        Board {
+            kind,
+            child,
+            log,
+            readers,
+            exit: None,
+        }
+    }
+
+    fn report(&self) -> BoardLog {
+        BoardLog::parse(&self.log.lock().unwrap())
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit and the end of its output.
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.exit.is_none() && Instant::now() < deadline {
+            self.exit = self.child.try_wait().unwrap();
+            thread::sleep(Duration::from_millis(10));
+        }
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a board's serial log says.
+#[derive(Debug, Default)]
+struct BoardLog {
+    device: String,
+    boot: String,
+    /// seq -> the reading's key=value pairs as taken (seq and ts included).
+    taken: BTreeMap<u64, Vec<(String, String)>>,
+    acked: BTreeSet<u64>,
+    dropped: BTreeSet<u64>,
+    resent: BTreeSet<u64>,
+    wifi_lost: usize,
+}
+
+impl BoardLog {
+    fn parse(lines: &[String]) -> BoardLog {
+        let mut log = BoardLog::default();
+        for line in lines {
+            // "[     1.234] message"
+            let Some(msg) = line.strip_prefix('[').and_then(|l| l.split_once("] ")).map(|(_, m)| m) else {
+                continue;
+            };
+            if let Some(rest) = msg.strip_prefix("Boot: ") {
+                let pairs = pairs(rest.trim_end_matches('.'));
+                log.device = value_of(&pairs, "device").unwrap_or_default();
+                log.boot = value_of(&pairs, "boot").unwrap_or_default();
+            } else if let Some(rest) = msg.strip_prefix("Reading taken: ") {
+                let pairs = pairs(rest);
+                let seq = value_of(&pairs, "seq").and_then(|s| s.parse().ok()).expect("seq");
+                log.taken.insert(seq, pairs);
+            } else if let Some(rest) = msg.strip_prefix("Acknowledged seq=") {
+                log.acked.insert(leading_number(rest));
+            } else if let Some(i) = msg.find("dropped seq=") {
+                log.dropped.insert(leading_number(&msg[i + "dropped seq=".len()..]));
+            } else if let Some(rest) = msg.strip_prefix("Resent seq=") {
+                log.resent.insert(leading_number(rest));
+            } else if msg.starts_with("Wi-Fi lost") || msg.starts_with("Wi-Fi is down") {
+                log.wifi_lost += 1;
+            }
+        }
+        log
+    }
+
+    fn last_taken(&self) -> Option<u64> {
+        self.taken.keys().next_back().copied()
+    }
+
+    /// Everything taken so far is acknowledged (or was dropped).
+    fn synced(&self) -> Option<u64> {
+        let last = self.last_taken()?;
+        let all = self
+            .taken
+            .keys()
+            .all(|s| self.acked.contains(s) || self.dropped.contains(s));
+        all.then_some(last)
+    }
+}
+
+fn pairs(text: &str) -> Vec<(String, String)> {
+    text.split_whitespace()
+        .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn value_of(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn leading_number(text: &str) -> u64 {
+    let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number at the start of {text:?}"))
+}
+
+/// Three boards of each kind (distinct chip ids, hence device names).
+fn spawn_fleet(server: SocketAddr, first_chip: u32) -> Vec<Board> {
+    let mut boards = Vec::new();
+    for i in 0..3 {
+        boards.push(Board::spawn(Kind::Esp8266, first_chip + i, server, &[]));
+        boards.push(Board::spawn(Kind::FeatherM0, first_chip + 0x100 + i, server, &[]));
+    }
+    boards
+}
+
+/// Waits (bounded) until every board has had all its readings acknowledged at
+/// some moment after `since_seq`, then stops them all with SIGTERM. Returns each
+/// board's log and the seq up to which it was in sync.
+fn sync_and_stop(boards: &mut [Board], min_readings: u64) -> Vec<(BoardLog, u64)> {
+    let mut sync: Vec<Option<u64>> = vec![None; boards.len()];
+    let ok = wait_until(SYNC_TIMEOUT, || {
+        for (i, b) in boards.iter().enumerate() {
+            if sync[i].is_none() {
+                let r = b.report();
+                sync[i] = r.synced().filter(|&s| s >= min_readings);
+            }
+        }
+        sync.iter().all(Option::is_some)
+    });
+    if !ok {
+        let mut msg = String::from("boards did not get all their readings acknowledged:\n");
+        for (i, b) in boards.iter().enumerate() {
+            if sync[i].is_none() {
+                let r = b.report();
+                let open: Vec<u64> = r
+                    .taken
+                    .keys()
+                    .copied()
+                    .filter(|s| !r.acked.contains(s) && !r.dropped.contains(s))
+                    .collect();
+                msg.push_str(&format!(
+                    "--- {:?} board {i} ({}), never acknowledged: {open:?}\n{}\n",
+                    b.kind,
+                    r.device,
+                    b.log_tail(30)
+                ));
+            }
+        }
+        panic!("{msg}");
+    }
+    for b in boards.iter_mut() {
+        b.terminate();
+    }
+    let mut out = Vec::new();
+    for (i, b) in boards.iter().enumerate() {
+        assert!(
+            matches!(b.exit, Some(st) if st.success()),
+            "{:?} board {i} did not stop cleanly on SIGTERM ({:?}):\n{}",
+            b.kind,
+            b.exit,
+            b.log_tail(20)
+        );
+        assert!(
+            b.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("[host] Stopping: stop signal received")),
+            "board {i} did not report its stop"
+        );
+        out.push((b.report(), sync[i].unwrap()));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The CSV check
+
+/// One field of one reading as found in the CSV (keyed by device, seq and field).
+struct CsvCell {
+    value: String,
+    typ: String,
+    device_time: String,
+    rows: usize,
+}
+
+/// Every row belongs to a reading a board took; no (device, boot, seq, field)
+/// twice; every reading a board had acknowledged, and every reading up to its
+/// sync point that it did not drop, is there with exactly its fields and values.
+fn check_csv(csv: &Path, boards: &[(BoardLog, u64)]) {
+    let rows = read_csv(csv);
+    assert_eq!(
+        rows.first().map(|r| r.as_slice()),
+        Some(&HEADER.map(String::from)[..]),
+        "header"
+    );
+    let by_device: HashMap<&str, &BoardLog> = boards.iter().map(|(b, _)| (b.device.as_str(), b)).collect();
+    assert_eq!(by_device.len(), boards.len(), "device names are not distinct");
+
+    let mut found: HashMap<(String, u64), BTreeMap<String, CsvCell>> = HashMap::new();
+    for (n, row) in rows.iter().enumerate().skip(1) {
+        assert_eq!(row.len(), HEADER.len(), "row {n}: {row:?}");
+        let (device, field, value, typ, boot, seq, ts) =
+            (&row[1], &row[2], &row[3], &row[4], &row[6], &row[7], &row[8]);
+        let board = by_device
+            .get(device.as_str())
+            .unwrap_or_else(|| panic!("row {n} is from no simulated board: {row:?}"));
+        assert_eq!(boot, &board.boot, "row {n}: boot id");
+        let seq: u64 = seq.parse().unwrap_or_else(|_| panic!("row {n}: seq {seq:?}"));
+        assert!(board.taken.contains_key(&seq), "row {n}: {device} never took seq {seq}");
+        let entry = found.entry((device.clone(), seq)).or_default();
+        let cell = entry.entry(field.clone()).or_insert(CsvCell {
+            value: value.clone(),
+            typ: typ.clone(),
+            device_time: ts.clone(),
+            rows: 0,
+        });
+        cell.rows += 1;
+        assert_eq!(cell.rows, 1, "row {n}: {device} seq {seq} field {field} written twice");
+    }
+
+    for (board, synced) in boards {
+        eprintln!(
+            "{}: {} readings taken, {} acknowledged, {} dropped, {} resent; in sync up to seq {synced}; {} in the CSV",
+            board.device,
+            board.taken.len(),
+            board.acked.len(),
+            board.dropped.len(),
+            board.resent.len(),
+            found.keys().filter(|(d, _)| d == &board.device).count()
+        );
+        let must: BTreeSet<u64> = board
+            .taken
+            .keys()
+            .copied()
+            .filter(|s| (*s <= *synced && !board.dropped.contains(s)) || board.acked.contains(s))
+            .collect();
+        for (&seq, pairs) in &board.taken {
+            let key = (board.device.clone(), seq);
+            let Some(fields) = found.get(&key) else {
+                assert!(
+                    !must.contains(&seq),
+                    "{} seq {seq} is missing from the CSV",
+                    board.device
+                );
+                continue;
+            };
+            let ts = value_of(pairs, "ts").unwrap();
+            let expected: BTreeMap<&str, &str> = pairs
+                .iter()
+                .filter(|(k, _)| k != "seq" && k != "ts")
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let got: Vec<&str> = fields.keys().map(String::as_str).collect();
+            let want: Vec<&str> = expected.keys().copied().collect();
+            assert_eq!(got, want, "{} seq {seq}: fields", board.device);
+            for (
+                field,
+                CsvCell {
+                    value,
+                    typ,
+                    device_time,
+                    ..
+                },
+            ) in fields
+            {
+                let want = expected[field.as_str()];
+                assert_eq!(typ, "number", "{} seq {seq} {field}: type", board.device);
+                let (a, b): (f64, f64) = (value.parse().unwrap(), want.parse().unwrap());
+                assert_eq!(
+                    a, b,
+                    "{} seq {seq} {field}: {value} in the CSV, {want} taken",
+                    board.device
+                );
+                assert_eq!(device_time, &ts, "{} seq {seq}: device_time", board.device);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The fault-injecting proxy
+
+/// A TCP proxy on a fixed local port between the boards and whichever daemon is
+/// current. It forwards whole lines, notes which readings it forwarded (per
+/// device and seq), and can swallow ACKs: all of them, or the n-th ACK of each
+/// connection, cutting that connection at once (the reading is written, its ACK
+/// never arrives). With no daemon behind it, it accepts and closes at once.
+struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<ProxyShared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProxyShared {
+    upstream: Mutex<Option<SocketAddr>>,
+    /// 0: forward every ACK; n: cut each connection when its n-th ACK comes.
+    cut_at_ack: AtomicU32,
+    /// Drop every ACK (without cutting) while set.
+    swallow_acks: AtomicBool,
+    stop: AtomicBool,
+    /// (device, seq) -> how many times a reading line went to a daemon.
+    forwarded: Mutex<HashMap<(String, u64), u32>>,
+    /// ACKs that never reached their board because the proxy cut or swallowed them.
+    lost_acks: Mutex<Vec<(String, u64)>>,
+    sockets: Mutex<Vec<TcpStream>>,
+}
+
+struct ProxyConn {
+    device: Mutex<String>,
+    acks: AtomicU32,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(ProxyShared::default());
+        *shared.upstream.lock().unwrap() = Some(upstream);
+        let s = Arc::clone(&shared);
+        let acceptor = thread::spawn(move || {
+            while !s.stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((board, _)) => Proxy::serve(&s, board),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Proxy {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn set_upstream(&self, upstream: Option<SocketAddr>) {
+        *self.shared.upstream.lock().unwrap() = upstream;
+    }
+
+    /// Closes every connection going through the proxy (both sides).
+    fn cut_all(&self) {
+        for t in self.shared.sockets.lock().unwrap().drain(..) {
+            let _ = t.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn serve(s: &Arc<ProxyShared>, board: TcpStream) {
+        let _ = board.set_nonblocking(false);
+        let Some(up) = *s.upstream.lock().unwrap() else {
+            return; // no daemon: the board's connection closes at once
+        };
+        let Ok(daemon) = TcpStream::connect_timeout(&up, Duration::from_secs(1)) else {
+            return;
+        };
+        let conn = Arc::new(ProxyConn {
+            device: Mutex::new(String::new()),
+            acks: AtomicU32::new(0),
+        });
+        {
+            let mut sockets = s.sockets.lock().unwrap();
+            sockets.retain(|t| t.peer_addr().is_ok());
+            sockets.push(board.try_clone().unwrap());
+            sockets.push(daemon.try_clone().unwrap());
+        }
+        for to_daemon in [true, false] {
+            let (from, to) = if to_daemon {
+                (board.try_clone().unwrap(), daemon.try_clone().unwrap())
+            } else {
+                (daemon.try_clone().unwrap(), board.try_clone().unwrap())
+            };
+            let (s, conn) = (Arc::clone(s), Arc::clone(&conn));
+            thread::spawn(move || pump(&s, &conn, from, to, to_daemon));
+        }
+    }
+
+    fn forwarded(&self) -> HashMap<(String, u64), u32> {
+        self.shared.forwarded.lock().unwrap().clone()
+    }
+
+    fn lost_acks(&self) -> Vec<(String, u64)> {
+        self.shared.lost_acks.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for t in self.shared.sockets.lock().unwrap().iter() {
+            let _ = t.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Forwards complete lines from `from` to `to` until either side closes, the
+/// proxy stops, or a fault cuts the connection; then shuts both sockets down.
+fn pump(s: &ProxyShared, conn: &ProxyConn, mut from: TcpStream, mut to: TcpStream, to_daemon: bool) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = to.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 4096];
+    'conn: while !s.stop.load(Ordering::SeqCst) {
+        match from.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        }
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            if to_daemon {
+                if let Some(rest) = text.strip_prefix("HELLO ") {
+                    let device = rest.split_whitespace().next().unwrap_or("").to_string();
+                    *conn.device.lock().unwrap() = device;
+                } else if let Some(seq) = pairs(&text).iter().find(|(k, _)| k == "seq") {
+                    let key = (conn.device.lock().unwrap().clone(), seq.1.parse().unwrap_or(0));
+                    *s.forwarded.lock().unwrap().entry(key).or_insert(0) += 1;
+                }
+            } else if let Some(seq) = text.strip_prefix("ACK ") {
+                let n = conn.acks.fetch_add(1, Ordering::SeqCst) + 1;
+                let cut_at = s.cut_at_ack.load(Ordering::SeqCst);
+                let key = (conn.device.lock().unwrap().clone(), seq.parse().unwrap_or(0));
+                if s.swallow_acks.load(Ordering::SeqCst) {
+                    s.lost_acks.lock().unwrap().push(key);
+                    continue;
+                }
+                if cut_at != 0 && n >= cut_at {
+                    s.lost_acks.lock().unwrap().push(key);
+                    break 'conn;
+                }
+            }
+            if to.write_all(&line).is_err() {
+                break 'conn;
+            }
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+// ---------------------------------------------------------------------------
+// The scenarios
+
+fn readings_in(d: Duration) -> u64 {
+    d.as_millis() as u64 / INTERVAL_MS
+}
+
+/// Normal operation: six boards, one of them running through the millis()
+/// wrap-around; every reading arrives exactly once.
+#[test]
+fn firmware_boards_deliver_every_reading_exactly_once() {
+    host_build();
+    let dir = TestDir::new("firmware-normal");
+    let daemon = Daemon::start(&dir, &[]);
+    let proxy = Proxy::start(daemon.addr);
+    let mut boards = spawn_fleet(proxy.addr, 0x10a000);
+    // millis() wraps 1.5 s after power-on on this one.
+    let wrap_start = (u32::MAX - 1500).to_string();
+    boards.push(Board::spawn(
+        Kind::Esp8266,
+        0x10afff,
+        proxy.addr,
+        &[("SIM_MILLIS_START", wrap_start)],
+    ));
+    let run = Duration::from_secs(3);
+    thread::sleep(run);
+    let logs = sync_and_stop(&mut boards, readings_in(run) - 3);
+    let csv = daemon.csv.clone();
+    daemon.stop();
+    check_csv(&csv, &logs);
+    for (log, _) in &logs {
+        assert!(
+            log.dropped.is_empty(),
+            "{} dropped readings without an outage",
+            log.device
+        );
+        assert!(log.resent.is_empty(), "{} resent readings without a fault", log.device);
+    }
+    let wrapped = &logs.last().unwrap().0;
+    let ts: Vec<u64> = wrapped
+        .taken
+        .values()
+        .map(|p| value_of(p, "ts").unwrap().parse().unwrap())
+        .collect();
+    assert!(ts.windows(2).any(|w| w[1] < w[0]), "millis() did not wrap: {ts:?}");
+}
+
+/// The daemon stops (its last ACKs lost on the way), stays down while the boards
+/// keep taking readings, and a new daemon starts on the same CSV behind the same
+/// address: the boards reconnect and resend; nothing is lost, nothing doubled.
+#[test]
+fn firmware_boards_buffer_while_the_daemon_is_down_and_resend_after_restart() {
+    host_build();
+    let dir = TestDir::new("firmware-restart");
+    let first = Daemon::start(&dir, &[]);
+    let proxy = Proxy::start(first.addr);
+    let mut boards = spawn_fleet(proxy.addr, 0x20a000);
+    thread::sleep(Duration::from_millis(1500));
+
+    // The daemon writes what arrives now, but the boards never hear of it.
+    proxy.shared.swallow_acks.store(true, Ordering::SeqCst);
+    thread::sleep(Duration::from_millis(400));
+    proxy.set_upstream(None);
+    first.stop();
+    proxy.shared.swallow_acks.store(false, Ordering::SeqCst);
+    let down_at: Vec<u64> = boards.iter().map(|b| b.report().last_taken().unwrap_or(0)).collect();
+
+    thread::sleep(Duration::from_millis(1000));
+    for (b, &at) in boards.iter().zip(&down_at) {
+        let r = b.report();
+        assert!(
+            r.last_taken().unwrap_or(0) >= at + 3,
+            "{:?} stopped taking readings:\n{}",
+            b.kind,
+            b.log_tail(20)
+        );
+    }
+
+    let second = Daemon::start(&dir, &[]);
+    proxy.set_upstream(Some(second.addr));
+    let logs = sync_and_stop(&mut boards, down_at.iter().copied().max().unwrap() + 3);
+    let csv = second.csv.clone();
+    second.stop();
+    check_csv(&csv, &logs);
+
+    let lost = proxy.lost_acks();
+    assert!(
+        !lost.is_empty(),
+        "no ACK was lost around the shutdown: the test proves nothing"
+    );
+    let forwarded = proxy.forwarded();
+    for key in &lost {
+        assert!(
+            forwarded.get(key).copied().unwrap_or(0) >= 2,
+            "{key:?} was written, its ACK lost, but it was never resent"
+        );
+    }
+    for (log, _) in &logs {
+        assert!(
+            log.dropped.is_empty(),
+            "{}: the buffer ({BUFFER_READINGS}) overflowed",
+            log.device
+        );
+    }
+}
+
+/// The proxy cuts each connection right after the daemon acknowledged its third
+/// reading, before the ACK reaches the board: the board resends that reading on
+/// its next connection and the daemon recognises it (device, boot, seq).
+#[test]
+fn firmware_reading_resent_after_a_cut_between_write_and_ack_is_written_once() {
+    host_build();
+    let dir = TestDir::new("firmware-cut");
+    let daemon = Daemon::start(&dir, &[]);
+    let proxy = Proxy::start(daemon.addr);
+    let mut boards = spawn_fleet(proxy.addr, 0x30a000);
+    thread::sleep(Duration::from_millis(500));
+    proxy.shared.cut_at_ack.store(3, Ordering::SeqCst);
+    thread::sleep(Duration::from_secs(3));
+    proxy.shared.cut_at_ack.store(0, Ordering::SeqCst);
+    let logs = sync_and_stop(&mut boards, readings_in(Duration::from_millis(3500)) - 3);
+    let csv = daemon.csv.clone();
+    daemon.stop();
+    check_csv(&csv, &logs);
+
+    let lost = proxy.lost_acks();
+    let forwarded = proxy.forwarded();
+    for (log, _) in &logs {
+        let cuts: Vec<u64> = lost.iter().filter(|(d, _)| d == &log.device).map(|(_, s)| *s).collect();
+        assert!(cuts.len() >= 2, "{}: only {} cuts", log.device, cuts.len());
+        for seq in cuts {
+            let key = (log.device.clone(), seq);
+            assert!(
+                forwarded.get(&key).copied().unwrap_or(0) >= 2,
+                "{key:?}: ACK cut but never resent"
+            );
+            assert!(log.resent.contains(&seq), "{key:?}: the board does not log the resend");
+            assert!(log.acked.contains(&seq), "{key:?}: never acknowledged in the end");
+        }
+    }
+}
+
+/// The Wi-Fi goes for a while (the boards notice, rejoin and catch up), then the
+/// server is unreachable for longer than the RAM buffer lasts: the boards keep
+/// taking readings on schedule, drop (and count) only the oldest, and deliver all
+/// the rest exactly once.
+#[test]
+fn firmware_boards_rejoin_wifi_and_drop_only_the_oldest_when_the_buffer_overflows() {
+    host_build();
+    let dir = TestDir::new("firmware-overflow");
+    let daemon = Daemon::start(&dir, &[]);
+    let proxy = Proxy::start(daemon.addr);
+    let down_file = dir.join("wifi-down");
+    let env = [("SIM_WIFI_DOWN_FILE", down_file.display().to_string())];
+    let mut boards = vec![
+        Board::spawn(Kind::Esp8266, 0x40a001, proxy.addr, &env),
+        Board::spawn(Kind::FeatherM0, 0x40a101, proxy.addr, &env),
+    ];
+    thread::sleep(Duration::from_millis(1000));
+
+    // The access point goes away for 2 s, then comes back.
+    std::fs::write(&down_file, b"").unwrap();
+    thread::sleep(Duration::from_millis(2000));
+    std::fs::remove_file(&down_file).unwrap();
+    let back_at: Vec<u64> = boards.iter().map(|b| b.report().last_taken().unwrap_or(0)).collect();
+    let caught_up = wait_until(SYNC_TIMEOUT, || {
+        boards
+            .iter()
+            .zip(&back_at)
+            .all(|(b, &at)| b.report().synced().is_some_and(|s| s > at))
+    });
+    assert!(caught_up, "boards did not catch up after the Wi-Fi came back");
+
+    // The server is unreachable for longer than the buffer lasts.
+    proxy.set_upstream(None);
+    proxy.cut_all();
+    thread::sleep(Duration::from_millis(INTERVAL_MS * (BUFFER_READINGS as u64 + 6)));
+    let restored_at = boards
+        .iter()
+        .map(|b| b.report().last_taken().unwrap_or(0))
+        .max()
+        .unwrap();
+    proxy.set_upstream(Some(daemon.addr));
+    let logs = sync_and_stop(&mut boards, restored_at + 2);
+    let csv = daemon.csv.clone();
+    daemon.stop();
+    check_csv(&csv, &logs);
+
+    for (log, _) in &logs {
+        assert!(log.wifi_lost >= 1, "{}: never noticed the Wi-Fi going", log.device);
+        assert!(log.dropped.len() >= 3, "{}: dropped only {:?}", log.device, log.dropped);
+        // Only the oldest go, one after the other, and later readings count them.
+        let first_dropped = *log.dropped.iter().next().unwrap();
+        let last_dropped = *log.dropped.iter().next_back().unwrap();
+        assert_eq!(
+            log.dropped.iter().copied().collect::<Vec<_>>(),
+            (first_dropped..=last_dropped).collect::<Vec<_>>(),
+            "{}: the dropped readings are not a run of the oldest",
+            log.device
+        );
+        let dropped_field = |seq: u64| -> u64 { value_of(&log.taken[&seq], "dropped").unwrap().parse().unwrap() };
+        assert_eq!(dropped_field(first_dropped), 0, "{}", log.device);
+        let after = log
+            .taken
+            .keys()
+            .copied()
+            .find(|&s| s > last_dropped + BUFFER_READINGS as u64);
+        let after = after.expect("a reading after the last drop");
+        assert_eq!(
+            dropped_field(after),
+            log.dropped.len() as u64,
+            "{}: the dropped counter",
+            log.device
+        );
+    }
+}
