@@ -51,12 +51,7 @@ pub fn serve(config: Config) -> Result<()> {
         .map_err(|e| Error::startup("install the Ctrl-C/SIGTERM handler", e))?;
 
     let uploader = match &config.sheets {
-        Some(sc) => Some(Uploader::start(
-            sc.clone(),
-            &sink,
-            Arc::clone(&stats),
-            Arc::clone(&shutdown),
-        )?),
+        Some(sc) => Some(Uploader::start(sc.clone(), &sink, Arc::clone(&stats))?),
         None => None,
     };
 

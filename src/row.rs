@@ -77,9 +77,28 @@ impl RowRef<'_> {
     }
 }
 
+impl Row {
+    /// Bytes this row takes in the CSV, newline included (what [`RowRef::encode`] wrote).
+    pub fn encoded_len(&self) -> usize {
+        let fields: usize = self.0.iter().map(|f| field_len(f)).sum();
+        fields + self.0.len().saturating_sub(1) + 1
+    }
+}
+
+fn needs_quotes(s: &str) -> bool {
+    s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
+fn field_len(s: &str) -> usize {
+    if needs_quotes(s) {
+        s.len() + 2 + s.bytes().filter(|&b| b == b'"').count()
+    } else {
+        s.len()
+    }
+}
+
 fn push_field(out: &mut Vec<u8>, s: &str) {
-    let needs_quotes = s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
-    if !needs_quotes {
+    if !needs_quotes(s) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
@@ -199,7 +218,14 @@ mod tests {
         }
         let mut out = Vec::new();
         for (v, d, seq) in &rows {
-            row(v, d, *seq).encode(&mut out);
+            let before = out.len();
+            let r = row(v, d, *seq);
+            r.encode(&mut out);
+            assert_eq!(
+                r.to_owned_row().encoded_len(),
+                out.len() - before,
+                "encoded_len of {r:?}"
+            );
         }
         let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(&out[..]);
         let back: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();

@@ -16,5 +16,7 @@ mod fake_google;
 mod ingest;
 // Each limit at N and N+1; garbage bytes; disconnects mid-line.
 mod limits;
+// Google Sheets through the fake Google: exactly once, in order, through faults and restarts.
+mod sheets;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;

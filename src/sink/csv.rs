@@ -34,9 +34,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Fsync;
 use crate::dedup::Dedup;
@@ -147,8 +147,16 @@ struct Inner {
     rows: u64,
     bytes: u64,
     dedup: Dedup,
-    uploader: Option<SyncSender<Appended>>,
+    uploader: Option<Channel>,
     closed: bool,
+}
+
+/// The uploader's channel, bounded in rows: `queued` counts rows sent and not yet
+/// received; past `capacity_rows` rows are not sent (the uploader reads them back).
+struct Channel {
+    tx: SyncSender<Appended>,
+    capacity_rows: usize,
+    queued: Arc<AtomicUsize>,
 }
 
 pub struct CsvSink {
@@ -221,9 +229,14 @@ impl CsvSink {
         &self.path
     }
 
-    /// Connects the uploader's channel; rows appended from now on are also sent there.
-    pub fn attach_uploader(&self, tx: SyncSender<Appended>) {
-        self.lock().uploader = Some(tx);
+    /// Connects the uploader's channel; rows appended from now on are also sent there,
+    /// up to `capacity_rows` rows not yet received (counted in `queued`).
+    pub fn attach_uploader(&self, tx: SyncSender<Appended>, capacity_rows: usize, queued: Arc<AtomicUsize>) {
+        self.lock().uploader = Some(Channel {
+            tx,
+            capacity_rows,
+            queued,
+        });
     }
 
     /// Drops the uploader's sender so that it sees the end of input.
@@ -313,27 +326,39 @@ impl CsvSink {
         for k in fresh_keys {
             inner.dedup.record(&k.device, &k.boot, k.seq);
         }
-        if inner.uploader.is_some() {
-            let rows: Vec<Row> = if all_fresh {
-                batch.rows.clone()
-            } else {
-                batch
-                    .readings
-                    .iter()
-                    .zip(outcomes.iter())
-                    .filter(|(_, o)| **o == Outcome::Written)
-                    .flat_map(|(r, _)| batch.rows[r.rows.clone()].iter().cloned())
-                    .collect()
-            };
-            let msg = Appended {
-                first_row,
-                rows,
-                end_offset: inner.bytes,
-            };
-            if let Some(tx) = &inner.uploader {
-                match tx.try_send(msg) {
+        let channel_has_room = inner
+            .uploader
+            .as_ref()
+            .map(|c| c.queued.load(Ordering::Acquire) + new_rows as usize <= c.capacity_rows);
+        match channel_has_room {
+            None => {}
+            Some(false) => self.channel_overflowed.store(true, Ordering::Relaxed),
+            Some(true) => {
+                let rows: Vec<Row> = if all_fresh {
+                    batch.rows.clone()
+                } else {
+                    batch
+                        .readings
+                        .iter()
+                        .zip(outcomes.iter())
+                        .filter(|(_, o)| **o == Outcome::Written)
+                        .flat_map(|(r, _)| batch.rows[r.rows.clone()].iter().cloned())
+                        .collect()
+                };
+                let n = rows.len();
+                let msg = Appended {
+                    first_row,
+                    rows,
+                    end_offset: inner.bytes,
+                };
+                let c = inner.uploader.as_ref().expect("checked above");
+                c.queued.fetch_add(n, Ordering::AcqRel);
+                match c.tx.try_send(msg) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => self.channel_overflowed.store(true, Ordering::Relaxed),
+                    Err(TrySendError::Full(_)) => {
+                        c.queued.fetch_sub(n, Ordering::AcqRel);
+                        self.channel_overflowed.store(true, Ordering::Relaxed);
+                    }
                     Err(TrySendError::Disconnected(_)) => inner.uploader = None,
                 }
             }

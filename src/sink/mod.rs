@@ -7,6 +7,7 @@
 //! channel it reads what it is missing back from the file.
 
 pub mod csv;
+pub mod cursor;
 pub mod sheets;
 
 use crate::row::Row;

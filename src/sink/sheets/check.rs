@@ -1,0 +1,108 @@
+//! `sensorlog sheets check`: walks the set-up one step at a time (key file, token,
+//! spreadsheet, tab, cells) and says what works and what to fix, writing nothing.
+//!
+//! It uses the same key reader, token source and API client as the uploader, so a
+//! passing check means the daemon's first requests will pass too.
+
+use std::time::Duration;
+
+use crate::cli::CheckArgs;
+use crate::config::{self, ConfigError, FileConfig, SheetsConfig};
+use crate::error::{Error, Result};
+use crate::row::HEADER;
+
+use super::auth::{self, Auth};
+use super::client::{quote_tab, Client};
+
+fn ok(msg: impl std::fmt::Display) {
+    println!("  ok    {msg}");
+}
+
+fn fail(msg: impl std::fmt::Display) -> Error {
+    println!("  FAIL  {msg}");
+    Error::startup("complete the Google Sheets check", "see the FAIL line above")
+}
+
+pub fn run(args: &CheckArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(p) => config::load_file(p)?,
+        None => FileConfig::default(),
+    };
+    let csv_path = file.csv.path.clone().unwrap_or_else(|| config::DEFAULT_CSV_PATH.into());
+    let cfg: SheetsConfig = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?.ok_or_else(|| ConfigError {
+        key: "sheets.key_file".into(),
+        reason: "is not set (nor --sheets-key-file): Google Sheets upload is off, nothing to check".into(),
+    })?;
+    println!(
+        "Checking Google Sheets for spreadsheet {} tab {:?}:",
+        cfg.spreadsheet_id, cfg.tab
+    );
+    let key = auth::read_key(&cfg.key_file).map_err(fail)?;
+    let email = key.client_email.clone();
+    ok(format!(
+        "key file {} is a service-account key for {email}",
+        cfg.key_file.display()
+    ));
+    let token_uri = key.token_uri.clone();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::startup("start a runtime", e))?;
+    let timeout = cfg.request_timeout.min(Duration::from_secs(30));
+    let auth = rt.block_on(Auth::new(key, timeout)).map_err(fail)?;
+    let token = rt.block_on(auth.token(false)).map_err(fail)?;
+    ok(format!("got an access token from {token_uri}"));
+
+    let client = Client::new(&cfg.api_base_url, &cfg.spreadsheet_id, timeout).map_err(fail)?;
+    let sheet = rt
+        .block_on(client.spreadsheet(&token))
+        .map_err(|e| fail(super::explain(&e, &cfg.spreadsheet_id, &email)))?;
+    ok(format!(
+        "spreadsheet {:?} is shared with {email} and the Sheets API is enabled",
+        sheet.title
+    ));
+    match sheet.tab(&cfg.tab) {
+        None => ok(format!(
+            "tab {:?} does not exist yet; `sensorlog serve` will create it",
+            cfg.tab
+        )),
+        Some(tab) => {
+            let range = format!("{}!A1:I1", quote_tab(&cfg.tab));
+            let first = rt
+                .block_on(client.read(&token, &range))
+                .map_err(|e| fail(super::explain(&e, &cfg.spreadsheet_id, &email)))?;
+            let first: Vec<String> = first
+                .first()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if first.is_empty() {
+                ok(format!("tab {:?} exists and is empty ({} rows)", cfg.tab, tab.rows));
+            } else if first.iter().map(String::as_str).eq(HEADER.iter().copied()) {
+                ok(format!(
+                    "tab {:?} has the sensorlog header ({} rows)",
+                    cfg.tab, tab.rows
+                ));
+            } else {
+                return Err(fail(format!(
+                    "tab {:?} already holds other data (first row {:?}); choose another sheets.tab",
+                    cfg.tab,
+                    first.join(",")
+                )));
+            }
+        }
+    }
+    let cells = sheet.cells();
+    let pct = cells * 100 / cfg.max_cells.max(1);
+    let line = format!("the spreadsheet uses {cells} of {} cells ({pct}%)", cfg.max_cells);
+    if pct >= 100 {
+        return Err(fail(format!("{line}: it is full; use a new spreadsheet")));
+    }
+    ok(line);
+    println!("All checks passed: `sensorlog serve` can upload to this sheet.");
+    Ok(())
+}

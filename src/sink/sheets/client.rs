@@ -1,0 +1,311 @@
+//! The Sheets REST API v4 calls the uploader makes, and nothing else.
+//!
+//! Only the base URL comes from configuration (`sheets.api_base_url`), so the same code
+//! talks to Google or to a test server. Every write is a retry-safe explicit-range
+//! `values:batchUpdate` with `valueInputOption=RAW` (a reading can never become a
+//! formula); the one call that is not idempotent, `appendDimension`, only adds blank
+//! rows, and the uploader re-reads the grid size after it fails ambiguously.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// A failed call: what Google said (status and message), or why no answer came.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// Google answered with an error status.
+    Status {
+        code: u16,
+        status: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// No (complete) answer: connection refused or reset, timeout. The request may or
+    /// may not have been applied.
+    Transport(String),
+    /// An answer that is not what the API documents.
+    Decode(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Status {
+                code, status, message, ..
+            } => write!(f, "HTTP {code} {status}: {message}"),
+            ApiError::Transport(e) => write!(f, "no answer from Google: {e}"),
+            ApiError::Decode(e) => write!(f, "unexpected answer from Google: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// One tab of the spreadsheet, as `spreadsheets.get` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tab {
+    pub sheet_id: i64,
+    pub title: String,
+    pub rows: u64,
+    pub columns: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spreadsheet {
+    pub title: String,
+    pub tabs: Vec<Tab>,
+}
+
+impl Spreadsheet {
+    pub fn tab(&self, title: &str) -> Option<&Tab> {
+        self.tabs.iter().find(|t| t.title == title)
+    }
+
+    /// Cells of the whole workbook: what Google's cell limit counts.
+    pub fn cells(&self) -> u64 {
+        self.tabs.iter().map(|t| t.rows * t.columns).sum()
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    spreadsheet_id: String,
+}
+
+/// `'Tab Name'` with quotes doubled, as A1 notation wants it.
+pub fn quote_tab(title: &str) -> String {
+    format!("'{}'", title.replace('\'', "''"))
+}
+
+/// Percent-encodes everything but unreserved characters (for a range in a URL path).
+fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub fn new(base: &str, spreadsheet_id: &str, timeout: Duration) -> Result<Client, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .user_agent(concat!("sensorlog/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            spreadsheet_id: spreadsheet_id.to_string(),
+        })
+    }
+
+    fn url(&self, suffix: &str) -> String {
+        format!("{}/v4/spreadsheets/{}{suffix}", self.base, self.spreadsheet_id)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> Result<Value, ApiError> {
+        let resp = req
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(describe(&e)))?;
+        let code = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.bytes().await.map_err(|e| ApiError::Transport(describe(&e)))?;
+        if (200..300).contains(&code) {
+            return serde_json::from_slice(&body)
+                .map_err(|e| ApiError::Decode(format!("HTTP {code}, body is not JSON: {e}")));
+        }
+        // google.rpc.Status: {"error":{"code","message","status"}}; anything else (an
+        // HTML 502 page) is summarised.
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let err = parsed.as_ref().and_then(|v| v.get("error"));
+        let message = err
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                text.chars().take(200).collect()
+            });
+        let status = err
+            .and_then(|e| e.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let status = if status.is_empty() {
+            reqwest::StatusCode::from_u16(code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("")
+                .to_string()
+        } else {
+            status
+        };
+        // Keep SERVICE_DISABLED visible: it tells "API not enabled" from "not shared".
+        let disabled = err
+            .and_then(|e| e.get("details"))
+            .and_then(Value::as_array)
+            .is_some_and(|d| {
+                d.iter()
+                    .any(|x| x.get("reason").and_then(Value::as_str) == Some("SERVICE_DISABLED"))
+            });
+        Err(ApiError::Status {
+            code,
+            status: if disabled { "SERVICE_DISABLED".into() } else { status },
+            message,
+            retry_after,
+        })
+    }
+
+    /// `spreadsheets.get`: title and tabs with their grid sizes.
+    pub async fn spreadsheet(&self, token: &str) -> Result<Spreadsheet, ApiError> {
+        let fields = "properties.title,sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))";
+        let v = self
+            .send(
+                self.http.get(self.url(&format!("?fields={}", encode_path(fields)))),
+                token,
+            )
+            .await?;
+        let title = v
+            .pointer("/properties/title")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let mut tabs = Vec::new();
+        for s in v.get("sheets").and_then(Value::as_array).into_iter().flatten() {
+            let p = s
+                .get("properties")
+                .ok_or_else(|| ApiError::Decode("a sheet without properties".into()))?;
+            tabs.push(Tab {
+                sheet_id: p.get("sheetId").and_then(Value::as_i64).unwrap_or(0),
+                title: p.get("title").and_then(Value::as_str).unwrap_or("").to_string(),
+                rows: p
+                    .pointer("/gridProperties/rowCount")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                columns: p
+                    .pointer("/gridProperties/columnCount")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            });
+        }
+        Ok(Spreadsheet { title, tabs })
+    }
+
+    /// `addSheet` with a frozen header row; returns the new tab.
+    pub async fn add_tab(&self, token: &str, title: &str, rows: u64, columns: u64) -> Result<Tab, ApiError> {
+        let body = json!({"requests": [{"addSheet": {"properties": {
+            "title": title,
+            "gridProperties": {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}
+        }}}]});
+        let v = self
+            .send(self.http.post(self.url(":batchUpdate")).json(&body), token)
+            .await?;
+        let p = v
+            .pointer("/replies/0/addSheet/properties")
+            .ok_or_else(|| ApiError::Decode("addSheet reply without properties".into()))?;
+        Ok(Tab {
+            sheet_id: p.get("sheetId").and_then(Value::as_i64).unwrap_or(0),
+            title: title.to_string(),
+            rows,
+            columns,
+        })
+    }
+
+    /// `appendDimension`: adds `length` blank rows or columns (`dimension`) to the tab.
+    pub async fn grow(&self, token: &str, sheet_id: i64, dimension: &str, length: u64) -> Result<(), ApiError> {
+        let body =
+            json!({"requests": [{"appendDimension": {"sheetId": sheet_id, "dimension": dimension, "length": length}}]});
+        self.send(self.http.post(self.url(":batchUpdate")).json(&body), token)
+            .await?;
+        Ok(())
+    }
+
+    /// `values:batchUpdate` of one explicit range, RAW.
+    pub async fn write(&self, token: &str, range: &str, values: Vec<Vec<Value>>) -> Result<(), ApiError> {
+        let body = json!({
+            "valueInputOption": "RAW",
+            "data": [{"range": range, "majorDimension": "ROWS", "values": values}],
+            "includeValuesInResponse": false,
+        });
+        self.send(self.http.post(self.url("/values:batchUpdate")).json(&body), token)
+            .await?;
+        Ok(())
+    }
+
+    /// `values.get` of a range, unformatted.
+    pub async fn read(&self, token: &str, range: &str) -> Result<Vec<Vec<Value>>, ApiError> {
+        let url = self.url(&format!(
+            "/values/{}?valueRenderOption=UNFORMATTED_VALUE",
+            encode_path(range)
+        ));
+        let v = self.send(self.http.get(url), token).await?;
+        Ok(v.get("values")
+            .and_then(Value::as_array)
+            .map(|rows| rows.iter().map(|r| r.as_array().cloned().unwrap_or_default()).collect())
+            .unwrap_or_default())
+    }
+}
+
+/// reqwest's error with its causes, without the URL's query (no secrets there, but long).
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+/// Column letters of a 1-based column number (1 = A, 27 = AA).
+pub fn column_letters(mut n: u64) -> String {
+    let mut out = Vec::new();
+    while n > 0 {
+        n -= 1;
+        out.push(b'A' + (n % 26) as u8);
+        n /= 26;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns() {
+        assert_eq!(column_letters(1), "A");
+        assert_eq!(column_letters(9), "I");
+        assert_eq!(column_letters(26), "Z");
+        assert_eq!(column_letters(27), "AA");
+    }
+
+    #[test]
+    fn ranges_and_paths() {
+        assert_eq!(quote_tab("It's"), "'It''s'");
+        assert_eq!(encode_path("'My Tab'!A1:I1"), "%27My%20Tab%27%21A1%3AI1");
+    }
+}

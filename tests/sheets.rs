@@ -1,0 +1,450 @@
+//! Google Sheets upload against the fake Google: every CSV row in the sheet exactly once,
+//! in order, through faults, outages, token expiry, restarts and kill -9; clear errors.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::util::daemon::{read_csv, read_line, send_lines, wait_until, HEADER};
+use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind, DEFAULT_ACCOUNT, OTHER_KEY_PEM};
+use crate::util::{Daemon, TestDir};
+
+const SHEET: &str = "sheet-1";
+
+/// A config pointing at the fake, fast enough for tests; `extra` holds `key = value`
+/// lines for [sheets] that replace the defaults here.
+fn config(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> PathBuf {
+    let key = dir.join("key.json");
+    if !key.exists() {
+        fake.write_key_file(&key, DEFAULT_ACCOUNT);
+    }
+    let mut keys: Vec<(String, String)> = vec![
+        ("key_file".into(), format!("{:?}", key.display().to_string())),
+        ("spreadsheet".into(), format!("{SHEET:?}")),
+        ("api_base_url".into(), format!("{:?}", fake.base_url())),
+        ("batch_delay_secs".into(), "0.1".into()),
+        ("requests_per_minute".into(), "1200".into()),
+        ("request_timeout_secs".into(), "5".into()),
+    ];
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        let (k, v) = line.split_once('=').expect("key = value");
+        let (k, v) = (k.trim().to_string(), v.trim().to_string());
+        match keys.iter_mut().find(|(key, _)| *key == k) {
+            Some(slot) => slot.1 = v,
+            None => keys.push((k, v)),
+        }
+    }
+    let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    dir.write("sensorlog.toml", &format!("[sheets]\n{body}"))
+}
+
+/// Rows that `send_readings` produces: per 3 lines, 2 + 2 + 1 fields.
+fn rows_for(lines: usize) -> usize {
+    lines / 3 * 5
+}
+
+fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
+    let cfg = config(dir, fake, extra);
+    Daemon::start(dir, &["--config", &cfg.display().to_string()])
+}
+
+fn fake_with_sheet() -> FakeGoogle {
+    let fake = FakeGoogle::start();
+    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
+    fake
+}
+
+/// What the CSV row should look like in the sheet (RAW, typed by the `type` column,
+/// `""` as an empty cell, trailing empty cells trimmed as Google does).
+fn expected_cells(row: &[String]) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = row
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match (i, row[4].as_str()) {
+            _ if v.is_empty() => Cell::Empty,
+            (3, "number") => Cell::Number(v.parse().unwrap()),
+            (3, "bool") => Cell::Bool(v == "true"),
+            (7, _) => Cell::Number(v.parse::<u64>().unwrap() as f64),
+            _ => Cell::Text(v.clone()),
+        })
+        .collect();
+    while cells.last() == Some(&Cell::Empty) {
+        cells.pop();
+    }
+    cells
+}
+
+/// The sheet equals the CSV, cell by cell: header, then every row once, in order.
+fn sheet_matches_csv(fake: &FakeGoogle, csv: &Path) -> Result<usize, String> {
+    let rows = read_csv(csv);
+    let sheet = fake.values(SHEET, "Readings").ok_or("no Readings tab")?;
+    let header: Vec<Cell> = HEADER.iter().map(|h| Cell::text(*h)).collect();
+    if sheet.first() != Some(&header) {
+        return Err(format!("header row is {:?}", sheet.first()));
+    }
+    if sheet.len() != rows.len() {
+        return Err(format!("sheet has {} rows, CSV has {}", sheet.len(), rows.len()));
+    }
+    for (n, (csv_row, sheet_row)) in rows.iter().zip(&sheet).enumerate().skip(1) {
+        let want = expected_cells(csv_row);
+        if &want != sheet_row {
+            return Err(format!("row {}: sheet {sheet_row:?} but CSV {want:?}", n + 1));
+        }
+    }
+    Ok(rows.len() - 1)
+}
+
+fn wait_synced(fake: &FakeGoogle, d: &Daemon, timeout: Duration) {
+    let mut last = String::new();
+    let ok = wait_until(timeout, || match sheet_matches_csv(fake, &d.csv) {
+        Ok(_) => true,
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(ok, "sheet never matched the CSV: {last}\ndaemon log:\n{}", d.log_text());
+}
+
+/// `boards` boards each send `lines` readings of mixed types (numbers, bools, text that
+/// looks like a formula or a number).
+fn send_readings(d: &Daemon, boards: usize, lines: usize, tag: &str) {
+    let threads: Vec<_> = (0..boards)
+        .map(|b| {
+            let addr = d.addr;
+            let tag = tag.to_string();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                let lines: Vec<String> = (0..lines)
+                    .map(|n| match n % 3 {
+                        0 => format!(r#"{{"device":"{tag}-{b}","seq":{n},"t":{n}.5,"ok":true}}"#),
+                        1 => format!(r#"device={tag}-{b} f="=HYPERLINK(\"x\")" s="007""#),
+                        _ => format!("{tag}-{b} says, \"hello\" #{n}"),
+                    })
+                    .collect();
+                send_lines(&mut s, &lines);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn sheet_mirrors_the_csv_exactly_through_faults() {
+    let dir = TestDir::new("sheets-faults");
+    let fake = fake_with_sheet();
+    let mut d = start(&dir, &fake, "batch_rows = 50\ngrow_rows = 100");
+    wait_synced(&fake, &d, Duration::from_secs(20));
+    // Google's faults, in stages (each stage's backoff stays short), each applied to the
+    // next matching requests; the sheet must equal the CSV after every stage.
+    let stages: [&[(Matching, Fault, u32)]; 4] = [
+        &[
+            (Matching::Writes, Fault::too_many_requests(Some(1)), 1),
+            (Matching::Writes, Fault::status(503), 1),
+        ],
+        &[(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 2)],
+        &[
+            (Matching::Only(RequestKind::ValuesBatchUpdate), Fault::status(500), 1),
+            (
+                Matching::Only(RequestKind::ValuesBatchUpdate),
+                Fault::DropBeforeApply,
+                1,
+            ),
+        ],
+        &[(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1)],
+    ];
+    let mut lines = 0;
+    for (i, stage) in stages.iter().enumerate() {
+        for (m, f, n) in stage.iter().cloned() {
+            fake.inject_for(m, f, n);
+        }
+        send_readings(&d, 3, 60, &format!("s{i}"));
+        lines += 3 * 60;
+        wait_synced(&fake, &d, Duration::from_secs(60));
+    }
+    d.shutdown();
+    let rows = sheet_matches_csv(&fake, &d.csv).unwrap();
+    assert_eq!(rows, rows_for(lines), "every reading's rows");
+    let st = fake.stats();
+    assert_eq!(fake.pending_faults(), 0, "every injected fault was met");
+    assert_eq!(st.non_raw_writes, 0, "values are always sent RAW");
+    assert!(st.dropped_without_response >= 4);
+    // Text that looks like a formula stays text.
+    assert!(fake
+        .values(SHEET, "Readings")
+        .unwrap()
+        .iter()
+        .any(|r| r.contains(&Cell::text("=HYPERLINK(\"x\")"))));
+    let (grid_rows, cols, _) = fake.grid(SHEET, "Readings").unwrap();
+    assert_eq!(cols, 9, "the tab is created with exactly the CSV's columns");
+    assert!(grid_rows as usize > rows, "grown with appendDimension as needed");
+}
+
+#[test]
+fn outage_neither_slows_ingest_nor_loses_rows_and_the_channel_can_overflow() {
+    let dir = TestDir::new("sheets-outage");
+    let fake = fake_with_sheet();
+    // A tiny channel forces the uploader to read most rows back from the CSV.
+    let d = start(&dir, &fake, "batch_rows = 100\nchannel_rows = 10");
+    wait_synced(&fake, &d, Duration::from_secs(20)); // header written, nothing else yet
+    fake.outage(Duration::from_secs(4));
+    let t = Instant::now();
+    // Acknowledged readings during the outage: every ACK comes promptly.
+    let mut s = d.connect();
+    send_lines(&mut s, &["HELLO outage boot=o1 ack=1".into()]);
+    assert_eq!(read_line(&mut s).as_deref(), Some("OK HELLO outage"));
+    for seq in 1..=200u64 {
+        send_lines(&mut s, &[format!("seq={seq} v={seq}")]);
+        assert_eq!(read_line(&mut s), Some(format!("ACK {seq}")));
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "ingest did not wait for Google ({:?})",
+        t.elapsed()
+    );
+    drop(s);
+    send_readings(&d, 4, 60, "o");
+    wait_synced(&fake, &d, Duration::from_secs(60));
+    assert!(fake.stats().outage_rejections > 0, "the outage was felt");
+    assert!(d.log_contains("reachable again"), "{}", d.log_text());
+    d.stop();
+}
+
+#[test]
+fn restart_and_kill_9_resume_from_the_cursor_without_doubles() {
+    let dir = TestDir::new("sheets-restart");
+    let fake = fake_with_sheet();
+    let mut d = start(&dir, &fake, "batch_rows = 40");
+    send_readings(&d, 3, 60, "r");
+    wait_synced(&fake, &d, Duration::from_secs(60));
+    d.shutdown();
+    // Offline for a while: rows pile up in the CSV only (Sheets off for this run).
+    let mut d = Daemon::start(&dir, &["--no-sheets"]);
+    send_readings(&d, 3, 60, "offline");
+    d.shutdown();
+    // Back with Sheets: catch up from the CSV. Slow writes so that kill -9 lands while
+    // a write is in flight (applied by Google, not yet recorded in the cursor).
+    fake.inject_for(
+        Matching::Only(RequestKind::ValuesBatchUpdate),
+        Fault::Delay(Duration::from_millis(300)),
+        50,
+    );
+    let mut d = start(&dir, &fake, "batch_rows = 40");
+    assert!(wait_until(Duration::from_secs(30), || fake
+        .stats()
+        .values_batch_update_requests
+        >= 4));
+    d.kill9();
+    let mut d = start(&dir, &fake, "batch_rows = 40");
+    send_readings(&d, 2, 30, "after");
+    wait_synced(&fake, &d, Duration::from_secs(60));
+    d.shutdown();
+    let rows = sheet_matches_csv(&fake, &d.csv).unwrap();
+    assert_eq!(rows, rows_for(3 * 60 + 3 * 60 + 2 * 30));
+}
+
+#[test]
+fn an_expired_token_is_renewed_mid_run() {
+    let dir = TestDir::new("sheets-token");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, "batch_rows = 30");
+    send_readings(&d, 2, 30, "t1");
+    wait_synced(&fake, &d, Duration::from_secs(30));
+    let issued = fake.stats().tokens_issued;
+    fake.expire_tokens();
+    send_readings(&d, 2, 30, "t2");
+    wait_synced(&fake, &d, Duration::from_secs(30));
+    let st = fake.stats();
+    assert!(st.unauthenticated >= 1, "the expired token was refused");
+    assert!(st.tokens_issued > issued, "and a new one fetched");
+    d.stop();
+}
+
+#[test]
+fn the_request_budget_is_never_exceeded() {
+    let dir = TestDir::new("sheets-budget");
+    let fake = fake_with_sheet();
+    // Google's quota, scaled down: 10 writes per 2 s; the daemon's budget: 240/min = 8 per 2 s.
+    fake.set_quota_window(Duration::from_secs(2));
+    fake.set_write_quota_per_minute(10);
+    let d = start(
+        &dir,
+        &fake,
+        "batch_rows = 5\nrequests_per_minute = 240\nbatch_delay_secs = 0",
+    );
+    send_readings(&d, 2, 45, "q");
+    wait_synced(&fake, &d, Duration::from_secs(60));
+    let st = fake.stats();
+    assert!(st.values_batch_update_requests >= 20, "many small batches were sent");
+    assert_eq!(st.quota_exceeded, 0, "no 429 for quota: the budget held");
+    assert!(
+        st.max_writes_in_window <= 9,
+        "max writes in a 2 s window: {}",
+        st.max_writes_in_window
+    );
+    d.stop();
+}
+
+#[test]
+fn the_cell_limit_is_warned_about_and_stops_upload_without_losing_rows() {
+    let dir = TestDir::new("sheets-cells");
+    let fake = fake_with_sheet(); // Sheet1 is 1000 x 26 = 26,000 cells
+    let d = start(
+        &dir,
+        &fake,
+        "max_cells = 27000\nwarn_cells_percent = 80\ngrow_rows = 20\nbatch_rows = 20",
+    );
+    send_readings(&d, 2, 300, "c"); // 1,000 rows: more than fit
+    assert!(
+        d.wait_for_log("cells (", Duration::from_secs(30)).is_some(),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        d.wait_for_log("is full", Duration::from_secs(60)).is_some(),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(read_csv(&d.csv).len(), rows_for(600) + 1, "the CSV keeps everything");
+    let sheet = fake.values(SHEET, "Readings").unwrap();
+    assert!(
+        sheet.len() > 50 && sheet.len() < 1201,
+        "uploaded up to the limit: {}",
+        sheet.len()
+    );
+    d.stop();
+}
+
+/// Runs the daemon with the given key/sheet situation and waits for a log line.
+fn expect_error(fake: &FakeGoogle, dir: &TestDir, needle: &str) {
+    let d = start(dir, fake, "");
+    assert!(
+        d.wait_for_log(needle, Duration::from_secs(20)).is_some(),
+        "expected {needle:?} in:\n{}",
+        d.log_text()
+    );
+    // Ingest carries on regardless.
+    send_lines(&mut d.connect(), &["t=1".into()]);
+    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == 2));
+    d.stop();
+}
+
+#[test]
+fn remote_set_up_errors_are_clear_and_ingest_goes_on() {
+    let fake = FakeGoogle::start();
+    fake.add_spreadsheet("someone-elses", &["other@x.iam.gserviceaccount.com"]);
+    let dir = TestDir::new("sheets-err-404");
+    expect_error(&fake, &dir, &format!("spreadsheet {SHEET} not found"));
+
+    let dir = TestDir::new("sheets-err-403");
+    fake.add_spreadsheet(SHEET, &["other@x.iam.gserviceaccount.com"]);
+    expect_error(&fake, &dir, &format!("is not shared with {DEFAULT_ACCOUNT}"));
+
+    let dir = TestDir::new("sheets-err-disabled");
+    fake.set_api_disabled(true);
+    expect_error(&fake, &dir, "API is not enabled");
+    fake.set_api_disabled(false);
+
+    let dir = TestDir::new("sheets-err-wrongkey");
+    fake.write_key_file_with_pem(dir.join("key.json"), DEFAULT_ACCOUNT, OTHER_KEY_PEM);
+    expect_error(&fake, &dir, "Google refused the service-account key");
+
+    let dir = TestDir::new("sheets-err-othertab");
+    let fake = fake_with_sheet();
+    fake.add_tab(SHEET, "Readings", 100, 5);
+    fake.put_values(
+        SHEET,
+        "Readings",
+        "A1",
+        &[vec![Cell::text("name"), Cell::text("score")]],
+    );
+    expect_error(&fake, &dir, "already holds other data");
+    assert_eq!(
+        fake.cell(SHEET, "Readings", "A1"),
+        Some(Cell::text("name")),
+        "left untouched"
+    );
+}
+
+#[test]
+fn key_file_problems_stop_the_daemon_at_start() {
+    let fake = fake_with_sheet();
+    for (name, contents, needle) in [
+        ("missing", None, "cannot read the key file"),
+        ("notjson", Some("{oops".to_string()), "is not JSON"),
+        (
+            "client-secret",
+            Some(r#"{"installed":{"client_id":"x"}}"#.to_string()),
+            "OAuth client secret",
+        ),
+        (
+            "no-token-uri",
+            Some(r#"{"type":"service_account","private_key":"k","client_email":"e"}"#.to_string()),
+            "token_uri",
+        ),
+    ] {
+        let dir = TestDir::new(&format!("sheets-key-{name}"));
+        if let Some(c) = &contents {
+            dir.write("key.json", c);
+        } else {
+            // config() writes a good key unless one exists: point it at a missing file.
+        }
+        let cfg = config(&dir, &fake, "");
+        if contents.is_none() {
+            std::fs::remove_file(dir.join("key.json")).unwrap();
+        }
+        let mut d = Daemon::spawn(
+            &dir,
+            &[
+                "serve".into(),
+                "--config".into(),
+                cfg.display().to_string(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            "info",
+        );
+        let st = d.wait_exit(Duration::from_secs(20)).expect("exits");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(st.code(), Some(1), "{name}");
+        let log = d.log_text();
+        assert!(log.contains(needle) && log.contains("key.json"), "{name}: {log}");
+        assert!(!log.contains("PRIVATE KEY"), "the key never reaches the log");
+    }
+}
+
+#[test]
+fn sheets_check_says_what_works_and_what_to_fix() {
+    let fake = fake_with_sheet();
+    let dir = TestDir::new("sheets-check");
+    let cfg = config(&dir, &fake, "").display().to_string();
+    let run = |dir: &TestDir| {
+        let mut d = Daemon::spawn(
+            dir,
+            &["sheets".into(), "check".into(), "--config".into(), cfg.clone()],
+            "warn",
+        );
+        let st = d.wait_exit(Duration::from_secs(20)).expect("exits");
+        std::thread::sleep(Duration::from_millis(50));
+        (st.code(), d.log_text())
+    };
+    let (code, out) = run(&dir);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("All checks passed") && out.contains(DEFAULT_ACCOUNT),
+        "{out}"
+    );
+    assert!(fake.values(SHEET, "Readings").is_none(), "check writes nothing");
+    assert_eq!(fake.stats().writes_applied, 0);
+
+    fake.unshare(SHEET, DEFAULT_ACCOUNT);
+    let (code, out) = run(&dir);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains(&format!("not shared with {DEFAULT_ACCOUNT}")),
+        "{out}"
+    );
+}
