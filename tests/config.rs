@@ -32,6 +32,27 @@ fn no_config_at_all_uses_the_embedded_defaults() {
 }
 
 #[test]
+fn periodic_summary_reports_boards_readings_rows_and_errors() {
+    let dir = TestDir::new("config-stats");
+    let mut d = Daemon::start(&dir, &["--stats-interval-secs", "1", "--max-line-bytes", "16"]);
+    let mut s = d.connect();
+    send_lines(
+        &mut s,
+        &["t=1 u=2".into(), "t=2".into(), "this line is far too long".into()],
+    );
+    let line = d
+        .wait_for_log("Stats: 1 boards connected", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{}", d.log_text()));
+    assert!(
+        line.contains("readings/min") && line.contains("3 rows written"),
+        "{line}"
+    );
+    assert!(line.contains("1 errors (1 lines too long"), "{line}");
+    drop(s);
+    d.shutdown();
+}
+
+#[test]
 fn unknown_key_is_refused_naming_it() {
     let dir = TestDir::new("config-unknown");
     dir.write("c.toml", "[server]\nmax_conections = 10\n");

@@ -448,3 +448,34 @@ fn sheets_check_says_what_works_and_what_to_fix() {
         "{out}"
     );
 }
+
+/// Ctrl-C during an outage: the uploader gets its bounded time, records its progress,
+/// and the daemon exits 0; the rest goes up at the next start.
+#[test]
+fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
+    let dir = TestDir::new("sheets-shutdown");
+    let fake = fake_with_sheet();
+    let mut d = start(&dir, &fake, "shutdown_timeout_secs = 1");
+    wait_synced(&fake, &d, Duration::from_secs(20));
+    send_readings(&d, 2, 30, "before");
+    wait_synced(&fake, &d, Duration::from_secs(20));
+    fake.outage(Duration::from_secs(600));
+    send_readings(&d, 2, 30, "during");
+    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == rows_for(120) + 1));
+    let t = Instant::now();
+    d.interrupt();
+    let st = d.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(st.success(), "{}", d.log_text());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "bounded by the shutdown timeouts: {:?}",
+        t.elapsed()
+    );
+    assert!(d.log_contains("not yet in the sheet"), "{}", d.log_text());
+    let leaks: Vec<String> = d.log_text().lines().filter(|l| l.contains("ya29.")).map(str::to_string).collect();
+    assert!(leaks.is_empty(), "access tokens never reach the log: {leaks:#?}");
+    fake.end_outage();
+    let d = start(&dir, &fake, "");
+    wait_synced(&fake, &d, Duration::from_secs(30));
+    d.stop();
+}
