@@ -28,6 +28,9 @@ pub mod simulate;
 pub mod sink;
 pub mod stats;
 
+#[cfg(test)]
+mod testing;
+
 use cli::{Cli, Command, SheetsCommand};
 use error::Result;
 

@@ -199,13 +199,7 @@ mod tests {
     /// Whatever the text, the csv crate reads back exactly the fields we wrote.
     #[test]
     fn encoding_round_trips_through_the_csv_reader() {
-        let mut seed = 0x853c_49e6_748f_ea9b_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x853c_49e6_748f_ea9b_u64);
         let alphabet = ['a', ',', '"', '\n', '\r', ' ', 'é', '\t', '\u{FFFD}', '='];
         let mut rows = Vec::new();
         for _ in 0..500 {

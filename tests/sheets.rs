@@ -472,7 +472,12 @@ fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
         t.elapsed()
     );
     assert!(d.log_contains("not yet in the sheet"), "{}", d.log_text());
-    let leaks: Vec<String> = d.log_text().lines().filter(|l| l.contains("ya29.")).map(str::to_string).collect();
+    let leaks: Vec<String> = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ya29."))
+        .map(str::to_string)
+        .collect();
     assert!(leaks.is_empty(), "access tokens never reach the log: {leaks:#?}");
     fake.end_outage();
     let d = start(&dir, &fake, "");

@@ -218,13 +218,7 @@ mod tests {
     /// against framing the whole input at once), over pseudo-random inputs.
     #[test]
     fn chunking_does_not_change_frames() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15_u64);
         for _ in 0..2000 {
             let len = (next() % 200) as usize;
             let data: Vec<u8> = (0..len)

@@ -497,13 +497,7 @@ mod tests {
     /// control characters other than tab, so it cannot break a CSV row or a sheet cell.
     #[test]
     fn random_bytes_never_panic_and_stay_printable() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d_u64);
         let alphabet = b"{}\":,= \t\\abcdeqs0123456789.-HELLO\x00\xff\x7f\xc3\xa9";
         for i in 0..20_000 {
             let len = (next() % 64) as usize;

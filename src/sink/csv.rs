@@ -27,7 +27,7 @@
 //!   and `seq`) are removed as well: they were never acknowledged, the board still
 //!   holds them and will resend them whole. Rows without `boot`/`seq` are kept.
 //! - **A foreign file is never rewritten.** A non-empty file whose header differs
-//!   from [`HEADER`](crate::row::HEADER) is refused with an error naming it.
+//!   from [`HEADER`] is refused with an error naming it.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -278,7 +278,8 @@ pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The CSV header the daemon writes; tests compare against it.
+/// The CSV header the daemon writes. Deliberately a copy, not `sensorlog::row::HEADER`:
+/// changing the header breaks every existing CSV file, so it must break a test too.
 pub const HEADER: [&str; 9] = [
     "received_at",
     "device",

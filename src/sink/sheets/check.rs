@@ -9,10 +9,9 @@ use std::time::Duration;
 use crate::cli::CheckArgs;
 use crate::config::{self, ConfigError, FileConfig, SheetsConfig};
 use crate::error::{Error, Result};
-use crate::row::HEADER;
 
 use super::auth::{self, Auth};
-use super::client::{quote_tab, Client};
+use super::client::{is_header, Client};
 
 fn ok(msg: impl std::fmt::Display) {
     println!("  ok    {msg}");
@@ -68,21 +67,12 @@ pub fn run(args: &CheckArgs) -> Result<()> {
             cfg.tab
         )),
         Some(tab) => {
-            let range = format!("{}!A1:I1", quote_tab(&cfg.tab));
             let first = rt
-                .block_on(client.read(&token, &range))
+                .block_on(client.first_row(&token, tab))
                 .map_err(|e| fail(super::explain(&e, &cfg.spreadsheet_id, &email)))?;
-            let first: Vec<String> = first
-                .first()
-                .map(|r| {
-                    r.iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
             if first.is_empty() {
                 ok(format!("tab {:?} exists and is empty ({} rows)", cfg.tab, tab.rows));
-            } else if first.iter().map(String::as_str).eq(HEADER.iter().copied()) {
+            } else if is_header(&first) {
                 ok(format!(
                     "tab {:?} has the sensorlog header ({} rows)",
                     cfg.tab, tab.rows

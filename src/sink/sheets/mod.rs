@@ -4,7 +4,7 @@
 //! # How exactly-once works
 //!
 //! CSV row `n` has a fixed home in the sheet: row `n - origin + 2` of the tab (see
-//! [`cursor`](crate::sink::cursor)). Batches are written with `values:batchUpdate` to
+//! [`cursor`]). Batches are written with `values:batchUpdate` to
 //! that explicit range, never with `values:append`. So every write is idempotent: when a
 //! request fails after Google applied it (the response was lost, a 5xx after commit, a
 //! timeout) the retry rewrites the same cells with the same values, and when the daemon
@@ -57,7 +57,7 @@ use crate::sink::Appended;
 use crate::stats::Stats;
 
 use auth::{Auth, TokenError};
-use client::{column_letters, quote_tab, ApiError, Client, Spreadsheet, Tab};
+use client::{quote_tab, ApiError, Client, Spreadsheet, Tab};
 use retry::{Backoff, Class, Pacer};
 
 /// How long to wait before retrying a failure that needs the operator (403, 404, ...).
@@ -481,22 +481,12 @@ impl Worker {
         let quoted = quote_tab(&title);
         let tab = match sheet.tab(&title) {
             Some(tab) => {
-                // Read only the columns the tab has: a range past the grid is an error.
-                let last = column_letters(tab.columns.clamp(1, COLUMNS as u64));
-                let range = format!("{quoted}!A1:{last}1");
-                let first = self.call(move |c, t| {
-                    let range = range.clone();
-                    Box::pin(async move { c.read(t, &range).await })
+                let probe = tab.clone();
+                let first_row = self.call(move |c, t| {
+                    let probe = probe.clone();
+                    Box::pin(async move { c.first_row(t, &probe).await })
                 })?;
-                let first_row: Vec<String> = first
-                    .first()
-                    .map(|r| {
-                        r.iter()
-                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let ours = first_row.iter().map(String::as_str).eq(HEADER.iter().copied());
+                let ours = client::is_header(&first_row);
                 let resumed = self
                     .saved
                     .as_ref()
