@@ -3,6 +3,10 @@
 //! Doc comments on each flag are the `--help` text. Every `serve` flag has a key in
 //! the TOML config file; a flag, when given, beats the file. Validation happens once,
 //! in [`crate::config`], not here.
+//!
+//! Because these comments are read by people at a terminal, they use the plain
+//! brackets of `--help` conventions (`[file: ...]`, `[::]:8090`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -193,6 +197,12 @@ pub struct SimulateArgs {
     /// Extra connections that connect and stay silent (to test many idle boards).
     #[arg(long, default_value_t = 0)]
     pub idle: usize,
+
+    /// Stamp each reading with the time it was sent (`ts`, Unix seconds with
+    /// microseconds), so the delay from board to CSV can be read off the `device_time`
+    /// column.
+    #[arg(long)]
+    pub stamp: bool,
 
     /// Print a one-line JSON summary at the end (for scripts and benchmarks).
     #[arg(long)]

@@ -97,6 +97,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 count: args.count,
                 deadline,
                 ack: args.ack,
+                stamp: args.stamp,
                 counters: Arc::clone(&counters),
             };
             std::thread::Builder::new()
@@ -168,6 +169,7 @@ struct Board {
     count: Option<u64>,
     deadline: Option<Instant>,
     ack: bool,
+    stamp: bool,
     counters: Arc<Counters>,
 }
 
@@ -248,14 +250,31 @@ impl Board {
         // A gentle wave, so a chart of simulated data looks like something.
         let t = 20.0 + ((seq % 360) as f64).to_radians().sin() * 3.0;
         let h = 40.0 + (seq % 17) as f64 * 0.5;
-        let _ = match self.format {
-            Format::Json => writeln!(
+        let ts = if self.stamp {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            format!("{}.{:06}", now.as_secs(), now.subsec_micros())
+        } else {
+            String::new()
+        };
+        let _ = match (self.format, self.stamp) {
+            (Format::Json, false) => writeln!(
                 buf,
                 r#"{{"device":"{}","seq":{seq},"temp_c":{t:.2},"humidity":{h:.1}}}"#,
                 self.name
             ),
-            Format::Kv => writeln!(buf, "device={} seq={seq} temp_c={t:.2} humidity={h:.1}", self.name),
-            Format::Text => writeln!(buf, "{} reading {seq} temp {t:.2} humidity {h:.1}", self.name),
+            (Format::Json, true) => writeln!(
+                buf,
+                r#"{{"device":"{}","seq":{seq},"ts":{ts},"temp_c":{t:.2},"humidity":{h:.1}}}"#,
+                self.name
+            ),
+            (Format::Kv, false) => writeln!(buf, "device={} seq={seq} temp_c={t:.2} humidity={h:.1}", self.name),
+            (Format::Kv, true) => writeln!(
+                buf,
+                "device={} seq={seq} ts={ts} temp_c={t:.2} humidity={h:.1}",
+                self.name
+            ),
+            (Format::Text, false) => writeln!(buf, "{} reading {seq} temp {t:.2} humidity {h:.1}", self.name),
+            (Format::Text, true) => writeln!(buf, "{} reading {seq} temp {t:.2} humidity {h:.1} at {ts}", self.name),
         };
     }
 }

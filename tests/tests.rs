@@ -16,6 +16,8 @@ mod fake_google;
 mod ingest;
 // Each limit at N and N+1; garbage bytes; disconnects mid-line.
 mod limits;
+// `sensorlog simulate` against the daemon: every format, acks, stamps, errors.
+mod simulate;
 // Google Sheets through the fake Google: exactly once, in order, through faults and restarts.
 mod sheets;
 // Ctrl-C and SIGTERM drain; the second signal.
