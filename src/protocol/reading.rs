@@ -5,8 +5,15 @@
 //! list of `key=value` pairs becomes a text `message` field. Bytes that are not UTF-8
 //! and control characters are replaced with U+FFFD, so what reaches the CSV is always
 //! printable text. See `docs/protocol.md` for the formats this implements.
+//!
+//! A [`Reading`] borrows from the line it came from: on the ingest path a reading
+//! lives only until its rows are encoded, so copying every key and value into its own
+//! `String` would be pure cost. Only what had to change (an escape decoded, a control
+//! character replaced, a long name cut) is owned.
 
-use serde_json::Value as Json;
+use std::borrow::Cow;
+
+use crate::protocol::json::{parse_object, JsonValue};
 
 /// Longest device name kept; longer names are cut (on a char boundary).
 pub const MAX_DEVICE_CHARS: usize = 64;
@@ -14,11 +21,11 @@ pub const MAX_DEVICE_CHARS: usize = 64;
 pub const MESSAGE_FIELD: &str = "message";
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Line {
+pub enum Line<'a> {
     /// Empty or whitespace-only: ignored.
     Blank,
     Hello(Hello),
-    Reading(Reading),
+    Reading(Reading<'a>),
 }
 
 /// `HELLO <device> [boot=<id>] [ack=1]`
@@ -30,30 +37,30 @@ pub struct Hello {
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Reading {
-    pub device: Option<String>,
+pub struct Reading<'a> {
+    pub device: Option<Cow<'a, str>>,
     /// The board's own timestamp (`ts`), as sent.
-    pub device_time: Option<String>,
+    pub device_time: Option<Cow<'a, str>>,
     pub seq: Option<u64>,
-    pub boot: Option<String>,
-    pub fields: Vec<Field>,
+    pub boot: Option<Cow<'a, str>>,
+    pub fields: Vec<Field<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Field {
-    pub name: String,
-    pub value: Value,
+pub struct Field<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Value<'a>,
 }
 
 /// A field value. Numbers keep the text the board sent (`21.50` stays `21.50`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Number(String),
+pub enum Value<'a> {
+    Number(Cow<'a, str>),
     Bool(bool),
-    Text(String),
+    Text(Cow<'a, str>),
 }
 
-impl Value {
+impl Value<'_> {
     /// The `type` column of the CSV.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -73,13 +80,13 @@ impl Value {
 }
 
 /// Parses one line (terminator already removed).
-pub fn parse_line(bytes: &[u8]) -> Line {
+pub fn parse_line(bytes: &[u8]) -> Line<'_> {
     if bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
         return Line::Blank;
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(s) => s,
-        Err(_) => return Line::Reading(text_reading(&String::from_utf8_lossy(bytes))),
+        Err(_) => return Line::Reading(text_reading(String::from_utf8_lossy(bytes))),
     };
     let trimmed = text.trim_matches([' ', '\t']);
     if trimmed.starts_with('{') {
@@ -94,34 +101,45 @@ pub fn parse_line(bytes: &[u8]) -> Line {
         let mut r = Reading::default();
         for (key, value) in pairs {
             let value = match value {
-                Raw::Quoted(s) => Value::Text(sanitize(&s)),
+                Raw::Quoted(s) => Value::Text(sanitize(Cow::Owned(s))),
                 Raw::Bare(s) => typed(s),
             };
-            r.add(key, value);
+            r.add(Cow::Borrowed(key), value);
         }
         return Line::Reading(r.finish());
     }
-    Line::Reading(text_reading(text))
+    Line::Reading(text_reading(Cow::Borrowed(text)))
 }
 
 /// Replaces control characters (except tab) with U+FFFD; borrows when nothing changes.
-pub fn sanitize(s: &str) -> String {
+pub fn sanitize(s: Cow<'_, str>) -> Cow<'_, str> {
     if !s.chars().any(is_bad_char) {
-        return s.to_string();
+        return s;
     }
-    s.chars().map(|c| if is_bad_char(c) { '\u{FFFD}' } else { c }).collect()
+    Cow::Owned(s.chars().map(|c| if is_bad_char(c) { '\u{FFFD}' } else { c }).collect())
 }
 
 fn is_bad_char(c: char) -> bool {
     c.is_control() && c != '\t'
 }
 
-/// Cleans a device name: sanitized, trimmed, at most [`MAX_DEVICE_CHARS`]; `None` if empty.
-pub fn device_name(raw: &str) -> Option<String> {
-    let clean = sanitize(raw.trim());
+/// Cleans a device name: sanitized, trimmed, at most [`MAX_DEVICE_CHARS`]; `None` if
+/// empty. Borrows when the name was already clean.
+pub fn device_name(raw: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    if trimmed.len() <= MAX_DEVICE_CHARS && !trimmed.chars().any(is_bad_char) {
+        return Some(match raw {
+            Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+            Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+        });
+    }
+    let clean = sanitize(Cow::Borrowed(trimmed));
     let cut: String = clean.chars().take(MAX_DEVICE_CHARS).collect();
-    let cut = cut.trim().to_string();
-    (!cut.is_empty()).then_some(cut)
+    let cut = cut.trim();
+    (!cut.is_empty()).then(|| Cow::Owned(cut.to_string()))
 }
 
 /// A boot id is 1–32 of `A-Z a-z 0-9 _ -`.
@@ -129,29 +147,37 @@ pub fn valid_boot(s: &str) -> bool {
     (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn text_reading(text: &str) -> Reading {
+fn text_reading(text: Cow<'_, str>) -> Reading<'_> {
+    let text = match text {
+        Cow::Borrowed(t) => Cow::Borrowed(t.trim_end_matches('\r')),
+        Cow::Owned(t) => Cow::Owned(t.trim_end_matches('\r').to_string()),
+    };
     Reading {
         fields: vec![Field {
-            name: MESSAGE_FIELD.to_string(),
-            value: Value::Text(sanitize(text.trim_end_matches('\r'))),
+            name: Cow::Borrowed(MESSAGE_FIELD),
+            value: Value::Text(sanitize(text)),
         }],
         ..Reading::default()
     }
 }
 
-impl Reading {
+impl<'a> Reading<'a> {
     /// Adds a key: reserved keys with a valid value describe the reading; every other
     /// key (and a reserved key whose value is invalid) becomes a field.
-    fn add(&mut self, key: &str, value: Value) {
-        match (key, &value) {
+    fn add(&mut self, key: Cow<'a, str>, value: Value<'a>) {
+        match (&*key, &value) {
             ("device", _) => {
-                if let Some(d) = device_name(value.as_text()) {
+                let name = match &value {
+                    Value::Number(s) | Value::Text(s) => device_name(s.clone()),
+                    Value::Bool(b) => device_name(Cow::Borrowed(if *b { "true" } else { "false" })),
+                };
+                if let Some(d) = name {
                     self.device = Some(d);
                     return;
                 }
             }
             ("ts", Value::Number(s) | Value::Text(s)) => {
-                self.device_time = Some(sanitize(s));
+                self.device_time = Some(sanitize(s.clone()));
                 return;
             }
             ("seq", Value::Number(s) | Value::Text(s)) => {
@@ -173,31 +199,32 @@ impl Reading {
     }
 
     /// A reading must have at least one field so that it shows up as a row.
-    fn finish(mut self) -> Reading {
+    fn finish(mut self) -> Reading<'a> {
         if self.fields.is_empty() {
             self.fields.push(Field {
-                name: MESSAGE_FIELD.to_string(),
-                value: Value::Text(String::new()),
+                name: Cow::Borrowed(MESSAGE_FIELD),
+                value: Value::Text(Cow::Borrowed("")),
             });
         }
         self
     }
 }
 
-fn parse_json(text: &str) -> Option<Reading> {
-    let Ok(Json::Object(map)) = serde_json::from_str::<Json>(text) else {
-        return None;
+fn parse_json(text: &str) -> Option<Reading<'_>> {
+    let pairs = parse_object(text)?;
+    let mut r = Reading {
+        fields: Vec::with_capacity(pairs.len()),
+        ..Reading::default()
     };
-    let mut r = Reading::default();
-    for (key, v) in map {
+    for (key, v) in pairs {
         let value = match v {
-            Json::Number(n) => Value::Number(n.to_string()),
-            Json::Bool(b) => Value::Bool(b),
-            Json::String(s) => Value::Text(sanitize(&s)),
-            Json::Null => Value::Text(String::new()),
-            nested @ (Json::Array(_) | Json::Object(_)) => Value::Text(sanitize(&nested.to_string())),
+            JsonValue::Number(n) => Value::Number(Cow::Borrowed(n)),
+            JsonValue::Bool(b) => Value::Bool(b),
+            JsonValue::Str(s) => Value::Text(sanitize(s)),
+            JsonValue::Null => Value::Text(Cow::Borrowed("")),
+            JsonValue::Nested(json) => Value::Text(sanitize(Cow::Owned(json))),
         };
-        r.add(&key, value);
+        r.add(key, value);
     }
     Some(r.finish())
 }
@@ -205,9 +232,9 @@ fn parse_json(text: &str) -> Option<Reading> {
 fn parse_hello(rest: &str) -> Option<Hello> {
     let rest = rest.trim_start_matches([' ', '\t']);
     let end = rest.find([' ', '\t', ',']).unwrap_or(rest.len());
-    let device = device_name(&rest[..end])?;
+    let device = device_name(Cow::Borrowed(&rest[..end]))?;
     let mut hello = Hello {
-        device,
+        device: device.into_owned(),
         boot: None,
         ack: false,
     };
@@ -291,7 +318,7 @@ fn parse_pairs(s: &str) -> Option<Vec<(&str, Raw<'_>)>> {
 }
 
 /// Types a bare `key=value` value: finite number, boolean, or text.
-fn typed(s: &str) -> Value {
+fn typed(s: &str) -> Value<'_> {
     match s {
         "true" => return Value::Bool(true),
         "false" => return Value::Bool(false),
@@ -302,9 +329,9 @@ fn typed(s: &str) -> Value {
         .next()
         .is_some_and(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.'));
     if looks_numeric && s.parse::<f64>().is_ok_and(f64::is_finite) {
-        Value::Number(s.to_string())
+        Value::Number(Cow::Borrowed(s))
     } else {
-        Value::Text(sanitize(s))
+        Value::Text(sanitize(Cow::Borrowed(s)))
     }
 }
 
@@ -312,7 +339,7 @@ fn typed(s: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn reading(line: &str) -> Reading {
+    fn reading(line: &str) -> Reading<'_> {
         match parse_line(line.as_bytes()) {
             Line::Reading(r) => r,
             other => panic!("{line:?} parsed as {other:?}"),
@@ -322,7 +349,7 @@ mod tests {
     fn fields(r: &Reading) -> Vec<(String, String, &'static str)> {
         r.fields
             .iter()
-            .map(|f| (f.name.clone(), f.value.as_text().to_string(), f.value.kind()))
+            .map(|f| (f.name.to_string(), f.value.as_text().to_string(), f.value.kind()))
             .collect()
     }
 
@@ -342,7 +369,7 @@ mod tests {
         assert_eq!(
             fields(&r),
             [
-                f("temp_c", "21.5", "number"),
+                f("temp_c", "21.50", "number"),
                 f("humidity", "40", "number"),
                 f("open", "false", "bool"),
                 f("note", "ok", "text"),
@@ -479,7 +506,7 @@ mod tests {
         assert!(v.contains("temp"));
     }
 
-    fn reading_bytes(b: &[u8]) -> Reading {
+    fn reading_bytes(b: &[u8]) -> Reading<'_> {
         match parse_line(b) {
             Line::Reading(r) => r,
             other => panic!("{other:?}"),
@@ -489,7 +516,8 @@ mod tests {
     #[test]
     fn long_device_names_are_cut() {
         let name = "é".repeat(100);
-        let r = reading(&format!("device={name} t=1"));
+        let line = format!("device={name} t=1");
+        let r = reading(&line);
         assert_eq!(r.device.unwrap().chars().count(), MAX_DEVICE_CHARS);
     }
 

@@ -1,0 +1,409 @@
+//! The JSON line format: one object per line, scanned in place.
+//!
+//! Readings are flat objects of numbers, booleans and short strings, and they arrive
+//! by the hundred thousand per second. Building a `serde_json::Value` for each one
+//! (an ordered map, a `String` per key and value, a float round trip per number) was
+//! the largest cost of the ingest path in the profile. This scanner borrows keys,
+//! numbers and plain strings straight from the line and allocates only for what
+//! needs decoding: strings with escapes, and nested arrays or objects, which are
+//! handed to `serde_json` and kept as their compact JSON text.
+//!
+//! It accepts exactly what `serde_json::from_str::<Value>` accepts for a top-level
+//! object (RFC 8259: whitespace, escapes, number grammar, no trailing bytes), which a
+//! differential test against `serde_json` checks on random input. Two deliberate
+//! differences in the result, both in the board's favour: numbers keep the text the
+//! board sent (`21.50` stays `21.50`, where a float round trip would print `21.5`),
+//! and a number that is not a finite `f64` (`1e999`) makes the line invalid JSON, as
+//! `serde_json` also refuses it.
+
+use std::borrow::Cow;
+
+use serde_json::Value as Json;
+
+/// One value of the top-level object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonValue<'a> {
+    /// The number's text as sent.
+    Number(&'a str),
+    Bool(bool),
+    Null,
+    Str(Cow<'a, str>),
+    /// An array or object, as compact JSON text.
+    Nested(String),
+}
+
+/// Parses `text` as one JSON object; `None` if it is not exactly that. Keys keep the
+/// order of their first appearance; a repeated key keeps its last value (as
+/// `serde_json`'s ordered map does).
+pub fn parse_object(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
+    let mut s = Scanner { text, at: 0 };
+    s.skip_ws();
+    s.expect(b'{')?;
+    let mut pairs = Vec::with_capacity(8);
+    s.skip_ws();
+    if s.peek() == Some(b'}') {
+        s.at += 1;
+    } else {
+        loop {
+            s.skip_ws();
+            let key = s.string()?;
+            s.skip_ws();
+            s.expect(b':')?;
+            s.skip_ws();
+            let value = s.value()?;
+            pairs.push((key, value));
+            s.skip_ws();
+            match s.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.skip_ws();
+    if s.at != text.len() {
+        return None;
+    }
+    merge_repeated_keys(&mut pairs);
+    Some(pairs)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn value(&mut self) -> Option<JsonValue<'a>> {
+        match self.peek()? {
+            b'"' => self.string().map(JsonValue::Str),
+            b'-' | b'0'..=b'9' => self.number().map(JsonValue::Number),
+            b't' => self.literal("true", JsonValue::Bool(true)),
+            b'f' => self.literal("false", JsonValue::Bool(false)),
+            b'n' => self.literal("null", JsonValue::Null),
+            b'[' | b'{' => self.nested(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: JsonValue<'a>) -> Option<JsonValue<'a>> {
+        if self.text[self.at..].starts_with(word) {
+            self.at += word.len();
+            Some(value)
+        } else {
+            None
+        }
+    }
+
+    /// A string at the cursor (opening quote included). Borrowed unless it has escapes.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let open = self.at;
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            match self.next()? {
+                b'"' => break,
+                // The escape itself is checked when decoding below; skipping one byte
+                // is enough to step over an escaped quote or backslash.
+                b'\\' => {
+                    escaped = true;
+                    self.next()?;
+                }
+                b if b < 0x20 => return None,
+                _ => {}
+            }
+        }
+        let quoted = &self.text[open..self.at];
+        if escaped {
+            serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
+        } else {
+            Some(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, and finite as an `f64`.
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.one_or_more_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.one_or_more_digits()?;
+        }
+        let text = &self.text[start..self.at];
+        let plain_integer = text.len() <= 16 && !text.contains(['.', 'e', 'E']);
+        (plain_integer || text.parse::<f64>().is_ok_and(f64::is_finite)).then_some(text)
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+    }
+
+    fn one_or_more_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+
+    /// An array or object: find its end (brackets outside strings), then let
+    /// `serde_json` validate it and print it compactly.
+    fn nested(&mut self) -> Option<JsonValue<'a>> {
+        let start = self.at;
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.at += 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            self.at += 1;
+        }
+        let value: Json = serde_json::from_str(&self.text[start..self.at]).ok()?;
+        Some(JsonValue::Nested(value.to_string()))
+    }
+}
+
+/// `{"a":1,"b":2,"a":3}` becomes `a=3, b=2`: first position, last value.
+fn merge_repeated_keys(pairs: &mut Vec<(Cow<'_, str>, JsonValue<'_>)>) {
+    let repeated = if pairs.len() <= 16 {
+        (1..pairs.len()).any(|i| pairs[..i].iter().any(|(k, _)| *k == pairs[i].0))
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        !pairs.iter().all(|(k, _)| seen.insert(k.clone()))
+    };
+    if !repeated {
+        return;
+    }
+    let mut merged: Vec<(Cow<'_, str>, JsonValue<'_>)> = Vec::with_capacity(pairs.len());
+    let mut index = std::collections::HashMap::with_capacity(pairs.len());
+    for (key, value) in pairs.drain(..) {
+        match index.get(&key) {
+            Some(&i) => {
+                let slot: &mut (Cow<'_, str>, JsonValue<'_>) = &mut merged[i];
+                slot.1 = value;
+            }
+            None => {
+                index.insert(key.clone(), merged.len());
+                merged.push((key, value));
+            }
+        }
+    }
+    *pairs = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `serde_json` makes of `text`, in this module's terms. Numbers are compared
+    /// to 12 significant digits: without its `float_roundtrip` feature `serde_json` may
+    /// parse a float one unit in the last place away from the exact value.
+    fn reference(text: &str) -> Option<Vec<(String, String)>> {
+        let Ok(Json::Object(map)) = serde_json::from_str::<Json>(text) else {
+            return None;
+        };
+        Some(map.into_iter().map(|(k, v)| (k, canonical_json(&v))).collect())
+    }
+
+    fn canonical_json(v: &Json) -> String {
+        match v {
+            Json::Number(n) => format!("n:{:.12e}", n.as_f64().unwrap()),
+            Json::String(s) => format!("s:{s}"),
+            Json::Bool(b) => format!("b:{b}"),
+            Json::Null => "null".to_string(),
+            nested => format!("j:{nested}"),
+        }
+    }
+
+    fn ours(text: &str) -> Option<Vec<(String, String)>> {
+        let pairs = parse_object(text)?;
+        Some(
+            pairs
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        JsonValue::Number(n) => format!("n:{:.12e}", n.parse::<f64>().unwrap()),
+                        JsonValue::Str(s) => format!("s:{s}"),
+                        JsonValue::Bool(b) => format!("b:{b}"),
+                        JsonValue::Null => "null".to_string(),
+                        JsonValue::Nested(j) => format!("j:{j}"),
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn flat_reading_borrows_from_the_line() {
+        let pairs = parse_object(r#" {"device":"kitchen", "temp_c":21.50,"n":-0,"ok":true,"x":null} "#).unwrap();
+        assert!(matches!(pairs[0].0, Cow::Borrowed("device")));
+        assert!(matches!(pairs[0].1, JsonValue::Str(Cow::Borrowed("kitchen"))));
+        assert_eq!(pairs[1].1, JsonValue::Number("21.50"));
+        assert_eq!(pairs[2].1, JsonValue::Number("-0"));
+        assert_eq!(pairs[3].1, JsonValue::Bool(true));
+        assert_eq!(pairs[4].1, JsonValue::Null);
+    }
+
+    #[test]
+    fn escapes_nesting_and_repeats() {
+        let pairs = parse_object(r#"{"a\"b":"x\u00e9\n","n":[1,{"y":"]"}],"a\"b":2}"#).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0], (Cow::Borrowed("a\"b"), JsonValue::Number("2")));
+        assert_eq!(pairs[1].1, JsonValue::Nested(r#"[1,{"y":"]"}]"#.to_string()));
+        assert_eq!(parse_object("{}"), Some(vec![]));
+    }
+
+    #[test]
+    fn rejects_what_serde_json_rejects() {
+        for bad in [
+            "",
+            "{",
+            "}",
+            "[]",
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1e999}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"x"} x"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":"\x"}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":{"b":}}"#,
+            r#"{"a":1"b":2}"#,
+            r#"{"a":"unterminated}"#,
+            r#"{"a":]}"#,
+            r#"{"a":[}"#,
+        ] {
+            assert_eq!(parse_object(bad), None, "{bad:?}");
+            assert_eq!(reference(bad), None, "serde_json agrees about {bad:?}");
+        }
+    }
+
+    /// Differential fuzzing: on random JSON-ish input, the scanner and `serde_json`
+    /// agree on whether it is an object, and on every key and value.
+    #[test]
+    fn agrees_with_serde_json_on_random_input() {
+        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
+        let pieces: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\"",
+            "\"a\"",
+            "\"dev\"",
+            "\"x\\\"y\"",
+            "\"\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\q\"",
+            "1",
+            "-",
+            "0",
+            "2.5",
+            "1e3",
+            "1E-2",
+            ".",
+            "e",
+            "true",
+            "false",
+            "null",
+            "\"é\"",
+            "\t",
+            "\n",
+            "\u{1}",
+            "\\",
+            "00",
+            "-0.0",
+        ];
+        let mut agreed_objects = 0;
+        for round in 0..60_000 {
+            let mut text = String::new();
+            // Half the rounds start from a valid object and mutate it; half are noise.
+            if round % 2 == 0 {
+                text.push_str(r#"{"device":"k","t":21.5,"a":[1,{"b":null}],"s":"x\"y"}"#);
+                for _ in 0..(next() % 3) {
+                    let at = (next() as usize) % (text.len() + 1);
+                    let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
+                    let piece = pieces[(next() as usize) % pieces.len()];
+                    if next() % 2 == 0 {
+                        text.insert_str(at, piece);
+                    } else {
+                        let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
+                        text.replace_range(at..end, "");
+                    }
+                }
+            } else {
+                text.push('{');
+                for _ in 0..(next() % 12) {
+                    text.push_str(pieces[(next() as usize) % pieces.len()]);
+                }
+            }
+            let (a, b) = (ours(&text), reference(&text));
+            assert_eq!(a, b, "input {text:?}");
+            agreed_objects += usize::from(a.is_some());
+        }
+        assert!(
+            agreed_objects > 5_000,
+            "the fuzzer reached valid objects only {agreed_objects} times"
+        );
+    }
+}
