@@ -43,12 +43,23 @@ pub struct Row(pub Vec<String>);
 
 impl RowRef<'_> {
     /// Appends this row, CSV-encoded and `\n`-terminated, to `out`.
+    ///
+    /// `received_at`, `kind` and `peer` never need quoting (a timestamp, a type name, a
+    /// socket address), so they are copied without the scan; a debug assertion holds
+    /// callers to that.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        push_field(out, self.received_at);
-        for f in [self.device, self.field, self.value, self.kind, self.peer, self.boot] {
+        debug_assert!(![self.received_at, self.kind, self.peer].iter().any(|s| needs_quotes(s)));
+        out.extend_from_slice(self.received_at.as_bytes());
+        for f in [self.device, self.field, self.value] {
             out.push(b',');
             push_field(out, f);
         }
+        out.push(b',');
+        out.extend_from_slice(self.kind.as_bytes());
+        out.push(b',');
+        out.extend_from_slice(self.peer.as_bytes());
+        out.push(b',');
+        push_field(out, self.boot);
         out.push(b',');
         if let Some(seq) = self.seq {
             push_u64(out, seq);
@@ -86,7 +97,16 @@ impl Row {
 }
 
 fn needs_quotes(s: &str) -> bool {
-    s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    // A table lookup per byte: this runs on several fields of every row.
+    const SPECIAL: [bool; 256] = {
+        let mut t = [false; 256];
+        t[b',' as usize] = true;
+        t[b'"' as usize] = true;
+        t[b'\n' as usize] = true;
+        t[b'\r' as usize] = true;
+        t
+    };
+    s.bytes().any(|b| SPECIAL[b as usize])
 }
 
 fn field_len(s: &str) -> usize {

@@ -123,26 +123,30 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let open = self.at;
         self.expect(b'"')?;
-        let mut escaped = false;
+        // Fast path: most strings are plain, so find the first byte that is not.
+        let plain = self.bytes()[self.at..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        self.at += plain;
+        if self.next()? == b'"' {
+            return Some(Cow::Borrowed(&self.text[open + 1..self.at - 1]));
+        }
+        self.at -= 1;
         loop {
             match self.next()? {
                 b'"' => break,
                 // The escape itself is checked when decoding below; skipping one byte
                 // is enough to step over an escaped quote or backslash.
                 b'\\' => {
-                    escaped = true;
                     self.next()?;
                 }
                 b if b < 0x20 => return None,
                 _ => {}
             }
         }
-        let quoted = &self.text[open..self.at];
-        if escaped {
-            serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
-        } else {
-            Some(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
-        }
+        serde_json::from_str::<String>(&self.text[open..self.at])
+            .ok()
+            .map(Cow::Owned)
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, and finite as an `f64`.
@@ -168,8 +172,9 @@ impl<'a> Scanner<'a> {
             self.one_or_more_digits()?;
         }
         let text = &self.text[start..self.at];
-        let plain_integer = text.len() <= 16 && !text.contains(['.', 'e', 'E']);
-        (plain_integer || text.parse::<f64>().is_ok_and(f64::is_finite)).then_some(text)
+        // Without an exponent, only a number of 309 or more digits can overflow an f64.
+        let surely_finite = text.len() < 300 && !text.contains(['e', 'E']);
+        (surely_finite || text.parse::<f64>().is_ok_and(f64::is_finite)).then_some(text)
     }
 
     fn digits(&mut self) {

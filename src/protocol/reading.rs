@@ -113,10 +113,20 @@ pub fn parse_line(bytes: &[u8]) -> Line<'_> {
 
 /// Replaces control characters (except tab) with U+FFFD; borrows when nothing changes.
 pub fn sanitize(s: Cow<'_, str>) -> Cow<'_, str> {
-    if !s.chars().any(is_bad_char) {
+    if !has_bad_char(&s) {
         return s;
     }
     Cow::Owned(s.chars().map(|c| if is_bad_char(c) { '\u{FFFD}' } else { c }).collect())
+}
+
+/// Whether `s` has a control character other than tab: the same test as
+/// [`is_bad_char`] on every char, done on bytes because it runs on every key and value.
+/// Controls are U+0000–U+001F, U+007F, and U+0080–U+009F (UTF-8 `C2 80`–`C2 9F`).
+fn has_bad_char(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        (c < 0x20 && c != b'\t') || c == 0x7f || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
 }
 
 fn is_bad_char(c: char) -> bool {
@@ -130,7 +140,7 @@ pub fn device_name(raw: Cow<'_, str>) -> Option<Cow<'_, str>> {
     if trimmed.is_empty() {
         return None;
     }
-    if trimmed.len() <= MAX_DEVICE_CHARS && !trimmed.chars().any(is_bad_char) {
+    if trimmed.len() <= MAX_DEVICE_CHARS && !has_bad_char(trimmed) {
         return Some(match raw {
             Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
             Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
@@ -519,6 +529,14 @@ mod tests {
         let line = format!("device={name} t=1");
         let r = reading(&line);
         assert_eq!(r.device.unwrap().chars().count(), MAX_DEVICE_CHARS);
+    }
+
+    #[test]
+    fn byte_scan_finds_exactly_the_control_chars() {
+        for c in ('\0'..='\u{800}').chain(['\u{FFFD}', '\u{1F600}']) {
+            let s = format!("a{c}b");
+            assert_eq!(has_bad_char(&s), is_bad_char(c), "{c:?}");
+        }
     }
 
     /// Fuzz-style: random bytes never panic, and every output string is free of
