@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sensorlog::protocol::framing::{Frame, LineFramer};
 use sensorlog::protocol::reading::{parse_line, Line};
-use sensorlog::row::{rfc3339_millis, RowRef};
+use sensorlog::row::{rfc3339_millis, Encoder, RowRef, Shared};
 
 fn input(lines: usize) -> Vec<u8> {
     let mut v = Vec::new();
@@ -102,6 +102,39 @@ fn main() {
                         }
                         .encode(&mut out);
                     }
+                }
+            }
+            black_box(out.len());
+        }),
+        lines,
+    );
+    // What a connection thread does per line of `sensorlog simulate --format json`.
+    let json: Vec<u8> = (0..lines)
+        .flat_map(|i| {
+            format!(
+                "{{\"device\":\"sim-{}\",\"seq\":{i},\"temp_c\":21.53,\"humidity\":40.5}}\n",
+                i % 100
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut enc = Encoder::default();
+    report(
+        "JSON line -> CSV rows",
+        measure(budget, || {
+            out.clear();
+            for l in json.split(|&b| b == b'\n') {
+                if let Line::Reading(r) = parse_line(l) {
+                    let shared = Shared {
+                        received_at: &now,
+                        device: r.device.as_deref().unwrap_or("127.0.0.1"),
+                        peer: "127.0.0.1:50000",
+                        boot: "",
+                        seq: r.seq,
+                        device_time: r.device_time.as_deref().unwrap_or(""),
+                    };
+                    let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
+                    shared.encode_rows(fields, &mut enc, &mut out);
                 }
             }
             black_box(out.len());

@@ -98,6 +98,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 deadline,
                 ack: args.ack,
                 stamp: args.stamp,
+                values: Values::new(),
                 counters: Arc::clone(&counters),
             };
             std::thread::Builder::new()
@@ -170,6 +171,7 @@ struct Board {
     deadline: Option<Instant>,
     ack: bool,
     stamp: bool,
+    values: Values,
     counters: Arc<Counters>,
 }
 
@@ -247,35 +249,110 @@ impl Board {
     }
 
     fn format_reading(&self, buf: &mut Vec<u8>, seq: u64) {
-        // A gentle wave, so a chart of simulated data looks like something.
-        let t = 20.0 + ((seq % 360) as f64).to_radians().sin() * 3.0;
-        let h = 40.0 + (seq % 17) as f64 * 0.5;
+        // A gentle wave, so a chart of simulated data looks like something. The values
+        // repeat, so they are formatted once (`Values`): float formatting per reading
+        // made the generator cost as much CPU as the daemon it was measuring.
+        let t = &self.values.temp[(seq % 360) as usize];
+        let h = &self.values.humidity[(seq % 17) as usize];
+        let mut seq_text = Vec::with_capacity(20);
+        crate::row::push_u64(&mut seq_text, seq);
+        let seq = std::str::from_utf8(&seq_text).unwrap_or("0");
         let ts = if self.stamp {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             format!("{}.{:06}", now.as_secs(), now.subsec_micros())
         } else {
             String::new()
         };
-        let _ = match (self.format, self.stamp) {
-            (Format::Json, false) => writeln!(
-                buf,
-                r#"{{"device":"{}","seq":{seq},"temp_c":{t:.2},"humidity":{h:.1}}}"#,
-                self.name
-            ),
-            (Format::Json, true) => writeln!(
-                buf,
-                r#"{{"device":"{}","seq":{seq},"ts":{ts},"temp_c":{t:.2},"humidity":{h:.1}}}"#,
-                self.name
-            ),
-            (Format::Kv, false) => writeln!(buf, "device={} seq={seq} temp_c={t:.2} humidity={h:.1}", self.name),
-            (Format::Kv, true) => writeln!(
-                buf,
-                "device={} seq={seq} ts={ts} temp_c={t:.2} humidity={h:.1}",
-                self.name
-            ),
-            (Format::Text, false) => writeln!(buf, "{} reading {seq} temp {t:.2} humidity {h:.1}", self.name),
-            (Format::Text, true) => writeln!(buf, "{} reading {seq} temp {t:.2} humidity {h:.1} at {ts}", self.name),
+        let name = &self.name;
+        let parts: [&str; 11] = match (self.format, self.stamp) {
+            (Format::Json, false) => [
+                r#"{"device":""#,
+                name,
+                r#"","seq":"#,
+                seq,
+                "",
+                "",
+                r#","temp_c":"#,
+                t,
+                r#","humidity":"#,
+                h,
+                "}",
+            ],
+            (Format::Json, true) => [
+                r#"{"device":""#,
+                name,
+                r#"","seq":"#,
+                seq,
+                r#","ts":"#,
+                &ts,
+                r#","temp_c":"#,
+                t,
+                r#","humidity":"#,
+                h,
+                "}",
+            ],
+            (Format::Kv, false) => [
+                "device=",
+                name,
+                " seq=",
+                seq,
+                "",
+                "",
+                " temp_c=",
+                t,
+                " humidity=",
+                h,
+                "",
+            ],
+            (Format::Kv, true) => [
+                "device=",
+                name,
+                " seq=",
+                seq,
+                " ts=",
+                &ts,
+                " temp_c=",
+                t,
+                " humidity=",
+                h,
+                "",
+            ],
+            (Format::Text, false) => ["", name, " reading ", seq, "", "", " temp ", t, " humidity ", h, ""],
+            (Format::Text, true) => [
+                "",
+                name,
+                " reading ",
+                seq,
+                "",
+                "",
+                " temp ",
+                t,
+                " humidity ",
+                h,
+                &format!(" at {ts}"),
+            ],
         };
+        for p in parts {
+            buf.extend_from_slice(p.as_bytes());
+        }
+        buf.push(b'\n');
+    }
+}
+
+/// The simulated values, formatted once per board.
+struct Values {
+    temp: Vec<String>,
+    humidity: Vec<String>,
+}
+
+impl Values {
+    fn new() -> Values {
+        Values {
+            temp: (0..360)
+                .map(|d| format!("{:.2}", 20.0 + f64::from(d).to_radians().sin() * 3.0))
+                .collect(),
+            humidity: (0..17).map(|i| format!("{:.1}", 40.0 + f64::from(i) * 0.5)).collect(),
+        }
     }
 }
 

@@ -36,10 +36,40 @@ pub enum JsonValue<'a> {
 /// order of their first appearance; a repeated key keeps its last value (as
 /// `serde_json`'s ordered map does).
 pub fn parse_object(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
+    let mut pairs = Vec::with_capacity(8);
+    scan_object(text, |key, value| pairs.push((key, value)))?;
+    merge_repeated_keys(&mut pairs);
+    Some(pairs)
+}
+
+/// The allocation-free form of [`parse_object`] for the ingest path: hands each pair
+/// to `each` as it is scanned. `None`: not a JSON object (discard what `each` got).
+/// `Some(true)`: some key may repeat, and the caller must start over with
+/// [`parse_object`] to get `serde_json`'s merging; `Some(false)`: done.
+pub fn for_each_pair<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<bool> {
+    const TRACKED: usize = 16;
+    let mut keys: [&str; TRACKED] = [""; TRACKED];
+    let mut count = 0;
+    let mut may_repeat = false;
+    scan_object(text, |key, value| {
+        if count < TRACKED {
+            may_repeat |= keys[..count].contains(&&*key) || matches!(key, Cow::Owned(_));
+            if let Cow::Borrowed(k) = key {
+                keys[count] = k;
+            }
+        } else {
+            may_repeat = true;
+        }
+        count += 1;
+        each(key, value);
+    })?;
+    Some(may_repeat)
+}
+
+fn scan_object<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {
     let mut s = Scanner { text, at: 0 };
     s.skip_ws();
     s.expect(b'{')?;
-    let mut pairs = Vec::with_capacity(8);
     s.skip_ws();
     if s.peek() == Some(b'}') {
         s.at += 1;
@@ -51,7 +81,7 @@ pub fn parse_object(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
             s.expect(b':')?;
             s.skip_ws();
             let value = s.value()?;
-            pairs.push((key, value));
+            each(key, value);
             s.skip_ws();
             match s.next()? {
                 b',' => continue,
@@ -61,11 +91,7 @@ pub fn parse_object(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
         }
     }
     s.skip_ws();
-    if s.at != text.len() {
-        return None;
-    }
-    merge_repeated_keys(&mut pairs);
-    Some(pairs)
+    (s.at == text.len()).then_some(())
 }
 
 struct Scanner<'a> {
@@ -93,9 +119,11 @@ impl<'a> Scanner<'a> {
     }
 
     fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
-        }
+        let rest = &self.bytes()[self.at..];
+        self.at += rest
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .unwrap_or(rest.len());
     }
 
     fn value(&mut self) -> Option<JsonValue<'a>> {
@@ -164,7 +192,9 @@ impl<'a> Scanner<'a> {
             self.at += 1;
             self.one_or_more_digits()?;
         }
+        let mut exponent = false;
         if matches!(self.peek(), Some(b'e' | b'E')) {
+            exponent = true;
             self.at += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.at += 1;
@@ -173,14 +203,13 @@ impl<'a> Scanner<'a> {
         }
         let text = &self.text[start..self.at];
         // Without an exponent, only a number of 309 or more digits can overflow an f64.
-        let surely_finite = text.len() < 300 && !text.contains(['e', 'E']);
+        let surely_finite = !exponent && text.len() < 300;
         (surely_finite || text.parse::<f64>().is_ok_and(f64::is_finite)).then_some(text)
     }
 
     fn digits(&mut self) {
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
-        }
+        let rest = &self.bytes()[self.at..];
+        self.at += rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
     }
 
     fn one_or_more_digits(&mut self) -> Option<()> {
@@ -306,6 +335,16 @@ mod tests {
         assert_eq!(pairs[0], (Cow::Borrowed("a\"b"), JsonValue::Number("2")));
         assert_eq!(pairs[1].1, JsonValue::Nested(r#"[1,{"y":"]"}]"#.to_string()));
         assert_eq!(parse_object("{}"), Some(vec![]));
+    }
+
+    #[test]
+    fn for_each_pair_flags_possible_repeats() {
+        let mut n = 0;
+        assert_eq!(for_each_pair(r#"{"a":1,"b":2}"#, |_, _| n += 1), Some(false));
+        assert_eq!(n, 2);
+        assert_eq!(for_each_pair(r#"{"a":1,"b":2,"a":3}"#, |_, _| {}), Some(true));
+        assert_eq!(for_each_pair(r#"{"a\u0062":1,"ab":2}"#, |_, _| {}), Some(true));
+        assert_eq!(for_each_pair(r#"{"a":1,"b":}"#, |_, _| {}), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use crate::protocol::json::{parse_object, JsonValue};
+use crate::protocol::json::{self, JsonValue};
 
 /// Longest device name kept; longer names are cut (on a char boundary).
 pub const MAX_DEVICE_CHARS: usize = 64;
@@ -124,9 +124,16 @@ pub fn sanitize(s: Cow<'_, str>) -> Cow<'_, str> {
 /// Controls are U+0000–U+001F, U+007F, and U+0080–U+009F (UTF-8 `C2 80`–`C2 9F`).
 fn has_bad_char(s: &str) -> bool {
     let b = s.as_bytes();
-    b.iter().enumerate().any(|(i, &c)| {
-        (c < 0x20 && c != b'\t') || c == 0x7f || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
-    })
+    // A branch-free pass the compiler vectorizes; only a hit needs the exact check.
+    let maybe = b
+        .iter()
+        .fold(false, |acc, &c| acc | (c < 0x20) | (c == 0x7f) | (c == 0xc2));
+    maybe
+        && b.iter().enumerate().any(|(i, &c)| {
+            (c < 0x20 && c != b'\t')
+                || c == 0x7f
+                || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+        })
 }
 
 fn is_bad_char(c: char) -> bool {
@@ -136,6 +143,15 @@ fn is_bad_char(c: char) -> bool {
 /// Cleans a device name: sanitized, trimmed, at most [`MAX_DEVICE_CHARS`]; `None` if
 /// empty. Borrows when the name was already clean.
 pub fn device_name(raw: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    // The common case, a short ASCII name with nothing to trim, skips the Unicode trim.
+    let ascii_ends = |b: &[u8]| {
+        b.first()
+            .zip(b.last())
+            .is_some_and(|(f, l)| f.is_ascii_graphic() && l.is_ascii_graphic())
+    };
+    if raw.len() <= MAX_DEVICE_CHARS && ascii_ends(raw.as_bytes()) && !has_bad_char(&raw) {
+        return Some(raw);
+    }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return None;
@@ -221,22 +237,29 @@ impl<'a> Reading<'a> {
 }
 
 fn parse_json(text: &str) -> Option<Reading<'_>> {
-    let pairs = parse_object(text)?;
     let mut r = Reading {
-        fields: Vec::with_capacity(pairs.len()),
+        fields: Vec::with_capacity(4),
         ..Reading::default()
     };
-    for (key, v) in pairs {
-        let value = match v {
-            JsonValue::Number(n) => Value::Number(Cow::Borrowed(n)),
-            JsonValue::Bool(b) => Value::Bool(b),
-            JsonValue::Str(s) => Value::Text(sanitize(s)),
-            JsonValue::Null => Value::Text(Cow::Borrowed("")),
-            JsonValue::Nested(json) => Value::Text(sanitize(Cow::Owned(json))),
-        };
-        r.add(key, value);
+    if !json::for_each_pair(text, |key, value| r.add(key, json_value(value)))? {
+        return Some(r.finish());
+    }
+    // A key may repeat: start over, merging repeats the way serde_json does.
+    let mut r = Reading::default();
+    for (key, value) in json::parse_object(text)? {
+        r.add(key, json_value(value));
     }
     Some(r.finish())
+}
+
+fn json_value(v: JsonValue<'_>) -> Value<'_> {
+    match v {
+        JsonValue::Number(n) => Value::Number(Cow::Borrowed(n)),
+        JsonValue::Bool(b) => Value::Bool(b),
+        JsonValue::Str(s) => Value::Text(sanitize(s)),
+        JsonValue::Null => Value::Text(Cow::Borrowed("")),
+        JsonValue::Nested(json) => Value::Text(sanitize(Cow::Owned(json))),
+    }
 }
 
 fn parse_hello(rest: &str) -> Option<Hello> {
@@ -398,6 +421,13 @@ mod tests {
                 f("c", r#"{"d":1}"#, "text")
             ]
         );
+    }
+
+    #[test]
+    fn repeated_json_keys_merge_before_reserved_keys_are_read() {
+        let r = reading(r#"{"seq":"x","t":1,"seq":5,"t":2}"#);
+        assert_eq!(r.seq, Some(5));
+        assert_eq!(fields(&r), [f("t", "2", "number")]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use crate::dedup::Key;
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line, Line, Reading};
-use crate::row::{rfc3339_millis, RowRef};
+use crate::row::{self, rfc3339_millis, RowRef};
 use crate::server::limits::{Conn as Socket, Slot};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
@@ -67,6 +67,7 @@ struct Conn<'a> {
     outcomes: Vec<Outcome>,
     out: Vec<u8>,
     received_at: String,
+    encoder: row::Encoder,
 }
 
 /// Serves one board until it disconnects, idles out, or the daemon shuts down.
@@ -94,6 +95,7 @@ fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
         outcomes: Vec::new(),
         out: Vec::new(),
         received_at: String::new(),
+        encoder: row::Encoder::default(),
     };
     let mut framer = LineFramer::new(shared.max_line_bytes);
     let mut first = [0u8; FIRST_READ_BYTES];
@@ -199,20 +201,29 @@ impl Conn<'_> {
         let boot = r.boot.as_deref().or(self.boot.as_deref()).unwrap_or("");
         let bytes_start = self.batch.buf.len();
         let rows_start = self.batch.rows.len();
-        for f in &r.fields {
-            let row = RowRef {
-                received_at: &self.received_at,
-                device,
-                field: &f.name,
-                value: f.value.as_text(),
-                kind: f.value.kind(),
-                peer: &self.peer,
-                boot,
-                seq: r.seq,
-                device_time: r.device_time.as_deref().unwrap_or(""),
-            };
-            row.encode(&mut self.batch.buf);
-            if self.shared.rows_for_uploader {
+        let shared = row::Shared {
+            received_at: &self.received_at,
+            device,
+            peer: &self.peer,
+            boot,
+            seq: r.seq,
+            device_time: r.device_time.as_deref().unwrap_or(""),
+        };
+        let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
+        shared.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
+        if self.shared.rows_for_uploader {
+            for f in &r.fields {
+                let row = RowRef {
+                    received_at: &self.received_at,
+                    device,
+                    field: &f.name,
+                    value: f.value.as_text(),
+                    kind: f.value.kind(),
+                    peer: &self.peer,
+                    boot,
+                    seq: r.seq,
+                    device_time: r.device_time.as_deref().unwrap_or(""),
+                };
                 self.batch.rows.push(row.to_owned_row());
             }
         }
