@@ -18,6 +18,11 @@ use crate::verify::Output;
 /// The daemon under test, built by cargo for this bench (release profile under `cargo bench`).
 pub const SENSORLOG_BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
 
+/// Set to another `sensorlog` binary (an older build, say) to measure it as the daemon
+/// under test with everything else unchanged, the generator included: how the
+/// before/after figures in the README were taken.
+pub const SERVER_BIN_ENV: &str = "SENSORLOG_BENCH_SERVER_BIN";
+
 /// sensorlog gets a limit above the 10,100 connections of the idle workload.
 const MAX_CONNECTIONS: &str = "11000";
 
@@ -87,7 +92,8 @@ impl Contender {
     pub fn start(self, setup: &Setup, name: &str, out: &Path) -> Result<Server, String> {
         match self {
             Contender::Sensorlog => {
-                let mut cmd = Command::new(SENSORLOG_BIN);
+                let bin = std::env::var_os(SERVER_BIN_ENV).unwrap_or_else(|| SENSORLOG_BIN.into());
+                let mut cmd = Command::new(bin);
                 cmd.args(["serve", "--listen", "127.0.0.1:0", "--csv"])
                     .arg(out)
                     .args(["--max-connections", MAX_CONNECTIONS])

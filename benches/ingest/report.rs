@@ -227,6 +227,13 @@ fn legend(results: &[RunResult], ctx: &Context) {
         ctx.nofile_limit
     );
     println!("             share these CPUs.");
+    if let Some(bin) = std::env::var_os(crate::contenders::SERVER_BIN_ENV) {
+        println!(
+            "  sensorlog  binary under test: {} (from {})",
+            bin.to_string_lossy(),
+            crate::contenders::SERVER_BIN_ENV
+        );
+    }
     if let Some(conf) = &ctx.rsyslog_config {
         println!();
         println!("rsyslog config used (generated per run; <...> filled in):");
