@@ -39,23 +39,35 @@ use contenders::{Contender, Setup};
 use load::{Scale, Workload};
 use report::RunResult;
 
-const USAGE: &str = "usage: cargo bench --bench ingest -- [--quick] [FILTER...]
+const USAGE: &str = "usage: cargo bench --bench ingest -- [--quick] [--rounds N] [FILTER...]
   --quick    counts divided by 10 (a smoke run of a few seconds per contender)
+  --rounds N run each workload N times per contender, alternating contenders, and report
+             the median (default 3 for a full run, 1 otherwise)
   FILTER     run only matching contenders (sensorlog, raw, rsyslog) and/or workloads
              (A B C D, or part of a name: 100x, idle, latency)";
 
 struct Options {
     scale: Scale,
+    rounds: usize,
     filters: Vec<String>,
 }
 
 impl Options {
     fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         let (mut bench, mut quick, mut filters) = (false, false, Vec::new());
-        for a in args {
+        let mut rounds = None;
+        let mut args = args.peekable();
+        while let Some(a) = args.next() {
             match a.as_str() {
                 "--bench" => bench = true,
                 "--quick" => quick = true,
+                "--rounds" => {
+                    let n = args
+                        .next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&n| (1..=20).contains(&n));
+                    rounds = Some(n.ok_or("--rounds takes a number from 1 to 20")?);
+                }
                 "-h" | "--help" => return Err(String::new()),
                 s if s.starts_with('-') => eprintln!("ingest bench: ignoring unknown option {s:?}"),
                 s => filters.push(s.to_lowercase()),
@@ -66,7 +78,8 @@ impl Options {
             (false, true) => Scale::Full,
             (false, false) => Scale::Smoke,
         };
-        Ok(Options { scale, filters })
+        let rounds = rounds.unwrap_or(if scale == Scale::Full { 3 } else { 1 });
+        Ok(Options { scale, rounds, filters })
     }
 
     /// The contenders and workloads the filters select (all of a kind no filter names).
@@ -184,17 +197,26 @@ fn run(opts: &Options) -> i32 {
 
     let mut results: Vec<RunResult> = Vec::new();
     for wl in &workloads {
-        for &c in &contenders {
-            if c == Contender::Rsyslog {
-                if let Err(why) = &rsyslogd {
-                    let mut r = RunResult::new(c, wl);
-                    r.skipped = Some(why.clone());
-                    results.push(r);
-                    continue;
-                }
+        let mut rounds: Vec<Vec<RunResult>> = vec![Vec::new(); contenders.len()];
+        for round in 1..=opts.rounds {
+            if opts.rounds > 1 {
+                eprintln!("-- {}: round {round} of {}", wl.name, opts.rounds);
             }
-            results.push(run::one(&mut bench, c, wl));
+            for (i, &c) in contenders.iter().enumerate() {
+                if c == Contender::Rsyslog {
+                    if let Err(why) = &rsyslogd {
+                        if round == 1 {
+                            let mut r = RunResult::new(c, wl);
+                            r.skipped = Some(why.clone());
+                            rounds[i].push(r);
+                        }
+                        continue;
+                    }
+                }
+                rounds[i].push(run::one(&mut bench, c, wl));
+            }
         }
+        results.extend(rounds.into_iter().map(RunResult::combine));
     }
 
     let rsyslog_config = rsyslogd.as_ref().ok().map(|_| {

@@ -26,6 +26,8 @@ pub struct RunResult {
     pub latency: Option<Latency>,
     /// Notes for the report (idle connections held, log lines that signal trouble).
     pub notes: Vec<String>,
+    /// readings/s of every round, when the workload ran more than once (`--rounds`).
+    pub round_rates: Vec<f64>,
     /// Why it did not run at all.
     pub skipped: Option<String>,
     /// What went wrong, if it did not complete.
@@ -46,6 +48,7 @@ impl RunResult {
             gen_cpu_secs: None,
             latency: None,
             notes: Vec::new(),
+            round_rates: Vec::new(),
             skipped: None,
             failed: None,
         }
@@ -53,6 +56,39 @@ impl RunResult {
 
     pub fn readings_per_sec(&self) -> Option<f64> {
         self.secs.filter(|s| *s > 0.0).map(|s| self.sent as f64 / s)
+    }
+
+    /// Several rounds of one contender × workload as one result: the round with the
+    /// median readings/s stands for them (this machine's run-to-run spread is wide, so one
+    /// round can mislead), while losses and doubles add up over all rounds, peak RSS is
+    /// the highest, and the first failure is kept.
+    pub fn combine(mut rounds: Vec<RunResult>) -> RunResult {
+        if rounds.len() == 1 {
+            return rounds.remove(0);
+        }
+        let rates: Vec<f64> = rounds.iter().filter_map(RunResult::readings_per_sec).collect();
+        let sum = |f: fn(&RunResult) -> Option<u64>| rounds.iter().map(f).sum::<Option<u64>>();
+        let (lost, duplicated) = (sum(|r| r.lost), sum(|r| r.duplicated));
+        let peak = rounds.iter().filter_map(|r| r.peak_rss_kib).max();
+        let failed = rounds.iter().find_map(|r| r.failed.clone());
+        let mut notes: Vec<String> = Vec::new();
+        for n in rounds.iter().flat_map(|r| r.notes.iter()) {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
+        rounds.sort_by(|a, b| {
+            let rate = |r: &RunResult| r.readings_per_sec().unwrap_or(0.0);
+            rate(a).total_cmp(&rate(b))
+        });
+        let mut median = rounds.swap_remove(rounds.len() / 2);
+        median.lost = lost;
+        median.duplicated = duplicated;
+        median.peak_rss_kib = peak;
+        median.failed = failed;
+        median.notes = notes;
+        median.round_rates = rates;
+        median
     }
 
     /// Ran, completed, and every reading is in the file exactly once.
@@ -103,20 +139,35 @@ pub fn print(results: &[RunResult], ctx: &Context) {
     );
     println!();
     println!(
-        "{:<10} {:<16} {:>10} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "{:<10} {:<16} {:>10} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9}   rounds",
         "contender", "workload", "readings", "readings/s", "lost", "dup", "peak RSS", "srv CPU", "gen CPU"
     );
     println!(
-        "{:<10} {:<16} {:>10} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9}",
-        "", "", "", "", "", "", "MiB", "s", "s"
+        "{:<10} {:<16} {:>10} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9}   readings/s, min-max",
+        "", "", "", "(median)", "", "", "MiB", "s", "s"
     );
     for r in results {
         if let Some(why) = &r.skipped {
             println!("{:<10} {:<16} skipped: {why}", r.contender.name(), r.workload.name);
             continue;
         }
+        let spread = match r
+            .round_rates
+            .iter()
+            .copied()
+            .reduce(f64::min)
+            .zip(r.round_rates.iter().copied().reduce(f64::max))
+        {
+            Some((lo, hi)) => format!(
+                "{} x, {}-{}",
+                r.round_rates.len(),
+                grouped(lo.round() as u64),
+                grouped(hi.round() as u64)
+            ),
+            None => "1 x".to_string(),
+        };
         println!(
-            "{:<10} {:<16} {:>10} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            "{:<10} {:<16} {:>10} {:>12} {:>8} {:>8} {:>9} {:>9} {:>9}   {spread}",
             r.contender.name(),
             r.workload.name,
             grouped(r.sent),
@@ -219,6 +270,8 @@ fn legend(results: &[RunResult], ctx: &Context) {
     println!("               lost = sent - distinct (device, seq) in the file; dup = found - distinct.");
     println!("               peak RSS = VmHWM just before SIGTERM; srv CPU = the contender's user+sys CPU;");
     println!("               gen CPU = the load generator's. A fresh contender process per run.");
+    println!("               With several rounds (--rounds), the median round is shown; lost and dup add up");
+    println!("               over all rounds; rounds of different contenders alternate.");
     println!(
         "  machine    {} CPUs ({}), Linux {}, open-files limit {}; contender, generator and harness",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
