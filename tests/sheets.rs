@@ -106,9 +106,16 @@ fn wait_synced(fake: &FakeGoogle, d: &Daemon, timeout: Duration) {
     assert!(ok, "sheet never matched the CSV: {last}\ndaemon log:\n{}", d.log_text());
 }
 
+/// Rows (lines) in the CSV file right now.
+fn csv_lines(d: &Daemon) -> usize {
+    std::fs::read(&d.csv).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
 /// `boards` boards each send `lines` readings of mixed types (numbers, bools, text that
-/// looks like a formula or a number).
+/// looks like a formula or a number). Returns once the daemon has written them all to
+/// the CSV, so that a following `wait_synced` cannot match a CSV that is still behind.
 fn send_readings(d: &Daemon, boards: usize, lines: usize, tag: &str) {
+    let want = csv_lines(d) + rows_for(boards * lines);
     let threads: Vec<_> = (0..boards)
         .map(|b| {
             let addr = d.addr;
@@ -130,6 +137,12 @@ fn send_readings(d: &Daemon, boards: usize, lines: usize, tag: &str) {
     for t in threads {
         t.join().unwrap();
     }
+    assert!(
+        wait_until(Duration::from_secs(30), || csv_lines(d) >= want),
+        "the daemon wrote {} of {want} CSV lines; log:\n{}",
+        csv_lines(d),
+        d.log_text()
+    );
 }
 
 #[test]
@@ -165,8 +178,8 @@ fn sheet_mirrors_the_csv_exactly_through_faults() {
         lines += 3 * 60;
         wait_synced(&fake, &d, Duration::from_secs(60));
     }
-    d.shutdown();
-    let rows = sheet_matches_csv(&fake, &d.csv).unwrap();
+    let log = d.shutdown();
+    let rows = sheet_matches_csv(&fake, &d.csv).unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{log}"));
     assert_eq!(rows, rows_for(lines), "every reading's rows");
     let st = fake.stats();
     assert_eq!(fake.pending_faults(), 0, "every injected fault was met");

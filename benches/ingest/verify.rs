@@ -27,20 +27,6 @@ pub enum Output {
     Lines,
 }
 
-/// sensorlog's CSV header, copied rather than imported: the benchmark checks the file
-/// format a user sees.
-pub const CSV_HEADER: [&str; 9] = [
-    "received_at",
-    "device",
-    "field",
-    "value",
-    "type",
-    "peer",
-    "boot",
-    "seq",
-    "device_time",
-];
-
 impl Output {
     /// Lines in a complete output file for `readings` simulated readings (each has the
     /// two fields `temp_c` and `humidity`; `device`, `seq` and `ts` are not rows).
@@ -141,7 +127,7 @@ pub fn tally(path: &Path, output: Output) -> Result<Tally, String> {
                 .from_path(path)
                 .map_err(|e| format!("open {}: {e}", path.display()))?;
             let header = rdr.headers().map_err(|e| format!("read the header: {e}"))?;
-            if header.iter().ne(CSV_HEADER) {
+            if header.iter().ne(sensorlog::row::HEADER) {
                 return Err(format!("unexpected CSV header {header:?}"));
             }
             let mut rec = csv::ByteRecord::new();
