@@ -84,3 +84,46 @@ fn second_ctrl_c_exits_at_once() {
     sender.join().unwrap();
     read_csv(&d.csv); // still a valid file
 }
+
+/// A board still streaming when SIGTERM comes is read to its end: the drain must not
+/// half-close a connection that is busy (Linux drops queued data on a half-close). The
+/// stream is one overlong line, which the daemon skips cheaply, so its thread is inside
+/// `read` most of the time: the case where a half-close used to cut it off.
+#[test]
+fn sigterm_while_a_board_streams_keeps_what_it_sent() {
+    for round in 0..3 {
+        let dir = TestDir::new("shutdown-streaming");
+        let mut d = Daemon::start(&dir, &[]);
+        let mut s = d.connect();
+        // Stream for 400 ms; SIGTERM comes 150 ms in, while data is still flowing.
+        let writer = std::thread::spawn(move || {
+            s.write_all(b"v=first\n").unwrap();
+            let start = Instant::now();
+            let chunk = vec![b'z'; 64 * 1024];
+            let mut streamed = 0usize;
+            while start.elapsed() < Duration::from_millis(400) {
+                s.write_all(&chunk)
+                    .expect("the daemon keeps reading a busy board while it drains");
+                streamed += chunk.len();
+            }
+            s.write_all(b"\nv=last\n").unwrap();
+            streamed
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        d.terminate();
+        let streamed = writer.join().unwrap();
+        let status = d.wait_exit(Duration::from_secs(30));
+        let log = d.log_text();
+        assert!(
+            matches!(status, Some(s) if s.success()),
+            "round {round}: exit {status:?}; log:\n{log}"
+        );
+        let rows = read_csv(&d.csv);
+        let values: Vec<&str> = rows[1..].iter().map(|r| r[3].as_str()).collect();
+        assert_eq!(
+            values,
+            ["first", "last"],
+            "round {round}: {streamed} bytes streamed; log:\n{log}"
+        );
+    }
+}

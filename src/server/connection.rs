@@ -103,6 +103,7 @@ fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
     let mut reader = stream;
     let reason = loop {
         let target: &mut [u8] = if buf.is_empty() { &mut first } else { &mut buf };
+        socket.reads.fetch_add(1, Ordering::AcqRel);
         socket.in_read.store(true, Ordering::Release);
         // At shutdown the read timeout drops to limits::DRAIN_QUIET (see close_reads).
         let got = reader.read(target);

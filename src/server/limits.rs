@@ -19,8 +19,10 @@ use crate::stats::Stats;
 /// A board's socket, shared by its thread and the registry.
 pub struct Conn {
     pub stream: TcpStream,
-    /// True while the thread waits in `read` (its receive queue was empty).
+    /// True while the thread is in `read` (waiting, if its receive queue was empty).
     pub in_read: AtomicBool,
+    /// Calls to `read` so far: tells a thread stuck in one `read` from a busy one.
+    pub reads: AtomicU64,
 }
 
 impl Conn {
@@ -28,6 +30,7 @@ impl Conn {
         Arc::new(Conn {
             stream,
             in_read: AtomicBool::new(false),
+            reads: AtomicU64::new(0),
         })
     }
 }
@@ -93,14 +96,30 @@ impl Connections {
 
     /// Stops new slots and drains every open connection: each socket's read timeout
     /// drops to [`DRAIN_QUIET`], so a busy board's thread keeps reading what is still
-    /// arriving and stops after that much silence; a thread already waiting in `read` (its
-    /// queue is empty) is woken by a half-close, which makes `read` return end-of-stream.
-    /// (A half-close alone would also cut off a busy board's data still in flight.)
+    /// arriving and stops after that much silence. A `read` that was already waiting keeps
+    /// its old (idle) timeout, so a thread still in the same `read` after `DRAIN_QUIET` is
+    /// woken by a half-close, which makes `read` return end-of-stream. Only such threads:
+    /// a half-close would also cut off a busy board's data still in flight, and a busy
+    /// thread, though often inside `read` for a moment, starts a new one every time.
+    /// Blocks for `DRAIN_QUIET` when some thread was in `read`.
     pub fn close_reads(&self) {
         self.closing.store(true, Ordering::Release);
-        for c in self.lock().values() {
-            let _ = c.stream.set_read_timeout(Some(DRAIN_QUIET));
-            if c.in_read.load(Ordering::Acquire) {
+        let in_read: Vec<(Arc<Conn>, u64)> = self
+            .lock()
+            .values()
+            .filter_map(|c| {
+                let _ = c.stream.set_read_timeout(Some(DRAIN_QUIET));
+                c.in_read
+                    .load(Ordering::Acquire)
+                    .then(|| (Arc::clone(c), c.reads.load(Ordering::Acquire)))
+            })
+            .collect();
+        if in_read.is_empty() {
+            return;
+        }
+        std::thread::sleep(DRAIN_QUIET);
+        for (c, reads) in in_read {
+            if c.in_read.load(Ordering::Acquire) && c.reads.load(Ordering::Acquire) == reads {
                 let _ = c.stream.shutdown(Shutdown::Read);
             }
         }
