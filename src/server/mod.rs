@@ -10,7 +10,10 @@
 //! the kernel's `net.core.somaxconn`) and keep the accept loop to a few syscalls.
 //!
 //! Shutdown wakes the blocked `accept` by connecting to the listener itself
-//! (tiny_http's trick), see [`crate::shutdown`].
+//! (tiny_http's trick), see [`crate::shutdown`]. Before the listener closes, the loop
+//! takes in what is still in the accept queue: those boards connected before the
+//! signal and have likely sent their readings already, which closing the listener would
+//! reset unread. The drain then reads them like every other connection.
 
 pub mod connection;
 pub mod limits;
@@ -42,7 +45,10 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Runs until shutdown is requested. Each accepted board gets a slot and a thread.
+/// How long shutdown keeps taking in boards that were already waiting to be accepted.
+const BACKLOG_DRAIN: Duration = Duration::from_millis(500);
+
+/// Runs until shutdown is requested, then takes in the boards still queued. Each accepted board gets a slot and a thread.
 pub fn accept_loop(
     listener: &TcpListener,
     shared: &Arc<Shared>,
@@ -52,10 +58,17 @@ pub fn accept_loop(
 ) {
     let refusals = RateLimitedLog::new(Duration::from_secs(10));
     let accept_errors = RateLimitedLog::new(Duration::from_secs(10));
+    // Set once shutdown is seen: accept without blocking until the queue is empty, for
+    // at most BACKLOG_DRAIN (boards that keep connecting must not hold shutdown up).
+    let mut drain_until: Option<Instant> = None;
     loop {
+        if drain_until.is_some_and(|t| Instant::now() >= t) {
+            return;
+        }
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) if drain_until.is_some() => return, // the queue is empty
             Err(e) => {
                 if shutdown.is_requested() {
                     return;
@@ -69,9 +82,13 @@ pub fn accept_loop(
                 continue;
             }
         };
-        if shutdown.is_requested() {
-            return;
+        if shutdown.is_requested() && drain_until.is_none() {
+            if listener.set_nonblocking(true).is_err() {
+                return;
+            }
+            drain_until = Some(Instant::now() + BACKLOG_DRAIN);
         }
+        let _ = stream.set_nonblocking(false);
         let _ = stream.set_nodelay(true);
         let conn = Conn::new(stream);
         let Some(slot) = conns.try_acquire(&conn) else {
