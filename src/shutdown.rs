@@ -5,10 +5,12 @@
 //! connecting to the listener once (tiny_http's self-connect). The ordered shutdown
 //! itself runs on the main thread, in [`crate::daemon`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Exit code of a second Ctrl-C: 128 + SIGINT, as shells report it.
 pub const EXIT_FORCED: i32 = 130;
@@ -17,6 +19,9 @@ pub const EXIT_FORCED: i32 = 130;
 pub struct Shutdown {
     requested: AtomicBool,
     wake_addr: Mutex<Option<SocketAddr>>,
+    /// The local address of the self-connection that wakes `accept`, so the accept loop
+    /// can tell it from a board.
+    wake_from: Mutex<Option<SocketAddr>>,
     sleepers: Condvar,
     lock: Mutex<()>,
 }
@@ -57,8 +62,26 @@ impl Shutdown {
         }
         let addr = *self.wake_addr.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(addr) = addr {
-            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+            self.wake(addr);
         }
+    }
+
+    /// Connects to the listener once. The socket is bound first, so its address is on
+    /// record before the accept loop can see the connection.
+    fn wake(&self, addr: SocketAddr) {
+        let Ok(sock) = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) else {
+            return;
+        };
+        if sock.bind(&SocketAddr::new(addr.ip(), 0).into()).is_err() {
+            return;
+        }
+        *self.wake_from.lock().unwrap_or_else(|p| p.into_inner()) = sock.local_addr().ok().and_then(|a| a.as_socket());
+        let _ = sock.connect_timeout(&addr.into(), Duration::from_secs(1));
+    }
+
+    /// Whether a connection from `peer` is the one `request` made to wake `accept`.
+    pub fn is_wake_connection(&self, peer: SocketAddr) -> bool {
+        *self.wake_from.lock().unwrap_or_else(|p| p.into_inner()) == Some(peer)
     }
 
     pub fn is_requested(&self) -> bool {

@@ -127,3 +127,13 @@ fn sigterm_while_a_board_streams_keeps_what_it_sent() {
         );
     }
 }
+
+/// The connection that wakes the accept loop at shutdown is not mistaken for a board.
+#[test]
+fn shutdown_with_no_boards_serves_no_connection() {
+    let dir = TestDir::new("shutdown-idle");
+    let mut d = Daemon::start(&dir, &[]);
+    let log = d.shutdown();
+    assert!(log.contains("closing 0 board connections"), "{log}");
+    assert!(!log.contains("Board connected"), "{log}");
+}

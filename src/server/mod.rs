@@ -88,6 +88,9 @@ pub fn accept_loop(
             }
             drain_until = Some(Instant::now() + BACKLOG_DRAIN);
         }
+        if drain_until.is_some() && shutdown.is_wake_connection(peer) {
+            continue;
+        }
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_nodelay(true);
         let conn = Conn::new(stream);
