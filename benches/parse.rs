@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use sensorlog::protocol::framing::{Frame, LineFramer};
-use sensorlog::protocol::reading::{parse_line, Line};
-use sensorlog::row::{rfc3339_millis, Encoder, RowRef, Shared};
+use sensorlog::protocol::reading::{parse_line, Line, Reading};
+use sensorlog::row::{rfc3339_millis, Encoder, Shared};
 
 fn input(lines: usize) -> Vec<u8> {
     let mut v = Vec::new();
@@ -22,6 +22,20 @@ fn input(lines: usize) -> Vec<u8> {
         }
     }
     v
+}
+
+/// A reading's rows, as a connection thread encodes them.
+fn encode(r: &Reading<'_>, now: &str, enc: &mut Encoder, out: &mut Vec<u8>) {
+    let common = Shared {
+        received_at: now,
+        device: r.device.as_deref().unwrap_or("127.0.0.1"),
+        peer: "127.0.0.1:50000",
+        boot: "",
+        seq: r.seq,
+        device_time: r.device_time.as_deref().unwrap_or(""),
+    };
+    let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
+    common.encode_rows(fields, enc, out);
 }
 
 /// Runs `f` repeatedly for about `budget`, returns (iterations, elapsed).
@@ -82,26 +96,14 @@ fn main() {
         lines,
     );
     let mut out = Vec::with_capacity(data.len() * 3);
+    let mut enc = Encoder::default();
     report(
         "row encoding",
         measure(budget, || {
             out.clear();
             for p in &parsed {
                 if let Line::Reading(r) = p {
-                    for f in &r.fields {
-                        RowRef {
-                            received_at: &now,
-                            device: r.device.as_deref().unwrap_or("127.0.0.1"),
-                            field: &f.name,
-                            value: f.value.as_text(),
-                            kind: f.value.kind(),
-                            peer: "127.0.0.1:50000",
-                            boot: "",
-                            seq: r.seq,
-                            device_time: "",
-                        }
-                        .encode(&mut out);
-                    }
+                    encode(r, &now, &mut enc, &mut out);
                 }
             }
             black_box(out.len());
@@ -118,23 +120,13 @@ fn main() {
             .into_bytes()
         })
         .collect();
-    let mut enc = Encoder::default();
     report(
         "JSON line -> CSV rows",
         measure(budget, || {
             out.clear();
             for l in json.split(|&b| b == b'\n') {
                 if let Line::Reading(r) = parse_line(l) {
-                    let shared = Shared {
-                        received_at: &now,
-                        device: r.device.as_deref().unwrap_or("127.0.0.1"),
-                        peer: "127.0.0.1:50000",
-                        boot: "",
-                        seq: r.seq,
-                        device_time: r.device_time.as_deref().unwrap_or(""),
-                    };
-                    let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
-                    shared.encode_rows(fields, &mut enc, &mut out);
+                    encode(&r, &now, &mut enc, &mut out);
                 }
             }
             black_box(out.len());

@@ -42,33 +42,6 @@ pub struct RowRef<'a> {
 pub struct Row(pub Vec<String>);
 
 impl RowRef<'_> {
-    /// Appends this row, CSV-encoded and `\n`-terminated, to `out`.
-    ///
-    /// `received_at`, `kind` and `peer` never need quoting (a timestamp, a type name, a
-    /// socket address), so they are copied without the scan; a debug assertion holds
-    /// callers to that.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        debug_assert!(![self.received_at, self.kind, self.peer].iter().any(|s| needs_quotes(s)));
-        out.extend_from_slice(self.received_at.as_bytes());
-        for f in [self.device, self.field, self.value] {
-            out.push(b',');
-            push_field(out, f);
-        }
-        out.push(b',');
-        out.extend_from_slice(self.kind.as_bytes());
-        out.push(b',');
-        out.extend_from_slice(self.peer.as_bytes());
-        out.push(b',');
-        push_field(out, self.boot);
-        out.push(b',');
-        if let Some(seq) = self.seq {
-            push_u64(out, seq);
-        }
-        out.push(b',');
-        push_field(out, self.device_time);
-        out.push(b'\n');
-    }
-
     pub fn to_owned_row(&self) -> Row {
         let seq = self.seq.map(|s| s.to_string()).unwrap_or_default();
         Row([
@@ -107,9 +80,27 @@ pub struct Encoder {
     tail: Vec<u8>,
 }
 
-impl Shared<'_> {
-    /// Appends one row per `(field, value, kind)` to `out`: the same bytes as
-    /// [`RowRef::encode`] for each, which a test checks.
+impl<'a> Shared<'a> {
+    /// The row of one field, for the uploader.
+    pub fn row(&self, field: &'a str, value: &'a str, kind: &'a str) -> RowRef<'a> {
+        RowRef {
+            received_at: self.received_at,
+            device: self.device,
+            field,
+            value,
+            kind,
+            peer: self.peer,
+            boot: self.boot,
+            seq: self.seq,
+            device_time: self.device_time,
+        }
+    }
+
+    /// Appends one CSV row per `(field, value, kind)` to `out`, each `\n`-terminated.
+    ///
+    /// `received_at`, `kind` and `peer` never need quoting (a timestamp, a type name, a
+    /// socket address), so they are copied without the scan; debug assertions hold
+    /// callers to that.
     pub fn encode_rows<'f>(
         &self,
         fields: impl IntoIterator<Item = (&'f str, &'f str, &'f str)>,
@@ -149,7 +140,7 @@ impl Shared<'_> {
 }
 
 impl Row {
-    /// Bytes this row takes in the CSV, newline included (what [`RowRef::encode`] wrote).
+    /// Bytes this row takes in the CSV, newline included (what [`Shared::encode_rows`] wrote for it).
     pub fn encoded_len(&self) -> usize {
         let fields: usize = self.0.iter().map(|f| field_len(f)).sum();
         fields + self.0.len().saturating_sub(1) + 1
@@ -251,13 +242,10 @@ mod tests {
         assert_eq!(t(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
     }
 
-    fn row<'a>(value: &'a str, device: &'a str, seq: Option<u64>) -> RowRef<'a> {
-        RowRef {
+    fn shared<'a>(device: &'a str, seq: Option<u64>) -> Shared<'a> {
+        Shared {
             received_at: "2026-01-01T00:00:00.000Z",
             device,
-            field: "f",
-            value,
-            kind: "text",
             peer: "127.0.0.1:1",
             boot: "",
             seq,
@@ -265,11 +253,16 @@ mod tests {
         }
     }
 
+    /// One row with field `f` of type text, encoded on its own.
+    fn encode_one(value: &str, device: &str, seq: Option<u64>, out: &mut Vec<u8>) {
+        shared(device, seq).encode_rows([("f", value, "text")], &mut Encoder::default(), out);
+    }
+
     #[test]
     fn encoding_quotes_only_when_needed() {
         let mut out = Vec::new();
-        row("plain", "d", Some(0)).encode(&mut out);
-        row("a,\"b\"\nc", "d\r", Some(18_446_744_073_709_551_615)).encode(&mut out);
+        encode_one("plain", "d", Some(0), &mut out);
+        encode_one("a,\"b\"\nc", "d\r", Some(18_446_744_073_709_551_615), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "2026-01-01T00:00:00.000Z,d,f,plain,text,127.0.0.1:1,,0,\n\
@@ -277,7 +270,8 @@ mod tests {
         );
     }
 
-    /// Whatever the text, the csv crate reads back exactly the fields we wrote.
+    /// A reading's rows encoded together (shared columns encoded once, buffers reused
+    /// from the reading before) are the rows encoded one at a time.
     #[test]
     fn shared_columns_encode_like_single_rows() {
         let fields = [
@@ -302,19 +296,8 @@ mod tests {
             let mut together = Vec::new();
             shared.encode_rows(fields, &mut enc, &mut together);
             let mut one_by_one = Vec::new();
-            for (field, value, kind) in fields {
-                RowRef {
-                    received_at: shared.received_at,
-                    device,
-                    field,
-                    value,
-                    kind,
-                    peer: shared.peer,
-                    boot: shared.boot,
-                    seq,
-                    device_time,
-                }
-                .encode(&mut one_by_one);
+            for field in fields {
+                shared.encode_rows([field], &mut Encoder::default(), &mut one_by_one);
             }
             assert_eq!(
                 String::from_utf8(together).unwrap(),
@@ -323,6 +306,7 @@ mod tests {
         }
     }
 
+    /// Whatever the text, the csv crate reads back exactly the fields we wrote.
     #[test]
     fn encoding_round_trips_through_the_csv_reader() {
         let mut next = crate::testing::xorshift(0x853c_49e6_748f_ea9b_u64);
@@ -339,8 +323,8 @@ mod tests {
         let mut out = Vec::new();
         for (v, d, seq) in &rows {
             let before = out.len();
-            let r = row(v, d, *seq);
-            r.encode(&mut out);
+            encode_one(v, d, *seq, &mut out);
+            let r = shared(d, *seq).row("f", v, "text");
             assert_eq!(
                 r.to_owned_row().encoded_len(),
                 out.len() - before,

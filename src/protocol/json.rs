@@ -246,25 +246,14 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// `{"a":1,"b":2,"a":3}` becomes `a=3, b=2`: first position, last value.
+/// `{"a":1,"b":2,"a":3}` becomes `a=3, b=2`: first position, last value. Only the rare
+/// path (see [`for_each_pair`]) gets here, so one map per object is fine.
 fn merge_repeated_keys(pairs: &mut Vec<(Cow<'_, str>, JsonValue<'_>)>) {
-    let repeated = if pairs.len() <= 16 {
-        (1..pairs.len()).any(|i| pairs[..i].iter().any(|(k, _)| *k == pairs[i].0))
-    } else {
-        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
-        !pairs.iter().all(|(k, _)| seen.insert(k.clone()))
-    };
-    if !repeated {
-        return;
-    }
     let mut merged: Vec<(Cow<'_, str>, JsonValue<'_>)> = Vec::with_capacity(pairs.len());
-    let mut index = std::collections::HashMap::with_capacity(pairs.len());
+    let mut index: std::collections::HashMap<_, usize> = std::collections::HashMap::with_capacity(pairs.len());
     for (key, value) in pairs.drain(..) {
         match index.get(&key) {
-            Some(&i) => {
-                let slot: &mut (Cow<'_, str>, JsonValue<'_>) = &mut merged[i];
-                slot.1 = value;
-            }
+            Some(&i) => merged[i].1 = value,
             None => {
                 index.insert(key.clone(), merged.len());
                 merged.push((key, value));

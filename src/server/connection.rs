@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use crate::dedup::Key;
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line, Line, Reading};
-use crate::row::{self, rfc3339_millis, RowRef};
+use crate::row::{self, rfc3339_millis};
 use crate::server::limits::{Conn as Socket, Slot};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
@@ -202,7 +202,7 @@ impl Conn<'_> {
         let boot = r.boot.as_deref().or(self.boot.as_deref()).unwrap_or("");
         let bytes_start = self.batch.buf.len();
         let rows_start = self.batch.rows.len();
-        let shared = row::Shared {
+        let common = row::Shared {
             received_at: &self.received_at,
             device,
             peer: &self.peer,
@@ -211,20 +211,10 @@ impl Conn<'_> {
             device_time: r.device_time.as_deref().unwrap_or(""),
         };
         let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
-        shared.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
+        common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
         if self.shared.rows_for_uploader {
             for f in &r.fields {
-                let row = RowRef {
-                    received_at: &self.received_at,
-                    device,
-                    field: &f.name,
-                    value: f.value.as_text(),
-                    kind: f.value.kind(),
-                    peer: &self.peer,
-                    boot,
-                    seq: r.seq,
-                    device_time: r.device_time.as_deref().unwrap_or(""),
-                };
+                let row = common.row(&f.name, f.value.as_text(), f.value.kind());
                 self.batch.rows.push(row.to_owned_row());
             }
         }
