@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::util::daemon::{read_csv, BIN, HEADER};
 use crate::util::{Daemon, TestDir};
 
-/// Runs `sensorlog simulate` with `args` against `d`; returns its JSON summary.
-fn simulate(d: &Daemon, args: &[&str]) -> serde_json::Value {
+/// Runs `sensorlog simulate` with `args` against `d`; returns its JSON summary and what
+/// it printed for people.
+fn simulate(d: &Daemon, args: &[&str]) -> (serde_json::Value, String) {
     let out = Command::new(BIN)
         .arg("simulate")
         .arg("--addr")
@@ -20,7 +21,8 @@ fn simulate(d: &Daemon, args: &[&str]) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "simulate failed: {stderr}");
     assert!(stderr.contains("Sent "), "simulate prints what it sent: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary is JSON ({e}): {stderr}"))
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary is JSON ({e}): {stderr}"));
+    (json, stderr.into_owned())
 }
 
 #[test]
@@ -28,7 +30,7 @@ fn simulated_boards_arrive_in_every_format_with_acks_and_stamps() {
     let dir = TestDir::new("simulate");
     let mut d = Daemon::start(&dir, &[]);
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-    let json = simulate(
+    let (json, _) = simulate(
         &d,
         &[
             "--boards", "3", "--count", "40", "--rate", "0", "--prefix", "js", "--ack", "--stamp",
@@ -37,14 +39,15 @@ fn simulated_boards_arrive_in_every_format_with_acks_and_stamps() {
     assert_eq!(json["sent"], 120, "{json}");
     assert_eq!(json["acked"], 120, "every reading acknowledged: {json}");
     assert_eq!(json["failed_boards"], 0, "{json}");
-    let kv = simulate(
+    let (kv, said) = simulate(
         &d,
         &[
-            "--boards", "2", "--count", "25", "--rate", "0", "--prefix", "kv", "--format", "kv",
+            "--boards", "2", "--count", "25", "--rate", "0", "--prefix", "kv", "--format", "kv", "--idle", "3",
         ],
     );
     assert_eq!(kv["sent"], 50, "{kv}");
-    let text = simulate(
+    assert!(said.contains("Holding 3 idle connections open."), "{said}");
+    let (text, _) = simulate(
         &d,
         &["--boards", "1", "--count", "5", "--rate", "200", "--format", "text"],
     );
