@@ -166,6 +166,10 @@ pub struct CsvSink {
     sync_handle: File,
     fsync: Fsync,
     dirty: AtomicBool,
+    /// (rows, bytes) of the file known durable under the fsync policy: fsynced for
+    /// `always` and `interval`, written for `never` (the policy leaves it to the OS).
+    /// Readers of the file (the uploader) never go past it.
+    durable: Mutex<(u64, u64)>,
     /// Set when a send to the uploader found the channel full.
     pub channel_overflowed: AtomicBool,
 }
@@ -204,6 +208,8 @@ impl CsvSink {
             }
         }
         file.seek(SeekFrom::End(0)).map_err(io_err("seek in"))?;
+        // What an earlier run wrote may not have reached the disk yet (fsync interval).
+        file.sync_data().map_err(io_err("sync"))?;
         let sync_handle = file.try_clone().map_err(io_err("duplicate the handle of"))?;
         let mut r = report.report;
         r.boots_remembered = dedup.len();
@@ -220,6 +226,7 @@ impl CsvSink {
             sync_handle,
             fsync,
             dirty: AtomicBool::new(false),
+            durable: Mutex::new((r.rows, r.bytes)),
             channel_overflowed: AtomicBool::new(false),
         };
         Ok((sink, r))
@@ -253,6 +260,19 @@ impl CsvSink {
     pub fn position(&self) -> (u64, u64) {
         let i = self.lock();
         (i.rows, i.bytes)
+    }
+
+    /// (rows, bytes) of the file that are durable under the fsync policy; never more
+    /// than [`CsvSink::position`]. Anything reading the file back stops here.
+    pub fn durable_position(&self) -> (u64, u64) {
+        *self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark_durable(&self, upto: (u64, u64)) {
+        let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        if upto.1 > d.1 {
+            *d = upto;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -363,9 +383,12 @@ impl CsvSink {
                 }
             }
         }
+        let written_to = (inner.rows, inner.bytes);
         drop(inner);
         match self.fsync {
             Fsync::Always => {
+                // fsync covers everything written before it starts, so after it
+                // succeeds the file is durable at least up to `written_to`.
                 if let Err(e) = self.sync_handle.sync_data() {
                     for o in outcomes.iter_mut().filter(|o| **o == Outcome::Written) {
                         *o = Outcome::Failed;
@@ -376,8 +399,13 @@ impl CsvSink {
                         source: e,
                     });
                 }
+                self.mark_durable(written_to);
             }
-            Fsync::Interval(_) | Fsync::Never => self.dirty.store(true, Ordering::Release),
+            Fsync::Interval(_) => self.dirty.store(true, Ordering::Release),
+            Fsync::Never => {
+                self.dirty.store(true, Ordering::Release);
+                self.mark_durable(written_to);
+            }
         }
         Ok(())
     }
@@ -385,11 +413,17 @@ impl CsvSink {
     /// fsyncs if anything was written since the last call (the interval policy's tick).
     pub fn sync_if_dirty(&self) -> Result<(), CsvError> {
         if self.dirty.swap(false, Ordering::AcqRel) {
-            self.sync_handle.sync_data().map_err(|source| CsvError::Io {
-                path: self.path.clone(),
-                action: "fsync",
-                source,
-            })?;
+            let written_to = self.position();
+            if let Err(source) = self.sync_handle.sync_data() {
+                // Try again at the next tick.
+                self.dirty.store(true, Ordering::Release);
+                return Err(CsvError::Io {
+                    path: self.path.clone(),
+                    action: "fsync",
+                    source,
+                });
+            }
+            self.mark_durable(written_to);
         }
         Ok(())
     }
@@ -404,11 +438,13 @@ impl CsvSink {
         drop(inner);
         if !was_closed {
             self.dirty.store(false, Ordering::Release);
+            let written_to = self.position();
             self.sync_handle.sync_all().map_err(|source| CsvError::Io {
                 path: self.path.clone(),
                 action: "fsync",
                 source,
             })?;
+            self.mark_durable(written_to);
         }
         Ok(())
     }
@@ -599,6 +635,39 @@ mod tests {
     }
 
     const H: &str = "received_at,device,field,value,type,peer,boot,seq,device_time\n";
+
+    fn one_reading_batch(line: &[u8]) -> Batch {
+        let mut b = Batch::default();
+        b.buf.extend_from_slice(line);
+        b.readings.push(PendingReading {
+            bytes: 0..line.len(),
+            rows: 0..0,
+            row_count: 1,
+            key: None,
+        });
+        b
+    }
+
+    #[test]
+    fn durable_position_follows_the_fsync_policy() {
+        let p = tmp("durable");
+        let (s, _) = CsvSink::open(&p, Fsync::Interval(std::time::Duration::from_secs(1))).unwrap();
+        let header = (0, H.len() as u64);
+        assert_eq!(s.durable_position(), header);
+        let mut out = Vec::new();
+        s.append(&one_reading_batch(b"T1,d,f,1,number,p:1,,,\n"), &mut out)
+            .unwrap();
+        assert_eq!(s.position().0, 1);
+        assert_eq!(s.durable_position(), header, "not fsynced yet");
+        s.sync_if_dirty().unwrap();
+        assert_eq!(s.durable_position(), s.position());
+
+        let p = tmp("durable-always");
+        let (s, _) = CsvSink::open(&p, Fsync::Always).unwrap();
+        s.append(&one_reading_batch(b"T1,d,f,1,number,p:1,,,\n"), &mut out)
+            .unwrap();
+        assert_eq!(s.durable_position(), s.position());
+    }
 
     #[test]
     fn new_file_gets_a_header() {
