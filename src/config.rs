@@ -37,6 +37,11 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_CELLS: u64 = 10_000_000;
 pub const DEFAULT_WARN_CELLS_PERCENT: u8 = 80;
 pub const DEFAULT_GROW_ROWS: u32 = 10_000;
+/// Google's limits page recommends at most 2 MB per request; its hard cap is 10 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 2_000_000;
+/// Bounds of `sheets.max_request_bytes` (one full row always fits under Google's 10 MiB).
+pub const MIN_REQUEST_BYTES: usize = 16_384;
+pub const MAX_REQUEST_BYTES: usize = 8_000_000;
 
 /// The TOML file as written. Every field optional; unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +101,7 @@ pub struct SheetsFile {
     pub warn_cells_percent: Option<u8>,
     pub grow_rows: Option<u32>,
     pub cursor_file: Option<PathBuf>,
+    pub max_request_bytes: Option<usize>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -127,6 +133,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.warn_cells_percent",
     "sheets.grow_rows",
     "sheets.cursor_file",
+    "sheets.max_request_bytes",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +177,8 @@ pub struct SheetsConfig {
     pub warn_cells_percent: u8,
     pub grow_rows: u32,
     pub cursor_file: PathBuf,
+    /// Most bytes in one write request's body (Google recommends at most 2 MB).
+    pub max_request_bytes: usize,
 }
 
 /// A configuration error: which key (or file) and why.
@@ -470,7 +479,15 @@ impl SheetsConfig {
             name.push(".sheets-cursor.json");
             csv_path.with_file_name(name)
         });
+        let max_request_bytes = in_range(
+            "sheets.max_request_bytes",
+            f.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            MIN_REQUEST_BYTES,
+            MAX_REQUEST_BYTES,
+            " bytes",
+        )?;
         Ok(Some(SheetsConfig {
+            max_request_bytes,
             key_file,
             spreadsheet_id,
             tab,

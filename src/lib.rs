@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod dedup;
@@ -38,7 +39,7 @@ use error::Result;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => daemon::serve(config::Config::from_serve_args(&args)?),
-        Command::Sheets(SheetsCommand::Check(args)) => sink::sheets::check::run(&args),
+        Command::Sheets(SheetsCommand::Check(args)) => cmd::sheets_check::run(&args),
         Command::Simulate(args) => simulate::run(&args),
     }
 }

@@ -165,11 +165,13 @@ pub const DEFAULT_READ_QUOTA_PER_MINUTE: u32 = 60;
 pub const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
 /// The project number that appears in quota and API-disabled errors.
 pub const PROJECT_NUMBER: &str = "123456";
-/// The request payload cap observed on real Google (notes §2.6).
+/// The request payload cap observed on real Google (notes §2.6); Google recommends
+/// staying under 2 MB. [`FakeGoogle::set_max_request_bytes`] lowers it for a test.
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
 pub const MAX_COLUMNS: u32 = 18_278;
-/// Characters per cell (notes §2.7, UNVERIFIED there).
+/// Characters per cell, counted here in UTF-16 code units (notes §2.7, UNVERIFIED there;
+/// Google documents no unit, Sheets' strings are UTF-16, and this is the stricter count).
 pub const MAX_CELL_CHARS: usize = 50_000;
 /// Rows and columns of a tab created without `gridProperties` (notes §2.5).
 pub const DEFAULT_GRID: (u32, u32) = (1000, 26);
@@ -673,6 +675,7 @@ impl FakeGoogle {
                 title: format!("sensorlog test {id}"),
                 sheets: vec![first],
                 access,
+                refuse_text: None,
             },
         );
     }
@@ -822,6 +825,18 @@ impl FakeGoogle {
             usage.writes.clear();
             usage.reads.clear();
         }
+    }
+
+    /// A fault no client can foresee: from now on, a write with a text cell containing
+    /// `needle` is refused whole with 400 INVALID_ARGUMENT (as Google refuses a batch
+    /// holding one invalid value); `None` lifts it.
+    pub fn refuse_cells_containing(&self, id: &str, needle: Option<&str>) {
+        self.with_spreadsheet(id, |ss| ss.refuse_text = needle.map(str::to_string));
+    }
+
+    /// Caps request bodies below Google's 10 MiB (bodies over it get Google's 400).
+    pub fn set_max_request_bytes(&self, n: usize) {
+        self.state().max_request_bytes = n.min(MAX_REQUEST_BODY_BYTES);
     }
 
     /// The cell cap per spreadsheet (default 10,000,000).
@@ -1023,6 +1038,8 @@ struct State {
     clock_offset_secs: i64,
     spreadsheets: BTreeMap<String, Spreadsheet>,
     max_cells: u64,
+    /// Request bodies over this get 400 (default [`MAX_REQUEST_BODY_BYTES`]).
+    max_request_bytes: usize,
     write_quota: u32,
     read_quota: u32,
     quota_window: Duration,
@@ -1074,6 +1091,7 @@ impl State {
             clock_offset_secs: 0,
             spreadsheets: BTreeMap::new(),
             max_cells: DEFAULT_MAX_CELLS,
+            max_request_bytes: MAX_REQUEST_BODY_BYTES,
             write_quota: DEFAULT_WRITE_QUOTA_PER_MINUTE,
             read_quota: DEFAULT_READ_QUOTA_PER_MINUTE,
             quota_window: DEFAULT_QUOTA_WINDOW,
@@ -1227,6 +1245,8 @@ struct Spreadsheet {
     title: String,
     sheets: Vec<Sheet>,
     access: BTreeMap<String, Role>,
+    /// Injected refusal: text cells containing this get 400 ([`FakeGoogle::refuse_cells_containing`]).
+    refuse_text: Option<String>,
 }
 
 impl Spreadsheet {
@@ -1967,6 +1987,14 @@ fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     let mut st = shared.lock();
     let now = Instant::now();
     let (response, account, why) = match &route {
+        _ if req.body.len() > st.max_request_bytes => (
+            invalid_argument(&format!(
+                "Request payload size exceeds the limit: {} bytes.",
+                st.max_request_bytes
+            )),
+            None,
+            "payload too large",
+        ),
         Route::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
         Route::NotFound => (
             html_page(
@@ -2856,7 +2884,13 @@ fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value, option: ValueInputOption) 
                 Value::Null => continue,
                 Value::Bool(v) => Cell::Bool(*v),
                 Value::Number(n) => Cell::Number(n.as_f64().unwrap_or(f64::NAN)),
-                Value::String(s) if s.chars().count() > MAX_CELL_CHARS => {
+                Value::String(s) if ss.refuse_text.as_ref().is_some_and(|t| s.contains(t.as_str())) => {
+                    return Err(invalid_argument(&format!(
+                        "Invalid value at 'data[{i}].values[{a}][{b}]': refused by the fake (refuse_cells_containing)."
+                    )))
+                }
+                // Counted in UTF-16 code units, the strictest reading of Google's limit.
+                Value::String(s) if s.encode_utf16().count() > MAX_CELL_CHARS => {
                     return Err(invalid_argument(&format!(
                         "Your input contains more than the maximum of {MAX_CELL_CHARS} \
                          characters in a single cell."
