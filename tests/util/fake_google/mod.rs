@@ -104,16 +104,19 @@
 //!
 //! # Server mechanics
 //!
-//! One accept thread plus one thread per connection, at most 64 at once (more are closed
-//! at once and counted). Every socket has 10 s read and write timeouts. Request heads are
-//! capped at 64 KiB, bodies at 10 MiB, and every delay is capped. Each response carries
-//! `Connection: close`, so there is no keep-alive. A malformed request gets a 400. A panic
+//! The transport is `tiny_http` (HTTP/1.1 with keep-alive, chunked bodies, `Expect:
+//! 100-continue`, malformed requests answered 400 by it), so this module only models
+//! Google. A fixed pool of 16 handler threads takes requests off the server, so at most 16
+//! are handled at once (delayed replies included); bodies are capped at Google's 10 MiB
+//! (lower with [`FakeGoogle::set_max_request_bytes`]) and every delay is capped. A panic
 //! in the fake's own code is caught and answered with 500 (counted in
 //! [`Stats::internal_errors`]): no thread dies. All state changes, the stats and the
 //! request log are recorded before the response is written. A client that has read a
 //! response can therefore assert on [`FakeGoogle::stats`] at once. Dropping the
-//! [`FakeGoogle`] stops the accept thread (woken by a self-connect), shuts down open
-//! sockets, and waits for the connection threads, in bounded time.
+//! [`FakeGoogle`] stops the handler threads and then the server (tiny_http closes its
+//! listener), in bounded time. tiny_http sets no socket timeouts of its own: an idle
+//! kept-alive connection lives until its client closes it (the daemon under test, or the
+//! test process, always does).
 //!
 //! # Example
 //!
@@ -131,8 +134,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -205,11 +208,13 @@ const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!(concat!(
 // Private limits and fixed texts
 // ---------------------------------------------------------------------------------------
 
-const MAX_CONNECTIONS: usize = 64;
+/// Request heads (request line and header fields) over this get 400, as Google's front end does.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECTION_STACK_BYTES: usize = 1024 * 1024;
+/// Threads answering requests (each holds one request at a time, delays included).
+const HANDLER_THREADS: usize = 16;
+const HANDLER_STACK_BYTES: usize = 1024 * 1024;
+/// How often an idle handler looks at the stop flag.
+const RECV_SLICE: Duration = Duration::from_millis(20);
 const REQUEST_LOG_CAPACITY: usize = 10_000;
 /// Upper bound for injected delays and outages, so that no test can hang the fake.
 const MAX_FAULT_DURATION: Duration = Duration::from_secs(600);
@@ -375,8 +380,6 @@ pub struct Stats {
     pub writes_applied: u64,
     /// `values:batchUpdate` requests applied with a `valueInputOption` other than RAW.
     pub non_raw_writes: u64,
-    /// Connections closed at once because 64 were already open.
-    pub connections_refused: u64,
     /// Panics caught inside the fake (a bug in the fake; should stay 0).
     pub internal_errors: u64,
 }
@@ -427,7 +430,8 @@ impl fmt::Display for LoggedRequest {
 pub struct FakeGoogle {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    accept_thread: Option<JoinHandle<()>>,
+    server: Option<Arc<tiny_http::Server>>,
+    handlers: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for FakeGoogle {
@@ -444,30 +448,23 @@ impl FakeGoogle {
     /// # Panics
     /// If no loopback port can be bound or no thread can be spawned (the test cannot run).
     pub fn start() -> FakeGoogle {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("fake Google: no local address: {e}"));
+        let (server, addr) = bind();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             changed: Condvar::new(),
             generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            connections: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
             token_uri: format!("http://{addr}/token"),
             started: Instant::now(),
         });
-        let for_thread = Arc::clone(&shared);
-        let accept_thread = thread::Builder::new()
-            .name("fake-google-accept".into())
-            .spawn(move || accept_loop(&listener, &for_thread))
-            .unwrap_or_else(|e| panic!("fake Google: cannot spawn the accept thread: {e}"));
+        let server = Arc::new(server);
+        let handlers = spawn_handlers(&server, &shared);
         FakeGoogle {
             shared,
             addr,
-            accept_thread: Some(accept_thread),
+            server: Some(server),
+            handlers,
         }
     }
 
@@ -905,17 +902,20 @@ impl FakeGoogle {
 impl Drop for FakeGoogle {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() with a self-connect (as tiny_http does).
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(handle) = self.accept_thread.take() {
-            if wait_bounded(SHUTDOWN_GRACE, || handle.is_finished()) {
+        // Handlers look at the flag every RECV_SLICE (a delayed reply ends early on it).
+        if wait_bounded(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
+            for handle in self.handlers.drain(..) {
                 let _ = handle.join();
             }
         }
-        // Shut open sockets down so that connection threads leave their reads at once.
-        for stream in self.shared.connections().values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        // The last reference: tiny_http's Drop stops its accept thread and the listener.
+        drop(self.server.take());
+        // Its accept thread closes the listener a moment later: wait for that, so that a
+        // dropped fake is really gone.
+        let addr = self.addr;
+        wait_bounded(SHUTDOWN_GRACE, || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
+        });
         wait_bounded(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
     }
 }
@@ -944,8 +944,7 @@ struct Shared {
     changed: Condvar,
     generation: AtomicU64,
     stop: AtomicBool,
-    /// Clones of open connection sockets, to shut them down on drop.
-    connections: Mutex<HashMap<u64, TcpStream>>,
+    /// Requests being handled.
     live: AtomicUsize,
     token_uri: String,
     started: Instant,
@@ -956,10 +955,6 @@ impl Shared {
     /// the fake, so poisoning is ignored: every mutation leaves the state consistent.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn connections(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
-        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn notify(&self) {

@@ -2,94 +2,70 @@
 use super::*;
 
 // ---------------------------------------------------------------------------------------
-// Server: accept loop and connections
+// Transport: tiny_http, a fixed pool of handler threads
 // ---------------------------------------------------------------------------------------
 
-/// Registers an open connection; unregisters it on drop, however the thread ends.
-pub(super) struct ConnectionGuard {
-    pub(super) shared: Arc<Shared>,
-    pub(super) id: u64,
+/// Starts the HTTP server on `127.0.0.1:0` (tiny_http accepts and parses HTTP/1.1,
+/// keep-alive and chunked bodies included).
+pub(super) fn bind() -> (tiny_http::Server, SocketAddr) {
+    let server =
+        tiny_http::Server::http("127.0.0.1:0").unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}"));
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .unwrap_or_else(|| panic!("fake Google: not an IP listener"));
+    (server, addr)
 }
 
-impl ConnectionGuard {
-    pub(super) fn register(shared: &Arc<Shared>, id: u64, stream: &TcpStream) -> ConnectionGuard {
-        shared.live.fetch_add(1, Ordering::SeqCst);
-        if let Ok(clone) = stream.try_clone() {
-            shared.connections().insert(id, clone);
-        }
-        ConnectionGuard {
-            shared: Arc::clone(shared),
-            id,
-        }
-    }
+/// Starts `HANDLER_THREADS` threads taking requests off the server until `stop`.
+pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    (0..HANDLER_THREADS)
+        .map(|i| {
+            let (server, shared) = (Arc::clone(server), Arc::clone(shared));
+            thread::Builder::new()
+                .name(format!("fake-google-{i}"))
+                .stack_size(HANDLER_STACK_BYTES)
+                .spawn(move || {
+                    while !shared.stop.load(Ordering::SeqCst) {
+                        match server.recv_timeout(RECV_SLICE) {
+                            Ok(Some(request)) => serve(&shared, request),
+                            Ok(None) => {}
+                            Err(e) => {
+                                log::debug!("Fake Google: the server stopped: {e}.");
+                                return;
+                            }
+                        }
+                    }
+                })
+                .unwrap_or_else(|e| panic!("fake Google: cannot spawn a handler thread: {e}"))
+        })
+        .collect()
 }
 
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.shared.connections().remove(&self.id);
-        self.shared.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs until `FakeGoogle` is dropped (the stop flag plus a self-connect end it).
-pub(super) fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut next_id: u64 = 0;
-    while !shared.stop.load(Ordering::SeqCst) {
-        let accepted = listener.accept();
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            Err(e) => {
-                log::debug!("Fake Google: accept failed: {e}.");
-                thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if shared.live.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            shared.lock().stats.connections_refused += 1;
-            continue; // `stream` is dropped: closed at once
-        }
-        next_id += 1;
-        let guard = ConnectionGuard::register(shared, next_id, &stream);
-        let for_thread = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name(format!("fake-google-conn-{next_id}"))
-            .stack_size(CONNECTION_STACK_BYTES)
-            .spawn(move || {
-                let _guard = guard;
-                serve_connection(&for_thread, stream);
-            });
-        if let Err(e) = spawned {
-            // The closure (guard and stream) is dropped: the connection is closed.
-            log::warn!("Fake Google: cannot spawn a connection thread: {e}.");
-        }
-    }
-}
-
-pub(super) fn serve_connection(shared: &Shared, mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(SOCKET_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(SOCKET_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let request = match read_request(&mut stream) {
+fn serve(shared: &Shared, mut raw: tiny_http::Request) {
+    shared.live.fetch_add(1, Ordering::SeqCst);
+    let request = match read_request(&mut raw) {
         Ok(request) => request,
-        Err(ReadError::Closed) => return,
+        Err(ReadError::Closed) => {
+            shared.live.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         Err(ReadError::Bad(message)) => {
             {
                 let mut st = shared.lock();
                 st.count_arrival(RequestKind::Other);
                 st.record(
                     shared.started,
-                    "?",
-                    "?",
+                    &raw.method().to_string(),
+                    raw.url(),
                     RequestKind::Other,
                     None,
                     Some(400),
                     format!("malformed HTTP: {message}"),
                 );
             }
-            write_response(&mut stream, &invalid_argument(&message));
+            write_response(raw, &invalid_argument(&message), true);
+            shared.live.fetch_sub(1, Ordering::SeqCst);
             shared.notify();
             return;
         }
@@ -116,12 +92,24 @@ pub(super) fn serve_connection(shared: &Shared, mut stream: TcpStream) {
         }
     };
     match action {
-        Action::Respond(response) => write_response(&mut stream, &response),
-        Action::Drop => {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        Action::Respond(response) => write_response(raw, &response, false),
+        Action::Drop => drop_connection(raw, request.header("connection")),
     }
+    shared.live.fetch_sub(1, Ordering::SeqCst);
     shared.notify();
+}
+
+/// Ends the exchange without a response. tiny_http cannot close a kept-alive connection
+/// from a handler: a request that said `Connection: close` gets nothing (the connection
+/// closes, the client reads EOF); on a kept-alive connection the fake sends a few bytes
+/// that are not HTTP, so the client drops the connection at once with a protocol error.
+/// Either way the client has no answer and cannot know whether the request was applied.
+fn drop_connection(raw: tiny_http::Request, connection: Option<&str>) {
+    let mut writer = raw.into_writer();
+    if !connection.is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        let _ = writer.write_all(b"\x00DROPPED\r\n\r\n");
+        let _ = writer.flush();
+    }
 }
 
 pub(super) fn sleep_unless_stopped(shared: &Shared, duration: Duration) {
@@ -136,7 +124,7 @@ pub(super) fn sleep_unless_stopped(shared: &Shared, duration: Duration) {
 }
 
 // ---------------------------------------------------------------------------------------
-// HTTP/1.1, just enough: one request per connection, Connection: close
+// A request as the dispatcher sees it
 // ---------------------------------------------------------------------------------------
 
 pub(super) struct HttpRequest {
@@ -170,172 +158,55 @@ pub(super) enum ReadError {
     Bad(String),
 }
 
-impl From<io::Error> for ReadError {
-    fn from(_: io::Error) -> ReadError {
-        ReadError::Closed
-    }
-}
-
-/// A buffered reader over the socket whose every read is bounded.
-pub(super) struct BufConn<'a> {
-    pub(super) stream: &'a mut TcpStream,
-    pub(super) buf: Vec<u8>,
-    pub(super) pos: usize,
-}
-
-impl BufConn<'_> {
-    pub(super) fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    /// Reads once more from the socket; `Ok(0)` at end of stream.
-    pub(super) fn fill(&mut self) -> io::Result<usize> {
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// One line without its `\n` / `\r\n`, at most `limit` bytes. `Ok(None)` if the
-    /// stream ended before any byte of the line.
-    pub(super) fn read_line(&mut self, limit: usize) -> Result<Option<Vec<u8>>, ReadError> {
-        loop {
-            if let Some(i) = self.buf[self.pos..].iter().position(|&b| b == b'\n') {
-                let mut line = self.buf[self.pos..self.pos + i].to_vec();
-                self.pos += i + 1;
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.len() > limit {
-                    return Err(ReadError::Bad("Request header line too long.".into()));
-                }
-                return Ok(Some(line));
-            }
-            if self.buffered() > limit {
-                return Err(ReadError::Bad("Request header line too long.".into()));
-            }
-            if self.fill()? == 0 {
-                return if self.buffered() == 0 {
-                    Ok(None)
-                } else {
-                    Err(ReadError::Closed)
-                };
-            }
-        }
-    }
-
-    pub(super) fn read_exact_vec(&mut self, n: usize, into: &mut Vec<u8>) -> Result<(), ReadError> {
-        while self.buffered() < n {
-            if self.fill()? == 0 {
-                return Err(ReadError::Closed);
-            }
-        }
-        into.extend_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(())
-    }
-}
-
-pub(super) fn payload_too_large() -> ReadError {
+fn payload_too_large() -> ReadError {
     ReadError::Bad(format!(
         "Request payload size exceeds the limit: {MAX_REQUEST_BODY_BYTES} bytes."
     ))
 }
 
-pub(super) fn read_request(stream: &mut TcpStream) -> Result<HttpRequest, ReadError> {
-    let mut conn = BufConn {
-        stream,
-        buf: Vec::new(),
-        pos: 0,
-    };
-    let mut head_bytes = 0usize;
-    // The request line (RFC 9112 allows a few empty lines before it).
-    let mut request_line = None;
-    for _ in 0..4 {
-        match conn.read_line(MAX_HEAD_BYTES)? {
-            None => return Err(ReadError::Closed),
-            Some(line) if line.is_empty() => head_bytes += 2,
-            Some(line) => {
-                head_bytes += line.len() + 2;
-                request_line = Some(line);
-                break;
-            }
-        }
-    }
-    let request_line = request_line.ok_or_else(|| ReadError::Bad("No request line.".into()))?;
-    let request_line =
-        String::from_utf8(request_line).map_err(|_| ReadError::Bad("The request line is not UTF-8.".into()))?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::Bad(format!("Bad request line: {request_line:?}")));
-    };
-    if !version.starts_with("HTTP/1.") || method.is_empty() || target.is_empty() {
-        return Err(ReadError::Bad(format!("Bad request line: {request_line:?}")));
-    }
-
-    let mut headers = Vec::new();
-    loop {
-        let line = conn.read_line(MAX_HEAD_BYTES)?.ok_or(ReadError::Closed)?;
-        head_bytes += line.len() + 2;
-        if head_bytes > MAX_HEAD_BYTES {
-            return Err(ReadError::Bad("Request header fields too large.".into()));
-        }
-        if line.is_empty() {
-            break;
-        }
-        if headers.len() >= MAX_HEADERS {
-            return Err(ReadError::Bad("Too many request header fields.".into()));
-        }
-        let line = String::from_utf8(line).map_err(|_| ReadError::Bad("A header field is not UTF-8.".into()))?;
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| ReadError::Bad(format!("Bad header field: {line:?}")))?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let header = |name: &str| {
-        headers
+/// Copies what the dispatcher needs out of tiny_http's request, reading the body up to
+/// Google's cap (a larger declared body is refused before a byte of it is read).
+fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> {
+    let head: usize = raw.url().len()
+        + raw
+            .headers()
             .iter()
-            .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-
-    if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-        let _ = conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+            .sum::<usize>();
+    if head > MAX_HEAD_BYTES {
+        return Err(ReadError::Bad("Request header fields too large.".into()));
+    }
+    if raw.body_length().is_some_and(|n| n > MAX_REQUEST_BODY_BYTES) {
+        return Err(payload_too_large());
     }
     let mut body = Vec::new();
-    let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        read_chunked(&mut conn, &mut body)?;
-    } else if let Some(length) = header("content-length") {
-        let length: usize = length
-            .parse()
-            .map_err(|_| ReadError::Bad(format!("Bad Content-Length: {length:?}")))?;
-        if length > MAX_REQUEST_BODY_BYTES {
-            return Err(payload_too_large());
-        }
-        conn.read_exact_vec(length, &mut body)?;
+    raw.as_reader()
+        .take(MAX_REQUEST_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| ReadError::Closed)?;
+    if body.len() > MAX_REQUEST_BODY_BYTES {
+        return Err(payload_too_large());
     }
-
-    let (raw_path, raw_query) = split_target(target);
+    let target = raw.url().to_string();
+    let (raw_path, raw_query) = split_target(&target);
     let query = parse_urlencoded(raw_query.as_bytes())
         .ok_or_else(|| ReadError::Bad(format!("Bad query string: {raw_query:?}")))?;
     Ok(HttpRequest {
-        method: method.to_string(),
-        target: target.to_string(),
+        method: raw.method().to_string(),
         path: raw_path.to_string(),
         query,
-        headers,
+        headers: raw
+            .headers()
+            .iter()
+            .map(|h| (h.field.to_string(), h.value.to_string()))
+            .collect(),
         body,
+        target,
     })
 }
 
 /// Splits `target` into path and query; strips `http://host` from an absolute form.
-pub(super) fn split_target(target: &str) -> (&str, &str) {
+fn split_target(target: &str) -> (&str, &str) {
     let target = match target.strip_prefix("http://") {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => target,
@@ -343,34 +214,6 @@ pub(super) fn split_target(target: &str) -> (&str, &str) {
     match target.split_once('?') {
         Some((path, query)) => (path, query),
         None => (target, ""),
-    }
-}
-
-pub(super) fn read_chunked(conn: &mut BufConn<'_>, body: &mut Vec<u8>) -> Result<(), ReadError> {
-    // Each iteration consumes at least one byte of body or ends, so the body cap bounds it.
-    loop {
-        let line = conn.read_line(1024)?.ok_or(ReadError::Closed)?;
-        let text = String::from_utf8_lossy(&line);
-        let size_text = text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| ReadError::Bad(format!("Bad chunk size: {size_text:?}")))?;
-        if size == 0 {
-            for _ in 0..MAX_HEADERS {
-                let trailer = conn.read_line(MAX_HEAD_BYTES)?.ok_or(ReadError::Closed)?;
-                if trailer.is_empty() {
-                    return Ok(());
-                }
-            }
-            return Err(ReadError::Bad("Too many trailer fields.".into()));
-        }
-        if body.len() + size > MAX_REQUEST_BODY_BYTES {
-            return Err(payload_too_large());
-        }
-        conn.read_exact_vec(size, body)?;
-        let end = conn.read_line(2)?.ok_or(ReadError::Closed)?;
-        if !end.is_empty() {
-            return Err(ReadError::Bad("A chunk does not end with CRLF.".into()));
-        }
     }
 }
 
@@ -387,58 +230,24 @@ pub(super) enum Action {
     Drop,
 }
 
-pub(super) fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
-}
-
-pub(super) fn write_response(stream: &mut TcpStream, response: &Response) {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nServer: ESF\r\n",
-        response.status,
-        reason_phrase(response.status),
-        response.content_type,
-        response.body.len()
-    );
+/// Sends `response`; `close` ends the connection after it (a request that could not be
+/// read whole leaves the connection in an unknown state).
+fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
+    let header = |name: &str, value: &str| {
+        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+            .unwrap_or_else(|()| panic!("fake Google: bad header {name}: {value}"))
+    };
+    let mut reply = tiny_http::Response::from_data(response.body.as_bytes().to_vec())
+        .with_status_code(response.status)
+        .with_header(header("Content-Type", response.content_type))
+        .with_header(header("Server", "ESF"));
     for (name, value) in &response.headers {
-        let _ = write!(head, "{name}: {value}\r\n");
+        reply.add_header(header(name, value));
     }
-    head.push_str("\r\n");
-    let sent = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(response.body.as_bytes()))
-        .and_then(|()| stream.flush());
-    if sent.is_err() {
-        return;
+    if close {
+        reply.add_header(header("Connection", "close"));
     }
-    // Lingering close: half-close, then drain briefly, so that unread request bytes do
-    // not turn our close into a reset that destroys the response before it is read.
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut sink = [0u8; 4096];
-    let mut drained = 0usize;
-    while Instant::now() < deadline && drained < 1024 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
-    }
+    let _ = raw.respond(reply);
 }
 
 // ---------------------------------------------------------------------------------------
