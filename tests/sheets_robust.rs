@@ -320,3 +320,39 @@ fn one_line_per_outage_with_its_length() {
     assert!(back[0].contains(" s (2 failed attempts)"), "{}", back[0]);
     assert_no_double_periods(&log);
 }
+
+#[test]
+fn rows_not_yet_durable_are_not_uploaded() {
+    let dir = TestDir::new("sheets-durable");
+    let fake = fake_with_sheet();
+    // The fsync thread would first run in ten minutes: rows are written, not durable.
+    let cfg = config(&dir, &fake, "");
+    let text = format!(
+        "[csv]\nfsync = \"interval\"\nfsync_interval_ms = 600000\n{}",
+        std::fs::read_to_string(&cfg).unwrap()
+    );
+    let cfg = dir.write("sensorlog.toml", &text);
+    let mut d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    send(&d, &["device=d n=1".into(), "device=d n=2".into()]);
+    wait_csv_rows(&d, 2);
+    // The header goes up at set-up; the rows must wait for an fsync. A later batch
+    // (batch_delay_secs = 0.1) would have carried them by the time the header is seen
+    // plus a few batch delays.
+    assert!(
+        crate::util::daemon::wait_until(Duration::from_secs(10), || fake
+            .values(SHEET, "Readings")
+            .is_some_and(|v| !v.is_empty())),
+        "set-up never happened:\n{}",
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        fake.values(SHEET, "Readings").unwrap().len(),
+        1,
+        "rows went up before they were durable"
+    );
+    // Shutdown closes the CSV with an fsync: then they go up.
+    let log = d.shutdown();
+    let rows = sheet_matches_csv(&fake, &d.csv).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(rows, 2);
+}

@@ -43,7 +43,8 @@
 //! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
-//! | request body over 10,485,760 bytes | 400 `Request payload size exceeds the limit: 10485760 bytes.` | notes §2.6 |
+//! | request body over 10,485,760 bytes (lower with [`FakeGoogle::set_max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
+//! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
 //!
 //! # Order of checks for a Sheets request
 //!
@@ -68,6 +69,10 @@
 //! - [`Fault::Delay`]: wait, then process normally (a slow reply; a client timeout in
 //!   that window makes the outcome ambiguous, as with real Google).
 //! - [`Fault::Raw`]: any status with any body.
+//!
+//! [`FakeGoogle::refuse_cells_containing`] makes every write with a text cell containing a
+//! given string fail whole with 400 INVALID_ARGUMENT: a rule the client cannot foresee,
+//! for testing that one bad row cannot stop the rows after it.
 //!
 //! [`FakeGoogle::inject_token_fault`] does the same for the token endpoint ([`TokenFault`]):
 //! a 500 with an HTML body, a 503 `{"error":"internal_failure"}`, a dropped connection,
