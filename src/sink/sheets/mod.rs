@@ -4,7 +4,7 @@
 //! # How exactly-once works
 //!
 //! CSV row `n` has a fixed home in the sheet: row `n - origin + 2` of the tab (see
-//! [`cursor`](crate::sink::cursor)). Batches are written with `values:batchUpdate` to
+//! [`cursor`]). Batches are written with `values:batchUpdate` to
 //! that explicit range, never with `values:append`. So every write is idempotent: when a
 //! request fails after Google applied it (the response was lost, a 5xx after commit, a
 //! timeout) the retry rewrites the same cells with the same values, and when the daemon
