@@ -18,9 +18,9 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod dedup;
 pub mod error;
 pub mod protocol;
+pub mod ratelog;
 pub mod row;
 pub mod server;
 pub mod shutdown;
