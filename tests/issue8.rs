@@ -220,3 +220,192 @@ fn issue_8_1_a_resend_with_different_content_is_written_and_warned_about() {
         d.log_text()
     );
 }
+
+/// A small tmpfs, so that the disk really fills up. Needs root (CI runs as root);
+/// unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn new(dir: &TestDir, kib: u32) -> SmallDisk {
+        let path = dir.join("disk");
+        std::fs::create_dir_all(&path).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "mounting a {kib} KiB tmpfs failed: this test needs root to fill a real disk (CI runs as root)"
+        );
+        SmallDisk { path }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn issue_8_10_and_14_a_full_disk_logs_once_per_cause_and_recovers() {
+    let dir = TestDir::new("i8-full");
+    let disk = SmallDisk::new(&dir, 64);
+    let csv = disk.path.join("readings.csv");
+    let mut d = Daemon::start_raw(
+        &dir,
+        &[
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--csv".into(),
+            csv.display().to_string(),
+        ],
+    );
+    // A board without acknowledgements fills the disk, and keeps writing.
+    let mut plain = d.connect();
+    let line = format!("note={}\n", "x".repeat(1000));
+    for _ in 0..200 {
+        if plain.write_all(line.as_bytes()).is_err() {
+            break;
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || d.log_contains("Cannot write readings")),
+        "{}",
+        d.log_text()
+    );
+    for _ in 0..300 {
+        let _ = plain.write_all(line.as_bytes());
+    }
+    // Issue 8.14: that board then asks for acknowledgements; the failures of its earlier
+    // chunks must not close it.
+    send_lines(&mut plain, &["HELLO later ack=1".into()]);
+    assert_eq!(read_line(&mut plain).as_deref(), Some("OK HELLO later"));
+    // Space comes back (the disk grows): writing resumes at once, acknowledged.
+    let st = std::process::Command::new("mount")
+        .args(["-o", "remount,size=1024k"])
+        .arg(&disk.path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    send_lines(&mut plain, &["seq=1 v=back".into()]);
+    assert_eq!(read_line(&mut plain).as_deref(), Some("ACK 1"), "{}", d.log_text());
+    drop(plain);
+    d.shutdown();
+    let errors = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("Cannot write readings"))
+        .count();
+    assert!(
+        (1..=3).contains(&errors),
+        "one ERROR line per cause per 10 s, not one per failed write: {errors}"
+    );
+    let rows = read_csv(&csv);
+    assert!(rows.len() > 1, "some rows made it");
+    for r in &rows {
+        assert_eq!(r.len(), 9, "whole rows only: {r:?}");
+    }
+    assert_eq!(rows.last().map(|r| r[3].as_str()), Some("back"));
+}
+
+#[test]
+fn issue_8_5_a_moved_csv_is_reopened_and_sighup_works_for_logrotate() {
+    let dir = TestDir::new("i8-rotate");
+    let mut d = Daemon::start(&dir, &[]);
+    let send = |d: &Daemon, v: &str| {
+        let mut s = d.connect();
+        send_lines(&mut s, &["HELLO r ack=1".into(), format!("seq=1 v={v}")]);
+        assert_eq!(read_line(&mut s).as_deref(), Some("OK HELLO r"));
+        assert_eq!(read_line(&mut s).as_deref(), Some("ACK 1"));
+    };
+    send(&d, "before");
+    // logrotate without copytruncate: rename, then SIGHUP.
+    std::fs::rename(&d.csv, dir.join("readings.csv.1")).unwrap();
+    d.hangup();
+    assert!(
+        wait_until(Duration::from_secs(5), || d.csv.exists()),
+        "{}",
+        d.log_text()
+    );
+    send(&d, "after-hup");
+    // A user deletes it: noticed within seconds, without a signal.
+    std::fs::remove_file(&d.csv).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || d.csv.exists()),
+        "{}",
+        d.log_text()
+    );
+    send(&d, "after-delete");
+    let log = d.shutdown();
+    let values =
+        |p: &std::path::Path| -> Vec<String> { read_csv(p).into_iter().skip(1).map(|r| r[3].clone()).collect() };
+    assert_eq!(values(&dir.join("readings.csv.1")), ["before"]);
+    assert_eq!(values(&d.csv), ["after-delete"]);
+    assert!(log.contains("was moved or deleted"), "{log}");
+    assert_eq!(
+        log.matches("Stop requested").count(),
+        1,
+        "SIGHUP is not a stop, only the final SIGTERM: {log}"
+    );
+}
+
+#[test]
+fn issue_8_6_a_second_daemon_on_the_same_csv_stops_naming_the_holder() {
+    let dir = TestDir::new("i8-lock");
+    let mut first = Daemon::start(&dir, &[]);
+    let mut second = Daemon::spawn(
+        &dir,
+        &[
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--csv".into(),
+            first.csv.display().to_string(),
+        ],
+        "info",
+    );
+    let st = second.wait_exit(Duration::from_secs(20)).expect("the second one exits");
+    assert!(!st.success());
+    let log = second.log_text();
+    assert!(
+        log.contains("in use by another sensorlog") && log.contains(&format!("process {}", first.pid())),
+        "{log}"
+    );
+    first.shutdown();
+}
+
+#[test]
+fn issue_8_2_repair_never_removes_another_boards_acknowledged_rows() {
+    let dir = TestDir::new("i8-torn");
+    let h = "received_at,device,field,value,type,peer,boot,seq,device_time\n";
+    let t = "2026-12-01T10:00:00.000Z";
+    // Another board's acknowledged rows share the torn row's millisecond; peers empty.
+    let kept = format!("{t},other,a,1,number,,x,1,\n{t},other,b,2,number,,x,1,\n{t},d,a,1,number,,b,5,\n");
+    std::fs::write(dir.join("readings.csv"), format!("{h}{kept}{t},d,c,3,num")).unwrap();
+    let mut d = Daemon::start(&dir, &[]);
+    // The board resends reading 5 whole: it is written (the torn copy was incomplete);
+    // the other board's resend is recognised.
+    for (hello, line) in [
+        ("HELLO d boot=b ack=1", "seq=5 a=1 c=3"),
+        ("HELLO other boot=x ack=1", "seq=1 a=1 b=2"),
+    ] {
+        let mut s = d.connect();
+        send_lines(&mut s, &[hello.into(), line.into()]);
+        read_line(&mut s);
+        assert_eq!(
+            read_line(&mut s).as_deref(),
+            Some(if line.contains("seq=5") { "ACK 5" } else { "ACK 1" })
+        );
+    }
+    let log = d.shutdown();
+    let text = std::fs::read_to_string(&d.csv).unwrap();
+    assert!(text.starts_with(&format!("{h}{kept}")), "{text}");
+    assert_eq!(rows(&d).len(), 5, "3 kept + the resend's 2: {text}");
+    let torn = format!("{t},d,c,3,num").len();
+    assert!(log.contains(&format!("cut a torn last row ({torn} bytes)")), "{log}");
+}

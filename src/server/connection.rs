@@ -356,27 +356,31 @@ impl Session<'_> {
             }
         }
         self.out.clear();
+        let mut ack_failed = false;
         for reply in self.replies.drain(..) {
             match reply {
                 Reply::Text(t) => self.out.extend_from_slice(t.as_bytes()),
                 Reply::Ack { index, seq } => {
                     let line = match self.outcomes.get(index) {
                         Some(Outcome::Written | Outcome::Duplicate) => format!("ACK {seq}\n"),
-                        _ => format!("ERR {seq} write-failed\n"),
+                        _ => {
+                            ack_failed = true;
+                            format!("ERR {seq} write-failed\n")
+                        }
                     };
                     self.out.extend_from_slice(line.as_bytes());
                 }
             }
         }
-        let failed = self.outcomes.contains(&Outcome::Failed);
         self.batch.clear();
         if !self.out.is_empty() {
             (&*stream).write_all(&self.out)?;
         }
-        if failed && self.ack {
-            // Stop here: were a later reading written after this failure, the duplicate
-            // check (highest seq per boot) would take the board's resend of the failed one
-            // for a duplicate. The board reconnects and resends in order.
+        if ack_failed {
+            // Stop here, so that the readings after the failed one are not written
+            // before its resend: the board reconnects and resends in order. Only a
+            // failure of a reading that asked for an ACK counts; readings sent before
+            // the board turned acknowledgements on are not its to resend.
             return Err(std::io::Error::other(
                 "a write failed; closing so that the board resends in order",
             ));
