@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sensorlog::protocol::framing::{Frame, LineFramer};
 use sensorlog::protocol::reading::{parse_line, Line, Reading};
-use sensorlog::row::{rfc3339_millis, Encoder, Shared};
+use sensorlog::row::{rfc3339_millis, Encoder, ReadingColumns};
 
 fn input(lines: usize) -> Vec<u8> {
     let mut v = Vec::new();
@@ -26,7 +26,7 @@ fn input(lines: usize) -> Vec<u8> {
 
 /// A reading's rows, as a connection thread encodes them.
 fn encode(r: &Reading<'_>, now: &str, enc: &mut Encoder, out: &mut Vec<u8>) {
-    let common = Shared {
+    let common = ReadingColumns {
         received_at: now,
         device: r.device.as_deref().unwrap_or("127.0.0.1"),
         peer: "127.0.0.1:50000",

@@ -18,6 +18,13 @@ pub struct Stats {
     pub rows_written: AtomicU64,
     pub lines_too_long: AtomicU64,
     pub partial_lines: AtomicU64,
+    pub line_timeouts: AtomicU64,
+    pub bad_hellos: AtomicU64,
+    pub json_too_deep: AtomicU64,
+    /// Boards refused because their address already holds `server.max_connections_per_ip`.
+    pub refused_per_ip: AtomicU64,
+    /// Resends whose content differed from what was written under the same key.
+    pub resend_conflicts: AtomicU64,
     pub write_failures: AtomicU64,
     pub rows_uploaded: AtomicU64,
 }

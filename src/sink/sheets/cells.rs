@@ -50,6 +50,10 @@ pub fn sheet_values(row: &Row) -> Vec<Value> {
                 "false" => Value::Bool(false),
                 _ => text_cell(text),
             },
+            // Board text goes as the board sent it: the CSV's formula escape (a leading
+            // `'`, see [`crate::row::neutralise`]) is for spreadsheet apps opening the CSV;
+            // RAW input already keeps the sheet from evaluating anything.
+            (1 | 2 | VALUE | 6 | 8, _) => text_cell(crate::row::original(text)),
             _ => text_cell(text),
         })
         .collect()
@@ -58,7 +62,12 @@ pub fn sheet_values(row: &Row) -> Vec<Value> {
 /// The cells written in place of CSV row `csv_row` (0-based) when Google refuses it:
 /// the row's time, device and field (cut short), and a message naming the row and why.
 pub fn placeholder(row: &Row, csv_row: u64, csv_name: &str, reason: &str) -> Vec<Value> {
-    let short = |i: usize| Value::from(cut_to(row.0.get(i).map(String::as_str).unwrap_or(""), 200));
+    let short = |i: usize| {
+        Value::from(cut_to(
+            crate::row::original(row.0.get(i).map(String::as_str).unwrap_or("")),
+            200,
+        ))
+    };
     let message = format!(
         "sensorlog: CSV row {} (line {} of {csv_name}) could not be written to Google Sheets: {}",
         csv_row + 1,
@@ -174,6 +183,11 @@ mod tests {
             "a text that looks like a number stays text"
         );
         assert_eq!(sheet_values(&row("true", "bool"))[3], Value::Bool(true));
+        // The CSV's formula escape is undone: the sheet gets what the board sent (RAW).
+        let mut escaped = row("'=2+2", "text");
+        escaped.0[1] = "'@dev".into();
+        let v = sheet_values(&escaped);
+        assert_eq!((v[1].as_str(), v[3].as_str()), (Some("@dev"), Some("=2+2")));
     }
 
     #[test]

@@ -223,7 +223,7 @@ impl Worker {
                 "Google Sheets: {message}. {pending} rows are waiting in the CSV; retrying in {} s.",
                 wait.as_secs()
             );
-        } else if attempts == 1 || since.elapsed() > Duration::from_secs(60) && attempts % 5 == 0 {
+        } else if attempts == 1 || since.elapsed() > Duration::from_secs(60) && attempts.is_multiple_of(5) {
             log::warn!(
                 "Google Sheets: {message}. Retrying in {:.1} s ({pending} rows waiting, kept in the CSV).",
                 wait.as_secs_f64()
