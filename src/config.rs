@@ -683,6 +683,24 @@ mod tests {
         assert_eq!(s.cursor_file, PathBuf::from("data/readings.csv.sheets-cursor.json"));
         let e = build("[sheets]\nkey_file = \"k.json\"\n", ServeArgs::default()).unwrap_err();
         assert!(e.to_string().contains("sheets.spreadsheet"), "{e}");
+        // Issue 9: sheets.max_request_bytes, default and bounds at N and N+1.
+        assert_eq!(s.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        let request_bytes = |n: usize| {
+            build(
+                &format!(
+                    "[sheets]\nkey_file = {:?}\nspreadsheet = \"abc\"\nmax_request_bytes = {n}\n",
+                    key.display().to_string()
+                ),
+                ServeArgs::default(),
+            )
+            .map(|c| c.sheets.unwrap().max_request_bytes)
+        };
+        assert_eq!(request_bytes(MIN_REQUEST_BYTES).unwrap(), MIN_REQUEST_BYTES);
+        assert_eq!(request_bytes(MAX_REQUEST_BYTES).unwrap(), MAX_REQUEST_BYTES);
+        for bad in [MIN_REQUEST_BYTES - 1, MAX_REQUEST_BYTES + 1] {
+            let e = request_bytes(bad).unwrap_err().to_string();
+            assert!(e.contains("sheets.max_request_bytes: must be between"), "{e}");
+        }
         // Issue 8.13: a missing, non-JSON or non-service-account key is a config error
         // that names the key and never prints the key's content.
         let with_key = |path: &str| {
