@@ -25,7 +25,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::row::{original, original_value, COLUMNS, HEADER};
-use crate::sink::csv::dedup::{content_hash, Dedup, Key};
+use crate::sink::csv::dedup::{Dedup, Key};
 use crate::sink::csv::CsvError;
 
 /// What recovery found and did; the caller applies `cut_to`, `rewrite_header` and
@@ -301,7 +301,7 @@ fn rebuild(
 mod tests {
     use super::*;
     use crate::config::DedupConfig;
-    use crate::sink::csv::dedup::Seen;
+    use crate::sink::csv::dedup::{content_hash, Seen};
 
     #[test]
     fn the_rebuilt_hash_is_the_connections_hash() {
