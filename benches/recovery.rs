@@ -185,10 +185,11 @@ fn main() {
     let (kib, kept) = dedup_memory(
         worst.max_boards as u64 / if full { 1 } else { 100 },
         worst,
-        worst.window_seqs as u64 * 2,
+        worst.window_seqs as u64,
+        2,
     );
     println!(
-        "resend memory, worst case ({kept} boards x 2 x {} seqs full): {:.1} MiB resident",
+        "resend memory, worst case ({kept} boards x 2 boots x {} seqs, all windows full): {:.1} MiB resident",
         worst.window_seqs,
         kib as f64 / 1024.0
     );
