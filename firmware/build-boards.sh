@@ -297,6 +297,11 @@ build_esp8266() {
   wait_all
   xtensa-lx106-elf-size -t "${objects[@]}" | tail -1 |
     awk -v v="$variant" '{ printf "%s: project code compiled, not linked: text %d, data %d, bss %d bytes (objects, before --gc-sections)\n", v, $1, $2, $3 }'
+  # On the ESP8266 constant data (.rodata) is copied to RAM at boot, unlike
+  # PROGMEM (.irom0.pstr...): this is what F()/PSTR save.
+  xtensa-lx106-elf-size -A "${objects[@]}" |
+    awk -v v="$variant" '$1 ~ /^\.rodata/ { ram += $2 } $1 ~ /^\.irom0\.pstr/ { flash += $2 }
+      END { printf "%s: project constants in RAM (.rodata) %d bytes, in flash (PSTR) %d bytes\n", v, ram, flash }'
 }
 
 # ---------------------------------------------------------------------------

@@ -47,6 +47,13 @@ static const uint8_t D7 = 13;
 static const uint8_t D8 = 15;
 static const uint8_t LED_BUILTIN = 2;
 #include "Esp.h"
+// pgmspace.h: flash and RAM are one address space here.
+#include <stdio.h>
+#define PROGMEM
+#define PGM_P const char *
+#define PSTR(s) (s)
+#define vsnprintf_P vsnprintf
+#define snprintf_P snprintf
 #else
 // Adafruit Feather M0 variant (variants/feather_m0/variant.h): A7 (PA07, the
 // same pin as D9) is wired to VBAT through a 1:2 divider.

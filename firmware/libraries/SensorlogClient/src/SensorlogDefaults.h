@@ -60,6 +60,18 @@
 #define SENSORLOG_ACK_TIMEOUT_MS 15000UL
 #endif
 
+// A status line (fields fw_taken, fw_dropped, ... : docs/protocol.md, "Board
+// status line") right after boot and then every this many ms.
+#ifndef SENSORLOG_STATUS_INTERVAL_MS
+#define SENSORLOG_STATUS_INTERVAL_MS 600000UL
+#endif
+
+// The device token from `sensorlog token add <device>`, sent in the greeting as
+// token=...; empty: none (a daemon without a tokens file needs none).
+#ifndef SENSORLOG_TOKEN
+#define SENSORLOG_TOKEN ""
+#endif
+
 #ifndef SENSORLOG_SERIAL_BAUD
 #define SENSORLOG_SERIAL_BAUD 115200
 #endif
