@@ -95,7 +95,7 @@ uint32_t dhtErrors = 0;
 void logWifiUp() {
   const IPAddress ip = WiFi.localIP();
   SENSORLOG_LOG(Serial, "Wi-Fi up: IP %u.%u.%u.%u, RSSI %ld dBm.", ip[0], ip[1], ip[2], ip[3],
-                  (long)WiFi.RSSI());
+                (long)WiFi.RSSI());
 }
 
 void startJoin(uint32_t now) {
@@ -132,7 +132,7 @@ void pollWifi(uint32_t now) {
         wifiState = kWifiWaiting;
         wifiAtMs = now + delayMs;
         SENSORLOG_LOG(Serial, "Wi-Fi not joined after %lu ms (status %d); next attempt in %lu ms.",
-                        (unsigned long)kWifiJoinTimeoutMs, (int)status, (unsigned long)delayMs);
+                      (unsigned long)kWifiJoinTimeoutMs, (int)status, (unsigned long)delayMs);
       }
       break;
     case kWifiUp:

@@ -122,7 +122,7 @@ void pollWifi(uint32_t now) {
     case kWifiWaiting:
       if (sensorlog::reached(now, wifiAtMs)) {
         SENSORLOG_LOG(Serial, "Joining Wi-Fi \"%s\" (waits up to %lu ms).", SENSORLOG_WIFI_SSID,
-                        (unsigned long)SENSORLOG_WIFI_JOIN_TIMEOUT_MS);
+                      (unsigned long)SENSORLOG_WIFI_JOIN_TIMEOUT_MS);
         uint8_t status;
         {
           sensorlog::BlockingCall guard(SENSORLOG_WIFI_JOIN_TIMEOUT_MS + 2000);
@@ -133,12 +133,12 @@ void pollWifi(uint32_t now) {
           wifiBackoff.reset();
           const IPAddress ip = WiFi.localIP();
           SENSORLOG_LOG(Serial, "Wi-Fi up: IP %u.%u.%u.%u, RSSI %ld dBm.", ip[0], ip[1], ip[2],
-                          ip[3], (long)WiFi.RSSI());
+                        ip[3], (long)WiFi.RSSI());
         } else {
           const uint32_t delayMs = wifiBackoff.next(jitter.next());
           wifiAtMs = millis() + delayMs;
           SENSORLOG_LOG(Serial, "Wi-Fi not joined (status %u); next attempt in %lu ms.",
-                          (unsigned)status, (unsigned long)delayMs);
+                        (unsigned)status, (unsigned long)delayMs);
         }
       }
       break;
@@ -255,7 +255,7 @@ void setup() {
   if (moduleStatus == WL_NO_SHIELD) {
     wifiState = kWifiNoModule;
     SENSORLOG_LOG(Serial, "No ATWINC1500 answered: readings stay in RAM (%u at most).",
-                    (unsigned)SENSORLOG_BUFFER_READINGS);
+                  (unsigned)SENSORLOG_BUFFER_READINGS);
   } else {
     SENSORLOG_LOG(Serial, "ATWINC1500 firmware %s.", WiFi.firmwareVersion());
     WiFi.setTimeout(SENSORLOG_WIFI_JOIN_TIMEOUT_MS);

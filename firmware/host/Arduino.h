@@ -50,7 +50,7 @@ static const uint8_t LED_BUILTIN = 2;
 // pgmspace.h: flash and RAM are one address space here.
 #include <stdio.h>
 #define PROGMEM
-#define PGM_P const char *
+#define PGM_P const char*
 #define PSTR(s) (s)
 #define vsnprintf_P vsnprintf
 #define snprintf_P snprintf

@@ -41,8 +41,8 @@ uint32_t Link::record(const char *fields) {
     // The oldest reading goes; if it was on its way, one less is in flight.
     if (inflight_ > 0) inflight_--;
     SENSORLOG_LOG(log_, "Buffer full (%lu readings): dropped seq=%lu, %lu dropped since boot.",
-         (unsigned long)buffer_.capacity(), (unsigned long)droppedSeq,
-         (unsigned long)buffer_.dropped());
+                  (unsigned long)buffer_.capacity(), (unsigned long)droppedSeq,
+                  (unsigned long)buffer_.dropped());
   }
   const char *kept = buffer_.empty() ? "" : buffer_.at(buffer_.size() - 1).fields;
   SENSORLOG_LOG(log_, "Reading taken: seq=%lu ts=%lu %s", (unsigned long)seq, (unsigned long)now, kept);
@@ -54,7 +54,7 @@ void Link::poll(bool networkUp) {
     if (state_ != kIdle) {
       closeSocket();
       SENSORLOG_LOG(log_, "Wi-Fi is down: connection closed; %lu waiting.",
-           (unsigned long)buffer_.size());
+                    (unsigned long)buffer_.size());
     }
     return;
   }
@@ -86,7 +86,7 @@ void Link::poll(bool networkUp) {
 void Link::connect() {
   attempts_++;
   SENSORLOG_LOG(log_, "Connecting to %s:%u (attempt %lu, %lu waiting).", settings_.host,
-       (unsigned)settings_.port, (unsigned long)attempts_, (unsigned long)buffer_.size());
+                (unsigned)settings_.port, (unsigned long)attempts_, (unsigned long)buffer_.size());
   const uint32_t started = millis();
   bool connected;
   {
@@ -146,7 +146,7 @@ void Link::handleReply(const char *line) {
         state_ = kReady;
         lastProgressMs_ = millis();
         SENSORLOG_LOG(log_, "Server accepted the greeting; %lu waiting.",
-             (unsigned long)buffer_.size());
+                      (unsigned long)buffer_.size());
       }
       return;
     case kReplyAck:
@@ -154,7 +154,7 @@ void Link::handleReply(const char *line) {
       return;
     case kReplyErrSeq:
       SENSORLOG_LOG(log_, "Server could not store seq=%lu (\"%s\"); it stays buffered.",
-           (unsigned long)seq, line);
+                    (unsigned long)seq, line);
       fail("Server error");
       return;
     case kReplyErrConnection:
@@ -179,7 +179,7 @@ void Link::acknowledge(uint32_t seq) {
     delivered_++;
     found = true;
     SENSORLOG_LOG(log_, "Acknowledged seq=%lu (%lu waiting).", (unsigned long)done,
-         (unsigned long)buffer_.size());
+                  (unsigned long)buffer_.size());
   }
   if (found) {
     lastProgressMs_ = millis();
@@ -222,7 +222,7 @@ void Link::fail(const char *why) {
   const uint32_t delay = backoff_.next(jitter_.next());
   nextAttemptMs_ = millis() + delay;
   SENSORLOG_LOG(log_, "%s; %lu waiting; next attempt in %lu ms.", why,
-       (unsigned long)buffer_.size(), (unsigned long)delay);
+                (unsigned long)buffer_.size(), (unsigned long)delay);
 }
 
 void Link::closeSocket() {
