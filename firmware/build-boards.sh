@@ -13,7 +13,7 @@
 #   ESP8266 NodeMCU: sketch + SensorlogClient (+ EEPROM) compiled only: linking
 #                    needs the core's prebuilt SDK, BearSSL and libstdc++ blobs,
 #                    which the vendor tree does not hold.
-# Both with and without SENSORLOG_WITH_DHT22. Project code (sketches, the
+# Each also with SENSORLOG_WITH_DHT22 and with SENSORLOG_TLS. Project code (sketches, the
 # library) builds with -Wall -Wextra -Werror; vendor code with its own flags and
 # its headers as system headers.
 #
@@ -160,8 +160,12 @@ FEATHER_INCLUDE_DIRS=(
 # The USB strings go in as macros holding C string literals, as the IDE passes them.
 USB_STRINGS=('-DUSB_MANUFACTURER="Adafruit"' '-DUSB_PRODUCT="Feather M0"')
 
+# build_feather VARIANT [-DSETTING=...]...
 build_feather() {
-  local variant=$1 dht=$2
+  local variant=$1
+  shift
+  local defs=("$@") dht=0
+  [[ " ${defs[*]} " == *" -DSENSORLOG_WITH_DHT22=1 "* ]] && dht=1
   local dir="$OUT/$variant"
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -204,7 +208,7 @@ build_feather() {
   # Project code: the sketch and SensorlogClient, every warning an error.
   local pcxx
   pcxx=$(flags_file "$variant-project" "${common[@]}" "${FEATHER_CXX_ONLY[@]}" \
-    -Wall -Wextra -Werror -DSENSORLOG_NO_SECRETS_H -DSENSORLOG_WITH_DHT22="$dht" "${USB_STRINGS[@]}" \
+    -Wall -Wextra -Werror -DSENSORLOG_NO_SECRETS_H "${defs[@]}" "${USB_STRINGS[@]}" \
     "-I$FIRMWARE/feather_m0" "-I$LIB" "${sys[@]}")
   ino_to_cpp "$FIRMWARE/feather_m0/feather_m0.ino" "$dir/sketch/feather_m0.ino.cpp"
   local objects=("$dir/sketch/feather_m0.ino.cpp.o")
@@ -243,8 +247,12 @@ build_feather() {
 # ESP8266 NodeMCU 1.0 (ESP8266 core 3.x): compile only
 
 ESP="$VENDOR/esp8266"
+# build_esp8266 VARIANT [-DSETTING=...]...
 build_esp8266() {
-  local variant=$1 dht=$2
+  local variant=$1
+  shift
+  local defs=("$@") dht=0
+  [[ " ${defs[*]} " == *" -DSENSORLOG_WITH_DHT22=1 "* ]] && dht=1
   local dir="$OUT/$variant"
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -284,7 +292,7 @@ build_esp8266() {
 
   local pcxx
   pcxx=$(flags_file "$variant-project" "${common[@]}" -Wall -Wextra -Werror \
-    -DSENSORLOG_NO_SECRETS_H -DSENSORLOG_WITH_DHT22="$dht" \
+    -DSENSORLOG_NO_SECRETS_H "${defs[@]}" \
     "-I$FIRMWARE/esp8266" "-I$LIB" "${sys[@]}" "${tail[@]}")
   ino_to_cpp "$FIRMWARE/esp8266/esp8266.ino" "$dir/sketch/esp8266.ino.cpp"
   objects+=("$dir/sketch/esp8266.ino.cpp.o")
@@ -314,11 +322,15 @@ main() {
   rm -f "$FAILED"
   local started=$SECONDS
   say "Feather M0 WiFi: compile and link (arm-none-eabi-gcc $(arm-none-eabi-gcc -dumpversion))"
-  build_feather feather_m0 0
-  build_feather feather_m0_dht22 1
+  build_feather feather_m0
+  build_feather feather_m0_dht22 -DSENSORLOG_WITH_DHT22=1
+  build_feather feather_m0_tls -DSENSORLOG_TLS=1
   say "ESP8266 NodeMCU: compile only (xtensa-lx106-elf-gcc $(xtensa-lx106-elf-gcc -dumpversion))"
-  build_esp8266 esp8266 0
-  build_esp8266 esp8266_dht22 1
+  build_esp8266 esp8266
+  build_esp8266 esp8266_dht22 -DSENSORLOG_WITH_DHT22=1
+  # A placeholder fingerprint: what `sensorlog tls fingerprint` prints goes in secrets.h.
+  build_esp8266 esp8266_tls -DSENSORLOG_TLS=1 \
+    '-DSENSORLOG_TLS_FINGERPRINT="00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33"'
   echo "ESP8266: not linked: the core's prebuilt SDK, BearSSL and libstdc++ libraries (built for its own toolchain) are not in the vendor tree."
   say "board builds done in $((SECONDS - started)) s; outputs in ${OUT#"$REPO"/}"
 }

@@ -56,7 +56,18 @@ const sensorlog::LinkSettings kLinkSettings = {
   SENSORLOG_TOKEN,
 };
 
+#if SENSORLOG_TLS
+// TLS (BearSSL), the server pinned by the SHA-1 fingerprint of its certificate
+// or by its certificate as trust anchor (secrets.h; README, "TLS").
+BearSSL::WiFiClientSecure client;
+#if defined(SENSORLOG_TLS_TRUST_ANCHOR)
+BearSSL::X509List trustAnchor(SENSORLOG_TLS_TRUST_ANCHOR);
+#elif !defined(SENSORLOG_TLS_FINGERPRINT)
+#error "SENSORLOG_TLS 1 needs SENSORLOG_TLS_FINGERPRINT or SENSORLOG_TLS_TRUST_ANCHOR in secrets.h (sensorlog tls fingerprint prints the former)."
+#endif
+#else
 WiFiClient client;
+#endif
 sensorlog::Reading slots[SENSORLOG_BUFFER_READINGS];
 sensorlog::ReadingBuffer buffer(slots, SENSORLOG_BUFFER_READINGS);
 sensorlog::Link uplink(client, buffer, Serial, kLinkSettings);
@@ -221,11 +232,11 @@ void setup() {
   pool.add(ESP.getChipId());
   sensorlog::formatBootId(sensorlog::bootIdFor(pool, bootCount), bootId);
 
-  SENSORLOG_LOG(Serial, "Boot: device=%s boot=%s boots=%lu board=esp8266 server=%s:%u interval_ms=%lu buffer=%u acks=%d window=%u token=%s.",
+  SENSORLOG_LOG(Serial, "Boot: device=%s boot=%s boots=%lu board=esp8266 server=%s:%u interval_ms=%lu buffer=%u acks=%d window=%u token=%s tls=%d.",
                 deviceName, bootId, (unsigned long)bootCount, SENSORLOG_SERVER_HOST,
                 (unsigned)SENSORLOG_SERVER_PORT, (unsigned long)kReadingIntervalMs,
                 (unsigned)SENSORLOG_BUFFER_READINGS, SENSORLOG_ACKS, (unsigned)SENSORLOG_WINDOW,
-                SENSORLOG_TOKEN[0] ? "set" : "none");
+                SENSORLOG_TOKEN[0] ? "set" : "none", SENSORLOG_TLS);
   if (!SENSORLOG_HAVE_SECRETS_H) {
     SENSORLOG_LOG(Serial, "No secrets.h: using the Wi-Fi settings built in (copy secrets.h.example to secrets.h).");
   }
@@ -242,6 +253,13 @@ void setup() {
     disconnectedEvent = true;
   });
   client.setTimeout(SENSORLOG_TCP_TIMEOUT_MS);
+#if SENSORLOG_TLS && defined(SENSORLOG_TLS_TRUST_ANCHOR)
+  client.setTrustAnchors(&trustAnchor);
+#elif SENSORLOG_TLS
+  if (!client.setFingerprint(SENSORLOG_TLS_FINGERPRINT)) {
+    SENSORLOG_LOG(Serial, "SENSORLOG_TLS_FINGERPRINT is not 20 hex bytes: every TLS connection will fail.");
+  }
+#endif
   WiFiClient::setDefaultNoDelay(true);  // one line per packet, no Nagle delay
 
 #if SENSORLOG_WITH_DHT22

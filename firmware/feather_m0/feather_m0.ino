@@ -65,7 +65,13 @@ const sensorlog::LinkSettings kLinkSettings = {
   SENSORLOG_TOKEN,
 };
 
+#if SENSORLOG_TLS
+// TLS by the ATWINC1500 itself: it checks the server's certificate against the
+// root certificates uploaded to it (README, "TLS").
+WiFiSSLClient client;
+#else
 WiFiClient client;
+#endif
 sensorlog::Reading slots[SENSORLOG_BUFFER_READINGS];
 sensorlog::ReadingBuffer buffer(slots, SENSORLOG_BUFFER_READINGS);
 sensorlog::Link uplink(client, buffer, Serial, kLinkSettings);
@@ -242,11 +248,11 @@ void setup() {
   // happened to come out as at an earlier power-on.
   sensorlog::formatBootId(sensorlog::bootIdFor(pool, bootCount), bootId);
 
-  SENSORLOG_LOG(Serial, "Boot: device=%s boot=%s boots=%lu board=feather_m0 server=%s:%u interval_ms=%lu buffer=%u acks=%d window=%u token=%s.",
+  SENSORLOG_LOG(Serial, "Boot: device=%s boot=%s boots=%lu board=feather_m0 server=%s:%u interval_ms=%lu buffer=%u acks=%d window=%u token=%s tls=%d.",
                 deviceName, bootId, (unsigned long)bootCount, SENSORLOG_SERVER_HOST,
                 (unsigned)SENSORLOG_SERVER_PORT, (unsigned long)kReadingIntervalMs,
                 (unsigned)SENSORLOG_BUFFER_READINGS, SENSORLOG_ACKS, (unsigned)SENSORLOG_WINDOW,
-                SENSORLOG_TOKEN[0] ? "set" : "none");
+                SENSORLOG_TOKEN[0] ? "set" : "none", SENSORLOG_TLS);
   SENSORLOG_LOG(Serial, "Watchdog: %d ms (reset cause 0x%02x).", watchdogMs, (unsigned)resetCause);
   if (!SENSORLOG_HAVE_SECRETS_H) {
     SENSORLOG_LOG(Serial, "No secrets.h: using the Wi-Fi settings built in (copy secrets.h.example to secrets.h).");

@@ -17,6 +17,12 @@
 #error "Host shim: build with -DESP8266 or -DARDUINO_ARCH_SAMD (see firmware/host/Makefile)."
 #endif
 
+#if defined(SENSORLOG_TLS) && SENSORLOG_TLS
+// The shim's sockets are plain TCP: TLS is BearSSL's (ESP8266) or the
+// ATWINC1500's (Feather) on the boards, and firmware/build-boards.sh compiles it.
+#error "The host shim does not simulate TLS: build it without SENSORLOG_TLS."
+#endif
+
 typedef uint8_t byte;
 typedef bool boolean;
 

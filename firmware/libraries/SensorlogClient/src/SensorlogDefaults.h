@@ -72,6 +72,13 @@
 #define SENSORLOG_TOKEN ""
 #endif
 
+// 1: connect over TLS (the daemon's [tls] listener; set SENSORLOG_SERVER_PORT to
+// its port). ESP8266: also SENSORLOG_TLS_FINGERPRINT or SENSORLOG_TLS_TRUST_ANCHOR;
+// Feather M0: the certificate uploaded to the ATWINC1500 (firmware/README.md, "TLS").
+#ifndef SENSORLOG_TLS
+#define SENSORLOG_TLS 0
+#endif
+
 #ifndef SENSORLOG_SERIAL_BAUD
 #define SENSORLOG_SERIAL_BAUD 115200
 #endif
