@@ -333,6 +333,21 @@ void testLinkTokenAndReconnects() {
   CHECK(client.connects == 2 && link.reconnects() == 1);
   CHECK(blockingBegins == 2 && blockingEnds == 2);
   sensorlog::setBlockingHooks(sensorlog::BlockingHooks{ nullptr, nullptr });
+
+  // The longest token (kMaxTokenLength; one more does not compile: the sketches
+  // static_assert it) with the longest device name still fits the greeting.
+  const std::string longToken(sensorlog::kMaxTokenLength, 't');
+  const std::string longDevice(sensorlog::kMaxDeviceLength, 'd');
+  const std::string longBoot(sensorlog::kBootIdLength, 'b');
+  FakeClient client2;
+  sensorlog::ReadingBuffer buffer2(slots, 4);
+  s.token = longToken.c_str();
+  sensorlog::Link longLink(client2, buffer2, log, s);
+  longLink.begin(longDevice.c_str(), longBoot.c_str(), 5);
+  longLink.record("x=1");
+  longLink.poll(true);
+  lines = client2.takeLines();
+  CHECK(lines.size() == 1 && lines[0] == "HELLO " + longDevice + " token=" + longToken + " ack=1 boot=" + longBoot);
 }
 
 // Greets, sends within the window, drops readings on ACK, resends after a cut.
