@@ -134,6 +134,21 @@ ino_to_cpp() {
   awk -v path="$ino" -f "$FIRMWARE/ino2cpp.awk" "$ino" "$ino" >"$out"
 }
 
+# project_library CXX FLAGS_FILE BOARD: SensorlogClient's objects for BOARD in
+# LIB_OBJECTS, compiled at the first call of a run (always: it is project code),
+# reused by the board's other variants.
+declare -A LIB_BUILT=()
+project_library() {
+  local cxx=$1 flags=$2 board=$3 dir="$OUT/lib-$3" f
+  LIB_OBJECTS=()
+  if [ -z "${LIB_BUILT[$board]:-}" ]; then
+    rm -rf "$dir"
+    for f in "$LIB"/*.cpp; do compile "$cxx" "$flags" "$f" "$dir/$(basename "$f").o"; done
+    LIB_BUILT[$board]=1
+  fi
+  for f in "$LIB"/*.cpp; do LIB_OBJECTS+=("$dir/$(basename "$f").o"); done
+}
+
 sources_in() { find "$@" -maxdepth 1 -type f \( -name '*.c' -o -name '*.cpp' -o -name '*.S' \) | sort; }
 
 # ---------------------------------------------------------------------------
@@ -206,6 +221,7 @@ build_feather() {
   lists+=("$LAST_LIST")
 
   # Project code: the sketch and SensorlogClient, every warning an error.
+  # (SensorlogClient does not depend on the sketch's settings: built once per board.)
   local pcxx
   pcxx=$(flags_file "$variant-project" "${common[@]}" "${FEATHER_CXX_ONLY[@]}" \
     -Wall -Wextra -Werror -DSENSORLOG_NO_SECRETS_H "${defs[@]}" "${USB_STRINGS[@]}" \
@@ -213,10 +229,11 @@ build_feather() {
   ino_to_cpp "$FIRMWARE/feather_m0/feather_m0.ino" "$dir/sketch/feather_m0.ino.cpp"
   local objects=("$dir/sketch/feather_m0.ino.cpp.o")
   compile arm-none-eabi-g++ "$pcxx" "$dir/sketch/feather_m0.ino.cpp" "${objects[0]}"
-  for f in "$LIB"/*.cpp; do
-    objects+=("$dir/lib/$(basename "$f").o")
-    compile arm-none-eabi-g++ "$pcxx" "$f" "${objects[-1]}"
-  done
+  local plib
+  plib=$(flags_file feather_m0-lib "${common[@]}" "${FEATHER_CXX_ONLY[@]}" \
+    -Wall -Wextra -Werror "${USB_STRINGS[@]}" "-I$LIB" "${sys[@]}")
+  project_library arm-none-eabi-g++ "$plib" feather_m0
+  objects+=("${LIB_OBJECTS[@]}")
   wait_all
 
   local l
@@ -297,11 +314,10 @@ build_esp8266() {
   ino_to_cpp "$FIRMWARE/esp8266/esp8266.ino" "$dir/sketch/esp8266.ino.cpp"
   objects+=("$dir/sketch/esp8266.ino.cpp.o")
   compile xtensa-lx106-elf-g++ "$pcxx" "$dir/sketch/esp8266.ino.cpp" "${objects[-1]}"
-  local f
-  for f in "$LIB"/*.cpp; do
-    objects+=("$dir/lib/$(basename "$f").o")
-    compile xtensa-lx106-elf-g++ "$pcxx" "$f" "${objects[-1]}"
-  done
+  local plib
+  plib=$(flags_file esp8266-lib "${common[@]}" -Wall -Wextra -Werror "-I$LIB" "${sys[@]}" "${tail[@]}")
+  project_library xtensa-lx106-elf-g++ "$plib" esp8266
+  objects+=("${LIB_OBJECTS[@]}")
   wait_all
   xtensa-lx106-elf-size -t "${objects[@]}" | tail -1 |
     awk -v v="$variant" '{ printf "%s: project code compiled, not linked: text %d, data %d, bss %d bytes (objects, before --gc-sections)\n", v, $1, $2, $3 }'
