@@ -18,7 +18,9 @@
 //! (`SIM_FLASH_FILE`), so every reading of its second power-on is written, and
 //! its status line (`fw_*` fields) is stored like any reading. Issue 12: the
 //! greeting carries the device token (`SENSORLOG_TOKEN`), and the token never
-//! appears in the serial log.
+//! appears in the serial log. The Feather's watchdog (4 s in the test build)
+//! ends a write() that never returns, but not a connect() that takes longer than
+//! its period (WiFi101's may take 20 s), which runs inside a BlockingCall.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -50,6 +52,8 @@ const BUILD_DEFS: &[&str] = &[
     "-DSENSORLOG_ACK_TIMEOUT_MS=3000",
     "-DSENSORLOG_WIFI_JOIN_TIMEOUT_MS=500",
     "-DSENSORLOG_SERIAL_WAIT_MS=0",
+    // Feather M0: a 4 s watchdog (16 s on the boards), so that a hang ends quickly.
+    "-DSENSORLOG_WATCHDOG_MS=4000",
 ];
 
 /// How long a board may take to have everything it took acknowledged once the
@@ -975,4 +979,55 @@ fn firmware_greeting_carries_the_device_token() {
             "{kind:?}: the boot line does not say a token is set"
         );
     }
+}
+
+/// Feather M0: a `write()` that never returns (WiFi101's write loop retrying a
+/// full buffer) ends in a watchdog reset; a `connect()` that takes longer than
+/// the watchdog period (5 s against 4 s; WiFi101's may take 20 s) does not,
+/// because it runs inside a BlockingCall, and the board delivers its readings.
+#[test]
+fn firmware_feather_watchdog_resets_a_hang_but_not_a_slow_connect() {
+    host_build();
+    let dir = TestDir::new("firmware-watchdog");
+    let daemon = Daemon::start(&dir, &[]);
+    let mut hung = Board::spawn(
+        Kind::FeatherM0,
+        0x70a101,
+        daemon.addr,
+        &[("SIM_WRITE_HANG_AFTER_MS", "1500".to_string())],
+    );
+    let mut slow = vec![Board::spawn(
+        Kind::FeatherM0,
+        0x70a102,
+        daemon.addr,
+        &[("SIM_CONNECT_DELAY_MS", "5000".to_string())],
+    )];
+    // sync_and_stop also asserts that the board ran until SIGTERM and stopped cleanly.
+    let (log, _) = sync_and_stop(&mut slow, 3).pop().unwrap();
+    assert!(log.acked.len() >= 3, "the slow-connect board delivered {:?}", log.acked);
+    assert!(
+        !slow[0].log.lock().unwrap().iter().any(|l| l.contains("Watchdog reset")),
+        "a slow connect reset the board"
+    );
+
+    let exited = wait_until(Duration::from_secs(15), || {
+        hung.exit = hung.child.try_wait().unwrap();
+        hung.exit.is_some()
+    });
+    assert!(
+        exited,
+        "a hung write() did not end in a watchdog reset:\n{}",
+        hung.log_tail(20)
+    );
+    assert_eq!(hung.exit.and_then(|s| s.code()), Some(3), "{}", hung.log_tail(20));
+    assert!(
+        hung.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("[host] Watchdog reset: not patted for")),
+        "{}",
+        hung.log_tail(20)
+    );
+    daemon.stop();
 }

@@ -175,6 +175,29 @@ bool noEntropy() {
   return none != 0;
 }
 
+namespace {
+unsigned long envMs(const char *name, unsigned long fallback) {
+  const char *text = getenv(name);
+  if (!text || !*text) return fallback;
+  char *end = nullptr;
+  const unsigned long value = strtoul(text, &end, 10);
+  if (*end != '\0') die(name, text);
+  return value;
+}
+const uint64_t gStartMs = monotonicMs();
+}  // namespace
+
+void connectDelay() {
+  static const unsigned long delayMs = envMs("SIM_CONNECT_DELAY_MS", 0);
+  const uint64_t until = monotonicMs() + delayMs;
+  while (monotonicMs() < until && !stopRequested()) usleep(1000);
+}
+
+bool writeHangs() {
+  static const unsigned long afterMs = envMs("SIM_WRITE_HANG_AFTER_MS", 0);
+  return afterMs != 0 && monotonicMs() - gStartMs >= afterMs;
+}
+
 bool flashRead(void *data, unsigned size) {
   memset(data, 0xFF, size);
   const char *path = getenv("SIM_FLASH_FILE");
