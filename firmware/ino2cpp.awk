@@ -8,8 +8,9 @@
 #
 # The file is read twice: pass 1 finds the definitions, pass 2 prints. Like
 # arduino-cli's ctags step, only functions at file scope get prototypes (those in
-# a namespace or class are declared where they are); single-line signatures
-# ending in `{` are recognised, which is the style firmware/.clang-format keeps.
+# a namespace or class are declared where they are); a definition is recognised
+# by its signature and `{` on one line, which is the style firmware/.clang-format
+# keeps.
 
 function strip(line,    out, i, c, n, inStr, q) {
   # The line without comments and string/char literals, so braces in them do not count.
@@ -37,7 +38,7 @@ function isDefinition(code) {
   if (code !~ /^[A-Za-z_]/) return 0
   if (code ~ /^(namespace|class|struct|union|enum|typedef|using|template|static_assert|extern|if|for|while|switch|do|else|return)([^A-Za-z0-9_]|$)/) return 0
   if (code ~ /=/) return 0  # an initialised variable, not a function
-  return code ~ /\)[ \t]*(const[ \t]*)?\{[ \t]*$/
+  return code ~ /\)[ \t]*(const[ \t]*)?\{/
 }
 
 FNR == 1 { pass++; depth = 0; inBlock = 0 }
@@ -45,8 +46,8 @@ FNR == 1 { pass++; depth = 0; inBlock = 0 }
 pass == 1 {
   code = strip($0)
   if (depth == 0 && isDefinition(code)) {
-    proto = code
-    sub(/[ \t]*\{[ \t]*$/, "", proto)
+    proto = substr(code, 1, index(code, "{") - 1)
+    sub(/[ \t]+$/, "", proto)
     nprotos++
     protoText[nprotos] = proto ";"
     protoLine[nprotos] = FNR
