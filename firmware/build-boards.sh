@@ -21,6 +21,8 @@
 #   SENSORLOG_ARDUINO_VENDOR=/path ...     another vendor tree (default ../shared/vendor/arduino
 #                                          from the repository root)
 #   JOBS=1 ...                             compile jobs (default: number of CPUs)
+#   SENSORLOG_BOARD_DEFS="-DSENSORLOG_BUFFER_READINGS=100 ..."
+#                                          settings for every variant, as -D flags
 #
 # Object files of the vendor code are kept in firmware/build/boards/cache between
 # runs (rebuilt when their flags or sources change); project code is always
@@ -33,6 +35,7 @@ VENDOR="${SENSORLOG_ARDUINO_VENDOR:-$REPO/../shared/vendor/arduino}"
 OUT="$FIRMWARE/build/boards"
 LIB="$FIRMWARE/libraries/SensorlogClient/src"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
+read -r -a BOARD_DEFS <<<"${SENSORLOG_BOARD_DEFS:-}"
 
 # The Feather M0's limits: 256 KiB of flash of which the bootloader takes 8 KiB;
 # 32 KiB of RAM, of which the stack and heap need 8 KiB at least.
@@ -179,7 +182,7 @@ USB_STRINGS=('-DUSB_MANUFACTURER="Adafruit"' '-DUSB_PRODUCT="Feather M0"')
 build_feather() {
   local variant=$1
   shift
-  local defs=("$@") dht=0
+  local defs=("$@" "${BOARD_DEFS[@]}") dht=0
   [[ " ${defs[*]} " == *" -DSENSORLOG_WITH_DHT22=1 "* ]] && dht=1
   local dir="$OUT/$variant"
   rm -rf "$dir"
@@ -268,7 +271,7 @@ ESP="$VENDOR/esp8266"
 build_esp8266() {
   local variant=$1
   shift
-  local defs=("$@") dht=0
+  local defs=("$@" "${BOARD_DEFS[@]}") dht=0
   [[ " ${defs[*]} " == *" -DSENSORLOG_WITH_DHT22=1 "* ]] && dht=1
   local dir="$OUT/$variant"
   rm -rf "$dir"
