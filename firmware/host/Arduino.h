@@ -60,6 +60,7 @@ static const uint8_t LED_BUILTIN = 2;
 #define PSTR(s) (s)
 #define vsnprintf_P vsnprintf
 #define snprintf_P snprintf
+#define strncpy_P strncpy
 #else
 // Adafruit Feather M0 variant (variants/feather_m0/variant.h): A7 (PA07, the
 // same pin as D9) is wired to VBAT through a 1:2 divider.

@@ -66,20 +66,20 @@ void Link::poll(bool networkUp) {
   readReplies();
   if (state_ == kGreeting) {
     if (!client_.connected()) {
-      fail("The server closed the connection before OK HELLO");
+      fail(SENSORLOG_TEXT("The server closed the connection before OK HELLO"));
     } else if (millis() - greetingSentMs_ >= settings_.greetingTimeoutMs) {
-      fail("No OK HELLO from the server in time");
+      fail(SENSORLOG_TEXT("No OK HELLO from the server in time"));
     }
     return;
   }
   if (state_ != kReady) return;
   if (!client_.connected()) {
-    fail("Connection lost");
+    fail(SENSORLOG_TEXT("Connection lost"));
     return;
   }
   sendWindow();
   if (state_ == kReady && inflight_ > 0 && millis() - lastProgressMs_ >= settings_.ackTimeoutMs) {
-    fail("No ACK from the server in time");
+    fail(SENSORLOG_TEXT("No ACK from the server in time"));
   }
 }
 
@@ -94,19 +94,19 @@ void Link::connect() {
     connected = client_.connect(settings_.host, settings_.port) != 0;
   }
   if (!connected) {
-    fail("Connect failed");
+    fail(SENSORLOG_TEXT("Connect failed"));
     return;
   }
   connections_++;
   // HELLO <device> [token=<token>] [ack=1] boot=<id> (docs/protocol.md, "Greeting").
   const bool withToken = settings_.token && settings_.token[0] != '\0';
   char hello[kMaxDeviceLength + kMaxTokenLength + 64];
-  const int n = snprintf(hello, sizeof(hello), "HELLO %s%s%s%s boot=%s\n", device_,
-                         withToken ? " token=" : "", withToken ? settings_.token : "",
-                         settings_.acks ? " ack=1" : "", bootId_);
+  const int n = SENSORLOG_SNPRINTF(hello, sizeof(hello), "HELLO %s%s%s%s boot=%s\n", device_,
+                                   withToken ? " token=" : "", withToken ? settings_.token : "",
+                                   settings_.acks ? " ack=1" : "", bootId_);
   if (n <= 0 || (size_t)n >= sizeof(hello)
       || client_.write((const uint8_t *)hello, (size_t)n) != (size_t)n) {
-    fail("Sending the greeting failed");
+    fail(SENSORLOG_TEXT("Sending the greeting failed"));
     return;
   }
   rxLength_ = 0;
@@ -155,11 +155,11 @@ void Link::handleReply(const char *line) {
     case kReplyErrSeq:
       SENSORLOG_LOG(log_, "Server could not store seq=%lu (\"%s\"); it stays buffered.",
                     (unsigned long)seq, line);
-      fail("Server error");
+      fail(SENSORLOG_TEXT("Server error"));
       return;
     case kReplyErrConnection:
       SENSORLOG_LOG(log_, "Server said \"%s\".", line);
-      fail("Server error");
+      fail(SENSORLOG_TEXT("Server error"));
       return;
     case kReplyUnknown:
       SENSORLOG_LOG(log_, "Ignored a reply: \"%s\".", line);
@@ -193,11 +193,11 @@ void Link::sendWindow() {
   while (state_ == kReady && inflight_ < settings_.window && inflight_ < buffer_.size()) {
     Reading &r = buffer_.at(inflight_);
     char line[kMaxFieldsLength + 32];
-    const int n = snprintf(line, sizeof(line), "seq=%lu ts=%lu%s%s\n", (unsigned long)r.seq,
-                           (unsigned long)r.takenMs, r.fields[0] ? " " : "", r.fields);
+    const int n = SENSORLOG_SNPRINTF(line, sizeof(line), "seq=%lu ts=%lu%s%s\n", (unsigned long)r.seq,
+                                     (unsigned long)r.takenMs, r.fields[0] ? " " : "", r.fields);
     if (n <= 0 || (size_t)n >= sizeof(line)
         || client_.write((const uint8_t *)line, (size_t)n) != (size_t)n) {
-      fail("Write failed");
+      fail(SENSORLOG_TEXT("Write failed"));
       return;
     }
     if (r.sends < 0xFF) r.sends++;
@@ -217,7 +217,9 @@ void Link::sendWindow() {
   }
 }
 
-void Link::fail(const char *why) {
+void Link::fail(const char *whyText) {
+  char why[64];
+  copyTextOut(why, sizeof(why), whyText);
   closeSocket();
   const uint32_t delay = backoff_.next(jitter_.next());
   nextAttemptMs_ = millis() + delay;

@@ -90,7 +90,8 @@ private:
   void handleReply(const char *line);
   void acknowledge(uint32_t seq);
   void sendWindow();
-  void fail(const char *why);
+  // whyText: SENSORLOG_TEXT("..."), a sentence without its period.
+  void fail(const char *whyText);
   void closeSocket();
 
   Client &client_;

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 namespace sensorlog {
 
@@ -25,6 +26,16 @@ void logf(Print &out, const char *format, ...) {
   vsnprintf(line + n, sizeof(line) - n, format, args);
   va_end(args);
   out.println(line);
+}
+
+void copyTextOut(char *out, size_t size, const char *text) {
+  if (size == 0) return;
+#if defined(ESP8266)
+  strncpy_P(out, text, size - 1);
+#else
+  strncpy(out, text, size - 1);
+#endif
+  out[size - 1] = '\0';
 }
 
 #if defined(ESP8266)
