@@ -78,12 +78,14 @@ compile() {
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   mkdir -p "$(dirname "$obj")"
   (
-    # shellcheck disable=SC2046  # the flags file holds one flag per line
-    if ! "$cc" @"$flags" -c "$src" -o "$obj" 2>"$obj.log"; then
+    # Into a temporary file first: an interrupted run leaves no truncated
+    # object behind for the cache to reuse.
+    if ! "$cc" @"$flags" -c "$src" -o "$obj.tmp" 2>"$obj.log"; then
       cat "$obj.log" >&2
       echo "$src" >>"$FAILED"
-    elif [ -s "$obj.log" ]; then
-      cat "$obj.log" >&2
+    else
+      mv "$obj.tmp" "$obj"
+      [ -s "$obj.log" ] && cat "$obj.log" >&2
     fi
   ) &
 }
@@ -109,7 +111,9 @@ flags_file() {
 }
 
 # vendor_objects CC FLAGS_FILE CACHE_NAME SOURCE...: compiles vendor sources into
-# the cache unless up to date; prints the object paths (in the order given).
+# the cache unless up to date (the vendor tree is read-only: a source newer than
+# its object is the only change to look for); the file LAST_LIST names lists the
+# object paths in the order given.
 vendor_objects() {
   local cc=$1 flags=$2 name=$3
   shift 3
