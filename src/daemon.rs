@@ -154,14 +154,18 @@ pub fn serve(config: Config) -> Result<()> {
         })?);
     }
     if let Some(every) = config.stats_interval {
-        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let (stats, shutdown, sink) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&sink));
         let sheets = uploader.is_some();
         background.push(spawn("stats", move || {
             let mut before = stats.snapshot();
             let mut at = Instant::now();
             while !shutdown.sleep(every) {
                 let now = stats.snapshot();
-                log::info!("{}", Stats::summary(&now, &before, at.elapsed(), sheets));
+                let (remembered, forgotten) = sink.dedup_boards();
+                log::info!(
+                    "{} Resend memory: {remembered} boards ({forgotten} least recently seen forgotten, dedup.max_boards).",
+                    Stats::summary(&now, &before, at.elapsed(), sheets)
+                );
                 (before, at) = (now, Instant::now());
             }
         })?);
