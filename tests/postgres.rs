@@ -18,10 +18,19 @@ use server::{PgServer, SUPER_PASSWORD};
 /// Writes `dir/sensorlog.toml` pointing the sink at `db` as `user` (password from a file).
 fn config(dir: &TestDir, pg: &PgServer, db: &str, user: &str, password: &str, source: &str, extra: &str) -> PathBuf {
     dir.write("pg-password", &format!("{password}\n"));
+    let mut defaults = String::new();
+    for (key, line) in [
+        ("retry_max_secs", "retry_max_secs = 1\n"),
+        ("pace_ms", "pace_ms = 50\n"),
+    ] {
+        if !extra.contains(key) {
+            defaults.push_str(line);
+        }
+    }
     dir.write(
         "sensorlog.toml",
         &format!(
-            "[postgres]\nurl = \"{}\"\npassword_file = \"{}\"\nsource = \"{source}\"\nretry_max_secs = 1\npace_ms = 50\n{extra}\n",
+            "[postgres]\nurl = \"{}\"\npassword_file = \"{}\"\nsource = \"{source}\"\n{defaults}{extra}\n",
             pg.url(user, db),
             dir.join("pg-password").display()
         ),
