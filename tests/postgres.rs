@@ -511,3 +511,72 @@ fn check_command_says_what_to_fix() {
     assert!(out.contains("FAIL") && out.contains("password"), "{out}");
     assert!(!out.contains("wrong-Secret-42"), "{out}");
 }
+
+/// Every query of the Grafana dashboard (panels and variables) runs against the schema,
+/// with Grafana's macros expanded as Grafana does, and returns the rows it should.
+#[test]
+fn grafana_dashboard_queries_run_against_the_schema() {
+    let pg = PgServer::shared();
+    let db = pg.create_db("pg_grafana");
+    let dir = TestDir::new("pg-grafana");
+    let cfg = config(&dir, pg, &db, "postgres", SUPER_PASSWORD, "g", "");
+    let d = start(&dir, &cfg);
+    send_lines(
+        &mut d.connect(),
+        &[r#"{"device":"porch","temp_c":21.5,"note":"hi"}"#.into()],
+    );
+    let mut c = pg.admin(&db);
+    assert!(
+        wait_until(Duration::from_secs(20), || count(&mut c, "g") == 2),
+        "{}",
+        d.log_text()
+    );
+    d.stop();
+    // A board last heard from two hours ago: "silent".
+    c.batch_execute(
+        "INSERT INTO readings (received_at, device, field, value, value_text, type, source, csv_offset)
+         VALUES (now() - interval '2 hours', 'shed', 'temp_c', 3, '3', 'number', 'other', 0)",
+    )
+    .unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/docs/grafana/dashboards/sensorlog.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expand = |sql: &str| {
+        sql.replace(
+            "$__timeGroupAlias(received_at, $__interval)",
+            "date_trunc('minute', received_at) AS time",
+        )
+        .replace(
+            "$__timeGroupAlias(received_at, '1m')",
+            "date_trunc('minute', received_at) AS time",
+        )
+        .replace("$__timeFilter(received_at)", "received_at > now() - interval '1 day'")
+        .replace("$device", "'porch','shed'")
+        .replace("$field", "temp_c")
+        .replace("$silent_after", "10 minutes")
+    };
+    let mut results = std::collections::BTreeMap::new();
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if v["type"] == "query" {
+            let rows = c.query(expand(v["query"].as_str().unwrap()).as_str(), &[]).unwrap();
+            let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            results.insert(v["name"].as_str().unwrap().to_string(), got);
+        }
+    }
+    assert_eq!(results["device"], ["porch", "shed"]);
+    assert_eq!(results["field"], ["temp_c"], "only numeric fields get a panel");
+    let mut panels = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let sql = expand(t["rawSql"].as_str().unwrap());
+            let rows = c.query(sql.as_str(), &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert!(!rows.is_empty(), "panel {:?} shows nothing: {sql}", p["title"]);
+            if p["type"] == "table" {
+                let silent: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                assert_eq!(silent, ["shed"], "the silent boards panel");
+            }
+            panels += 1;
+        }
+    }
+    assert_eq!(panels, 3);
+}

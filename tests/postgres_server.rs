@@ -22,6 +22,9 @@ pub struct PgServer {
     root: PathBuf,
     data: PathBuf,
     bin: PathBuf,
+    /// fsync on (the benchmark: like production) or off (tests: faster, and the tests
+    /// never crash the server itself).
+    durable: bool,
 }
 
 /// Where the PostgreSQL server programs are: `SENSORLOG_PG_BIN`, else the newest
@@ -99,6 +102,11 @@ impl PgServer {
 
     /// A new server of its own (for a test that stops and starts it).
     pub fn start(name: &str) -> PgServer {
+        PgServer::start_with(name, false)
+    }
+
+    /// A new server; `durable` keeps PostgreSQL's default fsync settings.
+    pub fn start_with(name: &str, durable: bool) -> PgServer {
         static N: AtomicU64 = AtomicU64::new(0);
         let bin = bin_dir();
         let root = std::env::temp_dir().join(format!(
@@ -127,6 +135,7 @@ impl PgServer {
             root,
             data,
             bin,
+            durable,
         };
         server.reaper();
         server.start_again();
@@ -164,9 +173,14 @@ impl PgServer {
             .arg(self.root.join("server.log"))
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c full_page_writes=off -c max_connections=60",
+                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=60{}",
                 self.port,
-                self.root.display()
+                self.root.display(),
+                if self.durable {
+                    ""
+                } else {
+                    " -c fsync=off -c full_page_writes=off"
+                }
             ))
             .arg("start")
             .stdout(Stdio::null());
