@@ -580,3 +580,68 @@ fn grafana_dashboard_queries_run_against_the_schema() {
     }
     assert_eq!(panels, 3);
 }
+
+/// Two daemons given one `source` (e.g. two boxes with the same hostname): the second
+/// never mixes its rows in; it says why, and what to do.
+#[test]
+fn two_daemons_with_one_source_never_mix_their_rows() {
+    let pg = PgServer::shared();
+    let db = pg.create_db("pg_same_source");
+    let (dir_a, dir_b) = (TestDir::new("pg-same-a"), TestDir::new("pg-same-b"));
+    prefill(&dir_a.join("readings.csv"), 3_000, "a");
+    prefill(&dir_b.join("readings.csv"), 2_000, "b");
+    let cfg_a = config(
+        &dir_a,
+        pg,
+        &db,
+        "postgres",
+        SUPER_PASSWORD,
+        "pi",
+        "batch_rows = 200\npace_ms = 0",
+    );
+    let cfg_b = config(
+        &dir_b,
+        pg,
+        &db,
+        "postgres",
+        SUPER_PASSWORD,
+        "pi",
+        "batch_rows = 200\npace_ms = 0",
+    );
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| start(&dir_a, &cfg_a));
+        let b = s.spawn(|| start(&dir_b, &cfg_b));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let needle = "another daemon uses the same postgres.source";
+    assert!(
+        wait_until(Duration::from_secs(30), || a.log_contains(needle)
+            || b.log_contains(needle)),
+        "A:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    // Whoever lost stays out; the winner's CSV is in the table, whole and once.
+    let (winner, loser) = if b.log_contains(needle) {
+        (&dir_a, &b)
+    } else {
+        (&dir_b, &a)
+    };
+    let mut c = pg.admin(&db);
+    assert_table_equals_csv(
+        &mut c,
+        "pi",
+        &winner.join("readings.csv"),
+        Duration::from_secs(30),
+        || format!("A:\n{}\nB:\n{}", a.log_text(), b.log_text()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count(&mut c, "pi"),
+        csv_rows(&winner.join("readings.csv")).len(),
+        "{}",
+        loser.log_text()
+    );
+    a.stop();
+    b.stop();
+}

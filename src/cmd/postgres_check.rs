@@ -180,7 +180,7 @@ fn check_cursor(saved: Option<Position>, csv: &std::path::Path) -> Result<()> {
         }
         Verified::Missing => {
             return Err(fail(format!(
-                "{} does not hold the last row the database confirmed ({} rows): the CSV was replaced or edited; `sensorlog serve` would send it from its first row",
+                "{} does not hold the last row the database confirmed ({} rows): another daemon uses the same postgres.source (give each its own), or the CSV was replaced (delete this source's row from sensorlog_cursors to send it from its first row); `sensorlog serve` sends nothing until then",
                 csv.display(),
                 saved.rows
             )))

@@ -23,8 +23,10 @@
 //!
 //! At start the cursor's last row is checked against the CSV (offset and hash, see
 //! [`source`]). If the file changed under it, the row is searched for in the file and
-//! the sink resumes after it, saying so; a file that no longer holds it (replaced or
-//! rotated) is sent from its first row, with an error in the log.
+//! the sink resumes after it, saying so. A file that does not hold it at all is not
+//! sent: either another daemon uses the same `source` (its rows must not be doubled or
+//! mixed in) or the CSV was replaced, and only the operator knows which; the error in
+//! the log says how to start the new file from its first row.
 //!
 //! # A third consumer of the CSV
 //!
@@ -126,6 +128,8 @@ pub enum Stall {
     Csv(std::io::Error),
     /// The cursor row changed under this daemon: another one uses the same source.
     CursorMoved,
+    /// The CSV does not hold the last row the cursor confirmed.
+    NotInCsv(Position),
 }
 
 impl From<postgres::Error> for Stall {
@@ -409,17 +413,7 @@ impl Worker {
                 self.move_cursor(saved, p)?;
                 p
             }
-            Verified::Missing => {
-                log::error!(
-                    "{} does not hold the last row PostgreSQL confirmed for source {source:?} (byte {}, row {}): the CSV was replaced or edited. Sending it from its first row; if it is the old file edited by hand, rows may now be in the table twice.",
-                    path.display(),
-                    saved.last.map_or(0, |l| l.0),
-                    saved.rows
-                );
-                let p = Position::start();
-                self.move_cursor(saved, p)?;
-                p
-            }
+            Verified::Missing => return Err(Stall::NotInCsv(saved)),
         };
         self.pos = Some(pos);
         self.file = None;
@@ -470,6 +464,18 @@ impl Worker {
             Stall::Csv(e) => (
                 Class::Operator,
                 format!("cannot read {}: {e}", self.sink.path().display()),
+            ),
+            Stall::NotInCsv(saved) => (
+                Class::Operator,
+                format!(
+                    "{} does not hold the last row the database confirmed for source {:?} (row {}, byte {}). Either another daemon uses the same postgres.source (give each daemon its own), or this CSV was replaced: to send it from its first row, delete the cursor: DELETE FROM sensorlog_cursors WHERE target_table = '{}' AND source = '{}'",
+                    self.sink.path().display(),
+                    self.cfg.source,
+                    saved.rows,
+                    saved.last.map_or(0, |l| l.0),
+                    self.names.plain,
+                    self.cfg.source.replace('\'', "''")
+                ),
             ),
             Stall::CursorMoved => (
                 Class::Operator,
