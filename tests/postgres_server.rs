@@ -143,6 +143,7 @@ impl PgServer {
     }
 
     /// Stops this server when the test process exits, however it exits.
+    #[allow(clippy::zombie_processes)] // the reaper outlives us by design; init reaps it
     fn reaper(&self) {
         let stop = format!(
             "{} {} -D {} stop -m immediate",

@@ -71,8 +71,11 @@ impl Names {
 pub const COPY_COLUMNS: &str =
     "received_at, device, field, value, value_text, type, peer, boot, seq, device_time, source, csv_offset";
 
-/// The schema versions, oldest first: (version, description, SQL).
-pub const MIGRATIONS: &[(i32, &str, fn(&Names) -> String)] = &[(1, "readings table, index and cursors", v1)];
+/// One schema version: its number, what it does, and its SQL for the configured names.
+pub type Migration = (i32, &'static str, fn(&Names) -> String);
+
+/// The schema versions, oldest first.
+pub const MIGRATIONS: &[Migration] = &[(1, "readings table, index and cursors", v1)];
 
 fn v1(n: &Names) -> String {
     format!(
