@@ -78,6 +78,16 @@ fn generate(path: &Path, rows: usize) {
     f.flush().unwrap();
 }
 
+/// CPU seconds (user + system) used so far by process `pid` (Linux /proc).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command name start at 3 (state); utime and stime are 14 and 15.
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
 fn pg_config(pg: &PgServer, db: &str, extra: PostgresFile) -> PostgresConfig {
     PostgresConfig::build(
         PostgresFile {
@@ -91,7 +101,8 @@ fn pg_config(pg: &PgServer, db: &str, extra: PostgresFile) -> PostgresConfig {
 }
 
 /// Loads the CSV into a fresh table in the sink's transactions, with COPY or INSERT.
-fn load(pg: &PgServer, db: &str, csv: &Path, max_rows: usize, use_copy: bool) -> (usize, f64) {
+/// Returns rows, wall seconds, and CPU seconds of (this process, the server backend).
+fn load(pg: &PgServer, db: &str, csv: &Path, max_rows: usize, use_copy: bool) -> (usize, f64, (f64, f64)) {
     pg.create_db(db);
     let cfg = pg_config(pg, db, PostgresFile::default());
     let names = Names::new(&cfg);
@@ -102,6 +113,8 @@ fn load(pg: &PgServer, db: &str, csv: &Path, max_rows: usize, use_copy: bool) ->
     let len = std::fs::metadata(csv).unwrap().len();
     let mut file = std::fs::File::open(csv).unwrap();
     let mut buf = Vec::new();
+    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let cpu0 = (cpu_secs(std::process::id()), cpu_secs(backend as u32));
     let start = Instant::now();
     let mut done = 0;
     while done < max_rows {
@@ -123,9 +136,10 @@ fn load(pg: &PgServer, db: &str, csv: &Path, max_rows: usize, use_copy: bool) ->
         done += rows.len();
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = (cpu_secs(std::process::id()) - cpu0.0, cpu_secs(backend as u32) - cpu0.1);
     let n: i64 = client.query_one("SELECT count(*) FROM readings", &[]).unwrap().get(0);
     assert_eq!(n as usize, done, "every row loaded once");
-    (done, secs)
+    (done, secs, cpu)
 }
 
 struct Daemon {
@@ -260,13 +274,32 @@ fn main() {
             .get::<_, String>(0)
     );
 
-    let (n, secs) = load(&pg, "bench_copy", &csv, rows, true);
-    let copy_rate = n as f64 / secs;
-    println!("COPY (binary), 10,000-row transactions   {n:>9} rows in {secs:6.2} s = {copy_rate:>9.0} rows/s");
-    let (n, secs) = load(&pg, "bench_insert", &csv, insert_n, false);
-    let insert_rate = n as f64 / secs;
-    println!("INSERT ... VALUES (1,000 rows/statement) {n:>9} rows in {secs:6.2} s = {insert_rate:>9.0} rows/s");
-    println!("COPY / INSERT = {:.1}x", copy_rate / insert_rate);
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "Machine: {} CPUs, load average at start {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!("                                              rows     wall s      rows/s   client CPU s   server CPU s   rows per CPU-s (both)");
+    let mut rates = Vec::new();
+    for (name, use_copy, n_rows) in [
+        ("COPY (binary), 10,000-row transactions", true, rows),
+        ("INSERT ... VALUES (1,000 rows/statement)", false, insert_n),
+    ] {
+        let db = if use_copy { "bench_copy" } else { "bench_insert" };
+        let (n, secs, (cc, sc)) = load(&pg, db, &csv, n_rows, use_copy);
+        println!(
+            "{name:<42} {n:>9} {secs:>9.2} {:>11.0} {cc:>14.2} {sc:>14.2} {:>22.0}",
+            n as f64 / secs,
+            n as f64 / (cc + sc).max(1e-9)
+        );
+        rates.push((n as f64 / secs, n as f64 / (cc + sc).max(1e-9)));
+    }
+    println!(
+        "COPY / INSERT: {:.1}x in rows/s, {:.1}x in rows per CPU-second",
+        rates[0].0 / rates[1].0,
+        rates[0].1 / rates[1].1
+    );
 
     // The daemon catching up with a backlog.
     pg.create_db("bench_daemon");
@@ -286,10 +319,21 @@ fn main() {
     .unwrap();
     let (mut d, _) = Daemon::start(&run_dir, Some(&config));
     let line = d.wait_for("PostgreSQL caught up", Duration::from_secs(600));
+    let daemon_cpu = cpu_secs(d.child.id());
+    let backend: Option<i32> = pg
+        .admin("bench_daemon")
+        .query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'sensorlog' AND datname = 'bench_daemon'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0));
+    let server_cpu = backend.map_or(0.0, |p| cpu_secs(p as u32));
     d.stop();
     println!(
-        "Daemon catch-up of the backlog: {}",
-        line.split("PostgreSQL caught up: ").nth(1).unwrap_or(&line)
+        "Daemon catch-up of the backlog: {} CPU: daemon {daemon_cpu:.2} s (with its start-up scan of the CSV), server backend {server_cpu:.2} s = {:.0} rows per CPU-second.",
+        line.split("PostgreSQL caught up: ").nth(1).unwrap_or(&line),
+        rows as f64 / (daemon_cpu + server_cpu).max(1e-9)
     );
 
     // Ingest with the sink off and on (a fresh database each time).
