@@ -11,7 +11,9 @@
 //!    the sink off and on.
 //!
 //! Options: `--rows N` (backlog size, default 1,000,000), `--insert-rows N` (baseline
-//! size, default 200,000), `--readings N` (per ingest round, default 400,000).
+//! size, default 200,000), `--readings N` (per ingest round, default 400,000). Without
+//! `--bench` (as under `cargo test --all-targets`) it runs once on 2,000 rows as a smoke
+//! test, so it keeps working.
 
 #[path = "../tests/postgres_server.rs"]
 #[allow(dead_code)]
@@ -256,9 +258,10 @@ fn ingest(dir: &Path, config: Option<&Path>, readings: usize) -> f64 {
 }
 
 fn main() {
-    let rows = arg("--rows", 1_000_000);
-    let insert_n = arg("--insert-rows", 200_000);
-    let readings = arg("--readings", 400_000);
+    let full = std::env::args().any(|a| a == "--bench");
+    let rows = arg("--rows", if full { 1_000_000 } else { 2_000 });
+    let insert_n = arg("--insert-rows", if full { 200_000 } else { 1_000 });
+    let readings = arg("--readings", if full { 400_000 } else { 2_000 });
     let pg = PgServer::start_with("bench", true);
     let dir: PathBuf = std::env::temp_dir().join(format!("sensorlog-pg-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -311,9 +314,10 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "[postgres]\nurl = \"{}\"\npassword_file = \"{}\"\nsource = \"bench\"\n",
+            "[postgres]\nurl = \"{}\"\npassword_file = \"{}\"\nsource = \"bench\"\nbatch_rows = {}\n",
             pg.url("postgres", "bench_daemon"),
-            run_dir.join("pw").display()
+            run_dir.join("pw").display(),
+            (rows / 4).clamp(1, 10_000)
         ),
     )
     .unwrap();

@@ -44,15 +44,25 @@ fn start(dir: &TestDir, cfg: &Path) -> Daemon {
     )
 }
 
-/// The CSV's data rows, with the value as the board sent it (see `original_value`).
+/// The CSV's data rows, with board text as the board sent it: the CSV puts a `'` before
+/// text starting with a formula character (= + - @ tab CR) or with `'` itself, in
+/// device, field, boot, device_time, and the value of `text` rows.
 fn csv_rows(csv: &Path) -> Vec<Vec<String>> {
+    let unescape = |cell: &mut String| {
+        if cell.starts_with('\'') && cell[1..].starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+            cell.remove(0);
+        }
+    };
     read_csv(csv)
         .into_iter()
         .skip(1)
         .map(|mut r| {
             r.resize(9, String::new());
-            if r[4] == "text" && r[3].starts_with('\'') && r[3][1..].starts_with(['=', '+', '-', '@']) {
-                r[3].remove(0);
+            for i in [1, 2, 6, 8] {
+                unescape(&mut r[i]);
+            }
+            if r[4] == "text" {
+                unescape(&mut r[3]);
             }
             r
         })
@@ -174,7 +184,8 @@ fn rows_arrive_once_typed_in_order_and_the_password_is_never_logged() {
     send_lines(
         &mut s,
         &[
-            r#"{"device":"porch","temp_c":21.5,"ok":true,"note":"=1+1","n":"42"}"#.into(),
+            r#"{"device":"porch","temp_c":21.5,"ok":true,"note":"=1+1","n":"42","q":"'quoted"}"#.into(),
+            r#"{"device":"=evil","-field":"+x"}"#.into(),
             "device=shed t=3 rh=55.5".into(),
             "a free text line".into(),
             "HELLO attic boot=b7 ack=1".into(),
@@ -185,7 +196,7 @@ fn rows_arrive_once_typed_in_order_and_the_password_is_never_logged() {
     drop(s);
     let mut c = pg.admin(&db);
     assert!(
-        wait_until(Duration::from_secs(20), || count(&mut c, "site-a") >= 9),
+        wait_until(Duration::from_secs(20), || count(&mut c, "site-a") >= 11),
         "{}",
         d.log_text()
     );
@@ -223,12 +234,22 @@ fn rows_arrive_once_typed_in_order_and_the_password_is_never_logged() {
         .unwrap()
         .get(0);
     assert_eq!(note, "=1+1", "the value as the board sent it");
+    let evil: (String, String, String) = c
+        .query_one("SELECT device, field, value_text FROM readings WHERE device LIKE '%evil'", &[])
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!(evil, ("=evil".into(), "-field".into(), "+x".into()), "no CSV escape in the database");
+    let quoted: String = c
+        .query_one("SELECT value_text FROM readings WHERE field = 'q'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(quoted, "'quoted");
     // A restart sends nothing again.
     let mut d = start(&dir, &cfg);
     assert!(d.wait_for_log("PostgreSQL ready", Duration::from_secs(20)).is_some());
-    assert!(d.log_contains("9 rows already there, 0 to send"), "{}", d.log_text());
+    assert!(d.log_contains("11 rows already there, 0 to send"), "{}", d.log_text());
     d.shutdown();
-    assert_eq!(count(&mut c, "site-a"), 9);
+    assert_eq!(count(&mut c, "site-a"), 11);
 }
 
 #[test]
@@ -644,4 +665,53 @@ fn two_daemons_with_one_source_never_mix_their_rows() {
     );
     a.stop();
     b.stop();
+}
+
+/// The CSV moved away while the sink is behind (logrotate): the sink finishes the old
+/// file through its open handle, then continues with the new one. Nothing lost, nothing
+/// doubled.
+#[test]
+fn a_rotated_csv_is_finished_then_the_new_one_followed() {
+    let pg = PgServer::shared();
+    let db = pg.create_db("pg_rotate");
+    let dir = TestDir::new("pg-rotate");
+    prefill(&dir.join("readings.csv"), 20_000, "old");
+    let cfg = config(&dir, pg, &db, "postgres", SUPER_PASSWORD, "rot", "batch_rows = 300\npace_ms = 0");
+    let d = start(&dir, &cfg);
+    let mut c = pg.admin(&db);
+    assert!(wait_until(Duration::from_secs(20), || count(&mut c, "rot") > 0), "{}", d.log_text());
+    std::fs::rename(dir.join("readings.csv"), dir.join("readings.csv.1")).unwrap();
+    assert!(
+        d.wait_for_log("moved or deleted while open", Duration::from_secs(10)).is_some(),
+        "{}",
+        d.log_text()
+    );
+    send_readings(d.addr, "new", 200);
+    let mut want: Vec<Vec<String>> = csv_rows(&dir.join("readings.csv.1"));
+    let old_rows = want.len();
+    assert!(
+        wait_until(Duration::from_secs(20), || csv_rows(&dir.join("readings.csv")).len() == 600),
+        "{}",
+        d.log_text()
+    );
+    want.extend(csv_rows(&dir.join("readings.csv")));
+    assert!(
+        wait_until(Duration::from_secs(60), || count(&mut c, "rot") >= want.len()),
+        "{} of {} rows; log:\n{}",
+        count(&mut c, "rot"),
+        want.len(),
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = table_rows(&mut c, "rot");
+    assert_eq!(got.len(), want.len(), "{}", d.log_text());
+    got.sort();
+    want.sort();
+    assert!(got == want, "the table differs from the two files");
+    assert!(
+        d.log_contains(&format!("its {old_rows} rows are all in PostgreSQL")),
+        "{}",
+        d.log_text()
+    );
+    d.stop();
 }

@@ -160,7 +160,8 @@ fn check_cursor(saved: Option<Position>, csv: &std::path::Path) -> Result<()> {
         ok("no cursor for this source yet: the whole CSV will be sent");
         return Ok(());
     };
-    let from = match source::verify(csv, &saved, len).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))? {
+    let mut file = File::open(csv).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))?;
+    let from = match source::verify(&mut file, &saved, len).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))? {
         Verified::Same => {
             ok(format!(
                 "cursor: {} rows confirmed, and its last row matches {}",
@@ -186,10 +187,10 @@ fn check_cursor(saved: Option<Position>, csv: &std::path::Path) -> Result<()> {
             )))
         }
     };
-    let mut f = File::open(csv).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))?;
+    let f = &mut file;
     let (mut pos, mut buf, mut left) = (from, Vec::new(), 0u64);
     loop {
-        let rows = source::read_rows(&mut f, pos.offset, len, 50_000, &mut buf)
+        let rows = source::read_rows(f, pos.offset, len, 50_000, &mut buf)
             .map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))?;
         if rows.is_empty() {
             break;

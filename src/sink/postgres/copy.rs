@@ -4,7 +4,9 @@
 //!
 //! The CSV text becomes typed columns here: `received_at` to `timestamptz` (a row
 //! whose time does not parse gets `-infinity` rather than being dropped), `value` to a
-//! double for `number` rows, `seq` to `bigint`, empty optional columns to NULL.
+//! double for `number` rows, `seq` to `bigint`, empty optional columns to NULL. Board
+//! text that the CSV neutralised against spreadsheet formulas (a leading `'`, see
+//! [`crate::row::neutralise`]) goes in as the board sent it ([`crate::row::original`]).
 
 use std::error::Error;
 
@@ -14,7 +16,8 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{Names, COPY_COLUMNS};
-use super::source::{original_value, pg_micros, SourceRow};
+use super::source::{pg_micros, SourceRow};
+use crate::row::{original, original_value};
 
 /// A `timestamptz` as PostgreSQL stores it: microseconds since 2000-01-01 UTC, with
 /// `i64::MIN` meaning `-infinity`.
@@ -85,15 +88,15 @@ pub fn copy_rows(
         let seq: Option<i64> = seq.parse().ok();
         w.write(&[
             &PgTime(time),
-            &device.as_str(),
-            &field.as_str(),
+            &original(device),
+            &original(field),
             &numeric_value(value, kind),
             &value,
             &kind.as_str(),
             &non_empty(peer),
-            &non_empty(boot),
+            &non_empty(original(boot)),
             &seq,
-            &non_empty(device_time),
+            &non_empty(original(device_time)),
             &source,
             &(r.start as i64),
         ])?;
@@ -128,13 +131,13 @@ pub fn insert_rows(
             .map(|r| {
                 let f = &r.fields;
                 [
-                    Some(f[1].as_str()),
-                    Some(f[2].as_str()),
+                    Some(original(&f[1])),
+                    Some(original(&f[2])),
                     Some(original_value(&f[3], &f[4])),
                     Some(f[4].as_str()),
                     non_empty(&f[5]),
-                    non_empty(&f[6]),
-                    non_empty(&f[8]),
+                    non_empty(original(&f[6])),
+                    non_empty(original(&f[8])),
                     Some(source),
                 ]
             })

@@ -224,7 +224,9 @@ struct Worker {
     client: Option<Client>,
     /// Verified position; `None` until the cursor is read back and checked.
     pos: Option<Position>,
+    /// The CSV as opened with `pos`, and its generation (see [`CsvSink::generation`]).
     file: Option<File>,
+    generation: u64,
     buf: Vec<u8>,
     last_batch: Instant,
     stop_at: Option<Instant>,
@@ -245,6 +247,7 @@ impl Worker {
             client: None,
             pos: None,
             file: None,
+            generation: 0,
             buf: Vec::new(),
             last_batch: Instant::now(),
             stop_at: None,
@@ -310,7 +313,14 @@ impl Worker {
             self.set_up()?;
             return Ok(true);
         };
+        let generation = self.sink.generation();
+        if generation != self.generation {
+            return self.follow_rotation(pos, generation);
+        }
         let (durable_rows, durable_bytes) = self.sink.durable_position();
+        if self.sink.generation() != generation {
+            return Ok(true); // rotated just now: look again
+        }
         if pos.offset >= durable_bytes {
             if let Some((since, rows)) = self.backlog.take() {
                 let secs = since.elapsed().as_secs_f64();
@@ -329,11 +339,15 @@ impl Worker {
         if full && self.backlog.is_none() {
             self.backlog = Some((Instant::now(), waiting));
         }
-        if self.file.is_none() {
-            self.file = Some(File::open(self.sink.path()).map_err(Stall::Csv)?);
-        }
-        let file = self.file.as_mut().expect("opened above");
-        let rows = source::read_rows(file, pos.offset, durable_bytes, self.cfg.batch_rows, &mut self.buf)
+        self.send_upto(pos, durable_bytes)
+    }
+
+    /// Copies the rows from `pos` up to byte `upto` of the open file (one batch at most).
+    fn send_upto(&mut self, pos: Position, upto: u64) -> std::result::Result<bool, Stall> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(Stall::Csv(std::io::Error::other("the CSV is not open")));
+        };
+        let rows = source::read_rows(file, pos.offset, upto, self.cfg.batch_rows, &mut self.buf)
             .map_err(Stall::Csv)?;
         if rows.is_empty() {
             return Ok(false);
@@ -353,7 +367,7 @@ impl Worker {
         self.sent_this_run += rows.len() as u64;
         if bad_times > 0 {
             log::warn!(
-                "{bad_times} CSV rows before byte {} have a received_at that is not a time (edited by hand?); stored with received_at = -infinity.",
+                "Stored {bad_times} CSV rows before byte {} with received_at = -infinity: their received_at is not a time (edited by hand?).",
                 next.offset
             );
         }
@@ -366,6 +380,51 @@ impl Worker {
         );
         self.recovered();
         Ok(true)
+    }
+
+    /// The CSV was moved away and a new file started (logrotate; see
+    /// [`CsvSink::check_path`]). The old file was fsynced at the switch and is still
+    /// open here: copy the rest of it, then move the cursor to the start of the new
+    /// file, in one transaction with the check that it is where we left it.
+    fn follow_rotation(&mut self, pos: Position, generation: u64) -> std::result::Result<bool, Stall> {
+        let old_len = match &self.file {
+            Some(f) => f.metadata().map_err(Stall::Csv)?.len(),
+            None => 0,
+        };
+        if pos.offset < old_len {
+            return self.send_upto(pos, old_len);
+        }
+        if generation > self.generation + 1 {
+            log::error!(
+                "{} was replaced {} times while the PostgreSQL sink was behind; the rows of the {} files in between are not in PostgreSQL (they are in the moved files).",
+                self.sink.path().display(),
+                generation - self.generation,
+                generation - self.generation - 1
+            );
+        }
+        let start = Position::start();
+        self.move_cursor(pos, start)?;
+        log::info!(
+            "{} was rotated: its {} rows are all in PostgreSQL; continuing with the new file.",
+            self.sink.path().display(),
+            pos.rows
+        );
+        self.pos = Some(start);
+        self.open_csv(generation)?;
+        Ok(true)
+    }
+
+    /// Opens the CSV and records which generation of it this is; refuses a file that
+    /// was replaced while it was being opened.
+    fn open_csv(&mut self, generation: u64) -> std::result::Result<(), Stall> {
+        let file = File::open(self.sink.path()).map_err(Stall::Csv)?;
+        if self.sink.generation() != generation {
+            self.pos = None; // replaced meanwhile: set up again
+            return Err(Stall::Csv(std::io::Error::other("the file was replaced while being opened")));
+        }
+        self.file = Some(file);
+        self.generation = generation;
+        Ok(())
     }
 
     /// Schema, cursor, and the check of the cursor against the CSV.
@@ -397,9 +456,19 @@ impl Worker {
                 schema::load_cursor(client, &self.names, &source, false)?.unwrap_or_else(Position::start)
             }
         };
-        let (_, durable) = self.sink.durable_position();
+        // Keep a file still open from before a failure: it may be one rotated away
+        // since, whose last rows are still to be copied.
+        if self.file.is_none() {
+            self.open_csv(self.sink.generation())?;
+        }
         let path = self.sink.path().to_path_buf();
-        let pos = match source::verify(&path, &saved, durable).map_err(Stall::Csv)? {
+        let file = self.file.as_mut().expect("opened above");
+        let durable = if self.generation == self.sink.generation() {
+            self.sink.durable_position().1
+        } else {
+            file.metadata().map_err(Stall::Csv)?.len() // fsynced at the rotation
+        };
+        let pos = match source::verify(file, &saved, durable).map_err(Stall::Csv)? {
             Verified::Same => saved,
             Verified::Moved(p) => {
                 log::warn!(
@@ -416,7 +485,6 @@ impl Worker {
             Verified::Missing => return Err(Stall::NotInCsv(saved)),
         };
         self.pos = Some(pos);
-        self.file = None;
         self.last_batch = Instant::now() - self.cfg.pace;
         let waiting = self.left();
         log::info!(
@@ -446,7 +514,9 @@ impl Worker {
     fn stalled(&mut self, stall: Stall) {
         self.client = None;
         self.pos = None;
-        self.file = None;
+        if matches!(stall, Stall::Csv(_)) {
+            self.file = None;
+        }
         self.backlog = None;
         let first = self.failing_since.is_none();
         if first {
@@ -492,6 +562,7 @@ impl Worker {
             }
             Class::Operator => self.cfg.retry_max,
         };
+        let message = message.trim_end_matches([';', '.', ' ']);
         let left = self.left();
         match class {
             Class::Transient if first => log::warn!(

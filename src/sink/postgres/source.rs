@@ -17,7 +17,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
 
 use crate::row::{COLUMNS, HEADER};
 
@@ -160,8 +159,7 @@ pub enum Verified {
 /// Checks that the row the cursor names is in the CSV at that place, with the same
 /// bytes; if not, scans the file (up to `durable`) for it, preferring the match
 /// nearest to where the cursor said.
-pub fn verify(path: &Path, saved: &Position, durable: u64) -> io::Result<Verified> {
-    let mut file = File::open(path)?;
+pub fn verify(file: &mut File, saved: &Position, durable: u64) -> io::Result<Verified> {
     let Some((last_start, last_hash)) = saved.last else {
         return Ok(if saved.offset == header_len() && saved.rows == 0 {
             Verified::Same
@@ -181,7 +179,7 @@ pub fn verify(path: &Path, saved: &Position, durable: u64) -> io::Result<Verifie
     let mut pos = Position::start();
     let mut buf = Vec::new();
     loop {
-        let rows = read_rows(&mut file, pos.offset, durable, 50_000, &mut buf)?;
+        let rows = read_rows(file, pos.offset, durable, 50_000, &mut buf)?;
         if rows.is_empty() {
             break;
         }
@@ -204,17 +202,6 @@ pub fn verify(path: &Path, saved: &Position, durable: u64) -> io::Result<Verifie
         pos = pos.after(&rows);
     }
     Ok(best.map_or(Verified::Missing, Verified::Moved))
-}
-
-/// The value a board sent, from the value the CSV holds. The CSV may neutralise text
-/// that a spreadsheet would run as a formula (a leading `=`, `+`, `-` or `@`) by putting
-/// an apostrophe in front of it; the database stores the value without it. Only `text`
-/// values are ever prefixed.
-pub fn original_value<'a>(csv_value: &'a str, kind: &str) -> &'a str {
-    match csv_value.strip_prefix('\'') {
-        Some(rest) if kind == "text" && rest.starts_with(['=', '+', '-', '@']) => rest,
-        _ => csv_value,
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::row::rfc3339_millis`] writes) as
@@ -330,13 +317,13 @@ mod tests {
         let mut f = File::open(&p).unwrap();
         let rows = read_rows(&mut f, header_len(), len, 5, &mut Vec::new()).unwrap();
         let pos = Position::start().after(&rows);
-        assert_eq!(verify(&p, &pos, len).unwrap(), Verified::Same);
-        assert_eq!(verify(&p, &Position::start(), len).unwrap(), Verified::Same);
+        assert_eq!(verify(&mut File::open(&p).unwrap(), &pos, len).unwrap(), Verified::Same);
+        assert_eq!(verify(&mut File::open(&p).unwrap(), &Position::start(), len).unwrap(), Verified::Same);
         // Two extra rows before it (a file restored with more in front): found further on.
         std::fs::write(&p, format!("{H}{}{}{body}", row(100), row(101))).unwrap();
         let len2 = std::fs::metadata(&p).unwrap().len();
         let shift = (row(100).len() + row(101).len()) as u64;
-        match verify(&p, &pos, len2).unwrap() {
+        match verify(&mut File::open(&p).unwrap(), &pos, len2).unwrap() {
             Verified::Moved(m) => {
                 assert_eq!(m.rows, pos.rows + 2);
                 assert_eq!(m.offset, pos.offset + shift);
@@ -346,17 +333,7 @@ mod tests {
         // A different file.
         std::fs::write(&p, format!("{H}{}", row(7).replace(",7,", ",77,"))).unwrap();
         let len3 = std::fs::metadata(&p).unwrap().len();
-        assert_eq!(verify(&p, &pos, len3).unwrap(), Verified::Missing);
-    }
-
-    #[test]
-    fn formula_prefix_is_removed_from_text_only() {
-        assert_eq!(original_value("'=1+1", "text"), "=1+1");
-        assert_eq!(original_value("'-5", "text"), "-5");
-        assert_eq!(original_value("'@x", "text"), "@x");
-        assert_eq!(original_value("'plain", "text"), "'plain");
-        assert_eq!(original_value("'=1", "number"), "'=1");
-        assert_eq!(original_value("-5", "number"), "-5");
+        assert_eq!(verify(&mut File::open(&p).unwrap(), &pos, len3).unwrap(), Verified::Missing);
     }
 
     #[test]
