@@ -235,10 +235,17 @@ fn rows_arrive_once_typed_in_order_and_the_password_is_never_logged() {
         .get(0);
     assert_eq!(note, "=1+1", "the value as the board sent it");
     let evil: (String, String, String) = c
-        .query_one("SELECT device, field, value_text FROM readings WHERE device LIKE '%evil'", &[])
+        .query_one(
+            "SELECT device, field, value_text FROM readings WHERE device LIKE '%evil'",
+            &[],
+        )
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .unwrap();
-    assert_eq!(evil, ("=evil".into(), "-field".into(), "+x".into()), "no CSV escape in the database");
+    assert_eq!(
+        evil,
+        ("=evil".into(), "-field".into(), "+x".into()),
+        "no CSV escape in the database"
+    );
     let quoted: String = c
         .query_one("SELECT value_text FROM readings WHERE field = 'q'", &[])
         .unwrap()
@@ -676,13 +683,26 @@ fn a_rotated_csv_is_finished_then_the_new_one_followed() {
     let db = pg.create_db("pg_rotate");
     let dir = TestDir::new("pg-rotate");
     prefill(&dir.join("readings.csv"), 20_000, "old");
-    let cfg = config(&dir, pg, &db, "postgres", SUPER_PASSWORD, "rot", "batch_rows = 300\npace_ms = 0");
+    let cfg = config(
+        &dir,
+        pg,
+        &db,
+        "postgres",
+        SUPER_PASSWORD,
+        "rot",
+        "batch_rows = 300\npace_ms = 0",
+    );
     let d = start(&dir, &cfg);
     let mut c = pg.admin(&db);
-    assert!(wait_until(Duration::from_secs(20), || count(&mut c, "rot") > 0), "{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(20), || count(&mut c, "rot") > 0),
+        "{}",
+        d.log_text()
+    );
     std::fs::rename(dir.join("readings.csv"), dir.join("readings.csv.1")).unwrap();
     assert!(
-        d.wait_for_log("moved or deleted while open", Duration::from_secs(10)).is_some(),
+        d.wait_for_log("moved or deleted while open", Duration::from_secs(10))
+            .is_some(),
         "{}",
         d.log_text()
     );
@@ -690,7 +710,8 @@ fn a_rotated_csv_is_finished_then_the_new_one_followed() {
     let mut want: Vec<Vec<String>> = csv_rows(&dir.join("readings.csv.1"));
     let old_rows = want.len();
     assert!(
-        wait_until(Duration::from_secs(20), || csv_rows(&dir.join("readings.csv")).len() == 600),
+        wait_until(Duration::from_secs(20), || csv_rows(&dir.join("readings.csv")).len()
+            == 600),
         "{}",
         d.log_text()
     );

@@ -347,8 +347,7 @@ impl Worker {
         let Some(file) = self.file.as_mut() else {
             return Err(Stall::Csv(std::io::Error::other("the CSV is not open")));
         };
-        let rows = source::read_rows(file, pos.offset, upto, self.cfg.batch_rows, &mut self.buf)
-            .map_err(Stall::Csv)?;
+        let rows = source::read_rows(file, pos.offset, upto, self.cfg.batch_rows, &mut self.buf).map_err(Stall::Csv)?;
         if rows.is_empty() {
             return Ok(false);
         }
@@ -420,7 +419,9 @@ impl Worker {
         let file = File::open(self.sink.path()).map_err(Stall::Csv)?;
         if self.sink.generation() != generation {
             self.pos = None; // replaced meanwhile: set up again
-            return Err(Stall::Csv(std::io::Error::other("the file was replaced while being opened")));
+            return Err(Stall::Csv(std::io::Error::other(
+                "the file was replaced while being opened",
+            )));
         }
         self.file = Some(file);
         self.generation = generation;

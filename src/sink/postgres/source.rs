@@ -318,7 +318,10 @@ mod tests {
         let rows = read_rows(&mut f, header_len(), len, 5, &mut Vec::new()).unwrap();
         let pos = Position::start().after(&rows);
         assert_eq!(verify(&mut File::open(&p).unwrap(), &pos, len).unwrap(), Verified::Same);
-        assert_eq!(verify(&mut File::open(&p).unwrap(), &Position::start(), len).unwrap(), Verified::Same);
+        assert_eq!(
+            verify(&mut File::open(&p).unwrap(), &Position::start(), len).unwrap(),
+            Verified::Same
+        );
         // Two extra rows before it (a file restored with more in front): found further on.
         std::fs::write(&p, format!("{H}{}{}{body}", row(100), row(101))).unwrap();
         let len2 = std::fs::metadata(&p).unwrap().len();
@@ -333,7 +336,10 @@ mod tests {
         // A different file.
         std::fs::write(&p, format!("{H}{}", row(7).replace(",7,", ",77,"))).unwrap();
         let len3 = std::fs::metadata(&p).unwrap().len();
-        assert_eq!(verify(&mut File::open(&p).unwrap(), &pos, len3).unwrap(), Verified::Missing);
+        assert_eq!(
+            verify(&mut File::open(&p).unwrap(), &pos, len3).unwrap(),
+            Verified::Missing
+        );
     }
 
     #[test]
