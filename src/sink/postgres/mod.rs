@@ -28,6 +28,11 @@
 //! mixed in) or the CSV was replaced, and only the operator knows which; the error in
 //! the log says how to start the new file from its first row.
 //!
+//! When the CSV is rotated while the daemon runs (moved away, a new file started; see
+//! [`CsvSink::check_path`]) the sink finishes the old file through the handle it holds
+//! (fsynced at the switch), then moves its cursor to the start of the new file in one
+//! checked transaction.
+//!
 //! # A third consumer of the CSV
 //!
 //! The sink reads the CSV file itself, up to its durable mark, and never talks to the
