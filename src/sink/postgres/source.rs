@@ -307,6 +307,7 @@ mod tests {
         for r in &all {
             assert_eq!(r.hash, row_hash(&raw[r.start as usize..r.end as usize]));
         }
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
     }
 
     #[test]
@@ -340,6 +341,7 @@ mod tests {
             verify(&mut File::open(&p).unwrap(), &pos, len3).unwrap(),
             Verified::Missing
         );
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
     }
 
     #[test]
