@@ -736,3 +736,118 @@ fn a_rotated_csv_is_finished_then_the_new_one_followed() {
     );
     d.stop();
 }
+
+/// A loopback TCP proxy in front of the server that, while armed, lets a `COMMIT` through
+/// to the server and then cuts the connection before the answer comes back: the
+/// "committed, but the daemon never heard" case.
+struct CommitCutter {
+    port: u16,
+    cuts_left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    cuts_done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    fn start(server_port: u16, cuts: usize) -> CommitCutter {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cuts_left = Arc::new(AtomicUsize::new(cuts));
+        let cuts_done = Arc::new(AtomicUsize::new(0));
+        let (left, done) = (Arc::clone(&cuts_left), Arc::clone(&cuts_done));
+        std::thread::spawn(move || {
+            // Bounded: the test makes at most a few dozen connections.
+            for client in listener.incoming().take(200) {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    return;
+                };
+                for s in [&client, &server] {
+                    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+                }
+                let cut = Arc::new(AtomicBool::new(false));
+                let (mut c2, mut s2, cut2) = (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(&cut),
+                );
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = s2.read(&mut buf) {
+                        if n == 0 || cut2.load(Ordering::SeqCst) || c2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+                let (left, done) = (Arc::clone(&left), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let commit = b"Q\0\0\0\x0bCOMMIT\0";
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = client.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let is_commit = buf[..n].windows(commit.len()).any(|w| w == commit);
+                        let armed = is_commit
+                            && left
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                                .is_ok();
+                        if armed {
+                            cut.store(true, Ordering::SeqCst); // the answer will not reach the daemon
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        if armed {
+                            std::thread::sleep(Duration::from_millis(300)); // the server commits
+                            done.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CommitCutter {
+            port,
+            cuts_left,
+            cuts_done,
+        }
+    }
+}
+
+#[test]
+fn a_commit_whose_answer_is_lost_is_not_sent_again() {
+    use std::sync::atomic::Ordering;
+    let pg = PgServer::shared();
+    let db = pg.create_db("pg_lost_commit");
+    let cutter = CommitCutter::start(pg.port, 4);
+    let dir = TestDir::new("pg-lost-commit");
+    prefill(&dir.join("readings.csv"), 3_000, "lc");
+    let cfg = config(
+        &dir,
+        pg,
+        &db,
+        "postgres",
+        SUPER_PASSWORD,
+        "lc",
+        "batch_rows = 400\npace_ms = 0",
+    );
+    // Point the daemon at the proxy instead of the server.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!(":{}/", pg.port), &format!(":{}/", cutter.port));
+    std::fs::write(&cfg, text).unwrap();
+    let d = start(&dir, &cfg);
+    let mut c = pg.admin(&db);
+    assert_table_equals_csv(&mut c, "lc", &dir.join("readings.csv"), Duration::from_secs(60), || {
+        d.log_text()
+    });
+    assert_eq!(cutter.cuts_done.load(Ordering::SeqCst), 4, "every armed cut happened");
+    assert_eq!(cutter.cuts_left.load(Ordering::SeqCst), 0);
+    assert!(d.log_contains("is unavailable"), "{}", d.log_text());
+    d.stop();
+}
