@@ -382,6 +382,13 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_refused_with_a_reason_not_silently_dropped() {
+        let e = PostgresConfig::build(file("postgresql://u@h/db?sslmode=require"), None).unwrap_err();
+        assert!(e.to_string().contains("sslmode=require is not supported"), "{e}");
+        assert!(PostgresConfig::build(file("postgresql://u@h/db?sslmode=disable"), None).is_ok());
+    }
+
+    #[test]
     fn table_names() {
         assert_eq!(parse_table("readings").unwrap(), (None, "readings".into()));
         assert_eq!(
