@@ -57,6 +57,8 @@ pub struct FileConfig {
     pub dedup: DedupFile,
     #[serde(default)]
     pub sheets: SheetsFile,
+    #[serde(default)]
+    pub postgres: crate::sink::postgres::settings::PostgresFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +151,16 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.warn_cells_percent",
     "sheets.grow_rows",
     "sheets.cursor_file",
+    // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
+    "postgres.url",
+    "postgres.password_file",
+    "postgres.table",
+    "postgres.source",
+    "postgres.batch_rows",
+    "postgres.pace_ms",
+    "postgres.connect_timeout_secs",
+    "postgres.retry_max_secs",
+    "postgres.shutdown_timeout_secs",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +189,7 @@ pub struct Config {
     pub fsync: Fsync,
     pub stats_interval: Option<Duration>,
     pub sheets: Option<SheetsConfig>,
+    pub postgres: Option<crate::sink::postgres::PostgresConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -436,6 +449,7 @@ impl Config {
             " seconds",
         )?;
         let sheets = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?;
+        let postgres = crate::sink::postgres::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         Ok(Config {
             listen,
             max_connections,
@@ -451,6 +465,7 @@ impl Config {
             fsync,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
             sheets,
+            postgres,
         })
     }
 }
