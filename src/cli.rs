@@ -117,6 +117,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub stats_interval_secs: Option<u64>,
 
+    /// Address and port of the live dashboard, /metrics, /healthz, /readyz and /api/boards;
+    /// "" turns the HTTP server off [file: http.listen; default 127.0.0.1:8091].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
+
     #[command(flatten)]
     pub sheets: SheetsFlags,
 }

@@ -55,6 +55,44 @@ pub fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
+    // Live board state, dashboard/metrics/health over HTTP, silent-board alerts (issue 13).
+    let boards = Arc::new(crate::boards::Boards::new(&config.boards, &config.alerts));
+    match boards.load_previous_run(&config.csv_path) {
+        Ok(n) if n > 0 => log::debug!("Listed {n} boards from the end of the CSV as not seen since start."),
+        Ok(_) => {}
+        Err(e) => log::warn!(
+            "Cannot read the end of {} to list earlier boards: {e}. The dashboard shows boards as they report.",
+            config.csv_path.display()
+        ),
+    }
+    let http = match config.http.listen {
+        Some(addr) => {
+            let state = Arc::new(crate::http::HttpState {
+                boards: Arc::clone(&boards),
+                stats: Arc::clone(&stats),
+                sink: Arc::clone(&sink),
+                csv_path: config.csv_path.clone(),
+                sheets: uploader.is_some(),
+                ready_upload_stall: config.http.ready_upload_stall,
+                metrics_max_boards: config.http.metrics_max_boards,
+                max_event_clients: config.http.max_event_clients,
+                started: Instant::now(),
+                started_unix_ms: crate::boards::unix_ms(std::time::SystemTime::now()),
+                csv_at_start: sink.position(),
+                event_clients: Default::default(),
+            });
+            Some(crate::http::start(addr, state, &shutdown).map_err(|e| {
+                Error::startup(
+                    format!("listen on {addr} for the dashboard (http.listen; \"\" turns it off)"),
+                    e,
+                )
+            })?)
+        }
+        None => None,
+    };
+    let alerts = crate::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
+        .map_err(|e| Error::startup("start the board-watch thread", e))?;
+
     let listener = server::bind(config.listen, config.listen_backlog).map_err(|e| {
         Error::startup(
             format!(
@@ -85,6 +123,13 @@ pub fn serve(config: Config) -> Result<()> {
             None => "off".to_string(),
         }
     );
+    match &http {
+        Some(h) => log::info!(
+            "Dashboard at http://{}/ (also /metrics, /healthz, /readyz, /api/boards).",
+            h.addr
+        ),
+        None => log::info!("Dashboard and metrics off (http.listen = \"\")."),
+    }
 
     let shared = Arc::new(Shared {
         sink: Arc::clone(&sink),
@@ -94,14 +139,20 @@ pub fn serve(config: Config) -> Result<()> {
         shutdown: Arc::clone(&shutdown),
         rows_for_uploader: uploader.is_some(),
         csv_path: config.csv_path.clone(),
+        boards: Some(Arc::clone(&boards)),
     });
     let conns = Connections::new(config.max_connections, Arc::clone(&stats));
     let mut background = Vec::new();
     if let Fsync::Interval(every) = config.fsync {
-        let (sink, shutdown) = (Arc::clone(&sink), Arc::clone(&shutdown));
+        let (sink, shutdown, stats) = (Arc::clone(&sink), Arc::clone(&shutdown), Arc::clone(&stats));
         background.push(spawn("csv-fsync", move || {
             while !shutdown.sleep(every) {
-                if let Err(e) = sink.sync_if_dirty() {
+                let (started, before) = (Instant::now(), sink.durable_position());
+                let synced = sink.sync_if_dirty();
+                if sink.durable_position() != before {
+                    stats.csv_fsync_seconds.observe(started.elapsed());
+                }
+                if let Err(e) = synced {
                     log::error!(
                         "{e}. Rows written since the last fsync could be lost on power failure; check the disk."
                     );
@@ -137,6 +188,10 @@ pub fn serve(config: Config) -> Result<()> {
         );
     }
     sink.close()?;
+    alerts.finish();
+    if let Some(h) = http {
+        h.stop();
+    }
     if let Some(u) = uploader {
         u.finish(&sink);
     }

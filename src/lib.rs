@@ -15,11 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod boards;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dedup;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod row;
 pub mod server;
