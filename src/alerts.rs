@@ -216,7 +216,11 @@ fn deliver(url: &str, timeout: Duration, q: &Queue) {
                 if q.closed.load(Ordering::Acquire) {
                     break None;
                 }
-                items = q.ready.wait_timeout(items, Duration::from_millis(500)).unwrap_or_else(|p| p.into_inner()).0;
+                items = q
+                    .ready
+                    .wait_timeout(items, Duration::from_millis(500))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
         };
         let Some(alert) = next else { return };
@@ -269,8 +273,14 @@ mod tests {
 
     #[test]
     fn redact_keeps_only_scheme_and_host() {
-        assert_eq!(redact("https://hooks.example.com/services/T0/B0/secret"), "https://hooks.example.com/…");
-        assert_eq!(redact("http://user:pw@127.0.0.1:9000/x?token=1"), "http://127.0.0.1:9000/…");
+        assert_eq!(
+            redact("https://hooks.example.com/services/T0/B0/secret"),
+            "https://hooks.example.com/…"
+        );
+        assert_eq!(
+            redact("http://user:pw@127.0.0.1:9000/x?token=1"),
+            "http://127.0.0.1:9000/…"
+        );
     }
 
     #[test]
@@ -284,7 +294,12 @@ mod tests {
         };
         let a = describe(&c, 5.0, Duration::from_secs(120));
         assert_eq!(a.last_seen, "1970-01-01T00:00:01.000Z");
-        assert!(a.text.starts_with("Board kitchen is silent: nothing for 61 s, usually every 10.0 s"), "{}", a.text);
+        assert!(
+            a.text
+                .starts_with("Board kitchen is silent: nothing for 61 s, usually every 10.0 s"),
+            "{}",
+            a.text
+        );
         assert!(a.text.ends_with('.'));
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["status"], "silent");

@@ -259,6 +259,9 @@ pub struct FieldSeries {
     pub points: Vec<(u64, f32)>,
 }
 
+/// One board's `/metrics` series: (device, silent, readings, last seen in unix seconds).
+pub type MetricRow = (String, bool, u64, Option<f64>);
+
 /// Totals over all tracked boards.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BoardTotals {
@@ -562,9 +565,9 @@ impl Boards {
         (totals, views)
     }
 
-    /// Per-board facts for `/metrics`: (device, silent, readings, last seen unix seconds),
-    /// sorted by name, at most `limit`; the second value is how many were left out.
-    pub fn metric_rows(&self, limit: usize) -> (Vec<(String, bool, u64, Option<f64>)>, usize) {
+    /// Per-board facts for `/metrics`, sorted by name, at most `limit`; the second
+    /// value is how many were left out.
+    pub fn metric_rows(&self, limit: usize) -> (Vec<MetricRow>, usize) {
         let inner = self.lock();
         let mut names: Vec<&Box<str>> = inner.map.keys().collect();
         names.sort_unstable();
@@ -671,7 +674,12 @@ mod tests {
         let b = boards(10, 1);
         for i in 0..20u64 {
             let v = i.to_string();
-            send(&b, "k", &[("t", &v, true), ("note", "hi", false), ("third", "1", true)], i * 10_000);
+            send(
+                &b,
+                "k",
+                &[("t", &v, true), ("note", "hi", false), ("third", "1", true)],
+                i * 10_000,
+            );
         }
         let (totals, views) = b.snapshot(true, 10);
         assert_eq!(totals.boards, 1);

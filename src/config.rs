@@ -462,7 +462,9 @@ impl HttpConfig {
             Some(text.parse().map_err(|_| {
                 err(
                     "http.listen",
-                    format!("{text:?} is not an ADDRESS:PORT such as 127.0.0.1:8091 (or \"\" to turn the HTTP server off)"),
+                    format!(
+                        "{text:?} is not an ADDRESS:PORT such as 127.0.0.1:8091 (or \"\" to turn the HTTP server off)"
+                    ),
                 )
             })?)
         };

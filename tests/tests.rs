@@ -22,3 +22,5 @@ mod simulate;
 mod sheets;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;
+// The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
+mod dashboard;

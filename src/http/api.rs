@@ -80,7 +80,8 @@ pub fn overview(state: &HttpState, series: bool, limit: usize) -> Overview {
 }
 
 pub fn overview_json(state: &HttpState, series: bool, limit: usize) -> String {
-    serde_json::to_string(&overview(state, series, limit)).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+    serde_json::to_string(&overview(state, series, limit))
+        .unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
 }
 
 /// Why the daemon is not ready; empty when it is.

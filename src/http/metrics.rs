@@ -88,15 +88,29 @@ impl Collector for Exporter {
             "CSV bytes written since start.",
             &[(none(), bytes.saturating_sub(st.csv_at_start.1))],
         )?;
-        gauge(&mut e, "sensorlog_csv_size_bytes", "Size of the CSV file.", &[(none(), bytes as f64)])?;
-        gauge(&mut e, "sensorlog_csv_rows", "Rows in the CSV file.", &[(none(), rows as f64)])?;
+        gauge(
+            &mut e,
+            "sensorlog_csv_size_bytes",
+            "Size of the CSV file.",
+            &[(none(), bytes as f64)],
+        )?;
+        gauge(
+            &mut e,
+            "sensorlog_csv_rows",
+            "Rows in the CSV file.",
+            &[(none(), rows as f64)],
+        )?;
         for (name, help, h) in [
             (
                 "sensorlog_csv_write_seconds",
                 "Time of one CSV append (lock, write, and fsync under csv.fsync = always).",
                 &s.csv_write_seconds,
             ),
-            ("sensorlog_csv_fsync_seconds", "Time of one interval fsync of the CSV.", &s.csv_fsync_seconds),
+            (
+                "sensorlog_csv_fsync_seconds",
+                "Time of one interval fsync of the CSV.",
+                &s.csv_fsync_seconds,
+            ),
         ] {
             h.0.encode(e.encode_descriptor(name, help, None, MetricType::Histogram)?)?;
         }
@@ -178,10 +192,23 @@ impl Collector for Exporter {
         )?;
         let (per_board, omitted) = st.boards.metric_rows(st.metrics_max_boards);
         let dev = |d: &str| vec![("device", Cow::Owned(d.to_string()))];
-        let silent: Vec<_> = per_board.iter().map(|r| (dev(&r.0), if r.1 { 1.0 } else { 0.0 })).collect();
-        gauge(&mut e, "sensorlog_board_silent", "1 if the board is silent now.", &silent)?;
+        let silent: Vec<_> = per_board
+            .iter()
+            .map(|r| (dev(&r.0), if r.1 { 1.0 } else { 0.0 }))
+            .collect();
+        gauge(
+            &mut e,
+            "sensorlog_board_silent",
+            "1 if the board is silent now.",
+            &silent,
+        )?;
         let readings: Vec<_> = per_board.iter().map(|r| (dev(&r.0), r.2)).collect();
-        counter(&mut e, "sensorlog_board_readings", "Readings written per board since start.", &readings)?;
+        counter(
+            &mut e,
+            "sensorlog_board_readings",
+            "Readings written per board since start.",
+            &readings,
+        )?;
         let seen: Vec<_> = per_board.iter().filter_map(|r| Some((dev(&r.0), r.3?))).collect();
         gauge(
             &mut e,

@@ -152,7 +152,12 @@ fn handle(rq: Request, state: &Arc<HttpState>, shutdown: &Arc<Shutdown>) {
             if problems.is_empty() {
                 respond(rq, 200, "text/plain; charset=utf-8", "ready\n")
             } else {
-                respond(rq, 503, "text/plain; charset=utf-8", format!("not ready: {}\n", problems.join("; ")))
+                respond(
+                    rq,
+                    503,
+                    "text/plain; charset=utf-8",
+                    format!("not ready: {}\n", problems.join("; ")),
+                )
             }
         }
         "/metrics" => match metrics::render(state) {
@@ -197,7 +202,10 @@ fn events(rq: Request, state: &Arc<HttpState>, shutdown: &Arc<Shutdown>) {
             rq,
             503,
             "text/plain; charset=utf-8",
-            format!("too many event streams (http.max_event_clients = {})\n", state.max_event_clients),
+            format!(
+                "too many event streams (http.max_event_clients = {})\n",
+                state.max_event_clients
+            ),
         );
     };
     let (state, shutdown) = (Arc::clone(state), Arc::clone(shutdown));

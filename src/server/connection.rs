@@ -219,7 +219,10 @@ impl Conn<'_> {
         common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
         if self.shared.boards.is_some() {
             // DASHBOARD HOOK (1/2): note the reading; applied after the CSV append.
-            let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind() == "number"));
+            let fields = r
+                .fields
+                .iter()
+                .map(|f| (&*f.name, f.value.as_text(), f.value.kind() == "number"));
             self.seen.push(device, fields);
         }
         if self.shared.rows_for_uploader {

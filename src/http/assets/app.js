@@ -72,9 +72,18 @@
     if (c.chart) c.chart.destroy();
     const opts = {
       width, height: 160,
-      legend: { show: true },
+      legend: { show: true, live: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        x: {
+          time: true,
+          // Always the chart window (or less, since start), ending now.
+          range: (u, min, max) => {
+            const hi = Math.max(max || 0, Math.floor(nowServer() / 1000));
+            return [Math.max(hi - state.window, Math.min(min || hi, hi - 60)), hi];
+          },
+        },
+      },
       series: [{}].concat(c.fields.map((f, i) => ({ label: f, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, points: { size: 4 } }))),
     };
     c.chart = new uPlot(opts, c.data, c.chartBox);
