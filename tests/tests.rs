@@ -24,3 +24,5 @@ mod sheets;
 mod shutdown;
 // The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
 mod dashboard;
+// /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.
+mod metrics;
