@@ -26,3 +26,5 @@ mod shutdown;
 mod dashboard;
 // /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.
 mod metrics;
+// Silent boards: one log line per change; the webhook through failures and an outage.
+mod alerts;
