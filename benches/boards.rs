@@ -47,9 +47,27 @@ fn main() {
     let mut readings = 0u64;
     for k in 0..=cfg.chart_points as u64 {
         for (i, name) in names.iter().enumerate() {
-            let (t, h, p) = (format!("{}.{}", 20 + i % 5, k % 10), format!("{}", 40 + k % 9), format!("{}", 1000 + k));
-            seen.push(name, [("temp_c", t.as_str(), true), ("humidity", h.as_str(), true), ("pressure", p.as_str(), true)].into_iter());
-            b.record_at(&seen, std::iter::once(true), "192.168.1.20:50000", true, k * step_ms + i as u64);
+            let (t, h, p) = (
+                format!("{}.{}", 20 + i % 5, k % 10),
+                format!("{}", 40 + k % 9),
+                format!("{}", 1000 + k),
+            );
+            seen.push(
+                name,
+                [
+                    ("temp_c", t.as_str(), true),
+                    ("humidity", h.as_str(), true),
+                    ("pressure", p.as_str(), true),
+                ]
+                .into_iter(),
+            );
+            b.record_at(
+                &seen,
+                std::iter::once(true),
+                "192.168.1.20:50000",
+                true,
+                k * step_ms + i as u64,
+            );
             seen.clear();
             readings += 1;
         }

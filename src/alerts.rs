@@ -58,6 +58,20 @@ struct Queue {
     closed: AtomicBool,
 }
 
+impl Queue {
+    /// Queues `alert`; at `cap` alerts the oldest is dropped first. Returns whether one was.
+    fn push(&self, alert: Alert, cap: usize) -> bool {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let dropped = items.len() >= cap;
+        if dropped {
+            items.pop_front();
+        }
+        items.push_back(alert);
+        self.ready.notify_one();
+        dropped
+    }
+}
+
 /// The running alert threads; [`Alerts::finish`] stops them at shutdown.
 pub struct Alerts {
     watch: Option<JoinHandle<()>>,
@@ -91,18 +105,13 @@ pub fn start(boards: Arc<Boards>, cfg: &AlertsConfig, shutdown: &Arc<Shutdown>) 
                     _ => log::info!("{}", alert.text),
                 }
                 if let Some(q) = &queue {
-                    let mut items = q.items.lock().unwrap_or_else(|p| p.into_inner());
-                    if items.len() >= cap {
-                        items.pop_front();
-                        if dropped_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                            log::error!(
-                                "The alert webhook queue is full ({cap} alerts, alerts.webhook_queue): dropped the oldest alert. Check that the webhook receiver is up."
-                            );
-                            dropped_logged = Some(Instant::now());
-                        }
+                    let dropped = q.push(alert, cap);
+                    if dropped && dropped_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        log::error!(
+                            "The alert webhook queue is full ({cap} alerts, alerts.webhook_queue): dropped the oldest alert. Check that the webhook receiver is up."
+                        );
+                        dropped_logged = Some(Instant::now());
                     }
-                    items.push_back(alert);
-                    q.ready.notify_one();
                 }
             }
         }
@@ -270,6 +279,25 @@ fn deliver(url: &str, timeout: Duration, q: &Queue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_drops_the_oldest_only_past_its_cap() {
+        let q = Queue::default();
+        let alert = |n: &str| Alert {
+            board: n.into(),
+            status: Status::Silent,
+            last_seen: String::new(),
+            last_seen_unix_ms: 0,
+            usual_interval_secs: None,
+            quiet_secs: 0.0,
+            text: String::new(),
+        };
+        assert!(!q.push(alert("a"), 2));
+        assert!(!q.push(alert("b"), 2), "at the cap: nothing dropped");
+        assert!(q.push(alert("c"), 2), "one over: the oldest goes");
+        let names: Vec<String> = q.items.lock().unwrap().iter().map(|a| a.board.clone()).collect();
+        assert_eq!(names, ["b", "c"]);
+    }
 
     #[test]
     fn redact_keeps_only_scheme_and_host() {

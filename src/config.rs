@@ -776,6 +776,47 @@ mod tests {
     }
 
     #[test]
+    fn http_boards_and_alerts_keys() {
+        let c = build("", ServeArgs::default()).unwrap();
+        assert_eq!(c.http.listen.unwrap().to_string(), DEFAULT_HTTP_LISTEN);
+        let off = ServeArgs {
+            http_listen: Some(String::new()),
+            ..ServeArgs::default()
+        };
+        assert!(
+            build("[http]\nlisten = \"127.0.0.1:9\"\n", off)
+                .unwrap()
+                .http
+                .listen
+                .is_none(),
+            "flag beats file"
+        );
+        assert!(build("[http]\nlisten = \"\"\n", ServeArgs::default())
+            .unwrap()
+            .http
+            .listen
+            .is_none());
+        let e = build("[http]\nlisten = \"8091\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("http.listen"), "{e}");
+        let c = build("[alerts]\nmin_silent_secs = 1\n", ServeArgs::default()).unwrap();
+        assert_eq!(
+            c.alerts.min_silent,
+            Duration::from_secs(1),
+            "1 s is accepted, for tests"
+        );
+        let e = build("[alerts]\nmin_silent_secs = 0\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.min_silent_secs"), "{e}");
+        let e = build("[alerts]\nsilent_factor = 0.5\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.silent_factor"), "{e}");
+        let e = build("[alerts]\nwebhook_url = \"ftp://x\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.webhook_url"), "{e}");
+        let e = build("[boards]\nmax_boards = 0\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("boards.max_boards"), "{e}");
+        let e = build("[boards]\nmax_feilds = 3\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("max_feilds"), "{e}");
+    }
+
+    #[test]
     fn spreadsheet_ids() {
         assert_eq!(spreadsheet_id("abc-_1").as_deref(), Some("abc-_1"));
         assert_eq!(

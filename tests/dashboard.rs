@@ -62,6 +62,7 @@ impl Browser {
         let driver = find_program(&["chromedriver"]).unwrap_or_else(|| {
             panic!("chromedriver is not installed: apt-get install -y chromium-driver (.ci/run does)")
         });
+        let http = crate::util::http::client(Duration::from_secs(60));
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
@@ -70,7 +71,6 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let http = crate::util::http::client(Duration::from_secs(60));
         let base = format!("http://127.0.0.1:{port}");
         let mut b = Browser {
             child,
@@ -334,6 +334,18 @@ fn dashboard_shows_boards_live_and_turns_a_stopped_board_silent() {
     if std::env::var_os("SENSORLOG_UPDATE_SCREENSHOT").is_some() {
         std::fs::copy(&shot, Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png")).unwrap();
     }
+    // Readable on a phone: at 390 px wide nothing runs off the side, the cards stack.
+    browser.session_call("POST", "/window/rect", json!({"width": 390, "height": 844}));
+    let (ok, v) = browser.wait_js(
+        "const a = document.querySelectorAll('section.board'); return [document.documentElement.scrollWidth, window.innerWidth, a.length, a[0].getBoundingClientRect().right, a[1].getBoundingClientRect().top > a[0].getBoundingClientRect().bottom];",
+        Duration::from_secs(5),
+        |v| v[0].as_f64() <= v[1].as_f64() && v[4] == true,
+    );
+    assert!(
+        ok,
+        "not phone-sized: [page width, window width, cards, card right edge, stacked] = {v}"
+    );
+    browser.screenshot(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png"));
     kitchen.stop();
     drop(browser);
     d.stop();
