@@ -92,6 +92,23 @@ fn main() {
         fill.as_secs_f64(),
         fill.as_nanos() as f64 / readings as f64
     );
+    // The hot case: few boards sending flat out (the ingest benchmark's shape), values
+    // formatted beforehand so only `record` is timed.
+    let hot = Boards::new(&cfg, &alerts);
+    let values: Vec<String> = (0..64).map(|i| format!("2{}.{}", i % 10, i)).collect();
+    let rounds = if full { 20_000u64 } else { 200 };
+    let t = Instant::now();
+    for k in 0..rounds {
+        for name in names.iter().take(100) {
+            let v = values[(k % 64) as usize].as_str();
+            seen.push(name, [("temp_c", v, true), ("humidity", v, true)].into_iter());
+            hot.record(&mut seen, std::iter::once(true), "192.168.1.20:50000", false);
+        }
+    }
+    println!(
+        "boards: hot path, 100 boards x {rounds} readings of 2 numeric fields: {:.0} ns per reading (push + record)",
+        t.elapsed().as_nanos() as f64 / (rounds * 100) as f64
+    );
     // Snapshot cost: what one /events tick or /api/boards call takes with this many boards.
     let t = Instant::now();
     let (_, v) = b.snapshot(false, 1000);

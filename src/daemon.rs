@@ -76,10 +76,10 @@ pub fn serve(config: Config) -> Result<()> {
                 ready_upload_stall: config.http.ready_upload_stall,
                 metrics_max_boards: config.http.metrics_max_boards,
                 max_event_clients: config.http.max_event_clients,
-                started: Instant::now(),
                 started_unix_ms: crate::boards::unix_ms(std::time::SystemTime::now()),
                 csv_at_start: sink.position(),
                 event_clients: Default::default(),
+                event_cache: Default::default(),
             });
             Some(crate::http::start(addr, state, &shutdown).map_err(|e| {
                 Error::startup(

@@ -55,11 +55,28 @@ pub struct HttpState {
     pub ready_upload_stall: Duration,
     pub metrics_max_boards: usize,
     pub max_event_clients: usize,
-    pub started: Instant,
     pub started_unix_ms: u64,
     /// CSV (rows, bytes) when the daemon started.
     pub csv_at_start: (u64, u64),
     pub event_clients: AtomicUsize,
+    /// The last `/events` payload and when it was built: every open dashboard shares one
+    /// snapshot per [`EVENT_PERIOD`], so ten tabs cost the boards' lock no more than one.
+    pub event_cache: std::sync::Mutex<Option<(Instant, Arc<String>)>>,
+}
+
+impl HttpState {
+    /// The `/events` payload, rebuilt at most twice per [`EVENT_PERIOD`].
+    fn event_payload(&self) -> Arc<String> {
+        let mut cache = self.event_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, payload)) = cache.as_ref() {
+            if at.elapsed() < EVENT_PERIOD / 2 {
+                return Arc::clone(payload);
+            }
+        }
+        let payload = Arc::new(api::overview_json(self, false, DASHBOARD_MAX_BOARDS));
+        *cache = Some((Instant::now(), Arc::clone(&payload)));
+        payload
+    }
 }
 
 /// The running server; [`HttpServer::stop`] ends it.
@@ -221,7 +238,7 @@ fn events(rq: Request, state: &Arc<HttpState>, shutdown: &Arc<Shutdown>) {
             }
             loop {
                 let mut msg = String::from("event: overview\ndata: ");
-                msg.push_str(&api::overview_json(&state, false, DASHBOARD_MAX_BOARDS));
+                msg.push_str(&state.event_payload());
                 msg.push_str("\n\n");
                 if w.write_all(msg.as_bytes()).and_then(|_| w.flush()).is_err() {
                     break; // the browser went away
