@@ -4,10 +4,14 @@ http.listen = "" (issue 13: the HTTP side must not slow ingest).
 
     python3 bench/dashboard.py [--rounds 3] [--boards 100] [--count 20000]
 
-Builds the release binary, then per round and mode (alternating, `off` first): starts
-`sensorlog serve` on loopback with a fresh CSV; in mode `on` also opens the dashboard in
-headless Chromium (which follows /events, redrawing values and charts every second) and
-waits 3 s for it to load; then runs `sensorlog simulate --rate 0` (boards flat out,
+Builds the release binary, then per round and mode (alternating): starts `sensorlog serve`
+on loopback with a fresh CSV and
+- `off`: `--http-listen ""`;
+- `events`: the dashboard on, one `curl -N /events` client (the daemon's own cost);
+- `browser`: the dashboard open in headless Chromium, which follows /events and redraws
+  values and charts every second (the daemon's cost plus the browser's CPU, on the same
+  machine);
+waits 3 s for the client to connect; then runs `sensorlog simulate --rate 0` (boards flat out,
 JSON, no acks) and times from its start until the CSV stops growing (polled every 2 ms;
 done = last growth seen, confirmed by 300 ms without change). Every row is counted
 afterwards (2 rows per reading); a shortfall is reported as lost. Prints each round and
@@ -51,7 +55,7 @@ def one_round(mode, boards, count, work):
     for p in (csv, log):
         if os.path.exists(p):
             os.remove(p)
-    http = "127.0.0.1:0" if mode == "on" else ""
+    http = "" if mode == "off" else "127.0.0.1:0"
     with open(log, "w") as lf:
         daemon = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--csv", csv, "--http-listen", http,
@@ -60,7 +64,11 @@ def one_round(mode, boards, count, work):
     browser = None
     try:
         addr = wait_line(log, r"Listening on (\S+?)\. ").group(1)
-        if mode == "on":
+        if mode == "events":
+            url = "http://" + wait_line(log, r"Dashboard at http://(\S+?)/ ").group(1) + "/events"
+            browser = subprocess.Popen(["curl", "-sN", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(3.0)
+        if mode == "browser":
             url = "http://" + wait_line(log, r"Dashboard at http://(\S+?)/ ").group(1) + "/"
             chromium = shutil.which("chromium") or shutil.which("chromium-browser")
             if not chromium:
@@ -109,19 +117,20 @@ def main():
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="sensorlog-dash-bench-")
-    results = {"off": [], "on": []}
+    results = {"off": [], "events": [], "browser": []}
     try:
         for r in range(a.rounds):
-            for mode in ("off", "on"):
+            for mode in results:
                 rate, lost, elapsed = one_round(mode, a.boards, a.count, work)
                 results[mode].append(rate)
-                print(f"round {r + 1} http {mode:3}: {a.boards}x{a.count} readings in {elapsed:.2f} s = "
+                print(f"round {r + 1} {mode:7}: {a.boards}x{a.count} readings in {elapsed:.2f} s = "
                       f"{rate:,.0f} readings/s, lost {lost}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    off, on = statistics.median(results["off"]), statistics.median(results["on"])
-    print(f"median readings/s: http.listen = \"\": {off:,.0f}; dashboard open + browser connected: {on:,.0f}; "
-          f"ratio on/off = {on / off:.3f}")
+    off = statistics.median(results["off"])
+    ev, br = statistics.median(results["events"]), statistics.median(results["browser"])
+    print(f"median readings/s: http.listen = \"\": {off:,.0f}; /events client: {ev:,.0f} "
+          f"(ratio {ev / off:.3f}); browser on the dashboard: {br:,.0f} (ratio {br / off:.3f})")
 
 
 if __name__ == "__main__":

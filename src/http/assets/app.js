@@ -45,8 +45,24 @@
     const chartBox = el("div", "chart");
     root.append(h, facts, table, chartBox);
     document.getElementById("boards").append(root);
-    return { root, status, seen, rate, peer, ack, usual, table, chartBox, fields: [], series: new Map(), chart: null, data: null, view: b };
+    const c = { root, status, seen, rate, peer, ack, usual, table, chartBox, fields: [], series: new Map(), chart: null, data: null, view: b, visible: true, dirty: false, cells: new Map() };
+    if (observer) {
+      c.visible = false;
+      observer.observe(root);
+      root._card = c;
+    }
+    return c;
   }
+
+  // Charts off screen are not redrawn (a hundred boards cost no more than the few in view);
+  // they catch up when scrolled into view.
+  const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const c = e.target._card;
+      c.visible = e.isIntersecting;
+      if (c.visible && c.dirty) drawChart(c);
+    }
+  }) : null;
 
   function buildData(c) {
     const times = new Set();
@@ -63,6 +79,11 @@
 
   function drawChart(c) {
     if (c.fields.length === 0) return;
+    if (!c.visible) {
+      c.dirty = true;
+      return;
+    }
+    c.dirty = false;
     c.data = buildData(c);
     const width = Math.max(200, c.chartBox.clientWidth || 320);
     if (c.chart && c.chart.series.length === c.fields.length + 1) {
@@ -124,14 +145,19 @@
     c.peer.textContent = b.peer ? "peer " + b.peer : "";
     c.ack.textContent = b.last_seen_unix_ms ? (b.ack ? "acks on" : "acks off") : "";
     c.usual.textContent = b.usual_interval_secs ? "every " + b.usual_interval_secs + " s" : "";
-    // Latest values.
-    c.table.replaceChildren(...b.latest.map((f) => {
-      const tr = el("tr");
-      const v = el("td", "value", f.value);
-      v.dataset.field = f.field;
-      tr.append(el("td", "field", f.field), v);
-      return tr;
-    }));
+    // Latest values: a row per field, its value cell updated in place.
+    for (const f of b.latest) {
+      let v = c.cells.get(f.field);
+      if (!v) {
+        const tr = el("tr");
+        v = el("td", "value");
+        v.dataset.field = f.field;
+        tr.append(el("td", "field", f.field), v);
+        c.table.append(tr);
+        c.cells.set(f.field, v);
+      }
+      if (v.textContent !== f.value) v.textContent = f.value;
+    }
     let changed = false;
     if (withSeries && b.series) {
       for (const s of b.series) {
