@@ -281,3 +281,41 @@ fn empty_http_listen_turns_the_server_off() {
     assert!(!d.log_contains("Dashboard at http://"));
     d.stop();
 }
+
+#[test]
+fn boards_of_an_earlier_run_are_never_seen_since_start_until_they_report() {
+    let dir = TestDir::new("metrics-previous-run");
+    let d = Daemon::start(&dir, &[]);
+    let mut s = d.connect();
+    send_lines(&mut s, &["device=attic t=1".to_string()]);
+    drop(s);
+    assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(&d.csv)
+        .unwrap_or_default()
+        .contains("attic")));
+    d.stop();
+    let d = Daemon::start(&dir, &[]);
+    let http = d.http_addr();
+    let (_, body) = get(&format!("http://{http}/api/boards"));
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(api["boards"][0]["device"], "attic", "{api}");
+    assert_eq!(api["boards"][0]["status"], "never seen since start", "{api}");
+    assert!(
+        api["boards"][0]["last_seen_previous_run"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{api}"
+    );
+    assert_eq!(
+        value(&scrape(http), "sensorlog_boards{status=\"never_seen_since_start\"}"),
+        1.0
+    );
+    let mut s = d.connect();
+    send_lines(&mut s, &["device=attic t=2".to_string()]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (_, body) = get(&format!("http://{http}/api/boards"));
+        body.contains("\"status\":\"ok\"")
+    }));
+    drop(s);
+    d.stop();
+}

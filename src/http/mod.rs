@@ -12,7 +12,7 @@
 //! Why `tiny_http`: it is std-threads-only, like the rest of the daemon (no async
 //! runtime for a handful of requests). [`HTTP_WORKERS`] named threads take requests from
 //! it; each `/events` stream gets its own thread, at most `http.max_event_clients` of
-//! them (an [`EventSlot`] guard holds the count), and a stream past the cap gets 503.
+//! them (an `EventSlot` guard holds the count), and a stream past the cap gets 503.
 //!
 //! It can never block or slow ingest: every answer is built from relaxed atomic
 //! counters ([`crate::stats`]) and from short snapshots of [`crate::boards::Boards`]
