@@ -257,7 +257,7 @@ fn deliver(url: &str, timeout: Duration, q: &Queue) {
             Some(why) => {
                 failures += 1;
                 let waiting = q.items.lock().unwrap_or_else(|p| p.into_inner()).len();
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     log::warn!(
                         "The alert webhook ({shown}) failed: {why}. Retrying in {} s; {waiting} alerts are kept until it answers.",
                         backoff.as_secs()
