@@ -69,10 +69,13 @@ impl Collector for Exporter {
         counter(
             &mut e,
             "sensorlog_parse_errors",
-            "Lines that could not become readings, by kind (over server.max_line_bytes; cut off by a disconnect).",
+            "Lines that could not become readings (or only partly), by kind.",
             &[
                 (l("kind", "line_too_long"), s.lines_too_long.load(Relaxed)),
                 (l("kind", "unterminated_line"), s.partial_lines.load(Relaxed)),
+                (l("kind", "line_timeout"), s.line_timeouts.load(Relaxed)),
+                (l("kind", "bad_hello"), s.bad_hellos.load(Relaxed)),
+                (l("kind", "json_too_deep"), s.json_too_deep.load(Relaxed)),
             ],
         )?;
         let (rows, bytes) = st.sink.position();
@@ -130,7 +133,15 @@ impl Collector for Exporter {
             &mut e,
             "sensorlog_connections_refused",
             "Board connections refused, by reason.",
-            &[(l("reason", "too_many_connections"), s.connections_refused.load(Relaxed))],
+            &[
+                (
+                    l("reason", "too_many_connections"),
+                    s.connections_refused
+                        .load(Relaxed)
+                        .saturating_sub(s.refused_per_ip.load(Relaxed)),
+                ),
+                (l("reason", "too_many_from_ip"), s.refused_per_ip.load(Relaxed)),
+            ],
         )?;
         counter(
             &mut e,
