@@ -15,11 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod boards;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod ratelog;
 pub mod row;

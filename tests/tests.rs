@@ -28,3 +28,9 @@ mod postgres;
 mod sheets;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;
+// The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
+mod dashboard;
+// /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.
+mod metrics;
+// Silent boards: one log line per change; the webhook through failures and an outage.
+mod alerts;
