@@ -42,6 +42,11 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_CELLS: u64 = 10_000_000;
 pub const DEFAULT_WARN_CELLS_PERCENT: u8 = 80;
 pub const DEFAULT_GROW_ROWS: u32 = 10_000;
+/// Google's limits page recommends at most 2 MB per request; its hard cap is 10 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 2_000_000;
+/// Bounds of `sheets.max_request_bytes` (one full row always fits under Google's 10 MiB).
+pub const MIN_REQUEST_BYTES: usize = 16_384;
+pub const MAX_REQUEST_BYTES: usize = 8_000_000;
 
 // Dashboard, metrics and silent-board alerts (issue 13).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8091";
@@ -163,6 +168,7 @@ pub struct SheetsFile {
     pub warn_cells_percent: Option<u8>,
     pub grow_rows: Option<u32>,
     pub cursor_file: Option<PathBuf>,
+    pub max_request_bytes: Option<usize>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -199,6 +205,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.warn_cells_percent",
     "sheets.grow_rows",
     "sheets.cursor_file",
+    "sheets.max_request_bytes",
     // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
     "postgres.url",
     "postgres.password_file",
@@ -301,6 +308,8 @@ pub struct SheetsConfig {
     pub warn_cells_percent: u8,
     pub grow_rows: u32,
     pub cursor_file: PathBuf,
+    /// Most bytes in one write request's body (Google recommends at most 2 MB).
+    pub max_request_bytes: usize,
 }
 
 /// Bounds of the resend memory (see `sink::csv::dedup`).
@@ -809,8 +818,16 @@ impl SheetsConfig {
             name.push(".sheets-cursor.json");
             csv_path.with_file_name(name)
         });
+        let max_request_bytes = in_range(
+            "sheets.max_request_bytes",
+            f.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            MIN_REQUEST_BYTES,
+            MAX_REQUEST_BYTES,
+            " bytes",
+        )?;
         check_key_file(&key_file)?;
         Ok(Some(SheetsConfig {
+            max_request_bytes,
             key_file,
             spreadsheet_id,
             tab,
@@ -904,6 +921,24 @@ mod tests {
         assert_eq!(s.cursor_file, PathBuf::from("data/readings.csv.sheets-cursor.json"));
         let e = build("[sheets]\nkey_file = \"k.json\"\n", ServeArgs::default()).unwrap_err();
         assert!(e.to_string().contains("sheets.spreadsheet"), "{e}");
+        // Issue 9: sheets.max_request_bytes, default and bounds at N and N+1.
+        assert_eq!(s.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        let request_bytes = |n: usize| {
+            build(
+                &format!(
+                    "[sheets]\nkey_file = {:?}\nspreadsheet = \"abc\"\nmax_request_bytes = {n}\n",
+                    key.display().to_string()
+                ),
+                ServeArgs::default(),
+            )
+            .map(|c| c.sheets.unwrap().max_request_bytes)
+        };
+        assert_eq!(request_bytes(MIN_REQUEST_BYTES).unwrap(), MIN_REQUEST_BYTES);
+        assert_eq!(request_bytes(MAX_REQUEST_BYTES).unwrap(), MAX_REQUEST_BYTES);
+        for bad in [MIN_REQUEST_BYTES - 1, MAX_REQUEST_BYTES + 1] {
+            let e = request_bytes(bad).unwrap_err().to_string();
+            assert!(e.contains("sheets.max_request_bytes: must be between"), "{e}");
+        }
         // Issue 8.13: a missing, non-JSON or non-service-account key is a config error
         // that names the key and never prints the key's content.
         let with_key = |path: &str| {

@@ -42,7 +42,7 @@ use error::Result;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => daemon::serve(config::Config::from_serve_args(&args)?),
-        Command::Sheets(SheetsCommand::Check(args)) => sink::sheets::check::run(&args),
+        Command::Sheets(SheetsCommand::Check(args)) => cmd::sheets_check::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Postgres(PostgresCommand::Check(args)) => cmd::postgres_check::run(&args),
     }

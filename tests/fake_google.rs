@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::util::fake_google::{
     Cell, FakeGoogle, Fault, Matching, RequestKind, Role, TokenFault, ValueInputOption, DEFAULT_ACCOUNT,
-    JWT_BEARER_GRANT, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
+    JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1267,4 +1267,64 @@ fn drop_stops_the_server_promptly() {
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     drop(idle);
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn cell_and_request_size_limits_are_enforced_as_google_does() {
+    let (fake, token) = fake_with_sheet();
+    let write = |cell: String| {
+        let reply = write_values(&fake, &token, "s1", "Sheet1!A1", json!([[cell]])).expect("reply");
+        let message = if reply.status == 200 {
+            String::new()
+        } else {
+            reply.rpc_error().2
+        };
+        (reply.status, message)
+    };
+    // 50,000 characters, counted in UTF-16 code units: N fits, N + 1 does not.
+    assert_eq!(write("a".repeat(MAX_CELL_CHARS)).0, 200);
+    let (status, message) = write("a".repeat(MAX_CELL_CHARS + 1));
+    assert_eq!(status, 400);
+    assert_eq!(
+        message,
+        "Your input contains more than the maximum of 50000 characters in a single cell."
+    );
+    assert_eq!(
+        write("😀".repeat(MAX_CELL_CHARS / 2)).0,
+        200,
+        "25,000 emoji are 50,000 units"
+    );
+    assert_eq!(write(format!("{}a", "😀".repeat(MAX_CELL_CHARS / 2))).0, 400);
+
+    // The request size cap, here lowered: a body of exactly N bytes passes, N + 1 does not.
+    let body_of = |pad: usize| {
+        json!({
+            "valueInputOption": "RAW",
+            "data": [{"range": "Sheet1!A2", "majorDimension": "ROWS", "values": [["x".repeat(pad)]]}],
+        })
+        .to_string()
+    };
+    let base = body_of(0).len();
+    let limit = base + 1000;
+    fake.set_max_request_bytes(limit);
+    let path = "/v4/spreadsheets/s1/values:batchUpdate";
+    let send =
+        |body: String| request(&fake, "POST", path, Some(&token), Some(("application/json", &body))).expect("reply");
+    assert_eq!(send(body_of(1000)).status, 200);
+    let reply = send(body_of(1001));
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.rpc_error().2,
+        format!("Request payload size exceeds the limit: {limit} bytes.")
+    );
+
+    // An injected refusal (a rule the client cannot foresee) refuses the batch whole.
+    fake.set_max_request_bytes(MAX_REQUEST_BODY_BYTES);
+    fake.refuse_cells_containing("s1", Some("BAD"));
+    let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
+    assert_eq!(reply.status, 400);
+    assert_eq!(fake.cell("s1", "Sheet1", "A3"), Some(Cell::Empty), "nothing applied");
+    fake.refuse_cells_containing("s1", None);
+    let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
+    assert_eq!(reply.status, 200);
 }

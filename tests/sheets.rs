@@ -9,11 +9,11 @@ use crate::util::daemon::{read_csv, read_line, send_lines, wait_until, HEADER};
 use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind, DEFAULT_ACCOUNT, OTHER_KEY_PEM};
 use crate::util::{Daemon, TestDir};
 
-const SHEET: &str = "sheet-1";
+pub(crate) const SHEET: &str = "sheet-1";
 
 /// A config pointing at the fake, fast enough for tests; `extra` holds `key = value`
 /// lines for [sheets] that replace the defaults here.
-fn config(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> PathBuf {
+pub(crate) fn config(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> PathBuf {
     let key = dir.join("key.json");
     if !key.exists() {
         fake.write_key_file(&key, DEFAULT_ACCOUNT);
@@ -39,16 +39,16 @@ fn config(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> PathBuf {
 }
 
 /// Rows that `send_readings` produces: per 3 lines, 2 + 2 + 1 fields.
-fn rows_for(lines: usize) -> usize {
+pub(crate) fn rows_for(lines: usize) -> usize {
     lines / 3 * 5
 }
 
-fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
+pub(crate) fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
     let cfg = config(dir, fake, extra);
     Daemon::start(dir, &["--config", &cfg.display().to_string()])
 }
 
-fn fake_with_sheet() -> FakeGoogle {
+pub(crate) fn fake_with_sheet() -> FakeGoogle {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
     fake
@@ -56,15 +56,14 @@ fn fake_with_sheet() -> FakeGoogle {
 
 /// What the CSV row should look like in the sheet (RAW, typed by the `type` column,
 /// `""` as an empty cell, trailing empty cells trimmed as Google does).
-fn expected_cells(row: &[String]) -> Vec<Cell> {
+pub(crate) fn expected_cells(row: &[String]) -> Vec<Cell> {
     let mut cells: Vec<Cell> = row
         .iter()
         .enumerate()
         .map(|(i, v)| match (i, row[4].as_str()) {
             _ if v.is_empty() => Cell::Empty,
-            (3, "number") => Cell::Number(v.parse().unwrap()),
+            (3, "number") | (7, _) if exact(v) => Cell::Number(v.parse().unwrap()),
             (3, "bool") => Cell::Bool(v == "true"),
-            (7, _) => Cell::Number(v.parse::<u64>().unwrap() as f64),
             // Board text: the CSV's formula escape (README, "CSV formula injection") is
             // undone, the sheet gets what the board sent.
             (1 | 2 | 3 | 6 | 8, _) => match v.strip_prefix('\'') {
@@ -80,8 +79,20 @@ fn expected_cells(row: &[String]) -> Vec<Cell> {
     cells
 }
 
+/// Whether a plain decimal (no exponent) survives a double: its text, without
+/// trailing fraction zeros, is what the double prints as (the shortest round-trip form).
+pub(crate) fn exact(v: &str) -> bool {
+    let Ok(f) = v.parse::<f64>() else { return false };
+    let t = if v.contains('.') {
+        v.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        v
+    };
+    f.is_finite() && format!("{f}") == t
+}
+
 /// The sheet equals the CSV, cell by cell: header, then every row once, in order.
-fn sheet_matches_csv(fake: &FakeGoogle, csv: &Path) -> Result<usize, String> {
+pub(crate) fn sheet_matches_csv(fake: &FakeGoogle, csv: &Path) -> Result<usize, String> {
     let rows = read_csv(csv);
     let sheet = fake.values(SHEET, "Readings").ok_or("no Readings tab")?;
     let header: Vec<Cell> = HEADER.iter().map(|h| Cell::text(*h)).collect();
@@ -100,7 +111,7 @@ fn sheet_matches_csv(fake: &FakeGoogle, csv: &Path) -> Result<usize, String> {
     Ok(rows.len() - 1)
 }
 
-fn wait_synced(fake: &FakeGoogle, d: &Daemon, timeout: Duration) {
+pub(crate) fn wait_synced(fake: &FakeGoogle, d: &Daemon, timeout: Duration) {
     let mut last = String::new();
     let ok = wait_until(timeout, || match sheet_matches_csv(fake, &d.csv) {
         Ok(_) => true,
@@ -113,14 +124,14 @@ fn wait_synced(fake: &FakeGoogle, d: &Daemon, timeout: Duration) {
 }
 
 /// Rows (lines) in the CSV file right now.
-fn csv_lines(d: &Daemon) -> usize {
+pub(crate) fn csv_lines(d: &Daemon) -> usize {
     std::fs::read(&d.csv).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
 }
 
 /// `boards` boards each send `lines` readings of mixed types (numbers, bools, text that
 /// looks like a formula or a number). Returns once the daemon has written them all to
 /// the CSV, so that a following `wait_synced` cannot match a CSV that is still behind.
-fn send_readings(d: &Daemon, boards: usize, lines: usize, tag: &str) {
+pub(crate) fn send_readings(d: &Daemon, boards: usize, lines: usize, tag: &str) {
     let want = csv_lines(d) + rows_for(boards * lines);
     let threads: Vec<_> = (0..boards)
         .map(|b| {

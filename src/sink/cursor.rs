@@ -15,6 +15,13 @@
 //! pointed at a new spreadsheet or tab (e.g. the old one is full), the new target starts
 //! where the old one stopped.
 //!
+//! Since issue 9 it also records the identity of the last confirmed row (`last_row`: its
+//! start offset and a hash of its bytes). At start-up, before any board is accepted, the
+//! uploader checks that the cursor still lands on that row in the CSV (a power cut, a
+//! restored backup or a replaced file can make it lie) and otherwise looks for the right
+//! place (`sheets::source::verify_cursor`). Files written before that have no `last_row`;
+//! they are read as before, checked against the CSV the same way, and rewritten with it.
+//!
 //! The file is replaced atomically: written to a temporary file, fsynced, renamed over
 //! the old one, and the directory fsynced, so a crash leaves either the old or the new
 //! cursor, never a torn one.
@@ -36,6 +43,30 @@ pub struct Cursor {
     pub rows_done: u64,
     /// Byte offset in the CSV where row `rows_done` starts.
     pub offset_done: u64,
+    /// The last confirmed row (row `rows_done - 1`); `None` before any row or in a file
+    /// from before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_row: Option<RowId>,
+}
+
+/// Which row of the CSV a cursor stands on: where it starts and what its bytes hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowId {
+    /// Byte offset of the row's first byte; the row ends at the cursor's `offset_done`.
+    pub offset: u64,
+    /// [`row_hash`] of the row's bytes, newline included, as 16 hex digits.
+    pub fnv1a64: String,
+}
+
+/// 64-bit FNV-1a of a row's bytes: an identity check against edits and shifts, not a
+/// defence against an adversary (the CSV is ours).
+pub fn row_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 impl Cursor {
@@ -128,11 +159,23 @@ mod tests {
             origin: 10,
             rows_done: 15,
             offset_done: 999,
+            last_row: Some(RowId {
+                offset: 990,
+                fnv1a64: row_hash(b"a,b\n"),
+            }),
         };
         save(&p, &c).unwrap();
         assert_eq!(load(&p).unwrap(), Some(c.clone()));
         assert_eq!(c.sheet_row(10), 2);
         assert_eq!(c.sheet_row(15), 7);
+        // A file from before `last_row` still loads.
+        std::fs::write(
+            &p,
+            r#"{"spreadsheet_id":"s","tab":"Readings","origin":0,"rows_done":3,"offset_done":120}"#,
+        )
+        .unwrap();
+        assert_eq!(load(&p).unwrap().unwrap().last_row, None);
+        assert_eq!(row_hash(b""), "cbf29ce484222325");
         std::fs::write(&p, "{not json").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("delete the file"));
     }

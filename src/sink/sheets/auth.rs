@@ -70,15 +70,39 @@ pub fn read_key(path: &Path) -> Result<ServiceAccountKey, KeyError> {
 pub struct Auth {
     inner: Authenticator<Connector>,
     timeout: Duration,
+    /// The key's `token_uri`, named in every error.
+    token_uri: String,
 }
 
 /// Why no token could be had.
+///
+/// Only an OAuth error that says the key or the grant is wrong (`invalid_grant`,
+/// `invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`,
+/// `access_denied`, `invalid_request`) needs the operator. Everything else is transient
+/// and retried with the API's backoff: no answer, a timeout, an HTML or JSON 5xx/429
+/// page (`internal_failure`, `temporarily_unavailable`, ...), which yup-oauth2 reports as
+/// an OAuth error with an `Other` code because it does not keep the HTTP status.
 #[derive(Debug)]
 pub enum TokenError {
-    /// The token endpoint refused the key (invalid_grant, ...): needs the operator.
+    /// The token endpoint refused the key: needs the operator.
     Refused(String),
     /// No usable answer (network, timeout, a 5xx page): retry.
     Unavailable(String),
+}
+
+/// Whether an OAuth error code means the key or the request is wrong (RFC 6749 §5.2).
+pub fn needs_operator(code: &yup_oauth2::error::AuthErrorCode) -> bool {
+    use yup_oauth2::error::AuthErrorCode as C;
+    match code {
+        C::InvalidRequest
+        | C::InvalidClient
+        | C::InvalidGrant
+        | C::UnauthorizedClient
+        | C::UnsupportedGrantType
+        | C::InvalidScope
+        | C::AccessDenied => true,
+        C::ExpiredToken | C::Other(_) => false,
+    }
 }
 
 impl std::fmt::Display for TokenError {
@@ -88,13 +112,14 @@ impl std::fmt::Display for TokenError {
                 f,
                 "Google refused the service-account key ({e}); check that the key still exists and that this machine's clock is right"
             ),
-            TokenError::Unavailable(e) => write!(f, "cannot get an access token: {e}"),
+            TokenError::Unavailable(e) => write!(f, "cannot get an access token ({e})"),
         }
     }
 }
 
 impl Auth {
     pub async fn new(key: ServiceAccountKey, timeout: Duration) -> Result<Auth, KeyError> {
+        let token_uri = key.token_uri.clone();
         // One crypto provider (ring) for both HTTP stacks; a second call is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -111,7 +136,11 @@ impl Auth {
         .build()
         .await
         .map_err(|e| KeyError(format!("the key file's private_key cannot be used: {e}")))?;
-        Ok(Auth { inner, timeout })
+        Ok(Auth {
+            inner,
+            timeout,
+            token_uri,
+        })
     }
 
     /// A valid access token (cached until a minute before it expires).
@@ -123,20 +152,38 @@ impl Auth {
                 self.inner.token(SCOPES).await
             }
         };
+        let url = &self.token_uri;
         let tok = tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| {
-                TokenError::Unavailable(format!(
-                    "the token endpoint did not answer in {} s",
-                    self.timeout.as_secs()
-                ))
-            })?
+            .map_err(|_| TokenError::Unavailable(format!("POST {url}: no answer in {} s", self.timeout.as_secs())))?
             .map_err(|e| match e {
-                yup_oauth2::Error::AuthError(a) => TokenError::Refused(a.to_string()),
-                other => TokenError::Unavailable(other.to_string()),
+                yup_oauth2::Error::AuthError(a) if needs_operator(&a.error) => {
+                    TokenError::Refused(format!("POST {url}: {}", trim_period(&a.to_string())))
+                }
+                other => TokenError::Unavailable(format!("POST {url}: {}", trim_period(&describe(&other)))),
             })?;
         tok.token()
             .map(str::to_string)
-            .ok_or_else(|| TokenError::Unavailable("the token endpoint sent no access_token".into()))
+            .ok_or_else(|| TokenError::Unavailable(format!("POST {url}: the answer has no access_token")))
     }
+}
+
+/// yup-oauth2's error with its causes ("Connection failure: ...: Connect" says little).
+fn describe(e: &yup_oauth2::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}
+
+/// A message without its final period, to be embedded in a sentence.
+pub fn trim_period(s: &str) -> &str {
+    s.trim_end().trim_end_matches('.')
 }

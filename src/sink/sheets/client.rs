@@ -32,7 +32,7 @@ impl std::fmt::Display for ApiError {
         match self {
             ApiError::Status {
                 code, status, message, ..
-            } => write!(f, "HTTP {code} {status}: {message}"),
+            } => write!(f, "HTTP {code} {status}: {}", message.trim_end().trim_end_matches('.')),
             ApiError::Transport(e) => write!(f, "no answer from Google: {e}"),
             ApiError::Decode(e) => write!(f, "unexpected answer from Google: {e}"),
         }
@@ -106,16 +106,31 @@ impl Client {
         })
     }
 
+    /// The API's base URL (for messages).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, suffix: &str) -> String {
         format!("{}/v4/spreadsheets/{}{suffix}", self.base, self.spreadsheet_id)
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> Result<Value, ApiError> {
-        let resp = req
+        let req = req
             .bearer_auth(token)
-            .send()
+            .build()
+            .map_err(|e| ApiError::Transport(format!("cannot build the request: {}", describe(&e))))?;
+        // Name the URL that failed (without its query, which only holds `fields` and options).
+        let url = format!(
+            "{} {}",
+            req.method(),
+            req.url().as_str().split('?').next().unwrap_or("")
+        );
+        let resp = self
+            .http
+            .execute(req)
             .await
-            .map_err(|e| ApiError::Transport(describe(&e)))?;
+            .map_err(|e| ApiError::Transport(format!("{url}: {}", describe(&e))))?;
         let code = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -123,7 +138,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp.bytes().await.map_err(|e| ApiError::Transport(describe(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Transport(format!("{url}: {}", describe(&e))))?;
         if (200..300).contains(&code) {
             return serde_json::from_slice(&body)
                 .map_err(|e| ApiError::Decode(format!("HTTP {code}, body is not JSON: {e}")));

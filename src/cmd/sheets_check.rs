@@ -10,8 +10,9 @@ use crate::cli::CheckArgs;
 use crate::config::{self, ConfigError, FileConfig, SheetsConfig};
 use crate::error::{Error, Result};
 
-use super::auth::{self, Auth};
-use super::client::{is_header, Client};
+use crate::sink::sheets::auth::{self, Auth};
+use crate::sink::sheets::client::{is_header, Client};
+use crate::sink::sheets::explain;
 
 fn ok(msg: impl std::fmt::Display) {
     println!("  ok    {msg}");
@@ -56,7 +57,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     let client = Client::new(&cfg.api_base_url, &cfg.spreadsheet_id, timeout).map_err(fail)?;
     let sheet = rt
         .block_on(client.spreadsheet(&token))
-        .map_err(|e| fail(super::explain(&e, &cfg.spreadsheet_id, &email)))?;
+        .map_err(|e| fail(explain(&e, &cfg.spreadsheet_id, &email)))?;
     ok(format!(
         "spreadsheet {:?} is shared with {email} and the Sheets API is enabled",
         sheet.title
@@ -69,7 +70,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         Some(tab) => {
             let first = rt
                 .block_on(client.first_row(&token, tab))
-                .map_err(|e| fail(super::explain(&e, &cfg.spreadsheet_id, &email)))?;
+                .map_err(|e| fail(explain(&e, &cfg.spreadsheet_id, &email)))?;
             if first.is_empty() {
                 ok(format!("tab {:?} exists and is empty ({} rows)", cfg.tab, tab.rows));
             } else if is_header(&first) {

@@ -1,0 +1,124 @@
+//! Fault injection: which requests a queued fault hits and what it answers, as real
+//! Google's front end does (429, 5xx, an HTML 502, a dropped connection, a slow reply).
+use super::*;
+
+/// Which Sheets requests a queued [`Fault`] applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matching {
+    /// Any Sheets request (not token requests).
+    Any,
+    /// Both GET endpoints.
+    Reads,
+    /// Both POST endpoints.
+    Writes,
+    /// One endpoint.
+    Only(RequestKind),
+}
+
+impl Matching {
+    pub(super) fn matches(self, kind: RequestKind) -> bool {
+        match self {
+            Matching::Any => kind.is_sheets(),
+            Matching::Reads => kind.is_read(),
+            Matching::Writes => kind.is_write(),
+            Matching::Only(k) => k == kind && kind.is_sheets(),
+        }
+    }
+}
+
+/// A fault for Sheets requests (see the module docs, *Faults*).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Answer with this status and Google's body for it, applying nothing.
+    Status { code: u16, retry_after_secs: Option<u64> },
+    /// Apply the request, then close the connection without a response.
+    ApplyThenDrop,
+    /// Read the request, then close the connection without applying it.
+    DropBeforeApply,
+    /// Wait this long (capped at 10 minutes), then process normally.
+    Delay(Duration),
+    /// Answer with exactly this status, content type and body, applying nothing.
+    Raw {
+        code: u16,
+        content_type: String,
+        body: String,
+    },
+}
+
+impl Fault {
+    /// `Fault::Status` without `Retry-After`.
+    pub fn status(code: u16) -> Fault {
+        Fault::Status {
+            code,
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 429 with the quota body and, if given, a `Retry-After` header.
+    pub fn too_many_requests(retry_after_secs: Option<u64>) -> Fault {
+        Fault::Status {
+            code: 429,
+            retry_after_secs,
+        }
+    }
+}
+
+/// A fault for the token endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenFault {
+    /// 500 with an HTML page (yup-oauth2 reports a JSON error; notes §1.7).
+    ServerErrorHtml,
+    /// 503 `{"error":"internal_failure"}` (yup-oauth2: `AuthError` `Other`; notes §1.7).
+    Unavailable,
+    /// Read the request, then close without a response.
+    Drop,
+    /// Wait this long (capped at 10 minutes), then answer normally.
+    Delay(Duration),
+    /// The next token issued gets this lifetime in seconds, in `expires_in` and server-side.
+    ShortLifetime(u64),
+}
+
+/// The body real Google sends with an injected status.
+pub(super) fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Response {
+    let mut response = match code {
+        429 => quota_error(true, DEFAULT_WRITE_QUOTA_PER_MINUTE),
+        500 => rpc_error(500, "INTERNAL", "Internal error encountered."),
+        502 => html_page(
+            502,
+            "Error 502 (Server Error)!!1",
+            "The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.",
+        ),
+        503 => rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE),
+        504 => rpc_error(
+            504,
+            "DEADLINE_EXCEEDED",
+            "Deadline expired before operation could complete.",
+        ),
+        400 => invalid_argument("Request contains an invalid argument."),
+        401 => unauthenticated(MSG_INVALID_CREDENTIALS, true),
+        403 => rpc_error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED),
+        404 => rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND),
+        409 => rpc_error(409, "ABORTED", "The operation was aborted."),
+        code => rpc_error(code, "UNKNOWN", "Injected fault."),
+    };
+    if let Some(secs) = retry_after_secs {
+        response.headers.push(("Retry-After", secs.to_string()));
+    }
+    response
+}
+
+pub(super) fn raw_response(code: u16, content_type: &str, body: String) -> Response {
+    // The content type must be 'static in `Response`; map the common ones, else octet-stream.
+    let content_type = match content_type {
+        t if t.starts_with("application/json") => "application/json; charset=UTF-8",
+        t if t.starts_with("text/html") => "text/html; charset=UTF-8",
+        t if t.starts_with("text/plain") => "text/plain; charset=UTF-8",
+        _ => "application/octet-stream",
+    };
+    Response {
+        status: code,
+        content_type,
+        headers: Vec::new(),
+        body,
+    }
+}

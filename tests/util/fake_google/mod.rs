@@ -1,0 +1,1312 @@
+//! A fake Google for the integration tests: the OAuth 2.0 token endpoint plus the part of
+//! the Sheets API v4 that the uploader uses, served over real HTTP/1.1 on 127.0.0.1.
+//!
+//! # Why it exists
+//!
+//! The test machines cannot reach Google, and a mock that accepts anything would let an
+//! uploader pass tests that real Google fails. This fake is a real server: the daemon
+//! talks to it exactly as it talks to Google. Only two endpoints change, and both come
+//! from config: the key file's `token_uri` (see [`FakeGoogle::write_key_file`]) and the
+//! Sheets base URL ([`FakeGoogle::base_url`]). The fake **checks what real Google checks**
+//! and answers with Google's status codes and error bodies. It can also **inject the
+//! faults real Google produces**: 429s, 5xx, lost responses after a write was applied,
+//! slow replies and outages. That is what the exactly-once and retry tests need.
+//!
+//! The sources are the verified notes in `shared/reference/sheets-and-oauth.md`, cited
+//! below as "notes §n". Wording that the notes mark UNVERIFIED, or that the fake had to
+//! choose, is marked *(fake's wording)*. Tests should match those texts by substring.
+//!
+//! # Rules it enforces (real-Google behaviour, with the source)
+//!
+//! | rule | the fake's answer | source |
+//! |---|---|---|
+//! | JWT bearer grant: `grant_type` must be `urn:ietf:params:oauth:grant-type:jwt-bearer` | 400 `unsupported_grant_type` | notes §1.3 |
+//! | JWT = three base64url segments; `=` padding optional (yup-oauth2 pads) | 400 `invalid_grant` | notes §1.3 |
+//! | header `alg` RS256, RS256 signature valid for the account's key (`tests/fixtures/test-key-public.der`) | 400 `invalid_grant` "Invalid JWT Signature." | notes §1.3, §1.7 |
+//! | `iss` is a registered service account | 400 `invalid_grant` "Invalid grant: account not found" | brief |
+//! | `exp > now`, `iat <= now + 60`, `exp - iat <= 3600` | 400 `invalid_grant` "Invalid JWT: Token must be a short-lived token (60 minutes)…" | notes §1.3 (clock sensitivity) |
+//! | `aud` equals the token URI | 400 `invalid_grant` *(fake's wording)* | notes §1.3 |
+//! | `scope` includes `…/auth/spreadsheets` | 400 `invalid_scope` (see *Deviations*) | notes §2.1 |
+//! | a token expires `expires_in` seconds after issue and belongs to one account | 401 UNAUTHENTICATED on Sheets | notes §1.6, §2.6 |
+//! | Sheets needs `Authorization: Bearer` | 401 UNAUTHENTICATED + `WWW-Authenticate`; "Request is missing required authentication credential…" without a token, "Request had invalid authentication credentials…" for an unknown or expired one | notes §2.6 |
+//! | API disabled for the project ([`FakeGoogle::set_api_disabled`]) | 403 PERMISSION_DENIED, reason SERVICE_DISABLED | brief |
+//! | 60 write and 60 read requests per minute per user; a service account is one user | 429 RESOURCE_EXHAUSTED with the quota body | notes §2.6, §2.7 |
+//! | unknown spreadsheet id | 404 NOT_FOUND "Requested entity was not found." | notes §2.6 |
+//! | spreadsheet not shared with the account, or shared read-only and written | 403 PERMISSION_DENIED "The caller does not have permission" | notes §2.1, §2.6 |
+//! | `batchUpdate` is validated whole, then applied whole | 400 and nothing applied | notes §2.5, §2.7 |
+//! | `addSheet` with a title that exists | 400 `A sheet with the name "…" already exists. Please enter another name.` | notes §2.5 |
+//! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
+//! | the workbook cell cap (10,000,000 by default; [`FakeGoogle::set_max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
+//! | `values:batchUpdate` needs `valueInputOption` in the body | 400 | notes §2.4 |
+//! | a range names an unknown tab, or is not A1 notation | 400 `Unable to parse range: …` | notes §2.6 |
+//! | a range or the written data goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
+//! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
+//! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
+//! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
+//! | request body over 10,485,760 bytes (lower with [`FakeGoogle::set_max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
+//! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
+//!
+//! # Order of checks for a Sheets request
+//!
+//! 1. An active outage answers 503 (see *Faults*).
+//! 2. The first queued [`Fault`] that matches the request is consumed.
+//! 3. The bearer token is checked (401). Then the API-enabled switch (403). Then the
+//!    account's per-minute quota (429). Only requests that get this far count against the
+//!    quota, including ones that then fail with 404, 403 or 400.
+//! 4. Then the spreadsheet id (404), sharing (403), validation (400), and the change.
+//!
+//! # Faults
+//!
+//! [`FakeGoogle::inject`] queues a [`Fault`] for the next `times` matching Sheets requests.
+//! A fault is consumed before authentication, like a front-end error:
+//! - [`Fault::Status`]: reply at once with that status and Google's body for it. 429 gets
+//!   the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED; 502 gets the
+//!   HTML page of Google's front end, as real 502s do. `Retry-After` is optional. Nothing
+//!   is applied.
+//! - [`Fault::ApplyThenDrop`]: process the request normally (apply the write), then close
+//!   the socket without a response. The client cannot know if it was applied.
+//! - [`Fault::DropBeforeApply`]: read the request, then close without applying anything.
+//! - [`Fault::Delay`]: wait, then process normally (a slow reply; a client timeout in
+//!   that window makes the outcome ambiguous, as with real Google).
+//! - [`Fault::Raw`]: any status with any body.
+//!
+//! [`FakeGoogle::refuse_cells_containing`] makes every write with a text cell containing a
+//! given string fail whole with 400 INVALID_ARGUMENT: a rule the client cannot foresee,
+//! for testing that one bad row cannot stop the rows after it.
+//!
+//! [`FakeGoogle::inject_token_fault`] does the same for the token endpoint ([`TokenFault`]):
+//! a 500 with an HTML body, a 503 `{"error":"internal_failure"}`, a dropped connection,
+//! a delay, or a short lifetime for the next token issued.
+//!
+//! **Outage** ([`FakeGoogle::outage`]): for the given duration every token request and
+//! every Sheets request is answered at once with **503**. Token requests get
+//! `{"error":"internal_failure"}`, Sheets requests get UNAVAILABLE "The service is
+//! currently unavailable.". Nothing is applied, no queued fault is consumed and no quota
+//! is charged. Connections are answered, not reset. Resets are what the drop faults are for.
+//!
+//! # Deviations from real Google (known, deliberate)
+//!
+//! - Scope: a token request whose scopes lack `…/auth/spreadsheets` gets `invalid_scope`.
+//!   Real Google would issue the token and refuse the Sheets call with 403 "insufficient
+//!   authentication scopes". Both refuse. The fake refuses earlier, as the brief asks.
+//! - `fields` on `spreadsheets.get` is ignored. The whole (small) resource is returned.
+//! - `FORMATTED_VALUE` renders numbers in Rust's shortest form (`21.5`, `3`) and bools as
+//!   `TRUE`/`FALSE`. Real Sheets applies the cell's number format.
+//! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
+//!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
+//!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
+//! - Only the endpoints below exist. Other real endpoints (`values:append`, `values.update`,
+//!   …) answer 501 UNIMPLEMENTED, naming the request, so a test fails loudly.
+//! - The project-wide quota (300/min) is not modelled, only the per-user one.
+//!
+//! # Endpoints
+//!
+//! - `POST /token`: the OAuth 2.0 JWT-bearer grant.
+//! - `GET /v4/spreadsheets/{id}`: spreadsheets.get.
+//! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet`, `appendDimension`.
+//! - `POST /v4/spreadsheets/{id}/values:batchUpdate`: write values at explicit ranges.
+//! - `GET /v4/spreadsheets/{id}/values/{range}`: read values (percent-encoded range).
+//!
+//! # Server mechanics
+//!
+//! The transport is `tiny_http` (HTTP/1.1 with keep-alive, chunked bodies, `Expect:
+//! 100-continue`, malformed requests answered 400 by it), so this module only models
+//! Google. A fixed pool of 16 handler threads takes requests off the server, so at most 16
+//! are handled at once (delayed replies included); bodies are capped at Google's 10 MiB
+//! (lower with [`FakeGoogle::set_max_request_bytes`]) and every delay is capped. A panic
+//! in the fake's own code is caught and answered with 500 (counted in
+//! [`Stats::internal_errors`]): no thread dies. All state changes, the stats and the
+//! request log are recorded before the response is written. A client that has read a
+//! response can therefore assert on [`FakeGoogle::stats`] at once. Dropping the
+//! [`FakeGoogle`] stops the handler threads and then the server (tiny_http closes its
+//! listener), in bounded time. tiny_http sets no socket timeouts of its own: an idle
+//! kept-alive connection lives until its client closes it (the daemon under test, or the
+//! test process, always does).
+//!
+//! # Example
+//!
+//! ```ignore
+//! let fake = FakeGoogle::start();
+//! fake.add_spreadsheet("sheet-1", &[DEFAULT_ACCOUNT]);
+//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT);
+//! fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
+//! // … run the daemon with its Sheets base URL set to fake.base_url() …
+//! assert!(fake.wait_until(Duration::from_secs(10), |f| {
+//!     f.values("sheet-1", "Readings").map_or(0, |v| v.len()) == 3
+//! }));
+//! assert_eq!(fake.stats().non_raw_writes, 0);
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt::{self, Write as _};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+mod a1;
+mod faults;
+mod responses;
+mod server;
+mod sheets;
+mod token;
+
+use a1::*;
+use faults::*;
+pub use faults::{Fault, Matching, TokenFault};
+use responses::*;
+use server::*;
+use sheets::*;
+use token::*;
+
+// ---------------------------------------------------------------------------------------
+// Public constants
+// ---------------------------------------------------------------------------------------
+
+/// The service account registered when the fake starts.
+pub const DEFAULT_ACCOUNT: &str = "sensorlog-test@sensorlog-test.iam.gserviceaccount.com";
+/// The scope every token request must include.
+pub const SPREADSHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
+/// The `grant_type` of the JWT-bearer flow (notes §1.3).
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// `expires_in` of issued tokens unless changed, as Google sends (notes §1.6).
+pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
+/// Google's cell cap per spreadsheet (notes §2.5, §2.7).
+pub const DEFAULT_MAX_CELLS: u64 = 10_000_000;
+/// Write requests per minute per user (notes §2.7).
+pub const DEFAULT_WRITE_QUOTA_PER_MINUTE: u32 = 60;
+/// Read requests per minute per user (notes §2.7).
+pub const DEFAULT_READ_QUOTA_PER_MINUTE: u32 = 60;
+/// The quota window (per-minute quotas, notes §2.7).
+pub const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
+/// The project number that appears in quota and API-disabled errors.
+pub const PROJECT_NUMBER: &str = "123456";
+/// The request payload cap observed on real Google (notes §2.6); Google recommends
+/// staying under 2 MB. [`FakeGoogle::set_max_request_bytes`] lowers it for a test.
+pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
+/// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
+pub const MAX_COLUMNS: u32 = 18_278;
+/// Characters per cell, counted here in UTF-16 code units (notes §2.7, UNVERIFIED there;
+/// Google documents no unit, Sheets' strings are UTF-16, and this is the stricter count).
+pub const MAX_CELL_CHARS: usize = 50_000;
+/// Rows and columns of a tab created without `gridProperties` (notes §2.5).
+pub const DEFAULT_GRID: (u32, u32) = (1000, 26);
+
+/// The test private key (PKCS#8). The fake trusts its public half. NOT a secret.
+pub const TEST_KEY_PEM: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-key.pem"));
+/// A different private key, which the fake must reject. NOT a secret.
+pub const OTHER_KEY_PEM: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/other-key.pem"));
+/// Public half of [`TEST_KEY_PEM`], PKCS#1 RSAPublicKey DER, as ring wants it.
+const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/test-key-public.der"
+));
+
+// ---------------------------------------------------------------------------------------
+// Private limits and fixed texts
+// ---------------------------------------------------------------------------------------
+
+/// Request heads (request line and header fields) over this get 400, as Google's front end does.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Threads answering requests (each holds one request at a time, delays included).
+const HANDLER_THREADS: usize = 16;
+const HANDLER_STACK_BYTES: usize = 1024 * 1024;
+/// How often an idle handler looks at the stop flag.
+const RECV_SLICE: Duration = Duration::from_millis(20);
+const REQUEST_LOG_CAPACITY: usize = 10_000;
+/// Upper bound for injected delays and outages, so that no test can hang the fake.
+const MAX_FAULT_DURATION: Duration = Duration::from_secs(600);
+/// Upper bound for token lifetimes (ten years), so `Instant` arithmetic cannot overflow.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+/// How long `Drop` waits for the accept thread and for connection threads.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// JWT validity rules (notes §1.3): at most one hour, `iat` at most this far ahead.
+const MAX_JWT_LIFETIME_SECS: i64 = 3600;
+const MAX_JWT_IAT_SKEW_SECS: i64 = 60;
+
+const MSG_INVALID_CREDENTIALS: &str = "Request had invalid authentication credentials. \
+Expected OAuth 2 access token, login cookie or other valid authentication credential. \
+See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+const MSG_MISSING_CREDENTIALS: &str = "Request is missing required authentication credential. \
+Expected OAuth 2 access token, login cookie or other valid authentication credential. \
+See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+const MSG_PERMISSION_DENIED: &str = "The caller does not have permission";
+const MSG_NOT_FOUND: &str = "Requested entity was not found.";
+const MSG_UNAVAILABLE: &str = "The service is currently unavailable.";
+const MSG_JWT_TIME: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in \
+a reasonable timeframe. Check your iat and exp values in the JWT claim.";
+const MSG_JWT_SIGNATURE: &str = "Invalid JWT Signature.";
+const MSG_ACCOUNT_NOT_FOUND: &str = "Invalid grant: account not found";
+
+// ---------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------
+
+/// One cell as the fake stores it (Sheets stores bool, string and double; notes §2.2).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    /// Never written, or cleared with `""`.
+    Empty,
+    Number(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Cell {
+    /// `Cell::Text` from anything string-like.
+    pub fn text(s: impl Into<String>) -> Cell {
+        Cell::Text(s.into())
+    }
+}
+
+impl From<f64> for Cell {
+    fn from(n: f64) -> Cell {
+        Cell::Number(n)
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(n: i64) -> Cell {
+        Cell::Number(n as f64)
+    }
+}
+
+impl From<bool> for Cell {
+    fn from(b: bool) -> Cell {
+        Cell::Bool(b)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Cell {
+        Cell::Text(s.to_string())
+    }
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Cell {
+        Cell::Text(s)
+    }
+}
+
+/// How a write asked Sheets to interpret its values (notes §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ValueInputOption {
+    /// Stored as is. What the uploader must use.
+    Raw,
+    /// Parsed as if typed into the UI (formula injection risk).
+    UserEntered,
+}
+
+/// What a service account may do with a spreadsheet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Reads only: writes get 403.
+    Reader,
+    /// Reads and writes.
+    Writer,
+}
+
+/// The endpoint a request was routed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// `POST /token`.
+    Token,
+    /// `GET /v4/spreadsheets/{id}`.
+    GetSpreadsheet,
+    /// `GET /v4/spreadsheets/{id}/values/{range}`.
+    GetValues,
+    /// `POST /v4/spreadsheets/{id}:batchUpdate`.
+    BatchUpdate,
+    /// `POST /v4/spreadsheets/{id}/values:batchUpdate`.
+    ValuesBatchUpdate,
+    /// Anything else (404 or 501), or a request too malformed to route.
+    Other,
+}
+
+impl RequestKind {
+    /// A Sheets request charged to the write quota (notes §2.7: each batch is one request).
+    pub fn is_write(self) -> bool {
+        matches!(self, RequestKind::BatchUpdate | RequestKind::ValuesBatchUpdate)
+    }
+
+    /// A Sheets request charged to the read quota.
+    pub fn is_read(self) -> bool {
+        matches!(self, RequestKind::GetSpreadsheet | RequestKind::GetValues)
+    }
+
+    fn is_sheets(self) -> bool {
+        self.is_write() || self.is_read()
+    }
+}
+
+/// Counters for assertions. Every field counts since [`FakeGoogle::start`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests to `/token`, answered or not.
+    pub token_requests: u64,
+    /// Tokens issued.
+    pub tokens_issued: u64,
+    /// Token requests refused for a bad grant, assertion, account, scope or time (4xx).
+    pub token_rejections: u64,
+    /// Token faults consumed.
+    pub token_faults_consumed: u64,
+    /// Requests routed to a Sheets endpoint (all four kinds below).
+    pub sheets_requests: u64,
+    pub get_spreadsheet_requests: u64,
+    pub get_values_requests: u64,
+    pub batch_update_requests: u64,
+    pub values_batch_update_requests: u64,
+    /// Requests that matched no endpoint (404/501) or could not be parsed as HTTP.
+    pub other_requests: u64,
+    /// 401s sent (missing, unknown or expired bearer token).
+    pub unauthenticated: u64,
+    /// 429s sent, from the quota rule or from injected faults.
+    pub rate_limited: u64,
+    /// 429s sent by the quota rule only.
+    pub quota_exceeded: u64,
+    /// Sheets faults consumed.
+    pub faults_consumed: u64,
+    /// Requests answered 503 because of an outage.
+    pub outage_rejections: u64,
+    /// Connections closed without a response by a fault (apply-then-drop, drop-before-apply, token drop).
+    pub dropped_without_response: u64,
+    /// Most write requests one account sent within any quota window (60 s by default).
+    /// Counts every authenticated write that reached the quota check, including the refused ones.
+    pub max_writes_in_window: u64,
+    /// `values:batchUpdate` requests applied.
+    pub writes_applied: u64,
+    /// `values:batchUpdate` requests applied with a `valueInputOption` other than RAW.
+    pub non_raw_writes: u64,
+    /// Panics caught inside the fake (a bug in the fake; should stay 0).
+    pub internal_errors: u64,
+}
+
+/// One entry of the request log ([`FakeGoogle::requests`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedRequest {
+    /// When the request was answered, measured from [`FakeGoogle::start`].
+    pub at: Duration,
+    pub method: String,
+    /// The request target: path and query, as sent.
+    pub path: String,
+    pub kind: RequestKind,
+    /// The service account of the bearer token, or the JWT's `iss` at the token endpoint.
+    pub account: Option<String>,
+    /// The status sent, or `None` when the connection was closed without a response.
+    pub status: Option<u16>,
+    /// Why, when it was not a plain answer: the fault, "outage", "quota", ….
+    pub note: String,
+}
+
+impl fmt::Display for LoggedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.status.map_or_else(|| "dropped".to_string(), |s| s.to_string());
+        write!(
+            f,
+            "{:>9.3}s {} {} -> {}",
+            self.at.as_secs_f64(),
+            self.method,
+            self.path,
+            status
+        )?;
+        if let Some(account) = &self.account {
+            write!(f, " [{account}]")?;
+        }
+        if !self.note.is_empty() {
+            write!(f, " ({})", self.note)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The handle
+// ---------------------------------------------------------------------------------------
+
+/// A running fake Google on `127.0.0.1:<port>`. Stops on drop.
+pub struct FakeGoogle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: Option<Arc<tiny_http::Server>>,
+    handlers: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for FakeGoogle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeGoogle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeGoogle {
+    /// Binds `127.0.0.1:0`, registers [`DEFAULT_ACCOUNT`] and starts serving.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound or no thread can be spawned (the test cannot run).
+    pub fn start() -> FakeGoogle {
+        let (server, addr) = bind();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+            changed: Condvar::new(),
+            generation: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            token_uri: format!("http://{addr}/token"),
+            started: Instant::now(),
+        });
+        let server = Arc::new(server);
+        let handlers = spawn_handlers(&server, &shared);
+        FakeGoogle {
+            shared,
+            addr,
+            server: Some(server),
+            handlers,
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The Sheets API base URL, `http://127.0.0.1:PORT` (the daemon appends `/v4/...`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The token endpoint, `http://127.0.0.1:PORT/token`: the key's `token_uri` and the JWT's `aud`.
+    pub fn token_uri(&self) -> String {
+        self.shared.token_uri.clone()
+    }
+
+    // --- accounts and keys --------------------------------------------------------------
+
+    /// Registers a service-account e-mail; its key is the test key ([`TEST_KEY_PEM`]).
+    pub fn register_account(&self, email: &str) {
+        self.state().accounts.insert(email.to_string());
+    }
+
+    /// A Google-shaped service-account key JSON for `email`, signed with the test key.
+    pub fn key_json(&self, email: &str) -> String {
+        self.key_json_with_pem(email, TEST_KEY_PEM)
+    }
+
+    /// As [`FakeGoogle::key_json`] with another private key (e.g. [`OTHER_KEY_PEM`]).
+    pub fn key_json_with_pem(&self, email: &str, pem: &str) -> String {
+        let project = email
+            .split('@')
+            .nth(1)
+            .and_then(|domain| domain.split('.').next())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("sensorlog-test");
+        let key = json!({
+            "type": "service_account",
+            "project_id": project,
+            "private_key_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
+            "private_key": pem,
+            "client_email": email,
+            "client_id": "104242424242424242424",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": self.token_uri(),
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": format!(
+                "https://www.googleapis.com/robot/v1/metadata/x509/{}",
+                email.replace('@', "%40")
+            ),
+            "universe_domain": "googleapis.com",
+        });
+        pretty(&key)
+    }
+
+    /// Writes [`FakeGoogle::key_json`] for `email` to `path`.
+    ///
+    /// # Panics
+    /// If the file cannot be written.
+    pub fn write_key_file(&self, path: impl AsRef<Path>, email: &str) {
+        self.write_key_file_with_pem(path, email, TEST_KEY_PEM);
+    }
+
+    /// Writes [`FakeGoogle::key_json_with_pem`] to `path` (the wrong-key test).
+    ///
+    /// # Panics
+    /// If the file cannot be written.
+    pub fn write_key_file_with_pem(&self, path: impl AsRef<Path>, email: &str, pem: &str) {
+        let path = path.as_ref();
+        std::fs::write(path, self.key_json_with_pem(email, pem))
+            .unwrap_or_else(|e| panic!("fake Google: cannot write key file {}: {e}", path.display()));
+    }
+
+    /// Issues a token for `email` without a JWT, for raw-HTTP tests. It is counted in
+    /// [`Stats::tokens_issued`] and expires like any other token.
+    ///
+    /// # Panics
+    /// If `email` is not registered.
+    pub fn issue_token(&self, email: &str) -> String {
+        let mut st = self.state();
+        assert!(
+            st.accounts.contains(email),
+            "fake Google: issue_token for unregistered account {email}"
+        );
+        let lifetime = st.token_lifetime_secs;
+        st.issue_token(email, lifetime, Instant::now())
+    }
+
+    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on.
+    /// Clamped to 1 s … 10 years.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.state().token_lifetime_secs = secs.clamp(1, MAX_TOKEN_LIFETIME_SECS);
+    }
+
+    /// Makes every token issued so far expire now (as after a revocation). Their next
+    /// use gets 401.
+    pub fn expire_tokens(&self) {
+        let now = Instant::now();
+        for token in self.state().tokens.values_mut() {
+            token.expires_at = now;
+        }
+    }
+
+    /// Shifts the clock the token endpoint checks `iat`/`exp` against, in seconds (a
+    /// device clock that is wrong by `-secs`). Bearer-token expiry is not affected.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.state().clock_offset_secs = secs;
+    }
+
+    // --- spreadsheets ---------------------------------------------------------------------
+
+    /// Creates spreadsheet `id`, shared (as Writer) with `shared_with`, with one tab
+    /// `Sheet1` (sheetId 0, 1000×26).
+    ///
+    /// # Panics
+    /// If `id` exists already.
+    pub fn add_spreadsheet(&self, id: &str, shared_with: &[&str]) {
+        let mut st = self.state();
+        assert!(
+            !st.spreadsheets.contains_key(id),
+            "fake Google: spreadsheet {id} exists already"
+        );
+        let access = shared_with
+            .iter()
+            .map(|email| (email.to_string(), Role::Writer))
+            .collect();
+        let first = Sheet {
+            props: SheetProps {
+                sheet_id: 0,
+                title: "Sheet1".into(),
+                rows: DEFAULT_GRID.0,
+                cols: DEFAULT_GRID.1,
+                frozen_rows: 0,
+                frozen_cols: 0,
+            },
+            cells: BTreeMap::new(),
+        };
+        st.spreadsheets.insert(
+            id.to_string(),
+            Spreadsheet {
+                id: id.to_string(),
+                title: format!("sensorlog test {id}"),
+                sheets: vec![first],
+                access,
+                refuse_text: None,
+            },
+        );
+    }
+
+    /// Shares spreadsheet `id` with `email` (replacing its previous role).
+    ///
+    /// # Panics
+    /// If `id` does not exist.
+    pub fn share(&self, id: &str, email: &str, role: Role) {
+        self.with_spreadsheet(id, |ss| {
+            ss.access.insert(email.to_string(), role);
+        });
+    }
+
+    /// Takes `email` off the sharing list of `id`.
+    ///
+    /// # Panics
+    /// If `id` does not exist.
+    pub fn unshare(&self, id: &str, email: &str) {
+        self.with_spreadsheet(id, |ss| {
+            ss.access.remove(email);
+        });
+    }
+
+    /// Adds a tab directly (no request, no quota, no cell cap) and returns its sheetId.
+    ///
+    /// # Panics
+    /// If `id` does not exist or the title is taken.
+    pub fn add_tab(&self, id: &str, title: &str, rows: u32, cols: u32) -> i64 {
+        let mut st = self.state();
+        let State { spreadsheets, rng, .. } = &mut *st;
+        let ss = spreadsheets
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("fake Google: no spreadsheet {id}"));
+        assert!(
+            ss.sheet_by_title(title).is_none(),
+            "fake Google: tab {title} exists already in {id}"
+        );
+        let used: Vec<i64> = ss.sheets.iter().map(|s| s.props.sheet_id).collect();
+        let sheet_id = random_sheet_id(rng, &used);
+        ss.sheets.push(Sheet {
+            props: SheetProps {
+                sheet_id,
+                title: title.to_string(),
+                rows: rows.max(1),
+                cols: cols.clamp(1, MAX_COLUMNS),
+                frozen_rows: 0,
+                frozen_cols: 0,
+            },
+            cells: BTreeMap::new(),
+        });
+        sheet_id
+    }
+
+    /// Writes `rows` into tab `tab` with the top-left cell at `top_left` (e.g. `"A1"`), as
+    /// RAW, directly (no request). `Cell::Empty` clears a cell.
+    ///
+    /// # Panics
+    /// If the spreadsheet or tab does not exist, `top_left` is not a cell, or the values do
+    /// not fit the grid.
+    pub fn put_values(&self, id: &str, tab: &str, top_left: &str, rows: &[Vec<Cell>]) {
+        let Some((None, Some(span))) = parse_a1(top_left) else {
+            panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
+        };
+        let (Some(c0), Some(r0)) = (span.start.col, span.start.row) else {
+            panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
+        };
+        self.with_spreadsheet(id, |ss| {
+            let sheet = ss
+                .sheet_by_title_mut(tab)
+                .unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}"));
+            for (i, row) in rows.iter().enumerate() {
+                for (j, cell) in row.iter().enumerate() {
+                    let (r, c) = (r0 as u64 + i as u64, c0 as u64 + j as u64);
+                    assert!(
+                        r < u64::from(sheet.props.rows) && c < u64::from(sheet.props.cols),
+                        "fake Google: put_values outside the {}x{} grid of {tab}",
+                        sheet.props.rows,
+                        sheet.props.cols
+                    );
+                    sheet.set((r as u32, c as u32), cell.clone(), ValueInputOption::Raw);
+                }
+            }
+        });
+    }
+
+    /// The values of a tab from A1, trimmed as Google trims them: no trailing empty rows,
+    /// no trailing empty cells in a row, `Cell::Empty` for gaps. `None` if there is no such
+    /// spreadsheet or tab.
+    pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
+        let st = self.state();
+        let sheet = st.spreadsheets.get(id)?.sheet_by_title(tab)?;
+        Some(sheet.trimmed_values())
+    }
+
+    /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
+    pub fn cell(&self, id: &str, tab: &str, a1: &str) -> Option<Cell> {
+        let (r, c) = single_cell(a1)?;
+        let st = self.state();
+        let sheet = st.spreadsheets.get(id)?.sheet_by_title(tab)?;
+        Some(sheet.cells.get(&(r, c)).map_or(Cell::Empty, |s| s.cell.clone()))
+    }
+
+    /// The `valueInputOption` of the last write to the cell at `a1`; `None` if it is empty.
+    pub fn cell_written_as(&self, id: &str, tab: &str, a1: &str) -> Option<ValueInputOption> {
+        let (r, c) = single_cell(a1)?;
+        let st = self.state();
+        let sheet = st.spreadsheets.get(id)?.sheet_by_title(tab)?;
+        sheet.cells.get(&(r, c)).map(|s| s.written_as)
+    }
+
+    /// `(rows, columns, sheetId)` of a tab, or `None`.
+    pub fn grid(&self, id: &str, tab: &str) -> Option<(u32, u32, i64)> {
+        let st = self.state();
+        let p = &st.spreadsheets.get(id)?.sheet_by_title(tab)?.props;
+        Some((p.rows, p.cols, p.sheet_id))
+    }
+
+    /// The tab titles of a spreadsheet, in order, or `None`.
+    pub fn tabs(&self, id: &str) -> Option<Vec<String>> {
+        let st = self.state();
+        let ss = st.spreadsheets.get(id)?;
+        Some(ss.sheets.iter().map(|s| s.props.title.clone()).collect())
+    }
+
+    // --- rules ----------------------------------------------------------------------------
+
+    /// Write requests allowed per account per quota window (default 60).
+    pub fn set_write_quota_per_minute(&self, n: u32) {
+        self.state().write_quota = n;
+    }
+
+    /// Read requests allowed per account per quota window (default 60).
+    pub fn set_read_quota_per_minute(&self, n: u32) {
+        self.state().read_quota = n;
+    }
+
+    /// The rolling quota window (default 60 s). Shorten it to test recovery quickly; it
+    /// also sets the window of [`Stats::max_writes_in_window`].
+    pub fn set_quota_window(&self, window: Duration) {
+        self.state().quota_window = window.max(Duration::from_millis(1));
+    }
+
+    /// Forgets all quota usage (not the stats).
+    pub fn reset_quota(&self) {
+        for usage in self.state().usage.values_mut() {
+            usage.writes.clear();
+            usage.reads.clear();
+        }
+    }
+
+    /// A fault no client can foresee: from now on, a write with a text cell containing
+    /// `needle` is refused whole with 400 INVALID_ARGUMENT (as Google refuses a batch
+    /// holding one invalid value); `None` lifts it.
+    pub fn refuse_cells_containing(&self, id: &str, needle: Option<&str>) {
+        self.with_spreadsheet(id, |ss| ss.refuse_text = needle.map(str::to_string));
+    }
+
+    /// Caps request bodies below Google's 10 MiB (bodies over it get Google's 400).
+    pub fn set_max_request_bytes(&self, n: usize) {
+        self.state().max_request_bytes = n.min(MAX_REQUEST_BODY_BYTES);
+    }
+
+    /// The cell cap per spreadsheet (default 10,000,000).
+    pub fn set_max_cells(&self, n: u64) {
+        self.state().max_cells = n;
+    }
+
+    /// "Sheets API not enabled for the project": every authenticated Sheets request gets 403.
+    pub fn set_api_disabled(&self, disabled: bool) {
+        self.state().api_disabled = disabled;
+    }
+
+    // --- faults ---------------------------------------------------------------------------
+
+    /// Queues `fault` for the next `times` Sheets requests of any kind.
+    pub fn inject(&self, fault: Fault, times: u32) {
+        self.inject_for(Matching::Any, fault, times);
+    }
+
+    /// Queues `fault` for the next `times` Sheets requests that match. A request consumes
+    /// from the first queued entry that matches it.
+    pub fn inject_for(&self, matching: Matching, fault: Fault, times: u32) {
+        if times > 0 {
+            self.state().faults.push_back(QueuedFault {
+                matching,
+                fault,
+                remaining: times,
+            });
+        }
+    }
+
+    /// Queues `fault` for the next `times` token requests.
+    pub fn inject_token_fault(&self, fault: TokenFault, times: u32) {
+        if times > 0 {
+            self.state().token_faults.push_back((fault, times));
+        }
+    }
+
+    /// How many Sheets and token faults are still queued (counting repetitions).
+    pub fn pending_faults(&self) -> u64 {
+        let st = self.state();
+        let sheets: u64 = st.faults.iter().map(|f| u64::from(f.remaining)).sum();
+        let tokens: u64 = st.token_faults.iter().map(|(_, n)| u64::from(*n)).sum();
+        sheets + tokens
+    }
+
+    /// Drops every queued fault.
+    pub fn clear_faults(&self) {
+        let mut st = self.state();
+        st.faults.clear();
+        st.token_faults.clear();
+    }
+
+    /// Answers every token and Sheets request with 503 for `duration` (capped at 10
+    /// minutes), starting now.
+    pub fn outage(&self, duration: Duration) {
+        let now = Instant::now();
+        self.state().outage_until = Some(now + duration.min(MAX_FAULT_DURATION));
+    }
+
+    /// Ends an outage early.
+    pub fn end_outage(&self) {
+        self.state().outage_until = None;
+    }
+
+    // --- inspection -----------------------------------------------------------------------
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.state().stats.clone()
+    }
+
+    /// The last (at most 10,000) requests, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state().log.iter().cloned().collect()
+    }
+
+    /// The request log as text, one line per request, to print when a test fails.
+    pub fn request_log_text(&self) -> String {
+        let mut out = String::new();
+        for entry in self.state().log.iter() {
+            let _ = writeln!(out, "{entry}");
+        }
+        out
+    }
+
+    /// Calls `condition` until it returns true or `timeout` (at most an hour) passes, and
+    /// returns whether it did. It is re-checked after every request the fake answers, and at least every 50 ms.
+    /// `condition` may call any method of the fake.
+    pub fn wait_until(&self, timeout: Duration, mut condition: impl FnMut(&FakeGoogle) -> bool) -> bool {
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(3600));
+        loop {
+            let seen = self.shared.generation.load(Ordering::SeqCst);
+            if condition(self) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let guard = self.state();
+            if self.shared.generation.load(Ordering::SeqCst) == seen {
+                let slice = (deadline - now).min(Duration::from_millis(50));
+                let _ = self
+                    .shared
+                    .changed
+                    .wait_timeout(guard, slice)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    fn with_spreadsheet<R>(&self, id: &str, f: impl FnOnce(&mut Spreadsheet) -> R) -> R {
+        let mut st = self.state();
+        let ss = st
+            .spreadsheets
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("fake Google: no spreadsheet {id}"));
+        f(ss)
+    }
+}
+
+impl Drop for FakeGoogle {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Handlers look at the flag every RECV_SLICE (a delayed reply ends early on it).
+        if wait_bounded(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
+            for handle in self.handlers.drain(..) {
+                let _ = handle.join();
+            }
+        }
+        // The last reference: tiny_http's Drop stops its accept thread and the listener.
+        drop(self.server.take());
+        // Its accept thread closes the listener a moment later: wait for that, so that a
+        // dropped fake is really gone.
+        let addr = self.addr;
+        wait_bounded(SHUTDOWN_GRACE, || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
+        });
+        wait_bounded(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
+    }
+}
+
+/// Polls `done` every 5 ms until it is true or `limit` passes; returns the last answer.
+fn wait_bounded(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared state
+// ---------------------------------------------------------------------------------------
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled (with `generation` bumped) after every answered request.
+    changed: Condvar,
+    generation: AtomicU64,
+    stop: AtomicBool,
+    /// Requests being handled.
+    live: AtomicUsize,
+    token_uri: String,
+    started: Instant,
+}
+
+impl Shared {
+    /// The state lock. A panic while holding it (caught per request) must not disable
+    /// the fake, so poisoning is ignored: every mutation leaves the state consistent.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify(&self) {
+        let _guard = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+}
+
+struct State {
+    accounts: BTreeSet<String>,
+    tokens: HashMap<String, IssuedToken>,
+    tokens_minted: u64,
+    token_lifetime_secs: u64,
+    clock_offset_secs: i64,
+    spreadsheets: BTreeMap<String, Spreadsheet>,
+    max_cells: u64,
+    /// Request bodies over this get 400 (default [`MAX_REQUEST_BODY_BYTES`]).
+    max_request_bytes: usize,
+    write_quota: u32,
+    read_quota: u32,
+    quota_window: Duration,
+    usage: HashMap<String, Usage>,
+    api_disabled: bool,
+    faults: VecDeque<QueuedFault>,
+    token_faults: VecDeque<(TokenFault, u32)>,
+    outage_until: Option<Instant>,
+    stats: Stats,
+    log: VecDeque<LoggedRequest>,
+    rng: u64,
+}
+
+struct IssuedToken {
+    account: String,
+    expires_at: Instant,
+}
+
+struct QueuedFault {
+    matching: Matching,
+    fault: Fault,
+    remaining: u32,
+}
+
+/// Quota usage of one account. `writes`/`reads` hold the admitted requests within the
+/// window; `write_arrivals` every write that reached the check (for the max stat).
+#[derive(Default)]
+struct Usage {
+    writes: VecDeque<Instant>,
+    reads: VecDeque<Instant>,
+    write_arrivals: VecDeque<Instant>,
+}
+
+enum TakenFault {
+    Sheets(Fault),
+    Token(TokenFault),
+}
+
+impl State {
+    fn new() -> State {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
+        State {
+            accounts: BTreeSet::from([DEFAULT_ACCOUNT.to_string()]),
+            tokens: HashMap::new(),
+            tokens_minted: 0,
+            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            clock_offset_secs: 0,
+            spreadsheets: BTreeMap::new(),
+            max_cells: DEFAULT_MAX_CELLS,
+            max_request_bytes: MAX_REQUEST_BODY_BYTES,
+            write_quota: DEFAULT_WRITE_QUOTA_PER_MINUTE,
+            read_quota: DEFAULT_READ_QUOTA_PER_MINUTE,
+            quota_window: DEFAULT_QUOTA_WINDOW,
+            usage: HashMap::new(),
+            api_disabled: false,
+            faults: VecDeque::new(),
+            token_faults: VecDeque::new(),
+            outage_until: None,
+            stats: Stats::default(),
+            log: VecDeque::new(),
+            rng: seed | 1,
+        }
+    }
+
+    fn count_arrival(&mut self, kind: RequestKind) {
+        let s = &mut self.stats;
+        match kind {
+            RequestKind::Token => s.token_requests += 1,
+            RequestKind::GetSpreadsheet => s.get_spreadsheet_requests += 1,
+            RequestKind::GetValues => s.get_values_requests += 1,
+            RequestKind::BatchUpdate => s.batch_update_requests += 1,
+            RequestKind::ValuesBatchUpdate => s.values_batch_update_requests += 1,
+            RequestKind::Other => s.other_requests += 1,
+        }
+        if kind.is_sheets() {
+            s.sheets_requests += 1;
+        }
+    }
+
+    fn outage_active(&mut self, now: Instant) -> bool {
+        match self.outage_until {
+            Some(until) if now < until => true,
+            Some(_) => {
+                self.outage_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn take_fault(&mut self, kind: RequestKind) -> Option<TakenFault> {
+        if kind == RequestKind::Token {
+            let (fault, remaining) = self.token_faults.front_mut()?;
+            let fault = fault.clone();
+            *remaining -= 1;
+            if *remaining == 0 {
+                self.token_faults.pop_front();
+            }
+            self.stats.token_faults_consumed += 1;
+            return Some(TakenFault::Token(fault));
+        }
+        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
+        let entry = &mut self.faults[index];
+        let fault = entry.fault.clone();
+        entry.remaining -= 1;
+        if entry.remaining == 0 {
+            self.faults.remove(index);
+        }
+        self.stats.faults_consumed += 1;
+        Some(TakenFault::Sheets(fault))
+    }
+
+    fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
+        self.tokens.retain(|_, t| t.expires_at > now);
+        self.tokens_minted += 1;
+        let token = format!("ya29.fake-{}", self.tokens_minted);
+        let lifetime = Duration::from_secs(lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS));
+        self.tokens.insert(
+            token.clone(),
+            IssuedToken {
+                account: account.to_string(),
+                expires_at: now + lifetime,
+            },
+        );
+        self.stats.tokens_issued += 1;
+        token
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        started: Instant,
+        method: &str,
+        target: &str,
+        kind: RequestKind,
+        account: Option<String>,
+        status: Option<u16>,
+        note: String,
+    ) {
+        if self.log.len() >= REQUEST_LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        let entry = LoggedRequest {
+            at: started.elapsed(),
+            method: method.to_string(),
+            path: target.to_string(),
+            kind,
+            account,
+            status,
+            note,
+        };
+        log::debug!("Fake Google: {entry}.");
+        self.log.push_back(entry);
+    }
+
+    /// The bearer token's account, or the 401 to send.
+    fn authenticate(&self, req: &HttpRequest, now: Instant) -> Result<String, Response> {
+        let Some(value) = req.header("authorization") else {
+            return Err(unauthenticated(MSG_MISSING_CREDENTIALS, false));
+        };
+        let token = value
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        match token.and_then(|t| self.tokens.get(t)) {
+            Some(issued) if now < issued.expires_at => Ok(issued.account.clone()),
+            _ => Err(unauthenticated(MSG_INVALID_CREDENTIALS, true)),
+        }
+    }
+
+    /// Charges one request to the account's per-minute quota, or returns the 429.
+    fn charge_quota(&mut self, account: &str, kind: RequestKind, now: Instant) -> Result<(), Response> {
+        let window = self.quota_window;
+        let usage = self.usage.entry(account.to_string()).or_default();
+        for queue in [&mut usage.writes, &mut usage.reads, &mut usage.write_arrivals] {
+            while queue.front().is_some_and(|&t| now.duration_since(t) >= window) {
+                queue.pop_front();
+            }
+        }
+        let (admitted, limit) = if kind.is_write() {
+            usage.write_arrivals.push_back(now);
+            let seen = usage.write_arrivals.len() as u64;
+            self.stats.max_writes_in_window = self.stats.max_writes_in_window.max(seen);
+            (&mut usage.writes, self.write_quota)
+        } else {
+            (&mut usage.reads, self.read_quota)
+        };
+        if admitted.len() >= limit as usize {
+            self.stats.rate_limited += 1;
+            self.stats.quota_exceeded += 1;
+            return Err(quota_error(kind.is_write(), limit));
+        }
+        admitted.push_back(now);
+        Ok(())
+    }
+}
+// ---------------------------------------------------------------------------------------
+// Unit tests of the pure parts (A1 notation, encodings)
+// ---------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cr(col: Option<u32>, row: Option<u32>) -> CellRef {
+        CellRef { col, row }
+    }
+
+    #[test]
+    fn a1_forms_parse() {
+        assert_eq!(
+            parse_a1("'Readings'!A2:I3"),
+            Some((
+                Some("Readings".into()),
+                Some(Span {
+                    start: cr(Some(0), Some(1)),
+                    end: Some(cr(Some(8), Some(2)))
+                })
+            ))
+        );
+        assert_eq!(
+            parse_a1("'It''s ok'!B5"),
+            Some((
+                Some("It's ok".into()),
+                Some(Span {
+                    start: cr(Some(1), Some(4)),
+                    end: None
+                })
+            ))
+        );
+        assert_eq!(parse_a1("'My Tab'"), Some((Some("My Tab".into()), None)));
+        assert_eq!(parse_a1("Sheet1!A1:C2").map(|(n, _)| n), Some(Some("Sheet1".into())));
+        assert_eq!(
+            parse_a1("A5"),
+            Some((
+                None,
+                Some(Span {
+                    start: cr(Some(0), Some(4)),
+                    end: None
+                })
+            ))
+        );
+        assert_eq!(
+            parse_a1("Readings!A:A").and_then(|(_, s)| s),
+            Some(Span {
+                start: cr(Some(0), None),
+                end: Some(cr(Some(0), None))
+            })
+        );
+        assert_eq!(parse_cell_ref("$ZZZ$10"), Some(cr(Some(18277), Some(9))));
+    }
+
+    #[test]
+    fn a1_rejects_garbage() {
+        for bad in [
+            "", "'", "''", "'Tab", "'Tab'x", "A0", "AAAA1", "A1:B2:C3", "!A1", "1A", "A", "Tab!", "A1:", "'Tab'!",
+        ] {
+            assert_eq!(parse_a1(bad), None, "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn names_and_quotes() {
+        assert_eq!(column_letters(0), "A");
+        assert_eq!(column_letters(25), "Z");
+        assert_eq!(column_letters(26), "AA");
+        assert_eq!(column_letters(18277), "ZZZ");
+        assert_eq!(quote_sheet("Readings"), "Readings");
+        assert_eq!(quote_sheet("Sensor Log"), "'Sensor Log'");
+        assert_eq!(quote_sheet("It's"), "'It''s'");
+        assert_eq!(quote_sheet("A1"), "'A1'");
+        assert_eq!(quote_sheet("2024"), "'2024'");
+        assert_eq!(span_name(1, 0, 2, 8), "A2:I3");
+        assert_eq!(span_name(4, 0, 4, 0), "A5");
+    }
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(
+            percent_decode(b"%27Readings%27%21A1%3AI2", false),
+            Some(b"'Readings'!A1:I2".to_vec())
+        );
+        assert_eq!(percent_decode(b"a+b", true), Some(b"a b".to_vec()));
+        assert_eq!(percent_decode(b"a+b", false), Some(b"a+b".to_vec()));
+        assert_eq!(percent_decode(b"%zz", false), None);
+        assert_eq!(percent_decode(b"%2", false), None);
+        assert_eq!(
+            parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
+            Some(vec![
+                ("grant_type".into(), "urn:ietf".into()),
+                ("assertion".into(), "a.b=.c".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn routes() {
+        let kind = |m: &str, p: &str| route(m, p).kind();
+        assert_eq!(kind("POST", "/token"), RequestKind::Token);
+        assert_eq!(kind("GET", "/v4/spreadsheets/abc"), RequestKind::GetSpreadsheet);
+        assert_eq!(
+            kind("POST", "/v4/spreadsheets/abc:batchUpdate"),
+            RequestKind::BatchUpdate
+        );
+        assert_eq!(
+            kind("POST", "/v4/spreadsheets/abc%3AbatchUpdate"),
+            RequestKind::BatchUpdate
+        );
+        assert_eq!(
+            kind("POST", "/v4/spreadsheets/abc/values:batchUpdate"),
+            RequestKind::ValuesBatchUpdate
+        );
+        assert_eq!(
+            kind("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2"),
+            RequestKind::GetValues
+        );
+        assert_eq!(kind("POST", "/v4/spreadsheets/abc/values/R:append"), RequestKind::Other);
+        assert_eq!(kind("GET", "/favicon.ico"), RequestKind::Other);
+    }
+
+    #[test]
+    fn user_entered_parsing() {
+        assert_eq!(user_entered("12.5"), Cell::Number(12.5));
+        assert_eq!(user_entered("TRUE"), Cell::Bool(true));
+        assert_eq!(user_entered("inf"), Cell::text("inf"));
+        assert_eq!(user_entered("=1+2"), Cell::text("=1+2"));
+    }
+}

@@ -1,0 +1,203 @@
+//! Answers in Google's shapes (google.rpc.Status, OAuth errors, HTML pages) and encodings.
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Encoding helpers
+// ---------------------------------------------------------------------------------------
+
+/// Percent-decoding; `plus_is_space` for form bodies and query strings.
+pub(super) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'%' => {
+                let hex = input.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `a=1&b=2` → pairs; `None` on bad percent-encoding or non-UTF-8.
+pub(super) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    for part in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match part.iter().position(|&b| b == b'=') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &b""[..]),
+        };
+        let name = String::from_utf8(percent_decode(name, true)?).ok()?;
+        let value = String::from_utf8(percent_decode(value, true)?).ok()?;
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+pub(super) fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses in Google's shapes
+// ---------------------------------------------------------------------------------------
+
+pub(super) fn pretty(value: &Value) -> String {
+    // Serializing a `Value` cannot fail; the fallback only keeps this panic-free.
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// Google pretty-prints its JSON (2-space indent).
+pub(super) fn json_response(status: u16, value: &Value) -> Response {
+    Response {
+        status,
+        content_type: "application/json; charset=UTF-8",
+        headers: Vec::new(),
+        body: pretty(value),
+    }
+}
+
+/// The google.rpc.Status error body (notes §2.6).
+pub(super) fn rpc_error(code: u16, status: &str, message: &str) -> Response {
+    json_response(
+        code,
+        &json!({ "error": { "code": code, "message": message, "status": status } }),
+    )
+}
+
+pub(super) fn rpc_error_with_details(code: u16, status: &str, message: &str, details: Value) -> Response {
+    json_response(
+        code,
+        &json!({ "error": { "code": code, "message": message, "status": status, "details": details } }),
+    )
+}
+
+pub(super) fn invalid_argument(message: &str) -> Response {
+    rpc_error(400, "INVALID_ARGUMENT", message)
+}
+
+pub(super) fn unauthenticated(message: &str, invalid_token: bool) -> Response {
+    let mut response = rpc_error(401, "UNAUTHENTICATED", message);
+    let challenge = if invalid_token {
+        "Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"https://accounts.google.com/\""
+    };
+    response.headers.push(("WWW-Authenticate", challenge.to_string()));
+    response
+}
+
+/// The token endpoint's error body: `{"error": …, "error_description": …}`.
+pub(super) fn oauth_error(status: u16, error: &str, description: Option<&str>) -> Response {
+    let body = match description {
+        Some(d) => json!({ "error": error, "error_description": d }),
+        None => json!({ "error": error }),
+    };
+    json_response(status, &body)
+}
+
+pub(super) fn quota_error(write: bool, limit: u32) -> Response {
+    let (metric_name, limit_name, metric, limit_id) = if write {
+        (
+            "Write requests",
+            "Write requests per minute per user",
+            "sheets.googleapis.com/write_requests",
+            "WriteRequestsPerMinutePerUser",
+        )
+    } else {
+        (
+            "Read requests",
+            "Read requests per minute per user",
+            "sheets.googleapis.com/read_requests",
+            "ReadRequestsPerMinutePerUser",
+        )
+    };
+    let message = format!(
+        "Quota exceeded for quota metric '{metric_name}' and limit '{limit_name}' of service \
+         'sheets.googleapis.com' for consumer 'project_number:{PROJECT_NUMBER}'."
+    );
+    rpc_error_with_details(
+        429,
+        "RESOURCE_EXHAUSTED",
+        &message,
+        json!([
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "RATE_LIMIT_EXCEEDED",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "quota_metric": metric,
+                    "quota_limit": limit_id,
+                    "quota_limit_value": limit.to_string(),
+                    "quota_location": "global",
+                    "service": "sheets.googleapis.com",
+                    "consumer": format!("projects/{PROJECT_NUMBER}"),
+                }
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [{
+                    "description": "Request a higher quota limit.",
+                    "url": "https://cloud.google.com/docs/quotas/help/request_increase"
+                }]
+            }
+        ]),
+    )
+}
+
+pub(super) fn service_disabled() -> Response {
+    let url = format!(
+        "https://console.developers.google.com/apis/api/sheets.googleapis.com/overview?project={PROJECT_NUMBER}"
+    );
+    let message = format!(
+        "Google Sheets API has not been used in project {PROJECT_NUMBER} before or it is \
+         disabled. Enable it by visiting {url} then retry."
+    );
+    rpc_error_with_details(
+        403,
+        "PERMISSION_DENIED",
+        &message,
+        json!([
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "SERVICE_DISABLED",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "service": "sheets.googleapis.com",
+                    "consumer": format!("projects/{PROJECT_NUMBER}"),
+                    "activationUrl": url,
+                    "serviceTitle": "Google Sheets API",
+                }
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [{ "description": "Google developers console API activation", "url": url }]
+            }
+        ]),
+    )
+}
+
+/// Google's front-end error page (what real 404s and 502s look like).
+pub(super) fn html_page(status: u16, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>{title}</title>\n  \
+         <p><b>{status}.</b> <ins>That’s an error.</ins>\n  <p>{text}  <ins>That’s all we know.</ins>\n"
+    );
+    Response {
+        status,
+        content_type: "text/html; charset=UTF-8",
+        headers: Vec::new(),
+        body,
+    }
+}
