@@ -15,7 +15,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod dedup;
@@ -31,7 +33,7 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 
-use cli::{Cli, Command, SheetsCommand};
+use cli::{Cli, Command, SheetsCommand, TlsCommand};
 use error::Result;
 
 /// Runs the parsed command line; `main` maps the result to an exit code.
@@ -40,5 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => daemon::serve(config::Config::from_serve_args(&args)?),
         Command::Sheets(SheetsCommand::Check(args)) => sink::sheets::check::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Token(c) => cmd::token::run(c),
+        Command::Tls(TlsCommand::Fingerprint(args)) => cmd::tls::fingerprint(&args),
     }
 }

@@ -15,8 +15,10 @@
 //! signal and have likely sent their readings already, which closing the listener would
 //! reset unread. The drain then reads them like every other connection.
 
+pub mod allow;
 pub mod connection;
 pub mod limits;
+pub mod tls;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
