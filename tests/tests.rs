@@ -22,3 +22,9 @@ mod simulate;
 mod sheets;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;
+// Device tokens: refused lines never reach the CSV; revocation without restart; backoff.
+mod auth;
+// server.allow / server.deny at accept, from 127.0.0.1 and 127.0.0.2.
+mod allow;
+// The TLS listener: rustls and openssl clients, pinned fingerprints, handshake limits.
+mod tls;

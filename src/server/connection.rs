@@ -15,17 +15,20 @@
 //! stays in this thread and the slot is released by its guard.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::auth::session::{hello_token, Gate, Refusal, Session};
 use crate::dedup::Key;
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line, Line, Reading};
 use crate::row::{self, rfc3339_millis};
+use crate::server::allow::Doorman;
 use crate::server::limits::{Conn as Socket, Slot};
+use crate::server::tls::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
 use crate::stats::Stats;
@@ -43,6 +46,25 @@ pub struct Shared {
     /// Whether to build owned rows for the uploader.
     pub rows_for_uploader: bool,
     pub csv_path: PathBuf,
+    /// Device tokens: who may write as which device (open without a tokens file).
+    pub gate: Arc<Gate>,
+    /// server.allow / server.deny, applied at accept.
+    pub doorman: Arc<Doorman>,
+}
+
+/// A board's byte stream: the plain socket or TLS over it.
+trait BoardStream: Read + Write {
+    /// Ends the stream politely (TLS: close_notify).
+    fn finish(&mut self) {}
+}
+
+impl BoardStream for &TcpStream {}
+
+impl BoardStream for TlsStream<'_> {
+    fn finish(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
 }
 
 /// Replies owed to the board, in the order their lines arrived.
@@ -68,18 +90,43 @@ struct Conn<'a> {
     out: Vec<u8>,
     received_at: String,
     encoder: row::Encoder,
+    peer_addr: IpAddr,
+    session: Session,
+    /// Set by a refusal that closes the connection: later lines are ignored.
+    refused: Option<Refusal>,
 }
 
 /// Serves one board until it disconnects, idles out, or the daemon shuts down.
-pub fn serve(socket: Arc<Socket>, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot) {
-    log::debug!("Board connected from {peer}.");
-    let reason = run(&socket, peer, &shared);
+pub fn serve(socket: Arc<Socket>, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot, tls: Option<Arc<TlsAcceptor>>) {
+    log::debug!(
+        "Board connected from {peer}{}.",
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
+    let stream = &socket.stream;
+    let reason = match tls {
+        None => run(&socket, &mut { stream }, peer, &shared),
+        Some(tls) => {
+            // Marked as in a read, so shutdown half-closes a handshake that waits.
+            socket.in_read.store(true, Ordering::Release);
+            let accepted = tls.accept(stream);
+            socket.in_read.store(false, Ordering::Release);
+            match accepted {
+                Ok(mut tls_stream) => run(&socket, &mut tls_stream, peer, &shared),
+                Err(why) => why,
+            }
+        }
+    };
     log::debug!("Board {peer} disconnected: {reason}.");
 }
 
-fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
+fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Shared) -> String {
     let stream = &socket.stream;
-    if let Err(e) = stream.set_read_timeout(Some(shared.idle_timeout)) {
+    let idle = if shared.shutdown.is_requested() {
+        crate::server::limits::DRAIN_QUIET
+    } else {
+        shared.idle_timeout
+    };
+    if let Err(e) = stream.set_read_timeout(Some(idle)) {
         return format!("cannot set the idle timeout: {e}");
     }
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
@@ -96,17 +143,22 @@ fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
         out: Vec::new(),
         received_at: String::new(),
         encoder: row::Encoder::default(),
+        peer_addr: match peer.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
+            ip => ip,
+        },
+        session: Session::default(),
+        refused: None,
     };
     let mut framer = LineFramer::new(shared.max_line_bytes);
     let mut first = [0u8; FIRST_READ_BYTES];
     let mut buf: Vec<u8> = Vec::new();
-    let mut reader = stream;
     let reason = loop {
         let target: &mut [u8] = if buf.is_empty() { &mut first } else { &mut buf };
         socket.reads.fetch_add(1, Ordering::AcqRel);
         socket.in_read.store(true, Ordering::Release);
         // At shutdown the read timeout drops to limits::DRAIN_QUIET (see close_reads).
-        let got = reader.read(target);
+        let got = io.read(target);
         socket.in_read.store(false, Ordering::Release);
         let n = match got {
             Ok(0) => break "end of stream".to_string(),
@@ -121,7 +173,7 @@ fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Stats::add(&shared.stats.idle_timeouts, 1);
                 let secs = shared.idle_timeout.as_secs();
-                let _ = (&*stream).write_all(format!("ERR idle-timeout {secs}\n").as_bytes());
+                let _ = io.write_all(format!("ERR idle-timeout {secs}\n").as_bytes());
                 break format!("idle for {secs} s (server.idle_timeout_secs)");
             }
             Err(e) => break format!("read error: {e}"),
@@ -134,8 +186,11 @@ fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
         };
         conn.received_at = rfc3339_millis(SystemTime::now());
         framer.push(data, |frame| conn.frame(frame));
-        if let Err(e) = conn.commit(stream) {
+        if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
+        }
+        if let Some(r) = conn.refused {
+            break format!("refused ({})", r.reply(None).trim_end());
         }
     };
     match framer.finish() {
@@ -151,18 +206,26 @@ fn run(socket: &Socket, peer: SocketAddr, shared: &Shared) -> String {
             log::debug!("Dropped an overlong line of {bytes}+ bytes from {peer} at the end of the connection.");
         }
     }
-    if shared.shutdown.is_requested() {
-        let _ = (&*stream).write_all(b"ERR shutting-down\n");
+    if shared.shutdown.is_requested() && conn.refused.is_none() {
+        let _ = io.write_all(b"ERR shutting-down\n");
     }
+    io.finish();
     reason
 }
 
 impl Conn<'_> {
     fn frame(&mut self, frame: Frame<'_>) {
+        if self.refused.is_some() {
+            return; // nothing after a refusal that closes the connection is looked at
+        }
         match frame {
             Frame::Line(line) => match parse_line(line) {
                 Line::Blank => {}
                 Line::Hello(h) => {
+                    let gate = &self.shared.gate;
+                    if let Err(r) = gate.hello(&mut self.session, self.peer_addr, &h.device, hello_token(line)) {
+                        return self.refuse(r, None);
+                    }
                     log::debug!(
                         "Board {} says it is {:?} (boot {:?}, acknowledgements {}).",
                         self.peer,
@@ -177,7 +240,10 @@ impl Conn<'_> {
                     self.boot = h.boot;
                     self.ack = h.ack;
                 }
-                Line::Reading(r) => self.add_reading(&r),
+                Line::Reading(r) => match self.shared.gate.reading(&self.session, r.device.as_deref()) {
+                    Ok(()) => self.add_reading(&r),
+                    Err(refusal) => self.refuse(refusal, r.seq),
+                },
             },
             Frame::Overlong { bytes } => {
                 Stats::add(&self.shared.stats.lines_too_long, 1);
@@ -190,6 +256,15 @@ impl Conn<'_> {
                     self.replies.push(Reply::Text("ERR - line-too-long\n".to_string()));
                 }
             }
+        }
+    }
+
+    /// Answers a refused line; a refusal that closes stops this connection's reading.
+    fn refuse(&mut self, r: Refusal, seq: Option<u64>) {
+        log::debug!("Refused a line from {}: {}.", self.peer, r.reply(seq).trim_end());
+        self.replies.push(Reply::Text(r.reply(seq)));
+        if r.closes() {
+            self.refused = Some(r);
         }
     }
 
@@ -241,7 +316,7 @@ impl Conn<'_> {
     }
 
     /// Writes the chunk's readings to the CSV, then sends the replies in order.
-    fn commit(&mut self, stream: &TcpStream) -> std::io::Result<()> {
+    fn commit(&mut self, stream: &mut impl Write) -> std::io::Result<()> {
         if !self.batch.is_empty() {
             let result = self.shared.sink.append(&self.batch, &mut self.outcomes);
             let stats = &self.shared.stats;
@@ -286,7 +361,7 @@ impl Conn<'_> {
         let failed = self.outcomes.contains(&Outcome::Failed);
         self.batch.clear();
         if !self.out.is_empty() {
-            (&*stream).write_all(&self.out)?;
+            stream.write_all(&self.out)?;
         }
         if failed && self.ack {
             // Stop here: were a later reading written after this failure, the duplicate

@@ -57,6 +57,7 @@ pub fn accept_loop(
     conns: &Arc<Connections>,
     shutdown: &Shutdown,
     stack_bytes: usize,
+    tls: Option<&Arc<tls::TlsAcceptor>>,
 ) {
     let refusals = RateLimitedLog::new(Duration::from_secs(10));
     let accept_errors = RateLimitedLog::new(Duration::from_secs(10));
@@ -93,6 +94,9 @@ pub fn accept_loop(
         if drain_until.is_some() && shutdown.is_wake_connection(peer) {
             continue;
         }
+        if !shared.doorman.admit(peer.ip()) {
+            continue; // dropping the stream closes it
+        }
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_nodelay(true);
         let conn = Conn::new(stream);
@@ -110,7 +114,8 @@ pub fn accept_loop(
         let worker = {
             let conn = Arc::clone(&conn);
             let shared = Arc::clone(shared);
-            move || connection::serve(conn, peer, shared, slot)
+            let tls = tls.map(Arc::clone);
+            move || connection::serve(conn, peer, shared, slot, tls)
         };
         if let Err(e) = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
@@ -122,6 +127,17 @@ pub fn accept_loop(
             refuse(&conn.stream, "ERR server-busy\n");
         }
     }
+}
+
+/// Connects once to a listener of ours so that its blocked `accept` returns (the
+/// accept loop then sees the shutdown flag). Unspecified addresses become loopback.
+pub fn wake_listener(addr: SocketAddr) {
+    let ip: std::net::IpAddr = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
 }
 
 /// Tells the board why in one line, then closes.

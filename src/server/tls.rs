@@ -142,6 +142,62 @@ pub fn fingerprints(cert: &CertificateDer<'_>) -> (String, String) {
     )
 }
 
+/// What an accept loop needs to serve TLS: the rustls config and the handshake limits.
+pub struct TlsAcceptor {
+    pub config: Arc<ServerConfig>,
+    pub handshake_timeout: Duration,
+    pub handshakes: Handshakes,
+    /// Handshakes that failed or timed out, and connections refused for
+    /// `tls.max_handshakes`.
+    pub failed: std::sync::atomic::AtomicU64,
+    pub over_limit: std::sync::atomic::AtomicU64,
+}
+
+impl TlsAcceptor {
+    pub fn new(cfg: &TlsConfig, config: Arc<ServerConfig>) -> TlsAcceptor {
+        TlsAcceptor {
+            config,
+            handshake_timeout: cfg.handshake_timeout,
+            handshakes: Handshakes::new(cfg.max_handshakes),
+            failed: Default::default(),
+            over_limit: Default::default(),
+        }
+    }
+
+    /// Handshakes within the limits, or why not (for the connection's debug line).
+    pub fn accept<'a>(&self, tcp: &'a TcpStream) -> Result<TlsStream<'a>, String> {
+        let Some(_permit) = self.handshakes.try_acquire() else {
+            self.over_limit.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "refused: {} TLS handshakes in progress (tls.max_handshakes)",
+                self.handshakes.max()
+            ));
+        };
+        handshake(&self.config, tcp, self.handshake_timeout).map_err(|e| {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if e.kind() == io::ErrorKind::TimedOut {
+                format!(
+                    "TLS handshake not finished in {} s (tls.handshake_timeout_secs)",
+                    self.handshake_timeout.as_secs()
+                )
+            } else {
+                format!("TLS handshake failed: {e}")
+            }
+        })
+    }
+
+    /// A line for the shutdown summary, or `None` if nothing failed.
+    pub fn summary(&self) -> Option<String> {
+        let (failed, over) = (
+            self.failed.load(Ordering::Relaxed),
+            self.over_limit.load(Ordering::Relaxed),
+        );
+        (failed + over > 0).then(|| {
+            format!("TLS: {failed} handshakes failed or timed out, {over} connections refused over tls.max_handshakes.")
+        })
+    }
+}
+
 /// Counts handshakes in progress; a permit gives its place back on drop.
 pub struct Handshakes {
     max: usize,
