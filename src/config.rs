@@ -755,6 +755,48 @@ mod tests {
     }
 
     #[test]
+    fn auth_tls_and_allow_keys() {
+        let c = build("", ServeArgs::default()).unwrap();
+        assert!(c.plain_tcp && c.tls.is_none() && c.auth.tokens_file.is_none() && c.access.is_everyone());
+        let args = || ServeArgs {
+            config: Some(PathBuf::from("/etc/sensorlog/sensorlog.toml")),
+            ..ServeArgs::default()
+        };
+        let c = build(
+            "[server]\nlisten = \"\"\nallow = [\"10.0.0.0/8\"]\n[auth]\ntokens_file = \"tokens\"\n[tls]\nlisten = \"[::]:8443\"\nself_signed = true\n",
+            args(),
+        )
+        .unwrap();
+        assert!(!c.plain_tcp);
+        assert!(c.auth.required, "required by default with a tokens file");
+        assert_eq!(c.auth.tokens_file, Some(PathBuf::from("/etc/sensorlog/tokens")));
+        let t = c.tls.unwrap();
+        assert_eq!(t.cert_file, PathBuf::from("/etc/sensorlog/sensorlog-cert.pem"));
+        assert_eq!(
+            t.handshake_timeout,
+            Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)
+        );
+        for (toml, key) in [
+            ("[server]\nlisten = \"\"\n", "server.listen"),
+            ("[server]\ndeny = [\"x\"]\n", "server.deny"),
+            ("[auth]\nrequired = true\n", "auth.required"),
+            (
+                "[auth]\ntokens_file = \"t\"\nmax_backoff_secs = 0\n",
+                "auth.max_backoff_secs",
+            ),
+            ("[tls]\nlisten = \"0.0.0.0:8443\"\n", "tls.cert_file"),
+            (
+                "[tls]\nlisten = \"0.0.0.0:8443\"\nself_signed = true\nhandshake_timeout_secs = 0\n",
+                "tls.handshake_timeout_secs",
+            ),
+            ("[tls]\nlisten = \"8443\"\n", "tls.listen"),
+        ] {
+            let e = build(toml, ServeArgs::default()).unwrap_err();
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        }
+    }
+
+    #[test]
     fn spreadsheet_ids() {
         assert_eq!(spreadsheet_id("abc-_1").as_deref(), Some("abc-_1"));
         assert_eq!(

@@ -281,15 +281,9 @@ impl Security {
                 }
             );
         }
-        let exposed = [Some(main), extra_tls]
-            .into_iter()
-            .flatten()
-            .any(|a| !a.ip().is_loopback());
-        if self.tokens.is_none() && exposed {
-            log::info!(
-                "Accepting readings from anyone who can reach {main}{}, under any device name: no auth.tokens_file is set. See docs/security.md before exposing this beyond a home network.",
-                extra_tls.map(|a| format!(" or {a}")).unwrap_or_default()
-            );
+        let addrs: Vec<_> = [Some(main), extra_tls].into_iter().flatten().collect();
+        if let Some(notice) = open_door_notice(self.tokens.is_some(), &addrs) {
+            log::info!("{notice}");
         }
         if !self.doorman.list().is_everyone() {
             let l = self.doorman.list();
@@ -313,5 +307,37 @@ impl Security {
         if let Some(s) = self.tls.as_ref().and_then(|t| t.summary()) {
             log::info!("{s}");
         }
+    }
+}
+
+/// The once-at-start notice that anyone can write: no tokens file, and some listener
+/// reachable from beyond this machine.
+fn open_door_notice(tokens: bool, addrs: &[std::net::SocketAddr]) -> Option<String> {
+    let exposed: Vec<String> = addrs
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    (!tokens && !exposed.is_empty()).then(|| {
+        format!(
+            "Accepting readings from anyone who can reach {}, under any device name: no auth.tokens_file is set. See docs/security.md before exposing this beyond a home network.",
+            exposed.join(" or ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_door_notice_only_without_tokens_beyond_loopback() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert!(open_door_notice(false, &[a("0.0.0.0:8090")])
+            .unwrap()
+            .contains("0.0.0.0:8090"));
+        assert!(open_door_notice(false, &[a("127.0.0.1:8090"), a("[::]:8443")]).is_some());
+        assert!(open_door_notice(false, &[a("127.0.0.1:8090"), a("[::1]:8443")]).is_none());
+        assert!(open_door_notice(true, &[a("0.0.0.0:8090")]).is_none());
     }
 }
