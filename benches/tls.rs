@@ -205,6 +205,10 @@ fn measure(dir: &Path, tls: bool, boards: usize, count: u64) -> (f64, u64) {
                         board(&mut s, id, count);
                         s.conn.send_close_notify();
                         let _ = s.flush();
+                        // Read to the end, so that nothing unread turns our close into a reset.
+                        let _ = s.sock.shutdown(std::net::Shutdown::Write);
+                        let _ = s.sock.set_read_timeout(Some(Duration::from_secs(300)));
+                        let _ = std::io::copy(&mut s.sock, &mut std::io::sink());
                     }
                 }
             })

@@ -126,6 +126,11 @@ pub fn server_config(cfg: &TlsConfig) -> Result<(Arc<ServerConfig>, Option<PathB
                 e,
             )
         })?;
+    let mut config = config;
+    // No TLS 1.3 session tickets: boards do not resume sessions, and a ticket the board
+    // never reads sits in its receive buffer, so that its close becomes a reset that
+    // discards readings still queued on our side.
+    config.send_tls13_tickets = 0;
     Ok((Arc::new(config), generated))
 }
 
