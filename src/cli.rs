@@ -118,6 +118,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
 
+    /// Most connections one address may hold at once, so one client cannot take every
+    /// slot [file: server.max_connections_per_ip; default 64].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Close a connection whose line is not finished (no newline) this many seconds after
+    /// its first byte [file: server.line_timeout_secs; default 60].
+    #[arg(long, value_name = "SECS")]
+    pub line_timeout_secs: Option<u64>,
+
     /// Seconds between the periodic info summary; 0 turns it off
     /// [file: log.stats_interval_secs; default 60].
     #[arg(long, value_name = "SECS")]

@@ -24,6 +24,11 @@ pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 pub const DEFAULT_THREAD_STACK_KIB: usize = 128;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
 pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+pub const DEFAULT_LINE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_DEDUP_MAX_BOARDS: usize = 10_000;
+pub const DEFAULT_DEDUP_WINDOW_SEQS: usize = 128;
+pub const DEFAULT_DEDUP_SCAN_TAIL_MIB: u64 = 64;
 pub const DEFAULT_STATS_INTERVAL_SECS: u64 = 60;
 
 pub const DEFAULT_SHEETS_TAB: &str = "Readings";
@@ -57,6 +62,8 @@ pub struct FileConfig {
     pub csv: CsvFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub dedup: DedupFile,
     #[serde(default)]
     pub sheets: SheetsFile,
     #[serde(default)]
@@ -98,6 +105,16 @@ pub struct ServerFile {
     pub shutdown_grace_secs: Option<u64>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub max_connections_per_ip: Option<usize>,
+    pub line_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupFile {
+    pub max_boards: Option<usize>,
+    pub window_seqs: Option<usize>,
+    pub scan_tail_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +161,11 @@ pub const ALL_KEYS: &[&str] = &[
     "server.listen_backlog",
     "server.thread_stack_kib",
     "server.shutdown_grace_secs",
+    "server.max_connections_per_ip",
+    "server.line_timeout_secs",
+    "dedup.max_boards",
+    "dedup.window_seqs",
+    "dedup.scan_tail_mib",
     "csv.path",
     "csv.fsync",
     "csv.fsync_interval_ms",
@@ -197,6 +219,9 @@ pub struct Config {
     pub listen_backlog: u32,
     pub thread_stack_bytes: usize,
     pub shutdown_grace: Duration,
+    pub max_connections_per_ip: usize,
+    pub line_timeout: Duration,
+    pub dedup: DedupConfig,
     pub csv_path: PathBuf,
     pub fsync: Fsync,
     pub stats_interval: Option<Duration>,
@@ -246,6 +271,27 @@ pub struct SheetsConfig {
     pub cursor_file: PathBuf,
 }
 
+/// Bounds of the resend memory (see `sink::csv::dedup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupConfig {
+    /// Boards remembered; the least recently seen is forgotten first.
+    pub max_boards: usize,
+    /// Most recent seqs remembered per boot (current and previous boot of a board).
+    pub window_seqs: usize,
+    /// How much of the CSV's end is read at start-up to rebuild the memory.
+    pub scan_tail_bytes: u64,
+}
+
+impl Default for DedupConfig {
+    fn default() -> DedupConfig {
+        DedupConfig {
+            max_boards: DEFAULT_DEDUP_MAX_BOARDS,
+            window_seqs: DEFAULT_DEDUP_WINDOW_SEQS,
+            scan_tail_bytes: DEFAULT_DEDUP_SCAN_TAIL_MIB << 20,
+        }
+    }
+}
+
 /// A configuration error: which key (or file) and why.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -266,6 +312,16 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
         key: key.to_string(),
         reason: reason.into(),
     }
+}
+
+/// A missing, unreadable or malformed service-account key is a configuration error,
+/// found before anything is written (not even the CSV header). The checks are the
+/// uploader's own ([`crate::sink::sheets::auth::read_key`]); their messages never
+/// quote the key's content.
+fn check_key_file(path: &Path) -> Result<(), ConfigError> {
+    crate::sink::sheets::auth::read_key(path)
+        .map(drop)
+        .map_err(|e| err("sheets.key_file", e.0))
 }
 
 /// Reads and parses a TOML config file; the error names the file, line and key.
@@ -381,6 +437,48 @@ impl Config {
             3600,
             " seconds",
         )?;
+        let per_ip = in_range(
+            "server.max_connections_per_ip",
+            args.max_connections_per_ip
+                .or(s.max_connections_per_ip)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            1,
+            1_000_000,
+            "",
+        )?;
+        let line_timeout = in_range(
+            "server.line_timeout_secs",
+            args.line_timeout_secs
+                .or(s.line_timeout_secs)
+                .unwrap_or(DEFAULT_LINE_TIMEOUT_SECS),
+            1,
+            86_400,
+            " seconds",
+        )?;
+        let d = &file.dedup;
+        let dedup = DedupConfig {
+            max_boards: in_range(
+                "dedup.max_boards",
+                d.max_boards.unwrap_or(DEFAULT_DEDUP_MAX_BOARDS),
+                1,
+                10_000_000,
+                " boards",
+            )?,
+            window_seqs: in_range(
+                "dedup.window_seqs",
+                d.window_seqs.unwrap_or(DEFAULT_DEDUP_WINDOW_SEQS),
+                1,
+                1_000_000,
+                " seqs",
+            )?,
+            scan_tail_bytes: in_range(
+                "dedup.scan_tail_mib",
+                d.scan_tail_mib.unwrap_or(DEFAULT_DEDUP_SCAN_TAIL_MIB),
+                1,
+                1 << 20,
+                " MiB",
+            )? << 20,
+        };
         let c = &file.csv;
         let csv_path = args
             .csv
@@ -434,6 +532,9 @@ impl Config {
             listen_backlog,
             thread_stack_bytes: stack_kib * 1024,
             shutdown_grace: Duration::from_secs(grace),
+            max_connections_per_ip: per_ip,
+            line_timeout: Duration::from_secs(line_timeout),
+            dedup,
             csv_path,
             fsync,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
@@ -672,6 +773,7 @@ impl SheetsConfig {
             name.push(".sheets-cursor.json");
             csv_path.with_file_name(name)
         });
+        check_key_file(&key_file)?;
         Ok(Some(SheetsConfig {
             key_file,
             spreadsheet_id,
@@ -745,13 +847,53 @@ mod tests {
 
     #[test]
     fn sheets_on_when_key_file_given() {
-        let c = build("[sheets]\nkey_file = \"k.json\"\nspreadsheet = \"https://docs.google.com/spreadsheets/d/1AbC_d-9/edit#gid=0\"\n", ServeArgs::default())
-            .unwrap();
+        let dir = std::env::temp_dir().join(format!("sensorlog-config-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k.json");
+        std::fs::write(
+            &key,
+            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#,
+        )
+        .unwrap();
+        let c = build(
+            &format!(
+                "[sheets]\nkey_file = {:?}\nspreadsheet = \"https://docs.google.com/spreadsheets/d/1AbC_d-9/edit#gid=0\"\n",
+                key.display().to_string()
+            ),
+            ServeArgs::default(),
+        )
+        .unwrap();
         let s = c.sheets.unwrap();
         assert_eq!(s.spreadsheet_id, "1AbC_d-9");
         assert_eq!(s.cursor_file, PathBuf::from("data/readings.csv.sheets-cursor.json"));
         let e = build("[sheets]\nkey_file = \"k.json\"\n", ServeArgs::default()).unwrap_err();
         assert!(e.to_string().contains("sheets.spreadsheet"), "{e}");
+        // Issue 8.13: a missing, non-JSON or non-service-account key is a config error
+        // that names the key and never prints the key's content.
+        let with_key = |path: &str| {
+            build(
+                &format!("[sheets]\nkey_file = {path:?}\nspreadsheet = \"abc\"\n"),
+                ServeArgs::default(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(
+            with_key("/nonexistent/k.json").contains("sheets.key_file: cannot read"),
+            "{}",
+            with_key("/nonexistent/k.json")
+        );
+        std::fs::write(dir.join("bad.json"), "SECRET not json").unwrap();
+        let e = with_key(&dir.join("bad.json").display().to_string());
+        assert!(e.contains("is not JSON") && !e.contains("SECRET"), "{e}");
+        std::fs::write(
+            dir.join("user.json"),
+            r#"{"type":"authorized_user","private_key":"SECRET"}"#,
+        )
+        .unwrap();
+        let e = with_key(&dir.join("user.json").display().to_string());
+        assert!(e.contains("authorized_user") && !e.contains("SECRET"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -20,27 +20,37 @@ use std::time::Instant;
 
 use crate::config::{Config, Fsync};
 use crate::error::{Error, Result};
-use crate::server::{self, connection::Shared, limits::Connections};
+use crate::server::{self, connection::ConnectionContext, limits::Connections};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::CsvSink;
 use crate::sink::sheets::Uploader;
 use crate::stats::Stats;
 
+/// How often the CSV's path is checked against the open file.
+const PATH_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn serve(config: Config) -> Result<()> {
     raise_open_files_limit(config.max_connections);
-    let (sink, report) = CsvSink::open(&config.csv_path, config.fsync)?;
-    if let Some((bytes, rows)) = report.repaired {
+    let (sink, report) = CsvSink::open(&config.csv_path, config.fsync, config.dedup)?;
+    if let Some(bytes) = report.torn_bytes {
         log::warn!(
-            "Repaired {}: cut a torn last row ({bytes} bytes, including {rows} unacknowledged rows of the same write) left by a crash. Boards using acknowledgements will resend those readings.",
+            "Repaired {}: cut a torn last row ({bytes} bytes) left by a crash or power cut; no complete row was removed. Boards using acknowledgements will resend that reading.",
+            config.csv_path.display()
+        );
+    }
+    if report.header_newline_added {
+        log::warn!(
+            "Repaired {}: its header had no newline; added one.",
             config.csv_path.display()
         );
     }
     if report.malformed_rows > 0 {
         log::warn!(
-            "{} has {} rows without the expected {} columns (edited by hand?). They are kept as they are.",
+            "{} has {} rows without the expected {} columns in its last {} bytes (edited by hand?). They are kept as they are.",
             config.csv_path.display(),
             report.malformed_rows,
-            crate::row::COLUMNS
+            crate::row::COLUMNS,
+            report.tail_scanned
         );
     }
     let sink = Arc::new(sink);
@@ -104,18 +114,25 @@ pub fn serve(config: Config) -> Result<()> {
         }
     );
 
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ConnectionContext {
         sink: Arc::clone(&sink),
         stats: Arc::clone(&stats),
         max_line_bytes: config.max_line_bytes,
         idle_timeout: config.idle_timeout,
+        line_timeout: config.line_timeout,
+        write_errors: crate::ratelog::ByCause::new(crate::ratelog::DEFAULT_EVERY, 64),
+        bad_hellos: crate::ratelog::RateLimitedLog::new(crate::ratelog::DEFAULT_EVERY),
         shutdown: Arc::clone(&shutdown),
         rows_for_uploader: uploader.is_some(),
         csv_path: config.csv_path.clone(),
         gate: Arc::clone(&security.gate),
         doorman: Arc::clone(&security.doorman),
     });
-    let conns = Connections::new(config.max_connections, Arc::clone(&stats));
+    let conns = Connections::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+        Arc::clone(&stats),
+    );
     let mut background = Vec::new();
     if let Some(store) = &security.tokens {
         background.push(
@@ -124,27 +141,58 @@ pub fn serve(config: Config) -> Result<()> {
                 .map_err(|e| Error::startup("start the tokens-watch thread", e))?,
         );
     }
-    if let Fsync::Interval(every) = config.fsync {
+    {
+        // csv-maintenance: the interval fsync, and noticing (within a second, or at
+        // once on SIGHUP) that the CSV was moved or deleted, to reopen it.
         let (sink, shutdown) = (Arc::clone(&sink), Arc::clone(&shutdown));
-        background.push(spawn("csv-fsync", move || {
-            while !shutdown.sleep(every) {
-                if let Err(e) = sink.sync_if_dirty() {
-                    log::error!(
-                        "{e}. Rows written since the last fsync could be lost on power failure; check the disk."
-                    );
+        let fsync_every = match config.fsync {
+            Fsync::Interval(every) => Some(every),
+            _ => None,
+        };
+        let tick = fsync_every.map_or(PATH_CHECK_EVERY, |e| e.min(PATH_CHECK_EVERY));
+        background.push(spawn("csv-maintenance", move || {
+            let mut hangups = shutdown.hangups();
+            let (mut last_sync, mut last_check) = (Instant::now(), Instant::now());
+            let fsync_errors = crate::ratelog::RateLimitedLog::new(crate::ratelog::DEFAULT_EVERY);
+            loop {
+                let stopping = shutdown.sleep(tick);
+                if fsync_every.is_some_and(|e| stopping || last_sync.elapsed() >= e) {
+                    last_sync = Instant::now();
+                    if let Err(e) = sink.sync_if_dirty() {
+                        fsync_errors.log(|n| log::error!(
+                            "{e} ({n} failed fsyncs so far). Rows written since the last fsync could be lost on power failure; check the disk."
+                        ));
+                    }
+                }
+                if stopping {
+                    break;
+                }
+                let hup = shutdown.hangups();
+                if hup != hangups || last_check.elapsed() >= PATH_CHECK_EVERY {
+                    last_check = Instant::now();
+                    if let Err(e) = sink.check_path(hup != hangups) {
+                        fsync_errors.log(|n| log::error!(
+                            "Cannot reopen the CSV file after it was moved or deleted: {e} ({n} errors so far). Readings cannot be written until this is fixed; boards using acknowledgements will resend."
+                        ));
+                    }
+                    hangups = hup;
                 }
             }
         })?);
     }
     if let Some(every) = config.stats_interval {
-        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let (stats, shutdown, sink) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&sink));
         let sheets = uploader.is_some();
         background.push(spawn("stats", move || {
             let mut before = stats.snapshot();
             let mut at = Instant::now();
             while !shutdown.sleep(every) {
                 let now = stats.snapshot();
-                log::info!("{}", Stats::summary(&now, &before, at.elapsed(), sheets));
+                let (remembered, forgotten) = sink.dedup_boards();
+                log::info!(
+                    "{} Resend memory: {remembered} boards ({forgotten} least recently seen forgotten, dedup.max_boards).",
+                    Stats::summary(&now, &before, at.elapsed(), sheets)
+                );
                 (before, at) = (now, Instant::now());
             }
         })?);

@@ -18,6 +18,13 @@ pub struct Stats {
     pub rows_written: AtomicU64,
     pub lines_too_long: AtomicU64,
     pub partial_lines: AtomicU64,
+    pub line_timeouts: AtomicU64,
+    pub bad_hellos: AtomicU64,
+    pub json_too_deep: AtomicU64,
+    /// Boards refused because their address already holds `server.max_connections_per_ip`.
+    pub refused_per_ip: AtomicU64,
+    /// Resends whose content differed from what was written under the same key.
+    pub resend_conflicts: AtomicU64,
     pub write_failures: AtomicU64,
     pub rows_uploaded: AtomicU64,
 }
@@ -35,6 +42,8 @@ pub struct Snapshot {
     pub write_failures: u64,
     pub duplicates: u64,
     pub rows_uploaded: u64,
+    /// Line timeouts, refused greetings and JSON nested too deep.
+    pub protocol_errors: u64,
 }
 
 impl Stats {
@@ -46,11 +55,14 @@ impl Stats {
         let lines_too_long = self.lines_too_long.load(Relaxed);
         let connections_refused = self.connections_refused.load(Relaxed);
         let write_failures = self.write_failures.load(Relaxed);
+        let protocol_errors =
+            self.line_timeouts.load(Relaxed) + self.bad_hellos.load(Relaxed) + self.json_too_deep.load(Relaxed);
         Snapshot {
             connections_open: self.connections_open.load(Relaxed),
             readings: self.readings.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
-            errors: lines_too_long + connections_refused + write_failures,
+            errors: lines_too_long + connections_refused + write_failures + protocol_errors,
+            protocol_errors,
             lines_too_long,
             connections_refused,
             idle_timeouts: self.idle_timeouts.load(Relaxed),
@@ -65,7 +77,7 @@ impl Stats {
         let per_min = |n: u64| n as f64 * 60.0 / elapsed.as_secs_f64().max(0.001);
         let mut s = format!(
             "Stats: {} boards connected, {:.0} readings/min, {} rows written ({} in total), {} errors \
-             ({} lines too long, {} connections refused, {} write failures), {} idle timeouts, {} duplicates skipped",
+             ({} lines too long, {} connections refused, {} write failures, {} protocol errors), {} idle timeouts, {} duplicates skipped",
             now.connections_open,
             per_min(now.readings - before.readings),
             now.rows_written - before.rows_written,
@@ -74,6 +86,7 @@ impl Stats {
             now.lines_too_long,
             now.connections_refused,
             now.write_failures,
+            now.protocol_errors,
             now.idle_timeouts,
             now.duplicates,
         );

@@ -90,7 +90,7 @@ fn concurrent_clients_in_all_formats_lose_and_double_nothing() {
 #[test]
 fn burst_of_1000_boards_connecting_at_once_loses_nothing() {
     let dir = TestDir::new("ingest-burst");
-    let mut d = Daemon::start(&dir, &["--max-connections", "2000"]);
+    let mut d = Daemon::start(&dir, &["--max-connections", "2000", "--max-connections-per-ip", "2000"]);
     const BOARDS: usize = 1000;
     const LINES: u64 = 200;
     let barrier = Arc::new(Barrier::new(BOARDS));

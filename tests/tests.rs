@@ -12,6 +12,10 @@ mod durability;
 mod firmware;
 // The fake Google itself: it must reject what real Google rejects.
 mod fake_google;
+// Issue 8: every hole in the ingest path, one regression test per case.
+mod issue8;
+// Property tests against simple models: framing, parsing, encoding, resend memory, recovery.
+mod properties;
 // Many boards in every format; the 1,000-board burst; device naming; acknowledgements.
 mod ingest;
 // Each limit at N and N+1; garbage bytes; disconnects mid-line.

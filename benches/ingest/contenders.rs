@@ -92,13 +92,18 @@ impl Contender {
     pub fn start(self, setup: &Setup, name: &str, out: &Path) -> Result<Server, String> {
         match self {
             Contender::Sensorlog => {
-                let bin = std::env::var_os(SERVER_BIN_ENV).unwrap_or_else(|| SENSORLOG_BIN.into());
-                let mut cmd = Command::new(bin);
+                let other_build = std::env::var_os(SERVER_BIN_ENV);
+                let mut cmd = Command::new(other_build.clone().unwrap_or_else(|| SENSORLOG_BIN.into()));
                 cmd.args(["serve", "--listen", "127.0.0.1:0", "--csv"])
                     .arg(out)
                     .args(["--max-connections", MAX_CONNECTIONS])
                     .env("RUST_LOG", "info")
                     .current_dir(setup.dir);
+                if other_build.is_none() {
+                    // Every generated board connects from 127.0.0.1. (Older builds,
+                    // measured through SENSORLOG_BENCH_SERVER_BIN, have no such cap.)
+                    cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS]);
+                }
                 let mut proc =
                     Proc::spawn("sensorlog", cmd, false, None).map_err(|e| format!("spawn sensorlog: {e}"))?;
                 let line = proc

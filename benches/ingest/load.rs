@@ -65,7 +65,7 @@ pub fn workloads(scale: Scale) -> Vec<Workload> {
         stamp: false,
     };
     let idle = 10_000 / d;
-    let idle_name = if idle % 1000 == 0 {
+    let idle_name = if idle.is_multiple_of(1000) {
         format!("{}k", idle / 1000)
     } else {
         idle.to_string()

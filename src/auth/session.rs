@@ -189,16 +189,6 @@ impl Gate {
     }
 }
 
-/// The `token=<token>` of a greeting line, if any. Kept apart from the protocol's
-/// greeting parser so that the token never lands in a `Debug`-printable struct.
-pub fn hello_token(line: &[u8]) -> Option<&str> {
-    let line = std::str::from_utf8(line).ok()?;
-    line.split([' ', '\t', ','])
-        .find_map(|w| w.strip_prefix("token="))
-        .map(|t| t.trim_matches(['"', '\r']))
-        .filter(|t| !t.is_empty())
-}
-
 fn log_refusals(peer: IpAddr, n: LogNote) {
     log::warn!(
         "Refused {} authentication attempts from {peer} while it backs off after repeated wrong tokens.",
@@ -252,14 +242,6 @@ mod tests {
         assert_eq!(g.hello(&mut s, IP, "garage", None), Err(Refusal::DeviceMismatch));
         assert!(g.summary().unwrap().contains("2 wrong tokens"));
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn token_of_a_greeting() {
-        assert_eq!(hello_token(b"HELLO k token=ab12 ack=1"), Some("ab12"));
-        assert_eq!(hello_token(b"HELLO k boot=3,token=\"ab12\"\r"), Some("ab12"));
-        assert_eq!(hello_token(b"HELLO k ack=1"), None);
-        assert_eq!(hello_token(b"HELLO k token="), None);
     }
 
     #[test]

@@ -84,6 +84,12 @@ impl LineFramer {
         }
     }
 
+    /// Whether part of a line (or of an overlong line being discarded) is waiting for
+    /// its newline.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty() || self.discarding.is_some()
+    }
+
     /// Feeds `data`, calling `emit` for every frame it completes, in order.
     pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(Frame<'_>)) {
         let mut rest = data;

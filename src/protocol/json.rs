@@ -18,8 +18,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value as Json;
-
 /// One value of the top-level object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonValue<'a> {
@@ -66,8 +64,28 @@ pub fn for_each_pair<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonV
     Some(may_repeat)
 }
 
-fn scan_object<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {
-    let mut s = Scanner { text, at: 0 };
+fn scan_object<'a>(text: &'a str, each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {
+    scan_object_noting_depth(text, each).ok()
+}
+
+/// [`scan_object`], telling "nested too deep" (`Err(true)`) apart from other
+/// invalid JSON (`Err(false)`).
+fn scan_object_noting_depth<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Result<(), bool> {
+    let mut s = Scanner {
+        text,
+        at: 0,
+        too_deep: false,
+    };
+    scan_pairs(&mut s, &mut each).ok_or(s.too_deep)
+}
+
+/// Whether `text` would be a JSON object but for nesting deeper than [`MAX_DEPTH`].
+pub fn is_too_deep(text: &str) -> bool {
+    scan_object_noting_depth(text, |_, _| {}) == Err(true)
+}
+
+fn scan_pairs<'a>(s: &mut Scanner<'a>, each: &mut impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {
+    let text = s.text;
     s.skip_ws();
     s.expect(b'{')?;
     s.skip_ws();
@@ -97,7 +115,13 @@ fn scan_object<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonValue<'
 struct Scanner<'a> {
     text: &'a str,
     at: usize,
+    /// Set when a value nested deeper than [`MAX_DEPTH`] made the line invalid.
+    too_deep: bool,
 }
+
+/// Deepest nesting of arrays and objects inside a reading's values. Readings are flat;
+/// a few levels of structure are kept as JSON text, a bracket bomb is not.
+pub const MAX_DEPTH: usize = 32;
 
 impl<'a> Scanner<'a> {
     fn bytes(&self) -> &'a [u8] {
@@ -218,31 +242,109 @@ impl<'a> Scanner<'a> {
         (self.at > start).then_some(())
     }
 
-    /// An array or object: find its end (brackets outside strings), then let
-    /// `serde_json` validate it and print it compactly.
+    /// An array or object, validated and printed compactly (whitespace outside
+    /// strings removed; strings and numbers exactly as sent). Iterative, with an
+    /// explicit stack of at most [`MAX_DEPTH`] brackets: a recursive parser would let
+    /// a short line of brackets overflow a board thread's small stack (the debug-build
+    /// `serde_json` needs more than 32 KiB for 16 levels), and that aborts the whole
+    /// process. Deeper nesting makes the line invalid JSON (it is then kept as text).
     fn nested(&mut self) -> Option<JsonValue<'a>> {
-        let start = self.at;
-        let mut depth = 0usize;
+        #[derive(Clone, Copy, PartialEq)]
+        enum Want {
+            Value,
+            ValueOrClose,
+            Key,
+            KeyOrClose,
+            CommaOrClose,
+        }
+        let mut out = String::new();
+        let mut open: Vec<u8> = Vec::new();
+        let mut want = Want::Value;
         loop {
-            match self.peek()? {
-                b'"' => {
-                    self.string()?;
-                    continue;
-                }
-                b'[' | b'{' => depth += 1,
-                b']' | b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
+            self.skip_ws();
+            let b = self.peek()?;
+            match want {
+                Want::Value | Want::ValueOrClose => {
+                    if want == Want::ValueOrClose && b == b']' {
                         self.at += 1;
-                        break;
+                        out.push(']');
+                        open.pop();
+                    } else {
+                        let start = self.at;
+                        match b {
+                            b'[' | b'{' => {
+                                if open.len() >= MAX_DEPTH {
+                                    self.too_deep = true;
+                                    return None;
+                                }
+                                self.at += 1;
+                                open.push(b);
+                                out.push(b as char);
+                                want = if b == b'[' {
+                                    Want::ValueOrClose
+                                } else {
+                                    Want::KeyOrClose
+                                };
+                                continue;
+                            }
+                            b'"' => {
+                                self.string()?;
+                            }
+                            b'-' | b'0'..=b'9' => {
+                                self.number()?;
+                            }
+                            b't' => {
+                                self.literal("true", JsonValue::Null)?;
+                            }
+                            b'f' => {
+                                self.literal("false", JsonValue::Null)?;
+                            }
+                            b'n' => {
+                                self.literal("null", JsonValue::Null)?;
+                            }
+                            _ => return None,
+                        }
+                        out.push_str(&self.text[start..self.at]);
                     }
                 }
-                _ => {}
+                Want::Key | Want::KeyOrClose => {
+                    if want == Want::KeyOrClose && b == b'}' {
+                        self.at += 1;
+                        out.push('}');
+                        open.pop();
+                    } else {
+                        let start = self.at;
+                        self.string()?;
+                        out.push_str(&self.text[start..self.at]);
+                        self.skip_ws();
+                        self.expect(b':')?;
+                        out.push(':');
+                        want = Want::Value;
+                        continue;
+                    }
+                }
+                Want::CommaOrClose => {
+                    self.at += 1;
+                    match (b, open.last()) {
+                        (b',', Some(&top)) => {
+                            out.push(',');
+                            want = if top == b'[' { Want::Value } else { Want::Key };
+                            continue;
+                        }
+                        (b']', Some(b'[')) | (b'}', Some(b'{')) => {
+                            out.push(b as char);
+                            open.pop();
+                        }
+                        _ => return None,
+                    }
+                }
             }
-            self.at += 1;
+            // A value (or a whole container) just ended.
+            if open.is_empty() {
+                return Some(JsonValue::Nested(out));
+            }
+            want = Want::CommaOrClose;
         }
-        let value: Json = serde_json::from_str(&self.text[start..self.at]).ok()?;
-        Some(JsonValue::Nested(value.to_string()))
     }
 }
 
@@ -266,6 +368,37 @@ fn merge_repeated_keys(pairs: &mut Vec<(Cow<'_, str>, JsonValue<'_>)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
+
+    #[test]
+    fn issue_8_deep_nesting_is_refused_without_recursion() {
+        // Run where a recursive parser would overflow: a small stack, a debug build.
+        std::thread::Builder::new()
+            .stack_size(32 * 1024)
+            .spawn(|| {
+                let deep = format!("{{\"x\":{}1{}}}", "[".repeat(127), "]".repeat(127));
+                assert_eq!(parse_object(&deep), None);
+                assert!(is_too_deep(&deep));
+                let bomb = format!("{{\"x\":{}", "[{\"a\":".repeat(100_000));
+                assert_eq!(parse_object(&bomb), None);
+                let ok = format!("{{\"x\":{}1{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+                assert!(parse_object(&ok).is_some(), "exactly MAX_DEPTH levels are kept");
+                assert!(!is_too_deep(&ok));
+                let over = format!("{{\"x\":{}1{}}}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+                assert!(is_too_deep(&over), "MAX_DEPTH + 1 is refused");
+                assert!(!is_too_deep("{\"x\":[1,"), "merely broken JSON is not 'too deep'");
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+    }
+
+    #[test]
+    fn nested_values_keep_their_text_without_whitespace() {
+        let pairs = parse_object(r#"{"a": [ 1.50 , {"k" : "v w"}, [] , {} ], "b": {"x":[true,null]}}"#).unwrap();
+        assert_eq!(pairs[0].1, JsonValue::Nested(r#"[1.50,{"k":"v w"},[],{}]"#.into()));
+        assert_eq!(pairs[1].1, JsonValue::Nested(r#"{"x":[true,null]}"#.into()));
+    }
 
     /// What `serde_json` makes of `text`, in this module's terms. Numbers are compared
     /// to 12 significant digits: without its `float_roundtrip` feature `serde_json` may
@@ -298,7 +431,9 @@ mod tests {
                         JsonValue::Str(s) => format!("s:{s}"),
                         JsonValue::Bool(b) => format!("b:{b}"),
                         JsonValue::Null => "null".to_string(),
-                        JsonValue::Nested(j) => format!("j:{j}"),
+                        // Compare values, not spelling: the scanner keeps numbers and
+                        // escapes as sent where serde_json prints its own form.
+                        JsonValue::Nested(j) => format!("j:{}", serde_json::from_str::<Json>(&j).unwrap()),
                     };
                     (k.into_owned(), v)
                 })
@@ -417,7 +552,7 @@ mod tests {
                     let at = (next() as usize) % (text.len() + 1);
                     let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
                     let piece = pieces[(next() as usize) % pieces.len()];
-                    if next() % 2 == 0 {
+                    if next().is_multiple_of(2) {
                         text.insert_str(at, piece);
                     } else {
                         let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);

@@ -25,15 +25,33 @@ pub enum Line<'a> {
     /// Empty or whitespace-only: ignored.
     Blank,
     Hello(Hello),
+    /// A line starting with `HELLO ` that breaks the greeting's grammar; the reason
+    /// is sent to the board (`ERR bad-hello <reason>`). Never stored as a reading:
+    /// a board whose name or options were misread must not write under a wrong name.
+    BadHello(String),
     Reading(Reading<'a>),
 }
 
-/// `HELLO <device> [boot=<id>] [ack=1]`
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `HELLO <device> [boot=<id>] [ack=0|1] [token=<token>]`; see `docs/protocol.md`.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Hello {
     pub device: String,
     pub boot: Option<String>,
     pub ack: bool,
+    /// The board's device token, checked by `auth` when a tokens file is configured.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Hello {
+    // Hand-written so that a token can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("device", &self.device)
+            .field("boot", &self.boot)
+            .field("ack", &self.ack)
+            .field("token", &self.token.as_ref().map(|_| "********"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -44,6 +62,9 @@ pub struct Reading<'a> {
     pub seq: Option<u64>,
     pub boot: Option<Cow<'a, str>>,
     pub fields: Vec<Field<'a>>,
+    /// The line was a JSON object nested deeper than `json::MAX_DEPTH`; it is kept
+    /// as a text `message` and counted.
+    pub json_too_deep: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,10 +114,16 @@ pub fn parse_line(bytes: &[u8]) -> Line<'_> {
         if let Some(r) = parse_json(trimmed) {
             return Line::Reading(r);
         }
-    } else if let Some(rest) = trimmed.strip_prefix("HELLO ") {
-        if let Some(h) = parse_hello(rest) {
-            return Line::Hello(h);
+        if json::is_too_deep(trimmed) {
+            let mut r = text_reading(Cow::Borrowed(text));
+            r.json_too_deep = true;
+            return Line::Reading(r);
         }
+    } else if let Some(rest) = trimmed.strip_prefix("HELLO ").or(trimmed.strip_prefix("HELLO\t")) {
+        return match parse_hello(rest) {
+            Ok(h) => Line::Hello(h),
+            Err(reason) => Line::BadHello(reason),
+        };
     } else if let Some(pairs) = parse_pairs(trimmed) {
         let mut r = Reading::default();
         for (key, value) in pairs {
@@ -168,10 +195,18 @@ pub fn device_name(raw: Cow<'_, str>) -> Option<Cow<'_, str>> {
     (!cut.is_empty()).then(|| Cow::Owned(cut.to_string()))
 }
 
-/// A boot id is 1–32 of `A-Z a-z 0-9 _ -`.
+/// Longest boot id: room for a UUID (36) or a counter plus a random part.
+pub const MAX_BOOT_CHARS: usize = 64;
+
+/// A boot id is 1–[`MAX_BOOT_CHARS`] of `A-Z a-z 0-9 . _ : -`.
 pub fn valid_boot(s: &str) -> bool {
-    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=MAX_BOOT_CHARS).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
+
+/// Longest token accepted in a greeting (tokens made by `sensorlog token add` are shorter).
+pub const MAX_TOKEN_CHARS: usize = 128;
 
 fn text_reading(text: Cow<'_, str>) -> Reading<'_> {
     let text = match text {
@@ -262,27 +297,94 @@ fn json_value(v: JsonValue<'_>) -> Value<'_> {
     }
 }
 
-fn parse_hello(rest: &str) -> Option<Hello> {
+/// The greeting's grammar, strictly: the device name is one token (no spaces, commas,
+/// `=` or control characters), then `key=value` options separated by spaces, tabs or
+/// commas. Anything else is refused with the reason, never silently ignored: a greeting
+/// read wrongly would store readings under a wrong name or drop `ack=1`.
+fn parse_hello(rest: &str) -> Result<Hello, String> {
     let rest = rest.trim_start_matches([' ', '\t']);
     let end = rest.find([' ', '\t', ',']).unwrap_or(rest.len());
-    let device = device_name(Cow::Borrowed(&rest[..end]))?;
+    let name = &rest[..end];
+    if name.is_empty() {
+        return Err("missing device name: HELLO <device> [boot=<id>] [ack=1]".into());
+    }
+    if name.contains('=') {
+        return Err(format!(
+            "missing device name before {:?}: HELLO <device> [boot=<id>] [ack=1]",
+            truncate(name)
+        ));
+    }
+    if name.chars().count() > MAX_DEVICE_CHARS || has_bad_char(name) {
+        return Err(format!(
+            "device name must be 1-{MAX_DEVICE_CHARS} printable characters without spaces, commas or '='"
+        ));
+    }
     let mut hello = Hello {
-        device: device.into_owned(),
-        boot: None,
-        ack: false,
+        device: name.to_string(),
+        ..Hello::default()
     };
-    for (key, value) in parse_pairs(&rest[end..]).unwrap_or_default() {
-        let value = match &value {
-            Raw::Bare(s) => *s,
-            Raw::Quoted(s) => s.as_str(),
+    let options = &rest[end..];
+    if !options.trim_matches([' ', '\t', ',']).is_empty() {
+        let Some(pairs) = parse_pairs(options) else {
+            return Err(format!(
+                "cannot read {:?} after the device name: device names cannot contain spaces or commas, and options are key=value",
+                truncate(options.trim_matches([' ', '\t', ',']))
+            ));
         };
-        match key {
-            "boot" if valid_boot(value) => hello.boot = Some(value.to_string()),
-            "ack" => hello.ack = matches!(value, "1" | "true" | "yes"),
-            _ => {}
+        let mut seen: Vec<&str> = Vec::new();
+        for (key, value) in pairs {
+            if seen.contains(&key) {
+                return Err(format!("option {key} given twice"));
+            }
+            seen.push(key);
+            let value = match &value {
+                Raw::Bare(s) => *s,
+                Raw::Quoted(s) => s.as_str(),
+            };
+            match key {
+                "boot" if valid_boot(value) => hello.boot = Some(value.to_string()),
+                "boot" => {
+                    return Err(format!(
+                        "boot id must be 1-{MAX_BOOT_CHARS} characters of A-Z a-z 0-9 . _ : -"
+                    ))
+                }
+                "ack" => {
+                    hello.ack = match value {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" => false,
+                        _ => return Err("ack must be 0 or 1".into()),
+                    }
+                }
+                "token"
+                    if (1..=MAX_TOKEN_CHARS).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic()) =>
+                {
+                    hello.token = Some(value.to_string())
+                }
+                "token" => return Err(format!("token must be 1-{MAX_TOKEN_CHARS} printable ASCII characters")),
+                other => {
+                    return Err(format!(
+                        "unknown option {:?} (known: boot, ack, token)",
+                        truncate(other)
+                    ))
+                }
+            }
         }
     }
-    Some(hello)
+    Ok(hello)
+}
+
+/// At most 32 characters of `s`, for quoting board input back in an error line.
+fn truncate(s: &str) -> String {
+    let cut: String = s
+        .chars()
+        .take(32)
+        .map(|c| if is_bad_char(c) { '\u{FFFD}' } else { c })
+        .collect();
+    if cut.len() < s.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
 }
 
 enum Raw<'a> {
@@ -515,20 +617,55 @@ mod tests {
             Line::Hello(Hello {
                 device: "kitchen".into(),
                 boot: Some("3f9a".into()),
-                ack: true
+                ack: true,
+                token: None,
             })
         );
         assert_eq!(
             parse_line(b"HELLO  hall"),
             Line::Hello(Hello {
                 device: "hall".into(),
-                boot: None,
-                ack: false
+                ..Hello::default()
             })
         );
-        // No name: not a greeting, kept as text.
+        let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(
+            parse_line(format!("HELLO hall boot={uuid},ack=1 token=abc").as_bytes()),
+            Line::Hello(Hello {
+                device: "hall".into(),
+                boot: Some(uuid.into()),
+                ack: true,
+                token: Some("abc".into()),
+            })
+        );
+        // Bare "HELLO" with nothing after it is not a greeting, kept as text.
         assert!(matches!(parse_line(b"HELLO "), Line::Blank | Line::Reading(_)));
         assert!(matches!(parse_line(b"HELLO"), Line::Reading(_)));
+    }
+
+    #[test]
+    fn issue_8_greeting_that_would_be_misread_is_refused_with_the_reason() {
+        let bad = |line: &str| match parse_line(line.as_bytes()) {
+            Line::BadHello(reason) => reason,
+            other => panic!("{line:?} was accepted: {other:?}"),
+        };
+        assert!(bad("HELLO living room ack=1").contains("\"room ack=1\""));
+        assert!(bad("HELLO kitchen,hall ack=1").contains("hall"));
+        assert!(bad("HELLO  ack=1").contains("missing device name"));
+        assert!(bad("HELLO k boot=has!bang").contains("boot id"));
+        assert!(bad(&format!("HELLO k boot={}", "a".repeat(65))).contains("boot id"));
+        assert!(bad("HELLO k ack=maybe").contains("ack"));
+        assert!(bad("HELLO k colour=red").contains("unknown option"));
+        assert!(bad("HELLO k ack=1 ack=0").contains("twice"));
+        assert!(bad(&format!("HELLO {}", "x".repeat(65))).contains("device name"));
+    }
+
+    #[test]
+    fn a_token_never_shows_in_debug_output() {
+        let Line::Hello(h) = parse_line(b"HELLO k token=s3cr3t-t0ken") else {
+            panic!("not a greeting")
+        };
+        assert!(!format!("{h:?}").contains("s3cr3t"), "{h:?}");
     }
 
     #[test]
@@ -591,6 +728,7 @@ mod tests {
             match parse_line(&line) {
                 Line::Blank => {}
                 Line::Hello(h) => check(&h.device),
+                Line::BadHello(reason) => check(&reason),
                 Line::Reading(r) => {
                     assert!(!r.fields.is_empty());
                     r.device.as_deref().map(check);

@@ -19,29 +19,39 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::auth::session::{hello_token, Gate, Refusal, Session};
-use crate::dedup::Key;
+use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line, Line, Reading};
+use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::row::{self, rfc3339_millis};
 use crate::server::allow::Doorman;
-use crate::server::limits::{Conn as Socket, Slot};
+use crate::server::limits::{BoardSocket, Slot};
 use crate::server::tls::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
+use crate::sink::csv::dedup::{content_hash, Key};
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
 use crate::stats::Stats;
 
 const READ_BUF_BYTES: usize = 16 * 1024;
+/// A line still unfinished after this long is slow (not just split across two reads):
+/// the read timeout then shrinks to what is left of `server.line_timeout_secs`.
+const SLOW_LINE: Duration = Duration::from_secs(1);
 const FIRST_READ_BYTES: usize = 512;
 
 /// What every connection thread shares.
-pub struct Shared {
+pub struct ConnectionContext {
     pub sink: Arc<CsvSink>,
     pub stats: Arc<Stats>,
     pub max_line_bytes: usize,
     pub idle_timeout: Duration,
+    /// How long one line may take from its first byte to its newline.
+    pub line_timeout: Duration,
+    /// One ERROR line per cause (disk full, permissions, ...) per interval.
+    pub write_errors: ByCause,
+    /// Refused greetings, logged per interval, not per board.
+    pub bad_hellos: RateLimitedLog,
     pub shutdown: Arc<Shutdown>,
     /// Whether to build owned rows for the uploader.
     pub rows_for_uploader: bool,
@@ -77,8 +87,8 @@ enum Reply {
     },
 }
 
-struct Conn<'a> {
-    shared: &'a Shared,
+struct Session<'a> {
+    shared: &'a ConnectionContext,
     peer: String,
     peer_ip: String,
     hello_device: Option<String>,
@@ -90,14 +100,20 @@ struct Conn<'a> {
     out: Vec<u8>,
     received_at: String,
     encoder: row::Encoder,
+    /// Set when the board must be disconnected once the replies are sent.
+    close_after: Option<String>,
     peer_addr: IpAddr,
-    session: Session,
-    /// Set by a refusal that closes the connection: later lines are ignored.
-    refused: Option<Refusal>,
+    auth: AuthSession,
 }
 
 /// Serves one board until it disconnects, idles out, or the daemon shuts down.
-pub fn serve(socket: Arc<Socket>, peer: SocketAddr, shared: Arc<Shared>, _slot: Slot, tls: Option<Arc<TlsAcceptor>>) {
+pub fn serve(
+    socket: Arc<BoardSocket>,
+    peer: SocketAddr,
+    shared: Arc<ConnectionContext>,
+    _slot: Slot,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
     log::debug!(
         "Board connected from {peer}{}.",
         if tls.is_some() { " (TLS)" } else { "" }
@@ -119,10 +135,10 @@ pub fn serve(socket: Arc<Socket>, peer: SocketAddr, shared: Arc<Shared>, _slot: 
     log::debug!("Board {peer} disconnected: {reason}.");
 }
 
-fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Shared) -> String {
+fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared: &ConnectionContext) -> String {
     let stream = &socket.stream;
     let idle = if shared.shutdown.is_requested() {
-        crate::server::limits::DRAIN_QUIET
+        crate::server::limits::DRAIN_QUIET // a TLS handshake finished during shutdown
     } else {
         shared.idle_timeout
     };
@@ -130,7 +146,7 @@ fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Sh
         return format!("cannot set the idle timeout: {e}");
     }
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let mut conn = Conn {
+    let mut conn = Session {
         shared,
         peer: peer.to_string(),
         peer_ip: peer.ip().to_string(),
@@ -143,13 +159,18 @@ fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Sh
         out: Vec::new(),
         received_at: String::new(),
         encoder: row::Encoder::default(),
+        close_after: None,
         peer_addr: match peer.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
             ip => ip,
         },
-        session: Session::default(),
-        refused: None,
+        auth: AuthSession::default(),
     };
+    // When the line now waiting for its newline began, and whether the socket's read
+    // timeout was shortened for it (only for a line that is slow, not merely split
+    // across two reads, so that normal traffic costs no extra system calls).
+    let mut partial_since: Option<Instant> = None;
+    let mut short_timeout = false;
     let mut framer = LineFramer::new(shared.max_line_bytes);
     let mut first = [0u8; FIRST_READ_BYTES];
     let mut buf: Vec<u8> = Vec::new();
@@ -170,6 +191,12 @@ fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Sh
             {
                 break "quiet during shutdown".to_string();
             }
+            Err(e)
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                    && partial_since.is_some_and(|t| t.elapsed() >= shared.line_timeout) =>
+            {
+                break line_timed_out(shared, io);
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Stats::add(&shared.stats.idle_timeouts, 1);
                 let secs = shared.idle_timeout.as_secs();
@@ -189,8 +216,28 @@ fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Sh
         if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
         }
-        if let Some(r) = conn.refused {
-            break format!("refused ({})", r.reply(None).trim_end());
+        if let Some(reason) = conn.close_after.take() {
+            break reason;
+        }
+        match (framer.has_partial(), partial_since) {
+            (false, _) => {
+                partial_since = None;
+                if std::mem::take(&mut short_timeout) {
+                    let _ = stream.set_read_timeout(Some(shared.idle_timeout));
+                }
+            }
+            (true, None) => partial_since = Some(Instant::now()),
+            (true, Some(since)) => {
+                let waited = since.elapsed();
+                if waited >= shared.line_timeout {
+                    break line_timed_out(shared, io);
+                }
+                if !short_timeout && waited >= SLOW_LINE {
+                    short_timeout = true;
+                    let left = (shared.line_timeout - waited).max(Duration::from_millis(10));
+                    let _ = stream.set_read_timeout(Some(left.min(shared.idle_timeout)));
+                }
+            }
         }
     };
     match framer.finish() {
@@ -206,24 +253,34 @@ fn run(socket: &Socket, io: &mut impl BoardStream, peer: SocketAddr, shared: &Sh
             log::debug!("Dropped an overlong line of {bytes}+ bytes from {peer} at the end of the connection.");
         }
     }
-    if shared.shutdown.is_requested() && conn.refused.is_none() {
+    if shared.shutdown.is_requested() {
         let _ = io.write_all(b"ERR shutting-down\n");
     }
     io.finish();
     reason
 }
 
-impl Conn<'_> {
+/// Cuts a board whose line has taken longer than `server.line_timeout_secs`: a client
+/// dripping a byte at a time would otherwise hold its slot forever.
+fn line_timed_out(shared: &ConnectionContext, io: &mut impl Write) -> String {
+    Stats::add(&shared.stats.line_timeouts, 1);
+    let secs = shared.line_timeout.as_secs();
+    let _ = io.write_all(format!("ERR line-timeout {secs}\n").as_bytes());
+    format!("a line took longer than {secs} s (server.line_timeout_secs)")
+}
+
+impl Session<'_> {
     fn frame(&mut self, frame: Frame<'_>) {
-        if self.refused.is_some() {
-            return; // nothing after a refusal that closes the connection is looked at
+        if self.close_after.is_some() {
+            // Lines after a refused greeting are not stored: the board is disconnected.
+            return;
         }
         match frame {
             Frame::Line(line) => match parse_line(line) {
                 Line::Blank => {}
                 Line::Hello(h) => {
                     let gate = &self.shared.gate;
-                    if let Err(r) = gate.hello(&mut self.session, self.peer_addr, &h.device, hello_token(line)) {
+                    if let Err(r) = gate.hello(&mut self.auth, self.peer_addr, &h.device, h.token.as_deref()) {
                         return self.refuse(r, None);
                     }
                     log::debug!(
@@ -240,7 +297,20 @@ impl Conn<'_> {
                     self.boot = h.boot;
                     self.ack = h.ack;
                 }
-                Line::Reading(r) => match self.shared.gate.reading(&self.session, r.device.as_deref()) {
+                Line::BadHello(reason) => {
+                    Stats::add(&self.shared.stats.bad_hellos, 1);
+                    self.shared.bad_hellos.log(|n| {
+                        log::warn!(
+                            "Refused the greeting of board {}: {reason} ({n} refused greetings so far). Fix the board's HELLO line; see docs/protocol.md.",
+                            self.peer
+                        )
+                    });
+                    self.replies.push(Reply::Text(format!("ERR bad-hello {reason}\n")));
+                    if self.close_after.is_none() {
+                        self.close_after = Some(format!("refused greeting: {reason}"));
+                    }
+                }
+                Line::Reading(r) => match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
                     Ok(()) => self.add_reading(&r),
                     Err(refusal) => self.refuse(refusal, r.seq),
                 },
@@ -259,16 +329,20 @@ impl Conn<'_> {
         }
     }
 
-    /// Answers a refused line; a refusal that closes stops this connection's reading.
+    /// Answers a refused line; a refusal that closes ends the connection after the replies.
     fn refuse(&mut self, r: Refusal, seq: Option<u64>) {
-        log::debug!("Refused a line from {}: {}.", self.peer, r.reply(seq).trim_end());
-        self.replies.push(Reply::Text(r.reply(seq)));
+        let reply = r.reply(seq);
+        log::debug!("Refused a line from {}: {}.", self.peer, reply.trim_end());
         if r.closes() {
-            self.refused = Some(r);
+            self.close_after = Some(format!("refused ({})", reply.trim_end()));
         }
+        self.replies.push(Reply::Text(reply));
     }
 
     fn add_reading(&mut self, r: &Reading) {
+        if r.json_too_deep {
+            Stats::add(&self.shared.stats.json_too_deep, 1);
+        }
         let device = r
             .device
             .as_deref()
@@ -277,7 +351,7 @@ impl Conn<'_> {
         let boot = r.boot.as_deref().or(self.boot.as_deref()).unwrap_or("");
         let bytes_start = self.batch.buf.len();
         let rows_start = self.batch.rows.len();
-        let common = row::Shared {
+        let common = row::ReadingColumns {
             received_at: &self.received_at,
             device,
             peer: &self.peer,
@@ -299,6 +373,10 @@ impl Conn<'_> {
                 device: device.to_string(),
                 boot: boot.to_string(),
                 seq,
+                content: content_hash(
+                    r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind())),
+                    r.device_time.as_deref().unwrap_or(""),
+                ),
             }),
         };
         if let (true, Some(seq)) = (self.ack, r.seq) {
@@ -317,6 +395,9 @@ impl Conn<'_> {
 
     /// Writes the chunk's readings to the CSV, then sends the replies in order.
     fn commit(&mut self, stream: &mut impl Write) -> std::io::Result<()> {
+        // Outcomes belong to this chunk only: a stale failure from an earlier chunk
+        // must not close the connection or turn a later ACK into an ERR.
+        self.outcomes.clear();
         if !self.batch.is_empty() {
             let result = self.shared.sink.append(&self.batch, &mut self.outcomes);
             let stats = &self.shared.stats;
@@ -336,37 +417,43 @@ impl Conn<'_> {
             Stats::add(&stats.rows_written, rows);
             if let Err(e) = result {
                 if !matches!(e, crate::sink::csv::CsvError::Closed) {
-                    log::error!(
-                        "Lost {} readings from {}: {e}. Free disk space or fix permissions on {}; boards that use acknowledgements will resend.",
-                        self.batch.readings.len(),
-                        self.peer,
-                        self.shared.csv_path.display()
-                    );
+                    let lost = self.outcomes.iter().filter(|o| **o == Outcome::Failed).count();
+                    let path = self.shared.csv_path.display();
+                    self.shared.write_errors.log(&e.cause(), |n| {
+                        log::error!(
+                            "Cannot write readings to {path}: {e} ({n} failed writes of this kind since the last such line; this one from {}, {lost} readings). Free disk space or fix permissions; boards that use acknowledgements will resend, readings from boards without them are lost.",
+                            self.peer
+                        )
+                    });
                 }
             }
         }
         self.out.clear();
+        let mut ack_failed = false;
         for reply in self.replies.drain(..) {
             match reply {
                 Reply::Text(t) => self.out.extend_from_slice(t.as_bytes()),
                 Reply::Ack { index, seq } => {
                     let line = match self.outcomes.get(index) {
                         Some(Outcome::Written | Outcome::Duplicate) => format!("ACK {seq}\n"),
-                        _ => format!("ERR {seq} write-failed\n"),
+                        _ => {
+                            ack_failed = true;
+                            format!("ERR {seq} write-failed\n")
+                        }
                     };
                     self.out.extend_from_slice(line.as_bytes());
                 }
             }
         }
-        let failed = self.outcomes.contains(&Outcome::Failed);
         self.batch.clear();
         if !self.out.is_empty() {
             stream.write_all(&self.out)?;
         }
-        if failed && self.ack {
-            // Stop here: were a later reading written after this failure, the duplicate
-            // check (highest seq per boot) would take the board's resend of the failed one
-            // for a duplicate. The board reconnects and resends in order.
+        if ack_failed {
+            // Stop here, so that the readings after the failed one are not written
+            // before its resend: the board reconnects and resends in order. Only a
+            // failure of a reading that asked for an ACK counts; readings sent before
+            // the board turned acknowledgements on are not its to resend.
             return Err(std::io::Error::other(
                 "a write failed; closing so that the board resends in order",
             ));

@@ -20,16 +20,16 @@ pub mod connection;
 pub mod limits;
 pub mod tls;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::server::connection::Shared;
-use crate::server::limits::{Conn, Connections};
+use crate::ratelog::{ByCause, RateLimitedLog};
+use crate::server::connection::ConnectionContext;
+use crate::server::limits::{BoardSocket, Connections, Refused};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -53,13 +53,14 @@ const BACKLOG_DRAIN: Duration = Duration::from_millis(500);
 /// Runs until shutdown is requested, then takes in the boards still queued. Each accepted board gets a slot and a thread.
 pub fn accept_loop(
     listener: &TcpListener,
-    shared: &Arc<Shared>,
+    shared: &Arc<ConnectionContext>,
     conns: &Arc<Connections>,
     shutdown: &Shutdown,
     stack_bytes: usize,
     tls: Option<&Arc<tls::TlsAcceptor>>,
 ) {
     let refusals = RateLimitedLog::new(Duration::from_secs(10));
+    let per_ip_refusals = ByCause::new(Duration::from_secs(10), 256);
     let accept_errors = RateLimitedLog::new(Duration::from_secs(10));
     // Set once shutdown is seen: accept without blocking until the queue is empty, for
     // at most BACKLOG_DRAIN (boards that keep connecting must not hold shutdown up).
@@ -99,17 +100,35 @@ pub fn accept_loop(
         }
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_nodelay(true);
-        let conn = Conn::new(stream);
-        let Some(slot) = conns.try_acquire(&conn) else {
-            Stats::add(&shared.stats.connections_refused, 1);
-            refusals.log(|n| {
-                log::warn!(
-                    "Refused board {peer}: {} boards are connected, the limit (server.max_connections); {n} refused so far. Raise the limit if these are real boards.",
-                    conns.max()
-                )
-            });
-            refuse(&conn.stream, &format!("ERR too-many-connections {}\n", conns.max()));
-            continue;
+        let conn = BoardSocket::new(stream);
+        let slot = match conns.try_acquire(&conn, peer.ip()) {
+            Ok(slot) => slot,
+            Err(Refused::PerIp) => {
+                Stats::add(&shared.stats.connections_refused, 1);
+                Stats::add(&shared.stats.refused_per_ip, 1);
+                per_ip_refusals.log(&peer.ip().to_string(), |n| {
+                    log::warn!(
+                        "Refused board {peer}: its address already holds {} connections (server.max_connections_per_ip); {n} refused from it since the last such line. Raise the limit if many real boards share this address (NAT).",
+                        conns.max_per_ip()
+                    )
+                });
+                refuse(
+                    &conn.stream,
+                    &format!("ERR too-many-connections-from-address {}\n", conns.max_per_ip()),
+                );
+                continue;
+            }
+            Err(Refused::Full | Refused::Closing) => {
+                Stats::add(&shared.stats.connections_refused, 1);
+                refusals.log(|n| {
+                    log::warn!(
+                        "Refused board {peer}: {} boards are connected, the limit (server.max_connections); {n} refused so far. Raise the limit if these are real boards.",
+                        conns.max()
+                    )
+                });
+                refuse(&conn.stream, &format!("ERR too-many-connections {}\n", conns.max()));
+                continue;
+            }
         };
         let worker = {
             let conn = Arc::clone(&conn);
@@ -140,35 +159,28 @@ pub fn wake_listener(addr: SocketAddr) {
     let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
 }
 
-/// Tells the board why in one line, then closes.
+/// Most bytes read and thrown away from a refused board, before and after the reply.
+const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Tells the board why in one line, then closes. Closing a socket with unread input
+/// makes the kernel send a reset, and a reset can make the board's stack discard the
+/// reply before the board reads it; so what the board already sent is read (without
+/// blocking, bounded) before and after the reply, and the close is a FIN.
 fn refuse(stream: &TcpStream, line: &str) {
     let _ = stream.set_nonblocking(true);
+    drain(stream);
     let _ = (&*stream).write_all(line.as_bytes());
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    drain(stream);
 }
 
-/// Logs at most once per interval, passing the number of events so far.
-struct RateLimitedLog {
-    every: Duration,
-    count: AtomicU64,
-    last: std::sync::Mutex<Option<Instant>>,
-}
-
-impl RateLimitedLog {
-    fn new(every: Duration) -> RateLimitedLog {
-        RateLimitedLog {
-            every,
-            count: AtomicU64::new(0),
-            last: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn log(&self, f: impl FnOnce(u64)) {
-        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= self.every) {
-            *last = Some(Instant::now());
-            f(n);
+fn drain(stream: &TcpStream) {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < REFUSE_DRAIN_BYTES {
+        match (&*stream).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
         }
     }
 }

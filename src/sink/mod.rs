@@ -20,4 +20,7 @@ pub struct Appended {
     pub rows: Vec<Row>,
     /// File length after these rows: where the next row starts.
     pub end_offset: u64,
+    /// The file's generation (see `CsvSink::generation`): positions restart when the
+    /// file is reopened after being moved or deleted.
+    pub generation: u64,
 }

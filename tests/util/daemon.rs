@@ -175,6 +175,11 @@ impl Daemon {
         signal(self.pid(), "TERM");
     }
 
+    /// Sends SIGHUP (reopen the CSV: the logrotate convention).
+    pub fn hangup(&self) {
+        signal(self.pid(), "HUP");
+    }
+
     /// Sends SIGINT (Ctrl-C) to the daemon.
     pub fn interrupt(&self) {
         signal(self.pid(), "INT");

@@ -403,7 +403,7 @@ impl Worker {
                 wait.as_secs()
             );
         } else if self.backoff.failures() <= 1
-            || since.elapsed() > Duration::from_secs(60) && self.backoff.failures() % 5 == 0
+            || since.elapsed() > Duration::from_secs(60) && self.backoff.failures().is_multiple_of(5)
         {
             log::warn!(
                 "Google Sheets: {message}. Retrying in {:.1} s ({pending} rows waiting, kept in the CSV).",
@@ -730,7 +730,10 @@ pub fn explain(e: &ApiError, spreadsheet_id: &str, email: &str) -> String {
 }
 
 /// A CSV row as sheet cells: numbers stay numbers (by the `type` column), never a
-/// formula (the request is RAW), never null (Sheets would skip the cell).
+/// formula (the request is RAW), never null (Sheets would skip the cell). Board text
+/// goes to the sheet as the board sent it: the CSV's formula escape (a leading `'`,
+/// see [`crate::row::neutralise`]) is for spreadsheet apps opening the CSV, and RAW
+/// input already keeps the sheet from evaluating anything.
 pub fn sheet_values(row: &Row) -> Vec<Value> {
     row.0
         .iter()
@@ -753,6 +756,7 @@ pub fn sheet_values(row: &Row) -> Vec<Value> {
                     Ok(n) if n < (1 << 53) => Value::from(n),
                     _ => Value::from(text.as_str()),
                 },
+                (1 | 2 | 3 | 6 | 8, _) => Value::from(crate::row::original(text)),
                 _ => Value::from(text.as_str()),
             }
         })
