@@ -123,6 +123,18 @@ fn tokens_added_and_revoked_apply_without_restart() {
         read_line(&mut s)
     };
     assert_eq!(greet("kitchen", &kitchen).as_deref(), Some("OK HELLO kitchen"));
+    // SIGHUP reloads the file even though it did not change.
+    let hup = Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    assert!(
+        d.wait_for_log("device tokens.", Duration::from_secs(10))
+            .is_some_and(|l| l.contains("Reloaded")),
+        "{}",
+        d.log_text()
+    );
     // A board added while the daemon runs.
     let garage = add_token(&dir, "garage");
     assert!(wait_until(Duration::from_secs(10), || greet("garage", &garage)

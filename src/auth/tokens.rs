@@ -279,11 +279,12 @@ impl TokenStore {
         self.current().verify(device, token)
     }
 
-    /// Reloads the file if it changed since the last look; returns whether it did.
-    pub fn reload_if_changed(&self) -> bool {
+    /// Reloads the file if it changed since the last look, or when `force`d (SIGHUP);
+    /// returns whether it did.
+    pub fn reload_if_changed(&self, force: bool) -> bool {
         let now = stamp(&self.path);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if now == *seen {
+        if now == *seen && !force {
             return false;
         }
         *seen = now;
@@ -304,12 +305,16 @@ impl TokenStore {
         }
     }
 
-    /// Polls the file every [`WATCH_INTERVAL`] until shutdown.
+    /// Polls the file every [`WATCH_INTERVAL`] until shutdown; a SIGHUP (which wakes the
+    /// sleep) reloads it at once, changed or not.
     pub fn spawn_watcher(self: &Arc<Self>, shutdown: Arc<Shutdown>) -> std::io::Result<JoinHandle<()>> {
         let me = Arc::clone(self);
         std::thread::Builder::new().name("tokens-watch".into()).spawn(move || {
+            let mut hangups = shutdown.hangups();
             while !shutdown.sleep(WATCH_INTERVAL) {
-                me.reload_if_changed();
+                let hup = shutdown.hangups();
+                me.reload_if_changed(hup != hangups);
+                hangups = hup;
             }
         })
     }
@@ -382,11 +387,12 @@ mod tests {
             }],
         };
         t.save(&path).unwrap();
-        assert!(store.reload_if_changed());
+        assert!(store.reload_if_changed(false));
         assert!(store.verify("a", "t"));
-        assert!(!store.reload_if_changed(), "no change, no reload");
+        assert!(!store.reload_if_changed(false), "no change, no reload");
+        assert!(store.reload_if_changed(true), "SIGHUP reloads anyway");
         fs::write(&path, "garbage line\n").unwrap();
-        assert!(!store.reload_if_changed());
+        assert!(!store.reload_if_changed(false));
         assert!(store.verify("a", "t"), "a broken file keeps the previous set");
         let _ = fs::remove_dir_all(&dir);
     }
