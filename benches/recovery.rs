@@ -34,12 +34,14 @@ fn key(device: String, boot: &str, seq: u64) -> Key {
 }
 
 /// Resident memory the resend memory adds for `boards` distinct boards.
-fn dedup_memory(boards: u64, limits: DedupConfig, seqs_per_board: u64) -> (u64, usize) {
+fn dedup_memory(boards: u64, limits: DedupConfig, seqs_per_boot: u64, boots: u64) -> (u64, usize) {
     let before = rss_kib(std::process::id());
     let mut d = Dedup::new(limits);
     for b in 0..boards {
-        for s in 0..seqs_per_board {
-            d.record(&key(format!("board-{b:08}"), "3f9a1c07-boot", s));
+        for boot in 0..boots {
+            for s in 0..seqs_per_boot {
+                d.record(&key(format!("board-{b:08}"), &format!("3f9a1c07-boot-{boot}"), s));
+            }
         }
     }
     let after = rss_kib(std::process::id());
@@ -174,7 +176,7 @@ fn main() {
     };
     std::fs::create_dir_all(target_dir()).unwrap();
 
-    let (kib, kept) = dedup_memory(million, DedupConfig::default(), 1);
+    let (kib, kept) = dedup_memory(million, DedupConfig::default(), 1, 1);
     println!(
         "resend memory, {million} distinct boards, defaults: {:.1} MiB resident, {kept} boards remembered (dedup.max_boards)",
         kib as f64 / 1024.0
@@ -183,10 +185,11 @@ fn main() {
     let (kib, kept) = dedup_memory(
         worst.max_boards as u64 / if full { 1 } else { 100 },
         worst,
-        worst.window_seqs as u64 * 2,
+        worst.window_seqs as u64,
+        2,
     );
     println!(
-        "resend memory, worst case ({kept} boards x 2 x {} seqs full): {:.1} MiB resident",
+        "resend memory, worst case ({kept} boards x 2 boots x {} seqs, all windows full): {:.1} MiB resident",
         worst.window_seqs,
         kib as f64 / 1024.0
     );

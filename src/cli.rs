@@ -33,6 +33,9 @@ pub enum Command {
     /// Google Sheets set-up helpers.
     #[command(subcommand)]
     Sheets(SheetsCommand),
+    /// PostgreSQL sink set-up helpers.
+    #[command(subcommand)]
+    Postgres(PostgresCommand),
     /// Pretend to be N boards sending readings to a daemon (a load generator, and a way
     /// to see readings arrive without hardware).
     Simulate(SimulateArgs),
@@ -49,6 +52,23 @@ pub enum SheetsCommand {
     /// Check the Google Sheets configuration without writing data: read the key file,
     /// get a token, open the spreadsheet, and say what works and what to fix.
     Check(CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostgresCommand {
+    /// Check the PostgreSQL sink's configuration without writing data: connect, check
+    /// the schema, the privileges and the cursor against the CSV, and say what to fix.
+    Check(PostgresCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresCheckArgs {
+    /// TOML config file with a [postgres] section.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The CSV whose cursor to check [file: csv.path; default data/readings.csv].
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

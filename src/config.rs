@@ -67,6 +67,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub sheets: SheetsFile,
     #[serde(default)]
+    pub postgres: crate::sink::postgres::settings::PostgresFile,
+    #[serde(default)]
     pub auth: AuthFile,
     #[serde(default)]
     pub tls: TlsFile,
@@ -198,6 +200,16 @@ pub const ALL_KEYS: &[&str] = &[
     "tls.self_signed",
     "tls.handshake_timeout_secs",
     "tls.max_handshakes",
+    // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
+    "postgres.url",
+    "postgres.password_file",
+    "postgres.table",
+    "postgres.source",
+    "postgres.batch_rows",
+    "postgres.pace_ms",
+    "postgres.connect_timeout_secs",
+    "postgres.retry_max_secs",
+    "postgres.shutdown_timeout_secs",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +238,7 @@ pub struct Config {
     pub fsync: Fsync,
     pub stats_interval: Option<Duration>,
     pub sheets: Option<SheetsConfig>,
+    pub postgres: Option<crate::sink::postgres::PostgresConfig>,
     /// False when `server.listen = ""`: TLS only.
     pub plain_tcp: bool,
     pub access: crate::server::allow::AccessList,
@@ -524,6 +537,7 @@ impl Config {
                 "is empty (plain TCP off) but [tls] listen is not set: the daemon would listen nowhere",
             ));
         }
+        let postgres = crate::sink::postgres::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         Ok(Config {
             listen,
             max_connections,
@@ -543,6 +557,7 @@ impl Config {
             access,
             auth,
             tls,
+            postgres,
         })
     }
 }

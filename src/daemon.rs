@@ -65,6 +65,11 @@ pub fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
+    let pg_sink = match &config.postgres {
+        Some(pc) => Some(crate::sink::postgres::PgSink::start(pc.clone(), &sink)?),
+        None => None,
+    };
+
     let security = Security::start(&config)?;
     let listen_on = |addr: std::net::SocketAddr| {
         let l = server::bind(addr, config.listen_backlog).map_err(|e| {
@@ -235,8 +240,14 @@ pub fn serve(config: Config) -> Result<()> {
         );
     }
     sink.close()?;
+    if let Some(p) = &pg_sink {
+        p.stop_soon(); // runs its shutdown time alongside the uploader's
+    }
     if let Some(u) = uploader {
         u.finish(&sink);
+    }
+    if let Some(p) = pg_sink {
+        p.finish();
     }
     for h in background {
         let _ = h.join();

@@ -33,7 +33,7 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 
-use cli::{Cli, Command, SheetsCommand, TlsCommand};
+use cli::{Cli, Command, PostgresCommand, SheetsCommand, TlsCommand};
 use error::Result;
 
 /// Runs the parsed command line; `main` maps the result to an exit code.
@@ -44,5 +44,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => simulate::run(&args),
         Command::Token(c) => cmd::token::run(c),
         Command::Tls(TlsCommand::Fingerprint(args)) => cmd::tls::fingerprint(&args),
+        Command::Postgres(PostgresCommand::Check(args)) => cmd::postgres_check::run(&args),
     }
 }

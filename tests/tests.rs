@@ -22,6 +22,8 @@ mod ingest;
 mod limits;
 // `sensorlog simulate` against the daemon: every format, acks, stamps, errors.
 mod simulate;
+// PostgreSQL sink against a real server: exactly once through kill -9, restarts, killed backends.
+mod postgres;
 // Google Sheets through the fake Google: exactly once, in order, through faults and restarts.
 mod sheets;
 // Ctrl-C and SIGTERM drain; the second signal.
