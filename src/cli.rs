@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing would buy nothing
 pub enum Command {
     /// Run the daemon in the foreground: listen for boards, append readings to the CSV,
     /// and (if configured) upload them to Google Sheets. Ctrl-C or SIGTERM stops it cleanly.
@@ -152,6 +153,11 @@ pub struct ServeArgs {
     /// [file: log.stats_interval_secs; default 60].
     #[arg(long, value_name = "SECS")]
     pub stats_interval_secs: Option<u64>,
+
+    /// Address and port of the live dashboard, /metrics, /healthz, /readyz and /api/boards;
+    /// "" turns the HTTP server off [file: http.listen; default 127.0.0.1:8091].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
 
     #[command(flatten)]
     pub sheets: SheetsFlags,

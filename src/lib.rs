@@ -15,12 +15,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod auth;
+pub mod boards;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod ratelog;
 pub mod row;

@@ -27,6 +27,40 @@ pub struct Stats {
     pub resend_conflicts: AtomicU64,
     pub write_failures: AtomicU64,
     pub rows_uploaded: AtomicU64,
+    // For /metrics, /readyz and the dashboard (issue 13).
+    /// CSV rows confirmed in the sheet (the uploader's cursor), once it is set up.
+    pub sheets_rows_done: AtomicU64,
+    /// Whether `sheets_rows_done` is known yet (the uploader has chosen its cursor).
+    pub sheets_cursor_known: std::sync::atomic::AtomicBool,
+    pub sheets_requests_ok: AtomicU64,
+    pub sheets_requests_failed: AtomicU64,
+    /// Unix milliseconds of the last batch Google confirmed; 0 = none in this run.
+    pub sheets_last_upload_unix_ms: AtomicU64,
+    /// Whether the last CSV append failed (cleared by the next successful one): `/readyz`.
+    pub csv_last_append_failed: std::sync::atomic::AtomicBool,
+    /// Time of each CSV append (lock, write, and the fsync under `csv.fsync = always`).
+    pub csv_write_seconds: LatencyHistogram,
+    /// Time of each interval fsync of the CSV.
+    pub csv_fsync_seconds: LatencyHistogram,
+}
+
+/// A latency histogram for `/metrics` (the `prometheus-client` type; buckets from 10 µs
+/// to about 10 s, ×2.5 apart). Cheap to observe: one short uncontended mutex.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_01, 2.5, 16),
+        ))
+    }
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
 }
 
 /// A copy of the counters at one moment.

@@ -34,3 +34,9 @@ mod auth;
 mod allow;
 // The TLS listener: rustls and openssl clients, pinned fingerprints, handshake limits.
 mod tls;
+// The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
+mod dashboard;
+// /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.
+mod metrics;
+// Silent boards: one log line per change; the webhook through failures and an outage.
+mod alerts;

@@ -395,6 +395,7 @@ impl Worker {
             Stall::Token(e) => (self.backoff.next(None), e.to_string(), false),
             Stall::Operator(m) => (OPERATOR_RETRY, m.clone(), true),
         };
+        Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         let pending = self.sink.position().0.saturating_sub(self.cursor.rows_done);
         if operator {
@@ -531,6 +532,13 @@ impl Worker {
         )?;
         self.cursor = self.choose_cursor();
         cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        // For the dashboard's backlog and /readyz (issue 13).
+        self.stats
+            .sheets_rows_done
+            .store(self.cursor.rows_done, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .sheets_cursor_known
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.pending.clear();
         self.oldest = None;
         let cells = sheet.cells();
@@ -680,6 +688,15 @@ impl Worker {
         }
         cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
         Stats::add(&self.stats.rows_uploaded, n as u64);
+        // For /metrics, the dashboard and /readyz (issue 13).
+        Stats::add(&self.stats.sheets_requests_ok, 1);
+        self.stats
+            .sheets_rows_done
+            .store(self.cursor.rows_done, std::sync::atomic::Ordering::Relaxed);
+        let now_ms = crate::boards::unix_ms(std::time::SystemTime::now());
+        self.stats
+            .sheets_last_upload_unix_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         log::debug!(
             "Uploaded CSV rows {first}..{} to sheet rows {r1}..{r2}.",
             first + n as u64
