@@ -4,12 +4,18 @@
 #   bash bench/run.sh              # full run (about 5 minutes on 2 cores)
 #   bash bench/run.sh --quick      # counts divided by 10, for a smoke run
 #   bash bench/run.sh latency raw  # only workloads/contenders whose names contain a filter word
+#   bash bench/run.sh tls          # TLS against plain TCP, same daemon, 100x20000 (benches/tls.rs)
 #
 # Installs rsyslog (Debian package) when rsyslogd is missing, without starting the system
 # service: the benchmark runs its own foreground rsyslogd with a generated config. If the
 # install fails the benchmark still runs and says why rsyslog was skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# `bash bench/run.sh tls`: ingest over TLS against plain TCP (benches/tls.rs), 100x20000.
+if [ "${1:-}" = "tls" ]; then
+  exec cargo bench --bench tls
+fi
 
 if ! command -v rsyslogd >/dev/null && [ ! -x /usr/sbin/rsyslogd ]; then
   echo "bench: rsyslogd not found; installing the rsyslog package (its service is not started)." >&2

@@ -40,6 +40,12 @@ pub enum Command {
     /// Pretend to be N boards sending readings to a daemon (a load generator, and a way
     /// to see readings arrive without hardware).
     Simulate(SimulateArgs),
+    /// Device tokens: who may write readings (auth.tokens_file).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(TlsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,4 +249,55 @@ pub struct SimulateArgs {
     /// Print a one-line JSON summary at the end (for scripts and benchmarks).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a random token for DEVICE, store only its hash, and print it once with the
+    /// line to paste into the board's secrets.h. A running daemon picks it up within a
+    /// second.
+    Add {
+        /// The board's device name (as in its HELLO greeting).
+        device: String,
+        /// Replace DEVICE's existing token (the board must then be given the new one).
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        file: TokensFileArgs,
+    },
+    /// List the devices that have a token (tokens themselves are not stored).
+    List(TokensFileArgs),
+    /// Remove DEVICE's token; a running daemon refuses it from its next greeting on.
+    Revoke {
+        device: String,
+        #[command(flatten)]
+        file: TokensFileArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokensFileArgs {
+    /// TOML config file whose auth.tokens_file to use.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The tokens file itself [file: auth.tokens_file].
+    #[arg(long, value_name = "FILE")]
+    pub tokens_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Print the SHA-1 and SHA-256 fingerprints of the daemon's certificate, which
+    /// boards pin (generating the self-signed one first if configured and missing).
+    Fingerprint(FingerprintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FingerprintArgs {
+    /// TOML config file with a [tls] section.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A PEM certificate file to read instead of the configured one [file: tls.cert_file].
+    #[arg(long, value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
 }

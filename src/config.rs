@@ -48,6 +48,14 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 2_000_000;
 pub const MIN_REQUEST_BYTES: usize = 16_384;
 pub const MAX_REQUEST_BYTES: usize = 8_000_000;
 
+pub const DEFAULT_FAILURES_BEFORE_BACKOFF: u32 = 5;
+pub const DEFAULT_MAX_BACKOFF_SECS: u64 = 300;
+pub const DEFAULT_TRACKED_ADDRESSES: usize = 10_000;
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_TLS_MAX_HANDSHAKES: usize = 256;
+/// File names of a generated certificate and key, beside the config file.
+pub const SELF_SIGNED_CERT: &str = "sensorlog-cert.pem";
+pub const SELF_SIGNED_KEY: &str = "sensorlog-key.pem";
 // Dashboard, metrics and silent-board alerts (issue 13).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8091";
 pub const DEFAULT_MAX_EVENT_CLIENTS: usize = 16;
@@ -79,11 +87,36 @@ pub struct FileConfig {
     #[serde(default)]
     pub postgres: crate::sink::postgres::settings::PostgresFile,
     #[serde(default)]
+    pub auth: AuthFile,
+    #[serde(default)]
+    pub tls: TlsFile,
+    #[serde(default)]
     pub http: HttpFile,
     #[serde(default)]
     pub boards: BoardsFile,
     #[serde(default)]
     pub alerts: AlertsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    pub tokens_file: Option<PathBuf>,
+    pub required: Option<bool>,
+    pub failures_before_backoff: Option<u32>,
+    pub max_backoff_secs: Option<u64>,
+    pub tracked_addresses: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub listen: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub self_signed: Option<bool>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub max_handshakes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +157,8 @@ pub struct ServerFile {
     pub listen_backlog: Option<u32>,
     pub thread_stack_kib: Option<usize>,
     pub shutdown_grace_secs: Option<u64>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
     pub max_connections_per_ip: Option<usize>,
     pub line_timeout_secs: Option<u64>,
 }
@@ -206,6 +241,19 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.grow_rows",
     "sheets.cursor_file",
     "sheets.max_request_bytes",
+    "server.allow",
+    "server.deny",
+    "auth.tokens_file",
+    "auth.required",
+    "auth.failures_before_backoff",
+    "auth.max_backoff_secs",
+    "auth.tracked_addresses",
+    "tls.listen",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.self_signed",
+    "tls.handshake_timeout_secs",
+    "tls.max_handshakes",
     // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
     "postgres.url",
     "postgres.password_file",
@@ -261,6 +309,31 @@ pub struct Config {
     pub http: HttpConfig,
     pub boards: BoardsConfig,
     pub alerts: AlertsConfig,
+    /// False when `server.listen = ""`: TLS only.
+    pub plain_tcp: bool,
+    pub access: crate::server::allow::AccessList,
+    pub auth: AuthConfig,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub tokens_file: Option<PathBuf>,
+    /// Only meaningful with a tokens file.
+    pub required: bool,
+    pub backoff: crate::auth::backoff::BackoffConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Generate the certificate and key when the files do not exist.
+    pub self_signed: bool,
+    pub handshake_timeout: Duration,
+    /// TLS handshakes in progress at once; the next connection is closed.
+    pub max_handshakes: usize,
 }
 
 /// `[http]`: the dashboard, `/metrics`, `/healthz`, `/readyz`, `/api/boards`.
@@ -412,8 +485,10 @@ impl Config {
 
     pub fn build(file: FileConfig, args: &ServeArgs) -> Result<Config, ConfigError> {
         let s = &file.server;
+        let plain_tcp = args.listen.is_some() || s.listen.as_deref().is_none_or(|l| !l.trim().is_empty());
         let listen = match (args.listen, &s.listen) {
             (Some(a), _) => a,
+            (None, Some(text)) if text.trim().is_empty() => DEFAULT_LISTEN.parse().expect("valid default"),
             (None, Some(text)) => text.parse().map_err(|_| {
                 err(
                     "server.listen",
@@ -551,6 +626,18 @@ impl Config {
             " seconds",
         )?;
         let sheets = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?;
+        let access = crate::server::allow::AccessList {
+            allow: nets("server.allow", s.allow.as_deref())?,
+            deny: nets("server.deny", s.deny.as_deref())?,
+        };
+        let auth = AuthConfig::build(&file.auth, args.config.as_deref())?;
+        let tls = TlsConfig::build(&file.tls, args.config.as_deref())?;
+        if !plain_tcp && tls.is_none() {
+            return Err(err(
+                "server.listen",
+                "is empty (plain TCP off) but [tls] listen is not set: the daemon would listen nowhere",
+            ));
+        }
         let postgres = crate::sink::postgres::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
         let boards = BoardsConfig::build(&file.boards)?;
@@ -570,6 +657,10 @@ impl Config {
             fsync,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
             sheets,
+            plain_tcp,
+            access,
+            auth,
+            tls,
             postgres,
             http,
             boards,
@@ -699,6 +790,116 @@ impl AlertsConfig {
                 " seconds",
             )?),
         })
+    }
+}
+
+fn nets(key: &str, list: Option<&[String]>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|s| crate::server::allow::parse_net(s).map_err(|r| err(key, r)))
+        .collect()
+}
+
+/// A path in the config file is relative to the config file's directory.
+fn beside_config(config: Option<&Path>, p: &Path) -> PathBuf {
+    match config.and_then(Path::parent) {
+        Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+impl AuthConfig {
+    pub fn build(f: &AuthFile, config: Option<&Path>) -> Result<AuthConfig, ConfigError> {
+        let tokens_file = f.tokens_file.as_deref().map(|p| beside_config(config, p));
+        if tokens_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(err("auth.tokens_file", "must not be empty"));
+        }
+        if f.required == Some(true) && tokens_file.is_none() {
+            return Err(err(
+                "auth.required",
+                "is true but auth.tokens_file is not set (create tokens with `sensorlog token add <device>`)",
+            ));
+        }
+        let failures = in_range(
+            "auth.failures_before_backoff",
+            f.failures_before_backoff.unwrap_or(DEFAULT_FAILURES_BEFORE_BACKOFF),
+            0,
+            1000,
+            "",
+        )?;
+        let max_backoff = in_range(
+            "auth.max_backoff_secs",
+            f.max_backoff_secs.unwrap_or(DEFAULT_MAX_BACKOFF_SECS),
+            1,
+            86_400,
+            " seconds",
+        )?;
+        let tracked = in_range(
+            "auth.tracked_addresses",
+            f.tracked_addresses.unwrap_or(DEFAULT_TRACKED_ADDRESSES),
+            1,
+            10_000_000,
+            "",
+        )?;
+        Ok(AuthConfig {
+            required: f.required.unwrap_or(true),
+            tokens_file,
+            backoff: crate::auth::backoff::BackoffConfig {
+                failures_before_backoff: failures,
+                max_backoff: Duration::from_secs(max_backoff),
+                tracked_addresses: tracked,
+            },
+        })
+    }
+}
+
+impl TlsConfig {
+    /// `None` when `[tls] listen` is not set (or empty).
+    pub fn build(f: &TlsFile, config: Option<&Path>) -> Result<Option<TlsConfig>, ConfigError> {
+        let listen = match f.listen.as_deref().map(str::trim) {
+            None | Some("") => return Ok(None),
+            Some(text) => text.parse().map_err(|_| {
+                err(
+                    "tls.listen",
+                    format!("{text:?} is not an ADDRESS:PORT such as 0.0.0.0:8443 or [::]:8443"),
+                )
+            })?,
+        };
+        let self_signed = f.self_signed.unwrap_or(false);
+        let pick = |key: &str, given: &Option<PathBuf>, default: &str| -> Result<PathBuf, ConfigError> {
+            match given {
+                Some(p) => Ok(beside_config(config, p)),
+                None if self_signed => Ok(beside_config(config, Path::new(default))),
+                None => Err(err(
+                    key,
+                    "is required with [tls] listen, unless tls.self_signed = true (then one is generated)",
+                )),
+            }
+        };
+        let cert_file = pick("tls.cert_file", &f.cert_file, SELF_SIGNED_CERT)?;
+        let key_file = pick("tls.key_file", &f.key_file, SELF_SIGNED_KEY)?;
+        let handshake = in_range(
+            "tls.handshake_timeout_secs",
+            f.handshake_timeout_secs.unwrap_or(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS),
+            1,
+            300,
+            " seconds",
+        )?;
+        let max_handshakes = in_range(
+            "tls.max_handshakes",
+            f.max_handshakes.unwrap_or(DEFAULT_TLS_MAX_HANDSHAKES),
+            1,
+            1_000_000,
+            "",
+        )?;
+        Ok(Some(TlsConfig {
+            listen,
+            cert_file,
+            key_file,
+            self_signed,
+            handshake_timeout: Duration::from_secs(handshake),
+            max_handshakes,
+        }))
     }
 }
 
@@ -965,6 +1166,48 @@ mod tests {
         let e = with_key(&dir.join("user.json").display().to_string());
         assert!(e.contains("authorized_user") && !e.contains("SECRET"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn auth_tls_and_allow_keys() {
+        let c = build("", ServeArgs::default()).unwrap();
+        assert!(c.plain_tcp && c.tls.is_none() && c.auth.tokens_file.is_none() && c.access.is_everyone());
+        let args = || ServeArgs {
+            config: Some(PathBuf::from("/etc/sensorlog/sensorlog.toml")),
+            ..ServeArgs::default()
+        };
+        let c = build(
+            "[server]\nlisten = \"\"\nallow = [\"10.0.0.0/8\"]\n[auth]\ntokens_file = \"tokens\"\n[tls]\nlisten = \"[::]:8443\"\nself_signed = true\n",
+            args(),
+        )
+        .unwrap();
+        assert!(!c.plain_tcp);
+        assert!(c.auth.required, "required by default with a tokens file");
+        assert_eq!(c.auth.tokens_file, Some(PathBuf::from("/etc/sensorlog/tokens")));
+        let t = c.tls.unwrap();
+        assert_eq!(t.cert_file, PathBuf::from("/etc/sensorlog/sensorlog-cert.pem"));
+        assert_eq!(
+            t.handshake_timeout,
+            Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)
+        );
+        for (toml, key) in [
+            ("[server]\nlisten = \"\"\n", "server.listen"),
+            ("[server]\ndeny = [\"x\"]\n", "server.deny"),
+            ("[auth]\nrequired = true\n", "auth.required"),
+            (
+                "[auth]\ntokens_file = \"t\"\nmax_backoff_secs = 0\n",
+                "auth.max_backoff_secs",
+            ),
+            ("[tls]\nlisten = \"0.0.0.0:8443\"\n", "tls.cert_file"),
+            (
+                "[tls]\nlisten = \"0.0.0.0:8443\"\nself_signed = true\nhandshake_timeout_secs = 0\n",
+                "tls.handshake_timeout_secs",
+            ),
+            ("[tls]\nlisten = \"8443\"\n", "tls.listen"),
+        ] {
+            let e = build(toml, ServeArgs::default()).unwrap_err();
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        }
     }
 
     #[test]

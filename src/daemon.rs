@@ -107,19 +107,37 @@ pub fn serve(config: Config) -> Result<()> {
     let alerts = crate::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
         .map_err(|e| Error::startup("start the board-watch thread", e))?;
 
-    let listener = server::bind(config.listen, config.listen_backlog).map_err(|e| {
-        Error::startup(
-            format!(
-                "listen on {} (is another sensorlog or program using this port?)",
-                config.listen
-            ),
-            e,
-        )
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::startup("read the listening address", e))?;
+    let security = Security::start(&config)?;
+    let listen_on = |addr: std::net::SocketAddr| {
+        let l = server::bind(addr, config.listen_backlog).map_err(|e| {
+            Error::startup(
+                format!("listen on {addr} (is another sensorlog or program using this port?)"),
+                e,
+            )
+        })?;
+        let local = l
+            .local_addr()
+            .map_err(|e| Error::startup("read the listening address", e))?;
+        Ok::<_, Error>((l, local))
+    };
+    let tls_listener = match &security.tls {
+        Some(acceptor) => Some((
+            listen_on(config.tls.as_ref().map_or(config.listen, |t| t.listen))?,
+            Arc::clone(acceptor),
+        )),
+        None => None,
+    };
+    // The main thread runs the plain listener, or the TLS one when plain TCP is off.
+    let (listener, local, main_tls, extra_tls) = match (config.plain_tcp, tls_listener) {
+        (true, extra) => {
+            let (l, local) = listen_on(config.listen)?;
+            (l, local, None, extra)
+        }
+        (false, Some(((l, local), acceptor))) => (l, local, Some(acceptor), None),
+        (false, None) => unreachable!("config refuses a daemon with no listener"),
+    };
     shutdown.set_wake_addr(local);
+    security.announce(local, main_tls.is_some(), extra_tls.as_ref().map(|((_, a), _)| *a));
     log::info!(
         "Listening on {local}. Appending readings to {} ({} rows already there, fsync {}). Limits: {} boards, lines up to {} bytes, idle timeout {} s. Google Sheets: {}.",
         config.csv_path.display(),
@@ -156,6 +174,8 @@ pub fn serve(config: Config) -> Result<()> {
         shutdown: Arc::clone(&shutdown),
         rows_for_uploader: uploader.is_some(),
         csv_path: config.csv_path.clone(),
+        gate: Arc::clone(&security.gate),
+        doorman: Arc::clone(&security.doorman),
         boards: Some(Arc::clone(&boards)),
     });
     let conns = Connections::new(
@@ -164,6 +184,13 @@ pub fn serve(config: Config) -> Result<()> {
         Arc::clone(&stats),
     );
     let mut background = Vec::new();
+    if let Some(store) = &security.tokens {
+        background.push(
+            store
+                .spawn_watcher(Arc::clone(&shutdown))
+                .map_err(|e| Error::startup("start the tokens-watch thread", e))?,
+        );
+    }
     {
         // csv-maintenance: the interval fsync, and noticing (within a second, or at
         // once on SIGHUP) that the CSV was moved or deleted, to reopen it.
@@ -227,8 +254,31 @@ pub fn serve(config: Config) -> Result<()> {
         })?);
     }
 
-    server::accept_loop(&listener, &shared, &conns, &shutdown, config.thread_stack_bytes);
+    let tls_accept = match extra_tls {
+        Some(((l, tls_local), acceptor)) => {
+            let (shared, conns, shutdown) = (Arc::clone(&shared), Arc::clone(&conns), Arc::clone(&shutdown));
+            let stack = config.thread_stack_bytes;
+            let h = spawn("accept-tls", move || {
+                server::accept_loop(&l, &shared, &conns, &shutdown, stack, Some(&acceptor));
+            })?;
+            Some((h, tls_local))
+        }
+        None => None,
+    };
+    server::accept_loop(
+        &listener,
+        &shared,
+        &conns,
+        &shutdown,
+        config.thread_stack_bytes,
+        main_tls.as_ref(),
+    );
     drop(listener);
+    if let Some((h, tls_local)) = tls_accept {
+        // Wake the TLS accept loop the way the signal handler woke this one.
+        crate::server::wake_listener(tls_local);
+        let _ = h.join();
+    }
 
     // Ordered shutdown; see the module docs.
     log::info!("Shutting down: closing {} board connections.", conns.len());
@@ -257,6 +307,7 @@ pub fn serve(config: Config) -> Result<()> {
     for h in background {
         let _ = h.join();
     }
+    security.report();
     let (rows, _) = sink.position();
     let s = stats.snapshot();
     log::info!(
@@ -284,5 +335,123 @@ fn raise_open_files_limit(max_connections: usize) {
         ),
         Ok(_) => {}
         Err(e) => log::warn!("Cannot read or raise the open-files limit: {e}."),
+    }
+}
+
+/// Tokens, allowlist and TLS, set up before the listeners open.
+struct Security {
+    tokens: Option<Arc<crate::auth::tokens::TokenStore>>,
+    gate: Arc<crate::auth::session::Gate>,
+    doorman: Arc<crate::server::allow::Doorman>,
+    tls: Option<Arc<crate::server::tls::TlsAcceptor>>,
+}
+
+impl Security {
+    fn start(config: &Config) -> Result<Security> {
+        let tokens = match &config.auth.tokens_file {
+            Some(p) => Some(
+                crate::auth::tokens::TokenStore::open(p).map_err(|e| Error::startup("load the device tokens", e))?,
+            ),
+            None => None,
+        };
+        let gate = crate::auth::session::Gate::new(tokens.clone(), config.auth.required, config.auth.backoff);
+        let tls = match &config.tls {
+            Some(t) => {
+                let (server_config, generated) =
+                    crate::server::tls::server_config(t).map_err(|e| Error::startup("set up TLS", e))?;
+                if let Some(p) = generated {
+                    log::info!(
+                        "Generated a self-signed TLS certificate {} (key {}, mode 0600). Boards pin it: `sensorlog tls fingerprint`.",
+                        p.display(),
+                        t.key_file.display()
+                    );
+                }
+                Some(Arc::new(crate::server::tls::TlsAcceptor::new(t, server_config)))
+            }
+            None => None,
+        };
+        Ok(Security {
+            tokens,
+            gate: Arc::new(gate),
+            doorman: Arc::new(crate::server::allow::Doorman::new(config.access.clone())),
+            tls,
+        })
+    }
+
+    /// One line about TLS, and the once-at-start warning about an open door.
+    fn announce(&self, main: std::net::SocketAddr, main_is_tls: bool, extra_tls: Option<std::net::SocketAddr>) {
+        if let Some(a) = extra_tls.or(main_is_tls.then_some(main)) {
+            log::info!("Listening for TLS on {a} (TLS 1.2 and 1.3).");
+        }
+        if let Some(store) = &self.tokens {
+            log::info!(
+                "Device tokens from {}: {} devices; {}.",
+                store.path().display(),
+                store.current().entries.len(),
+                if self.gate.is_required() {
+                    "boards must authenticate before anything they send is written"
+                } else {
+                    "auth.required = false: boards without a token may write too"
+                }
+            );
+        }
+        let addrs: Vec<_> = [Some(main), extra_tls].into_iter().flatten().collect();
+        if let Some(notice) = open_door_notice(self.tokens.is_some(), &addrs) {
+            log::info!("{notice}");
+        }
+        if !self.doorman.list().is_everyone() {
+            let l = self.doorman.list();
+            log::info!(
+                "Peers allowed: {:?}; denied: {:?} (server.allow, server.deny).",
+                l.allow,
+                l.deny
+            );
+        }
+    }
+
+    /// Refusal counts at shutdown, when there were any.
+    fn report(&self) {
+        let denied = self.doorman.refused.load(std::sync::atomic::Ordering::Relaxed);
+        if denied > 0 {
+            log::info!("Refused {denied} connections from peers outside server.allow or in server.deny.");
+        }
+        if let Some(s) = self.gate.summary() {
+            log::info!("{s}");
+        }
+        if let Some(s) = self.tls.as_ref().and_then(|t| t.summary()) {
+            log::info!("{s}");
+        }
+    }
+}
+
+/// The once-at-start notice that anyone can write: no tokens file, and some listener
+/// reachable from beyond this machine.
+fn open_door_notice(tokens: bool, addrs: &[std::net::SocketAddr]) -> Option<String> {
+    let exposed: Vec<String> = addrs
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    (!tokens && !exposed.is_empty()).then(|| {
+        format!(
+            "Accepting readings from anyone who can reach {}, under any device name: no auth.tokens_file is set. See docs/security.md before exposing this beyond a home network.",
+            exposed.join(" or ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_door_notice_only_without_tokens_beyond_loopback() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert!(open_door_notice(false, &[a("0.0.0.0:8090")])
+            .unwrap()
+            .contains("0.0.0.0:8090"));
+        assert!(open_door_notice(false, &[a("127.0.0.1:8090"), a("[::]:8443")]).is_some());
+        assert!(open_door_notice(false, &[a("127.0.0.1:8090"), a("[::1]:8443")]).is_none());
+        assert!(open_door_notice(true, &[a("0.0.0.0:8090")]).is_none());
     }
 }

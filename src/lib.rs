@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod auth;
 pub mod boards;
 pub mod cli;
 pub mod cmd;
@@ -35,7 +36,7 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 
-use cli::{Cli, Command, PostgresCommand, SheetsCommand};
+use cli::{Cli, Command, PostgresCommand, SheetsCommand, TlsCommand};
 use error::Result;
 
 /// Runs the parsed command line; `main` maps the result to an exit code.
@@ -44,6 +45,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => daemon::serve(config::Config::from_serve_args(&args)?),
         Command::Sheets(SheetsCommand::Check(args)) => cmd::sheets_check::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Token(c) => cmd::token::run(c),
+        Command::Tls(TlsCommand::Fingerprint(args)) => cmd::tls::fingerprint(&args),
         Command::Postgres(PostgresCommand::Check(args)) => cmd::postgres_check::run(&args),
     }
 }

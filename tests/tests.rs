@@ -30,6 +30,12 @@ mod sheets;
 mod sheets_robust;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;
+// Device tokens: refused lines never reach the CSV; revocation without restart; backoff.
+mod auth;
+// server.allow / server.deny at accept, from 127.0.0.1 and 127.0.0.2.
+mod allow;
+// The TLS listener: rustls and openssl clients, pinned fingerprints, handshake limits.
+mod tls;
 // The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
 mod dashboard;
 // /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.

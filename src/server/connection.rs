@@ -15,17 +15,20 @@
 //! stays in this thread and the slot is released by its guard.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line, Line, Reading};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::row::{self, rfc3339_millis};
+use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
+use crate::server::tls::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::dedup::{content_hash, Key};
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
@@ -55,6 +58,25 @@ pub struct ConnectionContext {
     pub csv_path: PathBuf,
     /// Live board state for the dashboard and alerts (issue 13); see `DASHBOARD HOOK`.
     pub boards: Option<Arc<crate::boards::Boards>>,
+    /// Device tokens: who may write as which device (open without a tokens file).
+    pub gate: Arc<Gate>,
+    /// server.allow / server.deny, applied at accept.
+    pub doorman: Arc<Doorman>,
+}
+
+/// A board's byte stream: the plain socket or TLS over it.
+trait BoardStream: Read + Write {
+    /// Ends the stream politely (TLS: close_notify).
+    fn finish(&mut self) {}
+}
+
+impl BoardStream for &TcpStream {}
+
+impl BoardStream for TlsStream<'_> {
+    fn finish(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
 }
 
 /// Replies owed to the board, in the order their lines arrived.
@@ -84,18 +106,47 @@ struct Session<'a> {
     seen: crate::boards::Seen,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
+    peer_addr: IpAddr,
+    auth: AuthSession,
 }
 
 /// Serves one board until it disconnects, idles out, or the daemon shuts down.
-pub fn serve(socket: Arc<BoardSocket>, peer: SocketAddr, shared: Arc<ConnectionContext>, _slot: Slot) {
-    log::debug!("Board connected from {peer}.");
-    let reason = run(&socket, peer, &shared);
+pub fn serve(
+    socket: Arc<BoardSocket>,
+    peer: SocketAddr,
+    shared: Arc<ConnectionContext>,
+    _slot: Slot,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
+    log::debug!(
+        "Board connected from {peer}{}.",
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
+    let stream = &socket.stream;
+    let reason = match tls {
+        None => run(&socket, &mut { stream }, peer, &shared),
+        Some(tls) => {
+            // Marked as in a read, so shutdown half-closes a handshake that waits.
+            socket.in_read.store(true, Ordering::Release);
+            let accepted = tls.accept(stream);
+            socket.in_read.store(false, Ordering::Release);
+            match accepted {
+                Ok(mut tls_stream) => run(&socket, &mut tls_stream, peer, &shared),
+                Err(why) => why,
+            }
+        }
+    };
     log::debug!("Board {peer} disconnected: {reason}.");
 }
 
-fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> String {
+fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared: &ConnectionContext) -> String {
     let stream = &socket.stream;
-    if let Err(e) = stream.set_read_timeout(Some(shared.idle_timeout)) {
+    let idle = if shared.shutdown.is_requested() {
+        crate::server::limits::DRAIN_QUIET // a TLS handshake finished during shutdown
+    } else {
+        shared.idle_timeout
+    };
+    if let Err(e) = stream.set_read_timeout(Some(idle)) {
         return format!("cannot set the idle timeout: {e}");
     }
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
@@ -114,6 +165,11 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
         encoder: row::Encoder::default(),
         seen: crate::boards::Seen::default(),
         close_after: None,
+        peer_addr: match peer.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
+            ip => ip,
+        },
+        auth: AuthSession::default(),
     };
     // When the line now waiting for its newline began, and whether the socket's read
     // timeout was shortened for it (only for a line that is slow, not merely split
@@ -123,13 +179,12 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
     let mut framer = LineFramer::new(shared.max_line_bytes);
     let mut first = [0u8; FIRST_READ_BYTES];
     let mut buf: Vec<u8> = Vec::new();
-    let mut reader = stream;
     let reason = loop {
         let target: &mut [u8] = if buf.is_empty() { &mut first } else { &mut buf };
         socket.reads.fetch_add(1, Ordering::AcqRel);
         socket.in_read.store(true, Ordering::Release);
         // At shutdown the read timeout drops to limits::DRAIN_QUIET (see close_reads).
-        let got = reader.read(target);
+        let got = io.read(target);
         socket.in_read.store(false, Ordering::Release);
         let n = match got {
             Ok(0) => break "end of stream".to_string(),
@@ -145,12 +200,12 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
                     && partial_since.is_some_and(|t| t.elapsed() >= shared.line_timeout) =>
             {
-                break line_timed_out(shared, stream);
+                break line_timed_out(shared, io);
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Stats::add(&shared.stats.idle_timeouts, 1);
                 let secs = shared.idle_timeout.as_secs();
-                let _ = (&*stream).write_all(format!("ERR idle-timeout {secs}\n").as_bytes());
+                let _ = io.write_all(format!("ERR idle-timeout {secs}\n").as_bytes());
                 break format!("idle for {secs} s (server.idle_timeout_secs)");
             }
             Err(e) => break format!("read error: {e}"),
@@ -163,7 +218,7 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
         };
         conn.received_at = rfc3339_millis(SystemTime::now());
         framer.push(data, |frame| conn.frame(frame));
-        if let Err(e) = conn.commit(stream) {
+        if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
         }
         if let Some(reason) = conn.close_after.take() {
@@ -180,7 +235,7 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
             (true, Some(since)) => {
                 let waited = since.elapsed();
                 if waited >= shared.line_timeout {
-                    break line_timed_out(shared, stream);
+                    break line_timed_out(shared, io);
                 }
                 if !short_timeout && waited >= SLOW_LINE {
                     short_timeout = true;
@@ -204,17 +259,18 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
         }
     }
     if shared.shutdown.is_requested() {
-        let _ = (&*stream).write_all(b"ERR shutting-down\n");
+        let _ = io.write_all(b"ERR shutting-down\n");
     }
+    io.finish();
     reason
 }
 
 /// Cuts a board whose line has taken longer than `server.line_timeout_secs`: a client
 /// dripping a byte at a time would otherwise hold its slot forever.
-fn line_timed_out(shared: &ConnectionContext, stream: &TcpStream) -> String {
+fn line_timed_out(shared: &ConnectionContext, io: &mut impl Write) -> String {
     Stats::add(&shared.stats.line_timeouts, 1);
     let secs = shared.line_timeout.as_secs();
-    let _ = (&*stream).write_all(format!("ERR line-timeout {secs}\n").as_bytes());
+    let _ = io.write_all(format!("ERR line-timeout {secs}\n").as_bytes());
     format!("a line took longer than {secs} s (server.line_timeout_secs)")
 }
 
@@ -228,6 +284,10 @@ impl Session<'_> {
             Frame::Line(line) => match parse_line(line) {
                 Line::Blank => {}
                 Line::Hello(h) => {
+                    let gate = &self.shared.gate;
+                    if let Err(r) = gate.hello(&mut self.auth, self.peer_addr, &h.device, h.token.as_deref()) {
+                        return self.refuse(r, None);
+                    }
                     log::debug!(
                         "Board {} says it is {:?} (boot {:?}, acknowledgements {}).",
                         self.peer,
@@ -255,7 +315,10 @@ impl Session<'_> {
                         self.close_after = Some(format!("refused greeting: {reason}"));
                     }
                 }
-                Line::Reading(r) => self.add_reading(&r),
+                Line::Reading(r) => match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
+                    Ok(()) => self.add_reading(&r),
+                    Err(refusal) => self.refuse(refusal, r.seq),
+                },
             },
             Frame::Overlong { bytes } => {
                 Stats::add(&self.shared.stats.lines_too_long, 1);
@@ -269,6 +332,16 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Answers a refused line; a refusal that closes ends the connection after the replies.
+    fn refuse(&mut self, r: Refusal, seq: Option<u64>) {
+        let reply = r.reply(seq);
+        log::debug!("Refused a line from {}: {}.", self.peer, reply.trim_end());
+        if r.closes() {
+            self.close_after = Some(format!("refused ({})", reply.trim_end()));
+        }
+        self.replies.push(Reply::Text(reply));
     }
 
     fn add_reading(&mut self, r: &Reading) {
@@ -334,7 +407,7 @@ impl Session<'_> {
     }
 
     /// Writes the chunk's readings to the CSV, then sends the replies in order.
-    fn commit(&mut self, stream: &TcpStream) -> std::io::Result<()> {
+    fn commit(&mut self, stream: &mut impl Write) -> std::io::Result<()> {
         // Outcomes belong to this chunk only: a stale failure from an earlier chunk
         // must not close the connection or turn a later ACK into an ERR.
         self.outcomes.clear();
@@ -396,7 +469,7 @@ impl Session<'_> {
         }
         self.batch.clear();
         if !self.out.is_empty() {
-            (&*stream).write_all(&self.out)?;
+            stream.write_all(&self.out)?;
         }
         if ack_failed {
             // Stop here, so that the readings after the failed one are not written

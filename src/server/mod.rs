@@ -15,8 +15,10 @@
 //! signal and have likely sent their readings already, which closing the listener would
 //! reset unread. The drain then reads them like every other connection.
 
+pub mod allow;
 pub mod connection;
 pub mod limits;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -55,6 +57,7 @@ pub fn accept_loop(
     conns: &Arc<Connections>,
     shutdown: &Shutdown,
     stack_bytes: usize,
+    tls: Option<&Arc<tls::TlsAcceptor>>,
 ) {
     let refusals = RateLimitedLog::new(Duration::from_secs(10));
     let per_ip_refusals = ByCause::new(Duration::from_secs(10), 256);
@@ -92,6 +95,9 @@ pub fn accept_loop(
         if drain_until.is_some() && shutdown.is_wake_connection(peer) {
             continue;
         }
+        if !shared.doorman.admit(peer.ip()) {
+            continue; // dropping the stream closes it
+        }
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_nodelay(true);
         let conn = BoardSocket::new(stream);
@@ -127,7 +133,8 @@ pub fn accept_loop(
         let worker = {
             let conn = Arc::clone(&conn);
             let shared = Arc::clone(shared);
-            move || connection::serve(conn, peer, shared, slot)
+            let tls = tls.map(Arc::clone);
+            move || connection::serve(conn, peer, shared, slot, tls)
         };
         if let Err(e) = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
@@ -139,6 +146,17 @@ pub fn accept_loop(
             refuse(&conn.stream, "ERR server-busy\n");
         }
     }
+}
+
+/// Connects once to a listener of ours so that its blocked `accept` returns (the
+/// accept loop then sees the shutdown flag). Unspecified addresses become loopback.
+pub fn wake_listener(addr: SocketAddr) {
+    let ip: std::net::IpAddr = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
 }
 
 /// Most bytes read and thrown away from a refused board, before and after the reply.
