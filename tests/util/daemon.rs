@@ -59,6 +59,8 @@ impl Drop for TestDir {
 struct Log {
     lines: Mutex<Vec<String>>,
     changed: Condvar,
+    /// Reader threads (stderr, stdout) that have reached end of file.
+    finished: AtomicU64,
 }
 
 pub struct Daemon {
@@ -130,6 +132,8 @@ impl Daemon {
                     log.lines.lock().unwrap().push(line);
                     log.changed.notify_all();
                 }
+                log.finished.fetch_add(1, Ordering::SeqCst);
+                log.changed.notify_all();
             });
         }
         Daemon {
@@ -210,18 +214,30 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    /// Waits for the process to exit, up to `timeout`.
+    /// Waits for the process to exit, up to `timeout`, and then for its last log lines
+    /// (the reader threads see end of file a moment after the exit).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
-        loop {
+        let status = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
+                break st;
             }
             if Instant::now() >= deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        let drained = Instant::now() + Duration::from_secs(5);
+        let mut lines = self.log.lines.lock().unwrap();
+        while self.log.finished.load(Ordering::SeqCst) < 2 && Instant::now() < drained {
+            lines = self
+                .log
+                .changed
+                .wait_timeout(lines, Duration::from_millis(50))
+                .unwrap()
+                .0;
         }
+        Some(status)
     }
 
     /// SIGTERM and wait for a clean exit; panics with the log if it does not exit 0 in 30 s.
