@@ -518,3 +518,36 @@ fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
     wait_synced(&fake, &d, Duration::from_secs(30));
     d.stop();
 }
+
+/// Issue 8.5 meets issue 9: after the CSV is moved and reopened while the daemon runs,
+/// the uploader pauses with an ERROR that says why, and never sends rows of the new file
+/// to the old file's positions (which would skip or misplace them).
+#[test]
+fn a_reopened_csv_pauses_the_upload_instead_of_misplacing_rows() {
+    let fake = fake_with_sheet();
+    let dir = TestDir::new("sheets-reopen");
+    let mut d = start(&dir, &fake, "");
+    send_readings(&d, 2, 6, "old");
+    wait_synced(&fake, &d, Duration::from_secs(60));
+    let before = fake.values(SHEET, "Readings").unwrap();
+    std::fs::rename(&d.csv, dir.join("readings.csv.1")).unwrap();
+    d.hangup();
+    assert!(
+        wait_until(Duration::from_secs(10), || d.csv.exists()),
+        "{}",
+        d.log_text()
+    );
+    send_readings(&d, 2, 6, "new");
+    assert!(
+        d.wait_for_log("does not follow a reopened file", Duration::from_secs(30))
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(
+        fake.values(SHEET, "Readings").unwrap(),
+        before,
+        "nothing of the new file was sent"
+    );
+    d.shutdown();
+}

@@ -55,6 +55,10 @@ pub struct Source {
     pub oldest: Option<Instant>,
     cap: usize,
     batch_delay: Duration,
+    /// The CSV's generation this source reads (see `CsvSink::generation`). Positions of
+    /// another generation belong to another file: the upload pauses rather than send
+    /// rows from the wrong place.
+    generation: u64,
 }
 
 impl Source {
@@ -76,6 +80,7 @@ impl Source {
             oldest: None,
             cap,
             batch_delay,
+            generation: 0,
         }
     }
 
@@ -141,7 +146,7 @@ impl Source {
     fn take(&mut self, msg: Appended) {
         let n = msg.rows.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        if msg.first_row != self.next_row() || self.pending.len() + n > self.cap {
+        if msg.generation != self.generation || msg.first_row != self.next_row() || self.pending.len() + n > self.cap {
             return; // a gap or no room: these rows will be read from the CSV
         }
         // Offsets of each row: walk back from the end offset by encoded lengths.
@@ -160,6 +165,12 @@ impl Source {
     /// Tops `pending` up from the CSV (up to its durable end) when the rows it needs did
     /// not come by channel.
     pub fn fill(&mut self) -> Result<(), String> {
+        if self.sink.generation() != self.generation {
+            return Err(format!(
+                "{} was moved or deleted while the daemon ran (logrotate?), and the Sheets upload does not follow a reopened file yet: the upload is paused; readings keep going to the new file. Restart the daemon to mirror the new file (it is written from the sheet's first data row, over what the old file put there: point sheets.spreadsheet at a new spreadsheet first to keep those rows in a sheet; they stay in the moved CSV either way)",
+                self.sink.path().display()
+            ));
+        }
         let room = self.cap.saturating_sub(self.pending.len());
         let (durable_rows, durable_bytes) = self.sink.durable_position();
         let available = durable_rows.saturating_sub(self.next_row());
