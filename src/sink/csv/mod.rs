@@ -219,6 +219,9 @@ pub struct CsvSink {
     /// Readings written although their key was known with other content.
     pub resend_conflicts: AtomicU64,
     conflict_log: ByCause,
+    /// Tests: the next fsync fails, as a dying disk's would.
+    #[cfg(test)]
+    fail_next_fsync: AtomicBool,
 }
 
 fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
@@ -263,6 +266,8 @@ impl CsvSink {
             channel_overflowed: AtomicBool::new(false),
             resend_conflicts: AtomicU64::new(0),
             conflict_log: ByCause::new(crate::ratelog::DEFAULT_EVERY, 256),
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
         };
         Ok((sink, report))
     }
@@ -437,7 +442,7 @@ impl CsvSink {
             Fsync::Always => {
                 // fsync covers everything written before it starts, so after it
                 // succeeds the file is durable at least up to `written_to`.
-                if let Err(e) = self.sync_file().sync_data() {
+                if let Err(e) = self.fsync_for_append() {
                     for o in outcomes.iter_mut().filter(|o| **o == Outcome::Written) {
                         *o = Outcome::Failed;
                     }
@@ -461,6 +466,14 @@ impl CsvSink {
             }
         }
         Ok(())
+    }
+
+    fn fsync_for_append(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.sync_file().sync_data()
     }
 
     fn queue_for_uploader(
@@ -857,6 +870,24 @@ mod tests {
         s.append(&one_reading_batch(line, Some(key(3))), &mut out).unwrap();
         assert_eq!(out, [Outcome::Written], "a lower seq never seen is written");
         assert_eq!(s.position().0, 3);
+    }
+
+    #[test]
+    fn issue_8_3_a_failed_fsync_never_makes_the_resend_a_duplicate() {
+        let p = tmp("fsync-fail");
+        let (s, _) = CsvSink::open(&p, Fsync::Always, DedupConfig::default()).unwrap();
+        let mut out = Vec::new();
+        let line = b"T1,d,f,1,number,p:1,b,7,\n";
+        let durable = s.durable_position();
+        s.fail_next_fsync.store(true, Ordering::Release);
+        assert!(s.append(&one_reading_batch(line, Some(key(7))), &mut out).is_err());
+        assert_eq!(out, [Outcome::Failed], "not acknowledged");
+        assert_eq!(s.durable_position(), durable, "not durable, so not uploaded");
+        // The board resends: it must be written again, not taken for a duplicate.
+        s.append(&one_reading_batch(line, Some(key(7))), &mut out).unwrap();
+        assert_eq!(out, [Outcome::Written]);
+        s.append(&one_reading_batch(line, Some(key(7))), &mut out).unwrap();
+        assert_eq!(out, [Outcome::Duplicate], "once durable, it is remembered");
     }
 
     #[test]
