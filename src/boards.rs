@@ -80,6 +80,11 @@ pub struct Seen {
 struct SeenReading {
     device: (usize, usize),
     fields: (usize, usize),
+    /// Consecutive readings of this device merged into this entry (all share the
+    /// chunk's receive time, so only the last one's values matter; all are counted).
+    count: usize,
+    /// Length of `text` just after the device name: where the fields' text starts.
+    text_mark: usize,
 }
 
 #[derive(Debug)]
@@ -91,9 +96,22 @@ struct SeenField {
 
 impl Seen {
     /// Adds one reading: its device and its fields as `(name, value text, is a number)`.
+    ///
+    /// A board sends many readings per read chunk when it is busy; they all share one
+    /// receive time, so a run of readings from the same device is kept as one entry
+    /// (the last reading's fields, and a count). This keeps the hook's cost per chunk,
+    /// not per reading, on the ingest path.
     pub fn push<'a>(&mut self, device: &str, fields: impl Iterator<Item = (&'a str, &'a str, bool)>) {
-        let device = self.add_text(device);
-        let first = self.fields.len();
+        let same = self.readings.last().is_some_and(|r| self.get(r.device) == device);
+        let (device, first, text_mark, count) = if same {
+            let last = self.readings.pop().expect("checked");
+            self.text.truncate(last.text_mark);
+            self.fields.truncate(last.fields.0);
+            (last.device, last.fields.0, last.text_mark, last.count + 1)
+        } else {
+            let device = self.add_text(device);
+            (device, self.fields.len(), self.text.len(), 1)
+        };
         for (name, value, number) in fields {
             let name = self.add_text(name);
             let value = self.add_text(truncate(value, MAX_VALUE_CHARS));
@@ -102,6 +120,8 @@ impl Seen {
         self.readings.push(SeenReading {
             device,
             fields: (first, self.fields.len()),
+            count,
+            text_mark,
         });
     }
 
@@ -361,8 +381,16 @@ impl Boards {
     #[doc(hidden)]
     pub fn record_at(&self, seen: &Seen, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
         let mut inner = self.lock();
-        for (r, ok) in seen.readings.iter().zip(written) {
-            if !ok {
+        let mut written = written;
+        for r in &seen.readings {
+            // The outcomes of the readings merged into `r`: count the written ones; the
+            // values are the last reading's, applied only if that one was written.
+            let (mut n, mut last_ok) = (0u64, false);
+            for ok in written.by_ref().take(r.count) {
+                n += u64::from(ok);
+                last_ok = ok;
+            }
+            if n == 0 {
                 continue;
             }
             let device = seen.get(r.device);
@@ -388,14 +416,17 @@ impl Boards {
             }
             b.last_ms = Some(now_ms);
             b.previous_run = None;
-            b.readings += 1;
+            b.readings += n;
             let minute = now_ms / 60_000;
             if minute == b.minute {
-                b.this_minute += 1;
+                b.this_minute += n as u32;
             } else {
                 b.last_minute = if minute == b.minute + 1 { b.this_minute } else { 0 };
-                b.this_minute = 1;
+                b.this_minute = n as u32;
                 b.minute = minute;
+            }
+            if !last_ok {
+                continue;
             }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
             for f in &seen.fields[r.fields.0..r.fields.1] {

@@ -97,14 +97,14 @@ impl Contender {
                 cmd.args(["serve", "--listen", "127.0.0.1:0", "--csv"])
                     .arg(out)
                     .args(["--max-connections", MAX_CONNECTIONS])
-                    // The dashboard on (as by default) but on a free port: runs may overlap.
-                    .args(["--http-listen", "127.0.0.1:0"])
                     .env("RUST_LOG", "info")
                     .current_dir(setup.dir);
                 if other_build.is_none() {
-                    // Every generated board connects from 127.0.0.1. (Older builds,
-                    // measured through SENSORLOG_BENCH_SERVER_BIN, have no such cap.)
-                    cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS]);
+                    // Every generated board connects from 127.0.0.1; the dashboard is on
+                    // (as by default) but on a free port, since runs may overlap. (Older
+                    // builds, measured through SENSORLOG_BENCH_SERVER_BIN, have neither.)
+                    cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS])
+                        .args(["--http-listen", "127.0.0.1:0"]);
                 }
                 let mut proc =
                     Proc::spawn("sensorlog", cmd, false, None).map_err(|e| format!("spawn sensorlog: {e}"))?;
