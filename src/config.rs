@@ -119,6 +119,8 @@ pub struct SheetsFile {
     pub grow_rows: Option<u32>,
     pub cursor_file: Option<PathBuf>,
     pub max_request_bytes: Option<usize>,
+    pub layout: Option<String>,
+    pub overview_tab: Option<String>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -156,6 +158,8 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.grow_rows",
     "sheets.cursor_file",
     "sheets.max_request_bytes",
+    "sheets.layout",
+    "sheets.overview_tab",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +208,25 @@ pub struct SheetsConfig {
     pub cursor_file: PathBuf,
     /// Most bytes in one write request's body (Google recommends at most 2 MB).
     pub max_request_bytes: usize,
+    /// How readings are laid out in the spreadsheet (`sheets.layout`).
+    pub layout: SheetsLayout,
+    /// Title of the overview tab; empty for none (`sheets.overview_tab`).
+    pub overview_tab: String,
 }
+
+/// `sheets.layout`: see `sink::sheets::layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SheetsLayout {
+    /// A tab per board, one row per reading, a column per field (the default).
+    PerDevice,
+    /// One tab for all boards, with a `device` column.
+    Single,
+    /// The CSV's rows as they are, in `sheets.tab` (the layout before issue 10).
+    Csv,
+}
+
+pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
+pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 
 /// Bounds of the resend memory (see `sink::csv::dedup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -587,8 +609,31 @@ impl SheetsConfig {
             MAX_REQUEST_BYTES,
             " bytes",
         )?;
+        let layout = match f.layout.as_deref().unwrap_or(DEFAULT_SHEETS_LAYOUT) {
+            "per-device" => SheetsLayout::PerDevice,
+            "single" => SheetsLayout::Single,
+            "csv" => SheetsLayout::Csv,
+            other => {
+                return Err(err(
+                    "sheets.layout",
+                    format!("{other:?} is not a layout; use \"per-device\", \"single\" or \"csv\""),
+                ))
+            }
+        };
+        let overview_tab = f.overview_tab.unwrap_or_else(|| DEFAULT_OVERVIEW_TAB.into());
+        if overview_tab.chars().count() > 100
+            || overview_tab.chars().any(|c| c.is_control() || "[]*?/\\:".contains(c))
+            || (!overview_tab.is_empty() && overview_tab.trim().is_empty())
+        {
+            return Err(err(
+                "sheets.overview_tab",
+                format!("{overview_tab:?} is not a usable tab name (up to 100 printable characters, none of [ ] * ? / \\ :; \"\" for no overview)"),
+            ));
+        }
         check_key_file(&key_file)?;
         Ok(Some(SheetsConfig {
+            layout,
+            overview_tab,
             max_request_bytes,
             key_file,
             spreadsheet_id,

@@ -1,0 +1,338 @@
+//! Issue 10: the readable layouts against the fake Google. A tab per board with one row
+//! per reading and a column per field, equal to a model built here from the CSV (not from
+//! the daemon's code), exactly once and in order through faults and kill -9; a new field
+//! adds a column; tab titles sanitised and made distinct; the overview tab; a layout
+//! switch rewrites the new tabs from the CSV.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::sheets::{config, csv_lines, expected_cells, fake_with_sheet, send_readings, SHEET};
+use crate::util::daemon::{read_csv, send_lines, wait_until};
+use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind};
+use crate::util::{Daemon, TestDir};
+
+const PER_DEVICE: &str = "layout = \"per-device\"\n";
+
+fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
+    let cfg = config(dir, fake, extra);
+    Daemon::start(dir, &["--config", &cfg.display().to_string()])
+}
+
+/// The README's title rule: `[ ] * ? / \ :` and control characters become `_`, at most
+/// 100 characters (the tests' devices never collide unless a test says so).
+fn title(device: &str) -> String {
+    device
+        .chars()
+        .map(|c| {
+            if "[]*?/\\:".contains(c) || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(100)
+        .collect()
+}
+
+/// A board's tab as the CSV says it must be.
+#[derive(Default)]
+struct Model {
+    columns: Vec<String>,
+    rows: Vec<BTreeMap<usize, Cell>>,
+    last_key: Option<Vec<String>>,
+}
+
+/// Per device (in first-seen order): header and rows, from the CSV alone.
+fn model(csv: &[Vec<String>]) -> Vec<(String, Vec<Vec<Cell>>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut tabs: BTreeMap<String, Model> = BTreeMap::new();
+    for row in csv.iter().skip(1) {
+        let cells = expected_cells(row);
+        let cell = |i: usize| cells.get(i).cloned().unwrap_or(Cell::Empty);
+        let device = match &cell(1) {
+            Cell::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        if !tabs.contains_key(&device) {
+            order.push(device.clone());
+        }
+        let m = tabs.entry(device).or_default();
+        let key = vec![
+            row[0].clone(),
+            row[1].clone(),
+            row[5].clone(),
+            row[6].clone(),
+            row[7].clone(),
+        ];
+        if m.last_key.as_ref() != Some(&key) {
+            m.rows.push(BTreeMap::new());
+            m.last_key = Some(key);
+        }
+        let field = match &cell(2) {
+            Cell::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let mut set = vec![("received_at".to_string(), Cell::Text(row[0].clone()))];
+        if !row[8].is_empty() {
+            set.push(("device_time".to_string(), cell(8)));
+        }
+        set.push((format!("field:{field}"), cell(3)));
+        for (k, v) in set {
+            let i = match m.columns.iter().position(|c| *c == k) {
+                Some(i) => i,
+                None => {
+                    m.columns.push(k);
+                    m.columns.len() - 1
+                }
+            };
+            m.rows.last_mut().unwrap().insert(i, v);
+        }
+    }
+    order
+        .into_iter()
+        .map(|d| {
+            let m = &tabs[&d];
+            let mut grid = vec![m
+                .columns
+                .iter()
+                .map(|c| Cell::text(c.strip_prefix("field:").unwrap_or(c)))
+                .collect::<Vec<_>>()];
+            for r in &m.rows {
+                let width = r.keys().max().map_or(0, |k| k + 1);
+                let mut line: Vec<Cell> = (0..width).map(|i| r.get(&i).cloned().unwrap_or(Cell::Empty)).collect();
+                while line.last() == Some(&Cell::Empty) {
+                    line.pop();
+                }
+                grid.push(line);
+            }
+            (d, grid)
+        })
+        .collect()
+}
+
+/// Every board's tab equals the model of the CSV, cell by cell, row by row.
+fn tabs_match_csv(fake: &FakeGoogle, d: &Daemon) -> Result<usize, String> {
+    let csv = read_csv(&d.csv);
+    let want = model(&csv);
+    let mut readings = 0;
+    for (device, grid) in &want {
+        let t = title(device);
+        let have = fake.values(SHEET, &t).ok_or(format!("no tab {t:?}"))?;
+        if have.len() != grid.len() {
+            return Err(format!(
+                "tab {t:?} has {} rows, the CSV makes {}",
+                have.len(),
+                grid.len()
+            ));
+        }
+        for (n, (h, w)) in have.iter().zip(grid).enumerate() {
+            if h != w {
+                return Err(format!("tab {t:?} row {}: sheet {h:?}, CSV {w:?}", n + 1));
+            }
+        }
+        readings += grid.len() - 1;
+    }
+    Ok(readings)
+}
+
+fn wait_tabs(fake: &FakeGoogle, d: &Daemon, timeout: Duration) -> usize {
+    let mut last = String::new();
+    let mut n = 0;
+    let ok = wait_until(timeout, || match tabs_match_csv(fake, d) {
+        Ok(r) => {
+            n = r;
+            true
+        }
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(ok, "tabs never matched the CSV: {last}\ndaemon log:\n{}", d.log_text());
+    n
+}
+
+fn send(d: &Daemon, lines: &[&str]) {
+    let want = csv_lines(d) + 1;
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    send_lines(&mut s, &lines.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    drop(s);
+    assert!(wait_until(Duration::from_secs(20), || csv_lines(d) >= want));
+}
+
+#[test]
+fn per_device_tabs_equal_the_csv_through_faults_and_kill9() {
+    let dir = TestDir::new("layout-faults");
+    let fake = fake_with_sheet();
+    let extra = format!("{PER_DEVICE}batch_rows = 40\ngrow_rows = 50");
+    let mut d = start(&dir, &fake, &extra);
+    send_readings(&d, 3, 30, "a");
+    let n = wait_tabs(&fake, &d, Duration::from_secs(30));
+    assert!(n >= 60, "only {n} readings");
+    // The overview is first; every board tab exists.
+    let tabs = fake.tabs(SHEET).unwrap();
+    assert_eq!(tabs.first().map(String::as_str), Some("Latest"), "{tabs:?}");
+    let stages: [&[(Matching, Fault, u32)]; 3] = [
+        &[
+            (Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 2),
+            (Matching::Writes, Fault::status(503), 1),
+        ],
+        // New boards: their addSheet is applied and its reply lost.
+        &[(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 2)],
+        &[
+            (Matching::Only(RequestKind::ValuesBatchUpdate), Fault::status(500), 1),
+            (
+                Matching::Only(RequestKind::ValuesBatchUpdate),
+                Fault::DropBeforeApply,
+                1,
+            ),
+        ],
+    ];
+    for (i, stage) in stages.iter().enumerate() {
+        for (m, f, k) in stage.iter().cloned() {
+            fake.inject_for(m, f, k);
+        }
+        send_readings(&d, 2, 30, &format!("s{i}"));
+        wait_tabs(&fake, &d, Duration::from_secs(60));
+    }
+    // kill -9 while writes are lost after being applied: the restart rewrites them in place.
+    for round in 0..2 {
+        fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 3);
+        send_readings(&d, 2, 30, &format!("k{round}"));
+        d.kill9();
+        fake.clear_faults();
+        d = start(&dir, &fake, &extra);
+        send_readings(&d, 1, 6, &format!("after{round}"));
+        wait_tabs(&fake, &d, Duration::from_secs(60));
+    }
+    let log = d.shutdown();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[test]
+fn a_new_field_adds_a_column_and_device_time_has_its_own() {
+    let dir = TestDir::new("layout-new-field");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, PER_DEVICE);
+    send(&d, &[r#"{"device":"nf","a":1,"ts":"t1"}"#]);
+    send(&d, &[r#"{"device":"nf","a":2.5,"b":"x"}"#]);
+    send(&d, &[r#"{"device":"nf","c":12345678901234567890}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    let v = fake.values(SHEET, "nf").unwrap();
+    let head: Vec<Cell> = ["received_at", "device_time", "a", "b", "c"]
+        .iter()
+        .map(|h| Cell::text(*h))
+        .collect();
+    assert_eq!(v[0], head);
+    assert_eq!(v.len(), 4, "{v:?}");
+    assert_eq!(v[1][1..], [Cell::text("t1"), Cell::Number(1.0)]);
+    assert_eq!(v[2][1..], [Cell::Empty, Cell::Number(2.5), Cell::text("x")]);
+    // Not exact as a double: the exact text.
+    assert_eq!(v[3][4], Cell::text("12345678901234567890"));
+    d.stop();
+}
+
+#[test]
+fn titles_are_sanitised_and_collisions_get_a_suffix() {
+    let dir = TestDir::new("layout-titles");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, PER_DEVICE);
+    for line in [
+        r#"{"device":"a/b","v":1}"#,
+        r#"{"device":"A:B","v":2}"#,
+        r#"{"device":"latest","v":3}"#,
+        r#"{"device":"readings","v":4}"#,
+    ] {
+        send(&d, &[line]);
+    }
+    let want = ["Latest", "a_b", "A_B (2)", "latest (2)", "readings (2)"];
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.tabs(SHEET)
+            .is_some_and(|t| want.iter().all(|w| t.iter().any(|x| x == w)))
+    });
+    assert!(ok, "tabs {:?}\n{}", fake.tabs(SHEET), d.log_text());
+    for (tab, v) in [
+        ("a_b", 1.0),
+        ("A_B (2)", 2.0),
+        ("latest (2)", 3.0),
+        ("readings (2)", 4.0),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(10), || fake.cell(SHEET, tab, "B2")
+                == Some(Cell::Number(v))),
+            "{tab}: {:?}",
+            fake.values(SHEET, tab)
+        );
+    }
+    // The overview lists the boards in first-seen order.
+    let rows = fake.values(SHEET, "Latest").unwrap();
+    let devices: Vec<Cell> = rows[1..].iter().map(|r| r[0].clone()).collect();
+    assert_eq!(devices, ["a/b", "A:B", "latest", "readings"].map(Cell::text));
+    d.stop();
+}
+
+#[test]
+fn overview_has_one_row_per_board_with_latest_values() {
+    let dir = TestDir::new("layout-overview");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, PER_DEVICE);
+    send(&d, &[r#"{"device":"k","t":1,"h":40}"#]);
+    send(&d, &[r#"{"device":"k","t":2}"#]);
+    send(&d, &[r#"{"device":"g","on":true}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    let csv = read_csv(&d.csv);
+    let last_k = csv.iter().rev().find(|r| r[1] == "k").unwrap()[0].clone();
+    let ok = wait_until(Duration::from_secs(10), || {
+        fake.values(SHEET, "Latest").is_some_and(|r| r.len() == 3)
+    });
+    assert!(ok, "{:?}", fake.values(SHEET, "Latest"));
+    let rows = fake.values(SHEET, "Latest").unwrap();
+    let head: Vec<Cell> = [
+        "device",
+        "last_seen",
+        "seconds_since",
+        "readings_today",
+        "status",
+        "latest_values",
+    ]
+    .iter()
+    .map(|h| Cell::text(*h))
+    .collect();
+    assert_eq!(rows[0], head);
+    assert_eq!(rows[1][0], Cell::text("k"));
+    assert_eq!(rows[1][1], Cell::text(last_k));
+    assert!(
+        matches!(rows[1][2], Cell::Number(s) if (0.0..600.0).contains(&s)),
+        "{:?}",
+        rows[1]
+    );
+    assert_eq!(rows[1][3], Cell::Number(2.0), "two readings today: {:?}", rows[1]);
+    assert_eq!(rows[1][4], Cell::text("ok"));
+    assert_eq!(
+        rows[1][5..],
+        [Cell::text("t"), Cell::Number(2.0), Cell::text("h"), Cell::Number(40.0)]
+    );
+    assert_eq!(rows[2][0], Cell::text("g"));
+    assert_eq!(rows[2][5..], [Cell::text("on"), Cell::Bool(true)]);
+    d.stop();
+}
+
+#[test]
+fn switching_from_csv_layout_writes_the_new_tabs_from_the_csv() {
+    let dir = TestDir::new("layout-switch");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, "batch_rows = 100");
+    send_readings(&d, 2, 9, "old");
+    crate::sheets::wait_synced(&fake, &d, Duration::from_secs(30));
+    d.stop();
+    let d = start(&dir, &fake, PER_DEVICE);
+    send_readings(&d, 1, 6, "new");
+    wait_tabs(&fake, &d, Duration::from_secs(30));
+    assert!(d.log_contains("Sheets layout is now per-device"), "{}", d.log_text());
+    // The csv layout's tab is left as it was.
+    assert!(fake.values(SHEET, "Readings").is_some_and(|v| v.len() > 1));
+    d.stop();
+}
