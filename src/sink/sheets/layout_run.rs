@@ -1,8 +1,8 @@
 //! The uploader's side of the `per-device` and `single` layouts: setting up the overview
 //! tab, creating a board's tab when its first reading goes up, growing tabs, and sending
 //! each batch as one multi-range `values:batchUpdate` before saving the cursor with the
-//! layout's [`State`](super::layout::State). The cells themselves come from
-//! [`layout::plan`](super::layout::plan), a pure function; see that module for why this
+//! layout's [`State`]. The cells themselves come from
+//! [`layout::plan`], a pure function; see that module for why this
 //! is exactly once.
 //!
 //! Creating a tab (`addSheet`) is not idempotent: when its reply is lost, the retry is
