@@ -706,6 +706,42 @@ mod tests {
     }
 
     #[test]
+    fn sheets_layout_and_overview_tab() {
+        let dir = std::env::temp_dir().join(format!("sensorlog-config-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k.json");
+        std::fs::write(
+            &key,
+            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#,
+        )
+        .unwrap();
+        let sheets = |extra: &str| {
+            build(
+                &format!(
+                    "[sheets]\nkey_file = {:?}\nspreadsheet = \"abc\"\n{extra}",
+                    key.display().to_string()
+                ),
+                ServeArgs::default(),
+            )
+            .map(|c| c.sheets.unwrap())
+        };
+        let s = sheets("").unwrap();
+        assert_eq!((s.layout, s.overview_tab.as_str()), (SheetsLayout::PerDevice, "Latest"));
+        assert_eq!(sheets("layout = \"single\"").unwrap().layout, SheetsLayout::Single);
+        assert_eq!(sheets("layout = \"csv\"").unwrap().layout, SheetsLayout::Csv);
+        assert_eq!(sheets("overview_tab = \"\"").unwrap().overview_tab, "");
+        let e = sheets("layout = \"wide\"").unwrap_err().to_string();
+        assert!(e.contains("sheets.layout") && e.contains("per-device"), "{e}");
+        // Title length at N and N+1; characters tab titles refuse.
+        let n = "x".repeat(100);
+        assert_eq!(sheets(&format!("overview_tab = {n:?}")).unwrap().overview_tab, n);
+        for bad in [format!("{n}x"), "a/b".into(), "a:b".into(), "  ".into()] {
+            let e = sheets(&format!("overview_tab = {bad:?}")).unwrap_err().to_string();
+            assert!(e.contains("sheets.overview_tab"), "{e}");
+        }
+    }
+
+    #[test]
     fn sheets_on_when_key_file_given() {
         let dir = std::env::temp_dir().join(format!("sensorlog-config-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
