@@ -121,6 +121,7 @@ pub struct SheetsFile {
     pub max_request_bytes: Option<usize>,
     pub layout: Option<String>,
     pub overview_tab: Option<String>,
+    pub charts: Option<bool>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -160,6 +161,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.max_request_bytes",
     "sheets.layout",
     "sheets.overview_tab",
+    "sheets.charts",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,8 @@ pub struct SheetsConfig {
     pub layout: SheetsLayout,
     /// Title of the overview tab; empty for none (`sheets.overview_tab`).
     pub overview_tab: String,
+    /// A line chart per board tab (`sheets.charts`).
+    pub charts: bool,
 }
 
 /// `sheets.layout`: see `sink::sheets::layout`.
@@ -634,6 +638,7 @@ impl SheetsConfig {
         Ok(Some(SheetsConfig {
             layout,
             overview_tab,
+            charts: f.charts.unwrap_or(true),
             max_request_bytes,
             key_file,
             spreadsheet_id,
@@ -730,6 +735,7 @@ mod tests {
         assert_eq!(sheets("layout = \"single\"").unwrap().layout, SheetsLayout::Single);
         assert_eq!(sheets("layout = \"csv\"").unwrap().layout, SheetsLayout::Csv);
         assert_eq!(sheets("overview_tab = \"\"").unwrap().overview_tab, "");
+        assert!(s.charts && !sheets("charts = false").unwrap().charts);
         let e = sheets("layout = \"wide\"").unwrap_err().to_string();
         assert!(e.contains("sheets.layout") && e.contains("per-device"), "{e}");
         // Title length at N and N+1; characters tab titles refuse.

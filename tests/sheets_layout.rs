@@ -167,6 +167,9 @@ fn send(d: &Daemon, lines: &[&str]) {
 fn per_device_tabs_equal_the_csv_through_faults_and_kill9() {
     let dir = TestDir::new("layout-faults");
     let fake = fake_with_sheet();
+    // Twenty boards appear here, each costing a tab and a chart once: more than Google's
+    // 60 writes a minute in a test this short (a 429 is retried, only slowly).
+    fake.set_write_quota_per_minute(600);
     let extra = format!("{PER_DEVICE}batch_rows = 40\ngrow_rows = 50");
     let mut d = start(&dir, &fake, &extra);
     send_readings(&d, 3, 30, "a");
@@ -335,4 +338,134 @@ fn switching_from_csv_layout_writes_the_new_tabs_from_the_csv() {
     // The csv layout's tab is left as it was.
     assert!(fake.values(SHEET, "Readings").is_some_and(|v| v.len() > 1));
     d.stop();
+}
+
+/// The chart on board tab `tab`: (chartId, spec).
+fn chart(fake: &FakeGoogle, tab: &str) -> Option<(i64, serde_json::Value)> {
+    let charts = fake.charts(SHEET, tab);
+    assert!(charts.len() <= 1, "one chart per tab: {charts:?}");
+    charts.into_iter().next()
+}
+
+/// The chart's series as column indexes, and its domain column.
+fn chart_columns(spec: &serde_json::Value) -> (Vec<i64>, i64) {
+    let col = |d: &serde_json::Value| {
+        let s = &d["sourceRange"]["sources"][0];
+        assert!(
+            s.get("startRowIndex").is_none() && s.get("endRowIndex").is_none(),
+            "whole columns: {s}"
+        );
+        assert_eq!(
+            s["endColumnIndex"].as_i64().unwrap(),
+            s["startColumnIndex"].as_i64().unwrap() + 1
+        );
+        s["startColumnIndex"].as_i64().unwrap()
+    };
+    let b = &spec["basicChart"];
+    assert_eq!(b["chartType"], "LINE");
+    assert_eq!(b["headerCount"], 1);
+    let series = b["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| col(&s["series"]))
+        .collect();
+    (series, col(&b["domains"][0]["domain"]))
+}
+
+#[test]
+fn a_chart_per_board_tab_and_a_new_numeric_field_joins_it() {
+    let dir = TestDir::new("layout-charts");
+    let fake = fake_with_sheet();
+    let mut d = start(&dir, &fake, PER_DEVICE);
+    send(&d, &[r#"{"device":"ch","t":1.5,"note":"x"}"#]);
+    send(&d, &[r#"{"device":"txt","note":"only text"}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(10), || chart(&fake, "ch").is_some()));
+    let (id, spec) = chart(&fake, "ch").unwrap();
+    // received_at (A) against t (B); `note` is text, not charted.
+    assert_eq!(chart_columns(&spec), (vec![1], 0));
+    assert_eq!(spec["title"], "ch");
+    assert!(chart(&fake, "txt").is_none(), "no numeric field, no chart");
+    // A new numeric field joins the chart, in place (same chart id); through a kill -9
+    // with the chart request's reply lost, no second chart appears.
+    fake.inject_for(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
+    send(&d, &[r#"{"device":"ch","t":2,"h":40}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    let ok = wait_until(Duration::from_secs(10), || {
+        chart(&fake, "ch").is_some_and(|(_, s)| chart_columns(&s).0.len() == 2)
+    });
+    assert!(ok, "{:?}\n{}", chart(&fake, "ch"), d.log_text());
+    let (id2, spec) = chart(&fake, "ch").unwrap();
+    assert_eq!(id2, id);
+    assert_eq!(chart_columns(&spec), (vec![1, 3], 0));
+    let cursor = format!("{}.sheets-cursor.json", d.csv.display());
+    d.kill9();
+    std::fs::remove_file(cursor).unwrap();
+    // A replay from the CSV's start: the same tabs, cells and one chart each.
+    let d = start(&dir, &fake, PER_DEVICE);
+    send(&d, &[r#"{"device":"ch","t":3}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    assert_eq!(fake.charts(SHEET, "ch").len(), 1);
+    assert_eq!(fake.tabs(SHEET).unwrap().len(), 4, "{:?}", fake.tabs(SHEET));
+    let log = d.stop();
+    assert!(!log.contains("ERROR") && !log.contains("refused the chart"), "{log}");
+}
+
+/// POSTs a spreadsheets.batchUpdate straight to the fake: (HTTP status, body).
+fn raw_batch(fake: &FakeGoogle, requests: serde_json::Value) -> (u16, String) {
+    use std::io::{Read, Write};
+    let token = fake.issue_token(crate::util::fake_google::DEFAULT_ACCOUNT);
+    let body = serde_json::json!({ "requests": requests }).to_string();
+    let mut s = TcpStream::connect(fake.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /v4/spreadsheets/{SHEET}:batchUpdate HTTP/1.1\r\nHost: fake\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[test]
+fn the_fake_validates_chart_requests_as_google_does() {
+    let fake = fake_with_sheet();
+    let id = fake.add_tab(SHEET, "b", 10, 5);
+    let range =
+        |c: i64| serde_json::json!({"sources": [{"sheetId": id, "startColumnIndex": c, "endColumnIndex": c + 1}]});
+    let spec = |series: serde_json::Value| serde_json::json!({"basicChart": {"chartType": "LINE", "domains": [{"domain": {"sourceRange": range(0)}}], "series": series, "headerCount": 1}});
+    let good = |chart_id: i64| {
+        serde_json::json!([{"addChart": {"chart": {"chartId": chart_id, "spec": spec(serde_json::json!([{"series": {"sourceRange": range(1)}, "targetAxis": "LEFT_AXIS"}])),
+            "position": {"overlayPosition": {"anchorCell": {"sheetId": id, "rowIndex": 1, "columnIndex": 4}}}}}}])
+    };
+    assert_eq!(raw_batch(&fake, good(7)).0, 200);
+    let (code, body) = raw_batch(&fake, good(7));
+    assert!(code == 400 && body.contains("already exists"), "{code} {body}");
+    let bad = [
+        // No chart type; a series two columns wide; an unknown field; no position;
+        // an anchor outside the grid; two chart kinds.
+        serde_json::json!([{"addChart": {"chart": {"spec": {"basicChart": {"domains": [{"domain": {"sourceRange": range(0)}}], "series": [{"series": {"sourceRange": range(1)}}]}}, "position": {"sheetId": id}}}}]),
+        serde_json::json!([{"addChart": {"chart": {"spec": spec(serde_json::json!([{"series": {"sourceRange": {"sources": [{"sheetId": id, "startColumnIndex": 1, "endColumnIndex": 3}]}}}])), "position": {"sheetId": id}}}}]),
+        serde_json::json!([{"addChart": {"chart": {"spec": spec(serde_json::json!([{"series": {"sourceRange": range(1)}, "colour": "red"}])), "position": {"sheetId": id}}}}]),
+        serde_json::json!([{"addChart": {"chart": {"spec": spec(serde_json::json!([{"series": {"sourceRange": range(1)}}]))}}}]),
+        serde_json::json!([{"addChart": {"chart": {"spec": spec(serde_json::json!([{"series": {"sourceRange": range(1)}}])), "position": {"overlayPosition": {"anchorCell": {"sheetId": id, "rowIndex": 1, "columnIndex": 5}}}}}}]),
+        serde_json::json!([{"addChart": {"chart": {"spec": {"basicChart": {"chartType": "LINE"}, "pieChart": {}}, "position": {"sheetId": id}}}}]),
+        serde_json::json!([{"updateChartSpec": {"chartId": 8, "spec": spec(serde_json::json!([{"series": {"sourceRange": range(1)}}]))}}]),
+    ];
+    for (i, b) in bad.iter().enumerate() {
+        let (code, body) = raw_batch(&fake, b.clone());
+        assert_eq!(code, 400, "case {i}: {body}");
+    }
+    let update = serde_json::json!([{"updateChartSpec": {"chartId": 7, "spec": spec(serde_json::json!([{"series": {"sourceRange": range(2)}}]))}}]);
+    assert_eq!(raw_batch(&fake, update).0, 200);
+    assert_eq!(fake.charts(SHEET, "b").len(), 1);
+    assert_eq!(
+        fake.charts(SHEET, "b")[0].1["basicChart"]["series"][0]["series"]["sourceRange"]["sources"][0]
+            ["startColumnIndex"],
+        2
+    );
 }

@@ -278,6 +278,13 @@ impl Client {
         Ok(())
     }
 
+    /// `spreadsheets.batchUpdate` with these requests (Google applies all or none).
+    pub async fn batch_requests(&self, token: &str, requests: Vec<Value>) -> Result<Value, ApiError> {
+        let body = json!({ "requests": requests });
+        self.send(self.http.post(self.url(":batchUpdate")).json(&body), token)
+            .await
+    }
+
     /// `addSheet` at position `index` (0 = first) with a frozen header row.
     pub async fn add_tab_at(
         &self,

@@ -86,6 +86,10 @@ pub struct TabState {
     pub next_row: u64,
     /// Key of the reading on row `next_row - 1`, which a batch may still add cells to.
     pub last: Option<String>,
+    /// Column keys of the numeric fields in the tab's chart (a field whose first value
+    /// was a number), in the order they joined it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charted: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +137,9 @@ pub struct Plan {
     pub writes: Vec<(String, Vec<Vec<Value>>)>,
     /// (title, rows, columns) each touched tab must have, overview included.
     pub needs: Vec<(String, u64, u64)>,
+    /// Tabs (index in `state.tabs`) whose chart must be created (`true`) or updated
+    /// (`false`) because a numeric field joined it.
+    pub charts: Vec<(usize, bool)>,
 }
 
 /// Plans writing `rows` (the next CSV rows, in order) on top of `state`. `placeholder`
@@ -184,7 +191,11 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             None => typed[3].clone(),
         };
         let field = crate::row::original(col(2)).to_string();
-        set.push((format!("{FIELD_PREFIX}{field}"), value.clone()));
+        let field_key = format!("{FIELD_PREFIX}{field}");
+        if placeholder.is_none() && value.is_number() && !tab.charted.contains(&field_key) {
+            tab.charted.push(field_key.clone());
+        }
+        set.push((field_key, value.clone()));
         let cells = cells_by_tab.entry(t).or_default().entry(sheet_row).or_default();
         for (k, v) in set {
             let i = match tab.columns.iter().position(|c| *c == k) {
@@ -264,10 +275,20 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         ));
         needs.push((shape.overview.clone(), n, width));
     }
+    let charts = st
+        .tabs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let before = state.tabs.get(i).map_or(0, |o| o.charted.len());
+            (t.charted.len() > before).then_some((i, before == 0))
+        })
+        .collect();
     Plan {
         state: st,
         writes,
         needs,
+        charts,
     }
 }
 
@@ -292,7 +313,65 @@ fn new_tab(title: String) -> TabState {
         columns: Vec::new(),
         next_row: 2,
         last: None,
+        charted: Vec::new(),
     }
+}
+
+/// The chart's id: fixed by the tab's title, so that a retried or replayed `addChart`
+/// names the same chart (and Google refuses the duplicate instead of adding a second).
+pub fn chart_id(title: &str) -> i64 {
+    let h = crate::sink::cursor::row_hash(title.as_bytes());
+    let n = u64::from_str_radix(&h, 16).unwrap_or(1);
+    (n % (i32::MAX as u64 - 1)) as i64 + 1
+}
+
+/// A one-column `GridRange` covering the whole column (no row bounds: it grows with
+/// the data).
+fn column_range(sheet_id: i64, column: usize) -> Value {
+    serde_json::json!({"sources": [{
+        "sheetId": sheet_id,
+        "startColumnIndex": column,
+        "endColumnIndex": column + 1
+    }]})
+}
+
+/// The `ChartSpec` of a board tab: a line chart of its charted fields against
+/// `received_at` (column A), row 1 as the series names.
+pub fn chart_spec(tab: &TabState, sheet_id: i64) -> Value {
+    let series: Vec<Value> = tab
+        .charted
+        .iter()
+        .filter_map(|k| tab.columns.iter().position(|c| c == k))
+        .map(|col| serde_json::json!({"series": {"sourceRange": column_range(sheet_id, col)}, "targetAxis": "LEFT_AXIS"}))
+        .collect();
+    serde_json::json!({
+        "title": tab.title,
+        "basicChart": {
+            "chartType": "LINE",
+            "legendPosition": "BOTTOM_LEGEND",
+            "axis": [{"position": "BOTTOM_AXIS", "title": RECEIVED_AT}],
+            "domains": [{"domain": {"sourceRange": column_range(sheet_id, 0)}}],
+            "series": series,
+            "headerCount": 1
+        }
+    })
+}
+
+/// `addChart` for a board tab: the chart floats over the sheet, its corner on row 2 of
+/// column `anchor_column` (0-based; it must exist in the grid).
+pub fn add_chart_request(tab: &TabState, sheet_id: i64, anchor_column: u64) -> Value {
+    serde_json::json!({"addChart": {"chart": {
+        "chartId": chart_id(&tab.title),
+        "spec": chart_spec(tab, sheet_id),
+        "position": {"overlayPosition": {"anchorCell": {
+            "sheetId": sheet_id, "rowIndex": 1, "columnIndex": anchor_column
+        }}}
+    }}})
+}
+
+/// `updateChartSpec` for a board tab whose charted fields changed.
+pub fn update_chart_request(tab: &TabState, sheet_id: i64) -> Value {
+    serde_json::json!({"updateChartSpec": {"chartId": chart_id(&tab.title), "spec": chart_spec(tab, sheet_id)}})
 }
 
 /// A board's tab title: sanitised, cut, made distinct from `taken` (see the module docs).

@@ -244,6 +244,44 @@ impl Worker {
         }
     }
 
+    /// Creates or updates a board tab's chart. A lost reply to an applied `addChart`
+    /// makes the retry fail with "already exists" (the id is fixed by the title): done.
+    fn chart(&mut self, tab: &layout::TabState, create: bool) -> std::result::Result<(), Stall> {
+        let Some(i) = self.tab_index(&tab.title) else {
+            return Err(Stall::Operator(format!("tab {:?} is not set up", tab.title)));
+        };
+        let grid = &self.target.as_ref().expect("set up").tabs[i];
+        let sheet_id = grid.sheet_id;
+        // Right of the data when the grid has room, else over its last column.
+        let anchor = (tab.columns.len() as u64).min(grid.columns.saturating_sub(1));
+        let request = if create {
+            layout::add_chart_request(tab, sheet_id, anchor)
+        } else {
+            layout::update_chart_request(tab, sheet_id)
+        };
+        match self.call(move |c, t| {
+            let request = request.clone();
+            Box::pin(async move { c.batch_requests(t, vec![request]).await })
+        }) {
+            Ok(_) => Ok(()),
+            Err(Stall::Api(ApiError::Status { code: 400, message, .. }))
+                if create && message.contains("already exists") =>
+            {
+                Ok(())
+            }
+            Err(Stall::Api(e)) if refused(&e) => {
+                // A chart is a convenience: the readings go on without it.
+                log::warn!(
+                    "Google Sheets refused the chart of tab {:?} ({}); readings go on without it.",
+                    tab.title,
+                    trim_period(&e.to_string())
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// One batch of a readable layout: plan, create and grow tabs, one write, save.
     pub(super) fn send_layout_batch(&mut self) -> std::result::Result<(), Stall> {
         let n = self.next_batch().len();
@@ -277,6 +315,11 @@ impl Worker {
             self.ensure_rows(i, *need_rows)?;
             let i = self.tab_index(title).expect("still known");
             self.ensure_columns(i, *need_cols)?;
+        }
+        if self.cfg.charts && self.cfg.layout == SheetsLayout::PerDevice {
+            for (t, create) in plan.charts.clone() {
+                self.chart(&plan.state.tabs[t], create)?;
+            }
         }
         let writes = plan.writes;
         match self.call(move |c, t| {

@@ -49,6 +49,8 @@ pub(super) struct SheetProps {
     pub(super) cols: u32,
     pub(super) frozen_rows: u32,
     pub(super) frozen_cols: u32,
+    /// Charts anchored on this tab: (chartId, ChartSpec as sent).
+    pub(super) charts: Vec<(i64, Value)>,
 }
 
 impl SheetProps {
@@ -320,11 +322,13 @@ pub(super) fn batch_update(
         let reply = match name.as_str() {
             "addSheet" => add_sheet(&mut work, i, inner, max_cells, rng)?,
             "appendDimension" => append_dimension(&mut work, i, inner, max_cells)?,
+            "addChart" => add_chart(&mut work, i, inner, rng)?,
+            "updateChartSpec" => update_chart_spec(&mut work, i, inner)?,
             other => {
                 return Err(invalid_argument(&format!(
                     "Invalid JSON payload received. Unknown name \"{other}\" at \
                      'requests[{i}]': Cannot find field. (The fake Google implements only \
-                     addSheet and appendDimension.)"
+                     addSheet, appendDimension, addChart and updateChartSpec.)"
                 )))
             }
         };
@@ -482,6 +486,7 @@ pub(super) fn add_sheet(
         cols,
         frozen_rows,
         frozen_cols,
+        charts: Vec::new(),
     };
     let reply = json!({ "addSheet": { "properties": new.to_json(index) } });
     work.insert(index, new);
