@@ -24,8 +24,6 @@ use super::source::header_len;
 use super::target::Target;
 use super::worker::{refused, Stall, Worker};
 
-/// Columns a new board tab starts with (grown as fields appear).
-const NEW_TAB_COLUMNS: u64 = 10;
 /// Columns the overview tab starts with.
 const OVERVIEW_COLUMNS: u64 = 16;
 
@@ -193,7 +191,9 @@ impl Worker {
             return Ok(i);
         }
         let rows = u64::from(self.cfg.grow_rows) + 1;
-        let columns = NEW_TAB_COLUMNS.max(header.len() as u64);
+        // Exactly the columns in use: every spare column costs a cell per row against
+        // Google's cell limit (grown one field at a time as fields appear).
+        let columns = (header.len() as u64).max(1);
         let tab = match self.create_tab(title, rows, columns, None)? {
             Some(t) => t,
             None => {
@@ -221,7 +221,7 @@ impl Worker {
         if tab.columns >= columns {
             return Ok(());
         }
-        let grow = (columns - tab.columns).max(5);
+        let grow = columns - tab.columns;
         let (sheet_id, rows) = (tab.sheet_id, tab.rows);
         if target.cells + grow * rows > self.cfg.max_cells {
             return Err(Stall::Operator(format!(
