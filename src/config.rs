@@ -122,6 +122,8 @@ pub struct SheetsFile {
     pub layout: Option<String>,
     pub overview_tab: Option<String>,
     pub charts: Option<bool>,
+    pub keep_days: Option<u32>,
+    pub cell_budget_percent: Option<u8>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -162,6 +164,8 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.layout",
     "sheets.overview_tab",
     "sheets.charts",
+    "sheets.keep_days",
+    "sheets.cell_budget_percent",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +220,10 @@ pub struct SheetsConfig {
     pub overview_tab: String,
     /// A line chart per board tab (`sheets.charts`).
     pub charts: bool,
+    /// Board-tab rows older than this many days are deleted; 0 = kept (`sheets.keep_days`).
+    pub keep_days: u32,
+    /// Oldest rows are deleted to keep the spreadsheet under this share of `max_cells`.
+    pub cell_budget_percent: u8,
 }
 
 /// `sheets.layout`: see `sink::sheets::layout`.
@@ -231,6 +239,7 @@ pub enum SheetsLayout {
 
 pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
 pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
+pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
 
 /// Bounds of the resend memory (see `sink::csv::dedup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -639,6 +648,14 @@ impl SheetsConfig {
             layout,
             overview_tab,
             charts: f.charts.unwrap_or(true),
+            keep_days: in_range("sheets.keep_days", f.keep_days.unwrap_or(0), 0, 36_500, " days")?,
+            cell_budget_percent: in_range(
+                "sheets.cell_budget_percent",
+                f.cell_budget_percent.unwrap_or(DEFAULT_CELL_BUDGET_PERCENT),
+                10,
+                100,
+                "%",
+            )?,
             max_request_bytes,
             key_file,
             spreadsheet_id,
@@ -736,6 +753,18 @@ mod tests {
         assert_eq!(sheets("layout = \"csv\"").unwrap().layout, SheetsLayout::Csv);
         assert_eq!(sheets("overview_tab = \"\"").unwrap().overview_tab, "");
         assert!(s.charts && !sheets("charts = false").unwrap().charts);
+        assert_eq!((s.keep_days, s.cell_budget_percent), (0, 90));
+        assert_eq!(sheets("keep_days = 36500").unwrap().keep_days, 36_500);
+        assert!(sheets("keep_days = 36501")
+            .unwrap_err()
+            .to_string()
+            .contains("sheets.keep_days"));
+        assert_eq!(sheets("cell_budget_percent = 10").unwrap().cell_budget_percent, 10);
+        assert_eq!(sheets("cell_budget_percent = 100").unwrap().cell_budget_percent, 100);
+        for bad in [9, 101] {
+            let e = sheets(&format!("cell_budget_percent = {bad}")).unwrap_err().to_string();
+            assert!(e.contains("sheets.cell_budget_percent"), "{e}");
+        }
         let e = sheets("layout = \"wide\"").unwrap_err().to_string();
         assert!(e.contains("sheets.layout") && e.contains("per-device"), "{e}");
         // Title length at N and N+1; characters tab titles refuse.

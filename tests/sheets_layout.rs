@@ -469,3 +469,88 @@ fn the_fake_validates_chart_requests_as_google_does() {
         2
     );
 }
+
+#[test]
+fn the_cell_budget_deletes_the_oldest_rows_and_the_upload_never_stops() {
+    let dir = TestDir::new("layout-budget");
+    let fake = fake_with_sheet();
+    // Sheet1 (1000 x 26) takes 26,000 cells; 95% of 28,000 leaves 600 for two boards of
+    // two columns (about 300 rows), and they send 600 readings.
+    fake.set_max_cells(28_000);
+    fake.set_write_quota_per_minute(6000);
+    let extra = format!(
+        "{PER_DEVICE}max_cells = 28000\ncell_budget_percent = 95\ngrow_rows = 10\nbatch_rows = 20\noverview_tab = \"\"\ncharts = false"
+    );
+    let d = start(&dir, &fake, &extra);
+    for round in 0..6 {
+        // Deletes whose replies are lost after Google applied them: retried, they must
+        // not delete twice (the next rows would land below a gap).
+        fake.inject_for(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
+        let want = csv_lines(&d) + 100;
+        let threads: Vec<_> = ["b0", "b1"]
+            .into_iter()
+            .map(|dev| {
+                let addr = d.addr;
+                std::thread::spawn(move || {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let lines: Vec<String> = (0..50)
+                        .map(|n| format!(r#"{{"device":"{dev}","seq":{},"t":{n}}}"#, round * 50 + n))
+                        .collect();
+                    send_lines(&mut s, &lines);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(wait_until(Duration::from_secs(20), || csv_lines(&d) >= want));
+        // Every tab holds the newest readings, contiguous and in order, ending with the last.
+        let csv = read_csv(&d.csv);
+        let model = model(&csv);
+        let mut last = String::new();
+        let ok = wait_until(Duration::from_secs(60), || {
+            model.iter().all(|(dev, grid)| {
+                let Some(have) = fake.values(SHEET, dev) else {
+                    last = format!("no tab {dev}");
+                    return false;
+                };
+                let kept = have.len().saturating_sub(1);
+                if have.first() != grid.first() || kept == 0 || kept > grid.len() - 1 {
+                    last = format!("tab {dev}: {} rows", have.len());
+                    return false;
+                }
+                let tail = &grid[grid.len() - kept..];
+                if &have[1..] != tail {
+                    last = format!(
+                        "tab {dev} is not the newest {kept} readings in order: {:?}",
+                        &have[1..3]
+                    );
+                    return false;
+                }
+                true
+            })
+        });
+        assert!(ok, "round {round}: {last}\n{}", d.log_text());
+        let cells: u64 = ["Sheet1", "b0", "b1"]
+            .iter()
+            .filter_map(|t| fake.grid(SHEET, t))
+            .map(|(r, c, _)| u64::from(r) * u64::from(c))
+            .sum();
+        assert!(
+            cells <= 26_600,
+            "round {round}: {cells} cells {:?} {:?}\n{}",
+            fake.grid(SHEET, "b0"),
+            fake.grid(SHEET, "b1"),
+            d.log_text()
+        );
+    }
+    let kept: usize = ["b0", "b1"]
+        .iter()
+        .map(|t| fake.values(SHEET, t).unwrap().len() - 1)
+        .sum();
+    assert!(kept < 600, "rows were deleted: {kept} kept");
+    let log = d.stop();
+    assert!(log.contains("Deleting the"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}

@@ -75,6 +75,19 @@ pub struct State {
     pub tabs: Vec<TabState>,
     /// Boards in the order first seen (the overview's rows).
     pub boards: Vec<Board>,
+    /// A `deleteDimension` sent but not known to be applied (see `retention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_delete: Option<PendingDelete>,
+}
+
+/// Rows 2..2+rows of tab `tab` are being deleted: its grid has `grid_rows` rows until
+/// the delete is applied and `grid_rows - rows` once it is; row 2 then reads `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDelete {
+    pub tab: usize,
+    pub rows: u64,
+    pub grid_rows: u64,
+    pub after: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +103,9 @@ pub struct TabState {
     /// was a number), in the order they joined it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charted: Vec<String>,
+    /// `received_at` of row 2, the oldest reading still in the tab (retention).
+    #[serde(default)]
+    pub oldest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +195,9 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             tab.next_row += 1;
         }
         let sheet_row = tab.next_row - 1;
+        if sheet_row == 2 && new_reading {
+            tab.oldest = col(0).to_string();
+        }
         let mut set = vec![(RECEIVED_AT.to_string(), typed[0].clone())];
         if !shape.per_device {
             set.push((DEVICE.to_string(), typed[1].clone()));
@@ -314,6 +333,7 @@ fn new_tab(title: String) -> TabState {
         next_row: 2,
         last: None,
         charted: Vec::new(),
+        oldest: String::new(),
     }
 }
 

@@ -289,7 +289,8 @@ impl Worker {
             return Ok(());
         }
         let rows: Vec<_> = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
-        let state = self.cursor.layout.clone().unwrap_or_default();
+        self.resolve_pending_delete()?;
+        self.keep_days()?;
         let shape = self.shape();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -304,7 +305,18 @@ impl Worker {
                 first + 2
             )
         });
-        let plan = layout::plan(&state, &rows, &shape, now_ms, placeholder.as_deref());
+        let mut plan;
+        let mut deletes = 0;
+        loop {
+            let state = self.cursor.layout.clone().unwrap_or_default();
+            plan = layout::plan(&state, &rows, &shape, now_ms, placeholder.as_deref());
+            // Deleting rows moves the next rows up: plan again (bounded: each round
+            // deletes at least one row, and most rounds `sheets.grow_rows`).
+            if deletes >= 64 || !self.fit_budget(&plan)? {
+                break;
+            }
+            deletes += 1;
+        }
         for tab in &plan.state.tabs {
             self.ensure_tab(&tab.title, &layout::header(tab))?;
         }

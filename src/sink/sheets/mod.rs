@@ -41,6 +41,7 @@ pub mod cells;
 pub mod client;
 pub mod layout;
 pub mod layout_run;
+pub mod retention;
 pub mod retry;
 pub mod source;
 pub mod target;

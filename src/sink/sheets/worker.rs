@@ -76,6 +76,8 @@ pub struct Worker {
     /// Readable layouts: why Google refused the single row now pending (it goes up as a
     /// placeholder).
     pub(super) narrow_reason: Option<String>,
+    /// When `sheets.keep_days` was last applied.
+    pub(super) kept_at: Option<Instant>,
 }
 
 impl Worker {
@@ -125,6 +127,7 @@ impl Worker {
             outage: None,
             narrow: None,
             narrow_reason: None,
+            kept_at: None,
         })
     }
 

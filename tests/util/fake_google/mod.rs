@@ -104,7 +104,7 @@
 //! - `POST /token`: the OAuth 2.0 JWT-bearer grant.
 //! - `GET /v4/spreadsheets/{id}`: spreadsheets.get.
 //! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet`, `appendDimension`, `addChart`,
-//!   `updateChartSpec` (validation in `charts`).
+//!   `updateChartSpec` (validation in `charts`), `deleteDimension` (rows; `dimensions`).
 //! - `POST /v4/spreadsheets/{id}/values:batchUpdate`: write values at explicit ranges.
 //! - `GET /v4/spreadsheets/{id}/values/{range}`: read values (percent-encoded range).
 //!
@@ -154,6 +154,7 @@ use serde_json::{json, Map, Value};
 
 mod a1;
 mod charts;
+mod dimensions;
 mod faults;
 mod responses;
 mod server;
@@ -162,6 +163,7 @@ mod token;
 
 use a1::*;
 use charts::*;
+use dimensions::*;
 use faults::*;
 pub use faults::{Fault, Matching, TokenFault};
 use responses::*;

@@ -304,6 +304,7 @@ pub(super) fn batch_update(
     // Validate and apply on a copy of the tab properties; commit only if all succeed.
     let mut work: Vec<SheetProps> = ss.sheets.iter().map(|s| s.props.clone()).collect();
     let mut replies = Vec::with_capacity(requests.len());
+    let mut deletions = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         let Some(obj) = request.as_object() else {
             return Err(invalid_value(&format!("requests[{i}]"), "TYPE_MESSAGE", request));
@@ -324,11 +325,12 @@ pub(super) fn batch_update(
             "appendDimension" => append_dimension(&mut work, i, inner, max_cells)?,
             "addChart" => add_chart(&mut work, i, inner, rng)?,
             "updateChartSpec" => update_chart_spec(&mut work, i, inner)?,
+            "deleteDimension" => delete_dimension(&mut work, i, inner, &mut deletions)?,
             other => {
                 return Err(invalid_argument(&format!(
                     "Invalid JSON payload received. Unknown name \"{other}\" at \
                      'requests[{i}]': Cannot find field. (The fake Google implements only \
-                     addSheet, appendDimension, addChart and updateChartSpec.)"
+                     addSheet, appendDimension, addChart, updateChartSpec and deleteDimension.)"
                 )))
             }
         };
@@ -343,6 +345,7 @@ pub(super) fn batch_update(
             Sheet { props, cells }
         })
         .collect();
+    apply_deletions(&mut ss.sheets, &deletions);
     let mut response = json!({ "spreadsheetId": ss.id, "replies": replies });
     if include_spreadsheet {
         response["updatedSpreadsheet"] = ss.to_json();
