@@ -124,6 +124,7 @@ pub struct SheetsFile {
     pub charts: Option<bool>,
     pub keep_days: Option<u32>,
     pub cell_budget_percent: Option<u8>,
+    pub max_board_tabs: Option<u32>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -166,6 +167,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.charts",
     "sheets.keep_days",
     "sheets.cell_budget_percent",
+    "sheets.max_board_tabs",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +226,8 @@ pub struct SheetsConfig {
     pub keep_days: u32,
     /// Oldest rows are deleted to keep the spreadsheet under this share of `max_cells`.
     pub cell_budget_percent: u8,
+    /// Most tabs of their own for boards; later boards share one (`sheets.max_board_tabs`).
+    pub max_board_tabs: u32,
 }
 
 /// `sheets.layout`: see `sink::sheets::layout`.
@@ -240,6 +244,9 @@ pub enum SheetsLayout {
 pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
 pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
+/// Board tabs before boards share one: below Google's 200 tabs per spreadsheet, leaving
+/// room for the overview, the shared tab and tabs of your own.
+pub const DEFAULT_MAX_BOARD_TABS: u32 = 150;
 
 /// Bounds of the resend memory (see `sink::csv::dedup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -648,6 +655,13 @@ impl SheetsConfig {
             layout,
             overview_tab,
             charts: f.charts.unwrap_or(true),
+            max_board_tabs: in_range(
+                "sheets.max_board_tabs",
+                f.max_board_tabs.unwrap_or(DEFAULT_MAX_BOARD_TABS),
+                1,
+                190,
+                " tabs",
+            )?,
             keep_days: in_range("sheets.keep_days", f.keep_days.unwrap_or(0), 0, 36_500, " days")?,
             cell_budget_percent: in_range(
                 "sheets.cell_budget_percent",
@@ -753,7 +767,12 @@ mod tests {
         assert_eq!(sheets("layout = \"csv\"").unwrap().layout, SheetsLayout::Csv);
         assert_eq!(sheets("overview_tab = \"\"").unwrap().overview_tab, "");
         assert!(s.charts && !sheets("charts = false").unwrap().charts);
-        assert_eq!((s.keep_days, s.cell_budget_percent), (0, 90));
+        assert_eq!((s.keep_days, s.cell_budget_percent, s.max_board_tabs), (0, 90, 150));
+        assert_eq!(sheets("max_board_tabs = 190").unwrap().max_board_tabs, 190);
+        for bad in [0, 191] {
+            let e = sheets(&format!("max_board_tabs = {bad}")).unwrap_err().to_string();
+            assert!(e.contains("sheets.max_board_tabs"), "{e}");
+        }
         assert_eq!(sheets("keep_days = 36500").unwrap().keep_days, 36_500);
         assert!(sheets("keep_days = 36501")
             .unwrap_err()

@@ -554,3 +554,28 @@ fn the_cell_budget_deletes_the_oldest_rows_and_the_upload_never_stops() {
     assert!(log.contains("Deleting the"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[test]
+fn boards_beyond_max_board_tabs_share_a_tab_with_a_warn() {
+    let dir = TestDir::new("layout-tab-limit");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, &format!("{PER_DEVICE}max_board_tabs = 1"));
+    send(&d, &[r#"{"device":"one","v":1}"#]);
+    send(&d, &[r#"{"device":"two","v":2}"#]);
+    send(&d, &[r#"{"device":"three","w":3}"#]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "Other boards").is_some_and(|v| v.len() == 3)
+    });
+    assert!(ok, "{:?}\n{}", fake.tabs(SHEET), d.log_text());
+    let v = fake.values(SHEET, "Other boards").unwrap();
+    assert_eq!(v[0], ["received_at", "device", "v", "w"].map(Cell::text));
+    assert_eq!(v[1][1..], [Cell::text("two"), Cell::Number(2.0)]);
+    assert_eq!(v[2][1..], [Cell::text("three"), Cell::Empty, Cell::Number(3.0)]);
+    assert_eq!(fake.cell(SHEET, "one", "B2"), Some(Cell::Number(1.0)));
+    assert!(fake.values(SHEET, "two").is_none() && fake.values(SHEET, "three").is_none());
+    let log = d.stop();
+    assert!(
+        log.contains("WARN") && log.contains("shared tab") && log.contains("\"two\""),
+        "{log}"
+    );
+}

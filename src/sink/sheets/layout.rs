@@ -47,6 +47,8 @@ use super::client::{column_letters, quote_tab};
 pub const MAX_TITLE_CHARS: usize = 100;
 /// The one tab of the `single` layout.
 pub const SINGLE_TAB: &str = "All boards";
+/// The shared tab of boards beyond `sheets.max_board_tabs` (made distinct like any title).
+pub const OVERFLOW_TAB: &str = "Other boards";
 /// A board is `silent` when quiet for this many times its usual interval...
 pub const SILENT_INTERVALS: i64 = 5;
 /// ...and for at least this long (seconds).
@@ -106,6 +108,9 @@ pub struct TabState {
     /// `received_at` of row 2, the oldest reading still in the tab (retention).
     #[serde(default)]
     pub oldest: String,
+    /// The shared tab of boards beyond `sheets.max_board_tabs` (`single` shape).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +139,8 @@ pub struct Shape {
     pub overview: String,
     /// `sheets.tab` (kept free in `per-device`, so a board never lands on the csv tab).
     pub csv_tab: String,
+    /// Most board tabs; later boards share one tab (`sheets.max_board_tabs`).
+    pub max_board_tabs: usize,
 }
 
 impl Shape {
@@ -199,7 +206,7 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             tab.oldest = col(0).to_string();
         }
         let mut set = vec![(RECEIVED_AT.to_string(), typed[0].clone())];
-        if !shape.per_device {
+        if !shape.per_device || tab.shared {
             set.push((DEVICE.to_string(), typed[1].clone()));
         }
         if !col(8).is_empty() {
@@ -322,7 +329,16 @@ fn tab_for(st: &mut State, device: &str, shape: &Shape) -> usize {
     let mut taken: Vec<String> = st.tabs.iter().map(|t| t.title.clone()).collect();
     taken.push(shape.overview.clone());
     taken.push(shape.csv_tab.clone());
-    st.tabs.push(new_tab(title_for(device, &taken)));
+    if st.tabs.iter().filter(|t| !t.shared).count() >= shape.max_board_tabs {
+        if let Some(i) = st.tabs.iter().position(|t| t.shared) {
+            return i;
+        }
+        let mut tab = new_tab(title_for(OVERFLOW_TAB, &taken));
+        tab.shared = true;
+        st.tabs.push(tab);
+    } else {
+        st.tabs.push(new_tab(title_for(device, &taken)));
+    }
     st.tabs.len() - 1
 }
 
@@ -334,6 +350,7 @@ fn new_tab(title: String) -> TabState {
         last: None,
         charted: Vec::new(),
         oldest: String::new(),
+        shared: false,
     }
 }
 
@@ -506,6 +523,7 @@ mod tests {
             per_device: true,
             overview: "Latest".into(),
             csv_tab: "Readings".into(),
+            max_board_tabs: 2,
         }
     }
 
@@ -558,5 +576,24 @@ mod tests {
             vec![Value::from("2026-12-01T00:00:00.000Z"), Value::Null, Value::from(40.0)]
         );
         assert!(whole.writes.iter().any(|(r, _)| r == "'Latest'!A1:I3"));
+    }
+
+    #[test]
+    fn boards_beyond_the_tab_limit_share_one_tab_with_a_device_column() {
+        let at = "2026-12-01T00:00:00.000Z";
+        let rows: Vec<Row> = ["d1", "d2", "d3", "d4", "d1"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| row(at, d, "t", "1", "number", &i.to_string(), ""))
+            .collect();
+        let p = plan(&State::default(), &rows, &shape(), 0, None);
+        // At N (2) boards each has a tab; N+1 and later share one.
+        let titles: Vec<&str> = p.state.tabs.iter().map(|t| t.title.as_str()).collect();
+        assert_eq!(titles, ["d1", "d2", "Other boards"]);
+        assert!(p.state.tabs[2].shared && !p.state.tabs[0].shared);
+        assert_eq!(p.state.tabs[2].columns, ["received_at", "device", "field:t"]);
+        assert_eq!(p.state.tabs[2].next_row, 4);
+        assert_eq!(p.state.tabs[0].next_row, 4);
+        assert_eq!(p.state.boards.iter().map(|b| b.tab).collect::<Vec<_>>(), [0, 1, 2, 2]);
     }
 }

@@ -33,6 +33,7 @@ impl Worker {
             per_device: self.cfg.layout == SheetsLayout::PerDevice,
             overview: self.cfg.overview_tab.clone(),
             csv_tab: self.cfg.tab.clone(),
+            max_board_tabs: self.cfg.max_board_tabs as usize,
         }
     }
 
@@ -316,6 +317,19 @@ impl Worker {
                 break;
             }
             deletes += 1;
+        }
+        let known = self.cursor.layout.as_ref().map_or(0, |s| s.boards.len());
+        let shared: Vec<&str> = plan.state.boards[known..]
+            .iter()
+            .filter(|b| shape.per_device && plan.state.tabs[b.tab].shared)
+            .map(|b| b.device.as_str())
+            .collect();
+        if !shared.is_empty() {
+            log::warn!(
+                "Boards {shared:?} go to the shared tab {:?} with a device column: the spreadsheet already has {} board tabs (sheets.max_board_tabs).",
+                plan.state.tabs.iter().find(|t| t.shared).map_or("", |t| t.title.as_str()),
+                self.cfg.max_board_tabs
+            );
         }
         for tab in &plan.state.tabs {
             self.ensure_tab(&tab.title, &layout::header(tab))?;
