@@ -215,6 +215,53 @@ impl Worker {
         Ok(target.tabs.len() - 1)
     }
 
+    /// Creates the missing tabs of `tabs` in one request when there are several (50 new
+    /// boards cost one request, not 50); any refusal (a title that exists after a lost
+    /// reply) leaves them to [`Self::ensure_tab`], one at a time.
+    fn add_tabs_at_once(&mut self, tabs: &[layout::TabState]) -> std::result::Result<(), Stall> {
+        let missing: Vec<&layout::TabState> = tabs.iter().filter(|t| self.tab_index(&t.title).is_none()).collect();
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let rows = u64::from(self.cfg.grow_rows) + 1;
+        let wanted: Vec<(String, u64)> = missing
+            .iter()
+            .map(|t| (t.title.clone(), (t.columns.len() as u64).max(1)))
+            .collect();
+        let cells: u64 = wanted.iter().map(|(_, c)| rows * c).sum();
+        let requests: Vec<Value> = wanted
+            .iter()
+            .map(|(title, columns)| {
+                serde_json::json!({"addSheet": {"properties": {"title": title,
+                    "gridProperties": {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}}}})
+            })
+            .collect();
+        let reply = match self.call(move |c, t| {
+            let r = requests.clone();
+            Box::pin(async move { c.batch_requests(t, r).await })
+        }) {
+            Ok(v) => v,
+            Err(Stall::Api(e)) if refused(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let target = self.target.as_mut().expect("set up");
+        for (i, (title, columns)) in wanted.iter().enumerate() {
+            let id = reply
+                .pointer(&format!("/replies/{i}/addSheet/properties/sheetId"))
+                .and_then(Value::as_i64)
+                .ok_or_else(|| Stall::Api(ApiError::Decode("addSheet reply without sheetId".into())))?;
+            target.tabs.push(Tab {
+                sheet_id: id,
+                title: title.clone(),
+                rows,
+                columns: *columns,
+            });
+        }
+        target.cells += cells;
+        log::info!("Created {} tabs ({rows} rows each) in one request.", wanted.len());
+        Ok(())
+    }
+
     /// Makes sure tab `index` has at least `columns` columns.
     fn ensure_columns(&mut self, index: usize, columns: u64) -> std::result::Result<(), Stall> {
         let target = self.target.as_ref().expect("set up");
@@ -331,6 +378,7 @@ impl Worker {
                 self.cfg.max_board_tabs
             );
         }
+        self.add_tabs_at_once(&plan.state.tabs)?;
         for tab in &plan.state.tabs {
             self.ensure_tab(&tab.title, &layout::header(tab))?;
         }
@@ -342,9 +390,38 @@ impl Worker {
             let i = self.tab_index(title).expect("still known");
             self.ensure_columns(i, *need_cols)?;
         }
-        if self.cfg.charts && self.cfg.layout == SheetsLayout::PerDevice {
-            for (t, create) in plan.charts.clone() {
-                self.chart(&plan.state.tabs[t], create)?;
+        if self.cfg.charts && self.cfg.layout == SheetsLayout::PerDevice && !plan.charts.is_empty() {
+            // All of a batch's charts in one request; one by one if Google refuses it.
+            let requests: Option<Vec<Value>> = plan
+                .charts
+                .iter()
+                .map(|&(t, create)| {
+                    let tab = &plan.state.tabs[t];
+                    let i = self.tab_index(&tab.title)?;
+                    let grid = &self.target.as_ref()?.tabs[i];
+                    let anchor = (tab.columns.len() as u64).min(grid.columns.saturating_sub(1));
+                    Some(if create {
+                        layout::add_chart_request(tab, grid.sheet_id, anchor)
+                    } else {
+                        layout::update_chart_request(tab, grid.sheet_id)
+                    })
+                })
+                .collect();
+            let together = match requests {
+                Some(r) if r.len() > 1 => match self.call(move |c, t| {
+                    let r = r.clone();
+                    Box::pin(async move { c.batch_requests(t, r).await })
+                }) {
+                    Ok(_) => true,
+                    Err(Stall::Api(e)) if refused(&e) => false,
+                    Err(e) => return Err(e),
+                },
+                _ => false,
+            };
+            if !together {
+                for (t, create) in plan.charts.clone() {
+                    self.chart(&plan.state.tabs[t], create)?;
+                }
             }
         }
         let writes = plan.writes;
