@@ -133,6 +133,65 @@ fn main() {
         }),
         lines,
     );
+    // The same rows through csv_core::Writer (the csv crate's allocation-free core),
+    // which the STYLE asks us to prefer unless the hand-written encoder is faster.
+    let rows: Vec<[String; 9]> = parsed
+        .iter()
+        .filter_map(|p| match p {
+            Line::Reading(r) => Some(r),
+            _ => None,
+        })
+        .flat_map(|r| {
+            r.fields.iter().map(|f| {
+                let row = ReadingColumns {
+                    received_at: &now,
+                    device: r.device.as_deref().unwrap_or("127.0.0.1"),
+                    peer: "127.0.0.1:50000",
+                    boot: "",
+                    seq: r.seq,
+                    device_time: r.device_time.as_deref().unwrap_or(""),
+                }
+                .row(&f.name, f.value.as_text(), f.value.kind())
+                .to_owned_row();
+                std::array::from_fn(|i| row.0[i].clone())
+            })
+        })
+        .collect();
+    let rows_per_line = rows.len() as f64 / lines as f64;
+    report(
+        "row encoding (csv_core)",
+        measure(budget, || {
+            out.clear();
+            let mut w = csv_core::Writer::new();
+            let mut buf = [0u8; 4096];
+            for row in &rows {
+                for (i, cell) in row.iter().enumerate() {
+                    if i > 0 {
+                        let (_, n) = w.delimiter(&mut buf);
+                        out.extend_from_slice(&buf[..n]);
+                    }
+                    let (_, _, n) = w.field(cell.as_bytes(), &mut buf);
+                    out.extend_from_slice(&buf[..n]);
+                    let (_, n) = w.finish(&mut buf);
+                    out.extend_from_slice(&buf[..n]);
+                }
+                let (_, n) = w.terminator(&mut buf);
+                out.extend_from_slice(&buf[..n]);
+            }
+            black_box(out.len());
+        }),
+        lines,
+    );
+    println!("{:<28} ({rows_per_line:.2} rows per line in both encodings)", "");
+    report(
+        "timestamp (jiff)",
+        measure(budget, || {
+            for _ in 0..1000 {
+                black_box(format!("{:.3}", jiff::Timestamp::now()));
+            }
+        }),
+        1000,
+    );
     report(
         "timestamp formatting",
         measure(budget, || {

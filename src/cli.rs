@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing would buy nothing
 pub enum Command {
     /// Run the daemon in the foreground: listen for boards, append readings to the CSV,
     /// and (if configured) upload them to Google Sheets. Ctrl-C or SIGTERM stops it cleanly.
@@ -33,6 +34,9 @@ pub enum Command {
     /// Google Sheets set-up helpers.
     #[command(subcommand)]
     Sheets(SheetsCommand),
+    /// PostgreSQL sink set-up helpers.
+    #[command(subcommand)]
+    Postgres(PostgresCommand),
     /// Pretend to be N boards sending readings to a daemon (a load generator, and a way
     /// to see readings arrive without hardware).
     Simulate(SimulateArgs),
@@ -43,6 +47,23 @@ pub enum SheetsCommand {
     /// Check the Google Sheets configuration without writing data: read the key file,
     /// get a token, open the spreadsheet, and say what works and what to fix.
     Check(CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostgresCommand {
+    /// Check the PostgreSQL sink's configuration without writing data: connect, check
+    /// the schema, the privileges and the cursor against the CSV, and say what to fix.
+    Check(PostgresCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresCheckArgs {
+    /// TOML config file with a [postgres] section.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The CSV whose cursor to check [file: csv.path; default data/readings.csv].
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +147,11 @@ pub struct ServeArgs {
     /// [file: log.stats_interval_secs; default 60].
     #[arg(long, value_name = "SECS")]
     pub stats_interval_secs: Option<u64>,
+
+    /// Address and port of the live dashboard, /metrics, /healthz, /readyz and /api/boards;
+    /// "" turns the HTTP server off [file: http.listen; default 127.0.0.1:8091].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http_listen: Option<String>,
 
     #[command(flatten)]
     pub sheets: SheetsFlags,

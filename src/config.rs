@@ -48,6 +48,20 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 2_000_000;
 pub const MIN_REQUEST_BYTES: usize = 16_384;
 pub const MAX_REQUEST_BYTES: usize = 8_000_000;
 
+// Dashboard, metrics and silent-board alerts (issue 13).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8091";
+pub const DEFAULT_MAX_EVENT_CLIENTS: usize = 16;
+pub const DEFAULT_METRICS_MAX_BOARDS: usize = 100;
+pub const DEFAULT_READY_UPLOAD_STALL_SECS: u64 = 600;
+pub const DEFAULT_MAX_BOARDS: usize = 10_000;
+pub const DEFAULT_MAX_FIELDS: usize = 8;
+pub const DEFAULT_CHART_WINDOW_SECS: u64 = 3600;
+pub const DEFAULT_CHART_POINTS: usize = 120;
+pub const DEFAULT_SILENT_FACTOR: f64 = 5.0;
+pub const DEFAULT_MIN_SILENT_SECS: u64 = 120;
+pub const DEFAULT_WEBHOOK_QUEUE: usize = 1000;
+pub const DEFAULT_WEBHOOK_TIMEOUT_SECS: u64 = 10;
+
 /// The TOML file as written. Every field optional; unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +76,42 @@ pub struct FileConfig {
     pub dedup: DedupFile,
     #[serde(default)]
     pub sheets: SheetsFile,
+    #[serde(default)]
+    pub postgres: crate::sink::postgres::settings::PostgresFile,
+    #[serde(default)]
+    pub http: HttpFile,
+    #[serde(default)]
+    pub boards: BoardsFile,
+    #[serde(default)]
+    pub alerts: AlertsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub listen: Option<String>,
+    pub max_event_clients: Option<usize>,
+    pub metrics_max_boards: Option<usize>,
+    pub ready_upload_stall_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardsFile {
+    pub max_boards: Option<usize>,
+    pub max_fields: Option<usize>,
+    pub chart_window_secs: Option<u64>,
+    pub chart_points: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsFile {
+    pub silent_factor: Option<f64>,
+    pub min_silent_secs: Option<u64>,
+    pub webhook_url: Option<String>,
+    pub webhook_queue: Option<usize>,
+    pub webhook_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +218,29 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.keep_days",
     "sheets.cell_budget_percent",
     "sheets.max_board_tabs",
+    // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
+    "postgres.url",
+    "postgres.password_file",
+    "postgres.table",
+    "postgres.source",
+    "postgres.batch_rows",
+    "postgres.pace_ms",
+    "postgres.connect_timeout_secs",
+    "postgres.retry_max_secs",
+    "postgres.shutdown_timeout_secs",
+    "http.listen",
+    "http.max_event_clients",
+    "http.metrics_max_boards",
+    "http.ready_upload_stall_secs",
+    "boards.max_boards",
+    "boards.max_fields",
+    "boards.chart_window_secs",
+    "boards.chart_points",
+    "alerts.silent_factor",
+    "alerts.min_silent_secs",
+    "alerts.webhook_url",
+    "alerts.webhook_queue",
+    "alerts.webhook_timeout_secs",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +269,39 @@ pub struct Config {
     pub fsync: Fsync,
     pub stats_interval: Option<Duration>,
     pub sheets: Option<SheetsConfig>,
+    pub postgres: Option<crate::sink::postgres::PostgresConfig>,
+    pub http: HttpConfig,
+    pub boards: BoardsConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// `[http]`: the dashboard, `/metrics`, `/healthz`, `/readyz`, `/api/boards`.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `None` when `http.listen = ""` (no HTTP server at all).
+    pub listen: Option<SocketAddr>,
+    pub max_event_clients: usize,
+    pub metrics_max_boards: usize,
+    pub ready_upload_stall: Duration,
+}
+
+/// `[boards]`: the in-memory live state per board (see `crate::boards`).
+#[derive(Debug, Clone)]
+pub struct BoardsConfig {
+    pub max_boards: usize,
+    pub max_fields: usize,
+    pub chart_window: Duration,
+    pub chart_points: usize,
+}
+
+/// `[alerts]`: when a board counts as silent, and the optional webhook.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub silent_factor: f64,
+    pub min_silent: Duration,
+    pub webhook_url: Option<String>,
+    pub webhook_queue: usize,
+    pub webhook_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -487,6 +593,10 @@ impl Config {
             " seconds",
         )?;
         let sheets = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?;
+        let postgres = crate::sink::postgres::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
+        let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
+        let boards = BoardsConfig::build(&file.boards)?;
+        let alerts = AlertsConfig::build(file.alerts)?;
         Ok(Config {
             listen,
             max_connections,
@@ -502,6 +612,134 @@ impl Config {
             fsync,
             stats_interval: (stats > 0).then(|| Duration::from_secs(stats)),
             sheets,
+            postgres,
+            http,
+            boards,
+            alerts,
+        })
+    }
+}
+
+impl HttpConfig {
+    pub fn build(f: &HttpFile, flag: Option<&str>) -> Result<HttpConfig, ConfigError> {
+        let text = flag.or(f.listen.as_deref()).unwrap_or(DEFAULT_HTTP_LISTEN).trim();
+        let listen = if text.is_empty() {
+            None
+        } else {
+            Some(text.parse().map_err(|_| {
+                err(
+                    "http.listen",
+                    format!(
+                        "{text:?} is not an ADDRESS:PORT such as 127.0.0.1:8091 (or \"\" to turn the HTTP server off)"
+                    ),
+                )
+            })?)
+        };
+        Ok(HttpConfig {
+            listen,
+            max_event_clients: in_range(
+                "http.max_event_clients",
+                f.max_event_clients.unwrap_or(DEFAULT_MAX_EVENT_CLIENTS),
+                1,
+                1024,
+                "",
+            )?,
+            metrics_max_boards: in_range(
+                "http.metrics_max_boards",
+                f.metrics_max_boards.unwrap_or(DEFAULT_METRICS_MAX_BOARDS),
+                0,
+                100_000,
+                " boards",
+            )?,
+            ready_upload_stall: Duration::from_secs(in_range(
+                "http.ready_upload_stall_secs",
+                f.ready_upload_stall_secs.unwrap_or(DEFAULT_READY_UPLOAD_STALL_SECS),
+                1,
+                7 * 86_400,
+                " seconds",
+            )?),
+        })
+    }
+}
+
+impl BoardsConfig {
+    pub fn build(f: &BoardsFile) -> Result<BoardsConfig, ConfigError> {
+        let window = in_range(
+            "boards.chart_window_secs",
+            f.chart_window_secs.unwrap_or(DEFAULT_CHART_WINDOW_SECS),
+            10,
+            7 * 86_400,
+            " seconds",
+        )?;
+        Ok(BoardsConfig {
+            max_boards: in_range(
+                "boards.max_boards",
+                f.max_boards.unwrap_or(DEFAULT_MAX_BOARDS),
+                1,
+                1_000_000,
+                " boards",
+            )?,
+            max_fields: in_range(
+                "boards.max_fields",
+                f.max_fields.unwrap_or(DEFAULT_MAX_FIELDS),
+                1,
+                64,
+                " fields",
+            )?,
+            chart_window: Duration::from_secs(window),
+            chart_points: in_range(
+                "boards.chart_points",
+                f.chart_points.unwrap_or(DEFAULT_CHART_POINTS),
+                2,
+                10_000,
+                " points",
+            )?,
+        })
+    }
+}
+
+impl AlertsConfig {
+    pub fn build(f: AlertsFile) -> Result<AlertsConfig, ConfigError> {
+        let factor = f.silent_factor.unwrap_or(DEFAULT_SILENT_FACTOR);
+        if !(1.0..=1000.0).contains(&factor) {
+            return Err(err(
+                "alerts.silent_factor",
+                format!("must be between 1 and 1000, got {factor}"),
+            ));
+        }
+        let webhook_url = f.webhook_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+        if let Some(u) = &webhook_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(err(
+                    "alerts.webhook_url",
+                    format!("{u:?} must start with https:// or http://"),
+                ));
+            }
+        }
+        Ok(AlertsConfig {
+            silent_factor: factor,
+            min_silent: Duration::from_secs(in_range(
+                "alerts.min_silent_secs",
+                f.min_silent_secs.unwrap_or(DEFAULT_MIN_SILENT_SECS),
+                1,
+                30 * 86_400,
+                " seconds",
+            )?),
+            webhook_url,
+            webhook_queue: in_range(
+                "alerts.webhook_queue",
+                f.webhook_queue.unwrap_or(DEFAULT_WEBHOOK_QUEUE),
+                1,
+                1_000_000,
+                " alerts",
+            )?,
+            webhook_timeout: Duration::from_secs(in_range(
+                "alerts.webhook_timeout_secs",
+                f.webhook_timeout_secs.unwrap_or(DEFAULT_WEBHOOK_TIMEOUT_SECS),
+                1,
+                600,
+                " seconds",
+            )?),
         })
     }
 }
@@ -862,6 +1100,47 @@ mod tests {
         let e = with_key(&dir.join("user.json").display().to_string());
         assert!(e.contains("authorized_user") && !e.contains("SECRET"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn http_boards_and_alerts_keys() {
+        let c = build("", ServeArgs::default()).unwrap();
+        assert_eq!(c.http.listen.unwrap().to_string(), DEFAULT_HTTP_LISTEN);
+        let off = ServeArgs {
+            http_listen: Some(String::new()),
+            ..ServeArgs::default()
+        };
+        assert!(
+            build("[http]\nlisten = \"127.0.0.1:9\"\n", off)
+                .unwrap()
+                .http
+                .listen
+                .is_none(),
+            "flag beats file"
+        );
+        assert!(build("[http]\nlisten = \"\"\n", ServeArgs::default())
+            .unwrap()
+            .http
+            .listen
+            .is_none());
+        let e = build("[http]\nlisten = \"8091\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("http.listen"), "{e}");
+        let c = build("[alerts]\nmin_silent_secs = 1\n", ServeArgs::default()).unwrap();
+        assert_eq!(
+            c.alerts.min_silent,
+            Duration::from_secs(1),
+            "1 s is accepted, for tests"
+        );
+        let e = build("[alerts]\nmin_silent_secs = 0\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.min_silent_secs"), "{e}");
+        let e = build("[alerts]\nsilent_factor = 0.5\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.silent_factor"), "{e}");
+        let e = build("[alerts]\nwebhook_url = \"ftp://x\"\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("alerts.webhook_url"), "{e}");
+        let e = build("[boards]\nmax_boards = 0\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("boards.max_boards"), "{e}");
+        let e = build("[boards]\nmax_feilds = 3\n", ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("max_feilds"), "{e}");
     }
 
     #[test]

@@ -65,6 +65,48 @@ pub fn serve(config: Config) -> Result<()> {
         None => None,
     };
 
+    let pg_sink = match &config.postgres {
+        Some(pc) => Some(crate::sink::postgres::PgSink::start(pc.clone(), &sink)?),
+        None => None,
+    };
+    // Live board state, dashboard/metrics/health over HTTP, silent-board alerts (issue 13).
+    let boards = Arc::new(crate::boards::Boards::new(&config.boards, &config.alerts));
+    match boards.load_previous_run(&config.csv_path) {
+        Ok(n) if n > 0 => log::debug!("Listed {n} boards from the end of the CSV as not seen since start."),
+        Ok(_) => {}
+        Err(e) => log::warn!(
+            "Cannot read the end of {} to list earlier boards: {e}. The dashboard shows boards as they report.",
+            config.csv_path.display()
+        ),
+    }
+    let http = match config.http.listen {
+        Some(addr) => {
+            let state = Arc::new(crate::http::HttpState {
+                boards: Arc::clone(&boards),
+                stats: Arc::clone(&stats),
+                sink: Arc::clone(&sink),
+                csv_path: config.csv_path.clone(),
+                sheets: uploader.is_some(),
+                ready_upload_stall: config.http.ready_upload_stall,
+                metrics_max_boards: config.http.metrics_max_boards,
+                max_event_clients: config.http.max_event_clients,
+                started_unix_ms: crate::boards::unix_ms(std::time::SystemTime::now()),
+                csv_at_start: sink.position(),
+                event_clients: Default::default(),
+                event_cache: Default::default(),
+            });
+            Some(crate::http::start(addr, state, &shutdown).map_err(|e| {
+                Error::startup(
+                    format!("listen on {addr} for the dashboard (http.listen; \"\" turns it off)"),
+                    e,
+                )
+            })?)
+        }
+        None => None,
+    };
+    let alerts = crate::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
+        .map_err(|e| Error::startup("start the board-watch thread", e))?;
+
     let listener = server::bind(config.listen, config.listen_backlog).map_err(|e| {
         Error::startup(
             format!(
@@ -95,6 +137,13 @@ pub fn serve(config: Config) -> Result<()> {
             None => "off".to_string(),
         }
     );
+    match &http {
+        Some(h) => log::info!(
+            "Dashboard at http://{}/ (also /metrics, /healthz, /readyz, /api/boards).",
+            h.addr
+        ),
+        None => log::info!("Dashboard and metrics off (http.listen = \"\")."),
+    }
 
     let shared = Arc::new(ConnectionContext {
         sink: Arc::clone(&sink),
@@ -107,6 +156,7 @@ pub fn serve(config: Config) -> Result<()> {
         shutdown: Arc::clone(&shutdown),
         rows_for_uploader: uploader.is_some(),
         csv_path: config.csv_path.clone(),
+        boards: Some(Arc::clone(&boards)),
     });
     let conns = Connections::new(
         config.max_connections,
@@ -117,7 +167,7 @@ pub fn serve(config: Config) -> Result<()> {
     {
         // csv-maintenance: the interval fsync, and noticing (within a second, or at
         // once on SIGHUP) that the CSV was moved or deleted, to reopen it.
-        let (sink, shutdown) = (Arc::clone(&sink), Arc::clone(&shutdown));
+        let (sink, shutdown, stats) = (Arc::clone(&sink), Arc::clone(&shutdown), Arc::clone(&stats));
         let fsync_every = match config.fsync {
             Fsync::Interval(every) => Some(every),
             _ => None,
@@ -131,7 +181,13 @@ pub fn serve(config: Config) -> Result<()> {
                 let stopping = shutdown.sleep(tick);
                 if fsync_every.is_some_and(|e| stopping || last_sync.elapsed() >= e) {
                     last_sync = Instant::now();
-                    if let Err(e) = sink.sync_if_dirty() {
+                    let before = sink.durable_position();
+                    let synced = sink.sync_if_dirty();
+                    if sink.durable_position() != before {
+                        // For /metrics (issue 13): only fsyncs that happened.
+                        stats.csv_fsync_seconds.observe(last_sync.elapsed());
+                    }
+                    if let Err(e) = synced {
                         fsync_errors.log(|n| log::error!(
                             "{e} ({n} failed fsyncs so far). Rows written since the last fsync could be lost on power failure; check the disk."
                         ));
@@ -154,14 +210,18 @@ pub fn serve(config: Config) -> Result<()> {
         })?);
     }
     if let Some(every) = config.stats_interval {
-        let (stats, shutdown) = (Arc::clone(&stats), Arc::clone(&shutdown));
+        let (stats, shutdown, sink) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&sink));
         let sheets = uploader.is_some();
         background.push(spawn("stats", move || {
             let mut before = stats.snapshot();
             let mut at = Instant::now();
             while !shutdown.sleep(every) {
                 let now = stats.snapshot();
-                log::info!("{}", Stats::summary(&now, &before, at.elapsed(), sheets));
+                let (remembered, forgotten) = sink.dedup_boards();
+                log::info!(
+                    "{} Resend memory: {remembered} boards ({forgotten} least recently seen forgotten, dedup.max_boards).",
+                    Stats::summary(&now, &before, at.elapsed(), sheets)
+                );
                 (before, at) = (now, Instant::now());
             }
         })?);
@@ -181,8 +241,18 @@ pub fn serve(config: Config) -> Result<()> {
         );
     }
     sink.close()?;
+    if let Some(p) = &pg_sink {
+        p.stop_soon(); // runs its shutdown time alongside the uploader's
+    }
+    alerts.finish();
+    if let Some(h) = http {
+        h.stop();
+    }
     if let Some(u) = uploader {
         u.finish(&sink);
+    }
+    if let Some(p) = pg_sink {
+        p.finish();
     }
     for h in background {
         let _ = h.join();

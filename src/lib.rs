@@ -15,11 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod boards;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod http;
 pub mod protocol;
 pub mod ratelog;
 pub mod row;
@@ -32,7 +35,7 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 
-use cli::{Cli, Command, SheetsCommand};
+use cli::{Cli, Command, PostgresCommand, SheetsCommand};
 use error::Result;
 
 /// Runs the parsed command line; `main` maps the result to an exit code.
@@ -41,5 +44,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => daemon::serve(config::Config::from_serve_args(&args)?),
         Command::Sheets(SheetsCommand::Check(args)) => cmd::sheets_check::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Postgres(PostgresCommand::Check(args)) => cmd::postgres_check::run(&args),
     }
 }

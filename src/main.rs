@@ -6,7 +6,15 @@ use log::{Log, Metadata, Record};
 
 /// Crates whose debug/trace output can carry secrets (yup-oauth2 logs access tokens at
 /// debug; HTTP and TLS stacks can log headers): capped at info whatever RUST_LOG says.
-const SECRET_BEARING: &[&str] = &["yup_oauth2", "hyper", "h2", "reqwest", "rustls"];
+const SECRET_BEARING: &[&str] = &[
+    "yup_oauth2",
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_postgres",
+    "postgres",
+];
 
 struct SecretSafe(env_logger::Logger);
 

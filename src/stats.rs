@@ -27,6 +27,40 @@ pub struct Stats {
     pub resend_conflicts: AtomicU64,
     pub write_failures: AtomicU64,
     pub rows_uploaded: AtomicU64,
+    // For /metrics, /readyz and the dashboard (issue 13).
+    /// CSV rows confirmed in the sheet (the uploader's cursor), once it is set up.
+    pub sheets_rows_done: AtomicU64,
+    /// Whether `sheets_rows_done` is known yet (the uploader has chosen its cursor).
+    pub sheets_cursor_known: std::sync::atomic::AtomicBool,
+    pub sheets_requests_ok: AtomicU64,
+    pub sheets_requests_failed: AtomicU64,
+    /// Unix milliseconds of the last batch Google confirmed; 0 = none in this run.
+    pub sheets_last_upload_unix_ms: AtomicU64,
+    /// Whether the last CSV append failed (cleared by the next successful one): `/readyz`.
+    pub csv_last_append_failed: std::sync::atomic::AtomicBool,
+    /// Time of each CSV append (lock, write, and the fsync under `csv.fsync = always`).
+    pub csv_write_seconds: LatencyHistogram,
+    /// Time of each interval fsync of the CSV.
+    pub csv_fsync_seconds: LatencyHistogram,
+}
+
+/// A latency histogram for `/metrics` (the `prometheus-client` type; buckets from 10 µs
+/// to about 10 s, ×2.5 apart). Cheap to observe: one short uncontended mutex.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_01, 2.5, 16),
+        ))
+    }
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
 }
 
 /// A copy of the counters at one moment.
@@ -42,6 +76,8 @@ pub struct Snapshot {
     pub write_failures: u64,
     pub duplicates: u64,
     pub rows_uploaded: u64,
+    /// Line timeouts, refused greetings and JSON nested too deep.
+    pub protocol_errors: u64,
 }
 
 impl Stats {
@@ -53,11 +89,14 @@ impl Stats {
         let lines_too_long = self.lines_too_long.load(Relaxed);
         let connections_refused = self.connections_refused.load(Relaxed);
         let write_failures = self.write_failures.load(Relaxed);
+        let protocol_errors =
+            self.line_timeouts.load(Relaxed) + self.bad_hellos.load(Relaxed) + self.json_too_deep.load(Relaxed);
         Snapshot {
             connections_open: self.connections_open.load(Relaxed),
             readings: self.readings.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
-            errors: lines_too_long + connections_refused + write_failures,
+            errors: lines_too_long + connections_refused + write_failures + protocol_errors,
+            protocol_errors,
             lines_too_long,
             connections_refused,
             idle_timeouts: self.idle_timeouts.load(Relaxed),
@@ -72,7 +111,7 @@ impl Stats {
         let per_min = |n: u64| n as f64 * 60.0 / elapsed.as_secs_f64().max(0.001);
         let mut s = format!(
             "Stats: {} boards connected, {:.0} readings/min, {} rows written ({} in total), {} errors \
-             ({} lines too long, {} connections refused, {} write failures), {} idle timeouts, {} duplicates skipped",
+             ({} lines too long, {} connections refused, {} write failures, {} protocol errors), {} idle timeouts, {} duplicates skipped",
             now.connections_open,
             per_min(now.readings - before.readings),
             now.rows_written - before.rows_written,
@@ -81,6 +120,7 @@ impl Stats {
             now.lines_too_long,
             now.connections_refused,
             now.write_failures,
+            now.protocol_errors,
             now.idle_timeouts,
             now.duplicates,
         );

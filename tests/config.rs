@@ -142,6 +142,7 @@ fn help_and_version() {
         "--stats-interval-secs",
         "--sheets-key-file",
         "--spreadsheet",
+        "--http-listen",
     ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }

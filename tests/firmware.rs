@@ -12,6 +12,15 @@
 //! Faults: the daemon stopped and started again behind the proxy; the connection
 //! cut after the daemon wrote a reading but before its ACK reached the board; the
 //! Wi-Fi gone long enough for the RAM buffer to overflow.
+//!
+//! Issue 11: a board powered off and on again with no entropy at all (the shim's
+//! `SIM_ENTROPY=none`) still gets a new boot id from its boot counter in flash
+//! (`SIM_FLASH_FILE`), so every reading of its second power-on is written, and
+//! its status line (`fw_*` fields) is stored like any reading. Issue 12: the
+//! greeting carries the device token (`SENSORLOG_TOKEN`), and the token never
+//! appears in the serial log. The Feather's watchdog (4 s in the test build)
+//! ends a write() that never returns, but not a connect() that takes longer than
+//! its period (WiFi101's may take 20 s), which runs inside a BlockingCall.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -29,8 +38,13 @@ use crate::util::{Daemon, TestDir};
 /// Settings of the test build of the sketches (`-D`, see firmware/README.md).
 const INTERVAL_MS: u64 = 200;
 const BUFFER_READINGS: usize = 16;
+/// The device token the test build greets with (`secrets.h`'s `SENSORLOG_TOKEN`).
+const TOKEN: &str = "fwTestToken-0123456789abcdefABCDEF_xyz";
 const BUILD_DEFS: &[&str] = &[
     "-DSENSORLOG_INTERVAL_MS=200",
+    "-DSENSORLOG_STATUS_INTERVAL_MS=1000",
+    // Quoted for the shell of make's recipe: the macro is a C string literal.
+    "-DSENSORLOG_TOKEN=\\\"fwTestToken-0123456789abcdefABCDEF_xyz\\\"",
     "-DSENSORLOG_BUFFER_READINGS=16",
     "-DSENSORLOG_RETRY_MIN_MS=100",
     "-DSENSORLOG_RETRY_MAX_MS=400",
@@ -38,6 +52,8 @@ const BUILD_DEFS: &[&str] = &[
     "-DSENSORLOG_ACK_TIMEOUT_MS=3000",
     "-DSENSORLOG_WIFI_JOIN_TIMEOUT_MS=500",
     "-DSENSORLOG_SERIAL_WAIT_MS=0",
+    // Feather M0: a 4 s watchdog (16 s on the boards), so that a hang ends quickly.
+    "-DSENSORLOG_WATCHDOG_MS=4000",
 ];
 
 /// How long a board may take to have everything it took acknowledged once the
@@ -186,6 +202,8 @@ impl Drop for Board {
 struct BoardLog {
     device: String,
     boot: String,
+    /// The boot counter of this power-on (`boots=` of the boot line).
+    boots: u64,
     /// seq -> the reading's key=value pairs as taken (seq and ts included).
     taken: BTreeMap<u64, Vec<(String, String)>>,
     acked: BTreeSet<u64>,
@@ -206,6 +224,7 @@ impl BoardLog {
                 let pairs = pairs(rest.trim_end_matches('.'));
                 log.device = value_of(&pairs, "device").unwrap_or_default();
                 log.boot = value_of(&pairs, "boot").unwrap_or_default();
+                log.boots = value_of(&pairs, "boots").and_then(|b| b.parse().ok()).unwrap_or(0);
             } else if let Some(rest) = msg.strip_prefix("Reading taken: ") {
                 let pairs = pairs(rest);
                 let seq = value_of(&pairs, "seq").and_then(|s| s.parse().ok()).expect("seq");
@@ -812,4 +831,203 @@ fn firmware_boards_rejoin_wifi_and_drop_only_the_oldest_when_the_buffer_overflow
             log.device
         );
     }
+}
+
+/// Powers a board on, waits until it has had at least `min_readings` readings
+/// acknowledged, and powers it off (SIGTERM). Returns its log and sync point.
+fn power_cycle(
+    kind: Kind,
+    chip: u32,
+    server: SocketAddr,
+    env: &[(&str, String)],
+    min_readings: u64,
+) -> (BoardLog, u64) {
+    let mut board = vec![Board::spawn(kind, chip, server, env)];
+    sync_and_stop(&mut board, min_readings).pop().unwrap()
+}
+
+/// The rows of `csv` whose boot column is `boot`, as a CSV of their own.
+fn csv_of_boot(csv: &Path, boot: &str, out: &Path) -> usize {
+    let rows = read_csv(csv);
+    let mut w = csv::Writer::from_path(out).unwrap();
+    let mut n = 0;
+    for (i, row) in rows.iter().enumerate() {
+        if i == 0 || row.get(6).map(String::as_str) == Some(boot) {
+            w.write_record(row).unwrap();
+            n += usize::from(i > 0);
+        }
+    }
+    w.flush().unwrap();
+    n
+}
+
+/// A board powered off and on again with no entropy at all: only its boot
+/// counter in flash tells the two power-ons apart, and it does: a new boot id,
+/// and every reading of the second power-on in the CSV under it. Without the
+/// flash (the control), the same board gets the same boot id at every power-on,
+/// which proves the entropy really is gone.
+#[test]
+fn firmware_boot_ids_never_repeat_across_power_cycles_without_entropy() {
+    host_build();
+    let dir = TestDir::new("firmware-boot-counter");
+    let daemon = Daemon::start(&dir, &[]);
+    for (kind, chip) in [(Kind::Esp8266, 0x50a001u32), (Kind::FeatherM0, 0x50a101)] {
+        // Control: no flash, no entropy: the boot id repeats.
+        let no_flash = [("SIM_ENTROPY", "none".to_string())];
+        let ids: Vec<String> = (0..2)
+            .map(|_| {
+                let mut b = Board::spawn(kind, chip, "127.0.0.1:9".parse().unwrap(), &no_flash);
+                assert!(
+                    wait_until(Duration::from_secs(10), || !b.report().boot.is_empty()),
+                    "{kind:?}: no boot line"
+                );
+                b.terminate();
+                b.report().boot
+            })
+            .collect();
+        assert_eq!(ids[0], ids[1], "{kind:?}: the boot id still has entropy in it");
+
+        let env = [
+            ("SIM_ENTROPY", "none".to_string()),
+            (
+                "SIM_FLASH_FILE",
+                dir.join(&format!("flash-{chip:x}")).display().to_string(),
+            ),
+        ];
+        let (first, synced1) = power_cycle(kind, chip, daemon.addr, &env, 6);
+        let (second, synced2) = power_cycle(kind, chip, daemon.addr, &env, 6);
+        assert_eq!(first.device, second.device);
+        assert_eq!((first.boots, second.boots), (1, 2), "{kind:?}: the boot counter");
+        assert_ne!(first.boot, second.boot, "{kind:?}: the boot id repeated");
+        // Without entropy the id is a function of the device and the count alone:
+        // the first power-on is the control's, the second one is not.
+        assert_eq!(first.boot, ids[0], "{kind:?}: the first boot id");
+
+        let csv = daemon.csv.clone();
+        let (second_device, second_boot) = (second.device.clone(), second.boot.clone());
+        for (n, (log, synced)) in [(first, synced1), (second, synced2)].into_iter().enumerate() {
+            let part = dir.join(&format!("boot-{chip:x}-{n}.csv"));
+            let rows = csv_of_boot(&csv, &log.boot, &part);
+            assert!(rows > 0, "{kind:?} power-on {}: nothing written", n + 1);
+            // Every reading the board took (each was acknowledged: nothing was
+            // dropped), with exactly its fields, under this power-on's boot id.
+            assert!(log.dropped.is_empty());
+            check_csv(&part, &[(log, synced)]);
+        }
+        // The status line is stored like a reading, as fields of the board.
+        let rows = read_csv(&csv);
+        let status = |field: &str| -> Vec<&str> {
+            rows.iter()
+                .filter(|r| r[1] == second_device && r[6] == second_boot && r[2] == field)
+                .map(|r| r[3].as_str())
+                .collect()
+        };
+        assert!(
+            status("fw_boots").contains(&"2"),
+            "{kind:?}: no status line of the second power-on"
+        );
+        for field in [
+            "fw_taken",
+            "fw_dropped",
+            "fw_skipped",
+            "fw_reconnects",
+            "fw_uptime_s",
+            "fw_heap",
+            "fw_reset",
+        ] {
+            assert!(!status(field).is_empty(), "{kind:?}: no {field} in the CSV");
+        }
+        assert!(
+            status("fw_dropped").iter().all(|v| *v == "0"),
+            "{kind:?}: dropped without an outage"
+        );
+    }
+    daemon.stop();
+}
+
+/// The greeting carries the device token (issue 12) and the board never prints
+/// it. What the daemon would receive is read by a plain listener in the test.
+#[test]
+fn firmware_greeting_carries_the_device_token() {
+    host_build();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    for (kind, chip) in [(Kind::Esp8266, 0x60a001u32), (Kind::FeatherM0, 0x60a101)] {
+        let mut board = Board::spawn(kind, chip, addr, &[]);
+        let mut conn = None;
+        wait_until(Duration::from_secs(10), || {
+            conn = listener.accept().ok().map(|(s, _)| s);
+            conn.is_some()
+        });
+        let conn = conn.unwrap_or_else(|| panic!("{kind:?} never connected:\n{}", board.log_tail(20)));
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut hello = String::new();
+        BufReader::new(&conn).read_line(&mut hello).unwrap();
+        board.terminate();
+        let log = board.report();
+        assert_eq!(
+            hello.trim_end(),
+            format!("HELLO {} token={TOKEN} ack=1 boot={}", log.device, log.boot),
+            "{kind:?}"
+        );
+        let text = board.log.lock().unwrap().join("\n");
+        assert!(!text.contains(TOKEN), "{kind:?} printed its token:\n{text}");
+        assert!(
+            text.contains("token=set"),
+            "{kind:?}: the boot line does not say a token is set"
+        );
+    }
+}
+
+/// Feather M0: a `write()` that never returns (WiFi101's write loop retrying a
+/// full buffer) ends in a watchdog reset; a `connect()` that takes longer than
+/// the watchdog period (5 s against 4 s; WiFi101's may take 20 s) does not,
+/// because it runs inside a BlockingCall, and the board delivers its readings.
+#[test]
+fn firmware_feather_watchdog_resets_a_hang_but_not_a_slow_connect() {
+    host_build();
+    let dir = TestDir::new("firmware-watchdog");
+    let daemon = Daemon::start(&dir, &[]);
+    let mut hung = Board::spawn(
+        Kind::FeatherM0,
+        0x70a101,
+        daemon.addr,
+        &[("SIM_WRITE_HANG_AFTER_MS", "1500".to_string())],
+    );
+    let mut slow = vec![Board::spawn(
+        Kind::FeatherM0,
+        0x70a102,
+        daemon.addr,
+        &[("SIM_CONNECT_DELAY_MS", "5000".to_string())],
+    )];
+    // sync_and_stop also asserts that the board ran until SIGTERM and stopped cleanly.
+    let (log, _) = sync_and_stop(&mut slow, 3).pop().unwrap();
+    assert!(log.acked.len() >= 3, "the slow-connect board delivered {:?}", log.acked);
+    assert!(
+        !slow[0].log.lock().unwrap().iter().any(|l| l.contains("Watchdog reset")),
+        "a slow connect reset the board"
+    );
+
+    let exited = wait_until(Duration::from_secs(15), || {
+        hung.exit = hung.child.try_wait().unwrap();
+        hung.exit.is_some()
+    });
+    assert!(
+        exited,
+        "a hung write() did not end in a watchdog reset:\n{}",
+        hung.log_tail(20)
+    );
+    assert_eq!(hung.exit.and_then(|s| s.code()), Some(3), "{}", hung.log_tail(20));
+    assert!(
+        hung.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("[host] Watchdog reset: not patted for")),
+        "{}",
+        hung.log_tail(20)
+    );
+    daemon.stop();
 }

@@ -240,11 +240,6 @@ fn synced_first_run(dir: &TestDir, fake: &FakeGoogle) {
     send_readings(&d, 2, 18, "first");
     wait_synced(fake, &d, Duration::from_secs(30));
     d.shutdown();
-    let c = read_cursor(dir);
-    assert!(
-        c["last_row"]["fnv1a64"].is_string(),
-        "the cursor records its last row: {c}"
-    );
 }
 
 /// Restarts after `tamper`, sends more rows and checks the sheet equals the CSV.
@@ -256,6 +251,11 @@ fn restart_and_check(dir: &TestDir, fake: &FakeGoogle, expect_log: &str) -> Stri
     let rows = sheet_matches_csv(fake, &dir.join("readings.csv")).unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert_eq!(rows, 60 + 15);
     assert!(log.contains(expect_log), "expected {expect_log:?} in:\n{log}");
+    let c = read_cursor(dir);
+    assert!(
+        c["last_row"]["fnv1a64"].is_string(),
+        "the cursor records its last row: {c}"
+    );
     log
 }
 

@@ -22,6 +22,8 @@ mod ingest;
 mod limits;
 // `sensorlog simulate` against the daemon: every format, acks, stamps, errors.
 mod simulate;
+// PostgreSQL sink against a real server: exactly once through kill -9, restarts, killed backends.
+mod postgres;
 // Google Sheets through the fake Google: exactly once, in order, through faults and restarts.
 mod sheets;
 // Issue 9: no row stops the upload, the token endpoint's outages, exact numbers, the cursor's identity.
@@ -29,3 +31,9 @@ mod sheets_layout;
 mod sheets_robust;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;
+// The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
+mod dashboard;
+// /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.
+mod metrics;
+// Silent boards: one log line per change; the webhook through failures and an outage.
+mod alerts;

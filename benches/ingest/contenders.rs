@@ -97,6 +97,8 @@ impl Contender {
                 cmd.args(["serve", "--listen", "127.0.0.1:0", "--csv"])
                     .arg(out)
                     .args(["--max-connections", MAX_CONNECTIONS])
+                    // The dashboard on (as by default) but on a free port: runs may overlap.
+                    .args(["--http-listen", "127.0.0.1:0"])
                     .env("RUST_LOG", "info")
                     .current_dir(setup.dir);
                 if other_build.is_none() {

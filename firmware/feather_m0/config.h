@@ -31,6 +31,12 @@
 #define SENSORLOG_WIFI_JOIN_TIMEOUT_MS 15000UL
 #endif
 
+// The SAMD21 watchdog period (Adafruit_SleepyDog rounds down to a power of two
+// of its ~1 kHz clock; 16000 or more: about 16 s, the longest it has).
+#ifndef SENSORLOG_WATCHDOG_MS
+#define SENSORLOG_WATCHDOG_MS 16000
+#endif
+
 // An analog input whose noise goes into the boot id (the SAMD21 has no RNG).
 #ifndef SENSORLOG_ENTROPY_PIN
 #define SENSORLOG_ENTROPY_PIN A5

@@ -17,6 +17,12 @@
 #error "Host shim: build with -DESP8266 or -DARDUINO_ARCH_SAMD (see firmware/host/Makefile)."
 #endif
 
+#if defined(SENSORLOG_TLS) && SENSORLOG_TLS
+// The shim's sockets are plain TCP: TLS is BearSSL's (ESP8266) or the
+// ATWINC1500's (Feather) on the boards, and firmware/build-boards.sh compiles it.
+#error "The host shim does not simulate TLS: build it without SENSORLOG_TLS."
+#endif
+
 typedef uint8_t byte;
 typedef bool boolean;
 
@@ -47,6 +53,14 @@ static const uint8_t D7 = 13;
 static const uint8_t D8 = 15;
 static const uint8_t LED_BUILTIN = 2;
 #include "Esp.h"
+// pgmspace.h: flash and RAM are one address space here.
+#include <stdio.h>
+#define PROGMEM
+#define PGM_P const char*
+#define PSTR(s) (s)
+#define vsnprintf_P vsnprintf
+#define snprintf_P snprintf
+#define strncpy_P strncpy
 #else
 // Adafruit Feather M0 variant (variants/feather_m0/variant.h): A7 (PA07, the
 // same pin as D9) is wired to VBAT through a 1:2 divider.

@@ -1,5 +1,8 @@
 #include "ESP8266WiFi.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include <vector>
 
 #include "HostSim.h"
@@ -46,6 +49,11 @@ uint32_t EspClass::getFreeHeap() {
   return 41000u - (host::osRandom() % 64u) * 8u;
 }
 
+rst_info *EspClass::getResetInfoPtr() {
+  static rst_info info = { REASON_DEFAULT_RST, 0, 0, 0, 0, 0, 0 };
+  return &info;
+}
+
 uint32_t EspClass::random() const {
   return host::osRandom();
 }
@@ -68,7 +76,22 @@ bool ESP8266WiFiClass::setAutoReconnect(bool autoReconnect) {
   return true;
 }
 
-bool ESP8266WiFiClass::hostname(const char *) {
+// As the core 3.x: at most 32 characters, letters, digits and '-' only, not
+// starting or ending with '-' (it refuses the name otherwise and returns false).
+bool ESP8266WiFiClass::hostname(const char *name) {
+  const size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > 32 || name[0] == '-' || name[n - 1] == '-') {
+    fprintf(stderr, "[host] WiFi.hostname(\"%s\") refused.\n", name ? name : "");
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) {
+      fprintf(stderr, "[host] WiFi.hostname(\"%s\") refused.\n", name);
+      return false;
+    }
+  }
   return true;
 }
 

@@ -45,7 +45,10 @@ unsigned long millis() {
 
 unsigned long micros() {
   const Clock &c = boardClock();
-  return (unsigned long)(uint32_t)(monotonicUs() - c.startUs);
+  const uint64_t us = monotonicUs() - c.startUs;
+  // Without entropy (SIM_ENTROPY=none) the timing jitter goes too.
+  if (host::noEntropy()) return (unsigned long)(uint32_t)(us / 1000000u * 1000000u);
+  return (unsigned long)(uint32_t)us;
 }
 
 void delay(unsigned long ms) {
@@ -73,6 +76,14 @@ int digitalRead(uint8_t) {
 }
 
 #if defined(ARDUINO_ARCH_SAMD)
+// The Feather's free RAM (SensorlogBoard.h): what the real build leaves between
+// its static data and the stack, about 18 KB, less what the stack uses.
+namespace sensorlog {
+uint32_t freeMemory() {
+  return 18000 + host::osRandom() % 512;
+}
+}  // namespace sensorlog
+
 void analogReadResolution(int bits) {
   if (bits >= 8 && bits <= 16) gAnalogBits = bits;
 }

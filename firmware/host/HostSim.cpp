@@ -165,7 +165,63 @@ bool resolveTarget(const char *hostName, uint16_t port, void *sockaddrIn) {
   return true;
 }
 
+bool noEntropy() {
+  static const int none = [] {
+    const char *text = getenv("SIM_ENTROPY");
+    if (!text || !*text) return 0;
+    if (strcmp(text, "none") != 0) die("SIM_ENTROPY (only \"none\")", text);
+    return 1;
+  }();
+  return none != 0;
+}
+
+namespace {
+unsigned long envMs(const char *name, unsigned long fallback) {
+  const char *text = getenv(name);
+  if (!text || !*text) return fallback;
+  char *end = nullptr;
+  const unsigned long value = strtoul(text, &end, 10);
+  if (*end != '\0') die(name, text);
+  return value;
+}
+const uint64_t gStartMs = monotonicMs();
+}  // namespace
+
+void connectDelay() {
+  static const unsigned long delayMs = envMs("SIM_CONNECT_DELAY_MS", 0);
+  const uint64_t until = monotonicMs() + delayMs;
+  while (monotonicMs() < until && !stopRequested()) usleep(1000);
+}
+
+bool writeHangs() {
+  static const unsigned long afterMs = envMs("SIM_WRITE_HANG_AFTER_MS", 0);
+  return afterMs != 0 && monotonicMs() - gStartMs >= afterMs;
+}
+
+bool flashRead(void *data, unsigned size) {
+  memset(data, 0xFF, size);
+  const char *path = getenv("SIM_FLASH_FILE");
+  if (!path || !*path) return false;
+  FILE *f = fopen(path, "rb");
+  if (!f) return errno == ENOENT;  // never written: erased flash
+  const size_t n = fread(data, 1, size, f);
+  const bool ok = !ferror(f);
+  fclose(f);
+  if (n < size) memset((char *)data + n, 0xFF, size - n);
+  return ok;
+}
+
+bool flashWrite(const void *data, unsigned size) {
+  const char *path = getenv("SIM_FLASH_FILE");
+  if (!path || !*path) return false;
+  FILE *f = fopen(path, "wb");
+  if (!f) return false;
+  const bool ok = fwrite(data, 1, size, f) == size;
+  return fclose(f) == 0 && ok;
+}
+
 uint32_t osRandom() {
+  if (noEntropy()) return 0;
   uint32_t value = 0;
   if (getrandom(&value, sizeof(value), 0) != (ssize_t)sizeof(value)) {
     value = (uint32_t)monotonicMs() * 2654435761u ^ (uint32_t)getpid();

@@ -12,6 +12,18 @@
 //                          Wi-Fi drops and the board's sockets are closed
 //   SIM_MILLIS_START=n     millis() at power-on (default 0); set near 4294967295
 //                          to run the sketch through the 49.7-day wrap-around
+//   SIM_FLASH_FILE=p       the board's flash that survives power cycles (EEPROM
+//                          emulation, FlashStorage): this file (unset: none, as
+//                          a board freshly flashed at every power-on)
+//   SIM_ENTROPY=none       no randomness at all: ESP.random() and the OS random
+//                          numbers are 0, analog inputs have no noise, micros()
+//                          counts whole seconds; a board's boot id then depends on
+//                          its chip id and its boot counter only
+//   SIM_CONNECT_DELAY_MS=n every TCP connect takes n ms longer (a slow module or
+//                          network: WiFi101's connect() may take up to 20 s)
+//   SIM_WRITE_HANG_AFTER_MS=n  from n ms after power-on, every write() to a socket
+//                          never returns (as WiFi101's write loop retrying a full
+//                          buffer forever): only a watchdog gets the board out
 //
 // SIGTERM and SIGINT stop the main loop cleanly after the current loop().
 #ifndef HOST_SIM_H
@@ -33,8 +45,20 @@ uint64_t monotonicMs();
 // Where connect(host, port) really goes: SIM_SERVER if set. Returns false if the
 // address cannot be resolved.
 bool resolveTarget(const char *host, uint16_t port, void *sockaddrIn);
-// A random 32-bit value from the operating system.
+// A random 32-bit value from the operating system (0 with SIM_ENTROPY=none).
 uint32_t osRandom();
+bool noEntropy();
+
+// SIM_CONNECT_DELAY_MS: sleeps that long (until a stop signal at most).
+void connectDelay();
+// SIM_WRITE_HANG_AFTER_MS: true once writes should hang.
+bool writeHangs();
+
+// The persistent flash (SIM_FLASH_FILE): reads size bytes at offset 0 into data
+// (0xFF, as erased flash, where the file has none); writes them back. Both
+// return false without a flash file or on an I/O error.
+bool flashRead(void *data, unsigned size);
+bool flashWrite(const void *data, unsigned size);
 
 // The simulated access point and association.
 enum WifiEvent { kWifiNone,

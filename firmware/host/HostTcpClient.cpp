@@ -32,6 +32,7 @@ int HostTcpClient::connect(const char *hostName, uint16_t port) {
   stop();
   // Without an access point there is no route to anywhere.
   if (!host::wifiAssociated()) return 0;
+  host::connectDelay();
   struct sockaddr_in addr;
   if (!host::resolveTarget(hostName, port, &addr)) return 0;
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -75,6 +76,10 @@ size_t HostTcpClient::write(uint8_t b) {
 
 size_t HostTcpClient::write(const uint8_t *buf, size_t size) {
   if (fd_ < 0 || broken_ || size == 0) return 0;
+  if (host::writeHangs()) {
+    while (!host::stopRequested()) usleep(1000);  // stuck until power-off
+    return 0;
+  }
   size_t done = 0;
   const uint64_t deadline = host::monotonicMs() + _timeout;
   while (done < size) {

@@ -124,6 +124,8 @@ sensorlog::LinkSettings settings(uint8_t window) {
   s.retryMaxMs = 2;
   s.greetingTimeoutMs = 50;
   s.ackTimeoutMs = 50;
+  s.connectMaxMs = 1000;
+  s.token = "";
   return s;
 }
 
@@ -214,6 +216,140 @@ void testBootIdAndNames() {
   CHECK(!sensorlog::reached(0xFFFFFFF0u, 5));
 }
 
+// The boot counter: erased or garbled flash starts at 1, a valid record counts
+// on; with the same (even no) entropy, each count gives another boot id.
+void testBootCounter() {
+  sensorlog::BootRecord erased;
+  memset(&erased, 0xFF, sizeof(erased));
+  sensorlog::BootRecord next;
+  CHECK(sensorlog::nextBootCount(erased, &next) == 1);
+  sensorlog::BootRecord stored = next;
+  CHECK(sensorlog::nextBootCount(stored, &next) == 2);
+  stored = next;
+  CHECK(sensorlog::nextBootCount(stored, &next) == 3);
+  sensorlog::BootRecord zeros;
+  memset(&zeros, 0, sizeof(zeros));
+  CHECK(sensorlog::nextBootCount(zeros, &next) == 1);  // a fresh FlashStorage image
+  stored.count += 5;                                   // check no longer matches
+  CHECK(sensorlog::nextBootCount(stored, &next) == 1);
+
+  sensorlog::EntropyPool none;
+  std::vector<uint64_t> ids;
+  for (uint32_t count = 1; count <= 1000; count++) ids.push_back(sensorlog::bootIdFor(none, count));
+  bool distinct = true;
+  for (size_t i = 0; i < ids.size(); i++) {
+    for (size_t j = i + 1; j < ids.size(); j++) distinct = distinct && ids[i] != ids[j];
+  }
+  CHECK(distinct);
+  CHECK(sensorlog::bootIdFor(none, 7) == sensorlog::bootIdFor(none, 7));
+}
+
+void testHostname() {
+  char host[sensorlog::kMaxHostnameLength + 1];
+  sensorlog::makeHostname(host, sizeof(host), "esp8266-a1b2c3");
+  CHECK(strcmp(host, "esp8266-a1b2c3") == 0);
+  sensorlog::makeHostname(host, sizeof(host), "Kitchen_Sensor.2");
+  CHECK(strcmp(host, "kitchen-sensor-2") == 0);
+  sensorlog::makeHostname(host, sizeof(host), "_.-x__y-._");
+  CHECK(strcmp(host, "x-y") == 0);
+  sensorlog::makeHostname(host, sizeof(host), "...");
+  CHECK(strcmp(host, "sensorlog") == 0);
+  // 32 characters at most, and no '-' left at the end after the cut.
+  sensorlog::makeHostname(host, sizeof(host), "abcdefghijklmnopqrstuvwxyz01234-6789");
+  CHECK(strcmp(host, "abcdefghijklmnopqrstuvwxyz01234") == 0);
+  sensorlog::makeHostname(host, sizeof(host), "abcdefghijklmnopqrstuvwxyz012345678");
+  CHECK(strlen(host) == 32);
+  char small[5];
+  sensorlog::makeHostname(small, sizeof(small), "abcdefg");
+  CHECK(strcmp(small, "abcd") == 0);
+}
+
+void testScheduleAndStatus() {
+  sensorlog::ReadingSchedule schedule(100);
+  schedule.start(1000);
+  uint32_t skipped = 99;
+  CHECK(schedule.due(1000, &skipped) && skipped == 0);
+  CHECK(!schedule.due(1099, &skipped));
+  CHECK(schedule.due(1150, &skipped) && skipped == 0);  // late within the interval
+  CHECK(schedule.nextMs() == 1200);
+  CHECK(schedule.due(1450, &skipped) && skipped == 2);  // 1200 and 1300 passed
+  CHECK(schedule.skipped() == 2 && schedule.nextMs() == 1500);
+  sensorlog::ReadingSchedule wrap(100);
+  wrap.start(0xFFFFFFF0u);
+  CHECK(wrap.due(0xFFFFFFF0u, &skipped) && wrap.due(0x54u, &skipped) && skipped == 0);
+
+  sensorlog::BoardStatus status = { 1440, 2, 3, 4, 86400, 40112, 12, 6 };
+  char fields[sensorlog::kMaxFieldsLength + 1];
+  sensorlog::LineBuilder line(fields, sizeof(fields));
+  sensorlog::addStatusFields(line, status);
+  CHECK(strcmp(fields, "fw_taken=1440 fw_dropped=2 fw_skipped=3 fw_reconnects=4 fw_uptime_s=86400 fw_heap=40112 fw_boots=12 fw_reset=6") == 0);
+  // Huge counts: the last fields are left out whole, never cut.
+  sensorlog::BoardStatus big = { 4294967295u, 4294967295u, 4294967295u, 4294967295u, 4294967295u, 81920, 4294967295u, 6 };
+  sensorlog::LineBuilder full(fields, sizeof(fields));
+  sensorlog::addStatusFields(full, big);
+  CHECK(full.skipped() > 0 && strncmp(fields, "fw_taken=4294967295 fw_dropped=", 31) == 0);
+  CHECK(fields[strlen(fields) - 1] != '=');
+}
+
+int blockingBegins = 0;
+int blockingEnds = 0;
+uint32_t blockingMaxMs = 0;
+
+// The token goes into the greeting, reconnects are counted, and connect() runs
+// inside a BlockingCall.
+void testLinkTokenAndReconnects() {
+  const sensorlog::BlockingHooks hooks = {
+    [](uint32_t maxMs) {
+      blockingBegins++;
+      blockingMaxMs = maxMs;
+    },
+    []() {
+      blockingEnds++;
+    },
+  };
+  sensorlog::setBlockingHooks(hooks);
+  FakeClient client;
+  sensorlog::Reading slots[4];
+  sensorlog::ReadingBuffer buffer(slots, 4);
+  LogSink log;
+  sensorlog::LinkSettings s = settings(2);
+  s.token = "s3cr3t-T0ken";
+  s.connectMaxMs = 21000;
+  sensorlog::Link link(client, buffer, log, s);
+  link.begin("dev", "b00t", 5);
+  link.record("x=1");
+  link.poll(true);
+  CHECK(blockingBegins == 1 && blockingEnds == 1 && blockingMaxMs == 21000);
+  std::vector<std::string> lines = client.takeLines();
+  CHECK(lines.size() == 1 && lines[0] == "HELLO dev token=s3cr3t-T0ken ack=1 boot=b00t");
+  CHECK(link.reconnects() == 0);
+  client.open = false;
+  delay(5);
+  link.poll(true);  // notices the cut
+  for (int i = 0; i < 20 && client.connects < 2; i++) {
+    delay(1);
+    link.poll(true);
+  }
+  CHECK(client.connects == 2 && link.reconnects() == 1);
+  CHECK(blockingBegins == 2 && blockingEnds == 2);
+  sensorlog::setBlockingHooks(sensorlog::BlockingHooks{ nullptr, nullptr });
+
+  // The longest token (kMaxTokenLength; one more does not compile: the sketches
+  // static_assert it) with the longest device name still fits the greeting.
+  const std::string longToken(sensorlog::kMaxTokenLength, 't');
+  const std::string longDevice(sensorlog::kMaxDeviceLength, 'd');
+  const std::string longBoot(sensorlog::kBootIdLength, 'b');
+  FakeClient client2;
+  sensorlog::ReadingBuffer buffer2(slots, 4);
+  s.token = longToken.c_str();
+  sensorlog::Link longLink(client2, buffer2, log, s);
+  longLink.begin(longDevice.c_str(), longBoot.c_str(), 5);
+  longLink.record("x=1");
+  longLink.poll(true);
+  lines = client2.takeLines();
+  CHECK(lines.size() == 1 && lines[0] == "HELLO " + longDevice + " token=" + longToken + " ack=1 boot=" + longBoot);
+}
+
 // Greets, sends within the window, drops readings on ACK, resends after a cut.
 void testLinkAcks() {
   FakeClient client;
@@ -227,7 +363,7 @@ void testLinkAcks() {
   for (int i = 0; i < 3; i++) link.record("x=1");
   link.poll(true);
   std::vector<std::string> lines = client.takeLines();
-  CHECK(lines.size() == 1 && lines[0] == "HELLO dev boot=b00t ack=1");
+  CHECK(lines.size() == 1 && lines[0] == "HELLO dev ack=1 boot=b00t");
   link.poll(true);
   CHECK(client.takeLines().empty());  // no readings before OK HELLO
   client.reply("OK HELLO dev");
@@ -349,6 +485,10 @@ int main() {
   testBackoff();
   testReplies();
   testBootIdAndNames();
+  testBootCounter();
+  testHostname();
+  testScheduleAndStatus();
+  testLinkTokenAndReconnects();
   testLinkAcks();
   testLinkErrorsAndTimeouts();
   testLinkOverflow();

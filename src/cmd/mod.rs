@@ -1,5 +1,5 @@
-//! Commands other than `serve` that talk to the outside world and report to the terminal.
-//!
-//! `serve` lives in `daemon.rs`; `simulate` (a board simulator) stays in `simulate.rs`.
+//! Commands other than `serve`: set-up helpers that run once, talk to the outside world
+//! and print what they find. (`simulate`, a board simulator, stays in `simulate.rs`.)
 
+pub mod postgres_check;
 pub mod sheets_check;

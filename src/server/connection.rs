@@ -53,6 +53,8 @@ pub struct ConnectionContext {
     /// Whether to build owned rows for the uploader.
     pub rows_for_uploader: bool,
     pub csv_path: PathBuf,
+    /// Live board state for the dashboard and alerts (issue 13); see `DASHBOARD HOOK`.
+    pub boards: Option<Arc<crate::boards::Boards>>,
 }
 
 /// Replies owed to the board, in the order their lines arrived.
@@ -78,6 +80,8 @@ struct Session<'a> {
     out: Vec<u8>,
     received_at: String,
     encoder: row::Encoder,
+    /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
+    seen: crate::boards::Seen,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
 }
@@ -108,6 +112,7 @@ fn run(socket: &BoardSocket, peer: SocketAddr, shared: &ConnectionContext) -> St
         out: Vec::new(),
         received_at: String::new(),
         encoder: row::Encoder::default(),
+        seen: crate::boards::Seen::default(),
         close_after: None,
     };
     // When the line now waiting for its newline began, and whether the socket's read
@@ -288,6 +293,14 @@ impl Session<'_> {
         };
         let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
         common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
+        if self.shared.boards.is_some() {
+            // DASHBOARD HOOK (1/2): note the reading; applied after the CSV append.
+            let fields = r
+                .fields
+                .iter()
+                .map(|f| (&*f.name, f.value.as_text(), f.value.kind() == "number"));
+            self.seen.push(device, fields);
+        }
         if self.shared.rows_for_uploader {
             for f in &r.fields {
                 let row = common.row(&f.name, f.value.as_text(), f.value.kind());
@@ -326,8 +339,17 @@ impl Session<'_> {
         // must not close the connection or turn a later ACK into an ERR.
         self.outcomes.clear();
         if !self.batch.is_empty() {
+            let started = std::time::Instant::now();
             let result = self.shared.sink.append(&self.batch, &mut self.outcomes);
             let stats = &self.shared.stats;
+            // DASHBOARD HOOK (2/2): latency, readiness, and the written readings' board state.
+            stats.csv_write_seconds.observe(started.elapsed());
+            let append_failed = result.is_err() || self.outcomes.contains(&Outcome::Failed);
+            stats.csv_last_append_failed.store(append_failed, Ordering::Relaxed);
+            if let Some(boards) = &self.shared.boards {
+                let written = self.outcomes.iter().map(|o| *o == Outcome::Written);
+                boards.record(&mut self.seen, written, &self.peer, self.ack);
+            }
             let mut written = 0;
             let mut rows = 0;
             for (o, r) in self.outcomes.iter().zip(&self.batch.readings) {

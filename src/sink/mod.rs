@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod cursor;
+pub mod postgres;
 pub mod sheets;
 
 use crate::row::Row;

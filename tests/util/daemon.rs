@@ -104,8 +104,13 @@ impl Daemon {
 
     /// Spawns the binary with exactly `args` (no wait for readiness). `rust_log` sets RUST_LOG.
     pub fn spawn(dir: &TestDir, args: &[String], rust_log: &str) -> Daemon {
+        // Parallel tests cannot all have the dashboard's default port: pick a free one.
+        let mut args = args.to_vec();
+        if args.first().is_some_and(|a| a == "serve") && !args.iter().any(|a| a == "--http-listen") {
+            args.extend(["--http-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         let mut child = Command::new(BIN)
-            .args(args)
+            .args(&args)
             .current_dir(&dir.path)
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
@@ -133,6 +138,20 @@ impl Daemon {
             addr: "127.0.0.1:0".parse().unwrap(),
             csv: dir.join("readings.csv"),
         }
+    }
+
+    /// The dashboard's address, from the "Dashboard at http://ADDR/" log line (20 s at most).
+    pub fn http_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_log("Dashboard at http://", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no dashboard address in the log:\n{}", self.log_text()));
+        let addr = line
+            .split("Dashboard at http://")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .unwrap_or("");
+        addr.parse()
+            .unwrap_or_else(|e| panic!("bad dashboard address {addr:?}: {e}"))
     }
 
     pub fn pid(&self) -> u32 {

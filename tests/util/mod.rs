@@ -3,5 +3,6 @@
 
 pub mod daemon;
 pub mod fake_google;
+pub mod http;
 
 pub use daemon::{Daemon, TestDir};

@@ -52,6 +52,8 @@ pub enum Seen {
 }
 
 /// Hashes a reading's content: `(field, value, type)` of each row, and the device time.
+/// Start-up recovery computes the same hash incrementally (`recover.rs`): keep the two
+/// in step (a unit test there checks it).
 pub fn content_hash<'a>(rows: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>, device_time: &str) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     for (field, value, kind) in rows {

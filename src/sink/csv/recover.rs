@@ -25,7 +25,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::row::{original, original_value, COLUMNS, HEADER};
-use crate::sink::csv::dedup::{content_hash, Dedup, Key};
+use crate::sink::csv::dedup::{Dedup, Key};
 use crate::sink::csv::CsvError;
 
 /// What recovery found and did; the caller applies `cut_to`, `rewrite_header` and
@@ -182,26 +182,29 @@ fn count_lines(path: &Path, file: &mut File, from: u64, to: u64) -> Result<u64, 
     Ok(lines)
 }
 
-/// One reading's worth of consecutive rows, while it is being gathered.
+/// One reading's worth of consecutive rows, while it is being gathered: its identity,
+/// its key, and its content hash computed as the rows go by (no copy of the rows).
 struct Group {
-    ident: [Vec<u8>; 4], // received_at, device, boot, seq
+    /// received_at, device, boot and seq, each followed by a 0 byte.
+    ident: Vec<u8>,
+    /// Length of received_at in `ident`, to compare with a torn row.
+    received_at_len: usize,
     key: Option<(String, String, u64)>,
     device_time: String,
-    rows: Vec<(String, String, String)>,
+    content: std::hash::DefaultHasher,
 }
 
 impl Group {
     fn finish(self, dedup: &mut Dedup) {
+        use std::hash::{Hash, Hasher};
         if let Some((device, boot, seq)) = self.key {
-            let content = content_hash(
-                self.rows.iter().map(|(f, v, k)| (f.as_str(), v.as_str(), k.as_str())),
-                &self.device_time,
-            );
+            let mut h = self.content;
+            self.device_time.as_str().hash(&mut h);
             dedup.record(&Key {
                 device,
                 boot,
                 seq,
-                content,
+                content: h.finish(),
             });
         }
     }
@@ -224,6 +227,7 @@ fn rebuild(
     let mut rec = csv::ByteRecord::new();
     let mut malformed = 0;
     let mut group: Option<Group> = None;
+    let mut ident: Vec<u8> = Vec::with_capacity(128);
     loop {
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
@@ -239,7 +243,11 @@ fn rebuild(
             malformed += 1;
             continue;
         }
-        let ident = [rec[0].to_vec(), rec[1].to_vec(), rec[6].to_vec(), rec[7].to_vec()];
+        ident.clear();
+        for i in [0, 1, 6, 7] {
+            ident.extend_from_slice(&rec[i]);
+            ident.push(0);
+        }
         if group.as_ref().is_none_or(|g| g.ident != ident) {
             if let Some(g) = group.take() {
                 g.finish(dedup);
@@ -251,32 +259,35 @@ fn rebuild(
                 Some((original(device).to_string(), original(boot).to_string(), seq))
             })();
             group = Some(Group {
-                ident,
+                ident: ident.clone(),
+                received_at_len: rec[0].len(),
+                device_time: if key.is_some() {
+                    original(&String::from_utf8_lossy(&rec[8])).to_string()
+                } else {
+                    String::new()
+                },
                 key,
-                device_time: original(&String::from_utf8_lossy(&rec[8])).to_string(),
-                rows: Vec::new(),
+                content: std::hash::DefaultHasher::new(),
             });
         }
         if let Some(g) = group.as_mut().filter(|g| g.key.is_some()) {
-            // Hash what the board sent, as the connection does: the cells without
-            // the formula escape.
-            let text = |i: usize| String::from_utf8_lossy(&rec[i]).into_owned();
-            let (field, value, kind) = (text(2), text(3), text(4));
-            g.rows.push((
-                original(&field).to_string(),
-                original_value(&value, &kind).to_string(),
-                kind,
-            ));
+            use std::hash::Hash;
+            // Hash what the board sent, as the connection does (`dedup::content_hash`):
+            // the cells without the formula escape.
+            let (field, value, kind) = (
+                String::from_utf8_lossy(&rec[2]),
+                String::from_utf8_lossy(&rec[3]),
+                String::from_utf8_lossy(&rec[4]),
+            );
+            (original(&field), original_value(&value, &kind), &*kind).hash(&mut g.content);
         }
     }
     if let Some(g) = group {
-        // The torn row may be the rest of this reading: then it is incomplete in the
-        // file, and the board's resend must be written, not taken for a duplicate.
         // Rows of one write share their received_at; a torn row that starts with it
         // (or is cut inside it) may be the rest of this reading. Not remembering it
         // costs at most a row written twice, never a reading dropped.
         let same_reading = torn.is_some_and(|t| {
-            let at = &g.ident[0][..];
+            let at = &g.ident[..g.received_at_len];
             t.starts_with(at) || at.starts_with(t)
         });
         if !same_reading {
@@ -284,4 +295,37 @@ fn rebuild(
         }
     }
     Ok(malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DedupConfig;
+    use crate::sink::csv::dedup::{content_hash, Seen};
+
+    #[test]
+    fn the_rebuilt_hash_is_the_connections_hash() {
+        let dir = std::env::temp_dir().join(format!("sensorlog-recover-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.csv");
+        std::fs::write(
+            &path,
+            format!(
+                "{}\nT1,'=dev,'-f,'@x,text,p:1,b-1,3,'+12\nT1,'=dev,g,-2,number,p:1,b-1,3,'+12\n",
+                HEADER.join(",")
+            ),
+        )
+        .unwrap();
+        let mut file = File::open(&path).unwrap();
+        let mut dedup = Dedup::new(DedupConfig::default());
+        recover(&path, &mut file, &mut dedup, 1 << 20).unwrap();
+        let key = Key {
+            device: "=dev".into(),
+            boot: "b-1".into(),
+            seq: 3,
+            content: content_hash([("-f", "@x", "text"), ("g", "-2", "number")], "+12"),
+        };
+        assert_eq!(dedup.check(&key), Seen::Resend);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

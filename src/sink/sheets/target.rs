@@ -41,6 +41,13 @@ impl Worker {
         };
         self.cursor = self.choose_cursor();
         cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        // For the dashboard's backlog and /readyz (issue 13).
+        self.stats
+            .sheets_rows_done
+            .store(self.cursor.rows_done, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .sheets_cursor_known
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.source.reset(&self.cursor);
         log::info!(
             "Google Sheets ready: tab {title:?} of {:?} ({} rows x {} columns); {} CSV rows already in it, {} to upload.",

@@ -56,7 +56,7 @@ pub struct Worker {
     /// The cursor saved by the last run, already checked against the CSV.
     pub(super) saved: Option<Cursor>,
     pub(super) sink: Arc<CsvSink>,
-    stats: Arc<Stats>,
+    pub(super) stats: Arc<Stats>,
     pub(super) source: Source,
     rt: tokio::runtime::Runtime,
     client: Client,
@@ -221,6 +221,7 @@ impl Worker {
             Stall::Token(e) => (self.backoff.next(None), e.to_string(), false),
             Stall::Operator(m) => (OPERATOR_RETRY, m.clone(), true),
         };
+        Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
         let message = trim_period(&message);
         let (since, attempts) = self.outage.get_or_insert((Instant::now(), 0));
         *attempts += 1;
@@ -426,6 +427,15 @@ impl Worker {
         }
         cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
         Stats::add(&self.stats.rows_uploaded, n as u64);
+        // For /metrics, the dashboard and /readyz (issue 13).
+        Stats::add(&self.stats.sheets_requests_ok, 1);
+        self.stats
+            .sheets_rows_done
+            .store(self.cursor.rows_done, std::sync::atomic::Ordering::Relaxed);
+        let now_ms = crate::boards::unix_ms(std::time::SystemTime::now());
+        self.stats
+            .sheets_last_upload_unix_ms
+            .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         log::debug!("Uploaded CSV rows {first}..{rows} to sheet rows {r1}..{r2}.");
         self.recovered();
         Ok(())

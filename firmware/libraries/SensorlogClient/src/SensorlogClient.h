@@ -7,7 +7,11 @@
 //                  reconnect and resend (docs/protocol.md, "Acknowledgements")
 //   logf           the serial log, one timestamped sentence per line
 //   EntropyPool    boot id from whatever randomness the board has
-//   makeDeviceName, Uptime, reached: device name, 64-bit uptime, wrap-safe timing
+//   makeDeviceName, makeHostname, Uptime, reached: names, 64-bit uptime, wrap-safe timing
+//   BootRecord, bootIdFor  boot counter in flash mixed into the boot id
+//   ReadingSchedule, BoardStatus  skipped readings and the periodic status line
+//   BlockingCall   lets the watchdog outlast a long blocking call, and no longer
+//   SENSORLOG_LOG  the log with its format strings in flash on the ESP8266
 //   SensorlogDefaults.h: the settings both boards share (#ifndef defaults)
 //
 // Nothing here blocks except what the board's Client does inside connect() and
@@ -23,5 +27,7 @@
 #include "SensorlogLink.h"
 #include "SensorlogLog.h"
 #include "SensorlogReply.h"
+#include "SensorlogStatus.h"
+#include "SensorlogWatchdog.h"
 
 #endif

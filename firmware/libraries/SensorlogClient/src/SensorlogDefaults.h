@@ -60,6 +60,25 @@
 #define SENSORLOG_ACK_TIMEOUT_MS 15000UL
 #endif
 
+// A status line (fields fw_taken, fw_dropped, ... : docs/protocol.md, "Board
+// status line") right after boot and then every this many ms.
+#ifndef SENSORLOG_STATUS_INTERVAL_MS
+#define SENSORLOG_STATUS_INTERVAL_MS 600000UL
+#endif
+
+// The device token from `sensorlog token add <device>`, sent in the greeting as
+// token=...; empty: none (a daemon without a tokens file needs none).
+#ifndef SENSORLOG_TOKEN
+#define SENSORLOG_TOKEN ""
+#endif
+
+// 1: connect over TLS (the daemon's [tls] listener; set SENSORLOG_SERVER_PORT to
+// its port). ESP8266: also SENSORLOG_TLS_FINGERPRINT or SENSORLOG_TLS_TRUST_ANCHOR;
+// Feather M0: the certificate uploaded to the ATWINC1500 (firmware/README.md, "TLS").
+#ifndef SENSORLOG_TLS
+#define SENSORLOG_TLS 0
+#endif
+
 #ifndef SENSORLOG_SERIAL_BAUD
 #define SENSORLOG_SERIAL_BAUD 115200
 #endif

@@ -6,6 +6,7 @@
 #include "SensorlogBoard.h"
 #include "SensorlogLog.h"
 #include "SensorlogReply.h"
+#include "SensorlogWatchdog.h"
 
 namespace sensorlog {
 
@@ -19,7 +20,7 @@ void copyText(char *out, size_t size, const char *text) {
 }  // namespace
 
 Link::Link(Client &client, ReadingBuffer &buffer, Print &log, const LinkSettings &settings)
-  : client_(client), buffer_(buffer), log_(log), settings_(settings), backoff_(settings.retryMinMs, settings.retryMaxMs), jitter_(1), state_(kIdle), seq_(0), delivered_(0), inflight_(0), nextAttemptMs_(0), greetingSentMs_(0), lastProgressMs_(0), attempts_(0), rxLength_(0) {
+  : client_(client), buffer_(buffer), log_(log), settings_(settings), backoff_(settings.retryMinMs, settings.retryMaxMs), jitter_(1), state_(kIdle), seq_(0), delivered_(0), inflight_(0), nextAttemptMs_(0), greetingSentMs_(0), lastProgressMs_(0), attempts_(0), connections_(0), rxLength_(0) {
   device_[0] = '\0';
   bootId_[0] = '\0';
   if (settings_.window == 0) settings_.window = 1;
@@ -39,12 +40,12 @@ uint32_t Link::record(const char *fields) {
   if (buffer_.push(seq, now, fields, &droppedSeq)) {
     // The oldest reading goes; if it was on its way, one less is in flight.
     if (inflight_ > 0) inflight_--;
-    logf(log_, "Buffer full (%lu readings): dropped seq=%lu, %lu dropped since boot.",
-         (unsigned long)buffer_.capacity(), (unsigned long)droppedSeq,
-         (unsigned long)buffer_.dropped());
+    SENSORLOG_LOG(log_, "Buffer full (%lu readings): dropped seq=%lu, %lu dropped since boot.",
+                  (unsigned long)buffer_.capacity(), (unsigned long)droppedSeq,
+                  (unsigned long)buffer_.dropped());
   }
   const char *kept = buffer_.empty() ? "" : buffer_.at(buffer_.size() - 1).fields;
-  logf(log_, "Reading taken: seq=%lu ts=%lu %s", (unsigned long)seq, (unsigned long)now, kept);
+  SENSORLOG_LOG(log_, "Reading taken: seq=%lu ts=%lu %s", (unsigned long)seq, (unsigned long)now, kept);
   return seq;
 }
 
@@ -52,8 +53,8 @@ void Link::poll(bool networkUp) {
   if (!networkUp) {
     if (state_ != kIdle) {
       closeSocket();
-      logf(log_, "Wi-Fi is down: connection closed; %lu waiting.",
-           (unsigned long)buffer_.size());
+      SENSORLOG_LOG(log_, "Wi-Fi is down: connection closed; %lu waiting.",
+                    (unsigned long)buffer_.size());
     }
     return;
   }
@@ -65,43 +66,52 @@ void Link::poll(bool networkUp) {
   readReplies();
   if (state_ == kGreeting) {
     if (!client_.connected()) {
-      fail("The server closed the connection before OK HELLO");
+      fail(SENSORLOG_TEXT("The server closed the connection before OK HELLO"));
     } else if (millis() - greetingSentMs_ >= settings_.greetingTimeoutMs) {
-      fail("No OK HELLO from the server in time");
+      fail(SENSORLOG_TEXT("No OK HELLO from the server in time"));
     }
     return;
   }
   if (state_ != kReady) return;
   if (!client_.connected()) {
-    fail("Connection lost");
+    fail(SENSORLOG_TEXT("Connection lost"));
     return;
   }
   sendWindow();
   if (state_ == kReady && inflight_ > 0 && millis() - lastProgressMs_ >= settings_.ackTimeoutMs) {
-    fail("No ACK from the server in time");
+    fail(SENSORLOG_TEXT("No ACK from the server in time"));
   }
 }
 
 void Link::connect() {
   attempts_++;
-  logf(log_, "Connecting to %s:%u (attempt %lu, %lu waiting).", settings_.host,
-       (unsigned)settings_.port, (unsigned long)attempts_, (unsigned long)buffer_.size());
+  SENSORLOG_LOG(log_, "Connecting to %s:%u (attempt %lu, %lu waiting).", settings_.host,
+                (unsigned)settings_.port, (unsigned long)attempts_, (unsigned long)buffer_.size());
   const uint32_t started = millis();
-  if (!client_.connect(settings_.host, settings_.port)) {
-    fail("Connect failed");
+  bool connected;
+  {
+    BlockingCall guard(settings_.connectMaxMs);
+    connected = client_.connect(settings_.host, settings_.port) != 0;
+  }
+  if (!connected) {
+    fail(SENSORLOG_TEXT("Connect failed"));
     return;
   }
-  char hello[kMaxDeviceLength + 64];
-  const int n = snprintf(hello, sizeof(hello), "HELLO %s boot=%s%s\n", device_, bootId_,
-                         settings_.acks ? " ack=1" : "");
+  connections_++;
+  // HELLO <device> [token=<token>] [ack=1] boot=<id> (docs/protocol.md, "Greeting").
+  const bool withToken = settings_.token && settings_.token[0] != '\0';
+  char hello[kMaxDeviceLength + kMaxTokenLength + 64];
+  const int n = SENSORLOG_SNPRINTF(hello, sizeof(hello), "HELLO %s%s%s%s boot=%s\n", device_,
+                                   withToken ? " token=" : "", withToken ? settings_.token : "",
+                                   settings_.acks ? " ack=1" : "", bootId_);
   if (n <= 0 || (size_t)n >= sizeof(hello)
       || client_.write((const uint8_t *)hello, (size_t)n) != (size_t)n) {
-    fail("Sending the greeting failed");
+    fail(SENSORLOG_TEXT("Sending the greeting failed"));
     return;
   }
   rxLength_ = 0;
   inflight_ = 0;
-  logf(log_, "Connected in %lu ms; greeting sent.", (unsigned long)(millis() - started));
+  SENSORLOG_LOG(log_, "Connected in %lu ms; greeting sent.", (unsigned long)(millis() - started));
   if (settings_.acks) {
     state_ = kGreeting;
     greetingSentMs_ = millis();
@@ -135,24 +145,24 @@ void Link::handleReply(const char *line) {
       if (state_ == kGreeting) {
         state_ = kReady;
         lastProgressMs_ = millis();
-        logf(log_, "Server accepted the greeting; %lu waiting.",
-             (unsigned long)buffer_.size());
+        SENSORLOG_LOG(log_, "Server accepted the greeting; %lu waiting.",
+                      (unsigned long)buffer_.size());
       }
       return;
     case kReplyAck:
       acknowledge(seq);
       return;
     case kReplyErrSeq:
-      logf(log_, "Server could not store seq=%lu (\"%s\"); it stays buffered.",
-           (unsigned long)seq, line);
-      fail("Server error");
+      SENSORLOG_LOG(log_, "Server could not store seq=%lu (\"%s\"); it stays buffered.",
+                    (unsigned long)seq, line);
+      fail(SENSORLOG_TEXT("Server error"));
       return;
     case kReplyErrConnection:
-      logf(log_, "Server said \"%s\".", line);
-      fail("Server error");
+      SENSORLOG_LOG(log_, "Server said \"%s\".", line);
+      fail(SENSORLOG_TEXT("Server error"));
       return;
     case kReplyUnknown:
-      logf(log_, "Ignored a reply: \"%s\".", line);
+      SENSORLOG_LOG(log_, "Ignored a reply: \"%s\".", line);
       return;
   }
 }
@@ -168,14 +178,14 @@ void Link::acknowledge(uint32_t seq) {
     if (inflight_ > 0) inflight_--;
     delivered_++;
     found = true;
-    logf(log_, "Acknowledged seq=%lu (%lu waiting).", (unsigned long)done,
-         (unsigned long)buffer_.size());
+    SENSORLOG_LOG(log_, "Acknowledged seq=%lu (%lu waiting).", (unsigned long)done,
+                  (unsigned long)buffer_.size());
   }
   if (found) {
     lastProgressMs_ = millis();
     backoff_.reset();
   } else {
-    logf(log_, "ACK %lu matches no waiting reading.", (unsigned long)seq);
+    SENSORLOG_LOG(log_, "ACK %lu matches no waiting reading.", (unsigned long)seq);
   }
 }
 
@@ -183,18 +193,18 @@ void Link::sendWindow() {
   while (state_ == kReady && inflight_ < settings_.window && inflight_ < buffer_.size()) {
     Reading &r = buffer_.at(inflight_);
     char line[kMaxFieldsLength + 32];
-    const int n = snprintf(line, sizeof(line), "seq=%lu ts=%lu%s%s\n", (unsigned long)r.seq,
-                           (unsigned long)r.takenMs, r.fields[0] ? " " : "", r.fields);
+    const int n = SENSORLOG_SNPRINTF(line, sizeof(line), "seq=%lu ts=%lu%s%s\n", (unsigned long)r.seq,
+                                     (unsigned long)r.takenMs, r.fields[0] ? " " : "", r.fields);
     if (n <= 0 || (size_t)n >= sizeof(line)
         || client_.write((const uint8_t *)line, (size_t)n) != (size_t)n) {
-      fail("Write failed");
+      fail(SENSORLOG_TEXT("Write failed"));
       return;
     }
     if (r.sends < 0xFF) r.sends++;
     if (r.sends == 1) {
-      logf(log_, "Sent seq=%lu.", (unsigned long)r.seq);
+      SENSORLOG_LOG(log_, "Sent seq=%lu.", (unsigned long)r.seq);
     } else {
-      logf(log_, "Resent seq=%lu (send %u).", (unsigned long)r.seq, (unsigned)r.sends);
+      SENSORLOG_LOG(log_, "Resent seq=%lu (send %u).", (unsigned long)r.seq, (unsigned)r.sends);
     }
     if (!settings_.acks) {
       // Send and forget, as the original boards did: written is delivered.
@@ -207,12 +217,14 @@ void Link::sendWindow() {
   }
 }
 
-void Link::fail(const char *why) {
+void Link::fail(const char *whyText) {
+  char why[64];
+  copyTextOut(why, sizeof(why), whyText);
   closeSocket();
   const uint32_t delay = backoff_.next(jitter_.next());
   nextAttemptMs_ = millis() + delay;
-  logf(log_, "%s; %lu waiting; next attempt in %lu ms.", why,
-       (unsigned long)buffer_.size(), (unsigned long)delay);
+  SENSORLOG_LOG(log_, "%s; %lu waiting; next attempt in %lu ms.", why,
+                (unsigned long)buffer_.size(), (unsigned long)delay);
 }
 
 void Link::closeSocket() {

@@ -15,7 +15,8 @@
 //
 // Blocking: only inside the board's Client::connect() and write(), which are
 // bounded by the core (ESP8266: WiFiClient::setTimeout, 5 s by default;
-// WiFi101: 20 s).
+// WiFi101: 20 s). connect() runs inside a BlockingCall of connectMaxMs, so
+// that a watchdog with a shorter period lets it finish (SensorlogWatchdog.h).
 #ifndef SENSORLOG_LINK_H
 #define SENSORLOG_LINK_H
 
@@ -28,6 +29,8 @@
 namespace sensorlog {
 
 static const size_t kMaxDeviceLength = 64;
+// Longest device token sent in the greeting (sensorlog token add makes 43 characters).
+static const size_t kMaxTokenLength = 128;
 
 struct LinkSettings {
   const char *host;            // the daemon's address, e.g. "192.168.1.10"
@@ -38,6 +41,8 @@ struct LinkSettings {
   uint32_t retryMaxMs;         // longest reconnect delay
   uint32_t greetingTimeoutMs;  // wait this long for OK HELLO
   uint32_t ackTimeoutMs;       // no ACK for this long while readings are out: reconnect
+  uint32_t connectMaxMs;       // the longest the board's Client::connect() blocks
+  const char *token;           // device token for the greeting (token=); "" or null: none
 };
 
 class Link {
@@ -74,6 +79,10 @@ public:
   uint32_t delivered() const {
     return delivered_;
   }
+  // Connections opened to the server since boot, not counting the first.
+  uint32_t reconnects() const {
+    return connections_ > 0 ? connections_ - 1 : 0;
+  }
 
 private:
   void connect();
@@ -81,7 +90,8 @@ private:
   void handleReply(const char *line);
   void acknowledge(uint32_t seq);
   void sendWindow();
-  void fail(const char *why);
+  // whyText: SENSORLOG_TEXT("..."), a sentence without its period.
+  void fail(const char *whyText);
   void closeSocket();
 
   Client &client_;
@@ -100,6 +110,7 @@ private:
   uint32_t greetingSentMs_;
   uint32_t lastProgressMs_;
   uint32_t attempts_;
+  uint32_t connections_;
   char rx_[64];
   uint8_t rxLength_;
 };

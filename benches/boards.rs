@@ -1,0 +1,127 @@
+//! Memory and cost of the dashboard's board state (`src/boards.rs`), for the bound
+//! documented in the README.
+//!
+//! `cargo bench --bench boards` fills 10,000 boards, each with 3 numeric fields whose
+//! chart rings are full (every bucket of the window holds a point), and prints the
+//! process's resident memory before and after next to `Boards::memory_bound_bytes` for
+//! the default config (8 fields per board). It then times `Boards::record` for read
+//! chunks of one reading (the ingest hook's per-chunk cost). Under
+//! `cargo test --all-targets` it runs at 1/100 size as a smoke test.
+
+use std::time::{Duration, Instant};
+
+use sensorlog::boards::{Boards, Seen};
+use sensorlog::config::{AlertsConfig, BoardsConfig};
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let boards_n: usize = if full { 10_000 } else { 100 };
+    let cfg = BoardsConfig {
+        max_boards: 10_000,
+        max_fields: 8,
+        chart_window: Duration::from_secs(3600),
+        chart_points: 120,
+    };
+    let alerts = AlertsConfig {
+        silent_factor: 5.0,
+        min_silent: Duration::from_secs(120),
+        webhook_url: None,
+        webhook_queue: 1000,
+        webhook_timeout: Duration::from_secs(10),
+    };
+    let before = rss_bytes();
+    let b = Boards::new(&cfg, &alerts);
+    let names: Vec<String> = (0..boards_n).map(|i| format!("board-{i:05}")).collect();
+    let mut seen = Seen::default();
+    let step_ms = 30_000; // one reading per chart bucket
+    let start = Instant::now();
+    let mut readings = 0u64;
+    for k in 0..=cfg.chart_points as u64 {
+        for (i, name) in names.iter().enumerate() {
+            let (t, h, p) = (
+                format!("{}.{}", 20 + i % 5, k % 10),
+                format!("{}", 40 + k % 9),
+                format!("{}", 1000 + k),
+            );
+            seen.push(
+                name,
+                [
+                    ("temp_c", t.as_str(), true),
+                    ("humidity", h.as_str(), true),
+                    ("pressure", p.as_str(), true),
+                ]
+                .into_iter(),
+            );
+            b.record_at(
+                &seen,
+                std::iter::once(true),
+                "192.168.1.20:50000",
+                true,
+                k * step_ms + i as u64,
+            );
+            seen.clear();
+            readings += 1;
+        }
+    }
+    let fill = start.elapsed();
+    let after = rss_bytes();
+    let (totals, views) = b.snapshot(true, 1);
+    assert_eq!(totals.boards, boards_n);
+    let points = views[0].series.as_ref().map_or(0, |s| s[0].points.len());
+    let used = after.saturating_sub(before);
+    println!(
+        "boards: {boards_n} boards x 3 numeric fields, {points} points per ring (chart_points {}): resident memory grew {:.1} MiB ({:.0} bytes per board); documented bound for {} boards x {} fields: {:.1} MiB",
+        cfg.chart_points,
+        used as f64 / (1 << 20) as f64,
+        used as f64 / boards_n as f64,
+        cfg.max_boards,
+        cfg.max_fields,
+        Boards::memory_bound_bytes(&cfg) as f64 / (1 << 20) as f64
+    );
+    println!(
+        "boards: filled with {readings} readings in {:.2} s ({:.0} ns per record call of one reading, 3 fields)",
+        fill.as_secs_f64(),
+        fill.as_nanos() as f64 / readings as f64
+    );
+    // The hot case: few boards sending flat out (the ingest benchmark's shape), values
+    // formatted beforehand so only `record` is timed.
+    let hot = Boards::new(&cfg, &alerts);
+    let values: Vec<String> = (0..64).map(|i| format!("2{}.{}", i % 10, i)).collect();
+    let rounds = if full { 20_000u64 } else { 200 };
+    let t = Instant::now();
+    for k in 0..rounds {
+        for name in names.iter().take(100) {
+            let v = values[(k % 64) as usize].as_str();
+            seen.push(name, [("temp_c", v, true), ("humidity", v, true)].into_iter());
+            hot.record(&mut seen, std::iter::once(true), "192.168.1.20:50000", false);
+        }
+    }
+    println!(
+        "boards: hot path, 100 boards x {rounds} readings of 2 numeric fields: {:.0} ns per reading (push + record)",
+        t.elapsed().as_nanos() as f64 / (rounds * 100) as f64
+    );
+    // Snapshot cost: what one /events tick or /api/boards call takes with this many boards.
+    let t = Instant::now();
+    let (_, v) = b.snapshot(false, 1000);
+    println!(
+        "boards: one dashboard snapshot (1,000 of {boards_n} boards, no series) in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    drop(v);
+    let t = Instant::now();
+    let changes = b.check();
+    println!(
+        "boards: one silent check over {boards_n} boards in {:.2} ms ({} changes)",
+        t.elapsed().as_secs_f64() * 1000.0,
+        changes.len()
+    );
+}

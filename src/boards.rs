@@ -1,0 +1,793 @@
+//! Live state per board, for the dashboard, `/metrics` and silent-board alerts.
+//!
+//! Why it exists: the CSV says what every board sent, but not which board is alive
+//! *now*. This module keeps, in memory only, what an operator needs to see that: when
+//! each board was last seen, from which peer, whether it uses acknowledgements, its
+//! latest values, a short chart ring per numeric field, and its usual interval (the
+//! median of its last [`GAPS`] gaps between readings). [`Boards::check`], called once a
+//! second by the `board-watch` thread (`crate::alerts`), turns a board `silent` when it has
+//! been quiet for longer than `alerts.silent_factor` times its usual interval and at least
+//! `alerts.min_silent_secs`, and back to `ok` when it reports again.
+//!
+//! Ingest pays little: a connection thread collects the readings of one read chunk in
+//! its own reusable [`Seen`] buffer (no allocation once warm), and after the CSV append
+//! applies the written ones under one short mutex ([`Boards::record`]). The HTTP side
+//! only ever reads snapshots of this state; it never touches the CSV or the sockets.
+//!
+//! Bounded by design (device names come from the network):
+//! - at most `boards.max_boards` boards; when a new name arrives at the cap, the least
+//!   recently seen eighth is evicted at once (amortised O(log n) per new name, not a scan
+//!   per name) and counted in [`Boards::evicted`];
+//! - at most `boards.max_fields` fields per board (latest values and chart rings; further
+//!   fields are not shown, the CSV keeps them); a latest text value is cut to
+//!   [`MAX_VALUE_CHARS`] bytes;
+//! - each chart ring holds at most `boards.chart_points` points of 8 bytes (seconds since
+//!   start as `u32`, value as `f32`), one per `chart_window_secs / chart_points` bucket
+//!   (a reading in the same bucket replaces the bucket's point), so it spans the window.
+//!
+//! [`Boards::memory_bound_bytes`] states the resulting worst case; `cargo bench --bench
+//! boards` measures it for 10,000 boards.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::{AlertsConfig, BoardsConfig};
+
+/// Gaps between readings remembered per board for its usual interval.
+pub const GAPS: usize = 16;
+/// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
+pub const MAX_VALUE_CHARS: usize = 64;
+/// How much of the CSV's end is read at start to list the boards of earlier runs.
+pub const PREVIOUS_RUN_TAIL_BYTES: u64 = 1 << 20;
+
+/// A board's status, as shown on the dashboard and sent to the webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Status {
+    #[serde(rename = "ok")]
+    Ok,
+    #[serde(rename = "silent")]
+    Silent,
+    /// In the CSV from an earlier run, not heard from since this start.
+    #[serde(rename = "never seen since start")]
+    Unseen,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Silent => "silent",
+            Status::Unseen => "never seen since start",
+        }
+    }
+}
+
+/// The readings of one read chunk, collected before the CSV write: a connection keeps
+/// one and reuses it, so collecting allocates nothing once it has grown.
+#[derive(Debug, Default)]
+pub struct Seen {
+    text: String,
+    readings: Vec<SeenReading>,
+    fields: Vec<SeenField>,
+}
+
+#[derive(Debug)]
+struct SeenReading {
+    device: (usize, usize),
+    fields: (usize, usize),
+}
+
+#[derive(Debug)]
+struct SeenField {
+    name: (usize, usize),
+    value: (usize, usize),
+    number: bool,
+}
+
+impl Seen {
+    /// Adds one reading: its device and its fields as `(name, value text, is a number)`.
+    pub fn push<'a>(&mut self, device: &str, fields: impl Iterator<Item = (&'a str, &'a str, bool)>) {
+        let device = self.add_text(device);
+        let first = self.fields.len();
+        for (name, value, number) in fields {
+            let name = self.add_text(name);
+            let value = self.add_text(truncate(value, MAX_VALUE_CHARS));
+            self.fields.push(SeenField { name, value, number });
+        }
+        self.readings.push(SeenReading {
+            device,
+            fields: (first, self.fields.len()),
+        });
+    }
+
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.readings.clear();
+        self.fields.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.readings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+    }
+
+    fn add_text(&mut self, s: &str) -> (usize, usize) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        (start, self.text.len())
+    }
+
+    fn get(&self, (a, b): (usize, usize)) -> &str {
+        &self.text[a..b]
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A status change found by [`Boards::check`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub device: String,
+    pub status: Status,
+    /// Unix milliseconds of the board's last reading.
+    pub last_seen_unix_ms: u64,
+    /// Median gap between its recent readings, if it sent at least two.
+    pub usual_interval_secs: Option<f64>,
+    /// How long it had been quiet (for `silent`) or silent (for `ok`), in seconds.
+    pub quiet_secs: f64,
+}
+
+#[derive(Debug)]
+struct Latest {
+    name: Box<str>,
+    value: String,
+    number: bool,
+}
+
+#[derive(Debug)]
+struct Series {
+    name: Box<str>,
+    /// (seconds since start, value), oldest first.
+    points: VecDeque<(u32, f32)>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    peer: Box<str>,
+    ack: bool,
+    /// Milliseconds since start of the last reading; `None` for a board of an earlier run.
+    last_ms: Option<u64>,
+    /// `received_at` of its last CSV row from an earlier run.
+    previous_run: Option<Box<str>>,
+    readings: u64,
+    gaps: [u32; GAPS],
+    gap_count: u8,
+    gap_next: u8,
+    minute: u64,
+    this_minute: u32,
+    last_minute: u32,
+    latest: Vec<Latest>,
+    series: Vec<Series>,
+    silent_since_ms: Option<u64>,
+}
+
+impl Board {
+    fn usual_interval_ms(&self) -> Option<u64> {
+        let n = self.gap_count as usize;
+        if n == 0 {
+            return None;
+        }
+        let mut g = self.gaps;
+        let g = &mut g[..n];
+        g.sort_unstable();
+        Some(u64::from(g[n / 2]))
+    }
+
+    fn readings_per_min(&self, now_ms: u64) -> f64 {
+        let idx = now_ms / 60_000;
+        let frac = (now_ms % 60_000) as f64 / 60_000.0;
+        if self.last_ms.is_none() {
+            0.0
+        } else if idx == self.minute {
+            f64::from(self.last_minute) * (1.0 - frac) + f64::from(self.this_minute)
+        } else if idx == self.minute + 1 {
+            f64::from(self.this_minute) * (1.0 - frac)
+        } else {
+            0.0
+        }
+    }
+
+    fn status(&self) -> Status {
+        match (self.last_ms, self.silent_since_ms) {
+            (None, _) => Status::Unseen,
+            (Some(_), Some(_)) => Status::Silent,
+            (Some(_), None) => Status::Ok,
+        }
+    }
+}
+
+/// One board as `/api/boards` and the dashboard show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardView {
+    pub device: String,
+    pub status: Status,
+    /// Unix milliseconds of the last reading in this run.
+    pub last_seen_unix_ms: Option<u64>,
+    /// Seconds since the last reading in this run.
+    pub last_seen_secs_ago: Option<f64>,
+    /// `received_at` of its last row in the CSV, for boards not seen since start.
+    pub last_seen_previous_run: Option<String>,
+    pub readings: u64,
+    pub readings_per_min: f64,
+    pub usual_interval_secs: Option<f64>,
+    pub peer: String,
+    pub ack: bool,
+    /// Latest value of each field (up to `boards.max_fields`), in first-seen order.
+    pub latest: Vec<FieldValue>,
+    /// Chart points per numeric field: `[unix seconds, value]`, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<Vec<FieldSeries>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldValue {
+    pub field: String,
+    pub value: String,
+    pub number: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldSeries {
+    pub field: String,
+    pub points: Vec<(u64, f32)>,
+}
+
+/// One board's `/metrics` series: (device, silent, readings, last seen in unix seconds).
+pub type MetricRow = (String, bool, u64, Option<f64>);
+
+/// Totals over all tracked boards.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BoardTotals {
+    pub boards: usize,
+    pub ok: usize,
+    pub silent: usize,
+    pub unseen: usize,
+    pub readings_per_min: f64,
+    pub evicted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<Box<str>, Board>,
+}
+
+/// All boards' live state; see the module docs.
+#[derive(Debug)]
+pub struct Boards {
+    inner: Mutex<Inner>,
+    max_boards: usize,
+    max_fields: usize,
+    chart_points: usize,
+    chart_window_secs: u32,
+    bucket_secs: u32,
+    silent_factor: f64,
+    min_silent_ms: u64,
+    start: Instant,
+    start_unix_ms: u64,
+    evicted: AtomicU64,
+}
+
+impl Boards {
+    pub fn new(cfg: &BoardsConfig, alerts: &AlertsConfig) -> Boards {
+        let window = cfg.chart_window.as_secs().min(u64::from(u32::MAX)) as u32;
+        Boards {
+            inner: Mutex::new(Inner::default()),
+            max_boards: cfg.max_boards,
+            max_fields: cfg.max_fields,
+            chart_points: cfg.chart_points,
+            chart_window_secs: window,
+            bucket_secs: (window / cfg.chart_points as u32).max(1),
+            silent_factor: alerts.silent_factor,
+            min_silent_ms: alerts.min_silent.as_millis() as u64,
+            start: Instant::now(),
+            start_unix_ms: unix_ms(SystemTime::now()),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// Seconds per chart point (`chart_window_secs / chart_points`, at least 1).
+    pub fn bucket_secs(&self) -> u32 {
+        self.bucket_secs
+    }
+
+    pub fn chart_window_secs(&self) -> u32 {
+        self.chart_window_secs
+    }
+
+    /// Boards dropped from memory because `boards.max_boards` was reached.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+
+    /// Worst-case bytes for `max_boards` boards each with `max_fields` full rings and
+    /// latest values (heap only, including hash-map slack), for the documented bound.
+    pub fn memory_bound_bytes(cfg: &BoardsConfig) -> u64 {
+        let ring = (cfg.chart_points + 1).next_power_of_two() as u64 * 8 + 32 + 24 + 32;
+        let latest = 24 + MAX_VALUE_CHARS as u64 + 32 + 32;
+        let board = std::mem::size_of::<Board>() as u64 + 64 + 64 + 48;
+        let per_board = board + cfg.max_fields as u64 * (ring + latest);
+        // The map holds at most max_boards entries at ~7/8 load, rounded up to a power of two.
+        let slots = (cfg.max_boards as u64 * 8 / 7 + 1).next_power_of_two();
+        cfg.max_boards as u64 * per_board + slots * (std::mem::size_of::<(Box<str>, Board)>() as u64 + 1)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Plain in-memory state, consistent after every statement that could panic.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies the readings of `seen` whose entry in `written` is true (the CSV append
+    /// succeeded for them), then clears `seen`. One lock per call.
+    pub fn record(&self, seen: &mut Seen, written: impl Iterator<Item = bool>, peer: &str, ack: bool) {
+        if !seen.is_empty() {
+            self.record_at(seen, written, peer, ack, self.now_ms());
+        }
+        seen.clear();
+    }
+
+    /// [`Boards::record`] at an explicit time (milliseconds since start), for tests and
+    /// the memory benchmark.
+    #[doc(hidden)]
+    pub fn record_at(&self, seen: &Seen, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
+        let mut inner = self.lock();
+        for (r, ok) in seen.readings.iter().zip(written) {
+            if !ok {
+                continue;
+            }
+            let device = seen.get(r.device);
+            if !inner.map.contains_key(device) {
+                if inner.map.len() >= self.max_boards {
+                    self.evict(&mut inner);
+                }
+                inner.map.insert(device.into(), Board::default());
+            }
+            let Some(b) = inner.map.get_mut(device) else { continue };
+            if &*b.peer != peer {
+                b.peer = peer.into();
+            }
+            b.ack = ack;
+            if let Some(last) = b.last_ms {
+                let gap = now_ms.saturating_sub(last);
+                // Readings of one chunk share a receive time; only real gaps count.
+                if gap > 0 {
+                    b.gaps[b.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
+                    b.gap_next = ((b.gap_next as usize + 1) % GAPS) as u8;
+                    b.gap_count = (b.gap_count + 1).min(GAPS as u8);
+                }
+            }
+            b.last_ms = Some(now_ms);
+            b.previous_run = None;
+            b.readings += 1;
+            let minute = now_ms / 60_000;
+            if minute == b.minute {
+                b.this_minute += 1;
+            } else {
+                b.last_minute = if minute == b.minute + 1 { b.this_minute } else { 0 };
+                b.this_minute = 1;
+                b.minute = minute;
+            }
+            let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
+            for f in &seen.fields[r.fields.0..r.fields.1] {
+                let (name, value) = (seen.get(f.name), seen.get(f.value));
+                match b.latest.iter().position(|l| &*l.name == name) {
+                    Some(i) => {
+                        let l = &mut b.latest[i];
+                        l.value.clear();
+                        l.value.push_str(value);
+                        l.number = f.number;
+                    }
+                    None if b.latest.len() < self.max_fields => b.latest.push(Latest {
+                        name: name.into(),
+                        value: value.to_string(),
+                        number: f.number,
+                    }),
+                    None => continue, // over boards.max_fields: not shown (the CSV has it)
+                }
+                if !f.number {
+                    continue;
+                }
+                let Ok(v) = value.parse::<f64>() else { continue };
+                if !v.is_finite() {
+                    continue;
+                }
+                let idx = match b.series.iter().position(|s| &*s.name == name) {
+                    Some(i) => i,
+                    None if b.series.len() < self.max_fields => {
+                        b.series.push(Series {
+                            name: name.into(),
+                            points: VecDeque::new(),
+                        });
+                        b.series.len() - 1
+                    }
+                    None => continue,
+                };
+                let points = &mut b.series[idx].points;
+                match points.back_mut() {
+                    Some(p) if p.0 / self.bucket_secs == secs / self.bucket_secs => *p = (secs, v as f32),
+                    _ => points.push_back((secs, v as f32)),
+                }
+                while points.len() > self.chart_points
+                    || points
+                        .front()
+                        .is_some_and(|p| p.0.saturating_add(self.chart_window_secs) < secs)
+                {
+                    points.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Drops the least recently seen eighth of the boards (boards of earlier runs first).
+    fn evict(&self, inner: &mut Inner) {
+        let n = (inner.map.len() / 8).max(1);
+        let mut ages: Vec<(Option<u64>, Box<str>)> = inner.map.iter().map(|(k, b)| (b.last_ms, k.clone())).collect();
+        ages.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
+        for (_, k) in ages.into_iter().take(n) {
+            inner.map.remove(&k);
+        }
+        self.evicted.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Finds boards that went silent or came back since the last call; marks them.
+    pub fn check(&self) -> Vec<Change> {
+        self.check_at(self.now_ms())
+    }
+
+    #[doc(hidden)]
+    pub fn check_at(&self, now_ms: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut inner = self.lock();
+        for (device, b) in inner.map.iter_mut() {
+            let Some(last) = b.last_ms else { continue };
+            let usual = b.usual_interval_ms();
+            let limit = usual
+                .map_or(0, |u| (u as f64 * self.silent_factor) as u64)
+                .max(self.min_silent_ms);
+            let quiet = now_ms.saturating_sub(last);
+            let change = match b.silent_since_ms {
+                None if quiet > limit => {
+                    b.silent_since_ms = Some(now_ms);
+                    Some((Status::Silent, quiet))
+                }
+                Some(since) if quiet <= limit => {
+                    b.silent_since_ms = None;
+                    Some((Status::Ok, last.saturating_sub(since) + limit))
+                }
+                _ => None,
+            };
+            if let Some((status, quiet_ms)) = change {
+                changes.push(Change {
+                    device: device.to_string(),
+                    status,
+                    last_seen_unix_ms: self.start_unix_ms + last,
+                    usual_interval_secs: usual.map(|u| u as f64 / 1000.0),
+                    quiet_secs: quiet_ms as f64 / 1000.0,
+                });
+            }
+        }
+        changes.sort_by(|a, b| a.device.cmp(&b.device));
+        changes
+    }
+
+    /// Totals, and the boards sorted by name (at most `limit`), with chart points if
+    /// `series`.
+    pub fn snapshot(&self, series: bool, limit: usize) -> (BoardTotals, Vec<BoardView>) {
+        let now_ms = self.now_ms();
+        let inner = self.lock();
+        let mut totals = BoardTotals {
+            boards: inner.map.len(),
+            evicted: self.evicted(),
+            ..BoardTotals::default()
+        };
+        let mut names: Vec<&Box<str>> = Vec::with_capacity(inner.map.len());
+        for (name, b) in &inner.map {
+            match b.status() {
+                Status::Ok => totals.ok += 1,
+                Status::Silent => totals.silent += 1,
+                Status::Unseen => totals.unseen += 1,
+            }
+            totals.readings_per_min += b.readings_per_min(now_ms);
+            names.push(name);
+        }
+        names.sort_unstable();
+        names.truncate(limit);
+        let views = names
+            .into_iter()
+            .map(|name| {
+                let b = &inner.map[name];
+                BoardView {
+                    device: name.to_string(),
+                    status: b.status(),
+                    last_seen_unix_ms: b.last_ms.map(|l| self.start_unix_ms + l),
+                    last_seen_secs_ago: b.last_ms.map(|l| now_ms.saturating_sub(l) as f64 / 1000.0),
+                    last_seen_previous_run: b.previous_run.as_deref().map(str::to_string),
+                    readings: b.readings,
+                    readings_per_min: (b.readings_per_min(now_ms) * 10.0).round() / 10.0,
+                    usual_interval_secs: b.usual_interval_ms().map(|u| u as f64 / 1000.0),
+                    peer: b.peer.to_string(),
+                    ack: b.ack,
+                    latest: b
+                        .latest
+                        .iter()
+                        .map(|l| FieldValue {
+                            field: l.name.to_string(),
+                            value: l.value.clone(),
+                            number: l.number,
+                        })
+                        .collect(),
+                    series: series.then(|| {
+                        b.series
+                            .iter()
+                            .map(|s| FieldSeries {
+                                field: s.name.to_string(),
+                                points: s
+                                    .points
+                                    .iter()
+                                    .map(|&(t, v)| (self.start_unix_ms / 1000 + u64::from(t), v))
+                                    .collect(),
+                            })
+                            .collect()
+                    }),
+                }
+            })
+            .collect();
+        (totals, views)
+    }
+
+    /// Per-board facts for `/metrics`, sorted by name, at most `limit`; the second
+    /// value is how many were left out.
+    pub fn metric_rows(&self, limit: usize) -> (Vec<MetricRow>, usize) {
+        let inner = self.lock();
+        let mut names: Vec<&Box<str>> = inner.map.keys().collect();
+        names.sort_unstable();
+        let left_out = names.len().saturating_sub(limit);
+        let rows = names
+            .into_iter()
+            .take(limit)
+            .map(|n| {
+                let b = &inner.map[n];
+                (
+                    n.to_string(),
+                    b.silent_since_ms.is_some(),
+                    b.readings,
+                    b.last_ms.map(|l| (self.start_unix_ms + l) as f64 / 1000.0),
+                )
+            })
+            .collect();
+        (rows, left_out)
+    }
+
+    /// Lists the boards found in the last [`PREVIOUS_RUN_TAIL_BYTES`] of an existing CSV
+    /// as `never seen since start`, with the time of their last row. Returns how many.
+    pub fn load_previous_run(&self, csv_path: &Path) -> std::io::Result<usize> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match std::fs::File::open(csv_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        let from = len.saturating_sub(PREVIOUS_RUN_TAIL_BYTES);
+        f.seek(SeekFrom::Start(from))?;
+        let mut buf = Vec::new();
+        f.take(PREVIOUS_RUN_TAIL_BYTES).read_to_end(&mut buf)?;
+        // Start at a row boundary (the header row is skipped by its content below).
+        let start = if from == 0 {
+            0
+        } else {
+            memchr::memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1)
+        };
+        let mut last: HashMap<String, String> = HashMap::new();
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&buf[start..]);
+        for rec in rdr.records().flatten() {
+            if let (Some(at), Some(device)) = (rec.get(0), rec.get(1)) {
+                if at != "received_at" && !device.is_empty() {
+                    last.insert(device.to_string(), at.to_string());
+                }
+            }
+        }
+        let mut inner = self.lock();
+        let mut n = 0;
+        for (device, at) in last {
+            if inner.map.len() >= self.max_boards {
+                break;
+            }
+            inner.map.entry(device.into_boxed_str()).or_insert_with(|| {
+                n += 1;
+                Board {
+                    previous_run: Some(at.into_boxed_str()),
+                    ..Board::default()
+                }
+            });
+        }
+        Ok(n)
+    }
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boards(max_boards: usize, min_silent_secs: u64) -> Boards {
+        let b = BoardsConfig {
+            max_boards,
+            max_fields: 2,
+            chart_window: Duration::from_secs(60),
+            chart_points: 6,
+        };
+        let a = AlertsConfig {
+            silent_factor: 5.0,
+            min_silent: Duration::from_secs(min_silent_secs),
+            webhook_url: None,
+            webhook_queue: 10,
+            webhook_timeout: Duration::from_secs(1),
+        };
+        Boards::new(&b, &a)
+    }
+
+    fn send(b: &Boards, device: &str, fields: &[(&str, &str, bool)], at_ms: u64) {
+        let mut s = Seen::default();
+        s.push(device, fields.iter().copied());
+        b.record_at(&s, std::iter::once(true), "10.0.0.1:5000", true, at_ms);
+    }
+
+    #[test]
+    fn latest_values_rings_and_field_cap() {
+        let b = boards(10, 1);
+        for i in 0..20u64 {
+            let v = i.to_string();
+            send(
+                &b,
+                "k",
+                &[("t", &v, true), ("note", "hi", false), ("third", "1", true)],
+                i * 10_000,
+            );
+        }
+        let (totals, views) = b.snapshot(true, 10);
+        assert_eq!(totals.boards, 1);
+        let k = &views[0];
+        assert_eq!(k.readings, 20);
+        assert_eq!(k.latest.len(), 2, "max_fields = 2: {:?}", k.latest);
+        assert_eq!(k.latest[0].value, "19");
+        assert_eq!(k.latest[1].value, "hi");
+        let series = k.series.as_ref().unwrap();
+        assert_eq!(series.len(), 1, "only numeric fields within the cap get a ring");
+        let points = &series[0].points;
+        // 10 s buckets, 60 s window: the last 6 readings, one per bucket.
+        assert_eq!(points.len(), 6, "{points:?}");
+        assert_eq!(points.last().unwrap().1, 19.0);
+        assert_eq!(k.usual_interval_secs, Some(10.0));
+        assert!(k.ack);
+        assert_eq!(k.peer, "10.0.0.1:5000");
+    }
+
+    #[test]
+    fn same_bucket_replaces_the_point() {
+        let b = boards(10, 1);
+        send(&b, "k", &[("t", "1", true)], 1_000);
+        send(&b, "k", &[("t", "2", true)], 2_000);
+        let (_, v) = b.snapshot(true, 10);
+        assert_eq!(v[0].series.as_ref().unwrap()[0].points.len(), 1);
+        assert_eq!(v[0].series.as_ref().unwrap()[0].points[0].1, 2.0);
+    }
+
+    #[test]
+    fn silent_after_factor_times_usual_interval_and_back() {
+        let b = boards(10, 1);
+        for i in 0..5 {
+            send(&b, "k", &[("t", "1", true)], i * 1000);
+        }
+        // Usual interval 1 s, factor 5: silent after more than 5 s of quiet.
+        assert!(b.check_at(9_000).is_empty());
+        let c = b.check_at(9_001);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].status, Status::Silent);
+        assert_eq!(c[0].usual_interval_secs, Some(1.0));
+        assert!(b.check_at(20_000).is_empty(), "one change, not one per check");
+        send(&b, "k", &[("t", "1", true)], 21_000);
+        let c = b.check_at(21_100);
+        assert_eq!(c[0].status, Status::Ok);
+        assert!(b.check_at(21_200).is_empty());
+    }
+
+    #[test]
+    fn min_silent_secs_is_the_floor() {
+        let b = boards(10, 120);
+        for i in 0..5 {
+            send(&b, "k", &[("t", "1", true)], i * 1000);
+        }
+        assert!(b.check_at(4_000 + 120_000).is_empty(), "at N: not yet");
+        assert_eq!(b.check_at(4_000 + 120_001).len(), 1, "at N+1: silent");
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_seen() {
+        let b = boards(16, 1);
+        for i in 0..16u64 {
+            send(&b, &format!("d{i:02}"), &[("t", "1", true)], i);
+        }
+        assert_eq!(b.snapshot(false, 100).0.boards, 16);
+        assert_eq!(b.evicted(), 0, "at the cap: nothing evicted");
+        send(&b, "new", &[("t", "1", true)], 100);
+        let (t, v) = b.snapshot(false, 100);
+        assert_eq!(b.evicted(), 2, "one over: the oldest eighth goes");
+        assert_eq!(t.boards, 15);
+        assert!(!v.iter().any(|x| x.device == "d00" || x.device == "d01"));
+        assert!(v.iter().any(|x| x.device == "new"));
+    }
+
+    #[test]
+    fn failed_writes_are_not_recorded() {
+        let b = boards(10, 1);
+        let mut s = Seen::default();
+        s.push("a", [("t", "1", true)].into_iter());
+        s.push("b", [("t", "1", true)].into_iter());
+        b.record(&mut s, [false, true].into_iter(), "p", false);
+        assert!(s.is_empty());
+        let (_, v) = b.snapshot(false, 10);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].device, "b");
+    }
+
+    #[test]
+    fn previous_run_boards_are_unseen_until_they_report() {
+        let dir = std::env::temp_dir().join(format!("sensorlog-boards-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("r.csv");
+        std::fs::write(
+            &csv,
+            "received_at,device,field,value,type,peer,boot,seq,device_time\n\
+             2026-01-01T00:00:00.000Z,old,t,1,number,p,,,\n\
+             2026-01-01T00:00:05.000Z,old,t,2,number,p,,,\n",
+        )
+        .unwrap();
+        let b = boards(10, 1);
+        assert_eq!(b.load_previous_run(&csv).unwrap(), 1);
+        let (t, v) = b.snapshot(false, 10);
+        assert_eq!(t.unseen, 1);
+        assert_eq!(v[0].status, Status::Unseen);
+        assert_eq!(v[0].last_seen_previous_run.as_deref(), Some("2026-01-01T00:00:05.000Z"));
+        assert!(b.check_at(1_000_000).is_empty(), "boards of earlier runs do not alert");
+        send(&b, "old", &[("t", "1", true)], 10);
+        assert_eq!(b.snapshot(false, 10).1[0].status, Status::Ok);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,634 @@
+//! The PostgreSQL sink: one thread that copies the CSV into a table, every row
+//! exactly once, so that many daemons can feed one database.
+//!
+//! # How exactly-once works
+//!
+//! The sink's progress (a [`Position`]: rows confirmed, the byte offset of the next
+//! row, and the identity of the last confirmed row) lives in the database, in
+//! `sensorlog_cursors`, one row per `(table, source)`. Each batch is one transaction:
+//!
+//! ```text
+//! BEGIN; SELECT cursor FOR UPDATE   -- it must be where this daemon thinks it is
+//!        COPY rows FROM STDIN (binary)
+//!        UPDATE cursor to just after the batch
+//! COMMIT
+//! ```
+//!
+//! The rows and the cursor that confirms them commit together or not at all. After any
+//! failure (kill -9 of the daemon at any point, a dropped connection, a lost answer to
+//! COMMIT) the sink throws its in-memory position away, reconnects, and reads the
+//! cursor back from the database: whatever committed is counted, whatever did not
+//! is sent again. A second daemon with the same `source` cannot slip rows in between
+//! either: the `FOR UPDATE` check refuses a cursor that moved under us.
+//!
+//! At start the cursor's last row is checked against the CSV (offset and hash, see
+//! [`source`]). If the file changed under it, the row is searched for in the file and
+//! the sink resumes after it, saying so. A file that does not hold it at all is not
+//! sent: either another daemon uses the same `source` (its rows must not be doubled or
+//! mixed in) or the CSV was replaced, and only the operator knows which; the error in
+//! the log says how to start the new file from its first row.
+//!
+//! When the CSV is rotated while the daemon runs (moved away, a new file started; see
+//! [`CsvSink::check_path`]) the sink finishes the old file through the handle it holds
+//! (fsynced at the switch), then moves its cursor to the start of the new file in one
+//! checked transaction.
+//!
+//! # A third consumer of the CSV
+//!
+//! The sink reads the CSV file itself, up to its durable mark, and never talks to the
+//! ingest side: ingest never waits for the database, and an outage costs nothing but
+//! catch-up time. Batches are up to `postgres.batch_rows` rows; a partial batch goes
+//! once `postgres.pace_ms` has passed since the last one. At shutdown the sink gets
+//! `postgres.shutdown_timeout_secs` to send what the CSV holds; the rest goes at the
+//! next start.
+
+pub mod copy;
+pub mod schema;
+pub mod settings;
+pub mod source;
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls};
+
+use crate::error::{Error, Result};
+use crate::sink::csv::CsvSink;
+
+use schema::Names;
+pub use settings::PostgresConfig;
+use source::{Position, Verified};
+
+/// Handle kept by the daemon: the sink's thread, its stop flag, and its end signal.
+pub struct PgSink {
+    thread: Option<JoinHandle<()>>,
+    done: Receiver<()>,
+    stop: Arc<AtomicBool>,
+    shutdown_timeout: Duration,
+}
+
+impl PgSink {
+    /// Starts the sink's thread. The database is contacted by the thread: a database
+    /// that is down at start-up must not stop ingest.
+    pub fn start(cfg: PostgresConfig, sink: &Arc<CsvSink>) -> Result<PgSink> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = mpsc::channel();
+        let shutdown_timeout = cfg.shutdown_timeout;
+        log::info!(
+            "PostgreSQL sink on: {} table {}, source {:?} (batches of up to {} rows, every {} ms at least when not full).",
+            cfg.target,
+            cfg.qualified_table(),
+            cfg.source,
+            cfg.batch_rows,
+            cfg.pace.as_millis()
+        );
+        let mut worker = Worker::new(cfg, Arc::clone(sink), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("postgres-sink".into())
+            .spawn(move || {
+                worker.run();
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::startup("start the postgres-sink thread", e))?;
+        Ok(PgSink {
+            thread: Some(thread),
+            done,
+            stop,
+            shutdown_timeout,
+        })
+    }
+
+    /// Starts the sink's shutdown time without waiting for it (see [`PgSink::finish`]).
+    pub fn stop_soon(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Called after the CSV is closed: lets the sink send what the CSV holds within
+    /// `postgres.shutdown_timeout_secs`. A transaction cut off by the exit is rolled
+    /// back by the server, so the cursor in the database stays consistent.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Release);
+        match self.done.recv_timeout(self.shutdown_timeout + Duration::from_secs(2)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => log::warn!(
+                "The PostgreSQL sink did not stop in time; its cursor in the database is consistent and the rest goes at the next start."
+            ),
+        }
+    }
+}
+
+/// Why the sink cannot continue right now.
+#[derive(Debug)]
+pub enum Stall {
+    Db(postgres::Error),
+    Csv(std::io::Error),
+    /// The cursor row changed under this daemon: another one uses the same source.
+    CursorMoved,
+    /// The CSV does not hold the last row the cursor confirmed.
+    NotInCsv(Position),
+}
+
+impl From<postgres::Error> for Stall {
+    fn from(e: postgres::Error) -> Stall {
+        Stall::Db(e)
+    }
+}
+
+/// How a failure is handled: retried soon (the network, a restart of the server) or
+/// slowly (something the operator must fix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Transient,
+    Operator,
+}
+
+/// Sorts a database error into retry classes.
+pub fn classify(e: &postgres::Error) -> Class {
+    let Some(code) = e.code() else {
+        return Class::Transient; // I/O, closed connection, timeout
+    };
+    let c = code.code();
+    let transient_class = ["08", "53", "57", "40", "55"].iter().any(|p| c.starts_with(p));
+    if transient_class && *code != SqlState::INSUFFICIENT_PRIVILEGE {
+        Class::Transient
+    } else {
+        Class::Operator
+    }
+}
+
+/// A database error as one line: the server's message, detail and hint, and SQLSTATE.
+pub fn describe(e: &postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("; hint: {h}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    };
+    settings::redact(&text)
+}
+
+/// What to tell the operator for an error that needs them.
+pub fn advice(e: &postgres::Error, cfg: &PostgresConfig) -> String {
+    let names = format!(
+        "{} and {}",
+        cfg.qualified_table(),
+        match &cfg.schema {
+            Some(s) => format!("{s}.sensorlog_cursors"),
+            None => "sensorlog_cursors".into(),
+        }
+    );
+    let user = cfg.pg.get_user().unwrap_or("?");
+    match e.code() {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => format!(
+            "user {user} lacks a privilege: it needs SELECT, INSERT on {names}, UPDATE on the cursors table, and CREATE on the schema the first time (the tables are created then). E.g. GRANT SELECT, INSERT ON {} TO {user}; GRANT SELECT, INSERT, UPDATE ON sensorlog_cursors TO {user};",
+            cfg.qualified_table()
+        ),
+        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+            format!("the server refused user {user}: check the user and the password (postgres.password_file or PGPASSWORD)")
+        }
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
+            "the database does not exist: create it (createdb) or fix postgres.url".into()
+        }
+        Some(c) if *c == SqlState::UNDEFINED_TABLE => format!(
+            "a sensorlog table is missing although sensorlog_migrations says it was created; was {names} dropped? Restore it, or delete the rows of {} from sensorlog_migrations to create it again",
+            cfg.qualified_table()
+        ),
+        _ => "see the PostgreSQL server log".into(),
+    }
+}
+
+struct Worker {
+    cfg: PostgresConfig,
+    names: Names,
+    sink: Arc<CsvSink>,
+    stop: Arc<AtomicBool>,
+    client: Option<Client>,
+    /// Verified position; `None` until the cursor is read back and checked.
+    pos: Option<Position>,
+    /// The CSV as opened with `pos`, and its generation (see [`CsvSink::generation`]).
+    file: Option<File>,
+    generation: u64,
+    buf: Vec<u8>,
+    last_batch: Instant,
+    stop_at: Option<Instant>,
+    backoff: Duration,
+    failing_since: Option<Instant>,
+    /// A catch-up in progress: when it started and the rows to go then.
+    backlog: Option<(Instant, u64)>,
+    sent_this_run: u64,
+}
+
+impl Worker {
+    fn new(cfg: PostgresConfig, sink: Arc<CsvSink>, stop: Arc<AtomicBool>) -> Worker {
+        Worker {
+            names: Names::new(&cfg),
+            cfg,
+            sink,
+            stop,
+            client: None,
+            pos: None,
+            file: None,
+            generation: 0,
+            buf: Vec::new(),
+            last_batch: Instant::now(),
+            stop_at: None,
+            backoff: Duration::ZERO,
+            failing_since: None,
+            backlog: None,
+            sent_this_run: 0,
+        }
+    }
+
+    fn run(&mut self) {
+        loop {
+            if self.stop.load(Ordering::Acquire) && self.stop_at.is_none() {
+                self.stop_at = Some(Instant::now() + self.cfg.shutdown_timeout);
+                let left = self.left();
+                if left > 0 {
+                    log::info!(
+                        "Sending the remaining {left} rows to PostgreSQL (up to {} s, postgres.shutdown_timeout_secs).",
+                        self.cfg.shutdown_timeout.as_secs()
+                    );
+                }
+            }
+            if self.stop_at.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
+            match self.step() {
+                Ok(true) => {}
+                Ok(false) => {
+                    if self.stop_at.is_some() {
+                        break; // caught up with the closed CSV
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(stall) => self.stalled(stall),
+            }
+        }
+        let left = self.left();
+        if left > 0 {
+            log::warn!("Stopped the PostgreSQL sink with {left} rows not yet in the database; they are in the CSV and go at the next start.");
+        } else if let Some(p) = self.pos {
+            log::info!(
+                "PostgreSQL is up to date ({} rows of source {:?}, {} sent in this run).",
+                p.rows,
+                self.cfg.source,
+                self.sent_this_run
+            );
+        }
+    }
+
+    /// Rows durable in the CSV and not yet confirmed (an estimate before the cursor is read).
+    fn left(&self) -> u64 {
+        let done = self.pos.map_or(0, |p| p.rows);
+        self.sink.durable_position().0.saturating_sub(done)
+    }
+
+    /// One unit of work; `Ok(false)` when nothing was due.
+    fn step(&mut self) -> std::result::Result<bool, Stall> {
+        if self.client.is_none() {
+            let client = self.cfg.pg.connect(NoTls)?;
+            self.client = Some(client);
+        }
+        let Some(pos) = self.pos else {
+            self.set_up()?;
+            return Ok(true);
+        };
+        let generation = self.sink.generation();
+        if generation != self.generation {
+            return self.follow_rotation(pos, generation);
+        }
+        let (durable_rows, durable_bytes) = self.sink.durable_position();
+        if self.sink.generation() != generation {
+            return Ok(true); // rotated just now: look again
+        }
+        if pos.offset >= durable_bytes {
+            if let Some((since, rows)) = self.backlog.take() {
+                let secs = since.elapsed().as_secs_f64();
+                log::info!(
+                    "PostgreSQL caught up: {rows} rows in {secs:.1} s ({:.0} rows/s).",
+                    rows as f64 / secs.max(1e-6)
+                );
+            }
+            return Ok(false);
+        }
+        let waiting = durable_rows.saturating_sub(pos.rows);
+        let full = waiting >= self.cfg.batch_rows as u64;
+        if !full && self.stop_at.is_none() && self.last_batch.elapsed() < self.cfg.pace {
+            return Ok(false);
+        }
+        if full && self.backlog.is_none() {
+            self.backlog = Some((Instant::now(), waiting));
+        }
+        self.send_upto(pos, durable_bytes)
+    }
+
+    /// Copies the rows from `pos` up to byte `upto` of the open file (one batch at most).
+    fn send_upto(&mut self, pos: Position, upto: u64) -> std::result::Result<bool, Stall> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(Stall::Csv(std::io::Error::other("the CSV is not open")));
+        };
+        let rows = source::read_rows(file, pos.offset, upto, self.cfg.batch_rows, &mut self.buf).map_err(Stall::Csv)?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        let mut tx = client.transaction()?;
+        let in_db = schema::load_cursor(&mut tx, &self.names, &self.cfg.source, true)?;
+        if in_db != Some(pos) {
+            return Err(Stall::CursorMoved);
+        }
+        let bad_times = copy::copy_rows(&mut tx, &self.names, &self.cfg.source, &rows)?;
+        let next = pos.after(&rows);
+        schema::save_cursor(&mut tx, &self.names, &self.cfg.source, &next)?;
+        tx.commit()?;
+        self.pos = Some(next);
+        self.last_batch = Instant::now();
+        self.sent_this_run += rows.len() as u64;
+        if bad_times > 0 {
+            log::warn!(
+                "Stored {bad_times} CSV rows before byte {} with received_at = -infinity: their received_at is not a time (edited by hand?).",
+                next.offset
+            );
+        }
+        log::debug!(
+            "Copied CSV rows {}..{} (bytes {}..{}) into PostgreSQL.",
+            pos.rows,
+            next.rows,
+            pos.offset,
+            next.offset
+        );
+        self.recovered();
+        Ok(true)
+    }
+
+    /// The CSV was moved away and a new file started (logrotate; see
+    /// [`CsvSink::check_path`]). The old file was fsynced at the switch and is still
+    /// open here: copy the rest of it, then move the cursor to the start of the new
+    /// file, in one transaction with the check that it is where we left it.
+    fn follow_rotation(&mut self, pos: Position, generation: u64) -> std::result::Result<bool, Stall> {
+        let old_len = match &self.file {
+            Some(f) => f.metadata().map_err(Stall::Csv)?.len(),
+            None => 0,
+        };
+        if pos.offset < old_len {
+            return self.send_upto(pos, old_len);
+        }
+        if generation > self.generation + 1 {
+            log::error!(
+                "{} was replaced {} times while the PostgreSQL sink was behind; the rows of the {} files in between are not in PostgreSQL (they are in the moved files).",
+                self.sink.path().display(),
+                generation - self.generation,
+                generation - self.generation - 1
+            );
+        }
+        let start = Position::start();
+        self.move_cursor(pos, start)?;
+        log::info!(
+            "{} was rotated: its {} rows are all in PostgreSQL; continuing with the new file.",
+            self.sink.path().display(),
+            pos.rows
+        );
+        self.pos = Some(start);
+        self.open_csv(generation)?;
+        Ok(true)
+    }
+
+    /// Opens the CSV and records which generation of it this is; refuses a file that
+    /// was replaced while it was being opened.
+    fn open_csv(&mut self, generation: u64) -> std::result::Result<(), Stall> {
+        let file = File::open(self.sink.path()).map_err(Stall::Csv)?;
+        if self.sink.generation() != generation {
+            self.pos = None; // replaced meanwhile: set up again
+            return Err(Stall::Csv(std::io::Error::other(
+                "the file was replaced while being opened",
+            )));
+        }
+        self.file = Some(file);
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// Schema, cursor, and the check of the cursor against the CSV.
+    fn set_up(&mut self) -> std::result::Result<(), Stall> {
+        let client = self.client.as_mut().expect("connected");
+        let migrated = ensure_schema(client, &self.names)?;
+        if !migrated.applied.is_empty() {
+            log::info!(
+                "Created the sensorlog schema in PostgreSQL: table {} (schema version {}){}.",
+                self.names.plain,
+                migrated.version,
+                match migrated.hypertable {
+                    Some(true) => ", a TimescaleDB hypertable on received_at",
+                    _ => ", a plain table (TimescaleDB not available)",
+                }
+            );
+        }
+        let source = self.cfg.source.clone();
+        let saved = match schema::load_cursor(client, &self.names, &source, false)? {
+            Some(p) => p,
+            None => {
+                client.execute(
+                    &format!(
+                        "INSERT INTO {} (target_table, source, rows_done, offset_done) VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING",
+                        self.names.cursors
+                    ),
+                    &[&self.names.plain, &source, &(source::header_len() as i64)],
+                )?;
+                schema::load_cursor(client, &self.names, &source, false)?.unwrap_or_else(Position::start)
+            }
+        };
+        // Keep a file still open from before a failure: it may be one rotated away
+        // since, whose last rows are still to be copied.
+        if self.file.is_none() {
+            self.open_csv(self.sink.generation())?;
+        }
+        let path = self.sink.path().to_path_buf();
+        let file = self.file.as_mut().expect("opened above");
+        let durable = if self.generation == self.sink.generation() {
+            self.sink.durable_position().1
+        } else {
+            file.metadata().map_err(Stall::Csv)?.len() // fsynced at the rotation
+        };
+        let pos = match source::verify(file, &saved, durable).map_err(Stall::Csv)? {
+            Verified::Same => saved,
+            Verified::Moved(p) => {
+                log::warn!(
+                    "The last row PostgreSQL confirmed for source {source:?} moved in {} (from byte {} to byte {}, row {} to {}): the file changed. Resuming after it.",
+                    path.display(),
+                    saved.last.map_or(0, |l| l.0),
+                    p.last.map_or(0, |l| l.0),
+                    saved.rows,
+                    p.rows
+                );
+                self.move_cursor(saved, p)?;
+                p
+            }
+            Verified::Missing => return Err(Stall::NotInCsv(saved)),
+        };
+        self.pos = Some(pos);
+        self.last_batch = Instant::now() - self.cfg.pace;
+        let waiting = self.left();
+        log::info!(
+            "PostgreSQL ready: {} table {}, source {source:?}: {} rows already there, {waiting} to send.",
+            self.cfg.target,
+            self.names.plain,
+            pos.rows
+        );
+        self.recovered();
+        Ok(())
+    }
+
+    /// Replaces the cursor `from` with `to`, refusing if it changed meanwhile.
+    fn move_cursor(&mut self, from: Position, to: Position) -> std::result::Result<(), Stall> {
+        let client = self.client.as_mut().expect("connected");
+        let mut tx = client.transaction()?;
+        if schema::load_cursor(&mut tx, &self.names, &self.cfg.source, true)? != Some(from) {
+            return Err(Stall::CursorMoved);
+        }
+        schema::save_cursor(&mut tx, &self.names, &self.cfg.source, &to)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Logs a failure, forgets the connection and the position (both are read again),
+    /// and waits before the next attempt.
+    fn stalled(&mut self, stall: Stall) {
+        self.client = None;
+        self.pos = None;
+        if matches!(stall, Stall::Csv(_)) {
+            self.file = None;
+        }
+        self.backlog = None;
+        let first = self.failing_since.is_none();
+        if first {
+            self.failing_since = Some(Instant::now());
+        }
+        let (class, message) = match &stall {
+            Stall::Db(e) => {
+                let class = classify(e);
+                let m = describe(e);
+                match class {
+                    Class::Transient => (class, m),
+                    Class::Operator => (class, format!("{m}. To fix: {}", advice(e, &self.cfg))),
+                }
+            }
+            Stall::Csv(e) => (
+                Class::Operator,
+                format!("cannot read {}: {e}", self.sink.path().display()),
+            ),
+            Stall::NotInCsv(saved) => (
+                Class::Operator,
+                format!(
+                    "{} does not hold the last row the database confirmed for source {:?} (row {}, byte {}). Either another daemon uses the same postgres.source (give each daemon its own), or this CSV was replaced: to send it from its first row, delete the cursor: DELETE FROM sensorlog_cursors WHERE target_table = '{}' AND source = '{}'",
+                    self.sink.path().display(),
+                    self.cfg.source,
+                    saved.rows,
+                    saved.last.map_or(0, |l| l.0),
+                    self.names.plain,
+                    self.cfg.source.replace('\'', "''")
+                ),
+            ),
+            Stall::CursorMoved => (
+                Class::Operator,
+                format!(
+                    "the cursor of source {:?} in table {} was changed by someone else: is another daemon using the same postgres.source? Give each daemon its own",
+                    self.cfg.source, self.names.plain
+                ),
+            ),
+        };
+        let wait = match class {
+            Class::Transient => {
+                self.backoff = (self.backoff * 2).clamp(Duration::from_millis(250), self.cfg.retry_max);
+                self.backoff
+            }
+            Class::Operator => self.cfg.retry_max,
+        };
+        let message = message.trim_end_matches([';', '.', ' ']);
+        let left = self.left();
+        match class {
+            Class::Transient if first => log::warn!(
+                "PostgreSQL at {} is unavailable: {message}. Retrying in {:.1} s; {left} rows wait in the CSV.",
+                self.cfg.target,
+                wait.as_secs_f64()
+            ),
+            Class::Transient => log::debug!("PostgreSQL still unavailable: {message}."),
+            Class::Operator => log::error!(
+                "PostgreSQL at {} refused the rows: {message}. Retrying in {} s; {left} rows wait in the CSV, nothing is lost.",
+                self.cfg.target,
+                wait.as_secs()
+            ),
+        }
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if self.stop.load(Ordering::Acquire) && self.stop_at.is_none() {
+                break; // let run() set the shutdown deadline
+            }
+            if self.stop_at.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            log::info!(
+                "PostgreSQL reachable again after {:.1} s; catching up from the CSV.",
+                since.elapsed().as_secs_f64()
+            );
+        }
+        self.backoff = Duration::ZERO;
+    }
+}
+
+/// Runs the migrations if the schema is not at the latest version. When it is, only
+/// reads (so a user without CREATE rights can run a daemon on a prepared database).
+pub fn ensure_schema(client: &mut Client, names: &Names) -> std::result::Result<schema::Migrated, postgres::Error> {
+    let latest = schema::MIGRATIONS.last().map_or(0, |m| m.0);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.migrations])?
+        .get(0);
+    if exists {
+        let version: i32 = client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(max(version), 0) FROM {} WHERE target_table = $1",
+                    names.migrations
+                ),
+                &[&names.plain],
+            )?
+            .get(0);
+        if version >= latest {
+            return Ok(schema::Migrated {
+                version,
+                ..Default::default()
+            });
+        }
+    }
+    schema::migrate(client, names)
+}

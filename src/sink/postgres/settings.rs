@@ -1,0 +1,418 @@
+//! The `[postgres]` section: raw keys as written in the file, and the validated
+//! [`PostgresConfig`] the sink uses (the two layers of [`crate::config`]).
+//!
+//! The password never lives in the URL that is shown: [`redact`] replaces it wherever
+//! a message could carry the URL, and [`PostgresConfig::target`] is the safe name of the
+//! database (`user@host:port/db`) used in every log line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+pub const DEFAULT_PG_TABLE: &str = "readings";
+pub const DEFAULT_PG_BATCH_ROWS: usize = 10_000;
+pub const DEFAULT_PG_PACE_MS: u64 = 1000;
+pub const DEFAULT_PG_CONNECT_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_PG_RETRY_MAX_SECS: u64 = 60;
+pub const DEFAULT_PG_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// `[postgres]` as written in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresFile {
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub table: Option<String>,
+    pub source: Option<String>,
+    pub batch_rows: Option<usize>,
+    pub pace_ms: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    pub retry_max_secs: Option<u64>,
+    pub shutdown_timeout_secs: Option<u64>,
+}
+
+/// Every `[postgres]` key, for [`crate::config::ALL_KEYS`].
+pub const KEYS: &[&str] = &[
+    "postgres.url",
+    "postgres.password_file",
+    "postgres.table",
+    "postgres.source",
+    "postgres.batch_rows",
+    "postgres.pace_ms",
+    "postgres.connect_timeout_secs",
+    "postgres.retry_max_secs",
+    "postgres.shutdown_timeout_secs",
+];
+
+/// The validated settings. `Debug` is written by hand: it never shows the password.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// Connection settings, password included.
+    pub pg: postgres::Config,
+    /// `user@host:port/db`, safe to log.
+    pub target: String,
+    /// Schema (if given) and table, both plain lower-case identifiers.
+    pub schema: Option<String>,
+    pub table: String,
+    pub source: String,
+    pub batch_rows: usize,
+    pub pace: Duration,
+    pub connect_timeout: Duration,
+    pub retry_max: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("target", &self.target)
+            .field("table", &self.qualified_table())
+            .field("source", &self.source)
+            .field("batch_rows", &self.batch_rows)
+            .field("pace", &self.pace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(err(key, format!("must be between {lo} and {hi}{unit}, got {v}")));
+    }
+    Ok(v)
+}
+
+impl PostgresConfig {
+    /// `None` when the sink is off (no `url`). `pgpassword` is the `PGPASSWORD`
+    /// environment variable, passed in so tests need not touch the environment.
+    pub fn build(f: PostgresFile, pgpassword: Option<String>) -> Result<Option<PostgresConfig>, ConfigError> {
+        let Some(url) = f.url.filter(|u| !u.trim().is_empty()) else {
+            if f.password_file.is_some() {
+                return Err(err("postgres.password_file", "is set but postgres.url is not"));
+            }
+            return Ok(None);
+        };
+        let mut pg: postgres::Config = url.parse().map_err(|e| {
+            err(
+                "postgres.url",
+                format!("{:?} is not a PostgreSQL URL: {e}", redact(&url)),
+            )
+        })?;
+        if pg.get_hosts().is_empty() {
+            return Err(err(
+                "postgres.url",
+                format!("{:?} names no host (postgresql://user@host:5432/dbname)", redact(&url)),
+            ));
+        }
+        if pg.get_user().is_none() {
+            return Err(err(
+                "postgres.url",
+                format!("{:?} names no user (postgresql://user@host:5432/dbname)", redact(&url)),
+            ));
+        }
+        if pg.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(err(
+                "postgres.url",
+                "sslmode=require is not supported yet (this build connects without TLS); reach the server over a private network, a VPN or an SSH tunnel",
+            ));
+        }
+        match (pg.get_password().is_some(), &f.password_file) {
+            (true, Some(_)) => {
+                return Err(err(
+                    "postgres.password_file",
+                    "is set but postgres.url already carries a password; keep only one (the file is safer)",
+                ))
+            }
+            (false, Some(path)) => pg.password(read_password(path)?),
+            (false, None) => match pgpassword.filter(|p| !p.is_empty()) {
+                Some(p) => pg.password(p),
+                None => &mut pg,
+            },
+            (true, None) => &mut pg,
+        };
+        let target = target_name(&pg);
+        let (schema, table) = parse_table(f.table.as_deref().unwrap_or(DEFAULT_PG_TABLE))?;
+        let source = match f.source {
+            Some(s) => s,
+            None => hostname(),
+        };
+        if source.trim().is_empty() || source.chars().count() > 200 || source.chars().any(char::is_control) {
+            return Err(err(
+                "postgres.source",
+                format!("{source:?} is not a usable source name (1-200 printable characters)"),
+            ));
+        }
+        let batch_rows = in_range(
+            "postgres.batch_rows",
+            f.batch_rows.unwrap_or(DEFAULT_PG_BATCH_ROWS),
+            1,
+            1_000_000,
+            " rows",
+        )?;
+        let pace = in_range(
+            "postgres.pace_ms",
+            f.pace_ms.unwrap_or(DEFAULT_PG_PACE_MS),
+            0,
+            3_600_000,
+            " ms",
+        )?;
+        let connect = in_range(
+            "postgres.connect_timeout_secs",
+            f.connect_timeout_secs.unwrap_or(DEFAULT_PG_CONNECT_TIMEOUT_SECS),
+            1,
+            600,
+            " seconds",
+        )?;
+        let retry_max = in_range(
+            "postgres.retry_max_secs",
+            f.retry_max_secs.unwrap_or(DEFAULT_PG_RETRY_MAX_SECS),
+            1,
+            3600,
+            " seconds",
+        )?;
+        let shutdown = in_range(
+            "postgres.shutdown_timeout_secs",
+            f.shutdown_timeout_secs.unwrap_or(DEFAULT_PG_SHUTDOWN_TIMEOUT_SECS),
+            0,
+            3600,
+            " seconds",
+        )?;
+        pg.connect_timeout(Duration::from_secs(connect))
+            .application_name("sensorlog")
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .tcp_user_timeout(Duration::from_secs(60));
+        Ok(Some(PostgresConfig {
+            pg,
+            target,
+            schema,
+            table,
+            source,
+            batch_rows,
+            pace: Duration::from_millis(pace),
+            connect_timeout: Duration::from_secs(connect),
+            retry_max: Duration::from_secs(retry_max),
+            shutdown_timeout: Duration::from_secs(shutdown),
+        }))
+    }
+
+    /// `schema.table` or `table`, as written in the config (for messages).
+    pub fn qualified_table(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("{s}.{}", self.table),
+            None => self.table.clone(),
+        }
+    }
+}
+
+fn read_password(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("postgres.password_file", format!("cannot read {}: {e}", path.display())))?;
+    let pw = text.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err(err("postgres.password_file", format!("{} is empty", path.display())));
+    }
+    Ok(pw)
+}
+
+/// `table` or `schema.table`; plain lower-case identifiers only, so that the names
+/// in SQL, in the docs and in Grafana queries are the same without quoting rules.
+pub fn parse_table(text: &str) -> Result<(Option<String>, String), ConfigError> {
+    let ident = |s: &str| {
+        let mut b = s.bytes();
+        s.len() <= 48
+            && b.next().is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+            && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    };
+    let (schema, table) = match text.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, text),
+    };
+    if !ident(table) || schema.is_some_and(|s| !ident(s)) {
+        return Err(err(
+            "postgres.table",
+            format!("{text:?} must be a lower-case name such as readings or sensors.readings (letters, digits, _; at most 48 each)"),
+        ));
+    }
+    Ok((schema.map(str::to_string), table.to_string()))
+}
+
+/// This machine's name: the default `source`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sensorlog".to_string())
+}
+
+/// `user@host:port/db`: names the database without the password.
+pub fn target_name(pg: &postgres::Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "?".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        pg.get_user().unwrap_or("?"),
+        pg.get_dbname().unwrap_or(pg.get_user().unwrap_or("?"))
+    )
+}
+
+/// Replaces a password in a URL (`postgresql://user:secret@host`), in a query
+/// parameter (`?password=secret`) or in a key=value string (`password=secret`) with
+/// `********`. Used on every text that could carry the configured URL.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    // user:password@ in a URL.
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let from = rest_start + colon + 1;
+                out.replace_range(from..rest_start + at, "********");
+            }
+        }
+    }
+    // password=... as a query parameter or a key=value pair.
+    let mut search = 0;
+    while let Some(i) = out[search..].find("password=") {
+        let start = search + i + "password=".len();
+        let quoted = out[start..].starts_with('\'');
+        let end = if quoted {
+            out[start + 1..].find('\'').map_or(out.len(), |j| start + 1 + j + 1)
+        } else {
+            out[start..].find(['&', ' ', '\'']).map_or(out.len(), |j| start + j)
+        };
+        out.replace_range(start..end, "********");
+        search = start + "********".len();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(url: &str) -> PostgresFile {
+        PostgresFile {
+            url: Some(url.into()),
+            ..PostgresFile::default()
+        }
+    }
+
+    #[test]
+    fn off_without_url_and_defaults_with_it() {
+        assert!(PostgresConfig::build(PostgresFile::default(), None).unwrap().is_none());
+        let c = PostgresConfig::build(file("postgresql://u@db.example:5433/lab"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.target, "u@db.example:5433/lab");
+        assert_eq!(c.table, DEFAULT_PG_TABLE);
+        assert_eq!(c.batch_rows, DEFAULT_PG_BATCH_ROWS);
+        assert!(!c.source.is_empty());
+    }
+
+    #[test]
+    fn password_sources_and_redaction() {
+        let c = PostgresConfig::build(file("postgresql://u@h/db"), Some("fromenv".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.pg.get_password(), Some(&b"fromenv"[..]));
+        assert!(!format!("{c:?}").contains("fromenv"));
+        let e = PostgresConfig::build(
+            PostgresFile {
+                password_file: Some("/nonexistent".into()),
+                ..file("postgresql://u:inurl@h/db")
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("postgres.password_file"), "{e}");
+        assert!(!e.to_string().contains("inurl"), "{e}");
+        let e = PostgresConfig::build(file("postgresql://u:hunter2@h:99999/db"), None).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn redact_every_form() {
+        assert_eq!(
+            redact("postgresql://u:se:cret@h:5432/db?x=1"),
+            "postgresql://u:********@h:5432/db?x=1"
+        );
+        assert_eq!(redact("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(
+            redact("postgresql://u@h/db?password=abc&x=1"),
+            "postgresql://u@h/db?password=********&x=1"
+        );
+        assert_eq!(
+            redact("host=h password='a b' user=u"),
+            "host=h password=******** user=u"
+        );
+    }
+
+    #[test]
+    fn every_key_is_in_the_config_key_list() {
+        let all: Vec<&str> = crate::config::ALL_KEYS
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with("postgres."))
+            .collect();
+        assert_eq!(all, KEYS);
+    }
+
+    #[test]
+    fn tls_is_refused_with_a_reason_not_silently_dropped() {
+        let e = PostgresConfig::build(file("postgresql://u@h/db?sslmode=require"), None).unwrap_err();
+        assert!(e.to_string().contains("sslmode=require is not supported"), "{e}");
+        assert!(PostgresConfig::build(file("postgresql://u@h/db?sslmode=disable"), None).is_ok());
+    }
+
+    #[test]
+    fn table_names() {
+        assert_eq!(parse_table("readings").unwrap(), (None, "readings".into()));
+        assert_eq!(
+            parse_table("lab.readings_2").unwrap(),
+            (Some("lab".into()), "readings_2".into())
+        );
+        for bad in ["Readings", "a.b.c", "1x", "", "r-x", "x;drop"] {
+            assert!(parse_table(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_at_n_and_n_plus_one() {
+        let with = |rows| {
+            PostgresConfig::build(
+                PostgresFile {
+                    batch_rows: Some(rows),
+                    ..file("postgresql://u@h/db")
+                },
+                None,
+            )
+        };
+        assert!(with(1_000_000).is_ok());
+        assert!(with(1_000_001).unwrap_err().to_string().contains("postgres.batch_rows"));
+        assert!(with(0).is_err());
+    }
+}

@@ -1,0 +1,372 @@
+//! Reading the CSV for the database: rows from a byte offset up to the durable mark,
+//! each with its identity, and the check of a saved cursor against the file.
+//!
+//! # Row identity
+//!
+//! A row is known by where it starts in the file and by a hash of its bytes (FNV-1a,
+//! 64 bits, over the raw row including its newline). The cursor in the database keeps
+//! both for the last row it confirmed; at start the sink reads those bytes back and
+//! compares. A file that was replaced, restored from a backup or cut by a torn-row
+//! repair is noticed there, before a single row is sent.
+//!
+//! # The durable mark
+//!
+//! The reader never passes [`crate::sink::csv::CsvSink::durable_position`]: rows that a
+//! power cut could still take away from the CSV are never put in the database, so the
+//! database never holds a row the CSV lost. The mark always falls on a row boundary.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use crate::row::{COLUMNS, HEADER};
+
+/// Length of the header line every sensorlog CSV starts with.
+pub fn header_len() -> u64 {
+    HEADER.join(",").len() as u64 + 1
+}
+
+/// FNV-1a, 64 bits: small, fast, and stable across Rust versions and machines.
+pub fn row_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// One CSV row read for the database.
+#[derive(Debug, Clone)]
+pub struct SourceRow {
+    /// Byte offset of its first byte in the CSV.
+    pub start: u64,
+    /// Byte offset just past its newline: where the next row starts.
+    pub end: u64,
+    pub hash: u64,
+    /// Its fields in [`HEADER`] order; missing fields of a malformed row are empty.
+    pub fields: [String; COLUMNS],
+}
+
+/// Where the database has caught up to in one CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Data rows confirmed (rows `0..rows`).
+    pub rows: u64,
+    /// Byte offset where row `rows` starts.
+    pub offset: u64,
+    /// Start offset and hash of the last confirmed row; `None` before the first.
+    pub last: Option<(u64, u64)>,
+}
+
+impl Position {
+    pub fn start() -> Position {
+        Position {
+            rows: 0,
+            offset: header_len(),
+            last: None,
+        }
+    }
+
+    /// The position after `rows` (which follow this one in the file).
+    pub fn after(&self, rows: &[SourceRow]) -> Position {
+        match rows.last() {
+            None => *self,
+            Some(last) => Position {
+                rows: self.rows + rows.len() as u64,
+                offset: last.end,
+                last: Some((last.start, last.hash)),
+            },
+        }
+    }
+}
+
+/// Reads up to `max_rows` rows starting at byte `from`, never past byte `durable`.
+/// `buf` is reused between calls.
+pub fn read_rows(
+    file: &mut File,
+    from: u64,
+    durable: u64,
+    max_rows: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<Vec<SourceRow>> {
+    let mut out = Vec::new();
+    if from >= durable || max_rows == 0 {
+        return Ok(out);
+    }
+    let remaining = durable - from;
+    // Rows are typically 60-150 bytes; start with room for the whole batch.
+    let mut want = remaining.min(max_rows as u64 * 160 + 4096);
+    loop {
+        buf.clear();
+        file.seek(SeekFrom::Start(from))?;
+        file.by_ref().take(want).read_to_end(buf)?;
+        let whole = buf.len() as u64 == remaining;
+        parse_block(buf, from, whole, max_rows, &mut out);
+        if !out.is_empty() || whole || (buf.len() as u64) < want {
+            return Ok(out);
+        }
+        // Not even one complete row in the block: a very long row; read more.
+        want = (want * 4).min(remaining);
+    }
+}
+
+/// Parses complete rows from `block` (which starts at file offset `base`). When the
+/// block is not `whole` (it stops before the durable mark) its last record may be cut,
+/// so it is left for the next read.
+fn parse_block(block: &[u8], base: u64, whole: bool, max_rows: usize, out: &mut Vec<SourceRow>) {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(block);
+    let mut rec = csv::ByteRecord::new();
+    while out.len() < max_rows {
+        let start = rdr.position().byte();
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+        let end = rdr.position().byte();
+        if !whole && (end as usize >= block.len() || block[end as usize - 1] != b'\n') {
+            break; // possibly cut by the end of the block
+        }
+        let mut fields: [String; COLUMNS] = Default::default();
+        for (slot, f) in fields.iter_mut().zip(rec.iter()) {
+            *slot = match std::str::from_utf8(f) {
+                Ok(s) => s.to_string(),
+                Err(_) => String::from_utf8_lossy(f).into_owned(),
+            };
+        }
+        out.push(SourceRow {
+            start: base + start,
+            end: base + end,
+            hash: row_hash(&block[start as usize..end as usize]),
+            fields,
+        });
+    }
+}
+
+/// The outcome of checking a saved cursor against the CSV.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// The last confirmed row is where the cursor says.
+    Same,
+    /// The last confirmed row was found elsewhere in the file: resume from here.
+    Moved(Position),
+    /// The file does not hold the last confirmed row (it was replaced or edited).
+    Missing,
+}
+
+/// Checks that the row the cursor names is in the CSV at that place, with the same
+/// bytes; if not, scans the file (up to `durable`) for it, preferring the match
+/// nearest to where the cursor said.
+pub fn verify(file: &mut File, saved: &Position, durable: u64) -> io::Result<Verified> {
+    let Some((last_start, last_hash)) = saved.last else {
+        return Ok(if saved.offset == header_len() && saved.rows == 0 {
+            Verified::Same
+        } else {
+            Verified::Missing
+        });
+    };
+    if saved.offset <= durable && last_start < saved.offset {
+        let mut bytes = vec![0; (saved.offset - last_start) as usize];
+        file.seek(SeekFrom::Start(last_start))?;
+        if file.read_exact(&mut bytes).is_ok() && row_hash(&bytes) == last_hash {
+            return Ok(Verified::Same);
+        }
+    }
+    // Scan the whole file once for rows with that hash.
+    let mut best: Option<Position> = None;
+    let mut pos = Position::start();
+    let mut buf = Vec::new();
+    loop {
+        let rows = read_rows(file, pos.offset, durable, 50_000, &mut buf)?;
+        if rows.is_empty() {
+            break;
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if r.hash == last_hash {
+                let candidate = Position {
+                    rows: pos.rows + i as u64 + 1,
+                    offset: r.end,
+                    last: Some((r.start, r.hash)),
+                };
+                let nearer = best.is_none_or(|b| {
+                    let d = |p: &Position| p.last.map_or(u64::MAX, |(s, _)| s.abs_diff(last_start));
+                    d(&candidate) < d(&b)
+                });
+                if nearer {
+                    best = Some(candidate);
+                }
+            }
+        }
+        pos = pos.after(&rows);
+    }
+    Ok(best.map_or(Verified::Missing, Verified::Moved))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::row::rfc3339_millis`] writes) as
+/// microseconds since 2000-01-01 UTC, PostgreSQL's `timestamptz` epoch. `None` if
+/// the text is not in that form.
+pub fn pg_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = &b[r];
+        s.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| s.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b[i] == b'.' {
+        i += 1;
+        let digits_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - digits_start < 6 {
+                micros = micros * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let n = i - digits_start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..6 {
+            micros *= 10;
+        }
+    }
+    if i + 1 != b.len() || b[i] != b'Z' {
+        return None;
+    }
+    // days_from_civil (Howard Hinnant), then shift from 1970 to 2000.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468 - 10_957;
+    Some(((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const H: &str = "received_at,device,field,value,type,peer,boot,seq,device_time\n";
+
+    fn tmp(name: &str, contents: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sensorlog-pgsrc-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.csv");
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    fn row(i: usize) -> String {
+        format!("2026-01-01T00:00:0{}.000Z,d,f,{i},number,p:1,,,\n", i % 10)
+    }
+
+    #[test]
+    fn reads_stop_at_the_durable_mark_and_at_whole_rows() {
+        let body: String = (0..50).map(row).collect();
+        let quoted = "2026-01-01T00:00:00.000Z,d,note,\"a\nb, \"\"c\"\"\",text,p:1,,,\n";
+        let p = tmp("read", &format!("{H}{body}{quoted}"));
+        let len = std::fs::metadata(&p).unwrap().len();
+        let mut f = File::open(&p).unwrap();
+        let mut buf = Vec::new();
+        let durable_10 = header_len() + (0..10).map(|i| row(i).len() as u64).sum::<u64>();
+        let rows = read_rows(&mut f, header_len(), durable_10, 1000, &mut buf).unwrap();
+        assert_eq!(rows.len(), 10, "never past the durable mark");
+        assert_eq!(rows[9].end, durable_10);
+        let rows = read_rows(&mut f, header_len(), len, 7, &mut buf).unwrap();
+        assert_eq!(rows.len(), 7, "max_rows");
+        let mut pos = Position::start();
+        let mut all = Vec::new();
+        loop {
+            // Tiny batches make blocks end inside rows, and inside the quoted one.
+            let rows = read_rows(&mut f, pos.offset, len, 3, &mut buf).unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            pos = pos.after(&rows);
+            all.extend(rows);
+        }
+        assert_eq!(all.len(), 51);
+        assert_eq!(pos.offset, len);
+        assert_eq!(all[50].fields[3], "a\nb, \"c\"");
+        let raw = std::fs::read(&p).unwrap();
+        for r in &all {
+            assert_eq!(r.hash, row_hash(&raw[r.start as usize..r.end as usize]));
+        }
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
+    }
+
+    #[test]
+    fn verify_same_moved_missing() {
+        let body: String = (0..20).map(row).collect();
+        let p = tmp("verify", &format!("{H}{body}"));
+        let len = std::fs::metadata(&p).unwrap().len();
+        let mut f = File::open(&p).unwrap();
+        let rows = read_rows(&mut f, header_len(), len, 5, &mut Vec::new()).unwrap();
+        let pos = Position::start().after(&rows);
+        assert_eq!(verify(&mut File::open(&p).unwrap(), &pos, len).unwrap(), Verified::Same);
+        assert_eq!(
+            verify(&mut File::open(&p).unwrap(), &Position::start(), len).unwrap(),
+            Verified::Same
+        );
+        // Two extra rows before it (a file restored with more in front): found further on.
+        std::fs::write(&p, format!("{H}{}{}{body}", row(100), row(101))).unwrap();
+        let len2 = std::fs::metadata(&p).unwrap().len();
+        let shift = (row(100).len() + row(101).len()) as u64;
+        match verify(&mut File::open(&p).unwrap(), &pos, len2).unwrap() {
+            Verified::Moved(m) => {
+                assert_eq!(m.rows, pos.rows + 2);
+                assert_eq!(m.offset, pos.offset + shift);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A different file.
+        std::fs::write(&p, format!("{H}{}", row(7).replace(",7,", ",77,"))).unwrap();
+        let len3 = std::fs::metadata(&p).unwrap().len();
+        assert_eq!(
+            verify(&mut File::open(&p).unwrap(), &pos, len3).unwrap(),
+            Verified::Missing
+        );
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
+    }
+
+    #[test]
+    fn timestamps_match_the_row_encoder() {
+        for (secs, ms) in [
+            (0u64, 0u64),
+            (946_684_800, 0),
+            (1_767_225_600, 123),
+            (4_102_444_799, 999),
+        ] {
+            let t = UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
+            let text = crate::row::rfc3339_millis(t);
+            let want = (secs as i64 - 946_684_800) * 1_000_000 + ms as i64 * 1000;
+            assert_eq!(pg_micros(&text), Some(want), "{text}");
+        }
+        assert_eq!(pg_micros("2000-01-01T00:00:00Z"), Some(0));
+        assert_eq!(pg_micros("2000-01-01T00:00:00.5Z"), Some(500_000));
+        for bad in [
+            "",
+            "2000-01-01 00:00:00Z",
+            "2000-13-01T00:00:00Z",
+            "2000-01-01T00:00:00.Z",
+            "2000-01-01T00:00:00.000",
+        ] {
+            assert_eq!(pg_micros(bad), None, "{bad}");
+        }
+    }
+}
