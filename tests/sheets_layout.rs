@@ -579,3 +579,33 @@ fn boards_beyond_max_board_tabs_share_a_tab_with_a_warn() {
         "{log}"
     );
 }
+
+#[test]
+fn keep_days_deletes_rows_older_than_that_and_keeps_the_rest() {
+    let dir = TestDir::new("layout-keep-days");
+    let fake = fake_with_sheet();
+    // A CSV from an earlier run: 20 readings of board "old" from 2020.
+    let mut csv = crate::util::daemon::HEADER.join(",") + "\n";
+    for n in 0..20 {
+        csv.push_str(&format!(
+            "2020-01-01T00:00:{n:02}.000Z,old,t,{n},number,127.0.0.1:1,b1,{n},\n"
+        ));
+    }
+    dir.write("readings.csv", &csv);
+    let d = start(&dir, &fake, &format!("{PER_DEVICE}keep_days = 1\noverview_tab = \"\""));
+    // The old rows go up first, then the check runs before the next batch.
+    assert!(wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| v.len() == 21)
+    }));
+    send(&d, &[r#"{"device":"old","t":100}"#]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| v.len() == 3)
+    });
+    assert!(ok, "{:?}\n{}", fake.values(SHEET, "old"), d.log_text());
+    let v = fake.values(SHEET, "old").unwrap();
+    // The newest old reading stays (a board keeps its latest row), then the live one.
+    assert_eq!(v[1], [Cell::text("2020-01-01T00:00:19.000Z"), Cell::Number(19.0)]);
+    assert_eq!(v[2][1], Cell::Number(100.0));
+    let log = d.stop();
+    assert!(log.contains("Deleting the 19 oldest rows of tab \"old\""), "{log}");
+}

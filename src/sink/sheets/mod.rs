@@ -124,10 +124,14 @@ impl Uploader {
         let shutdown_timeout = cfg.shutdown_timeout;
         let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay);
         log::info!(
-            "Google Sheets upload on: spreadsheet {}, tab {:?} (layout {:?}), as {} (batches of up to {} rows and {} bytes, at most {} requests/min).",
+            "Google Sheets upload on: spreadsheet {}, tab {:?} (layout {}), as {} (batches of up to {} rows and {} bytes, at most {} requests/min).",
             cfg.spreadsheet_id,
             cfg.tab,
-            cfg.layout,
+            match cfg.layout {
+                crate::config::SheetsLayout::PerDevice => "per-device",
+                crate::config::SheetsLayout::Single => "single",
+                crate::config::SheetsLayout::Csv => "csv",
+            },
             key.client_email,
             cfg.batch_rows,
             cfg.max_request_bytes,

@@ -238,6 +238,9 @@ impl Worker {
         let cutoff =
             crate::row::rfc3339_millis(SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400));
         let n = self.cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
+        if n == 0 {
+            return Ok(()); // nothing written yet: check at the next batch
+        }
         for t in 0..n {
             let tab = &self.cursor.layout.as_ref().expect("layout").tabs[t];
             if tab.oldest.is_empty() || tab.oldest >= cutoff || tab.next_row <= 3 {
