@@ -609,3 +609,22 @@ fn keep_days_deletes_rows_older_than_that_and_keeps_the_rest() {
     let log = d.stop();
     assert!(log.contains("Deleting the 19 oldest rows of tab \"old\""), "{log}");
 }
+
+#[test]
+fn the_single_layout_has_one_tab_with_a_device_column() {
+    let dir = TestDir::new("layout-single");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, "layout = \"single\"\noverview_tab = \"\"");
+    send(&d, &[r#"{"device":"x","a":1}"#]);
+    send(&d, &[r#"{"device":"y","b":"two","a":3}"#]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "All boards").is_some_and(|v| v.len() == 3)
+    });
+    assert!(ok, "{:?}\n{}", fake.tabs(SHEET), d.log_text());
+    let v = fake.values(SHEET, "All boards").unwrap();
+    assert_eq!(v[0], ["received_at", "device", "a", "b"].map(Cell::text));
+    assert_eq!(v[1][1..], [Cell::text("x"), Cell::Number(1.0)]);
+    assert_eq!(v[2][1..], [Cell::text("y"), Cell::Number(3.0), Cell::text("two")]);
+    assert!(fake.values(SHEET, "x").is_none() && fake.charts(SHEET, "All boards").is_empty());
+    d.stop();
+}
