@@ -628,3 +628,28 @@ fn the_single_layout_has_one_tab_with_a_device_column() {
     assert!(fake.values(SHEET, "x").is_none() && fake.charts(SHEET, "All boards").is_empty());
     d.stop();
 }
+
+#[test]
+fn a_refused_row_becomes_a_placeholder_and_the_rows_after_it_go_on() {
+    let dir = TestDir::new("layout-refused");
+    let fake = fake_with_sheet();
+    fake.refuse_cells_containing(SHEET, Some("POISON"));
+    let d = start(&dir, &fake, &format!("{PER_DEVICE}overview_tab = \"\""));
+    send(&d, &[r#"{"device":"p","v":1}"#]);
+    send(&d, &[r#"{"device":"p","note":"POISON"}"#]);
+    send(&d, &[r#"{"device":"p","v":3}"#]);
+    let ok = wait_until(Duration::from_secs(30), || {
+        fake.values(SHEET, "p").is_some_and(|v| v.len() == 4)
+    });
+    assert!(ok, "{:?}\n{}", fake.values(SHEET, "p"), d.log_text());
+    let v = fake.values(SHEET, "p").unwrap();
+    assert_eq!(v[1][1], Cell::Number(1.0));
+    match &v[2][2] {
+        Cell::Text(t) => assert!(t.starts_with("sensorlog: CSV row 2 ") && !t.contains("POISON\""), "{t}"),
+        other => panic!("placeholder expected, got {other:?}"),
+    }
+    assert_eq!(v[3][1], Cell::Number(3.0));
+    let log = d.stop();
+    assert_eq!(log.matches("ERROR").count(), 1, "{log}");
+    assert!(log.contains("Google Sheets refused CSV row 2"), "{log}");
+}
