@@ -34,7 +34,7 @@ fn start_with_sheets(dir: &TestDir, fake: &FakeGoogle, batch_rows: usize, rpm: u
     let cfg = dir.write(
         "sensorlog.toml",
         &format!(
-            "[sheets]\nkey_file = {:?}\nspreadsheet = {SHEET:?}\napi_base_url = {:?}\nbatch_rows = {batch_rows}\nbatch_delay_secs = 0.5\nrequests_per_minute = {rpm}\n",
+            "[sheets]\nkey_file = {:?}\nspreadsheet = {SHEET:?}\napi_base_url = {:?}\nbatch_rows = {batch_rows}\nbatch_delay_secs = 0.5\nrequests_per_minute = {rpm}\nlayout = \"csv\"\n",
             key.display().to_string(),
             fake.base_url()
         ),

@@ -204,6 +204,12 @@ pub struct SheetsFile {
     pub grow_rows: Option<u32>,
     pub cursor_file: Option<PathBuf>,
     pub max_request_bytes: Option<usize>,
+    pub layout: Option<String>,
+    pub overview_tab: Option<String>,
+    pub charts: Option<bool>,
+    pub keep_days: Option<u32>,
+    pub cell_budget_percent: Option<u8>,
+    pub max_board_tabs: Option<u32>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -254,6 +260,12 @@ pub const ALL_KEYS: &[&str] = &[
     "tls.self_signed",
     "tls.handshake_timeout_secs",
     "tls.max_handshakes",
+    "sheets.layout",
+    "sheets.overview_tab",
+    "sheets.charts",
+    "sheets.keep_days",
+    "sheets.cell_budget_percent",
+    "sheets.max_board_tabs",
     // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
     "postgres.url",
     "postgres.password_file",
@@ -383,7 +395,37 @@ pub struct SheetsConfig {
     pub cursor_file: PathBuf,
     /// Most bytes in one write request's body (Google recommends at most 2 MB).
     pub max_request_bytes: usize,
+    /// How readings are laid out in the spreadsheet (`sheets.layout`).
+    pub layout: SheetsLayout,
+    /// Title of the overview tab; empty for none (`sheets.overview_tab`).
+    pub overview_tab: String,
+    /// A line chart per board tab (`sheets.charts`).
+    pub charts: bool,
+    /// Board-tab rows older than this many days are deleted; 0 = kept (`sheets.keep_days`).
+    pub keep_days: u32,
+    /// Oldest rows are deleted to keep the spreadsheet under this share of `max_cells`.
+    pub cell_budget_percent: u8,
+    /// Most tabs of their own for boards; later boards share one (`sheets.max_board_tabs`).
+    pub max_board_tabs: u32,
 }
+
+/// `sheets.layout`: see `sink::sheets::layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SheetsLayout {
+    /// A tab per board, one row per reading, a column per field (the default).
+    PerDevice,
+    /// One tab for all boards, with a `device` column.
+    Single,
+    /// The CSV's rows as they are, in `sheets.tab` (the layout before issue 10).
+    Csv,
+}
+
+pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
+pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
+pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
+/// Board tabs before boards share one: below Google's 200 tabs per spreadsheet, leaving
+/// room for the overview, the shared tab and tabs of your own.
+pub const DEFAULT_MAX_BOARD_TABS: u32 = 150;
 
 /// Bounds of the resend memory (see `sink::csv::dedup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1026,8 +1068,47 @@ impl SheetsConfig {
             MAX_REQUEST_BYTES,
             " bytes",
         )?;
+        let layout = match f.layout.as_deref().unwrap_or(DEFAULT_SHEETS_LAYOUT) {
+            "per-device" => SheetsLayout::PerDevice,
+            "single" => SheetsLayout::Single,
+            "csv" => SheetsLayout::Csv,
+            other => {
+                return Err(err(
+                    "sheets.layout",
+                    format!("{other:?} is not a layout; use \"per-device\", \"single\" or \"csv\""),
+                ))
+            }
+        };
+        let overview_tab = f.overview_tab.unwrap_or_else(|| DEFAULT_OVERVIEW_TAB.into());
+        if overview_tab.chars().count() > 100
+            || overview_tab.chars().any(|c| c.is_control() || "[]*?/\\:".contains(c))
+            || (!overview_tab.is_empty() && overview_tab.trim().is_empty())
+        {
+            return Err(err(
+                "sheets.overview_tab",
+                format!("{overview_tab:?} is not a usable tab name (up to 100 printable characters, none of [ ] * ? / \\ :; \"\" for no overview)"),
+            ));
+        }
         check_key_file(&key_file)?;
         Ok(Some(SheetsConfig {
+            layout,
+            overview_tab,
+            charts: f.charts.unwrap_or(true),
+            max_board_tabs: in_range(
+                "sheets.max_board_tabs",
+                f.max_board_tabs.unwrap_or(DEFAULT_MAX_BOARD_TABS),
+                1,
+                190,
+                " tabs",
+            )?,
+            keep_days: in_range("sheets.keep_days", f.keep_days.unwrap_or(0), 0, 36_500, " days")?,
+            cell_budget_percent: in_range(
+                "sheets.cell_budget_percent",
+                f.cell_budget_percent.unwrap_or(DEFAULT_CELL_BUDGET_PERCENT),
+                10,
+                100,
+                "%",
+            )?,
             max_request_bytes,
             key_file,
             spreadsheet_id,
@@ -1097,6 +1178,60 @@ mod tests {
         assert!(e.to_string().contains("sometimes"), "{e}");
         let e = build("[server]\nlisten = \"8090\"\n", ServeArgs::default()).unwrap_err();
         assert!(e.to_string().contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn sheets_layout_and_overview_tab() {
+        let dir = std::env::temp_dir().join(format!("sensorlog-config-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k.json");
+        std::fs::write(
+            &key,
+            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#,
+        )
+        .unwrap();
+        let sheets = |extra: &str| {
+            build(
+                &format!(
+                    "[sheets]\nkey_file = {:?}\nspreadsheet = \"abc\"\n{extra}",
+                    key.display().to_string()
+                ),
+                ServeArgs::default(),
+            )
+            .map(|c| c.sheets.unwrap())
+        };
+        let s = sheets("").unwrap();
+        assert_eq!((s.layout, s.overview_tab.as_str()), (SheetsLayout::PerDevice, "Latest"));
+        assert_eq!(sheets("layout = \"single\"").unwrap().layout, SheetsLayout::Single);
+        assert_eq!(sheets("layout = \"csv\"").unwrap().layout, SheetsLayout::Csv);
+        assert_eq!(sheets("overview_tab = \"\"").unwrap().overview_tab, "");
+        assert!(s.charts && !sheets("charts = false").unwrap().charts);
+        assert_eq!((s.keep_days, s.cell_budget_percent, s.max_board_tabs), (0, 90, 150));
+        assert_eq!(sheets("max_board_tabs = 190").unwrap().max_board_tabs, 190);
+        for bad in [0, 191] {
+            let e = sheets(&format!("max_board_tabs = {bad}")).unwrap_err().to_string();
+            assert!(e.contains("sheets.max_board_tabs"), "{e}");
+        }
+        assert_eq!(sheets("keep_days = 36500").unwrap().keep_days, 36_500);
+        assert!(sheets("keep_days = 36501")
+            .unwrap_err()
+            .to_string()
+            .contains("sheets.keep_days"));
+        assert_eq!(sheets("cell_budget_percent = 10").unwrap().cell_budget_percent, 10);
+        assert_eq!(sheets("cell_budget_percent = 100").unwrap().cell_budget_percent, 100);
+        for bad in [9, 101] {
+            let e = sheets(&format!("cell_budget_percent = {bad}")).unwrap_err().to_string();
+            assert!(e.contains("sheets.cell_budget_percent"), "{e}");
+        }
+        let e = sheets("layout = \"wide\"").unwrap_err().to_string();
+        assert!(e.contains("sheets.layout") && e.contains("per-device"), "{e}");
+        // Title length at N and N+1; characters tab titles refuse.
+        let n = "x".repeat(100);
+        assert_eq!(sheets(&format!("overview_tab = {n:?}")).unwrap().overview_tab, n);
+        for bad in [format!("{n}x"), "a/b".into(), "a:b".into(), "  ".into()] {
+            let e = sheets(&format!("overview_tab = {bad:?}")).unwrap_err().to_string();
+            assert!(e.contains("sheets.overview_tab"), "{e}");
+        }
     }
 
     #[test]

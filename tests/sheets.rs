@@ -25,6 +25,8 @@ pub(crate) fn config(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> PathBuf {
         ("batch_delay_secs".into(), "0.1".into()),
         ("requests_per_minute".into(), "1200".into()),
         ("request_timeout_secs".into(), "5".into()),
+        // These tests check the CSV mirror; tests/sheets_layout.rs covers the others.
+        ("layout".into(), "\"csv\"".into()),
     ];
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {
         let (k, v) = line.split_once('=').expect("key = value");

@@ -27,6 +27,7 @@ mod postgres;
 // Google Sheets through the fake Google: exactly once, in order, through faults and restarts.
 mod sheets;
 // Issue 9: no row stops the upload, the token endpoint's outages, exact numbers, the cursor's identity.
+mod sheets_layout;
 mod sheets_robust;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;

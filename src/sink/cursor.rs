@@ -47,6 +47,10 @@ pub struct Cursor {
     /// from before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_row: Option<RowId>,
+    /// The `per-device`/`single` layouts' tabs, columns and next rows (issue 10), which
+    /// must be saved atomically with the CSV position; `None` in the `csv` layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<crate::sink::sheets::layout::State>,
 }
 
 /// Which row of the CSV a cursor stands on: where it starts and what its bytes hash to.
@@ -163,6 +167,7 @@ mod tests {
                 offset: 990,
                 fnv1a64: row_hash(b"a,b\n"),
             }),
+            layout: None,
         };
         save(&p, &c).unwrap();
         assert_eq!(load(&p).unwrap(), Some(c.clone()));

@@ -265,6 +265,54 @@ impl Client {
         Ok(())
     }
 
+    /// `values:batchUpdate` of several explicit ranges in one request, RAW: Google
+    /// applies all of them or none.
+    pub async fn write_many(&self, token: &str, writes: Vec<(String, Vec<Vec<Value>>)>) -> Result<(), ApiError> {
+        let data: Vec<Value> = writes
+            .into_iter()
+            .map(|(range, values)| json!({"range": range, "majorDimension": "ROWS", "values": values}))
+            .collect();
+        let body = json!({"valueInputOption": "RAW", "data": data, "includeValuesInResponse": false});
+        self.send(self.http.post(self.url("/values:batchUpdate")).json(&body), token)
+            .await?;
+        Ok(())
+    }
+
+    /// `spreadsheets.batchUpdate` with these requests (Google applies all or none).
+    pub async fn batch_requests(&self, token: &str, requests: Vec<Value>) -> Result<Value, ApiError> {
+        let body = json!({ "requests": requests });
+        self.send(self.http.post(self.url(":batchUpdate")).json(&body), token)
+            .await
+    }
+
+    /// `addSheet` at position `index` (0 = first) with a frozen header row.
+    pub async fn add_tab_at(
+        &self,
+        token: &str,
+        title: &str,
+        rows: u64,
+        columns: u64,
+        index: u64,
+    ) -> Result<Tab, ApiError> {
+        let body = json!({"requests": [{"addSheet": {"properties": {
+            "title": title,
+            "index": index,
+            "gridProperties": {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}
+        }}}]});
+        let v = self
+            .send(self.http.post(self.url(":batchUpdate")).json(&body), token)
+            .await?;
+        let p = v
+            .pointer("/replies/0/addSheet/properties")
+            .ok_or_else(|| ApiError::Decode("addSheet reply without properties".into()))?;
+        Ok(Tab {
+            sheet_id: p.get("sheetId").and_then(Value::as_i64).unwrap_or(0),
+            title: title.to_string(),
+            rows,
+            columns,
+        })
+    }
+
     /// `values.get` of a range, unformatted.
     pub async fn read(&self, token: &str, range: &str) -> Result<Vec<Vec<Value>>, ApiError> {
         let url = self.url(&format!(

@@ -39,6 +39,9 @@
 pub mod auth;
 pub mod cells;
 pub mod client;
+pub mod layout;
+pub mod layout_run;
+pub mod retention;
 pub mod retry;
 pub mod source;
 pub mod target;
@@ -53,7 +56,7 @@ use std::time::Duration;
 use crate::config::SheetsConfig;
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
-use crate::sink::cursor;
+use crate::sink::cursor::{self, Cursor};
 use crate::stats::Stats;
 
 use client::ApiError;
@@ -82,6 +85,7 @@ impl Uploader {
         let key = auth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let saved =
             cursor::load(&cfg.cursor_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
+        let before = saved.as_ref().map(|c| (c.rows_done, c.offset_done));
         let saved = match saved {
             Some(c) => Some(
                 source::verify_cursor(c, sink.path(), sink.durable_position().1).map_err(|e| {
@@ -97,6 +101,22 @@ impl Uploader {
             ),
             None => None,
         };
+        // A readable layout's state describes the sheet up to the saved position only: if
+        // the check moved the cursor, replay the CSV from its start (same rows, same cells).
+        let saved = saved.map(|c| match (&c.layout, &before) {
+            (Some(_), Some((rows, offset))) if (c.rows_done, c.offset_done) != (*rows, *offset) => {
+                log::warn!("The Sheets cursor moved to match the CSV; the {} layout is rewritten from the CSV's first row (same rows, same cells).", c.layout.as_ref().map_or("", |s| s.layout.as_str()));
+                Cursor {
+                    origin: 0,
+                    rows_done: 0,
+                    offset_done: source::header_len(),
+                    last_row: None,
+                    layout: c.layout.as_ref().map(|s| layout::State { layout: s.layout.clone(), ..layout::State::default() }),
+                    ..c
+                }
+            }
+            _ => c,
+        });
         let (tx, rx) = mpsc::sync_channel(CHANNEL_MESSAGES);
         let queued = Arc::new(AtomicUsize::new(0));
         sink.attach_uploader(tx, cfg.channel_rows, Arc::clone(&queued));
@@ -104,9 +124,14 @@ impl Uploader {
         let shutdown_timeout = cfg.shutdown_timeout;
         let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay);
         log::info!(
-            "Google Sheets upload on: spreadsheet {}, tab {:?}, as {} (batches of up to {} rows and {} bytes, at most {} requests/min).",
+            "Google Sheets upload on: spreadsheet {}, tab {:?} (layout {}), as {} (batches of up to {} rows and {} bytes, at most {} requests/min).",
             cfg.spreadsheet_id,
             cfg.tab,
+            match cfg.layout {
+                crate::config::SheetsLayout::PerDevice => "per-device",
+                crate::config::SheetsLayout::Single => "single",
+                crate::config::SheetsLayout::Csv => "csv",
+            },
             key.client_email,
             cfg.batch_rows,
             cfg.max_request_bytes,

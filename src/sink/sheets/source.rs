@@ -415,6 +415,7 @@ mod tests {
                 offset: o,
                 fnv1a64: row_hash(b),
             }),
+            layout: None,
         }
     }
 

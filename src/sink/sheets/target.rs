@@ -30,6 +30,9 @@ pub struct Target {
 impl Worker {
     /// Token, spreadsheet, tab, header row, cursor: everything before the first batch.
     pub(super) fn set_up(&mut self) -> std::result::Result<(), Stall> {
+        if self.cfg.layout != crate::config::SheetsLayout::Csv {
+            return self.set_up_layout();
+        }
         self.authenticate()?;
         let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
         let title = self.cfg.tab.clone();
@@ -129,6 +132,14 @@ impl Worker {
         let Some(saved) = self.saved.clone() else {
             return fresh;
         };
+        if let Some(state) = &saved.layout {
+            log::info!(
+                "Sheets layout is now csv (the cursor was for layout {}): writing tab {:?} from the CSV's first row.",
+                state.layout,
+                self.cfg.tab
+            );
+            return fresh;
+        }
         if saved.spreadsheet_id == self.cfg.spreadsheet_id && saved.tab == self.cfg.tab {
             return saved;
         }

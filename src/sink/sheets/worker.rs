@@ -72,7 +72,12 @@ pub struct Worker {
     outage: Option<(Instant, u32)>,
     /// After a refused batch: at most this many rows per batch until `rows_done` reaches
     /// the end of the refused batch.
-    narrow: Option<(usize, u64)>,
+    pub(super) narrow: Option<(usize, u64)>,
+    /// Readable layouts: why Google refused the single row now pending (it goes up as a
+    /// placeholder).
+    pub(super) narrow_reason: Option<String>,
+    /// When `sheets.keep_days` was last applied.
+    pub(super) kept_at: Option<Instant>,
 }
 
 impl Worker {
@@ -98,6 +103,7 @@ impl Worker {
             rows_done: 0,
             offset_done: header_len(),
             last_row: None,
+            layout: None,
         };
         let mut source = source;
         source.reset(saved.as_ref().unwrap_or(&cursor));
@@ -120,6 +126,8 @@ impl Worker {
             warned_cells_pct: 0,
             outage: None,
             narrow: None,
+            narrow_reason: None,
+            kept_at: None,
         })
     }
 
@@ -314,7 +322,7 @@ impl Worker {
     }
 
     /// The next batch's cells: ready rows up to the row and byte caps (at least one row).
-    fn next_batch(&self) -> Vec<Vec<Value>> {
+    pub(super) fn next_batch(&self) -> Vec<Vec<Value>> {
         let max_rows = self
             .narrow
             .map_or(self.cfg.batch_rows, |(n, _)| n.min(self.cfg.batch_rows));
@@ -333,6 +341,9 @@ impl Worker {
     }
 
     fn send_batch(&mut self) -> std::result::Result<(), Stall> {
+        if self.cfg.layout != crate::config::SheetsLayout::Csv {
+            return self.send_layout_batch();
+        }
         let values = self.next_batch();
         let n = values.len();
         if n == 0 {
@@ -405,7 +416,7 @@ impl Worker {
     }
 
     /// Google confirmed `n` rows (sheet rows `r1..=r2`): advance and save the cursor.
-    fn confirmed(&mut self, n: usize, r1: u64, r2: u64) -> std::result::Result<(), Stall> {
+    pub(super) fn confirmed(&mut self, n: usize, r1: u64, r2: u64) -> std::result::Result<(), Stall> {
         let first = self.cursor.rows_done;
         let (rows, offset, id) = self.source.confirm(n).map_err(Stall::Operator)?;
         self.cursor.rows_done = rows;
@@ -449,6 +460,6 @@ impl Worker {
 }
 
 /// Whether Google refused the request as invalid (a retry of the same would fail again).
-fn refused(e: &ApiError) -> bool {
+pub(super) fn refused(e: &ApiError) -> bool {
     matches!(e, ApiError::Status { code: 400 | 413, .. })
 }

@@ -103,7 +103,8 @@
 //!
 //! - `POST /token`: the OAuth 2.0 JWT-bearer grant.
 //! - `GET /v4/spreadsheets/{id}`: spreadsheets.get.
-//! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet`, `appendDimension`.
+//! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet`, `appendDimension`, `addChart`,
+//!   `updateChartSpec` (validation in `charts`), `deleteDimension` (rows; `dimensions`).
 //! - `POST /v4/spreadsheets/{id}/values:batchUpdate`: write values at explicit ranges.
 //! - `GET /v4/spreadsheets/{id}/values/{range}`: read values (percent-encoded range).
 //!
@@ -152,6 +153,8 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 mod a1;
+mod charts;
+mod dimensions;
 mod faults;
 mod responses;
 mod server;
@@ -159,6 +162,8 @@ mod sheets;
 mod token;
 
 use a1::*;
+use charts::*;
+use dimensions::*;
 use faults::*;
 pub use faults::{Fault, Matching, TokenFault};
 use responses::*;
@@ -606,6 +611,7 @@ impl FakeGoogle {
                 cols: DEFAULT_GRID.1,
                 frozen_rows: 0,
                 frozen_cols: 0,
+                charts: Vec::new(),
             },
             cells: BTreeMap::new(),
         };
@@ -665,6 +671,7 @@ impl FakeGoogle {
                 cols: cols.clamp(1, MAX_COLUMNS),
                 frozen_rows: 0,
                 frozen_cols: 0,
+                charts: Vec::new(),
             },
             cells: BTreeMap::new(),
         });
@@ -736,6 +743,16 @@ impl FakeGoogle {
     }
 
     /// The tab titles of a spreadsheet, in order, or `None`.
+    /// The charts anchored on tab `tab`: (chartId, the ChartSpec as last sent).
+    pub fn charts(&self, id: &str, tab: &str) -> Vec<(i64, Value)> {
+        let st = self.state();
+        st.spreadsheets
+            .get(id)
+            .and_then(|ss| ss.sheet_by_title(tab))
+            .map(|s| s.props.charts.clone())
+            .unwrap_or_default()
+    }
+
     pub fn tabs(&self, id: &str) -> Option<Vec<String>> {
         let st = self.state();
         let ss = st.spreadsheets.get(id)?;

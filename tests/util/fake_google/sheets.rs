@@ -49,6 +49,8 @@ pub(super) struct SheetProps {
     pub(super) cols: u32,
     pub(super) frozen_rows: u32,
     pub(super) frozen_cols: u32,
+    /// Charts anchored on this tab: (chartId, ChartSpec as sent).
+    pub(super) charts: Vec<(i64, Value)>,
 }
 
 impl SheetProps {
@@ -302,6 +304,7 @@ pub(super) fn batch_update(
     // Validate and apply on a copy of the tab properties; commit only if all succeed.
     let mut work: Vec<SheetProps> = ss.sheets.iter().map(|s| s.props.clone()).collect();
     let mut replies = Vec::with_capacity(requests.len());
+    let mut deletions = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         let Some(obj) = request.as_object() else {
             return Err(invalid_value(&format!("requests[{i}]"), "TYPE_MESSAGE", request));
@@ -320,11 +323,14 @@ pub(super) fn batch_update(
         let reply = match name.as_str() {
             "addSheet" => add_sheet(&mut work, i, inner, max_cells, rng)?,
             "appendDimension" => append_dimension(&mut work, i, inner, max_cells)?,
+            "addChart" => add_chart(&mut work, i, inner, rng)?,
+            "updateChartSpec" => update_chart_spec(&mut work, i, inner)?,
+            "deleteDimension" => delete_dimension(&mut work, i, inner, &mut deletions)?,
             other => {
                 return Err(invalid_argument(&format!(
                     "Invalid JSON payload received. Unknown name \"{other}\" at \
                      'requests[{i}]': Cannot find field. (The fake Google implements only \
-                     addSheet and appendDimension.)"
+                     addSheet, appendDimension, addChart, updateChartSpec and deleteDimension.)"
                 )))
             }
         };
@@ -339,6 +345,7 @@ pub(super) fn batch_update(
             Sheet { props, cells }
         })
         .collect();
+    apply_deletions(&mut ss.sheets, &deletions);
     let mut response = json!({ "spreadsheetId": ss.id, "replies": replies });
     if include_spreadsheet {
         response["updatedSpreadsheet"] = ss.to_json();
@@ -482,6 +489,7 @@ pub(super) fn add_sheet(
         cols,
         frozen_rows,
         frozen_cols,
+        charts: Vec::new(),
     };
     let reply = json!({ "addSheet": { "properties": new.to_json(index) } });
     work.insert(index, new);

@@ -1,0 +1,259 @@
+//! Retention for the readable layouts: the spreadsheet never fills up.
+//!
+//! Google allows `sheets.max_cells` (10 million) cells per spreadsheet, counted over
+//! every tab's grid. Before a batch would grow the grid past `sheets.cell_budget_percent`
+//! of that, the oldest rows are deleted (`deleteDimension`), from the tab whose row 2 is
+//! oldest first, until the growth fits; with `sheets.keep_days` set, rows older than that
+//! are deleted from every board tab (checked at most once a minute). The CSV keeps
+//! everything. The cell count is the sum of the grid sizes `spreadsheets.get` reported,
+//! kept up to date with every grow and delete.
+//!
+//! # A delete is not idempotent
+//!
+//! Repeating a `deleteDimension` whose reply was lost would delete rows twice. So before
+//! sending it, the uploader reads the tab's grid size (`spreadsheets.get`) and saves, in
+//! the cursor file, the delete it is about to do with that row count. Until the delete is
+//! confirmed nothing else is written to the spreadsheet (no grow, no values); after a
+//! failure or a restart the grid size is read again: fewer by the count means it was
+//! applied, unchanged that it was not (it is sent again), anything else stops the upload
+//! with an ERROR rather than guess. (Row contents cannot tell: readings of one TCP read
+//! share their `received_at`, and two readings can hold the same values.) The rows kept
+//! move up, so the tab's next row moves up by the count, in the same cursor save that
+//! clears the pending delete.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use crate::sink::cursor;
+
+use super::client::{quote_tab, Spreadsheet};
+use super::layout::{PendingDelete, Plan};
+use super::worker::{Stall, Worker};
+
+/// Most rows read (and deleted) at a time for `sheets.keep_days`.
+const KEEP_DAYS_CHUNK: u64 = 10_000;
+/// How often `sheets.keep_days` is checked.
+const KEEP_DAYS_EVERY: Duration = Duration::from_secs(60);
+
+impl Worker {
+    /// A delete left pending by a failure or a crash: find out whether it was applied.
+    pub(super) fn resolve_pending_delete(&mut self) -> std::result::Result<(), Stall> {
+        let Some(p) = self.cursor.layout.as_ref().and_then(|s| s.pending_delete.clone()) else {
+            return Ok(());
+        };
+        let title = self.cursor.layout.as_ref().expect("some").tabs[p.tab].title.clone();
+        let rows = self.grid_rows(&title)?;
+        if rows + p.rows == p.grid_rows {
+            return self.finish_delete(&p, false); // the grid just read is after the delete
+        }
+        if rows == p.grid_rows {
+            return self.send_delete(&p);
+        }
+        Err(Stall::Operator(format!(
+            "cannot tell whether {} rows of tab {title:?} were deleted: it has {rows} rows, neither {} (before) nor {} (after); check the tab, then delete {} to upload the whole CSV again",
+            p.rows,
+            p.grid_rows,
+            p.grid_rows - p.rows,
+            self.cfg.cursor_file.display()
+        )))
+    }
+
+    /// The tab's row count as Google reports it now (the target's grid is refreshed).
+    fn grid_rows(&mut self, title: &str) -> std::result::Result<u64, Stall> {
+        let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
+        let Some(tab) = sheet.tab(title) else {
+            return Err(Stall::Operator(format!(
+                "tab {title:?} disappeared from the spreadsheet"
+            )));
+        };
+        let rows = tab.rows;
+        if let Some(target) = self.target.as_mut() {
+            for known in target.tabs.iter_mut() {
+                if let Some(fresh) = sheet.tab(&known.title) {
+                    *known = fresh.clone();
+                }
+            }
+            target.cells = sheet.cells();
+            target.grid_stale = false;
+        }
+        Ok(rows)
+    }
+
+    /// Column A of rows `from..=to` of a tab, as text.
+    fn read_column(&mut self, title: &str, from: u64, to: u64) -> std::result::Result<Vec<String>, Stall> {
+        let range = format!("{}!A{from}:A{to}", quote_tab(title));
+        let rows = self.call(move |c, t| {
+            let range = range.clone();
+            Box::pin(async move { c.read(t, &range).await })
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| match r.first() {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            })
+            .collect())
+    }
+
+    /// Deletes the `rows` oldest data rows of tab `t` (the row of its latest reading is
+    /// always kept); `false` when nothing could be deleted.
+    fn delete_oldest(&mut self, t: usize, rows: u64, why: &str) -> std::result::Result<bool, Stall> {
+        let state = self.cursor.layout.as_ref().expect("layout");
+        let tab = &state.tabs[t];
+        let deletable = tab.next_row.saturating_sub(3); // keep the latest reading's row
+        let k = rows.min(deletable);
+        if k == 0 {
+            return Ok(false);
+        }
+        let title = tab.title.clone();
+        let after = self.read_column(&title, 2 + k, 2 + k)?.pop().unwrap_or_default();
+        let grid_rows = self.grid_rows(&title)?;
+        let p = PendingDelete {
+            tab: t,
+            rows: k,
+            grid_rows,
+            after,
+        };
+        self.cursor.layout.as_mut().expect("layout").pending_delete = Some(p.clone());
+        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        log::info!(
+            "Deleting the {k} oldest rows of tab {title:?} (readings before {}) {why}; the CSV keeps them.",
+            p.after
+        );
+        self.send_delete(&p).map(|()| true)
+    }
+
+    fn send_delete(&mut self, p: &PendingDelete) -> std::result::Result<(), Stall> {
+        let title = self.cursor.layout.as_ref().expect("layout").tabs[p.tab].title.clone();
+        let Some(i) = self
+            .target
+            .as_ref()
+            .and_then(|t| t.tabs.iter().position(|x| x.title == title))
+        else {
+            return Err(Stall::Operator(format!("tab {title:?} is not set up")));
+        };
+        let sheet_id = self.target.as_ref().expect("set up").tabs[i].sheet_id;
+        let request = serde_json::json!({"deleteDimension": {"range": {
+            "sheetId": sheet_id, "dimension": "ROWS", "startIndex": 1, "endIndex": 1 + p.rows
+        }}});
+        match self.call(move |c, t| {
+            let request = request.clone();
+            Box::pin(async move { c.batch_requests(t, vec![request]).await })
+        }) {
+            Ok(_) => self.finish_delete(p, true),
+            Err(e) => {
+                // Applied or not, the grid size is unknown until read again.
+                if let Some(t) = self.target.as_mut() {
+                    t.grid_stale = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The delete is applied: move the tab's rows up in the cursor (and in the tracked
+    /// grid, unless `shrink_grid` is false because it was just read from Google).
+    fn finish_delete(&mut self, p: &PendingDelete, shrink_grid: bool) -> std::result::Result<(), Stall> {
+        let state = self.cursor.layout.as_mut().expect("layout");
+        let tab = &mut state.tabs[p.tab];
+        tab.next_row -= p.rows;
+        tab.oldest = p.after.clone();
+        let title = tab.title.clone();
+        state.pending_delete = None;
+        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        if let Some(target) = self.target.as_mut().filter(|_| shrink_grid) {
+            if let Some(grid) = target.tabs.iter_mut().find(|x| x.title == title) {
+                let rows = p.rows.min(grid.rows.saturating_sub(1));
+                grid.rows -= rows;
+                target.cells = target.cells.saturating_sub(rows * grid.columns);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cells the grid would gain for `plan` (rows grown `sheets.grow_rows` at a time).
+    fn growth(&self, plan: &Plan) -> u64 {
+        let Some(target) = self.target.as_ref() else { return 0 };
+        plan.needs
+            .iter()
+            .map(
+                |(title, rows, cols)| match target.tabs.iter().find(|t| &t.title == title) {
+                    Some(t) => {
+                        let new_rows = if *rows > t.rows {
+                            t.rows + (rows - t.rows).max(u64::from(self.cfg.grow_rows))
+                        } else {
+                            t.rows
+                        };
+                        (new_rows * t.columns.max(*cols)).saturating_sub(t.rows * t.columns)
+                    }
+                    None => (u64::from(self.cfg.grow_rows) + 1) * cols,
+                },
+            )
+            .sum()
+    }
+
+    /// Deletes oldest rows until `plan`'s growth fits the cell budget; `true` when rows
+    /// were deleted (the plan must be made again: the next rows moved up).
+    pub(super) fn fit_budget(&mut self, plan: &Plan) -> std::result::Result<bool, Stall> {
+        let budget = self.cfg.max_cells / 100 * u64::from(self.cfg.cell_budget_percent);
+        let cells = self.target.as_ref().map_or(0, |t| t.cells);
+        let growth = self.growth(plan);
+        let need = (cells + growth).saturating_sub(budget);
+        log::debug!("Cell budget: {cells} cells, {growth} to grow, budget {budget}.");
+        if need == 0 {
+            return Ok(false);
+        }
+        let state = self.cursor.layout.as_ref().expect("layout");
+        let Some(t) = state
+            .tabs
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.next_row > 3 && !t.oldest.is_empty())
+            .min_by(|a, b| a.1.oldest.cmp(&b.1.oldest))
+            .map(|(i, _)| i)
+        else {
+            return Ok(false);
+        };
+        let title = &state.tabs[t].title;
+        let columns = self
+            .target
+            .as_ref()
+            .and_then(|x| x.tabs.iter().find(|g| &g.title == title))
+            .map_or(1, |g| g.columns.max(1));
+        let rows = need.div_ceil(columns).max(u64::from(self.cfg.grow_rows));
+        let why = format!(
+            "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
+            self.cfg.cell_budget_percent, self.cfg.max_cells
+        );
+        self.delete_oldest(t, rows, &why)
+    }
+
+    /// `sheets.keep_days`: deletes rows older than that from every board tab.
+    pub(super) fn keep_days(&mut self) -> std::result::Result<(), Stall> {
+        if self.cfg.keep_days == 0 || self.kept_at.is_some_and(|t| t.elapsed() < KEEP_DAYS_EVERY) {
+            return Ok(());
+        }
+        let cutoff =
+            crate::row::rfc3339_millis(SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400));
+        let n = self.cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
+        if n == 0 {
+            return Ok(()); // nothing written yet: check at the next batch
+        }
+        for t in 0..n {
+            let tab = &self.cursor.layout.as_ref().expect("layout").tabs[t];
+            if tab.oldest.is_empty() || tab.oldest >= cutoff || tab.next_row <= 3 {
+                continue;
+            }
+            let title = tab.title.clone();
+            let last = 2 + KEEP_DAYS_CHUNK.min(tab.next_row - 3);
+            let col = self.read_column(&title, 2, last)?;
+            let old = col.iter().take_while(|v| **v < cutoff).count() as u64;
+            let why = format!("older than {} days (sheets.keep_days)", self.cfg.keep_days);
+            self.delete_oldest(t, old, &why)?;
+        }
+        self.kept_at = Some(Instant::now());
+        Ok(())
+    }
+}
