@@ -107,6 +107,14 @@ fn kill_9_during_heavy_ingest_then_restart() {
             })
         })
         .collect();
+    // The ingest must really be heavy when the kill comes: on a loaded machine the
+    // acknowledged board below can otherwise finish its 150 round trips first.
+    let csv = d.csv.clone();
+    let lines = move || std::fs::read(&csv).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+    assert!(
+        wait_until(Duration::from_secs(30), || lines() > 5_000),
+        "the hammers never got going"
+    );
     // One acknowledged board recording what was acknowledged.
     let mut acked = Vec::new();
     let mut s = d.connect();
