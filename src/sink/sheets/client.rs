@@ -224,26 +224,6 @@ impl Client {
         Ok(Spreadsheet { title, tabs })
     }
 
-    /// `addSheet` with a frozen header row; returns the new tab.
-    pub async fn add_tab(&self, token: &str, title: &str, rows: u64, columns: u64) -> Result<Tab, ApiError> {
-        let body = json!({"requests": [{"addSheet": {"properties": {
-            "title": title,
-            "gridProperties": {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}
-        }}}]});
-        let v = self
-            .send(self.http.post(self.url(":batchUpdate")).json(&body), token)
-            .await?;
-        let p = v
-            .pointer("/replies/0/addSheet/properties")
-            .ok_or_else(|| ApiError::Decode("addSheet reply without properties".into()))?;
-        Ok(Tab {
-            sheet_id: p.get("sheetId").and_then(Value::as_i64).unwrap_or(0),
-            title: title.to_string(),
-            rows,
-            columns,
-        })
-    }
-
     /// `appendDimension`: adds `length` blank rows or columns (`dimension`) to the tab.
     pub async fn grow(&self, token: &str, sheet_id: i64, dimension: &str, length: u64) -> Result<(), ApiError> {
         let body =
@@ -285,20 +265,24 @@ impl Client {
             .await
     }
 
-    /// `addSheet` at position `index` (0 = first) with a frozen header row.
-    pub async fn add_tab_at(
+    /// `addSheet` with a frozen header row, at position `index` (0 = first) or, with
+    /// `None`, after the existing tabs; returns the new tab.
+    pub async fn add_tab(
         &self,
         token: &str,
         title: &str,
         rows: u64,
         columns: u64,
-        index: u64,
+        index: Option<u64>,
     ) -> Result<Tab, ApiError> {
-        let body = json!({"requests": [{"addSheet": {"properties": {
+        let mut properties = json!({
             "title": title,
-            "index": index,
             "gridProperties": {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}
-        }}}]});
+        });
+        if let Some(index) = index {
+            properties["index"] = json!(index);
+        }
+        let body = json!({"requests": [{"addSheet": {"properties": properties}}]});
         let v = self
             .send(self.http.post(self.url(":batchUpdate")).json(&body), token)
             .await?;

@@ -139,12 +139,7 @@ impl Worker {
         let t2 = title.to_string();
         let result = self.call(move |c, t| {
             let t2 = t2.clone();
-            Box::pin(async move {
-                match index {
-                    Some(i) => c.add_tab_at(t, &t2, rows, columns, i).await,
-                    None => c.add_tab(t, &t2, rows, columns).await,
-                }
-            })
+            Box::pin(async move { c.add_tab(t, &t2, rows, columns, index).await })
         });
         match result {
             Ok(tab) => {

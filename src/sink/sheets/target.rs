@@ -101,7 +101,7 @@ impl Worker {
                 let t2 = title.to_string();
                 match self.call(move |c, t| {
                     let t2 = t2.clone();
-                    Box::pin(async move { c.add_tab(t, &t2, rows, COLUMNS as u64).await })
+                    Box::pin(async move { c.add_tab(t, &t2, rows, COLUMNS as u64, None).await })
                 }) {
                     Ok(tab) => {
                         log::info!("Created tab {title:?} in spreadsheet {:?}.", sheet.title);
