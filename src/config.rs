@@ -266,7 +266,6 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.keep_days",
     "sheets.cell_budget_percent",
     "sheets.max_board_tabs",
-    // [postgres]: see sink::postgres::settings::KEYS (kept equal by a unit test there).
     "postgres.url",
     "postgres.password_file",
     "postgres.table",
