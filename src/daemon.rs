@@ -226,7 +226,7 @@ pub fn serve(config: Config) -> Result<()> {
                 let hup = shutdown.hangups();
                 if hup != hangups || last_check.elapsed() >= PATH_CHECK_EVERY {
                     last_check = Instant::now();
-                    if let Err(e) = sink.check_path(hup != hangups) {
+                    if let Err(e) = sink.check_path() {
                         fsync_errors.log(|n| log::error!(
                             "Cannot reopen the CSV file after it was moved or deleted: {e} ({n} errors so far). Readings cannot be written until this is fixed; boards using acknowledgements will resend."
                         ));

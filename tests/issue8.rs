@@ -327,8 +327,10 @@ fn issue_8_5_a_moved_csv_is_reopened_and_sighup_works_for_logrotate() {
     // logrotate without copytruncate: rename, then SIGHUP.
     std::fs::rename(&d.csv, dir.join("readings.csv.1")).unwrap();
     d.hangup();
+    // The new file appears a moment before the daemon switches to it: wait for the switch.
+    let reopened = |d: &Daemon, n: usize| d.log_text().matches("was moved or deleted").count() >= n;
     assert!(
-        wait_until(Duration::from_secs(5), || d.csv.exists()),
+        wait_until(Duration::from_secs(5), || reopened(&d, 1)),
         "{}",
         d.log_text()
     );
@@ -336,7 +338,7 @@ fn issue_8_5_a_moved_csv_is_reopened_and_sighup_works_for_logrotate() {
     // A user deletes it: noticed within seconds, without a signal.
     std::fs::remove_file(&d.csv).unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || d.csv.exists()),
+        wait_until(Duration::from_secs(5), || reopened(&d, 2)),
         "{}",
         d.log_text()
     );

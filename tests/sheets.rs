@@ -535,7 +535,7 @@ fn a_reopened_csv_pauses_the_upload_instead_of_misplacing_rows() {
     std::fs::rename(&d.csv, dir.join("readings.csv.1")).unwrap();
     d.hangup();
     assert!(
-        wait_until(Duration::from_secs(10), || d.csv.exists()),
+        wait_until(Duration::from_secs(10), || d.log_contains("was moved or deleted")),
         "{}",
         d.log_text()
     );

@@ -547,26 +547,35 @@ impl CsvSink {
     }
 
     /// Reopens the file if its path no longer names the open file (moved, deleted,
-    /// or replaced: logrotate), or if `force` (SIGHUP). Returns whether it reopened.
-    pub fn check_path(&self, force: bool) -> Result<bool, CsvError> {
+    /// or replaced: logrotate). Called every second and at once on SIGHUP. Returns
+    /// whether it reopened.
+    pub fn check_path(&self) -> Result<bool, CsvError> {
         let current = std::fs::metadata(&self.path).ok().map(|m| identity(&m));
-        let mut inner = self.lock();
-        if inner.closed || (!force && current == Some(inner.identity)) {
-            return Ok(false);
+        {
+            let inner = self.lock();
+            if inner.closed || current == Some(inner.identity) {
+                return Ok(false);
+            }
         }
-        if current == Some(inner.identity) {
-            return Ok(false); // SIGHUP, but the file is still in place: nothing to do
-        }
-        // Make what went to the old file durable before letting go of it.
-        let old_sync = inner.file.sync_data();
-        let (file, dedup_unused, report) = open_file(&self.path, DedupConfig::default())?;
-        drop(dedup_unused);
+        // Open, lock and check the new file without holding the sink's lock (boards keep
+        // appending to the old file meanwhile; those rows stay in the moved file). The
+        // resend memory is kept, not rebuilt: resends of readings written to the old file
+        // are still recognised, so no tail of the new file is scanned.
+        let no_tail = DedupConfig {
+            scan_tail_bytes: 0,
+            ..DedupConfig::default()
+        };
+        let (file, _, report) = open_file(&self.path, no_tail)?;
         let identity_new = identity(&file.metadata().map_err(io_err(&self.path, "inspect"))?);
         let sync_handle = file
             .try_clone()
             .map_err(io_err(&self.path, "duplicate the handle of"))?;
+        let mut inner = self.lock();
+        if inner.closed {
+            return Ok(false);
+        }
         let (old_rows, old_bytes) = (inner.rows, inner.bytes);
-        inner.file = file;
+        let old_file = std::mem::replace(&mut inner.file, file);
         inner.identity = identity_new;
         inner.rows = report.rows;
         inner.bytes = report.bytes;
@@ -574,6 +583,8 @@ impl CsvSink {
         *self.sync_handle.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(sync_handle);
         *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = (report.rows, report.bytes);
         drop(inner);
+        // Make what went to the old file durable before letting go of it.
+        let old_sync = old_file.sync_data();
         log::warn!(
             "{} was moved or deleted while open (logrotate?); the {old_rows} rows ({old_bytes} bytes) written to it stay in the moved file. Continuing in a new {} ({} rows there){}.",
             self.path.display(),
@@ -897,14 +908,13 @@ mod tests {
         let mut out = Vec::new();
         s.append(&one_reading_batch(b"T1,d,f,1,number,p:1,,,\n", None), &mut out)
             .unwrap();
-        assert!(!s.check_path(false).unwrap(), "in place: nothing to do");
         assert!(
-            !s.check_path(true).unwrap(),
-            "SIGHUP with the file in place: nothing to do"
+            !s.check_path().unwrap(),
+            "in place (or a SIGHUP with the file in place): nothing to do"
         );
         let moved = p.with_extension("csv.1");
         std::fs::rename(&p, &moved).unwrap();
-        assert!(s.check_path(false).unwrap());
+        assert!(s.check_path().unwrap());
         assert_eq!(s.generation(), 1);
         s.append(&one_reading_batch(b"T2,d,f,2,number,p:1,,,\n", None), &mut out)
             .unwrap();
@@ -918,7 +928,7 @@ mod tests {
         );
         assert_eq!(s.position(), (1, std::fs::metadata(&p).unwrap().len()));
         std::fs::remove_file(&p).unwrap();
-        assert!(s.check_path(false).unwrap(), "deleted: a new file");
+        assert!(s.check_path().unwrap(), "deleted: a new file");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), H);
     }
 }
