@@ -3,9 +3,12 @@
 # that does not move with the machine's load, for comparing two builds on a shared or
 # noisy machine where `bench/run.sh`'s throughput medians swing by 20% or more.
 #
-#   bash bench/instructions.sh                      # this build (release), dashboard on
-#   bash bench/instructions.sh --http-listen ""     # extra daemon flags, e.g. dashboard off
+#   bash bench/instructions.sh --http-listen 127.0.0.1:0   # this build (release), dashboard on
+#   bash bench/instructions.sh --http-listen ""            # dashboard off
 #   SENSORLOG_BENCH_SERVER_BIN=/old/sensorlog bash bench/instructions.sh   # another build
+#
+# Arguments are extra `sensorlog serve` flags (none by default, so that older builds can
+# be measured: give the dashboard a free port when 8091 is taken).
 #
 # The daemon runs under callgrind while `sensorlog simulate` sends BOARDS boards x COUNT
 # JSON readings as fast as it can, twice (COUNT and 2 x COUNT, fresh daemon each); the
