@@ -8,7 +8,10 @@
 #   SENSORLOG_BENCH_SERVER_BIN=/old/sensorlog bash bench/instructions.sh   # another build
 #
 # Arguments are extra `sensorlog serve` flags (none by default, so that older builds can
-# be measured: give the dashboard a free port when 8091 is taken).
+# be measured: give the dashboard a free port when 8091 is taken). EVENTS=1 keeps a
+# `curl -N /events` client on the dashboard during the run (what an open dashboard costs
+# the daemon; under valgrind the run is ~50x slower while the stream still sends once a
+# second, so this overstates that cost).
 #
 # The daemon runs under callgrind while `sensorlog simulate` sends BOARDS boards x COUNT
 # JSON readings as fast as it can, twice (COUNT and 2 x COUNT, fresh daemon each); the
@@ -57,6 +60,15 @@ run() {
     cat "$dir/log" >&2
     exit 1
   fi
+  local curl_pid=""
+  if [ "${EVENTS:-0}" = 1 ]; then
+    local url
+    url=$(grep -o 'Dashboard at http://[0-9.:]*/' "$dir/log" | head -n1 | awk '{print $3}')
+    [ -n "$url" ] || { echo "instructions: EVENTS=1 but the dashboard is off" >&2; kill "$pid"; exit 1; }
+    curl -sN --max-time 600 "${url}events" >/dev/null 2>&1 &
+    curl_pid=$!
+    sleep 3
+  fi
   "$sim" simulate --addr "$addr" -n "$boards" --rate 0 --count "$n" --format "$format" >/dev/null 2>&1
   # The generator is done when its bytes are in the socket buffers; wait until the CSV
   # stops growing (at most a minute) before stopping the daemon.
@@ -67,13 +79,14 @@ run() {
     prev=$size
     sleep 0.2
   done
+  if [ -n "$curl_pid" ]; then kill "$curl_pid" 2>/dev/null || true; wait "$curl_pid" 2>/dev/null || true; fi
   kill -TERM "$pid"
   wait "$pid" || true
   grep -E '^(summary|totals):' "$dir/cg.out" | head -n1 | awk '{print $2}'
 }
 
 extra=("$@")
-echo "instructions: $daemon, $boards boards x $count and x $((2 * count)) $format readings, flags: ${extra[*]:-(none)}" >&2
+echo "instructions: $daemon, $boards boards x $count and x $((2 * count)) $format readings, flags: ${extra[*]:-(none)}${EVENTS:+, /events client}" >&2
 a=$(run "$count")
 b=$(run $((2 * count)))
 per=$(( (b - a) / (boards * count) ))
