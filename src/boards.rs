@@ -777,7 +777,8 @@ mod tests {
         let mut enc = Encoder::default();
         // Two runs of "k" around one of "=evil" (a device name neutralised in the CSV);
         // each run's values are its last reading's, each reading counted.
-        let readings: [(&str, &[(&str, &str, &str)]); 4] = [
+        type Fields<'a> = &'a [(&'a str, &'a str, &'a str)];
+        let readings: [(&str, Fields); 4] = [
             ("k", &[("t", "1", "number"), ("note", "=1+2", "text")]),
             ("k", &[("t", "2", "number"), ("note", "a,\"b\"", "text")]),
             ("=evil", &[("x", "-5", "number")]),

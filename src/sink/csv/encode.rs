@@ -1,4 +1,4 @@
-//! The row: one field of one reading, as stored in the CSV and mirrored to the sheet.
+//! The row: one field of one reading, as encoded in the CSV (and read back by every other sink).
 //!
 //! The CSV encoder here is hand-written rather than `csv::Writer` because the ingest
 //! path encodes every row of a read chunk into one reusable buffer and writes that
@@ -229,7 +229,7 @@ fn push_field(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Splits one encoded row (no trailing newline) back into its cells, unquoting as
-/// [`push_field`] quoted: the exact inverse of the encoder, for readers that already
+/// the encoder quoted them: the exact inverse of [`ReadingColumns::encode_rows`], for readers that already
 /// hold the bytes (the dashboard's hook reads the last reading of each run of a chunk
 /// back from the chunk's CSV buffer instead of copying every reading's fields).
 /// Borrows every cell that was not quoted.
