@@ -323,6 +323,50 @@ fn overview_has_one_row_per_board_with_latest_values() {
     d.stop();
 }
 
+/// The overview row of `device`: (seconds_since, status).
+fn overview_status(fake: &FakeGoogle, device: &str) -> Option<(f64, String)> {
+    let rows = fake.values(SHEET, "Latest")?;
+    let row = rows.iter().find(|r| r.first() == Some(&Cell::text(device)))?;
+    match (row.get(2), row.get(4)) {
+        (Some(Cell::Number(s)), Some(Cell::Text(status))) => Some((*s, status.clone())),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_board_that_stops_turns_silent_in_the_overview_with_no_readings_arriving() {
+    let dir = TestDir::new("layout-overview-silent");
+    let fake = fake_with_sheet();
+    let cfg = config(&dir, &fake, &format!("{PER_DEVICE}overview_refresh_secs = 1\n"));
+    // The overview's `silent` is the alerts' rule: one reading, then 3 s of quiet.
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[alerts]\nmin_silent_secs = 3\n";
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    send(&d, &[r#"{"device":"k","t":1}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    // Nothing else is sent: only the overview's own refresh can turn it silent.
+    let mut seen = Vec::new();
+    let ok = wait_until(Duration::from_secs(30), || {
+        let now = overview_status(&fake, "k");
+        if let Some(s) = &now {
+            if seen.last() != Some(s) {
+                seen.push(s.clone());
+            }
+        }
+        now.is_some_and(|(since, status)| status == "silent" && since >= 3.0)
+    });
+    assert!(ok, "overview of k went {seen:?}\n{}", d.log_text());
+    // seconds_since keeps moving on while the board stays quiet.
+    let first = overview_status(&fake, "k").unwrap().0;
+    let ok = wait_until(Duration::from_secs(20), || {
+        overview_status(&fake, "k").is_some_and(|(since, _)| since > first)
+    });
+    assert!(ok, "seconds_since stayed at {first}");
+    // And no reading was written twice or invented for it.
+    assert_eq!(tabs_match_csv(&fake, &d), Ok(1));
+    d.stop();
+}
+
 #[test]
 fn switching_from_csv_layout_writes_the_new_tabs_from_the_csv() {
     let dir = TestDir::new("layout-switch");

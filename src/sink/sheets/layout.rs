@@ -49,10 +49,6 @@ pub const MAX_TITLE_CHARS: usize = 100;
 pub const SINGLE_TAB: &str = "All boards";
 /// The shared tab of boards beyond `sheets.max_board_tabs` (made distinct like any title).
 pub const OVERFLOW_TAB: &str = "Other boards";
-/// A board is `silent` when quiet for this many times its usual interval...
-pub const SILENT_INTERVALS: i64 = 5;
-/// ...and for at least this long (seconds).
-pub const SILENT_MIN_SECS: i64 = 60;
 /// Columns of an overview row before the latest values.
 pub const OVERVIEW_HEADER: [&str; 6] = [
     "device",
@@ -141,6 +137,11 @@ pub struct Shape {
     pub csv_tab: String,
     /// Most board tabs; later boards share one tab (`sheets.max_board_tabs`).
     pub max_board_tabs: usize,
+    /// A board is `silent` when quiet for this many times its usual interval
+    /// (`alerts.silent_factor`)...
+    pub silent_factor: f64,
+    /// ...and for at least this long, in ms (`alerts.min_silent_secs`).
+    pub min_silent_ms: i64,
 }
 
 impl Shape {
@@ -163,6 +164,8 @@ pub struct Plan {
     /// Tabs (index in `state.tabs`) whose chart must be created (`true`) or updated
     /// (`false`) because a numeric field joined it.
     pub charts: Vec<(usize, bool)>,
+    /// The overview table written with this batch (`None`: no overview, or no rows).
+    pub overview: Option<Vec<Vec<Value>>>,
 }
 
 /// Plans writing `rows` (the next CSV rows, in order) on top of `state`. `placeholder`
@@ -261,6 +264,7 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
 
     let mut writes = Vec::new();
     let mut needs = Vec::new();
+    let mut overview_table = None;
     for (t, rows) in &cells_by_tab {
         let tab = &st.tabs[*t];
         let q = quote_tab(&tab.title);
@@ -292,14 +296,11 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         needs.push((tab.title.clone(), tab.next_row - 1, width));
     }
     if !shape.overview.is_empty() && !rows.is_empty() {
-        let table = overview(&st, now_ms);
-        let width = table.iter().map(Vec::len).max().unwrap_or(1) as u64;
-        let n = table.len() as u64;
-        writes.push((
-            format!("{}!A1:{}{n}", quote_tab(&shape.overview), column_letters(width)),
-            table,
-        ));
+        let table = overview(&st, now_ms, shape);
+        let (range, n, width) = overview_range(&table, shape);
+        writes.push((range, table.clone()));
         needs.push((shape.overview.clone(), n, width));
+        overview_table = Some(table);
     }
     let charts = st
         .tabs
@@ -315,7 +316,19 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         writes,
         needs,
         charts,
+        overview: overview_table,
     }
+}
+
+/// Where an overview table goes: its range, rows and columns (from A1, in place).
+pub fn overview_range(table: &[Vec<Value>], shape: &Shape) -> (String, u64, u64) {
+    let width = table.iter().map(Vec::len).max().unwrap_or(1) as u64;
+    let n = table.len() as u64;
+    (
+        format!("{}!A1:{}{n}", quote_tab(&shape.overview), column_letters(width)),
+        n,
+        width,
+    )
 }
 
 /// The tab a new board's readings go to (creating its [`TabState`] when needed).
@@ -452,22 +465,23 @@ pub fn header(tab: &TabState) -> Vec<Value> {
 }
 
 /// The overview table: header, then one row per board in first-seen order.
-pub fn overview(st: &State, now_ms: i64) -> Vec<Vec<Value>> {
+pub fn overview(st: &State, now_ms: i64, shape: &Shape) -> Vec<Vec<Value>> {
     let today =
         crate::row::rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64));
     let today = today.get(..10).unwrap_or("");
     let mut table = vec![OVERVIEW_HEADER.iter().map(|h| Value::from(*h)).collect::<Vec<_>>()];
     for b in &st.boards {
-        let since = (now_ms - b.last_ms).max(0) / 1000;
-        let quiet_after = b
-            .interval_ms
-            .map_or(SILENT_MIN_SECS, |i| (i * SILENT_INTERVALS / 1000).max(SILENT_MIN_SECS));
+        let quiet_ms = (now_ms - b.last_ms).max(0);
+        let since = quiet_ms / 1000;
+        let quiet_after = b.interval_ms.map_or(shape.min_silent_ms, |i| {
+            ((i as f64 * shape.silent_factor) as i64).max(shape.min_silent_ms)
+        });
         let mut row = vec![
             cells::text_cell(&b.device),
             Value::from(b.last_seen.clone()),
             Value::from(since),
             Value::from(if b.day == today { b.today } else { 0 }),
-            Value::from(if since > quiet_after { "silent" } else { "ok" }),
+            Value::from(if quiet_ms > quiet_after { "silent" } else { "ok" }),
         ];
         for (field, value) in &b.latest {
             row.push(cells::text_cell(field));
@@ -524,6 +538,8 @@ mod tests {
             overview: "Latest".into(),
             csv_tab: "Readings".into(),
             max_board_tabs: 2,
+            silent_factor: 5.0,
+            min_silent_ms: 120_000,
         }
     }
 
@@ -576,6 +592,24 @@ mod tests {
             vec![Value::from("2026-12-01T00:00:00.000Z"), Value::Null, Value::from(40.0)]
         );
         assert!(whole.writes.iter().any(|(r, _)| r == "'Latest'!A1:I3"));
+    }
+
+    #[test]
+    fn silent_follows_the_alerts_rule() {
+        let at = |s: u32| format!("2026-12-01T00:{:02}:{:02}.000Z", s / 60, s % 60);
+        let rows: Vec<Row> = (0..3)
+            .map(|i| row(&at(i * 10), "d1", "t", "1", "number", &i.to_string(), ""))
+            .collect();
+        let p = plan(&State::default(), &rows, &shape(), 0, None);
+        let last = parse_millis(&at(20)).unwrap();
+        let status = |after_ms: i64| overview(&p.state, last + after_ms, &shape())[1][4].clone();
+        // Every 10 s: 5 x 10 s = 50 s is under the 120 s minimum, which rules.
+        assert_eq!(status(120_000), Value::from("ok"));
+        assert_eq!(status(120_001), Value::from("silent"));
+        let mut slow = shape();
+        slow.min_silent_ms = 1_000;
+        assert_eq!(overview(&p.state, last + 50_000, &slow)[1][4], Value::from("ok"));
+        assert_eq!(overview(&p.state, last + 50_001, &slow)[1][4], Value::from("silent"));
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //! - [`target`]: the spreadsheet, its tab(s), header and grid size.
 //! - [`worker`]: the loop: batches, pacing, retries, narrowing a refused batch.
 //! - [`cells`]: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
+//! - [`layout`], [`layout_run`], [`retention`], [`overview`]: the readable layouts, their
+//!   retention, and the overview tab kept current between batches.
 //! - [`client`], [`auth`], [`retry`]: the REST calls, the token, the failure classes.
 //!
 //! # Pace, size and failures
@@ -41,6 +43,7 @@ pub mod cells;
 pub mod client;
 pub mod layout;
 pub mod layout_run;
+pub mod overview;
 pub mod retention;
 pub mod retry;
 pub mod source;

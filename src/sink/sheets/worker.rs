@@ -78,6 +78,8 @@ pub struct Worker {
     pub(super) narrow_reason: Option<String>,
     /// When `sheets.keep_days` was last applied.
     pub(super) kept_at: Option<Instant>,
+    /// The overview as last written (see `overview`).
+    pub(super) overview_sent: super::overview::OverviewSent,
 }
 
 impl Worker {
@@ -128,6 +130,7 @@ impl Worker {
             narrow: None,
             narrow_reason: None,
             kept_at: None,
+            overview_sent: Default::default(),
         })
     }
 
@@ -198,7 +201,7 @@ impl Worker {
                 || self.narrow.is_some()
                 || self.source.oldest.is_some_and(|t| t.elapsed() >= self.cfg.batch_delay));
         if !due {
-            return Ok(false);
+            return self.refresh_overview();
         }
         self.send_batch()?;
         Ok(true)
