@@ -655,6 +655,53 @@ fn keep_days_deletes_rows_older_than_that_and_keeps_the_rest() {
 }
 
 #[test]
+fn a_replay_after_retention_leaves_out_the_deleted_rows_and_writes_each_reading_once() {
+    let dir = TestDir::new("layout-replay-retention");
+    let fake = fake_with_sheet();
+    // 20 readings from 2020; keep_days deletes the 19 oldest once they are up.
+    let mut csv = crate::util::daemon::HEADER.join(",") + "\n";
+    for n in 0..20 {
+        csv.push_str(&format!(
+            "2020-01-01T00:00:{n:02}.000Z,old,t,{n},number,127.0.0.1:1,b1,{n},\n"
+        ));
+    }
+    dir.write("readings.csv", &csv);
+    let mut d = start(&dir, &fake, &format!("{PER_DEVICE}keep_days = 1\noverview_tab = \"\""));
+    assert!(wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| v.len() == 21)
+    }));
+    send(&d, &[r#"{"device":"old","t":100}"#]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| v.len() == 3)
+    });
+    assert!(ok, "{:?}\n{}", fake.values(SHEET, "old"), d.log_text());
+    d.shutdown();
+    // The cursor no longer matches the CSV (as after a restored backup): the next start
+    // replays the CSV from its first row.
+    let path = format!("{}.sheets-cursor.json", d.csv.display());
+    let mut cursor: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cursor["last_row"]["fnv1a64"] = "0123456789abcdef".into();
+    std::fs::write(&path, serde_json::to_string(&cursor).unwrap()).unwrap();
+    // No age limit now: a replay that re-added the deleted rows would leave them there.
+    let d = start(&dir, &fake, &format!("{PER_DEVICE}keep_days = 0\noverview_tab = \"\""));
+    send(&d, &[r#"{"device":"old","t":200}"#]);
+    let want = |v: &Vec<Vec<Cell>>| {
+        v.len() == 4 && v[3].get(1) == Some(&Cell::Number(200.0)) && v[2].get(1) == Some(&Cell::Number(100.0))
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| want(&v))
+    });
+    let v = fake.values(SHEET, "old").unwrap();
+    assert!(ok, "{v:?}\n{}", d.log_text());
+    assert_eq!(v[1], [Cell::text("2020-01-01T00:00:19.000Z"), Cell::Number(19.0)]);
+    let log = d.stop();
+    assert!(
+        log.contains("leaving out the 19 oldest readings that retention deleted"),
+        "{log}"
+    );
+}
+
+#[test]
 fn the_single_layout_has_one_tab_with_a_device_column() {
     let dir = TestDir::new("layout-single");
     let fake = fake_with_sheet();

@@ -76,6 +76,47 @@ pub struct State {
     /// A `deleteDimension` sent but not known to be applied (see `retention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_delete: Option<PendingDelete>,
+    /// A replay from the CSV's first row ([`State::replay`]): per tab title not met again
+    /// yet, how many of its first readings retention deleted (they are not written again).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replay_skip: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// The state to replay the CSV from its first row with, when the cursor had to move
+    /// (see `source::verify_cursor`): empty, but remembering per tab how many rows
+    /// retention deleted from its top. Those are the tab's first readings in CSV order
+    /// (retention always deletes the oldest), so the replay drops exactly them and every
+    /// other reading lands on the row it has now: row 2 is the oldest reading kept, not
+    /// the CSV's first. A pending delete must be resolved first (its count is part of it).
+    pub fn replay(&self) -> State {
+        let mut skip = self.replay_skip.clone();
+        for t in &self.tabs {
+            skip.insert(t.title.clone(), t.deleted);
+        }
+        skip.retain(|_, n| *n > 0);
+        let pending_delete = self.pending_delete.clone().map(|mut p| {
+            if p.title.is_empty() {
+                p.title = self.tabs.get(p.tab).map(|t| t.title.clone()).unwrap_or_default();
+            }
+            p.tab = usize::MAX; // not in the replay's tabs: found by title
+            p
+        });
+        State {
+            layout: self.layout.clone(),
+            replay_skip: skip,
+            pending_delete,
+            ..State::default()
+        }
+    }
+
+    /// The title of the pending delete's tab.
+    pub fn pending_title(&self, p: &PendingDelete) -> String {
+        match self.tabs.get(p.tab) {
+            Some(t) if p.title.is_empty() || t.title == p.title => t.title.clone(),
+            _ => p.title.clone(),
+        }
+    }
 }
 
 /// Rows 2..2+rows of tab `tab` are being deleted: its grid has `grid_rows` rows until
@@ -83,6 +124,10 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingDelete {
     pub tab: usize,
+    /// The tab's title (empty in cursors from before it was recorded: then `tab` says).
+    /// In a replay the tab may not be in [`State::tabs`] yet; the title still names it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
     pub rows: u64,
     pub grid_rows: u64,
     pub after: String,
@@ -107,6 +152,19 @@ pub struct TabState {
     /// The shared tab of boards beyond `sheets.max_board_tabs` (`single` shape).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared: bool,
+    /// Rows retention deleted from the top of this tab, in all (its first readings).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deleted: u64,
+    /// In a replay: how many of this tab's next readings to drop (retention deleted them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u64,
+    /// In a replay: the reading `last` was dropped, so are its remaining cells.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropping: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,10 +260,16 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         let new_reading = tab.last.as_deref() != Some(key.as_str());
         if new_reading {
             tab.last = Some(key);
-            tab.next_row += 1;
+            // A replay drops the readings retention deleted (the tab's first ones).
+            tab.dropping = tab.skip > 0;
+            if tab.dropping {
+                tab.skip -= 1;
+            } else {
+                tab.next_row += 1;
+            }
         }
         let sheet_row = tab.next_row - 1;
-        if sheet_row == 2 && new_reading {
+        if sheet_row == 2 && new_reading && !tab.dropping {
             tab.oldest = col(0).to_string();
         }
         let mut set = vec![(RECEIVED_AT.to_string(), typed[0].clone())];
@@ -225,7 +289,13 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             tab.charted.push(field_key.clone());
         }
         set.push((field_key, value.clone()));
-        let cells = cells_by_tab.entry(t).or_default().entry(sheet_row).or_default();
+        // A dropped reading still gives its fields their columns, as it did the first time.
+        let mut scratch = Vec::new();
+        let cells = if tab.dropping {
+            &mut scratch
+        } else {
+            cells_by_tab.entry(t).or_default().entry(sheet_row).or_default()
+        };
         for (k, v) in set {
             let i = match tab.columns.iter().position(|c| *c == k) {
                 Some(i) => i,
@@ -336,6 +406,7 @@ fn tab_for(st: &mut State, device: &str, shape: &Shape) -> usize {
     if !shape.per_device {
         if st.tabs.is_empty() {
             st.tabs.push(new_tab(SINGLE_TAB.to_string()));
+            replay_skip(st, 0);
         }
         return 0;
     }
@@ -352,7 +423,17 @@ fn tab_for(st: &mut State, device: &str, shape: &Shape) -> usize {
     } else {
         st.tabs.push(new_tab(title_for(device, &taken)));
     }
-    st.tabs.len() - 1
+    let i = st.tabs.len() - 1;
+    replay_skip(st, i);
+    i
+}
+
+/// A tab met again in a replay takes over its count of deleted readings to drop.
+fn replay_skip(st: &mut State, i: usize) {
+    if let Some(n) = st.replay_skip.remove(&st.tabs[i].title) {
+        st.tabs[i].skip = n;
+        st.tabs[i].deleted = n;
+    }
 }
 
 fn new_tab(title: String) -> TabState {
@@ -364,6 +445,9 @@ fn new_tab(title: String) -> TabState {
         charted: Vec::new(),
         oldest: String::new(),
         shared: false,
+        deleted: 0,
+        skip: 0,
+        dropping: false,
     }
 }
 
@@ -592,6 +676,51 @@ mod tests {
             vec![Value::from("2026-12-01T00:00:00.000Z"), Value::Null, Value::from(40.0)]
         );
         assert!(whole.writes.iter().any(|(r, _)| r == "'Latest'!A1:I3"));
+    }
+
+    #[test]
+    fn a_replay_drops_the_readings_retention_deleted_and_lands_the_rest_in_place() {
+        let rows: Vec<Row> = (0..6)
+            .flat_map(|i| {
+                let at = format!("2026-12-01T00:00:{i:02}.000Z");
+                let d = if i % 2 == 0 { "d1" } else { "d2" };
+                [
+                    row(&at, d, "t", &i.to_string(), "number", &i.to_string(), ""),
+                    row(&at, d, "h", "40", "number", &i.to_string(), ""),
+                ]
+            })
+            .collect();
+        let mut st = plan(&State::default(), &rows, &shape(), 0, None).state;
+        // Retention deleted the 2 oldest rows of d1 (readings 0 and 2).
+        st.tabs[0].next_row -= 2;
+        st.tabs[0].deleted += 2;
+        let replay = st.replay();
+        assert_eq!(replay.replay_skip.get("d1"), Some(&2));
+        assert!(replay.tabs.is_empty() && !replay.replay_skip.contains_key("d2"));
+        // In one batch, or split inside a dropped reading and inside a kept one.
+        let whole = plan(&replay, &rows, &shape(), 0, None);
+        let a = plan(&replay, &rows[..3], &shape(), 0, None);
+        let b = plan(&a.state, &rows[3..9], &shape(), 0, None);
+        let c = plan(&b.state, &rows[9..], &shape(), 0, None);
+        for p in [&whole, &c] {
+            assert_eq!(p.state.tabs[0].next_row, st.tabs[0].next_row);
+            assert_eq!(p.state.tabs[0].columns, st.tabs[0].columns);
+            assert_eq!(p.state.tabs[1].next_row, st.tabs[1].next_row);
+            assert_eq!(p.state.tabs[0].oldest, "2026-12-01T00:00:04.000Z");
+        }
+        // d1's only row is reading 4, on row 2; d2 is rewritten as it was.
+        let d1: Vec<_> = whole.writes.iter().filter(|(r, _)| r.starts_with("'d1'!A2")).collect();
+        assert_eq!(d1.len(), 1, "{:?}", whole.writes);
+        assert_eq!(d1[0].0, "'d1'!A2:C2");
+        assert_eq!(d1[0].1[0][1], Value::from(4.0));
+        let split: Vec<_> = [&a, &b, &c]
+            .iter()
+            .flat_map(|p| p.writes.iter())
+            .filter(|(r, _)| r.starts_with("'d1'!A") && !r.starts_with("'d1'!A1"))
+            .map(|(r, _)| r.clone())
+            .collect();
+        assert!(split.iter().all(|r| r.starts_with("'d1'!A2:")), "{split:?}");
+        assert!(whole.writes.iter().any(|(r, _)| r == "'d2'!A2:C4"));
     }
 
     #[test]

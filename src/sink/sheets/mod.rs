@@ -105,16 +105,27 @@ impl Uploader {
             None => None,
         };
         // A readable layout's state describes the sheet up to the saved position only: if
-        // the check moved the cursor, replay the CSV from its start (same rows, same cells).
+        // the check moved the cursor, replay the CSV from its start (same rows, same
+        // cells), leaving out the readings retention deleted (`layout::State::replay`).
         let saved = saved.map(|c| match (&c.layout, &before) {
-            (Some(_), Some((rows, offset))) if (c.rows_done, c.offset_done) != (*rows, *offset) => {
-                log::warn!("The Sheets cursor moved to match the CSV; the {} layout is rewritten from the CSV's first row (same rows, same cells).", c.layout.as_ref().map_or("", |s| s.layout.as_str()));
+            (Some(state), Some((rows, offset))) if (c.rows_done, c.offset_done) != (*rows, *offset) => {
+                let replay = state.replay();
+                let deleted: u64 = replay.replay_skip.values().sum();
+                log::warn!(
+                    "The Sheets cursor moved to match the CSV; the {} layout is rewritten from the CSV's first row (same rows, same cells){}.",
+                    state.layout,
+                    if deleted > 0 {
+                        format!(", leaving out the {deleted} oldest readings that retention deleted from the board tabs")
+                    } else {
+                        String::new()
+                    }
+                );
                 Cursor {
                     origin: 0,
                     rows_done: 0,
                     offset_done: source::header_len(),
                     last_row: None,
-                    layout: c.layout.as_ref().map(|s| layout::State { layout: s.layout.clone(), ..layout::State::default() }),
+                    layout: Some(replay),
                     ..c
                 }
             }
