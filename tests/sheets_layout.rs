@@ -702,6 +702,41 @@ fn a_replay_after_retention_leaves_out_the_deleted_rows_and_writes_each_reading_
 }
 
 #[test]
+fn a_csv_rotated_mid_stream_continues_every_board_tab() {
+    let dir = TestDir::new("layout-rotate");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, PER_DEVICE);
+    send(&d, &[r#"{"device":"k","t":1}"#, r#"{"device":"g","t":2}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    // A reading waits for Google in the old file when it is rotated away.
+    fake.outage(Duration::from_secs(60));
+    send(&d, &[r#"{"device":"k","t":3,"h":4}"#]);
+    let first = dir.join("readings.csv.1");
+    std::fs::rename(&d.csv, &first).unwrap();
+    d.hangup();
+    assert!(d
+        .wait_for_log("was moved or deleted", Duration::from_secs(10))
+        .is_some());
+    send(&d, &[r#"{"device":"k","t":5}"#, r#"{"device":"n","t":6}"#]);
+    fake.end_outage();
+    // The tabs are the two files' readings in order, as if they were one CSV.
+    let mut rows = read_csv(&first);
+    rows.extend(read_csv(&d.csv).into_iter().skip(1));
+    let want = model(&rows);
+    assert_eq!(want.iter().map(|(_, g)| g.len() - 1).sum::<usize>(), 5);
+    let mut last = Vec::new();
+    let ok = wait_until(Duration::from_secs(60), || {
+        last = want.iter().map(|(dev, _)| fake.values(SHEET, &title(dev))).collect();
+        want.iter()
+            .zip(&last)
+            .all(|((_, grid), have)| have.as_ref() == Some(grid))
+    });
+    assert!(ok, "want {want:?}\nhave {last:?}\n{}", d.log_text());
+    let log = d.stop();
+    assert!(log.contains("was rotated: all 4 of its rows"), "{log}");
+}
+
+#[test]
 fn the_single_layout_has_one_tab_with_a_device_column() {
     let dir = TestDir::new("layout-single");
     let fake = fake_with_sheet();

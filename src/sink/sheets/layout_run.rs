@@ -112,6 +112,8 @@ impl Worker {
                 layout: shape.name().to_string(),
                 ..State::default()
             }),
+            file: None,
+            sheet_rows_before: 0,
         };
         let Some(saved) = self.saved.clone() else {
             return fresh;

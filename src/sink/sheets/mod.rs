@@ -46,6 +46,7 @@ pub mod layout_run;
 pub mod overview;
 pub mod retention;
 pub mod retry;
+pub mod rotation;
 pub mod source;
 pub mod target;
 pub mod worker;
@@ -88,6 +89,14 @@ impl Uploader {
         let key = auth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let saved =
             cursor::load(&cfg.cursor_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
+        let csv_layout = cfg.layout == crate::config::SheetsLayout::Csv;
+        let saved = match saved {
+            Some(c) => Some(
+                source::follow_new_file(c, sink.path(), sink.durable_position().1, csv_layout)
+                    .map_err(|e| Error::startup(format!("read {}", sink.path().display()), e))?,
+            ),
+            None => None,
+        };
         let before = saved.as_ref().map(|c| (c.rows_done, c.offset_done));
         let saved = match saved {
             Some(c) => Some(

@@ -14,6 +14,17 @@
 //! [`CsvSink::durable_position`] are handed out for upload (and read back), so a power
 //! cut can never leave the sheet, or the cursor, ahead of the file.
 //!
+//! # Through rotation
+//!
+//! The source reads the CSV through a [`FollowedCsv`], the handle the PostgreSQL sink
+//! uses too: when the file is moved away or deleted and the sink starts a new one, the
+//! source goes on reading the old file to its end (rows of the new file that arrive by
+//! channel meanwhile are left for later), and once every one of its rows is confirmed,
+//! the worker moves the cursor to the new file's first data row
+//! ([`Source::finished_rotated`], [`Source::switch_file`]). The cursor names its file by
+//! its first data row; [`follow_new_file`] at start-up tells a file rotated while the
+//! daemon was stopped from the one the cursor was made for.
+//!
 //! At start-up, before any board is accepted, [`verify_cursor`] checks that the saved
 //! cursor lands on a row boundary whose row has the recorded identity, and otherwise
 //! finds the right position (see its docs). The file format guarantees that a `\n` byte
@@ -32,6 +43,7 @@ use std::time::{Duration, Instant};
 use crate::row::{Row, COLUMNS, HEADER};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{row_hash, Cursor, RowId};
+use crate::sink::follow::FollowedCsv;
 use crate::sink::Appended;
 
 /// Bytes of the CSV header line, where row 0 starts.
@@ -55,10 +67,9 @@ pub struct Source {
     pub oldest: Option<Instant>,
     cap: usize,
     batch_delay: Duration,
-    /// The CSV's generation this source reads (see `CsvSink::generation`). Positions of
-    /// another generation belong to another file: the upload pauses rather than send
-    /// rows from the wrong place.
-    generation: u64,
+    /// The CSV file this source reads, and its generation (see `crate::sink::follow`):
+    /// rows of another generation belong to another file. `None` until first needed.
+    csv: Option<FollowedCsv>,
 }
 
 impl Source {
@@ -80,8 +91,46 @@ impl Source {
             oldest: None,
             cap,
             batch_delay,
-            generation: 0,
+            csv: None,
         }
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> String {
+        format!("cannot read {} for the upload: {e}", self.sink.path().display())
+    }
+
+    /// How far the file being read may be read (its durable end).
+    fn durable_end(&self) -> u64 {
+        self.csv
+            .as_ref()
+            .and_then(|c| c.durable_end(&self.sink).ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the file being read is the one the sink writes (not one rotated away).
+    pub fn on_current_file(&self) -> bool {
+        self.csv.as_ref().is_none_or(|c| !c.rotated(&self.sink))
+    }
+
+    /// The file being read was rotated away and every row of it is confirmed: time to
+    /// [`Self::switch_file`].
+    pub fn finished_rotated(&self) -> bool {
+        let Some(csv) = &self.csv else { return false };
+        csv.rotated(&self.sink)
+            && self.pending.is_empty()
+            && csv.durable_end(&self.sink).is_ok_and(|end| self.offset_done >= end)
+    }
+
+    /// Moves to the file the sink writes now, before its first data row; returns how
+    /// many files came and went unread in between (rotated more than once meanwhile).
+    pub fn switch_file(&mut self) -> Result<u64, String> {
+        let skipped = self.csv.as_ref().map_or(0, |c| c.skipped_files(&self.sink));
+        self.csv = Some(FollowedCsv::open(&self.sink).map_err(|e| self.fail(e))?);
+        self.pending.clear();
+        self.oldest = None;
+        self.rows_done = 0;
+        self.offset_done = header_len();
+        Ok(skipped)
     }
 
     /// Forgets what is pending and starts again at this cursor.
@@ -107,7 +156,7 @@ impl Source {
 
     /// Pending rows that are durable in the CSV, oldest first, with their end offsets.
     pub fn ready(&self) -> impl Iterator<Item = &(Row, u64)> {
-        let durable = self.sink.durable_position().1;
+        let durable = self.durable_end();
         self.pending.iter().take_while(move |(_, end)| *end <= durable)
     }
 
@@ -146,7 +195,8 @@ impl Source {
     fn take(&mut self, msg: Appended) {
         let n = msg.rows.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        if msg.generation != self.generation || msg.first_row != self.next_row() || self.pending.len() + n > self.cap {
+        let generation = self.csv.as_ref().map(FollowedCsv::generation);
+        if Some(msg.generation) != generation || msg.first_row != self.next_row() || self.pending.len() + n > self.cap {
             return; // a gap or no room: these rows will be read from the CSV
         }
         // Offsets of each row: walk back from the end offset by encoded lengths.
@@ -165,25 +215,20 @@ impl Source {
     /// Tops `pending` up from the CSV (up to its durable end) when the rows it needs did
     /// not come by channel.
     pub fn fill(&mut self) -> Result<(), String> {
-        if self.sink.generation() != self.generation {
-            return Err(format!(
-                "{} was moved or deleted while the daemon ran (logrotate?), and the Sheets upload does not follow a reopened file yet: the upload is paused; readings keep going to the new file. Restart the daemon to mirror the new file (it is written from the sheet's first data row, over what the old file put there: point sheets.spreadsheet at a new spreadsheet first to keep those rows in a sheet; they stay in the moved CSV either way)",
-                self.sink.path().display()
-            ));
+        if self.csv.is_none() {
+            self.csv = Some(FollowedCsv::open(&self.sink).map_err(|e| self.fail(e))?);
         }
-        let room = self.cap.saturating_sub(self.pending.len());
-        let (durable_rows, durable_bytes) = self.sink.durable_position();
-        let available = durable_rows.saturating_sub(self.next_row());
-        let want = (available as usize).min(room);
-        if want == 0 {
+        let want = self.cap.saturating_sub(self.pending.len());
+        let durable_bytes = self.durable_end();
+        let offset = self.next_offset();
+        if want == 0 || offset >= durable_bytes {
             return Ok(());
         }
-        let offset = self.next_offset();
-        let path = self.sink.path();
+        let path = self.sink.path().to_path_buf();
         let fail = |e: String| format!("cannot read {} for the upload: {e}", path.display());
-        let mut file = File::open(path).map_err(|e| fail(e.to_string()))?;
+        let mut file = self.csv.as_ref().expect("opened above").file();
         file.seek(SeekFrom::Start(offset)).map_err(|e| fail(e.to_string()))?;
-        let limited = file.take(durable_bytes.saturating_sub(offset));
+        let limited = file.take(durable_bytes - offset);
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -208,34 +253,77 @@ impl Source {
     }
 
     /// Marks the first `n` pending rows confirmed; returns the new (rows_done,
-    /// offset_done) and the identity of the last of them, read back from the CSV.
-    pub fn confirm(&mut self, n: usize) -> Result<(u64, u64, RowId), String> {
+    /// offset_done), the identity of the last of them, read back from the CSV, and that
+    /// of the file's first data row when it is among them.
+    pub fn confirm(&mut self, n: usize) -> Result<(u64, u64, RowId, Option<RowId>), String> {
         let start = if n >= 2 {
             self.pending[n - 2].1
         } else {
             self.offset_done
         };
         let end = self.pending[n - 1].1;
+        let Some(csv) = self.csv.as_ref() else {
+            return Err(self.fail("the CSV is not open"));
+        };
+        let first = match self.rows_done {
+            0 => Some(row_id(csv.file(), self.offset_done, self.pending[0].1).map_err(|e| self.fail(e))?),
+            _ => None,
+        };
+        let id = row_id(csv.file(), start, end).map_err(|e| self.fail(e))?;
         self.pending.drain(..n);
         self.rows_done += n as u64;
         self.offset_done = end;
         if self.pending.is_empty() {
             self.oldest = None;
         }
-        let id = row_id(self.sink.path(), start, end)
-            .map_err(|e| format!("cannot read {} for the upload: {e}", self.sink.path().display()))?;
-        Ok((self.rows_done, self.offset_done, id))
+        Ok((self.rows_done, self.offset_done, id, first))
     }
 }
 
 /// The identity of the row stored at `start..end` of the CSV.
-fn row_id(path: &Path, start: u64, end: u64) -> std::io::Result<RowId> {
+fn row_id(file: &File, start: u64, end: u64) -> std::io::Result<RowId> {
     let mut buf = vec![0; end.saturating_sub(start) as usize];
-    File::open(path)?.read_exact_at(&mut buf, start)?;
+    file.read_exact_at(&mut buf, start)?;
     Ok(RowId {
         offset: start,
         fnv1a64: row_hash(&buf),
     })
+}
+
+/// At start-up, before [`verify_cursor`]: a cursor whose file (its first data row) is not
+/// the CSV at the path now was made for a file rotated away while the daemon was
+/// stopped. The sheet keeps that file's rows; this file continues after them from its
+/// first row (rows of the old file not yet confirmed stay in it, and the log says so).
+pub fn follow_new_file(saved: Cursor, csv: &Path, durable_bytes: u64, csv_layout: bool) -> std::io::Result<Cursor> {
+    let Some(id) = saved.file.clone() else {
+        return Ok(saved);
+    };
+    let header = header_len();
+    if saved.rows_done == 0 {
+        return Ok(saved);
+    }
+    let mut file = File::open(csv)?;
+    file.seek(SeekFrom::Start(header))?;
+    let mut first = Vec::new();
+    BufReader::new(file.take(durable_bytes.saturating_sub(header))).read_until(b'\n', &mut first)?;
+    if id.offset == header && first.last() == Some(&b'\n') && row_hash(&first) == id.fnv1a64 {
+        return Ok(saved);
+    }
+    log::info!(
+        "{} is not the CSV file the Sheets cursor was made for (its first row differs: rotated while the daemon was stopped?). The sheet keeps the {} rows of that file it confirmed (any later ones stay in the moved file); this file continues after them from its first row.",
+        csv.display(),
+        saved.rows_done
+    );
+    let mut c = saved;
+    if csv_layout {
+        c.sheet_rows_before += c.rows_done.saturating_sub(c.origin);
+        c.origin = 0;
+    }
+    c.rows_done = 0;
+    c.offset_done = header;
+    c.last_row = None;
+    c.file = None;
+    Ok(c)
 }
 
 /// Checks a saved cursor against the CSV (up to `durable_bytes`) and returns the cursor
@@ -416,6 +504,8 @@ mod tests {
                 fnv1a64: row_hash(b),
             }),
             layout: None,
+            file: None,
+            sheet_rows_before: 0,
         }
     }
 

@@ -106,6 +106,8 @@ impl Worker {
             offset_done: header_len(),
             last_row: None,
             layout: None,
+            file: None,
+            sheet_rows_before: 0,
         };
         let mut source = source;
         source.reset(saved.as_ref().unwrap_or(&cursor));
@@ -182,13 +184,17 @@ impl Worker {
     }
 
     fn caught_up(&self) -> bool {
-        self.source.is_empty() && self.cursor.rows_done >= self.sink.position().0
+        self.source.is_empty() && self.source.on_current_file() && self.cursor.rows_done >= self.sink.position().0
     }
 
     /// Does one unit of work; `Ok(false)` when nothing was due.
     fn step(&mut self) -> std::result::Result<bool, Stall> {
         if self.target.is_none() {
             self.set_up()?;
+            return Ok(true);
+        }
+        if self.source.finished_rotated() {
+            self.follow_rotation()?;
             return Ok(true);
         }
         if self.source.len() < self.cfg.batch_rows {
@@ -421,7 +427,10 @@ impl Worker {
     /// Google confirmed `n` rows (sheet rows `r1..=r2`): advance and save the cursor.
     pub(super) fn confirmed(&mut self, n: usize, r1: u64, r2: u64) -> std::result::Result<(), Stall> {
         let first = self.cursor.rows_done;
-        let (rows, offset, id) = self.source.confirm(n).map_err(Stall::Operator)?;
+        let (rows, offset, id, file) = self.source.confirm(n).map_err(Stall::Operator)?;
+        if file.is_some() {
+            self.cursor.file = file;
+        }
         self.cursor.rows_done = rows;
         self.cursor.offset_done = offset;
         self.cursor.last_row = Some(id);
