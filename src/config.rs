@@ -431,7 +431,8 @@ pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
 pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
 pub const DEFAULT_OVERVIEW_REFRESH_SECS: u64 = 60;
-/// Board tabs before boards share one: below Google's 200 tabs per spreadsheet, leaving
+/// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
+/// documented (no tab limit is documented today; README, "Tabs"), leaving
 /// room for the overview, the shared tab and tabs of your own.
 pub const DEFAULT_MAX_BOARD_TABS: u32 = 150;
 
