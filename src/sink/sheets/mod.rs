@@ -140,6 +140,15 @@ impl Uploader {
             }
             _ => c,
         });
+        // A cursor from before files were named gets its file's name now (checked above).
+        let saved = saved.map(|mut c| {
+            if c.file.is_none() && c.rows_done > 0 {
+                c.file = source::first_row_id(sink.path(), sink.durable_position().1)
+                    .ok()
+                    .flatten();
+            }
+            c
+        });
         let (tx, rx) = mpsc::sync_channel(CHANNEL_MESSAGES);
         let queued = Arc::new(AtomicUsize::new(0));
         sink.attach_uploader(tx, cfg.channel_rows, Arc::clone(&queued));

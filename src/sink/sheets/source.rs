@@ -149,8 +149,12 @@ impl Source {
         self.pending.back().map_or(self.offset_done, |(_, off)| *off)
     }
 
-    /// Rows in the CSV not yet confirmed in the sheet.
+    /// Rows in the CSV not yet confirmed in the sheet (while a rotated file is finished:
+    /// the new file's rows and those pending of the old one, a lower bound).
     pub fn backlog(&self) -> u64 {
+        if !self.on_current_file() {
+            return self.sink.position().0 + self.pending.len() as u64;
+        }
         self.sink.position().0.saturating_sub(self.rows_done)
     }
 
@@ -299,14 +303,7 @@ pub fn follow_new_file(saved: Cursor, csv: &Path, durable_bytes: u64, csv_layout
         return Ok(saved);
     };
     let header = header_len();
-    if saved.rows_done == 0 {
-        return Ok(saved);
-    }
-    let mut file = File::open(csv)?;
-    file.seek(SeekFrom::Start(header))?;
-    let mut first = Vec::new();
-    BufReader::new(file.take(durable_bytes.saturating_sub(header))).read_until(b'\n', &mut first)?;
-    if id.offset == header && first.last() == Some(&b'\n') && row_hash(&first) == id.fnv1a64 {
+    if saved.rows_done == 0 || first_row_id(csv, durable_bytes)?.as_ref() == Some(&id) {
         return Ok(saved);
     }
     log::info!(
@@ -324,6 +321,20 @@ pub fn follow_new_file(saved: Cursor, csv: &Path, durable_bytes: u64, csv_layout
     c.last_row = None;
     c.file = None;
     Ok(c)
+}
+
+/// The identity of the CSV's first data row, if it holds a whole one (up to
+/// `durable_bytes`): what names the file in the cursor.
+pub fn first_row_id(csv: &Path, durable_bytes: u64) -> std::io::Result<Option<RowId>> {
+    let header = header_len();
+    let mut file = File::open(csv)?;
+    file.seek(SeekFrom::Start(header))?;
+    let mut first = Vec::new();
+    BufReader::new(file.take(durable_bytes.saturating_sub(header))).read_until(b'\n', &mut first)?;
+    Ok((first.last() == Some(&b'\n')).then(|| RowId {
+        offset: header,
+        fnv1a64: row_hash(&first),
+    }))
 }
 
 /// Checks a saved cursor against the CSV (up to `durable_bytes`) and returns the cursor
@@ -545,5 +556,39 @@ mod tests {
         // Old format ahead: from the first row.
         let c = verify_cursor(cursor(7, len + 100, None), &p, len).unwrap();
         assert_eq!((c.rows_done, c.offset_done), (0, h));
+    }
+
+    #[test]
+    fn a_cursor_knows_its_file_by_the_first_row() {
+        let dir = std::env::temp_dir().join(format!("sensorlog-source-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.csv");
+        let h = header_len();
+        let head = format!("{}\n", HEADER.join(","));
+        std::fs::write(&p, format!("{head}a,1\nbb,2\n")).unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        let id = first_row_id(&p, len).unwrap().unwrap();
+        assert_eq!((id.offset, id.fnv1a64.clone()), (h, row_hash(b"a,1\n")));
+        // Not a whole first row yet: no name.
+        assert_eq!(first_row_id(&p, h + 2).unwrap(), None);
+        let mut c = cursor(2, len, Some((h + 4, b"bb,2\n")));
+        c.file = Some(id);
+        c.origin = 1;
+        // The same file: kept as it is.
+        assert_eq!(follow_new_file(c.clone(), &p, len, true).unwrap(), c);
+        // Another file at the path: it continues after the old one's rows.
+        std::fs::write(&p, format!("{head}zz,9\n")).unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        let n = follow_new_file(c.clone(), &p, len, true).unwrap();
+        assert_eq!(
+            (n.rows_done, n.offset_done, n.origin, n.sheet_rows_before),
+            (0, h, 0, 1)
+        );
+        assert_eq!((&n.last_row, &n.file), (&None, &None));
+        assert_eq!(n.sheet_row(0), 3, "after the old file's one row in this tab");
+        // The readable layouts keep their state and need no offset.
+        let n = follow_new_file(c, &p, len, false).unwrap();
+        assert_eq!((n.rows_done, n.sheet_rows_before), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
