@@ -556,6 +556,29 @@ fn wait_files(fake: &FakeGoogle, d: &Daemon, files: &[PathBuf]) {
     assert!(ok, "{last}\n{}", d.log_text());
 }
 
+/// Google is out of reach from the start, and the CSV is rotated before the uploader ever
+/// set up: it still reads the file its cursor was checked against first, then the new one.
+#[test]
+fn a_csv_rotated_before_google_was_reached_is_followed_from_the_first_file() {
+    let fake = fake_with_sheet();
+    fake.outage(Duration::from_secs(60));
+    let dir = TestDir::new("sheets-rotate-early");
+    let d = start(&dir, &fake, "");
+    let (first, current) = (dir.join("readings.csv.1"), d.csv.clone());
+    send_readings(&d, 2, 6, "a");
+    std::fs::rename(&current, &first).unwrap();
+    d.hangup();
+    assert!(d
+        .wait_for_log("was moved or deleted", Duration::from_secs(10))
+        .is_some());
+    send_readings(&d, 1, 6, "c");
+    assert_eq!(fake.values(SHEET, "Readings"), None, "Google was out of reach");
+    fake.end_outage();
+    wait_files(&fake, &d, &[first, current]);
+    let log = d.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
 /// The CSV is rotated (moved away, SIGHUP) while rows of it are still waiting for Google
 /// (an outage), and again while the daemon is stopped: the sheet gets the old file's
 /// rows, then the new file's, each once and in order, and a restart continues the same way.

@@ -154,7 +154,8 @@ impl Uploader {
         sink.attach_uploader(tx, cfg.channel_rows, Arc::clone(&queued));
         let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
-        let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay);
+        let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay)
+            .map_err(|e| Error::startup(format!("open {} for the Sheets upload", sink.path().display()), e))?;
         log::info!(
             "Google Sheets upload on: spreadsheet {}, tab {:?} (layout {}), as {} (batches of up to {} rows and {} bytes, at most {} requests/min).",
             cfg.spreadsheet_id,

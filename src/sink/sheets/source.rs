@@ -68,8 +68,10 @@ pub struct Source {
     cap: usize,
     batch_delay: Duration,
     /// The CSV file this source reads, and its generation (see `crate::sink::follow`):
-    /// rows of another generation belong to another file. `None` until first needed.
-    csv: Option<FollowedCsv>,
+    /// rows of another generation belong to another file. Opened at start, before any
+    /// board is accepted, so it is the file the cursor was checked against, however long
+    /// Google stays out of reach and whatever rotation comes meanwhile.
+    csv: FollowedCsv,
 }
 
 impl Source {
@@ -79,8 +81,9 @@ impl Source {
         queued: Arc<AtomicUsize>,
         cap: usize,
         batch_delay: Duration,
-    ) -> Source {
-        Source {
+    ) -> std::io::Result<Source> {
+        let csv = FollowedCsv::open(&sink)?;
+        Ok(Source {
             sink,
             rx,
             queued,
@@ -91,8 +94,8 @@ impl Source {
             oldest: None,
             cap,
             batch_delay,
-            csv: None,
-        }
+            csv,
+        })
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> String {
@@ -101,31 +104,30 @@ impl Source {
 
     /// How far the file being read may be read (its durable end).
     fn durable_end(&self) -> u64 {
-        self.csv
-            .as_ref()
-            .and_then(|c| c.durable_end(&self.sink).ok())
-            .unwrap_or(0)
+        self.csv.durable_end(&self.sink).unwrap_or(0)
     }
 
     /// Whether the file being read is the one the sink writes (not one rotated away).
     pub fn on_current_file(&self) -> bool {
-        self.csv.as_ref().is_none_or(|c| !c.rotated(&self.sink))
+        !self.csv.rotated(&self.sink)
     }
 
     /// The file being read was rotated away and every row of it is confirmed: time to
     /// [`Self::switch_file`].
     pub fn finished_rotated(&self) -> bool {
-        let Some(csv) = &self.csv else { return false };
-        csv.rotated(&self.sink)
+        self.csv.rotated(&self.sink)
             && self.pending.is_empty()
-            && csv.durable_end(&self.sink).is_ok_and(|end| self.offset_done >= end)
+            && self
+                .csv
+                .durable_end(&self.sink)
+                .is_ok_and(|end| self.offset_done >= end)
     }
 
     /// Moves to the file the sink writes now, before its first data row; returns how
     /// many files came and went unread in between (rotated more than once meanwhile).
     pub fn switch_file(&mut self) -> Result<u64, String> {
-        let skipped = self.csv.as_ref().map_or(0, |c| c.skipped_files(&self.sink));
-        self.csv = Some(FollowedCsv::open(&self.sink).map_err(|e| self.fail(e))?);
+        let skipped = self.csv.skipped_files(&self.sink);
+        self.csv = FollowedCsv::open(&self.sink).map_err(|e| self.fail(e))?;
         self.pending.clear();
         self.oldest = None;
         self.rows_done = 0;
@@ -199,8 +201,10 @@ impl Source {
     fn take(&mut self, msg: Appended) {
         let n = msg.rows.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        let generation = self.csv.as_ref().map(FollowedCsv::generation);
-        if Some(msg.generation) != generation || msg.first_row != self.next_row() || self.pending.len() + n > self.cap {
+        if msg.generation != self.csv.generation()
+            || msg.first_row != self.next_row()
+            || self.pending.len() + n > self.cap
+        {
             return; // a gap or no room: these rows will be read from the CSV
         }
         // Offsets of each row: walk back from the end offset by encoded lengths.
@@ -219,9 +223,6 @@ impl Source {
     /// Tops `pending` up from the CSV (up to its durable end) when the rows it needs did
     /// not come by channel.
     pub fn fill(&mut self) -> Result<(), String> {
-        if self.csv.is_none() {
-            self.csv = Some(FollowedCsv::open(&self.sink).map_err(|e| self.fail(e))?);
-        }
         let want = self.cap.saturating_sub(self.pending.len());
         let durable_bytes = self.durable_end();
         let offset = self.next_offset();
@@ -230,7 +231,7 @@ impl Source {
         }
         let path = self.sink.path().to_path_buf();
         let fail = |e: String| format!("cannot read {} for the upload: {e}", path.display());
-        let mut file = self.csv.as_ref().expect("opened above").file();
+        let mut file = self.csv.file();
         file.seek(SeekFrom::Start(offset)).map_err(|e| fail(e.to_string()))?;
         let limited = file.take(durable_bytes - offset);
         let mut rdr = csv::ReaderBuilder::new()
@@ -266,9 +267,7 @@ impl Source {
             self.offset_done
         };
         let end = self.pending[n - 1].1;
-        let Some(csv) = self.csv.as_ref() else {
-            return Err(self.fail("the CSV is not open"));
-        };
+        let csv = &self.csv;
         let first = match self.rows_done {
             0 => Some(row_id(csv.file(), self.offset_done, self.pending[0].1).map_err(|e| self.fail(e))?),
             _ => None,
