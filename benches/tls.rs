@@ -55,6 +55,9 @@ fn start(dir: &Path, tls: bool) -> Daemon {
             "127.0.0.1:0",
             "--max-connections",
             "1000",
+            // Every generated board connects from 127.0.0.1 (the per-address cap is 64).
+            "--max-connections-per-ip",
+            "1000",
             "--stats-interval-secs",
             "0",
         ])
