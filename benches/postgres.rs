@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sensorlog::sink::postgres::copy::{copy_rows, insert_rows};
+use sensorlog::sink::postgres::copy::{copy_rows, insert_rows, CopyBuffers};
 use sensorlog::sink::postgres::schema::{self, Names};
 use sensorlog::sink::postgres::settings::{PostgresConfig, PostgresFile};
 use sensorlog::sink::postgres::source::{read_rows, Position};
@@ -119,23 +119,29 @@ fn load(pg: &PgServer, db: &str, csv: &Path, max_rows: usize, use_copy: bool) ->
     let cpu0 = (cpu_secs(std::process::id()), cpu_secs(backend as u32));
     let start = Instant::now();
     let mut done = 0;
-    while done < max_rows {
-        let rows = read_rows(&mut file, pos.offset, len, 10_000.min(max_rows - done), &mut buf).unwrap();
-        if rows.is_empty() {
-            break;
-        }
+    let mut bufs = CopyBuffers::default();
+    let mut rows = read_rows(&mut file, pos.offset, len, 10_000.min(max_rows), &mut buf).unwrap();
+    while done < max_rows && !rows.is_empty() {
         let mut tx = client.transaction().unwrap();
         assert_eq!(schema::load_cursor(&mut tx, &names, "bench", true).unwrap(), Some(pos));
+        let next = pos.after(&rows);
+        let want = 10_000.min(max_rows - done - rows.len());
+        let mut ahead = Vec::new();
         if use_copy {
-            copy_rows(&mut tx, &names, "bench", &rows).unwrap();
+            // As the sink does: the next batch is read while the server works.
+            copy_rows(&mut tx, &names, "bench", &rows, &mut bufs, || {
+                ahead = read_rows(&mut file, next.offset, len, want, &mut buf).unwrap();
+            })
+            .unwrap();
         } else {
             insert_rows(&mut tx, &names, "bench", &rows).unwrap();
+            ahead = read_rows(&mut file, next.offset, len, want, &mut buf).unwrap();
         }
-        let next = pos.after(&rows);
         schema::save_cursor(&mut tx, &names, "bench", &next).unwrap();
         tx.commit().unwrap();
         pos = next;
         done += rows.len();
+        rows = ahead;
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu = (cpu_secs(std::process::id()) - cpu0.0, cpu_secs(backend as u32) - cpu0.1);
@@ -159,6 +165,8 @@ impl Daemon {
             "127.0.0.1:0",
             "--stats-interval-secs",
             "0",
+            "--http-listen",
+            "",
             "--csv",
         ])
         .arg(dir.join("readings.csv"))

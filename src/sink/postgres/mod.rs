@@ -135,6 +135,8 @@ pub enum Stall {
     CursorMoved,
     /// The CSV does not hold the last row the cursor confirmed.
     NotInCsv(Position),
+    /// The connection failed while rows were being handed to it.
+    Copy(std::io::Error),
 }
 
 impl From<postgres::Error> for Stall {
@@ -233,6 +235,10 @@ struct Worker {
     file: Option<File>,
     generation: u64,
     buf: Vec<u8>,
+    /// Rows of the next batch, read while the server worked through the last one,
+    /// and the byte offset they start at.
+    ahead: Option<(u64, Vec<source::SourceRow>)>,
+    copy_bufs: copy::CopyBuffers,
     last_batch: Instant,
     stop_at: Option<Instant>,
     backoff: Duration,
@@ -254,6 +260,8 @@ impl Worker {
             file: None,
             generation: 0,
             buf: Vec::new(),
+            ahead: None,
+            copy_bufs: copy::CopyBuffers::default(),
             last_batch: Instant::now(),
             stop_at: None,
             backoff: Duration::ZERO,
@@ -352,7 +360,11 @@ impl Worker {
         let Some(file) = self.file.as_mut() else {
             return Err(Stall::Csv(std::io::Error::other("the CSV is not open")));
         };
-        let rows = source::read_rows(file, pos.offset, upto, self.cfg.batch_rows, &mut self.buf).map_err(Stall::Csv)?;
+        let batch_rows = self.cfg.batch_rows;
+        let rows = match self.ahead.take() {
+            Some((from, rows)) if from == pos.offset && rows.last().is_some_and(|r| r.end <= upto) => rows,
+            _ => source::read_rows(file, pos.offset, upto, batch_rows, &mut self.buf).map_err(Stall::Csv)?,
+        };
         if rows.is_empty() {
             return Ok(false);
         }
@@ -362,7 +374,24 @@ impl Worker {
         if in_db != Some(pos) {
             return Err(Stall::CursorMoved);
         }
-        let bad_times = copy::copy_rows(&mut tx, &self.names, &self.cfg.source, &rows)?;
+        // A full batch means a backlog: read the next one while the server is busy.
+        let next_from = rows.last().map_or(upto, |r| r.end);
+        let (buf, ahead) = (&mut self.buf, &mut self.ahead);
+        let read_ahead = || {
+            if rows.len() == batch_rows && next_from < upto {
+                if let Ok(next) = source::read_rows(file, next_from, upto, batch_rows, buf) {
+                    *ahead = Some((next_from, next));
+                }
+            }
+        };
+        let bad_times = copy::copy_rows(
+            &mut tx,
+            &self.names,
+            &self.cfg.source,
+            &rows,
+            &mut self.copy_bufs,
+            read_ahead,
+        )?;
         let next = pos.after(&rows);
         schema::save_cursor(&mut tx, &self.names, &self.cfg.source, &next)?;
         tx.commit()?;
@@ -429,6 +458,7 @@ impl Worker {
             )));
         }
         self.file = Some(file);
+        self.ahead = None;
         self.generation = generation;
         Ok(())
     }
@@ -520,6 +550,7 @@ impl Worker {
     fn stalled(&mut self, stall: Stall) {
         self.client = None;
         self.pos = None;
+        self.ahead = None;
         if matches!(stall, Stall::Csv(_)) {
             self.file = None;
         }
@@ -537,6 +568,7 @@ impl Worker {
                     Class::Operator => (class, format!("{m}. To fix: {}", advice(e, &self.cfg))),
                 }
             }
+            Stall::Copy(e) => (Class::Transient, format!("the connection failed during COPY: {e}")),
             Stall::Csv(e) => (
                 Class::Operator,
                 format!("cannot read {}: {e}", self.sink.path().display()),
