@@ -46,6 +46,7 @@ pub mod copy;
 pub mod schema;
 pub mod settings;
 pub mod source;
+pub mod tls;
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +56,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
@@ -80,8 +81,9 @@ impl PgSink {
         let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
         log::info!(
-            "PostgreSQL sink on: {} table {}, source {:?} (batches of up to {} rows, every {} ms at least when not full).",
+            "PostgreSQL sink on: {} ({}) table {}, source {:?} (batches of up to {} rows, every {} ms at least when not full).",
             cfg.target,
+            cfg.tls.describe(),
             cfg.qualified_table(),
             cfg.source,
             cfg.batch_rows,
@@ -219,6 +221,10 @@ pub fn advice(e: &postgres::Error, cfg: &PostgresConfig) -> String {
             "a sensorlog table is missing although sensorlog_migrations says it was created; was {names} dropped? Restore it, or delete the rows of {} from sensorlog_migrations to create it again",
             cfg.qualified_table()
         ),
+        None if describe(e).contains("certificate") => format!(
+            "the server's TLS certificate was not accepted ({}): give the CA that signed it as sslrootcert=/path/ca.pem in postgres.url, and for verify-full connect by the name the certificate was issued for",
+            cfg.tls.describe()
+        ),
         _ => "see the PostgreSQL server log".into(),
     }
 }
@@ -319,7 +325,7 @@ impl Worker {
     /// One unit of work; `Ok(false)` when nothing was due.
     fn step(&mut self) -> std::result::Result<bool, Stall> {
         if self.client.is_none() {
-            let client = self.cfg.pg.connect(NoTls)?;
+            let client = self.cfg.connect()?;
             self.client = Some(client);
         }
         let Some(pos) = self.pos else {
