@@ -102,8 +102,9 @@ fn put_i64(out: &mut Vec<u8>, v: Option<i64>) {
 /// Appends one row in PostgreSQL's binary COPY format, columns in
 /// [`COPY_COLUMNS`] order; `time` is `None` when `received_at` is not a time.
 fn encode_row(out: &mut Vec<u8>, r: &SourceRow, time: Option<i64>, source: &str) {
-    let [_, device, field, value, kind, peer, boot, seq, device_time] = &r.fields;
-    let value = original_value(value, kind);
+    let f = &r.fields;
+    let (device, field, kind, peer, boot, seq, device_time) = (&f[1], &f[2], &f[4], &f[5], &f[6], &f[7], &f[8]);
+    let value = original_value(&f[3], kind);
     out.extend_from_slice(&(TYPES.len() as i16).to_be_bytes());
     put_i64(out, Some(time.unwrap_or(i64::MIN)));
     put_text(out, Some(original(device)));
@@ -223,7 +224,7 @@ pub fn insert_rows(
                     Some(original(&f[1])),
                     Some(original(&f[2])),
                     Some(original_value(&f[3], &f[4])),
-                    Some(f[4].as_str()),
+                    Some(&f[4]),
                     non_empty(&f[5]),
                     non_empty(original(&f[6])),
                     non_empty(original(&f[8])),
