@@ -102,7 +102,7 @@ fn main() {
         for name in names.iter().take(100) {
             let v = values[(k % 64) as usize].as_str();
             seen.push(name, [("temp_c", v, true), ("humidity", v, true)].into_iter());
-            hot.record(&mut seen, std::iter::once(true), "192.168.1.20:50000", false);
+            hot.record(&mut seen, &[], std::iter::once(true), "192.168.1.20:50000", false);
         }
     }
     println!(

@@ -194,10 +194,11 @@ impl Daemon {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            // The dashboard on a free port: 8091 may be taken by another daemon.
+            "--http-listen",
+            "127.0.0.1:0",
             "--stats-interval-secs",
             "0",
-            "--http-listen",
-            "",
             "--max-connections-per-ip", // the 100 simulated boards share 127.0.0.1
             "1000",
             "--csv",

@@ -87,6 +87,9 @@ fn start_daemon(dir: &Path) -> (Child, std::net::SocketAddr) {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            // The dashboard on a free port: 8091 may be taken by another daemon.
+            "--http-listen",
+            "127.0.0.1:0",
             "--csv",
             "readings.csv",
             "--stats-interval-secs",

@@ -31,6 +31,8 @@ fn cells_per_reading(per_device: bool) -> f64 {
         overview: String::new(),
         csv_tab: "Readings".into(),
         max_board_tabs: 150,
+        silent_factor: 5.0,
+        min_silent_ms: 120_000,
     };
     let n = 1000;
     let rows: Vec<Row> = (0..n)

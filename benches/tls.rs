@@ -50,6 +50,9 @@ fn start(dir: &Path, tls: bool) -> Daemon {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            // The dashboard on a free port: 8091 may be taken by another daemon.
+            "--http-listen",
+            "127.0.0.1:0",
             "--max-connections",
             "1000",
             "--stats-interval-secs",

@@ -210,6 +210,7 @@ pub struct SheetsFile {
     pub keep_days: Option<u32>,
     pub cell_budget_percent: Option<u8>,
     pub max_board_tabs: Option<u32>,
+    pub overview_refresh_secs: Option<u64>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -266,6 +267,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.keep_days",
     "sheets.cell_budget_percent",
     "sheets.max_board_tabs",
+    "sheets.overview_refresh_secs",
     "postgres.url",
     "postgres.password_file",
     "postgres.table",
@@ -406,6 +408,12 @@ pub struct SheetsConfig {
     pub cell_budget_percent: u8,
     /// Most tabs of their own for boards; later boards share one (`sheets.max_board_tabs`).
     pub max_board_tabs: u32,
+    /// The overview is rewritten at least this often without new readings; zero = only
+    /// with batches (`sheets.overview_refresh_secs`).
+    pub overview_refresh: Duration,
+    /// When the overview calls a board `silent`: `[alerts]`'s rule, one rule everywhere.
+    pub silent_factor: f64,
+    pub min_silent: Duration,
 }
 
 /// `sheets.layout`: see `sink::sheets::layout`.
@@ -422,7 +430,9 @@ pub enum SheetsLayout {
 pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
 pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
-/// Board tabs before boards share one: below Google's 200 tabs per spreadsheet, leaving
+pub const DEFAULT_OVERVIEW_REFRESH_SECS: u64 = 60;
+/// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
+/// documented (no tab limit is documented today; README, "Tabs"), leaving
 /// room for the overview, the shared tab and tabs of your own.
 pub const DEFAULT_MAX_BOARD_TABS: u32 = 150;
 
@@ -683,6 +693,12 @@ impl Config {
         let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
         let boards = BoardsConfig::build(&file.boards)?;
         let alerts = AlertsConfig::build(file.alerts)?;
+        // The overview's `silent` is the dashboard's and the alerts' (issue 10).
+        let sheets = sheets.map(|s| SheetsConfig {
+            silent_factor: alerts.silent_factor,
+            min_silent: alerts.min_silent,
+            ..s
+        });
         Ok(Config {
             listen,
             max_connections,
@@ -1108,6 +1124,15 @@ impl SheetsConfig {
                 100,
                 "%",
             )?,
+            overview_refresh: Duration::from_secs(in_range(
+                "sheets.overview_refresh_secs",
+                f.overview_refresh_secs.unwrap_or(DEFAULT_OVERVIEW_REFRESH_SECS),
+                0,
+                86_400,
+                " seconds",
+            )?),
+            silent_factor: DEFAULT_SILENT_FACTOR,
+            min_silent: Duration::from_secs(DEFAULT_MIN_SILENT_SECS),
             max_request_bytes,
             key_file,
             spreadsheet_id,
@@ -1224,6 +1249,19 @@ mod tests {
         }
         let e = sheets("layout = \"wide\"").unwrap_err().to_string();
         assert!(e.contains("sheets.layout") && e.contains("per-device"), "{e}");
+        // The overview refresh: default, N and N+1; silent as [alerts] says.
+        assert_eq!(s.overview_refresh, Duration::from_secs(60));
+        assert_eq!((s.silent_factor, s.min_silent), (5.0, Duration::from_secs(120)));
+        assert_eq!(
+            sheets("overview_refresh_secs = 0").unwrap().overview_refresh,
+            Duration::ZERO
+        );
+        let max = sheets("overview_refresh_secs = 86400").unwrap().overview_refresh;
+        assert_eq!(max, Duration::from_secs(86_400));
+        let e = sheets("overview_refresh_secs = 86401").unwrap_err().to_string();
+        assert!(e.contains("sheets.overview_refresh_secs"), "{e}");
+        let a = sheets("[alerts]\nmin_silent_secs = 7\nsilent_factor = 3.0").unwrap();
+        assert_eq!((a.silent_factor, a.min_silent), (3.0, Duration::from_secs(7)));
         // Title length at N and N+1; characters tab titles refuse.
         let n = "x".repeat(100);
         assert_eq!(sheets(&format!("overview_tab = {n:?}")).unwrap().overview_tab, n);

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use sensorlog::config::{DedupConfig, Fsync};
 use sensorlog::protocol::framing::{Frame, Leftover, LineFramer};
 use sensorlog::protocol::reading::{parse_line, Line};
-use sensorlog::row::{original, original_value, Encoder, ReadingColumns};
+use sensorlog::row::{original, original_value, split_row, Encoder, ReadingColumns};
 use sensorlog::sink::csv::dedup::{Dedup, Key, Seen};
 use sensorlog::sink::csv::CsvSink;
 
@@ -109,6 +109,14 @@ proptest! {
         let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(&out[..]);
         let back: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
         prop_assert_eq!(back.len(), fields.len());
+        // row::split_row, the encoder's own inverse, agrees with the csv crate cell for cell.
+        let text = std::str::from_utf8(&out).unwrap();
+        let lines: Vec<&str> = text.split_terminator('\n').collect();
+        prop_assert_eq!(lines.len(), back.len(), "no cell holds a newline: a record is a line");
+        for (line, rec) in lines.iter().zip(&back) {
+            let cells = split_row(line);
+            prop_assert_eq!(cells.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), rec.iter().collect::<Vec<_>>());
+        }
         for (rec, (f, v, k)) in back.iter().zip(&fields) {
             prop_assert_eq!(rec.len(), 9);
             prop_assert_eq!(original(&rec[1]), device.as_str());

@@ -521,35 +521,104 @@ fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
     d.stop();
 }
 
-/// Issue 8.5 meets issue 9: after the CSV is moved and reopened while the daemon runs,
-/// the uploader pauses with an ERROR that says why, and never sends rows of the new file
-/// to the old file's positions (which would skip or misplace them).
+/// The sheet equals the CSV files read one after the other (each without its header).
+fn sheet_matches_files(fake: &FakeGoogle, files: &[PathBuf]) -> Result<usize, String> {
+    let sheet = fake.values(SHEET, "Readings").ok_or("no Readings tab")?;
+    let rows: Vec<Vec<String>> = files.iter().flat_map(|f| read_csv(f).into_iter().skip(1)).collect();
+    let header: Vec<Cell> = HEADER.iter().map(|h| Cell::text(*h)).collect();
+    if sheet.first() != Some(&header) {
+        return Err(format!("header row is {:?}", sheet.first()));
+    }
+    if sheet.len() != rows.len() + 1 {
+        return Err(format!(
+            "sheet has {} data rows, the CSV files {}",
+            sheet.len() - 1,
+            rows.len()
+        ));
+    }
+    for (n, (row, have)) in rows.iter().zip(&sheet[1..]).enumerate() {
+        if &expected_cells(row) != have {
+            return Err(format!("sheet row {}: {have:?}, CSV {:?}", n + 2, expected_cells(row)));
+        }
+    }
+    Ok(rows.len())
+}
+
+fn wait_files(fake: &FakeGoogle, d: &Daemon, files: &[PathBuf]) {
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(60), || match sheet_matches_files(fake, files) {
+        Ok(_) => true,
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(ok, "{last}\n{}", d.log_text());
+}
+
+/// Google is out of reach from the start, and the CSV is rotated before the uploader ever
+/// set up: it still reads the file its cursor was checked against first, then the new one.
 #[test]
-fn a_reopened_csv_pauses_the_upload_instead_of_misplacing_rows() {
+fn a_csv_rotated_before_google_was_reached_is_followed_from_the_first_file() {
     let fake = fake_with_sheet();
-    let dir = TestDir::new("sheets-reopen");
-    let mut d = start(&dir, &fake, "");
-    send_readings(&d, 2, 6, "old");
-    wait_synced(&fake, &d, Duration::from_secs(60));
-    let before = fake.values(SHEET, "Readings").unwrap();
-    std::fs::rename(&d.csv, dir.join("readings.csv.1")).unwrap();
+    fake.outage(Duration::from_secs(60));
+    let dir = TestDir::new("sheets-rotate-early");
+    let d = start(&dir, &fake, "");
+    let (first, current) = (dir.join("readings.csv.1"), d.csv.clone());
+    send_readings(&d, 2, 6, "a");
+    std::fs::rename(&current, &first).unwrap();
     d.hangup();
+    assert!(d
+        .wait_for_log("was moved or deleted", Duration::from_secs(10))
+        .is_some());
+    send_readings(&d, 1, 6, "c");
+    assert_eq!(fake.values(SHEET, "Readings"), None, "Google was out of reach");
+    fake.end_outage();
+    wait_files(&fake, &d, &[first, current]);
+    let log = d.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// The CSV is rotated (moved away, SIGHUP) while rows of it are still waiting for Google
+/// (an outage), and again while the daemon is stopped: the sheet gets the old file's
+/// rows, then the new file's, each once and in order, and a restart continues the same way.
+#[test]
+fn a_csv_rotated_mid_stream_goes_to_the_sheet_once_and_in_order() {
+    let fake = fake_with_sheet();
+    let dir = TestDir::new("sheets-rotate");
+    let mut d = start(&dir, &fake, "");
+    let (first, second, current) = (dir.join("readings.csv.1"), dir.join("readings.csv.2"), d.csv.clone());
+    send_readings(&d, 2, 6, "a");
+    wait_synced(&fake, &d, Duration::from_secs(60));
+    // These rows are in the old file only, not yet in the sheet, when it is rotated.
+    fake.outage(Duration::from_secs(60));
+    send_readings(&d, 2, 6, "b");
+    std::fs::rename(&current, &first).unwrap();
+    d.hangup();
+    assert!(d
+        .wait_for_log("was moved or deleted", Duration::from_secs(10))
+        .is_some());
+    send_readings(&d, 2, 9, "c");
+    assert_eq!(fake.values(SHEET, "Readings").unwrap().len(), 1 + rows_for(12));
+    fake.end_outage();
+    wait_files(&fake, &d, &[first.clone(), current.clone()]);
+    let log = d.shutdown();
     assert!(
-        wait_until(Duration::from_secs(10), || d.log_contains("was moved or deleted")),
-        "{}",
-        d.log_text()
+        log.contains(&format!(
+            "was rotated: all {} of its rows are in Google Sheets",
+            rows_for(24)
+        )),
+        "{log}"
     );
-    send_readings(&d, 2, 6, "new");
+    // Rotated while stopped: the cursor's file is gone from the path.
+    std::fs::rename(&current, &second).unwrap();
+    let d = start(&dir, &fake, "");
+    send_readings(&d, 1, 6, "d");
+    wait_files(&fake, &d, &[first, second, current]);
+    let log = d.stop();
     assert!(
-        d.wait_for_log("does not follow a reopened file", Duration::from_secs(30))
-            .is_some(),
-        "{}",
-        d.log_text()
+        log.contains("is not the CSV file the Sheets cursor was made for"),
+        "{log}"
     );
-    assert_eq!(
-        fake.values(SHEET, "Readings").unwrap(),
-        before,
-        "nothing of the new file was sent"
-    );
-    d.shutdown();
+    assert!(!log.contains("ERROR"), "{log}");
 }

@@ -323,6 +323,50 @@ fn overview_has_one_row_per_board_with_latest_values() {
     d.stop();
 }
 
+/// The overview row of `device`: (seconds_since, status).
+fn overview_status(fake: &FakeGoogle, device: &str) -> Option<(f64, String)> {
+    let rows = fake.values(SHEET, "Latest")?;
+    let row = rows.iter().find(|r| r.first() == Some(&Cell::text(device)))?;
+    match (row.get(2), row.get(4)) {
+        (Some(Cell::Number(s)), Some(Cell::Text(status))) => Some((*s, status.clone())),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_board_that_stops_turns_silent_in_the_overview_with_no_readings_arriving() {
+    let dir = TestDir::new("layout-overview-silent");
+    let fake = fake_with_sheet();
+    let cfg = config(&dir, &fake, &format!("{PER_DEVICE}overview_refresh_secs = 1\n"));
+    // The overview's `silent` is the alerts' rule: one reading, then 3 s of quiet.
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[alerts]\nmin_silent_secs = 3\n";
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    send(&d, &[r#"{"device":"k","t":1}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    // Nothing else is sent: only the overview's own refresh can turn it silent.
+    let mut seen = Vec::new();
+    let ok = wait_until(Duration::from_secs(30), || {
+        let now = overview_status(&fake, "k");
+        if let Some(s) = &now {
+            if seen.last() != Some(s) {
+                seen.push(s.clone());
+            }
+        }
+        now.is_some_and(|(since, status)| status == "silent" && since >= 3.0)
+    });
+    assert!(ok, "overview of k went {seen:?}\n{}", d.log_text());
+    // seconds_since keeps moving on while the board stays quiet.
+    let first = overview_status(&fake, "k").unwrap().0;
+    let ok = wait_until(Duration::from_secs(20), || {
+        overview_status(&fake, "k").is_some_and(|(since, _)| since > first)
+    });
+    assert!(ok, "seconds_since stayed at {first}");
+    // And no reading was written twice or invented for it.
+    assert_eq!(tabs_match_csv(&fake, &d), Ok(1));
+    d.stop();
+}
+
 #[test]
 fn switching_from_csv_layout_writes_the_new_tabs_from_the_csv() {
     let dir = TestDir::new("layout-switch");
@@ -608,6 +652,88 @@ fn keep_days_deletes_rows_older_than_that_and_keeps_the_rest() {
     assert_eq!(v[2][1], Cell::Number(100.0));
     let log = d.stop();
     assert!(log.contains("Deleting the 19 oldest rows of tab \"old\""), "{log}");
+}
+
+#[test]
+fn a_replay_after_retention_leaves_out_the_deleted_rows_and_writes_each_reading_once() {
+    let dir = TestDir::new("layout-replay-retention");
+    let fake = fake_with_sheet();
+    // 20 readings from 2020; keep_days deletes the 19 oldest once they are up.
+    let mut csv = crate::util::daemon::HEADER.join(",") + "\n";
+    for n in 0..20 {
+        csv.push_str(&format!(
+            "2020-01-01T00:00:{n:02}.000Z,old,t,{n},number,127.0.0.1:1,b1,{n},\n"
+        ));
+    }
+    dir.write("readings.csv", &csv);
+    let mut d = start(&dir, &fake, &format!("{PER_DEVICE}keep_days = 1\noverview_tab = \"\""));
+    assert!(wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| v.len() == 21)
+    }));
+    send(&d, &[r#"{"device":"old","t":100}"#]);
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| v.len() == 3)
+    });
+    assert!(ok, "{:?}\n{}", fake.values(SHEET, "old"), d.log_text());
+    d.shutdown();
+    // The cursor no longer matches the CSV (as after a restored backup): the next start
+    // replays the CSV from its first row.
+    let path = format!("{}.sheets-cursor.json", d.csv.display());
+    let mut cursor: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cursor["last_row"]["fnv1a64"] = "0123456789abcdef".into();
+    std::fs::write(&path, serde_json::to_string(&cursor).unwrap()).unwrap();
+    // No age limit now: a replay that re-added the deleted rows would leave them there.
+    let d = start(&dir, &fake, &format!("{PER_DEVICE}keep_days = 0\noverview_tab = \"\""));
+    send(&d, &[r#"{"device":"old","t":200}"#]);
+    let want = |v: &Vec<Vec<Cell>>| {
+        v.len() == 4 && v[3].get(1) == Some(&Cell::Number(200.0)) && v[2].get(1) == Some(&Cell::Number(100.0))
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        fake.values(SHEET, "old").is_some_and(|v| want(&v))
+    });
+    let v = fake.values(SHEET, "old").unwrap();
+    assert!(ok, "{v:?}\n{}", d.log_text());
+    assert_eq!(v[1], [Cell::text("2020-01-01T00:00:19.000Z"), Cell::Number(19.0)]);
+    let log = d.stop();
+    assert!(
+        log.contains("leaving out the 19 oldest readings that retention deleted"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_csv_rotated_mid_stream_continues_every_board_tab() {
+    let dir = TestDir::new("layout-rotate");
+    let fake = fake_with_sheet();
+    let d = start(&dir, &fake, PER_DEVICE);
+    send(&d, &[r#"{"device":"k","t":1}"#, r#"{"device":"g","t":2}"#]);
+    wait_tabs(&fake, &d, Duration::from_secs(20));
+    // A reading waits for Google in the old file when it is rotated away.
+    fake.outage(Duration::from_secs(60));
+    send(&d, &[r#"{"device":"k","t":3,"h":4}"#]);
+    let first = dir.join("readings.csv.1");
+    std::fs::rename(&d.csv, &first).unwrap();
+    d.hangup();
+    assert!(d
+        .wait_for_log("was moved or deleted", Duration::from_secs(10))
+        .is_some());
+    send(&d, &[r#"{"device":"k","t":5}"#, r#"{"device":"n","t":6}"#]);
+    fake.end_outage();
+    // The tabs are the two files' readings in order, as if they were one CSV.
+    let mut rows = read_csv(&first);
+    rows.extend(read_csv(&d.csv).into_iter().skip(1));
+    let want = model(&rows);
+    assert_eq!(want.iter().map(|(_, g)| g.len() - 1).sum::<usize>(), 5);
+    let mut last = Vec::new();
+    let ok = wait_until(Duration::from_secs(60), || {
+        last = want.iter().map(|(dev, _)| fake.values(SHEET, &title(dev))).collect();
+        want.iter()
+            .zip(&last)
+            .all(|((_, grid), have)| have.as_ref() == Some(grid))
+    });
+    assert!(ok, "want {want:?}\nhave {last:?}\n{}", d.log_text());
+    let log = d.stop();
+    assert!(log.contains("was rotated: all 4 of its rows"), "{log}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::reading::{parse_line, Line, Reading};
+use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::row::{self, rfc3339_millis};
 use crate::server::allow::Doorman;
@@ -104,6 +104,8 @@ struct Session<'a> {
     encoder: row::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
     seen: crate::boards::Seen,
+    /// The field vector each line is parsed into (see `parse_line_reusing`).
+    spare_fields: Vec<Field<'static>>,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
     peer_addr: IpAddr,
@@ -164,6 +166,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         received_at: String::new(),
         encoder: row::Encoder::default(),
         seen: crate::boards::Seen::default(),
+        spare_fields: Vec::new(),
         close_after: None,
         peer_addr: match peer.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
@@ -281,7 +284,7 @@ impl Session<'_> {
             return;
         }
         match frame {
-            Frame::Line(line) => match parse_line(line) {
+            Frame::Line(line) => match parse_line_reusing(line, &mut self.spare_fields) {
                 Line::Blank => {}
                 Line::Hello(h) => {
                     let gate = &self.shared.gate;
@@ -315,10 +318,13 @@ impl Session<'_> {
                         self.close_after = Some(format!("refused greeting: {reason}"));
                     }
                 }
-                Line::Reading(r) => match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
-                    Ok(()) => self.add_reading(&r),
-                    Err(refusal) => self.refuse(refusal, r.seq),
-                },
+                Line::Reading(r) => {
+                    match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
+                        Ok(()) => self.add_reading(&r),
+                        Err(refusal) => self.refuse(refusal, r.seq),
+                    }
+                    self.spare_fields = recycle_fields(r.fields);
+                }
             },
             Frame::Overlong { bytes } => {
                 Stats::add(&self.shared.stats.lines_too_long, 1);
@@ -367,12 +373,9 @@ impl Session<'_> {
         let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
         common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
         if self.shared.boards.is_some() {
-            // DASHBOARD HOOK (1/2): note the reading; applied after the CSV append.
-            let fields = r
-                .fields
-                .iter()
-                .map(|f| (&*f.name, f.value.as_text(), f.value.kind() == "number"));
-            self.seen.push(device, fields);
+            // DASHBOARD HOOK (1/2): note where the reading's rows are; its values are read
+            // back from them after the CSV append (once per run of one device's readings).
+            self.seen.note(device, bytes_start..self.batch.buf.len());
         }
         if self.shared.rows_for_uploader {
             for f in &r.fields {
@@ -421,7 +424,7 @@ impl Session<'_> {
             stats.csv_last_append_failed.store(append_failed, Ordering::Relaxed);
             if let Some(boards) = &self.shared.boards {
                 let written = self.outcomes.iter().map(|o| *o == Outcome::Written);
-                boards.record(&mut self.seen, written, &self.peer, self.ack);
+                boards.record(&mut self.seen, &self.batch.buf, written, &self.peer, self.ack);
             }
             let mut written = 0;
             let mut rows = 0;

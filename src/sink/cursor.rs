@@ -22,6 +22,11 @@
 //! place (`sheets::source::verify_cursor`). Files written before that have no `last_row`;
 //! they are read as before, checked against the CSV the same way, and rewritten with it.
 //!
+//! After a rotation of the CSV the position restarts in the new file, which `file`
+//! names by its first data row; in the `csv` layout `sheet_rows_before` counts the sheet
+//! rows the earlier files fill, so CSV row `n` of the new file goes to sheet row
+//! `n - origin + sheet_rows_before + 2` (see `sheets::rotation`).
+//!
 //! The file is replaced atomically: written to a temporary file, fsynced, renamed over
 //! the old one, and the directory fsynced, so a crash leaves either the old or the new
 //! cursor, never a torn one.
@@ -51,6 +56,19 @@ pub struct Cursor {
     /// must be saved atomically with the CSV position; `None` in the `csv` layout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<crate::sink::sheets::layout::State>,
+    /// Which CSV file the position is in: its first data row (offset and hash), recorded
+    /// when that row is confirmed. A CSV at the path whose first row differs is another
+    /// file (rotated while the daemon was stopped): it continues after this one's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<RowId>,
+    /// `csv` layout: sheet data rows that earlier CSV files (rotated away) fill before
+    /// this file's rows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sheet_rows_before: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Which row of the CSV a cursor stands on: where it starts and what its bytes hash to.
@@ -76,7 +94,7 @@ pub fn row_hash(bytes: &[u8]) -> String {
 impl Cursor {
     /// The 1-based sheet row of CSV row `csv_row`.
     pub fn sheet_row(&self, csv_row: u64) -> u64 {
-        csv_row - self.origin + 2
+        csv_row - self.origin + self.sheet_rows_before + 2
     }
 }
 
@@ -168,6 +186,8 @@ mod tests {
                 fnv1a64: row_hash(b"a,b\n"),
             }),
             layout: None,
+            file: None,
+            sheet_rows_before: 0,
         };
         save(&p, &c).unwrap();
         assert_eq!(load(&p).unwrap(), Some(c.clone()));

@@ -43,6 +43,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 pub mod dedup;
+pub mod encode;
 pub mod recover;
 
 use crate::config::{DedupConfig, Fsync};

@@ -48,7 +48,7 @@ pub mod settings;
 pub mod source;
 pub mod tls;
 
-use std::fs::File;
+use crate::sink::follow::FollowedCsv;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -237,9 +237,8 @@ struct Worker {
     client: Option<Client>,
     /// Verified position; `None` until the cursor is read back and checked.
     pos: Option<Position>,
-    /// The CSV as opened with `pos`, and its generation (see [`CsvSink::generation`]).
-    file: Option<File>,
-    generation: u64,
+    /// The CSV as opened with `pos`, and its generation (see [`crate::sink::follow`]).
+    csv: Option<FollowedCsv>,
     buf: Vec<u8>,
     /// Rows of the next batch, read while the server worked through the last one,
     /// and the byte offset they start at.
@@ -263,8 +262,7 @@ impl Worker {
             stop,
             client: None,
             pos: None,
-            file: None,
-            generation: 0,
+            csv: None,
             buf: Vec::new(),
             ahead: None,
             copy_bufs: copy::CopyBuffers::default(),
@@ -333,8 +331,8 @@ impl Worker {
             return Ok(true);
         };
         let generation = self.sink.generation();
-        if generation != self.generation {
-            return self.follow_rotation(pos, generation);
+        if self.csv.as_ref().is_some_and(|c| c.generation() != generation) {
+            return self.follow_rotation(pos);
         }
         let (durable_rows, durable_bytes) = self.sink.durable_position();
         if self.sink.generation() != generation {
@@ -363,7 +361,7 @@ impl Worker {
 
     /// Copies the rows from `pos` up to byte `upto` of the open file (one batch at most).
     fn send_upto(&mut self, pos: Position, upto: u64) -> std::result::Result<bool, Stall> {
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = self.csv.as_mut().map(FollowedCsv::file_mut) else {
             return Err(Stall::Csv(std::io::Error::other("the CSV is not open")));
         };
         let batch_rows = self.cfg.batch_rows;
@@ -425,20 +423,20 @@ impl Worker {
     /// [`CsvSink::check_path`]). The old file was fsynced at the switch and is still
     /// open here: copy the rest of it, then move the cursor to the start of the new
     /// file, in one transaction with the check that it is where we left it.
-    fn follow_rotation(&mut self, pos: Position, generation: u64) -> std::result::Result<bool, Stall> {
-        let old_len = match &self.file {
-            Some(f) => f.metadata().map_err(Stall::Csv)?.len(),
+    fn follow_rotation(&mut self, pos: Position) -> std::result::Result<bool, Stall> {
+        let old_len = match &self.csv {
+            Some(c) => c.durable_end(&self.sink).map_err(Stall::Csv)?,
             None => 0,
         };
         if pos.offset < old_len {
             return self.send_upto(pos, old_len);
         }
-        if generation > self.generation + 1 {
+        let skipped = self.csv.as_ref().map_or(0, |c| c.skipped_files(&self.sink));
+        if skipped > 0 {
             log::error!(
-                "{} was replaced {} times while the PostgreSQL sink was behind; the rows of the {} files in between are not in PostgreSQL (they are in the moved files).",
+                "{} was replaced {} times while the PostgreSQL sink was behind; the rows of the {skipped} files in between are not in PostgreSQL (they are in the moved files).",
                 self.sink.path().display(),
-                generation - self.generation,
-                generation - self.generation - 1
+                skipped + 1,
             );
         }
         let start = Position::start();
@@ -449,24 +447,24 @@ impl Worker {
             pos.rows
         );
         self.pos = Some(start);
-        self.open_csv(generation)?;
+        self.open_csv()?;
         Ok(true)
     }
 
     /// Opens the CSV and records which generation of it this is; refuses a file that
     /// was replaced while it was being opened.
-    fn open_csv(&mut self, generation: u64) -> std::result::Result<(), Stall> {
-        let file = File::open(self.sink.path()).map_err(Stall::Csv)?;
-        if self.sink.generation() != generation {
-            self.pos = None; // replaced meanwhile: set up again
-            return Err(Stall::Csv(std::io::Error::other(
-                "the file was replaced while being opened",
-            )));
+    fn open_csv(&mut self) -> std::result::Result<(), Stall> {
+        match FollowedCsv::open(&self.sink) {
+            Ok(csv) => {
+                self.csv = Some(csv);
+                self.ahead = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.pos = None; // replaced meanwhile: set up again
+                Err(Stall::Csv(e))
+            }
         }
-        self.file = Some(file);
-        self.ahead = None;
-        self.generation = generation;
-        Ok(())
     }
 
     /// Schema, cursor, and the check of the cursor against the CSV.
@@ -500,16 +498,13 @@ impl Worker {
         };
         // Keep a file still open from before a failure: it may be one rotated away
         // since, whose last rows are still to be copied.
-        if self.file.is_none() {
-            self.open_csv(self.sink.generation())?;
+        if self.csv.is_none() {
+            self.open_csv()?;
         }
         let path = self.sink.path().to_path_buf();
-        let file = self.file.as_mut().expect("opened above");
-        let durable = if self.generation == self.sink.generation() {
-            self.sink.durable_position().1
-        } else {
-            file.metadata().map_err(Stall::Csv)?.len() // fsynced at the rotation
-        };
+        let csv = self.csv.as_mut().expect("opened above");
+        let durable = csv.durable_end(&self.sink).map_err(Stall::Csv)?;
+        let file = csv.file_mut();
         let pos = match source::verify(file, &saved, durable).map_err(Stall::Csv)? {
             Verified::Same => saved,
             Verified::Moved(p) => {
@@ -558,7 +553,7 @@ impl Worker {
         self.pos = None;
         self.ahead = None;
         if matches!(stall, Stall::Csv(_)) {
-            self.file = None;
+            self.csv = None;
         }
         self.backlog = None;
         let first = self.failing_since.is_none();

@@ -49,10 +49,6 @@ pub const MAX_TITLE_CHARS: usize = 100;
 pub const SINGLE_TAB: &str = "All boards";
 /// The shared tab of boards beyond `sheets.max_board_tabs` (made distinct like any title).
 pub const OVERFLOW_TAB: &str = "Other boards";
-/// A board is `silent` when quiet for this many times its usual interval...
-pub const SILENT_INTERVALS: i64 = 5;
-/// ...and for at least this long (seconds).
-pub const SILENT_MIN_SECS: i64 = 60;
 /// Columns of an overview row before the latest values.
 pub const OVERVIEW_HEADER: [&str; 6] = [
     "device",
@@ -80,6 +76,47 @@ pub struct State {
     /// A `deleteDimension` sent but not known to be applied (see `retention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_delete: Option<PendingDelete>,
+    /// A replay from the CSV's first row ([`State::replay`]): per tab title not met again
+    /// yet, how many of its first readings retention deleted (they are not written again).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replay_skip: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// The state to replay the CSV from its first row with, when the cursor had to move
+    /// (see `source::verify_cursor`): empty, but remembering per tab how many rows
+    /// retention deleted from its top. Those are the tab's first readings in CSV order
+    /// (retention always deletes the oldest), so the replay drops exactly them and every
+    /// other reading lands on the row it has now: row 2 is the oldest reading kept, not
+    /// the CSV's first. A pending delete must be resolved first (its count is part of it).
+    pub fn replay(&self) -> State {
+        let mut skip = self.replay_skip.clone();
+        for t in &self.tabs {
+            skip.insert(t.title.clone(), t.deleted);
+        }
+        skip.retain(|_, n| *n > 0);
+        let pending_delete = self.pending_delete.clone().map(|mut p| {
+            if p.title.is_empty() {
+                p.title = self.tabs.get(p.tab).map(|t| t.title.clone()).unwrap_or_default();
+            }
+            p.tab = usize::MAX; // not in the replay's tabs: found by title
+            p
+        });
+        State {
+            layout: self.layout.clone(),
+            replay_skip: skip,
+            pending_delete,
+            ..State::default()
+        }
+    }
+
+    /// The title of the pending delete's tab.
+    pub fn pending_title(&self, p: &PendingDelete) -> String {
+        match self.tabs.get(p.tab) {
+            Some(t) if p.title.is_empty() || t.title == p.title => t.title.clone(),
+            _ => p.title.clone(),
+        }
+    }
 }
 
 /// Rows 2..2+rows of tab `tab` are being deleted: its grid has `grid_rows` rows until
@@ -87,6 +124,10 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingDelete {
     pub tab: usize,
+    /// The tab's title (empty in cursors from before it was recorded: then `tab` says).
+    /// In a replay the tab may not be in [`State::tabs`] yet; the title still names it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
     pub rows: u64,
     pub grid_rows: u64,
     pub after: String,
@@ -111,6 +152,19 @@ pub struct TabState {
     /// The shared tab of boards beyond `sheets.max_board_tabs` (`single` shape).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared: bool,
+    /// Rows retention deleted from the top of this tab, in all (its first readings).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deleted: u64,
+    /// In a replay: how many of this tab's next readings to drop (retention deleted them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u64,
+    /// In a replay: the reading `last` was dropped, so are its remaining cells.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropping: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +195,11 @@ pub struct Shape {
     pub csv_tab: String,
     /// Most board tabs; later boards share one tab (`sheets.max_board_tabs`).
     pub max_board_tabs: usize,
+    /// A board is `silent` when quiet for this many times its usual interval
+    /// (`alerts.silent_factor`)...
+    pub silent_factor: f64,
+    /// ...and for at least this long, in ms (`alerts.min_silent_secs`).
+    pub min_silent_ms: i64,
 }
 
 impl Shape {
@@ -163,6 +222,8 @@ pub struct Plan {
     /// Tabs (index in `state.tabs`) whose chart must be created (`true`) or updated
     /// (`false`) because a numeric field joined it.
     pub charts: Vec<(usize, bool)>,
+    /// The overview table written with this batch (`None`: no overview, or no rows).
+    pub overview: Option<Vec<Vec<Value>>>,
 }
 
 /// Plans writing `rows` (the next CSV rows, in order) on top of `state`. `placeholder`
@@ -199,10 +260,16 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         let new_reading = tab.last.as_deref() != Some(key.as_str());
         if new_reading {
             tab.last = Some(key);
-            tab.next_row += 1;
+            // A replay drops the readings retention deleted (the tab's first ones).
+            tab.dropping = tab.skip > 0;
+            if tab.dropping {
+                tab.skip -= 1;
+            } else {
+                tab.next_row += 1;
+            }
         }
         let sheet_row = tab.next_row - 1;
-        if sheet_row == 2 && new_reading {
+        if sheet_row == 2 && new_reading && !tab.dropping {
             tab.oldest = col(0).to_string();
         }
         let mut set = vec![(RECEIVED_AT.to_string(), typed[0].clone())];
@@ -222,7 +289,13 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             tab.charted.push(field_key.clone());
         }
         set.push((field_key, value.clone()));
-        let cells = cells_by_tab.entry(t).or_default().entry(sheet_row).or_default();
+        // A dropped reading still gives its fields their columns, as it did the first time.
+        let mut scratch = Vec::new();
+        let cells = if tab.dropping {
+            &mut scratch
+        } else {
+            cells_by_tab.entry(t).or_default().entry(sheet_row).or_default()
+        };
         for (k, v) in set {
             let i = match tab.columns.iter().position(|c| *c == k) {
                 Some(i) => i,
@@ -261,6 +334,7 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
 
     let mut writes = Vec::new();
     let mut needs = Vec::new();
+    let mut overview_table = None;
     for (t, rows) in &cells_by_tab {
         let tab = &st.tabs[*t];
         let q = quote_tab(&tab.title);
@@ -292,14 +366,11 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         needs.push((tab.title.clone(), tab.next_row - 1, width));
     }
     if !shape.overview.is_empty() && !rows.is_empty() {
-        let table = overview(&st, now_ms);
-        let width = table.iter().map(Vec::len).max().unwrap_or(1) as u64;
-        let n = table.len() as u64;
-        writes.push((
-            format!("{}!A1:{}{n}", quote_tab(&shape.overview), column_letters(width)),
-            table,
-        ));
+        let table = overview(&st, now_ms, shape);
+        let (range, n, width) = overview_range(&table, shape);
+        writes.push((range, table.clone()));
         needs.push((shape.overview.clone(), n, width));
+        overview_table = Some(table);
     }
     let charts = st
         .tabs
@@ -315,7 +386,19 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
         writes,
         needs,
         charts,
+        overview: overview_table,
     }
+}
+
+/// Where an overview table goes: its range, rows and columns (from A1, in place).
+pub fn overview_range(table: &[Vec<Value>], shape: &Shape) -> (String, u64, u64) {
+    let width = table.iter().map(Vec::len).max().unwrap_or(1) as u64;
+    let n = table.len() as u64;
+    (
+        format!("{}!A1:{}{n}", quote_tab(&shape.overview), column_letters(width)),
+        n,
+        width,
+    )
 }
 
 /// The tab a new board's readings go to (creating its [`TabState`] when needed).
@@ -323,6 +406,7 @@ fn tab_for(st: &mut State, device: &str, shape: &Shape) -> usize {
     if !shape.per_device {
         if st.tabs.is_empty() {
             st.tabs.push(new_tab(SINGLE_TAB.to_string()));
+            replay_skip(st, 0);
         }
         return 0;
     }
@@ -339,7 +423,17 @@ fn tab_for(st: &mut State, device: &str, shape: &Shape) -> usize {
     } else {
         st.tabs.push(new_tab(title_for(device, &taken)));
     }
-    st.tabs.len() - 1
+    let i = st.tabs.len() - 1;
+    replay_skip(st, i);
+    i
+}
+
+/// A tab met again in a replay takes over its count of deleted readings to drop.
+fn replay_skip(st: &mut State, i: usize) {
+    if let Some(n) = st.replay_skip.remove(&st.tabs[i].title) {
+        st.tabs[i].skip = n;
+        st.tabs[i].deleted = n;
+    }
 }
 
 fn new_tab(title: String) -> TabState {
@@ -351,6 +445,9 @@ fn new_tab(title: String) -> TabState {
         charted: Vec::new(),
         oldest: String::new(),
         shared: false,
+        deleted: 0,
+        skip: 0,
+        dropping: false,
     }
 }
 
@@ -452,22 +549,23 @@ pub fn header(tab: &TabState) -> Vec<Value> {
 }
 
 /// The overview table: header, then one row per board in first-seen order.
-pub fn overview(st: &State, now_ms: i64) -> Vec<Vec<Value>> {
+pub fn overview(st: &State, now_ms: i64, shape: &Shape) -> Vec<Vec<Value>> {
     let today =
         crate::row::rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64));
     let today = today.get(..10).unwrap_or("");
     let mut table = vec![OVERVIEW_HEADER.iter().map(|h| Value::from(*h)).collect::<Vec<_>>()];
     for b in &st.boards {
-        let since = (now_ms - b.last_ms).max(0) / 1000;
-        let quiet_after = b
-            .interval_ms
-            .map_or(SILENT_MIN_SECS, |i| (i * SILENT_INTERVALS / 1000).max(SILENT_MIN_SECS));
+        let quiet_ms = (now_ms - b.last_ms).max(0);
+        let since = quiet_ms / 1000;
+        let quiet_after = b.interval_ms.map_or(shape.min_silent_ms, |i| {
+            ((i as f64 * shape.silent_factor) as i64).max(shape.min_silent_ms)
+        });
         let mut row = vec![
             cells::text_cell(&b.device),
             Value::from(b.last_seen.clone()),
             Value::from(since),
             Value::from(if b.day == today { b.today } else { 0 }),
-            Value::from(if since > quiet_after { "silent" } else { "ok" }),
+            Value::from(if quiet_ms > quiet_after { "silent" } else { "ok" }),
         ];
         for (field, value) in &b.latest {
             row.push(cells::text_cell(field));
@@ -524,6 +622,8 @@ mod tests {
             overview: "Latest".into(),
             csv_tab: "Readings".into(),
             max_board_tabs: 2,
+            silent_factor: 5.0,
+            min_silent_ms: 120_000,
         }
     }
 
@@ -576,6 +676,69 @@ mod tests {
             vec![Value::from("2026-12-01T00:00:00.000Z"), Value::Null, Value::from(40.0)]
         );
         assert!(whole.writes.iter().any(|(r, _)| r == "'Latest'!A1:I3"));
+    }
+
+    #[test]
+    fn a_replay_drops_the_readings_retention_deleted_and_lands_the_rest_in_place() {
+        let rows: Vec<Row> = (0..6)
+            .flat_map(|i| {
+                let at = format!("2026-12-01T00:00:{i:02}.000Z");
+                let d = if i % 2 == 0 { "d1" } else { "d2" };
+                [
+                    row(&at, d, "t", &i.to_string(), "number", &i.to_string(), ""),
+                    row(&at, d, "h", "40", "number", &i.to_string(), ""),
+                ]
+            })
+            .collect();
+        let mut st = plan(&State::default(), &rows, &shape(), 0, None).state;
+        // Retention deleted the 2 oldest rows of d1 (readings 0 and 2).
+        st.tabs[0].next_row -= 2;
+        st.tabs[0].deleted += 2;
+        let replay = st.replay();
+        assert_eq!(replay.replay_skip.get("d1"), Some(&2));
+        assert!(replay.tabs.is_empty() && !replay.replay_skip.contains_key("d2"));
+        // In one batch, or split inside a dropped reading and inside a kept one.
+        let whole = plan(&replay, &rows, &shape(), 0, None);
+        let a = plan(&replay, &rows[..3], &shape(), 0, None);
+        let b = plan(&a.state, &rows[3..9], &shape(), 0, None);
+        let c = plan(&b.state, &rows[9..], &shape(), 0, None);
+        for p in [&whole, &c] {
+            assert_eq!(p.state.tabs[0].next_row, st.tabs[0].next_row);
+            assert_eq!(p.state.tabs[0].columns, st.tabs[0].columns);
+            assert_eq!(p.state.tabs[1].next_row, st.tabs[1].next_row);
+            assert_eq!(p.state.tabs[0].oldest, "2026-12-01T00:00:04.000Z");
+        }
+        // d1's only row is reading 4, on row 2; d2 is rewritten as it was.
+        let d1: Vec<_> = whole.writes.iter().filter(|(r, _)| r.starts_with("'d1'!A2")).collect();
+        assert_eq!(d1.len(), 1, "{:?}", whole.writes);
+        assert_eq!(d1[0].0, "'d1'!A2:C2");
+        assert_eq!(d1[0].1[0][1], Value::from(4.0));
+        let split: Vec<_> = [&a, &b, &c]
+            .iter()
+            .flat_map(|p| p.writes.iter())
+            .filter(|(r, _)| r.starts_with("'d1'!A") && !r.starts_with("'d1'!A1"))
+            .map(|(r, _)| r.clone())
+            .collect();
+        assert!(split.iter().all(|r| r.starts_with("'d1'!A2:")), "{split:?}");
+        assert!(whole.writes.iter().any(|(r, _)| r == "'d2'!A2:C4"));
+    }
+
+    #[test]
+    fn silent_follows_the_alerts_rule() {
+        let at = |s: u32| format!("2026-12-01T00:{:02}:{:02}.000Z", s / 60, s % 60);
+        let rows: Vec<Row> = (0..3)
+            .map(|i| row(&at(i * 10), "d1", "t", "1", "number", &i.to_string(), ""))
+            .collect();
+        let p = plan(&State::default(), &rows, &shape(), 0, None);
+        let last = parse_millis(&at(20)).unwrap();
+        let status = |after_ms: i64| overview(&p.state, last + after_ms, &shape())[1][4].clone();
+        // Every 10 s: 5 x 10 s = 50 s is under the 120 s minimum, which rules.
+        assert_eq!(status(120_000), Value::from("ok"));
+        assert_eq!(status(120_001), Value::from("silent"));
+        let mut slow = shape();
+        slow.min_silent_ms = 1_000;
+        assert_eq!(overview(&p.state, last + 50_000, &slow)[1][4], Value::from("ok"));
+        assert_eq!(overview(&p.state, last + 50_001, &slow)[1][4], Value::from("silent"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ impl Worker {
             overview: self.cfg.overview_tab.clone(),
             csv_tab: self.cfg.tab.clone(),
             max_board_tabs: self.cfg.max_board_tabs as usize,
+            silent_factor: self.cfg.silent_factor,
+            min_silent_ms: self.cfg.min_silent.as_millis() as i64,
         }
     }
 
@@ -110,6 +112,8 @@ impl Worker {
                 layout: shape.name().to_string(),
                 ..State::default()
             }),
+            file: None,
+            sheet_rows_before: 0,
         };
         let Some(saved) = self.saved.clone() else {
             return fresh;
@@ -177,7 +181,7 @@ impl Worker {
         )))
     }
 
-    fn tab_index(&self, title: &str) -> Option<usize> {
+    pub(super) fn tab_index(&self, title: &str) -> Option<usize> {
         self.target.as_ref()?.tabs.iter().position(|t| t.title == title)
     }
 
@@ -258,7 +262,7 @@ impl Worker {
     }
 
     /// Makes sure tab `index` has at least `columns` columns.
-    fn ensure_columns(&mut self, index: usize, columns: u64) -> std::result::Result<(), Stall> {
+    pub(super) fn ensure_columns(&mut self, index: usize, columns: u64) -> std::result::Result<(), Stall> {
         let target = self.target.as_ref().expect("set up");
         let tab = &target.tabs[index];
         if tab.columns >= columns {
@@ -462,6 +466,12 @@ impl Worker {
                 self.sink.path().display(),
                 trim_period(&r)
             );
+        }
+        if plan.overview.is_some() {
+            self.overview_sent = super::overview::OverviewSent {
+                at: Some(std::time::Instant::now()),
+                table: plan.overview,
+            };
         }
         self.cursor.layout = Some(plan.state);
         self.confirmed(n, 0, 0)

@@ -24,6 +24,8 @@
 //! - [`target`]: the spreadsheet, its tab(s), header and grid size.
 //! - [`worker`]: the loop: batches, pacing, retries, narrowing a refused batch.
 //! - [`cells`]: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
+//! - [`layout`], [`layout_run`], [`retention`], [`overview`]: the readable layouts, their
+//!   retention, and the overview tab kept current between batches.
 //! - [`client`], [`auth`], [`retry`]: the REST calls, the token, the failure classes.
 //!
 //! # Pace, size and failures
@@ -41,8 +43,10 @@ pub mod cells;
 pub mod client;
 pub mod layout;
 pub mod layout_run;
+pub mod overview;
 pub mod retention;
 pub mod retry;
+pub mod rotation;
 pub mod source;
 pub mod target;
 pub mod worker;
@@ -85,6 +89,14 @@ impl Uploader {
         let key = auth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let saved =
             cursor::load(&cfg.cursor_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
+        let csv_layout = cfg.layout == crate::config::SheetsLayout::Csv;
+        let saved = match saved {
+            Some(c) => Some(
+                source::follow_new_file(c, sink.path(), sink.durable_position().1, csv_layout)
+                    .map_err(|e| Error::startup(format!("read {}", sink.path().display()), e))?,
+            ),
+            None => None,
+        };
         let before = saved.as_ref().map(|c| (c.rows_done, c.offset_done));
         let saved = match saved {
             Some(c) => Some(
@@ -102,27 +114,48 @@ impl Uploader {
             None => None,
         };
         // A readable layout's state describes the sheet up to the saved position only: if
-        // the check moved the cursor, replay the CSV from its start (same rows, same cells).
+        // the check moved the cursor, replay the CSV from its start (same rows, same
+        // cells), leaving out the readings retention deleted (`layout::State::replay`).
         let saved = saved.map(|c| match (&c.layout, &before) {
-            (Some(_), Some((rows, offset))) if (c.rows_done, c.offset_done) != (*rows, *offset) => {
-                log::warn!("The Sheets cursor moved to match the CSV; the {} layout is rewritten from the CSV's first row (same rows, same cells).", c.layout.as_ref().map_or("", |s| s.layout.as_str()));
+            (Some(state), Some((rows, offset))) if (c.rows_done, c.offset_done) != (*rows, *offset) => {
+                let replay = state.replay();
+                let deleted: u64 = replay.replay_skip.values().sum();
+                log::warn!(
+                    "The Sheets cursor moved to match the CSV; the {} layout is rewritten from the CSV's first row (same rows, same cells){}.",
+                    state.layout,
+                    if deleted > 0 {
+                        format!(", leaving out the {deleted} oldest readings that retention deleted from the board tabs")
+                    } else {
+                        String::new()
+                    }
+                );
                 Cursor {
                     origin: 0,
                     rows_done: 0,
                     offset_done: source::header_len(),
                     last_row: None,
-                    layout: c.layout.as_ref().map(|s| layout::State { layout: s.layout.clone(), ..layout::State::default() }),
+                    layout: Some(replay),
                     ..c
                 }
             }
             _ => c,
+        });
+        // A cursor from before files were named gets its file's name now (checked above).
+        let saved = saved.map(|mut c| {
+            if c.file.is_none() && c.rows_done > 0 {
+                c.file = source::first_row_id(sink.path(), sink.durable_position().1)
+                    .ok()
+                    .flatten();
+            }
+            c
         });
         let (tx, rx) = mpsc::sync_channel(CHANNEL_MESSAGES);
         let queued = Arc::new(AtomicUsize::new(0));
         sink.attach_uploader(tx, cfg.channel_rows, Arc::clone(&queued));
         let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
-        let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay);
+        let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay)
+            .map_err(|e| Error::startup(format!("open {} for the Sheets upload", sink.path().display()), e))?;
         log::info!(
             "Google Sheets upload on: spreadsheet {}, tab {:?} (layout {}), as {} (batches of up to {} rows and {} bytes, at most {} requests/min).",
             cfg.spreadsheet_id,

@@ -42,7 +42,7 @@ impl Worker {
         let Some(p) = self.cursor.layout.as_ref().and_then(|s| s.pending_delete.clone()) else {
             return Ok(());
         };
-        let title = self.cursor.layout.as_ref().expect("some").tabs[p.tab].title.clone();
+        let title = self.cursor.layout.as_ref().expect("some").pending_title(&p);
         let rows = self.grid_rows(&title)?;
         if rows + p.rows == p.grid_rows {
             return self.finish_delete(&p, false); // the grid just read is after the delete
@@ -112,6 +112,7 @@ impl Worker {
         let grid_rows = self.grid_rows(&title)?;
         let p = PendingDelete {
             tab: t,
+            title: title.clone(),
             rows: k,
             grid_rows,
             after,
@@ -126,7 +127,7 @@ impl Worker {
     }
 
     fn send_delete(&mut self, p: &PendingDelete) -> std::result::Result<(), Stall> {
-        let title = self.cursor.layout.as_ref().expect("layout").tabs[p.tab].title.clone();
+        let title = self.cursor.layout.as_ref().expect("layout").pending_title(p);
         let Some(i) = self
             .target
             .as_ref()
@@ -157,10 +158,16 @@ impl Worker {
     /// grid, unless `shrink_grid` is false because it was just read from Google).
     fn finish_delete(&mut self, p: &PendingDelete, shrink_grid: bool) -> std::result::Result<(), Stall> {
         let state = self.cursor.layout.as_mut().expect("layout");
-        let tab = &mut state.tabs[p.tab];
-        tab.next_row -= p.rows;
-        tab.oldest = p.after.clone();
-        let title = tab.title.clone();
+        let title = state.pending_title(p);
+        match state.tabs.iter_mut().find(|t| t.title == title) {
+            Some(tab) => {
+                tab.next_row -= p.rows;
+                tab.deleted += p.rows;
+                tab.oldest = p.after.clone();
+            }
+            // A replay that has not met the tab yet: it drops that many more readings.
+            None => *state.replay_skip.entry(title.clone()).or_default() += p.rows,
+        }
         state.pending_delete = None;
         cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
         if let Some(target) = self.target.as_mut().filter(|_| shrink_grid) {

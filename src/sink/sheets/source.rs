@@ -14,6 +14,17 @@
 //! [`CsvSink::durable_position`] are handed out for upload (and read back), so a power
 //! cut can never leave the sheet, or the cursor, ahead of the file.
 //!
+//! # Through rotation
+//!
+//! The source reads the CSV through a [`FollowedCsv`], the handle the PostgreSQL sink
+//! uses too: when the file is moved away or deleted and the sink starts a new one, the
+//! source goes on reading the old file to its end (rows of the new file that arrive by
+//! channel meanwhile are left for later), and once every one of its rows is confirmed,
+//! the worker moves the cursor to the new file's first data row
+//! ([`Source::finished_rotated`], [`Source::switch_file`]). The cursor names its file by
+//! its first data row; [`follow_new_file`] at start-up tells a file rotated while the
+//! daemon was stopped from the one the cursor was made for.
+//!
 //! At start-up, before any board is accepted, [`verify_cursor`] checks that the saved
 //! cursor lands on a row boundary whose row has the recorded identity, and otherwise
 //! finds the right position (see its docs). The file format guarantees that a `\n` byte
@@ -32,6 +43,7 @@ use std::time::{Duration, Instant};
 use crate::row::{Row, COLUMNS, HEADER};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{row_hash, Cursor, RowId};
+use crate::sink::follow::FollowedCsv;
 use crate::sink::Appended;
 
 /// Bytes of the CSV header line, where row 0 starts.
@@ -55,10 +67,11 @@ pub struct Source {
     pub oldest: Option<Instant>,
     cap: usize,
     batch_delay: Duration,
-    /// The CSV's generation this source reads (see `CsvSink::generation`). Positions of
-    /// another generation belong to another file: the upload pauses rather than send
-    /// rows from the wrong place.
-    generation: u64,
+    /// The CSV file this source reads, and its generation (see `crate::sink::follow`):
+    /// rows of another generation belong to another file. Opened at start, before any
+    /// board is accepted, so it is the file the cursor was checked against, however long
+    /// Google stays out of reach and whatever rotation comes meanwhile.
+    csv: FollowedCsv,
 }
 
 impl Source {
@@ -68,8 +81,9 @@ impl Source {
         queued: Arc<AtomicUsize>,
         cap: usize,
         batch_delay: Duration,
-    ) -> Source {
-        Source {
+    ) -> std::io::Result<Source> {
+        let csv = FollowedCsv::open(&sink)?;
+        Ok(Source {
             sink,
             rx,
             queued,
@@ -80,8 +94,45 @@ impl Source {
             oldest: None,
             cap,
             batch_delay,
-            generation: 0,
-        }
+            csv,
+        })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> String {
+        format!("cannot read {} for the upload: {e}", self.sink.path().display())
+    }
+
+    /// How far the file being read may be read (its durable end).
+    fn durable_end(&self) -> u64 {
+        self.csv.durable_end(&self.sink).unwrap_or(0)
+    }
+
+    /// Whether the file being read is the one the sink writes (not one rotated away).
+    pub fn on_current_file(&self) -> bool {
+        !self.csv.rotated(&self.sink)
+    }
+
+    /// The file being read was rotated away and every row of it is confirmed: time to
+    /// [`Self::switch_file`].
+    pub fn finished_rotated(&self) -> bool {
+        self.csv.rotated(&self.sink)
+            && self.pending.is_empty()
+            && self
+                .csv
+                .durable_end(&self.sink)
+                .is_ok_and(|end| self.offset_done >= end)
+    }
+
+    /// Moves to the file the sink writes now, before its first data row; returns how
+    /// many files came and went unread in between (rotated more than once meanwhile).
+    pub fn switch_file(&mut self) -> Result<u64, String> {
+        let skipped = self.csv.skipped_files(&self.sink);
+        self.csv = FollowedCsv::open(&self.sink).map_err(|e| self.fail(e))?;
+        self.pending.clear();
+        self.oldest = None;
+        self.rows_done = 0;
+        self.offset_done = header_len();
+        Ok(skipped)
     }
 
     /// Forgets what is pending and starts again at this cursor.
@@ -100,14 +151,18 @@ impl Source {
         self.pending.back().map_or(self.offset_done, |(_, off)| *off)
     }
 
-    /// Rows in the CSV not yet confirmed in the sheet.
+    /// Rows in the CSV not yet confirmed in the sheet (while a rotated file is finished:
+    /// the new file's rows and those pending of the old one, a lower bound).
     pub fn backlog(&self) -> u64 {
+        if !self.on_current_file() {
+            return self.sink.position().0 + self.pending.len() as u64;
+        }
         self.sink.position().0.saturating_sub(self.rows_done)
     }
 
     /// Pending rows that are durable in the CSV, oldest first, with their end offsets.
     pub fn ready(&self) -> impl Iterator<Item = &(Row, u64)> {
-        let durable = self.sink.durable_position().1;
+        let durable = self.durable_end();
         self.pending.iter().take_while(move |(_, end)| *end <= durable)
     }
 
@@ -146,7 +201,10 @@ impl Source {
     fn take(&mut self, msg: Appended) {
         let n = msg.rows.len();
         self.queued.fetch_sub(n, Ordering::AcqRel);
-        if msg.generation != self.generation || msg.first_row != self.next_row() || self.pending.len() + n > self.cap {
+        if msg.generation != self.csv.generation()
+            || msg.first_row != self.next_row()
+            || self.pending.len() + n > self.cap
+        {
             return; // a gap or no room: these rows will be read from the CSV
         }
         // Offsets of each row: walk back from the end offset by encoded lengths.
@@ -165,25 +223,17 @@ impl Source {
     /// Tops `pending` up from the CSV (up to its durable end) when the rows it needs did
     /// not come by channel.
     pub fn fill(&mut self) -> Result<(), String> {
-        if self.sink.generation() != self.generation {
-            return Err(format!(
-                "{} was moved or deleted while the daemon ran (logrotate?), and the Sheets upload does not follow a reopened file yet: the upload is paused; readings keep going to the new file. Restart the daemon to mirror the new file (it is written from the sheet's first data row, over what the old file put there: point sheets.spreadsheet at a new spreadsheet first to keep those rows in a sheet; they stay in the moved CSV either way)",
-                self.sink.path().display()
-            ));
-        }
-        let room = self.cap.saturating_sub(self.pending.len());
-        let (durable_rows, durable_bytes) = self.sink.durable_position();
-        let available = durable_rows.saturating_sub(self.next_row());
-        let want = (available as usize).min(room);
-        if want == 0 {
+        let want = self.cap.saturating_sub(self.pending.len());
+        let durable_bytes = self.durable_end();
+        let offset = self.next_offset();
+        if want == 0 || offset >= durable_bytes {
             return Ok(());
         }
-        let offset = self.next_offset();
-        let path = self.sink.path();
+        let path = self.sink.path().to_path_buf();
         let fail = |e: String| format!("cannot read {} for the upload: {e}", path.display());
-        let mut file = File::open(path).map_err(|e| fail(e.to_string()))?;
+        let mut file = self.csv.file();
         file.seek(SeekFrom::Start(offset)).map_err(|e| fail(e.to_string()))?;
-        let limited = file.take(durable_bytes.saturating_sub(offset));
+        let limited = file.take(durable_bytes - offset);
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -208,34 +258,82 @@ impl Source {
     }
 
     /// Marks the first `n` pending rows confirmed; returns the new (rows_done,
-    /// offset_done) and the identity of the last of them, read back from the CSV.
-    pub fn confirm(&mut self, n: usize) -> Result<(u64, u64, RowId), String> {
+    /// offset_done), the identity of the last of them, read back from the CSV, and that
+    /// of the file's first data row when it is among them.
+    pub fn confirm(&mut self, n: usize) -> Result<(u64, u64, RowId, Option<RowId>), String> {
         let start = if n >= 2 {
             self.pending[n - 2].1
         } else {
             self.offset_done
         };
         let end = self.pending[n - 1].1;
+        let csv = &self.csv;
+        let first = match self.rows_done {
+            0 => Some(row_id(csv.file(), self.offset_done, self.pending[0].1).map_err(|e| self.fail(e))?),
+            _ => None,
+        };
+        let id = row_id(csv.file(), start, end).map_err(|e| self.fail(e))?;
         self.pending.drain(..n);
         self.rows_done += n as u64;
         self.offset_done = end;
         if self.pending.is_empty() {
             self.oldest = None;
         }
-        let id = row_id(self.sink.path(), start, end)
-            .map_err(|e| format!("cannot read {} for the upload: {e}", self.sink.path().display()))?;
-        Ok((self.rows_done, self.offset_done, id))
+        Ok((self.rows_done, self.offset_done, id, first))
     }
 }
 
 /// The identity of the row stored at `start..end` of the CSV.
-fn row_id(path: &Path, start: u64, end: u64) -> std::io::Result<RowId> {
+fn row_id(file: &File, start: u64, end: u64) -> std::io::Result<RowId> {
     let mut buf = vec![0; end.saturating_sub(start) as usize];
-    File::open(path)?.read_exact_at(&mut buf, start)?;
+    file.read_exact_at(&mut buf, start)?;
     Ok(RowId {
         offset: start,
         fnv1a64: row_hash(&buf),
     })
+}
+
+/// At start-up, before [`verify_cursor`]: a cursor whose file (its first data row) is not
+/// the CSV at the path now was made for a file rotated away while the daemon was
+/// stopped. The sheet keeps that file's rows; this file continues after them from its
+/// first row (rows of the old file not yet confirmed stay in it, and the log says so).
+pub fn follow_new_file(saved: Cursor, csv: &Path, durable_bytes: u64, csv_layout: bool) -> std::io::Result<Cursor> {
+    let Some(id) = saved.file.clone() else {
+        return Ok(saved);
+    };
+    let header = header_len();
+    if saved.rows_done == 0 || first_row_id(csv, durable_bytes)?.as_ref() == Some(&id) {
+        return Ok(saved);
+    }
+    log::info!(
+        "{} is not the CSV file the Sheets cursor was made for (its first row differs: rotated while the daemon was stopped?). The sheet keeps the {} rows of that file it confirmed (any later ones stay in the moved file); this file continues after them from its first row.",
+        csv.display(),
+        saved.rows_done
+    );
+    let mut c = saved;
+    if csv_layout {
+        c.sheet_rows_before += c.rows_done.saturating_sub(c.origin);
+        c.origin = 0;
+    }
+    c.rows_done = 0;
+    c.offset_done = header;
+    c.last_row = None;
+    c.file = None;
+    Ok(c)
+}
+
+/// The identity of the CSV's first data row, if it holds a whole one (up to
+/// `durable_bytes`): what names the file in the cursor.
+pub fn first_row_id(csv: &Path, durable_bytes: u64) -> std::io::Result<Option<RowId>> {
+    let header = header_len();
+    let mut file = File::open(csv)?;
+    file.seek(SeekFrom::Start(header))?;
+    let mut first = Vec::new();
+    BufReader::new(file.take(durable_bytes.saturating_sub(header))).read_until(b'\n', &mut first)?;
+    Ok((first.last() == Some(&b'\n')).then(|| RowId {
+        offset: header,
+        fnv1a64: row_hash(&first),
+    }))
 }
 
 /// Checks a saved cursor against the CSV (up to `durable_bytes`) and returns the cursor
@@ -416,6 +514,8 @@ mod tests {
                 fnv1a64: row_hash(b),
             }),
             layout: None,
+            file: None,
+            sheet_rows_before: 0,
         }
     }
 
@@ -455,5 +555,39 @@ mod tests {
         // Old format ahead: from the first row.
         let c = verify_cursor(cursor(7, len + 100, None), &p, len).unwrap();
         assert_eq!((c.rows_done, c.offset_done), (0, h));
+    }
+
+    #[test]
+    fn a_cursor_knows_its_file_by_the_first_row() {
+        let dir = std::env::temp_dir().join(format!("sensorlog-source-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.csv");
+        let h = header_len();
+        let head = format!("{}\n", HEADER.join(","));
+        std::fs::write(&p, format!("{head}a,1\nbb,2\n")).unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        let id = first_row_id(&p, len).unwrap().unwrap();
+        assert_eq!((id.offset, id.fnv1a64.clone()), (h, row_hash(b"a,1\n")));
+        // Not a whole first row yet: no name.
+        assert_eq!(first_row_id(&p, h + 2).unwrap(), None);
+        let mut c = cursor(2, len, Some((h + 4, b"bb,2\n")));
+        c.file = Some(id);
+        c.origin = 1;
+        // The same file: kept as it is.
+        assert_eq!(follow_new_file(c.clone(), &p, len, true).unwrap(), c);
+        // Another file at the path: it continues after the old one's rows.
+        std::fs::write(&p, format!("{head}zz,9\n")).unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        let n = follow_new_file(c.clone(), &p, len, true).unwrap();
+        assert_eq!(
+            (n.rows_done, n.offset_done, n.origin, n.sheet_rows_before),
+            (0, h, 0, 1)
+        );
+        assert_eq!((&n.last_row, &n.file), (&None, &None));
+        assert_eq!(n.sheet_row(0), 3, "after the old file's one row in this tab");
+        // The readable layouts keep their state and need no offset.
+        let n = follow_new_file(c, &p, len, false).unwrap();
+        assert_eq!((n.rows_done, n.sheet_rows_before), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

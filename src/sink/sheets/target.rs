@@ -151,6 +151,7 @@ impl Worker {
         );
         Cursor {
             origin: saved.rows_done,
+            sheet_rows_before: 0,
             spreadsheet_id: self.cfg.spreadsheet_id.clone(),
             tab: self.cfg.tab.clone(),
             ..saved

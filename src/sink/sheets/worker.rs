@@ -78,6 +78,8 @@ pub struct Worker {
     pub(super) narrow_reason: Option<String>,
     /// When `sheets.keep_days` was last applied.
     pub(super) kept_at: Option<Instant>,
+    /// The overview as last written (see `overview`).
+    pub(super) overview_sent: super::overview::OverviewSent,
 }
 
 impl Worker {
@@ -104,6 +106,8 @@ impl Worker {
             offset_done: header_len(),
             last_row: None,
             layout: None,
+            file: None,
+            sheet_rows_before: 0,
         };
         let mut source = source;
         source.reset(saved.as_ref().unwrap_or(&cursor));
@@ -128,6 +132,7 @@ impl Worker {
             narrow: None,
             narrow_reason: None,
             kept_at: None,
+            overview_sent: Default::default(),
         })
     }
 
@@ -179,13 +184,17 @@ impl Worker {
     }
 
     fn caught_up(&self) -> bool {
-        self.source.is_empty() && self.cursor.rows_done >= self.sink.position().0
+        self.source.is_empty() && self.source.on_current_file() && self.cursor.rows_done >= self.sink.position().0
     }
 
     /// Does one unit of work; `Ok(false)` when nothing was due.
     fn step(&mut self) -> std::result::Result<bool, Stall> {
         if self.target.is_none() {
             self.set_up()?;
+            return Ok(true);
+        }
+        if self.source.finished_rotated() {
+            self.follow_rotation()?;
             return Ok(true);
         }
         if self.source.len() < self.cfg.batch_rows {
@@ -198,7 +207,7 @@ impl Worker {
                 || self.narrow.is_some()
                 || self.source.oldest.is_some_and(|t| t.elapsed() >= self.cfg.batch_delay));
         if !due {
-            return Ok(false);
+            return self.refresh_overview();
         }
         self.send_batch()?;
         Ok(true)
@@ -418,7 +427,10 @@ impl Worker {
     /// Google confirmed `n` rows (sheet rows `r1..=r2`): advance and save the cursor.
     pub(super) fn confirmed(&mut self, n: usize, r1: u64, r2: u64) -> std::result::Result<(), Stall> {
         let first = self.cursor.rows_done;
-        let (rows, offset, id) = self.source.confirm(n).map_err(Stall::Operator)?;
+        let (rows, offset, id, file) = self.source.confirm(n).map_err(Stall::Operator)?;
+        if file.is_some() {
+            self.cursor.file = file;
+        }
         self.cursor.rows_done = rows;
         self.cursor.offset_done = offset;
         self.cursor.last_row = Some(id);

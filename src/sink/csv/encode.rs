@@ -1,4 +1,4 @@
-//! The row: one field of one reading, as stored in the CSV and mirrored to the sheet.
+//! The row: one field of one reading, as encoded in the CSV (and read back by every other sink).
 //!
 //! The CSV encoder here is hand-written rather than `csv::Writer` because the ingest
 //! path encodes every row of a read chunk into one reusable buffer and writes that
@@ -226,6 +226,57 @@ fn push_field(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(part.1.as_bytes());
     }
     out.push(b'"');
+}
+
+/// Splits one encoded row (no trailing newline) back into its cells, unquoting as
+/// the encoder quoted them: the exact inverse of [`ReadingColumns::encode_rows`], for readers that already
+/// hold the bytes (the dashboard's hook reads the last reading of each run of a chunk
+/// back from the chunk's CSV buffer instead of copying every reading's fields).
+/// Borrows every cell that was not quoted.
+pub fn split_row(line: &str) -> Vec<Cow<'_, str>> {
+    let mut cells = Vec::with_capacity(COLUMNS);
+    let mut rest = line;
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            // A quoted cell ends at a `"` not followed by another `"`.
+            let mut cell = String::new();
+            let mut tail = quoted;
+            loop {
+                match tail.find('"') {
+                    Some(i) if tail[i + 1..].starts_with('"') => {
+                        cell.push_str(&tail[..=i]);
+                        tail = &tail[i + 2..];
+                    }
+                    Some(i) => {
+                        cell.push_str(&tail[..i]);
+                        tail = &tail[i + 1..];
+                        break;
+                    }
+                    None => {
+                        cell.push_str(tail);
+                        tail = "";
+                        break;
+                    }
+                }
+            }
+            cells.push(Cow::Owned(cell));
+            match tail.strip_prefix(',') {
+                Some(next) => rest = next,
+                None => return cells,
+            }
+        } else {
+            match rest.find(',') {
+                Some(i) => {
+                    cells.push(Cow::Borrowed(&rest[..i]));
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    cells.push(Cow::Borrowed(rest));
+                    return cells;
+                }
+            }
+        }
+    }
 }
 
 /// Appends `n` in decimal (no formatting machinery: this runs for every row).
