@@ -933,6 +933,14 @@ fn tls_modes_against_a_server_with_ssl_on() {
     let (code, out) = check(&format!("{ip}?sslmode=verify-ca&sslrootcert={ca}"));
     assert_eq!(code, Some(0), "verify-ca does not check the name: {out}");
 
+    // The daemon with the wrong CA: an ERROR (the operator must act) that names the fix.
+    let cfg = write_cfg(&format!("{by_name}&sslmode=verify-full&sslrootcert={other}"));
+    let mut d = start(&dir, &cfg);
+    assert!(wait_until(Duration::from_secs(20), || d.log_contains("UnknownIssuer")));
+    let log = d.shutdown();
+    let line = log.lines().find(|l| l.contains("UnknownIssuer")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("sslrootcert"), "{line}");
+
     // The daemon itself over TLS: rows arrive, and the log says how it connects.
     let cfg = write_cfg(&format!("{by_name}&sslmode=verify-full&sslrootcert={ca}"));
     let mut d = start(&dir, &cfg);

@@ -158,6 +158,10 @@ pub enum Class {
 /// Sorts a database error into retry classes.
 pub fn classify(e: &postgres::Error) -> Class {
     let Some(code) = e.code() else {
+        // A certificate that TLS refused stays refused until the operator acts.
+        if describe(e).contains("invalid peer certificate") {
+            return Class::Operator;
+        }
         return Class::Transient; // I/O, closed connection, timeout
     };
     let c = code.code();
