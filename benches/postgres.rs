@@ -4,15 +4,18 @@
 //! settings) and prints:
 //! 1. rows/s into the table with binary COPY, in the sink's own transactions (cursor
 //!    locked, COPY, cursor updated, COMMIT; 10,000-row batches), against a plain
-//!    multi-row INSERT baseline (1,000 rows per statement) doing the same work;
+//!    multi-row INSERT baseline (1,000 rows per statement) doing the same work, and
+//!    the ceiling: the server alone loading the same rows from a file, with and
+//!    without the index;
 //! 2. the catch-up of a 1,000,000-row CSV backlog by the real daemon (`sensorlog serve`
 //!    with a `[postgres]` section, timed from its log);
 //! 3. ingest throughput (readings/s into the CSV, `sensorlog simulate` flat out) with
 //!    the sink off and on.
 //!
 //! Options: `--rows N` (backlog size, default 1,000,000), `--insert-rows N` (baseline
-//! size, default 200,000), `--readings N` (per ingest round, default 400,000). Without
-//! `--bench` (as under `cargo test --all-targets`) it runs once on 2,000 rows as a smoke
+//! size, default 200,000), `--readings N` (per ingest round, default 400,000),
+//! `--rounds N` (ingest rounds, sink off and on alternating; default 5, medians
+//! reported). Without `--bench` (as under `cargo test --all-targets`) it runs once on 2,000 rows as a smoke
 //! test, so it keeps working.
 
 #[path = "../tests/postgres_server.rs"]
@@ -25,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sensorlog::sink::postgres::copy::{copy_rows, insert_rows};
+use sensorlog::sink::postgres::copy::{copy_rows, insert_rows, CopyBuffers};
 use sensorlog::sink::postgres::schema::{self, Names};
 use sensorlog::sink::postgres::settings::{PostgresConfig, PostgresFile};
 use sensorlog::sink::postgres::source::{read_rows, Position};
@@ -119,29 +122,63 @@ fn load(pg: &PgServer, db: &str, csv: &Path, max_rows: usize, use_copy: bool) ->
     let cpu0 = (cpu_secs(std::process::id()), cpu_secs(backend as u32));
     let start = Instant::now();
     let mut done = 0;
-    while done < max_rows {
-        let rows = read_rows(&mut file, pos.offset, len, 10_000.min(max_rows - done), &mut buf).unwrap();
-        if rows.is_empty() {
-            break;
-        }
+    let mut bufs = CopyBuffers::default();
+    let mut rows = read_rows(&mut file, pos.offset, len, 10_000.min(max_rows), &mut buf).unwrap();
+    while done < max_rows && !rows.is_empty() {
         let mut tx = client.transaction().unwrap();
         assert_eq!(schema::load_cursor(&mut tx, &names, "bench", true).unwrap(), Some(pos));
+        let next = pos.after(&rows);
+        let want = 10_000.min(max_rows - done - rows.len());
+        let mut ahead = Vec::new();
         if use_copy {
-            copy_rows(&mut tx, &names, "bench", &rows).unwrap();
+            // As the sink does: the next batch is read while the server works.
+            copy_rows(&mut tx, &names, "bench", &rows, &mut bufs, || {
+                ahead = read_rows(&mut file, next.offset, len, want, &mut buf).unwrap();
+            })
+            .unwrap();
         } else {
             insert_rows(&mut tx, &names, "bench", &rows).unwrap();
+            ahead = read_rows(&mut file, next.offset, len, want, &mut buf).unwrap();
         }
-        let next = pos.after(&rows);
         schema::save_cursor(&mut tx, &names, "bench", &next).unwrap();
         tx.commit().unwrap();
         pos = next;
         done += rows.len();
+        rows = ahead;
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu = (cpu_secs(std::process::id()) - cpu0.0, cpu_secs(backend as u32) - cpu0.1);
     let n: i64 = client.query_one("SELECT count(*) FROM readings", &[]).unwrap().get(0);
     assert_eq!(n as usize, done, "every row loaded once");
     (done, secs, cpu)
+}
+
+/// The ceiling: the server alone loading the same rows from a binary COPY file on its
+/// own disk (no client, one transaction), into the table with its index and into a
+/// bare copy of it. Returns (rows, wall s, server CPU s) for both.
+fn ceiling(pg: &PgServer, db: &str) -> [(i64, f64, f64); 2] {
+    let mut c = pg.admin(db);
+    let data_dir: String = c.query_one("SHOW data_directory", &[]).unwrap().get(0);
+    let file = format!("{data_dir}/sensorlog-bench.bin");
+    c.batch_execute(&format!("COPY readings TO '{file}' (FORMAT binary)"))
+        .unwrap();
+    let n: i64 = c.query_one("SELECT count(*) FROM readings", &[]).unwrap().get(0);
+    let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let mut out = [(0, 0.0, 0.0); 2];
+    for (i, like) in ["INCLUDING INDEXES", "EXCLUDING INDEXES"].iter().enumerate() {
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS ceiling; CREATE TABLE ceiling (LIKE readings {like})"
+        ))
+        .unwrap();
+        let cpu0 = cpu_secs(backend as u32);
+        let start = Instant::now();
+        c.batch_execute(&format!("COPY ceiling FROM '{file}' (FORMAT binary)"))
+            .unwrap();
+        out[i] = (n, start.elapsed().as_secs_f64(), cpu_secs(backend as u32) - cpu0);
+    }
+    c.batch_execute("DROP TABLE ceiling").unwrap();
+    let _ = std::fs::remove_file(file);
+    out
 }
 
 struct Daemon {
@@ -162,6 +199,8 @@ impl Daemon {
             "127.0.0.1:0",
             "--stats-interval-secs",
             "0",
+            "--max-connections-per-ip", // the 100 simulated boards share 127.0.0.1
+            "1000",
             "--csv",
         ])
         .arg(dir.join("readings.csv"))
@@ -230,7 +269,7 @@ fn ingest(dir: &Path, config: Option<&Path>, readings: usize) -> f64 {
     let (d, addr) = Daemon::start(dir, config);
     let boards = 100;
     let start = Instant::now();
-    let st = Command::new(BIN)
+    let out = Command::new(BIN)
         .args([
             "simulate",
             "--addr",
@@ -241,11 +280,14 @@ fn ingest(dir: &Path, config: Option<&Path>, readings: usize) -> f64 {
             "0",
         ])
         .args(["--count", &(readings / boards).to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success());
+    assert!(
+        out.status.success(),
+        "simulate failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = dir.join("readings.csv");
     let (mut last_len, mut last_change) = (0, Instant::now());
     while last_change.elapsed() < Duration::from_millis(300) {
@@ -306,6 +348,16 @@ fn main() {
         rates[0].0 / rates[1].0,
         rates[0].1 / rates[1].1
     );
+    for ((n, secs, cpu), what) in ceiling(&pg, "bench_copy")
+        .into_iter()
+        .zip(["with the index", "bare table, no index"])
+    {
+        println!(
+            "Ceiling: server-side COPY of the same rows from a binary file, {what}: {n} rows in {secs:.2} s = {:.0} rows/s; server CPU {cpu:.2} s = {:.0} rows per CPU-second",
+            n as f64 / secs,
+            n as f64 / cpu.max(1e-9)
+        );
+    }
 
     // The daemon catching up with a backlog.
     pg.create_db("bench_daemon");
@@ -343,12 +395,27 @@ fn main() {
         rows as f64 / (daemon_cpu + server_cpu).max(1e-9)
     );
 
-    // Ingest with the sink off and on (a fresh database each time).
-    let off = ingest(&run_dir, None, readings);
-    pg.create_db("bench_daemon");
-    let on = ingest(&run_dir, Some(&config), readings);
+    // Ingest with the sink off and on (a fresh database each time), rounds alternating.
+    let rounds = arg("--rounds", if full { 5 } else { 1 });
+    let (mut offs, mut ons) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        offs.push(ingest(&run_dir, None, readings));
+        pg.create_db("bench_daemon");
+        ons.push(ingest(&run_dir, Some(&config), readings));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" ");
     println!(
-        "Ingest, {readings} readings from 100 boards flat out: sink off {off:.0} readings/s, sink on {on:.0} readings/s ({:+.1}%)",
+        "Ingest, {readings} readings from 100 boards flat out, {rounds} rounds each: sink off {} readings/s, sink on {}",
+        fmt(&offs),
+        fmt(&ons)
+    );
+    let (off, on) = (median(&mut offs), median(&mut ons));
+    println!(
+        "Ingest medians: sink off {off:.0} readings/s, sink on {on:.0} readings/s ({:+.1}%)",
         (on / off - 1.0) * 100.0
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -851,3 +851,106 @@ fn a_commit_whose_answer_is_lost_is_not_sent_again() {
     assert!(d.log_contains("is unavailable"), "{}", d.log_text());
     d.stop();
 }
+
+/// TLS to a server with `ssl=on` that takes only TLS connections from the sink's user:
+/// `sslmode=disable` is refused by the server, `require` connects (and rows arrive),
+/// `verify-full` with the server's CA connects, with another CA or a name the
+/// certificate was not issued for it fails with a clear error (and `verify-ca` ignores
+/// the name); no password in any output.
+#[test]
+fn tls_modes_against_a_server_with_ssl_on() {
+    const PW: &str = "tls-Secret-9d2";
+    let (pg, certs) = PgServer::start_tls("tls");
+    pg.create_db("pg_tls");
+    let mut admin = pg.admin("postgres");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE tls_user LOGIN PASSWORD '{PW}'; ALTER DATABASE pg_tls OWNER TO tls_user"
+        ))
+        .unwrap();
+    let dir = TestDir::new("pg-tls");
+    dir.write("pg-password", &format!("{PW}\n"));
+    let write_cfg = |url: &str| {
+        dir.write(
+            "sensorlog.toml",
+            &format!(
+                "[postgres]\nurl = \"{url}\"\npassword_file = \"{}\"\nsource = \"tls\"\npace_ms = 50\nretry_max_secs = 1\n",
+                dir.join("pg-password").display()
+            ),
+        )
+    };
+    let check = |url: &str| {
+        let cfg = write_cfg(url);
+        let out = std::process::Command::new(BIN)
+            .args(["postgres", "check", "--config"])
+            .arg(&cfg)
+            .current_dir(&dir.path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(PW), "password in the output: {text}");
+        (out.status.code(), text)
+    };
+    let ip = format!("postgresql://tls_user@127.0.0.1:{}/pg_tls", pg.port);
+    let by_name = format!("postgresql://tls_user@localhost:{}/pg_tls?hostaddr=127.0.0.1", pg.port);
+    let (ca, other) = (certs.ca.display(), certs.other_ca.display());
+
+    let (code, out) = check(&format!("{ip}?sslmode=disable"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("no encryption"),
+        "the server refuses plain connections: {out}"
+    );
+
+    let (code, out) = check(&format!("{ip}?sslmode=require"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("connection encrypted (TLS)"), "{out}");
+
+    let (code, out) = check(&format!("{by_name}&sslmode=verify-full&sslrootcert={ca}"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("connection encrypted (TLS)") && out.contains("verify-full"),
+        "{out}"
+    );
+
+    let (code, out) = check(&format!("{by_name}&sslmode=verify-full&sslrootcert={other}"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("certificate") && out.contains("UnknownIssuer") && out.contains("sslrootcert"),
+        "a wrong CA fails clearly: {out}"
+    );
+
+    let (code, out) = check(&format!("{ip}?sslmode=verify-full&sslrootcert={ca}"));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("not valid for name"),
+        "127.0.0.1 is not in the certificate: {out}"
+    );
+    let (code, out) = check(&format!("{ip}?sslmode=verify-ca&sslrootcert={ca}"));
+    assert_eq!(code, Some(0), "verify-ca does not check the name: {out}");
+
+    // The daemon with the wrong CA: an ERROR (the operator must act) that names the fix.
+    let cfg = write_cfg(&format!("{by_name}&sslmode=verify-full&sslrootcert={other}"));
+    let mut d = start(&dir, &cfg);
+    assert!(wait_until(Duration::from_secs(20), || d.log_contains("UnknownIssuer")));
+    let log = d.shutdown();
+    let line = log.lines().find(|l| l.contains("UnknownIssuer")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("sslrootcert"), "{line}");
+
+    // The daemon itself over TLS: rows arrive, and the log says how it connects.
+    let cfg = write_cfg(&format!("{by_name}&sslmode=verify-full&sslrootcert={ca}"));
+    let mut d = start(&dir, &cfg);
+    send_lines(&mut d.connect(), &["t=1".into(), "t=2".into()]);
+    let mut c = pg.admin("pg_tls");
+    assert!(wait_until(Duration::from_secs(20), || count(&mut c, "tls") == 2));
+    let log = d.shutdown();
+    assert!(
+        log.contains("certificate checked against") && log.contains("verify-full"),
+        "{log}"
+    );
+    assert!(!log.contains(PW), "{log}");
+}

@@ -25,6 +25,16 @@ pub struct PgServer {
     /// fsync on (the benchmark: like production) or off (tests: faster, and the tests
     /// never crash the server itself).
     durable: bool,
+    /// More server options (`-c name=value ...`), e.g. for TLS.
+    extra: String,
+}
+
+/// The certificates of a server started by [`PgServer::start_tls`] (made with openssl):
+/// the CA that signed the server's certificate (issued for `localhost` only), and an
+/// unrelated CA.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
 }
 
 /// Where the PostgreSQL server programs are: `SENSORLOG_PG_BIN`, else the newest
@@ -107,6 +117,55 @@ impl PgServer {
 
     /// A new server; `durable` keeps PostgreSQL's default fsync settings.
     pub fn start_with(name: &str, durable: bool) -> PgServer {
+        let server = PgServer::init(name, durable);
+        server.start_again();
+        server
+    }
+
+    /// A new server with `ssl=on` whose `pg_hba.conf` takes only TLS connections, except
+    /// for the superuser (the tests' admin connection is plain).
+    pub fn start_tls(name: &str) -> (PgServer, TlsFiles) {
+        let mut server = PgServer::init(name, false);
+        let dir = server.root.join("tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+ca_ext="-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj /CN=sensorlog-test-ca $ca_ext
+openssl req -x509 $ec -keyout other.key -out other-ca.pem -days 2 -subj /CN=sensorlog-other-ca $ca_ext
+openssl req $ec -keyout server.key -out server.csr -subj /CN=localhost
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+chmod 600 server.key
+"#;
+        let mut c = Command::new("sh");
+        c.args(["-c", script]).current_dir(&dir);
+        run(c, "openssl (test certificates)");
+        if is_root() {
+            let mut c = Command::new("chown");
+            c.args(["-R", "postgres:"]).arg(&dir);
+            run(c, "chown of the certificates to postgres");
+        }
+        std::fs::write(
+            server.data.join("pg_hba.conf"),
+            "local all all trust\nhostnossl all postgres 127.0.0.1/32 scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        server.extra = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        );
+        server.start_again();
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+        };
+        (server, files)
+    }
+
+    /// initdb into a new temp directory; the server is not started.
+    fn init(name: &str, durable: bool) -> PgServer {
         static N: AtomicU64 = AtomicU64::new(0);
         let bin = bin_dir();
         let root = std::env::temp_dir().join(format!(
@@ -136,9 +195,9 @@ impl PgServer {
             data,
             bin,
             durable,
+            extra: String::new(),
         };
         server.reaper();
-        server.start_again();
         server
     }
 
@@ -174,14 +233,15 @@ impl PgServer {
             .arg(self.root.join("server.log"))
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=60{}",
+                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=60{}{}",
                 self.port,
                 self.root.display(),
                 if self.durable {
                     ""
                 } else {
                     " -c fsync=off -c full_page_writes=off"
-                }
+                },
+                self.extra
             ))
             .arg("start")
             .stdout(Stdio::null());

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::cli::PostgresCheckArgs;
 use crate::config::{self, ConfigError, FileConfig};
@@ -41,7 +41,7 @@ pub fn run(args: &PostgresCheckArgs) -> Result<()> {
         "Checking PostgreSQL at {} for table {}, source {:?}:",
         cfg.target, names.plain, cfg.source
     );
-    let mut client = cfg.pg.connect(NoTls).map_err(|e| {
+    let mut client = cfg.connect().map_err(|e| {
         fail(format!(
             "cannot connect: {}. To fix: {}",
             describe(&e),
@@ -57,6 +57,20 @@ pub fn run(args: &PostgresCheckArgs) -> Result<()> {
     ok(format!(
         "connected as {} to PostgreSQL {version}",
         cfg.pg.get_user().unwrap_or("?")
+    ));
+    let encrypted: Option<bool> = client
+        .query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .ok()
+        .flatten()
+        .map(|r| r.get(0));
+    ok(format!(
+        "connection {}; asked for {}",
+        match encrypted {
+            Some(true) => "encrypted (TLS)",
+            Some(false) => "NOT encrypted",
+            None => "encryption unknown",
+        },
+        cfg.tls.describe()
     ));
     let timescale: bool = q(
         &mut client,

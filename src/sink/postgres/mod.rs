@@ -46,6 +46,7 @@ pub mod copy;
 pub mod schema;
 pub mod settings;
 pub mod source;
+pub mod tls;
 
 use crate::sink::follow::FollowedCsv;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +56,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
@@ -80,8 +81,9 @@ impl PgSink {
         let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
         log::info!(
-            "PostgreSQL sink on: {} table {}, source {:?} (batches of up to {} rows, every {} ms at least when not full).",
+            "PostgreSQL sink on: {} ({}) table {}, source {:?} (batches of up to {} rows, every {} ms at least when not full).",
             cfg.target,
+            cfg.tls.describe(),
             cfg.qualified_table(),
             cfg.source,
             cfg.batch_rows,
@@ -135,6 +137,8 @@ pub enum Stall {
     CursorMoved,
     /// The CSV does not hold the last row the cursor confirmed.
     NotInCsv(Position),
+    /// The connection failed while rows were being handed to it.
+    Copy(std::io::Error),
 }
 
 impl From<postgres::Error> for Stall {
@@ -154,6 +158,10 @@ pub enum Class {
 /// Sorts a database error into retry classes.
 pub fn classify(e: &postgres::Error) -> Class {
     let Some(code) = e.code() else {
+        // A certificate that TLS refused stays refused until the operator acts.
+        if describe(e).contains("invalid peer certificate") {
+            return Class::Operator;
+        }
         return Class::Transient; // I/O, closed connection, timeout
     };
     let c = code.code();
@@ -217,6 +225,10 @@ pub fn advice(e: &postgres::Error, cfg: &PostgresConfig) -> String {
             "a sensorlog table is missing although sensorlog_migrations says it was created; was {names} dropped? Restore it, or delete the rows of {} from sensorlog_migrations to create it again",
             cfg.qualified_table()
         ),
+        None if describe(e).contains("certificate") => format!(
+            "the server's TLS certificate was not accepted ({}): give the CA that signed it as sslrootcert=/path/ca.pem in postgres.url, and for verify-full connect by the name the certificate was issued for",
+            cfg.tls.describe()
+        ),
         _ => "see the PostgreSQL server log".into(),
     }
 }
@@ -232,6 +244,10 @@ struct Worker {
     /// The CSV as opened with `pos`, and its generation (see [`crate::sink::follow`]).
     csv: Option<FollowedCsv>,
     buf: Vec<u8>,
+    /// Rows of the next batch, read while the server worked through the last one,
+    /// and the byte offset they start at.
+    ahead: Option<(u64, Vec<source::SourceRow>)>,
+    copy_bufs: copy::CopyBuffers,
     last_batch: Instant,
     stop_at: Option<Instant>,
     backoff: Duration,
@@ -252,6 +268,8 @@ impl Worker {
             pos: None,
             csv: None,
             buf: Vec::new(),
+            ahead: None,
+            copy_bufs: copy::CopyBuffers::default(),
             last_batch: Instant::now(),
             stop_at: None,
             backoff: Duration::ZERO,
@@ -309,7 +327,7 @@ impl Worker {
     /// One unit of work; `Ok(false)` when nothing was due.
     fn step(&mut self) -> std::result::Result<bool, Stall> {
         if self.client.is_none() {
-            let client = self.cfg.pg.connect(NoTls)?;
+            let client = self.cfg.connect()?;
             self.client = Some(client);
         }
         let Some(pos) = self.pos else {
@@ -350,7 +368,11 @@ impl Worker {
         let Some(file) = self.csv.as_mut().map(FollowedCsv::file_mut) else {
             return Err(Stall::Csv(std::io::Error::other("the CSV is not open")));
         };
-        let rows = source::read_rows(file, pos.offset, upto, self.cfg.batch_rows, &mut self.buf).map_err(Stall::Csv)?;
+        let batch_rows = self.cfg.batch_rows;
+        let rows = match self.ahead.take() {
+            Some((from, rows)) if from == pos.offset && rows.last().is_some_and(|r| r.end <= upto) => rows,
+            _ => source::read_rows(file, pos.offset, upto, batch_rows, &mut self.buf).map_err(Stall::Csv)?,
+        };
         if rows.is_empty() {
             return Ok(false);
         }
@@ -360,7 +382,24 @@ impl Worker {
         if in_db != Some(pos) {
             return Err(Stall::CursorMoved);
         }
-        let bad_times = copy::copy_rows(&mut tx, &self.names, &self.cfg.source, &rows)?;
+        // A full batch means a backlog: read the next one while the server is busy.
+        let next_from = rows.last().map_or(upto, |r| r.end);
+        let (buf, ahead) = (&mut self.buf, &mut self.ahead);
+        let read_ahead = || {
+            if rows.len() == batch_rows && next_from < upto {
+                if let Ok(next) = source::read_rows(file, next_from, upto, batch_rows, buf) {
+                    *ahead = Some((next_from, next));
+                }
+            }
+        };
+        let bad_times = copy::copy_rows(
+            &mut tx,
+            &self.names,
+            &self.cfg.source,
+            &rows,
+            &mut self.copy_bufs,
+            read_ahead,
+        )?;
         let next = pos.after(&rows);
         schema::save_cursor(&mut tx, &self.names, &self.cfg.source, &next)?;
         tx.commit()?;
@@ -422,6 +461,7 @@ impl Worker {
         match FollowedCsv::open(&self.sink) {
             Ok(csv) => {
                 self.csv = Some(csv);
+                self.ahead = None;
                 Ok(())
             }
             Err(e) => {
@@ -515,6 +555,7 @@ impl Worker {
     fn stalled(&mut self, stall: Stall) {
         self.client = None;
         self.pos = None;
+        self.ahead = None;
         if matches!(stall, Stall::Csv(_)) {
             self.csv = None;
         }
@@ -532,6 +573,7 @@ impl Worker {
                     Class::Operator => (class, format!("{m}. To fix: {}", advice(e, &self.cfg))),
                 }
             }
+            Stall::Copy(e) => (Class::Transient, format!("the connection failed during COPY: {e}")),
             Stall::Csv(e) => (
                 Class::Operator,
                 format!("cannot read {}: {e}", self.sink.path().display()),

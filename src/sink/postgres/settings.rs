@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::config::ConfigError;
 
+use super::tls::TlsSettings;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 pub const DEFAULT_PG_TABLE: &str = "readings";
 pub const DEFAULT_PG_BATCH_ROWS: usize = 10_000;
 pub const DEFAULT_PG_PACE_MS: u64 = 1000;
@@ -39,6 +42,10 @@ pub struct PostgresFile {
 pub struct PostgresConfig {
     /// Connection settings, password included.
     pub pg: postgres::Config,
+    /// `sslmode` and `sslrootcert` from the URL, and the connector made from them
+    /// (`None` for `sslmode=disable`).
+    pub tls: TlsSettings,
+    pub connector: Option<MakeRustlsConnect>,
     /// `user@host:port/db`, safe to log.
     pub target: String,
     /// Schema (if given) and table, both plain lower-case identifiers.
@@ -94,6 +101,8 @@ impl PostgresConfig {
             }
             return Ok(None);
         };
+        let (url, tls) = super::tls::split_url(&url).map_err(|e| err("postgres.url", e))?;
+        let connector = tls.connector().map_err(|e| err("postgres.url", e))?;
         let mut pg: postgres::Config = url.parse().map_err(|e| {
             err(
                 "postgres.url",
@@ -112,12 +121,7 @@ impl PostgresConfig {
                 format!("{:?} names no user (postgresql://user@host:5432/dbname)", redact(&url)),
             ));
         }
-        if pg.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(err(
-                "postgres.url",
-                "sslmode=require is not supported yet (this build connects without TLS); reach the server over a private network, a VPN or an SSH tunnel",
-            ));
-        }
+        pg.ssl_mode(tls.ssl_mode());
         match (pg.get_password().is_some(), &f.password_file) {
             (true, Some(_)) => {
                 return Err(err(
@@ -186,6 +190,8 @@ impl PostgresConfig {
             .tcp_user_timeout(Duration::from_secs(60));
         Ok(Some(PostgresConfig {
             pg,
+            tls,
+            connector,
             target,
             schema,
             table,
@@ -196,6 +202,14 @@ impl PostgresConfig {
             retry_max: Duration::from_secs(retry_max),
             shutdown_timeout: Duration::from_secs(shutdown),
         }))
+    }
+
+    /// Connects with the TLS the URL asks for.
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        match &self.connector {
+            None => self.pg.connect(postgres::NoTls),
+            Some(tls) => self.pg.connect(tls.clone()),
+        }
     }
 
     /// `schema.table` or `table`, as written in the config (for messages).
@@ -359,10 +373,25 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_with_a_reason_not_silently_dropped() {
-        let e = PostgresConfig::build(file("postgresql://u@h/db?sslmode=require"), None).unwrap_err();
-        assert!(e.to_string().contains("sslmode=require is not supported"), "{e}");
-        assert!(PostgresConfig::build(file("postgresql://u@h/db?sslmode=disable"), None).is_ok());
+    fn tls_settings_come_from_the_url() {
+        let c = PostgresConfig::build(file("postgresql://u:pw@h/db?sslmode=require"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.pg.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert!(c.connector.is_some());
+        let c = PostgresConfig::build(file("postgresql://u@h/db?sslmode=disable"), None)
+            .unwrap()
+            .unwrap();
+        assert!(c.connector.is_none());
+        let e = PostgresConfig::build(
+            file("postgresql://u:pw@h/db?sslmode=verify-full&sslrootcert=/nonexistent.pem"),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent.pem") && !e.to_string().contains("pw@"),
+            "{e}"
+        );
     }
 
     #[test]

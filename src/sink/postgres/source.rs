@@ -44,7 +44,50 @@ pub struct SourceRow {
     pub end: u64,
     pub hash: u64,
     /// Its fields in [`HEADER`] order; missing fields of a malformed row are empty.
-    pub fields: [String; COLUMNS],
+    pub fields: Fields,
+}
+
+/// The fields of a row, unquoted, in one string: one allocation per row instead of
+/// one per field (the sink reads 10,000 rows a batch). `fields[i]` is a `&str`.
+#[derive(Debug, Clone, Default)]
+pub struct Fields {
+    text: String,
+    /// End of field `i` in `text` (its start is the end of field `i - 1`).
+    ends: [u32; COLUMNS],
+}
+
+impl Fields {
+    fn from_record(rec: &csv::ByteRecord) -> Fields {
+        let mut f = Fields::default();
+        match std::str::from_utf8(rec.as_slice()) {
+            Ok(all) => {
+                f.text = all.to_string();
+                let mut last = 0;
+                for (i, end) in f.ends.iter_mut().enumerate() {
+                    last = rec.range(i).map_or(last, |r| r.end as u32);
+                    *end = last;
+                }
+            }
+            Err(_) => {
+                for (i, end) in f.ends.iter_mut().enumerate() {
+                    if let Some(field) = rec.get(i) {
+                        f.text.push_str(&String::from_utf8_lossy(field));
+                    }
+                    *end = f.text.len() as u32;
+                }
+            }
+        }
+        f
+    }
+}
+
+impl std::ops::Index<usize> for Fields {
+    type Output = str;
+
+    fn index(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
 }
 
 /// Where the database has caught up to in one CSV.
@@ -129,18 +172,11 @@ fn parse_block(block: &[u8], base: u64, whole: bool, max_rows: usize, out: &mut 
         if !whole && (end as usize >= block.len() || block[end as usize - 1] != b'\n') {
             break; // possibly cut by the end of the block
         }
-        let mut fields: [String; COLUMNS] = Default::default();
-        for (slot, f) in fields.iter_mut().zip(rec.iter()) {
-            *slot = match std::str::from_utf8(f) {
-                Ok(s) => s.to_string(),
-                Err(_) => String::from_utf8_lossy(f).into_owned(),
-            };
-        }
         out.push(SourceRow {
             start: base + start,
             end: base + end,
             hash: row_hash(&block[start as usize..end as usize]),
-            fields,
+            fields: Fields::from_record(&rec),
         });
     }
 }
@@ -302,12 +338,24 @@ mod tests {
         }
         assert_eq!(all.len(), 51);
         assert_eq!(pos.offset, len);
-        assert_eq!(all[50].fields[3], "a\nb, \"c\"");
+        assert_eq!(&all[50].fields[3], "a\nb, \"c\"");
+        assert_eq!((&all[50].fields[2], &all[50].fields[8]), ("note", ""));
         let raw = std::fs::read(&p).unwrap();
         for r in &all {
             assert_eq!(r.hash, row_hash(&raw[r.start as usize..r.end as usize]));
         }
         let _ = std::fs::remove_dir_all(p.parent().unwrap());
+    }
+
+    #[test]
+    fn fields_of_short_and_non_utf8_rows() {
+        let rec = csv::ByteRecord::from(vec![&b"a"[..], &b"x\xffy"[..], &b"c"[..]]);
+        let f = Fields::from_record(&rec);
+        assert_eq!((&f[0], &f[1], &f[2]), ("a", "x\u{fffd}y", "c"));
+        assert!((3..COLUMNS).all(|i| f[i].is_empty()));
+        let rec = csv::ByteRecord::from(vec!["t", "dev", "", "21.5"]);
+        let f = Fields::from_record(&rec);
+        assert_eq!((&f[0], &f[1], &f[2], &f[3], &f[8]), ("t", "dev", "", "21.5", ""));
     }
 
     #[test]
