@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::util::daemon::{read_csv, read_line, send_lines, wait_until, HEADER};
+use crate::util::daemon::{read_csv, read_csv_so_far, read_line, send_lines, wait_until, HEADER};
 use crate::util::{Daemon, TestDir};
 
 #[test]
@@ -15,12 +15,12 @@ fn restart_appends_to_the_existing_csv() {
     let dir = TestDir::new("durable-restart");
     let mut d = Daemon::start(&dir, &[]);
     send_lines(&mut d.connect(), &["t=1".into(), "t=2".into()]);
-    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == 3));
+    assert!(wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv).len() == 3));
     d.shutdown();
     let mut d = Daemon::start(&dir, &[]);
     assert!(d.log_contains("2 rows already there"), "{}", d.log_text());
     send_lines(&mut d.connect(), &["t=3".into()]);
-    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == 4));
+    assert!(wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv).len() == 4));
     d.shutdown();
     let rows = read_csv(&d.csv);
     assert_eq!(rows[0], HEADER);
@@ -59,7 +59,7 @@ fn a_torn_last_row_is_repaired_at_start_and_said_so() {
     let dir = TestDir::new("durable-torn");
     let mut d = Daemon::start(&dir, &[]);
     send_lines(&mut d.connect(), &["t=1".into()]);
-    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == 2));
+    assert!(wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv).len() == 2));
     d.shutdown();
     // What a crash in the middle of a write leaves: a row without its end.
     std::fs::OpenOptions::new()
@@ -71,7 +71,7 @@ fn a_torn_last_row_is_repaired_at_start_and_said_so() {
     let mut d = Daemon::start(&dir, &[]);
     assert!(d.log_contains("Repaired"), "{}", d.log_text());
     send_lines(&mut d.connect(), &["t=2".into()]);
-    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == 3));
+    assert!(wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv).len() == 3));
     d.shutdown();
     let values: Vec<String> = read_csv(&d.csv)[1..].iter().map(|r| r[3].clone()).collect();
     assert_eq!(values, ["1", "2"], "the torn row is gone, not glued to the next");

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::daemon::{read_csv, read_line, send_lines, wait_until, HEADER};
+use crate::util::daemon::{read_csv, read_csv_so_far, read_line, send_lines, wait_until, HEADER};
 use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind, DEFAULT_ACCOUNT, OTHER_KEY_PEM};
 use crate::util::{Daemon, TestDir};
 
@@ -360,7 +360,7 @@ fn expect_error(fake: &FakeGoogle, dir: &TestDir, needle: &str) {
     );
     // Ingest carries on regardless.
     send_lines(&mut d.connect(), &["t=1".into()]);
-    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == 2));
+    assert!(wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv).len() == 2));
     d.stop();
 }
 
@@ -497,7 +497,8 @@ fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
     wait_synced(&fake, &d, Duration::from_secs(20));
     fake.outage(Duration::from_secs(600));
     send_readings(&d, 2, 30, "during");
-    assert!(wait_until(Duration::from_secs(10), || read_csv(&d.csv).len() == rows_for(120) + 1));
+    assert!(wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv).len()
+        == rows_for(120) + 1));
     let t = Instant::now();
     d.interrupt();
     let st = d.wait_exit(Duration::from_secs(20)).expect("exits");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::sheets::{config, fake_with_sheet, send_readings, sheet_matches_csv, wait_synced, SHEET};
-use crate::util::daemon::{read_csv, send_lines};
+use crate::util::daemon::{read_csv, read_csv_so_far, send_lines};
 use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, TokenFault, MAX_CELL_CHARS};
 use crate::util::{Daemon, TestDir};
 
@@ -29,7 +29,7 @@ fn send(d: &Daemon, lines: &[String]) {
 /// Waits until the CSV has `rows` data rows.
 fn wait_csv_rows(d: &Daemon, rows: usize) {
     assert!(
-        crate::util::daemon::wait_until(Duration::from_secs(20), || read_csv(&d.csv).len() > rows),
+        crate::util::daemon::wait_until(Duration::from_secs(20), || read_csv_so_far(&d.csv).len() > rows),
         "the CSV never reached {rows} rows:\n{}",
         d.log_text()
     );

@@ -302,6 +302,25 @@ fn lossy(v: Vec<u8>) -> String {
     String::from_utf8_lossy(&v).trim_end_matches('\r').to_string()
 }
 
+/// [`read_csv`] for polling a file the daemon is still writing: only complete lines
+/// count. A row being appended can be seen half-written (a large write reaches the page
+/// cache in pieces), which is not yet a row, not a broken file.
+pub fn read_csv_so_far(path: &Path) -> Vec<Vec<String>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&bytes[..complete])
+        .records()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+                .iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .collect()
+}
+
 /// Parses the CSV at `path` into records (header included), panicking with context.
 pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
     let mut rdr = csv::ReaderBuilder::new()
