@@ -30,7 +30,10 @@ fn check_reading(line: &[u8], r: &Reading) {
         }
     }
     if let Some(d) = &r.device {
-        assert!(!d.is_empty() && clean(d) && d.chars().count() <= MAX_DEVICE_CHARS, "device {d:?}");
+        assert!(
+            !d.is_empty() && clean(d) && d.chars().count() <= MAX_DEVICE_CHARS,
+            "device {d:?}"
+        );
         assert_eq!(d.trim(), d, "device {d:?} not trimmed");
     }
     if let Some(b) = &r.boot {
@@ -57,7 +60,11 @@ fn check_rows(r: &Reading) {
     cols.encode_rows(fields, &mut Encoder::default(), &mut out);
     let text = std::str::from_utf8(&out).expect("rows are UTF-8");
     let lines: Vec<&str> = text.split_terminator('\n').collect();
-    assert_eq!(lines.len(), r.fields.len(), "one line per field: no cell holds a newline");
+    assert_eq!(
+        lines.len(),
+        r.fields.len(),
+        "one line per field: no cell holds a newline"
+    );
     let records: Vec<csv::StringRecord> = csv::ReaderBuilder::new()
         .has_headers(false)
         .from_reader(&out[..])
@@ -82,9 +89,17 @@ fn check_rows(r: &Reading) {
         assert_eq!(original(&rec[6]), cols.boot);
         assert_eq!(rec[7].to_string(), r.seq.map(|s| s.to_string()).unwrap_or_default());
         assert_eq!(original(&rec[8]), cols.device_time);
-        let text_cells: &[usize] = if f.value.kind() == "text" { &[1, 2, 3, 6, 8] } else { &[1, 2, 6, 8] };
+        let text_cells: &[usize] = if f.value.kind() == "text" {
+            &[1, 2, 3, 6, 8]
+        } else {
+            &[1, 2, 6, 8]
+        };
         for &i in text_cells {
-            assert!(!rec[i].starts_with(['=', '+', '-', '@', '\t', '\r']), "live formula in cell {i}: {:?}", &rec[i]);
+            assert!(
+                !rec[i].starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "live formula in cell {i}: {:?}",
+                &rec[i]
+            );
         }
     }
 }
@@ -95,7 +110,10 @@ fuzz_target!(|line: &[u8]| {
         Line::Blank => assert!(line.iter().all(|b| b" \t\r".contains(b))),
         Line::Hello(h) => {
             let d = &h.device;
-            assert!(!d.is_empty() && clean(d) && d.chars().count() <= MAX_DEVICE_CHARS, "device {d:?}");
+            assert!(
+                !d.is_empty() && clean(d) && d.chars().count() <= MAX_DEVICE_CHARS,
+                "device {d:?}"
+            );
             assert!(!d.contains([' ', '\t', ',', '=']), "device {d:?}");
             if let Some(b) = &h.boot {
                 assert!(valid_boot(b), "boot {b:?}");
@@ -111,7 +129,9 @@ fuzz_target!(|line: &[u8]| {
         Line::Reading(r) => check_reading(line, r),
     }
     // Parsing into a recycled field vector gives the same result.
-    let Line::Reading(warm) = parse_line(b"a=1 b=x c=true") else { unreachable!() };
+    let Line::Reading(warm) = parse_line(b"a=1 b=x c=true") else {
+        unreachable!()
+    };
     let mut spare = recycle_fields(warm.fields);
     assert_eq!(parse_line_reusing(line, &mut spare), parsed);
 });

@@ -58,7 +58,11 @@ fn path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let shm = std::path::Path::new("/dev/shm");
-        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let dir = base.join(format!("sensorlog-fuzz-recover-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("r.csv")
@@ -103,11 +107,18 @@ fuzz_target!(|data: &[u8]| {
             seq,
             content: content_hash(rows, cols.device_time),
         });
-        readings.push(Reading { key, at: start..file.len() });
+        readings.push(Reading {
+            key,
+            at: start..file.len(),
+        });
     }
     let cut = usize::from(u16::from_le_bytes([input.byte(), input.byte()])) % (file.len() + 1);
     let mode = input.byte();
-    let tail_bytes = if mode & 2 == 0 { 1 << 20 } else { u64::from(input.byte()) * 8 };
+    let tail_bytes = if mode & 2 == 0 {
+        1 << 20
+    } else {
+        u64::from(input.byte()) * 8
+    };
     file.truncate(cut);
     let garbage = mode & 1 == 1;
     if garbage {
@@ -126,7 +137,10 @@ fuzz_target!(|data: &[u8]| {
         let found = found.expect("a file with our header is recovered");
         assert_eq!(found.bytes, kept as u64);
         assert_eq!(found.cut_to, (kept < file.len()).then_some(kept as u64));
-        assert_eq!(found.rows as usize, file[..kept].iter().filter(|&&b| b == b'\n').count() - 1);
+        assert_eq!(
+            found.rows as usize,
+            file[..kept].iter().filter(|&&b| b == b'\n').count() - 1
+        );
         if !garbage {
             for r in &readings {
                 let Some(key) = &r.key else { continue };
@@ -146,7 +160,10 @@ fuzz_target!(|data: &[u8]| {
     if ours {
         let (_sink, report) = opened.expect("a file with our header opens");
         assert_eq!(after, file[..kept], "recovery must cut the torn tail and nothing else");
-        assert_eq!(report.torn_bytes, (kept < file.len()).then_some((file.len() - kept) as u64));
+        assert_eq!(
+            report.torn_bytes,
+            (kept < file.len()).then_some((file.len() - kept) as u64)
+        );
     } else if file.is_empty() || (file.len() < header.len() && header.as_bytes().starts_with(&file)) {
         // A crash while the header was written: it is written afresh (or completed).
         opened.expect("a header prefix opens");
