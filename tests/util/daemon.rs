@@ -308,26 +308,20 @@ fn lossy(v: Vec<u8>) -> String {
 pub fn read_csv_so_far(path: &Path) -> Vec<Vec<String>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(&bytes[..complete])
-        .records()
-        .map(|r| {
-            r.unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
-                .iter()
-                .map(str::to_string)
-                .collect()
-        })
-        .collect()
+    parse_csv(path, &bytes[..complete])
 }
 
 /// Parses the CSV at `path` into records (header included), panicking with context.
 pub fn read_csv(path: &Path) -> Vec<Vec<String>> {
-    let mut rdr = csv::ReaderBuilder::new()
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    parse_csv(path, &bytes)
+}
+
+fn parse_csv(path: &Path, bytes: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
         .has_headers(false)
-        .from_path(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    rdr.records()
+        .from_reader(bytes)
+        .records()
         .map(|r| {
             r.unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
                 .iter()
