@@ -737,6 +737,65 @@ fn a_rotated_csv_is_finished_then_the_new_one_followed() {
     d.stop();
 }
 
+/// The CSV is rotated while the database has been unreachable since the daemon
+/// started: the rows of the file the daemon started with still go first, then the new
+/// file's, each once.
+#[test]
+fn a_csv_rotated_before_the_database_was_ever_reached_is_sent_in_full() {
+    let pg = PgServer::start("rotdown");
+    let db = pg.create_db("pg_rotdown");
+    let dir = TestDir::new("pg-rotdown");
+    prefill(&dir.join("readings.csv"), 2_000, "old");
+    let cfg = config(
+        &dir,
+        &pg,
+        &db,
+        "postgres",
+        SUPER_PASSWORD,
+        "rd",
+        "batch_rows = 300\npace_ms = 0",
+    );
+    pg.stop();
+    let d = start(&dir, &cfg);
+    assert!(
+        d.wait_for_log("is unavailable", Duration::from_secs(20)).is_some(),
+        "{}",
+        d.log_text()
+    );
+    std::fs::rename(dir.join("readings.csv"), dir.join("readings.csv.1")).unwrap();
+    assert!(
+        d.wait_for_log("moved or deleted while open", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    send_readings(d.addr, "new", 200);
+    let mut want: Vec<Vec<String>> = csv_rows(&dir.join("readings.csv.1"));
+    assert!(
+        wait_until(Duration::from_secs(20), || csv_rows(&dir.join("readings.csv")).len()
+            == 600),
+        "{}",
+        d.log_text()
+    );
+    want.extend(csv_rows(&dir.join("readings.csv")));
+    pg.start_again();
+    let mut c = pg.admin(&db);
+    assert!(
+        wait_until(Duration::from_secs(60), || count(&mut c, "rd") >= want.len()),
+        "{} of {} rows; log:\n{}",
+        count(&mut c, "rd"),
+        want.len(),
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = table_rows(&mut c, "rd");
+    assert_eq!(got.len(), want.len(), "{}", d.log_text());
+    got.sort();
+    want.sort();
+    assert!(got == want, "the table differs from the two files");
+    d.stop();
+}
+
 /// A loopback TCP proxy in front of the server that, while armed, lets a `COMMIT` through
 /// to the server and then cuts the connection before the answer comes back: the
 /// "committed, but the daemon never heard" case.

@@ -280,6 +280,13 @@ impl Worker {
     }
 
     fn run(&mut self) {
+        // Open the CSV before the first connection: if it is rotated while the database
+        // is still unreachable, this handle keeps the file the cursor starts in, whose rows
+        // go first (see `set_up`). Opened after connecting, the sink would start in the
+        // new file and never send the old one's rows. A failure here is retried there.
+        if let Ok(csv) = FollowedCsv::open(&self.sink) {
+            self.csv = Some(csv);
+        }
         loop {
             if self.stop.load(Ordering::Acquire) && self.stop_at.is_none() {
                 self.stop_at = Some(Instant::now() + self.cfg.shutdown_timeout);
