@@ -192,7 +192,6 @@ struct Inner {
     dedup: Dedup,
     uploader: Option<Channel>,
     closed: bool,
-    generation: u64,
 }
 
 /// The uploader's channel, bounded in rows: `queued` counts rows sent and not yet
@@ -206,6 +205,11 @@ struct Channel {
 pub struct CsvSink {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// How many times the file was reopened. Changed only under `inner`'s lock (by
+    /// `check_path`, before the durable mark is replaced), read without it: the Sheets
+    /// and PostgreSQL readers ask several times per loop turn, and must not queue behind
+    /// the boards' appends for that.
+    generation: AtomicU64,
     /// A second handle for fsync outside the lock (fsync covers the whole file);
     /// replaced when the file is reopened.
     sync_handle: Mutex<Arc<File>>,
@@ -258,8 +262,8 @@ impl CsvSink {
                 dedup,
                 uploader: None,
                 closed: false,
-                generation: 0,
             }),
+            generation: AtomicU64::new(0),
             sync_handle: Mutex::new(Arc::new(sync_handle)),
             fsync,
             dirty: AtomicBool::new(false),
@@ -305,7 +309,7 @@ impl CsvSink {
 
     /// How many times the file was reopened since start (0 = the file opened at start).
     pub fn generation(&self) -> u64 {
-        self.lock().generation
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Boards in the resend memory, and boards forgotten to stay under the cap.
@@ -321,8 +325,9 @@ impl CsvSink {
     }
 
     fn mark_durable(&self, generation: u64, upto: (u64, u64)) {
-        let inner = self.lock();
-        if inner.generation != generation {
+        // Under the lock: `check_path` changes the generation and the mark together.
+        let _held = self.lock();
+        if self.generation() != generation {
             return; // the file was reopened meanwhile; its marks start afresh
         }
         let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
@@ -437,7 +442,7 @@ impl CsvSink {
         // past `durable_position`, so rows queued here wait for their fsync there.
         self.queue_for_uploader(&mut inner, batch, outcomes, all_fresh, first_row, new_rows);
         let written_to = (inner.rows, inner.bytes);
-        let generation = inner.generation;
+        let generation = self.generation();
         drop(inner);
         match self.fsync {
             Fsync::Always => {
@@ -510,7 +515,7 @@ impl CsvSink {
                     first_row,
                     rows,
                     end_offset: inner.bytes,
-                    generation: inner.generation,
+                    generation: self.generation(),
                 };
                 let c = inner.uploader.as_ref().expect("checked above");
                 c.queued.fetch_add(n, Ordering::AcqRel);
@@ -531,7 +536,7 @@ impl CsvSink {
         if self.dirty.swap(false, Ordering::AcqRel) {
             let (written_to, generation) = {
                 let i = self.lock();
-                ((i.rows, i.bytes), i.generation)
+                ((i.rows, i.bytes), self.generation())
             };
             if let Err(source) = self.sync_file().sync_data() {
                 // Try again at the next tick.
@@ -580,7 +585,8 @@ impl CsvSink {
         inner.identity = identity_new;
         inner.rows = report.rows;
         inner.bytes = report.bytes;
-        inner.generation += 1;
+        // Changed only under the lock, read without it (see `generation`).
+        self.generation.fetch_add(1, Ordering::AcqRel);
         *self.sync_handle.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(sync_handle);
         *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = (report.rows, report.bytes);
         drop(inner);
@@ -606,7 +612,7 @@ impl CsvSink {
         inner.closed = true;
         inner.uploader = None;
         let written_to = (inner.rows, inner.bytes);
-        let generation = inner.generation;
+        let generation = self.generation();
         drop(inner);
         if !was_closed {
             self.dirty.store(false, Ordering::Release);
