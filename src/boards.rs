@@ -130,9 +130,7 @@ impl Seen {
             (device, self.fields.len(), self.text.len(), 1)
         };
         for (name, value, number) in fields {
-            let name = self.add_text(name);
-            let value = self.add_text(truncate(value, MAX_VALUE_CHARS));
-            self.fields.push(SeenField { name, value, number });
+            self.add_field(name, value, number);
         }
         self.readings.push(SeenReading {
             device,
@@ -172,10 +170,11 @@ impl Seen {
                 let [_, _, name, value, kind, ..] = cells.as_slice() else {
                     continue;
                 };
-                let name = self.add_text(crate::row::original(name));
-                let value = self.add_text(truncate(crate::row::original_value(value, kind), MAX_VALUE_CHARS));
-                let number = kind == "number";
-                self.fields.push(SeenField { name, value, number });
+                self.add_field(
+                    crate::row::original(name),
+                    crate::row::original_value(value, kind),
+                    kind == "number",
+                );
             }
             self.readings.push(SeenReading {
                 device: run.device,
@@ -200,6 +199,12 @@ impl Seen {
 
     pub fn is_empty(&self) -> bool {
         self.readings.is_empty() && self.runs.is_empty()
+    }
+
+    fn add_field(&mut self, name: &str, value: &str, number: bool) {
+        let name = self.add_text(name);
+        let value = self.add_text(truncate(value, MAX_VALUE_CHARS));
+        self.fields.push(SeenField { name, value, number });
     }
 
     fn add_text(&mut self, s: &str) -> (usize, usize) {
