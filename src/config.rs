@@ -573,7 +573,11 @@ pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
             let section = text[..line_start]
                 .lines()
                 .rev()
-                .find_map(|l| l.trim().strip_prefix('[').map(|h| h.trim_end_matches(']').trim().to_string()))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix('[')
+                        .map(|h| h.trim_end_matches(']').trim().to_string())
+                })
                 .unwrap_or_default();
             let key = k.trim();
             let type_error = !message.contains("unknown variant")

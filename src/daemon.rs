@@ -115,7 +115,9 @@ pub fn serve(config: Config) -> Result<()> {
     let listen_on = |addr: std::net::SocketAddr, choose: &str| {
         let l = server::bind(addr, config.listen_backlog).map_err(|e| {
             Error::startup(
-                format!("listen on {addr} (is another sensorlog or program using this port? choose another with {choose})"),
+                format!(
+                    "listen on {addr} (is another sensorlog or program using this port? choose another with {choose})"
+                ),
                 e,
             )
         })?;

@@ -43,7 +43,11 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         args.boards,
         if args.boards == 1 { "" } else { "s" },
         args.prefix,
-        if args.boards > 1 { format!("..{}-{}", args.prefix, args.boards) } else { String::new() },
+        if args.boards > 1 {
+            format!("..{}-{}", args.prefix, args.boards)
+        } else {
+            String::new()
+        },
         format!("{:?}", args.format).to_lowercase(),
         args.rate,
         match (duration, args.count) {

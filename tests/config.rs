@@ -191,9 +191,15 @@ fn issue19_type_errors_name_the_key_and_the_expected_form() {
             "[server]\nmax_connections = \"lots\"\n",
             "server.max_connections: expected a whole number like 4096 (no quotes), got \"lots\"",
         ),
-        ("[csv]\nfsync = true\n", "csv.fsync: expected a string like \"interval\""),
+        (
+            "[csv]\nfsync = true\n",
+            "csv.fsync: expected a string like \"interval\"",
+        ),
         ("[server]\nallow = \"10.0.0.0/8\"\n", "server.allow: expected a list"),
-        ("[sheets]\nenabled = \"yes\"\n", "sheets.enabled: expected true or false"),
+        (
+            "[sheets]\nenabled = \"yes\"\n",
+            "sheets.enabled: expected true or false",
+        ),
     ] {
         dir.write("c.toml", toml);
         let (code, out) = run(&dir, &["serve", "--config", "c.toml", "--csv", "r.csv"]);
@@ -232,7 +238,10 @@ fn issue19_relative_paths_in_the_file_are_beside_it_flags_are_from_the_working_d
 #[test]
 fn issue19_spreadsheet_without_key_file_warns_naming_the_missing_key() {
     let dir = TestDir::new("config-sheets-half");
-    let cfg = dir.write("c.toml", "[sheets]\nspreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"\n");
+    let cfg = dir.write(
+        "c.toml",
+        "[sheets]\nspreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"\n",
+    );
     let mut d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
     let log = d.shutdown();
     let warn = log
@@ -264,7 +273,15 @@ fn issue19_a_port_clash_names_the_flag() {
     assert!(out.contains(&port) && out.contains("--listen"), "{out}");
     let (code, out) = run(
         &dir,
-        &["serve", "--csv", "r.csv", "--listen", "127.0.0.1:0", "--http-listen", &port],
+        &[
+            "serve",
+            "--csv",
+            "r.csv",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            &port,
+        ],
     );
     assert_ne!(code, 0, "{out}");
     assert!(out.contains(&port) && out.contains("--http-listen"), "{out}");

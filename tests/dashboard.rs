@@ -2,13 +2,13 @@
 //! (chromedriver, plain W3C WebDriver calls), two boards over TCP, a live update without
 //! reload, a board turning silent, and the screenshot in docs/dashboard.png.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them). Missing, the
-//! test fails and says so: a browser test that skips itself would prove nothing.
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test --install` installs them).
+//! Missing, the test fails and says so: a browser test that skips itself would prove nothing.
 //! `SENSORLOG_UPDATE_SCREENSHOT=1` also copies the screenshot to docs/dashboard.png.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::util::daemon::{read_line, wait_until};
+use crate::util::needs::program;
 use crate::util::{Daemon, TestDir};
 
 const CHROMIUM_FLAGS: &[&str] = &[
@@ -33,19 +34,6 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--window-size=1100,760",
 ];
 
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/lib/chromium")]) {
-        for n in names {
-            let p = dir.join(n);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 /// chromedriver as a child process plus one browser session; both end on drop.
 struct Browser {
     child: Child,
@@ -56,12 +44,18 @@ struct Browser {
 
 impl Browser {
     fn start(dir: &TestDir) -> Browser {
-        let chromium = find_program(&["chromium", "chromium-browser"]).unwrap_or_else(|| {
-            panic!("chromium is not installed: apt-get install -y chromium chromium-driver (.ci/run does)")
-        });
-        let driver = find_program(&["chromedriver"]).unwrap_or_else(|| {
-            panic!("chromedriver is not installed: apt-get install -y chromium-driver (.ci/run does)")
-        });
+        let chromium = program(
+            &["chromium", "chromium-browser"],
+            &["/usr/lib/chromium"],
+            "Chromium (the dashboard's browser test)",
+            "chromium",
+        );
+        let driver = program(
+            &["chromedriver"],
+            &["/usr/lib/chromium"],
+            "chromedriver (drives Chromium)",
+            "chromium-driver",
+        );
         let http = crate::util::http::client(Duration::from_secs(60));
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(driver)
@@ -384,7 +378,11 @@ fn issue19_a_board_with_exactly_one_reading_draws_its_point_inside_the_chart() {
          [points, x, width, scale min, scale max, point time] = {v}"
     );
     let (max, t) = (v[4].as_f64().unwrap(), v[5].as_f64().unwrap());
-    assert!(max - t < 3600.0, "the time axis ends {} s after the point: {v}", max - t);
+    assert!(
+        max - t < 3600.0,
+        "the time axis ends {} s after the point: {v}",
+        max - t
+    );
     drop(browser);
     drop(s);
     d.stop();

@@ -63,7 +63,10 @@ fn bin_dir() -> PathBuf {
             return Path::new(&p).parent().unwrap().to_path_buf();
         }
     }
-    panic!("PostgreSQL server programs not found: install Debian's postgresql package (.ci/run does), or set SENSORLOG_PG_BIN");
+    panic!(
+        "{} (or set SENSORLOG_PG_BIN to their directory)",
+        crate::util::needs::missing("PostgreSQL server programs (initdb, pg_ctl)", "postgresql")
+    );
 }
 
 fn is_root() -> bool {
