@@ -214,7 +214,7 @@ pub struct SheetsFile {
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
-/// `config/sensorlog.toml` and the README in step with it.
+/// `config/sensorlog.toml` and docs/configuration.md in step with it.
 pub const ALL_KEYS: &[&str] = &[
     "server.listen",
     "server.max_connections",
@@ -432,7 +432,7 @@ pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
 pub const DEFAULT_OVERVIEW_REFRESH_SECS: u64 = 60;
 /// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
-/// documented (no tab limit is documented today; README, "Tabs"), leaving
+/// documented (no tab limit is documented today; docs/sheets.md, "Tabs"), leaving
 /// room for the overview, the shared tab and tabs of your own.
 pub const DEFAULT_MAX_BOARD_TABS: u32 = 150;
 
