@@ -569,7 +569,7 @@ pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
         // not the parser's words ("invalid float, expected nothing", "expected usize").
         let raw_line = text[line_start..].lines().next().unwrap_or("");
         if let Some((k, v)) = raw_line.split_once('=') {
-            let on_value = span.start >= line_start + k.len() + 1;
+            let on_value = span.start > line_start + k.len();
             let section = text[..line_start]
                 .lines()
                 .rev()

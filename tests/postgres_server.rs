@@ -63,9 +63,9 @@ fn bin_dir() -> PathBuf {
             return Path::new(&p).parent().unwrap().to_path_buf();
         }
     }
+    // The words of tests/util/needs.rs (this file is shared with benches/, which lack it).
     panic!(
-        "{} (or set SENSORLOG_PG_BIN to their directory)",
-        crate::util::needs::missing("PostgreSQL server programs (initdb, pg_ctl)", "postgresql")
+        "missing PostgreSQL server programs (initdb, pg_ctl): install them with `sudo apt-get install postgresql`, or run `scripts/test --install` (installs everything the tests need); or set SENSORLOG_PG_BIN to their directory"
     );
 }
 
