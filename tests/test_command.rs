@@ -33,7 +33,7 @@ fn issue19_test_command_names_each_missing_program_and_how_to_get_it() {
         ("chromedriver", "sudo apt-get install chromium-driver"),
         ("openssl", "sudo apt-get install openssl"),
         ("systemd-analyze", "sudo apt-get install systemd"),
-        ("cargo-deb", "cargo install cargo-deb --locked"),
+        ("cargo-deb", "cargo install cargo-deb --version ^3.8 --locked"),
     ] {
         let line = out
             .lines()
