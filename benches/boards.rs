@@ -1,5 +1,5 @@
 //! Memory and cost of the dashboard's board state (`src/boards.rs`), for the bound
-//! documented in the README.
+//! documented in docs/performance.md.
 //!
 //! `cargo bench --bench boards` fills 10,000 boards, each with 3 numeric fields whose
 //! chart rings are full (every bucket of the window holds a point), and prints the

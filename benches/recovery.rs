@@ -2,7 +2,7 @@
 //! start-up time on a large CSV, and the real daemon's RSS with 200,000 distinct
 //! boards before and after a restart.
 //!
-//! `cargo bench --bench recovery` prints the figures (the README's Performance section
+//! `cargo bench --bench recovery` prints the figures (docs/performance.md
 //! has the last ones measured); `cargo test --all-targets` runs it tiny, as a smoke test.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};

@@ -214,7 +214,7 @@ pub struct SheetsFile {
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
-/// `config/sensorlog.toml` and the README in step with it.
+/// `config/sensorlog.toml` and docs/configuration.md in step with it.
 pub const ALL_KEYS: &[&str] = &[
     "server.listen",
     "server.max_connections",
@@ -432,7 +432,7 @@ pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
 pub const DEFAULT_OVERVIEW_REFRESH_SECS: u64 = 60;
 /// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
-/// documented (no tab limit is documented today; README, "Tabs"), leaving
+/// documented (no tab limit is documented today; docs/sheets.md, "Tabs"), leaving
 /// room for the overview, the shared tab and tabs of your own.
 pub const DEFAULT_MAX_BOARD_TABS: u32 = 150;
 
@@ -489,31 +489,112 @@ fn check_key_file(path: &Path) -> Result<(), ConfigError> {
         .map_err(|e| err("sheets.key_file", e.0))
 }
 
-/// Reads and parses a TOML config file; the error names the file, line and key.
+/// Reads and parses a TOML config file; the error names the file, line and key. Every
+/// relative path in the file is made relative to the file's directory
+/// ([`FileConfig::paths_beside`]).
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| err(&path.display().to_string(), format!("cannot read config file: {e}")))?;
-    parse_file(&text).map_err(|e| ConfigError {
-        key: path.display().to_string(),
-        reason: e.reason,
+    parse_file(&text)
+        .map(|f| f.paths_beside(path))
+        .map_err(|e| ConfigError {
+            key: path.display().to_string(),
+            reason: e.reason,
+        })
+}
+
+/// The commented example file: each key's example value is the "expected form" a type
+/// error shows (one source of truth with the documentation, held in step by tests/config.rs).
+const EXAMPLE_CONFIG: &str = include_str!("../config/sensorlog.toml");
+
+/// The example value of `section.key` in config/sensorlog.toml (commented or not), as TOML.
+fn example_value(section: &str, key: &str) -> Option<toml::Value> {
+    let mut in_section = false;
+    for line in EXAMPLE_CONFIG.lines() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[') {
+            in_section = h.trim_end_matches(']').trim() == section;
+            continue;
+        }
+        let l = l.trim_start_matches(['#', ' ']);
+        if let Some((k, v)) = l.split_once('=') {
+            if in_section && k.trim() == key {
+                if let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {}", v.trim())) {
+                    return t.get("v").cloned();
+                }
+            }
+        }
+    }
+    None
+}
+
+/// What a key takes, in words with an example: `a string like "0.0.0.0:8090"`.
+fn expected_form(section: &str, key: &str, message: &str) -> Option<String> {
+    let example = example_value(section, key);
+    Some(match example {
+        Some(toml::Value::String(s)) => format!("a string like {s:?} (in double quotes)"),
+        Some(toml::Value::Integer(i)) => format!("a whole number like {i} (no quotes)"),
+        Some(toml::Value::Float(f)) => format!("a number like {f} (no quotes)"),
+        Some(toml::Value::Boolean(_)) => "true or false (no quotes)".to_string(),
+        Some(toml::Value::Array(a)) if !a.is_empty() => format!("a list like {}", toml::Value::Array(a)),
+        Some(toml::Value::Array(_)) => "a list of strings like [\"a\", \"b\"]".to_string(),
+        _ => {
+            // Not in the example: say it from serde's type name.
+            let want = message.rsplit("expected ").next()?.trim();
+            match want {
+                w if w.starts_with('u') || w.starts_with('i') => "a whole number (no quotes)".into(),
+                w if w.starts_with('f') => "a number (no quotes)".into(),
+                "a boolean" => "true or false (no quotes)".into(),
+                "a string" => "a string in double quotes".into(),
+                _ => return None,
+            }
+        }
     })
 }
 
 pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
         // One line: "line 2, column 9: unknown field `x`, expected one of ...".
-        let at = e.span().map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-            let column = before.len() - line_start + 1;
-            let text_of_line = text[line_start..].lines().next().unwrap_or("").trim();
-            format!("line {line}, column {column} ({text_of_line:?}): ")
-        });
-        err(
-            "config file",
-            format!("{}{}", at.unwrap_or_default(), e.message().trim()),
-        )
+        let message = e.message().trim();
+        let Some(span) = e.span() else {
+            return err("config file", message);
+        };
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before.len() - line_start + 1;
+        let text_of_line = text[line_start..].lines().next().unwrap_or("").trim();
+        let at = format!("line {line}, column {column} ({text_of_line:?}): ");
+        // A bad value (the error is after the `=`): name the key and the form it takes,
+        // not the parser's words ("invalid float, expected nothing", "expected usize").
+        let raw_line = text[line_start..].lines().next().unwrap_or("");
+        if let Some((k, v)) = raw_line.split_once('=') {
+            let on_value = span.start > line_start + k.len();
+            let section = text[..line_start]
+                .lines()
+                .rev()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix('[')
+                        .map(|h| h.trim_end_matches(']').trim().to_string())
+                })
+                .unwrap_or_default();
+            let key = k.trim();
+            let type_error = !message.contains("unknown variant")
+                && ["expected", "wanted", "invalid"].iter().any(|w| message.contains(w));
+            if on_value && !section.is_empty() && type_error {
+                if let Some(form) = expected_form(&section, key, message) {
+                    return err(
+                        "config file",
+                        format!("{at}{section}.{key}: expected {form}, got {}", v.trim()),
+                    );
+                }
+            }
+            if on_value && !section.is_empty() {
+                return err("config file", format!("{at}{section}.{key}: {message}"));
+            }
+        }
+        err("config file", format!("{at}{message}"))
     })
 }
 
@@ -681,7 +762,7 @@ impl Config {
             allow: nets("server.allow", s.allow.as_deref())?,
             deny: nets("server.deny", s.deny.as_deref())?,
         };
-        let auth = AuthConfig::build(&file.auth, args.config.as_deref())?;
+        let auth = AuthConfig::build(&file.auth)?;
         let tls = TlsConfig::build(&file.tls, args.config.as_deref())?;
         if !plain_tcp && tls.is_none() {
             return Err(err(
@@ -857,6 +938,32 @@ fn nets(key: &str, list: Option<&[String]>) -> Result<Vec<ipnet::IpNet>, ConfigE
         .collect()
 }
 
+impl FileConfig {
+    /// The one rule for relative paths: a path written in a config file is relative to
+    /// that file's directory; a path given as a flag is relative to the working directory
+    /// (flags are never passed through here). Every path key of the file is listed here.
+    pub fn paths_beside(mut self, config: &Path) -> FileConfig {
+        let c = Some(config);
+        for p in [
+            &mut self.csv.path,
+            &mut self.sheets.key_file,
+            &mut self.sheets.cursor_file,
+            &mut self.auth.tokens_file,
+            &mut self.tls.cert_file,
+            &mut self.tls.key_file,
+            &mut self.postgres.password_file,
+        ] {
+            if let Some(path) = p.as_mut() {
+                // An empty path stays empty: its key's own check refuses it by name.
+                if !path.as_os_str().is_empty() {
+                    *path = beside_config(c, path);
+                }
+            }
+        }
+        self
+    }
+}
+
 /// A path in the config file is relative to the config file's directory.
 fn beside_config(config: Option<&Path>, p: &Path) -> PathBuf {
     match config.and_then(Path::parent) {
@@ -866,8 +973,9 @@ fn beside_config(config: Option<&Path>, p: &Path) -> PathBuf {
 }
 
 impl AuthConfig {
-    pub fn build(f: &AuthFile, config: Option<&Path>) -> Result<AuthConfig, ConfigError> {
-        let tokens_file = f.tokens_file.as_deref().map(|p| beside_config(config, p));
+    /// `f`'s paths are already resolved ([`FileConfig::paths_beside`]).
+    pub fn build(f: &AuthFile) -> Result<AuthConfig, ConfigError> {
+        let tokens_file = f.tokens_file.clone();
         if tokens_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(err("auth.tokens_file", "must not be empty"));
         }
@@ -925,7 +1033,7 @@ impl TlsConfig {
         let self_signed = f.self_signed.unwrap_or(false);
         let pick = |key: &str, given: &Option<PathBuf>, default: &str| -> Result<PathBuf, ConfigError> {
             match given {
-                Some(p) => Ok(beside_config(config, p)),
+                Some(p) => Ok(p.clone()),
                 None if self_signed => Ok(beside_config(config, Path::new(default))),
                 None => Err(err(
                     key,
@@ -966,6 +1074,14 @@ impl SheetsConfig {
         let key_file = flags.sheets_key_file.clone().or(f.key_file);
         let enabled = !flags.no_sheets && f.enabled.unwrap_or(key_file.is_some());
         if !enabled {
+            // A spreadsheet without a key is a half-done set-up, not a choice: say so
+            // (an explicit `enabled = false` or --no-sheets is a choice, and stays quiet).
+            let spreadsheet_given = flags.spreadsheet.is_some() || f.spreadsheet.is_some();
+            if spreadsheet_given && key_file.is_none() && !flags.no_sheets && f.enabled.is_none() {
+                log::warn!(
+                    "Google Sheets: off: sheets.spreadsheet is set but sheets.key_file is not. Set sheets.key_file (or --sheets-key-file) to the service account's JSON key to upload; set sheets.enabled = false to keep Sheets off without this warning."
+                );
+            }
             return Ok(None);
         }
         let key_file = key_file.ok_or_else(|| {
@@ -1169,7 +1285,12 @@ mod tests {
     use super::*;
 
     fn build(toml: &str, args: ServeArgs) -> Result<Config, ConfigError> {
-        Config::build(parse_file(toml)?, &args)
+        let file = parse_file(toml)?;
+        let file = match &args.config {
+            Some(c) => file.paths_beside(c),
+            None => file,
+        };
+        Config::build(file, &args)
     }
 
     #[test]

@@ -97,7 +97,10 @@ pub fn serve(config: Config) -> Result<()> {
             });
             Some(crate::http::start(addr, state, &shutdown).map_err(|e| {
                 Error::startup(
-                    format!("listen on {addr} for the dashboard (http.listen; \"\" turns it off)"),
+                    format!(
+                        "listen on {addr} for the dashboard (is another sensorlog or program using this port? \
+                         choose another with --http-listen ADDR:PORT or http.listen in the config file; \"\" turns it off)"
+                    ),
                     e,
                 )
             })?)
@@ -108,10 +111,13 @@ pub fn serve(config: Config) -> Result<()> {
         .map_err(|e| Error::startup("start the board-watch thread", e))?;
 
     let security = Security::start(&config)?;
-    let listen_on = |addr: std::net::SocketAddr| {
+    // `choose`: where to pick another address, flag first (a port clash names it).
+    let listen_on = |addr: std::net::SocketAddr, choose: &str| {
         let l = server::bind(addr, config.listen_backlog).map_err(|e| {
             Error::startup(
-                format!("listen on {addr} (is another sensorlog or program using this port?)"),
+                format!(
+                    "listen on {addr} (is another sensorlog or program using this port? choose another with {choose})"
+                ),
                 e,
             )
         })?;
@@ -122,7 +128,10 @@ pub fn serve(config: Config) -> Result<()> {
     };
     let tls_listener = match &security.tls {
         Some(acceptor) => Some((
-            listen_on(config.tls.as_ref().map_or(config.listen, |t| t.listen))?,
+            listen_on(
+                config.tls.as_ref().map_or(config.listen, |t| t.listen),
+                "tls.listen in the config file",
+            )?,
             Arc::clone(acceptor),
         )),
         None => None,
@@ -130,7 +139,7 @@ pub fn serve(config: Config) -> Result<()> {
     // The main thread runs the plain listener, or the TLS one when plain TCP is off.
     let (listener, local, main_tls, extra_tls) = match (config.plain_tcp, tls_listener) {
         (true, extra) => {
-            let (l, local) = listen_on(config.listen)?;
+            let (l, local) = listen_on(config.listen, "--listen ADDR:PORT or server.listen in the config file")?;
             (l, local, None, extra)
         }
         (false, Some(((l, local), acceptor))) => (l, local, Some(acceptor), None),

@@ -37,6 +37,31 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };
+    eprintln!(
+        "Sending to {} as {} board{} ({}-1{}), {} lines, {} readings/s each, {}{}.",
+        args.addr,
+        args.boards,
+        if args.boards == 1 { "" } else { "s" },
+        args.prefix,
+        if args.boards > 1 {
+            format!("..{}-{}", args.prefix, args.boards)
+        } else {
+            String::new()
+        },
+        format!("{:?}", args.format).to_lowercase(),
+        args.rate,
+        match (duration, args.count) {
+            (Some(d), Some(c)) => format!("for {:.1} s or {c} readings each", d.as_secs_f64()),
+            (Some(d), None) => format!("for {:.1} s", d.as_secs_f64()),
+            (None, Some(c)) => format!("{c} readings each"),
+            (None, None) => String::new(),
+        },
+        if args.ack {
+            ", waiting for each acknowledgement"
+        } else {
+            " (no acknowledgements asked: --ack waits for each)"
+        }
+    );
     let start = Instant::now();
     let deadline = duration.map(|d| start + d);
     let counters = Arc::new(Counters::default());
@@ -59,18 +84,23 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     }
 
     let reporter = {
-        let (counters, done) = (Arc::clone(&counters), Arc::clone(&done));
+        let (counters, done, ack) = (Arc::clone(&counters), Arc::clone(&done), args.ack);
         std::thread::spawn(move || {
             let mut last = 0;
             while !done.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
                 if start.elapsed().as_millis() % 1000 < 200 {
                     let sent = counters.sent.load(Relaxed);
+                    // "acknowledged 0" without --ack read like a failure: only with --ack.
+                    let acked = if ack {
+                        format!(", {} acknowledged", counters.acked.load(Relaxed))
+                    } else {
+                        String::new()
+                    };
                     eprintln!(
-                        "[{:6.1}s] sent {sent} readings ({}/s), acknowledged {}",
+                        "[{:6.1}s] sent {sent} readings so far ({}/s){acked}",
                         start.elapsed().as_secs_f64(),
                         sent - last,
-                        counters.acked.load(Relaxed)
                     );
                     last = sent;
                 }

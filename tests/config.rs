@@ -150,13 +150,14 @@ fn help_and_version() {
     }
 }
 
-/// Every key the code accepts is in the commented example file and in the README's
-/// config reference; and the example file itself is valid.
+/// Every key the code accepts is in the commented example file and in the configuration
+/// reference (docs/configuration.md, linked from the README); and the example file itself
+/// is valid.
 #[test]
 fn documented_config_matches_the_code() {
     let root = env!("CARGO_MANIFEST_DIR");
     let example = std::fs::read_to_string(format!("{root}/config/sensorlog.toml")).unwrap();
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let reference = std::fs::read_to_string(format!("{root}/docs/configuration.md")).unwrap();
     sensorlog::config::parse_file(&example).expect("config/sensorlog.toml parses");
     for key in sensorlog::config::ALL_KEYS {
         let (section, name) = key.split_once('.').unwrap();
@@ -171,8 +172,119 @@ fn documented_config_matches_the_code() {
             "{key} missing from config/sensorlog.toml"
         );
         assert!(
-            readme.contains(&format!("`{key}`")),
-            "{key} missing from the README's config reference"
+            reference.contains(&format!("| `{key}` |")),
+            "{key} missing from the table in docs/configuration.md"
         );
     }
+}
+
+/// Issue 19: a value of the wrong type names the key and the form it takes, from the
+/// documented example, instead of the parser's words ("invalid float, expected nothing").
+#[test]
+fn issue19_type_errors_name_the_key_and_the_expected_form() {
+    let dir = TestDir::new("config-types");
+    for (toml, needle) in [
+        (
+            "[server]\nlisten = 0.0.0.0:8090\n",
+            "server.listen: expected a string like \"0.0.0.0:8090\"",
+        ),
+        (
+            "[server]\nmax_connections = \"lots\"\n",
+            "server.max_connections: expected a whole number like 4096 (no quotes), got \"lots\"",
+        ),
+        (
+            "[csv]\nfsync = true\n",
+            "csv.fsync: expected a string like \"interval\"",
+        ),
+        ("[server]\nallow = \"10.0.0.0/8\"\n", "server.allow: expected a list"),
+        (
+            "[sheets]\nenabled = \"yes\"\n",
+            "sheets.enabled: expected true or false",
+        ),
+    ] {
+        dir.write("c.toml", toml);
+        let (code, out) = run(&dir, &["serve", "--config", "c.toml", "--csv", "r.csv"]);
+        assert_eq!(code, 2, "{toml}: {out}");
+        assert!(out.contains(needle), "{toml}: expected {needle:?} in {out}");
+        assert!(out.contains("line 2"), "{toml}: no line number in {out}");
+    }
+}
+
+/// Issue 19: one rule for relative paths. In a config file they are relative to the file's
+/// directory (csv.path here, as auth.tokens_file and the TLS files always were); as flags,
+/// to the working directory.
+#[test]
+fn issue19_relative_paths_in_the_file_are_beside_it_flags_are_from_the_working_directory() {
+    let dir = TestDir::new("config-relative");
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    dir.write("etc/c.toml", "[csv]\npath = \"from-file.csv\"\n");
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["serve", "--config", "etc/c.toml", "--listen", "127.0.0.1:0"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let mut d = Daemon::start_raw(&dir, &args(&[]));
+    d.shutdown();
+    assert!(dir.join("etc/from-file.csv").exists(), "{}", d.log_text());
+    assert!(!dir.join("from-file.csv").exists());
+    let mut d = Daemon::start_raw(&dir, &args(&["--csv", "from-flag.csv"]));
+    d.shutdown();
+    assert!(dir.join("from-flag.csv").exists(), "{}", d.log_text());
+    assert!(!dir.join("etc/from-flag.csv").exists());
+}
+
+/// Issue 19: a spreadsheet without a key file used to turn Sheets off at INFO, silently.
+#[test]
+fn issue19_spreadsheet_without_key_file_warns_naming_the_missing_key() {
+    let dir = TestDir::new("config-sheets-half");
+    let cfg = dir.write(
+        "c.toml",
+        "[sheets]\nspreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"\n",
+    );
+    let mut d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let log = d.shutdown();
+    let warn = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("Google Sheets: off"))
+        .unwrap_or_else(|| panic!("no WARN about Sheets being off:\n{log}"));
+    assert!(
+        warn.contains("sheets.key_file") && warn.contains("--sheets-key-file"),
+        "{warn}"
+    );
+    // Turned off on purpose: no warning.
+    let cfg = dir.write(
+        "off.toml",
+        "[sheets]\nenabled = false\nspreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"\n",
+    );
+    let mut d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let log = d.shutdown();
+    assert!(!log.contains("WARN"), "{log}");
+}
+
+/// Issue 19: a port already taken names the flag that picks another, not only the key.
+#[test]
+fn issue19_a_port_clash_names_the_flag() {
+    let dir = TestDir::new("config-port-clash");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let (code, out) = run(&dir, &["serve", "--csv", "r.csv", "--listen", &port]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&port) && out.contains("--listen"), "{out}");
+    let (code, out) = run(
+        &dir,
+        &[
+            "serve",
+            "--csv",
+            "r.csv",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            &port,
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&port) && out.contains("--http-listen"), "{out}");
+    drop(taken);
 }

@@ -2,13 +2,13 @@
 //! (chromedriver, plain W3C WebDriver calls), two boards over TCP, a live update without
 //! reload, a board turning silent, and the screenshot in docs/dashboard.png.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them). Missing, the
-//! test fails and says so: a browser test that skips itself would prove nothing.
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test --install` installs them).
+//! Missing, the test fails and says so: a browser test that skips itself would prove nothing.
 //! `SENSORLOG_UPDATE_SCREENSHOT=1` also copies the screenshot to docs/dashboard.png.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::util::daemon::{read_line, wait_until};
+use crate::util::needs::program;
 use crate::util::{Daemon, TestDir};
 
 const CHROMIUM_FLAGS: &[&str] = &[
@@ -33,19 +34,6 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--window-size=1100,760",
 ];
 
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/lib/chromium")]) {
-        for n in names {
-            let p = dir.join(n);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 /// chromedriver as a child process plus one browser session; both end on drop.
 struct Browser {
     child: Child,
@@ -56,12 +44,18 @@ struct Browser {
 
 impl Browser {
     fn start(dir: &TestDir) -> Browser {
-        let chromium = find_program(&["chromium", "chromium-browser"]).unwrap_or_else(|| {
-            panic!("chromium is not installed: apt-get install -y chromium chromium-driver (.ci/run does)")
-        });
-        let driver = find_program(&["chromedriver"]).unwrap_or_else(|| {
-            panic!("chromedriver is not installed: apt-get install -y chromium-driver (.ci/run does)")
-        });
+        let chromium = program(
+            &["chromium", "chromium-browser"],
+            &["/usr/lib/chromium"],
+            "Chromium (the dashboard's browser test)",
+            "chromium",
+        );
+        let driver = program(
+            &["chromedriver"],
+            &["/usr/lib/chromium"],
+            "chromedriver (drives Chromium)",
+            "chromium-driver",
+        );
         let http = crate::util::http::client(Duration::from_secs(60));
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(driver)
@@ -348,5 +342,48 @@ fn dashboard_shows_boards_live_and_turns_a_stopped_board_silent() {
     browser.screenshot(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png"));
     kitchen.stop();
     drop(browser);
+    d.stop();
+}
+
+/// Issue 19: right after the quick start a board has sent one reading, so its chart has one
+/// point. uPlot pads a one-point time axis by 86,400,000 s; the chart's range kept that end
+/// and the point was drawn ~1000 days to the left of the plot. Its point must be inside.
+#[test]
+fn issue19_a_board_with_exactly_one_reading_draws_its_point_inside_the_chart() {
+    let dir = TestDir::new("dashboard-one-point");
+    let cfg = dir.write("sensorlog.toml", "[boards]\nchart_window_secs = 600\n");
+    let d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let mut s = d.connect();
+    s.write_all(b"HELLO attic boot=b1 ack=1\n").unwrap();
+    assert_eq!(read_line(&mut s).as_deref(), Some("OK HELLO attic"));
+    s.write_all(b"{\"seq\":1,\"temp_c\":19.5}\n").unwrap();
+    assert_eq!(read_line(&mut s).as_deref(), Some("ACK 1"), "log:\n{}", d.log_text());
+
+    let browser = Browser::start(&dir);
+    browser.goto(&format!("http://{}/", d.http_addr()));
+    // [points in the chart, the point's x in CSS px from the plot's left edge, plot width,
+    //  the x scale's ends and the point's time in seconds]
+    let probe = "const b = window.sensorlog.boards.get('attic'); if (!b) return null; \
+         b.root.scrollIntoView(); const u = b.chart; \
+         if (!u || u.data[0].length === 0) return null; const t = u.data[0][0]; \
+         return [u.data[0].length, u.valToPos(t, 'x'), u.over.clientWidth, u.scales.x.min, u.scales.x.max, t];";
+    let (ok, v) = browser.wait_js(probe, Duration::from_secs(10), |v| !v.is_null());
+    assert!(ok, "the attic board's chart was not drawn: {v}; log:\n{}", d.log_text());
+    assert_eq!(v[0], 1, "one reading, one point: {v}");
+    let (x, width) = (v[1].as_f64().unwrap(), v[2].as_f64().unwrap());
+    assert!(width > 100.0, "plot width {width}: {v}");
+    assert!(
+        (0.0..=width).contains(&x),
+        "the only point is drawn at x = {x} px, outside the plot (0..{width} px); \
+         [points, x, width, scale min, scale max, point time] = {v}"
+    );
+    let (max, t) = (v[4].as_f64().unwrap(), v[5].as_f64().unwrap());
+    assert!(
+        max - t < 3600.0,
+        "the time axis ends {} s after the point: {v}",
+        max - t
+    );
+    drop(browser);
+    drop(s);
     d.stop();
 }

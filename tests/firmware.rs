@@ -69,6 +69,12 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 fn host_build() -> &'static Path {
     static BUILD: OnceLock<PathBuf> = OnceLock::new();
     BUILD.get_or_init(|| {
+        for (p, what, package) in [
+            ("make", "make (the firmware host build)", "make"),
+            ("g++", "a C++ compiler (the firmware host build)", "g++"),
+        ] {
+            crate::util::needs::program(&[p], &[], what, package);
+        }
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("firmware-host");
         let makefile_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware/host");
         let started = Instant::now();

@@ -63,7 +63,10 @@ fn bin_dir() -> PathBuf {
             return Path::new(&p).parent().unwrap().to_path_buf();
         }
     }
-    panic!("PostgreSQL server programs not found: install Debian's postgresql package (.ci/run does), or set SENSORLOG_PG_BIN");
+    // The words of tests/util/needs.rs (this file is shared with benches/, which lack it).
+    panic!(
+        "missing PostgreSQL server programs (initdb, pg_ctl): install them with `sudo apt-get install postgresql`, or run `scripts/test --install` (installs everything the tests need); or set SENSORLOG_PG_BIN to their directory"
+    );
 }
 
 fn is_root() -> bool {

@@ -66,7 +66,7 @@ pub(crate) fn expected_cells(row: &[String]) -> Vec<Cell> {
             _ if v.is_empty() => Cell::Empty,
             (3, "number") | (7, _) if exact(v) => Cell::Number(v.parse().unwrap()),
             (3, "bool") => Cell::Bool(v == "true"),
-            // Board text: the CSV's formula escape (README, "CSV formula injection") is
+            // Board text: the CSV's formula escape (docs/csv.md, "Formulas are neutralised") is
             // undone, the sheet gets what the board sent.
             (1 | 2 | 3 | 6 | 8, _) => match v.strip_prefix('\'') {
                 Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) => Cell::Text(rest.into()),

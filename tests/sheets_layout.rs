@@ -20,7 +20,7 @@ fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
     Daemon::start(dir, &["--config", &cfg.display().to_string()])
 }
 
-/// The README's title rule: `[ ] * ? / \ :` and control characters become `_`, at most
+/// The title rule (docs/sheets.md): `[ ] * ? / \ :` and control characters become `_`, at most
 /// 100 characters (the tests' devices never collide unless a test says so).
 fn title(device: &str) -> String {
     device

@@ -106,3 +106,29 @@ fn simulate_reports_an_unreachable_daemon() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect to"), "{stderr}");
 }
+
+/// Issue 19: `simulate` says what it sends before it starts, and without `--ack` it does not
+/// print "acknowledged 0" (which read like a failure).
+#[test]
+fn issue19_simulate_says_what_it_sends_and_no_acknowledged_zero_without_ack() {
+    let dir = TestDir::new("simulate-says");
+    let d = Daemon::start(&dir, &[]);
+    let (json, said) = simulate(&d, &["--boards", "2", "--rate", "20", "--duration", "1.5"]);
+    assert!(json["sent"].as_u64().unwrap() > 0, "{json}");
+    assert!(
+        said.contains(&format!(
+            "Sending to {} as 2 boards (sim-1..sim-2), json lines, 20 readings/s each, for 1.5 s",
+            d.addr
+        )),
+        "{said}"
+    );
+    assert!(said.contains("no acknowledgements asked"), "{said}");
+    assert!(!said.contains("acknowledged"), "{said}");
+    assert!(said.contains("Sent "), "{said}");
+    let (_, said) = simulate(&d, &["--boards", "1", "--count", "3", "--ack"]);
+    assert!(
+        said.contains("as 1 board (sim-1)") && said.contains("waiting for each acknowledgement"),
+        "{said}"
+    );
+    assert!(said.contains("3 acknowledged"), "{said}");
+}

@@ -43,3 +43,5 @@ mod dashboard;
 mod metrics;
 // Silent boards: one log line per change; the webhook through failures and an outage.
 mod alerts;
+// Issue 19: the README's test command names what is missing and how to get it.
+mod test_command;

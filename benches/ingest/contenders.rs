@@ -20,7 +20,7 @@ pub const SENSORLOG_BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
 
 /// Set to another `sensorlog` binary (an older build, say) to measure it as the daemon
 /// under test with everything else unchanged, the generator included: how the
-/// before/after figures in the README were taken.
+/// before/after figures in docs/performance.md were taken.
 pub const SERVER_BIN_ENV: &str = "SENSORLOG_BENCH_SERVER_BIN";
 
 /// sensorlog gets a limit above the 10,100 connections of the idle workload.

@@ -17,7 +17,7 @@ fn tokens_path(args: &TokensFileArgs) -> Result<PathBuf> {
         return Ok(p.clone());
     }
     let from_config = match &args.config {
-        Some(c) => config::AuthConfig::build(&config::load_file(c)?.auth, Some(c))?.tokens_file,
+        Some(c) => config::AuthConfig::build(&config::load_file(c)?.auth)?.tokens_file,
         None => None,
     };
     from_config.ok_or_else(|| {

@@ -4,5 +4,6 @@
 pub mod daemon;
 pub mod fake_google;
 pub mod http;
+pub mod needs;
 
 pub use daemon::{Daemon, TestDir};

@@ -98,10 +98,15 @@
       scales: {
         x: {
           time: true,
-          // Always the chart window (or less, since start), ending now.
-          range: (u, min, max) => {
-            const hi = Math.max(max || 0, Math.floor(nowServer() / 1000));
-            return [Math.max(hi - state.window, Math.min(min || hi, hi - 60)), hi];
+          // Always the chart window (or less, since start), ending now. The ends come from
+          // the data, not from uPlot's min/max: for a single point uPlot pads a time axis
+          // by 86,400,000 s, which put the only point of a new board off-screen (issue 19).
+          range: (u) => {
+            const xs = u.data[0];
+            const first = xs.length ? xs[0] : null;
+            const last = xs.length ? xs[xs.length - 1] : 0;
+            const hi = Math.max(last, Math.floor(nowServer() / 1000));
+            return [Math.max(hi - state.window, Math.min(first ?? hi, hi - 60)), hi];
           },
         },
       },
