@@ -23,7 +23,7 @@ pub mod refused;
 pub mod tls;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,25 +260,28 @@ fn read_proxy_header(
     let _ = stream.set_read_timeout(None);
     let stats = &shared.stats;
     match header {
-        Ok(proxy::Header::Proxied { source, .. }) => {
+        Ok(proxy::Header::Proxied { source, .. }) if !same_ip(source.ip(), proxy_addr.ip()) => {
             Stats::add(&stats.proxied_connections, 1);
             Some(source)
         }
-        Ok(proxy::Header::Local) => {
-            // A health check (or the balancer's own connection): it never counts as a
-            // board. One that goes on to send data is served as the proxy itself.
+        Ok(proxy::Header::Proxied { .. } | proxy::Header::Local) => {
+            // The balancer's own connection: LOCAL (v2), UNKNOWN (v1), or a header naming
+            // the balancer itself (HAProxy's `check send-proxy` health checks describe
+            // their own connection). A health check never counts as a board; one that
+            // goes on to send data is served as the proxy's own connection.
             let _ = stream.set_read_timeout(Some(shared.idle_timeout));
             match stream.peek(&mut [0u8; 1]) {
                 Ok(n) if n > 0 => {
                     let _ = stream.set_read_timeout(None);
                     Some(proxy_addr)
                 }
-                Ok(_) => {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => None,
+                // Closed (HAProxy's checks end with a reset) without a byte: a health check.
+                Ok(_) | Err(_) => {
                     Stats::add(&stats.proxy_health_checks, 1);
-                    log::trace!("Health check from proxy {proxy_addr} (a LOCAL/UNKNOWN PROXY header).");
+                    log::trace!("Health check from proxy {proxy_addr}.");
                     None
                 }
-                Err(_) => None,
             }
         }
         Err(proxy::ReadError::Closed) => {
@@ -311,6 +314,15 @@ fn read_proxy_header(
             None
         }
     }
+}
+
+/// Whether two addresses are the same host (an IPv4-mapped IPv6 address as IPv4).
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    let v4 = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        ip => ip,
+    };
+    v4(a) == v4(b)
 }
 
 /// Whether a peer outside `server.trusted_proxies` began with a PROXY header (then it is
