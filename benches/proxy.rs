@@ -1,0 +1,320 @@
+//! Behind HAProxy with the PROXY protocol (issue 20): what the header costs.
+//!
+//! 1. Connect storm: 1,000 boards, each from its own loopback address (127.1.x.y), connect
+//!    at once, greet with acknowledgements on, send one reading and wait for its ACK;
+//!    all stay connected to the end. Three ways: straight to the daemon, through HAProxy
+//!    without the header (`proxy_protocol = "off"`; the daemon sees HAProxy's address,
+//!    so the per-address cap is raised to let them in), and through HAProxy with
+//!    `send-proxy-v2` (`proxy_protocol = "v2"`). Printed: the time until every board
+//!    had its ACK, and the median and 99th percentile of one board's connect-to-ACK time.
+//! 2. Ingest throughput: 100 boards x 5,000 JSON readings (two fields) as fast as the
+//!    sockets take them, direct and through HAProxy with `send-proxy-v2`; the clock runs
+//!    from the first connection to the moment the CSV holds every row.
+//!
+//! `cargo bench --bench proxy`; under `cargo test --all-targets` (no `--bench`) a smoke
+//! run of 50 boards and 4 x 250 readings. Needs Debian's `haproxy` (`.ci/run` installs
+//! it); without it the bench says so and exits 0. A board without its ACK or a missing
+//! row fails the run (exit 1). Boards, HAProxy and the daemon share the machine's CPUs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
+const PROXY_SOURCE: &str = "127.0.0.100";
+const FIELDS_PER_READING: u64 = 2;
+/// Threads opening the storm's connections (each opens its share, one after another).
+const STORM_THREADS: usize = 50;
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The daemon, with `server.proxy_protocol = mode`; returns it and its address.
+fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
+    let cfg = dir.join("sensorlog.toml");
+    let trusted = if mode == "off" {
+        String::new()
+    } else {
+        format!("trusted_proxies = [\"{PROXY_SOURCE}\"]\n")
+    };
+    std::fs::write(&cfg, format!("[server]\nproxy_protocol = \"{mode}\"\n{trusted}")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--max-connections", "3000", "--max-connections-per-ip", "3000"])
+        .args(["--stats-interval-secs", "0"])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--csv")
+        .arg(dir.join("readings.csv"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sensorlog");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("daemon stderr ended before it listened").unwrap();
+        if let Some(rest) = line.split("Listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().trim_end_matches(['.', ',']).parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Process(child), addr)
+}
+
+fn haproxy_bin() -> Option<&'static str> {
+    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// HAProxy in TCP mode in front of `backend`, with `opts` on the server line.
+fn haproxy(dir: &Path, backend: SocketAddr, opts: &str) -> (Process, SocketAddr) {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = format!(
+        "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\
+         frontend f\n  bind {front}\n  maxconn 4000\n  default_backend b\nbackend b\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 4000\n"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = Command::new(haproxy_bin().unwrap())
+        .args(["-db", "-f"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let p = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Listening once the port cannot be bound (a probe connection would reach the daemon).
+    while TcpListener::bind(front).is_ok() {
+        assert!(Instant::now() < deadline, "HAProxy did not listen on {front}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (p, front)
+}
+
+/// Board `i`'s own loopback address.
+fn board_ip(i: usize) -> String {
+    format!("127.1.{}.{}", i / 250, i % 250 + 1)
+}
+
+fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(30))?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_write_timeout(Some(Duration::from_secs(60)))?;
+    Ok(s)
+}
+
+fn read_line(s: &mut TcpStream) -> Option<String> {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(1) => out.push(b[0]),
+            _ => return None,
+        }
+    }
+}
+
+/// The storm against `addr`: (seconds until all acked, per-board connect-to-ACK times, failures).
+fn storm(addr: SocketAddr, boards: usize) -> (f64, Vec<Duration>, usize) {
+    let threads = STORM_THREADS.min(boards);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let done = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (barrier, done) = (Arc::clone(&barrier), Arc::clone(&done));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut held = Vec::new();
+                let mut times = Vec::new();
+                let mut failed = 0;
+                for i in (t..boards).step_by(threads) {
+                    let t0 = Instant::now();
+                    let ok = connect_from(&board_ip(i), addr).ok().and_then(|mut s| {
+                        write!(s, "HELLO storm-{i} ack=1\nseq=1 t=1\n").ok()?;
+                        let hello = read_line(&mut s)?;
+                        let ack = read_line(&mut s)?;
+                        (hello.starts_with("OK HELLO") && ack == "ACK 1").then_some(s)
+                    });
+                    match ok {
+                        Some(s) => {
+                            times.push(t0.elapsed());
+                            held.push(s);
+                        }
+                        None => failed += 1,
+                    }
+                }
+                // Everyone stays connected until every board is in.
+                done.wait();
+                drop(held);
+                (times, failed)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    done.wait();
+    let secs = started.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for h in handles {
+        let (t, f) = h.join().expect("a storm thread panicked");
+        times.extend(t);
+        failed += f;
+    }
+    times.sort();
+    (secs, times, failed)
+}
+
+fn rows_in(path: &Path) -> u64 {
+    let mut n = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    if let Ok(mut f) = std::fs::File::open(path) {
+        while let Ok(k) = f.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+    }
+    n.saturating_sub(1) // the header
+}
+
+/// `boards` x `count` readings to `addr`; returns (seconds until all rows are in the CSV, rows).
+fn ingest(addr: SocketAddr, csv: &Path, rows_before: u64, boards: usize, count: u64) -> (f64, u64) {
+    let barrier = Arc::new(Barrier::new(boards + 1));
+    let threads: Vec<_> = (0..boards)
+        .map(|id| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let s = connect_from(&board_ip(2000 + id), addr).expect("connect");
+                let mut buf = Vec::with_capacity(20 * 1024);
+                for seq in 1..=count {
+                    writeln!(
+                        buf,
+                        r#"{{"device":"ingest-{id}","seq":{seq},"temp_c":{:.1},"humidity":{}}}"#,
+                        20.0 + (seq % 100) as f64 / 10.0,
+                        40 + seq % 20
+                    )
+                    .unwrap();
+                    if buf.len() >= 16 * 1024 {
+                        (&s).write_all(&buf).expect("send");
+                        buf.clear();
+                    }
+                }
+                (&s).write_all(&buf).expect("send");
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::copy(&mut &s, &mut std::io::sink());
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for t in threads {
+        t.join().expect("a board thread failed");
+    }
+    let want = rows_before + boards as u64 * count * FIELDS_PER_READING;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut got = rows_in(csv);
+    while got < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        got = rows_in(csv);
+    }
+    (started.elapsed().as_secs_f64(), got - rows_before)
+}
+
+fn pct(times: &[Duration], p: f64) -> f64 {
+    if times.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((times.len() as f64 - 1.0) * p).round() as usize;
+    times[i].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    if haproxy_bin().is_none() {
+        println!("haproxy is not installed (Debian package `haproxy`; .ci/run installs it): skipped");
+        return;
+    }
+    let (storm_boards, boards, count) = if full { (1000, 100, 5_000) } else { (50, 4, 250) };
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-proxy-{}", std::process::id()));
+    let mut ok = true;
+
+    println!("connect storm: {storm_boards} boards, each from its own address, greet + 1 reading + ACK, all held open");
+    println!(
+        "{:<28} {:>8} {:>10} {:>12} {:>12}",
+        "path", "acked", "seconds", "median ms", "p99 ms"
+    );
+    for (name, mode, via) in [
+        ("direct", "off", None),
+        ("haproxy, no header", "off", Some("")),
+        ("haproxy, send-proxy-v2", "v2", Some("send-proxy-v2")),
+    ] {
+        let dir = root.join(name.replace([' ', ','], "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (_d, addr) = daemon(&dir, mode);
+        let proxy = via.map(|opts| haproxy(&dir, addr, opts));
+        let target = proxy.as_ref().map_or(addr, |p| p.1);
+        let (secs, times, failed) = storm(target, storm_boards);
+        println!(
+            "{name:<28} {:>8} {secs:>10.2} {:>12.1} {:>12.1}",
+            times.len(),
+            pct(&times, 0.5),
+            pct(&times, 0.99)
+        );
+        if failed > 0 {
+            eprintln!("{name}: {failed} boards got no ACK");
+            ok = false;
+        }
+    }
+
+    println!();
+    println!(
+        "ingest: {boards} boards x {count} JSON readings ({} CSV rows)",
+        boards as u64 * count * FIELDS_PER_READING
+    );
+    println!("{:<28} {:>10} {:>10} {:>14}", "path", "readings", "seconds", "readings/s");
+    let mut rates = Vec::new();
+    for (name, mode, via) in [("direct", "v2", None), ("haproxy, send-proxy-v2", "v2", Some("send-proxy-v2"))] {
+        let dir = root.join(format!("ingest-{}", name.replace([' ', ','], "-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (_d, addr) = daemon(&dir, mode);
+        let proxy = via.map(|opts| haproxy(&dir, addr, opts));
+        let target = proxy.as_ref().map_or(addr, |p| p.1);
+        let csv = dir.join("readings.csv");
+        let (secs, rows) = ingest(target, &csv, rows_in(&csv), boards, count);
+        let readings = rows / FIELDS_PER_READING;
+        let rate = readings as f64 / secs;
+        println!("{name:<28} {readings:>10} {secs:>10.2} {rate:>14.0}");
+        if rows != boards as u64 * count * FIELDS_PER_READING {
+            eprintln!("{name}: {rows} rows in the CSV, expected {}", boards as u64 * count * FIELDS_PER_READING);
+            ok = false;
+        }
+        rates.push(rate);
+    }
+    println!("through HAProxy / direct = {:.2}", rates[1] / rates[0]);
+    let _ = std::fs::remove_dir_all(&root);
+    if !ok {
+        std::process::exit(1);
+    }
+}
