@@ -65,7 +65,13 @@ fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
     let addr = loop {
         let line = lines.next().expect("daemon stderr ended before it listened").unwrap();
         if let Some(rest) = line.split("Listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().trim_end_matches(['.', ',']).parse().unwrap();
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches(['.', ','])
+                .parse()
+                .unwrap();
         }
     };
     std::thread::spawn(move || for _ in lines {});
@@ -293,9 +299,15 @@ fn main() {
         "ingest: {boards} boards x {count} JSON readings ({} CSV rows)",
         boards as u64 * count * FIELDS_PER_READING
     );
-    println!("{:<28} {:>10} {:>10} {:>14}", "path", "readings", "seconds", "readings/s");
+    println!(
+        "{:<28} {:>10} {:>10} {:>14}",
+        "path", "readings", "seconds", "readings/s"
+    );
     let mut rates = Vec::new();
-    for (name, mode, via) in [("direct", "v2", None), ("haproxy, send-proxy-v2", "v2", Some("send-proxy-v2"))] {
+    for (name, mode, via) in [
+        ("direct", "v2", None),
+        ("haproxy, send-proxy-v2", "v2", Some("send-proxy-v2")),
+    ] {
         let dir = root.join(format!("ingest-{}", name.replace([' ', ','], "-")));
         std::fs::create_dir_all(&dir).unwrap();
         let (_d, addr) = daemon(&dir, mode);
@@ -307,7 +319,10 @@ fn main() {
         let rate = readings as f64 / secs;
         println!("{name:<28} {readings:>10} {secs:>10.2} {rate:>14.0}");
         if rows != boards as u64 * count * FIELDS_PER_READING {
-            eprintln!("{name}: {rows} rows in the CSV, expected {}", boards as u64 * count * FIELDS_PER_READING);
+            eprintln!(
+                "{name}: {rows} rows in the CSV, expected {}",
+                boards as u64 * count * FIELDS_PER_READING
+            );
             ok = false;
         }
         rates.push(rate);

@@ -103,7 +103,11 @@ fn config(dir: &TestDir, mode: &str, extra: &str) -> String {
 
 /// device -> peer, from the CSV.
 fn peers(d: &Daemon) -> std::collections::HashMap<String, String> {
-    read_csv(&d.csv).into_iter().skip(1).map(|r| (r[1].clone(), r[5].clone())).collect()
+    read_csv(&d.csv)
+        .into_iter()
+        .skip(1)
+        .map(|r| (r[1].clone(), r[5].clone()))
+        .collect()
 }
 
 #[test]
@@ -129,7 +133,11 @@ fn two_hundred_boards_through_haproxy_none_refused_each_with_its_own_peer() {
         })
         .collect();
     for (s, (device, from, _)) in conns.iter_mut().zip(&boards) {
-        assert_eq!(read_line(s), Some(format!("OK HELLO {device}")), "board {device} from {from}");
+        assert_eq!(
+            read_line(s),
+            Some(format!("OK HELLO {device}")),
+            "board {device} from {from}"
+        );
         assert_eq!(read_line(s).as_deref(), Some("ACK 1"), "board {device} from {from}");
     }
     let http = d.http_addr();
@@ -143,8 +151,15 @@ fn two_hundred_boards_through_haproxy_none_refused_each_with_its_own_peer() {
         d.log_text()
     );
     let m = scrape(http);
-    assert_eq!(value(&m, "sensorlog_connections_open"), 250.0, "every board connected at once");
-    assert_eq!(value(&m, "sensorlog_proxy_connections_total{header=\"proxied\"}"), 250.0);
+    assert_eq!(
+        value(&m, "sensorlog_connections_open"),
+        250.0,
+        "every board connected at once"
+    );
+    assert_eq!(
+        value(&m, "sensorlog_proxy_connections_total{header=\"proxied\"}"),
+        250.0
+    );
     assert_eq!(
         value(&m, "sensorlog_connections_refused_total{reason=\"too_many_from_ip\"}"),
         0.0
@@ -160,7 +175,10 @@ fn two_hundred_boards_through_haproxy_none_refused_each_with_its_own_peer() {
     assert_eq!(peers.len(), 250);
     for (device, from, _) in &boards {
         let peer = &peers[device];
-        assert!(peer.starts_with(&format!("{from}:")), "{device}: peer {peer}, expected {from}");
+        assert!(
+            peer.starts_with(&format!("{from}:")),
+            "{device}: peer {peer}, expected {from}"
+        );
     }
 }
 
@@ -168,11 +186,7 @@ fn two_hundred_boards_through_haproxy_none_refused_each_with_its_own_peer() {
 fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
     let dir = TestDir::new("proxy-limits");
     // HAProxy (127.0.0.100) itself is outside server.allow: only the boards' addresses count.
-    let cfg = config(
-        &dir,
-        "v2",
-        "max_connections_per_ip = 2\nallow = [\"127.0.3.0/24\"]\n",
-    );
+    let cfg = config(&dir, "v2", "max_connections_per_ip = 2\nallow = [\"127.0.3.0/24\"]\n");
     let mut d = Daemon::start(&dir, &["--config", &cfg]);
     let h = Haproxy::start(&dir, d.addr, &["send-proxy-v2"]);
     let front = h.fronts[0];
@@ -184,7 +198,10 @@ fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
     };
     let (_a1, r1) = hello("127.0.3.1", "a1");
     let (_a2, r2) = hello("127.0.3.1", "a2");
-    assert_eq!((r1.as_deref(), r2.as_deref()), (Some("OK HELLO a1"), Some("OK HELLO a2")));
+    assert_eq!(
+        (r1.as_deref(), r2.as_deref()),
+        (Some("OK HELLO a1"), Some("OK HELLO a2"))
+    );
     let (_a3, r3) = hello("127.0.3.1", "a3");
     assert_eq!(
         r3.as_deref(),
@@ -192,7 +209,11 @@ fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
         "the third from one board's address is refused, naming the setting"
     );
     let (_b, rb) = hello("127.0.3.2", "b");
-    assert_eq!(rb.as_deref(), Some("OK HELLO b"), "another board through the same HAProxy gets in");
+    assert_eq!(
+        rb.as_deref(),
+        Some("OK HELLO b"),
+        "another board through the same HAProxy gets in"
+    );
     let (_c, rc) = hello("127.0.4.1", "c");
     assert_eq!(rc, None, "a board outside server.allow is closed, through HAProxy too");
     let http = d.http_addr();
@@ -211,7 +232,10 @@ fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
         ),
         1.0
     );
-    assert_eq!(value(&m, "sensorlog_connections_refused_total{reason=\"not_allowed\"}"), 1.0);
+    assert_eq!(
+        value(&m, "sensorlog_connections_refused_total{reason=\"not_allowed\"}"),
+        1.0
+    );
     let (_, api) = get(&format!("http://{http}/api/boards"));
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
     let refused = api["refused"].as_array().unwrap();
@@ -227,7 +251,10 @@ fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
         "the refusal names the board and the setting:\n{log}"
     );
     assert!(log.contains("Refused a connection from 127.0.4.1"), "{log}");
-    assert!(!log.contains("Refused board 127.0.0.100"), "HAProxy was never judged:\n{log}");
+    assert!(
+        !log.contains("Refused board 127.0.0.100"),
+        "HAProxy was never judged:\n{log}"
+    );
 }
 
 #[test]
@@ -271,18 +298,33 @@ fn headers_from_untrusted_peers_bad_and_late_headers_are_refused_direct_boards_c
         ("proxy_header_timeout", 1.0),
     ] {
         assert_eq!(
-            value(&m, &format!("sensorlog_connections_refused_total{{reason=\"{reason}\"}}")),
+            value(
+                &m,
+                &format!("sensorlog_connections_refused_total{{reason=\"{reason}\"}}")
+            ),
             n,
             "{reason}"
         );
     }
     let log = d.shutdown();
     let warns: Vec<&str> = log.lines().filter(|l| l.contains("from proxy 127.0.0.100")).collect();
-    assert_eq!(warns.len(), 1, "bad and late headers: one WARN per proxy per interval:\n{log}");
-    assert!(warns[0].contains("WARN") && warns[0].contains("server.proxy_protocol"), "{}", warns[0]);
+    assert_eq!(
+        warns.len(),
+        1,
+        "bad and late headers: one WARN per proxy per interval:\n{log}"
+    );
+    assert!(
+        warns[0].contains("WARN") && warns[0].contains("server.proxy_protocol"),
+        "{}",
+        warns[0]
+    );
     assert!(log.contains("Refused a PROXY header from 127.0.0.5:"), "{log}");
     let peers = peers(&d);
-    assert_eq!(peers.keys().collect::<Vec<_>>(), ["direct"], "nothing from refused connections");
+    assert_eq!(
+        peers.keys().collect::<Vec<_>>(),
+        ["direct"],
+        "nothing from refused connections"
+    );
     assert!(peers["direct"].starts_with("127.0.0.6:"));
 }
 
@@ -342,7 +384,10 @@ fn start_up_refuses_proxy_protocol_without_trusted_proxies() {
         log.contains("server.proxy_protocol") && log.contains("server.trusted_proxies is empty"),
         "{log}"
     );
-    let bad = dir.write("bad.toml", "[server]\nproxy_protocol = \"v3\"\ntrusted_proxies = [\"10.0.0.1\"]\n");
+    let bad = dir.write(
+        "bad.toml",
+        "[server]\nproxy_protocol = \"v3\"\ntrusted_proxies = [\"10.0.0.1\"]\n",
+    );
     let mut d = Daemon::spawn(
         &dir,
         &["serve".into(), "--config".into(), bad.display().to_string()],

@@ -23,7 +23,10 @@ fuzz_target!(|input: &[u8]| {
             assert!(len <= data.len() && len <= MAX_HEADER_BYTES, "len {len}");
             let v1 = data.starts_with(b"PROXY ");
             assert!(!v1 || len <= V1_MAX_BYTES, "a v1 header of {len} bytes");
-            assert!(!(v1 && mode == Mode::V2) && !(!v1 && mode == Mode::V1), "wrong version accepted");
+            assert!(
+                !(v1 && mode == Mode::V2) && !(!v1 && mode == Mode::V1),
+                "wrong version accepted"
+            );
             assert_eq!(
                 parse(&data[..len], mode),
                 Ok(Parsed::Complete { header, len }),

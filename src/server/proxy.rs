@@ -74,7 +74,10 @@ impl Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Header {
     /// The connection was relayed for this client (to this address of the balancer).
-    Proxied { source: SocketAddr, destination: SocketAddr },
+    Proxied {
+        source: SocketAddr,
+        destination: SocketAddr,
+    },
     /// `LOCAL` (v2), `UNKNOWN` (v1), or an address family we do not carry (AF_UNIX,
     /// UDP): the connection is the balancer's own, e.g. a health check.
     Local,
@@ -95,7 +98,10 @@ pub enum BadHeader {
     /// The connection does not start with a PROXY header at all.
     Missing,
     /// A v1 header where only v2 is accepted, or the reverse.
-    WrongVersion { got: u8, mode: Mode },
+    WrongVersion {
+        got: u8,
+        mode: Mode,
+    },
     /// No CRLF within 107 bytes.
     V1TooLong,
     V1Malformed(&'static str),
@@ -104,7 +110,10 @@ pub enum BadHeader {
     /// The length field is larger than addresses plus TLVs may be.
     V2TooLong(usize),
     /// The length is too short for the address family it names.
-    V2ShortAddresses { family: u8, len: usize },
+    V2ShortAddresses {
+        family: u8,
+        len: usize,
+    },
     /// A TLV runs past the end of the header.
     V2BadTlv,
 }
@@ -167,7 +176,10 @@ fn parse_v1(data: &[u8]) -> Result<Parsed, BadHeader> {
     let Some(lf) = memchr::memchr(b'\n', window) else {
         return if data.len() >= V1_MAX_BYTES {
             Err(BadHeader::V1TooLong)
-        } else if window.iter().any(|b| !(b.is_ascii_graphic() || *b == b' ' || *b == b'\r')) {
+        } else if window
+            .iter()
+            .any(|b| !(b.is_ascii_graphic() || *b == b' ' || *b == b'\r'))
+        {
             Err(BadHeader::V1Malformed("a byte that is not printable ASCII"))
         } else {
             Ok(Parsed::Incomplete)
@@ -221,10 +233,8 @@ fn parse_v1(data: &[u8]) -> Result<Parsed, BadHeader> {
 
 /// A decimal port: 1 to 5 digits, no sign, no leading zero (but "0" itself).
 fn port(s: &str) -> Result<u16, BadHeader> {
-    let ok = !s.is_empty()
-        && s.len() <= 5
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let ok =
+        !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     ok.then(|| s.parse::<u16>().ok())
         .flatten()
         .ok_or(BadHeader::V1Malformed("a port that is not a number from 0 to 65535"))
@@ -390,9 +400,7 @@ pub fn read_header(stream: &TcpStream, mode: Mode, timeout: Duration) -> Result<
             // Every byte seen so far is the header's: take them, wait for more.
             Parsed::Incomplete => (end, None),
         };
-        (&*stream)
-            .read_exact(&mut buf[have..consume])
-            .map_err(ReadError::Io)?;
+        (&*stream).read_exact(&mut buf[have..consume]).map_err(ReadError::Io)?;
         have = consume;
         if let Some(header) = done {
             return Ok(header);
@@ -491,19 +499,19 @@ mod tests {
     #[test]
     fn v1_malformed() {
         for bad in [
-            &b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"[..],              // no CR
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",                   // three fields
-            b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",                // two spaces
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",               // five fields
-            b"PROXY TCP4 ::1 ::1 1 2\r\n",                         // v6 under TCP4
-            b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",                 // v4 under TCP6
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",             // port too large
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n",                // signed port
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",                // leading zero
-            b"PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n",               // not an address
-            b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",                 // not TCP
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",               // stray CR
-            b"PROXY \xff\r\n",                                     // not ASCII
+            &b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"[..],  // no CR
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",       // three fields
+            b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",    // two spaces
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",   // five fields
+            b"PROXY TCP4 ::1 ::1 1 2\r\n",             // v6 under TCP4
+            b"PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",     // v4 under TCP6
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", // port too large
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n",    // signed port
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",    // leading zero
+            b"PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n",   // not an address
+            b"PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",     // not TCP
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",   // stray CR
+            b"PROXY \xff\r\n",                         // not ASCII
         ] {
             assert!(
                 matches!(parse(bad, Mode::Any), Err(BadHeader::V1Malformed(_))),
@@ -522,7 +530,12 @@ mod tests {
     fn truncated_headers_are_incomplete_at_every_length() {
         let v1 = b"PROXY TCP4 192.168.1.7 10.0.0.1 56324 8090\r\n";
         let v2h = v2(1, 0x11, &v4_body());
-        for (h, mode) in [(&v1[..], Mode::V1), (&v2h[..], Mode::V2), (&v1[..], Mode::Any), (&v2h[..], Mode::Any)] {
+        for (h, mode) in [
+            (&v1[..], Mode::V1),
+            (&v2h[..], Mode::V2),
+            (&v1[..], Mode::Any),
+            (&v2h[..], Mode::Any),
+        ] {
             for n in 1..h.len() {
                 assert_eq!(parse(&h[..n], mode), Ok(Parsed::Incomplete), "{n} bytes of {h:?}");
             }
@@ -590,7 +603,10 @@ mod tests {
         bigger.push(0x05);
         bigger.extend_from_slice(&((V2_MAX_TLV_BYTES - 2) as u16).to_be_bytes());
         bigger.resize(12 + V2_MAX_TLV_BYTES + 1, b'x');
-        assert!(matches!(parse(&v2(1, 0x11, &bigger), Mode::V2), Err(BadHeader::V2TooLong(_))));
+        assert!(matches!(
+            parse(&v2(1, 0x11, &bigger), Mode::V2),
+            Err(BadHeader::V2TooLong(_))
+        ));
     }
 
     #[test]
@@ -612,7 +628,11 @@ mod tests {
         assert_eq!(parse(b"\r\n\r\nxyz", Mode::V2), Err(BadHeader::Missing));
         assert_eq!(parse(b"GET / HTTP/1.1\r\n", Mode::Any), Err(BadHeader::Missing));
         assert_eq!(parse(b"temp=21.5\n", Mode::Any), Err(BadHeader::Missing));
-        assert_eq!(parse(&[0x16, 0x03, 0x01], Mode::Any), Err(BadHeader::Missing), "a TLS hello");
+        assert_eq!(
+            parse(&[0x16, 0x03, 0x01], Mode::Any),
+            Err(BadHeader::Missing),
+            "a TLS hello"
+        );
     }
 
     #[test]
@@ -676,7 +696,10 @@ mod tests {
         let _c = t.join().unwrap();
         let mut rest = [0u8; 7];
         (&s).read_exact(&mut rest).unwrap();
-        assert_eq!(&rest, b"temp=1\n", "the bytes after the header are left for the session");
+        assert_eq!(
+            &rest, b"temp=1\n",
+            "the bytes after the header are left for the session"
+        );
     }
 
     #[test]
