@@ -291,7 +291,27 @@ fn headers_from_untrusted_peers_bad_and_late_headers_are_refused_direct_boards_c
     let mut rest = Vec::new();
     let _ = late.read_to_end(&mut rest);
     assert!(rest.is_empty(), "a late header is closed without a reply: {rest:?}");
+    // A LOCAL header (v2) that ends: a health check. UNKNOWN (v1) with data: the proxy's own.
+    let mut local = connect_from(PROXY_SOURCE, d.addr);
+    local.write_all(b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00").unwrap();
+    local.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_line(&mut local), None);
+    let mut own = connect_from(PROXY_SOURCE, d.addr);
+    own.write_all(b"PROXY UNKNOWN\r\nHELLO own ack=1\nseq=1 t=1\n").unwrap();
+    assert_eq!(read_line(&mut own).as_deref(), Some("OK HELLO own"));
+    assert_eq!(read_line(&mut own).as_deref(), Some("ACK 1"));
+    // An IPv6 board behind the proxy (v1 TCP6), its reading right behind the header.
+    let mut v6 = connect_from(PROXY_SOURCE, d.addr);
+    v6.write_all(b"PROXY TCP6 2001:db8::7 ::1 5000 8090\r\nHELLO six ack=1\nseq=1 t=1\n")
+        .unwrap();
+    assert_eq!(read_line(&mut v6).as_deref(), Some("OK HELLO six"));
+    assert_eq!(read_line(&mut v6).as_deref(), Some("ACK 1"));
     let m = scrape(d.http_addr());
+    assert_eq!(
+        value(&m, "sensorlog_proxy_connections_total{header=\"health_check\"}"),
+        1.0
+    );
+    assert_eq!(value(&m, "sensorlog_proxy_connections_total{header=\"proxied\"}"), 1.0);
     for (reason, n) in [
         ("proxy_header_not_trusted", 2.0),
         ("bad_proxy_header", 3.0),
@@ -320,12 +340,15 @@ fn headers_from_untrusted_peers_bad_and_late_headers_are_refused_direct_boards_c
     );
     assert!(log.contains("Refused a PROXY header from 127.0.0.5:"), "{log}");
     let peers = peers(&d);
-    assert_eq!(
-        peers.keys().collect::<Vec<_>>(),
-        ["direct"],
-        "nothing from refused connections"
-    );
+    let mut devices: Vec<&String> = peers.keys().collect();
+    devices.sort();
+    assert_eq!(devices, ["direct", "own", "six"], "nothing from refused connections");
     assert!(peers["direct"].starts_with("127.0.0.6:"));
+    assert!(
+        peers["own"].starts_with("127.0.0.100:"),
+        "UNKNOWN keeps the proxy's address"
+    );
+    assert_eq!(peers["six"], "[2001:db8::7]:5000");
 }
 
 #[test]

@@ -719,4 +719,117 @@ mod tests {
             Err(ReadError::Closed)
         ));
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Header-like bytes: a real start, then bytes from the header's alphabet.
+        fn input() -> impl Strategy<Value = Vec<u8>> {
+            let start = prop_oneof![
+                Just(b"PROXY TCP4 ".to_vec()),
+                Just(b"PROXY TCP6 ".to_vec()),
+                Just(b"PROXY UNKNOWN".to_vec()),
+                Just(V2_SIGNATURE.to_vec()),
+                Just(Vec::new()),
+            ];
+            let byte = prop_oneof![
+                Just(b' '),
+                Just(b'\r'),
+                Just(b'\n'),
+                Just(b'.'),
+                Just(b':'),
+                Just(b'1'),
+                Just(0x21),
+                Just(0x11),
+                Just(0u8),
+                any::<u8>()
+            ];
+            (start, proptest::collection::vec(byte, 0..300)).prop_map(|(mut s, rest)| {
+                s.extend(rest);
+                s
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// What `read_header` relies on, peeking at growing prefixes: once refused,
+            /// always refused; a complete header is bounded, independent of what follows,
+            /// and every shorter prefix of it is incomplete. (fuzz/fuzz_targets/proxy_header.rs
+            /// checks the same on libFuzzer's inputs.)
+            #[test]
+            fn prefixes_agree(data in input(), m in 0..3usize) {
+                let mode = [Mode::V1, Mode::V2, Mode::Any][m];
+                let mut refused = false;
+                let mut complete: Option<(Header, usize)> = None;
+                for k in 1..=data.len() {
+                    match parse(&data[..k], mode) {
+                        Err(_) => {
+                            prop_assert!(complete.is_none(), "complete, then refused at {}", k);
+                            refused = true;
+                        }
+                        Ok(Parsed::Incomplete) => {
+                            prop_assert!(!refused && complete.is_none(), "incomplete again at {}", k);
+                            prop_assert!(k < MAX_HEADER_BYTES);
+                        }
+                        Ok(Parsed::Complete { header, len }) => {
+                            prop_assert!(!refused);
+                            prop_assert!(len <= k && len <= MAX_HEADER_BYTES);
+                            if data.starts_with(V1_PREFIX) {
+                                prop_assert!(len <= V1_MAX_BYTES);
+                            }
+                            if let Some(first) = complete {
+                                prop_assert_eq!(first, (header, len));
+                            }
+                            complete = Some((header, len));
+                        }
+                    }
+                }
+            }
+
+            /// Valid headers of both versions give back the addresses they carry.
+            #[test]
+            fn valid_headers_round_trip(
+                src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(),
+                sport in any::<u16>(), dport in any::<u16>(), v6 in any::<bool>(),
+                tlv in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let (s, d): (IpAddr, IpAddr) = if v6 {
+                    (Ipv6Addr::from(src).into(), Ipv6Addr::from(dst).into())
+                } else {
+                    let (a, b) = (&src[..4], &dst[..4]);
+                    (Ipv4Addr::new(a[0], a[1], a[2], a[3]).into(), Ipv4Addr::new(b[0], b[1], b[2], b[3]).into())
+                };
+                let want = Header::Proxied { source: SocketAddr::new(s, sport), destination: SocketAddr::new(d, dport) };
+                let line = format!("PROXY {} {s} {d} {sport} {dport}\r\n", if v6 { "TCP6" } else { "TCP4" });
+                prop_assert_eq!(parse(line.as_bytes(), Mode::Any), Ok(Parsed::Complete { header: want, len: line.len() }));
+                let mut body = Vec::new();
+                match (s, d) {
+                    (IpAddr::V4(a), IpAddr::V4(b)) => { body.extend(a.octets()); body.extend(b.octets()); }
+                    (IpAddr::V6(a), IpAddr::V6(b)) => { body.extend(a.octets()); body.extend(b.octets()); }
+                    _ => unreachable!(),
+                }
+                body.extend(sport.to_be_bytes());
+                body.extend(dport.to_be_bytes());
+                body.push(0xE0);
+                body.extend((tlv.len() as u16).to_be_bytes());
+                body.extend(&tlv);
+                let mut h = V2_SIGNATURE.to_vec();
+                h.push(0x21);
+                h.push(if v6 { 0x21 } else { 0x11 });
+                h.extend((body.len() as u16).to_be_bytes());
+                h.extend(&body);
+                prop_assert_eq!(parse(&h, Mode::V2), Ok(Parsed::Complete { header: want, len: h.len() }));
+            }
+        }
+    }
 }
