@@ -192,7 +192,7 @@ fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
     let front = h.fronts[0];
     let hello = |from: &str, device: &str| {
         let mut s = connect_from(from, front);
-        write!(s, "HELLO {device} ack=1\n").unwrap();
+        writeln!(s, "HELLO {device} ack=1").unwrap();
         let reply = read_line(&mut s);
         (s, reply)
     };

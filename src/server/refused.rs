@@ -65,10 +65,13 @@ pub struct RefusedView {
     pub last_unix_ms: u64,
 }
 
+/// (reason, address; `None` = the overflow row) -> (count, last refusal in Unix ms).
+type Table = HashMap<(Reason, Option<IpAddr>), (u64, u64)>;
+
 #[derive(Debug, Default)]
 pub struct Refusals {
     totals: [AtomicU64; 6],
-    by_address: Mutex<HashMap<(Reason, Option<IpAddr>), (u64, u64)>>,
+    by_address: Mutex<Table>,
 }
 
 impl Refusals {
