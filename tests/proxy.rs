@@ -420,3 +420,40 @@ fn start_up_refuses_proxy_protocol_without_trusted_proxies() {
     std::thread::sleep(Duration::from_millis(50));
     assert!(d.log_text().contains("\"v3\""), "{}", d.log_text());
 }
+
+#[test]
+fn the_token_backoff_holds_back_the_guessing_board_not_the_others_behind_haproxy() {
+    let dir = TestDir::new("proxy-backoff");
+    let token = crate::auth::add_token(&dir, "kitchen");
+    let cfg = crate::auth::auth_config(
+        &dir,
+        &format!("failures_before_backoff = 1\nmax_backoff_secs = 60\n[server]\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"{PROXY_SOURCE}\"]\n"),
+    );
+    let mut d = Daemon::start(&dir, &["--config", &cfg]);
+    let h = Haproxy::start(&dir, d.addr, &["send-proxy-v2"]);
+    let greet = |from: &str, token: &str| {
+        let mut s = connect_from(from, h.fronts[0]);
+        writeln!(s, "HELLO kitchen token={token} ack=1").unwrap();
+        read_line(&mut s)
+    };
+    for guess in ["guess0", "guess1"] {
+        assert_eq!(greet("127.0.6.1", guess).as_deref(), Some("ERR bad-token"));
+    }
+    let held = greet("127.0.6.1", &token).unwrap();
+    assert!(
+        held.starts_with("ERR auth-backoff "),
+        "the guessing board backs off: {held}"
+    );
+    assert_eq!(
+        greet("127.0.6.2", &token).as_deref(),
+        Some("OK HELLO kitchen"),
+        "another board behind the same HAProxy is not held back"
+    );
+    drop(h);
+    let log = d.shutdown();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Refused a wrong or unknown token"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("127.0.6.1") && !line.contains("127.0.0.100"), "{line}");
+}
