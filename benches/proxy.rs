@@ -1,8 +1,9 @@
 //! Behind HAProxy with the PROXY protocol (issue 20): what the header costs.
 //!
-//! 1. Connect storm: 1,000 boards, each from its own loopback address (127.1.x.y), connect
-//!    at once, greet with acknowledgements on, send one reading and wait for its ACK;
-//!    all stay connected to the end. Three ways: straight to the daemon, through HAProxy
+//! 1. Connect storm: 1,000 boards, each from its own loopback address (127.1.x.y), opened
+//!    by 50 client threads at once (each opens its 20 one after another, as fast as they
+//!    get in); each board greets with acknowledgements on, sends one reading and waits for
+//!    its ACK; all stay connected to the end. Three ways: straight to the daemon, through HAProxy
 //!    without the header (`proxy_protocol = "off"`; the daemon sees HAProxy's address,
 //!    so the per-address cap is raised to let them in), and through HAProxy with
 //!    `send-proxy-v2` (`proxy_protocol = "v2"`). Printed: the time until every board
@@ -282,7 +283,7 @@ fn main() {
     ];
 
     println!(
-        "connect storm: {storm_boards} boards, each from its own address, greet + 1 reading + ACK, all held open; {rounds} rounds, alternating, median shown"
+        "connect storm: {storm_boards} boards from {STORM_THREADS} threads, each board from its own address, greet + 1 reading + ACK, all held open; {rounds} rounds, alternating, median shown"
     );
     println!(
         "{:<24} {:>7} {:>9} {:>11} {:>9} {:>17}",
