@@ -26,6 +26,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
 pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 pub const DEFAULT_LINE_TIMEOUT_SECS: u64 = 60;
+/// `server.proxy_header_timeout_secs`: how long a trusted proxy has to send the PROXY header.
+pub const DEFAULT_PROXY_HEADER_TIMEOUT_SECS: u64 = 5;
 pub const DEFAULT_DEDUP_MAX_BOARDS: usize = 10_000;
 pub const DEFAULT_DEDUP_WINDOW_SEQS: usize = 128;
 pub const DEFAULT_DEDUP_SCAN_TAIL_MIB: u64 = 64;
@@ -161,6 +163,10 @@ pub struct ServerFile {
     pub deny: Option<Vec<String>>,
     pub max_connections_per_ip: Option<usize>,
     pub line_timeout_secs: Option<u64>,
+    // PROXY protocol (issue 20)
+    pub proxy_protocol: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_header_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +296,9 @@ pub const ALL_KEYS: &[&str] = &[
     "alerts.webhook_url",
     "alerts.webhook_queue",
     "alerts.webhook_timeout_secs",
+    "server.proxy_protocol",
+    "server.trusted_proxies",
+    "server.proxy_header_timeout_secs",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +336,8 @@ pub struct Config {
     pub access: crate::server::allow::AccessList,
     pub auth: AuthConfig,
     pub tls: Option<TlsConfig>,
+    /// `server.proxy_protocol`, `server.trusted_proxies`, `server.proxy_header_timeout_secs`.
+    pub proxy: crate::server::proxy::ProxyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -762,6 +773,7 @@ impl Config {
             allow: nets("server.allow", s.allow.as_deref())?,
             deny: nets("server.deny", s.deny.as_deref())?,
         };
+        let proxy = proxy_config(s)?;
         let auth = AuthConfig::build(&file.auth)?;
         let tls = TlsConfig::build(&file.tls, args.config.as_deref())?;
         if !plain_tcp && tls.is_none() {
@@ -803,6 +815,7 @@ impl Config {
             http,
             boards,
             alerts,
+            proxy,
         })
     }
 }
@@ -929,6 +942,42 @@ impl AlertsConfig {
             )?),
         })
     }
+}
+
+/// The PROXY protocol settings (issue 20): a mode other than "off" needs trusted proxies.
+fn proxy_config(s: &ServerFile) -> Result<crate::server::proxy::ProxyConfig, ConfigError> {
+    use crate::server::proxy::{Mode, ProxyConfig};
+    let mode = match s.proxy_protocol.as_deref() {
+        None => Mode::Off,
+        Some(v) => Mode::parse(v).ok_or_else(|| {
+            err(
+                "server.proxy_protocol",
+                format!("is {v:?}; use \"off\", \"v1\", \"v2\" or \"any\""),
+            )
+        })?,
+    };
+    let trusted = nets("server.trusted_proxies", s.trusted_proxies.as_deref())?;
+    if mode != Mode::Off && trusted.is_empty() {
+        return Err(err(
+            "server.proxy_protocol",
+            format!(
+                "is {:?} but server.trusted_proxies is empty: list the load balancers' addresses (CIDRs) allowed to send the header, or anyone could claim any address",
+                mode.as_str()
+            ),
+        ));
+    }
+    let secs = in_range(
+        "server.proxy_header_timeout_secs",
+        s.proxy_header_timeout_secs.unwrap_or(DEFAULT_PROXY_HEADER_TIMEOUT_SECS),
+        1,
+        600,
+        " seconds",
+    )?;
+    Ok(ProxyConfig {
+        mode,
+        trusted,
+        header_timeout: Duration::from_secs(secs),
+    })
 }
 
 fn nets(key: &str, list: Option<&[String]>) -> Result<Vec<ipnet::IpNet>, ConfigError> {

@@ -147,6 +147,13 @@ pub fn serve(config: Config) -> Result<()> {
     };
     shutdown.set_wake_addr(local);
     security.announce(local, main_tls.is_some(), extra_tls.as_ref().map(|((_, a), _)| *a));
+    if config.proxy.is_on() {
+        log::info!(
+            "PROXY protocol {} from {:?} (server.trusted_proxies): boards behind them are known by their real address; others connect directly, without a header.",
+            config.proxy.mode.as_str(),
+            config.proxy.trusted
+        );
+    }
     log::info!(
         "Listening on {local}. Appending readings to {} ({} rows already there, fsync {}). Limits: {} boards, lines up to {} bytes, idle timeout {} s. Google Sheets: {}.",
         config.csv_path.display(),
@@ -267,8 +274,9 @@ pub fn serve(config: Config) -> Result<()> {
         Some(((l, tls_local), acceptor)) => {
             let (shared, conns, shutdown) = (Arc::clone(&shared), Arc::clone(&conns), Arc::clone(&shutdown));
             let stack = config.thread_stack_bytes;
+            let proxy = config.proxy.clone();
             let h = spawn("accept-tls", move || {
-                server::accept_loop(&l, &shared, &conns, &shutdown, stack, Some(&acceptor));
+                server::accept_loop(&l, &shared, &conns, &shutdown, stack, Some(&acceptor), &proxy);
             })?;
             Some((h, tls_local))
         }
@@ -281,6 +289,7 @@ pub fn serve(config: Config) -> Result<()> {
         &shutdown,
         config.thread_stack_bytes,
         main_tls.as_ref(),
+        &config.proxy,
     );
     drop(listener);
     if let Some((h, tls_local)) = tls_accept {

@@ -23,6 +23,12 @@ pub struct Stats {
     pub json_too_deep: AtomicU64,
     /// Boards refused because their address already holds `server.max_connections_per_ip`.
     pub refused_per_ip: AtomicU64,
+    /// Refused connections by reason and (real) address: dashboard and `/metrics`.
+    pub refused: crate::server::refused::Refusals,
+    /// `LOCAL`/`UNKNOWN` PROXY headers (health checks) that ended without data.
+    pub proxy_health_checks: AtomicU64,
+    /// Connections whose PROXY header gave the board's real address.
+    pub proxied_connections: AtomicU64,
     /// Resends whose content differed from what was written under the same key.
     pub resend_conflicts: AtomicU64,
     pub write_failures: AtomicU64,

@@ -91,7 +91,7 @@ fn issue_8_9_one_address_cannot_hold_every_slot() {
     let mut extra = connect_from("127.0.0.1", d.addr);
     assert_eq!(
         read_line(&mut extra).as_deref(),
-        Some("ERR too-many-connections-from-address 2000"),
+        Some("ERR too-many-connections-from-address 2000 server.max_connections_per_ip"),
         "the 2,001st from the same address is refused"
     );
     let mut board = connect_from("127.0.0.2", d.addr);

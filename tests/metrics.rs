@@ -102,13 +102,13 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
     out
 }
 
-fn scrape(http: std::net::SocketAddr) -> HashMap<String, f64> {
+pub(crate) fn scrape(http: std::net::SocketAddr) -> HashMap<String, f64> {
     let (status, text) = get(&format!("http://{http}/metrics"));
     assert_eq!(status, 200, "{text}");
     parse_exposition(&text)
 }
 
-fn value(m: &HashMap<String, f64>, key: &str) -> f64 {
+pub(crate) fn value(m: &HashMap<String, f64>, key: &str) -> f64 {
     *m.get(key)
         .unwrap_or_else(|| panic!("no sample {key}; have: {:?}", m.keys().collect::<Vec<_>>()))
 }

@@ -37,6 +37,8 @@ mod auth;
 mod allow;
 // The TLS listener: rustls and openssl clients, pinned fingerprints, handshake limits.
 mod tls;
+// Issue 20: the PROXY protocol behind a real HAProxy; limits and allow/deny see the real board.
+mod proxy;
 // The live dashboard in real Chromium through WebDriver: boards, live updates, silent (issue 13).
 mod dashboard;
 // /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.

@@ -65,9 +65,15 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-type Client = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type Client = StreamOwned<ClientConnection, TcpStream>;
 
 fn tls_connect(addr: SocketAddr, pin: &[u8], version: &'static rustls::SupportedProtocolVersion) -> Client {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tls_over(tcp, pin, version)
+}
+
+/// A TLS client over a connected socket (tests/proxy.rs: one bound to a chosen address).
+pub(crate) fn tls_over(tcp: TcpStream, pin: &[u8], version: &'static rustls::SupportedProtocolVersion) -> Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[version])
@@ -79,13 +85,12 @@ fn tls_connect(addr: SocketAddr, pin: &[u8], version: &'static rustls::Supported
         }))
         .with_no_client_auth();
     let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("sensorlog").unwrap()).unwrap();
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     tcp.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     StreamOwned::new(conn, tcp)
 }
 
-fn read_tls_line(s: &mut impl Read) -> Option<String> {
+pub(crate) fn read_tls_line(s: &mut impl Read) -> Option<String> {
     let mut out = Vec::new();
     let mut b = [0u8; 1];
     loop {
@@ -98,7 +103,7 @@ fn read_tls_line(s: &mut impl Read) -> Option<String> {
 }
 
 /// The TLS address from the daemon's "Listening for TLS on" line.
-fn tls_addr(d: &Daemon) -> SocketAddr {
+pub(crate) fn tls_addr(d: &Daemon) -> SocketAddr {
     let line = d
         .wait_for_log("Listening for TLS on ", Duration::from_secs(20))
         .unwrap_or_else(|| panic!("no TLS listener:\n{}", d.log_text()));
@@ -113,7 +118,7 @@ fn tls_addr(d: &Daemon) -> SocketAddr {
 }
 
 /// `sensorlog tls fingerprint --config cfg`: (SHA-1 text, SHA-256 bytes).
-fn fingerprint(dir: &TestDir, cfg: &str) -> (String, Vec<u8>) {
+pub(crate) fn fingerprint(dir: &TestDir, cfg: &str) -> (String, Vec<u8>) {
     let out = Command::new(BIN)
         .args(["tls", "fingerprint", "--config", cfg])
         .current_dir(&dir.path)

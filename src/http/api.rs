@@ -24,6 +24,8 @@ pub struct Overview {
     /// Seconds per chart point and the chart's window.
     pub bucket_secs: u32,
     pub chart_window_secs: u32,
+    /// Refused connections by reason and (real) address, most refused first.
+    pub refused: Vec<crate::server::refused::RefusedView>,
     pub boards: Vec<BoardView>,
 }
 
@@ -59,6 +61,9 @@ pub fn sheets_view(state: &HttpState) -> Option<SheetsView> {
     })
 }
 
+/// Rows of the refusal table in the dashboard's payload.
+const REFUSED_ROWS: usize = 20;
+
 pub fn overview(state: &HttpState, series: bool, limit: usize) -> Overview {
     let (totals, boards) = state.boards.snapshot(series, limit);
     let (rows, bytes) = state.sink.position();
@@ -75,6 +80,7 @@ pub fn overview(state: &HttpState, series: bool, limit: usize) -> Overview {
         sheets: sheets_view(state),
         bucket_secs: state.boards.bucket_secs(),
         chart_window_secs: state.boards.chart_window_secs(),
+        refused: state.stats.refused.snapshot(REFUSED_ROWS),
         boards,
     }
 }

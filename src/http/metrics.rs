@@ -18,6 +18,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::HttpState;
+use crate::server::refused::Reason;
 
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -141,6 +142,40 @@ impl Collector for Exporter {
                         .saturating_sub(s.refused_per_ip.load(Relaxed)),
                 ),
                 (l("reason", "too_many_from_ip"), s.refused_per_ip.load(Relaxed)),
+                (l("reason", "not_allowed"), s.refused.total(Reason::NotAllowed)),
+                (
+                    l("reason", "proxy_header_not_trusted"),
+                    s.refused.total(Reason::ProxyHeaderNotTrusted),
+                ),
+                (l("reason", "bad_proxy_header"), s.refused.total(Reason::BadProxyHeader)),
+                (
+                    l("reason", "proxy_header_timeout"),
+                    s.refused.total(Reason::ProxyHeaderTimeout),
+                ),
+            ],
+        )?;
+        let by_address: Vec<(Labels, u64)> = s
+            .refused
+            .snapshot(usize::MAX)
+            .into_iter()
+            .map(|v| {
+                let labels = vec![("reason", Cow::Borrowed(v.reason)), ("address", Cow::Owned(v.address))];
+                (labels, v.count)
+            })
+            .collect();
+        counter(
+            &mut e,
+            "sensorlog_connections_refused_by_address",
+            "Board connections refused, by reason and the board's real address (at most 256 addresses; the rest as address=\"other\").",
+            &by_address,
+        )?;
+        counter(
+            &mut e,
+            "sensorlog_proxy_connections",
+            "Connections through a trusted proxy, by PROXY header: a board's real address, or a health check (LOCAL/UNKNOWN).",
+            &[
+                (l("header", "proxied"), s.proxied_connections.load(Relaxed)),
+                (l("header", "health_check"), s.proxy_health_checks.load(Relaxed)),
             ],
         )?;
         counter(

@@ -206,6 +206,14 @@
     }
     if (o.shown < t.boards) parts.push("showing " + o.shown + " (see /api/boards)");
     document.getElementById("totals").textContent = parts.join(" · ");
+    // Refused connections by reason and real address: many from one address is a NAT
+    // (raise server.max_connections_per_ip) or a flood (see the README's troubleshooting).
+    const r = document.getElementById("refused");
+    const refused = o.refused || [];
+    r.hidden = refused.length === 0;
+    r.textContent = refused.length === 0 ? "" : "Refused: " + refused.slice(0, 5)
+      .map((x) => x.address + " " + x.reason.replace(/_/g, " ") + " ×" + x.count + " (last " + ago(now - x.last_unix_ms) + ")")
+      .join(" · ");
   }
 
   function apply(o, withSeries) {
