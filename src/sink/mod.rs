@@ -8,7 +8,7 @@
 
 pub mod csv;
 pub mod cursor;
-pub mod follow;
+pub mod follower;
 pub mod postgres;
 pub mod sheets;
 

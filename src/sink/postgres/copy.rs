@@ -16,7 +16,7 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{Names, COPY_COLUMNS};
-use super::source::{pg_micros, SourceRow};
+use crate::sink::follower::rows::SourceRow;
 use super::Stall;
 use crate::row::{original, original_value};
 
@@ -261,9 +261,33 @@ pub fn insert_rows(
     Ok(())
 }
 
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::row::rfc3339_millis`] writes) as
+/// microseconds since 2000-01-01 UTC, PostgreSQL's `timestamptz` epoch. `None` if the
+/// text is not in that form or not a real time (parsed by `jiff`).
+pub fn pg_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shaped = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b.last() == Some(&b'Z')
+        && (b.len() == 20 || b[19] == b'.');
+    if !shaped {
+        return None;
+    }
+    let t: jiff::Timestamp = text.parse().ok()?;
+    Some(t.as_microsecond() - PG_EPOCH_MICROS)
+}
+
+/// 2000-01-01T00:00:00Z in microseconds since 1970.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn numbers_only_for_number_rows() {
@@ -271,5 +295,31 @@ mod tests {
         assert_eq!(numeric_value("42", "text"), None);
         assert_eq!(numeric_value("true", "bool"), None);
         assert_eq!(numeric_value("oops", "number"), None);
+    }
+
+    #[test]
+    fn timestamps_match_the_row_encoder() {
+        for (secs, ms) in [
+            (0u64, 0u64),
+            (946_684_800, 0),
+            (1_767_225_600, 123),
+            (4_102_444_799, 999),
+        ] {
+            let t = UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
+            let text = crate::row::rfc3339_millis(t);
+            let want = (secs as i64 - 946_684_800) * 1_000_000 + ms as i64 * 1000;
+            assert_eq!(pg_micros(&text), Some(want), "{text}");
+        }
+        assert_eq!(pg_micros("2000-01-01T00:00:00Z"), Some(0));
+        assert_eq!(pg_micros("2000-01-01T00:00:00.5Z"), Some(500_000));
+        for bad in [
+            "",
+            "2000-01-01 00:00:00Z",
+            "2000-13-01T00:00:00Z",
+            "2000-01-01T00:00:00.Z",
+            "2000-01-01T00:00:00.000",
+        ] {
+            assert_eq!(pg_micros(bad), None, "{bad}");
+        }
     }
 }

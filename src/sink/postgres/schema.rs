@@ -31,7 +31,7 @@
 
 use postgres::{Client, GenericClient, Transaction};
 
-use super::source::Position;
+use crate::sink::follower::rows::Position;
 use super::PostgresConfig;
 
 /// A fixed key for `pg_advisory_xact_lock`: every sensorlog migration takes it.

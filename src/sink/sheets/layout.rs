@@ -454,7 +454,7 @@ fn new_tab(title: String) -> TabState {
 /// The chart's id: fixed by the tab's title, so that a retried or replayed `addChart`
 /// names the same chart (and Google refuses the duplicate instead of adding a second).
 pub fn chart_id(title: &str) -> i64 {
-    let h = crate::sink::cursor::row_hash(title.as_bytes());
+    let h = crate::sink::follower::rows::row_hash_hex(title.as_bytes());
     let n = u64::from_str_radix(&h, 16).unwrap_or(1);
     (n % (i32::MAX as u64 - 1)) as i64 + 1
 }

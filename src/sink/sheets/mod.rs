@@ -52,15 +52,15 @@ pub mod target;
 pub mod worker;
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::SheetsConfig;
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
+use crate::sink::follower::{self, rows::header_len};
 use crate::stats::Stats;
 
 use client::ApiError;
@@ -72,10 +72,9 @@ pub const OPERATOR_RETRY: Duration = Duration::from_secs(60);
 /// Messages (not rows) the channel holds; rows are bounded by `sheets.channel_rows`.
 const CHANNEL_MESSAGES: usize = 1 << 16;
 
-/// Handle kept by the daemon: the thread, and a signal that it has finished.
+/// Handle kept by the daemon: the uploader's thread.
 pub struct Uploader {
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
+    thread: follower::Thread,
     shutdown_timeout: Duration,
 }
 
@@ -132,7 +131,7 @@ impl Uploader {
                 Cursor {
                     origin: 0,
                     rows_done: 0,
-                    offset_done: source::header_len(),
+                    offset_done: header_len(),
                     last_row: None,
                     layout: Some(replay),
                     ..c
@@ -152,7 +151,6 @@ impl Uploader {
         let (tx, rx) = mpsc::sync_channel(CHANNEL_MESSAGES);
         let queued = Arc::new(AtomicUsize::new(0));
         sink.attach_uploader(tx, cfg.channel_rows, Arc::clone(&queued));
-        let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
         let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay)
             .map_err(|e| Error::startup(format!("open {} for the Sheets upload", sink.path().display()), e))?;
@@ -171,38 +169,27 @@ impl Uploader {
             cfg.requests_per_minute
         );
         let sink = Arc::clone(sink);
-        let thread = std::thread::Builder::new()
-            .name("sheets-uploader".into())
-            .spawn(move || {
-                match Worker::new(cfg, key, saved, sink, stats, source) {
-                    Ok(mut w) => w.run(),
-                    Err(e) => log::error!(
-                        "Google Sheets upload stopped: {e}. Rows stay in the CSV and go up at the next start."
-                    ),
-                }
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| Error::startup("start the sheets-uploader thread", e))?;
+        let thread = follower::spawn("sheets-uploader", move || {
+            match Worker::new(cfg, key, saved, sink, stats, source) {
+                Ok(mut w) => follower::run(&mut w, shutdown_timeout),
+                Err(e) => log::error!(
+                    "Google Sheets upload stopped: {e}. Rows stay in the CSV and go up at the next start."
+                ),
+            }
+        })
+        .map_err(|e| Error::startup("start the sheets-uploader thread", e))?;
         Ok(Uploader {
-            thread: Some(thread),
-            done,
+            thread,
             shutdown_timeout,
         })
     }
 
     /// Called after the CSV is closed (which drops the channel's sender): waits for the
     /// uploader to send what it can within its time and save its cursor.
-    pub fn finish(mut self, sink: &CsvSink) {
+    pub fn finish(self, sink: &CsvSink) {
         sink.detach_uploader();
-        match self.done.recv_timeout(self.shutdown_timeout + Duration::from_secs(5)) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                if let Some(t) = self.thread.take() {
-                    let _ = t.join();
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                log::warn!("The Sheets uploader did not stop in time; its saved cursor is consistent and the rest goes at the next start.");
-            }
+        if !self.thread.finish(self.shutdown_timeout + Duration::from_secs(5)) {
+            log::warn!("The Sheets uploader did not stop in time; its saved cursor is consistent and the rest goes at the next start.");
         }
     }
 }
