@@ -49,7 +49,7 @@ pub fn serve(config: Config) -> Result<()> {
             "{} has {} rows without the expected {} columns in its last {} bytes (edited by hand?). They are kept as they are.",
             config.csv_path.display(),
             report.malformed_rows,
-            crate::row::COLUMNS,
+            crate::sink::csv::encode::COLUMNS,
             report.tail_scanned
         );
     }

@@ -26,10 +26,6 @@ pub mod error;
 pub mod http;
 pub mod protocol;
 pub mod ratelog;
-/// The row format every sink shares. It is the CSV sink's encoding
-/// ([`sink::csv::encode`]), since the CSV is the source of truth that the Sheets and
-/// PostgreSQL sinks read back; this name is kept for them and for tools.
-pub use sink::csv::encode as row;
 pub mod server;
 pub mod shutdown;
 pub mod simulate;

@@ -12,7 +12,7 @@ pub mod follower;
 pub mod postgres;
 pub mod sheets;
 
-use crate::row::Row;
+use crate::sink::csv::encode::Row;
 
 /// Rows just appended to the CSV, as sent to the uploader.
 #[derive(Debug)]

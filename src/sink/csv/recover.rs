@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::row::{original, original_value, COLUMNS, HEADER};
+use crate::sink::csv::encode::{original, original_value, COLUMNS, HEADER};
 use crate::sink::csv::dedup::{Dedup, Key};
 use crate::sink::csv::CsvError;
 

@@ -35,10 +35,26 @@ use std::time::{Duration, Instant};
 pub use file::FollowedCsv;
 pub use retry::{Backoff, Class, Failure, Report, Retry};
 
+/// How the follower's log lines name a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct Wording {
+    /// The other side: "PostgreSQL", "Google Sheets".
+    pub remote: &'static str,
+    /// The sink itself: "the PostgreSQL sink", "the Sheets uploader".
+    pub sink: &'static str,
+    /// Where stored rows are: "the database", "the sheet".
+    pub store: &'static str,
+    /// The key of its shutdown time: "postgres.shutdown_timeout_secs".
+    pub grace_key: &'static str,
+}
+
 /// What a sink tells the follower. See the module docs.
 pub trait Follow {
     /// Why an attempt failed, in the sink's own terms.
     type Stall;
+
+    /// How the log names it.
+    const WORDING: Wording;
 
     /// Whether the daemon asked the sink to stop (checked once per turn).
     fn stop_requested(&mut self) -> bool;
@@ -65,8 +81,10 @@ pub trait Follow {
     fn failure(&mut self, stall: Self::Stall) -> Failure;
 
     /// What the log calls the other side in a failure of this class (no period):
-    /// "PostgreSQL at db:5432 is unavailable", "Google Sheets".
-    fn failing(&self, class: Class) -> String;
+    /// "PostgreSQL at db:5432 is unavailable"; by default [`Wording::remote`].
+    fn failing(&self, _class: Class) -> String {
+        Self::WORDING.remote.into()
+    }
 
     /// Waits up to `d` while backing off (the uploader takes rows from its channel).
     fn pause(&mut self, d: Duration);
@@ -74,11 +92,8 @@ pub trait Follow {
     /// The sink's retry state (its backoff, its slow schedule, the outage).
     fn retry(&mut self) -> &mut Retry;
 
-    /// The last word: what is stored, or what is left for the next start.
-    fn finished(&self, left: u64);
-
-    /// The INFO line at the start of the shutdown time, when rows are left.
-    fn draining(&self, left: u64, grace: Duration);
+    /// The last word when every row is stored (an INFO line with the sink's figures).
+    fn up_to_date(&self);
 }
 
 /// Runs a sink until it is told to stop and has used its `grace` time (or sent
@@ -92,7 +107,12 @@ pub fn run<F: Follow>(sink: &mut F, grace: Duration) {
             sink.stopping(deadline);
             let left = sink.backlog();
             if left > 0 {
-                sink.draining(left, grace);
+                log::info!(
+                    "Sending the remaining {left} rows to {} (up to {} s, {}).",
+                    F::WORDING.remote,
+                    grace.as_secs(),
+                    F::WORDING.grace_key
+                );
             }
         }
         if stop_at.is_some_and(|t| Instant::now() >= t) {
@@ -109,7 +129,16 @@ pub fn run<F: Follow>(sink: &mut F, grace: Duration) {
             Err(stall) => stalled(sink, stall, stop_at),
         }
     }
-    sink.finished(sink.backlog());
+    let left = sink.backlog();
+    if left > 0 {
+        log::warn!(
+            "Stopped {} with {left} rows not yet in {}; they are in the CSV and go at the next start.",
+            F::WORDING.sink,
+            F::WORDING.store
+        );
+    } else {
+        sink.up_to_date();
+    }
 }
 
 /// Logs a failure and waits before the next attempt, no longer than the shutdown

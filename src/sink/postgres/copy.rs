@@ -6,7 +6,7 @@
 //! whose time does not parse gets `-infinity` rather than being dropped), `value` to a
 //! double for `number` rows, `seq` to `bigint`, empty optional columns to NULL. Board
 //! text that the CSV neutralised against spreadsheet formulas (a leading `'`, see
-//! [`crate::row::neutralise`]) goes in as the board sent it ([`crate::row::original`]).
+//! [`crate::sink::csv::encode::neutralise`]) goes in as the board sent it ([`crate::sink::csv::encode::original`]).
 
 use std::error::Error;
 use std::io::Write;
@@ -18,7 +18,7 @@ use postgres::Transaction;
 use super::schema::{Names, COPY_COLUMNS};
 use crate::sink::follower::rows::SourceRow;
 use super::Stall;
-use crate::row::{original, original_value};
+use crate::sink::csv::encode::{original, original_value};
 
 /// A `timestamptz` as PostgreSQL stores it: microseconds since 2000-01-01 UTC, with
 /// `i64::MIN` meaning `-infinity`.
@@ -261,7 +261,7 @@ pub fn insert_rows(
     Ok(())
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::row::rfc3339_millis`] writes) as
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::sink::csv::encode::rfc3339_millis`] writes) as
 /// microseconds since 2000-01-01 UTC, PostgreSQL's `timestamptz` epoch. `None` if the
 /// text is not in that form or not a real time (parsed by `jiff`).
 pub fn pg_micros(text: &str) -> Option<i64> {
@@ -306,7 +306,7 @@ mod tests {
             (4_102_444_799, 999),
         ] {
             let t = UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
-            let text = crate::row::rfc3339_millis(t);
+            let text = crate::sink::csv::encode::rfc3339_millis(t);
             let want = (secs as i64 - 946_684_800) * 1_000_000 + ms as i64 * 1000;
             assert_eq!(pg_micros(&text), Some(want), "{text}");
         }

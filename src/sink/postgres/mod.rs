@@ -58,7 +58,7 @@ use postgres::Client;
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
 use crate::sink::follower::rows::{self, Position, SourceRow, Verified};
-use crate::sink::follower::{self, Backoff, Class, Failure, Follow, FollowedCsv, Retry};
+use crate::sink::follower::{self, Backoff, Class, Failure, Follow, FollowedCsv, Retry, Wording};
 
 use schema::Names;
 pub use settings::PostgresConfig;
@@ -245,7 +245,7 @@ impl Worker {
         Worker {
             names: Names::new(&cfg),
             retry: Retry::new(
-                "PostgreSQL",
+                Self::WORDING.remote,
                 Backoff::new(Duration::from_millis(250), cfg.retry_max, Duration::ZERO),
                 cfg.retry_max,
             ),
@@ -501,6 +501,13 @@ impl Worker {
 impl Follow for Worker {
     type Stall = Stall;
 
+    const WORDING: Wording = Wording {
+        remote: "PostgreSQL",
+        sink: "the PostgreSQL sink",
+        store: "the database",
+        grace_key: "postgres.shutdown_timeout_secs",
+    };
+
     fn stop_requested(&mut self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -568,17 +575,8 @@ impl Follow for Worker {
         &mut self.retry
     }
 
-    fn draining(&self, left: u64, grace: Duration) {
-        log::info!(
-            "Sending the remaining {left} rows to PostgreSQL (up to {} s, postgres.shutdown_timeout_secs).",
-            grace.as_secs()
-        );
-    }
-
-    fn finished(&self, left: u64) {
-        if left > 0 {
-            log::warn!("Stopped the PostgreSQL sink with {left} rows not yet in the database; they are in the CSV and go at the next start.");
-        } else if let Some(p) = self.pos {
+    fn up_to_date(&self) {
+        if let Some(p) = self.pos {
             log::info!(
                 "PostgreSQL is up to date ({} rows of source {:?}, {} sent in this run).",
                 p.rows,

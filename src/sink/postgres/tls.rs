@@ -179,7 +179,7 @@ pub fn split_url(url: &str) -> Result<(String, TlsSettings), String> {
             "sslrootcert" => {
                 root_cert = Some(match value {
                     "system" => Roots::System,
-                    path => Roots::File(PathBuf::from(percent_decode(path))),
+                    path => Roots::File(PathBuf::from(percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned())),
                 })
             }
             _ => return Ok(false),
@@ -221,25 +221,6 @@ pub fn split_url(url: &str) -> Result<(String, TlsSettings), String> {
             root_cert,
         },
     ))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `require` / `prefer`: encryption without a certificate check (libpq does the same).

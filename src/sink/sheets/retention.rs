@@ -243,7 +243,7 @@ impl Worker {
             return Ok(());
         }
         let cutoff =
-            crate::row::rfc3339_millis(SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400));
+            crate::sink::csv::encode::rfc3339_millis(SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400));
         let n = self.cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
         if n == 0 {
             return Ok(()); // nothing written yet: check at the next batch

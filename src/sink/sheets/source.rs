@@ -40,7 +40,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::row::{Row, COLUMNS};
+use crate::sink::csv::encode::{Row, COLUMNS};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{row_hash, Cursor, RowId};
 use crate::sink::follower::rows::header_len;
@@ -497,7 +497,7 @@ fn scan(csv: &Path, start: u64, limit: u64, end_of_file: u64, want: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::HEADER;
+    use crate::sink::csv::encode::HEADER;
 
     fn cursor(rows: u64, offset: u64, last: Option<(u64, &[u8])>) -> Cursor {
         Cursor {

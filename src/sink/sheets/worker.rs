@@ -31,7 +31,7 @@ use crate::config::SheetsConfig;
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::rows::header_len;
-use crate::sink::follower::{self, Backoff, Failure, Follow, Retry};
+use crate::sink::follower::{Backoff, Failure, Follow, Retry, Wording};
 use crate::stats::Stats;
 
 use super::auth::{trim_period, Auth, TokenError};
@@ -130,7 +130,7 @@ impl Worker {
             target: None,
             cursor,
             retry: Retry::new(
-                "Google Sheets",
+                <Self as Follow>::WORDING.remote,
                 Backoff::new(Duration::from_secs(1), retry::MAX_BACKOFF, Duration::from_secs(1)),
                 OPERATOR_RETRY,
             ),
@@ -374,6 +374,13 @@ impl Worker {
 impl Follow for Worker {
     type Stall = Stall;
 
+    const WORDING: Wording = Wording {
+        remote: "Google Sheets",
+        sink: "the Sheets uploader",
+        store: "the sheet",
+        grace_key: "sheets.shutdown_timeout_secs",
+    };
+
     /// Takes what the channel holds; the sink dropped its sender at shutdown.
     fn stop_requested(&mut self) -> bool {
         self.source.drain(Duration::ZERO);
@@ -435,10 +442,6 @@ impl Follow for Worker {
         }
     }
 
-    fn failing(&self, _class: follower::Class) -> String {
-        "Google Sheets".into()
-    }
-
     fn pause(&mut self, d: Duration) {
         self.source.drain(d);
     }
@@ -447,19 +450,8 @@ impl Follow for Worker {
         &mut self.retry
     }
 
-    fn draining(&self, left: u64, grace: Duration) {
-        log::info!(
-            "Uploading the remaining {left} rows to Google Sheets (up to {} s, sheets.shutdown_timeout_secs).",
-            grace.as_secs()
-        );
-    }
-
-    fn finished(&self, left: u64) {
-        if left > 0 {
-            log::warn!("Stopped the Sheets uploader with {left} rows not yet in the sheet; they are in the CSV and go up at the next start.");
-        } else {
-            log::info!("Google Sheets is up to date ({} rows).", self.cursor.rows_done);
-        }
+    fn up_to_date(&self) {
+        log::info!("Google Sheets is up to date ({} rows).", self.cursor.rows_done);
     }
 }
 
