@@ -27,6 +27,7 @@ pub mod http;
 pub mod protocol;
 pub mod ratelog;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;
