@@ -28,10 +28,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use sensorlog::sink::follower::rows::{read_rows, Position};
 use sensorlog::sink::postgres::copy::{copy_rows, insert_rows, CopyBuffers};
 use sensorlog::sink::postgres::schema::{self, Names};
 use sensorlog::sink::postgres::settings::{PostgresConfig, PostgresFile};
-use sensorlog::sink::follower::rows::{read_rows, Position};
 use server::{PgServer, SUPER_PASSWORD};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sensorlog");

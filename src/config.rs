@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{FsyncArg, ServeArgs, SheetsFlags};
-pub use crate::settings::ConfigError;
 use crate::settings::in_range;
+pub use crate::settings::ConfigError;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8090";
 pub const DEFAULT_CSV_PATH: &str = "data/readings.csv";
@@ -501,7 +501,6 @@ pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-
 impl Config {
     /// Builds the validated config for `serve`: defaults < file < flags.
     pub fn from_serve_args(args: &ServeArgs) -> Result<Config, ConfigError> {
@@ -667,7 +666,8 @@ impl Config {
                 "is empty (plain TCP off) but [tls] listen is not set: the daemon would listen nowhere",
             ));
         }
-        let postgres = crate::sink::postgres::settings::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
+        let postgres =
+            crate::sink::postgres::settings::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
         let boards = BoardsConfig::build(&file.boards)?;
         let alerts = AlertsConfig::build(file.alerts)?;

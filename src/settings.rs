@@ -47,9 +47,18 @@ impl std::error::Error for ConfigError {}
 
 /// `v` if it is within `lo..=hi`, else the error that says so (`unit` follows the
 /// bounds: " s", " bytes", or "").
-pub fn in_range<T: PartialOrd + fmt::Display + Copy>(key: &str, v: T, lo: T, hi: T, unit: &str) -> Result<T, ConfigError> {
+pub fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) -> Result<T, ConfigError> {
     if v < lo || v > hi {
-        return Err(ConfigError::new(key, format!("must be between {lo} and {hi}{unit}, got {v}")));
+        return Err(ConfigError::new(
+            key,
+            format!("must be between {lo} and {hi}{unit}, got {v}"),
+        ));
     }
     Ok(v)
 }
@@ -278,6 +287,9 @@ mod tests {
     fn range_errors_name_the_key_and_the_bounds() {
         assert_eq!(in_range("s.k", 5, 1, 10, " s").unwrap(), 5);
         let e = in_range("s.k", 11, 1, 10, " s").unwrap_err();
-        assert_eq!(e.to_string(), "invalid configuration: s.k: must be between 1 and 10 s, got 11");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: s.k: must be between 1 and 10 s, got 11"
+        );
     }
 }

@@ -93,7 +93,10 @@ fn every_accepted_key_is_documented_and_every_documented_key_accepted() {
     let docs = documented();
     let documented: BTreeSet<&str> = docs.keys().map(String::as_str).collect();
     let undocumented: Vec<&&str> = accepted_set.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "accepted but not in the reference table: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "accepted but not in the reference table: {undocumented:?}"
+    );
     let refused: Vec<&&str> = documented.difference(&accepted_set).collect();
     assert!(refused.is_empty(), "documented but refused by the parser: {refused:?}");
     // And the parser really takes each one, with its documented default when it is a value.
@@ -141,7 +144,10 @@ fn documented_defaults_are_the_real_ones() {
         Config::build(file, &ServeArgs::default()).unwrap_or_else(|e| panic!("{e}\n{text}"))
     };
     let plain = format!("{:?}", build(&render(&base)));
-    assert!(plain.contains("PostgresConfig") && plain.contains("SheetsConfig"), "{plain}");
+    assert!(
+        plain.contains("PostgresConfig") && plain.contains("SheetsConfig"),
+        "{plain}"
+    );
     let mut checked = 0;
     for (key, cell) in documented() {
         let Some(value) = literal(&cell) else { continue };

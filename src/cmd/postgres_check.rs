@@ -9,8 +9,8 @@ use postgres::Client;
 use crate::cli::PostgresCheckArgs;
 use crate::config::{self, ConfigError, FileConfig};
 use crate::error::{Error, Result};
-use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
 use crate::sink::follower::rows::{self, Position, Verified};
+use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
 use crate::sink::postgres::{advice, describe, PostgresConfig};
 
 fn ok(msg: impl std::fmt::Display) {

@@ -25,12 +25,12 @@ use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading};
 use crate::ratelog::{ByCause, RateLimitedLog};
-use crate::sink::csv::encode::{self, rfc3339_millis};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
 use crate::server::tls::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::dedup::{content_hash, Key};
+use crate::sink::csv::encode::{self, rfc3339_millis};
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
 use crate::stats::Stats;
 

@@ -18,6 +18,9 @@ pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
 /// A generator seeded from the clock, with its seed (print it when a test fails, to run
 /// the same case again with [`xorshift`]).
 pub fn from_clock() -> (u64, impl FnMut() -> u64) {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
     (seed, xorshift(seed))
 }

@@ -137,7 +137,14 @@ impl Retry {
             Class::Transient => {
                 let wait = self.backoff.next(failure.retry_after);
                 let remind = since.elapsed() > Duration::from_secs(60) && attempts.is_multiple_of(5);
-                (wait, if attempts == 1 || remind { Report::Warn } else { Report::Debug })
+                (
+                    wait,
+                    if attempts == 1 || remind {
+                        Report::Warn
+                    } else {
+                        Report::Debug
+                    },
+                )
             }
         }
     }
@@ -195,7 +202,10 @@ mod tests {
         let t = Failure::transient("down");
         assert_eq!(r.failed(&t), (Duration::from_millis(1), Report::Warn));
         assert_eq!(r.failed(&t), (Duration::from_millis(2), Report::Debug));
-        assert_eq!(r.failed(&Failure::operator("no")), (Duration::from_secs(60), Report::Error));
+        assert_eq!(
+            r.failed(&Failure::operator("no")),
+            (Duration::from_secs(60), Report::Error)
+        );
         assert_eq!(r.failed(&Failure::operator("no")).1, Report::Error);
         r.recovered();
         assert_eq!(r.failed(&t), (Duration::from_millis(1), Report::Warn), "a new outage");

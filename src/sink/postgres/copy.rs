@@ -16,9 +16,9 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{Names, COPY_COLUMNS};
-use crate::sink::follower::rows::SourceRow;
 use super::Stall;
 use crate::sink::csv::encode::{original, original_value};
+use crate::sink::follower::rows::SourceRow;
 
 /// A `timestamptz` as PostgreSQL stores it: microseconds since 2000-01-01 UTC, with
 /// `i64::MIN` meaning `-infinity`.

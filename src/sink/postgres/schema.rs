@@ -31,8 +31,8 @@
 
 use postgres::{Client, GenericClient, Transaction};
 
-use crate::sink::follower::rows::Position;
 use super::PostgresConfig;
+use crate::sink::follower::rows::Position;
 
 /// A fixed key for `pg_advisory_xact_lock`: every sensorlog migration takes it.
 const MIGRATION_LOCK: i64 = 0x5e45_0a10_6000_0001;

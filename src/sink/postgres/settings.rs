@@ -80,7 +80,10 @@ impl PostgresConfig {
     pub fn build(f: PostgresFile, pgpassword: Option<String>) -> Result<Option<PostgresConfig>, ConfigError> {
         let Some(url) = f.url.filter(|u| !u.trim().is_empty()) else {
             if f.password_file.is_some() {
-                return Err(ConfigError::new("postgres.password_file", "is set but postgres.url is not"));
+                return Err(ConfigError::new(
+                    "postgres.password_file",
+                    "is set but postgres.url is not",
+                ));
             }
             return Ok(None);
         };
@@ -209,7 +212,10 @@ fn read_password(path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::new("postgres.password_file", format!("cannot read {}: {e}", path.display())))?;
     let pw = text.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {
-        return Err(ConfigError::new("postgres.password_file", format!("{} is empty", path.display())));
+        return Err(ConfigError::new(
+            "postgres.password_file",
+            format!("{} is empty", path.display()),
+        ));
     }
     Ok(pw)
 }

@@ -179,7 +179,11 @@ pub fn split_url(url: &str) -> Result<(String, TlsSettings), String> {
             "sslrootcert" => {
                 root_cert = Some(match value {
                     "system" => Roots::System,
-                    path => Roots::File(PathBuf::from(percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned())),
+                    path => Roots::File(PathBuf::from(
+                        percent_encoding::percent_decode_str(path)
+                            .decode_utf8_lossy()
+                            .into_owned(),
+                    )),
                 })
             }
             _ => return Ok(false),

@@ -332,7 +332,9 @@ impl Client {
 
 /// Whether a first row is sensorlog's header.
 pub fn is_header(row: &[String]) -> bool {
-    row.iter().map(String::as_str).eq(crate::sink::csv::encode::HEADER.iter().copied())
+    row.iter()
+        .map(String::as_str)
+        .eq(crate::sink::csv::encode::HEADER.iter().copied())
 }
 
 /// reqwest's error with its causes, without the URL's query (no secrets there, but long).

@@ -550,8 +550,9 @@ pub fn header(tab: &TabState) -> Vec<Value> {
 
 /// The overview table: header, then one row per board in first-seen order.
 pub fn overview(st: &State, now_ms: i64, shape: &Shape) -> Vec<Vec<Value>> {
-    let today =
-        crate::sink::csv::encode::rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64));
+    let today = crate::sink::csv::encode::rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64),
+    );
     let today = today.get(..10).unwrap_or("");
     let mut table = vec![OVERVIEW_HEADER.iter().map(|h| Value::from(*h)).collect::<Vec<_>>()];
     for b in &st.boards {

@@ -172,9 +172,9 @@ impl Uploader {
         let thread = follower::spawn("sheets-uploader", move || {
             match Worker::new(cfg, key, saved, sink, stats, source) {
                 Ok(mut w) => follower::run(&mut w, shutdown_timeout),
-                Err(e) => log::error!(
-                    "Google Sheets upload stopped: {e}. Rows stay in the CSV and go up at the next start."
-                ),
+                Err(e) => {
+                    log::error!("Google Sheets upload stopped: {e}. Rows stay in the CSV and go up at the next start.")
+                }
             }
         })
         .map_err(|e| Error::startup("start the sheets-uploader thread", e))?;

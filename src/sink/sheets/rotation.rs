@@ -13,8 +13,8 @@
 use crate::config::SheetsLayout;
 use crate::sink::cursor;
 
-use crate::sink::follower::rows::header_len;
 use super::worker::{Stall, Worker};
+use crate::sink::follower::rows::header_len;
 
 impl Worker {
     /// Every row of the rotated file is in the sheet: continue with the new file.
