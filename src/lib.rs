@@ -15,23 +15,23 @@
 
 #![forbid(unsafe_code)]
 
-pub mod alerts;
-pub mod auth;
+pub(crate) mod alerts;
+pub(crate) mod auth;
 pub mod boards;
 pub mod cli;
-pub mod cmd;
+pub(crate) mod cmd;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod error;
-pub mod http;
+pub(crate) mod http;
 pub mod protocol;
-pub mod ratelog;
-pub mod server;
+pub(crate) mod ratelog;
+pub(crate) mod server;
 pub mod settings;
-pub mod shutdown;
-pub mod simulate;
+pub(crate) mod shutdown;
+pub(crate) mod simulate;
 pub mod sink;
-pub mod stats;
+pub(crate) mod stats;
 
 #[cfg(test)]
 mod testing;

@@ -7,7 +7,7 @@
 //! channel it reads what it is missing back from the file.
 
 pub mod csv;
-pub mod cursor;
+pub(crate) mod cursor;
 pub mod follower;
 pub mod postgres;
 pub mod sheets;

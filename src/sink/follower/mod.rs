@@ -24,8 +24,8 @@
 //! other side confirmed it); `failure` sorts what went wrong. Start it with [`spawn`]
 //! and, at shutdown, stop it and [`Thread::finish`] it after `CsvSink::close`.
 
-pub mod file;
-pub mod retry;
+pub(crate) mod file;
+pub(crate) mod retry;
 pub mod rows;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};

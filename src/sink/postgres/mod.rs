@@ -46,7 +46,7 @@
 pub mod copy;
 pub mod schema;
 pub mod settings;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

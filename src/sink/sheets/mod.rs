@@ -38,18 +38,18 @@
 //! ERROR line) and the upload goes on. At shutdown the uploader gets
 //! `sheets.shutdown_timeout_secs` to send what is pending; the rest goes at the next start.
 
-pub mod auth;
-pub mod cells;
-pub mod client;
+pub(crate) mod auth;
+pub(crate) mod cells;
+pub(crate) mod client;
 pub mod layout;
-pub mod layout_run;
-pub mod overview;
-pub mod retention;
-pub mod retry;
-pub mod rotation;
-pub mod source;
-pub mod target;
-pub mod worker;
+pub(crate) mod layout_run;
+pub(crate) mod overview;
+pub(crate) mod retention;
+pub(crate) mod retry;
+pub(crate) mod rotation;
+pub(crate) mod source;
+pub(crate) mod target;
+pub(crate) mod worker;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
