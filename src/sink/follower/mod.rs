@@ -10,7 +10,7 @@
 //! - [`rows`]: rows are read from a byte offset with their identity (start offset and a
 //!   hash of their bytes, [`rows::row_hash`]); a saved position is checked against the
 //!   file before a row is sent ([`rows::verify`]).
-//! - [`retry`]: a failure is transient or needs the operator ([`Class`]); transient ones
+//! - `retry`: a failure is transient or needs the operator ([`Class`]); transient ones
 //!   back off, operator ones retry slowly; an outage is logged once at its start and once
 //!   at its end.
 //! - [`run`]: the loop on the sink's own thread ([`spawn`]): one step at a time; at

@@ -4,7 +4,7 @@
 //! # How exactly-once works
 //!
 //! CSV row `n` has a fixed home in the sheet: row `n - origin + 2` of the tab (see
-//! [`cursor`]). Batches are written with `values:batchUpdate` to
+//! `cursor`). Batches are written with `values:batchUpdate` to
 //! that explicit range, never with `values:append`. So every write is idempotent: when a
 //! request fails after Google applied it (the response was lost, a 5xx after commit, a
 //! timeout) the retry rewrites the same cells with the same values, and when the daemon
@@ -19,21 +19,21 @@
 //!
 //! # The parts
 //!
-//! - [`source`]: rows from the channel and read back from the CSV, never past what is
+//! - `source`: rows from the channel and read back from the CSV, never past what is
 //!   durable; the start-up check of the cursor against the CSV.
-//! - [`target`]: the spreadsheet, its tab(s), header and grid size.
-//! - [`worker`]: the loop: batches, pacing, retries, narrowing a refused batch.
-//! - [`cells`]: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
-//! - [`layout`], [`layout_run`], [`retention`], [`overview`]: the readable layouts, their
+//! - `target`: the spreadsheet, its tab(s), header and grid size.
+//! - `worker`: the loop: batches, pacing, retries, narrowing a refused batch.
+//! - `cells`: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
+//! - [`layout`], `layout_run`, `retention`, `overview`: the readable layouts, their
 //!   retention, and the overview tab kept current between batches.
-//! - [`client`], [`auth`], [`retry`]: the REST calls, the token, the failure classes.
+//! - `client`, `auth`, `retry`: the REST calls, the token, the failure classes.
 //!
 //! # Pace, size and failures
 //!
 //! Requests are spaced to stay within `sheets.requests_per_minute`; rows are batched up
 //! to `sheets.batch_rows` and `sheets.max_request_bytes` (Google recommends at most 2 MB
 //! per request), or sent when the oldest has waited `sheets.batch_delay_secs`.
-//! Failures are sorted by [`retry::classify`]. A batch Google refuses as invalid (400) is
+//! Failures are sorted by `retry::classify`. A batch Google refuses as invalid (400) is
 //! split until the row at fault is found; that row goes up as a placeholder naming it (one
 //! ERROR line) and the upload goes on. At shutdown the uploader gets
 //! `sheets.shutdown_timeout_secs` to send what is pending; the rest goes at the next start.
