@@ -6,27 +6,20 @@ use std::fs::File;
 
 use postgres::Client;
 
+use super::ok;
 use crate::cli::PostgresCheckArgs;
-use crate::config::{self, ConfigError, FileConfig};
+use crate::config::{self, ConfigError};
 use crate::error::{Error, Result};
 use crate::sink::follower::rows::{self, Position, Verified};
 use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
 use crate::sink::postgres::{advice, describe, PostgresConfig};
 
-fn ok(msg: impl std::fmt::Display) {
-    println!("  ok    {msg}");
-}
-
 fn fail(msg: impl std::fmt::Display) -> Error {
-    println!("  FAIL  {msg}");
-    Error::startup("complete the PostgreSQL check", "see the FAIL line above")
+    super::fail("the PostgreSQL check", msg)
 }
 
 pub fn run(args: &PostgresCheckArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => config::load_file(p)?,
-        None => FileConfig::default(),
-    };
+    let file = super::file_or_defaults(args.config.as_deref())?;
     let csv_path = args
         .csv
         .clone()

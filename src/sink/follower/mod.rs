@@ -33,28 +33,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use file::FollowedCsv;
-pub use retry::{Backoff, Class, Failure, Report, Retry};
-
-/// How the follower's log lines name a sink.
-#[derive(Debug, Clone, Copy)]
-pub struct Wording {
-    /// The other side: "PostgreSQL", "Google Sheets".
-    pub remote: &'static str,
-    /// The sink itself: "the PostgreSQL sink", "the Sheets uploader".
-    pub sink: &'static str,
-    /// Where stored rows are: "the database", "the sheet".
-    pub store: &'static str,
-    /// The key of its shutdown time: "postgres.shutdown_timeout_secs".
-    pub grace_key: &'static str,
-}
+pub use retry::{Backoff, Class, Failure, Report, Retry, Wording};
 
 /// What a sink tells the follower. See the module docs.
 pub trait Follow {
     /// Why an attempt failed, in the sink's own terms.
     type Stall;
-
-    /// How the log names it.
-    const WORDING: Wording;
 
     /// Whether the daemon asked the sink to stop (checked once per turn).
     fn stop_requested(&mut self) -> bool;
@@ -81,9 +65,9 @@ pub trait Follow {
     fn failure(&mut self, stall: Self::Stall) -> Failure;
 
     /// What the log calls the other side in a failure of this class (no period):
-    /// "PostgreSQL at db:5432 is unavailable"; by default [`Wording::remote`].
-    fn failing(&self, _class: Class) -> String {
-        Self::WORDING.remote.into()
+    /// "PostgreSQL at db:5432 is unavailable"; `None` for [`Wording::remote`].
+    fn failing(&self, _class: Class) -> Option<String> {
+        None
     }
 
     /// Waits up to `d` while backing off (the uploader takes rows from its channel).
@@ -99,6 +83,7 @@ pub trait Follow {
 /// Runs a sink until it is told to stop and has used its `grace` time (or sent
 /// everything).
 pub fn run<F: Follow>(sink: &mut F, grace: Duration) {
+    let wording = sink.retry().wording();
     let mut stop_at: Option<Instant> = None;
     loop {
         if stop_at.is_none() && sink.stop_requested() {
@@ -109,9 +94,9 @@ pub fn run<F: Follow>(sink: &mut F, grace: Duration) {
             if left > 0 {
                 log::info!(
                     "Sending the remaining {left} rows to {} (up to {} s, {}).",
-                    F::WORDING.remote,
+                    wording.remote,
                     grace.as_secs(),
-                    F::WORDING.grace_key
+                    wording.grace_key
                 );
             }
         }
@@ -133,8 +118,8 @@ pub fn run<F: Follow>(sink: &mut F, grace: Duration) {
     if left > 0 {
         log::warn!(
             "Stopped {} with {left} rows not yet in {}; they are in the CSV and go at the next start.",
-            F::WORDING.sink,
-            F::WORDING.store
+            wording.sink,
+            wording.store
         );
     } else {
         sink.up_to_date();
@@ -147,7 +132,9 @@ fn stalled<F: Follow>(sink: &mut F, stall: F::Stall, stop_at: Option<Instant>) {
     let failure = sink.failure(stall);
     let (wait, report) = sink.retry().failed(&failure);
     let message = failure.message.trim_end_matches([';', '.', ' ']);
-    let who = sink.failing(failure.class);
+    let who = sink
+        .failing(failure.class)
+        .unwrap_or_else(|| sink.retry().wording().remote.into());
     let left = sink.backlog();
     match report {
         Report::Error => log::error!(

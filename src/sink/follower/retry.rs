@@ -95,11 +95,40 @@ fn random_up_to(max: Duration) -> Duration {
     Duration::from_millis(u64::from_le_bytes(bytes) % ms)
 }
 
+/// How the follower's log lines name a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct Wording {
+    /// The other side: "PostgreSQL", "Google Sheets".
+    pub remote: &'static str,
+    /// The sink itself: "the PostgreSQL sink", "the Sheets uploader".
+    pub sink: &'static str,
+    /// Where stored rows are: "the database", "the sheet".
+    pub store: &'static str,
+    /// The key of its shutdown time: "postgres.shutdown_timeout_secs".
+    pub grace_key: &'static str,
+}
+
+impl Wording {
+    pub const fn new(
+        remote: &'static str,
+        sink: &'static str,
+        store: &'static str,
+        grace_key: &'static str,
+    ) -> Wording {
+        Wording {
+            remote,
+            sink,
+            store,
+            grace_key,
+        }
+    }
+}
+
 /// A follower's retry state: its backoff, its slow schedule, and the outage in progress.
 #[derive(Debug)]
 pub struct Retry {
-    /// What the sink is called in the log ("PostgreSQL", "Google Sheets").
-    name: &'static str,
+    /// How the log names the sink.
+    wording: Wording,
     backoff: Backoff,
     operator_wait: Duration,
     /// Since when, and how many attempts have failed in a row.
@@ -118,13 +147,17 @@ pub enum Report {
 }
 
 impl Retry {
-    pub fn new(name: &'static str, backoff: Backoff, operator_wait: Duration) -> Retry {
+    pub fn new(wording: Wording, backoff: Backoff, operator_wait: Duration) -> Retry {
         Retry {
-            name,
+            wording,
             backoff,
             operator_wait,
             outage: None,
         }
+    }
+
+    pub fn wording(&self) -> Wording {
+        self.wording
     }
 
     /// Records a failure: how long to wait before the next attempt, and how to log it.
@@ -155,7 +188,7 @@ impl Retry {
             let secs = since.elapsed().as_secs_f64();
             log::info!(
                 "{} reachable again after {} ({attempts} failed attempt{}); catching up from the CSV.",
-                self.name,
+                self.wording.remote,
                 if secs < 10.0 {
                     format!("{secs:.1} s")
                 } else {
@@ -195,7 +228,7 @@ mod tests {
     #[test]
     fn an_outage_warns_once_and_an_operator_failure_every_time() {
         let mut r = Retry::new(
-            "Test",
+            Wording::new("Test", "the test sink", "the test", "test.shutdown_timeout_secs"),
             Backoff::new(Duration::from_millis(1), Duration::from_millis(8), Duration::ZERO),
             Duration::from_secs(60),
         );

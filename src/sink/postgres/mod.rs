@@ -245,7 +245,12 @@ impl Worker {
         Worker {
             names: Names::new(&cfg),
             retry: Retry::new(
-                Self::WORDING.remote,
+                Wording::new(
+                    "PostgreSQL",
+                    "the PostgreSQL sink",
+                    "the database",
+                    "postgres.shutdown_timeout_secs",
+                ),
                 Backoff::new(Duration::from_millis(250), cfg.retry_max, Duration::ZERO),
                 cfg.retry_max,
             ),
@@ -421,7 +426,7 @@ impl Worker {
     /// Schema, cursor, and the check of the cursor against the CSV.
     fn set_up(&mut self) -> std::result::Result<(), Stall> {
         let client = self.client.as_mut().expect("connected");
-        let migrated = ensure_schema(client, &self.names)?;
+        let migrated = schema::ensure(client, &self.names)?;
         if !migrated.applied.is_empty() {
             log::info!(
                 "Created the sensorlog schema in PostgreSQL: table {} (schema version {}){}.",
@@ -501,13 +506,6 @@ impl Worker {
 impl Follow for Worker {
     type Stall = Stall;
 
-    const WORDING: Wording = Wording {
-        remote: "PostgreSQL",
-        sink: "the PostgreSQL sink",
-        store: "the database",
-        grace_key: "postgres.shutdown_timeout_secs",
-    };
-
     fn stop_requested(&mut self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -560,11 +558,11 @@ impl Follow for Worker {
         }
     }
 
-    fn failing(&self, class: Class) -> String {
-        match class {
+    fn failing(&self, class: Class) -> Option<String> {
+        Some(match class {
             Class::Transient => format!("PostgreSQL at {} is unavailable", self.cfg.target),
             Class::Operator => format!("PostgreSQL at {} refused the rows", self.cfg.target),
-        }
+        })
     }
 
     fn pause(&mut self, d: Duration) {
@@ -585,31 +583,4 @@ impl Follow for Worker {
             );
         }
     }
-}
-
-/// Runs the migrations if the schema is not at the latest version. When it is, only
-/// reads (so a user without CREATE rights can run a daemon on a prepared database).
-pub fn ensure_schema(client: &mut Client, names: &Names) -> std::result::Result<schema::Migrated, postgres::Error> {
-    let latest = schema::MIGRATIONS.last().map_or(0, |m| m.0);
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.migrations])?
-        .get(0);
-    if exists {
-        let version: i32 = client
-            .query_one(
-                &format!(
-                    "SELECT coalesce(max(version), 0) FROM {} WHERE target_table = $1",
-                    names.migrations
-                ),
-                &[&names.plain],
-            )?
-            .get(0);
-        if version >= latest {
-            return Ok(schema::Migrated {
-                version,
-                ..Default::default()
-            });
-        }
-    }
-    schema::migrate(client, names)
 }

@@ -130,7 +130,12 @@ impl Worker {
             target: None,
             cursor,
             retry: Retry::new(
-                <Self as Follow>::WORDING.remote,
+                Wording::new(
+                    "Google Sheets",
+                    "the Sheets uploader",
+                    "the sheet",
+                    "sheets.shutdown_timeout_secs",
+                ),
                 Backoff::new(Duration::from_secs(1), retry::MAX_BACKOFF, Duration::from_secs(1)),
                 OPERATOR_RETRY,
             ),
@@ -373,13 +378,6 @@ impl Worker {
 
 impl Follow for Worker {
     type Stall = Stall;
-
-    const WORDING: Wording = Wording {
-        remote: "Google Sheets",
-        sink: "the Sheets uploader",
-        store: "the sheet",
-        grace_key: "sheets.shutdown_timeout_secs",
-    };
 
     /// Takes what the channel holds; the sink dropped its sender at shutdown.
     fn stop_requested(&mut self) -> bool {
