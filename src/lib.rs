@@ -6,12 +6,15 @@
 //!                    └─ protocol::framing (lines, length cap) ─> protocol::reading (parse)
 //!                         └─ sink::csv (durable append, fsync policy, dedup of resends)
 //!                              └─ channel ─> sink::sheets (batches, quota, exactly-once via cursor)
+//!                              └─ the file ──> sink::postgres (COPY, exactly-once via cursor)
+//!                                 (both are followers of the CSV: sink::follower)
 //! ```
 //!
 //! The CSV is the source of truth: a reading is acknowledged only after it is in the
-//! file, and the uploader's progress is a cursor into the file, so no outage, full
-//! channel or restart can lose a row or upload it twice. `docs/architecture.md` has
-//! the thread diagram and the shutdown order; `docs/protocol.md` the wire format.
+//! file, and every sink's progress is a cursor into the file, so no outage, full
+//! channel or restart can lose a row or store it twice. `docs/architecture.md` has the
+//! module map, the thread diagram, the shutdown order and what a new sink implements;
+//! `docs/protocol.md` the wire format.
 
 #![forbid(unsafe_code)]
 

@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 
 use crate::sink::csv::encode::{COLUMNS, HEADER};
 
@@ -36,6 +37,14 @@ pub fn row_hash(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The [`row_hash`] of the bytes at `start..end` of `file`: the identity of the row
+/// stored there, as a cursor records it.
+pub fn hash_at(file: &File, start: u64, end: u64) -> io::Result<u64> {
+    let mut bytes = vec![0; end.saturating_sub(start) as usize];
+    file.read_exact_at(&mut bytes, start)?;
+    Ok(row_hash(&bytes))
 }
 
 /// [`row_hash`] as 16 hex digits, as files that people may read keep it.
@@ -211,12 +220,11 @@ pub fn verify(file: &mut File, saved: &Position, durable: u64) -> io::Result<Ver
             Verified::Missing
         });
     };
-    if saved.offset <= durable && last_start < saved.offset {
-        let mut bytes = vec![0; (saved.offset - last_start) as usize];
-        file.seek(SeekFrom::Start(last_start))?;
-        if file.read_exact(&mut bytes).is_ok() && row_hash(&bytes) == last_hash {
-            return Ok(Verified::Same);
-        }
+    if saved.offset <= durable
+        && last_start < saved.offset
+        && hash_at(file, last_start, saved.offset).is_ok_and(|h| h == last_hash)
+    {
+        return Ok(Verified::Same);
     }
     // Scan the whole file once for rows with that hash.
     let mut best: Option<Position> = None;

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use crate::sink::csv::encode::{Row, COLUMNS};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{row_hash, Cursor, RowId};
-use crate::sink::follower::rows::header_len;
+use crate::sink::follower::rows::{self, header_len};
 use crate::sink::follower::FollowedCsv;
 use crate::sink::Appended;
 
@@ -281,11 +281,9 @@ impl Source {
 
 /// The identity of the row stored at `start..end` of the CSV.
 fn row_id(file: &File, start: u64, end: u64) -> std::io::Result<RowId> {
-    let mut buf = vec![0; end.saturating_sub(start) as usize];
-    file.read_exact_at(&mut buf, start)?;
     Ok(RowId {
         offset: start,
-        fnv1a64: row_hash(&buf),
+        fnv1a64: format!("{:016x}", rows::hash_at(file, start, end)?),
     })
 }
 
