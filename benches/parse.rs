@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sensorlog::protocol::framing::{Frame, LineFramer};
 use sensorlog::protocol::reading::{parse_line, Line, Reading};
-use sensorlog::row::{rfc3339_millis, Encoder, ReadingColumns};
+use sensorlog::sink::csv::encode::{rfc3339_millis, Encoder, ReadingColumns};
 
 fn input(lines: usize) -> Vec<u8> {
     let mut v = Vec::new();

@@ -28,13 +28,88 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sensorlog::sink::postgres::copy::{copy_rows, insert_rows, CopyBuffers};
+use postgres::types::ToSql;
+use postgres::Transaction;
+use sensorlog::sink::csv::encode::{original, original_value};
+use sensorlog::sink::follower::rows::SourceRow;
+use sensorlog::sink::follower::rows::{read_rows, Position};
+use sensorlog::sink::postgres::copy::{copy_rows, numeric_value, pg_micros, CopyBuffers, PgTime};
+use sensorlog::sink::postgres::schema::COPY_COLUMNS;
 use sensorlog::sink::postgres::schema::{self, Names};
 use sensorlog::sink::postgres::settings::{PostgresConfig, PostgresFile};
-use sensorlog::sink::postgres::source::{read_rows, Position};
 use server::{PgServer, SUPER_PASSWORD};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
+
+/// The baseline COPY is compared with (the sink never inserts this way): multi-row `INSERT ... VALUES`
+/// statements of up to 1,000 rows (65,535 parameters at most per statement).
+fn insert_rows(
+    tx: &mut Transaction<'_>,
+    names: &Names,
+    source: &str,
+    rows: &[SourceRow],
+) -> Result<(), postgres::Error> {
+    for chunk in rows.chunks(1000) {
+        let mut sql = format!("INSERT INTO {} ({COPY_COLUMNS}) VALUES ", names.table);
+        let mut owned: Vec<(PgTime, Option<f64>, Option<i64>, i64)> = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let f = &r.fields;
+            owned.push((
+                PgTime(pg_micros(&f[0]).unwrap_or(i64::MIN)),
+                numeric_value(original_value(&f[3], &f[4]), &f[4]),
+                f[7].parse().ok(),
+                r.start as i64,
+            ));
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 12);
+        let texts: Vec<[Option<&str>; 8]> = chunk
+            .iter()
+            .map(|r| {
+                let f = &r.fields;
+                [
+                    Some(original(&f[1])),
+                    Some(original(&f[2])),
+                    Some(original_value(&f[3], &f[4])),
+                    Some(&f[4]),
+                    non_empty(&f[5]),
+                    non_empty(original(&f[6])),
+                    non_empty(original(&f[8])),
+                    Some(source),
+                ]
+            })
+            .collect();
+        for (i, (o, t)) in owned.iter().zip(texts.iter()).enumerate() {
+            let b = i * 12;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9,
+                b + 10,
+                b + 11,
+                b + 12
+            ));
+            params.extend_from_slice(&[
+                &o.0, &t[0], &t[1], &o.1, &t[2], &t[3], &t[4], &t[5], &o.2, &t[6], &t[7], &o.3,
+            ]);
+        }
+        tx.execute(&sql, &params)?;
+    }
+    Ok(())
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use sensorlog::row::Row;
+use sensorlog::sink::csv::encode::Row;
 use sensorlog::sink::sheets::layout::{plan, Shape, State};
 use util::daemon::{read_csv, wait_until};
 use util::fake_google::{FakeGoogle, DEFAULT_ACCOUNT};

@@ -25,7 +25,7 @@ mod util;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use sensorlog::row::{rfc3339_millis, HEADER};
+use sensorlog::sink::csv::encode::{rfc3339_millis, HEADER};
 use util::daemon::wait_until;
 use util::fake_google::{Cell, FakeGoogle, DEFAULT_ACCOUNT};
 use util::{Daemon, TestDir};

@@ -17,9 +17,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use ring::digest::{digest, SHA256};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+#[path = "../tests/util/tls.rs"]
+mod pinned;
+use pinned::Pinned;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
 const FIELDS_PER_READING: u64 = 2;
@@ -96,48 +99,6 @@ fn start(dir: &Path, tls: bool) -> Daemon {
     }
 }
 
-#[derive(Debug)]
-struct Pinned(Vec<u8>, Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        cert: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if digest(&SHA256, cert.as_ref()).as_ref() == self.0.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("pin mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn client_config(cert_pem: &Path) -> Arc<ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let cert = CertificateDer::from_pem_file(cert_pem).expect("read the generated certificate");
@@ -148,7 +109,7 @@ fn client_config(cert_pem: &Path) -> Arc<ClientConfig> {
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned(pin, provider)))
+            .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
             .with_no_client_auth(),
     )
 }

@@ -151,7 +151,7 @@ impl Alerts {
 
 /// The alert for a change, with its one-line log text.
 pub fn describe(c: &Change, factor: f64, min_silent: Duration) -> Alert {
-    let last_seen = crate::row::rfc3339_millis(UNIX_EPOCH + Duration::from_millis(c.last_seen_unix_ms));
+    let last_seen = crate::sink::csv::encode::rfc3339_millis(UNIX_EPOCH + Duration::from_millis(c.last_seen_unix_ms));
     let usual = match c.usual_interval_secs {
         Some(u) => format!("usually every {u:.1} s"),
         None => "too few readings to know its usual interval".to_string(),

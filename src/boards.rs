@@ -166,13 +166,13 @@ impl Seen {
             let text_mark = self.text.len();
             let rows = csv.get(run.rows.clone()).and_then(|b| std::str::from_utf8(b).ok());
             for line in rows.unwrap_or("").split_terminator('\n') {
-                let cells = crate::row::split_row(line);
+                let cells = crate::sink::csv::encode::split_row(line);
                 let [_, _, name, value, kind, ..] = cells.as_slice() else {
                     continue;
                 };
                 self.add_field(
-                    crate::row::original(name),
-                    crate::row::original_value(value, kind),
+                    crate::sink::csv::encode::original(name),
+                    crate::sink::csv::encode::original_value(value, kind),
                     kind == "number",
                 );
             }
@@ -775,7 +775,7 @@ mod tests {
 
     #[test]
     fn noted_readings_are_read_back_from_the_csv_rows_as_the_board_sent_them() {
-        use crate::row::{Encoder, ReadingColumns};
+        use crate::sink::csv::encode::{Encoder, ReadingColumns};
         let b = boards(10, 1);
         let mut s = Seen::default();
         let mut csv = Vec::new();

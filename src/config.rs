@@ -6,7 +6,6 @@
 //! checked. Defaults are the named constants below, unit in the name. Errors name the
 //! key (as written in the file) and the reason.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{FsyncArg, ServeArgs, SheetsFlags};
+use crate::settings::in_range;
+pub use crate::settings::ConfigError;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8090";
 pub const DEFAULT_CSV_PATH: &str = "data/readings.csv";
@@ -327,7 +328,7 @@ pub struct Config {
     pub fsync: Fsync,
     pub stats_interval: Option<Duration>,
     pub sheets: Option<SheetsConfig>,
-    pub postgres: Option<crate::sink::postgres::PostgresConfig>,
+    pub postgres: Option<crate::sink::postgres::settings::PostgresConfig>,
     pub http: HttpConfig,
     pub boards: BoardsConfig,
     pub alerts: AlertsConfig,
@@ -469,25 +470,8 @@ impl Default for DedupConfig {
 }
 
 /// A configuration error: which key (or file) and why.
-#[derive(Debug)]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}: {}", self.key, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::new(key, reason)
 }
 
 /// A missing, unreadable or malformed service-account key is a configuration error,
@@ -607,13 +591,6 @@ pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
         }
         err("config file", format!("{at}{message}"))
     })
-}
-
-fn in_range<T: PartialOrd + fmt::Display + Copy>(key: &str, v: T, lo: T, hi: T, unit: &str) -> Result<T, ConfigError> {
-    if v < lo || v > hi {
-        return Err(err(key, format!("must be between {lo} and {hi}{unit}, got {v}")));
-    }
-    Ok(v)
 }
 
 impl Config {
@@ -782,7 +759,8 @@ impl Config {
                 "is empty (plain TCP off) but [tls] listen is not set: the daemon would listen nowhere",
             ));
         }
-        let postgres = crate::sink::postgres::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
+        let postgres =
+            crate::sink::postgres::settings::PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
         let boards = BoardsConfig::build(&file.boards)?;
         let alerts = AlertsConfig::build(file.alerts)?;

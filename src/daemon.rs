@@ -11,7 +11,8 @@
 //!    already received and exit (at most `server.shutdown_grace_secs`);
 //! 3. close the CSV: refuse further writes, fsync;
 //! 4. drop the uploader's channel and give it `sheets.shutdown_timeout_secs` to send
-//!    what is pending and save its cursor;
+//!    what is pending and save its cursor (the PostgreSQL sink runs its
+//!    `postgres.shutdown_timeout_secs` alongside);
 //! 5. exit 0. A second signal exits at once with code 130.
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::server::{self, connection::ConnectionContext, limits::Connections};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::CsvSink;
+use crate::sink::postgres::PgSink;
 use crate::sink::sheets::Uploader;
 use crate::stats::Stats;
 
@@ -31,6 +33,79 @@ const PATH_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn serve(config: Config) -> Result<()> {
     raise_open_files_limit(config.max_connections);
+    let (sink, rows_at_start) = open_csv(&config)?;
+    let stats = Arc::new(Stats::default());
+    let shutdown = Shutdown::new();
+    shutdown
+        .install_signal_handler()
+        .map_err(|e| Error::startup("install the Ctrl-C/SIGTERM handler", e))?;
+    let sinks = Sinks::start(&config, &sink, &stats)?;
+    // Live board state, dashboard/metrics/health over HTTP, silent-board alerts (issue 13).
+    let boards = start_boards(&config);
+    let http = start_http(&config, &boards, &stats, &sink, sinks.uploader.is_some(), &shutdown)?;
+    let alerts = crate::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
+        .map_err(|e| Error::startup("start the board-watch thread", e))?;
+    let security = Security::start(&config)?;
+    let listeners = Listeners::bind(&config, &security)?;
+    shutdown.set_wake_addr(listeners.local);
+    security.announce(
+        listeners.local,
+        listeners.main_tls.is_some(),
+        listeners.extra_tls.as_ref().map(|((_, a), _)| *a),
+    );
+    announce(&config, listeners.local, rows_at_start, http.as_ref());
+    let context = connection_context(
+        &config,
+        &sink,
+        &stats,
+        &shutdown,
+        &security,
+        &boards,
+        sinks.uploader.is_some(),
+    );
+    let conns = Connections::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+        Arc::clone(&stats),
+    );
+    let mut background = Vec::new();
+    if let Some(store) = &security.tokens {
+        background.push(
+            store
+                .spawn_watcher(Arc::clone(&shutdown))
+                .map_err(|e| Error::startup("start the tokens-watch thread", e))?,
+        );
+    }
+    background.push(start_csv_maintenance(&config, &sink, &shutdown, &stats)?);
+    background.extend(start_stats(
+        &config,
+        &sink,
+        &shutdown,
+        &stats,
+        sinks.uploader.is_some(),
+    )?);
+    listeners.serve(&config, &context, &conns, &shutdown)?;
+
+    // Ordered shutdown; see the module docs.
+    shut_down(&config, &conns, &sink, sinks, alerts, http)?;
+    for h in background {
+        let _ = h.join();
+    }
+    security.report();
+    let (rows, _) = sink.position();
+    let s = stats.snapshot();
+    log::info!(
+        "Stopped cleanly: {} readings ({} rows) written in this run; {} has {rows} rows.",
+        s.readings,
+        s.rows_written,
+        config.csv_path.display()
+    );
+    Ok(())
+}
+
+/// Opens the CSV (start-up recovery included) and says what was repaired; returns the
+/// sink and the rows the file held.
+fn open_csv(config: &Config) -> Result<(Arc<CsvSink>, u64)> {
     let (sink, report) = CsvSink::open(&config.csv_path, config.fsync, config.dedup)?;
     if let Some(bytes) = report.torn_bytes {
         log::warn!(
@@ -49,27 +124,36 @@ pub fn serve(config: Config) -> Result<()> {
             "{} has {} rows without the expected {} columns in its last {} bytes (edited by hand?). They are kept as they are.",
             config.csv_path.display(),
             report.malformed_rows,
-            crate::row::COLUMNS,
+            crate::sink::csv::encode::COLUMNS,
             report.tail_scanned
         );
     }
-    let sink = Arc::new(sink);
-    let stats = Arc::new(Stats::default());
-    let shutdown = Shutdown::new();
-    shutdown
-        .install_signal_handler()
-        .map_err(|e| Error::startup("install the Ctrl-C/SIGTERM handler", e))?;
+    Ok((Arc::new(sink), report.rows))
+}
 
-    let uploader = match &config.sheets {
-        Some(sc) => Some(Uploader::start(sc.clone(), &sink, Arc::clone(&stats))?),
-        None => None,
-    };
+/// The consumers of the CSV, each on its own thread (see [`crate::sink::follower`]).
+struct Sinks {
+    uploader: Option<Uploader>,
+    postgres: Option<PgSink>,
+}
 
-    let pg_sink = match &config.postgres {
-        Some(pc) => Some(crate::sink::postgres::PgSink::start(pc.clone(), &sink)?),
-        None => None,
-    };
-    // Live board state, dashboard/metrics/health over HTTP, silent-board alerts (issue 13).
+impl Sinks {
+    /// Starts them before any board is accepted, so the Sheets cursor check sees the
+    /// file as the last run left it.
+    fn start(config: &Config, sink: &Arc<CsvSink>, stats: &Arc<Stats>) -> Result<Sinks> {
+        let uploader = match &config.sheets {
+            Some(sc) => Some(Uploader::start(sc.clone(), sink, Arc::clone(stats))?),
+            None => None,
+        };
+        let postgres = match &config.postgres {
+            Some(pc) => Some(PgSink::start(pc.clone(), sink)?),
+            None => None,
+        };
+        Ok(Sinks { uploader, postgres })
+    }
+}
+
+fn start_boards(config: &Config) -> Arc<crate::boards::Boards> {
     let boards = Arc::new(crate::boards::Boards::new(&config.boards, &config.alerts));
     match boards.load_previous_run(&config.csv_path) {
         Ok(n) if n > 0 => log::debug!("Listed {n} boards from the end of the CSV as not seen since start."),
@@ -79,14 +163,25 @@ pub fn serve(config: Config) -> Result<()> {
             config.csv_path.display()
         ),
     }
-    let http = match config.http.listen {
+    boards
+}
+
+fn start_http(
+    config: &Config,
+    boards: &Arc<crate::boards::Boards>,
+    stats: &Arc<Stats>,
+    sink: &Arc<CsvSink>,
+    sheets: bool,
+    shutdown: &Arc<Shutdown>,
+) -> Result<Option<crate::http::HttpServer>> {
+    Ok(match config.http.listen {
         Some(addr) => {
             let state = Arc::new(crate::http::HttpState {
-                boards: Arc::clone(&boards),
-                stats: Arc::clone(&stats),
-                sink: Arc::clone(&sink),
+                boards: Arc::clone(boards),
+                stats: Arc::clone(stats),
+                sink: Arc::clone(sink),
                 csv_path: config.csv_path.clone(),
-                sheets: uploader.is_some(),
+                sheets,
                 ready_upload_stall: config.http.ready_upload_stall,
                 metrics_max_boards: config.http.metrics_max_boards,
                 max_event_clients: config.http.max_event_clients,
@@ -95,7 +190,7 @@ pub fn serve(config: Config) -> Result<()> {
                 event_clients: Default::default(),
                 event_cache: Default::default(),
             });
-            Some(crate::http::start(addr, state, &shutdown).map_err(|e| {
+            Some(crate::http::start(addr, state, shutdown).map_err(|e| {
                 Error::startup(
                     format!(
                         "listen on {addr} for the dashboard (is another sensorlog or program using this port? \
@@ -106,47 +201,107 @@ pub fn serve(config: Config) -> Result<()> {
             })?)
         }
         None => None,
-    };
-    let alerts = crate::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
-        .map_err(|e| Error::startup("start the board-watch thread", e))?;
+    })
+}
 
-    let security = Security::start(&config)?;
-    // `choose`: where to pick another address, flag first (a port clash names it).
-    let listen_on = |addr: std::net::SocketAddr, choose: &str| {
-        let l = server::bind(addr, config.listen_backlog).map_err(|e| {
-            Error::startup(
-                format!(
-                    "listen on {addr} (is another sensorlog or program using this port? choose another with {choose})"
-                ),
-                e,
-            )
-        })?;
-        let local = l
-            .local_addr()
-            .map_err(|e| Error::startup("read the listening address", e))?;
-        Ok::<_, Error>((l, local))
-    };
-    let tls_listener = match &security.tls {
-        Some(acceptor) => Some((
-            listen_on(
-                config.tls.as_ref().map_or(config.listen, |t| t.listen),
-                "tls.listen in the config file",
-            )?,
-            Arc::clone(acceptor),
-        )),
-        None => None,
-    };
-    // The main thread runs the plain listener, or the TLS one when plain TCP is off.
-    let (listener, local, main_tls, extra_tls) = match (config.plain_tcp, tls_listener) {
-        (true, extra) => {
-            let (l, local) = listen_on(config.listen, "--listen ADDR:PORT or server.listen in the config file")?;
-            (l, local, None, extra)
+/// The listening sockets: the main thread's (plain, or TLS when plain TCP is off) and
+/// a second TLS one next to the plain one.
+struct Listeners {
+    main: std::net::TcpListener,
+    local: std::net::SocketAddr,
+    main_tls: Option<Arc<crate::server::tls::TlsAcceptor>>,
+    extra_tls: Option<(Bound, Arc<crate::server::tls::TlsAcceptor>)>,
+}
+
+/// A listening socket and the address it got.
+type Bound = (std::net::TcpListener, std::net::SocketAddr);
+
+impl Listeners {
+    fn bind(config: &Config, security: &Security) -> Result<Listeners> {
+        // `choose`: where to pick another address, flag first (a port clash names it).
+        let listen_on = |addr: std::net::SocketAddr, choose: &str| {
+            let l = server::bind(addr, config.listen_backlog).map_err(|e| {
+                Error::startup(
+                    format!(
+                        "listen on {addr} (is another sensorlog or program using this port? choose another with {choose})"
+                    ),
+                    e,
+                )
+            })?;
+            let local = l
+                .local_addr()
+                .map_err(|e| Error::startup("read the listening address", e))?;
+            Ok::<_, Error>((l, local))
+        };
+        let tls_listener = match &security.tls {
+            Some(acceptor) => Some((
+                listen_on(
+                    config.tls.as_ref().map_or(config.listen, |t| t.listen),
+                    "tls.listen in the config file",
+                )?,
+                Arc::clone(acceptor),
+            )),
+            None => None,
+        };
+        // The main thread runs the plain listener, or the TLS one when plain TCP is off.
+        let (main, local, main_tls, extra_tls) = match (config.plain_tcp, tls_listener) {
+            (true, extra) => {
+                let (l, local) = listen_on(config.listen, "--listen ADDR:PORT or server.listen in the config file")?;
+                (l, local, None, extra)
+            }
+            (false, Some(((l, local), acceptor))) => (l, local, Some(acceptor), None),
+            (false, None) => unreachable!("config refuses a daemon with no listener"),
+        };
+        Ok(Listeners {
+            main,
+            local,
+            main_tls,
+            extra_tls,
+        })
+    }
+
+    /// Accepts boards until shutdown: the TLS listener on an `accept-tls` thread, the
+    /// main one on this thread.
+    fn serve(
+        self,
+        config: &Config,
+        context: &Arc<ConnectionContext>,
+        conns: &Arc<Connections>,
+        shutdown: &Arc<Shutdown>,
+    ) -> Result<()> {
+        let tls_accept = match self.extra_tls {
+            Some(((l, tls_local), acceptor)) => {
+                let (context, conns, shutdown) = (Arc::clone(context), Arc::clone(conns), Arc::clone(shutdown));
+                let stack = config.thread_stack_bytes;
+                let proxy = config.proxy.clone();
+                let h = spawn("accept-tls", move || {
+                    server::accept_loop(&l, &context, &conns, &shutdown, stack, Some(&acceptor), &proxy);
+                })?;
+                Some((h, tls_local))
+            }
+            None => None,
+        };
+        server::accept_loop(
+            &self.main,
+            context,
+            conns,
+            shutdown,
+            config.thread_stack_bytes,
+            self.main_tls.as_ref(),
+            &config.proxy,
+        );
+        drop(self.main);
+        if let Some((h, tls_local)) = tls_accept {
+            // Wake the TLS accept loop the way the signal handler woke this one.
+            crate::server::wake_listener(tls_local);
+            let _ = h.join();
         }
-        (false, Some(((l, local), acceptor))) => (l, local, Some(acceptor), None),
-        (false, None) => unreachable!("config refuses a daemon with no listener"),
-    };
-    shutdown.set_wake_addr(local);
-    security.announce(local, main_tls.is_some(), extra_tls.as_ref().map(|((_, a), _)| *a));
+        Ok(())
+    }
+}
+
+/// The start-up line: where it listens, the CSV, the limits, and the dashboard.
+fn announce(config: &Config, local: std::net::SocketAddr, rows: u64, http: Option<&crate::http::HttpServer>) {
     if config.proxy.is_on() {
         log::info!(
             "PROXY protocol {} from {:?} (server.trusted_proxies): boards behind them are known by their real address; others connect directly, without a header.",
@@ -157,7 +312,7 @@ pub fn serve(config: Config) -> Result<()> {
     log::info!(
         "Listening on {local}. Appending readings to {} ({} rows already there, fsync {}). Limits: {} boards, lines up to {} bytes, idle timeout {} s. Google Sheets: {}.",
         config.csv_path.display(),
-        report.rows,
+        rows,
         match config.fsync {
             Fsync::Always => "always".to_string(),
             Fsync::Interval(d) => format!("every {} ms", d.as_millis()),
@@ -171,134 +326,132 @@ pub fn serve(config: Config) -> Result<()> {
             None => "off".to_string(),
         }
     );
-    match &http {
+    match http {
         Some(h) => log::info!(
             "Dashboard at http://{}/ (also /metrics, /healthz, /readyz, /api/boards).",
             h.addr
         ),
         None => log::info!("Dashboard and metrics off (http.listen = \"\")."),
     }
+}
 
-    let shared = Arc::new(ConnectionContext {
-        sink: Arc::clone(&sink),
-        stats: Arc::clone(&stats),
+fn connection_context(
+    config: &Config,
+    sink: &Arc<CsvSink>,
+    stats: &Arc<Stats>,
+    shutdown: &Arc<Shutdown>,
+    security: &Security,
+    boards: &Arc<crate::boards::Boards>,
+    rows_for_uploader: bool,
+) -> Arc<ConnectionContext> {
+    Arc::new(ConnectionContext {
+        sink: Arc::clone(sink),
+        stats: Arc::clone(stats),
         max_line_bytes: config.max_line_bytes,
         idle_timeout: config.idle_timeout,
         line_timeout: config.line_timeout,
         write_errors: crate::ratelog::ByCause::new(crate::ratelog::DEFAULT_EVERY, 64),
         bad_hellos: crate::ratelog::RateLimitedLog::new(crate::ratelog::DEFAULT_EVERY),
-        shutdown: Arc::clone(&shutdown),
-        rows_for_uploader: uploader.is_some(),
+        shutdown: Arc::clone(shutdown),
+        rows_for_uploader,
         csv_path: config.csv_path.clone(),
         gate: Arc::clone(&security.gate),
         doorman: Arc::clone(&security.doorman),
-        boards: Some(Arc::clone(&boards)),
-    });
-    let conns = Connections::new(
-        config.max_connections,
-        config.max_connections_per_ip,
-        Arc::clone(&stats),
-    );
-    let mut background = Vec::new();
-    if let Some(store) = &security.tokens {
-        background.push(
-            store
-                .spawn_watcher(Arc::clone(&shutdown))
-                .map_err(|e| Error::startup("start the tokens-watch thread", e))?,
-        );
-    }
-    {
-        // csv-maintenance: the interval fsync, and noticing (within a second, or at
-        // once on SIGHUP) that the CSV was moved or deleted, to reopen it.
-        let (sink, shutdown, stats) = (Arc::clone(&sink), Arc::clone(&shutdown), Arc::clone(&stats));
-        let fsync_every = match config.fsync {
-            Fsync::Interval(every) => Some(every),
-            _ => None,
-        };
-        let tick = fsync_every.map_or(PATH_CHECK_EVERY, |e| e.min(PATH_CHECK_EVERY));
-        background.push(spawn("csv-maintenance", move || {
-            let mut hangups = shutdown.hangups();
-            let (mut last_sync, mut last_check) = (Instant::now(), Instant::now());
-            let fsync_errors = crate::ratelog::RateLimitedLog::new(crate::ratelog::DEFAULT_EVERY);
-            loop {
-                let stopping = shutdown.sleep(tick);
-                if fsync_every.is_some_and(|e| stopping || last_sync.elapsed() >= e) {
-                    last_sync = Instant::now();
-                    let before = sink.durable_position();
-                    let synced = sink.sync_if_dirty();
-                    if sink.durable_position() != before {
-                        // For /metrics (issue 13): only fsyncs that happened.
-                        stats.csv_fsync_seconds.observe(last_sync.elapsed());
-                    }
-                    if let Err(e) = synced {
-                        fsync_errors.log(|n| log::error!(
-                            "{e} ({n} failed fsyncs so far). Rows written since the last fsync could be lost on power failure; check the disk."
-                        ));
-                    }
-                }
-                if stopping {
-                    break;
-                }
-                let hup = shutdown.hangups();
-                if hup != hangups || last_check.elapsed() >= PATH_CHECK_EVERY {
-                    last_check = Instant::now();
-                    if let Err(e) = sink.check_path() {
-                        fsync_errors.log(|n| log::error!(
-                            "Cannot reopen the CSV file after it was moved or deleted: {e} ({n} errors so far). Readings cannot be written until this is fixed; boards using acknowledgements will resend."
-                        ));
-                    }
-                    hangups = hup;
-                }
-            }
-        })?);
-    }
-    if let Some(every) = config.stats_interval {
-        let (stats, shutdown, sink) = (Arc::clone(&stats), Arc::clone(&shutdown), Arc::clone(&sink));
-        let sheets = uploader.is_some();
-        background.push(spawn("stats", move || {
-            let mut before = stats.snapshot();
-            let mut at = Instant::now();
-            while !shutdown.sleep(every) {
-                let now = stats.snapshot();
-                let (remembered, forgotten) = sink.dedup_boards();
-                log::info!(
-                    "{} Resend memory: {remembered} boards ({forgotten} least recently seen forgotten, dedup.max_boards).",
-                    Stats::summary(&now, &before, at.elapsed(), sheets)
-                );
-                (before, at) = (now, Instant::now());
-            }
-        })?);
-    }
+        boards: Some(Arc::clone(boards)),
+    })
+}
 
-    let tls_accept = match extra_tls {
-        Some(((l, tls_local), acceptor)) => {
-            let (shared, conns, shutdown) = (Arc::clone(&shared), Arc::clone(&conns), Arc::clone(&shutdown));
-            let stack = config.thread_stack_bytes;
-            let proxy = config.proxy.clone();
-            let h = spawn("accept-tls", move || {
-                server::accept_loop(&l, &shared, &conns, &shutdown, stack, Some(&acceptor), &proxy);
-            })?;
-            Some((h, tls_local))
-        }
-        None => None,
+/// `csv-maintenance`: the interval fsync, and noticing (within a second, or at once on
+/// SIGHUP) that the CSV was moved or deleted, to reopen it.
+fn start_csv_maintenance(
+    config: &Config,
+    sink: &Arc<CsvSink>,
+    shutdown: &Arc<Shutdown>,
+    stats: &Arc<Stats>,
+) -> Result<JoinHandle<()>> {
+    // csv-maintenance: the interval fsync, and noticing (within a second, or at
+    // once on SIGHUP) that the CSV was moved or deleted, to reopen it.
+    let (sink, shutdown, stats) = (Arc::clone(sink), Arc::clone(shutdown), Arc::clone(stats));
+    let fsync_every = match config.fsync {
+        Fsync::Interval(every) => Some(every),
+        _ => None,
     };
-    server::accept_loop(
-        &listener,
-        &shared,
-        &conns,
-        &shutdown,
-        config.thread_stack_bytes,
-        main_tls.as_ref(),
-        &config.proxy,
-    );
-    drop(listener);
-    if let Some((h, tls_local)) = tls_accept {
-        // Wake the TLS accept loop the way the signal handler woke this one.
-        crate::server::wake_listener(tls_local);
-        let _ = h.join();
-    }
+    let tick = fsync_every.map_or(PATH_CHECK_EVERY, |e| e.min(PATH_CHECK_EVERY));
+    spawn("csv-maintenance", move || {
+        let mut hangups = shutdown.hangups();
+        let (mut last_sync, mut last_check) = (Instant::now(), Instant::now());
+        let fsync_errors = crate::ratelog::RateLimitedLog::new(crate::ratelog::DEFAULT_EVERY);
+        loop {
+            let stopping = shutdown.sleep(tick);
+            if fsync_every.is_some_and(|e| stopping || last_sync.elapsed() >= e) {
+                last_sync = Instant::now();
+                let before = sink.durable_position();
+                let synced = sink.sync_if_dirty();
+                if sink.durable_position() != before {
+                    // For /metrics (issue 13): only fsyncs that happened.
+                    stats.csv_fsync_seconds.observe(last_sync.elapsed());
+                }
+                if let Err(e) = synced {
+                    fsync_errors.log(|n| log::error!(
+                        "{e} ({n} failed fsyncs so far). Rows written since the last fsync could be lost on power failure; check the disk."
+                    ));
+                }
+            }
+            if stopping {
+                break;
+            }
+            let hup = shutdown.hangups();
+            if hup != hangups || last_check.elapsed() >= PATH_CHECK_EVERY {
+                last_check = Instant::now();
+                if let Err(e) = sink.check_path() {
+                    fsync_errors.log(|n| log::error!(
+                        "Cannot reopen the CSV file after it was moved or deleted: {e} ({n} errors so far). Readings cannot be written until this is fixed; boards using acknowledgements will resend."
+                    ));
+                }
+                hangups = hup;
+            }
+        }
+    })
+}
 
-    // Ordered shutdown; see the module docs.
+/// `stats`: the periodic INFO summary (`log.stats_interval_secs`).
+fn start_stats(
+    config: &Config,
+    sink: &Arc<CsvSink>,
+    shutdown: &Arc<Shutdown>,
+    stats: &Arc<Stats>,
+    sheets: bool,
+) -> Result<Option<JoinHandle<()>>> {
+    let Some(every) = config.stats_interval else {
+        return Ok(None);
+    };
+    let (stats, shutdown, sink) = (Arc::clone(stats), Arc::clone(shutdown), Arc::clone(sink));
+    spawn("stats", move || {
+        let mut before = stats.snapshot();
+        let mut at = Instant::now();
+        while !shutdown.sleep(every) {
+            let now = stats.snapshot();
+            let (remembered, forgotten) = sink.dedup_boards();
+            log::info!(
+                "{} Resend memory: {remembered} boards ({forgotten} least recently seen forgotten, dedup.max_boards).",
+                Stats::summary(&now, &before, at.elapsed(), sheets)
+            );
+            (before, at) = (now, Instant::now());
+        }
+    })
+    .map(Some)
+}
+
+/// Steps 2 to 4 of the shutdown order (see the module docs): boards, the CSV, then the
+/// threads that read it, each within its own time.
+fn shut_down(
+    config: &Config,
+    conns: &Connections,
+    sink: &Arc<CsvSink>,
+    sinks: Sinks,
+    alerts: crate::alerts::Alerts,
+    http: Option<crate::http::HttpServer>,
+) -> Result<()> {
     log::info!("Shutting down: closing {} board connections.", conns.len());
     conns.close_reads();
     let left = conns.wait_empty(config.shutdown_grace);
@@ -309,31 +462,19 @@ pub fn serve(config: Config) -> Result<()> {
         );
     }
     sink.close()?;
-    if let Some(p) = &pg_sink {
+    if let Some(p) = &sinks.postgres {
         p.stop_soon(); // runs its shutdown time alongside the uploader's
     }
     alerts.finish();
     if let Some(h) = http {
         h.stop();
     }
-    if let Some(u) = uploader {
-        u.finish(&sink);
+    if let Some(u) = sinks.uploader {
+        u.finish(sink);
     }
-    if let Some(p) = pg_sink {
+    if let Some(p) = sinks.postgres {
         p.finish();
     }
-    for h in background {
-        let _ = h.join();
-    }
-    security.report();
-    let (rows, _) = sink.position();
-    let s = stats.snapshot();
-    log::info!(
-        "Stopped cleanly: {} readings ({} rows) written in this run; {} has {rows} rows.",
-        s.readings,
-        s.rows_written,
-        config.csv_path.display()
-    );
     Ok(())
 }
 

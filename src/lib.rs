@@ -6,35 +6,35 @@
 //!                    └─ protocol::framing (lines, length cap) ─> protocol::reading (parse)
 //!                         └─ sink::csv (durable append, fsync policy, dedup of resends)
 //!                              └─ channel ─> sink::sheets (batches, quota, exactly-once via cursor)
+//!                              └─ the file ──> sink::postgres (COPY, exactly-once via cursor)
+//!                                 (both are followers of the CSV: sink::follower)
 //! ```
 //!
 //! The CSV is the source of truth: a reading is acknowledged only after it is in the
-//! file, and the uploader's progress is a cursor into the file, so no outage, full
-//! channel or restart can lose a row or upload it twice. `docs/architecture.md` has
-//! the thread diagram and the shutdown order; `docs/protocol.md` the wire format.
+//! file, and every sink's progress is a cursor into the file, so no outage, full
+//! channel or restart can lose a row or store it twice. `docs/architecture.md` has the
+//! module map, the thread diagram, the shutdown order and what a new sink implements;
+//! `docs/protocol.md` the wire format.
 
 #![forbid(unsafe_code)]
 
-pub mod alerts;
-pub mod auth;
+pub(crate) mod alerts;
+pub(crate) mod auth;
 pub mod boards;
 pub mod cli;
-pub mod cmd;
+pub(crate) mod cmd;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod error;
-pub mod http;
+pub(crate) mod http;
 pub mod protocol;
-pub mod ratelog;
-/// The row format every sink shares. It is the CSV sink's encoding
-/// ([`sink::csv::encode`]), since the CSV is the source of truth that the Sheets and
-/// PostgreSQL sinks read back; this name is kept for them and for tools.
-pub use sink::csv::encode as row;
-pub mod server;
-pub mod shutdown;
-pub mod simulate;
+pub(crate) mod ratelog;
+pub(crate) mod server;
+pub mod settings;
+pub(crate) mod shutdown;
+pub(crate) mod simulate;
 pub mod sink;
-pub mod stats;
+pub(crate) mod stats;
 
 #[cfg(test)]
 mod testing;

@@ -285,7 +285,7 @@ impl Board {
         let t = &self.values.temp[(seq % 360) as usize];
         let h = &self.values.humidity[(seq % 17) as usize];
         let mut seq_text = Vec::with_capacity(20);
-        crate::row::push_u64(&mut seq_text, seq);
+        crate::sink::csv::encode::push_u64(&mut seq_text, seq);
         let seq = std::str::from_utf8(&seq_text).unwrap_or("0");
         let ts = if self.stamp {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();

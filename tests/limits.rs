@@ -88,13 +88,7 @@ fn silent_connections_are_closed_after_the_idle_timeout() {
 fn garbage_bytes_never_crash_or_corrupt_the_csv() {
     let dir = TestDir::new("limit-garbage");
     let mut d = Daemon::start(&dir, &["--max-line-bytes", "256"]);
-    let mut seed = 0x1234_5678_9abc_def1_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::util::rng::xorshift(0x1234_5678_9abc_def1);
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let bytes: Vec<u8> = (0..200_000).map(|_| (next() % 256) as u8).collect();

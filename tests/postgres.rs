@@ -9,7 +9,7 @@ mod server;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::util::daemon::{read_csv, send_lines, wait_until, BIN};
 use crate::util::{Daemon, TestDir};
@@ -162,17 +162,6 @@ fn send_readings(addr: SocketAddr, device: &str, n: usize) {
     }
 }
 
-fn xorshift() -> (u64, impl FnMut() -> u64) {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    let mut x = seed;
-    (seed, move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    })
-}
-
 #[test]
 fn rows_arrive_once_typed_in_order_and_the_password_is_never_logged() {
     let pg = PgServer::shared();
@@ -274,7 +263,7 @@ fn kill_9_at_random_points_of_the_copy_commit_cycle() {
         "k9",
         "batch_rows = 700\npace_ms = 0",
     );
-    let (seed, mut rng) = xorshift();
+    let (seed, mut rng) = crate::util::rng::from_clock();
     let mut c = pg.admin(&db);
     let mut logs = format!("seed {seed}\n");
     let mut kills_mid_catch_up = 0;

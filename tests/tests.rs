@@ -6,6 +6,8 @@ mod util;
 
 // Configuration: defaults, file keys, flag precedence, errors naming the key, docs in step.
 mod config;
+// One definition per config key: accepted keys, the reference table and its defaults in step.
+mod config_keys;
 // The CSV across restarts and crashes: append, refuse foreign files, torn-row repair, kill -9.
 mod durability;
 // The ESP8266 and Feather M0 sketches, built for the host, against the real daemon.

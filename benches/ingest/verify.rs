@@ -127,7 +127,7 @@ pub fn tally(path: &Path, output: Output) -> Result<Tally, String> {
                 .from_path(path)
                 .map_err(|e| format!("open {}: {e}", path.display()))?;
             let header = rdr.headers().map_err(|e| format!("read the header: {e}"))?;
-            if header.iter().ne(sensorlog::row::HEADER) {
+            if header.iter().ne(sensorlog::sink::csv::encode::HEADER) {
                 return Err(format!("unexpected CSV header {header:?}"));
             }
             let mut rec = csv::ByteRecord::new();

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use sensorlog::protocol::reading::{
     parse_line, parse_line_reusing, recycle_fields, valid_boot, Line, Reading, Value, MAX_DEVICE_CHARS,
 };
-use sensorlog::row::{original, original_value, split_row, Encoder, ReadingColumns, COLUMNS};
+use sensorlog::sink::csv::encode::{original, original_value, split_row, Encoder, ReadingColumns, COLUMNS};
 
 fn clean(s: &str) -> bool {
     !s.chars().any(|c| c.is_control() && c != '\t')

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sensorlog::config::{DedupConfig, Fsync};
 use sensorlog::protocol::reading::sanitize;
-use sensorlog::row::{split_row, Encoder, ReadingColumns, HEADER};
+use sensorlog::sink::csv::encode::{split_row, Encoder, ReadingColumns, HEADER};
 use sensorlog::sink::csv::dedup::{content_hash, Dedup, Key, Seen};
 use sensorlog::sink::csv::{recover::recover, CsvError, CsvSink};
 

@@ -112,6 +112,7 @@ impl Brake {
         self.lock().remove(&ip);
     }
 
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.lock().len()
     }

@@ -79,12 +79,6 @@ pub struct Session {
     device: Option<String>,
 }
 
-impl Session {
-    pub fn device(&self) -> Option<&str> {
-        self.device.as_deref()
-    }
-}
-
 impl Gate {
     /// `store = None` is the open gate (no tokens file).
     pub fn new(store: Option<Arc<TokenStore>>, required: bool, backoff: BackoffConfig) -> Gate {
@@ -100,6 +94,7 @@ impl Gate {
         self.required
     }
 
+    #[cfg(test)]
     pub fn is_open(&self) -> bool {
         self.store.is_none()
     }

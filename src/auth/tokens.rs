@@ -322,7 +322,7 @@ impl TokenStore {
 
 /// A timestamp for the `created` column.
 pub fn now_text() -> String {
-    crate::row::rfc3339_millis(SystemTime::now())
+    crate::sink::csv::encode::rfc3339_millis(SystemTime::now())
 }
 
 #[cfg(test)]

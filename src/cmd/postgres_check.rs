@@ -6,27 +6,20 @@ use std::fs::File;
 
 use postgres::Client;
 
+use super::ok;
 use crate::cli::PostgresCheckArgs;
-use crate::config::{self, ConfigError, FileConfig};
+use crate::config::{self, ConfigError};
 use crate::error::{Error, Result};
+use crate::sink::follower::rows::{self, Position, Verified};
 use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
-use crate::sink::postgres::source::{self, Position, Verified};
 use crate::sink::postgres::{advice, describe, PostgresConfig};
 
-fn ok(msg: impl std::fmt::Display) {
-    println!("  ok    {msg}");
-}
-
 fn fail(msg: impl std::fmt::Display) -> Error {
-    println!("  FAIL  {msg}");
-    Error::startup("complete the PostgreSQL check", "see the FAIL line above")
+    super::fail("the PostgreSQL check", msg)
 }
 
 pub fn run(args: &PostgresCheckArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => config::load_file(p)?,
-        None => FileConfig::default(),
-    };
+    let file = super::file_or_defaults(args.config.as_deref())?;
     let csv_path = args
         .csv
         .clone()
@@ -175,7 +168,7 @@ fn check_cursor(saved: Option<Position>, csv: &std::path::Path) -> Result<()> {
         return Ok(());
     };
     let mut file = File::open(csv).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))?;
-    let from = match source::verify(&mut file, &saved, len).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))? {
+    let from = match rows::verify(&mut file, &saved, len).map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))? {
         Verified::Same => {
             ok(format!(
                 "cursor: {} rows confirmed, and its last row matches {}",
@@ -204,7 +197,7 @@ fn check_cursor(saved: Option<Position>, csv: &std::path::Path) -> Result<()> {
     let f = &mut file;
     let (mut pos, mut buf, mut left) = (from, Vec::new(), 0u64);
     loop {
-        let rows = source::read_rows(f, pos.offset, len, 50_000, &mut buf)
+        let rows = rows::read_rows(f, pos.offset, len, 50_000, &mut buf)
             .map_err(|e| fail(format!("cannot read {}: {e}", csv.display())))?;
         if rows.is_empty() {
             break;

@@ -6,28 +6,21 @@
 
 use std::time::Duration;
 
+use super::ok;
 use crate::cli::CheckArgs;
-use crate::config::{self, ConfigError, FileConfig, SheetsConfig};
+use crate::config::{self, ConfigError, SheetsConfig};
 use crate::error::{Error, Result};
 
 use crate::sink::sheets::auth::{self, Auth};
 use crate::sink::sheets::client::{is_header, Client};
 use crate::sink::sheets::explain;
 
-fn ok(msg: impl std::fmt::Display) {
-    println!("  ok    {msg}");
-}
-
 fn fail(msg: impl std::fmt::Display) -> Error {
-    println!("  FAIL  {msg}");
-    Error::startup("complete the Google Sheets check", "see the FAIL line above")
+    super::fail("the Google Sheets check", msg)
 }
 
 pub fn run(args: &CheckArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => config::load_file(p)?,
-        None => FileConfig::default(),
-    };
+    let file = super::file_or_defaults(args.config.as_deref())?;
     let csv_path = file.csv.path.clone().unwrap_or_else(|| config::DEFAULT_CSV_PATH.into());
     let cfg: SheetsConfig = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?.ok_or_else(|| ConfigError {
         key: "sheets.key_file".into(),

@@ -25,12 +25,12 @@ use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading};
 use crate::ratelog::{ByCause, RateLimitedLog};
-use crate::row::{self, rfc3339_millis};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
 use crate::server::tls::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::dedup::{content_hash, Key};
+use crate::sink::csv::encode::{self, rfc3339_millis};
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
 use crate::stats::Stats;
 
@@ -101,7 +101,7 @@ struct Session<'a> {
     outcomes: Vec<Outcome>,
     out: Vec<u8>,
     received_at: String,
-    encoder: row::Encoder,
+    encoder: encode::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
     seen: crate::boards::Seen,
     /// The field vector each line is parsed into (see `parse_line_reusing`).
@@ -164,7 +164,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         outcomes: Vec::new(),
         out: Vec::new(),
         received_at: String::new(),
-        encoder: row::Encoder::default(),
+        encoder: encode::Encoder::default(),
         seen: crate::boards::Seen::default(),
         spare_fields: Vec::new(),
         close_after: None,
@@ -362,7 +362,7 @@ impl Session<'_> {
         let boot = r.boot.as_deref().or(self.boot.as_deref()).unwrap_or("");
         let bytes_start = self.batch.buf.len();
         let rows_start = self.batch.rows.len();
-        let common = row::ReadingColumns {
+        let common = encode::ReadingColumns {
             received_at: &self.received_at,
             device,
             peer: &self.peer,

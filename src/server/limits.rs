@@ -127,10 +127,6 @@ impl Connections {
         self.lock().sockets.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Stops new slots and drains every open connection: each socket's read timeout
     /// drops to [`DRAIN_QUIET`], so a busy board's thread keeps reading what is still
     /// arriving and stops after that much silence. A `read` that was already waiting keeps

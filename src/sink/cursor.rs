@@ -76,19 +76,14 @@ fn is_zero(n: &u64) -> bool {
 pub struct RowId {
     /// Byte offset of the row's first byte; the row ends at the cursor's `offset_done`.
     pub offset: u64,
-    /// [`row_hash`] of the row's bytes, newline included, as 16 hex digits.
+    /// [`row_hash`] of the row's bytes, newline included.
     pub fnv1a64: String,
 }
 
-/// 64-bit FNV-1a of a row's bytes: an identity check against edits and shifts, not a
-/// defence against an adversary (the CSV is ours).
+/// A row's identity hash as the cursor file keeps it: 16 hex digits of
+/// [`crate::sink::follower::rows::row_hash`].
 pub fn row_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    crate::sink::follower::rows::row_hash_hex(bytes)
 }
 
 impl Cursor {

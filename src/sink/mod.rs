@@ -7,12 +7,12 @@
 //! channel it reads what it is missing back from the file.
 
 pub mod csv;
-pub mod cursor;
-pub mod follow;
+pub(crate) mod cursor;
+pub mod follower;
 pub mod postgres;
 pub mod sheets;
 
-use crate::row::Row;
+use crate::sink::csv::encode::Row;
 
 /// Rows just appended to the CSV, as sent to the uploader.
 #[derive(Debug)]

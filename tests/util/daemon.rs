@@ -331,7 +331,7 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The CSV header the daemon writes. Deliberately a copy, not `sensorlog::row::HEADER`:
+/// The CSV header the daemon writes. Deliberately a copy, not `sensorlog::sink::csv::encode::HEADER`:
 /// changing the header breaks every existing CSV file, so it must break a test too.
 pub const HEADER: [&str; 9] = [
     "received_at",

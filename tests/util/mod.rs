@@ -5,5 +5,7 @@ pub mod daemon;
 pub mod fake_google;
 pub mod http;
 pub mod needs;
+pub mod rng;
+pub mod tls;
 
 pub use daemon::{Daemon, TestDir};

@@ -48,7 +48,7 @@ pub mod recover;
 
 use crate::config::{DedupConfig, Fsync};
 use crate::ratelog::ByCause;
-use crate::row::{Row, HEADER};
+use crate::sink::csv::encode::{Row, HEADER};
 use crate::sink::Appended;
 use dedup::{Dedup, Key, Seen};
 

@@ -24,8 +24,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::row::{original, original_value, COLUMNS, HEADER};
 use crate::sink::csv::dedup::{Dedup, Key};
+use crate::sink::csv::encode::{original, original_value, COLUMNS, HEADER};
 use crate::sink::csv::CsvError;
 
 /// What recovery found and did; the caller applies `cut_to`, `rewrite_header` and

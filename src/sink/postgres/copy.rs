@@ -6,7 +6,7 @@
 //! whose time does not parse gets `-infinity` rather than being dropped), `value` to a
 //! double for `number` rows, `seq` to `bigint`, empty optional columns to NULL. Board
 //! text that the CSV neutralised against spreadsheet formulas (a leading `'`, see
-//! [`crate::row::neutralise`]) goes in as the board sent it ([`crate::row::original`]).
+//! [`crate::sink::csv::encode::neutralise`]) goes in as the board sent it ([`crate::sink::csv::encode::original`]).
 
 use std::error::Error;
 use std::io::Write;
@@ -16,9 +16,9 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{Names, COPY_COLUMNS};
-use super::source::{pg_micros, SourceRow};
 use super::Stall;
-use crate::row::{original, original_value};
+use crate::sink::csv::encode::{original, original_value};
+use crate::sink::follower::rows::SourceRow;
 
 /// A `timestamptz` as PostgreSQL stores it: microseconds since 2000-01-01 UTC, with
 /// `i64::MIN` meaning `-infinity`.
@@ -195,75 +195,33 @@ fn copy_error(e: std::io::Error) -> Stall {
     }
 }
 
-/// The baseline the benchmark compares COPY with: multi-row `INSERT ... VALUES`
-/// statements of up to 1,000 rows (65,535 parameters at most per statement).
-pub fn insert_rows(
-    tx: &mut Transaction<'_>,
-    names: &Names,
-    source: &str,
-    rows: &[SourceRow],
-) -> Result<(), postgres::Error> {
-    for chunk in rows.chunks(1000) {
-        let mut sql = format!("INSERT INTO {} ({COPY_COLUMNS}) VALUES ", names.table);
-        let mut owned: Vec<(PgTime, Option<f64>, Option<i64>, i64)> = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let f = &r.fields;
-            owned.push((
-                PgTime(pg_micros(&f[0]).unwrap_or(i64::MIN)),
-                numeric_value(original_value(&f[3], &f[4]), &f[4]),
-                f[7].parse().ok(),
-                r.start as i64,
-            ));
-        }
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 12);
-        let texts: Vec<[Option<&str>; 8]> = chunk
-            .iter()
-            .map(|r| {
-                let f = &r.fields;
-                [
-                    Some(original(&f[1])),
-                    Some(original(&f[2])),
-                    Some(original_value(&f[3], &f[4])),
-                    Some(&f[4]),
-                    non_empty(&f[5]),
-                    non_empty(original(&f[6])),
-                    non_empty(original(&f[8])),
-                    Some(source),
-                ]
-            })
-            .collect();
-        for (i, (o, t)) in owned.iter().zip(texts.iter()).enumerate() {
-            let b = i * 12;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10,
-                b + 11,
-                b + 12
-            ));
-            params.extend_from_slice(&[
-                &o.0, &t[0], &t[1], &o.1, &t[2], &t[3], &t[4], &t[5], &o.2, &t[6], &t[7], &o.3,
-            ]);
-        }
-        tx.execute(&sql, &params)?;
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::sink::csv::encode::rfc3339_millis`] writes) as
+/// microseconds since 2000-01-01 UTC, PostgreSQL's `timestamptz` epoch. `None` if the
+/// text is not in that form or not a real time (parsed by `jiff`).
+pub fn pg_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shaped = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b.last() == Some(&b'Z')
+        && (b.len() == 20 || b[19] == b'.');
+    if !shaped {
+        return None;
     }
-    Ok(())
+    let t: jiff::Timestamp = text.parse().ok()?;
+    Some(t.as_microsecond() - PG_EPOCH_MICROS)
 }
+
+/// 2000-01-01T00:00:00Z in microseconds since 1970.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn numbers_only_for_number_rows() {
@@ -271,5 +229,31 @@ mod tests {
         assert_eq!(numeric_value("42", "text"), None);
         assert_eq!(numeric_value("true", "bool"), None);
         assert_eq!(numeric_value("oops", "number"), None);
+    }
+
+    #[test]
+    fn timestamps_match_the_row_encoder() {
+        for (secs, ms) in [
+            (0u64, 0u64),
+            (946_684_800, 0),
+            (1_767_225_600, 123),
+            (4_102_444_799, 999),
+        ] {
+            let t = UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
+            let text = crate::sink::csv::encode::rfc3339_millis(t);
+            let want = (secs as i64 - 946_684_800) * 1_000_000 + ms as i64 * 1000;
+            assert_eq!(pg_micros(&text), Some(want), "{text}");
+        }
+        assert_eq!(pg_micros("2000-01-01T00:00:00Z"), Some(0));
+        assert_eq!(pg_micros("2000-01-01T00:00:00.5Z"), Some(500_000));
+        for bad in [
+            "",
+            "2000-01-01 00:00:00Z",
+            "2000-13-01T00:00:00Z",
+            "2000-01-01T00:00:00.Z",
+            "2000-01-01T00:00:00.000",
+        ] {
+            assert_eq!(pg_micros(bad), None, "{bad}");
+        }
     }
 }

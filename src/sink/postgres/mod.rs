@@ -22,7 +22,7 @@
 //! either: the `FOR UPDATE` check refuses a cursor that moved under us.
 //!
 //! At start the cursor's last row is checked against the CSV (offset and hash, see
-//! [`source`]). If the file changed under it, the row is searched for in the file and
+//! [`crate::sink::follower::rows`]). If the file changed under it, the row is searched for in the file and
 //! the sink resumes after it, saying so. A file that does not hold it at all is not
 //! sent: either another daemon uses the same `source` (its rows must not be doubled or
 //! mixed in) or the CSV was replaced, and only the operator knows which; the error in
@@ -36,7 +36,8 @@
 //! # A third consumer of the CSV
 //!
 //! The sink reads the CSV file itself, up to its durable mark, and never talks to the
-//! ingest side: ingest never waits for the database, and an outage costs nothing but
+//! ingest side; what it shares with the uploader (following the file through rotations,
+//! the cursor check, retries, the shutdown time, its thread) is [`crate::sink::follower`]: ingest never waits for the database, and an outage costs nothing but
 //! catch-up time. Batches are up to `postgres.batch_rows` rows; a partial batch goes
 //! once `postgres.pace_ms` has passed since the last one. At shutdown the sink gets
 //! `postgres.shutdown_timeout_secs` to send what the CSV holds; the rest goes at the
@@ -45,14 +46,10 @@
 pub mod copy;
 pub mod schema;
 pub mod settings;
-pub mod source;
-pub mod tls;
+pub(crate) mod tls;
 
-use crate::sink::follow::FollowedCsv;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
@@ -60,15 +57,15 @@ use postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
+use crate::sink::follower::rows::{self, Position, SourceRow, Verified};
+use crate::sink::follower::{self, Backoff, Class, Failure, Follow, FollowedCsv, Retry, Wording};
 
 use schema::Names;
 pub use settings::PostgresConfig;
-use source::{Position, Verified};
 
-/// Handle kept by the daemon: the sink's thread, its stop flag, and its end signal.
+/// Handle kept by the daemon: the sink's thread and its stop flag.
 pub struct PgSink {
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
+    thread: follower::Thread,
     stop: Arc<AtomicBool>,
     shutdown_timeout: Duration,
 }
@@ -78,7 +75,6 @@ impl PgSink {
     /// that is down at start-up must not stop ingest.
     pub fn start(cfg: PostgresConfig, sink: &Arc<CsvSink>) -> Result<PgSink> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
         log::info!(
             "PostgreSQL sink on: {} ({}) table {}, source {:?} (batches of up to {} rows, every {} ms at least when not full).",
@@ -90,16 +86,10 @@ impl PgSink {
             cfg.pace.as_millis()
         );
         let mut worker = Worker::new(cfg, Arc::clone(sink), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
-            .name("postgres-sink".into())
-            .spawn(move || {
-                worker.run();
-                let _ = done_tx.send(());
-            })
+        let thread = follower::spawn("postgres-sink", move || follower::run(&mut worker, shutdown_timeout))
             .map_err(|e| Error::startup("start the postgres-sink thread", e))?;
         Ok(PgSink {
-            thread: Some(thread),
-            done,
+            thread,
             stop,
             shutdown_timeout,
         })
@@ -113,17 +103,12 @@ impl PgSink {
     /// Called after the CSV is closed: lets the sink send what the CSV holds within
     /// `postgres.shutdown_timeout_secs`. A transaction cut off by the exit is rolled
     /// back by the server, so the cursor in the database stays consistent.
-    pub fn finish(mut self) {
+    pub fn finish(self) {
         self.stop.store(true, Ordering::Release);
-        match self.done.recv_timeout(self.shutdown_timeout + Duration::from_secs(2)) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                if let Some(t) = self.thread.take() {
-                    let _ = t.join();
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => log::warn!(
+        if !self.thread.finish(self.shutdown_timeout + Duration::from_secs(2)) {
+            log::warn!(
                 "The PostgreSQL sink did not stop in time; its cursor in the database is consistent and the rest goes at the next start."
-            ),
+            );
         }
     }
 }
@@ -147,15 +132,8 @@ impl From<postgres::Error> for Stall {
     }
 }
 
-/// How a failure is handled: retried soon (the network, a restart of the server) or
+/// Sorts a database error: retried soon (the network, a restart of the server) or
 /// slowly (something the operator must fix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Transient,
-    Operator,
-}
-
-/// Sorts a database error into retry classes.
 pub fn classify(e: &postgres::Error) -> Class {
     let Some(code) = e.code() else {
         // A certificate that TLS refused stays refused until the operator acts.
@@ -241,17 +219,17 @@ struct Worker {
     client: Option<Client>,
     /// Verified position; `None` until the cursor is read back and checked.
     pos: Option<Position>,
-    /// The CSV as opened with `pos`, and its generation (see [`crate::sink::follow`]).
+    /// The CSV as opened with `pos`, and its generation (see [`crate::sink::follower`]).
     csv: Option<FollowedCsv>,
     buf: Vec<u8>,
     /// Rows of the next batch, read while the server worked through the last one,
     /// and the byte offset they start at.
-    ahead: Option<(u64, Vec<source::SourceRow>)>,
+    ahead: Option<(u64, Vec<SourceRow>)>,
     copy_bufs: copy::CopyBuffers,
     last_batch: Instant,
-    stop_at: Option<Instant>,
-    backoff: Duration,
-    failing_since: Option<Instant>,
+    /// Set once the shutdown time started: send what the CSV holds, full batch or not.
+    stopping: bool,
+    retry: Retry,
     /// A catch-up in progress: when it started and the rows to go then.
     backlog: Option<(Instant, u64)>,
     sent_this_run: u64,
@@ -259,69 +237,36 @@ struct Worker {
 
 impl Worker {
     fn new(cfg: PostgresConfig, sink: Arc<CsvSink>, stop: Arc<AtomicBool>) -> Worker {
+        // Open the CSV before the first connection: if it is rotated while the database
+        // is still unreachable, this handle keeps the file the cursor starts in, whose rows
+        // go first (see `set_up`). Opened after connecting, the sink would start in the
+        // new file and never send the old one's rows. A failure here is retried there.
+        let csv = FollowedCsv::open(&sink).ok();
         Worker {
             names: Names::new(&cfg),
+            retry: Retry::new(
+                Wording::new(
+                    "PostgreSQL",
+                    "the PostgreSQL sink",
+                    "the database",
+                    "postgres.shutdown_timeout_secs",
+                ),
+                Backoff::new(Duration::from_millis(250), cfg.retry_max, Duration::ZERO),
+                cfg.retry_max,
+            ),
             cfg,
             sink,
             stop,
             client: None,
             pos: None,
-            csv: None,
+            csv,
             buf: Vec::new(),
             ahead: None,
             copy_bufs: copy::CopyBuffers::default(),
             last_batch: Instant::now(),
-            stop_at: None,
-            backoff: Duration::ZERO,
-            failing_since: None,
+            stopping: false,
             backlog: None,
             sent_this_run: 0,
-        }
-    }
-
-    fn run(&mut self) {
-        // Open the CSV before the first connection: if it is rotated while the database
-        // is still unreachable, this handle keeps the file the cursor starts in, whose rows
-        // go first (see `set_up`). Opened after connecting, the sink would start in the
-        // new file and never send the old one's rows. A failure here is retried there.
-        if let Ok(csv) = FollowedCsv::open(&self.sink) {
-            self.csv = Some(csv);
-        }
-        loop {
-            if self.stop.load(Ordering::Acquire) && self.stop_at.is_none() {
-                self.stop_at = Some(Instant::now() + self.cfg.shutdown_timeout);
-                let left = self.left();
-                if left > 0 {
-                    log::info!(
-                        "Sending the remaining {left} rows to PostgreSQL (up to {} s, postgres.shutdown_timeout_secs).",
-                        self.cfg.shutdown_timeout.as_secs()
-                    );
-                }
-            }
-            if self.stop_at.is_some_and(|t| Instant::now() >= t) {
-                break;
-            }
-            match self.step() {
-                Ok(true) => {}
-                Ok(false) => {
-                    if self.stop_at.is_some() {
-                        break; // caught up with the closed CSV
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(stall) => self.stalled(stall),
-            }
-        }
-        let left = self.left();
-        if left > 0 {
-            log::warn!("Stopped the PostgreSQL sink with {left} rows not yet in the database; they are in the CSV and go at the next start.");
-        } else if let Some(p) = self.pos {
-            log::info!(
-                "PostgreSQL is up to date ({} rows of source {:?}, {} sent in this run).",
-                p.rows,
-                self.cfg.source,
-                self.sent_this_run
-            );
         }
     }
 
@@ -361,7 +306,7 @@ impl Worker {
         }
         let waiting = durable_rows.saturating_sub(pos.rows);
         let full = waiting >= self.cfg.batch_rows as u64;
-        if !full && self.stop_at.is_none() && self.last_batch.elapsed() < self.cfg.pace {
+        if !full && !self.stopping && self.last_batch.elapsed() < self.cfg.pace {
             return Ok(false);
         }
         if full && self.backlog.is_none() {
@@ -378,7 +323,7 @@ impl Worker {
         let batch_rows = self.cfg.batch_rows;
         let rows = match self.ahead.take() {
             Some((from, rows)) if from == pos.offset && rows.last().is_some_and(|r| r.end <= upto) => rows,
-            _ => source::read_rows(file, pos.offset, upto, batch_rows, &mut self.buf).map_err(Stall::Csv)?,
+            _ => rows::read_rows(file, pos.offset, upto, batch_rows, &mut self.buf).map_err(Stall::Csv)?,
         };
         if rows.is_empty() {
             return Ok(false);
@@ -394,7 +339,7 @@ impl Worker {
         let (buf, ahead) = (&mut self.buf, &mut self.ahead);
         let read_ahead = || {
             if rows.len() == batch_rows && next_from < upto {
-                if let Ok(next) = source::read_rows(file, next_from, upto, batch_rows, buf) {
+                if let Ok(next) = rows::read_rows(file, next_from, upto, batch_rows, buf) {
                     *ahead = Some((next_from, next));
                 }
             }
@@ -426,7 +371,7 @@ impl Worker {
             pos.offset,
             next.offset
         );
-        self.recovered();
+        self.retry.recovered();
         Ok(true)
     }
 
@@ -481,7 +426,7 @@ impl Worker {
     /// Schema, cursor, and the check of the cursor against the CSV.
     fn set_up(&mut self) -> std::result::Result<(), Stall> {
         let client = self.client.as_mut().expect("connected");
-        let migrated = ensure_schema(client, &self.names)?;
+        let migrated = schema::ensure(client, &self.names)?;
         if !migrated.applied.is_empty() {
             log::info!(
                 "Created the sensorlog schema in PostgreSQL: table {} (schema version {}){}.",
@@ -502,7 +447,7 @@ impl Worker {
                         "INSERT INTO {} (target_table, source, rows_done, offset_done) VALUES ($1, $2, 0, $3) ON CONFLICT DO NOTHING",
                         self.names.cursors
                     ),
-                    &[&self.names.plain, &source, &(source::header_len() as i64)],
+                    &[&self.names.plain, &source, &(rows::header_len() as i64)],
                 )?;
                 schema::load_cursor(client, &self.names, &source, false)?.unwrap_or_else(Position::start)
             }
@@ -516,7 +461,7 @@ impl Worker {
         let csv = self.csv.as_mut().expect("opened above");
         let durable = csv.durable_end(&self.sink).map_err(Stall::Csv)?;
         let file = csv.file_mut();
-        let pos = match source::verify(file, &saved, durable).map_err(Stall::Csv)? {
+        let pos = match rows::verify(file, &saved, durable).map_err(Stall::Csv)? {
             Verified::Same => saved,
             Verified::Moved(p) => {
                 log::warn!(
@@ -541,7 +486,7 @@ impl Worker {
             self.names.plain,
             pos.rows
         );
-        self.recovered();
+        self.retry.recovered();
         Ok(())
     }
 
@@ -556,10 +501,33 @@ impl Worker {
         tx.commit()?;
         Ok(())
     }
+}
 
-    /// Logs a failure, forgets the connection and the position (both are read again),
-    /// and waits before the next attempt.
-    fn stalled(&mut self, stall: Stall) {
+impl Follow for Worker {
+    type Stall = Stall;
+
+    fn stop_requested(&mut self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn stopping(&mut self, _deadline: Instant) {
+        self.stopping = true;
+    }
+
+    fn backlog(&self) -> u64 {
+        self.left()
+    }
+
+    fn step(&mut self) -> std::result::Result<bool, Stall> {
+        Worker::step(self)
+    }
+
+    fn idle(&mut self) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// Forgets the connection and the position (both are read again) and says why.
+    fn failure(&mut self, stall: Stall) -> Failure {
         self.client = None;
         self.pos = None;
         self.ahead = None;
@@ -567,112 +535,52 @@ impl Worker {
             self.csv = None;
         }
         self.backlog = None;
-        let first = self.failing_since.is_none();
-        if first {
-            self.failing_since = Some(Instant::now());
-        }
-        let (class, message) = match &stall {
-            Stall::Db(e) => {
-                let class = classify(e);
-                let m = describe(e);
-                match class {
-                    Class::Transient => (class, m),
-                    Class::Operator => (class, format!("{m}. To fix: {}", advice(e, &self.cfg))),
-                }
-            }
-            Stall::Copy(e) => (Class::Transient, format!("the connection failed during COPY: {e}")),
-            Stall::Csv(e) => (
-                Class::Operator,
-                format!("cannot read {}: {e}", self.sink.path().display()),
-            ),
-            Stall::NotInCsv(saved) => (
-                Class::Operator,
-                format!(
-                    "{} does not hold the last row the database confirmed for source {:?} (row {}, byte {}). Either another daemon uses the same postgres.source (give each daemon its own), or this CSV was replaced: to send it from its first row, delete the cursor: DELETE FROM sensorlog_cursors WHERE target_table = '{}' AND source = '{}'",
-                    self.sink.path().display(),
-                    self.cfg.source,
-                    saved.rows,
-                    saved.last.map_or(0, |l| l.0),
-                    self.names.plain,
-                    self.cfg.source.replace('\'', "''")
-                ),
-            ),
-            Stall::CursorMoved => (
-                Class::Operator,
-                format!(
-                    "the cursor of source {:?} in table {} was changed by someone else: is another daemon using the same postgres.source? Give each daemon its own",
-                    self.cfg.source, self.names.plain
-                ),
-            ),
-        };
-        let wait = match class {
-            Class::Transient => {
-                self.backoff = (self.backoff * 2).clamp(Duration::from_millis(250), self.cfg.retry_max);
-                self.backoff
-            }
-            Class::Operator => self.cfg.retry_max,
-        };
-        let message = message.trim_end_matches([';', '.', ' ']);
-        let left = self.left();
-        match class {
-            Class::Transient if first => log::warn!(
-                "PostgreSQL at {} is unavailable: {message}. Retrying in {:.1} s; {left} rows wait in the CSV.",
-                self.cfg.target,
-                wait.as_secs_f64()
-            ),
-            Class::Transient => log::debug!("PostgreSQL still unavailable: {message}."),
-            Class::Operator => log::error!(
-                "PostgreSQL at {} refused the rows: {message}. Retrying in {} s; {left} rows wait in the CSV, nothing is lost.",
-                self.cfg.target,
-                wait.as_secs()
-            ),
-        }
-        let until = Instant::now() + wait;
-        while Instant::now() < until {
-            if self.stop.load(Ordering::Acquire) && self.stop_at.is_none() {
-                break; // let run() set the shutdown deadline
-            }
-            if self.stop_at.is_some_and(|t| Instant::now() >= t) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
+        match &stall {
+            Stall::Db(e) => match classify(e) {
+                Class::Transient => Failure::transient(describe(e)),
+                Class::Operator => Failure::operator(format!("{}. To fix: {}", describe(e), advice(e, &self.cfg))),
+            },
+            Stall::Copy(e) => Failure::transient(format!("the connection failed during COPY: {e}")),
+            Stall::Csv(e) => Failure::operator(format!("cannot read {}: {e}", self.sink.path().display())),
+            Stall::NotInCsv(saved) => Failure::operator(format!(
+                "{} does not hold the last row the database confirmed for source {:?} (row {}, byte {}). Either another daemon uses the same postgres.source (give each daemon its own), or this CSV was replaced: to send it from its first row, delete the cursor: DELETE FROM sensorlog_cursors WHERE target_table = '{}' AND source = '{}'",
+                self.sink.path().display(),
+                self.cfg.source,
+                saved.rows,
+                saved.last.map_or(0, |l| l.0),
+                self.names.plain,
+                self.cfg.source.replace('\'', "''")
+            )),
+            Stall::CursorMoved => Failure::operator(format!(
+                "the cursor of source {:?} in table {} was changed by someone else: is another daemon using the same postgres.source? Give each daemon its own",
+                self.cfg.source, self.names.plain
+            )),
         }
     }
 
-    fn recovered(&mut self) {
-        if let Some(since) = self.failing_since.take() {
+    fn failing(&self, class: Class) -> Option<String> {
+        Some(match class {
+            Class::Transient => format!("PostgreSQL at {} is unavailable", self.cfg.target),
+            Class::Operator => format!("PostgreSQL at {} refused the rows", self.cfg.target),
+        })
+    }
+
+    fn pause(&mut self, d: Duration) {
+        std::thread::sleep(d.min(Duration::from_millis(20)));
+    }
+
+    fn retry(&mut self) -> &mut Retry {
+        &mut self.retry
+    }
+
+    fn up_to_date(&self) {
+        if let Some(p) = self.pos {
             log::info!(
-                "PostgreSQL reachable again after {:.1} s; catching up from the CSV.",
-                since.elapsed().as_secs_f64()
+                "PostgreSQL is up to date ({} rows of source {:?}, {} sent in this run).",
+                p.rows,
+                self.cfg.source,
+                self.sent_this_run
             );
         }
-        self.backoff = Duration::ZERO;
     }
-}
-
-/// Runs the migrations if the schema is not at the latest version. When it is, only
-/// reads (so a user without CREATE rights can run a daemon on a prepared database).
-pub fn ensure_schema(client: &mut Client, names: &Names) -> std::result::Result<schema::Migrated, postgres::Error> {
-    let latest = schema::MIGRATIONS.last().map_or(0, |m| m.0);
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.migrations])?
-        .get(0);
-    if exists {
-        let version: i32 = client
-            .query_one(
-                &format!(
-                    "SELECT coalesce(max(version), 0) FROM {} WHERE target_table = $1",
-                    names.migrations
-                ),
-                &[&names.plain],
-            )?
-            .get(0);
-        if version >= latest {
-            return Ok(schema::Migrated {
-                version,
-                ..Default::default()
-            });
-        }
-    }
-    schema::migrate(client, names)
 }

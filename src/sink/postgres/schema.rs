@@ -31,8 +31,8 @@
 
 use postgres::{Client, GenericClient, Transaction};
 
-use super::source::Position;
 use super::PostgresConfig;
+use crate::sink::follower::rows::Position;
 
 /// A fixed key for `pg_advisory_xact_lock`: every sensorlog migration takes it.
 const MIGRATION_LOCK: i64 = 0x5e45_0a10_6000_0001;
@@ -118,6 +118,38 @@ pub struct Migrated {
     pub hypertable: Option<bool>,
 }
 
+/// Runs the migrations if the schema is not at the latest version. When it is, only
+/// reads (so a user without CREATE rights can run a daemon on a prepared database).
+pub fn ensure(client: &mut Client, names: &Names) -> Result<Migrated, postgres::Error> {
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&names.migrations])?
+        .get(0);
+    if exists {
+        let version = version(client, names)?;
+        if version >= latest {
+            return Ok(Migrated {
+                version,
+                ..Default::default()
+            });
+        }
+    }
+    migrate(client, names)
+}
+
+/// The schema version recorded for this table (0 before the first migration).
+fn version(client: &mut impl GenericClient, n: &Names) -> Result<i32, postgres::Error> {
+    Ok(client
+        .query_one(
+            &format!(
+                "SELECT coalesce(max(version), 0) FROM {} WHERE target_table = $1",
+                n.migrations
+            ),
+            &[&n.plain],
+        )?
+        .get(0))
+}
+
 /// Brings the schema up to the latest version (creating it if missing).
 pub fn migrate(client: &mut Client, n: &Names) -> Result<Migrated, postgres::Error> {
     let mut tx = client.transaction()?;
@@ -135,15 +167,7 @@ pub fn migrate(client: &mut Client, n: &Names) -> Result<Migrated, postgres::Err
         )",
         m = n.migrations
     ))?;
-    let current: i32 = tx
-        .query_one(
-            &format!(
-                "SELECT coalesce(max(version), 0) FROM {} WHERE target_table = $1",
-                n.migrations
-            ),
-            &[&n.plain],
-        )?
-        .get(0);
+    let current = version(&mut tx, n)?;
     let mut out = Migrated {
         version: current,
         ..Migrated::default()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::settings::{in_range, ConfigError};
 
 use super::tls::TlsSettings;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -67,28 +67,11 @@ impl std::fmt::Debug for PostgresConfig {
             .field("source", &self.source)
             .field("batch_rows", &self.batch_rows)
             .field("pace", &self.pace)
+            .field("connect_timeout", &self.pg.get_connect_timeout())
+            .field("retry_max", &self.retry_max)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
     }
-}
-
-fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
-    key: &str,
-    v: T,
-    lo: T,
-    hi: T,
-    unit: &str,
-) -> Result<T, ConfigError> {
-    if v < lo || v > hi {
-        return Err(err(key, format!("must be between {lo} and {hi}{unit}, got {v}")));
-    }
-    Ok(v)
 }
 
 impl PostgresConfig {
@@ -97,26 +80,29 @@ impl PostgresConfig {
     pub fn build(f: PostgresFile, pgpassword: Option<String>) -> Result<Option<PostgresConfig>, ConfigError> {
         let Some(url) = f.url.filter(|u| !u.trim().is_empty()) else {
             if f.password_file.is_some() {
-                return Err(err("postgres.password_file", "is set but postgres.url is not"));
+                return Err(ConfigError::new(
+                    "postgres.password_file",
+                    "is set but postgres.url is not",
+                ));
             }
             return Ok(None);
         };
-        let (url, tls) = super::tls::split_url(&url).map_err(|e| err("postgres.url", e))?;
-        let connector = tls.connector().map_err(|e| err("postgres.url", e))?;
+        let (url, tls) = super::tls::split_url(&url).map_err(|e| ConfigError::new("postgres.url", e))?;
+        let connector = tls.connector().map_err(|e| ConfigError::new("postgres.url", e))?;
         let mut pg: postgres::Config = url.parse().map_err(|e| {
-            err(
+            ConfigError::new(
                 "postgres.url",
                 format!("{:?} is not a PostgreSQL URL: {e}", redact(&url)),
             )
         })?;
         if pg.get_hosts().is_empty() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "postgres.url",
                 format!("{:?} names no host (postgresql://user@host:5432/dbname)", redact(&url)),
             ));
         }
         if pg.get_user().is_none() {
-            return Err(err(
+            return Err(ConfigError::new(
                 "postgres.url",
                 format!("{:?} names no user (postgresql://user@host:5432/dbname)", redact(&url)),
             ));
@@ -124,7 +110,7 @@ impl PostgresConfig {
         pg.ssl_mode(tls.ssl_mode());
         match (pg.get_password().is_some(), &f.password_file) {
             (true, Some(_)) => {
-                return Err(err(
+                return Err(ConfigError::new(
                     "postgres.password_file",
                     "is set but postgres.url already carries a password; keep only one (the file is safer)",
                 ))
@@ -143,7 +129,7 @@ impl PostgresConfig {
             None => hostname(),
         };
         if source.trim().is_empty() || source.chars().count() > 200 || source.chars().any(char::is_control) {
-            return Err(err(
+            return Err(ConfigError::new(
                 "postgres.source",
                 format!("{source:?} is not a usable source name (1-200 printable characters)"),
             ));
@@ -223,10 +209,13 @@ impl PostgresConfig {
 
 fn read_password(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| err("postgres.password_file", format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::new("postgres.password_file", format!("cannot read {}: {e}", path.display())))?;
     let pw = text.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {
-        return Err(err("postgres.password_file", format!("{} is empty", path.display())));
+        return Err(ConfigError::new(
+            "postgres.password_file",
+            format!("{} is empty", path.display()),
+        ));
     }
     Ok(pw)
 }
@@ -245,7 +234,7 @@ pub fn parse_table(text: &str) -> Result<(Option<String>, String), ConfigError> 
         None => (None, text),
     };
     if !ident(table) || schema.is_some_and(|s| !ident(s)) {
-        return Err(err(
+        return Err(ConfigError::new(
             "postgres.table",
             format!("{text:?} must be a lower-case name such as readings or sensors.readings (letters, digits, _; at most 48 each)"),
         ));

@@ -24,7 +24,7 @@
 
 use serde_json::Value;
 
-use crate::row::Row;
+use crate::sink::csv::encode::Row;
 
 /// Google's limit for one cell, counted in UTF-16 code units (see the module docs).
 pub const MAX_CELL_UNITS: usize = 50_000;
@@ -51,9 +51,9 @@ pub fn sheet_values(row: &Row) -> Vec<Value> {
                 _ => text_cell(text),
             },
             // Board text goes as the board sent it: the CSV's formula escape (a leading
-            // `'`, see [`crate::row::neutralise`]) is for spreadsheet apps opening the CSV;
+            // `'`, see [`crate::sink::csv::encode::neutralise`]) is for spreadsheet apps opening the CSV;
             // RAW input already keeps the sheet from evaluating anything.
-            (1 | 2 | VALUE | 6 | 8, _) => text_cell(crate::row::original(text)),
+            (1 | 2 | VALUE | 6 | 8, _) => text_cell(crate::sink::csv::encode::original(text)),
             _ => text_cell(text),
         })
         .collect()
@@ -64,7 +64,7 @@ pub fn sheet_values(row: &Row) -> Vec<Value> {
 pub fn placeholder(row: &Row, csv_row: u64, csv_name: &str, reason: &str) -> Vec<Value> {
     let short = |i: usize| {
         Value::from(cut_to(
-            crate::row::original(row.0.get(i).map(String::as_str).unwrap_or("")),
+            crate::sink::csv::encode::original(row.0.get(i).map(String::as_str).unwrap_or("")),
             200,
         ))
     };
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn placeholder_names_the_row_and_the_reason() {
         let p = placeholder(&row("x", "text"), 41, "readings.csv", "HTTP 400 INVALID_ARGUMENT: bad");
-        assert_eq!(p.len(), crate::row::COLUMNS);
+        assert_eq!(p.len(), crate::sink::csv::encode::COLUMNS);
         let msg = p[3].as_str().unwrap();
         assert!(
             msg.contains("CSV row 42 (line 43 of readings.csv)") && msg.contains("bad"),

@@ -315,7 +315,7 @@ impl Client {
     /// The tab's first row as text, reading only the columns the tab has (a range past
     /// the grid is an error, so a narrow tab must not be asked for A1:I1).
     pub async fn first_row(&self, token: &str, tab: &Tab) -> Result<Vec<String>, ApiError> {
-        let last = column_letters(tab.columns.clamp(1, crate::row::COLUMNS as u64));
+        let last = column_letters(tab.columns.clamp(1, crate::sink::csv::encode::COLUMNS as u64));
         let rows = self
             .read(token, &format!("{}!A1:{last}1", quote_tab(&tab.title)))
             .await?;
@@ -332,7 +332,9 @@ impl Client {
 
 /// Whether a first row is sensorlog's header.
 pub fn is_header(row: &[String]) -> bool {
-    row.iter().map(String::as_str).eq(crate::row::HEADER.iter().copied())
+    row.iter()
+        .map(String::as_str)
+        .eq(crate::sink::csv::encode::HEADER.iter().copied())
 }
 
 /// reqwest's error with its causes, without the URL's query (no secrets there, but long).

@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::row::Row;
+use crate::sink::csv::encode::Row;
 
 use super::cells;
 use super::client::{column_letters, quote_tab};
@@ -235,7 +235,7 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
     let mut cells_by_tab: BTreeMap<usize, BTreeMap<u64, Vec<Option<Value>>>> = BTreeMap::new();
     for row in rows {
         let col = |i: usize| row.0.get(i).map(String::as_str).unwrap_or("");
-        let device = crate::row::original(col(1)).to_string();
+        let device = crate::sink::csv::encode::original(col(1)).to_string();
         let key = [col(0), col(1), col(5), col(6), col(7)].join("\u{1f}");
         let typed = cells::sheet_values(row);
         let board = match st.boards.iter().position(|b| b.device == device) {
@@ -283,7 +283,7 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             Some(p) => cells::text_cell(p),
             None => typed[3].clone(),
         };
-        let field = crate::row::original(col(2)).to_string();
+        let field = crate::sink::csv::encode::original(col(2)).to_string();
         let field_key = format!("{FIELD_PREFIX}{field}");
         if placeholder.is_none() && value.is_number() && !tab.charted.contains(&field_key) {
             tab.charted.push(field_key.clone());
@@ -454,7 +454,7 @@ fn new_tab(title: String) -> TabState {
 /// The chart's id: fixed by the tab's title, so that a retried or replayed `addChart`
 /// names the same chart (and Google refuses the duplicate instead of adding a second).
 pub fn chart_id(title: &str) -> i64 {
-    let h = crate::sink::cursor::row_hash(title.as_bytes());
+    let h = crate::sink::follower::rows::row_hash_hex(title.as_bytes());
     let n = u64::from_str_radix(&h, 16).unwrap_or(1);
     (n % (i32::MAX as u64 - 1)) as i64 + 1
 }
@@ -550,8 +550,9 @@ pub fn header(tab: &TabState) -> Vec<Value> {
 
 /// The overview table: header, then one row per board in first-seen order.
 pub fn overview(st: &State, now_ms: i64, shape: &Shape) -> Vec<Vec<Value>> {
-    let today =
-        crate::row::rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64));
+    let today = crate::sink::csv::encode::rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64),
+    );
     let today = today.get(..10).unwrap_or("");
     let mut table = vec![OVERVIEW_HEADER.iter().map(|h| Value::from(*h)).collect::<Vec<_>>()];
     for b in &st.boards {

@@ -20,9 +20,9 @@ use crate::sink::cursor::{self, Cursor};
 use super::auth::trim_period;
 use super::client::{ApiError, Spreadsheet, Tab};
 use super::layout::{self, Shape, State};
-use super::source::header_len;
 use super::target::Target;
 use super::worker::{refused, Stall, Worker};
+use crate::sink::follower::rows::header_len;
 
 /// Columns the overview tab starts with.
 const OVERVIEW_COLUMNS: u64 = 16;

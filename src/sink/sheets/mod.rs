@@ -4,7 +4,7 @@
 //! # How exactly-once works
 //!
 //! CSV row `n` has a fixed home in the sheet: row `n - origin + 2` of the tab (see
-//! [`cursor`]). Batches are written with `values:batchUpdate` to
+//! `cursor`). Batches are written with `values:batchUpdate` to
 //! that explicit range, never with `values:append`. So every write is idempotent: when a
 //! request fails after Google applied it (the response was lost, a 5xx after commit, a
 //! timeout) the retry rewrites the same cells with the same values, and when the daemon
@@ -19,48 +19,48 @@
 //!
 //! # The parts
 //!
-//! - [`source`]: rows from the channel and read back from the CSV, never past what is
+//! - `source`: rows from the channel and read back from the CSV, never past what is
 //!   durable; the start-up check of the cursor against the CSV.
-//! - [`target`]: the spreadsheet, its tab(s), header and grid size.
-//! - [`worker`]: the loop: batches, pacing, retries, narrowing a refused batch.
-//! - [`cells`]: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
-//! - [`layout`], [`layout_run`], [`retention`], [`overview`]: the readable layouts, their
+//! - `target`: the spreadsheet, its tab(s), header and grid size.
+//! - `worker`: the loop: batches, pacing, retries, narrowing a refused batch.
+//! - `cells`: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
+//! - [`layout`], `layout_run`, `retention`, `overview`: the readable layouts, their
 //!   retention, and the overview tab kept current between batches.
-//! - [`client`], [`auth`], [`retry`]: the REST calls, the token, the failure classes.
+//! - `client`, `auth`, `retry`: the REST calls, the token, the failure classes.
 //!
 //! # Pace, size and failures
 //!
 //! Requests are spaced to stay within `sheets.requests_per_minute`; rows are batched up
 //! to `sheets.batch_rows` and `sheets.max_request_bytes` (Google recommends at most 2 MB
 //! per request), or sent when the oldest has waited `sheets.batch_delay_secs`.
-//! Failures are sorted by [`retry::classify`]. A batch Google refuses as invalid (400) is
+//! Failures are sorted by `retry::classify`. A batch Google refuses as invalid (400) is
 //! split until the row at fault is found; that row goes up as a placeholder naming it (one
 //! ERROR line) and the upload goes on. At shutdown the uploader gets
 //! `sheets.shutdown_timeout_secs` to send what is pending; the rest goes at the next start.
 
-pub mod auth;
-pub mod cells;
-pub mod client;
+pub(crate) mod auth;
+pub(crate) mod cells;
+pub(crate) mod client;
 pub mod layout;
-pub mod layout_run;
-pub mod overview;
-pub mod retention;
-pub mod retry;
-pub mod rotation;
-pub mod source;
-pub mod target;
-pub mod worker;
+pub(crate) mod layout_run;
+pub(crate) mod overview;
+pub(crate) mod retention;
+pub(crate) mod retry;
+pub(crate) mod rotation;
+pub(crate) mod source;
+pub(crate) mod target;
+pub(crate) mod worker;
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::SheetsConfig;
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
+use crate::sink::follower::{self, rows::header_len};
 use crate::stats::Stats;
 
 use client::ApiError;
@@ -72,10 +72,9 @@ pub const OPERATOR_RETRY: Duration = Duration::from_secs(60);
 /// Messages (not rows) the channel holds; rows are bounded by `sheets.channel_rows`.
 const CHANNEL_MESSAGES: usize = 1 << 16;
 
-/// Handle kept by the daemon: the thread, and a signal that it has finished.
+/// Handle kept by the daemon: the uploader's thread.
 pub struct Uploader {
-    thread: Option<JoinHandle<()>>,
-    done: Receiver<()>,
+    thread: follower::Thread,
     shutdown_timeout: Duration,
 }
 
@@ -132,7 +131,7 @@ impl Uploader {
                 Cursor {
                     origin: 0,
                     rows_done: 0,
-                    offset_done: source::header_len(),
+                    offset_done: header_len(),
                     last_row: None,
                     layout: Some(replay),
                     ..c
@@ -152,7 +151,6 @@ impl Uploader {
         let (tx, rx) = mpsc::sync_channel(CHANNEL_MESSAGES);
         let queued = Arc::new(AtomicUsize::new(0));
         sink.attach_uploader(tx, cfg.channel_rows, Arc::clone(&queued));
-        let (done_tx, done) = mpsc::channel();
         let shutdown_timeout = cfg.shutdown_timeout;
         let source = Source::new(Arc::clone(sink), rx, queued, cfg.batch_rows * 2, cfg.batch_delay)
             .map_err(|e| Error::startup(format!("open {} for the Sheets upload", sink.path().display()), e))?;
@@ -171,38 +169,27 @@ impl Uploader {
             cfg.requests_per_minute
         );
         let sink = Arc::clone(sink);
-        let thread = std::thread::Builder::new()
-            .name("sheets-uploader".into())
-            .spawn(move || {
-                match Worker::new(cfg, key, saved, sink, stats, source) {
-                    Ok(mut w) => w.run(),
-                    Err(e) => log::error!(
-                        "Google Sheets upload stopped: {e}. Rows stay in the CSV and go up at the next start."
-                    ),
+        let thread = follower::spawn("sheets-uploader", move || {
+            match Worker::new(cfg, key, saved, sink, stats, source) {
+                Ok(mut w) => follower::run(&mut w, shutdown_timeout),
+                Err(e) => {
+                    log::error!("Google Sheets upload stopped: {e}. Rows stay in the CSV and go up at the next start.")
                 }
-                let _ = done_tx.send(());
-            })
-            .map_err(|e| Error::startup("start the sheets-uploader thread", e))?;
+            }
+        })
+        .map_err(|e| Error::startup("start the sheets-uploader thread", e))?;
         Ok(Uploader {
-            thread: Some(thread),
-            done,
+            thread,
             shutdown_timeout,
         })
     }
 
     /// Called after the CSV is closed (which drops the channel's sender): waits for the
     /// uploader to send what it can within its time and save its cursor.
-    pub fn finish(mut self, sink: &CsvSink) {
+    pub fn finish(self, sink: &CsvSink) {
         sink.detach_uploader();
-        match self.done.recv_timeout(self.shutdown_timeout + Duration::from_secs(5)) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                if let Some(t) = self.thread.take() {
-                    let _ = t.join();
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                log::warn!("The Sheets uploader did not stop in time; its saved cursor is consistent and the rest goes at the next start.");
-            }
+        if !self.thread.finish(self.shutdown_timeout + Duration::from_secs(5)) {
+            log::warn!("The Sheets uploader did not stop in time; its saved cursor is consistent and the rest goes at the next start.");
         }
     }
 }

@@ -242,8 +242,9 @@ impl Worker {
         if self.cfg.keep_days == 0 || self.kept_at.is_some_and(|t| t.elapsed() < KEEP_DAYS_EVERY) {
             return Ok(());
         }
-        let cutoff =
-            crate::row::rfc3339_millis(SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400));
+        let cutoff = crate::sink::csv::encode::rfc3339_millis(
+            SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400),
+        );
         let n = self.cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
         if n == 0 {
             return Ok(()); // nothing written yet: check at the next batch

@@ -11,11 +11,12 @@
 //! The [`Pacer`] spaces requests evenly, `60 s / requests_per_minute` apart, so that no
 //! 60-second window can hold more than the budget.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::client::ApiError;
 
-/// The longest backoff between two attempts.
+/// The longest backoff between two attempts (the backoff itself is
+/// [`crate::sink::follower::Backoff`]).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,48 +36,6 @@ pub fn classify(e: &ApiError) -> Class {
         ApiError::Status { code: 401, .. } => Class::Unauthorized,
         ApiError::Status { code, .. } if *code == 429 || *code == 408 || *code >= 500 => Class::Transient,
         ApiError::Status { .. } => Class::NeedsOperator,
-    }
-}
-
-/// Truncated exponential backoff with jitter.
-#[derive(Debug)]
-pub struct Backoff {
-    attempt: u32,
-    rng: u64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9_7f4a_7c15);
-        Backoff {
-            attempt: 0,
-            rng: seed | 1,
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before the next attempt; at least `retry_after` when Google sent one.
-    pub fn next(&mut self, retry_after: Option<Duration>) -> Duration {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let jitter = Duration::from_millis(self.rng % 1000);
-        let exp = Duration::from_secs(1u64 << self.attempt.min(6));
-        self.attempt = self.attempt.saturating_add(1);
-        let wait = (exp + jitter).min(MAX_BACKOFF);
-        retry_after.map_or(wait, |r| r.max(wait))
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub fn failures(&self) -> u32 {
-        self.attempt
     }
 }
 
@@ -127,21 +86,6 @@ mod tests {
         assert_eq!(classify(&status(403)), Class::NeedsOperator);
         assert_eq!(classify(&status(400)), Class::NeedsOperator);
         assert_eq!(classify(&ApiError::Transport("reset".into())), Class::Transient);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_is_capped_and_honours_retry_after() {
-        let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..10).map(|_| b.next(None)).collect();
-        for (n, w) in waits.iter().enumerate() {
-            let base = Duration::from_secs(1 << n.min(6));
-            assert!(
-                *w >= base.min(MAX_BACKOFF) && *w <= (base + Duration::from_secs(1)).min(MAX_BACKOFF),
-                "{n}: {w:?}"
-            );
-        }
-        b.reset();
-        assert!(b.next(Some(Duration::from_secs(30))) >= Duration::from_secs(30));
     }
 
     #[test]

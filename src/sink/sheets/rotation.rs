@@ -1,7 +1,7 @@
 //! The uploader following the CSV through rotation (logrotate, a deleted file, SIGHUP).
 //!
 //! The source keeps reading the rotated file through the handle it holds
-//! ([`crate::sink::follow`], shared with the PostgreSQL sink) until every durable row of
+//! ([`crate::sink::follower`], shared with the PostgreSQL sink) until every durable row of
 //! it is confirmed in the sheet; then the cursor moves to the new file's first data row,
 //! and the sheet goes on after the old file's rows: in the readable layouts each board's
 //! tab simply continues (the layout state is kept), in the `csv` layout the new file's
@@ -13,8 +13,8 @@
 use crate::config::SheetsLayout;
 use crate::sink::cursor;
 
-use super::source::header_len;
 use super::worker::{Stall, Worker};
+use crate::sink::follower::rows::header_len;
 
 impl Worker {
     /// Every row of the rotated file is in the sheet: continue with the new file.

@@ -16,8 +16,8 @@
 //!
 //! # Through rotation
 //!
-//! The source reads the CSV through a [`FollowedCsv`], the handle the PostgreSQL sink
-//! uses too: when the file is moved away or deleted and the sink starts a new one, the
+//! The source reads the CSV through a [`FollowedCsv`] ([`crate::sink::follower`], shared
+//! with the PostgreSQL sink): when the file is moved away or deleted and the sink starts a new one, the
 //! source goes on reading the old file to its end (rows of the new file that arrive by
 //! channel meanwhile are left for later), and once every one of its rows is confirmed,
 //! the worker moves the cursor to the new file's first data row
@@ -40,16 +40,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::row::{Row, COLUMNS, HEADER};
+use crate::sink::csv::encode::{Row, COLUMNS};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{row_hash, Cursor, RowId};
-use crate::sink::follow::FollowedCsv;
+use crate::sink::follower::rows::{self, header_len};
+use crate::sink::follower::FollowedCsv;
 use crate::sink::Appended;
-
-/// Bytes of the CSV header line, where row 0 starts.
-pub fn header_len() -> u64 {
-    HEADER.join(",").len() as u64 + 1
-}
 
 /// Rows waiting to be uploaded, from the channel or read back from the CSV.
 pub struct Source {
@@ -67,7 +63,7 @@ pub struct Source {
     pub oldest: Option<Instant>,
     cap: usize,
     batch_delay: Duration,
-    /// The CSV file this source reads, and its generation (see `crate::sink::follow`):
+    /// The CSV file this source reads, and its generation (see `crate::sink::follower`):
     /// rows of another generation belong to another file. Opened at start, before any
     /// board is accepted, so it is the file the cursor was checked against, however long
     /// Google stays out of reach and whatever rotation comes meanwhile.
@@ -285,11 +281,9 @@ impl Source {
 
 /// The identity of the row stored at `start..end` of the CSV.
 fn row_id(file: &File, start: u64, end: u64) -> std::io::Result<RowId> {
-    let mut buf = vec![0; end.saturating_sub(start) as usize];
-    file.read_exact_at(&mut buf, start)?;
     Ok(RowId {
         offset: start,
-        fnv1a64: row_hash(&buf),
+        fnv1a64: format!("{:016x}", rows::hash_at(file, start, end)?),
     })
 }
 
@@ -501,6 +495,7 @@ fn scan(csv: &Path, start: u64, limit: u64, end_of_file: u64, want: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::csv::encode::HEADER;
 
     fn cursor(rows: u64, offset: u64, last: Option<(u64, &[u8])>) -> Cursor {
         Cursor {

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::row::{COLUMNS, HEADER};
+use crate::sink::csv::encode::{COLUMNS, HEADER};
 use crate::sink::cursor::{self, Cursor};
 
 use super::client::{self, quote_tab, ApiError, Spreadsheet, Tab};

@@ -16,9 +16,11 @@
 //!
 //! # Outages
 //!
-//! The first failure of an outage is logged (WARN when it will pass by itself, ERROR when
-//! the operator must act), repeats only now and then; the first success after it logs one
-//! INFO with the outage's length.
+//! The worker is a [`Follow`]er: the loop, the shutdown time and the outage log (the
+//! first failure of an outage is logged, WARN when it will pass by itself, ERROR when the
+//! operator must act; repeats only now and then; the first success after it logs one INFO
+//! with the outage's length) are [`crate::sink::follower`]'s, shared with the PostgreSQL
+//! sink.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,13 +30,15 @@ use serde_json::Value;
 use crate::config::SheetsConfig;
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
+use crate::sink::follower::rows::header_len;
+use crate::sink::follower::{Backoff, Failure, Follow, Retry, Wording};
 use crate::stats::Stats;
 
 use super::auth::{trim_period, Auth, TokenError};
 use super::cells;
 use super::client::{quote_tab, ApiError, Client};
-use super::retry::{self, Backoff, Class, Pacer};
-use super::source::{header_len, Source};
+use super::retry::{self, Class, Pacer};
+use super::source::Source;
 use super::target::Target;
 use super::{explain, OPERATOR_RETRY};
 
@@ -65,11 +69,11 @@ pub struct Worker {
     pub(super) target: Option<Target>,
     pub(super) cursor: Cursor,
     pacer: Pacer,
-    backoff: Backoff,
+    /// The backoff, the slow schedule and the outage in progress.
+    retry: Retry,
+    /// The end of the shutdown time, once it started: no request may outlast it.
     stop_at: Option<Instant>,
     pub(super) warned_cells_pct: u64,
-    /// Since when, and how many attempts have failed in a row.
-    outage: Option<(Instant, u32)>,
     /// After a refused batch: at most this many rows per batch until `rows_done` reaches
     /// the end of the refused batch.
     pub(super) narrow: Option<(usize, u64)>,
@@ -125,10 +129,18 @@ impl Worker {
             auth: None,
             target: None,
             cursor,
-            backoff: Backoff::default(),
+            retry: Retry::new(
+                Wording::new(
+                    "Google Sheets",
+                    "the Sheets uploader",
+                    "the sheet",
+                    "sheets.shutdown_timeout_secs",
+                ),
+                Backoff::new(Duration::from_secs(1), retry::MAX_BACKOFF, Duration::from_secs(1)),
+                OPERATOR_RETRY,
+            ),
             stop_at: None,
             warned_cells_pct: 0,
-            outage: None,
             narrow: None,
             narrow_reason: None,
             kept_at: None,
@@ -136,54 +148,8 @@ impl Worker {
         })
     }
 
-    pub fn run(&mut self) {
-        loop {
-            self.source.drain(Duration::ZERO);
-            if self.source.disconnected && self.stop_at.is_none() {
-                let left = self.source.backlog();
-                self.stop_at = Some(Instant::now() + self.cfg.shutdown_timeout);
-                if left > 0 {
-                    log::info!(
-                        "Uploading the remaining {left} rows to Google Sheets (up to {} s, sheets.shutdown_timeout_secs).",
-                        self.cfg.shutdown_timeout.as_secs()
-                    );
-                }
-            }
-            if self.stop_at.is_some_and(|t| Instant::now() >= t) {
-                break;
-            }
-            match self.step() {
-                Ok(true) => {}
-                Ok(false) => {
-                    if self.source.disconnected && self.caught_up() {
-                        break;
-                    }
-                    // Nothing due: wait for rows, for the oldest to come due, or for
-                    // received rows to become durable (the next fsync).
-                    let waiting_for_fsync = !self.source.is_empty() && self.source.ready().next().is_none();
-                    let wait = if waiting_for_fsync {
-                        Duration::from_millis(50)
-                    } else {
-                        self.source
-                            .oldest
-                            .map(|t| self.cfg.batch_delay.saturating_sub(t.elapsed()))
-                            .unwrap_or(Duration::from_millis(500))
-                            .clamp(Duration::from_millis(5), Duration::from_millis(500))
-                    };
-                    self.source.drain(wait);
-                }
-                Err(stall) => self.stalled(stall),
-            }
-        }
-        let left = self.source.backlog();
-        if left > 0 {
-            log::warn!("Stopped the Sheets uploader with {left} rows not yet in the sheet; they are in the CSV and go up at the next start.");
-        } else {
-            log::info!("Google Sheets is up to date ({} rows).", self.cursor.rows_done);
-        }
-    }
-
-    fn caught_up(&self) -> bool {
+    /// Everything the CSV holds is in the sheet.
+    fn all_confirmed(&self) -> bool {
         self.source.is_empty() && self.source.on_current_file() && self.cursor.rows_done >= self.sink.position().0
     }
 
@@ -211,55 +177,6 @@ impl Worker {
         }
         self.send_batch()?;
         Ok(true)
-    }
-
-    /// Logs a stall and waits before the next attempt (draining the channel meanwhile).
-    fn stalled(&mut self, stall: Stall) {
-        let (wait, message, operator) = match &stall {
-            Stall::Api(e) => match retry::classify(e) {
-                Class::Transient | Class::Unauthorized => {
-                    let after = match e {
-                        ApiError::Status { retry_after, .. } => *retry_after,
-                        _ => None,
-                    };
-                    (self.backoff.next(after), e.to_string(), false)
-                }
-                Class::NeedsOperator => (OPERATOR_RETRY, explain(e, &self.cfg.spreadsheet_id, &self.email), true),
-            },
-            Stall::Token(e @ TokenError::Refused(_)) => (OPERATOR_RETRY, e.to_string(), true),
-            Stall::Token(e) => (self.backoff.next(None), e.to_string(), false),
-            Stall::Operator(m) => (OPERATOR_RETRY, m.clone(), true),
-        };
-        Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
-        let message = trim_period(&message);
-        let (since, attempts) = self.outage.get_or_insert((Instant::now(), 0));
-        *attempts += 1;
-        let (since, attempts) = (*since, *attempts);
-        let pending = self.source.backlog();
-        if operator {
-            log::error!(
-                "Google Sheets: {message}. {pending} rows are waiting in the CSV; retrying in {} s.",
-                wait.as_secs()
-            );
-        } else if attempts == 1 || since.elapsed() > Duration::from_secs(60) && attempts.is_multiple_of(5) {
-            log::warn!(
-                "Google Sheets: {message}. Retrying in {:.1} s ({pending} rows waiting, kept in the CSV).",
-                wait.as_secs_f64()
-            );
-        }
-        let until = Instant::now() + wait;
-        let until = self.stop_at.map_or(until, |s| s.min(until));
-        while Instant::now() < until && !(self.source.disconnected && self.stop_at.is_some_and(|s| Instant::now() >= s))
-        {
-            self.source.drain(
-                until
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(200)),
-            );
-            if self.source.disconnected && self.stop_at.is_none() {
-                break; // let run() set the shutdown deadline
-            }
-        }
     }
 
     /// One Sheets request: waits for its turn, adds the token, renews a rejected token once.
@@ -455,19 +372,84 @@ impl Worker {
 
     /// Ends an outage: one INFO line with its length.
     pub(super) fn recovered(&mut self) {
-        if let Some((since, attempts)) = self.outage.take() {
-            let secs = since.elapsed().as_secs_f64();
-            log::info!(
-                "Google Sheets reachable again after {} ({attempts} failed attempt{}); catching up from the CSV.",
-                if secs < 10.0 {
-                    format!("{secs:.1} s")
-                } else {
-                    format!("{secs:.0} s")
+        self.retry.recovered();
+    }
+}
+
+impl Follow for Worker {
+    type Stall = Stall;
+
+    /// Takes what the channel holds; the sink dropped its sender at shutdown.
+    fn stop_requested(&mut self) -> bool {
+        self.source.drain(Duration::ZERO);
+        self.source.disconnected
+    }
+
+    fn stopping(&mut self, deadline: Instant) {
+        self.stop_at = Some(deadline);
+    }
+
+    fn backlog(&self) -> u64 {
+        self.source.backlog()
+    }
+
+    fn step(&mut self) -> std::result::Result<bool, Stall> {
+        Worker::step(self)
+    }
+
+    fn caught_up(&self) -> bool {
+        self.all_confirmed()
+    }
+
+    /// Waits for rows, for the oldest to come due, or for received rows to become
+    /// durable (the next fsync).
+    fn idle(&mut self) {
+        let waiting_for_fsync = !self.source.is_empty() && self.source.ready().next().is_none();
+        let wait = if waiting_for_fsync {
+            Duration::from_millis(50)
+        } else {
+            self.source
+                .oldest
+                .map(|t| self.cfg.batch_delay.saturating_sub(t.elapsed()))
+                .unwrap_or(Duration::from_millis(500))
+                .clamp(Duration::from_millis(5), Duration::from_millis(500))
+        };
+        self.source.drain(wait);
+    }
+
+    fn failure(&mut self, stall: Stall) -> Failure {
+        Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
+        let failure = match stall {
+            Stall::Api(e) => match retry::classify(&e) {
+                Class::Transient | Class::Unauthorized => Failure {
+                    retry_after: match &e {
+                        ApiError::Status { retry_after, .. } => *retry_after,
+                        _ => None,
+                    },
+                    ..Failure::transient(e.to_string())
                 },
-                if attempts == 1 { "" } else { "s" }
-            );
+                Class::NeedsOperator => Failure::operator(explain(&e, &self.cfg.spreadsheet_id, &self.email)),
+            },
+            Stall::Token(e @ TokenError::Refused(_)) => Failure::operator(e.to_string()),
+            Stall::Token(e) => Failure::transient(e.to_string()),
+            Stall::Operator(m) => Failure::operator(m),
+        };
+        Failure {
+            message: trim_period(&failure.message).to_string(),
+            ..failure
         }
-        self.backoff.reset();
+    }
+
+    fn pause(&mut self, d: Duration) {
+        self.source.drain(d);
+    }
+
+    fn retry(&mut self) -> &mut Retry {
+        &mut self.retry
+    }
+
+    fn up_to_date(&self) {
+        log::info!("Google Sheets is up to date ({} rows).", self.cursor.rows_done);
     }
 }
 

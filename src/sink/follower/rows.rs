@@ -1,13 +1,14 @@
-//! Reading the CSV for the database: rows from a byte offset up to the durable mark,
-//! each with its identity, and the check of a saved cursor against the file.
+//! Reading the CSV for a sink: rows from a byte offset up to the durable mark, each
+//! with its identity, and the check of a saved position against the file.
 //!
 //! # Row identity
 //!
 //! A row is known by where it starts in the file and by a hash of its bytes (FNV-1a,
-//! 64 bits, over the raw row including its newline). The cursor in the database keeps
-//! both for the last row it confirmed; at start the sink reads those bytes back and
-//! compares. A file that was replaced, restored from a backup or cut by a torn-row
-//! repair is noticed there, before a single row is sent.
+//! 64 bits, over the raw row including its newline). A sink's cursor keeps both for the
+//! last row it confirmed (the PostgreSQL sink in the database, the uploader in its
+//! cursor file, as hex); at start the sink reads those bytes back and compares. A file
+//! that was replaced, restored from a backup or cut by a torn-row repair is noticed
+//! there, before a single row is sent.
 //!
 //! # The durable mark
 //!
@@ -17,15 +18,18 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 
-use crate::row::{COLUMNS, HEADER};
+use crate::sink::csv::encode::{COLUMNS, HEADER};
 
 /// Length of the header line every sensorlog CSV starts with.
 pub fn header_len() -> u64 {
     HEADER.join(",").len() as u64 + 1
 }
 
-/// FNV-1a, 64 bits: small, fast, and stable across Rust versions and machines.
+/// FNV-1a, 64 bits: small, fast, and stable across Rust versions and machines; an
+/// identity check against edits and shifts, not a defence against an adversary (the CSV
+/// is ours).
 pub fn row_hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -35,7 +39,20 @@ pub fn row_hash(bytes: &[u8]) -> u64 {
     h
 }
 
-/// One CSV row read for the database.
+/// The [`row_hash`] of the bytes at `start..end` of `file`: the identity of the row
+/// stored there, as a cursor records it.
+pub fn hash_at(file: &File, start: u64, end: u64) -> io::Result<u64> {
+    let mut bytes = vec![0; end.saturating_sub(start) as usize];
+    file.read_exact_at(&mut bytes, start)?;
+    Ok(row_hash(&bytes))
+}
+
+/// [`row_hash`] as 16 hex digits, as files that people may read keep it.
+pub fn row_hash_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", row_hash(bytes))
+}
+
+/// One CSV row read for a sink.
 #[derive(Debug, Clone)]
 pub struct SourceRow {
     /// Byte offset of its first byte in the CSV.
@@ -48,7 +65,7 @@ pub struct SourceRow {
 }
 
 /// The fields of a row, unquoted, in one string: one allocation per row instead of
-/// one per field (the sink reads 10,000 rows a batch). `fields[i]` is a `&str`.
+/// one per field (the PostgreSQL sink reads 10,000 rows a batch). `fields[i]` is a `&str`.
 #[derive(Debug, Clone, Default)]
 pub struct Fields {
     text: String,
@@ -90,7 +107,7 @@ impl std::ops::Index<usize> for Fields {
     }
 }
 
-/// Where the database has caught up to in one CSV.
+/// Where a sink has caught up to in one CSV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// Data rows confirmed (rows `0..rows`).
@@ -203,12 +220,11 @@ pub fn verify(file: &mut File, saved: &Position, durable: u64) -> io::Result<Ver
             Verified::Missing
         });
     };
-    if saved.offset <= durable && last_start < saved.offset {
-        let mut bytes = vec![0; (saved.offset - last_start) as usize];
-        file.seek(SeekFrom::Start(last_start))?;
-        if file.read_exact(&mut bytes).is_ok() && row_hash(&bytes) == last_hash {
-            return Ok(Verified::Same);
-        }
+    if saved.offset <= durable
+        && last_start < saved.offset
+        && hash_at(file, last_start, saved.offset).is_ok_and(|h| h == last_hash)
+    {
+        return Ok(Verified::Same);
     }
     // Scan the whole file once for rows with that hash.
     let mut best: Option<Position> = None;
@@ -240,67 +256,14 @@ pub fn verify(file: &mut File, saved: &Position, durable: u64) -> io::Result<Ver
     Ok(best.map_or(Verified::Missing, Verified::Moved))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what [`crate::row::rfc3339_millis`] writes) as
-/// microseconds since 2000-01-01 UTC, PostgreSQL's `timestamptz` epoch. `None` if
-/// the text is not in that form.
-pub fn pg_micros(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = &b[r];
-        s.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| s.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut micros = 0i64;
-    if b[i] == b'.' {
-        i += 1;
-        let digits_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - digits_start < 6 {
-                micros = micros * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        let n = i - digits_start;
-        if n == 0 {
-            return None;
-        }
-        for _ in n..6 {
-            micros *= 10;
-        }
-    }
-    if i + 1 != b.len() || b[i] != b'Z' {
-        return None;
-    }
-    // days_from_civil (Howard Hinnant), then shift from 1970 to 2000.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468 - 10_957;
-    Some(((days * 24 + h) * 60 + mi) * 60_000_000 + s * 1_000_000 + micros)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
 
     const H: &str = "received_at,device,field,value,type,peer,boot,seq,device_time\n";
 
     fn tmp(name: &str, contents: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sensorlog-pgsrc-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("sensorlog-rows-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("r.csv");
         std::fs::write(&p, contents).unwrap();
@@ -390,31 +353,5 @@ mod tests {
             Verified::Missing
         );
         let _ = std::fs::remove_dir_all(p.parent().unwrap());
-    }
-
-    #[test]
-    fn timestamps_match_the_row_encoder() {
-        for (secs, ms) in [
-            (0u64, 0u64),
-            (946_684_800, 0),
-            (1_767_225_600, 123),
-            (4_102_444_799, 999),
-        ] {
-            let t = UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms);
-            let text = crate::row::rfc3339_millis(t);
-            let want = (secs as i64 - 946_684_800) * 1_000_000 + ms as i64 * 1000;
-            assert_eq!(pg_micros(&text), Some(want), "{text}");
-        }
-        assert_eq!(pg_micros("2000-01-01T00:00:00Z"), Some(0));
-        assert_eq!(pg_micros("2000-01-01T00:00:00.5Z"), Some(500_000));
-        for bad in [
-            "",
-            "2000-01-01 00:00:00Z",
-            "2000-13-01T00:00:00Z",
-            "2000-01-01T00:00:00.Z",
-            "2000-01-01T00:00:00.000",
-        ] {
-            assert_eq!(pg_micros(bad), None, "{bad}");
-        }
     }
 }

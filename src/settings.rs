@@ -1,0 +1,295 @@
+//! What every section of the configuration shares, below all of them: the error a bad
+//! value gets ([`ConfigError`]), its range check ([`in_range`]), and the keys a raw
+//! section accepts, read from its serde definition ([`accepted_keys`]).
+//!
+//! A section's settings live beside the code that uses them (`sink/postgres/settings.rs`
+//! for `[postgres]`); `config` assembles them into `Config`. Every module may import this
+//! one; it imports none of them, so no section and no assembler can form a circle
+//! through it.
+//!
+//! # One definition of the keys
+//!
+//! The raw structs (`#[derive(Deserialize)]`, `deny_unknown_fields`) are the one
+//! definition of what the file accepts. [`accepted_keys`] walks them the way the TOML
+//! parser does and lists every `section.key` the parser would take; the docs test
+//! (`tests/config_keys.rs`) holds that list against the README's reference table (key and
+//! default) and the example file, so a key cannot be accepted but undocumented,
+//! documented but refused, or documented with a default the code does not use.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// A bad configuration value: the key as written in the file, and why.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `v` if it is within `lo..=hi`, else the error that says so (`unit` follows the
+/// bounds: " s", " bytes", or "").
+pub fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::new(
+            key,
+            format!("must be between {lo} and {hi}{unit}, got {v}"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Every key (`section.key`, nested with dots) that the raw struct `T` accepts, in its
+/// declaration order: what the TOML parser would take, read from `T`'s own definition.
+pub fn accepted_keys<T: for<'de> Deserialize<'de>>() -> Vec<String> {
+    let mut keys = Vec::new();
+    // The walk hands every field an empty value; the result is not needed.
+    let _ = T::deserialize(Walk {
+        path: String::new(),
+        keys: &mut keys,
+    });
+    keys
+}
+
+/// A deserializer that answers a struct with all its fields (recording the path of each
+/// one that is not itself a struct) and any other value with an empty one.
+struct Walk<'a> {
+    path: String,
+    keys: &'a mut Vec<String>,
+}
+
+#[derive(Debug)]
+struct WalkError(String);
+
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WalkError {}
+
+impl de::Error for WalkError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        WalkError(msg.to_string())
+    }
+}
+
+impl Walk<'_> {
+    fn leaf(self) {
+        self.keys.push(self.path);
+    }
+}
+
+macro_rules! leaf {
+    ($($method:ident => $visit:ident($($value:expr)?)),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
+            self.leaf();
+            visitor.$visit($($value)?)
+        })*
+    };
+}
+
+impl<'de> Deserializer<'de> for Walk<'_> {
+    type Error = WalkError;
+
+    leaf! {
+        deserialize_any => visit_unit(),
+        deserialize_bool => visit_bool(false),
+        deserialize_i8 => visit_i64(0),
+        deserialize_i16 => visit_i64(0),
+        deserialize_i32 => visit_i64(0),
+        deserialize_i64 => visit_i64(0),
+        deserialize_u8 => visit_u64(0),
+        deserialize_u16 => visit_u64(0),
+        deserialize_u32 => visit_u64(0),
+        deserialize_u64 => visit_u64(0),
+        deserialize_f32 => visit_f64(0.0),
+        deserialize_f64 => visit_f64(0.0),
+        deserialize_char => visit_char(' '),
+        deserialize_str => visit_str(""),
+        deserialize_string => visit_str(""),
+        deserialize_bytes => visit_bytes(&[]),
+        deserialize_byte_buf => visit_bytes(&[]),
+        deserialize_option => visit_none(),
+        deserialize_unit => visit_unit(),
+        deserialize_identifier => visit_str(""),
+        deserialize_ignored_any => visit_unit(),
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, WalkError> {
+        self.leaf();
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, WalkError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
+        self.leaf();
+        visitor.visit_seq(Empty)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, WalkError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, WalkError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
+        self.leaf();
+        visitor.visit_map(Fields {
+            names: &[],
+            next: 0,
+            path: String::new(),
+            keys: &mut Vec::new(),
+        })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, WalkError> {
+        visitor.visit_map(Fields {
+            names: fields,
+            next: 0,
+            path: self.path,
+            keys: self.keys,
+        })
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, WalkError> {
+        self.leaf();
+        Err(de::Error::custom("an enum outside an Option"))
+    }
+}
+
+/// A struct's fields, each with a [`Walk`] for its value.
+struct Fields<'a> {
+    names: &'static [&'static str],
+    next: usize,
+    path: String,
+    keys: &'a mut Vec<String>,
+}
+
+impl<'de> MapAccess<'de> for Fields<'_> {
+    type Error = WalkError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, WalkError> {
+        match self.names.get(self.next) {
+            Some(name) => seed.deserialize(name.into_deserializer()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, WalkError> {
+        let name = self.names[self.next];
+        self.next += 1;
+        let path = if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        };
+        seed.deserialize(Walk { path, keys: self.keys })
+    }
+}
+
+struct Empty;
+
+impl<'de> SeqAccess<'de> for Empty {
+    type Error = WalkError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, _: T) -> Result<Option<T::Value>, WalkError> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Raw {
+        #[serde(default)]
+        a: Section,
+        #[serde(default)]
+        b: Other,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Section {
+        one: Option<u64>,
+        two: Option<Vec<String>>,
+        #[serde(rename = "three_secs")]
+        three: Option<f64>,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Other {
+        flag: Option<bool>,
+        path: Option<std::path::PathBuf>,
+    }
+
+    #[test]
+    fn keys_are_read_from_the_struct_as_the_parser_sees_it() {
+        assert_eq!(
+            accepted_keys::<Raw>(),
+            ["a.one", "a.two", "a.three_secs", "b.flag", "b.path"]
+        );
+    }
+
+    #[test]
+    fn range_errors_name_the_key_and_the_bounds() {
+        assert_eq!(in_range("s.k", 5, 1, 10, " s").unwrap(), 5);
+        let e = in_range("s.k", 11, 1, 10, " s").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: s.k: must be between 1 and 10 s, got 11"
+        );
+    }
+}
