@@ -211,6 +211,7 @@ pub struct SheetsFile {
     pub cell_budget_percent: Option<u8>,
     pub max_board_tabs: Option<u32>,
     pub overview_refresh_secs: Option<u64>,
+    pub stall_warn_secs: Option<u64>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -268,6 +269,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.cell_budget_percent",
     "sheets.max_board_tabs",
     "sheets.overview_refresh_secs",
+    "sheets.stall_warn_secs",
     "postgres.url",
     "postgres.password_file",
     "postgres.table",
@@ -411,6 +413,9 @@ pub struct SheetsConfig {
     /// The overview is rewritten at least this often without new readings; zero = only
     /// with batches (`sheets.overview_refresh_secs`).
     pub overview_refresh: Duration,
+    /// Rows waiting and nothing confirmed for this long: a WARN saying what the upload
+    /// waits for (`sheets.stall_warn_secs`).
+    pub stall_warn: Duration,
     /// When the overview calls a board `silent`: `[alerts]`'s rule, one rule everywhere.
     pub silent_factor: f64,
     pub min_silent: Duration,
@@ -431,6 +436,7 @@ pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
 pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
 pub const DEFAULT_OVERVIEW_REFRESH_SECS: u64 = 60;
+pub const DEFAULT_STALL_WARN_SECS: u64 = 60;
 /// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
 /// documented (no tab limit is documented today; README, "Tabs"), leaving
 /// room for the overview, the shared tab and tabs of your own.
@@ -1128,6 +1134,13 @@ impl SheetsConfig {
                 "sheets.overview_refresh_secs",
                 f.overview_refresh_secs.unwrap_or(DEFAULT_OVERVIEW_REFRESH_SECS),
                 0,
+                86_400,
+                " seconds",
+            )?),
+            stall_warn: Duration::from_secs(in_range(
+                "sheets.stall_warn_secs",
+                f.stall_warn_secs.unwrap_or(DEFAULT_STALL_WARN_SECS),
+                1,
                 86_400,
                 " seconds",
             )?),

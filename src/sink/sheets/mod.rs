@@ -44,10 +44,13 @@ pub mod client;
 pub mod layout;
 pub mod layout_run;
 pub mod overview;
+pub mod reconcile;
+pub mod refusals;
 pub mod retention;
 pub mod retry;
 pub mod rotation;
 pub mod source;
+pub mod stall_watch;
 pub mod target;
 pub mod worker;
 

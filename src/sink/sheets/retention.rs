@@ -61,6 +61,12 @@ impl Worker {
 
     /// The tab's row count as Google reports it now (the target's grid is refreshed).
     fn grid_rows(&mut self, title: &str) -> std::result::Result<u64, Stall> {
+        // Just read (at set-up or after a failure) and unchanged since: no second read.
+        if let Some(t) = self.target.as_ref().filter(|t| t.fresh && !t.grid_stale) {
+            if let Some(tab) = t.tabs.iter().chain(&t.others).find(|x| x.title == title) {
+                return Ok(tab.rows);
+            }
+        }
         let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
         let Some(tab) = sheet.tab(title) else {
             return Err(Stall::Operator(format!(
@@ -76,6 +82,7 @@ impl Worker {
             }
             target.cells = sheet.cells();
             target.grid_stale = false;
+            target.fresh = true;
         }
         Ok(rows)
     }
@@ -139,6 +146,9 @@ impl Worker {
         let request = serde_json::json!({"deleteDimension": {"range": {
             "sheetId": sheet_id, "dimension": "ROWS", "startIndex": 1, "endIndex": 1 + p.rows
         }}});
+        if let Some(t) = self.target.as_mut() {
+            t.fresh = false;
+        }
         match self.call(move |c, t| {
             let request = request.clone();
             Box::pin(async move { c.batch_requests(t, vec![request]).await })
@@ -180,35 +190,20 @@ impl Worker {
         Ok(())
     }
 
-    /// Cells the grid would gain for `plan` (rows grown `sheets.grow_rows` at a time).
-    fn growth(&self, plan: &Plan) -> u64 {
-        let Some(target) = self.target.as_ref() else { return 0 };
-        plan.needs
-            .iter()
-            .map(
-                |(title, rows, cols)| match target.tabs.iter().find(|t| &t.title == title) {
-                    Some(t) => {
-                        let new_rows = if *rows > t.rows {
-                            t.rows + (rows - t.rows).max(u64::from(self.cfg.grow_rows))
-                        } else {
-                            t.rows
-                        };
-                        (new_rows * t.columns.max(*cols)).saturating_sub(t.rows * t.columns)
-                    }
-                    None => (u64::from(self.cfg.grow_rows) + 1) * cols,
-                },
-            )
-            .sum()
-    }
-
     /// Deletes oldest rows until `plan`'s growth fits the cell budget; `true` when rows
     /// were deleted (the plan must be made again: the next rows moved up).
     pub(super) fn fit_budget(&mut self, plan: &Plan) -> std::result::Result<bool, Stall> {
-        let budget = self.cfg.max_cells / 100 * u64::from(self.cfg.cell_budget_percent);
+        if self.target.as_ref().is_some_and(|t| t.grid_stale) {
+            self.reconcile()?;
+        }
+        let budget = self.budget();
         let cells = self.target.as_ref().map_or(0, |t| t.cells);
-        let growth = self.growth(plan);
-        let need = (cells + growth).saturating_sub(budget);
-        log::debug!("Cell budget: {cells} cells, {growth} to grow, budget {budget}.");
+        // The least growth: rows ahead of need are only taken where the budget leaves room.
+        let growth = self.min_growth(plan);
+        // Unused grid rows are given back first (in the batch's `batchUpdate`).
+        let spare: u64 = self.spare_rows(plan).iter().map(|(_, keep, rows, cols)| (rows - keep) * cols).sum();
+        let need = (cells + growth).saturating_sub(budget).saturating_sub(spare);
+        log::debug!("Cell budget: {cells} cells, {growth} to grow, {spare} spare, budget {budget}.");
         if need == 0 {
             return Ok(false);
         }
@@ -221,6 +216,7 @@ impl Worker {
             .min_by(|a, b| a.1.oldest.cmp(&b.1.oldest))
             .map(|(i, _)| i)
         else {
+            self.cannot_fit(plan, cells + growth, budget);
             return Ok(false);
         };
         let title = &state.tabs[t].title;
@@ -235,6 +231,22 @@ impl Worker {
             self.cfg.cell_budget_percent, self.cfg.max_cells
         );
         self.delete_oldest(t, rows, &why)
+    }
+
+    /// Every board tab is down to its newest reading and the batch still does not fit:
+    /// one ERROR (a minute apart at most) naming the boards whose readings wait.
+    fn cannot_fit(&mut self, plan: &Plan, want: u64, budget: u64) {
+        let known = self.cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
+        let waiting: Vec<&str> = plan.state.tabs[known.min(plan.state.tabs.len())..]
+            .iter()
+            .map(|t| t.title.as_str())
+            .collect();
+        let rows = plan.state.tabs.len();
+        super::refusals::log_once_a_minute("cannot fit", || {
+            log::error!(
+                "The spreadsheet cannot hold the newest reading of every board: {rows} board tabs need {want} cells, the budget is {budget} (sheets.cell_budget_percent of sheets.max_cells) and every tab is down to its newest reading. Waiting: new tabs {waiting:?}. Raise sheets.max_cells if Google allows it, or point sheets.spreadsheet at a new spreadsheet; the CSV keeps every reading."
+            )
+        });
     }
 
     /// `sheets.keep_days`: deletes rows older than that from every board tab.

@@ -80,6 +80,8 @@ pub struct Worker {
     pub(super) kept_at: Option<Instant>,
     /// The overview as last written (see `overview`).
     pub(super) overview_sent: super::overview::OverviewSent,
+    /// `sheets.stall_warn_secs`: since when nothing was confirmed.
+    watch: super::stall_watch::Watch,
 }
 
 impl Worker {
@@ -133,6 +135,7 @@ impl Worker {
             narrow_reason: None,
             kept_at: None,
             overview_sent: Default::default(),
+            watch: Default::default(),
         })
     }
 
@@ -236,6 +239,13 @@ impl Worker {
         *attempts += 1;
         let (since, attempts) = (*since, *attempts);
         let pending = self.source.backlog();
+        let waits_for = match &stall {
+            Stall::Api(ApiError::Status { code: 429, .. }) => format!("Google's quota (HTTP 429), retrying in {:.0} s", wait.as_secs_f64()),
+            Stall::Api(e) if retry::classify(e) == Class::NeedsOperator => format!("Google's refusal: {message}"),
+            Stall::Operator(m) if m.contains("cells") => format!("the cell budget: {message}"),
+            _ => format!("a backoff after: {message}"),
+        };
+        self.watch.check(pending, &waits_for, self.cfg.stall_warn);
         if operator {
             log::error!(
                 "Google Sheets: {message}. {pending} rows are waiting in the CSV; retrying in {} s.",
@@ -274,6 +284,10 @@ impl Worker {
         let mut fresh = false;
         loop {
             let delay = self.pacer.delay();
+            if delay > Duration::from_secs(1) {
+                let pending = self.source.backlog();
+                self.watch.check(pending, "the request quota (sheets.requests_per_minute)", self.cfg.stall_warn);
+            }
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
@@ -295,6 +309,9 @@ impl Worker {
                     )))),
                 }
             });
+            if let Err(Stall::Api(e)) = &result {
+                super::refusals::note(&self.stats, e, "a request"); // issue 18: never silent
+            }
             match result {
                 Err(Stall::Api(e)) if retry::classify(&e) == Class::Unauthorized && !fresh => {
                     log::debug!("Google Sheets answered 401; fetching a new token.");
@@ -449,6 +466,7 @@ impl Worker {
             .sheets_last_upload_unix_ms
             .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         log::debug!("Uploaded CSV rows {first}..{rows} to sheet rows {r1}..{r2}.");
+        self.watch.progress();
         self.recovered();
         Ok(())
     }
