@@ -92,12 +92,12 @@ impl Worker {
         let Some(target) = self.target.as_ref() else { return 0 };
         needs(plan, &self.cfg.overview_tab)
             .iter()
-            .map(|(title, rows, cols)| {
-                match target.tabs.iter().chain(&target.others).find(|t| &t.title == title) {
+            .map(
+                |(title, rows, cols)| match target.tabs.iter().chain(&target.others).find(|t| &t.title == title) {
                     Some(t) => (t.rows.max(*rows) * t.columns.max(*cols)).saturating_sub(t.rows * t.columns),
                     None => rows * cols,
-                }
-            })
+                },
+            )
             .sum()
     }
 
@@ -188,7 +188,9 @@ impl Worker {
     /// lost, or by an older version) into the target; refuses one holding other data.
     fn adopt(&mut self, plan: &Plan) -> std::result::Result<(), Stall> {
         for (title, _, _) in needs(plan, &self.cfg.overview_tab) {
-            let Some(target) = self.target.as_ref() else { return Ok(()) };
+            let Some(target) = self.target.as_ref() else {
+                return Ok(());
+            };
             if target.tabs.iter().any(|t| t.title == title) {
                 continue;
             }
@@ -208,7 +210,9 @@ impl Worker {
                 };
                 self.check_ours(&found, &header)?;
             }
-            log::info!("Tab {title:?} exists already (created before a reply was lost, or by an earlier run): using it.");
+            log::info!(
+                "Tab {title:?} exists already (created before a reply was lost, or by an earlier run): using it."
+            );
             let target = self.target.as_mut().expect("set up");
             target.others.retain(|t| t.title != title);
             target.tabs.push(found);
@@ -230,7 +234,9 @@ impl Worker {
                 if total <= budget {
                     break;
                 }
-                let Some(grid) = target.tabs.iter().find(|t| t.title == title) else { continue };
+                let Some(grid) = target.tabs.iter().find(|t| t.title == title) else {
+                    continue;
+                };
                 out.requests.push(json!({"deleteDimension": {"range": {
                     "sheetId": grid.sheet_id, "dimension": "ROWS", "startIndex": keep, "endIndex": rows
                 }}}));
@@ -257,7 +263,9 @@ impl Worker {
                         let extra = grow_rows.saturating_sub(need).min(room / cols);
                         room -= extra * cols;
                         let n = need + extra;
-                        grows.push(json!({"appendDimension": {"sheetId": t.sheet_id, "dimension": "ROWS", "length": n}}));
+                        grows.push(
+                            json!({"appendDimension": {"sheetId": t.sheet_id, "dimension": "ROWS", "length": n}}),
+                        );
                         out.grown.push((title.clone(), n as i64, 0));
                     }
                     if t.columns < *need_cols {
@@ -311,13 +319,7 @@ impl Worker {
                     .find(|g| g.title == tab.title)
                     .cloned();
                 let Some(grid) = grid else { continue };
-                let columns = grid.columns
-                    + out
-                        .grown
-                        .iter()
-                        .filter(|g| g.0 == tab.title)
-                        .map(|g| g.2)
-                        .sum::<u64>();
+                let columns = grid.columns + out.grown.iter().filter(|g| g.0 == tab.title).map(|g| g.2).sum::<u64>();
                 let anchor = (tab.columns.len() as u64).min(columns.saturating_sub(1));
                 let id = layout::chart_id(&tab.title);
                 // Decided by what exists, not by what the saved state expected.
@@ -337,7 +339,12 @@ impl Worker {
         for tab in &changes.new_tabs {
             target.cells += tab.rows * tab.columns;
             target.tabs.push(tab.clone());
-            log::info!("Created tab {:?} ({} rows x {} columns).", tab.title, tab.rows, tab.columns);
+            log::info!(
+                "Created tab {:?} ({} rows x {} columns).",
+                tab.title,
+                tab.rows,
+                tab.columns
+            );
         }
         for (title, rows, cols) in &changes.grown {
             if let Some(t) = target.tabs.iter_mut().find(|t| &t.title == title) {
@@ -366,7 +373,11 @@ fn needs(plan: &Plan, overview: &str) -> Vec<(String, u64, u64)> {
         .needs
         .iter()
         .map(|(t, r, c)| {
-            let c = if t == overview { (*c).max(OVERVIEW_COLUMNS) } else { (*c).max(1) };
+            let c = if t == overview {
+                (*c).max(OVERVIEW_COLUMNS)
+            } else {
+                (*c).max(1)
+            };
             (t.clone(), (*r).max(1), c)
         })
         .collect();

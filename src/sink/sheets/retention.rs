@@ -201,7 +201,11 @@ impl Worker {
         // The least growth: rows ahead of need are only taken where the budget leaves room.
         let growth = self.min_growth(plan);
         // Unused grid rows are given back first (in the batch's `batchUpdate`).
-        let spare: u64 = self.spare_rows(plan).iter().map(|(_, keep, rows, cols)| (rows - keep) * cols).sum();
+        let spare: u64 = self
+            .spare_rows(plan)
+            .iter()
+            .map(|(_, keep, rows, cols)| (rows - keep) * cols)
+            .sum();
         let need = (cells + growth).saturating_sub(budget).saturating_sub(spare);
         log::debug!("Cell budget: {cells} cells, {growth} to grow, {spare} spare, budget {budget}.");
         if need == 0 {

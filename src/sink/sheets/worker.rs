@@ -240,7 +240,9 @@ impl Worker {
         let (since, attempts) = (*since, *attempts);
         let pending = self.source.backlog();
         let waits_for = match &stall {
-            Stall::Api(ApiError::Status { code: 429, .. }) => format!("Google's quota (HTTP 429), retrying in {:.0} s", wait.as_secs_f64()),
+            Stall::Api(ApiError::Status { code: 429, .. }) => {
+                format!("Google's quota (HTTP 429), retrying in {:.0} s", wait.as_secs_f64())
+            }
             Stall::Api(e) if retry::classify(e) == Class::NeedsOperator => format!("Google's refusal: {message}"),
             Stall::Operator(m) if m.contains("cells") => format!("the cell budget: {message}"),
             _ => format!("a backoff after: {message}"),
@@ -286,7 +288,11 @@ impl Worker {
             let delay = self.pacer.delay();
             if delay > Duration::from_secs(1) {
                 let pending = self.source.backlog();
-                self.watch.check(pending, "the request quota (sheets.requests_per_minute)", self.cfg.stall_warn);
+                self.watch.check(
+                    pending,
+                    "the request quota (sheets.requests_per_minute)",
+                    self.cfg.stall_warn,
+                );
             }
             if !delay.is_zero() {
                 std::thread::sleep(delay);

@@ -78,11 +78,15 @@ fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
         check_property(p, v, &join(at, field))?;
     }
     if name == "Request" {
-        let set = obj.values().filter(|v| !v.is_null()).count();
-        if set != 1 {
-            return Err(format!(
-                "Invalid requests at '{at}': a Request must have exactly one kind set, it has {set}"
-            ));
+        let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+        match set.as_slice() {
+            [] => return Err(format!("Invalid {at}: No request set.")),
+            [_] => {}
+            [first, second, ..] => {
+                return Err(format!(
+                    "Invalid JSON payload received. Oneof field 'kind' is already set ({first}). Cannot set '{second}' at '{at}'."
+                ))
+            }
         }
     }
     Ok(())
@@ -149,6 +153,8 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        other => Err(format!("the discovery document has a property of unknown type {other:?} at '{at}'")),
+        other => Err(format!(
+            "the discovery document has a property of unknown type {other:?} at '{at}'"
+        )),
     }
 }

@@ -95,7 +95,12 @@ mod tests {
     fn masks_keep_only_the_named_paths() {
         let v = json!({"properties": {"title": "t", "locale": "x"},
             "sheets": [{"properties": {"sheetId": 1, "title": "a", "index": 0}, "charts": [{"chartId": 5, "spec": {}}]}]});
-        let got = partial(v, Some("properties.title,sheets(properties(sheetId,title),charts.chartId)")).unwrap();
+        let got = partial(
+            v,
+            Some("properties.title,sheets(properties(sheetId,title),charts.chartId)"),
+        )
+        .ok()
+        .unwrap();
         assert_eq!(
             got,
             json!({"properties": {"title": "t"}, "sheets": [{"properties": {"sheetId": 1, "title": "a"}, "charts": [{"chartId": 5}]}]})
