@@ -229,7 +229,9 @@ impl Worker {
             .as_ref()
             .and_then(|x| x.tabs.iter().find(|g| &g.title == title))
             .map_or(1, |g| g.columns.max(1));
-        let rows = need.div_ceil(columns).max(u64::from(self.cfg.grow_rows));
+        // A chunk at a time (fewer deletes), but never most of a small spreadsheet at once.
+        let chunk = u64::from(self.cfg.grow_rows).min(budget / columns / 10);
+        let rows = need.div_ceil(columns).max(chunk);
         let why = format!(
             "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
             self.cfg.cell_budget_percent, self.cfg.max_cells

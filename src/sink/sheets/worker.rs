@@ -158,6 +158,9 @@ impl Worker {
             match self.step() {
                 Ok(true) => {}
                 Ok(false) => {
+                    if self.source.backlog() == 0 {
+                        self.watch.progress(); // nothing waits: a stall starts from now on
+                    }
                     if self.source.disconnected && self.caught_up() {
                         break;
                     }

@@ -399,6 +399,8 @@ pub struct Stats {
     /// (`discovery`): an unknown field, a wrong type, a bad enum, a `Request` with other
     /// than one kind set. A daemon that talks to Google correctly keeps this at 0.
     pub schema_violations: u64,
+    /// The most cells any spreadsheet's grids held after an applied `batchUpdate`.
+    pub max_workbook_cells: u64,
     /// Panics caught inside the fake (a bug in the fake; should stay 0).
     pub internal_errors: u64,
 }
@@ -685,6 +687,17 @@ impl FakeGoogle {
             cells: BTreeMap::new(),
         });
         sheet_id
+    }
+
+    /// Sets tab `title`'s grid to `rows` x `cols` (what a user resizing it does); cells
+    /// outside the new grid are dropped.
+    pub fn set_grid(&self, id: &str, title: &str, rows: u32, cols: u32) {
+        self.with_spreadsheet(id, |ss| {
+            let sheet = ss.sheet_by_title_mut(title).expect("no such tab");
+            sheet.props.rows = rows;
+            sheet.props.cols = cols;
+            sheet.cells.retain(|&(r, c), _| r < rows && c < cols);
+        });
     }
 
     /// Writes `rows` into tab `tab` with the top-left cell at `top_left` (e.g. `"A1"`), as

@@ -211,7 +211,12 @@ pub(super) fn authorized_sheets(
     let body = match route {
         Route::GetSpreadsheet(_) => partial(ss.to_json(), req.query_param("fields"))?,
         Route::GetValues(_, range) => get_values(ss, range, req)?,
-        Route::BatchUpdate(_) => batch_update(ss, &json_body(req)?, max_cells, rng)?,
+        Route::BatchUpdate(_) => {
+            let body = batch_update(ss, &json_body(req)?, max_cells, rng)?;
+            let cells: u64 = ss.sheets.iter().map(|s| s.props.cells()).sum();
+            stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
+            body
+        }
         Route::ValuesBatchUpdate(_) => {
             let (body, option) = values_batch_update(ss, &json_body(req)?)?;
             stats.writes_applied += 1;
