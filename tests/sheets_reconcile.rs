@@ -137,7 +137,9 @@ fn crash_after_lost_reply(
     let mark = fake.requests().len();
     let d = start(&dir, &fake, &extra);
     // The restart rewrites what the cursor does not cover (the tabs may match already).
-    wait_until(Duration::from_secs(60), || requests_to_first_write(&fake, mark).is_some());
+    wait_until(Duration::from_secs(60), || {
+        requests_to_first_write(&fake, mark).is_some()
+    });
     check(&fake, &d);
     let n = requests_to_first_write(&fake, mark)
         .unwrap_or_else(|| panic!("no values write after the restart:\n{}", fake.request_log_text()));
@@ -372,7 +374,9 @@ fn refusals_are_logged_with_googles_message_and_counted_and_a_stall_warns() {
     assert!(line.contains("waiting for a backoff after"), "{line}");
     // Every reading arrives (the refused one as a placeholder naming it): 5 and the header.
     assert!(
-        wait_until(Duration::from_secs(60), || fake.values(SHEET, "r0").is_some_and(|v| v.len() == 6)),
+        wait_until(Duration::from_secs(60), || fake
+            .values(SHEET, "r0")
+            .is_some_and(|v| v.len() == 6)),
         "{}",
         d.log_text()
     );
