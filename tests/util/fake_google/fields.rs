@@ -86,25 +86,3 @@ pub(super) fn partial(resource: Value, fields: Option<&str>) -> Result<Value, Re
     let mask = parse(fields).map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
     Ok(apply(&mask, &resource))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_keep_only_the_named_paths() {
-        let v = json!({"properties": {"title": "t", "locale": "x"},
-            "sheets": [{"properties": {"sheetId": 1, "title": "a", "index": 0}, "charts": [{"chartId": 5, "spec": {}}]}]});
-        let got = partial(
-            v,
-            Some("properties.title,sheets(properties(sheetId,title),charts.chartId)"),
-        )
-        .ok()
-        .unwrap();
-        assert_eq!(
-            got,
-            json!({"properties": {"title": "t"}, "sheets": [{"properties": {"sheetId": 1, "title": "a"}, "charts": [{"chartId": 5}]}]})
-        );
-        assert!(partial(json!({}), Some("a(b")).is_err());
-    }
-}
