@@ -1392,6 +1392,23 @@ fn every_body_is_checked_against_googles_discovery_document() {
     let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &ok).unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(fake.stats().schema_violations, 8);
+    // Valid by the schema, refused by Google's rules: an id that exists (issue 18).
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "addSheet": { "properties": { "sheetId": id, "title": "Other" } } }]),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply
+            .rpc_error()
+            .2
+            .contains(&format!("A sheet with the id {id} already exists")),
+        "{}",
+        reply.body
+    );
+    assert_eq!(fake.stats().schema_violations, 8);
 }
 
 #[test]
