@@ -2,10 +2,10 @@
 //!
 //! At start, and after every ambiguous failure (a lost reply, a 5xx, a timeout after the
 //! request was sent), one `spreadsheets.get` with a `fields` mask (tab ids, titles, grid
-//! sizes, each tab's charts) says what exists ([`Worker::reconcile`]). Before a batch's
+//! sizes, each tab's charts) says what exists (`Worker::reconcile`). Before a batch's
 //! values go up, everything the batch needs that is missing (new tabs, rows, columns,
 //! charts, and unused grid rows given back when cells are short) is requested in **one**
-//! `spreadsheets.batchUpdate` ([`Worker::add_structure`]), which Google applies whole or
+//! `spreadsheets.batchUpdate` (`Worker::add_structure`), which Google applies whole or
 //! not at all.
 //!
 //! A tab the daemon creates gets an id it chooses ([`layout::sheet_id_for`]), so after a
