@@ -1273,6 +1273,20 @@ mod tests {
         assert_eq!(max, Duration::from_secs(86_400));
         let e = sheets("overview_refresh_secs = 86401").unwrap_err().to_string();
         assert!(e.contains("sheets.overview_refresh_secs"), "{e}");
+        // The stall WARN (issue 18): default, the range at both ends and past them.
+        assert_eq!(s.stall_warn, Duration::from_secs(60));
+        assert_eq!(
+            sheets("stall_warn_secs = 1").unwrap().stall_warn,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sheets("stall_warn_secs = 86400").unwrap().stall_warn,
+            Duration::from_secs(86_400)
+        );
+        for bad in ["stall_warn_secs = 0", "stall_warn_secs = 86401"] {
+            let e = sheets(bad).unwrap_err().to_string();
+            assert!(e.contains("sheets.stall_warn_secs"), "{e}");
+        }
         let a = sheets("[alerts]\nmin_silent_secs = 7\nsilent_factor = 3.0").unwrap();
         assert_eq!((a.silent_factor, a.min_silent), (3.0, Duration::from_secs(7)));
         // Title length at N and N+1; characters tab titles refuse.

@@ -639,6 +639,21 @@ mod tests {
     }
 
     #[test]
+    fn sheet_ids_are_fixed_by_the_title_positive_int32_and_differ_per_try() {
+        let a: Vec<i64> = (0..SHEET_ID_TRIES).map(|n| sheet_id_for("kitchen", n)).collect();
+        assert_eq!(
+            a,
+            (0..SHEET_ID_TRIES)
+                .map(|n| sheet_id_for("kitchen", n))
+                .collect::<Vec<_>>()
+        );
+        assert!(a.iter().all(|&id| id >= 1 && id < i64::from(i32::MAX)), "{a:?}");
+        let distinct: std::collections::BTreeSet<i64> = a.iter().copied().collect();
+        assert_eq!(distinct.len(), a.len());
+        assert_ne!(sheet_id_for("kitchen", 0), sheet_id_for("garage", 0));
+    }
+
+    #[test]
     fn titles_are_sanitised_cut_and_distinct() {
         let taken = vec!["Latest".to_string(), "Readings".to_string(), "a_b".to_string()];
         assert_eq!(title_for("a/b", &taken[..2]), "a_b");

@@ -42,7 +42,11 @@ pub fn reason(e: &ApiError) -> Option<&'static str> {
 /// numbers taken out (so "row 1041" and "row 1042" are one cause).
 fn cause(e: &ApiError) -> String {
     let text = e.to_string();
-    let mut out = String::with_capacity(text.len());
+    let code = match e {
+        ApiError::Status { code, .. } => *code,
+        _ => 0,
+    };
+    let mut out = format!("{code} ");
     for c in text.chars().take(160) {
         if c.is_ascii_digit() {
             if !out.ends_with('#') {
