@@ -394,3 +394,60 @@ fn refusals_are_logged_with_googles_message_and_counted_and_a_stall_warns() {
     assert_eq!(count("permission"), 0, "{body}");
     d.stop();
 }
+
+#[test]
+fn more_boards_than_the_budget_holds_one_error_names_those_that_wait_and_the_others_go_on() {
+    let dir = TestDir::new("reconcile-full");
+    let fake = fake_with_sheet();
+    fake.set_max_cells(100);
+    fake.set_write_quota_per_minute(6000);
+    fake.set_read_quota_per_minute(6000);
+    fake.set_grid(SHEET, "Sheet1", 1, 1);
+    // 90 cells (90% of 100): a board of one field needs at least 2 rows x 2 columns, so
+    // 22 of the 30 boards fit and 8 wait.
+    let extra = "layout = \"per-device\"\nmax_cells = 100\noverview_tab = \"\"\ncharts = false\n";
+    let d = start(&dir, &fake, extra);
+    let devices: Vec<String> = (0..30).map(|i| format!("f{i:02}")).collect();
+    send(
+        &d,
+        "all",
+        devices.iter().map(|dev| format!(r#"{{"device":"{dev}","t":1}}"#)),
+    );
+    let line = d
+        .wait_for_log("cannot hold the newest reading of every board", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no ERROR:\n{}", d.log_text()));
+    assert!(
+        line.contains("ERROR") && line.contains("the other boards go on"),
+        "{line}"
+    );
+    assert!(line.contains("\"f29\"") && !line.contains("\"f00\""), "{line}");
+    assert!(
+        wait_until(Duration::from_secs(60), || (0..22)
+            .all(|i| fake.values(SHEET, &format!("f{i:02}")).is_some_and(|v| v.len() == 2))),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(fake.values(SHEET, "f29"), None);
+    // The boards that fit go on: each new reading replaces the old one within the budget.
+    for n in 2..5 {
+        send(&d, "f00", vec![format!(r#"{{"device":"f00","t":{n}}}"#)]);
+        assert!(
+            wait_until(Duration::from_secs(30), || fake.values(SHEET, "f00").is_some_and(|v| v
+                .last()
+                .is_some_and(
+                    |r| r.last() == Some(&crate::util::fake_google::Cell::Number(f64::from(n)))
+                ))),
+            "reading {n} of f00 never arrived:\n{}",
+            d.log_text()
+        );
+    }
+    assert!(
+        fake.stats().max_workbook_cells <= 90,
+        "{}",
+        fake.stats().max_workbook_cells
+    );
+    assert_eq!(fake.stats().schema_violations, 0);
+    let log = d.stop();
+    // One line a minute at most for the cause, however many batches met it.
+    assert_eq!(log.matches("cannot hold the newest reading").count(), 1, "{log}");
+}

@@ -19,6 +19,7 @@ use crate::sink::cursor::{self, Cursor};
 use super::auth::trim_period;
 use super::client::{Spreadsheet, Tab};
 use super::layout::{self, Shape, State};
+use super::retention::Fit;
 use super::source::header_len;
 use super::target::Target;
 use super::worker::{refused, Stall, Worker};
@@ -186,7 +187,7 @@ impl Worker {
         if n == 0 {
             return Ok(());
         }
-        let rows: Vec<_> = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
+        let mut rows: Vec<_> = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
         self.resolve_pending_delete()?;
         self.keep_days()?;
         let shape = self.shape();
@@ -205,15 +206,35 @@ impl Worker {
         });
         let mut plan;
         let mut deletes = 0;
+        let mut waiting: Vec<String> = Vec::new();
+        let mut full = None;
         loop {
             let state = self.cursor.layout.clone().unwrap_or_default();
             plan = layout::plan(&state, &rows, &shape, now_ms, placeholder.as_deref());
             // Deleting rows moves the next rows up: plan again (bounded: each round
             // deletes at least one row, and most rounds `sheets.grow_rows`).
-            if deletes >= 64 || !self.fit_budget(&plan)? {
+            if deletes >= 64 || waiting.len() > 1000 {
                 break;
             }
-            deletes += 1;
+            match self.fit_budget(&plan)? {
+                Fit::Fits => break,
+                Fit::Deleted => deletes += 1,
+                Fit::Full { want, budget } => {
+                    full = Some((want, budget, plan.state.tabs.len()));
+                    // More boards than the budget holds: the last board new in this batch
+                    // waits (its readings stay in the CSV) and the plan is made again
+                    // without it (no request), until the others fit.
+                    let Some(last) = plan.state.boards[state.boards.len()..].last() else {
+                        break;
+                    };
+                    let device = last.device.clone();
+                    rows.retain(|r| crate::row::original(r.0.get(1).map_or("", String::as_str)) != device);
+                    waiting.insert(0, device);
+                }
+            }
+        }
+        if let Some((want, budget, tabs)) = full {
+            self.cannot_fit(&waiting, tabs, want, budget);
         }
         let known = self.cursor.layout.as_ref().map_or(0, |s| s.boards.len());
         let shared: Vec<&str> = plan.state.boards[known..]
@@ -231,6 +252,11 @@ impl Worker {
         // Tabs, rows, columns and charts: one request, decided by what exists.
         self.add_structure(&plan)?;
         let writes = plan.writes;
+        if writes.is_empty() {
+            // Only readings of boards that wait for room: nothing to write.
+            self.cursor.layout = Some(plan.state);
+            return self.confirmed(n, 0, 0);
+        }
         match self.call(move |c, t| {
             let writes = writes.clone();
             Box::pin(async move { c.write_many(t, writes).await })
