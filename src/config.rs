@@ -218,6 +218,7 @@ pub struct SheetsFile {
     pub cell_budget_percent: Option<u8>,
     pub max_board_tabs: Option<u32>,
     pub overview_refresh_secs: Option<u64>,
+    pub stall_warn_secs: Option<u64>,
 }
 
 /// Every key the file accepts, as `section.key`; the docs test keeps
@@ -275,6 +276,7 @@ pub const ALL_KEYS: &[&str] = &[
     "sheets.cell_budget_percent",
     "sheets.max_board_tabs",
     "sheets.overview_refresh_secs",
+    "sheets.stall_warn_secs",
     "postgres.url",
     "postgres.password_file",
     "postgres.table",
@@ -423,6 +425,9 @@ pub struct SheetsConfig {
     /// The overview is rewritten at least this often without new readings; zero = only
     /// with batches (`sheets.overview_refresh_secs`).
     pub overview_refresh: Duration,
+    /// Rows waiting and nothing confirmed for this long: a WARN saying what the upload
+    /// waits for (`sheets.stall_warn_secs`).
+    pub stall_warn: Duration,
     /// When the overview calls a board `silent`: `[alerts]`'s rule, one rule everywhere.
     pub silent_factor: f64,
     pub min_silent: Duration,
@@ -443,6 +448,7 @@ pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
 pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
 pub const DEFAULT_CELL_BUDGET_PERCENT: u8 = 90;
 pub const DEFAULT_OVERVIEW_REFRESH_SECS: u64 = 60;
+pub const DEFAULT_STALL_WARN_SECS: u64 = 60;
 /// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
 /// documented (no tab limit is documented today; docs/sheets.md, "Tabs"), leaving
 /// room for the overview, the shared tab and tabs of your own.
@@ -1274,6 +1280,13 @@ impl SheetsConfig {
                 86_400,
                 " seconds",
             )?),
+            stall_warn: Duration::from_secs(in_range(
+                "sheets.stall_warn_secs",
+                f.stall_warn_secs.unwrap_or(DEFAULT_STALL_WARN_SECS),
+                1,
+                86_400,
+                " seconds",
+            )?),
             silent_factor: DEFAULT_SILENT_FACTOR,
             min_silent: Duration::from_secs(DEFAULT_MIN_SILENT_SECS),
             max_request_bytes,
@@ -1408,6 +1421,20 @@ mod tests {
         assert_eq!(max, Duration::from_secs(86_400));
         let e = sheets("overview_refresh_secs = 86401").unwrap_err().to_string();
         assert!(e.contains("sheets.overview_refresh_secs"), "{e}");
+        // The stall WARN (issue 18): default, the range at both ends and past them.
+        assert_eq!(s.stall_warn, Duration::from_secs(60));
+        assert_eq!(
+            sheets("stall_warn_secs = 1").unwrap().stall_warn,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sheets("stall_warn_secs = 86400").unwrap().stall_warn,
+            Duration::from_secs(86_400)
+        );
+        for bad in ["stall_warn_secs = 0", "stall_warn_secs = 86401"] {
+            let e = sheets(bad).unwrap_err().to_string();
+            assert!(e.contains("sheets.stall_warn_secs"), "{e}");
+        }
         let a = sheets("[alerts]\nmin_silent_secs = 7\nsilent_factor = 3.0").unwrap();
         assert_eq!((a.silent_factor, a.min_silent), (3.0, Duration::from_secs(7)));
         // Title length at N and N+1; characters tab titles refuse.

@@ -40,6 +40,12 @@ pub struct Stats {
     pub sheets_cursor_known: std::sync::atomic::AtomicBool,
     pub sheets_requests_ok: AtomicU64,
     pub sheets_requests_failed: AtomicU64,
+    /// Sheets requests Google refused, by reason (issue 18; `sheets::refusals`).
+    pub sheets_refused_quota: AtomicU64,
+    pub sheets_refused_invalid: AtomicU64,
+    pub sheets_refused_permission: AtomicU64,
+    pub sheets_refused_not_found: AtomicU64,
+    pub sheets_refused_other: AtomicU64,
     /// Unix milliseconds of the last batch Google confirmed; 0 = none in this run.
     pub sheets_last_upload_unix_ms: AtomicU64,
     /// Whether the last CSV append failed (cleared by the next successful one): `/readyz`.

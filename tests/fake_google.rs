@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::util::fake_google::{
-    Cell, FakeGoogle, Fault, Matching, RequestKind, Role, TokenFault, ValueInputOption, DEFAULT_ACCOUNT,
+    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, TokenFault, ValueInputOption, DEFAULT_ACCOUNT,
     JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
 
@@ -336,7 +336,11 @@ fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
     let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT)).expect("yup-oauth2 gets a token");
     assert!(token.starts_with("ya29.fake-"), "{token}");
 
-    let reply = get(&fake, "/v4/spreadsheets/s1?fields=sheets.properties", &token);
+    let reply = get(
+        &fake,
+        "/v4/spreadsheets/s1?fields=spreadsheetId,sheets.properties",
+        &token,
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     let v = reply.json();
     assert_eq!(v["spreadsheetId"], "s1");
@@ -1327,4 +1331,111 @@ fn cell_and_request_size_limits_are_enforced_as_google_does() {
     fake.refuse_cells_containing("s1", None);
     let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
     assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn every_body_is_checked_against_googles_discovery_document() {
+    // The vendored document is the one the README names (tests/fixtures/README.md).
+    assert_eq!(discovery::revision(), discovery::REVISION);
+    let (fake, token) = fake_with_sheet();
+    let id = add_readings(&fake, &token, 10);
+    // Each is wrong in one way the discovery document describes; none is applied.
+    for (requests, expect) in [
+        (
+            json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1, "extra": 1 } }]),
+            "Unknown name \"extra\" at 'requests[0].append_dimension'",
+        ),
+        (
+            json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": "many" } }]),
+            "Invalid value at 'requests[0].append_dimension.length' (TYPE_INT32)",
+        ),
+        (
+            json!([{ "appendDimension": { "sheetId": id, "dimension": "LINES", "length": 1 } }]),
+            "(TYPE_ENUM), \"LINES\"",
+        ),
+        (
+            json!([{ "addSheet": { "properties": { "title": "x", "hidden": "yes" } } }]),
+            "(TYPE_BOOL)",
+        ),
+        (
+            json!([{ "addSheet": { "properties": { "title": "x" } },
+                     "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1 } }]),
+            "Oneof field 'kind' is already set",
+        ),
+        (json!([{}]), "No request set"),
+    ] {
+        let before = fake.stats().schema_violations;
+        let reply = batch(&fake, &token, "s1", requests.clone());
+        assert_eq!(reply.status, 400, "{requests}: {}", reply.body);
+        assert!(reply.rpc_error().2.contains(expect), "{requests}: {}", reply.body);
+        assert_eq!(fake.stats().schema_violations, before + 1, "{requests}");
+    }
+    assert_eq!(fake.grid("s1", "Readings"), Some((10, 9, id)));
+    assert_eq!(fake.tabs("s1").unwrap().len(), 2);
+    // values:batchUpdate too: a bad enum and an unknown field.
+    for (body, expect) in [
+        (
+            json!({"valueInputOption": "RAWISH", "data": [{"range": "Readings!A1", "values": [[1]]}]}),
+            "(TYPE_ENUM), \"RAWISH\"",
+        ),
+        (
+            json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "rows": [[1]]}]}),
+            "Unknown name \"rows\" at 'data[0]'",
+        ),
+    ] {
+        let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &body).unwrap();
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        assert!(reply.rpc_error().2.contains(expect), "{body}: {}", reply.body);
+    }
+    // A valid body passes the check (and is applied).
+    let ok = json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "majorDimension": "ROWS", "values": [[1, "a", true, null]]}], "includeValuesInResponse": false});
+    let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &ok).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.stats().schema_violations, 8);
+    // Valid by the schema, refused by Google's rules: an id that exists (issue 18).
+    let reply = batch(
+        &fake,
+        &token,
+        "s1",
+        json!([{ "addSheet": { "properties": { "sheetId": id, "title": "Other" } } }]),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply
+            .rpc_error()
+            .2
+            .contains(&format!("A sheet with the id {id} already exists")),
+        "{}",
+        reply.body
+    );
+    assert_eq!(fake.stats().schema_violations, 8);
+}
+
+#[test]
+fn spreadsheets_get_honours_fields_and_lists_charts() {
+    let (fake, token) = fake_with_sheet();
+    let id = add_readings(&fake, &token, 10);
+    let chart = json!([{ "addChart": { "chart": { "chartId": 42, "spec": { "basicChart": {
+        "chartType": "LINE",
+        "domains": [{ "domain": { "sourceRange": { "sources": [{ "sheetId": id, "startColumnIndex": 0, "endColumnIndex": 1 }] } } }],
+        "series": [{ "series": { "sourceRange": { "sources": [{ "sheetId": id, "startColumnIndex": 3, "endColumnIndex": 4 }] } } }]
+    } }, "position": { "overlayPosition": { "anchorCell": { "sheetId": id, "rowIndex": 1, "columnIndex": 2 } } } } } }]);
+    let reply = batch(&fake, &token, "s1", chart);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = get(
+        &fake,
+        "/v4/spreadsheets/s1?fields=sheets(properties(sheetId,title),charts(chartId,spec.basicChart.series.series.sourceRange.sources(startColumnIndex)))",
+        &token,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"sheets": [
+            {"properties": {"sheetId": 0, "title": "Sheet1"}},
+            {"properties": {"sheetId": id, "title": "Readings"},
+             "charts": [{"chartId": 42, "spec": {"basicChart": {"series": [{"series": {"sourceRange": {"sources": [{"startColumnIndex": 3}]}}}]}}}]}
+        ]})
+    );
+    let reply = get(&fake, "/v4/spreadsheets/s1?fields=sheets(properties", &token);
+    assert_eq!(reply.status, 400, "{}", reply.body);
 }

@@ -15,7 +15,7 @@ use crate::util::{Daemon, TestDir};
 
 const PER_DEVICE: &str = "layout = \"per-device\"\n";
 
-fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
+pub(crate) fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
     let cfg = config(dir, fake, extra);
     Daemon::start(dir, &["--config", &cfg.display().to_string()])
 }
@@ -45,7 +45,7 @@ struct Model {
 }
 
 /// Per device (in first-seen order): header and rows, from the CSV alone.
-fn model(csv: &[Vec<String>]) -> Vec<(String, Vec<Vec<Cell>>)> {
+pub(crate) fn model(csv: &[Vec<String>]) -> Vec<(String, Vec<Vec<Cell>>)> {
     let mut order: Vec<String> = Vec::new();
     let mut tabs: BTreeMap<String, Model> = BTreeMap::new();
     for row in csv.iter().skip(1) {
@@ -113,7 +113,7 @@ fn model(csv: &[Vec<String>]) -> Vec<(String, Vec<Vec<Cell>>)> {
 }
 
 /// Every board's tab equals the model of the CSV, cell by cell, row by row.
-fn tabs_match_csv(fake: &FakeGoogle, d: &Daemon) -> Result<usize, String> {
+pub(crate) fn tabs_match_csv(fake: &FakeGoogle, d: &Daemon) -> Result<usize, String> {
     let csv = read_csv(&d.csv);
     let want = model(&csv);
     let mut readings = 0;
@@ -137,7 +137,7 @@ fn tabs_match_csv(fake: &FakeGoogle, d: &Daemon) -> Result<usize, String> {
     Ok(readings)
 }
 
-fn wait_tabs(fake: &FakeGoogle, d: &Daemon, timeout: Duration) -> usize {
+pub(crate) fn wait_tabs(fake: &FakeGoogle, d: &Daemon, timeout: Duration) -> usize {
     let mut last = String::new();
     let mut n = 0;
     let ok = wait_until(timeout, || match tabs_match_csv(fake, d) {

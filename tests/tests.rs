@@ -30,6 +30,8 @@ mod postgres;
 mod sheets;
 // Issue 9: no row stops the upload, the token endpoint's outages, exact numbers, the cursor's identity.
 mod sheets_layout;
+// Issue 18: set-up decided by one read, tabs sized to the cell budget, never silent.
+mod sheets_reconcile;
 mod sheets_robust;
 // Ctrl-C and SIGTERM drain; the second signal.
 mod shutdown;

@@ -206,6 +206,18 @@ impl Collector for Exporter {
                     (l("outcome", "failed"), s.sheets_requests_failed.load(Relaxed)),
                 ],
             )?;
+            counter(
+                &mut e,
+                "sensorlog_sheets_refused_requests",
+                "Sheets requests Google refused (not applied), by reason: quota (429), invalid (400, 413), permission (403), not_found (404), other (other 4xx).",
+                &[
+                    (l("reason", "quota"), s.sheets_refused_quota.load(Relaxed)),
+                    (l("reason", "invalid"), s.sheets_refused_invalid.load(Relaxed)),
+                    (l("reason", "permission"), s.sheets_refused_permission.load(Relaxed)),
+                    (l("reason", "not_found"), s.sheets_refused_not_found.load(Relaxed)),
+                    (l("reason", "other"), s.sheets_refused_other.load(Relaxed)),
+                ],
+            )?;
             gauge(
                 &mut e,
                 "sensorlog_sheets_last_upload_timestamp_seconds",

@@ -111,7 +111,9 @@ impl Daemon {
         if args.first().is_some_and(|a| a == "serve") && !args.iter().any(|a| a == "--http-listen") {
             args.extend(["--http-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
-        let mut child = Command::new(BIN)
+        // A bench may run an older build for its "before" figure (`SENSORLOG_BENCH_BIN`).
+        let bin = std::env::var_os("SENSORLOG_BENCH_BIN").unwrap_or_else(|| BIN.into());
+        let mut child = Command::new(bin)
             .args(&args)
             .current_dir(&dir.path)
             .env("RUST_LOG", rust_log)

@@ -54,6 +54,8 @@ pub struct Tab {
 pub struct Spreadsheet {
     pub title: String,
     pub tabs: Vec<Tab>,
+    /// Every chart: (the `sheetId` of the tab it sits on, its `chartId`).
+    pub charts: Vec<(i64, i64)>,
 }
 
 impl Spreadsheet {
@@ -189,9 +191,11 @@ impl Client {
         })
     }
 
-    /// `spreadsheets.get`: title and tabs with their grid sizes.
+    /// `spreadsheets.get` asking for exactly what the set-up decides from: the title, each
+    /// tab's id, title and grid size, and each tab's charts (ids and the columns they plot).
     pub async fn spreadsheet(&self, token: &str) -> Result<Spreadsheet, ApiError> {
-        let fields = "properties.title,sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))";
+        let fields = "properties.title,sheets(properties(sheetId,title,gridProperties(rowCount,columnCount)),\
+                      charts(chartId,spec.basicChart.series.series.sourceRange.sources(sheetId,startColumnIndex)))";
         let v = self
             .send(
                 self.http.get(self.url(&format!("?fields={}", encode_path(fields)))),
@@ -204,10 +208,17 @@ impl Client {
             .unwrap_or("")
             .to_string();
         let mut tabs = Vec::new();
+        let mut charts = Vec::new();
         for s in v.get("sheets").and_then(Value::as_array).into_iter().flatten() {
             let p = s
                 .get("properties")
                 .ok_or_else(|| ApiError::Decode("a sheet without properties".into()))?;
+            let sheet_id = p.get("sheetId").and_then(Value::as_i64).unwrap_or(0);
+            for c in s.get("charts").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(id) = c.get("chartId").and_then(Value::as_i64) {
+                    charts.push((sheet_id, id));
+                }
+            }
             tabs.push(Tab {
                 sheet_id: p.get("sheetId").and_then(Value::as_i64).unwrap_or(0),
                 title: p.get("title").and_then(Value::as_str).unwrap_or("").to_string(),
@@ -221,7 +232,7 @@ impl Client {
                     .unwrap_or(0),
             });
         }
-        Ok(Spreadsheet { title, tabs })
+        Ok(Spreadsheet { title, tabs, charts })
     }
 
     /// `appendDimension`: adds `length` blank rows or columns (`dimension`) to the tab.

@@ -459,6 +459,17 @@ pub fn chart_id(title: &str) -> i64 {
     (n % (i32::MAX as u64 - 1)) as i64 + 1
 }
 
+/// How many ids [`sheet_id_for`] may give one title (when one is taken by another tab).
+pub const SHEET_ID_TRIES: u32 = 8;
+
+/// The `sheetId` the daemon gives the tab `title` (try `n`): fixed by the title, so that a
+/// tab created by a request whose reply was lost is recognised as the daemon's own.
+pub fn sheet_id_for(title: &str, n: u32) -> i64 {
+    let h = crate::sink::cursor::row_hash(format!("sheet\u{1f}{n}\u{1f}{title}").as_bytes());
+    let n = u64::from_str_radix(&h, 16).unwrap_or(1);
+    (n % (i32::MAX as u64 - 1)) as i64 + 1
+}
+
 /// A one-column `GridRange` covering the whole column (no row bounds: it grows with
 /// the data).
 fn column_range(sheet_id: i64, column: usize) -> Value {
@@ -626,6 +637,21 @@ mod tests {
             silent_factor: 5.0,
             min_silent_ms: 120_000,
         }
+    }
+
+    #[test]
+    fn sheet_ids_are_fixed_by_the_title_positive_int32_and_differ_per_try() {
+        let a: Vec<i64> = (0..SHEET_ID_TRIES).map(|n| sheet_id_for("kitchen", n)).collect();
+        assert_eq!(
+            a,
+            (0..SHEET_ID_TRIES)
+                .map(|n| sheet_id_for("kitchen", n))
+                .collect::<Vec<_>>()
+        );
+        assert!(a.iter().all(|&id| id >= 1 && id < i64::from(i32::MAX)), "{a:?}");
+        let distinct: std::collections::BTreeSet<i64> = a.iter().copied().collect();
+        assert_eq!(distinct.len(), a.len());
+        assert_ne!(sheet_id_for("kitchen", 0), sheet_id_for("garage", 0));
     }
 
     #[test]

@@ -5,10 +5,9 @@
 //! [`layout::plan`], a pure function; see that module for why this
 //! is exactly once.
 //!
-//! Creating a tab (`addSheet`) is not idempotent: when its reply is lost, the retry is
-//! refused with "already exists". The title was chosen from the saved state alone, so a
-//! tab of that title with an empty first row or our header is the one we created, and is
-//! taken; one holding anything else stops the upload with an ERROR naming it.
+//! Tabs, rows, columns and charts a batch needs go up in one `batchUpdate` decided by
+//! what the spreadsheet holds (see [`super::reconcile`]): a tab or chart whose reply was
+//! lost is recognised by its title and the id the daemon chose, and adopted.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,14 +17,12 @@ use crate::config::SheetsLayout;
 use crate::sink::cursor::{self, Cursor};
 
 use super::auth::trim_period;
-use super::client::{ApiError, Spreadsheet, Tab};
+use super::client::{Spreadsheet, Tab};
 use super::layout::{self, Shape, State};
+use super::retention::Fit;
 use super::target::Target;
 use super::worker::{refused, Stall, Worker};
 use crate::sink::follower::rows::header_len;
-
-/// Columns the overview tab starts with.
-const OVERVIEW_COLUMNS: u64 = 16;
 
 impl Worker {
     pub(super) fn shape(&self) -> Shape {
@@ -40,24 +37,25 @@ impl Worker {
     }
 
     /// Token, spreadsheet, overview tab, the tabs the cursor knows: all before the first
-    /// batch of a readable layout.
+    /// batch of a readable layout, from one `spreadsheets.get` (see `reconcile`). What is
+    /// missing is created with the first batch that needs it, in that batch's one
+    /// `batchUpdate`.
     pub(super) fn set_up_layout(&mut self) -> std::result::Result<(), Stall> {
         self.authenticate()?;
         let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
         self.cursor = self.choose_layout_cursor();
         let state = self.cursor.layout.clone().unwrap_or_default();
+        // A resumed cursor of this spreadsheet and layout: its tabs are the daemon's own.
+        let resumed = self.cursor.rows_done > 0 || !state.tabs.is_empty();
         let mut tabs = Vec::new();
         if !self.cfg.overview_tab.is_empty() {
             let title = self.cfg.overview_tab.clone();
-            match sheet.tab(&title) {
-                Some(t) => {
+            if let Some(t) = sheet.tab(&title) {
+                let ours = (0..layout::SHEET_ID_TRIES).any(|n| layout::sheet_id_for(&title, n) == t.sheet_id);
+                if !ours && !resumed {
                     self.check_ours(t, &[Value::from(layout::OVERVIEW_HEADER[0])])?;
-                    tabs.push(t.clone());
                 }
-                None => match self.create_tab(&title, 2, OVERVIEW_COLUMNS, Some(0))? {
-                    Some(t) => tabs.push(t),
-                    None => return Ok(()), // it exists after all: read again
-                },
+                tabs.push(t.clone());
             }
         }
         for known in &state.tabs {
@@ -87,11 +85,7 @@ impl Worker {
             },
             self.source.backlog()
         );
-        self.target = Some(Target {
-            tabs,
-            cells: sheet.cells(),
-            grid_stale: false,
-        });
+        self.target = Some(Target::from_read(tabs, &sheet));
         self.check_cells();
         self.recovered();
         Ok(())
@@ -131,37 +125,8 @@ impl Worker {
         fresh
     }
 
-    /// Creates a tab; `None` when a tab of that title exists already (a lost reply to
-    /// an applied `addSheet`): the caller reads the spreadsheet again.
-    fn create_tab(
-        &mut self,
-        title: &str,
-        rows: u64,
-        columns: u64,
-        index: Option<u64>,
-    ) -> std::result::Result<Option<Tab>, Stall> {
-        let t2 = title.to_string();
-        let result = self.call(move |c, t| {
-            let t2 = t2.clone();
-            Box::pin(async move { c.add_tab(t, &t2, rows, columns, index).await })
-        });
-        match result {
-            Ok(tab) => {
-                log::info!("Created tab {title:?} ({rows} rows x {columns} columns).");
-                if let Some(target) = self.target.as_mut() {
-                    target.cells += rows * columns;
-                }
-                Ok(Some(tab))
-            }
-            Err(Stall::Api(ApiError::Status { code: 400, message, .. })) if message.contains("already exists") => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Refuses a tab whose first row is neither empty nor starts like `header`.
-    fn check_ours(&mut self, tab: &Tab, header: &[Value]) -> std::result::Result<(), Stall> {
+    pub(super) fn check_ours(&mut self, tab: &Tab, header: &[Value]) -> std::result::Result<(), Stall> {
         let probe = tab.clone();
         let first = self.call(move |c, t| {
             let probe = probe.clone();
@@ -185,82 +150,6 @@ impl Worker {
         self.target.as_ref()?.tabs.iter().position(|t| t.title == title)
     }
 
-    /// Makes sure the tab exists in the spreadsheet and in the target.
-    fn ensure_tab(&mut self, title: &str, header: &[Value]) -> std::result::Result<usize, Stall> {
-        if let Some(i) = self.tab_index(title) {
-            return Ok(i);
-        }
-        let rows = u64::from(self.cfg.grow_rows) + 1;
-        // Exactly the columns in use: every spare column costs a cell per row against
-        // Google's cell limit (grown one field at a time as fields appear).
-        let columns = (header.len() as u64).max(1);
-        let tab = match self.create_tab(title, rows, columns, None)? {
-            Some(t) => t,
-            None => {
-                let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
-                let Some(t) = sheet.tab(title).cloned() else {
-                    return Err(Stall::Operator(format!(
-                        "Google says tab {title:?} exists but does not list it"
-                    )));
-                };
-                self.check_ours(&t, header)?;
-                let target = self.target.as_mut().expect("set up");
-                target.cells = sheet.cells();
-                t
-            }
-        };
-        let target = self.target.as_mut().expect("set up");
-        target.tabs.push(tab);
-        Ok(target.tabs.len() - 1)
-    }
-
-    /// Creates the missing tabs of `tabs` in one request when there are several (50 new
-    /// boards cost one request, not 50); any refusal (a title that exists after a lost
-    /// reply) leaves them to [`Self::ensure_tab`], one at a time.
-    fn add_tabs_at_once(&mut self, tabs: &[layout::TabState]) -> std::result::Result<(), Stall> {
-        let missing: Vec<&layout::TabState> = tabs.iter().filter(|t| self.tab_index(&t.title).is_none()).collect();
-        if missing.len() < 2 {
-            return Ok(());
-        }
-        let rows = u64::from(self.cfg.grow_rows) + 1;
-        let wanted: Vec<(String, u64)> = missing
-            .iter()
-            .map(|t| (t.title.clone(), (t.columns.len() as u64).max(1)))
-            .collect();
-        let cells: u64 = wanted.iter().map(|(_, c)| rows * c).sum();
-        let requests: Vec<Value> = wanted
-            .iter()
-            .map(|(title, columns)| {
-                serde_json::json!({"addSheet": {"properties": {"title": title,
-                    "gridProperties": {"rowCount": rows, "columnCount": columns, "frozenRowCount": 1}}}})
-            })
-            .collect();
-        let reply = match self.call(move |c, t| {
-            let r = requests.clone();
-            Box::pin(async move { c.batch_requests(t, r).await })
-        }) {
-            Ok(v) => v,
-            Err(Stall::Api(e)) if refused(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let target = self.target.as_mut().expect("set up");
-        for (i, (title, columns)) in wanted.iter().enumerate() {
-            let id = reply
-                .pointer(&format!("/replies/{i}/addSheet/properties/sheetId"))
-                .and_then(Value::as_i64)
-                .ok_or_else(|| Stall::Api(ApiError::Decode("addSheet reply without sheetId".into())))?;
-            target.tabs.push(Tab {
-                sheet_id: id,
-                title: title.clone(),
-                rows,
-                columns: *columns,
-            });
-        }
-        target.cells += cells;
-        log::info!("Created {} tabs ({rows} rows each) in one request.", wanted.len());
-        Ok(())
-    }
-
     /// Makes sure tab `index` has at least `columns` columns.
     pub(super) fn ensure_columns(&mut self, index: usize, columns: u64) -> std::result::Result<(), Stall> {
         let target = self.target.as_ref().expect("set up");
@@ -276,6 +165,7 @@ impl Worker {
                 self.cfg.spreadsheet_id, target.cells, self.cfg.max_cells
             )));
         }
+        self.target.as_mut().expect("set up").fresh = false;
         match self.call(move |c, t| Box::pin(c.grow(t, sheet_id, "COLUMNS", grow))) {
             Ok(()) => {
                 let target = self.target.as_mut().expect("set up");
@@ -291,51 +181,13 @@ impl Worker {
         }
     }
 
-    /// Creates or updates a board tab's chart. A lost reply to an applied `addChart`
-    /// makes the retry fail with "already exists" (the id is fixed by the title): done.
-    fn chart(&mut self, tab: &layout::TabState, create: bool) -> std::result::Result<(), Stall> {
-        let Some(i) = self.tab_index(&tab.title) else {
-            return Err(Stall::Operator(format!("tab {:?} is not set up", tab.title)));
-        };
-        let grid = &self.target.as_ref().expect("set up").tabs[i];
-        let sheet_id = grid.sheet_id;
-        // Right of the data when the grid has room, else over its last column.
-        let anchor = (tab.columns.len() as u64).min(grid.columns.saturating_sub(1));
-        let request = if create {
-            layout::add_chart_request(tab, sheet_id, anchor)
-        } else {
-            layout::update_chart_request(tab, sheet_id)
-        };
-        match self.call(move |c, t| {
-            let request = request.clone();
-            Box::pin(async move { c.batch_requests(t, vec![request]).await })
-        }) {
-            Ok(_) => Ok(()),
-            Err(Stall::Api(ApiError::Status { code: 400, message, .. }))
-                if create && message.contains("already exists") =>
-            {
-                Ok(())
-            }
-            Err(Stall::Api(e)) if refused(&e) => {
-                // A chart is a convenience: the readings go on without it.
-                log::warn!(
-                    "Google Sheets refused the chart of tab {:?} ({}); readings go on without it.",
-                    tab.title,
-                    trim_period(&e.to_string())
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// One batch of a readable layout: plan, create and grow tabs, one write, save.
     pub(super) fn send_layout_batch(&mut self) -> std::result::Result<(), Stall> {
         let n = self.next_batch().len();
         if n == 0 {
             return Ok(());
         }
-        let rows: Vec<_> = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
+        let mut rows: Vec<_> = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
         self.resolve_pending_delete()?;
         self.keep_days()?;
         let shape = self.shape();
@@ -354,15 +206,35 @@ impl Worker {
         });
         let mut plan;
         let mut deletes = 0;
+        let mut waiting: Vec<String> = Vec::new();
+        let mut full = None;
         loop {
             let state = self.cursor.layout.clone().unwrap_or_default();
             plan = layout::plan(&state, &rows, &shape, now_ms, placeholder.as_deref());
             // Deleting rows moves the next rows up: plan again (bounded: each round
             // deletes at least one row, and most rounds `sheets.grow_rows`).
-            if deletes >= 64 || !self.fit_budget(&plan)? {
+            if deletes >= 64 || waiting.len() > 1000 {
                 break;
             }
-            deletes += 1;
+            match self.fit_budget(&plan)? {
+                Fit::Fits => break,
+                Fit::Deleted => deletes += 1,
+                Fit::Full { want, budget } => {
+                    full = Some((want, budget, plan.state.tabs.len()));
+                    // More boards than the budget holds: the last board new in this batch
+                    // waits (its readings stay in the CSV) and the plan is made again
+                    // without it (no request), until the others fit.
+                    let Some(last) = plan.state.boards[state.boards.len()..].last() else {
+                        break;
+                    };
+                    let device = last.device.clone();
+                    rows.retain(|r| crate::sink::csv::encode::original(r.0.get(1).map_or("", String::as_str)) != device);
+                    waiting.insert(0, device);
+                }
+            }
+        }
+        if let Some((want, budget, tabs)) = full {
+            self.cannot_fit(&waiting, tabs, want, budget);
         }
         let known = self.cursor.layout.as_ref().map_or(0, |s| s.boards.len());
         let shared: Vec<&str> = plan.state.boards[known..]
@@ -377,53 +249,14 @@ impl Worker {
                 self.cfg.max_board_tabs
             );
         }
-        self.add_tabs_at_once(&plan.state.tabs)?;
-        for tab in &plan.state.tabs {
-            self.ensure_tab(&tab.title, &layout::header(tab))?;
-        }
-        for (title, need_rows, need_cols) in &plan.needs {
-            let Some(i) = self.tab_index(title) else {
-                return Err(Stall::Operator(format!("tab {title:?} is not set up")));
-            };
-            self.ensure_rows(i, *need_rows)?;
-            let i = self.tab_index(title).expect("still known");
-            self.ensure_columns(i, *need_cols)?;
-        }
-        if self.cfg.charts && self.cfg.layout == SheetsLayout::PerDevice && !plan.charts.is_empty() {
-            // All of a batch's charts in one request; one by one if Google refuses it.
-            let requests: Option<Vec<Value>> = plan
-                .charts
-                .iter()
-                .map(|&(t, create)| {
-                    let tab = &plan.state.tabs[t];
-                    let i = self.tab_index(&tab.title)?;
-                    let grid = &self.target.as_ref()?.tabs[i];
-                    let anchor = (tab.columns.len() as u64).min(grid.columns.saturating_sub(1));
-                    Some(if create {
-                        layout::add_chart_request(tab, grid.sheet_id, anchor)
-                    } else {
-                        layout::update_chart_request(tab, grid.sheet_id)
-                    })
-                })
-                .collect();
-            let together = match requests {
-                Some(r) if r.len() > 1 => match self.call(move |c, t| {
-                    let r = r.clone();
-                    Box::pin(async move { c.batch_requests(t, r).await })
-                }) {
-                    Ok(_) => true,
-                    Err(Stall::Api(e)) if refused(&e) => false,
-                    Err(e) => return Err(e),
-                },
-                _ => false,
-            };
-            if !together {
-                for (t, create) in plan.charts.clone() {
-                    self.chart(&plan.state.tabs[t], create)?;
-                }
-            }
-        }
+        // Tabs, rows, columns and charts: one request, decided by what exists.
+        self.add_structure(&plan)?;
         let writes = plan.writes;
+        if writes.is_empty() {
+            // Only readings of boards that wait for room: nothing to write.
+            self.cursor.layout = Some(plan.state);
+            return self.confirmed(n, 0, 0);
+        }
         match self.call(move |c, t| {
             let writes = writes.clone();
             Box::pin(async move { c.write_many(t, writes).await })

@@ -26,6 +26,11 @@
 //! - `cells`: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
 //! - [`layout`], `layout_run`, `retention`, `overview`: the readable layouts, their
 //!   retention, and the overview tab kept current between batches.
+//! - `reconcile`: the set-up decided by one read of the spreadsheet (at start and after
+//!   every ambiguous failure); what a batch lacks in one `batchUpdate`, sized to the cell
+//!   budget.
+//! - `refusals`, `stall_watch`: never silent: Google's refusals logged and counted,
+//!   a WARN when nothing is confirmed for `sheets.stall_warn_secs`.
 //! - `client`, `auth`, `retry`: the REST calls, the token, the failure classes.
 //!
 //! # Pace, size and failures
@@ -44,10 +49,13 @@ pub(crate) mod client;
 pub mod layout;
 pub(crate) mod layout_run;
 pub(crate) mod overview;
+pub(crate) mod reconcile;
+pub(crate) mod refusals;
 pub(crate) mod retention;
 pub(crate) mod retry;
 pub(crate) mod rotation;
 pub(crate) mod source;
+pub(crate) mod stall_watch;
 pub(crate) mod target;
 pub(crate) mod worker;
 

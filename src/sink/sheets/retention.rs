@@ -31,6 +31,16 @@ use super::client::{quote_tab, Spreadsheet};
 use super::layout::{PendingDelete, Plan};
 use super::worker::{Stall, Worker};
 
+/// What [`Worker::fit_budget`] did.
+pub enum Fit {
+    /// The plan's growth fits the budget.
+    Fits,
+    /// Oldest rows were deleted: plan again.
+    Deleted,
+    /// Every board tab is down to its newest reading and it still does not fit.
+    Full { want: u64, budget: u64 },
+}
+
 /// Most rows read (and deleted) at a time for `sheets.keep_days`.
 const KEEP_DAYS_CHUNK: u64 = 10_000;
 /// How often `sheets.keep_days` is checked.
@@ -61,6 +71,12 @@ impl Worker {
 
     /// The tab's row count as Google reports it now (the target's grid is refreshed).
     fn grid_rows(&mut self, title: &str) -> std::result::Result<u64, Stall> {
+        // Just read (at set-up or after a failure) and unchanged since: no second read.
+        if let Some(t) = self.target.as_ref().filter(|t| t.fresh && !t.grid_stale) {
+            if let Some(tab) = t.tabs.iter().chain(&t.others).find(|x| x.title == title) {
+                return Ok(tab.rows);
+            }
+        }
         let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
         let Some(tab) = sheet.tab(title) else {
             return Err(Stall::Operator(format!(
@@ -76,6 +92,7 @@ impl Worker {
             }
             target.cells = sheet.cells();
             target.grid_stale = false;
+            target.fresh = true;
         }
         Ok(rows)
     }
@@ -97,18 +114,29 @@ impl Worker {
             .collect())
     }
 
-    /// Deletes the `rows` oldest data rows of tab `t` (the row of its latest reading is
-    /// always kept); `false` when nothing could be deleted.
-    fn delete_oldest(&mut self, t: usize, rows: u64, why: &str) -> std::result::Result<bool, Stall> {
+    /// Deletes the `rows` oldest data rows of tab `t`; `false` when nothing could be
+    /// deleted. The row of its latest reading is kept, unless `newer_coming` (the batch
+    /// being planned holds a newer reading of the tab, which takes row 2 then).
+    fn delete_oldest(
+        &mut self,
+        t: usize,
+        rows: u64,
+        why: &str,
+        newer_coming: bool,
+    ) -> std::result::Result<bool, Stall> {
         let state = self.cursor.layout.as_ref().expect("layout");
         let tab = &state.tabs[t];
-        let deletable = tab.next_row.saturating_sub(3); // keep the latest reading's row
+        let deletable = tab.next_row.saturating_sub(if newer_coming { 2 } else { 3 });
         let k = rows.min(deletable);
         if k == 0 {
             return Ok(false);
         }
         let title = tab.title.clone();
-        let after = self.read_column(&title, 2 + k, 2 + k)?.pop().unwrap_or_default();
+        let after = if 2 + k >= tab.next_row {
+            String::new() // every reading goes: row 2 will be the batch's newer one
+        } else {
+            self.read_column(&title, 2 + k, 2 + k)?.pop().unwrap_or_default()
+        };
         let grid_rows = self.grid_rows(&title)?;
         let p = PendingDelete {
             tab: t,
@@ -139,6 +167,9 @@ impl Worker {
         let request = serde_json::json!({"deleteDimension": {"range": {
             "sheetId": sheet_id, "dimension": "ROWS", "startIndex": 1, "endIndex": 1 + p.rows
         }}});
+        if let Some(t) = self.target.as_mut() {
+            t.fresh = false;
+        }
         match self.call(move |c, t| {
             let request = request.clone();
             Box::pin(async move { c.batch_requests(t, vec![request]).await })
@@ -164,6 +195,10 @@ impl Worker {
                 tab.next_row -= p.rows;
                 tab.deleted += p.rows;
                 tab.oldest = p.after.clone();
+                if tab.next_row <= 2 {
+                    // The latest reading's row went too: more of its cells start a row.
+                    tab.last = None;
+                }
             }
             // A replay that has not met the tab yet: it drops that many more readings.
             None => *state.replay_skip.entry(title.clone()).or_default() += p.rows,
@@ -180,48 +215,49 @@ impl Worker {
         Ok(())
     }
 
-    /// Cells the grid would gain for `plan` (rows grown `sheets.grow_rows` at a time).
-    fn growth(&self, plan: &Plan) -> u64 {
-        let Some(target) = self.target.as_ref() else { return 0 };
-        plan.needs
-            .iter()
-            .map(
-                |(title, rows, cols)| match target.tabs.iter().find(|t| &t.title == title) {
-                    Some(t) => {
-                        let new_rows = if *rows > t.rows {
-                            t.rows + (rows - t.rows).max(u64::from(self.cfg.grow_rows))
-                        } else {
-                            t.rows
-                        };
-                        (new_rows * t.columns.max(*cols)).saturating_sub(t.rows * t.columns)
-                    }
-                    None => (u64::from(self.cfg.grow_rows) + 1) * cols,
-                },
-            )
-            .sum()
-    }
-
-    /// Deletes oldest rows until `plan`'s growth fits the cell budget; `true` when rows
-    /// were deleted (the plan must be made again: the next rows moved up).
-    pub(super) fn fit_budget(&mut self, plan: &Plan) -> std::result::Result<bool, Stall> {
-        let budget = self.cfg.max_cells / 100 * u64::from(self.cfg.cell_budget_percent);
+    /// Deletes oldest rows until `plan`'s growth fits the cell budget: one delete per
+    /// call; after [`Fit::Deleted`] the plan must be made again (the next rows moved up).
+    pub(super) fn fit_budget(&mut self, plan: &Plan) -> std::result::Result<Fit, Stall> {
+        if self.target.as_ref().is_some_and(|t| t.grid_stale) {
+            self.reconcile()?;
+        }
+        let budget = self.budget();
         let cells = self.target.as_ref().map_or(0, |t| t.cells);
-        let growth = self.growth(plan);
-        let need = (cells + growth).saturating_sub(budget);
-        log::debug!("Cell budget: {cells} cells, {growth} to grow, budget {budget}.");
+        // The least growth: rows ahead of need are only taken where the budget leaves room.
+        let growth = self.min_growth(plan);
+        // Unused grid rows are given back first (in the batch's `batchUpdate`).
+        let spare: u64 = self
+            .spare_rows(plan)
+            .iter()
+            .map(|(_, keep, rows, cols)| (rows - keep) * cols)
+            .sum();
+        let need = (cells + growth).saturating_sub(budget).saturating_sub(spare);
+        log::debug!("Cell budget: {cells} cells, {growth} to grow, {spare} spare, budget {budget}.");
         if need == 0 {
-            return Ok(false);
+            return Ok(Fit::Fits);
         }
         let state = self.cursor.layout.as_ref().expect("layout");
+        // A tab down to its latest reading may give that row too when this batch holds a
+        // newer reading of it (which then takes row 2): a full spreadsheet still moves on.
+        let newer = |i: usize| {
+            plan.state
+                .tabs
+                .get(i)
+                .zip(state.tabs.get(i))
+                .is_some_and(|(p, s)| p.title == s.title && p.next_row > s.next_row)
+        };
         let Some(t) = state
             .tabs
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.next_row > 3 && !t.oldest.is_empty())
+            .filter(|(i, t)| !t.oldest.is_empty() && (t.next_row > 3 || (t.next_row == 3 && newer(*i))))
             .min_by(|a, b| a.1.oldest.cmp(&b.1.oldest))
             .map(|(i, _)| i)
         else {
-            return Ok(false);
+            return Ok(Fit::Full {
+                want: cells + growth,
+                budget,
+            });
         };
         let title = &state.tabs[t].title;
         let columns = self
@@ -229,12 +265,38 @@ impl Worker {
             .as_ref()
             .and_then(|x| x.tabs.iter().find(|g| &g.title == title))
             .map_or(1, |g| g.columns.max(1));
-        let rows = need.div_ceil(columns).max(u64::from(self.cfg.grow_rows));
+        // A chunk at a time (fewer deletes), but never most of a small spreadsheet at once.
+        let chunk = u64::from(self.cfg.grow_rows).min(budget / columns / 10);
+        let rows = need.div_ceil(columns).max(chunk);
         let why = format!(
             "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
             self.cfg.cell_budget_percent, self.cfg.max_cells
         );
-        self.delete_oldest(t, rows, &why)
+        // Only a tab down to one reading gives its latest row (others keep it, as ever).
+        let newer_coming = state.tabs[t].next_row == 3 && newer(t);
+        Ok(if self.delete_oldest(t, rows, &why, newer_coming)? {
+            Fit::Deleted
+        } else {
+            Fit::Full {
+                want: cells + growth,
+                budget,
+            }
+        })
+    }
+
+    /// Every board tab is down to its newest reading and the batch still does not fit:
+    /// one ERROR (a minute apart at most) naming the boards whose readings wait.
+    pub(super) fn cannot_fit(&self, waiting: &[String], tabs: usize, want: u64, budget: u64) {
+        super::refusals::log_once_a_minute("cannot fit", || {
+            log::error!(
+                "The spreadsheet cannot hold the newest reading of every board: {tabs} tabs need {want} cells, the budget is {budget} (sheets.cell_budget_percent of sheets.max_cells) and every board tab is down to its newest reading. {}. Raise sheets.max_cells if Google allows it, or point sheets.spreadsheet at a new spreadsheet; the CSV keeps every reading.",
+                if waiting.is_empty() {
+                    "No board can be held back".to_string()
+                } else {
+                    format!("Boards {waiting:?} wait (their readings stay in the CSV; they go to the sheet from the first batch with room); the other boards go on")
+                }
+            )
+        });
     }
 
     /// `sheets.keep_days`: deletes rows older than that from every board tab.
@@ -259,7 +321,7 @@ impl Worker {
             let col = self.read_column(&title, 2, last)?;
             let old = col.iter().take_while(|v| **v < cutoff).count() as u64;
             let why = format!("older than {} days (sheets.keep_days)", self.cfg.keep_days);
-            self.delete_oldest(t, old, &why)?;
+            self.delete_oldest(t, old, &why, false)?;
         }
         self.kept_at = Some(Instant::now());
         Ok(())

@@ -25,6 +25,36 @@ pub struct Target {
     pub cells: u64,
     /// A grow may have been applied without our knowing: read the grid again.
     pub grid_stale: bool,
+    /// Readable layouts: the spreadsheet's other tabs, as last read (a tab the daemon
+    /// created but did not record yet is adopted from here; see `reconcile`).
+    pub others: Vec<Tab>,
+    /// Readable layouts: the ids of the charts the spreadsheet holds, as last read and
+    /// kept up to date with every confirmed `addChart`.
+    pub charts: Vec<i64>,
+    /// The grid sizes were read from Google and nothing that changes them was sent
+    /// since: they can be trusted without reading again.
+    pub fresh: bool,
+}
+
+impl Target {
+    /// The target as one `spreadsheets.get` describes it: `tabs` are the ones written to;
+    /// every other tab goes to `others`.
+    pub fn from_read(tabs: Vec<Tab>, sheet: &Spreadsheet) -> Target {
+        let others = sheet
+            .tabs
+            .iter()
+            .filter(|t| !tabs.iter().any(|o| o.title == t.title))
+            .cloned()
+            .collect();
+        Target {
+            tabs,
+            cells: sheet.cells(),
+            grid_stale: false,
+            others,
+            charts: sheet.charts.iter().map(|&(_, id)| id).collect(),
+            fresh: true,
+        }
+    }
 }
 
 impl Worker {
@@ -57,11 +87,7 @@ impl Worker {
             self.cursor.rows_done - self.cursor.origin,
             self.source.backlog()
         );
-        self.target = Some(Target {
-            tabs: vec![tab],
-            cells: sheet.cells(),
-            grid_stale: false,
-        });
+        self.target = Some(Target::from_read(vec![tab], &sheet));
         self.check_cells();
         self.recovered();
         Ok(())
@@ -162,27 +188,7 @@ impl Worker {
     /// cell limit).
     pub(super) fn ensure_rows(&mut self, index: usize, rows: u64) -> std::result::Result<(), Stall> {
         if self.target.as_ref().is_some_and(|t| t.grid_stale) {
-            let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
-            let target = self.target.as_mut().expect("set up");
-            let fresh: Option<Vec<Tab>> = target
-                .tabs
-                .iter()
-                .map(|known| sheet.tab(&known.title).cloned())
-                .collect();
-            match fresh {
-                Some(tabs) => {
-                    target.tabs = tabs;
-                    target.cells = sheet.cells();
-                    target.grid_stale = false;
-                }
-                None => {
-                    self.target = None; // a tab was deleted: set up again
-                    return Err(Stall::Operator(format!(
-                        "tab {:?} disappeared from the spreadsheet",
-                        self.cfg.tab
-                    )));
-                }
-            }
+            self.reconcile()?;
         }
         let target = self.target.as_ref().expect("set up");
         let tab = &target.tabs[index];
@@ -202,6 +208,7 @@ impl Worker {
             )));
         }
         let (sheet_id, title) = (tab.sheet_id, tab.title.clone());
+        self.target.as_mut().expect("set up").fresh = false;
         match self.call(move |c, t| Box::pin(c.grow(t, sheet_id, "ROWS", grow))) {
             Ok(()) => {
                 let target = self.target.as_mut().expect("set up");

@@ -84,6 +84,8 @@ pub struct Worker {
     pub(super) kept_at: Option<Instant>,
     /// The overview as last written (see `overview`).
     pub(super) overview_sent: super::overview::OverviewSent,
+    /// `sheets.stall_warn_secs`: since when nothing was confirmed.
+    watch: super::stall_watch::Watch,
 }
 
 impl Worker {
@@ -145,6 +147,7 @@ impl Worker {
             narrow_reason: None,
             kept_at: None,
             overview_sent: Default::default(),
+            watch: Default::default(),
         })
     }
 
@@ -191,6 +194,14 @@ impl Worker {
         let mut fresh = false;
         loop {
             let delay = self.pacer.delay();
+            if delay > Duration::from_secs(1) {
+                let pending = self.source.backlog();
+                self.watch.check(
+                    pending,
+                    "the request quota (sheets.requests_per_minute)",
+                    self.cfg.stall_warn,
+                );
+            }
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
@@ -212,6 +223,9 @@ impl Worker {
                     )))),
                 }
             });
+            if let Err(Stall::Api(e)) = &result {
+                super::refusals::note(&self.stats, e, "a request"); // issue 18: never silent
+            }
             match result {
                 Err(Stall::Api(e)) if retry::classify(&e) == Class::Unauthorized && !fresh => {
                     log::debug!("Google Sheets answered 401; fetching a new token.");
@@ -366,6 +380,7 @@ impl Worker {
             .sheets_last_upload_unix_ms
             .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         log::debug!("Uploaded CSV rows {first}..{rows} to sheet rows {r1}..{r2}.");
+        self.watch.progress();
         self.recovered();
         Ok(())
     }
@@ -404,6 +419,9 @@ impl Follow for Worker {
     /// Waits for rows, for the oldest to come due, or for received rows to become
     /// durable (the next fsync).
     fn idle(&mut self) {
+        if self.source.backlog() == 0 {
+            self.watch.progress(); // nothing waits: a stall starts from now on
+        }
         let waiting_for_fsync = !self.source.is_empty() && self.source.ready().next().is_none();
         let wait = if waiting_for_fsync {
             Duration::from_millis(50)
@@ -419,6 +437,24 @@ impl Follow for Worker {
 
     fn failure(&mut self, stall: Stall) -> Failure {
         Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
+        // `sheets.stall_warn_secs` (issue 18): what the rows wait for, said once a stall is long.
+        let waits_for = match &stall {
+            Stall::Api(ApiError::Status {
+                code: 429, retry_after, ..
+            }) => match retry_after {
+                Some(d) => format!("Google's quota (HTTP 429), retrying in {:.0} s", d.as_secs_f64()),
+                None => "Google's quota (HTTP 429)".to_string(),
+            },
+            Stall::Api(e) if retry::classify(e) == Class::NeedsOperator => {
+                format!("Google's refusal: {}", trim_period(&e.to_string()))
+            }
+            Stall::Operator(m) if m.contains("cells") => format!("the cell budget: {}", trim_period(m)),
+            Stall::Api(e) => format!("a backoff after: {}", trim_period(&e.to_string())),
+            Stall::Token(e) => format!("a backoff after: {}", trim_period(&e.to_string())),
+            Stall::Operator(m) => format!("a backoff after: {}", trim_period(m)),
+        };
+        let pending = self.source.backlog();
+        self.watch.check(pending, &waits_for, self.cfg.stall_warn);
         let failure = match stall {
             Stall::Api(e) => match retry::classify(&e) {
                 Class::Transient | Class::Unauthorized => Failure {

@@ -43,6 +43,7 @@
 //! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
+//! | every `batchUpdate` and `values:batchUpdate` body matches the discovery document (`tests/fixtures/sheets.v4.json`): field names, types, enums, one kind per `Request` | 400 `Invalid value at '…'` / `Unknown name`; counted in [`Stats::schema_violations`] | Google's discovery document, revision 20261019 |
 //! | request body over 10,485,760 bytes (lower with [`FakeGoogle::set_max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
 //! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
 //!
@@ -89,7 +90,8 @@
 //! - Scope: a token request whose scopes lack `…/auth/spreadsheets` gets `invalid_scope`.
 //!   Real Google would issue the token and refuse the Sheets call with 403 "insufficient
 //!   authentication scopes". Both refuse. The fake refuses earlier, as the brief asks.
-//! - `fields` on `spreadsheets.get` is ignored. The whole (small) resource is returned.
+//! - `fields` on `spreadsheets.get` is honoured (`fields`), but Google's list of a
+//!   `Sheet`'s parts is cut to `properties` and `charts` (`chartId`, `spec`).
 //! - `FORMATTED_VALUE` renders numbers in Rust's shortest form (`21.5`, `3`) and bools as
 //!   `TRUE`/`FALSE`. Real Sheets applies the cell's number format.
 //! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
@@ -155,7 +157,9 @@ use serde_json::{json, Map, Value};
 mod a1;
 mod charts;
 mod dimensions;
+pub mod discovery;
 mod faults;
+mod fields;
 mod responses;
 mod server;
 mod sheets;
@@ -166,6 +170,7 @@ use charts::*;
 use dimensions::*;
 use faults::*;
 pub use faults::{Fault, Matching, TokenFault};
+use fields::*;
 use responses::*;
 use server::*;
 use sheets::*;
@@ -390,6 +395,12 @@ pub struct Stats {
     pub writes_applied: u64,
     /// `values:batchUpdate` requests applied with a `valueInputOption` other than RAW.
     pub non_raw_writes: u64,
+    /// Request bodies refused because they do not match Google's discovery document
+    /// (`discovery`): an unknown field, a wrong type, a bad enum, a `Request` with other
+    /// than one kind set. A daemon that talks to Google correctly keeps this at 0.
+    pub schema_violations: u64,
+    /// The most cells any spreadsheet's grids held after an applied `batchUpdate`.
+    pub max_workbook_cells: u64,
     /// Panics caught inside the fake (a bug in the fake; should stay 0).
     pub internal_errors: u64,
 }
@@ -676,6 +687,17 @@ impl FakeGoogle {
             cells: BTreeMap::new(),
         });
         sheet_id
+    }
+
+    /// Sets tab `title`'s grid to `rows` x `cols` (what a user resizing it does); cells
+    /// outside the new grid are dropped.
+    pub fn set_grid(&self, id: &str, title: &str, rows: u32, cols: u32) {
+        self.with_spreadsheet(id, |ss| {
+            let sheet = ss.sheet_by_title_mut(title).expect("no such tab");
+            sheet.props.rows = rows;
+            sheet.props.cols = cols;
+            sheet.cells.retain(|&(r, c), _| r < rows && c < cols);
+        });
     }
 
     /// Writes `rows` into tab `tab` with the top-left cell at `top_left` (e.g. `"A1"`), as

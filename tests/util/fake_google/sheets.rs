@@ -25,7 +25,19 @@ impl Spreadsheet {
             .sheets
             .iter()
             .enumerate()
-            .map(|(i, s)| json!({ "properties": s.props.to_json(i) }))
+            .map(|(i, s)| {
+                let mut sheet = json!({ "properties": s.props.to_json(i) });
+                if !s.props.charts.is_empty() {
+                    let charts: Vec<Value> = s
+                        .props
+                        .charts
+                        .iter()
+                        .map(|(id, spec)| json!({"chartId": id, "spec": spec}))
+                        .collect();
+                    sheet["charts"] = Value::Array(charts);
+                }
+                sheet
+            })
             .collect();
         json!({
             "spreadsheetId": self.id,
@@ -185,10 +197,26 @@ pub(super) fn authorized_sheets(
         (Some(Role::Writer), _) | (Some(Role::Reader), false) => {}
         _ => return Err(rpc_error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED)),
     }
+    let schema = match route {
+        Route::BatchUpdate(_) => Some("BatchUpdateSpreadsheetRequest"),
+        Route::ValuesBatchUpdate(_) => Some("BatchUpdateValuesRequest"),
+        _ => None,
+    };
+    if let Some(schema) = schema {
+        if let Err(message) = discovery::check(schema, &Value::Object(json_body(req)?)) {
+            stats.schema_violations += 1;
+            return Err(invalid_argument(&message));
+        }
+    }
     let body = match route {
-        Route::GetSpreadsheet(_) => ss.to_json(),
+        Route::GetSpreadsheet(_) => partial(ss.to_json(), req.query_param("fields"))?,
         Route::GetValues(_, range) => get_values(ss, range, req)?,
-        Route::BatchUpdate(_) => batch_update(ss, &json_body(req)?, max_cells, rng)?,
+        Route::BatchUpdate(_) => {
+            let body = batch_update(ss, &json_body(req)?, max_cells, rng)?;
+            let cells: u64 = ss.sheets.iter().map(|s| s.props.cells()).sum();
+            stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
+            body
+        }
         Route::ValuesBatchUpdate(_) => {
             let (body, option) = values_batch_update(ss, &json_body(req)?)?;
             stats.writes_applied += 1;

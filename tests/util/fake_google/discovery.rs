@@ -1,0 +1,160 @@
+//! Request bodies checked against Google's own description of the Sheets API v4: the
+//! discovery document vendored as `tests/fixtures/sheets.v4.json` (revision 20261019, from
+//! `google-api-python-client` 2.202.0; see `tests/fixtures/README.md`).
+//!
+//! Proto JSON as Google parses it: an unknown field name is refused, so is a value of the
+//! wrong type (`int32` takes a number or a numeric string, `double` a number or
+//! `"NaN"`/`"Infinity"`, `boolean` only `true`/`false`), and an enum value not in the
+//! schema's list. `null` means "unset" and is accepted anywhere. A `Request` (one entry of
+//! `spreadsheets.batchUpdate`'s `requests`) must have exactly one kind set. Every refusal
+//! is counted in [`Stats::schema_violations`] so a test can assert there were none.
+use std::sync::OnceLock;
+
+use super::*;
+
+const DOCUMENT: &str = include_str!("../../fixtures/sheets.v4.json");
+
+/// The discovery document's revision (asserted by a test so an update is deliberate).
+pub const REVISION: &str = "20261019";
+
+fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::from_str(DOCUMENT).expect("tests/fixtures/sheets.v4.json is JSON"))
+}
+
+/// The revision the vendored document declares.
+pub fn revision() -> String {
+    document()["revision"].as_str().unwrap_or("").to_string()
+}
+
+/// `value` checked against schema `name` (e.g. `BatchUpdateSpreadsheetRequest`); the
+/// error is the message Google gives (400 INVALID_ARGUMENT).
+pub fn check(name: &str, value: &Value) -> Result<(), String> {
+    check_ref(name, value, "")
+}
+
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn join(at: &str, field: &str) -> String {
+    if at.is_empty() {
+        snake(field)
+    } else {
+        format!("{at}.{}", snake(field))
+    }
+}
+
+fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
+    let Some(schema) = document().pointer(&format!("/schemas/{name}")) else {
+        return Err(format!("the discovery document has no schema {name}"));
+    };
+    if value.is_null() {
+        return Ok(());
+    }
+    let Some(obj) = value.as_object() else {
+        return Err(format!(
+            "Invalid value at '{at}' (type.googleapis.com/google.apps.sheets.v4.{name}), {value}"
+        ));
+    };
+    let props = schema.get("properties").and_then(Value::as_object);
+    for (field, v) in obj {
+        let Some(p) = props.and_then(|p| p.get(field)) else {
+            return Err(if at.is_empty() {
+                format!("Invalid JSON payload received. Unknown name \"{field}\": Cannot find field.")
+            } else {
+                format!("Invalid JSON payload received. Unknown name \"{field}\" at '{at}': Cannot find field.")
+            });
+        };
+        check_property(p, v, &join(at, field))?;
+    }
+    if name == "Request" {
+        let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+        match set.as_slice() {
+            [] => return Err(format!("Invalid {at}: No request set.")),
+            [_] => {}
+            [first, second, ..] => {
+                return Err(format!(
+                    "Invalid JSON payload received. Oneof field 'kind' is already set ({first}). Cannot set '{second}' at '{at}'."
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if v.is_null() {
+        return Ok(());
+    }
+    if let Some(r) = p.get("$ref").and_then(Value::as_str) {
+        return check_ref(r, v, at);
+    }
+    let bad = |t: &str| Err(format!("Invalid value at '{at}' ({t}), {v}"));
+    match p.get("type").and_then(Value::as_str).unwrap_or("") {
+        "any" => Ok(()),
+        "boolean" if v.is_boolean() => Ok(()),
+        "boolean" => bad("TYPE_BOOL"),
+        "integer" => {
+            let ok = match v {
+                Value::Number(n) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                Value::String(s) => s.trim().parse::<i32>().is_ok(),
+                _ => false,
+            };
+            if ok {
+                Ok(())
+            } else {
+                bad("TYPE_INT32")
+            }
+        }
+        "number" => match v {
+            Value::Number(_) => Ok(()),
+            Value::String(s) if ["NaN", "Infinity", "-Infinity"].contains(&s.as_str()) || s.parse::<f64>().is_ok() => {
+                Ok(())
+            }
+            _ => bad("TYPE_DOUBLE"),
+        },
+        "string" => {
+            let Some(s) = v.as_str() else {
+                return bad("TYPE_STRING");
+            };
+            match p.get("enum").and_then(Value::as_array) {
+                Some(values) if !values.iter().any(|e| e.as_str() == Some(s)) => bad("TYPE_ENUM"),
+                _ => Ok(()),
+            }
+        }
+        "array" => {
+            let Some(items) = v.as_array() else {
+                return bad("TYPE_ARRAY");
+            };
+            let item = p.get("items").cloned().unwrap_or(Value::Null);
+            for (i, x) in items.iter().enumerate() {
+                check_property(&item, x, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        "object" => {
+            let Some(map) = v.as_object() else {
+                return bad("TYPE_MESSAGE");
+            };
+            if let Some(inner) = p.get("additionalProperties") {
+                for (k, x) in map {
+                    check_property(inner, x, &format!("{at}[{k}]"))?;
+                }
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "the discovery document has a property of unknown type {other:?} at '{at}'"
+        )),
+    }
+}
