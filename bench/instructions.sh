@@ -16,7 +16,9 @@
 # The daemon runs under callgrind while `sensorlog simulate` sends BOARDS boards x COUNT
 # JSON readings as fast as it can, twice (COUNT and 2 x COUNT, fresh daemon each); the
 # difference divided by the extra readings is the marginal cost of one reading, without
-# start-up and shutdown. Defaults: BOARDS=20 COUNT=5000 (about a minute). Needs valgrind
+# start-up and shutdown. Defaults: BOARDS=20 COUNT=5000 (about a minute). NAMES=flood
+# gives every reading a device name never seen before (`simulate --new-name-per-reading`):
+# the cost of a flood of new names, to compare with the stable names of the default. Needs valgrind
 # (installed from Debian when missing). Loopback only; every process started here is
 # ended here, by pid.
 set -euo pipefail
@@ -25,6 +27,12 @@ cd "$(dirname "$0")/.."
 boards=${BOARDS:-20}
 count=${COUNT:-5000}
 format=${FORMAT:-json}
+names=()
+case "${NAMES:-stable}" in
+  stable) ;;
+  flood) names=(--new-name-per-reading) ;;
+  *) echo "instructions: NAMES must be stable or flood" >&2; exit 2 ;;
+esac
 
 if ! command -v valgrind >/dev/null; then
   echo "instructions: installing valgrind (Debian package)" >&2
@@ -69,7 +77,7 @@ run() {
     curl_pid=$!
     sleep 3
   fi
-  "$sim" simulate --addr "$addr" -n "$boards" --rate 0 --count "$n" --format "$format" >/dev/null 2>&1
+  "$sim" simulate --addr "$addr" -n "$boards" --rate 0 --count "$n" --format "$format" "${names[@]}" >/dev/null 2>&1
   # The generator is done when its bytes are in the socket buffers; wait until the CSV
   # stops growing (at most a minute) before stopping the daemon.
   local prev=-1 stable=0 size
@@ -86,7 +94,7 @@ run() {
 }
 
 extra=("$@")
-echo "instructions: $daemon, $boards boards x $count and x $((2 * count)) $format readings, flags: ${extra[*]:-(none)}${EVENTS:+, /events client}" >&2
+echo "instructions: $daemon, $boards boards x $count and x $((2 * count)) $format readings, ${NAMES:-stable} names, flags: ${extra[*]:-(none)}${EVENTS:+, /events client}" >&2
 a=$(run "$count")
 b=$(run $((2 * count)))
 per=$(( (b - a) / (boards * count) ))
