@@ -43,3 +43,5 @@ mod dashboard;
 mod metrics;
 // Silent boards: one log line per change; the webhook through failures and an outage.
 mod alerts;
+// Issue 22: the CSV bytes and replies for every wire format, byte for byte against golden files.
+mod golden;
