@@ -7,6 +7,9 @@
 #   bash bench/instructions.sh --http-listen ""            # dashboard off
 #   SENSORLOG_BENCH_SERVER_BIN=/old/sensorlog bash bench/instructions.sh   # another build
 #
+# KEEP=DIR keeps the larger run's callgrind profile as DIR/callgrind.out, for
+# `callgrind_annotate --inclusive=yes DIR/callgrind.out` (where the instructions go).
+#
 # Arguments are extra `sensorlog serve` flags (none by default, so that older builds can
 # be measured: give the dashboard a free port when 8091 is taken). EVENTS=1 keeps a
 # `curl -N /events` client on the dashboard during the run (what an open dashboard costs
@@ -43,8 +46,12 @@ if ! command -v valgrind >/dev/null; then
   fi
 fi
 
-cargo build --release --quiet
-sim=target/release/sensorlog
+# SENSORLOG_BENCH_SIM_BIN: the generator's binary (then nothing is built when the daemon's
+# is given too, so that a saved build can be measured while the tree is being edited).
+if [ -z "${SENSORLOG_BENCH_SIM_BIN:-}" ] || [ -z "${SENSORLOG_BENCH_SERVER_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+sim=${SENSORLOG_BENCH_SIM_BIN:-target/release/sensorlog}
 daemon=${SENSORLOG_BENCH_SERVER_BIN:-target/release/sensorlog}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -90,6 +97,7 @@ run() {
   if [ -n "$curl_pid" ]; then kill "$curl_pid" 2>/dev/null || true; wait "$curl_pid" 2>/dev/null || true; fi
   kill -TERM "$pid"
   wait "$pid" || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$dir/cg.out" "$KEEP/callgrind.out"; fi
   grep -E '^(summary|totals):' "$dir/cg.out" | head -n1 | awk '{print $2}'
 }
 

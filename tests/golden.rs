@@ -112,8 +112,12 @@ fn clients() -> Vec<Client> {
         ],
     );
     // The resend of seq 3 arrives in a later read than the first copy.
-    hello.pieces.push(b"{\"device\":\"g-other\",\"seq\":3,\"t\":1}\n".to_vec());
-    hello.pieces.push(b"HELLO g-hello2 boot=b9 ack=1\n{\"seq\":1,\"t\":5}\n".to_vec());
+    hello
+        .pieces
+        .push(b"{\"device\":\"g-other\",\"seq\":3,\"t\":1}\n".to_vec());
+    hello
+        .pieces
+        .push(b"HELLO g-hello2 boot=b9 ack=1\n{\"seq\":1,\"t\":5}\n".to_vec());
     // The same boot and seq again on a new connection: a resend across connections.
     let resend = lines(
         "resend",

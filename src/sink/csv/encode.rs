@@ -235,8 +235,29 @@ fn push_field(out: &mut Vec<u8>, s: &str) {
 /// Borrows every cell that was not quoted.
 pub fn split_row(line: &str) -> Vec<Cow<'_, str>> {
     let mut cells = Vec::with_capacity(COLUMNS);
-    let mut rest = line;
-    loop {
+    cells.extend(cells_of(line));
+    cells
+}
+
+/// The cells of one encoded row, as [`split_row`] gives them, without collecting them:
+/// the dashboard's hook reads a row's cells 2 to 4 once per reading when every reading
+/// comes from a new device, and a vector per row was most of that cost (issue 22).
+pub fn cells_of(line: &str) -> Cells<'_> {
+    Cells { rest: Some(line) }
+}
+
+/// Iterator of [`cells_of`].
+#[derive(Debug, Clone)]
+pub struct Cells<'a> {
+    /// What is left of the row; `None` once its last cell was given out.
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Cells<'a> {
+    type Item = Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Cow<'a, str>> {
+        let rest = self.rest?;
         if let Some(quoted) = rest.strip_prefix('"') {
             // A quoted cell ends at a `"` not followed by another `"`.
             let mut cell = String::new();
@@ -259,20 +280,17 @@ pub fn split_row(line: &str) -> Vec<Cow<'_, str>> {
                     }
                 }
             }
-            cells.push(Cow::Owned(cell));
-            match tail.strip_prefix(',') {
-                Some(next) => rest = next,
-                None => return cells,
-            }
+            self.rest = tail.strip_prefix(',');
+            Some(Cow::Owned(cell))
         } else {
-            match rest.find(',') {
+            match memchr::memchr(b',', rest.as_bytes()) {
                 Some(i) => {
-                    cells.push(Cow::Borrowed(&rest[..i]));
-                    rest = &rest[i + 1..];
+                    self.rest = Some(&rest[i + 1..]);
+                    Some(Cow::Borrowed(&rest[..i]))
                 }
                 None => {
-                    cells.push(Cow::Borrowed(rest));
-                    return cells;
+                    self.rest = None;
+                    Some(Cow::Borrowed(rest))
                 }
             }
         }
