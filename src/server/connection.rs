@@ -25,7 +25,7 @@ use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading};
 use crate::ratelog::{ByCause, RateLimitedLog};
-use crate::row::{self, rfc3339_millis};
+use crate::row;
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
 use crate::server::tls::{TlsAcceptor, TlsStream};
@@ -101,6 +101,8 @@ struct Session<'a> {
     outcomes: Vec<Outcome>,
     out: Vec<u8>,
     received_at: String,
+    /// The Unix millisecond `received_at` was formatted for (see `row::stamp_millis`).
+    received_ms: Option<u128>,
     encoder: row::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
     seen: crate::boards::Seen,
@@ -164,6 +166,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         outcomes: Vec::new(),
         out: Vec::new(),
         received_at: String::new(),
+        received_ms: None,
         encoder: row::Encoder::default(),
         seen: crate::boards::Seen::default(),
         spare_fields: Vec::new(),
@@ -219,7 +222,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         } else {
             &buf[..n]
         };
-        conn.received_at = rfc3339_millis(SystemTime::now());
+        row::stamp_millis(&mut conn.received_at, &mut conn.received_ms, SystemTime::now());
         framer.push(data, |frame| conn.frame(frame));
         if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
