@@ -48,6 +48,9 @@ use crate::config::{AlertsConfig, BoardsConfig};
 pub const GAPS: usize = 16;
 /// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
 pub const MAX_VALUE_CHARS: usize = 64;
+/// Initial capacity of a latest value's name and value (see [`Boards::memory_bound_bytes`]).
+const LATEST_NAME_ROOM: usize = 24;
+const LATEST_VALUE_ROOM: usize = 16;
 /// How much of the CSV's end is read at start to list the boards of earlier runs.
 pub const PREVIOUS_RUN_TAIL_BYTES: u64 = 1 << 20;
 
@@ -506,11 +509,17 @@ impl Inner {
     fn insert(&mut self, name: &str, max: usize) -> (u32, bool) {
         if self.slots.len() < max.max(1) {
             let i = self.slots.len() as u32;
+            // Room for a somewhat longer name: the next board in this place reuses it.
+            let room = |name: &str| {
+                let mut s = String::with_capacity(name.len().max(LATEST_NAME_ROOM));
+                s.push_str(name);
+                s
+            };
             self.slots.push(Slot {
-                name: name.to_string(),
+                name: room(name),
                 ..Slot::default()
             });
-            self.map.insert(name.to_string(), i);
+            self.map.insert(room(name), i);
             self.push_front(i);
             return (i, false);
         }
@@ -704,7 +713,13 @@ impl Boards {
                     None if b.latest_len < self.max_fields => {
                         let i = b.latest_len;
                         if i == b.latest.len() {
-                            b.latest.push(Latest::default());
+                            // Room for a typical name and value, so that a board taking
+                            // this place later rarely has to grow them.
+                            b.latest.push(Latest {
+                                name: String::with_capacity(LATEST_NAME_ROOM),
+                                value: String::with_capacity(LATEST_VALUE_ROOM),
+                                number: false,
+                            });
                         }
                         let l = &mut b.latest[i];
                         l.name.clear();
