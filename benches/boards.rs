@@ -65,7 +65,11 @@ fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f
             };
             let start = csv.len();
             cols.encode_rows([("temp_c", v, "number"), ("humidity", v, "number")], &mut enc, &mut csv);
-            seen.note(&device, start..csv.len());
+            seen.note(
+                &device,
+                start..csv.len(),
+                [("temp_c", v, true), ("humidity", v, true)].into_iter(),
+            );
             i += 1;
         }
         b.record(&mut seen, &csv, std::iter::repeat(true), "192.168.1.20:50000", false);

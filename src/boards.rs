@@ -100,6 +100,10 @@ struct Run {
     /// Where the run's last reading's rows are in the chunk's CSV buffer.
     rows: std::ops::Range<usize>,
     count: usize,
+    /// The first reading's fields, copied when the run began: its values unless later
+    /// readings joined the run (`count > 1`), whose values are then read back from `rows`.
+    fields: (usize, usize),
+    text_mark: usize,
 }
 
 #[derive(Debug)]
@@ -149,12 +153,20 @@ impl Seen {
         });
     }
 
-    /// Notes one reading of `device` whose rows the encoder wrote at `rows` of the chunk's
-    /// CSV buffer. Cheap by design (it runs for every reading): a reading of the same
-    /// device as the one before only moves the range; the values are read back once per
-    /// run, after the append.
+    /// Notes one reading of `device` with `fields` as `(name, value text, is a number)`,
+    /// whose rows the encoder wrote at `rows` of the chunk's CSV buffer. Cheap by design
+    /// (it runs for every reading): a reading of the same device as the one before only
+    /// moves the range, and the run's values are read back once, after the append; the
+    /// first reading of a run copies its fields (once per run, so a board sending many
+    /// readings per chunk pays it once, and a stream of new names pays no read-back:
+    /// reading 160 bytes of rows back was half of a new name's cost, issue 22).
     #[inline]
-    pub fn note(&mut self, device: &str, rows: std::ops::Range<usize>) {
+    pub fn note<'a>(
+        &mut self,
+        device: &str,
+        rows: std::ops::Range<usize>,
+        fields: impl Iterator<Item = (&'a str, &'a str, bool)>,
+    ) {
         if let Some(run) = self.runs.last_mut() {
             if self.text[run.device.0..run.device.1] == *device {
                 run.rows = rows;
@@ -163,7 +175,17 @@ impl Seen {
             }
         }
         let device = self.add_text(device);
-        self.runs.push(Run { device, rows, count: 1 });
+        let (first, text_mark) = (self.fields.len(), self.text.len());
+        for (name, value, number) in fields {
+            self.add_field(name, value, number);
+        }
+        self.runs.push(Run {
+            device,
+            rows,
+            count: 1,
+            fields: (first, self.fields.len()),
+            text_mark,
+        });
     }
 
     /// Reads the noted runs' last readings back from `csv`, the chunk's encoded rows
@@ -171,6 +193,15 @@ impl Seen {
     fn resolve(&mut self, csv: &[u8]) {
         let mut runs = std::mem::take(&mut self.runs);
         for run in runs.drain(..) {
+            if run.count == 1 {
+                self.readings.push(SeenReading {
+                    device: run.device,
+                    fields: run.fields,
+                    count: 1,
+                    text_mark: run.text_mark,
+                });
+                continue;
+            }
             let first = self.fields.len();
             let text_mark = self.text.len();
             let rows = csv.get(run.rows.clone()).and_then(|b| std::str::from_utf8(b).ok());
@@ -1009,7 +1040,9 @@ mod tests {
                 device_time: "",
             };
             cols.encode_rows(fields.iter().copied(), &mut enc, &mut csv);
-            s.note(device, start..csv.len());
+            // What the board sent; runs of several readings are read back from the rows.
+            let sent = fields.iter().map(|(n, v, kind)| (*n, *v, *kind == "number"));
+            s.note(device, start..csv.len(), sent);
         }
         assert_eq!(s.len(), 3, "three runs");
         b.record(&mut s, &csv, [true; 4].into_iter(), "10.0.0.1:5000", false);

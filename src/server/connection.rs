@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading};
+use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading, Value};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::row;
 use crate::server::allow::Doorman;
@@ -376,9 +376,14 @@ impl Session<'_> {
         let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
         common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
         if self.shared.boards.is_some() {
-            // DASHBOARD HOOK (1/2): note where the reading's rows are; its values are read
-            // back from them after the CSV append (once per run of one device's readings).
-            self.seen.note(device, bytes_start..self.batch.buf.len());
+            // DASHBOARD HOOK (1/2): note where the reading's rows are. The first reading of
+            // a run of one device's readings copies its fields; a longer run's values are
+            // read back from the rows after the CSV append (once per run).
+            let fields = r
+                .fields
+                .iter()
+                .map(|f| (&*f.name, f.value.as_text(), matches!(f.value, Value::Number(_))));
+            self.seen.note(device, bytes_start..self.batch.buf.len(), fields);
         }
         if self.shared.rows_for_uploader {
             for f in &r.fields {
