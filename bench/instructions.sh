@@ -7,6 +7,9 @@
 #   bash bench/instructions.sh --http-listen ""            # dashboard off
 #   SENSORLOG_BENCH_SERVER_BIN=/old/sensorlog bash bench/instructions.sh   # another build
 #
+# KEEP=DIR keeps the larger run's callgrind profile as DIR/callgrind.out, for
+# `callgrind_annotate --inclusive=yes DIR/callgrind.out` (where the instructions go).
+#
 # Arguments are extra `sensorlog serve` flags (none by default, so that older builds can
 # be measured: give the dashboard a free port when 8091 is taken). EVENTS=1 keeps a
 # `curl -N /events` client on the dashboard during the run (what an open dashboard costs
@@ -16,7 +19,9 @@
 # The daemon runs under callgrind while `sensorlog simulate` sends BOARDS boards x COUNT
 # JSON readings as fast as it can, twice (COUNT and 2 x COUNT, fresh daemon each); the
 # difference divided by the extra readings is the marginal cost of one reading, without
-# start-up and shutdown. Defaults: BOARDS=20 COUNT=5000 (about a minute). Needs valgrind
+# start-up and shutdown. Defaults: BOARDS=20 COUNT=5000 (about a minute). NAMES=flood
+# gives every reading a device name never seen before (`simulate --new-name-per-reading`):
+# the cost of a flood of new names, to compare with the stable names of the default. Needs valgrind
 # (installed from Debian when missing). Loopback only; every process started here is
 # ended here, by pid.
 set -euo pipefail
@@ -25,6 +30,12 @@ cd "$(dirname "$0")/.."
 boards=${BOARDS:-20}
 count=${COUNT:-5000}
 format=${FORMAT:-json}
+names=()
+case "${NAMES:-stable}" in
+  stable) ;;
+  flood) names=(--new-name-per-reading) ;;
+  *) echo "instructions: NAMES must be stable or flood" >&2; exit 2 ;;
+esac
 
 if ! command -v valgrind >/dev/null; then
   echo "instructions: installing valgrind (Debian package)" >&2
@@ -35,8 +46,12 @@ if ! command -v valgrind >/dev/null; then
   fi
 fi
 
-cargo build --release --quiet
-sim=target/release/sensorlog
+# SENSORLOG_BENCH_SIM_BIN: the generator's binary (then nothing is built when the daemon's
+# is given too, so that a saved build can be measured while the tree is being edited).
+if [ -z "${SENSORLOG_BENCH_SIM_BIN:-}" ] || [ -z "${SENSORLOG_BENCH_SERVER_BIN:-}" ]; then
+  cargo build --release --quiet
+fi
+sim=${SENSORLOG_BENCH_SIM_BIN:-target/release/sensorlog}
 daemon=${SENSORLOG_BENCH_SERVER_BIN:-target/release/sensorlog}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -69,7 +84,7 @@ run() {
     curl_pid=$!
     sleep 3
   fi
-  "$sim" simulate --addr "$addr" -n "$boards" --rate 0 --count "$n" --format "$format" >/dev/null 2>&1
+  "$sim" simulate --addr "$addr" -n "$boards" --rate 0 --count "$n" --format "$format" "${names[@]}" >/dev/null 2>&1
   # The generator is done when its bytes are in the socket buffers; wait until the CSV
   # stops growing (at most a minute) before stopping the daemon.
   local prev=-1 stable=0 size
@@ -82,11 +97,12 @@ run() {
   if [ -n "$curl_pid" ]; then kill "$curl_pid" 2>/dev/null || true; wait "$curl_pid" 2>/dev/null || true; fi
   kill -TERM "$pid"
   wait "$pid" || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$dir/cg.out" "$KEEP/callgrind.out"; fi
   grep -E '^(summary|totals):' "$dir/cg.out" | head -n1 | awk '{print $2}'
 }
 
 extra=("$@")
-echo "instructions: $daemon, $boards boards x $count and x $((2 * count)) $format readings, flags: ${extra[*]:-(none)}${EVENTS:+, /events client}" >&2
+echo "instructions: $daemon, $boards boards x $count and x $((2 * count)) $format readings, ${NAMES:-stable} names, flags: ${extra[*]:-(none)}${EVENTS:+, /events client}" >&2
 a=$(run "$count")
 b=$(run $((2 * count)))
 per=$(( (b - a) / (boards * count) ))

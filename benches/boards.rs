@@ -7,8 +7,77 @@
 //! the default config (8 fields per board). It then times `Boards::record` for read
 //! chunks of one reading (the ingest hook's per-chunk cost). Under
 //! `cargo test --all-targets` it runs at 1/100 size as a smoke test.
+//!
+//! Issue 22: it also runs the hook as a connection does (rows encoded, each reading
+//! noted, one `record` per chunk of 64) for known boards and for a flood of new names
+//! at the `boards.max_boards` cap, and counts heap allocations per reading with a
+//! counting global allocator: a flood must not allocate and free a board per name.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+use sensorlog::sink::csv::encode::{Encoder, ReadingColumns};
+
+/// The system allocator, counting allocations (and reallocations).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Feeds `readings` readings through the ingest hook as a connection does, in chunks of
+/// 64; `name(i)` is reading `i`'s device. Returns (allocations, nanoseconds) per reading.
+fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f64) {
+    let (mut seen, mut enc) = (Seen::default(), Encoder::default());
+    let (mut csv, mut device) = (Vec::with_capacity(1 << 16), String::with_capacity(64));
+    let values: Vec<String> = (0..64).map(|i| format!("2{}.{}", i % 10, i)).collect();
+    let allocations = ALLOCATIONS.load(Relaxed);
+    let t = Instant::now();
+    let mut i = 0;
+    while i < readings {
+        for _ in 0..64.min(readings - i) {
+            device.clear();
+            name(i, &mut device);
+            let v = values[(i % 64) as usize].as_str();
+            let cols = ReadingColumns {
+                received_at: "2026-12-07T12:00:00.000Z",
+                device: &device,
+                peer: "192.168.1.20:50000",
+                boot: "",
+                seq: Some(i),
+                device_time: "",
+            };
+            let start = csv.len();
+            cols.encode_rows([("temp_c", v, "number"), ("humidity", v, "number")], &mut enc, &mut csv);
+            seen.note(
+                &device,
+                start..csv.len(),
+                [("temp_c", v, true), ("humidity", v, true)].into_iter(),
+            );
+            i += 1;
+        }
+        b.record(&mut seen, &csv, std::iter::repeat(true), "192.168.1.20:50000", false);
+        csv.clear();
+    }
+    let ns = t.elapsed().as_nanos() as f64 / readings as f64;
+    ((ALLOCATIONS.load(Relaxed) - allocations) as f64 / readings as f64, ns)
+}
 
 use sensorlog::boards::{Boards, Seen};
 use sensorlog::config::{AlertsConfig, BoardsConfig};
@@ -123,5 +192,31 @@ fn main() {
         "boards: one silent check over {boards_n} boards in {:.2} ms ({} changes)",
         t.elapsed().as_secs_f64() * 1000.0,
         changes.len()
+    );
+    drop(b);
+
+    // Issue 22: known boards against a flood of new names at the cap.
+    let n = if full { 1_000_000 } else { 10_000 };
+    let known = Boards::new(&cfg, &alerts);
+    ingest(&known, 1000, |i, d| d.push_str(&names[(i % 100) as usize]));
+    let (known_allocs, known_ns) = ingest(&known, n, |i, d| d.push_str(&names[(i % 100) as usize]));
+    let flood = Boards::new(&cfg, &alerts);
+    let flood_name = |i: u64, d: &mut String| {
+        use std::fmt::Write;
+        let _ = write!(d, "flood-{i:09}");
+    };
+    // Warm up to the cap, so that every further name evicts a board.
+    ingest(&flood, cfg.max_boards as u64 + 1000, flood_name);
+    let evicted = flood.evicted();
+    let (flood_allocs, flood_ns) = ingest(&flood, n, |i, d| flood_name(i + 100_000_000, d));
+    println!(
+        "boards: ingest hook, {n} readings of 2 fields in chunks of 64: 100 known boards {known_allocs:.3} allocations and {known_ns:.0} ns per reading; a new name per reading at the cap of {} ({} evictions) {flood_allocs:.3} allocations and {flood_ns:.0} ns per reading",
+        cfg.max_boards,
+        flood.evicted() - evicted
+    );
+    assert_eq!(flood.evicted() - evicted, n, "every new name evicts one board");
+    assert!(
+        flood_allocs < 0.01,
+        "a flood of new names allocates per name: {flood_allocs} allocations per reading"
     );
 }

@@ -15,15 +15,21 @@
 //! only ever reads snapshots of this state; it never touches the CSV or the sockets.
 //!
 //! Bounded by design (device names come from the network):
-//! - at most `boards.max_boards` boards; when a new name arrives at the cap, the least
-//!   recently seen eighth is evicted at once (amortised O(log n) per new name, not a scan
-//!   per name) and counted in [`Boards::evicted`];
+//! - at most `boards.max_boards` boards; when a new name arrives at the cap, it takes the
+//!   place of the least recently seen board (O(1): the boards are kept in a list in the
+//!   order they last reported), which is counted in [`Boards::evicted`]. The evicted
+//!   board's memory is reused for the new one, so a flood of new names (a misconfigured
+//!   board with a timestamp in its name, or anyone who can reach the port) allocates
+//!   nothing per name once the cap is reached;
 //! - at most `boards.max_fields` fields per board (latest values and chart rings; further
 //!   fields are not shown, the CSV keeps them); a latest text value is cut to
 //!   [`MAX_VALUE_CHARS`] bytes;
 //! - each chart ring holds at most `boards.chart_points` points of 8 bytes (seconds since
 //!   start as `u32`, value as `f32`), one per `chart_window_secs / chart_points` bucket
 //!   (a reading in the same bucket replaces the bucket's point), so it spans the window.
+//!   The rings are created lazily, at a board's second reading: a board heard from once
+//!   (every board of a flood of names) has only its latest values, from which its one
+//!   chart point is shown.
 //!
 //! [`Boards::memory_bound_bytes`] states the resulting worst case; `cargo bench --bench
 //! boards` measures it for 10,000 boards.
@@ -42,6 +48,9 @@ use crate::config::{AlertsConfig, BoardsConfig};
 pub const GAPS: usize = 16;
 /// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
 pub const MAX_VALUE_CHARS: usize = 64;
+/// Initial capacity of a latest value's name and value (see [`Boards::memory_bound_bytes`]).
+const LATEST_NAME_ROOM: usize = 24;
+const LATEST_VALUE_ROOM: usize = 16;
 /// How much of the CSV's end is read at start to list the boards of earlier runs.
 pub const PREVIOUS_RUN_TAIL_BYTES: u64 = 1 << 20;
 
@@ -91,6 +100,10 @@ struct Run {
     /// Where the run's last reading's rows are in the chunk's CSV buffer.
     rows: std::ops::Range<usize>,
     count: usize,
+    /// The first reading's fields, copied when the run began: its values unless later
+    /// readings joined the run (`count > 1`), whose values are then read back from `rows`.
+    fields: (usize, usize),
+    text_mark: usize,
 }
 
 #[derive(Debug)]
@@ -140,12 +153,20 @@ impl Seen {
         });
     }
 
-    /// Notes one reading of `device` whose rows the encoder wrote at `rows` of the chunk's
-    /// CSV buffer. Cheap by design (it runs for every reading): a reading of the same
-    /// device as the one before only moves the range; the values are read back once per
-    /// run, after the append.
+    /// Notes one reading of `device` with `fields` as `(name, value text, is a number)`,
+    /// whose rows the encoder wrote at `rows` of the chunk's CSV buffer. Cheap by design
+    /// (it runs for every reading): a reading of the same device as the one before only
+    /// moves the range, and the run's values are read back once, after the append; the
+    /// first reading of a run copies its fields (once per run, so a board sending many
+    /// readings per chunk pays it once, and a stream of new names pays no read-back:
+    /// reading 160 bytes of rows back was half of a new name's cost, issue 22).
     #[inline]
-    pub fn note(&mut self, device: &str, rows: std::ops::Range<usize>) {
+    pub fn note<'a>(
+        &mut self,
+        device: &str,
+        rows: std::ops::Range<usize>,
+        fields: impl Iterator<Item = (&'a str, &'a str, bool)>,
+    ) {
         if let Some(run) = self.runs.last_mut() {
             if self.text[run.device.0..run.device.1] == *device {
                 run.rows = rows;
@@ -154,7 +175,17 @@ impl Seen {
             }
         }
         let device = self.add_text(device);
-        self.runs.push(Run { device, rows, count: 1 });
+        let (first, text_mark) = (self.fields.len(), self.text.len());
+        for (name, value, number) in fields {
+            self.add_field(name, value, number);
+        }
+        self.runs.push(Run {
+            device,
+            rows,
+            count: 1,
+            fields: (first, self.fields.len()),
+            text_mark,
+        });
     }
 
     /// Reads the noted runs' last readings back from `csv`, the chunk's encoded rows
@@ -162,17 +193,26 @@ impl Seen {
     fn resolve(&mut self, csv: &[u8]) {
         let mut runs = std::mem::take(&mut self.runs);
         for run in runs.drain(..) {
+            if run.count == 1 {
+                self.readings.push(SeenReading {
+                    device: run.device,
+                    fields: run.fields,
+                    count: 1,
+                    text_mark: run.text_mark,
+                });
+                continue;
+            }
             let first = self.fields.len();
             let text_mark = self.text.len();
             let rows = csv.get(run.rows.clone()).and_then(|b| std::str::from_utf8(b).ok());
             for line in rows.unwrap_or("").split_terminator('\n') {
-                let cells = crate::sink::csv::encode::split_row(line);
-                let [_, _, name, value, kind, ..] = cells.as_slice() else {
+                let mut cells = crate::sink::csv::encode::cells_of(line).skip(2);
+                let (Some(name), Some(value), Some(kind)) = (cells.next(), cells.next(), cells.next()) else {
                     continue;
                 };
                 self.add_field(
-                    crate::sink::csv::encode::original(name),
-                    crate::sink::csv::encode::original_value(value, kind),
+                    crate::sink::csv::encode::original(&name),
+                    crate::sink::csv::encode::original_value(&value, &kind),
                     kind == "number",
                 );
             }
@@ -242,23 +282,25 @@ pub struct Change {
     pub quiet_secs: f64,
 }
 
-#[derive(Debug)]
+/// A field's latest value. Kept (with its buffers) when a board's place is reused.
+#[derive(Debug, Default)]
 struct Latest {
-    name: Box<str>,
+    name: String,
     value: String,
     number: bool,
 }
 
 #[derive(Debug)]
 struct Series {
-    name: Box<str>,
+    /// The field: an index into the board's latest values (never removed while the board lives).
+    field: usize,
     /// (seconds since start, value), oldest first.
     points: VecDeque<(u32, f32)>,
 }
 
 #[derive(Debug, Default)]
 struct Board {
-    peer: Box<str>,
+    peer: String,
     ack: bool,
     /// Milliseconds since start of the last reading; `None` for a board of an earlier run.
     last_ms: Option<u64>,
@@ -271,12 +313,64 @@ struct Board {
     minute: u64,
     this_minute: u32,
     last_minute: u32,
+    /// The first `latest_len` entries are this board's; the rest are buffers kept from
+    /// a board whose place this one took.
     latest: Vec<Latest>,
+    latest_len: usize,
+    /// Chart rings, created at the board's second reading (see the module docs).
     series: Vec<Series>,
+    charted: bool,
     silent_since_ms: Option<u64>,
 }
 
 impl Board {
+    fn latest(&self) -> &[Latest] {
+        &self.latest[..self.latest_len]
+    }
+
+    /// Turns the board into a new one, keeping its buffers.
+    fn reset(&mut self) {
+        let latest = std::mem::take(&mut self.latest);
+        let mut peer = std::mem::take(&mut self.peer);
+        peer.clear();
+        let mut series = std::mem::take(&mut self.series);
+        series.clear();
+        *self = Board {
+            peer,
+            latest,
+            series,
+            ..Board::default()
+        };
+    }
+
+    /// The chart points: the rings, or for a board not yet charted (one reading), the
+    /// point its latest values make.
+    fn chart(&self, start_secs: u64) -> Vec<FieldSeries> {
+        let latest = self.latest();
+        if !self.charted {
+            let Some(last) = self.last_ms else { return Vec::new() };
+            let t = start_secs + last / 1000;
+            return latest
+                .iter()
+                .filter(|l| l.number)
+                .filter_map(|l| {
+                    let v = l.value.parse::<f64>().ok().filter(|v| v.is_finite())?;
+                    Some(FieldSeries {
+                        field: l.name.clone(),
+                        points: vec![(t, v as f32)],
+                    })
+                })
+                .collect();
+        }
+        self.series
+            .iter()
+            .map(|s| FieldSeries {
+                field: latest[s.field].name.clone(),
+                points: s.points.iter().map(|&(t, v)| (start_secs + u64::from(t), v)).collect(),
+            })
+            .collect()
+    }
+
     fn usual_interval_ms(&self) -> Option<u64> {
         let n = self.gap_count as usize;
         if n == 0 {
@@ -361,9 +455,124 @@ pub struct BoardTotals {
     pub evicted: u64,
 }
 
+/// No slot: the end of the recency list.
+const NIL: u32 = u32::MAX;
+
 #[derive(Debug, Default)]
+struct Slot {
+    name: String,
+    board: Board,
+    /// Neighbours in the recency list: `prev` reported more recently, `next` less.
+    prev: u32,
+    next: u32,
+}
+
+/// The boards in slots, found by name through `map`, and linked in the order they last
+/// reported (`head` the most recent, `tail` the least: the one a new name replaces at
+/// the cap). Boards of earlier runs are put at the tail end as they are listed.
+#[derive(Debug)]
 struct Inner {
-    map: HashMap<Box<str>, Board>,
+    map: HashMap<String, u32>,
+    slots: Vec<Slot>,
+    head: u32,
+    tail: u32,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            map: HashMap::new(),
+            slots: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl Inner {
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = (self.slots[i as usize].prev, self.slots[i as usize].next);
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        let old = self.head;
+        let slot = &mut self.slots[i as usize];
+        slot.prev = NIL;
+        slot.next = old;
+        match old {
+            NIL => self.tail = i,
+            o => self.slots[o as usize].prev = i,
+        }
+        self.head = i;
+    }
+
+    fn push_back(&mut self, i: u32) {
+        let old = self.tail;
+        let slot = &mut self.slots[i as usize];
+        slot.prev = old;
+        slot.next = NIL;
+        match old {
+            NIL => self.head = i,
+            o => self.slots[o as usize].next = i,
+        }
+        self.tail = i;
+    }
+
+    /// Marks slot `i` as the most recently seen.
+    fn touch(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
+    }
+
+    /// The slot of a new board `name` (not in the map): a new slot below `max`, else the
+    /// least recently seen board's, reset (returned as evicted). O(1), and no allocation
+    /// when the evicted board's buffers are large enough.
+    fn insert(&mut self, name: &str, max: usize) -> (u32, bool) {
+        if self.slots.len() < max.max(1) {
+            let i = self.slots.len() as u32;
+            // Room for a somewhat longer name: the next board in this place reuses it.
+            let room = |name: &str| {
+                let mut s = String::with_capacity(name.len().max(LATEST_NAME_ROOM));
+                s.push_str(name);
+                s
+            };
+            self.slots.push(Slot {
+                name: room(name),
+                ..Slot::default()
+            });
+            self.map.insert(room(name), i);
+            self.push_front(i);
+            return (i, false);
+        }
+        let i = self.tail;
+        let slot = &mut self.slots[i as usize];
+        let mut key = match self.map.remove_entry(slot.name.as_str()) {
+            Some((key, _)) => key,
+            None => String::new(),
+        };
+        key.clear();
+        key.push_str(name);
+        slot.name.clear();
+        slot.name.push_str(name);
+        slot.board.reset();
+        self.map.insert(key, i);
+        self.touch(i);
+        (i, true)
+    }
+
+    fn boards(&self) -> impl Iterator<Item = (&str, &Board)> {
+        self.slots.iter().map(|s| (s.name.as_str(), &s.board))
+    }
 }
 
 /// All boards' live state; see the module docs.
@@ -417,13 +626,17 @@ impl Boards {
     /// Worst-case bytes for `max_boards` boards each with `max_fields` full rings and
     /// latest values (heap only, including hash-map slack), for the documented bound.
     pub fn memory_bound_bytes(cfg: &BoardsConfig) -> u64 {
-        let ring = (cfg.chart_points + 1).next_power_of_two() as u64 * 8 + 32 + 24 + 32;
-        let latest = 24 + MAX_VALUE_CHARS as u64 + 32 + 32;
-        let board = std::mem::size_of::<Board>() as u64 + 64 + 64 + 48;
+        use std::mem::size_of;
+        let ring = (cfg.chart_points + 1).next_power_of_two() as u64 * 8 + size_of::<Series>() as u64 + 32;
+        // A field's name (typically under 32 bytes), its value (at most 64), allocator slack.
+        let latest = size_of::<Latest>() as u64 + 32 + MAX_VALUE_CHARS as u64 + 32;
+        // The slot, its name, the peer's address, the previous run's time.
+        let board = size_of::<Slot>() as u64 + 64 + 64 + 48;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
-        // The map holds at most max_boards entries at ~7/8 load, rounded up to a power of two.
+        // The map holds at most max_boards entries at ~7/8 load, rounded up to a power of
+        // two, each with its own copy of the name.
         let slots = (cfg.max_boards as u64 * 8 / 7 + 1).next_power_of_two();
-        cfg.max_boards as u64 * per_board + slots * (std::mem::size_of::<(Box<str>, Board)>() as u64 + 1)
+        cfg.max_boards as u64 * (per_board + 64) + slots * (size_of::<(String, u32)>() as u64 + 1)
     }
 
     fn now_ms(&self) -> u64 {
@@ -467,18 +680,27 @@ impl Boards {
                 continue;
             }
             let device = seen.get(r.device);
-            if !inner.map.contains_key(device) {
-                if inner.map.len() >= self.max_boards {
-                    self.evict(&mut inner);
+            let i = match inner.map.get(device) {
+                Some(&i) => {
+                    inner.touch(i);
+                    i
                 }
-                inner.map.insert(device.into(), Board::default());
-            }
-            let Some(b) = inner.map.get_mut(device) else { continue };
-            if &*b.peer != peer {
-                b.peer = peer.into();
+                None => {
+                    let (i, evicted) = inner.insert(device, self.max_boards);
+                    if evicted {
+                        self.evicted.fetch_add(1, Relaxed);
+                    }
+                    i
+                }
+            };
+            let b = &mut inner.slots[i as usize].board;
+            if b.peer != peer {
+                b.peer.clear();
+                b.peer.push_str(peer);
             }
             b.ack = ack;
-            if let Some(last) = b.last_ms {
+            let before = b.last_ms;
+            if let Some(last) = before {
                 let gap = now_ms.saturating_sub(last);
                 // Readings of one chunk share a receive time; only real gaps count.
                 if gap > 0 {
@@ -501,66 +723,97 @@ impl Boards {
             if !last_ok {
                 continue;
             }
+            if !b.charted {
+                if let Some(last) = before {
+                    // The second reading: the rings start with the point of the first,
+                    // which the latest values still hold.
+                    self.start_chart(b, last);
+                }
+            }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
             for f in &seen.fields[r.fields.0..r.fields.1] {
                 let (name, value) = (seen.get(f.name), seen.get(f.value));
-                match b.latest.iter().position(|l| &*l.name == name) {
+                let field = match b.latest().iter().position(|l| l.name == name) {
                     Some(i) => {
                         let l = &mut b.latest[i];
                         l.value.clear();
                         l.value.push_str(value);
                         l.number = f.number;
+                        i
                     }
-                    None if b.latest.len() < self.max_fields => b.latest.push(Latest {
-                        name: name.into(),
-                        value: value.to_string(),
-                        number: f.number,
-                    }),
+                    None if b.latest_len < self.max_fields => {
+                        let i = b.latest_len;
+                        if i == b.latest.len() {
+                            // Room for a typical name and value, so that a board taking
+                            // this place later rarely has to grow them.
+                            b.latest.push(Latest {
+                                name: String::with_capacity(LATEST_NAME_ROOM),
+                                value: String::with_capacity(LATEST_VALUE_ROOM),
+                                number: false,
+                            });
+                        }
+                        let l = &mut b.latest[i];
+                        l.name.clear();
+                        l.name.push_str(name);
+                        l.value.clear();
+                        l.value.push_str(value);
+                        l.number = f.number;
+                        b.latest_len += 1;
+                        i
+                    }
                     None => continue, // over boards.max_fields: not shown (the CSV has it)
-                }
-                if !f.number {
-                    continue;
-                }
-                let Ok(v) = value.parse::<f64>() else { continue };
-                if !v.is_finite() {
-                    continue;
-                }
-                let idx = match b.series.iter().position(|s| &*s.name == name) {
-                    Some(i) => i,
-                    None if b.series.len() < self.max_fields => {
-                        b.series.push(Series {
-                            name: name.into(),
-                            points: VecDeque::new(),
-                        });
-                        b.series.len() - 1
-                    }
-                    None => continue,
                 };
-                let points = &mut b.series[idx].points;
-                match points.back_mut() {
-                    Some(p) if p.0 / self.bucket_secs == secs / self.bucket_secs => *p = (secs, v as f32),
-                    _ => points.push_back((secs, v as f32)),
-                }
-                while points.len() > self.chart_points
-                    || points
-                        .front()
-                        .is_some_and(|p| p.0.saturating_add(self.chart_window_secs) < secs)
-                {
-                    points.pop_front();
+                if f.number && b.charted {
+                    let Ok(v) = value.parse::<f64>() else { continue };
+                    self.add_point(b, field, secs, v);
                 }
             }
         }
     }
 
-    /// Drops the least recently seen eighth of the boards (boards of earlier runs first).
-    fn evict(&self, inner: &mut Inner) {
-        let n = (inner.map.len() / 8).max(1);
-        let mut ages: Vec<(Option<u64>, Box<str>)> = inner.map.iter().map(|(k, b)| (b.last_ms, k.clone())).collect();
-        ages.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
-        for (_, k) in ages.into_iter().take(n) {
-            inner.map.remove(&k);
+    /// Creates a board's chart rings from its latest values, read at `last_ms` (what its
+    /// first reading would have put in them).
+    fn start_chart(&self, b: &mut Board, last_ms: u64) {
+        b.charted = true;
+        let secs = (last_ms / 1000).min(u64::from(u32::MAX)) as u32;
+        for field in 0..b.latest_len {
+            let l = &b.latest[field];
+            if !l.number {
+                continue;
+            }
+            if let Ok(v) = l.value.parse::<f64>() {
+                self.add_point(b, field, secs, v);
+            }
         }
-        self.evicted.fetch_add(n as u64, Relaxed);
+    }
+
+    fn add_point(&self, b: &mut Board, field: usize, secs: u32, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        let idx = match b.series.iter().position(|s| s.field == field) {
+            Some(i) => i,
+            None if b.series.len() < self.max_fields => {
+                b.series.push(Series {
+                    field,
+                    points: VecDeque::new(),
+                });
+                b.series.len() - 1
+            }
+            None => return,
+        };
+        let points = &mut b.series[idx].points;
+        match points.back_mut() {
+            Some(p) if p.0 / self.bucket_secs == secs / self.bucket_secs => *p = (secs, v as f32),
+            _ => points.push_back((secs, v as f32)),
+        }
+        while points.len() > self.chart_points
+            || points
+                .front()
+                .is_some_and(|p| p.0.saturating_add(self.chart_window_secs) < secs)
+        {
+            points.pop_front();
+        }
     }
 
     /// Finds boards that went silent or came back since the last call; marks them.
@@ -572,7 +825,8 @@ impl Boards {
     pub fn check_at(&self, now_ms: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         let mut inner = self.lock();
-        for (device, b) in inner.map.iter_mut() {
+        for slot in inner.slots.iter_mut() {
+            let (device, b) = (&slot.name, &mut slot.board);
             let Some(last) = b.last_ms else { continue };
             let usual = b.usual_interval_ms();
             let limit = usual
@@ -610,60 +864,45 @@ impl Boards {
         let now_ms = self.now_ms();
         let inner = self.lock();
         let mut totals = BoardTotals {
-            boards: inner.map.len(),
+            boards: inner.slots.len(),
             evicted: self.evicted(),
             ..BoardTotals::default()
         };
-        let mut names: Vec<&Box<str>> = Vec::with_capacity(inner.map.len());
-        for (name, b) in &inner.map {
+        let mut names: Vec<(&str, &Board)> = Vec::with_capacity(inner.slots.len());
+        for (name, b) in inner.boards() {
             match b.status() {
                 Status::Ok => totals.ok += 1,
                 Status::Silent => totals.silent += 1,
                 Status::Unseen => totals.unseen += 1,
             }
             totals.readings_per_min += b.readings_per_min(now_ms);
-            names.push(name);
+            names.push((name, b));
         }
-        names.sort_unstable();
+        names.sort_unstable_by_key(|(name, _)| *name);
         names.truncate(limit);
         let views = names
             .into_iter()
-            .map(|name| {
-                let b = &inner.map[name];
-                BoardView {
-                    device: name.to_string(),
-                    status: b.status(),
-                    last_seen_unix_ms: b.last_ms.map(|l| self.start_unix_ms + l),
-                    last_seen_secs_ago: b.last_ms.map(|l| now_ms.saturating_sub(l) as f64 / 1000.0),
-                    last_seen_previous_run: b.previous_run.as_deref().map(str::to_string),
-                    readings: b.readings,
-                    readings_per_min: (b.readings_per_min(now_ms) * 10.0).round() / 10.0,
-                    usual_interval_secs: b.usual_interval_ms().map(|u| u as f64 / 1000.0),
-                    peer: b.peer.to_string(),
-                    ack: b.ack,
-                    latest: b
-                        .latest
-                        .iter()
-                        .map(|l| FieldValue {
-                            field: l.name.to_string(),
-                            value: l.value.clone(),
-                            number: l.number,
-                        })
-                        .collect(),
-                    series: series.then(|| {
-                        b.series
-                            .iter()
-                            .map(|s| FieldSeries {
-                                field: s.name.to_string(),
-                                points: s
-                                    .points
-                                    .iter()
-                                    .map(|&(t, v)| (self.start_unix_ms / 1000 + u64::from(t), v))
-                                    .collect(),
-                            })
-                            .collect()
-                    }),
-                }
+            .map(|(name, b)| BoardView {
+                device: name.to_string(),
+                status: b.status(),
+                last_seen_unix_ms: b.last_ms.map(|l| self.start_unix_ms + l),
+                last_seen_secs_ago: b.last_ms.map(|l| now_ms.saturating_sub(l) as f64 / 1000.0),
+                last_seen_previous_run: b.previous_run.as_deref().map(str::to_string),
+                readings: b.readings,
+                readings_per_min: (b.readings_per_min(now_ms) * 10.0).round() / 10.0,
+                usual_interval_secs: b.usual_interval_ms().map(|u| u as f64 / 1000.0),
+                peer: b.peer.to_string(),
+                ack: b.ack,
+                latest: b
+                    .latest()
+                    .iter()
+                    .map(|l| FieldValue {
+                        field: l.name.to_string(),
+                        value: l.value.clone(),
+                        number: l.number,
+                    })
+                    .collect(),
+                series: series.then(|| b.chart(self.start_unix_ms / 1000)),
             })
             .collect();
         (totals, views)
@@ -673,14 +912,13 @@ impl Boards {
     /// value is how many were left out.
     pub fn metric_rows(&self, limit: usize) -> (Vec<MetricRow>, usize) {
         let inner = self.lock();
-        let mut names: Vec<&Box<str>> = inner.map.keys().collect();
-        names.sort_unstable();
+        let mut names: Vec<(&str, &Board)> = inner.boards().collect();
+        names.sort_unstable_by_key(|(name, _)| *name);
         let left_out = names.len().saturating_sub(limit);
         let rows = names
             .into_iter()
             .take(limit)
-            .map(|n| {
-                let b = &inner.map[n];
+            .map(|(n, b)| {
                 (
                     n.to_string(),
                     b.silent_since_ms.is_some(),
@@ -727,16 +965,18 @@ impl Boards {
         let mut inner = self.lock();
         let mut n = 0;
         for (device, at) in last {
-            if inner.map.len() >= self.max_boards {
+            if inner.slots.len() >= self.max_boards {
                 break;
             }
-            inner.map.entry(device.into_boxed_str()).or_insert_with(|| {
-                n += 1;
-                Board {
-                    previous_run: Some(at.into_boxed_str()),
-                    ..Board::default()
-                }
-            });
+            if inner.map.contains_key(device.as_str()) {
+                continue;
+            }
+            let (i, _) = inner.insert(&device, self.max_boards);
+            // Not heard from in this run: first in line to make room for new names.
+            inner.unlink(i);
+            inner.push_back(i);
+            inner.slots[i as usize].board.previous_run = Some(at.into_boxed_str());
+            n += 1;
         }
         Ok(n)
     }
@@ -800,7 +1040,9 @@ mod tests {
                 device_time: "",
             };
             cols.encode_rows(fields.iter().copied(), &mut enc, &mut csv);
-            s.note(device, start..csv.len());
+            // What the board sent; runs of several readings are read back from the rows.
+            let sent = fields.iter().map(|(n, v, kind)| (*n, *v, *kind == "number"));
+            s.note(device, start..csv.len(), sent);
         }
         assert_eq!(s.len(), 3, "three runs");
         b.record(&mut s, &csv, [true; 4].into_iter(), "10.0.0.1:5000", false);
@@ -897,12 +1139,71 @@ mod tests {
         }
         assert_eq!(b.snapshot(false, 100).0.boards, 16);
         assert_eq!(b.evicted(), 0, "at the cap: nothing evicted");
+        // d00 reports again: d01 is now the least recently seen.
+        send(&b, "d00", &[("t", "2", true)], 50);
         send(&b, "new", &[("t", "1", true)], 100);
         let (t, v) = b.snapshot(false, 100);
-        assert_eq!(b.evicted(), 2, "one over: the oldest eighth goes");
-        assert_eq!(t.boards, 15);
-        assert!(!v.iter().any(|x| x.device == "d00" || x.device == "d01"));
-        assert!(v.iter().any(|x| x.device == "new"));
+        assert_eq!(b.evicted(), 1, "one over: the least recently seen goes");
+        assert_eq!(t.boards, 16);
+        assert!(!v.iter().any(|x| x.device == "d01"));
+        assert!(v.iter().any(|x| x.device == "d00"));
+        let new = v.iter().find(|x| x.device == "new").expect("the new board");
+        assert_eq!(
+            (new.readings, new.latest.len()),
+            (1, 1),
+            "a fresh board in d01's place: {new:?}"
+        );
+        send(&b, "newer", &[("t", "1", true)], 200);
+        assert_eq!(b.evicted(), 2);
+        assert!(!b.snapshot(false, 100).1.iter().any(|x| x.device == "d02"));
+    }
+
+    #[test]
+    fn issue_22_a_reused_place_keeps_nothing_of_the_evicted_board() {
+        let b = boards(1, 1);
+        for i in 0..3u64 {
+            send(&b, "old", &[("t", "5", true), ("note", "x", false)], i * 10_000);
+        }
+        b.check_at(1_000_000);
+        send(&b, "new", &[("h", "7", true)], 2_000_000);
+        let (t, v) = b.snapshot(true, 10);
+        assert_eq!((t.boards, t.silent, b.evicted()), (1, 0, 1));
+        let new = &v[0];
+        assert_eq!(
+            (new.device.as_str(), new.readings, new.usual_interval_secs),
+            ("new", 1, None)
+        );
+        let latest: Vec<_> = new
+            .latest
+            .iter()
+            .map(|f| (f.field.as_str(), f.value.as_str()))
+            .collect();
+        assert_eq!(latest, [("h", "7")]);
+        let series = new.series.as_ref().unwrap();
+        assert_eq!(series.len(), 1);
+        assert_eq!((series[0].field.as_str(), series[0].points.len()), ("h", 1));
+    }
+
+    #[test]
+    fn issue_22_rings_start_at_the_second_reading_with_the_first_ones_point() {
+        let b = boards(10, 1);
+        send(
+            &b,
+            "k",
+            &[("t", "1", true), ("s", "a", false), ("inf", "1e999", true)],
+            1_000,
+        );
+        let (_, v) = b.snapshot(true, 10);
+        let one = v[0].series.clone().unwrap();
+        assert_eq!(one.len(), 1, "one point per finite numeric field: {one:?}");
+        assert_eq!((one[0].field.as_str(), one[0].points[0].1), ("t", 1.0));
+        send(&b, "k", &[("t", "2", true)], 20_000);
+        let (_, v) = b.snapshot(true, 10);
+        let two = v[0].series.clone().unwrap();
+        assert_eq!(two.len(), 1);
+        let values: Vec<f32> = two[0].points.iter().map(|p| p.1).collect();
+        assert_eq!(values, [1.0, 2.0], "the first reading's point, then the second's");
+        assert_eq!(two[0].points[0].0, one[0].points[0].0, "at the first reading's time");
     }
 
     #[test]

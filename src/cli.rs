@@ -246,6 +246,12 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub stamp: bool,
 
+    /// Give every reading a device name never used before (PREFIX-N-SEQ): a flood of new
+    /// names, as from a misconfigured board or a hostile client (the benchmark's
+    /// name-flood workload).
+    #[arg(long)]
+    pub new_name_per_reading: bool,
+
     /// Print a one-line JSON summary at the end (for scripts and benchmarks).
     #[arg(long)]
     pub json: bool,

@@ -128,6 +128,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 deadline,
                 ack: args.ack,
                 stamp: args.stamp,
+                new_names: args.new_name_per_reading,
                 values: Values::new(),
                 counters: Arc::clone(&counters),
             };
@@ -201,6 +202,8 @@ struct Board {
     deadline: Option<Instant>,
     ack: bool,
     stamp: bool,
+    /// Every reading under a new device name (`--new-name-per-reading`).
+    new_names: bool,
     values: Values,
     counters: Arc<Counters>,
 }
@@ -293,7 +296,13 @@ impl Board {
         } else {
             String::new()
         };
-        let name = &self.name;
+        let flood_name;
+        let name = if self.new_names {
+            flood_name = format!("{}-{seq}", self.name);
+            &flood_name
+        } else {
+            &self.name
+        };
         let parts: [&str; 11] = match (self.format, self.stamp) {
             (Format::Json, false) => [
                 r#"{"device":""#,

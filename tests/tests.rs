@@ -51,3 +51,5 @@ mod metrics;
 mod alerts;
 // Issue 19: the README's test command names what is missing and how to get it.
 mod test_command;
+// Issue 22: the CSV bytes and replies for every wire format, byte for byte against golden files.
+mod golden;

@@ -1,4 +1,4 @@
-//! The load: the four workloads, always driven by `sensorlog simulate` in its own process.
+//! The load: the five workloads, always driven by `sensorlog simulate` in its own process.
 //!
 //! One generator for every contender keeps the comparison about the receivers: the same
 //! bytes, the same connection pattern, the same pacing. The generator runs as a separate
@@ -49,9 +49,12 @@ pub struct Workload {
     pub duration_secs: Option<f64>,
     pub idle: u64,
     pub stamp: bool,
+    /// Every reading under a device name never used before (`simulate
+    /// --new-name-per-reading`): what a flood of new names costs (issue 22).
+    pub new_names: bool,
 }
 
-/// The four workloads at `scale`.
+/// The five workloads at `scale`.
 pub fn workloads(scale: Scale) -> Vec<Workload> {
     let d = scale.divisor();
     let throughput = |key, boards: u64, count: u64| Workload {
@@ -63,6 +66,7 @@ pub fn workloads(scale: Scale) -> Vec<Workload> {
         duration_secs: None,
         idle: 0,
         stamp: false,
+        new_names: false,
     };
     let idle = 10_000 / d;
     let idle_name = if idle.is_multiple_of(1000) {
@@ -89,6 +93,13 @@ pub fn workloads(scale: Scale) -> Vec<Workload> {
             duration_secs: Some(secs),
             idle: 0,
             stamp: true,
+            new_names: false,
+        },
+        Workload {
+            key: 'E',
+            name: format!("100x{}-new-names", 20_000 / d),
+            new_names: true,
+            ..throughput('E', 100, 20_000)
         },
     ]
 }
@@ -130,6 +141,9 @@ impl Workload {
         }
         if self.stamp {
             a.push("--stamp".into());
+        }
+        if self.new_names {
+            a.push("--new-name-per-reading".into());
         }
         a
     }

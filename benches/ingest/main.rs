@@ -44,7 +44,7 @@ const USAGE: &str = "usage: cargo bench --bench ingest -- [--quick] [--rounds N]
   --rounds N run each workload N times per contender, alternating contenders, and report
              the median (default 3 for a full run, 1 otherwise)
   FILTER     run only matching contenders (sensorlog, raw, rsyslog) and/or workloads
-             (A B C D, or part of a name: 100x, idle, latency)";
+             (A B C D E, or part of a name: 100x, idle, latency, new-names)";
 
 struct Options {
     scale: Scale,

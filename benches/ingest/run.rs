@@ -238,7 +238,7 @@ fn measure(
             summary.errors.first().map_or("none", String::as_str)
         ));
     }
-    let tally = verify::tally(out, output)?;
+    let tally = verify::tally(out, output, wl.new_names)?;
     result.lost = Some(tally.lost(summary.sent));
     result.duplicated = Some(tally.duplicated());
     if tally.unreadable > 0 {
@@ -330,6 +330,7 @@ pub fn choose_rsyslog_tuning(bench: &mut Bench) -> Vec<String> {
         duration_secs: None,
         idle: 0,
         stamp: false,
+        new_names: false,
     };
     // Rounds alternate the candidates, so a disturbance on the machine does not hit one
     // candidate's every try; each is ranked by its median round (a single lucky round

@@ -97,10 +97,18 @@ impl Tally {
 struct Seen {
     devices: HashMap<Vec<u8>, Vec<u8>>,
     tally: Tally,
+    new_names: bool,
 }
 
 impl Seen {
     fn add(&mut self, device: &[u8], seq: u64) {
+        let mut device = device;
+        if self.new_names {
+            let mut suffix = Vec::with_capacity(21);
+            suffix.push(b'-');
+            suffix.extend_from_slice(seq.to_string().as_bytes());
+            device = device.strip_suffix(suffix.as_slice()).unwrap_or(device);
+        }
         let counts = match self.devices.get_mut(device) {
             Some(c) => c,
             None => self.devices.entry(device.to_vec()).or_default(),
@@ -118,8 +126,14 @@ impl Seen {
 }
 
 /// Counts the readings in a finished output file.
-pub fn tally(path: &Path, output: Output) -> Result<Tally, String> {
-    let mut seen = Seen::default();
+///
+/// `new_names`: every reading came under its own name, `<board>-<seq>`; it is counted
+/// as `(<board>, seq)`, so that a board's seqs stay one dense list.
+pub fn tally(path: &Path, output: Output, new_names: bool) -> Result<Tally, String> {
+    let mut seen = Seen {
+        new_names,
+        ..Seen::default()
+    };
     match output {
         Output::Csv => {
             let mut rdr = csv::ReaderBuilder::new()

@@ -143,6 +143,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn skip_ws(&mut self) {
+        // Compact JSON has no whitespace: one look decides, without building an iterator.
+        if !matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return;
+        }
         let rest = &self.bytes()[self.at..];
         self.at += rest
             .iter()

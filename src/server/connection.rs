@@ -23,14 +23,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{Gate, Refusal, Session as AuthSession};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading};
+use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading, Value};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
 use crate::server::tls::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::dedup::{content_hash, Key};
-use crate::sink::csv::encode::{self, rfc3339_millis};
+use crate::sink::csv::encode;
 use crate::sink::csv::{Batch, CsvSink, Outcome, PendingReading};
 use crate::stats::Stats;
 
@@ -101,6 +101,8 @@ struct Session<'a> {
     outcomes: Vec<Outcome>,
     out: Vec<u8>,
     received_at: String,
+    /// The Unix millisecond `received_at` was formatted for (see `encode::stamp_millis`).
+    received_ms: Option<u128>,
     encoder: encode::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
     seen: crate::boards::Seen,
@@ -164,6 +166,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         outcomes: Vec::new(),
         out: Vec::new(),
         received_at: String::new(),
+        received_ms: None,
         encoder: encode::Encoder::default(),
         seen: crate::boards::Seen::default(),
         spare_fields: Vec::new(),
@@ -219,7 +222,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         } else {
             &buf[..n]
         };
-        conn.received_at = rfc3339_millis(SystemTime::now());
+        encode::stamp_millis(&mut conn.received_at, &mut conn.received_ms, SystemTime::now());
         framer.push(data, |frame| conn.frame(frame));
         if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
@@ -373,9 +376,14 @@ impl Session<'_> {
         let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
         common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
         if self.shared.boards.is_some() {
-            // DASHBOARD HOOK (1/2): note where the reading's rows are; its values are read
-            // back from them after the CSV append (once per run of one device's readings).
-            self.seen.note(device, bytes_start..self.batch.buf.len());
+            // DASHBOARD HOOK (1/2): note where the reading's rows are. The first reading of
+            // a run of one device's readings copies its fields; a longer run's values are
+            // read back from the rows after the CSV append (once per run).
+            let fields = r
+                .fields
+                .iter()
+                .map(|f| (&*f.name, f.value.as_text(), matches!(f.value, Value::Number(_))));
+            self.seen.note(device, bytes_start..self.batch.buf.len(), fields);
         }
         if self.shared.rows_for_uploader {
             for f in &r.fields {
