@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use sensorlog::boards::{Boards, Seen};
-use sensorlog::config::{AlertsConfig, BoardsConfig};
+use sensorlog::boards::settings::{AlertsConfig, BoardsConfig};
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

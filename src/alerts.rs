@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::boards::{Boards, Change, Status};
-use crate::config::AlertsConfig;
+use crate::boards::settings::AlertsConfig;
 use crate::shutdown::Shutdown;
 
 /// How often `board-watch` checks the boards.

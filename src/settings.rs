@@ -17,6 +17,8 @@
 //! documented but refused, or documented with a default the code does not use.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -54,13 +56,58 @@ pub fn in_range<T: PartialOrd + fmt::Display + Copy>(
     hi: T,
     unit: &str,
 ) -> Result<T, ConfigError> {
-    if v < lo || v > hi {
+    // Written so that NaN is out of every range.
+    if !(v >= lo && v <= hi) {
         return Err(ConfigError::new(
             key,
             format!("must be between {lo} and {hi}{unit}, got {v}"),
         ));
     }
     Ok(v)
+}
+
+/// One numeric key in one place: its name as written in the file, its default and its
+/// bounds (`unit` follows the bounds in the error, as in [`in_range`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit<T> {
+    pub key: &'static str,
+    pub default: T,
+    pub lo: T,
+    pub hi: T,
+    pub unit: &'static str,
+}
+
+impl<T: PartialOrd + fmt::Display + Copy> Limit<T> {
+    pub const fn new(key: &'static str, default: T, lo: T, hi: T, unit: &'static str) -> Limit<T> {
+        Limit {
+            key,
+            default,
+            lo,
+            hi,
+            unit,
+        }
+    }
+
+    /// The value given (flag or file), else the default; refused outside the bounds.
+    pub fn pick(&self, given: Option<T>) -> Result<T, ConfigError> {
+        in_range(self.key, given.unwrap_or(self.default), self.lo, self.hi, self.unit)
+    }
+}
+
+impl Limit<u64> {
+    /// [`Limit::pick`] for a key in seconds.
+    pub fn secs(&self, given: Option<u64>) -> Result<Duration, ConfigError> {
+        self.pick(given).map(Duration::from_secs)
+    }
+}
+
+/// The one rule for a relative path written in a config file: it is relative to the
+/// file's directory (`config`); without a file, or for an absolute path, it stays as is.
+pub fn beside_config(config: Option<&Path>, p: &Path) -> PathBuf {
+    match config.and_then(Path::parent) {
+        Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
 }
 
 /// Every key (`section.key`, nested with dots) that the raw struct `T` accepts, in its

@@ -85,11 +85,6 @@ fn every_accepted_key_is_documented_and_every_documented_key_accepted() {
     let accepted: Vec<String> = accepted_keys::<FileConfig>();
     assert!(accepted.len() > 50, "the walk found the keys: {accepted:?}");
     let accepted_set: BTreeSet<&str> = accepted.iter().map(String::as_str).collect();
-    let listed: BTreeSet<&str> = config::ALL_KEYS.iter().copied().collect();
-    assert_eq!(
-        listed, accepted_set,
-        "config::ALL_KEYS differs from what the parser accepts"
-    );
     let docs = documented();
     let documented: BTreeSet<&str> = docs.keys().map(String::as_str).collect();
     let undocumented: Vec<&&str> = accepted_set.difference(&documented).collect();

@@ -300,7 +300,7 @@ fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DedupConfig;
+    use crate::sink::csv::settings::DedupConfig;
     use crate::sink::csv::dedup::{content_hash, Seen};
 
     #[test]

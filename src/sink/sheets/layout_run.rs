@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::SheetsLayout;
+use crate::sink::sheets::settings::SheetsLayout;
 use crate::sink::cursor::{self, Cursor};
 
 use super::auth::trim_period;

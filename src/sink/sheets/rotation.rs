@@ -10,7 +10,7 @@
 //! new file from the old one. Exactly once and in order across the switch: the move is
 //! one atomic cursor save, after the old file's last confirmation.
 
-use crate::config::SheetsLayout;
+use crate::sink::sheets::settings::SheetsLayout;
 use crate::sink::cursor;
 
 use super::worker::{Stall, Worker};

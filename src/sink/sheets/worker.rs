@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::SheetsConfig;
+use crate::sink::sheets::settings::SheetsConfig;
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::rows::header_len;
@@ -281,7 +281,7 @@ impl Worker {
     }
 
     fn send_batch(&mut self) -> std::result::Result<(), Stall> {
-        if self.cfg.layout != crate::config::SheetsLayout::Csv {
+        if self.cfg.layout != crate::sink::sheets::settings::SheetsLayout::Csv {
             return self.send_layout_batch();
         }
         let values = self.next_batch();
