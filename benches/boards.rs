@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use sensorlog::boards::{Boards, Seen};
 use sensorlog::boards::settings::{AlertsConfig, BoardsConfig};
+use sensorlog::boards::{Boards, Seen};
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

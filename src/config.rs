@@ -191,7 +191,6 @@ pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-
 impl Config {
     /// Builds the validated config for `serve`: defaults < file < flags.
     pub fn from_serve_args(args: &ServeArgs) -> Result<Config, ConfigError> {
@@ -286,6 +285,19 @@ mod tests {
         Config::build(file, &args)
     }
 
+    /// A directory of its own with a well-formed service-account key `k.json` in it.
+    fn key_file(tag: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sensorlog-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k.json");
+        std::fs::write(
+            &key,
+            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#,
+        )
+        .unwrap();
+        (dir, key)
+    }
+
     #[test]
     fn defaults_need_no_file() {
         let c = build("", ServeArgs::default()).unwrap();
@@ -320,14 +332,7 @@ mod tests {
 
     #[test]
     fn sheets_layout_and_overview_tab() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-config-layout-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = dir.join("k.json");
-        std::fs::write(
-            &key,
-            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#,
-        )
-        .unwrap();
+        let (_, key) = key_file("layout");
         let sheets = |extra: &str| {
             build(
                 &format!(
@@ -401,14 +406,7 @@ mod tests {
 
     #[test]
     fn sheets_on_when_key_file_given() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-config-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = dir.join("k.json");
-        std::fs::write(
-            &key,
-            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n","token_uri":"https://oauth2.googleapis.com/token"}"#,
-        )
-        .unwrap();
+        let (dir, key) = key_file("key");
         let c = build(
             &format!(
                 "[sheets]\nkey_file = {:?}\nspreadsheet = \"https://docs.google.com/spreadsheets/d/1AbC_d-9/edit#gid=0\"\n",

@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::sink::csv::settings::Fsync;
 use crate::error::{Error, Result};
 use crate::server::{self, connection::ConnectionContext, limits::Connections};
 use crate::shutdown::Shutdown;
+use crate::sink::csv::settings::Fsync;
 use crate::sink::csv::CsvSink;
 use crate::sink::postgres::PgSink;
 use crate::sink::sheets::Uploader;
@@ -247,7 +247,10 @@ impl Listeners {
         // The main thread runs the plain listener, or the TLS one when plain TCP is off.
         let (main, local, main_tls, extra_tls) = match (config.server.plain_tcp, tls_listener) {
             (true, extra) => {
-                let (l, local) = listen_on(config.server.listen, "--listen ADDR:PORT or server.listen in the config file")?;
+                let (l, local) = listen_on(
+                    config.server.listen,
+                    "--listen ADDR:PORT or server.listen in the config file",
+                )?;
                 (l, local, None, extra)
             }
             (false, Some(((l, local), acceptor))) => (l, local, Some(acceptor), None),

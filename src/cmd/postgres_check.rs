@@ -8,9 +8,9 @@ use postgres::Client;
 
 use super::ok;
 use crate::cli::PostgresCheckArgs;
+use crate::error::{Error, Result};
 use crate::settings::ConfigError;
 use crate::sink::csv::settings::DEFAULT_CSV_PATH;
-use crate::error::{Error, Result};
 use crate::sink::follower::rows::{self, Position, Verified};
 use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
 use crate::sink::postgres::{advice, describe, PostgresConfig};

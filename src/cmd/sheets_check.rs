@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use super::ok;
 use crate::cli::CheckArgs;
+use crate::error::{Error, Result};
 use crate::settings::ConfigError;
 use crate::sink::csv::settings::DEFAULT_CSV_PATH;
 use crate::sink::sheets::settings::SheetsConfig;
-use crate::error::{Error, Result};
 
 use crate::sink::sheets::auth::{self, Auth};
 use crate::sink::sheets::client::{is_header, Client};

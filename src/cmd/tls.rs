@@ -7,10 +7,10 @@
 
 use crate::cli::FingerprintArgs;
 use crate::config;
-use crate::server::settings::TlsConfig;
-use crate::settings::ConfigError;
 use crate::error::{Error, Result};
+use crate::server::settings::TlsConfig;
 use crate::server::tls;
+use crate::settings::ConfigError;
 
 pub fn fingerprint(args: &FingerprintArgs) -> Result<()> {
     let path = match (&args.cert_file, &args.config) {

@@ -6,12 +6,12 @@
 
 use std::path::PathBuf;
 
+use crate::auth::settings::AuthConfig;
 use crate::auth::tokens::{self, Entry, Tokens};
 use crate::cli::{TokenCommand, TokensFileArgs};
-use crate::auth::settings::AuthConfig;
 use crate::config;
-use crate::settings::ConfigError;
 use crate::error::{Error, Result};
+use crate::settings::ConfigError;
 
 /// The tokens file: `--tokens-file`, else the config's `auth.tokens_file`.
 fn tokens_path(args: &TokensFileArgs) -> Result<PathBuf> {

@@ -23,8 +23,7 @@ pub const SHUTDOWN_GRACE_SECS: Limit<u64> = Limit::new("server.shutdown_grace_se
 pub const MAX_CONNECTIONS_PER_IP: Limit<usize> = Limit::new("server.max_connections_per_ip", 64, 1, 1_000_000, "");
 pub const LINE_TIMEOUT_SECS: Limit<u64> = Limit::new("server.line_timeout_secs", 60, 1, 86_400, " seconds");
 /// How long a trusted proxy has to send the PROXY header.
-pub const PROXY_HEADER_TIMEOUT_SECS: Limit<u64> =
-    Limit::new("server.proxy_header_timeout_secs", 5, 1, 600, " seconds");
+pub const PROXY_HEADER_TIMEOUT_SECS: Limit<u64> = Limit::new("server.proxy_header_timeout_secs", 5, 1, 600, " seconds");
 
 pub const TLS_HANDSHAKE_TIMEOUT_SECS: Limit<u64> = Limit::new("tls.handshake_timeout_secs", 10, 1, 300, " seconds");
 pub const TLS_MAX_HANDSHAKES: Limit<usize> = Limit::new("tls.max_handshakes", 256, 1, 1_000_000, "");

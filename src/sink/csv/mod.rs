@@ -47,9 +47,9 @@ pub mod encode;
 pub mod recover;
 pub mod settings;
 
-use crate::sink::csv::settings::{DedupConfig, Fsync};
 use crate::ratelog::ByCause;
 use crate::sink::csv::encode::{Row, HEADER};
+use crate::sink::csv::settings::{DedupConfig, Fsync};
 use crate::sink::Appended;
 use dedup::{Dedup, Key, Seen};
 

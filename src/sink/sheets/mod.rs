@@ -65,11 +65,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sink::sheets::settings::SheetsConfig;
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::{self, rows::header_len};
+use crate::sink::sheets::settings::SheetsConfig;
 use crate::stats::Stats;
 
 use client::ApiError;

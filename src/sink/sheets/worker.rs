@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::sink::sheets::settings::SheetsConfig;
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::rows::header_len;
 use crate::sink::follower::{Backoff, Failure, Follow, Retry, Wording};
+use crate::sink::sheets::settings::SheetsConfig;
 use crate::stats::Stats;
 
 use super::auth::{trim_period, Auth, TokenError};
