@@ -1,11 +1,14 @@
 //! What every section of the configuration shares, below all of them: the error a bad
-//! value gets ([`ConfigError`]), its range check ([`in_range`]), and the keys a raw
-//! section accepts, read from its serde definition ([`accepted_keys`]).
+//! value gets ([`ConfigError`]), its range check ([`in_range`]), a numeric key's name,
+//! default and bounds in one value ([`Limit`]), the relative-path rule
+//! ([`beside_config`]), and the keys a raw section accepts, read from its serde
+//! definition ([`accepted_keys`]).
 //!
-//! A section's settings live beside the code that uses them (`sink/postgres/settings.rs`
-//! for `[postgres]`); `config` assembles them into `Config`. Every module may import this
-//! one; it imports none of them, so no section and no assembler can form a circle
-//! through it.
+//! A section's settings live beside the code that uses them (`server/settings.rs` for
+//! `[server]` and `[tls]`, `sink/csv/settings.rs` for `[csv]` and `[dedup]`,
+//! `sink/postgres/settings.rs` for `[postgres]`, ...); `config` assembles them into
+//! `Config`. Every module may import this one; it imports none of them, so no section
+//! and no assembler can form a circle through it.
 //!
 //! # One definition of the keys
 //!
