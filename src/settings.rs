@@ -334,6 +334,22 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_gives_the_default_or_the_value_within_its_bounds() {
+        const L: Limit<u64> = Limit::new("s.k_secs", 60, 1, 600, " seconds");
+        assert_eq!(L.pick(None).unwrap(), 60);
+        assert_eq!(L.secs(Some(600)).unwrap(), Duration::from_secs(600));
+        let e = L.pick(Some(601)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid configuration: s.k_secs: must be between 1 and 600 seconds, got 601"
+        );
+        const F: Limit<f64> = Limit::new("s.f", 5.0, 1.0, 1000.0, "");
+        assert_eq!(F.pick(Some(1.0)).unwrap(), 1.0);
+        let e = F.pick(Some(f64::NAN)).unwrap_err().to_string();
+        assert_eq!(e, "invalid configuration: s.f: must be between 1 and 1000, got NaN");
+    }
+
+    #[test]
     fn range_errors_name_the_key_and_the_bounds() {
         assert_eq!(in_range("s.k", 5, 1, 10, " s").unwrap(), 5);
         let e = in_range("s.k", 11, 1, 10, " s").unwrap_err();
