@@ -17,6 +17,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use sensorlog::boards::settings::{AlertsConfig, BoardsConfig};
 use sensorlog::sink::csv::encode::{Encoder, ReadingColumns};
 
 /// The system allocator, counting allocations (and reallocations).
@@ -80,7 +81,6 @@ fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f
 }
 
 use sensorlog::boards::{Boards, Seen};
-use sensorlog::config::{AlertsConfig, BoardsConfig};
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

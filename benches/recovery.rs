@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sensorlog::config::{DedupConfig, Fsync};
 use sensorlog::sink::csv::dedup::{Dedup, Key};
+use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
 use sensorlog::sink::csv::CsvSink;
 
 fn rss_kib(pid: u32) -> u64 {

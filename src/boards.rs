@@ -42,7 +42,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::config::{AlertsConfig, BoardsConfig};
+pub mod settings;
+
+use settings::{AlertsConfig, BoardsConfig};
 
 /// Gaps between readings remembered per board for its usual interval.
 pub const GAPS: usize = 16;

@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::config::{Config, Fsync};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::server::{self, connection::ConnectionContext, limits::Connections};
 use crate::shutdown::Shutdown;
+use crate::sink::csv::settings::Fsync;
 use crate::sink::csv::CsvSink;
 use crate::sink::postgres::PgSink;
 use crate::sink::sheets::Uploader;
@@ -32,7 +33,7 @@ use crate::stats::Stats;
 const PATH_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn serve(config: Config) -> Result<()> {
-    raise_open_files_limit(config.max_connections);
+    raise_open_files_limit(config.server.max_connections);
     let (sink, rows_at_start) = open_csv(&config)?;
     let stats = Arc::new(Stats::default());
     let shutdown = Shutdown::new();
@@ -64,8 +65,8 @@ pub fn serve(config: Config) -> Result<()> {
         sinks.uploader.is_some(),
     );
     let conns = Connections::new(
-        config.max_connections,
-        config.max_connections_per_ip,
+        config.server.max_connections,
+        config.server.max_connections_per_ip,
         Arc::clone(&stats),
     );
     let mut background = Vec::new();
@@ -98,7 +99,7 @@ pub fn serve(config: Config) -> Result<()> {
         "Stopped cleanly: {} readings ({} rows) written in this run; {} has {rows} rows.",
         s.readings,
         s.rows_written,
-        config.csv_path.display()
+        config.csv.path.display()
     );
     Ok(())
 }
@@ -106,23 +107,23 @@ pub fn serve(config: Config) -> Result<()> {
 /// Opens the CSV (start-up recovery included) and says what was repaired; returns the
 /// sink and the rows the file held.
 fn open_csv(config: &Config) -> Result<(Arc<CsvSink>, u64)> {
-    let (sink, report) = CsvSink::open(&config.csv_path, config.fsync, config.dedup)?;
+    let (sink, report) = CsvSink::open(&config.csv.path, config.csv.fsync, config.csv.dedup)?;
     if let Some(bytes) = report.torn_bytes {
         log::warn!(
             "Repaired {}: cut a torn last row ({bytes} bytes) left by a crash or power cut; no complete row was removed. Boards using acknowledgements will resend that reading.",
-            config.csv_path.display()
+            config.csv.path.display()
         );
     }
     if report.header_newline_added {
         log::warn!(
             "Repaired {}: its header had no newline; added one.",
-            config.csv_path.display()
+            config.csv.path.display()
         );
     }
     if report.malformed_rows > 0 {
         log::warn!(
             "{} has {} rows without the expected {} columns in its last {} bytes (edited by hand?). They are kept as they are.",
-            config.csv_path.display(),
+            config.csv.path.display(),
             report.malformed_rows,
             crate::sink::csv::encode::COLUMNS,
             report.tail_scanned
@@ -155,12 +156,12 @@ impl Sinks {
 
 fn start_boards(config: &Config) -> Arc<crate::boards::Boards> {
     let boards = Arc::new(crate::boards::Boards::new(&config.boards, &config.alerts));
-    match boards.load_previous_run(&config.csv_path) {
+    match boards.load_previous_run(&config.csv.path) {
         Ok(n) if n > 0 => log::debug!("Listed {n} boards from the end of the CSV as not seen since start."),
         Ok(_) => {}
         Err(e) => log::warn!(
             "Cannot read the end of {} to list earlier boards: {e}. The dashboard shows boards as they report.",
-            config.csv_path.display()
+            config.csv.path.display()
         ),
     }
     boards
@@ -180,7 +181,7 @@ fn start_http(
                 boards: Arc::clone(boards),
                 stats: Arc::clone(stats),
                 sink: Arc::clone(sink),
-                csv_path: config.csv_path.clone(),
+                csv_path: config.csv.path.clone(),
                 sheets,
                 ready_upload_stall: config.http.ready_upload_stall,
                 metrics_max_boards: config.http.metrics_max_boards,
@@ -220,7 +221,7 @@ impl Listeners {
     fn bind(config: &Config, security: &Security) -> Result<Listeners> {
         // `choose`: where to pick another address, flag first (a port clash names it).
         let listen_on = |addr: std::net::SocketAddr, choose: &str| {
-            let l = server::bind(addr, config.listen_backlog).map_err(|e| {
+            let l = server::bind(addr, config.server.listen_backlog).map_err(|e| {
                 Error::startup(
                     format!(
                         "listen on {addr} (is another sensorlog or program using this port? choose another with {choose})"
@@ -236,7 +237,7 @@ impl Listeners {
         let tls_listener = match &security.tls {
             Some(acceptor) => Some((
                 listen_on(
-                    config.tls.as_ref().map_or(config.listen, |t| t.listen),
+                    config.tls.as_ref().map_or(config.server.listen, |t| t.listen),
                     "tls.listen in the config file",
                 )?,
                 Arc::clone(acceptor),
@@ -244,9 +245,12 @@ impl Listeners {
             None => None,
         };
         // The main thread runs the plain listener, or the TLS one when plain TCP is off.
-        let (main, local, main_tls, extra_tls) = match (config.plain_tcp, tls_listener) {
+        let (main, local, main_tls, extra_tls) = match (config.server.plain_tcp, tls_listener) {
             (true, extra) => {
-                let (l, local) = listen_on(config.listen, "--listen ADDR:PORT or server.listen in the config file")?;
+                let (l, local) = listen_on(
+                    config.server.listen,
+                    "--listen ADDR:PORT or server.listen in the config file",
+                )?;
                 (l, local, None, extra)
             }
             (false, Some(((l, local), acceptor))) => (l, local, Some(acceptor), None),
@@ -272,8 +276,8 @@ impl Listeners {
         let tls_accept = match self.extra_tls {
             Some(((l, tls_local), acceptor)) => {
                 let (context, conns, shutdown) = (Arc::clone(context), Arc::clone(conns), Arc::clone(shutdown));
-                let stack = config.thread_stack_bytes;
-                let proxy = config.proxy.clone();
+                let stack = config.server.thread_stack_bytes;
+                let proxy = config.server.proxy.clone();
                 let h = spawn("accept-tls", move || {
                     server::accept_loop(&l, &context, &conns, &shutdown, stack, Some(&acceptor), &proxy);
                 })?;
@@ -286,9 +290,9 @@ impl Listeners {
             context,
             conns,
             shutdown,
-            config.thread_stack_bytes,
+            config.server.thread_stack_bytes,
             self.main_tls.as_ref(),
-            &config.proxy,
+            &config.server.proxy,
         );
         drop(self.main);
         if let Some((h, tls_local)) = tls_accept {
@@ -302,25 +306,25 @@ impl Listeners {
 
 /// The start-up line: where it listens, the CSV, the limits, and the dashboard.
 fn announce(config: &Config, local: std::net::SocketAddr, rows: u64, http: Option<&crate::http::HttpServer>) {
-    if config.proxy.is_on() {
+    if config.server.proxy.is_on() {
         log::info!(
             "PROXY protocol {} from {:?} (server.trusted_proxies): boards behind them are known by their real address; others connect directly, without a header.",
-            config.proxy.mode.as_str(),
-            config.proxy.trusted
+            config.server.proxy.mode.as_str(),
+            config.server.proxy.trusted
         );
     }
     log::info!(
         "Listening on {local}. Appending readings to {} ({} rows already there, fsync {}). Limits: {} boards, lines up to {} bytes, idle timeout {} s. Google Sheets: {}.",
-        config.csv_path.display(),
+        config.csv.path.display(),
         rows,
-        match config.fsync {
+        match config.csv.fsync {
             Fsync::Always => "always".to_string(),
             Fsync::Interval(d) => format!("every {} ms", d.as_millis()),
             Fsync::Never => "never".to_string(),
         },
-        config.max_connections,
-        config.max_line_bytes,
-        config.idle_timeout.as_secs(),
+        config.server.max_connections,
+        config.server.max_line_bytes,
+        config.server.idle_timeout.as_secs(),
         match &config.sheets {
             Some(s) => format!("spreadsheet {} tab {:?}", s.spreadsheet_id, s.tab),
             None => "off".to_string(),
@@ -347,14 +351,14 @@ fn connection_context(
     Arc::new(ConnectionContext {
         sink: Arc::clone(sink),
         stats: Arc::clone(stats),
-        max_line_bytes: config.max_line_bytes,
-        idle_timeout: config.idle_timeout,
-        line_timeout: config.line_timeout,
+        max_line_bytes: config.server.max_line_bytes,
+        idle_timeout: config.server.idle_timeout,
+        line_timeout: config.server.line_timeout,
         write_errors: crate::ratelog::ByCause::new(crate::ratelog::DEFAULT_EVERY, 64),
         bad_hellos: crate::ratelog::RateLimitedLog::new(crate::ratelog::DEFAULT_EVERY),
         shutdown: Arc::clone(shutdown),
         rows_for_uploader,
-        csv_path: config.csv_path.clone(),
+        csv_path: config.csv.path.clone(),
         gate: Arc::clone(&security.gate),
         doorman: Arc::clone(&security.doorman),
         boards: Some(Arc::clone(boards)),
@@ -372,7 +376,7 @@ fn start_csv_maintenance(
     // csv-maintenance: the interval fsync, and noticing (within a second, or at
     // once on SIGHUP) that the CSV was moved or deleted, to reopen it.
     let (sink, shutdown, stats) = (Arc::clone(sink), Arc::clone(shutdown), Arc::clone(stats));
-    let fsync_every = match config.fsync {
+    let fsync_every = match config.csv.fsync {
         Fsync::Interval(every) => Some(every),
         _ => None,
     };
@@ -454,11 +458,11 @@ fn shut_down(
 ) -> Result<()> {
     log::info!("Shutting down: closing {} board connections.", conns.len());
     conns.close_reads();
-    let left = conns.wait_empty(config.shutdown_grace);
+    let left = conns.wait_empty(config.server.shutdown_grace);
     if left > 0 {
         log::warn!(
             "{left} boards were still sending after {} s (server.shutdown_grace_secs); closing the CSV without waiting for them.",
-            config.shutdown_grace.as_secs()
+            config.server.shutdown_grace.as_secs()
         );
     }
     sink.close()?;
@@ -532,7 +536,7 @@ impl Security {
         Ok(Security {
             tokens,
             gate: Arc::new(gate),
-            doorman: Arc::new(crate::server::allow::Doorman::new(config.access.clone())),
+            doorman: Arc::new(crate::server::allow::Doorman::new(config.server.access.clone())),
             tls,
         })
     }

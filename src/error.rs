@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 use crate::sink::csv::CsvError;
 
 #[derive(Debug)]

@@ -1,11 +1,14 @@
 //! What every section of the configuration shares, below all of them: the error a bad
-//! value gets ([`ConfigError`]), its range check ([`in_range`]), and the keys a raw
-//! section accepts, read from its serde definition ([`accepted_keys`]).
+//! value gets ([`ConfigError`]), its range check ([`in_range`]), a numeric key's name,
+//! default and bounds in one value ([`Limit`]), the relative-path rule
+//! ([`beside_config`]), and the keys a raw section accepts, read from its serde
+//! definition ([`accepted_keys`]).
 //!
-//! A section's settings live beside the code that uses them (`sink/postgres/settings.rs`
-//! for `[postgres]`); `config` assembles them into `Config`. Every module may import this
-//! one; it imports none of them, so no section and no assembler can form a circle
-//! through it.
+//! A section's settings live beside the code that uses them (`server/settings.rs` for
+//! `[server]` and `[tls]`, `sink/csv/settings.rs` for `[csv]` and `[dedup]`,
+//! `sink/postgres/settings.rs` for `[postgres]`, ...); `config` assembles them into
+//! `Config`. Every module may import this one; it imports none of them, so no section
+//! and no assembler can form a circle through it.
 //!
 //! # One definition of the keys
 //!
@@ -17,6 +20,8 @@
 //! documented but refused, or documented with a default the code does not use.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -54,13 +59,58 @@ pub fn in_range<T: PartialOrd + fmt::Display + Copy>(
     hi: T,
     unit: &str,
 ) -> Result<T, ConfigError> {
-    if v < lo || v > hi {
+    // Written so that NaN is out of every range.
+    if !(v >= lo && v <= hi) {
         return Err(ConfigError::new(
             key,
             format!("must be between {lo} and {hi}{unit}, got {v}"),
         ));
     }
     Ok(v)
+}
+
+/// One numeric key in one place: its name as written in the file, its default and its
+/// bounds (`unit` follows the bounds in the error, as in [`in_range`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit<T> {
+    pub key: &'static str,
+    pub default: T,
+    pub lo: T,
+    pub hi: T,
+    pub unit: &'static str,
+}
+
+impl<T: PartialOrd + fmt::Display + Copy> Limit<T> {
+    pub const fn new(key: &'static str, default: T, lo: T, hi: T, unit: &'static str) -> Limit<T> {
+        Limit {
+            key,
+            default,
+            lo,
+            hi,
+            unit,
+        }
+    }
+
+    /// The value given (flag or file), else the default; refused outside the bounds.
+    pub fn pick(&self, given: Option<T>) -> Result<T, ConfigError> {
+        in_range(self.key, given.unwrap_or(self.default), self.lo, self.hi, self.unit)
+    }
+}
+
+impl Limit<u64> {
+    /// [`Limit::pick`] for a key in seconds.
+    pub fn secs(&self, given: Option<u64>) -> Result<Duration, ConfigError> {
+        self.pick(given).map(Duration::from_secs)
+    }
+}
+
+/// The one rule for a relative path written in a config file: it is relative to the
+/// file's directory (`config`); without a file, or for an absolute path, it stays as is.
+pub fn beside_config(config: Option<&Path>, p: &Path) -> PathBuf {
+    match config.and_then(Path::parent) {
+        Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
 }
 
 /// Every key (`section.key`, nested with dots) that the raw struct `T` accepts, in its
@@ -281,6 +331,22 @@ mod tests {
             accepted_keys::<Raw>(),
             ["a.one", "a.two", "a.three_secs", "b.flag", "b.path"]
         );
+    }
+
+    #[test]
+    fn a_limit_gives_the_default_or_the_value_within_its_bounds() {
+        const L: Limit<u64> = Limit::new("s.k_secs", 60, 1, 600, " seconds");
+        assert_eq!(L.pick(None).unwrap(), 60);
+        assert_eq!(L.secs(Some(600)).unwrap(), Duration::from_secs(600));
+        let e = L.pick(Some(601)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid configuration: s.k_secs: must be between 1 and 600 seconds, got 601"
+        );
+        const F: Limit<f64> = Limit::new("s.f", 5.0, 1.0, 1000.0, "");
+        assert_eq!(F.pick(Some(1.0)).unwrap(), 1.0);
+        let e = F.pick(Some(f64::NAN)).unwrap_err().to_string();
+        assert_eq!(e, "invalid configuration: s.f: must be between 1 and 1000, got NaN");
     }
 
     #[test]

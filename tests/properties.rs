@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use proptest::prelude::*;
-use sensorlog::config::{DedupConfig, Fsync};
 use sensorlog::protocol::framing::{Frame, Leftover, LineFramer};
 use sensorlog::protocol::reading::{parse_line, Line};
 use sensorlog::sink::csv::dedup::{Dedup, Key, Seen};
 use sensorlog::sink::csv::encode::{original, original_value, split_row, Encoder, ReadingColumns};
+use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
 use sensorlog::sink::csv::CsvSink;
 
 use crate::util::TestDir;

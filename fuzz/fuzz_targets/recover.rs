@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use sensorlog::config::{DedupConfig, Fsync};
+use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
 use sensorlog::protocol::reading::sanitize;
 use sensorlog::sink::csv::encode::{split_row, Encoder, ReadingColumns, HEADER};
 use sensorlog::sink::csv::dedup::{content_hash, Dedup, Key, Seen};

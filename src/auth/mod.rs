@@ -16,4 +16,5 @@
 
 pub mod backoff;
 pub mod session;
+pub mod settings;
 pub mod tokens;

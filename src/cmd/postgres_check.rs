@@ -8,8 +8,9 @@ use postgres::Client;
 
 use super::ok;
 use crate::cli::PostgresCheckArgs;
-use crate::config::{self, ConfigError};
 use crate::error::{Error, Result};
+use crate::settings::ConfigError;
+use crate::sink::csv::settings::DEFAULT_CSV_PATH;
 use crate::sink::follower::rows::{self, Position, Verified};
 use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
 use crate::sink::postgres::{advice, describe, PostgresConfig};
@@ -24,7 +25,7 @@ pub fn run(args: &PostgresCheckArgs) -> Result<()> {
         .csv
         .clone()
         .or(file.csv.path.clone())
-        .unwrap_or_else(|| config::DEFAULT_CSV_PATH.into());
+        .unwrap_or_else(|| DEFAULT_CSV_PATH.into());
     let cfg = PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?.ok_or_else(|| ConfigError {
         key: "postgres.url".into(),
         reason: "is not set: the PostgreSQL sink is off, nothing to check".into(),

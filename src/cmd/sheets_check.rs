@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use super::ok;
 use crate::cli::CheckArgs;
-use crate::config::{self, ConfigError, SheetsConfig};
 use crate::error::{Error, Result};
+use crate::settings::ConfigError;
+use crate::sink::csv::settings::DEFAULT_CSV_PATH;
+use crate::sink::sheets::settings::SheetsConfig;
 
 use crate::sink::sheets::auth::{self, Auth};
 use crate::sink::sheets::client::{is_header, Client};
@@ -21,7 +23,7 @@ fn fail(msg: impl std::fmt::Display) -> Error {
 
 pub fn run(args: &CheckArgs) -> Result<()> {
     let file = super::file_or_defaults(args.config.as_deref())?;
-    let csv_path = file.csv.path.clone().unwrap_or_else(|| config::DEFAULT_CSV_PATH.into());
+    let csv_path = file.csv.path.clone().unwrap_or_else(|| DEFAULT_CSV_PATH.into());
     let cfg: SheetsConfig = SheetsConfig::build(file.sheets, &args.sheets, &csv_path)?.ok_or_else(|| ConfigError {
         key: "sheets.key_file".into(),
         reason: "is not set (nor --sheets-key-file): Google Sheets upload is off, nothing to check".into(),

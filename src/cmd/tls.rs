@@ -6,15 +6,17 @@
 //! boards before the daemon's first start.
 
 use crate::cli::FingerprintArgs;
-use crate::config::{self, ConfigError};
+use crate::config;
 use crate::error::{Error, Result};
+use crate::server::settings::TlsConfig;
 use crate::server::tls;
+use crate::settings::ConfigError;
 
 pub fn fingerprint(args: &FingerprintArgs) -> Result<()> {
     let path = match (&args.cert_file, &args.config) {
         (Some(p), _) => p.clone(),
         (None, Some(c)) => {
-            let tls_config = config::TlsConfig::build(&config::load_file(c)?.tls, Some(c))?.ok_or_else(|| {
+            let tls_config = TlsConfig::build(&config::load_file(c)?.tls, Some(c))?.ok_or_else(|| {
                 Error::Config(ConfigError {
                     key: "tls.listen".into(),
                     reason: format!("is not set in {}: TLS is off", c.display()),

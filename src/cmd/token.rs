@@ -6,10 +6,12 @@
 
 use std::path::PathBuf;
 
+use crate::auth::settings::AuthConfig;
 use crate::auth::tokens::{self, Entry, Tokens};
 use crate::cli::{TokenCommand, TokensFileArgs};
-use crate::config::{self, ConfigError};
+use crate::config;
 use crate::error::{Error, Result};
+use crate::settings::ConfigError;
 
 /// The tokens file: `--tokens-file`, else the config's `auth.tokens_file`.
 fn tokens_path(args: &TokensFileArgs) -> Result<PathBuf> {
@@ -17,7 +19,7 @@ fn tokens_path(args: &TokensFileArgs) -> Result<PathBuf> {
         return Ok(p.clone());
     }
     let from_config = match &args.config {
-        Some(c) => config::AuthConfig::build(&config::load_file(c)?.auth)?.tokens_file,
+        Some(c) => AuthConfig::build(&config::load_file(c)?.auth)?.tokens_file,
         None => None,
     };
     from_config.ok_or_else(|| {

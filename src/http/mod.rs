@@ -21,6 +21,7 @@
 pub mod api;
 pub mod dashboard;
 pub mod metrics;
+pub mod settings;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ pub mod connection;
 pub mod limits;
 pub mod proxy;
 pub mod refused;
+pub mod settings;
 pub mod tls;
 
 use std::io::{self, Read, Write};

@@ -33,7 +33,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use crate::config::TlsConfig;
+use crate::server::settings::TlsConfig;
 
 /// A TLS set-up error: which file and why.
 #[derive(Debug)]

@@ -29,7 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use crate::config::DedupConfig;
+use crate::sink::csv::settings::DedupConfig;
 
 /// The identity of an acknowledged-mode reading, and a hash of its content.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,10 +45,11 @@ use std::sync::{Arc, Mutex};
 pub mod dedup;
 pub mod encode;
 pub mod recover;
+pub mod settings;
 
-use crate::config::{DedupConfig, Fsync};
 use crate::ratelog::ByCause;
 use crate::sink::csv::encode::{Row, HEADER};
+use crate::sink::csv::settings::{DedupConfig, Fsync};
 use crate::sink::Appended;
 use dedup::{Dedup, Key, Seen};
 

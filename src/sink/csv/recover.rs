@@ -300,8 +300,8 @@ fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DedupConfig;
     use crate::sink::csv::dedup::{content_hash, Seen};
+    use crate::sink::csv::settings::DedupConfig;
 
     #[test]
     fn the_rebuilt_hash_is_the_connections_hash() {

@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::{in_range, ConfigError};
+use crate::settings::{ConfigError, Limit};
 
 use super::tls::TlsSettings;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub const DEFAULT_PG_TABLE: &str = "readings";
-pub const DEFAULT_PG_BATCH_ROWS: usize = 10_000;
-pub const DEFAULT_PG_PACE_MS: u64 = 1000;
-pub const DEFAULT_PG_CONNECT_TIMEOUT_SECS: u64 = 10;
-pub const DEFAULT_PG_RETRY_MAX_SECS: u64 = 60;
-pub const DEFAULT_PG_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+pub const BATCH_ROWS: Limit<usize> = Limit::new("postgres.batch_rows", 10_000, 1, 1_000_000, " rows");
+pub const PACE_MS: Limit<u64> = Limit::new("postgres.pace_ms", 1000, 0, 3_600_000, " ms");
+pub const CONNECT_TIMEOUT_SECS: Limit<u64> = Limit::new("postgres.connect_timeout_secs", 10, 1, 600, " seconds");
+pub const RETRY_MAX_SECS: Limit<u64> = Limit::new("postgres.retry_max_secs", 60, 1, 3600, " seconds");
+pub const SHUTDOWN_TIMEOUT_SECS: Limit<u64> = Limit::new("postgres.shutdown_timeout_secs", 10, 0, 3600, " seconds");
 
 /// `[postgres]` as written in the TOML file.
 #[derive(Debug, Default, Deserialize)]
@@ -134,42 +134,12 @@ impl PostgresConfig {
                 format!("{source:?} is not a usable source name (1-200 printable characters)"),
             ));
         }
-        let batch_rows = in_range(
-            "postgres.batch_rows",
-            f.batch_rows.unwrap_or(DEFAULT_PG_BATCH_ROWS),
-            1,
-            1_000_000,
-            " rows",
-        )?;
-        let pace = in_range(
-            "postgres.pace_ms",
-            f.pace_ms.unwrap_or(DEFAULT_PG_PACE_MS),
-            0,
-            3_600_000,
-            " ms",
-        )?;
-        let connect = in_range(
-            "postgres.connect_timeout_secs",
-            f.connect_timeout_secs.unwrap_or(DEFAULT_PG_CONNECT_TIMEOUT_SECS),
-            1,
-            600,
-            " seconds",
-        )?;
-        let retry_max = in_range(
-            "postgres.retry_max_secs",
-            f.retry_max_secs.unwrap_or(DEFAULT_PG_RETRY_MAX_SECS),
-            1,
-            3600,
-            " seconds",
-        )?;
-        let shutdown = in_range(
-            "postgres.shutdown_timeout_secs",
-            f.shutdown_timeout_secs.unwrap_or(DEFAULT_PG_SHUTDOWN_TIMEOUT_SECS),
-            0,
-            3600,
-            " seconds",
-        )?;
-        pg.connect_timeout(Duration::from_secs(connect))
+        let batch_rows = BATCH_ROWS.pick(f.batch_rows)?;
+        let pace = Duration::from_millis(PACE_MS.pick(f.pace_ms)?);
+        let connect_timeout = CONNECT_TIMEOUT_SECS.secs(f.connect_timeout_secs)?;
+        let retry_max = RETRY_MAX_SECS.secs(f.retry_max_secs)?;
+        let shutdown_timeout = SHUTDOWN_TIMEOUT_SECS.secs(f.shutdown_timeout_secs)?;
+        pg.connect_timeout(connect_timeout)
             .application_name("sensorlog")
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
@@ -183,10 +153,10 @@ impl PostgresConfig {
             table,
             source,
             batch_rows,
-            pace: Duration::from_millis(pace),
-            connect_timeout: Duration::from_secs(connect),
-            retry_max: Duration::from_secs(retry_max),
-            shutdown_timeout: Duration::from_secs(shutdown),
+            pace,
+            connect_timeout,
+            retry_max,
+            shutdown_timeout,
         }))
     }
 
@@ -319,7 +289,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.target, "u@db.example:5433/lab");
         assert_eq!(c.table, DEFAULT_PG_TABLE);
-        assert_eq!(c.batch_rows, DEFAULT_PG_BATCH_ROWS);
+        assert_eq!(c.batch_rows, BATCH_ROWS.default);
         assert!(!c.source.is_empty());
     }
 

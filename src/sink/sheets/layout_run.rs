@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::SheetsLayout;
 use crate::sink::cursor::{self, Cursor};
+use crate::sink::sheets::settings::SheetsLayout;
 
 use super::auth::trim_period;
 use super::client::{Spreadsheet, Tab};
@@ -228,7 +228,9 @@ impl Worker {
                         break;
                     };
                     let device = last.device.clone();
-                    rows.retain(|r| crate::sink::csv::encode::original(r.0.get(1).map_or("", String::as_str)) != device);
+                    rows.retain(|r| {
+                        crate::sink::csv::encode::original(r.0.get(1).map_or("", String::as_str)) != device
+                    });
                     waiting.insert(0, device);
                 }
             }

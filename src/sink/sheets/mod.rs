@@ -54,6 +54,7 @@ pub(crate) mod refusals;
 pub(crate) mod retention;
 pub(crate) mod retry;
 pub(crate) mod rotation;
+pub mod settings;
 pub(crate) mod source;
 pub(crate) mod stall_watch;
 pub(crate) mod target;
@@ -64,11 +65,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::SheetsConfig;
 use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::{self, rows::header_len};
+use crate::sink::sheets::settings::SheetsConfig;
 use crate::stats::Stats;
 
 use client::ApiError;
@@ -96,7 +97,7 @@ impl Uploader {
         let key = auth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let saved =
             cursor::load(&cfg.cursor_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
-        let csv_layout = cfg.layout == crate::config::SheetsLayout::Csv;
+        let csv_layout = cfg.layout == crate::sink::sheets::settings::SheetsLayout::Csv;
         let saved = match saved {
             Some(c) => Some(
                 source::follow_new_file(c, sink.path(), sink.durable_position().1, csv_layout)
@@ -167,9 +168,9 @@ impl Uploader {
             cfg.spreadsheet_id,
             cfg.tab,
             match cfg.layout {
-                crate::config::SheetsLayout::PerDevice => "per-device",
-                crate::config::SheetsLayout::Single => "single",
-                crate::config::SheetsLayout::Csv => "csv",
+                crate::sink::sheets::settings::SheetsLayout::PerDevice => "per-device",
+                crate::sink::sheets::settings::SheetsLayout::Single => "single",
+                crate::sink::sheets::settings::SheetsLayout::Csv => "csv",
             },
             key.client_email,
             cfg.batch_rows,

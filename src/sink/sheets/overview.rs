@@ -36,7 +36,7 @@ impl Worker {
     fn overview_every(&self) -> Option<Duration> {
         if self.cfg.overview_tab.is_empty()
             || self.cfg.overview_refresh.is_zero()
-            || self.cfg.layout == crate::config::SheetsLayout::Csv
+            || self.cfg.layout == crate::sink::sheets::settings::SheetsLayout::Csv
         {
             return None;
         }

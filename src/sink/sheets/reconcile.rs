@@ -309,7 +309,7 @@ impl Worker {
         }
         out.requests.extend(adds);
         out.requests.extend(grows);
-        if self.cfg.charts && self.cfg.layout == crate::config::SheetsLayout::PerDevice {
+        if self.cfg.charts && self.cfg.layout == crate::sink::sheets::settings::SheetsLayout::PerDevice {
             for &(t, _) in &plan.charts {
                 let tab = &plan.state.tabs[t];
                 let grid = target

@@ -10,8 +10,8 @@
 //! new file from the old one. Exactly once and in order across the switch: the move is
 //! one atomic cursor save, after the old file's last confirmation.
 
-use crate::config::SheetsLayout;
 use crate::sink::cursor;
+use crate::sink::sheets::settings::SheetsLayout;
 
 use super::worker::{Stall, Worker};
 use crate::sink::follower::rows::header_len;

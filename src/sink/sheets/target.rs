@@ -60,7 +60,7 @@ impl Target {
 impl Worker {
     /// Token, spreadsheet, tab, header row, cursor: everything before the first batch.
     pub(super) fn set_up(&mut self) -> std::result::Result<(), Stall> {
-        if self.cfg.layout != crate::config::SheetsLayout::Csv {
+        if self.cfg.layout != crate::sink::sheets::settings::SheetsLayout::Csv {
             return self.set_up_layout();
         }
         self.authenticate()?;

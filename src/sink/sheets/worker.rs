@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::SheetsConfig;
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::rows::header_len;
 use crate::sink::follower::{Backoff, Failure, Follow, Retry, Wording};
+use crate::sink::sheets::settings::SheetsConfig;
 use crate::stats::Stats;
 
 use super::auth::{trim_period, Auth, TokenError};
@@ -281,7 +281,7 @@ impl Worker {
     }
 
     fn send_batch(&mut self) -> std::result::Result<(), Stall> {
-        if self.cfg.layout != crate::config::SheetsLayout::Csv {
+        if self.cfg.layout != crate::sink::sheets::settings::SheetsLayout::Csv {
             return self.send_layout_batch();
         }
         let values = self.next_batch();
@@ -437,7 +437,7 @@ impl Follow for Worker {
 
     fn failure(&mut self, stall: Stall) -> Failure {
         Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
-        // `sheets.stall_warn_secs` (issue 18): what the rows wait for, said once a stall is long.
+                                                           // `sheets.stall_warn_secs` (issue 18): what the rows wait for, said once a stall is long.
         let waits_for = match &stall {
             Stall::Api(ApiError::Status {
                 code: 429, retry_after, ..
