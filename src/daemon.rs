@@ -210,8 +210,8 @@ fn start_http(
 struct Listeners {
     main: std::net::TcpListener,
     local: std::net::SocketAddr,
-    main_tls: Option<Arc<crate::server::tls::TlsAcceptor>>,
-    extra_tls: Option<(Bound, Arc<crate::server::tls::TlsAcceptor>)>,
+    main_tls: Option<Arc<crate::server::tls_listener::TlsAcceptor>>,
+    extra_tls: Option<(Bound, Arc<crate::server::tls_listener::TlsAcceptor>)>,
 }
 
 /// A listening socket and the address it got.
@@ -506,7 +506,7 @@ struct Security {
     tokens: Option<Arc<crate::auth::tokens::TokenStore>>,
     gate: Arc<crate::auth::session::Gate>,
     doorman: Arc<crate::server::allow::Doorman>,
-    tls: Option<Arc<crate::server::tls::TlsAcceptor>>,
+    tls: Option<Arc<crate::server::tls_listener::TlsAcceptor>>,
 }
 
 impl Security {
@@ -521,7 +521,7 @@ impl Security {
         let tls = match &config.tls {
             Some(t) => {
                 let (server_config, generated) =
-                    crate::server::tls::server_config(t).map_err(|e| Error::startup("set up TLS", e))?;
+                    crate::server::tls_listener::server_config(t).map_err(|e| Error::startup("set up TLS", e))?;
                 if let Some(p) = generated {
                     log::info!(
                         "Generated a self-signed TLS certificate {} (key {}, mode 0600). Boards pin it: `sensorlog tls fingerprint`.",
@@ -529,7 +529,10 @@ impl Security {
                         t.key_file.display()
                     );
                 }
-                Some(Arc::new(crate::server::tls::TlsAcceptor::new(t, server_config)))
+                Some(Arc::new(crate::server::tls_listener::TlsAcceptor::new(
+                    t,
+                    server_config,
+                )))
             }
             None => None,
         };

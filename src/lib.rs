@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sheets(SheetsCommand::Check(args)) => cmd::sheets_check::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Token(c) => cmd::token::run(c),
-        Command::Tls(TlsCommand::Fingerprint(args)) => cmd::tls::fingerprint(&args),
+        Command::Tls(TlsCommand::Fingerprint(args)) => cmd::fingerprint::fingerprint(&args),
         Command::Postgres(PostgresCommand::Check(args)) => cmd::postgres_check::run(&args),
     }
 }

@@ -5,9 +5,9 @@
 use crate::config::{self, FileConfig};
 use crate::error::{Error, Result};
 
+pub mod fingerprint;
 pub mod postgres_check;
 pub mod sheets_check;
-pub mod tls;
 pub mod token;
 
 /// A check's passing step.

@@ -27,7 +27,7 @@ use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, 
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
-use crate::server::tls::{TlsAcceptor, TlsStream};
+use crate::server::tls_listener::{TlsAcceptor, TlsStream};
 use crate::shutdown::Shutdown;
 use crate::sink::csv::dedup::{content_hash, Key};
 use crate::sink::csv::encode;

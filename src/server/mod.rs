@@ -21,7 +21,7 @@ pub mod limits;
 pub mod proxy;
 pub mod refused;
 pub mod settings;
-pub mod tls;
+pub mod tls_listener;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -88,7 +88,7 @@ pub fn accept_loop(
     conns: &Arc<Connections>,
     shutdown: &Shutdown,
     stack_bytes: usize,
-    tls: Option<&Arc<tls::TlsAcceptor>>,
+    tls: Option<&Arc<tls_listener::TlsAcceptor>>,
     proxy: &proxy::ProxyConfig,
 ) {
     let front = Arc::new(Front {

@@ -46,7 +46,7 @@
 pub mod copy;
 pub mod schema;
 pub mod settings;
-pub(crate) mod tls;
+pub(crate) mod tls_client;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::settings::{ConfigError, Limit};
 
-use super::tls::TlsSettings;
+use super::tls_client::TlsSettings;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub const DEFAULT_PG_TABLE: &str = "readings";
@@ -87,7 +87,7 @@ impl PostgresConfig {
             }
             return Ok(None);
         };
-        let (url, tls) = super::tls::split_url(&url).map_err(|e| ConfigError::new("postgres.url", e))?;
+        let (url, tls) = super::tls_client::split_url(&url).map_err(|e| ConfigError::new("postgres.url", e))?;
         let connector = tls.connector().map_err(|e| ConfigError::new("postgres.url", e))?;
         let mut pg: postgres::Config = url.parse().map_err(|e| {
             ConfigError::new(

@@ -9,7 +9,7 @@ use crate::cli::FingerprintArgs;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::server::settings::TlsConfig;
-use crate::server::tls;
+use crate::server::tls_listener as tls;
 use crate::settings::ConfigError;
 
 pub fn fingerprint(args: &FingerprintArgs) -> Result<()> {
