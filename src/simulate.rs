@@ -118,7 +118,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     );
     let boards: Vec<_> = (1..=args.boards)
         .map(|i| {
-            let board = Board {
+            let board = SimBoard {
                 addr: args.addr,
                 name: format!("{}-{i}", args.prefix),
                 boot: format!("{boot}{i:x}"),
@@ -192,7 +192,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     }
 }
 
-struct Board {
+struct SimBoard {
     addr: SocketAddr,
     name: String,
     boot: String,
@@ -208,7 +208,7 @@ struct Board {
     counters: Arc<Counters>,
 }
 
-impl Board {
+impl SimBoard {
     fn run(self) -> std::result::Result<(), String> {
         let r = self.send_all();
         if r.is_err() {
