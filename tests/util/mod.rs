@@ -5,7 +5,9 @@ pub mod daemon;
 pub mod fake_google;
 pub mod http;
 pub mod needs;
+pub mod postgres;
 pub mod rng;
+pub mod sheets;
 pub mod tls;
 
 pub use daemon::{Daemon, TestDir};
