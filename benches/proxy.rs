@@ -21,6 +21,10 @@
 //! it); without it the bench says so and exits 0. A board without its ACK or a missing
 //! row fails the run (exit 1). Boards, HAProxy and the daemon share the machine's CPUs.
 
+#[path = "../tests/util/rows.rs"]
+mod rows;
+use rows::csv_rows;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -195,20 +199,6 @@ fn storm(addr: SocketAddr, boards: usize) -> (f64, Vec<Duration>, usize) {
     (secs, times, failed)
 }
 
-fn rows_in(path: &Path) -> u64 {
-    let mut n = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    if let Ok(mut f) = std::fs::File::open(path) {
-        while let Ok(k) = f.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
-    }
-    n.saturating_sub(1) // the header
-}
-
 /// `boards` x `count` readings to `addr`; returns (seconds until all rows are in the CSV, rows).
 fn ingest(addr: SocketAddr, csv: &Path, rows_before: u64, boards: usize, count: u64) -> (f64, u64) {
     let barrier = Arc::new(Barrier::new(boards + 1));
@@ -245,10 +235,10 @@ fn ingest(addr: SocketAddr, csv: &Path, rows_before: u64, boards: usize, count: 
     }
     let want = rows_before + boards as u64 * count * FIELDS_PER_READING;
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut got = rows_in(csv);
+    let mut got = csv_rows(csv);
     while got < want && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        got = rows_in(csv);
+        got = csv_rows(csv);
     }
     (started.elapsed().as_secs_f64(), got - rows_before)
 }
@@ -340,7 +330,7 @@ fn main() {
             let proxy = via.map(|opts| haproxy(&dir, addr, opts));
             let target = proxy.as_ref().map_or(addr, |p| p.1);
             let csv = dir.join("readings.csv");
-            let (secs, rows) = ingest(target, &csv, rows_in(&csv), boards, count);
+            let (secs, rows) = ingest(target, &csv, csv_rows(&csv), boards, count);
             let want = boards as u64 * count * FIELDS_PER_READING;
             if rows != want {
                 eprintln!("{name}: {rows} rows in the CSV, expected {want}");

@@ -9,7 +9,7 @@
 //! runs from the first connection to the moment the CSV holds every row; a missing or
 //! extra row fails the run (exit 1). Goal: TLS at least 0.5x plain.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use ring::digest::{digest, SHA256};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+#[path = "../tests/util/rows.rs"]
+mod rows;
+use rows::csv_rows;
 
 #[path = "../tests/util/tls.rs"]
 mod pinned;
@@ -134,20 +138,6 @@ fn board(mut out: impl Write, id: usize, count: u64) {
     out.flush().expect("flush");
 }
 
-fn rows_in(path: &Path) -> u64 {
-    let mut n = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    if let Ok(mut f) = std::fs::File::open(path) {
-        while let Ok(k) = f.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
-    }
-    n.saturating_sub(1) // the header
-}
-
 /// Runs the workload against one listener; returns (seconds, rows found).
 fn measure(dir: &Path, tls: bool, boards: usize, count: u64) -> (f64, u64) {
     let _ = std::fs::remove_dir_all(dir);
@@ -189,10 +179,10 @@ fn measure(dir: &Path, tls: bool, boards: usize, count: u64) -> (f64, u64) {
     let want = boards as u64 * count * FIELDS_PER_READING;
     let csv = dir.join("readings.csv");
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut got = rows_in(&csv);
+    let mut got = csv_rows(&csv);
     while got < want && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        got = rows_in(&csv);
+        got = csv_rows(&csv);
     }
     let secs = started.elapsed().as_secs_f64();
     drop(d);

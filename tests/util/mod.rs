@@ -7,6 +7,7 @@ pub mod http;
 pub mod needs;
 pub mod postgres;
 pub mod rng;
+pub mod rows;
 pub mod sheets;
 pub mod tls;
 
