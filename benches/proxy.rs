@@ -21,11 +21,11 @@
 //! it); without it the bench says so and exits 0. A board without its ACK or a missing
 //! row fails the run (exit 1). Boards, HAProxy and the daemon share the machine's CPUs.
 
-#[path = "../tests/util/rows.rs"]
-mod rows;
-use rows::csv_rows;
+#[path = "../tests/util/bench.rs"]
+mod bench;
+use bench::{csv_rows, spawn_listening};
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,34 +56,19 @@ fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
         format!("trusted_proxies = [\"{PROXY_SOURCE}\"]\n")
     };
     std::fs::write(&cfg, format!("[server]\nproxy_protocol = \"{mode}\"\n{trusted}")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--max-connections", "3000", "--max-connections-per-ip", "3000"])
-        .args(["--stats-interval-secs", "0"])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--csv")
-        .arg(dir.join("readings.csv"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sensorlog");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("daemon stderr ended before it listened").unwrap();
-        if let Some(rest) = line.split("Listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches(['.', ','])
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, addr, _) = spawn_listening(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--max-connections", "3000", "--max-connections-per-ip", "3000"])
+            .args(["--stats-interval-secs", "0"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--csv")
+            .arg(dir.join("readings.csv"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+        false,
+    );
     (Process(child), addr)
 }
 
