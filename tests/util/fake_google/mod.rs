@@ -126,6 +126,16 @@
 //! kept-alive connection lives until its client closes it (the daemon under test, or the
 //! test process, always does).
 //!
+//! # Layout
+//!
+//! `server` (transport, routing, the order of checks), `state` (what the one lock
+//! guards: tokens, quota, queued faults, stats, the log), `token` (the OAuth endpoint),
+//! `sheets` (the Sheets endpoints after authentication; `batchUpdate` and `addSheet`),
+//! `dimensions`, `charts` and `values` (the other request kinds), `discovery` (every body
+//! against Google's schema, first: the code after it reads bodies that passed), `fields`
+//! (partial responses), `a1` (ranges), `model` (spreadsheets, tabs, cells), `faults`
+//! (what an injected fault answers) and `responses` (Google's error shapes).
+//!
 //! # Example
 //!
 //! ```ignore
