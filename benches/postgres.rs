@@ -18,7 +18,7 @@
 //! reported). Without `--bench` (as under `cargo test --all-targets`) it runs once on 2,000 rows as a smoke
 //! test, so it keeps working.
 
-#[path = "../tests/postgres_server.rs"]
+#[path = "../tests/util/postgres.rs"]
 #[allow(dead_code)]
 mod server;
 

@@ -21,7 +21,11 @@
 //! it); without it the bench says so and exits 0. A board without its ACK or a missing
 //! row fails the run (exit 1). Boards, HAProxy and the daemon share the machine's CPUs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "../tests/util/bench.rs"]
+mod bench;
+use bench::{csv_rows, spawn_listening};
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,34 +56,19 @@ fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
         format!("trusted_proxies = [\"{PROXY_SOURCE}\"]\n")
     };
     std::fs::write(&cfg, format!("[server]\nproxy_protocol = \"{mode}\"\n{trusted}")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--max-connections", "3000", "--max-connections-per-ip", "3000"])
-        .args(["--stats-interval-secs", "0"])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--csv")
-        .arg(dir.join("readings.csv"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sensorlog");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("daemon stderr ended before it listened").unwrap();
-        if let Some(rest) = line.split("Listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches(['.', ','])
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, addr, _) = spawn_listening(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--max-connections", "3000", "--max-connections-per-ip", "3000"])
+            .args(["--stats-interval-secs", "0"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--csv")
+            .arg(dir.join("readings.csv"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+        false,
+    );
     (Process(child), addr)
 }
 
@@ -195,20 +184,6 @@ fn storm(addr: SocketAddr, boards: usize) -> (f64, Vec<Duration>, usize) {
     (secs, times, failed)
 }
 
-fn rows_in(path: &Path) -> u64 {
-    let mut n = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    if let Ok(mut f) = std::fs::File::open(path) {
-        while let Ok(k) = f.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
-    }
-    n.saturating_sub(1) // the header
-}
-
 /// `boards` x `count` readings to `addr`; returns (seconds until all rows are in the CSV, rows).
 fn ingest(addr: SocketAddr, csv: &Path, rows_before: u64, boards: usize, count: u64) -> (f64, u64) {
     let barrier = Arc::new(Barrier::new(boards + 1));
@@ -245,10 +220,10 @@ fn ingest(addr: SocketAddr, csv: &Path, rows_before: u64, boards: usize, count: 
     }
     let want = rows_before + boards as u64 * count * FIELDS_PER_READING;
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut got = rows_in(csv);
+    let mut got = csv_rows(csv);
     while got < want && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        got = rows_in(csv);
+        got = csv_rows(csv);
     }
     (started.elapsed().as_secs_f64(), got - rows_before)
 }
@@ -340,7 +315,7 @@ fn main() {
             let proxy = via.map(|opts| haproxy(&dir, addr, opts));
             let target = proxy.as_ref().map_or(addr, |p| p.1);
             let csv = dir.join("readings.csv");
-            let (secs, rows) = ingest(target, &csv, rows_in(&csv), boards, count);
+            let (secs, rows) = ingest(target, &csv, csv_rows(&csv), boards, count);
             let want = boards as u64 * count * FIELDS_PER_READING;
             if rows != want {
                 eprintln!("{name}: {rows} rows in the CSV, expected {want}");

@@ -5,11 +5,16 @@
 //! `cargo bench --bench recovery` prints the figures (docs/performance.md
 //! has the last ones measured); `cargo test --all-targets` runs it tiny, as a smoke test.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/util/bench.rs"]
+#[allow(dead_code)] // csv_rows: the other load benches
+mod bench;
+use bench::spawn_listening;
 
 use sensorlog::sink::csv::dedup::{Dedup, Key};
 use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
@@ -82,38 +87,23 @@ fn big_csv(path: &Path, bytes: u64) {
 }
 
 fn start_daemon(dir: &Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sensorlog"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            // The dashboard on a free port: 8091 may be taken by another daemon.
-            "--http-listen",
-            "127.0.0.1:0",
-            "--csv",
-            "readings.csv",
-            "--stats-interval-secs",
-            "0",
-        ])
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sensorlog");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("daemon exited").unwrap();
-        if let Some(rest) = line.split("Listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('.')
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, addr, _) = spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_sensorlog"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                // The dashboard on a free port: 8091 may be taken by another daemon.
+                "--http-listen",
+                "127.0.0.1:0",
+                "--csv",
+                "readings.csv",
+                "--stats-interval-secs",
+                "0",
+            ])
+            .current_dir(dir),
+        false,
+    );
     (child, addr)
 }
 

@@ -15,30 +15,16 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::daemon::{read_csv, wait_until};
-use util::fake_google::{FakeGoogle, DEFAULT_ACCOUNT};
+use util::fake_google::FakeGoogle;
+use util::sheets;
 use util::{Daemon, TestDir};
 
 const SHEET: &str = "bench-sheet";
 
-fn cursor_rows(dir: &TestDir) -> u64 {
-    std::fs::read_to_string(dir.join("readings.csv.sheets-cursor.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("rows_done").and_then(|r| r.as_u64()))
-        .unwrap_or(0)
-}
-
 fn start_with_sheets(dir: &TestDir, fake: &FakeGoogle, batch_rows: usize, rpm: u32) -> Daemon {
-    let key = dir.join("key.json");
-    fake.write_key_file(&key, DEFAULT_ACCOUNT);
-    let cfg = dir.write(
-        "sensorlog.toml",
-        &format!(
-            "[sheets]\nkey_file = {:?}\nspreadsheet = {SHEET:?}\napi_base_url = {:?}\nbatch_rows = {batch_rows}\nbatch_delay_secs = 0.5\nrequests_per_minute = {rpm}\nlayout = \"csv\"\n",
-            key.display().to_string(),
-            fake.base_url()
-        ),
-    );
+    let keys =
+        format!("batch_rows = {batch_rows}\nbatch_delay_secs = 0.5\nrequests_per_minute = {rpm}\nlayout = \"csv\"\n");
+    let cfg = sheets::config(dir, fake, SHEET, &keys, "");
     Daemon::start(dir, &["--config", &cfg.display().to_string()])
 }
 
@@ -58,12 +44,8 @@ fn backlog(dir: &TestDir, rows: usize) {
     d.shutdown();
 }
 
-fn fake(write_quota: u32) -> FakeGoogle {
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
-    fake.set_write_quota_per_minute(write_quota);
-    fake.set_read_quota_per_minute(write_quota);
-    fake
+fn fake(quota: u32) -> FakeGoogle {
+    sheets::fake_with(SHEET, Some(quota))
 }
 
 fn main() {
@@ -77,13 +59,13 @@ fn main() {
     let g = fake(quota);
     let d = start_with_sheets(&dir, &g, 1, quota);
     assert!(
-        wait_until(Duration::from_secs(30), || cursor_rows(&dir) > 0),
+        wait_until(Duration::from_secs(30), || sheets::cursor_rows(&d.csv) > 0),
         "{}",
         d.log_text()
     );
-    let (t0, r0) = (Instant::now(), cursor_rows(&dir));
+    let (t0, r0) = (Instant::now(), sheets::cursor_rows(&d.csv));
     std::thread::sleep(Duration::from_secs_f64(single_secs));
-    let per_min_single = (cursor_rows(&dir) - r0) as f64 * 60.0 / t0.elapsed().as_secs_f64();
+    let per_min_single = (sheets::cursor_rows(&d.csv) - r0) as f64 * 60.0 / t0.elapsed().as_secs_f64();
     d.stop();
     assert_eq!(g.stats().quota_exceeded, 0);
     println!("  one request per reading: {per_min_single:>10.0} rows/min");
@@ -95,7 +77,7 @@ fn main() {
     let t0 = Instant::now();
     let d = start_with_sheets(&dir, &g, 2000, quota * 5 / 6);
     assert!(
-        wait_until(Duration::from_secs(600), || cursor_rows(&dir) >= rows as u64),
+        wait_until(Duration::from_secs(600), || sheets::cursor_rows(&d.csv) >= rows as u64),
         "{}",
         d.log_text()
     );

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sensorlog::sink::csv::encode::Row;
 use sensorlog::sink::sheets::layout::{plan, Shape, State};
 use util::daemon::{read_csv, wait_until};
-use util::fake_google::{FakeGoogle, DEFAULT_ACCOUNT};
+use util::sheets;
 use util::{Daemon, TestDir};
 
 const SHEET: &str = "bench-sheet";
@@ -79,14 +79,6 @@ fn backlog(dir: &TestDir, boards: usize, readings: usize) {
     d.shutdown();
 }
 
-fn cursor_rows(d: &Daemon) -> u64 {
-    std::fs::read_to_string(format!("{}.sheets-cursor.json", d.csv.display()))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("rows_done").and_then(|r| r.as_u64()))
-        .unwrap_or(0)
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     println!("Readings a spreadsheet holds ({MAX_CELLS} cells), board sending 3 values:");
@@ -106,26 +98,17 @@ fn main() {
     let (quota, boards, readings) = if full { (60, 50, 100_000) } else { (600, 50, 2_000) };
     let dir = TestDir::new("bench-sheets-layout");
     backlog(&dir, boards, readings);
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
-    fake.set_write_quota_per_minute(quota);
-    fake.set_read_quota_per_minute(quota);
-    let key = dir.join("key.json");
-    fake.write_key_file(&key, DEFAULT_ACCOUNT);
-    let cfg = dir.write(
-        "sensorlog.toml",
-        &format!(
-            "[sheets]\nkey_file = {:?}\nspreadsheet = {SHEET:?}\napi_base_url = {:?}\nbatch_rows = 20000\nbatch_delay_secs = 0.5\nrequests_per_minute = {}\nlayout = \"per-device\"\n",
-            key.display().to_string(),
-            fake.base_url(),
-            quota * 5 / 6
-        ),
+    let fake = sheets::fake_with(SHEET, Some(quota));
+    let keys = format!(
+        "batch_rows = 20000\nbatch_delay_secs = 0.5\nrequests_per_minute = {}\nlayout = \"per-device\"\n",
+        quota * 5 / 6
     );
+    let cfg = sheets::config(&dir, &fake, SHEET, &keys, "");
     let t0 = Instant::now();
     let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
     let rows = (readings * 3) as u64;
     assert!(
-        wait_until(Duration::from_secs(600), || cursor_rows(&d) >= rows),
+        wait_until(Duration::from_secs(600), || sheets::cursor_rows(&d.csv) >= rows),
         "{}",
         d.log_text()
     );

@@ -20,7 +20,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::daemon::wait_until;
-use util::fake_google::{FakeGoogle, Fault, Matching, RequestKind, DEFAULT_ACCOUNT};
+use util::fake_google::{FakeGoogle, Fault, Matching, RequestKind};
+use util::sheets;
 use util::{Daemon, TestDir};
 
 const SHEET: &str = "bench-sheet";
@@ -37,42 +38,16 @@ fn send(d: &Daemon, devices: impl IntoIterator<Item = String>) {
 }
 
 fn config(dir: &TestDir, fake: &FakeGoogle, rpm: u32, batch_delay: &str) -> String {
-    let key = dir.join("key.json");
-    fake.write_key_file(&key, DEFAULT_ACCOUNT);
-    dir.write(
-        "sensorlog.toml",
-        &format!(
-            "[sheets]\nkey_file = {:?}\nspreadsheet = {SHEET:?}\napi_base_url = {:?}\nrequests_per_minute = {rpm}\nbatch_delay_secs = {batch_delay}\nlayout = \"per-device\"\nmax_board_tabs = 190\n",
-            key.display().to_string(),
-            fake.base_url()
-        ),
-    )
-    .display()
-    .to_string()
-}
-
-/// Sheets requests after log entry `mark` up to the first values write Google applied.
-fn to_first_write(fake: &FakeGoogle, mark: usize) -> Option<usize> {
-    let mut n = 0;
-    for r in fake.requests().iter().skip(mark) {
-        if r.kind == RequestKind::Token {
-            continue;
-        }
-        n += 1;
-        if r.kind == RequestKind::ValuesBatchUpdate && r.status == Some(200) {
-            return Some(n);
-        }
-    }
-    None
+    let keys = format!(
+        "requests_per_minute = {rpm}\nbatch_delay_secs = {batch_delay}\nlayout = \"per-device\"\nmax_board_tabs = 190\n"
+    );
+    sheets::config(dir, fake, SHEET, &keys, "").display().to_string()
 }
 
 /// (requests, seconds) from the restart to the first values write; `None` if not reached.
 fn restart_after_lost_setup(tabs: usize, quota: u32, rpm: u32, wait: Duration) -> (Option<(usize, f64)>, usize) {
     let dir = TestDir::new(&format!("bench-restart-{tabs}"));
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
-    fake.set_write_quota_per_minute(quota);
-    fake.set_read_quota_per_minute(quota);
+    let fake = sheets::fake_with(SHEET, Some(quota));
     let cfg = config(&dir, &fake, rpm, "0.5");
     let args = ["--config", cfg.as_str()];
     let mut d = Daemon::start(&dir, &args);
@@ -92,10 +67,10 @@ fn restart_after_lost_setup(tabs: usize, quota: u32, rpm: u32, wait: Duration) -
     let mark = fake.requests().len();
     let t0 = Instant::now();
     let d = Daemon::start(&dir, &args);
-    let reached = wait_until(wait, || to_first_write(&fake, mark).is_some());
+    let reached = wait_until(wait, || sheets::requests_to_first_write(&fake, mark).is_some());
     let secs = t0.elapsed().as_secs_f64();
     let sent = fake.requests().len() - mark;
-    let result = reached.then(|| (to_first_write(&fake, mark).unwrap_or(0), secs));
+    let result = reached.then(|| (sheets::requests_to_first_write(&fake, mark).unwrap_or(0), secs));
     if reached {
         // The figure counts only if every board's reading made it, exactly once.
         let all = wait_until(wait, || {
@@ -113,10 +88,7 @@ fn restart_after_lost_setup(tabs: usize, quota: u32, rpm: u32, wait: Duration) -
 /// Seconds from a new board's first reading to its row in the sheet.
 fn new_board_latency(quota: u32, rpm: u32, batch_delay: &str) -> f64 {
     let dir = TestDir::new("bench-new-board");
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
-    fake.set_write_quota_per_minute(quota);
-    fake.set_read_quota_per_minute(quota);
+    let fake = sheets::fake_with(SHEET, Some(quota));
     let cfg = config(&dir, &fake, rpm, batch_delay);
     let d = Daemon::start(&dir, &["--config", cfg.as_str()]);
     send(&d, ["first".to_string()]);

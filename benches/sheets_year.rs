@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sensorlog::sink::csv::encode::{rfc3339_millis, HEADER};
 use util::daemon::wait_until;
-use util::fake_google::{Cell, FakeGoogle, DEFAULT_ACCOUNT};
+use util::fake_google::Cell;
+use util::sheets;
 use util::{Daemon, TestDir};
 
 const SHEET: &str = "year-sheet";
@@ -68,24 +69,6 @@ fn write_csv(path: &std::path::Path, minutes: u64) -> u64 {
     rows
 }
 
-fn cursor_rows(d: &Daemon) -> u64 {
-    std::fs::read_to_string(format!("{}.sheets-cursor.json", d.csv.display()))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("rows_done").and_then(|r| r.as_u64()))
-        .unwrap_or(0)
-}
-
-/// Cells of the whole spreadsheet as the fake counts them (every tab's grid).
-fn cells(fake: &FakeGoogle) -> u64 {
-    fake.tabs(SHEET)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|t| fake.grid(SHEET, t))
-        .map(|(rows, cols, _)| u64::from(rows) * u64::from(cols))
-        .sum()
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (minutes, max_cells) = if full {
@@ -108,37 +91,28 @@ fn main() {
         t0.elapsed().as_secs_f64()
     );
 
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
+    let fake = sheets::fake_with(SHEET, Some(100_000));
     fake.set_max_cells(max_cells);
-    fake.set_write_quota_per_minute(100_000);
-    fake.set_read_quota_per_minute(100_000);
-    let key = dir.join("key.json");
-    fake.write_key_file(&key, DEFAULT_ACCOUNT);
-    let cfg = dir.write(
-        "sensorlog.toml",
-        &format!(
-            "[sheets]\nkey_file = {:?}\nspreadsheet = {SHEET:?}\napi_base_url = {:?}\nbatch_rows = 20000\nbatch_delay_secs = 0.2\nrequests_per_minute = 6000\nrequest_timeout_secs = 60\nlayout = \"per-device\"\nmax_cells = {max_cells}\ncell_budget_percent = {budget_percent}\ngrow_rows = {}\n",
-            key.display().to_string(),
-            fake.base_url(),
-            if full { 10_000 } else { 200 }
-        ),
+    let keys = format!(
+        "batch_rows = 20000\nbatch_delay_secs = 0.2\nrequests_per_minute = 6000\nrequest_timeout_secs = 60\nlayout = \"per-device\"\nmax_cells = {max_cells}\ncell_budget_percent = {budget_percent}\ngrow_rows = {}\n",
+        if full { 10_000 } else { 200 }
     );
+    let cfg = sheets::config(&dir, &fake, SHEET, &keys, "");
     let t1 = Instant::now();
     let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
     let mut most = 0;
     let done = wait_until(Duration::from_secs(if full { 3600 } else { 300 }), || {
-        most = most.max(cells(&fake));
-        cursor_rows(&d) >= rows
+        most = most.max(sheets::cells(&fake, SHEET));
+        sheets::cursor_rows(&d.csv) >= rows
     });
     let secs = t1.elapsed().as_secs_f64();
     let log = d.log_text();
     assert!(
         done,
         "the upload stopped at CSV row {} of {rows}:\n{log}",
-        cursor_rows(&d)
+        sheets::cursor_rows(&d.csv)
     );
-    let end_cells = cells(&fake);
+    let end_cells = sheets::cells(&fake, SHEET);
     most = most.max(end_cells);
     let deletes = log.matches("Deleting the ").count();
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();

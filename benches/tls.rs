@@ -9,7 +9,7 @@
 //! runs from the first connection to the moment the CSV holds every row; a missing or
 //! extra row fails the run (exit 1). Goal: TLS at least 0.5x plain.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use ring::digest::{digest, SHA256};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+#[path = "../tests/util/bench.rs"]
+mod bench;
+use bench::{csv_rows, spawn_listening};
 
 #[path = "../tests/util/tls.rs"]
 mod pinned;
@@ -48,53 +52,34 @@ fn start(dir: &Path, tls: bool) -> Daemon {
         ""
     };
     std::fs::write(&cfg, toml).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            // The dashboard on a free port: 8091 may be taken by another daemon.
-            "--http-listen",
-            "127.0.0.1:0",
-            "--max-connections",
-            "1000",
-            // Every generated board connects from 127.0.0.1 (the per-address cap is 64).
-            "--max-connections-per-ip",
-            "1000",
-            "--stats-interval-secs",
-            "0",
-        ])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--csv")
-        .arg(dir.join("readings.csv"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sensorlog");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr_after = |line: &str, marker: &str| -> Option<SocketAddr> {
-        line.split(marker)
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .trim_end_matches(['.', ','])
-            .parse()
-            .ok()
-    };
-    let (mut plain, mut tls_addr) = (None, None);
-    while plain.is_none() || (tls && tls_addr.is_none()) {
-        let line = lines.next().expect("daemon stderr ended before it listened").unwrap();
-        plain = plain.or(addr_after(&line, "Listening on "));
-        tls_addr = tls_addr.or(addr_after(&line, "Listening for TLS on "));
-    }
-    // Keep draining stderr so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let (child, plain, tls_addr) = spawn_listening(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                // The dashboard on a free port: 8091 may be taken by another daemon.
+                "--http-listen",
+                "127.0.0.1:0",
+                "--max-connections",
+                "1000",
+                // Every generated board connects from 127.0.0.1 (the per-address cap is 64).
+                "--max-connections-per-ip",
+                "1000",
+                "--stats-interval-secs",
+                "0",
+            ])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--csv")
+            .arg(dir.join("readings.csv"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+        tls,
+    );
     Daemon {
         child,
-        plain: plain.unwrap(),
+        plain,
         tls: tls_addr,
     }
 }
@@ -132,20 +117,6 @@ fn board(mut out: impl Write, id: usize, count: u64) {
     }
     out.write_all(&buf).expect("send");
     out.flush().expect("flush");
-}
-
-fn rows_in(path: &Path) -> u64 {
-    let mut n = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    if let Ok(mut f) = std::fs::File::open(path) {
-        while let Ok(k) = f.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += buf[..k].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
-    }
-    n.saturating_sub(1) // the header
 }
 
 /// Runs the workload against one listener; returns (seconds, rows found).
@@ -189,10 +160,10 @@ fn measure(dir: &Path, tls: bool, boards: usize, count: u64) -> (f64, u64) {
     let want = boards as u64 * count * FIELDS_PER_READING;
     let csv = dir.join("readings.csv");
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut got = rows_in(&csv);
+    let mut got = csv_rows(&csv);
     while got < want && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        got = rows_in(&csv);
+        got = csv_rows(&csv);
     }
     let secs = started.elapsed().as_secs_f64();
     drop(d);

@@ -3,17 +3,14 @@
 //! backend, two daemons on one table, and a permission error. Each test ends with the
 //! table equal to the CSVs, row for row.
 
-#[path = "postgres_server.rs"]
-mod server;
-
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::util::daemon::{read_csv, send_lines, wait_until, BIN};
+use crate::util::postgres::{PgServer, SUPER_PASSWORD};
 use crate::util::{Daemon, TestDir};
-use server::{PgServer, SUPER_PASSWORD};
 
 /// Writes `dir/sensorlog.toml` pointing the sink at `db` as `user` (password from a file).
 fn config(dir: &TestDir, pg: &PgServer, db: &str, user: &str, password: &str, source: &str, extra: &str) -> PathBuf {

@@ -14,30 +14,9 @@ pub(crate) const SHEET: &str = "sheet-1";
 /// A config pointing at the fake, fast enough for tests; `extra` holds `key = value`
 /// lines for [sheets] that replace the defaults here.
 pub(crate) fn config(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> PathBuf {
-    let key = dir.join("key.json");
-    if !key.exists() {
-        fake.write_key_file(&key, DEFAULT_ACCOUNT);
-    }
-    let mut keys: Vec<(String, String)> = vec![
-        ("key_file".into(), format!("{:?}", key.display().to_string())),
-        ("spreadsheet".into(), format!("{SHEET:?}")),
-        ("api_base_url".into(), format!("{:?}", fake.base_url())),
-        ("batch_delay_secs".into(), "0.1".into()),
-        ("requests_per_minute".into(), "1200".into()),
-        ("request_timeout_secs".into(), "5".into()),
-        // These tests check the CSV mirror; tests/sheets_layout.rs covers the others.
-        ("layout".into(), "\"csv\"".into()),
-    ];
-    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
-        let (k, v) = line.split_once('=').expect("key = value");
-        let (k, v) = (k.trim().to_string(), v.trim().to_string());
-        match keys.iter_mut().find(|(key, _)| *key == k) {
-            Some(slot) => slot.1 = v,
-            None => keys.push((k, v)),
-        }
-    }
-    let body: String = keys.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    dir.write("sensorlog.toml", &format!("[sheets]\n{body}"))
+    // These tests check the CSV mirror; tests/sheets_layout.rs covers the other layouts.
+    let defaults = "batch_delay_secs = 0.1\nrequests_per_minute = 1200\nrequest_timeout_secs = 5\nlayout = \"csv\"\n";
+    crate::util::sheets::config(dir, fake, SHEET, defaults, extra)
 }
 
 /// Rows that `send_readings` produces: per 3 lines, 2 + 2 + 1 fields.
@@ -51,9 +30,7 @@ pub(crate) fn start(dir: &TestDir, fake: &FakeGoogle, extra: &str) -> Daemon {
 }
 
 pub(crate) fn fake_with_sheet() -> FakeGoogle {
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet(SHEET, &[DEFAULT_ACCOUNT]);
-    fake
+    crate::util::sheets::fake_with(SHEET, None)
 }
 
 /// What the CSV row should look like in the sheet (RAW, typed by the `type` column,

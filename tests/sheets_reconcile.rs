@@ -13,6 +13,7 @@ use crate::sheets::{csv_lines, fake_with_sheet, SHEET};
 use crate::sheets_layout::{model, start, wait_tabs};
 use crate::util::daemon::{read_csv, send_lines, wait_until};
 use crate::util::fake_google::{FakeGoogle, Fault, Matching, RequestKind};
+use crate::util::sheets::requests_to_first_write;
 use crate::util::{Daemon, TestDir};
 
 const PER_DEVICE: &str = "layout = \"per-device\"\nrequests_per_minute = 200\n";
@@ -44,23 +45,6 @@ fn numbers(device: &str, from: usize, n: usize) -> Vec<String> {
     (from..from + n)
         .map(|i| format!(r#"{{"device":"{device}","seq":{i},"t":{i}.5}}"#))
         .collect()
-}
-
-/// Sheets requests (tokens aside) from log entry `mark` up to and including the first
-/// values write Google applied; `None` when there is none.
-fn requests_to_first_write(fake: &FakeGoogle, mark: usize) -> Option<usize> {
-    let log = fake.requests();
-    let mut n = 0;
-    for r in log.iter().skip(mark) {
-        if r.kind == RequestKind::Token {
-            continue;
-        }
-        n += 1;
-        if r.kind == RequestKind::ValuesBatchUpdate && r.status == Some(200) {
-            return Some(n);
-        }
-    }
-    None
 }
 
 /// Every board's tab holds its newest readings, contiguous and in CSV order, ending with
@@ -251,12 +235,7 @@ fn kill9_after_a_lost_delete_dimension_reply_deletes_once() {
 
 /// Total cells of the spreadsheet's grids now.
 fn cells(fake: &FakeGoogle) -> u64 {
-    fake.tabs(SHEET)
-        .unwrap()
-        .iter()
-        .filter_map(|t| fake.grid(SHEET, t))
-        .map(|(r, c, _)| u64::from(r) * u64::from(c))
-        .sum()
+    crate::util::sheets::cells(fake, SHEET)
 }
 
 #[test]

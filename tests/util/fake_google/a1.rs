@@ -134,7 +134,17 @@ impl Resolved {
     }
 }
 
+/// The range `text` names in `ss`; a stated bound outside the grid is refused.
 pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
+    let range = resolve(ss, text)?;
+    let props = &ss.sheets[range.sheet].props;
+    if range.exceeds(props) {
+        return Err(grid_limit_error(text, props));
+    }
+    Ok(range)
+}
+
+fn resolve(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
     let unparsable = || invalid_argument(&format!("Unable to parse range: {text}"));
     let by_title = |title: &str| ss.sheets.iter().position(|s| s.props.title == title);
     let whole = |sheet: usize| Resolved {

@@ -8,62 +8,20 @@
 //! Where the reference does not say what Google refuses, the fake is strict: a basic
 //! chart needs a `chartType`, exactly one domain (the reference: "Only a single domain is
 //! supported") and at least one series, and every source range is one column wide in a
-//! grid that exists. Unknown field names are refused as Google's JSON parser does.
+//! grid that exists. Names, types and enums are the discovery document's (`discovery`);
+//! the fields of a chart the fake does not draw (filters, sorts, data sources, style
+//! overrides) are refused as unknown names, so a test that needs one fails loudly.
 use super::*;
-
-const CHART_TYPES: &[&str] = &["BAR", "LINE", "AREA", "COLUMN", "SCATTER", "COMBO", "STEPPED_AREA"];
-const LEGENDS: &[&str] = &[
-    "BOTTOM_LEGEND",
-    "LEFT_LEGEND",
-    "RIGHT_LEGEND",
-    "TOP_LEGEND",
-    "NO_LEGEND",
-];
-const AXES: &[&str] = &["BOTTOM_AXIS", "LEFT_AXIS", "RIGHT_AXIS"];
-
-fn enum_field(obj: &Map<String, Value>, name: &str, allowed: &[&str], at: &str) -> Result<Option<String>, Response> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(Some(s.clone())),
-        Some(other) => Err(invalid_value(&format!("{at}.{name}"), "TYPE_ENUM", other)),
-    }
-}
-
-fn array_field<'a>(obj: &'a Map<String, Value>, name: &str, at: &str) -> Result<&'a [Value], Response> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(other) => Err(invalid_value(&format!("{at}.{name}"), "TYPE_MESSAGE", other)),
-    }
-}
-
-fn as_object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, Response> {
-    v.as_object().ok_or_else(|| invalid_value(at, "TYPE_MESSAGE", v))
-}
 
 /// A `GridRange` one column wide in an existing grid.
 fn grid_range(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(), Response> {
-    let obj = as_object(v, at)?;
-    check_fields(
-        obj,
-        &[
-            "sheetId",
-            "startRowIndex",
-            "endRowIndex",
-            "startColumnIndex",
-            "endColumnIndex",
-        ],
-        at,
-    )?;
-    let sheet_id = int_field(obj, "sheetId", at)?.unwrap_or(0);
+    let obj = message(v, at)?;
+    let sheet_id = int(obj, "sheetId").unwrap_or(0);
     let Some(props) = work.iter().find(|p| p.sheet_id == sheet_id) else {
         return Err(invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")));
     };
-    let (sc, ec) = (
-        int_field(obj, "startColumnIndex", at)?,
-        int_field(obj, "endColumnIndex", at)?,
-    );
-    let (sr, er) = (int_field(obj, "startRowIndex", at)?, int_field(obj, "endRowIndex", at)?);
+    let (sc, ec) = (int(obj, "startColumnIndex"), int(obj, "endColumnIndex"));
+    let (sr, er) = (int(obj, "startRowIndex"), int(obj, "endRowIndex"));
     for (s, e) in [(sc, ec), (sr, er)] {
         if let (Some(s), Some(e)) = (s, e) {
             if s < 0 || e < s {
@@ -79,31 +37,29 @@ fn grid_range(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(),
     }
 }
 
-/// `ChartData`: a source range of one or more grid ranges.
-fn chart_data(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(), Response> {
-    let obj = as_object(v, at)?;
-    check_fields(
-        obj,
-        &["sourceRange", "groupRule", "aggregateType", "columnReference"],
-        at,
-    )?;
-    let empty = Map::new();
-    let source = object_field(obj, "sourceRange", at)?.unwrap_or(&empty);
-    let at = format!("{at}.sourceRange");
-    check_fields(source, &["sources"], &at)?;
-    let sources = array_field(source, "sources", &at)?;
+/// `ChartData` (the `domain` of a domain, the `series` of a series): a source range of
+/// one or more grid ranges.
+fn chart_data(work: &[SheetProps], parent: &Value, name: &str, what: &str, ctx: &str) -> Result<(), Response> {
+    let Some(data) = parent.get(name).filter(|d| !d.is_null()) else {
+        return Err(invalid_argument(&format!("{ctx}: a {what} needs data.")));
+    };
+    let sources = data
+        .get("sourceRange")
+        .and_then(|s| s.get("sources"))
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     if sources.is_empty() {
         return Err(invalid_argument(&format!("{ctx}: ChartData must have a source range.")));
     }
     for (i, s) in sources.iter().enumerate() {
-        grid_range(work, s, &format!("{at}.sources[{i}]"), ctx)?;
+        grid_range(work, s, &format!("{name}.sourceRange.sources[{i}]"), ctx)?;
     }
     Ok(())
 }
 
 /// A `ChartSpec` with a `basicChart`.
-pub(super) fn chart_spec(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(), Response> {
-    let spec = as_object(v, at)?;
+pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &str, ctx: &str) -> Result<(), Response> {
+    refuse_unimplemented(spec, &["dataSourceChartProperties", "filterSpecs", "sortSpecs"], at)?;
     let kinds = [
         "basicChart",
         "pieChart",
@@ -115,27 +71,7 @@ pub(super) fn chart_spec(work: &[SheetProps], v: &Value, at: &str, ctx: &str) ->
         "treemapChart",
         "scorecardChart",
     ];
-    let mut allowed = vec![
-        "title",
-        "altText",
-        "subtitle",
-        "fontName",
-        "maximized",
-        "hiddenDimensionStrategy",
-        "titleTextFormat",
-        "titleTextPosition",
-        "subtitleTextFormat",
-        "subtitleTextPosition",
-        "backgroundColor",
-        "backgroundColorStyle",
-    ];
-    allowed.extend(kinds);
-    check_fields(spec, &allowed, at)?;
-    let set: Vec<&str> = kinds
-        .iter()
-        .copied()
-        .filter(|k| spec.get(*k).is_some_and(|v| !v.is_null()))
-        .collect();
+    let set: Vec<&str> = kinds.into_iter().filter(|k| object(spec, k).is_some()).collect();
     match set.as_slice() {
         ["basicChart"] => {}
         [] => {
@@ -143,10 +79,9 @@ pub(super) fn chart_spec(work: &[SheetProps], v: &Value, at: &str, ctx: &str) ->
                 "{ctx}: ChartSpec must have a chart type set."
             )))
         }
-        [_] => {
+        [one] => {
             return Err(invalid_argument(&format!(
-                "{ctx}: the fake Google supports only basicChart, not {}",
-                set[0]
+                "{ctx}: the fake Google supports only basicChart, not {one}"
             )))
         }
         [_, second, ..] => {
@@ -156,56 +91,24 @@ pub(super) fn chart_spec(work: &[SheetProps], v: &Value, at: &str, ctx: &str) ->
         }
     }
     let at = format!("{at}.basicChart");
-    let basic = object_field(spec, "basicChart", &at)?.expect("set");
-    check_fields(
-        basic,
-        &[
-            "chartType",
-            "legendPosition",
-            "axis",
-            "domains",
-            "series",
-            "headerCount",
-            "threeDimensional",
-            "interpolateNulls",
-            "stackedType",
-            "lineSmoothing",
-            "compareMode",
-            "totalDataLabel",
-        ],
-        &at,
-    )?;
-    if enum_field(basic, "chartType", CHART_TYPES, &at)?.is_none() {
+    let basic = object(spec, "basicChart").expect("set");
+    if specified(basic, "chartType", &at)?.is_none() {
         return Err(invalid_argument(&format!("{ctx}: chartType must be specified.")));
     }
-    enum_field(basic, "legendPosition", LEGENDS, &at)?;
-    for (i, a) in array_field(basic, "axis", &at)?.iter().enumerate() {
+    specified(basic, "legendPosition", &at)?;
+    for (i, a) in list(basic, "axis").iter().enumerate() {
         let a_at = format!("{at}.axis[{i}]");
-        let obj = as_object(a, &a_at)?;
-        check_fields(
-            obj,
-            &["position", "title", "format", "titleTextPosition", "viewWindowOptions"],
-            &a_at,
-        )?;
-        enum_field(obj, "position", AXES, &a_at)?;
+        specified(message(a, &a_at)?, "position", &a_at)?;
     }
-    let domains = array_field(basic, "domains", &at)?;
+    let domains = list(basic, "domains");
     if domains.len() != 1 {
         return Err(invalid_argument(&format!(
             "{ctx}: a basic chart has exactly one domain, got {}.",
             domains.len()
         )));
     }
-    for (i, d) in domains.iter().enumerate() {
-        let d_at = format!("{at}.domains[{i}]");
-        let obj = as_object(d, &d_at)?;
-        check_fields(obj, &["domain", "reversed"], &d_at)?;
-        let data = obj
-            .get("domain")
-            .ok_or_else(|| invalid_argument(&format!("{ctx}: a domain needs data.")))?;
-        chart_data(work, data, &format!("{d_at}.domain"), ctx)?;
-    }
-    let series = array_field(basic, "series", &at)?;
+    chart_data(work, &domains[0], "domain", "domain", ctx)?;
+    let series = list(basic, "series");
     if series.is_empty() {
         return Err(invalid_argument(&format!(
             "{ctx}: a basic chart needs at least one series."
@@ -213,26 +116,10 @@ pub(super) fn chart_spec(work: &[SheetProps], v: &Value, at: &str, ctx: &str) ->
     }
     for (i, s) in series.iter().enumerate() {
         let s_at = format!("{at}.series[{i}]");
-        let obj = as_object(s, &s_at)?;
-        check_fields(
-            obj,
-            &[
-                "series",
-                "targetAxis",
-                "type",
-                "lineStyle",
-                "color",
-                "colorStyle",
-                "dataLabel",
-                "pointStyle",
-            ],
-            &s_at,
-        )?;
-        enum_field(obj, "targetAxis", AXES, &s_at)?;
-        let data = obj
-            .get("series")
-            .ok_or_else(|| invalid_argument(&format!("{ctx}: a series needs data.")))?;
-        chart_data(work, data, &format!("{s_at}.series"), ctx)?;
+        let obj = message(s, &s_at)?;
+        refuse_unimplemented(obj, &["styleOverrides"], &s_at)?;
+        specified(obj, "targetAxis", &s_at)?;
+        chart_data(work, s, "series", "series", ctx)?;
     }
     Ok(())
 }
@@ -241,49 +128,44 @@ fn chart_ids(work: &[SheetProps]) -> Vec<i64> {
     work.iter().flat_map(|p| p.charts.iter().map(|(id, _)| *id)).collect()
 }
 
-pub(super) fn add_chart(work: &mut [SheetProps], i: usize, inner: &Value, rng: &mut u64) -> Result<Value, Response> {
-    let ctx = format!("Invalid requests[{i}].addChart");
-    let at = format!("requests[{i}].addChart");
-    let obj = as_object(inner, &at)?;
-    check_fields(obj, &["chart"], &at)?;
-    let at = format!("{at}.chart");
-    let chart = object_field(obj, "chart", &at)?
-        .ok_or_else(|| invalid_argument(&format!("{ctx}: chart must be specified.")))?;
-    check_fields(chart, &["chartId", "spec", "position", "border"], &at)?;
-    let spec = chart
+/// The spec of an `addChart`'s chart or an `updateChartSpec`, checked.
+fn spec<'a>(
+    work: &[SheetProps],
+    obj: &'a Map<String, Value>,
+    at: &str,
+    ctx: &str,
+    what: &str,
+) -> Result<&'a Value, Response> {
+    let spec = obj
         .get("spec")
-        .ok_or_else(|| invalid_argument(&format!("{ctx}: chart.spec must be specified.")))?;
-    chart_spec(work, spec, &format!("{at}.spec"), &ctx)?;
-    let p_at = format!("{at}.position");
-    let position = object_field(chart, "position", &at)?
+        .filter(|s| !s.is_null())
+        .ok_or_else(|| invalid_argument(&format!("{ctx}: {what} must be specified.")))?;
+    let at = format!("{at}.spec");
+    chart_spec(work, message(spec, &at)?, &at, ctx)?;
+    Ok(spec)
+}
+
+pub(super) fn add_chart(
+    work: &mut [SheetProps],
+    i: usize,
+    obj: &Map<String, Value>,
+    rng: &mut Rng,
+) -> Result<Value, Response> {
+    let ctx = format!("Invalid requests[{i}].addChart");
+    let at = format!("requests[{i}].addChart.chart");
+    let chart = object(obj, "chart").ok_or_else(|| invalid_argument(&format!("{ctx}: chart must be specified.")))?;
+    let spec = spec(work, chart, &at, &ctx, "chart.spec")?;
+    let position = object(chart, "position")
         .ok_or_else(|| invalid_argument(&format!("{ctx}: chart.position must be specified.")))?;
-    check_fields(position, &["sheetId", "overlayPosition", "newSheet"], &p_at)?;
-    let anchor_sheet = match (
-        int_field(position, "sheetId", &p_at)?,
-        object_field(position, "overlayPosition", &p_at)?,
-    ) {
+    let anchor_sheet = match (int(position, "sheetId"), object(position, "overlayPosition")) {
         (Some(id), None) => id,
         (None, Some(overlay)) => {
-            let o_at = format!("{p_at}.overlayPosition");
-            check_fields(
-                overlay,
-                &[
-                    "anchorCell",
-                    "offsetXPixels",
-                    "offsetYPixels",
-                    "widthPixels",
-                    "heightPixels",
-                ],
-                &o_at,
-            )?;
-            let anchor = object_field(overlay, "anchorCell", &o_at)?
+            let anchor = object(overlay, "anchorCell")
                 .ok_or_else(|| invalid_argument(&format!("{ctx}: overlayPosition needs an anchorCell.")))?;
-            let a_at = format!("{o_at}.anchorCell");
-            check_fields(anchor, &["sheetId", "rowIndex", "columnIndex"], &a_at)?;
-            let id = int_field(anchor, "sheetId", &a_at)?.unwrap_or(0);
+            let id = int(anchor, "sheetId").unwrap_or(0);
             let (r, c) = (
-                int_field(anchor, "rowIndex", &a_at)?.unwrap_or(0),
-                int_field(anchor, "columnIndex", &a_at)?.unwrap_or(0),
+                int(anchor, "rowIndex").unwrap_or(0),
+                int(anchor, "columnIndex").unwrap_or(0),
             );
             let inside = work
                 .iter()
@@ -303,7 +185,7 @@ pub(super) fn add_chart(work: &mut [SheetProps], i: usize, inner: &Value, rng: &
         }
     };
     let used = chart_ids(work);
-    let id = match int_field(chart, "chartId", &at)? {
+    let id = match int(chart, "chartId") {
         Some(id) if used.contains(&id) => {
             return Err(invalid_argument(&format!(
                 "{ctx}: An object with id {id} already exists."
@@ -319,16 +201,14 @@ pub(super) fn add_chart(work: &mut [SheetProps], i: usize, inner: &Value, rng: &
     Ok(json!({"addChart": {"chart": {"chartId": id, "spec": spec, "position": chart.get("position")}}}))
 }
 
-pub(super) fn update_chart_spec(work: &mut [SheetProps], i: usize, inner: &Value) -> Result<Value, Response> {
+pub(super) fn update_chart_spec(
+    work: &mut [SheetProps],
+    i: usize,
+    obj: &Map<String, Value>,
+) -> Result<Value, Response> {
     let ctx = format!("Invalid requests[{i}].updateChartSpec");
-    let at = format!("requests[{i}].updateChartSpec");
-    let obj = as_object(inner, &at)?;
-    check_fields(obj, &["chartId", "spec"], &at)?;
-    let id = int_field(obj, "chartId", &at)?.unwrap_or(0);
-    let spec = obj
-        .get("spec")
-        .ok_or_else(|| invalid_argument(&format!("{ctx}: spec must be specified.")))?;
-    chart_spec(work, spec, &format!("{at}.spec"), &ctx)?;
+    let id = int(obj, "chartId").unwrap_or(0);
+    let spec = spec(work, obj, &format!("requests[{i}].updateChartSpec"), &ctx, "spec")?;
     let Some(slot) = work
         .iter_mut()
         .flat_map(|p| p.charts.iter_mut())

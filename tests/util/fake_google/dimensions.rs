@@ -1,41 +1,78 @@
-//! `deleteDimension` (spreadsheets.batchUpdate): `DeleteDimensionRequest {range:
-//! DimensionRange {sheetId, dimension, startIndex, endIndex}}`, half-open and zero-based;
-//! the rows below move up. Like Google, it refuses to delete every row of a tab, and a
-//! repeat deletes again (it is not idempotent). The fake supports `ROWS` only.
+//! `appendDimension` and `deleteDimension` (spreadsheets.batchUpdate). Append grows a
+//! grid by rows or columns within the column and workbook cell caps, on a `sheetId` that
+//! exists. Delete takes `DimensionRange {sheetId, dimension, startIndex, endIndex}`,
+//! half-open and zero-based; the rows below move up. Like Google, it refuses to delete
+//! every row of a tab, and a repeat deletes again (it is not idempotent). The fake deletes
+//! `ROWS` only.
 use super::*;
+
+/// `ROWS` (true) or `COLUMNS` (false); unset or unspecified is refused.
+fn dimension(obj: &Map<String, Value>, ctx: &str) -> Result<bool, Response> {
+    match text(obj, "dimension") {
+        Some("ROWS") => Ok(true),
+        Some("COLUMNS") => Ok(false),
+        _ => Err(invalid_argument(&format!("{ctx}: dimension must be ROWS or COLUMNS."))),
+    }
+}
+
+fn grid<'a>(work: &'a mut [SheetProps], sheet_id: i64, ctx: &str) -> Result<&'a mut SheetProps, Response> {
+    work.iter_mut()
+        .find(|p| p.sheet_id == sheet_id)
+        .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
+}
+
+pub(super) fn append_dimension(
+    work: &mut [SheetProps],
+    i: usize,
+    obj: &Map<String, Value>,
+    max_cells: u64,
+) -> Result<Value, Response> {
+    let ctx = format!("Invalid requests[{i}].appendDimension");
+    // proto3: an absent sheetId is 0.
+    let sheet_id = int(obj, "sheetId").unwrap_or(0);
+    let rows_dimension = dimension(obj, &ctx)?;
+    let length = match int(obj, "length") {
+        Some(n) if n > 0 => n as u64,
+        _ => return Err(invalid_argument(&format!("{ctx}: length must be greater than zero."))),
+    };
+    let total = total_cells(work);
+    let props = grid(work, sheet_id, &ctx)?;
+    let (mut new_rows, mut new_cols) = (u64::from(props.rows), u64::from(props.cols));
+    if rows_dimension {
+        new_rows += length;
+    } else {
+        new_cols += length;
+    }
+    if new_cols > u64::from(MAX_COLUMNS) {
+        return Err(columns_cap_error(&ctx));
+    }
+    if total - props.cells() + new_rows * new_cols > max_cells || new_rows > u64::from(u32::MAX) {
+        return Err(cell_cap_error(max_cells));
+    }
+    props.rows = new_rows as u32;
+    props.cols = new_cols as u32;
+    Ok(json!({}))
+}
 
 /// Validates one request; the rows go at commit ([`apply_deletions`]).
 pub(super) fn delete_dimension(
     work: &mut [SheetProps],
     i: usize,
-    inner: &Value,
+    obj: &Map<String, Value>,
     deletions: &mut Vec<(i64, u32, u32)>,
 ) -> Result<Value, Response> {
     let ctx = format!("Invalid requests[{i}].deleteDimension");
-    let at = format!("requests[{i}].deleteDimension");
-    let Some(obj) = inner.as_object() else {
-        return Err(invalid_value(&at, "TYPE_MESSAGE", inner));
-    };
-    check_fields(obj, &["range"], &at)?;
-    let at = format!("{at}.range");
     let empty = Map::new();
-    let range = object_field(obj, "range", &at)?.unwrap_or(&empty);
-    check_fields(range, &["sheetId", "dimension", "startIndex", "endIndex"], &at)?;
-    let sheet_id = int_field(range, "sheetId", &at)?.unwrap_or(0);
-    match range.get("dimension") {
-        Some(Value::String(d)) if d == "ROWS" => {}
-        Some(Value::String(d)) if d == "COLUMNS" => {
-            return Err(invalid_argument(&format!("{ctx}: the fake Google deletes ROWS only.")))
-        }
-        _ => return Err(invalid_argument(&format!("{ctx}: dimension must be ROWS or COLUMNS."))),
+    let range = object(obj, "range").unwrap_or(&empty);
+    let sheet_id = int(range, "sheetId").unwrap_or(0);
+    if !dimension(range, &ctx)? {
+        return Err(invalid_argument(&format!("{ctx}: the fake Google deletes ROWS only.")));
     }
-    let start = int_field(range, "startIndex", &at)?.unwrap_or(0);
-    let Some(end) = int_field(range, "endIndex", &at)? else {
+    let start = int(range, "startIndex").unwrap_or(0);
+    let Some(end) = int(range, "endIndex") else {
         return Err(invalid_argument(&format!("{ctx}: endIndex must be specified.")));
     };
-    let Some(props) = work.iter_mut().find(|p| p.sheet_id == sheet_id) else {
-        return Err(invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")));
-    };
+    let props = grid(work, sheet_id, &ctx)?;
     if start < 0 || end <= start || end > i64::from(props.rows) {
         return Err(invalid_argument(&format!(
             "{ctx}: Invalid dimension range [{start}, {end}) for a grid of {} rows.",

@@ -78,6 +78,64 @@ pub enum TokenFault {
     ShortLifetime(u64),
 }
 
+/// A fault taken off a queue for one request.
+pub(super) enum TakenFault {
+    Sheets(Fault),
+    Token(TokenFault),
+}
+
+/// What a taken fault does to its request.
+pub(super) enum Effect {
+    /// Answer at once with this (or close without an answer: `None`), applying nothing.
+    Answer(Option<Response>),
+    /// Wait this long, then go on.
+    Delay(Duration),
+    /// Go on (apply), then close without the answer.
+    ApplyThenDrop,
+    /// Go on; the token issued gets this lifetime in seconds.
+    ShortLifetime(u64),
+}
+
+impl TakenFault {
+    /// The note for the request log, and the effect.
+    pub(super) fn effect(self) -> (String, Effect) {
+        match self {
+            TakenFault::Sheets(fault) => {
+                let note = format!("fault {fault:?}");
+                let effect = match fault {
+                    Fault::Status { code, retry_after_secs } => {
+                        Effect::Answer(Some(fault_response(code, retry_after_secs)))
+                    }
+                    Fault::Raw {
+                        code,
+                        content_type,
+                        body,
+                    } => Effect::Answer(Some(raw_response(code, &content_type, body))),
+                    Fault::DropBeforeApply => Effect::Answer(None),
+                    Fault::Delay(d) => Effect::Delay(d),
+                    Fault::ApplyThenDrop => Effect::ApplyThenDrop,
+                };
+                (note, effect)
+            }
+            TakenFault::Token(fault) => {
+                let note = format!("token fault {fault:?}");
+                let effect = match fault {
+                    TokenFault::ServerErrorHtml => Effect::Answer(Some(html_page(
+                        500,
+                        "Error 500 (Server Error)!!1",
+                        "There was an error. Please try again later.",
+                    ))),
+                    TokenFault::Unavailable => Effect::Answer(Some(oauth_error(503, "internal_failure", None))),
+                    TokenFault::Drop => Effect::Answer(None),
+                    TokenFault::Delay(d) => Effect::Delay(d),
+                    TokenFault::ShortLifetime(secs) => Effect::ShortLifetime(secs),
+                };
+                (note, effect)
+            }
+        }
+    }
+}
+
 /// The body real Google sends with an injected status.
 pub(super) fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Response {
     let mut response = match code {

@@ -126,6 +126,16 @@
 //! kept-alive connection lives until its client closes it (the daemon under test, or the
 //! test process, always does).
 //!
+//! # Layout
+//!
+//! `server` (transport, routing, the order of checks), `state` (what the one lock
+//! guards: tokens, quota, queued faults, stats, the log), `token` (the OAuth endpoint),
+//! `sheets` (the Sheets endpoints after authentication; `batchUpdate` and `addSheet`),
+//! `dimensions`, `charts` and `values` (the other request kinds), `discovery` (every body
+//! against Google's schema, first: the code after it reads bodies that passed), `fields`
+//! (partial responses), `a1` (ranges), `model` (spreadsheets, tabs, cells), `faults`
+//! (what an injected fault answers) and `responses` (Google's error shapes).
+//!
 //! # Example
 //!
 //! ```ignore
@@ -160,10 +170,13 @@ mod dimensions;
 pub mod discovery;
 mod faults;
 mod fields;
+mod model;
 mod responses;
 mod server;
 mod sheets;
+mod state;
 mod token;
+mod values;
 
 use a1::*;
 use charts::*;
@@ -171,10 +184,13 @@ use dimensions::*;
 use faults::*;
 pub use faults::{Fault, Matching, TokenFault};
 use fields::*;
+use model::*;
 use responses::*;
 use server::*;
 use sheets::*;
+use state::*;
 use token::*;
+use values::*;
 
 // ---------------------------------------------------------------------------------------
 // Public constants
@@ -276,34 +292,22 @@ impl Cell {
     }
 }
 
-impl From<f64> for Cell {
-    fn from(n: f64) -> Cell {
-        Cell::Number(n)
-    }
+macro_rules! cell_from {
+    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {
+        $(impl From<$t> for Cell {
+            fn from($v: $t) -> Cell {
+                $e
+            }
+        })*
+    };
 }
 
-impl From<i64> for Cell {
-    fn from(n: i64) -> Cell {
-        Cell::Number(n as f64)
-    }
-}
-
-impl From<bool> for Cell {
-    fn from(b: bool) -> Cell {
-        Cell::Bool(b)
-    }
-}
-
-impl From<&str> for Cell {
-    fn from(s: &str) -> Cell {
-        Cell::Text(s.to_string())
-    }
-}
-
-impl From<String> for Cell {
-    fn from(s: String) -> Cell {
-        Cell::Text(s)
-    }
+cell_from! {
+    f64 => |n| Cell::Number(n),
+    i64 => |n| Cell::Number(n as f64),
+    bool => |b| Cell::Bool(b),
+    &str => |s| Cell::Text(s.to_string()),
+    String => |s| Cell::Text(s),
 }
 
 /// How a write asked Sheets to interpret its values (notes §2.3).
@@ -614,18 +618,7 @@ impl FakeGoogle {
             .iter()
             .map(|email| (email.to_string(), Role::Writer))
             .collect();
-        let first = Sheet {
-            props: SheetProps {
-                sheet_id: 0,
-                title: "Sheet1".into(),
-                rows: DEFAULT_GRID.0,
-                cols: DEFAULT_GRID.1,
-                frozen_rows: 0,
-                frozen_cols: 0,
-                charts: Vec::new(),
-            },
-            cells: BTreeMap::new(),
-        };
+        let first = Sheet::new(0, "Sheet1", DEFAULT_GRID.0, DEFAULT_GRID.1);
         st.spreadsheets.insert(
             id.to_string(),
             Spreadsheet {
@@ -674,18 +667,8 @@ impl FakeGoogle {
         );
         let used: Vec<i64> = ss.sheets.iter().map(|s| s.props.sheet_id).collect();
         let sheet_id = random_sheet_id(rng, &used);
-        ss.sheets.push(Sheet {
-            props: SheetProps {
-                sheet_id,
-                title: title.to_string(),
-                rows: rows.max(1),
-                cols: cols.clamp(1, MAX_COLUMNS),
-                frozen_rows: 0,
-                frozen_cols: 0,
-                charts: Vec::new(),
-            },
-            cells: BTreeMap::new(),
-        });
+        ss.sheets
+            .push(Sheet::new(sheet_id, title, rows.max(1), cols.clamp(1, MAX_COLUMNS)));
         sheet_id
     }
 
@@ -736,45 +719,34 @@ impl FakeGoogle {
     /// no trailing empty cells in a row, `Cell::Empty` for gaps. `None` if there is no such
     /// spreadsheet or tab.
     pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
-        let st = self.state();
-        let sheet = st.spreadsheets.get(id)?.sheet_by_title(tab)?;
-        Some(sheet.trimmed_values())
+        self.with_tab(id, tab, Sheet::trimmed_values)
     }
 
     /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
     pub fn cell(&self, id: &str, tab: &str, a1: &str) -> Option<Cell> {
-        let (r, c) = single_cell(a1)?;
-        let st = self.state();
-        let sheet = st.spreadsheets.get(id)?.sheet_by_title(tab)?;
-        Some(sheet.cells.get(&(r, c)).map_or(Cell::Empty, |s| s.cell.clone()))
+        let at = single_cell(a1)?;
+        self.with_tab(id, tab, |sheet| {
+            sheet.cells.get(&at).map_or(Cell::Empty, |s| s.cell.clone())
+        })
     }
 
     /// The `valueInputOption` of the last write to the cell at `a1`; `None` if it is empty.
     pub fn cell_written_as(&self, id: &str, tab: &str, a1: &str) -> Option<ValueInputOption> {
-        let (r, c) = single_cell(a1)?;
-        let st = self.state();
-        let sheet = st.spreadsheets.get(id)?.sheet_by_title(tab)?;
-        sheet.cells.get(&(r, c)).map(|s| s.written_as)
+        let at = single_cell(a1)?;
+        self.with_tab(id, tab, |sheet| sheet.cells.get(&at).map(|s| s.written_as))?
     }
 
     /// `(rows, columns, sheetId)` of a tab, or `None`.
     pub fn grid(&self, id: &str, tab: &str) -> Option<(u32, u32, i64)> {
-        let st = self.state();
-        let p = &st.spreadsheets.get(id)?.sheet_by_title(tab)?.props;
-        Some((p.rows, p.cols, p.sheet_id))
+        self.with_tab(id, tab, |s| (s.props.rows, s.props.cols, s.props.sheet_id))
+    }
+
+    /// The charts anchored on tab `tab`: (chartId, the ChartSpec as last sent).
+    pub fn charts(&self, id: &str, tab: &str) -> Vec<(i64, Value)> {
+        self.with_tab(id, tab, |s| s.props.charts.clone()).unwrap_or_default()
     }
 
     /// The tab titles of a spreadsheet, in order, or `None`.
-    /// The charts anchored on tab `tab`: (chartId, the ChartSpec as last sent).
-    pub fn charts(&self, id: &str, tab: &str) -> Vec<(i64, Value)> {
-        let st = self.state();
-        st.spreadsheets
-            .get(id)
-            .and_then(|ss| ss.sheet_by_title(tab))
-            .map(|s| s.props.charts.clone())
-            .unwrap_or_default()
-    }
-
     pub fn tabs(&self, id: &str) -> Option<Vec<String>> {
         let st = self.state();
         let ss = st.spreadsheets.get(id)?;
@@ -933,6 +905,11 @@ impl FakeGoogle {
         self.shared.lock()
     }
 
+    fn with_tab<R>(&self, id: &str, tab: &str, f: impl FnOnce(&Sheet) -> R) -> Option<R> {
+        let st = self.state();
+        Some(f(st.spreadsheets.get(id)?.sheet_by_title(tab)?))
+    }
+
     fn with_spreadsheet<R>(&self, id: &str, f: impl FnOnce(&mut Spreadsheet) -> R) -> R {
         let mut st = self.state();
         let ss = st
@@ -978,245 +955,6 @@ fn wait_bounded(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Shared state
-// ---------------------------------------------------------------------------------------
-
-struct Shared {
-    state: Mutex<State>,
-    /// Signalled (with `generation` bumped) after every answered request.
-    changed: Condvar,
-    generation: AtomicU64,
-    stop: AtomicBool,
-    /// Requests being handled.
-    live: AtomicUsize,
-    token_uri: String,
-    started: Instant,
-}
-
-impl Shared {
-    /// The state lock. A panic while holding it (caught per request) must not disable
-    /// the fake, so poisoning is ignored: every mutation leaves the state consistent.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn notify(&self) {
-        let _guard = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_all();
-    }
-}
-
-struct State {
-    accounts: BTreeSet<String>,
-    tokens: HashMap<String, IssuedToken>,
-    tokens_minted: u64,
-    token_lifetime_secs: u64,
-    clock_offset_secs: i64,
-    spreadsheets: BTreeMap<String, Spreadsheet>,
-    max_cells: u64,
-    /// Request bodies over this get 400 (default [`MAX_REQUEST_BODY_BYTES`]).
-    max_request_bytes: usize,
-    write_quota: u32,
-    read_quota: u32,
-    quota_window: Duration,
-    usage: HashMap<String, Usage>,
-    api_disabled: bool,
-    faults: VecDeque<QueuedFault>,
-    token_faults: VecDeque<(TokenFault, u32)>,
-    outage_until: Option<Instant>,
-    stats: Stats,
-    log: VecDeque<LoggedRequest>,
-    rng: u64,
-}
-
-struct IssuedToken {
-    account: String,
-    expires_at: Instant,
-}
-
-struct QueuedFault {
-    matching: Matching,
-    fault: Fault,
-    remaining: u32,
-}
-
-/// Quota usage of one account. `writes`/`reads` hold the admitted requests within the
-/// window; `write_arrivals` every write that reached the check (for the max stat).
-#[derive(Default)]
-struct Usage {
-    writes: VecDeque<Instant>,
-    reads: VecDeque<Instant>,
-    write_arrivals: VecDeque<Instant>,
-}
-
-enum TakenFault {
-    Sheets(Fault),
-    Token(TokenFault),
-}
-
-impl State {
-    fn new() -> State {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
-        State {
-            accounts: BTreeSet::from([DEFAULT_ACCOUNT.to_string()]),
-            tokens: HashMap::new(),
-            tokens_minted: 0,
-            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
-            clock_offset_secs: 0,
-            spreadsheets: BTreeMap::new(),
-            max_cells: DEFAULT_MAX_CELLS,
-            max_request_bytes: MAX_REQUEST_BODY_BYTES,
-            write_quota: DEFAULT_WRITE_QUOTA_PER_MINUTE,
-            read_quota: DEFAULT_READ_QUOTA_PER_MINUTE,
-            quota_window: DEFAULT_QUOTA_WINDOW,
-            usage: HashMap::new(),
-            api_disabled: false,
-            faults: VecDeque::new(),
-            token_faults: VecDeque::new(),
-            outage_until: None,
-            stats: Stats::default(),
-            log: VecDeque::new(),
-            rng: seed | 1,
-        }
-    }
-
-    fn count_arrival(&mut self, kind: RequestKind) {
-        let s = &mut self.stats;
-        match kind {
-            RequestKind::Token => s.token_requests += 1,
-            RequestKind::GetSpreadsheet => s.get_spreadsheet_requests += 1,
-            RequestKind::GetValues => s.get_values_requests += 1,
-            RequestKind::BatchUpdate => s.batch_update_requests += 1,
-            RequestKind::ValuesBatchUpdate => s.values_batch_update_requests += 1,
-            RequestKind::Other => s.other_requests += 1,
-        }
-        if kind.is_sheets() {
-            s.sheets_requests += 1;
-        }
-    }
-
-    fn outage_active(&mut self, now: Instant) -> bool {
-        match self.outage_until {
-            Some(until) if now < until => true,
-            Some(_) => {
-                self.outage_until = None;
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn take_fault(&mut self, kind: RequestKind) -> Option<TakenFault> {
-        if kind == RequestKind::Token {
-            let (fault, remaining) = self.token_faults.front_mut()?;
-            let fault = fault.clone();
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.token_faults.pop_front();
-            }
-            self.stats.token_faults_consumed += 1;
-            return Some(TakenFault::Token(fault));
-        }
-        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
-        let entry = &mut self.faults[index];
-        let fault = entry.fault.clone();
-        entry.remaining -= 1;
-        if entry.remaining == 0 {
-            self.faults.remove(index);
-        }
-        self.stats.faults_consumed += 1;
-        Some(TakenFault::Sheets(fault))
-    }
-
-    fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
-        self.tokens.retain(|_, t| t.expires_at > now);
-        self.tokens_minted += 1;
-        let token = format!("ya29.fake-{}", self.tokens_minted);
-        let lifetime = Duration::from_secs(lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS));
-        self.tokens.insert(
-            token.clone(),
-            IssuedToken {
-                account: account.to_string(),
-                expires_at: now + lifetime,
-            },
-        );
-        self.stats.tokens_issued += 1;
-        token
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        started: Instant,
-        method: &str,
-        target: &str,
-        kind: RequestKind,
-        account: Option<String>,
-        status: Option<u16>,
-        note: String,
-    ) {
-        if self.log.len() >= REQUEST_LOG_CAPACITY {
-            self.log.pop_front();
-        }
-        let entry = LoggedRequest {
-            at: started.elapsed(),
-            method: method.to_string(),
-            path: target.to_string(),
-            kind,
-            account,
-            status,
-            note,
-        };
-        log::debug!("Fake Google: {entry}.");
-        self.log.push_back(entry);
-    }
-
-    /// The bearer token's account, or the 401 to send.
-    fn authenticate(&self, req: &HttpRequest, now: Instant) -> Result<String, Response> {
-        let Some(value) = req.header("authorization") else {
-            return Err(unauthenticated(MSG_MISSING_CREDENTIALS, false));
-        };
-        let token = value
-            .trim()
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        match token.and_then(|t| self.tokens.get(t)) {
-            Some(issued) if now < issued.expires_at => Ok(issued.account.clone()),
-            _ => Err(unauthenticated(MSG_INVALID_CREDENTIALS, true)),
-        }
-    }
-
-    /// Charges one request to the account's per-minute quota, or returns the 429.
-    fn charge_quota(&mut self, account: &str, kind: RequestKind, now: Instant) -> Result<(), Response> {
-        let window = self.quota_window;
-        let usage = self.usage.entry(account.to_string()).or_default();
-        for queue in [&mut usage.writes, &mut usage.reads, &mut usage.write_arrivals] {
-            while queue.front().is_some_and(|&t| now.duration_since(t) >= window) {
-                queue.pop_front();
-            }
-        }
-        let (admitted, limit) = if kind.is_write() {
-            usage.write_arrivals.push_back(now);
-            let seen = usage.write_arrivals.len() as u64;
-            self.stats.max_writes_in_window = self.stats.max_writes_in_window.max(seen);
-            (&mut usage.writes, self.write_quota)
-        } else {
-            (&mut usage.reads, self.read_quota)
-        };
-        if admitted.len() >= limit as usize {
-            self.stats.rate_limited += 1;
-            self.stats.quota_exceeded += 1;
-            return Err(quota_error(kind.is_write(), limit));
-        }
-        admitted.push_back(now);
-        Ok(())
-    }
-}
 // ---------------------------------------------------------------------------------------
 // Unit tests of the pure parts (A1 notation, encodings)
 // ---------------------------------------------------------------------------------------

@@ -76,7 +76,22 @@ pub(super) fn rpc_error(code: u16, status: &str, message: &str) -> Response {
     )
 }
 
-pub(super) fn rpc_error_with_details(code: u16, status: &str, message: &str, details: Value) -> Response {
+/// An error with Google's `ErrorInfo` (reason, metadata) and a `Help` link.
+pub(super) fn error_info(
+    (code, status, message): (u16, &str, &str),
+    reason: &str,
+    metadata: Value,
+    (help, url): (&str, &str),
+) -> Response {
+    let details = json!([
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "googleapis.com",
+            "metadata": metadata,
+        },
+        { "@type": "type.googleapis.com/google.rpc.Help", "links": [{ "description": help, "url": url }] }
+    ]);
     json_response(
         code,
         &json!({ "error": { "code": code, "message": message, "status": status, "details": details } }),
@@ -127,32 +142,21 @@ pub(super) fn quota_error(write: bool, limit: u32) -> Response {
         "Quota exceeded for quota metric '{metric_name}' and limit '{limit_name}' of service \
          'sheets.googleapis.com' for consumer 'project_number:{PROJECT_NUMBER}'."
     );
-    rpc_error_with_details(
-        429,
-        "RESOURCE_EXHAUSTED",
-        &message,
-        json!([
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "RATE_LIMIT_EXCEEDED",
-                "domain": "googleapis.com",
-                "metadata": {
-                    "quota_metric": metric,
-                    "quota_limit": limit_id,
-                    "quota_limit_value": limit.to_string(),
-                    "quota_location": "global",
-                    "service": "sheets.googleapis.com",
-                    "consumer": format!("projects/{PROJECT_NUMBER}"),
-                }
-            },
-            {
-                "@type": "type.googleapis.com/google.rpc.Help",
-                "links": [{
-                    "description": "Request a higher quota limit.",
-                    "url": "https://cloud.google.com/docs/quotas/help/request_increase"
-                }]
-            }
-        ]),
+    error_info(
+        (429, "RESOURCE_EXHAUSTED", &message),
+        "RATE_LIMIT_EXCEEDED",
+        json!({
+            "quota_metric": metric,
+            "quota_limit": limit_id,
+            "quota_limit_value": limit.to_string(),
+            "quota_location": "global",
+            "service": "sheets.googleapis.com",
+            "consumer": format!("projects/{PROJECT_NUMBER}"),
+        }),
+        (
+            "Request a higher quota limit.",
+            "https://cloud.google.com/docs/quotas/help/request_increase",
+        ),
     )
 }
 
@@ -164,27 +168,16 @@ pub(super) fn service_disabled() -> Response {
         "Google Sheets API has not been used in project {PROJECT_NUMBER} before or it is \
          disabled. Enable it by visiting {url} then retry."
     );
-    rpc_error_with_details(
-        403,
-        "PERMISSION_DENIED",
-        &message,
-        json!([
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "SERVICE_DISABLED",
-                "domain": "googleapis.com",
-                "metadata": {
-                    "service": "sheets.googleapis.com",
-                    "consumer": format!("projects/{PROJECT_NUMBER}"),
-                    "activationUrl": url,
-                    "serviceTitle": "Google Sheets API",
-                }
-            },
-            {
-                "@type": "type.googleapis.com/google.rpc.Help",
-                "links": [{ "description": "Google developers console API activation", "url": url }]
-            }
-        ]),
+    error_info(
+        (403, "PERMISSION_DENIED", &message),
+        "SERVICE_DISABLED",
+        json!({
+            "service": "sheets.googleapis.com",
+            "consumer": format!("projects/{PROJECT_NUMBER}"),
+            "activationUrl": url,
+            "serviceTitle": "Google Sheets API",
+        }),
+        ("Google developers console API activation", &url),
     )
 }
 

@@ -333,6 +333,9 @@ pub(super) fn route(method: &str, path: &str) -> Route {
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     let route = route(&req.method, &req.path);
     let kind = route.kind();
+    let record = |st: &mut State, account: Option<String>, status: Option<u16>, note: String| {
+        st.record(shared.started, &req.method, &req.target, kind, account, status, note);
+    };
 
     // Phase 1: outage and faults, decided before anything else.
     let taken = {
@@ -345,15 +348,7 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
             } else {
                 rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
             };
-            st.record(
-                shared.started,
-                &req.method,
-                &req.target,
-                kind,
-                None,
-                Some(503),
-                "outage".into(),
-            );
+            record(&mut st, None, Some(503), "outage".into());
             return Action::Respond(response);
         }
         if kind == RequestKind::Other {
@@ -363,53 +358,16 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         }
     };
 
-    let mut note = String::new();
-    let mut drop_after = false;
-    let mut lifetime_override = None;
-    if let Some(taken) = taken {
-        let early = match taken {
-            TakenFault::Sheets(fault) => {
-                note = format!("fault {fault:?}");
-                match fault {
-                    Fault::Status { code, retry_after_secs } => Some(Some(fault_response(code, retry_after_secs))),
-                    Fault::Raw {
-                        code,
-                        content_type,
-                        body,
-                    } => Some(Some(raw_response(code, &content_type, body))),
-                    Fault::DropBeforeApply => Some(None),
-                    Fault::Delay(d) => {
-                        sleep_unless_stopped(shared, d);
-                        None
-                    }
-                    Fault::ApplyThenDrop => {
-                        drop_after = true;
-                        None
-                    }
-                }
-            }
-            TakenFault::Token(fault) => {
-                note = format!("token fault {fault:?}");
-                match fault {
-                    TokenFault::ServerErrorHtml => Some(Some(html_page(
-                        500,
-                        "Error 500 (Server Error)!!1",
-                        "There was an error. Please try again later.",
-                    ))),
-                    TokenFault::Unavailable => Some(Some(oauth_error(503, "internal_failure", None))),
-                    TokenFault::Drop => Some(None),
-                    TokenFault::Delay(d) => {
-                        sleep_unless_stopped(shared, d);
-                        None
-                    }
-                    TokenFault::ShortLifetime(secs) => {
-                        lifetime_override = Some(secs);
-                        None
-                    }
-                }
-            }
-        };
-        if let Some(answer) = early {
+    let (mut note, effect) = match taken {
+        Some(taken) => {
+            let (note, effect) = taken.effect();
+            (note, Some(effect))
+        }
+        None => (String::new(), None),
+    };
+    let (mut drop_after, mut lifetime_override) = (false, None);
+    match effect {
+        Some(Effect::Answer(answer)) => {
             let mut st = shared.lock();
             let status = answer.as_ref().map(|r| r.status);
             if status == Some(429) {
@@ -418,9 +376,13 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
             if status.is_none() {
                 st.stats.dropped_without_response += 1;
             }
-            st.record(shared.started, &req.method, &req.target, kind, None, status, note);
+            record(&mut st, None, status, note);
             return answer.map_or(Action::Drop, Action::Respond);
         }
+        Some(Effect::Delay(d)) => sleep_unless_stopped(shared, d),
+        Some(Effect::ApplyThenDrop) => drop_after = true,
+        Some(Effect::ShortLifetime(secs)) => lifetime_override = Some(secs),
+        None => {}
     }
 
     // Phase 2: the request itself.
@@ -474,18 +436,10 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     if drop_after {
         st.stats.dropped_without_response += 1;
         let note = format!("{note}; would have answered {}", response.status);
-        st.record(shared.started, &req.method, &req.target, kind, account, None, note);
+        record(&mut st, account, None, note);
         Action::Drop
     } else {
-        st.record(
-            shared.started,
-            &req.method,
-            &req.target,
-            kind,
-            account,
-            Some(response.status),
-            note,
-        );
+        record(&mut st, account, Some(response.status), note);
         Action::Respond(response)
     }
 }

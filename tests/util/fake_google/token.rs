@@ -7,18 +7,10 @@ use super::*;
 // ---------------------------------------------------------------------------------------
 
 /// A refused token request: status, OAuth `error`, `error_description`.
-pub(super) struct TokenRejection {
-    pub(super) status: u16,
-    pub(super) error: &'static str,
-    pub(super) description: String,
-}
+pub(super) type TokenRejection = (u16, &'static str, String);
 
 pub(super) fn reject(error: &'static str, description: impl Into<String>) -> TokenRejection {
-    TokenRejection {
-        status: 400,
-        error,
-        description: description.into(),
-    }
+    (400, error, description.into())
 }
 
 pub(super) fn token_endpoint(
@@ -30,9 +22,9 @@ pub(super) fn token_endpoint(
 ) -> (Response, Option<String>, &'static str) {
     let unix_now = unix_seconds().saturating_add(st.clock_offset_secs);
     match check_token_request(req, &st.accounts, token_uri, unix_now) {
-        Err((rejection, iss)) => {
+        Err(((status, error, description), iss)) => {
             st.stats.token_rejections += 1;
-            let response = oauth_error(rejection.status, rejection.error, Some(&rejection.description));
+            let response = oauth_error(status, error, Some(&description));
             (response, iss, "token refused")
         }
         Ok(account) => {
@@ -59,41 +51,33 @@ pub(super) fn check_token_request(
     token_uri: &str,
     unix_now: i64,
 ) -> TokenCheck {
-    let no_iss = |r: TokenRejection| (r, None);
+    check_form(req)
+        .map_err(|r| (r, None))
+        .and_then(|assertion| verify_assertion(&assertion, accounts, token_uri, unix_now))
+}
+
+/// The JWT-bearer form: POST, form-encoded, the grant type; returns the assertion.
+fn check_form(req: &HttpRequest) -> Result<String, TokenRejection> {
     if req.method != "POST" {
-        return Err(no_iss(TokenRejection {
-            status: 405,
-            error: "invalid_request",
-            description: format!("Method {} is not allowed; use POST.", req.method),
-        }));
+        let description = format!("Method {} is not allowed; use POST.", req.method);
+        return Err((405, "invalid_request", description));
     }
     let form_type = req
         .header("content-type")
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     if !form_type {
-        return Err(no_iss(reject(
+        return Err(reject(
             "invalid_request",
             "Content-Type must be application/x-www-form-urlencoded.",
-        )));
+        ));
     }
-    let Some(form) = parse_urlencoded(&req.body) else {
-        return Err(no_iss(reject("invalid_request", "Malformed form body.")));
-    };
-    let field = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-    let grant = field("grant_type").unwrap_or("");
+    let form = parse_urlencoded(&req.body).ok_or_else(|| reject("invalid_request", "Malformed form body."))?;
+    let field = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let grant = field("grant_type").unwrap_or_default();
     if grant != JWT_BEARER_GRANT {
-        return Err(no_iss(reject(
-            "unsupported_grant_type",
-            format!("Invalid grant_type: {grant}"),
-        )));
+        return Err(reject("unsupported_grant_type", format!("Invalid grant_type: {grant}")));
     }
-    let Some(assertion) = field("assertion") else {
-        return Err(no_iss(reject(
-            "invalid_request",
-            "Missing required parameter: assertion",
-        )));
-    };
-    verify_assertion(assertion, accounts, token_uri, unix_now)
+    field("assertion").ok_or_else(|| reject("invalid_request", "Missing required parameter: assertion"))
 }
 
 /// base64url, with or without `=` padding (yup-oauth2 pads; notes §1.3).
@@ -182,13 +166,9 @@ pub(super) fn verify_assertion(jwt: &str, accounts: &BTreeSet<String>, token_uri
     // Domain-wide delegation (`sub` naming another user) is not granted to test accounts.
     if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
         if Some(sub) != iss.as_deref() {
-            return Err(with_iss(TokenRejection {
-                status: 401,
-                error: "unauthorized_client",
-                description: "Client is unauthorized to retrieve access tokens using this \
-                              method, or client not authorized for any of the scopes requested."
-                    .into(),
-            }));
+            let description = "Client is unauthorized to retrieve access tokens using this method, \
+                               or client not authorized for any of the scopes requested.";
+            return Err(with_iss((401, "unauthorized_client", description.into())));
         }
     }
     Ok(iss.unwrap_or_default())

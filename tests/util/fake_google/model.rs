@@ -1,0 +1,182 @@
+//! The spreadsheet model: tabs, their grid properties and charts, sparse cells.
+use super::*;
+
+pub(super) struct Spreadsheet {
+    pub(super) id: String,
+    pub(super) title: String,
+    pub(super) sheets: Vec<Sheet>,
+    pub(super) access: BTreeMap<String, Role>,
+    /// Injected refusal: text cells containing this get 400 ([`FakeGoogle::refuse_cells_containing`]).
+    pub(super) refuse_text: Option<String>,
+}
+
+impl Spreadsheet {
+    pub(super) fn sheet_by_title(&self, title: &str) -> Option<&Sheet> {
+        self.sheets.iter().find(|s| s.props.title == title)
+    }
+
+    pub(super) fn sheet_by_title_mut(&mut self, title: &str) -> Option<&mut Sheet> {
+        self.sheets.iter_mut().find(|s| s.props.title == title)
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let sheets: Vec<Value> = self
+            .sheets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut sheet = json!({ "properties": s.props.to_json(i) });
+                if !s.props.charts.is_empty() {
+                    let charts: Vec<Value> = s
+                        .props
+                        .charts
+                        .iter()
+                        .map(|(id, spec)| json!({"chartId": id, "spec": spec}))
+                        .collect();
+                    sheet["charts"] = Value::Array(charts);
+                }
+                sheet
+            })
+            .collect();
+        json!({
+            "spreadsheetId": self.id,
+            "properties": {
+                "title": self.title,
+                "locale": "en_US",
+                "autoRecalc": "ON_CHANGE",
+                "timeZone": "Etc/GMT",
+            },
+            "sheets": sheets,
+            "spreadsheetUrl": format!("https://docs.google.com/spreadsheets/d/{}/edit", self.id),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct SheetProps {
+    pub(super) sheet_id: i64,
+    pub(super) title: String,
+    pub(super) rows: u32,
+    pub(super) cols: u32,
+    pub(super) frozen_rows: u32,
+    pub(super) frozen_cols: u32,
+    /// Charts anchored on this tab: (chartId, ChartSpec as sent).
+    pub(super) charts: Vec<(i64, Value)>,
+}
+
+impl SheetProps {
+    pub(super) fn cells(&self) -> u64 {
+        u64::from(self.rows) * u64::from(self.cols)
+    }
+
+    pub(super) fn to_json(&self, index: usize) -> Value {
+        let mut grid = Map::new();
+        grid.insert("rowCount".into(), json!(self.rows));
+        grid.insert("columnCount".into(), json!(self.cols));
+        if self.frozen_rows > 0 {
+            grid.insert("frozenRowCount".into(), json!(self.frozen_rows));
+        }
+        if self.frozen_cols > 0 {
+            grid.insert("frozenColumnCount".into(), json!(self.frozen_cols));
+        }
+        json!({
+            "sheetId": self.sheet_id,
+            "title": self.title,
+            "index": index,
+            "sheetType": "GRID",
+            "gridProperties": grid,
+        })
+    }
+}
+
+pub(super) struct StoredCell {
+    /// Never `Cell::Empty`: an empty cell is an absent key.
+    pub(super) cell: Cell,
+    pub(super) written_as: ValueInputOption,
+}
+
+pub(super) struct Sheet {
+    pub(super) props: SheetProps,
+    /// Sparse: `(row, column)`, zero-based.
+    pub(super) cells: BTreeMap<(u32, u32), StoredCell>,
+}
+
+impl Sheet {
+    /// An empty tab.
+    pub(super) fn new(sheet_id: i64, title: &str, rows: u32, cols: u32) -> Sheet {
+        let props = SheetProps {
+            sheet_id,
+            title: title.to_string(),
+            rows,
+            cols,
+            frozen_rows: 0,
+            frozen_cols: 0,
+            charts: Vec::new(),
+        };
+        Sheet {
+            props,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn set(&mut self, at: (u32, u32), cell: Cell, written_as: ValueInputOption) {
+        match cell {
+            Cell::Empty => {
+                self.cells.remove(&at);
+            }
+            Cell::Text(ref s) if s.is_empty() => {
+                self.cells.remove(&at);
+            }
+            cell => {
+                self.cells.insert(at, StoredCell { cell, written_as });
+            }
+        }
+    }
+
+    pub(super) fn trimmed_values(&self) -> Vec<Vec<Cell>> {
+        let mut rows: Vec<Vec<Cell>> = Vec::new();
+        for (&(r, c), stored) in &self.cells {
+            let (r, c) = (r as usize, c as usize);
+            if rows.len() <= r {
+                rows.resize_with(r + 1, Vec::new);
+            }
+            let row = &mut rows[r];
+            if row.len() <= c {
+                row.resize(c + 1, Cell::Empty);
+            }
+            row[c] = stored.cell.clone();
+        }
+        rows
+    }
+
+    /// Cells of the rectangle, relative to its top-left corner.
+    pub(super) fn rect(&self, r0: u32, c0: u32, r1: u32, c1: u32) -> Vec<((u32, u32), &Cell)> {
+        if r0 > r1 || c0 > c1 {
+            return Vec::new(); // BTreeMap::range panics on an inverted range
+        }
+        self.cells
+            .range((r0, 0)..=(r1, u32::MAX))
+            .filter(|(&(_, c), _)| c >= c0 && c <= c1)
+            .map(|(&(r, c), s)| ((r - r0, c - c0), &s.cell))
+            .collect()
+    }
+}
+
+/// The fake's random numbers (sheet and chart ids): the tests' one xorshift (`util::rng`).
+pub(super) type Rng = Box<dyn FnMut() -> u64 + Send>;
+
+pub(super) fn new_rng() -> Rng {
+    Box::new(super::super::rng::from_clock().1)
+}
+
+/// A random id in 1..i32::MAX that `used` does not hold, as Google draws them.
+pub(super) fn random_sheet_id(rng: &mut Rng, used: &[i64]) -> i64 {
+    // Bounded: 1000 draws can only all collide with a pathological `used`.
+    for _ in 0..1000 {
+        let id = (rng() % (i32::MAX as u64 - 1)) as i64 + 1;
+        if !used.contains(&id) {
+            return id;
+        }
+    }
+    used.iter().copied().max().unwrap_or(0) + 1
+}

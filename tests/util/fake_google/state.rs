@@ -1,0 +1,232 @@
+//! The fake's state behind one lock: accounts and tokens, spreadsheets, rules, queued
+//! faults, per-account quota usage, stats and the request log; and what every request
+//! passes through (counting, outage, faults, the bearer token, the quota).
+use super::*;
+
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    /// Signalled (with `generation` bumped) after every answered request.
+    pub(super) changed: Condvar,
+    pub(super) generation: AtomicU64,
+    pub(super) stop: AtomicBool,
+    /// Requests being handled.
+    pub(super) live: AtomicUsize,
+    pub(super) token_uri: String,
+    pub(super) started: Instant,
+}
+
+impl Shared {
+    /// The state lock. A panic while holding it (caught per request) must not disable
+    /// the fake, so poisoning is ignored: every mutation leaves the state consistent.
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn notify(&self) {
+        let _guard = self.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+}
+
+pub(super) struct State {
+    pub(super) accounts: BTreeSet<String>,
+    pub(super) tokens: HashMap<String, IssuedToken>,
+    pub(super) tokens_minted: u64,
+    pub(super) token_lifetime_secs: u64,
+    pub(super) clock_offset_secs: i64,
+    pub(super) spreadsheets: BTreeMap<String, Spreadsheet>,
+    pub(super) max_cells: u64,
+    /// Request bodies over this get 400 (default [`MAX_REQUEST_BODY_BYTES`]).
+    pub(super) max_request_bytes: usize,
+    pub(super) write_quota: u32,
+    pub(super) read_quota: u32,
+    pub(super) quota_window: Duration,
+    pub(super) usage: HashMap<String, Usage>,
+    pub(super) api_disabled: bool,
+    pub(super) faults: VecDeque<QueuedFault>,
+    pub(super) token_faults: VecDeque<(TokenFault, u32)>,
+    pub(super) outage_until: Option<Instant>,
+    pub(super) stats: Stats,
+    pub(super) log: VecDeque<LoggedRequest>,
+    pub(super) rng: Rng,
+}
+
+pub(super) struct IssuedToken {
+    pub(super) account: String,
+    pub(super) expires_at: Instant,
+}
+
+pub(super) struct QueuedFault {
+    pub(super) matching: Matching,
+    pub(super) fault: Fault,
+    pub(super) remaining: u32,
+}
+
+/// Quota usage of one account. `writes`/`reads` hold the admitted requests within the
+/// window; `write_arrivals` every write that reached the check (for the max stat).
+#[derive(Default)]
+pub(super) struct Usage {
+    pub(super) writes: VecDeque<Instant>,
+    pub(super) reads: VecDeque<Instant>,
+    pub(super) write_arrivals: VecDeque<Instant>,
+}
+
+impl State {
+    pub(super) fn new() -> State {
+        State {
+            accounts: BTreeSet::from([DEFAULT_ACCOUNT.to_string()]),
+            tokens: HashMap::new(),
+            tokens_minted: 0,
+            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            clock_offset_secs: 0,
+            spreadsheets: BTreeMap::new(),
+            max_cells: DEFAULT_MAX_CELLS,
+            max_request_bytes: MAX_REQUEST_BODY_BYTES,
+            write_quota: DEFAULT_WRITE_QUOTA_PER_MINUTE,
+            read_quota: DEFAULT_READ_QUOTA_PER_MINUTE,
+            quota_window: DEFAULT_QUOTA_WINDOW,
+            usage: HashMap::new(),
+            api_disabled: false,
+            faults: VecDeque::new(),
+            token_faults: VecDeque::new(),
+            outage_until: None,
+            stats: Stats::default(),
+            log: VecDeque::new(),
+            rng: new_rng(),
+        }
+    }
+
+    pub(super) fn count_arrival(&mut self, kind: RequestKind) {
+        let s = &mut self.stats;
+        match kind {
+            RequestKind::Token => s.token_requests += 1,
+            RequestKind::GetSpreadsheet => s.get_spreadsheet_requests += 1,
+            RequestKind::GetValues => s.get_values_requests += 1,
+            RequestKind::BatchUpdate => s.batch_update_requests += 1,
+            RequestKind::ValuesBatchUpdate => s.values_batch_update_requests += 1,
+            RequestKind::Other => s.other_requests += 1,
+        }
+        if kind.is_sheets() {
+            s.sheets_requests += 1;
+        }
+    }
+
+    pub(super) fn outage_active(&mut self, now: Instant) -> bool {
+        match self.outage_until {
+            Some(until) if now < until => true,
+            Some(_) => {
+                self.outage_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<TakenFault> {
+        if kind == RequestKind::Token {
+            let (fault, remaining) = self.token_faults.front_mut()?;
+            let fault = fault.clone();
+            *remaining -= 1;
+            if *remaining == 0 {
+                self.token_faults.pop_front();
+            }
+            self.stats.token_faults_consumed += 1;
+            return Some(TakenFault::Token(fault));
+        }
+        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
+        let entry = &mut self.faults[index];
+        let fault = entry.fault.clone();
+        entry.remaining -= 1;
+        if entry.remaining == 0 {
+            self.faults.remove(index);
+        }
+        self.stats.faults_consumed += 1;
+        Some(TakenFault::Sheets(fault))
+    }
+
+    pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
+        self.tokens.retain(|_, t| t.expires_at > now);
+        self.tokens_minted += 1;
+        let token = format!("ya29.fake-{}", self.tokens_minted);
+        let lifetime = Duration::from_secs(lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS));
+        self.tokens.insert(
+            token.clone(),
+            IssuedToken {
+                account: account.to_string(),
+                expires_at: now + lifetime,
+            },
+        );
+        self.stats.tokens_issued += 1;
+        token
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record(
+        &mut self,
+        started: Instant,
+        method: &str,
+        target: &str,
+        kind: RequestKind,
+        account: Option<String>,
+        status: Option<u16>,
+        note: String,
+    ) {
+        if self.log.len() >= REQUEST_LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        let entry = LoggedRequest {
+            at: started.elapsed(),
+            method: method.to_string(),
+            path: target.to_string(),
+            kind,
+            account,
+            status,
+            note,
+        };
+        log::debug!("Fake Google: {entry}.");
+        self.log.push_back(entry);
+    }
+
+    /// The bearer token's account, or the 401 to send.
+    pub(super) fn authenticate(&self, req: &HttpRequest, now: Instant) -> Result<String, Response> {
+        let Some(value) = req.header("authorization") else {
+            return Err(unauthenticated(MSG_MISSING_CREDENTIALS, false));
+        };
+        let token = value
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        match token.and_then(|t| self.tokens.get(t)) {
+            Some(issued) if now < issued.expires_at => Ok(issued.account.clone()),
+            _ => Err(unauthenticated(MSG_INVALID_CREDENTIALS, true)),
+        }
+    }
+
+    /// Charges one request to the account's per-minute quota, or returns the 429.
+    pub(super) fn charge_quota(&mut self, account: &str, kind: RequestKind, now: Instant) -> Result<(), Response> {
+        let window = self.quota_window;
+        let usage = self.usage.entry(account.to_string()).or_default();
+        for queue in [&mut usage.writes, &mut usage.reads, &mut usage.write_arrivals] {
+            while queue.front().is_some_and(|&t| now.duration_since(t) >= window) {
+                queue.pop_front();
+            }
+        }
+        let (admitted, limit) = if kind.is_write() {
+            usage.write_arrivals.push_back(now);
+            let seen = usage.write_arrivals.len() as u64;
+            self.stats.max_writes_in_window = self.stats.max_writes_in_window.max(seen);
+            (&mut usage.writes, self.write_quota)
+        } else {
+            (&mut usage.reads, self.read_quota)
+        };
+        if admitted.len() >= limit as usize {
+            self.stats.rate_limited += 1;
+            self.stats.quota_exceeded += 1;
+            return Err(quota_error(kind.is_write(), limit));
+        }
+        admitted.push_back(now);
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! `values:batchUpdate` and `values.get`: A1 ranges against the grid, the data against
+//! the range, 50,000 characters per cell (UTF-16 units), RAW or USER_ENTERED, rendering.
+use super::*;
+
+// --- values:batchUpdate ------------------------------------------------------------------
+
+/// One validated ValueRange, ready to apply.
+pub(super) struct PlannedWrite {
+    pub(super) sheet: usize,
+    /// `(row, col, value)`; `Cell::Empty` clears.
+    pub(super) cells: Vec<((u32, u32), Cell)>,
+    pub(super) updated_range: String,
+    pub(super) rows: u64,
+    pub(super) cols: u64,
+}
+
+pub(super) fn values_batch_update(
+    ss: &mut Spreadsheet,
+    body: &Map<String, Value>,
+) -> Result<(Value, ValueInputOption), Response> {
+    let option = match text(body, "valueInputOption") {
+        Some("RAW") => ValueInputOption::Raw,
+        Some("USER_ENTERED") => ValueInputOption::UserEntered,
+        _ => return Err(invalid_argument("'valueInputOption' is required but not specified")),
+    };
+    let include_values = flag(body, "includeValuesInResponse");
+    let render = text(body, "responseValueRenderOption")
+        .and_then(Render::parse)
+        .unwrap_or(Render::Formatted);
+    let data = list(body, "data");
+    // Validate every ValueRange before applying any (atomic, notes §2.7).
+    let plans = data
+        .iter()
+        .enumerate()
+        .map(|(i, vr)| plan_write(ss, i, vr, option))
+        .collect::<Result<Vec<_>, _>>()?;
+    for plan in &plans {
+        let sheet = &mut ss.sheets[plan.sheet];
+        for (at, cell) in &plan.cells {
+            sheet.set(*at, cell.clone(), option);
+        }
+    }
+    let mut responses = Vec::with_capacity(plans.len());
+    let (mut rows, mut cols, mut cells) = (0u64, 0u64, 0u64);
+    let mut sheets_touched = BTreeSet::new();
+    for plan in &plans {
+        let n = plan.cells.len() as u64;
+        rows += plan.rows;
+        cols += plan.cols;
+        cells += n;
+        if n > 0 {
+            sheets_touched.insert(plan.sheet);
+        }
+        let mut response = Map::new();
+        response.insert("spreadsheetId".into(), json!(ss.id));
+        response.insert("updatedRange".into(), json!(plan.updated_range));
+        insert_nonzero(&mut response, "updatedRows", plan.rows);
+        insert_nonzero(&mut response, "updatedColumns", plan.cols);
+        insert_nonzero(&mut response, "updatedCells", n);
+        if include_values {
+            let updated = read_values(ss, &plan.updated_range, render, false)?;
+            response.insert("updatedData".into(), updated);
+        }
+        responses.push(Value::Object(response));
+    }
+    let mut out = Map::new();
+    out.insert("spreadsheetId".into(), json!(ss.id));
+    insert_nonzero(&mut out, "totalUpdatedRows", rows);
+    insert_nonzero(&mut out, "totalUpdatedColumns", cols);
+    insert_nonzero(&mut out, "totalUpdatedCells", cells);
+    insert_nonzero(&mut out, "totalUpdatedSheets", sheets_touched.len() as u64);
+    if !responses.is_empty() {
+        out.insert("responses".into(), Value::Array(responses));
+    }
+    Ok((Value::Object(out), option))
+}
+
+/// proto3 JSON omits zero-valued scalars; so does the fake.
+pub(super) fn insert_nonzero(map: &mut Map<String, Value>, key: &str, n: u64) {
+    if n > 0 {
+        map.insert(key.into(), json!(n));
+    }
+}
+
+pub(super) fn plan_write(
+    ss: &Spreadsheet,
+    i: usize,
+    vr: &Value,
+    option: ValueInputOption,
+) -> Result<PlannedWrite, Response> {
+    let obj = message(vr, &format!("data[{i}]"))?;
+    let range_text = text(obj, "range").unwrap_or("");
+    // 1. The stated range must fit the grid (checked by `resolve_range`).
+    let range = resolve_range(ss, range_text)?;
+    let by_rows = text(obj, "majorDimension") != Some("COLUMNS");
+    let props = &ss.sheets[range.sheet].props;
+    // The schema made `values` a list of lists; a `null` line is not a list.
+    let mut lines: Vec<&Vec<Value>> = Vec::new();
+    for (r, line) in list(obj, "values").iter().enumerate() {
+        let Value::Array(items) = line else {
+            return Err(invalid_value(
+                &format!("data[{i}].values[{r}]"),
+                "type.googleapis.com/google.protobuf.ListValue",
+                line,
+            ));
+        };
+        lines.push(items);
+    }
+    // The data's extent, in (row, col) terms.
+    let major = lines.len() as u64;
+    let minor = lines.iter().map(|l| l.len() as u64).max().unwrap_or(0);
+    let (n_rows, n_cols) = if by_rows { (major, minor) } else { (minor, major) };
+    let (r0, c0) = (u64::from(range.r0), u64::from(range.c0));
+    let last_row = r0 + n_rows.max(1) - 1;
+    let last_col = c0 + n_cols.max(1) - 1;
+    // 2. The data must fit the stated range (a single cell or a whole tab is an anchor).
+    if !range.anchor {
+        if let Some(r1) = range.r1 {
+            if n_rows > 0 && last_row > u64::from(r1) {
+                return Err(invalid_argument(&format!(
+                    "Requested writing within range [{range_text}], but tried writing to row [{}]",
+                    u64::from(r1) + 2
+                )));
+            }
+        }
+        if let Some(c1) = range.c1 {
+            if n_cols > 0 && last_col > u64::from(c1) {
+                return Err(invalid_argument(&format!(
+                    "Requested writing within range [{range_text}], but tried writing to column [{}]",
+                    column_letters(c1 + 1)
+                )));
+            }
+        }
+    }
+    // 3. The data must fit the grid.
+    let prefix = sheet_prefix(range_text, &props.title);
+    if n_rows > 0 && n_cols > 0 && (last_row >= u64::from(props.rows) || last_col >= u64::from(props.cols)) {
+        let effective = format!("{prefix}{}:{}", cell_name(r0, c0), cell_name(last_row, last_col));
+        return Err(grid_limit_error(&effective, props));
+    }
+    let mut cells = Vec::new();
+    let (mut rows_hit, mut cols_hit) = (BTreeSet::new(), BTreeSet::new());
+    for (a, line) in lines.iter().enumerate() {
+        for (b, value) in line.iter().enumerate() {
+            let (r, c) = if by_rows { (a, b) } else { (b, a) };
+            let cell = match value {
+                Value::Null => continue,
+                Value::Bool(v) => Cell::Bool(*v),
+                Value::Number(n) => Cell::Number(n.as_f64().unwrap_or(f64::NAN)),
+                Value::String(s) if ss.refuse_text.as_ref().is_some_and(|t| s.contains(t.as_str())) => {
+                    return Err(invalid_argument(&format!(
+                        "Invalid value at 'data[{i}].values[{a}][{b}]': refused by the fake (refuse_cells_containing)."
+                    )))
+                }
+                // Counted in UTF-16 code units, the strictest reading of Google's limit.
+                Value::String(s) if s.encode_utf16().count() > MAX_CELL_CHARS => {
+                    return Err(invalid_argument(&format!(
+                        "Your input contains more than the maximum of {MAX_CELL_CHARS} \
+                         characters in a single cell."
+                    )))
+                }
+                Value::String(s) => match option {
+                    ValueInputOption::Raw => Cell::Text(s.clone()),
+                    ValueInputOption::UserEntered => user_entered(s),
+                },
+                Value::Object(_) => {
+                    return Err(invalid_argument(&format!(
+                        "Invalid values[{a}][{b}]: struct_value {}",
+                        proto_text(value)
+                    )))
+                }
+                Value::Array(_) => {
+                    return Err(invalid_argument(&format!(
+                        "Invalid values[{a}][{b}]: list_value {}",
+                        proto_text(value)
+                    )))
+                }
+            };
+            let at = ((r0 + r as u64) as u32, (c0 + c as u64) as u32);
+            rows_hit.insert(at.0);
+            cols_hit.insert(at.1);
+            cells.push((at, cell));
+        }
+    }
+    let updated_range = if n_rows == 0 || n_cols == 0 {
+        format!("{prefix}{}", cell_name(r0, c0))
+    } else {
+        format!(
+            "{}!{}",
+            quote_sheet(&props.title),
+            span_name(r0, c0, last_row, last_col)
+        )
+    };
+    Ok(PlannedWrite {
+        sheet: range.sheet,
+        cells,
+        updated_range,
+        rows: rows_hit.len() as u64,
+        cols: cols_hit.len() as u64,
+    })
+}
+
+/// A crude USER_ENTERED parse: numbers and TRUE/FALSE; everything else stays text.
+pub(super) fn user_entered(s: &str) -> Cell {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("true") {
+        return Cell::Bool(true);
+    }
+    if t.eq_ignore_ascii_case("false") {
+        return Cell::Bool(false);
+    }
+    if t.bytes().any(|b| b.is_ascii_digit()) {
+        if let Ok(n) = t.parse::<f64>() {
+            if n.is_finite() {
+                return Cell::Number(n);
+            }
+        }
+    }
+    Cell::Text(s.to_string())
+}
+
+/// Roughly protobuf's text format, for the `struct_value {…}` error messages.
+pub(super) fn proto_text(value: &Value) -> String {
+    match value {
+        Value::Object(map) if map.is_empty() => "{\n}".into(),
+        Value::Array(list) if list.is_empty() => "{\n}".into(),
+        Value::Object(map) => {
+            let fields: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("fields {{ key: {k:?} value {{ {v} }} }}"))
+                .collect();
+            format!("{{ {} }}", fields.join(" "))
+        }
+        Value::Array(list) => {
+            let values: Vec<String> = list.iter().map(|v| format!("values {{ {v} }}")).collect();
+            format!("{{ {} }}", values.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response {
+    invalid_argument(&format!(
+        "Range ({range_text}) exceeds grid limits. Max rows: {}, max columns: {}",
+        props.rows, props.cols
+    ))
+}
+
+/// The `Sheet!` part as the client wrote it, or the tab's own name when it wrote none.
+pub(super) fn sheet_prefix(range_text: &str, title: &str) -> String {
+    let trimmed = range_text.trim();
+    if trimmed.starts_with('\'') {
+        if let Some(i) = trimmed.rfind("'!") {
+            return trimmed[..i + 2].to_string();
+        }
+    } else if let Some(i) = trimmed.rfind('!') {
+        return trimmed[..i + 1].to_string();
+    }
+    format!("{}!", quote_sheet(title))
+}
+
+// --- values.get ----------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Render {
+    Formatted,
+    Unformatted,
+    Formula,
+}
+
+impl Render {
+    pub(super) fn parse(s: &str) -> Option<Render> {
+        match s {
+            "FORMATTED_VALUE" => Some(Render::Formatted),
+            "UNFORMATTED_VALUE" => Some(Render::Unformatted),
+            "FORMULA" => Some(Render::Formula),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -> Result<Value, Response> {
+    let Some(range_text) = percent_decode(raw_range.as_bytes(), false).and_then(|bytes| String::from_utf8(bytes).ok())
+    else {
+        return Err(invalid_argument(&format!("Unable to parse range: {raw_range}")));
+    };
+    // A query parameter outside its enum: Google names the field in snake case.
+    let query = |name: &str, field: &str, proto: &str, allowed: &[&str]| match req.query_param(name) {
+        Some(v) if !allowed.contains(&v) => Err(invalid_value(
+            field,
+            &format!("type.googleapis.com/google.apps.sheets.v4.{proto}"),
+            &json!(v),
+        )),
+        v => Ok(v),
+    };
+    let render = query(
+        "valueRenderOption",
+        "value_render_option",
+        "ValueRenderOption",
+        &["FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"],
+    )?
+    .and_then(Render::parse)
+    .unwrap_or(Render::Formatted);
+    query(
+        "dateTimeRenderOption",
+        "date_time_render_option",
+        "DateTimeRenderOption",
+        &["SERIAL_NUMBER", "FORMATTED_STRING"],
+    )?;
+    let dimensions = ["ROWS", "DIMENSION_UNSPECIFIED", "COLUMNS"];
+    let by_columns = query("majorDimension", "major_dimension", "Dimension", &dimensions)? == Some("COLUMNS");
+    read_values(ss, &range_text, render, by_columns)
+}
+
+/// A ValueRange for `range_text`, trimmed as Google trims it.
+pub(super) fn read_values(
+    ss: &Spreadsheet,
+    range_text: &str,
+    render: Render,
+    by_columns: bool,
+) -> Result<Value, Response> {
+    let range = resolve_range(ss, range_text)?;
+    let sheet = &ss.sheets[range.sheet];
+    let props = &sheet.props;
+    let (r0, c0) = (range.r0, range.c0);
+    // Unbounded ends stop at the grid's edge (a single cell is bounded both ways).
+    let r1 = range.r1.unwrap_or(props.rows - 1);
+    let c1 = range.c1.unwrap_or(props.cols - 1);
+    let mut grid: Vec<Vec<Value>> = Vec::new();
+    for ((r, c), cell) in sheet.rect(r0, c0, r1, c1) {
+        let (a, b) = if by_columns {
+            (c as usize, r as usize)
+        } else {
+            (r as usize, c as usize)
+        };
+        if grid.len() <= a {
+            grid.resize_with(a + 1, Vec::new);
+        }
+        let line = &mut grid[a];
+        if line.len() <= b {
+            line.resize(b + 1, json!(""));
+        }
+        line[b] = render_cell(cell, render);
+    }
+    let mut out = Map::new();
+    out.insert(
+        "range".into(),
+        json!(format!(
+            "{}!{}",
+            quote_sheet(&props.title),
+            span_name(u64::from(r0), u64::from(c0), u64::from(r1), u64::from(c1))
+        )),
+    );
+    out.insert(
+        "majorDimension".into(),
+        json!(if by_columns { "COLUMNS" } else { "ROWS" }),
+    );
+    if !grid.is_empty() {
+        out.insert(
+            "values".into(),
+            Value::Array(grid.into_iter().map(Value::Array).collect()),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+pub(super) fn render_cell(cell: &Cell, render: Render) -> Value {
+    match (cell, render) {
+        (Cell::Empty, _) => json!(""),
+        (Cell::Number(n), Render::Formatted) => json!(format_number(*n)),
+        (Cell::Number(n), _) => number_json(*n),
+        (Cell::Bool(b), Render::Formatted) => json!(if *b { "TRUE" } else { "FALSE" }),
+        (Cell::Bool(b), _) => json!(b),
+        (Cell::Text(s), _) => json!(s),
+    }
+}
+
+pub(super) fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Integral numbers as JSON integers (`3`, not `3.0`), as Google sends them.
+pub(super) fn number_json(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        json!(n as i64)
+    } else {
+        json!(n)
+    }
+}
