@@ -465,7 +465,7 @@ pub const SHEET_ID_TRIES: u32 = 8;
 /// The `sheetId` the daemon gives the tab `title` (try `n`): fixed by the title, so that a
 /// tab created by a request whose reply was lost is recognised as the daemon's own.
 pub fn sheet_id_for(title: &str, n: u32) -> i64 {
-    let h = crate::sink::cursor::row_hash(format!("sheet\u{1f}{n}\u{1f}{title}").as_bytes());
+    let h = crate::sink::follower::rows::row_hash_hex(format!("sheet\u{1f}{n}\u{1f}{title}").as_bytes());
     let n = u64::from_str_radix(&h, 16).unwrap_or(1);
     (n % (i32::MAX as u64 - 1)) as i64 + 1
 }
