@@ -252,56 +252,55 @@ impl Target {
                 self.cfg.spreadsheet_id, grid.cells, self.cfg.max_cells
             )));
         }
-        let (sheet_id, title) = (tab.sheet_id, tab.title.clone());
-        grid.fresh = false;
-        let sent = google.grow(sheet_id, "ROWS", grow);
-        let grid = self.grid.as_mut().expect("set up");
-        match sent {
-            Ok(()) => {
-                grid.tabs[index].rows += grow;
-                grid.cells += grow * columns;
-                log::debug!("Grew tab {title:?} by {grow} rows to {}.", grid.tabs[index].rows);
-                self.check_cells();
-                Ok(())
-            }
-            Err(e) => {
-                // It may have been applied: read the grid size again before anything else.
-                grid.stale = true;
-                Err(e)
-            }
-        }
+        self.append(google, index, "ROWS", grow, grow * columns)
     }
 
     /// Makes sure tab `index` has at least `columns` columns.
     pub fn ensure_columns(&mut self, google: &mut Google, index: usize, columns: u64) -> Result<(), Stall> {
-        let grid = self.grid.as_mut().expect("set up");
+        let grid = self.grid.as_ref().expect("set up");
         let tab = &grid.tabs[index];
         if tab.columns >= columns {
             return Ok(());
         }
         let grow = columns - tab.columns;
-        let (sheet_id, rows) = (tab.sheet_id, tab.rows);
+        let rows = tab.rows;
         if grid.cells + grow * rows > self.cfg.max_cells {
             return Err(Stall::Operator(format!(
                 "spreadsheet {} is full: {} of Google's {} cells are used (sheets.max_cells). Rows keep going to the CSV",
                 self.cfg.spreadsheet_id, grid.cells, self.cfg.max_cells
             )));
         }
-        grid.fresh = false;
-        let sent = google.grow(sheet_id, "COLUMNS", grow);
+        self.append(google, index, "COLUMNS", grow, grow * rows)
+    }
+
+    /// One `appendDimension` of `n` rows or columns (`dimension`) for tab `index`, which
+    /// adds `cells` cells; after a failure the grid is read again before anything else
+    /// (the grow may have been applied).
+    fn append(
+        &mut self,
+        google: &mut Google,
+        index: usize,
+        dimension: &'static str,
+        n: u64,
+        cells: u64,
+    ) -> Result<(), Stall> {
         let grid = self.grid.as_mut().expect("set up");
-        match sent {
-            Ok(()) => {
-                grid.tabs[index].columns += grow;
-                grid.cells += grow * rows;
-                self.check_cells();
-                Ok(())
-            }
-            Err(e) => {
-                grid.stale = true;
-                Err(e)
-            }
+        grid.fresh = false;
+        let sent = google.grow(grid.tabs[index].sheet_id, dimension, n);
+        if let Err(e) = sent {
+            grid.stale = true;
+            return Err(e);
         }
+        let tab = &mut grid.tabs[index];
+        if dimension == "ROWS" {
+            tab.rows += n;
+            log::debug!("Grew tab {:?} by {n} rows to {}.", tab.title, tab.rows);
+        } else {
+            tab.columns += n;
+        }
+        grid.cells += cells;
+        self.check_cells();
+        Ok(())
     }
 
     /// Everything `plan` needs that the spreadsheet lacks, in one `batchUpdate`: tabs
