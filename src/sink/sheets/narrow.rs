@@ -70,3 +70,49 @@ impl Narrow {
             .map_or(first + n as u64, |(_, end)| end.max(first + n as u64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_request() -> ApiError {
+        ApiError::Status {
+            code: 400,
+            status: "INVALID_ARGUMENT".into(),
+            message: "bad cell".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_batch_halves_until_one_row_and_the_limit_ends_with_the_batch() {
+        let mut n = Narrow::default();
+        assert_eq!(n.max_rows(500), 500);
+        assert!(!n.active());
+        n.halve(10, 8, &bad_request()); // rows 10..18 refused
+        assert_eq!(n.max_rows(500), 4);
+        n.confirmed(14); // the first half went up
+        assert_eq!(n.max_rows(500), 4, "the limit holds until row 18");
+        n.halve(14, 4, &bad_request());
+        n.halve(14, 2, &bad_request());
+        assert_eq!(n.max_rows(500), 1);
+        n.one_row(14, "bad cell".into());
+        assert_eq!(n.reason(), Some("bad cell"));
+        assert_eq!(n.take_reason().as_deref(), Some("bad cell"));
+        assert_eq!(n.reason(), None);
+        n.confirmed(17);
+        assert!(n.active());
+        n.confirmed(18);
+        assert!(!n.active());
+        assert_eq!(n.max_rows(500), 500);
+    }
+
+    #[test]
+    fn clear_forgets_the_limit_and_the_reason() {
+        let mut n = Narrow::default();
+        n.one_row(3, "x".into());
+        n.clear();
+        assert!(!n.active());
+        assert_eq!(n.reason(), None);
+    }
+}

@@ -324,3 +324,49 @@ fn needs(plan: &Plan, overview: &str) -> Vec<(String, u64, u64)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tab(sheet_id: i64, title: &str, rows: u64, columns: u64) -> Tab {
+        Tab {
+            sheet_id,
+            title: title.into(),
+            rows,
+            columns,
+        }
+    }
+
+    #[test]
+    fn the_grid_tracks_adopted_tabs_and_confirmed_changes() {
+        let sheet = Spreadsheet {
+            title: "s".into(),
+            tabs: vec![tab(1, "Latest", 3, 16), tab(2, "kitchen", 10, 3), tab(3, "other", 5, 2)],
+            charts: vec![(2, 77)],
+        };
+        let mut grid = Grid::from_read(vec![tab(1, "Latest", 3, 16)], &sheet);
+        assert_eq!(grid.cells, 3 * 16 + 10 * 3 + 5 * 2);
+        assert_eq!(grid.others.len(), 2);
+        assert_eq!(grid.charts, vec![77]);
+        assert!(grid.fresh && !grid.stale);
+        grid.adopt("kitchen");
+        assert_eq!(
+            grid.tabs.iter().map(|t| t.title.as_str()).collect::<Vec<_>>(),
+            ["Latest", "kitchen"]
+        );
+        assert_eq!(grid.others, vec![tab(3, "other", 5, 2)]);
+        let changes = Changes {
+            new_tabs: vec![tab(9, "garage", 4, 2)],
+            grown: vec![("kitchen".into(), -6, 1)],
+            chart_ids: vec![78],
+            ..Changes::default()
+        };
+        let before = grid.cells;
+        grid.apply(&changes, false);
+        assert_eq!(grid.tabs[1], tab(2, "kitchen", 4, 4));
+        assert_eq!(grid.tabs[2], tab(9, "garage", 4, 2));
+        assert_eq!(grid.cells, before + 4 * 2 + 4 * 4 - 10 * 3);
+        assert_eq!(grid.charts, vec![77], "charts left out stay unknown");
+    }
+}
