@@ -44,6 +44,15 @@ pub enum Fit {
     Full { want: u64, budget: u64 },
 }
 
+/// Why the oldest rows of a tab are deleted (said in the INFO line).
+enum Why {
+    /// To fit the cell budget; `newer_coming`: the batch being planned holds a newer
+    /// reading of the tab, which takes row 2 then (so its latest row may go too).
+    Budget { newer_coming: bool },
+    /// Older than `sheets.keep_days`.
+    KeepDays,
+}
+
 /// Most rows read (and deleted) at a time for `sheets.keep_days`.
 const KEEP_DAYS_CHUNK: u64 = 10_000;
 /// How often `sheets.keep_days` is checked.
@@ -90,19 +99,24 @@ impl Retention {
     }
 
     /// Deletes the `rows` oldest data rows of tab `t`; `false` when nothing could be
-    /// deleted. The row of its latest reading is kept, unless `newer_coming` (the batch
-    /// being planned holds a newer reading of the tab, which takes row 2 then).
-    #[allow(clippy::too_many_arguments)]
+    /// deleted. The row of its latest reading is kept, unless a newer reading of the tab
+    /// is coming (`Why::Budget { newer_coming }`).
     fn delete_oldest(
         &self,
         google: &mut Google,
         target: &mut Target,
         cursor: &mut Cursor,
-        t: usize,
-        rows: u64,
-        why: &str,
-        newer_coming: bool,
+        (t, rows): (usize, u64),
+        why: Why,
     ) -> Result<bool, Stall> {
+        let newer_coming = matches!(why, Why::Budget { newer_coming: true });
+        let why = match why {
+            Why::Budget { .. } => format!(
+                "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
+                self.cfg.cell_budget_percent, self.cfg.max_cells
+            ),
+            Why::KeepDays => format!("older than {} days (sheets.keep_days)", self.cfg.keep_days),
+        };
         let state = cursor.layout.as_ref().expect("layout");
         let tab = &state.tabs[t];
         let deletable = tab.next_row.saturating_sub(if newer_coming { 2 } else { 3 });
@@ -224,22 +238,18 @@ impl Retention {
         // A chunk at a time (fewer deletes), but never most of a small spreadsheet at once.
         let chunk = u64::from(self.cfg.grow_rows).min(budget / columns / 10);
         let rows = need.div_ceil(columns).max(chunk);
-        let why = format!(
-            "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
-            self.cfg.cell_budget_percent, self.cfg.max_cells
-        );
         // Only a tab down to one reading gives its latest row (others keep it, as ever).
-        let newer_coming = state.tabs[t].next_row == 3 && newer(t);
-        Ok(
-            if self.delete_oldest(google, target, cursor, t, rows, &why, newer_coming)? {
-                Fit::Deleted
-            } else {
-                Fit::Full {
-                    want: cells + growth,
-                    budget,
-                }
-            },
-        )
+        let why = Why::Budget {
+            newer_coming: state.tabs[t].next_row == 3 && newer(t),
+        };
+        Ok(if self.delete_oldest(google, target, cursor, (t, rows), why)? {
+            Fit::Deleted
+        } else {
+            Fit::Full {
+                want: cells + growth,
+                budget,
+            }
+        })
     }
 
     /// `sheets.keep_days`: deletes rows older than that from every board tab.
@@ -263,8 +273,7 @@ impl Retention {
             let last = 2 + KEEP_DAYS_CHUNK.min(tab.next_row - 3);
             let col = read_column(google, &title, 2, last)?;
             let old = col.iter().take_while(|v| **v < cutoff).count() as u64;
-            let why = format!("older than {} days (sheets.keep_days)", self.cfg.keep_days);
-            self.delete_oldest(google, target, cursor, t, old, &why, false)?;
+            self.delete_oldest(google, target, cursor, (t, old), Why::KeepDays)?;
         }
         self.kept_at = Some(Instant::now());
         Ok(())
