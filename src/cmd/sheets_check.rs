@@ -15,7 +15,7 @@ use crate::sink::sheets::settings::SheetsConfig;
 
 use crate::sink::sheets::auth::{self, Auth};
 use crate::sink::sheets::client::{is_header, Client};
-use crate::sink::sheets::explain;
+use crate::sink::sheets::refusals::explain;
 
 fn fail(msg: impl std::fmt::Display) -> Error {
     super::fail("the Google Sheets check", msg)

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 /// A failed call: what Google said (status and message), or why no answer came.
@@ -80,17 +81,12 @@ pub fn quote_tab(title: &str) -> String {
     format!("'{}'", title.replace('\'', "''"))
 }
 
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Percent-encodes everything but unreserved characters (for a range in a URL path).
 fn encode_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, PATH).to_string()
 }
 
 impl Client {
@@ -394,5 +390,6 @@ mod tests {
     fn ranges_and_paths() {
         assert_eq!(quote_tab("It's"), "'It''s'");
         assert_eq!(encode_path("'My Tab'!A1:I1"), "%27My%20Tab%27%21A1%3AI1");
+        assert_eq!(encode_path("Küche-1.a_b~"), "K%C3%BCche-1.a_b~");
     }
 }

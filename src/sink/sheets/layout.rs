@@ -465,7 +465,7 @@ pub const SHEET_ID_TRIES: u32 = 8;
 /// The `sheetId` the daemon gives the tab `title` (try `n`): fixed by the title, so that a
 /// tab created by a request whose reply was lost is recognised as the daemon's own.
 pub fn sheet_id_for(title: &str, n: u32) -> i64 {
-    let h = crate::sink::cursor::row_hash(format!("sheet\u{1f}{n}\u{1f}{title}").as_bytes());
+    let h = crate::sink::follower::rows::row_hash_hex(format!("sheet\u{1f}{n}\u{1f}{title}").as_bytes());
     let n = u64::from_str_radix(&h, 16).unwrap_or(1);
     (n % (i32::MAX as u64 - 1)) as i64 + 1
 }
@@ -589,32 +589,18 @@ pub fn overview(st: &State, now_ms: i64, shape: &Shape) -> Vec<Vec<Value>> {
 }
 
 /// Unix milliseconds of an RFC 3339 UTC time as the CSV writes it
-/// (`2026-12-01T11:58:00.123Z`); `None` for anything else.
+/// (`2026-12-01T11:58:00.123Z`); `None` for anything else (another shape, an offset other
+/// than `Z`, a date that does not exist). The calendar is `jiff`'s.
 pub fn parse_millis(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let millis = match s.get(19..)? {
-        "Z" => 0,
-        rest => {
-            let frac = rest.strip_prefix('.')?.strip_suffix('Z')?;
-            let ms: String = frac.chars().chain("000".chars()).take(3).collect();
-            ms.parse::<i64>().ok()?
-        }
-    };
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis)
+    if !b.ends_with(b"Z") || !(b.len() == 20 || b[19] == b'.') {
+        return None;
+    }
+    let t: jiff::Timestamp = s.parse().ok()?;
+    Some(t.as_millisecond())
 }
 
 #[cfg(test)]
@@ -674,6 +660,9 @@ mod tests {
         assert_eq!(parse_millis("1970-01-01T00:00:01.500Z"), Some(1500));
         assert_eq!(parse_millis("2026-12-01T00:00:00.000Z"), Some(1_796_083_200_000));
         assert_eq!(parse_millis("nope"), None);
+        assert_eq!(parse_millis("2024-02-29T12:00:00Z"), Some(1_709_208_000_000));
+        assert_eq!(parse_millis("2023-02-29T12:00:00.000Z"), None);
+        assert_eq!(parse_millis("2026-12-01T00:00:00.000+01:00"), None);
     }
 
     #[test]

@@ -1,100 +1,67 @@
-//! The uploader's side of the `per-device` and `single` layouts: setting up the overview
-//! tab, creating a board's tab when its first reading goes up, growing tabs, and sending
-//! each batch as one multi-range `values:batchUpdate` before saving the cursor with the
-//! layout's [`State`]. The cells themselves come from
+//! The uploader's side of the `per-device` and `single` layouts ([`Layouts`]): the
+//! layout's shape, the cursor it resumes, and each batch planned, fitted to the cell
+//! budget (with `retention`), given its tabs and grid (by `target`) and sent as one
+//! multi-range `values:batchUpdate`; the new layout [`State`] goes into the cursor, which
+//! the uploader saves when it confirms the rows. The overview tab is kept current between
+//! batches (`overview`). The cells themselves come from
 //! [`layout::plan`], a pure function; see that module for why this
 //! is exactly once.
 //!
 //! Tabs, rows, columns and charts a batch needs go up in one `batchUpdate` decided by
-//! what the spreadsheet holds (see [`super::reconcile`]): a tab or chart whose reply was
+//! what the spreadsheet holds (see `reconcile`): a tab or chart whose reply was
 //! lost is recognised by its title and the id the daemon chose, and adopted.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-
-use crate::sink::cursor::{self, Cursor};
-use crate::sink::sheets::settings::SheetsLayout;
-
-use super::auth::trim_period;
-use super::client::{Spreadsheet, Tab};
-use super::layout::{self, Shape, State};
-use super::retention::Fit;
-use super::target::Target;
-use super::worker::{refused, Stall, Worker};
+use super::settings::{SheetsConfig, SheetsLayout};
+use crate::sink::csv::encode::Row;
+use crate::sink::cursor::Cursor;
 use crate::sink::follower::rows::header_len;
 
-impl Worker {
-    pub(super) fn shape(&self) -> Shape {
-        Shape {
-            per_device: self.cfg.layout == SheetsLayout::PerDevice,
-            overview: self.cfg.overview_tab.clone(),
-            csv_tab: self.cfg.tab.clone(),
-            max_board_tabs: self.cfg.max_board_tabs as usize,
-            silent_factor: self.cfg.silent_factor,
-            min_silent_ms: self.cfg.min_silent.as_millis() as i64,
-        }
-    }
+use super::auth::trim_period;
+use super::google::{refused, Google, Stall};
+use super::layout::{self, Shape, State};
+use super::narrow::Narrow;
+use super::overview::{Overview, Refresh};
+use super::retention::{self, Fit, Retention};
+use super::target::Target;
 
-    /// Token, spreadsheet, overview tab, the tabs the cursor knows: all before the first
-    /// batch of a readable layout, from one `spreadsheets.get` (see `reconcile`). What is
-    /// missing is created with the first batch that needs it, in that batch's one
-    /// `batchUpdate`.
-    pub(super) fn set_up_layout(&mut self) -> std::result::Result<(), Stall> {
-        self.authenticate()?;
-        let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
-        self.cursor = self.choose_layout_cursor();
-        let state = self.cursor.layout.clone().unwrap_or_default();
-        // A resumed cursor of this spreadsheet and layout: its tabs are the daemon's own.
-        let resumed = self.cursor.rows_done > 0 || !state.tabs.is_empty();
-        let mut tabs = Vec::new();
-        if !self.cfg.overview_tab.is_empty() {
-            let title = self.cfg.overview_tab.clone();
-            if let Some(t) = sheet.tab(&title) {
-                let ours = (0..layout::SHEET_ID_TRIES).any(|n| layout::sheet_id_for(&title, n) == t.sheet_id);
-                if !ours && !resumed {
-                    self.check_ours(t, &[Value::from(layout::OVERVIEW_HEADER[0])])?;
-                }
-                tabs.push(t.clone());
-            }
-        }
-        for known in &state.tabs {
-            match sheet.tab(&known.title) {
-                Some(t) => tabs.push(t.clone()),
-                None => {
-                    return Err(Stall::Operator(format!(
-                        "tab {:?}, which holds uploaded readings, is missing from the spreadsheet; restore it, or delete {} to upload the whole CSV again",
-                        known.title,
-                        self.cfg.cursor_file.display()
-                    )))
-                }
-            }
-        }
-        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
-        self.source.reset(&self.cursor);
-        log::info!(
-            "Google Sheets ready: layout {}, spreadsheet {:?}, {} board tab{}, overview {}; {} to upload.",
-            self.shape().name(),
-            sheet.title,
-            state.tabs.len(),
-            if state.tabs.len() == 1 { "" } else { "s" },
-            if self.cfg.overview_tab.is_empty() {
-                "off".to_string()
-            } else {
-                format!("{:?}", self.cfg.overview_tab)
+/// A readable layout: its shape, its retention and its overview tab.
+pub struct Layouts {
+    cfg: Arc<SheetsConfig>,
+    shape: Shape,
+    retention: Retention,
+    overview: Overview,
+}
+
+impl Layouts {
+    pub fn new(cfg: Arc<SheetsConfig>) -> Layouts {
+        Layouts {
+            shape: Shape {
+                per_device: cfg.layout == SheetsLayout::PerDevice,
+                overview: cfg.overview_tab.clone(),
+                csv_tab: cfg.tab.clone(),
+                max_board_tabs: cfg.max_board_tabs as usize,
+                silent_factor: cfg.silent_factor,
+                min_silent_ms: cfg.min_silent.as_millis() as i64,
             },
-            self.source.backlog()
-        );
-        self.target = Some(Target::from_read(tabs, &sheet));
-        self.check_cells();
-        self.recovered();
-        Ok(())
+            retention: Retention::new(Arc::clone(&cfg)),
+            overview: Overview::new(Arc::clone(&cfg)),
+            cfg,
+        }
     }
 
-    /// Resumes a saved cursor of this spreadsheet and layout; anything else starts over
-    /// from the CSV's first row (the CSV's retained window) into the new layout's tabs.
-    fn choose_layout_cursor(&self) -> Cursor {
-        let shape = self.shape();
+    /// `per-device` or `single`.
+    pub fn name(&self) -> &'static str {
+        self.shape.name()
+    }
+
+    /// Resumes `saved` if it is of this spreadsheet and layout; anything else starts over
+    /// from the CSV's first row (the CSV's retained window, `csv_rows` rows) into the new
+    /// layout's tabs.
+    pub fn choose_cursor(&self, saved: Option<&Cursor>, csv_rows: u64) -> Cursor {
         let fresh = Cursor {
             spreadsheet_id: self.cfg.spreadsheet_id.clone(),
             tab: String::new(),
@@ -103,100 +70,65 @@ impl Worker {
             offset_done: header_len(),
             last_row: None,
             layout: Some(State {
-                layout: shape.name().to_string(),
+                layout: self.shape.name().to_string(),
                 ..State::default()
             }),
             file: None,
             sheet_rows_before: 0,
         };
-        let Some(saved) = self.saved.clone() else {
+        let Some(saved) = saved else {
             return fresh;
         };
         let saved_layout = saved.layout.as_ref().map_or("csv", |s| s.layout.as_str());
-        if saved.spreadsheet_id == self.cfg.spreadsheet_id && saved_layout == shape.name() {
-            return saved;
+        if saved.spreadsheet_id == self.cfg.spreadsheet_id && saved_layout == self.shape.name() {
+            return saved.clone();
         }
         log::info!(
-            "Sheets layout is now {} (the cursor was for layout {saved_layout} in spreadsheet {}): writing the new tabs from the CSV's first row; {} rows to upload.",
-            shape.name(),
+            "Sheets layout is now {} (the cursor was for layout {saved_layout} in spreadsheet {}): writing the new tabs from the CSV's first row; {csv_rows} rows to upload.",
+            self.shape.name(),
             saved.spreadsheet_id,
-            self.sink.position().0
         );
         fresh
     }
 
-    /// Refuses a tab whose first row is neither empty nor starts like `header`.
-    pub(super) fn check_ours(&mut self, tab: &Tab, header: &[Value]) -> std::result::Result<(), Stall> {
-        let probe = tab.clone();
-        let first = self.call(move |c, t| {
-            let probe = probe.clone();
-            Box::pin(async move { c.first_row(t, &probe).await })
-        })?;
-        let ours = first
-            .iter()
-            .zip(header)
-            .all(|(have, want)| want.as_str().is_some_and(|w| w == have));
-        if first.is_empty() || ours {
-            return Ok(());
-        }
-        Err(Stall::Operator(format!(
-            "tab {:?} already holds other data (its first row is {:?}); rename or clear it",
-            tab.title,
-            first.join(",")
-        )))
+    /// Rewrites the overview between batches when it is due (see `overview`).
+    pub fn refresh_overview(
+        &mut self,
+        google: &mut Google,
+        target: &mut Target,
+        cursor: &Cursor,
+    ) -> Result<Refresh, Stall> {
+        self.overview
+            .refresh(google, target, cursor.layout.as_ref(), &self.shape)
     }
 
-    pub(super) fn tab_index(&self, title: &str) -> Option<usize> {
-        self.target.as_ref()?.tabs.iter().position(|t| t.title == title)
-    }
-
-    /// Makes sure tab `index` has at least `columns` columns.
-    pub(super) fn ensure_columns(&mut self, index: usize, columns: u64) -> std::result::Result<(), Stall> {
-        let target = self.target.as_ref().expect("set up");
-        let tab = &target.tabs[index];
-        if tab.columns >= columns {
-            return Ok(());
-        }
-        let grow = columns - tab.columns;
-        let (sheet_id, rows) = (tab.sheet_id, tab.rows);
-        if target.cells + grow * rows > self.cfg.max_cells {
-            return Err(Stall::Operator(format!(
-                "spreadsheet {} is full: {} of Google's {} cells are used (sheets.max_cells). Rows keep going to the CSV",
-                self.cfg.spreadsheet_id, target.cells, self.cfg.max_cells
-            )));
-        }
-        self.target.as_mut().expect("set up").fresh = false;
-        match self.call(move |c, t| Box::pin(c.grow(t, sheet_id, "COLUMNS", grow))) {
-            Ok(()) => {
-                let target = self.target.as_mut().expect("set up");
-                target.tabs[index].columns += grow;
-                target.cells += grow * rows;
-                self.check_cells();
-                Ok(())
-            }
-            Err(e) => {
-                self.target.as_mut().expect("set up").grid_stale = true;
-                Err(e)
-            }
-        }
-    }
-
-    /// One batch of a readable layout: plan, create and grow tabs, one write, save.
-    pub(super) fn send_layout_batch(&mut self) -> std::result::Result<(), Stall> {
-        let n = self.next_batch().len();
-        if n == 0 {
-            return Ok(());
-        }
-        let mut rows: Vec<_> = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
-        self.resolve_pending_delete()?;
-        self.keep_days()?;
-        let shape = self.shape();
+    /// One batch of a readable layout, the next CSV rows `rows` (the first is CSV row
+    /// `cursor.rows_done`): plan, make room, create and grow tabs, one write. `Ok(true)`
+    /// when Google confirmed it (the cursor holds the new layout state: confirm the rows),
+    /// `Ok(false)` when it was refused and narrowed (send again).
+    pub fn send_batch(
+        &mut self,
+        google: &mut Google,
+        target: &mut Target,
+        cursor: &mut Cursor,
+        mut rows: Vec<Row>,
+        narrow: &mut Narrow,
+        csv: &Path,
+    ) -> Result<bool, Stall> {
+        let n = rows.len();
+        self.retention.resolve_pending_delete(google, target, cursor)?;
+        self.retention.keep_days(google, target, cursor)?;
+        let shape = &self.shape;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let first = self.cursor.rows_done;
+        let first = cursor.rows_done;
         // A single row Google refused: the next try writes a placeholder in its place.
-        let reason = if n == 1 { self.narrow_reason.clone() } else { None };
+        let reason = if n == 1 {
+            narrow.reason().map(str::to_string)
+        } else {
+            None
+        };
         let placeholder = reason.as_ref().map(|r| {
             format!(
                 "sensorlog: CSV row {} (line {} of the CSV) could not be written to Google Sheets: {r}",
@@ -209,14 +141,14 @@ impl Worker {
         let mut waiting: Vec<String> = Vec::new();
         let mut full = None;
         loop {
-            let state = self.cursor.layout.clone().unwrap_or_default();
-            plan = layout::plan(&state, &rows, &shape, now_ms, placeholder.as_deref());
+            let state = cursor.layout.clone().unwrap_or_default();
+            plan = layout::plan(&state, &rows, shape, now_ms, placeholder.as_deref());
             // Deleting rows moves the next rows up: plan again (bounded: each round
             // deletes at least one row, and most rounds `sheets.grow_rows`).
             if deletes >= 64 || waiting.len() > 1000 {
                 break;
             }
-            match self.fit_budget(&plan)? {
+            match self.retention.fit_budget(google, target, cursor, &plan)? {
                 Fit::Fits => break,
                 Fit::Deleted => deletes += 1,
                 Fit::Full { want, budget } => {
@@ -236,9 +168,9 @@ impl Worker {
             }
         }
         if let Some((want, budget, tabs)) = full {
-            self.cannot_fit(&waiting, tabs, want, budget);
+            retention::cannot_fit(&waiting, tabs, want, budget);
         }
-        let known = self.cursor.layout.as_ref().map_or(0, |s| s.boards.len());
+        let known = cursor.layout.as_ref().map_or(0, |s| s.boards.len());
         let shared: Vec<&str> = plan.state.boards[known..]
             .iter()
             .filter(|b| shape.per_device && plan.state.tabs[b.tab].shared)
@@ -252,63 +184,43 @@ impl Worker {
             );
         }
         // Tabs, rows, columns and charts: one request, decided by what exists.
-        self.add_structure(&plan)?;
+        target.add_structure(google, &plan, cursor.layout.as_ref())?;
         let writes = plan.writes;
         if writes.is_empty() {
             // Only readings of boards that wait for room: nothing to write.
-            self.cursor.layout = Some(plan.state);
-            return self.confirmed(n, 0, 0);
+            cursor.layout = Some(plan.state);
+            return Ok(true);
         }
-        match self.call(move |c, t| {
-            let writes = writes.clone();
-            Box::pin(async move { c.write_many(t, writes).await })
-        }) {
+        match google.write_many(writes) {
             Ok(()) => {}
             Err(Stall::Api(e)) if refused(&e) => {
-                let end = self
-                    .narrow
-                    .map_or(first + n as u64, |(_, end)| end.max(first + n as u64));
                 if n > 1 {
-                    self.narrow = Some((n / 2, end));
-                    log::debug!(
-                        "Google Sheets refused CSV rows {first}..{} ({e}); trying {} rows.",
-                        first + n as u64,
-                        n / 2
-                    );
-                    return Ok(());
+                    narrow.halve(first, n, &e);
+                    return Ok(false);
                 }
                 if placeholder.is_none() {
-                    self.narrow = Some((1, end));
-                    self.narrow_reason = Some(e.to_string());
-                    return Ok(());
+                    narrow.one_row(first, e.to_string());
+                    return Ok(false);
                 }
                 // Not the row's fault: full batches again once the operator fixed it.
-                self.narrow = None;
-                self.narrow_reason = None;
-                return Err(Stall::Operator(super::explain(
-                    &e,
-                    &self.cfg.spreadsheet_id,
-                    &self.email,
-                )));
+                narrow.clear();
+                return Err(Stall::Operator(google.explain(&e)));
             }
             Err(e) => return Err(e),
         }
-        if let Some(r) = self.narrow_reason.take().filter(|_| placeholder.is_some()) {
+        if let Some(r) = narrow.take_reason().filter(|_| placeholder.is_some()) {
             log::error!(
                 "Google Sheets refused CSV row {} (line {} of {}): {}. Wrote a placeholder naming it in its board's tab; the CSV keeps the row whole. The upload goes on.",
                 first + 1,
                 first + 2,
-                self.sink.path().display(),
+                csv.display(),
                 trim_period(&r)
             );
         }
-        if plan.overview.is_some() {
-            self.overview_sent = super::overview::OverviewSent {
-                at: Some(std::time::Instant::now()),
-                table: plan.overview,
-            };
+        if let Some(table) = plan.overview {
+            self.overview.written(table);
         }
-        self.cursor.layout = Some(plan.state);
-        self.confirmed(n, 0, 0)
+        cursor.layout = Some(plan.state);
+        Ok(true)
     }
 }

@@ -19,16 +19,24 @@
 //!
 //! # The parts
 //!
+//! Each part owns its state; they talk through method calls, and only `worker.rs` has
+//! `impl Worker`. Imports run one way: `worker` -> `layout_run` -> `retention`,
+//! `overview` -> `target` -> `reconcile`, `google` -> `client`, `auth`, `retry`.
+//!
+//! - `worker`: the uploader's progress (the cursor, the rows waiting, a refused batch
+//!   being narrowed, `narrow`) and the [`Follow`](crate::sink::follower::Follow)
+//!   implementation: set-up, batches, rotation (`rotation`), confirmations.
 //! - `source`: rows from the channel and read back from the CSV, never past what is
 //!   durable; the start-up check of the cursor against the CSV.
-//! - `target`: the spreadsheet, its tab(s), header and grid size.
-//! - `worker`: the loop: batches, pacing, retries, narrowing a refused batch.
+//! - `google`: the line to Google: client, token, request pacer, stall watch
+//!   (`stall_watch`); every request goes through it.
+//! - `target`: the spreadsheet, its tab(s), header and grid size, and every request that
+//!   changes them; `reconcile`: the grid as one read of the spreadsheet gives it (at start
+//!   and after every ambiguous failure) and what a batch lacks, in one `batchUpdate` sized
+//!   to the cell budget (pure).
 //! - `cells`: what a row becomes in the sheet (exact numbers, cut cells, placeholders).
-//! - [`layout`], `layout_run`, `retention`, `overview`: the readable layouts, their
+//! - [`layout`] (pure), `layout_run`, `retention`, `overview`: the readable layouts, their
 //!   retention, and the overview tab kept current between batches.
-//! - `reconcile`: the set-up decided by one read of the spreadsheet (at start and after
-//!   every ambiguous failure); what a batch lacks in one `batchUpdate`, sized to the cell
-//!   budget.
 //! - `refusals`, `stall_watch`: never silent: Google's refusals logged and counted,
 //!   a WARN when nothing is confirmed for `sheets.stall_warn_secs`.
 //! - `client`, `auth`, `retry`: the REST calls, the token, the failure classes.
@@ -46,8 +54,10 @@
 pub(crate) mod auth;
 pub(crate) mod cells;
 pub(crate) mod client;
+pub(crate) mod google;
 pub mod layout;
 pub(crate) mod layout_run;
+pub(crate) mod narrow;
 pub(crate) mod overview;
 pub(crate) mod reconcile;
 pub(crate) mod refusals;
@@ -69,15 +79,12 @@ use crate::error::{Error, Result};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::{self, rows::header_len};
-use crate::sink::sheets::settings::SheetsConfig;
 use crate::stats::Stats;
+use settings::SheetsConfig;
 
-use client::ApiError;
 use source::Source;
 use worker::Worker;
 
-/// How long to wait before retrying a failure that needs the operator (403, 404, ...).
-pub const OPERATOR_RETRY: Duration = Duration::from_secs(60);
 /// Messages (not rows) the channel holds; rows are bounded by `sheets.channel_rows`.
 const CHANNEL_MESSAGES: usize = 1 << 16;
 
@@ -97,7 +104,7 @@ impl Uploader {
         let key = auth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let saved =
             cursor::load(&cfg.cursor_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
-        let csv_layout = cfg.layout == crate::sink::sheets::settings::SheetsLayout::Csv;
+        let csv_layout = cfg.layout == settings::SheetsLayout::Csv;
         let saved = match saved {
             Some(c) => Some(
                 source::follow_new_file(c, sink.path(), sink.durable_position().1, csv_layout)
@@ -168,9 +175,9 @@ impl Uploader {
             cfg.spreadsheet_id,
             cfg.tab,
             match cfg.layout {
-                crate::sink::sheets::settings::SheetsLayout::PerDevice => "per-device",
-                crate::sink::sheets::settings::SheetsLayout::Single => "single",
-                crate::sink::sheets::settings::SheetsLayout::Csv => "csv",
+                settings::SheetsLayout::PerDevice => "per-device",
+                settings::SheetsLayout::Single => "single",
+                settings::SheetsLayout::Csv => "csv",
             },
             key.client_email,
             cfg.batch_rows,
@@ -200,28 +207,5 @@ impl Uploader {
         if !self.thread.finish(self.shutdown_timeout + Duration::from_secs(5)) {
             log::warn!("The Sheets uploader did not stop in time; its saved cursor is consistent and the rest goes at the next start.");
         }
-    }
-}
-
-/// A 4xx turned into what to do about it (no final period: it is embedded in a sentence).
-pub fn explain(e: &ApiError, spreadsheet_id: &str, email: &str) -> String {
-    let ApiError::Status {
-        code, status, message, ..
-    } = e
-    else {
-        return e.to_string();
-    };
-    let message = auth::trim_period(message);
-    match (*code, status.as_str()) {
-        (404, _) => format!("spreadsheet {spreadsheet_id} not found (check sheets.spreadsheet): {message}"),
-        (403, "SERVICE_DISABLED") => {
-            format!(
-                "the Google Sheets API is not enabled for the key's project; enable it in the Cloud console: {message}"
-            )
-        }
-        (403, _) => format!(
-            "spreadsheet {spreadsheet_id} is not shared with {email}: share it with that e-mail as Editor ({message})"
-        ),
-        _ => format!("Google rejected a request: HTTP {code} {status}: {message}"),
     }
 }

@@ -14,29 +14,58 @@
 //! A refresh Google refuses is a convenience lost, not data: one WARN and the next try
 //! waits a full interval. Other failures are handled like a batch's (backoff, outage log).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::settings::{SheetsConfig, SheetsLayout};
+
 use super::auth::trim_period;
-use super::layout;
-use super::worker::{refused, Stall, Worker};
+use super::google::{refused, Google, Stall};
+use super::layout::{self, Shape, State};
+use super::target::Target;
+
+/// What [`Overview::refresh`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refresh {
+    /// Not due, or it would change nothing: no request.
+    Skipped,
+    /// The overview was rewritten.
+    Written,
+    /// Google refused it (one WARN); the next try waits a full interval.
+    Refused,
+}
 
 /// The overview as last written (by a batch or a refresh), to skip a refresh that would
 /// change nothing.
-#[derive(Default)]
-pub struct OverviewSent {
-    pub at: Option<Instant>,
-    pub table: Option<Vec<Vec<Value>>>,
+pub struct Overview {
+    cfg: Arc<SheetsConfig>,
+    at: Option<Instant>,
+    table: Option<Vec<Vec<Value>>>,
 }
 
-impl Worker {
+impl Overview {
+    pub fn new(cfg: Arc<SheetsConfig>) -> Overview {
+        Overview {
+            cfg,
+            at: None,
+            table: None,
+        }
+    }
+
+    /// A batch wrote `table` to the overview tab.
+    pub fn written(&mut self, table: Vec<Vec<Value>>) {
+        self.at = Some(Instant::now());
+        self.table = Some(table);
+    }
+
     /// The least time between two refreshes: `sheets.overview_refresh_secs`, but at most
     /// a quarter of the request quota; `None` when refreshing is off.
-    fn overview_every(&self) -> Option<Duration> {
+    fn every(&self) -> Option<Duration> {
         if self.cfg.overview_tab.is_empty()
             || self.cfg.overview_refresh.is_zero()
-            || self.cfg.layout == crate::sink::sheets::settings::SheetsLayout::Csv
+            || self.cfg.layout == SheetsLayout::Csv
         {
             return None;
         }
@@ -44,45 +73,46 @@ impl Worker {
         Some(self.cfg.overview_refresh.max(floor))
     }
 
-    /// Rewrites the overview if its time has come and it would change; `Ok(true)` when a
-    /// request was sent.
-    pub(super) fn refresh_overview(&mut self) -> std::result::Result<bool, Stall> {
-        let Some(every) = self.overview_every() else {
-            return Ok(false);
+    /// Rewrites the overview of the confirmed layout `state` if its time has come and it
+    /// would change.
+    pub fn refresh(
+        &mut self,
+        google: &mut Google,
+        target: &mut Target,
+        state: Option<&State>,
+        shape: &Shape,
+    ) -> Result<Refresh, Stall> {
+        let Some(every) = self.every() else {
+            return Ok(Refresh::Skipped);
         };
-        if self.overview_sent.at.is_some_and(|t| t.elapsed() < every) || self.target.is_none() {
-            return Ok(false);
+        if self.at.is_some_and(|t| t.elapsed() < every) || !target.is_set_up() {
+            return Ok(Refresh::Skipped);
         }
-        let Some(state) = self.cursor.layout.as_ref() else {
-            return Ok(false);
+        let Some(state) = state else {
+            return Ok(Refresh::Skipped);
         };
         if state.boards.is_empty() || state.pending_delete.is_some() {
-            return Ok(false);
+            return Ok(Refresh::Skipped);
         }
-        let shape = self.shape();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let table = layout::overview(state, now_ms, &shape);
-        if self.overview_sent.table.as_ref() == Some(&table) {
-            self.overview_sent.at = Some(Instant::now());
-            return Ok(false);
+        let table = layout::overview(state, now_ms, shape);
+        if self.table.as_ref() == Some(&table) {
+            self.at = Some(Instant::now());
+            return Ok(Refresh::Skipped);
         }
-        let (range, rows, columns) = layout::overview_range(&table, &shape);
-        let Some(i) = self.tab_index(&shape.overview) else {
-            return Ok(false); // set up again after a failure: the next batch writes it
+        let (range, rows, columns) = layout::overview_range(&table, shape);
+        let Some(i) = target.tab_index(&shape.overview) else {
+            return Ok(Refresh::Skipped); // set up again after a failure: the next batch writes it
         };
-        self.ensure_rows(i, rows)?;
-        self.ensure_columns(i, columns)?;
-        match self.write_range(range, table.clone()) {
+        target.ensure_rows(google, i, rows)?;
+        target.ensure_columns(google, i, columns)?;
+        match google.write_range(range, table.clone()) {
             Ok(()) => {
                 log::debug!("Rewrote the overview tab {:?} ({} boards).", shape.overview, rows - 1);
-                self.overview_sent = OverviewSent {
-                    at: Some(Instant::now()),
-                    table: Some(table),
-                };
-                self.recovered();
-                Ok(true)
+                self.written(table);
+                Ok(Refresh::Written)
             }
             Err(Stall::Api(e)) if refused(&e) => {
                 log::warn!(
@@ -91,8 +121,8 @@ impl Worker {
                     trim_period(&e.to_string()),
                     every.as_secs()
                 );
-                self.overview_sent.at = Some(Instant::now());
-                Ok(true)
+                self.at = Some(Instant::now());
+                Ok(Refresh::Refused)
             }
             Err(e) => Err(e),
         }

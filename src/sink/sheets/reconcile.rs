@@ -2,10 +2,10 @@
 //!
 //! At start, and after every ambiguous failure (a lost reply, a 5xx, a timeout after the
 //! request was sent), one `spreadsheets.get` with a `fields` mask (tab ids, titles, grid
-//! sizes, each tab's charts) says what exists (`Worker::reconcile`). Before a batch's
+//! sizes, each tab's charts) says what exists (`Target::reconcile`). Before a batch's
 //! values go up, everything the batch needs that is missing (new tabs, rows, columns,
 //! charts, and unused grid rows given back when cells are short) is requested in **one**
-//! `spreadsheets.batchUpdate` (`Worker::add_structure`), which Google applies whole or
+//! `spreadsheets.batchUpdate` (`Target::add_structure`), which Google applies whole or
 //! not at all.
 //!
 //! A tab the daemon creates gets an id it chooses ([`layout::sheet_id_for`]), so after a
@@ -19,12 +19,17 @@
 //! Grids are sized to the cell budget (`sheets.cell_budget_percent` of `sheets.max_cells`):
 //! a new tab's first grid and each growth step take `sheets.grow_rows` when the budget
 //! leaves room for it, and only the rows the batch needs when it does not.
+//!
+//! This file is the pure half: [`Grid`] (the spreadsheet as last read, kept up to date
+//! with every confirmed change) and what a plan needs of it ([`Grid::changes`]). The
+//! requests themselves are sent by `target`.
 
 use serde_json::{json, Value};
 
+use super::settings::{SheetsConfig, SheetsLayout};
+
 use super::client::{ApiError, Spreadsheet, Tab};
-use super::layout::{self, Plan};
-use super::worker::{refused, Stall, Worker};
+use super::layout::{self, Plan, State};
 
 /// Columns the overview tab starts with.
 pub const OVERVIEW_COLUMNS: u64 = 16;
@@ -37,63 +42,64 @@ pub fn ambiguous(e: &ApiError) -> bool {
     }
 }
 
-/// What one `batchUpdate` will change, applied to the target once Google confirms it.
+/// The spreadsheet as the uploader knows it.
+pub struct Grid {
+    /// The tabs written to, in a fixed order (index 0 is `sheets.tab` in the csv layout).
+    pub tabs: Vec<Tab>,
+    /// Cells of the whole workbook (what Google's cell limit counts).
+    pub cells: u64,
+    /// A grow may have been applied without our knowing: read the grid again.
+    pub stale: bool,
+    /// Readable layouts: the spreadsheet's other tabs, as last read (a tab the daemon
+    /// created but did not record yet is adopted from here).
+    pub others: Vec<Tab>,
+    /// Readable layouts: the ids of the charts the spreadsheet holds, as last read and
+    /// kept up to date with every confirmed `addChart`.
+    pub charts: Vec<i64>,
+    /// The grid sizes were read from Google and nothing that changes them was sent
+    /// since: they can be trusted without reading again.
+    pub fresh: bool,
+}
+
+/// What one `batchUpdate` will change, applied to the grid once Google confirms it.
 #[derive(Default)]
-struct Changes {
-    requests: Vec<Value>,
+pub struct Changes {
+    pub requests: Vec<Value>,
     /// Chart requests, sent after `requests`: left out if Google refuses them.
-    charts: Vec<Value>,
+    pub charts: Vec<Value>,
     chart_ids: Vec<i64>,
     new_tabs: Vec<Tab>,
     /// (title, rows added, columns added) of existing tabs; negative rows = given back.
     grown: Vec<(String, i64, u64)>,
 }
 
-impl Worker {
-    /// The cells `sheets.cell_budget_percent` allows.
-    pub(super) fn budget(&self) -> u64 {
-        self.cfg.max_cells / 100 * u64::from(self.cfg.cell_budget_percent)
-    }
-
-    /// One `spreadsheets.get`: the tabs written to get their grid sizes from it, every
-    /// other tab and every chart id is noted (to adopt what a lost reply left behind).
-    pub(super) fn reconcile(&mut self) -> std::result::Result<(), Stall> {
-        let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
-        let Some(target) = self.target.as_mut() else {
-            return Ok(());
-        };
-        let mut tabs = Vec::with_capacity(target.tabs.len());
-        for known in &target.tabs {
-            match sheet.tab(&known.title) {
-                Some(t) => tabs.push(t.clone()),
-                None => {
-                    let title = known.title.clone();
-                    self.target = None; // set up again
-                    return Err(Stall::Operator(format!(
-                        "tab {title:?} disappeared from the spreadsheet; restore it, or delete {} to upload the whole CSV again",
-                        self.cfg.cursor_file.display()
-                    )));
-                }
-            }
+impl Grid {
+    /// The grid as one `spreadsheets.get` describes it: `tabs` are the ones written to;
+    /// every other tab goes to `others`.
+    pub fn from_read(tabs: Vec<Tab>, sheet: &Spreadsheet) -> Grid {
+        let others = sheet
+            .tabs
+            .iter()
+            .filter(|t| !tabs.iter().any(|o| o.title == t.title))
+            .cloned()
+            .collect();
+        Grid {
+            tabs,
+            cells: sheet.cells(),
+            stale: false,
+            others,
+            charts: sheet.charts.iter().map(|&(_, id)| id).collect(),
+            fresh: true,
         }
-        *target = super::target::Target::from_read(tabs, &sheet);
-        log::debug!(
-            "Read the spreadsheet: {} tabs, {} charts, {} cells.",
-            sheet.tabs.len(),
-            sheet.charts.len(),
-            target.cells
-        );
-        Ok(())
     }
 
     /// Cells the grid must gain for `plan` at the least (the rows and columns it writes,
     /// nothing ahead of need), counting a tab that exists but is not adopted yet as there.
-    pub(super) fn min_growth(&self, plan: &Plan) -> u64 {
-        let Some(target) = self.target.as_ref() else { return 0 };
-        needs(plan, &self.cfg.overview_tab)
+    pub fn min_growth(&self, plan: &Plan, overview: &str) -> u64 {
+        needs(plan, overview)
             .iter()
             .map(
-                |(title, rows, cols)| match target.tabs.iter().chain(&target.others).find(|t| &t.title == title) {
+                |(title, rows, cols)| match self.tabs.iter().chain(&self.others).find(|t| &t.title == title) {
                     Some(t) => (t.rows.max(*rows) * t.columns.max(*cols)).saturating_sub(t.rows * t.columns),
                     None => rows * cols,
                 },
@@ -101,18 +107,15 @@ impl Worker {
             .sum()
     }
 
-    /// Unused grid rows of board tabs (below their last reading and below what `plan`
-    /// writes): (title, first unused row, grid rows).
-    pub(super) fn spare_rows(&self, plan: &Plan) -> Vec<(String, u64, u64, u64)> {
-        let (Some(target), Some(state)) = (self.target.as_ref(), self.cursor.layout.as_ref()) else {
-            return Vec::new();
-        };
-        let wanted = needs(plan, &self.cfg.overview_tab);
+    /// Unused grid rows of board tabs (below their last reading in `state` and below what
+    /// `plan` writes): (title, first unused row, grid rows, columns).
+    pub fn spare_rows(&self, state: &State, plan: &Plan, overview: &str) -> Vec<(String, u64, u64, u64)> {
+        let wanted = needs(plan, overview);
         state
             .tabs
             .iter()
             .filter_map(|s| {
-                let grid = target.tabs.iter().find(|t| t.title == s.title)?;
+                let grid = self.tabs.iter().find(|t| t.title == s.title)?;
                 let need = wanted.iter().find(|w| w.0 == s.title).map_or(0, |w| w.1);
                 let keep = (s.next_row - 1).max(need).max(2);
                 (grid.rows > keep).then(|| (s.title.clone(), keep, grid.rows, grid.columns.max(1)))
@@ -120,85 +123,17 @@ impl Worker {
             .collect()
     }
 
-    /// Everything `plan` needs that the spreadsheet lacks, in one `batchUpdate`: tabs
-    /// (adopted when they exist), rows, columns, charts; unused rows given back first when
-    /// the budget is short. Charts Google refuses are left out (the readings go on).
-    pub(super) fn add_structure(&mut self, plan: &Plan) -> std::result::Result<(), Stall> {
-        if self.target.as_ref().is_some_and(|t| t.grid_stale) {
-            self.reconcile()?;
-        }
-        self.adopt(plan)?;
-        let changes = self.changes(plan);
-        if changes.requests.is_empty() && changes.charts.is_empty() {
-            return Ok(());
-        }
-        let mut with_charts = !changes.charts.is_empty();
-        loop {
-            let mut requests = changes.requests.clone();
-            if with_charts {
-                requests.extend(changes.charts.iter().cloned());
-            }
-            if requests.is_empty() {
-                return Ok(());
-            }
-            if let Some(t) = self.target.as_mut() {
-                t.fresh = false;
-            }
-            match self.call(move |c, t| {
-                let r = requests.clone();
-                Box::pin(async move { c.batch_requests(t, r).await })
-            }) {
-                Ok(_) => {
-                    self.apply(&changes, with_charts);
-                    return Ok(());
-                }
-                Err(Stall::Api(e)) if refused(&e) && with_charts => {
-                    log::warn!(
-                        "Google Sheets refused the charts of tabs {:?} ({}); readings go on without them.",
-                        plan.charts
-                            .iter()
-                            .map(|&(t, _)| plan.state.tabs[t].title.as_str())
-                            .collect::<Vec<_>>(),
-                        super::auth::trim_period(&e.to_string())
-                    );
-                    with_charts = false;
-                }
-                Err(Stall::Api(e)) => {
-                    // Applied or not is unknown (or what we knew was wrong): read again first.
-                    if ambiguous(&e) || refused(&e) {
-                        if let Some(t) = self.target.as_mut() {
-                            t.grid_stale = true;
-                        }
-                    }
-                    if refused(&e) {
-                        return Err(Stall::Operator(super::explain(
-                            &e,
-                            &self.cfg.spreadsheet_id,
-                            &self.email,
-                        )));
-                    }
-                    return Err(Stall::Api(e));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Moves the tabs `plan` writes that exist already (made by a request whose reply was
-    /// lost, or by an older version) into the target; refuses one holding other data.
-    fn adopt(&mut self, plan: &Plan) -> std::result::Result<(), Stall> {
-        for (title, _, _) in needs(plan, &self.cfg.overview_tab) {
-            let Some(target) = self.target.as_ref() else {
-                return Ok(());
-            };
-            if target.tabs.iter().any(|t| t.title == title) {
-                continue;
-            }
-            let Some(found) = target.others.iter().find(|t| t.title == title).cloned() else {
-                continue;
-            };
-            if !(0..layout::SHEET_ID_TRIES).any(|n| layout::sheet_id_for(&title, n) == found.sheet_id) {
-                let header = if title == self.cfg.overview_tab {
+    /// The tabs `plan` writes that exist already but are not written to yet (made by a
+    /// request whose reply was lost, or by an older version): (tab, whether its id is one
+    /// the daemon chose, the header its first row must start with otherwise).
+    pub fn adoptable(&self, plan: &Plan, overview: &str) -> Vec<(Tab, bool, Vec<Value>)> {
+        needs(plan, overview)
+            .into_iter()
+            .filter(|(title, _, _)| !self.tabs.iter().any(|t| &t.title == title))
+            .filter_map(|(title, _, _)| {
+                let found = self.others.iter().find(|t| t.title == title)?.clone();
+                let ours = (0..layout::SHEET_ID_TRIES).any(|n| layout::sheet_id_for(&title, n) == found.sheet_id);
+                let header = if title == overview {
                     vec![Value::from(layout::OVERVIEW_HEADER[0])]
                 } else {
                     plan.state
@@ -208,33 +143,35 @@ impl Worker {
                         .map(layout::header)
                         .unwrap_or_default()
                 };
-                self.check_ours(&found, &header)?;
-            }
-            log::info!(
-                "Tab {title:?} exists already (created before a reply was lost, or by an earlier run): using it."
-            );
-            let target = self.target.as_mut().expect("set up");
-            target.others.retain(|t| t.title != title);
-            target.tabs.push(found);
-        }
-        Ok(())
+                Some((found, ours, header))
+            })
+            .collect()
     }
 
-    /// The requests that give `plan` its grid, sized to the budget.
-    fn changes(&self, plan: &Plan) -> Changes {
-        let target = self.target.as_ref().expect("set up");
-        let wanted = needs(plan, &self.cfg.overview_tab);
-        let budget = self.budget();
-        let grow_rows = u64::from(self.cfg.grow_rows);
+    /// Tab `title`, found in `others`, is written to from now on.
+    pub fn adopt(&mut self, title: &str) {
+        if let Some(i) = self.others.iter().position(|t| t.title == title) {
+            let found = self.others.remove(i);
+            self.others.retain(|t| t.title != title);
+            self.tabs.push(found);
+        }
+    }
+
+    /// The requests that give `plan` its grid, sized to `budget` cells; `state` is the
+    /// layout as confirmed (its spare rows can be given back).
+    pub fn changes(&self, plan: &Plan, state: Option<&State>, cfg: &SheetsConfig, budget: u64) -> Changes {
+        let wanted = needs(plan, &cfg.overview_tab);
+        let grow_rows = u64::from(cfg.grow_rows);
         let mut out = Changes::default();
         // Give back unused rows when the least growth does not fit.
-        let mut total = target.cells + self.min_growth(plan);
+        let mut total = self.cells + self.min_growth(plan, &cfg.overview_tab);
         if total > budget {
-            for (title, keep, rows, columns) in self.spare_rows(plan) {
+            let spare = state.map_or_else(Vec::new, |s| self.spare_rows(s, plan, &cfg.overview_tab));
+            for (title, keep, rows, columns) in spare {
                 if total <= budget {
                     break;
                 }
-                let Some(grid) = target.tabs.iter().find(|t| t.title == title) else {
+                let Some(grid) = self.tabs.iter().find(|t| t.title == title) else {
                     continue;
                 };
                 out.requests.push(json!({"deleteDimension": {"range": {
@@ -245,17 +182,17 @@ impl Worker {
                 log::info!(
                     "Giving back {} unused rows of tab {title:?}: the spreadsheet is near its cell budget ({} of {budget} cells).",
                     rows - keep,
-                    target.cells
+                    self.cells
                 );
             }
         }
         // What the budget leaves for rows ahead of need, shared in order.
         let mut room = budget.saturating_sub(total);
-        let mut taken: Vec<i64> = target.tabs.iter().chain(&target.others).map(|t| t.sheet_id).collect();
+        let mut taken: Vec<i64> = self.tabs.iter().chain(&self.others).map(|t| t.sheet_id).collect();
         let mut adds = Vec::new();
         let mut grows = Vec::new();
         for (title, need_rows, need_cols) in &wanted {
-            match target.tabs.iter().find(|t| &t.title == title) {
+            match self.tabs.iter().find(|t| &t.title == title) {
                 Some(t) => {
                     if t.rows < *need_rows {
                         let need = need_rows - t.rows;
@@ -277,7 +214,7 @@ impl Worker {
                     }
                 }
                 None => {
-                    let overview = *title == self.cfg.overview_tab;
+                    let overview = *title == cfg.overview_tab;
                     let cols = (*need_cols).max(1);
                     let first = if overview { *need_rows } else { grow_rows + 1 };
                     let extra = first.saturating_sub(*need_rows).min(room / cols);
@@ -309,10 +246,10 @@ impl Worker {
         }
         out.requests.extend(adds);
         out.requests.extend(grows);
-        if self.cfg.charts && self.cfg.layout == crate::sink::sheets::settings::SheetsLayout::PerDevice {
+        if cfg.charts && cfg.layout == SheetsLayout::PerDevice {
             for &(t, _) in &plan.charts {
                 let tab = &plan.state.tabs[t];
-                let grid = target
+                let grid = self
                     .tabs
                     .iter()
                     .chain(&out.new_tabs)
@@ -323,7 +260,7 @@ impl Worker {
                 let anchor = (tab.columns.len() as u64).min(columns.saturating_sub(1));
                 let id = layout::chart_id(&tab.title);
                 // Decided by what exists, not by what the saved state expected.
-                out.charts.push(if target.charts.contains(&id) {
+                out.charts.push(if self.charts.contains(&id) {
                     layout::update_chart_request(tab, grid.sheet_id)
                 } else {
                     layout::add_chart_request(tab, grid.sheet_id, anchor)
@@ -334,11 +271,11 @@ impl Worker {
         out
     }
 
-    fn apply(&mut self, changes: &Changes, with_charts: bool) {
-        let target = self.target.as_mut().expect("set up");
+    /// Google confirmed `changes` (with their charts or without).
+    pub fn apply(&mut self, changes: &Changes, with_charts: bool) {
         for tab in &changes.new_tabs {
-            target.cells += tab.rows * tab.columns;
-            target.tabs.push(tab.clone());
+            self.cells += tab.rows * tab.columns;
+            self.tabs.push(tab.clone());
             log::info!(
                 "Created tab {:?} ({} rows x {} columns).",
                 tab.title,
@@ -347,21 +284,20 @@ impl Worker {
             );
         }
         for (title, rows, cols) in &changes.grown {
-            if let Some(t) = target.tabs.iter_mut().find(|t| &t.title == title) {
+            if let Some(t) = self.tabs.iter_mut().find(|t| &t.title == title) {
                 let before = t.rows * t.columns;
                 t.rows = t.rows.saturating_add_signed(*rows);
                 t.columns += cols;
-                target.cells = (target.cells + t.rows * t.columns).saturating_sub(before);
+                self.cells = (self.cells + t.rows * t.columns).saturating_sub(before);
             }
         }
         if with_charts {
             for id in &changes.chart_ids {
-                if !target.charts.contains(id) {
-                    target.charts.push(*id);
+                if !self.charts.contains(id) {
+                    self.charts.push(*id);
                 }
             }
         }
-        self.check_cells();
     }
 }
 
@@ -387,4 +323,50 @@ fn needs(plan: &Plan, overview: &str) -> Vec<(String, u64, u64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tab(sheet_id: i64, title: &str, rows: u64, columns: u64) -> Tab {
+        Tab {
+            sheet_id,
+            title: title.into(),
+            rows,
+            columns,
+        }
+    }
+
+    #[test]
+    fn the_grid_tracks_adopted_tabs_and_confirmed_changes() {
+        let sheet = Spreadsheet {
+            title: "s".into(),
+            tabs: vec![tab(1, "Latest", 3, 16), tab(2, "kitchen", 10, 3), tab(3, "other", 5, 2)],
+            charts: vec![(2, 77)],
+        };
+        let mut grid = Grid::from_read(vec![tab(1, "Latest", 3, 16)], &sheet);
+        assert_eq!(grid.cells, 3 * 16 + 10 * 3 + 5 * 2);
+        assert_eq!(grid.others.len(), 2);
+        assert_eq!(grid.charts, vec![77]);
+        assert!(grid.fresh && !grid.stale);
+        grid.adopt("kitchen");
+        assert_eq!(
+            grid.tabs.iter().map(|t| t.title.as_str()).collect::<Vec<_>>(),
+            ["Latest", "kitchen"]
+        );
+        assert_eq!(grid.others, vec![tab(3, "other", 5, 2)]);
+        let changes = Changes {
+            new_tabs: vec![tab(9, "garage", 4, 2)],
+            grown: vec![("kitchen".into(), -6, 1)],
+            chart_ids: vec![78],
+            ..Changes::default()
+        };
+        let before = grid.cells;
+        grid.apply(&changes, false);
+        assert_eq!(grid.tabs[1], tab(2, "kitchen", 4, 4));
+        assert_eq!(grid.tabs[2], tab(9, "garage", 4, 2));
+        assert_eq!(grid.cells, before + 4 * 2 + 4 * 4 - 10 * 3);
+        assert_eq!(grid.charts, vec![77], "charts left out stay unknown");
+    }
 }

@@ -5,7 +5,8 @@
 //! A refusal is an answer that says the request was not applied: 400, 403, 404, 413,
 //! 429 and the other 4xx except 401 (a stale token, renewed at once and not a refusal).
 //! 5xx and lost replies are not refusals (the request may have been applied); the
-//! uploader's outage lines report those.
+//! uploader's outage lines report those. [`explain`] turns a refusal into what to do
+//! about it (shared with `sensorlog sheets check`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::ratelog::ByCause;
 use crate::stats::Stats;
 
+use super::auth::trim_period;
 use super::client::ApiError;
 
 /// One line per cause per this long.
@@ -84,6 +86,29 @@ pub fn note(stats: &Stats, e: &ApiError, what: &str) {
 /// Runs `f` (a log line) at most once a minute per `cause`.
 pub fn log_once_a_minute(cause: &str, f: impl FnOnce()) {
     limiter().log(&format!("\u{0}{cause}"), |_| f());
+}
+
+/// A 4xx turned into what to do about it (no final period: it is embedded in a sentence).
+pub fn explain(e: &ApiError, spreadsheet_id: &str, email: &str) -> String {
+    let ApiError::Status {
+        code, status, message, ..
+    } = e
+    else {
+        return e.to_string();
+    };
+    let message = trim_period(message);
+    match (*code, status.as_str()) {
+        (404, _) => format!("spreadsheet {spreadsheet_id} not found (check sheets.spreadsheet): {message}"),
+        (403, "SERVICE_DISABLED") => {
+            format!(
+                "the Google Sheets API is not enabled for the key's project; enable it in the Cloud console: {message}"
+            )
+        }
+        (403, _) => format!(
+            "spreadsheet {spreadsheet_id} is not shared with {email}: share it with that e-mail as Editor ({message})"
+        ),
+        _ => format!("Google rejected a request: HTTP {code} {status}: {message}"),
+    }
 }
 
 #[cfg(test)]

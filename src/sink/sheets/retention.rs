@@ -21,17 +21,20 @@
 //! move up, so the tab's next row moves up by the count, in the same cursor save that
 //! clears the pending delete.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::sink::cursor;
+use super::settings::SheetsConfig;
+use crate::sink::cursor::{self, Cursor};
 
-use super::client::{quote_tab, Spreadsheet};
+use super::client::quote_tab;
+use super::google::{Google, Stall};
 use super::layout::{PendingDelete, Plan};
-use super::worker::{Stall, Worker};
+use super::target::Target;
 
-/// What [`Worker::fit_budget`] did.
+/// What [`Retention::fit_budget`] did.
 pub enum Fit {
     /// The plan's growth fits the budget.
     Fits,
@@ -41,24 +44,50 @@ pub enum Fit {
     Full { want: u64, budget: u64 },
 }
 
+/// Why the oldest rows of a tab are deleted (said in the INFO line).
+enum Why {
+    /// To fit the cell budget; `newer_coming`: the batch being planned holds a newer
+    /// reading of the tab, which takes row 2 then (so its latest row may go too).
+    Budget { newer_coming: bool },
+    /// Older than `sheets.keep_days`.
+    KeepDays,
+}
+
 /// Most rows read (and deleted) at a time for `sheets.keep_days`.
 const KEEP_DAYS_CHUNK: u64 = 10_000;
 /// How often `sheets.keep_days` is checked.
 const KEEP_DAYS_EVERY: Duration = Duration::from_secs(60);
 
-impl Worker {
+/// Retention's own state: when `sheets.keep_days` was last applied. The deletes it makes
+/// are recorded in the cursor's layout state (`PendingDelete`, the tabs' rows), which the
+/// uploader hands to each call with the grid (`Target`) and the line to Google.
+pub struct Retention {
+    cfg: Arc<SheetsConfig>,
+    kept_at: Option<Instant>,
+}
+
+impl Retention {
+    pub fn new(cfg: Arc<SheetsConfig>) -> Retention {
+        Retention { cfg, kept_at: None }
+    }
+
     /// A delete left pending by a failure or a crash: find out whether it was applied.
-    pub(super) fn resolve_pending_delete(&mut self) -> std::result::Result<(), Stall> {
-        let Some(p) = self.cursor.layout.as_ref().and_then(|s| s.pending_delete.clone()) else {
+    pub fn resolve_pending_delete(
+        &self,
+        google: &mut Google,
+        target: &mut Target,
+        cursor: &mut Cursor,
+    ) -> Result<(), Stall> {
+        let Some(p) = cursor.layout.as_ref().and_then(|s| s.pending_delete.clone()) else {
             return Ok(());
         };
-        let title = self.cursor.layout.as_ref().expect("some").pending_title(&p);
-        let rows = self.grid_rows(&title)?;
+        let title = cursor.layout.as_ref().expect("some").pending_title(&p);
+        let rows = target.grid_rows(google, &title)?;
         if rows + p.rows == p.grid_rows {
-            return self.finish_delete(&p, false); // the grid just read is after the delete
+            return self.finish_delete(target, cursor, &p, false); // the grid just read is after the delete
         }
         if rows == p.grid_rows {
-            return self.send_delete(&p);
+            return self.send_delete(google, target, cursor, &p);
         }
         Err(Stall::Operator(format!(
             "cannot tell whether {} rows of tab {title:?} were deleted: it has {rows} rows, neither {} (before) nor {} (after); check the tab, then delete {} to upload the whole CSV again",
@@ -69,62 +98,26 @@ impl Worker {
         )))
     }
 
-    /// The tab's row count as Google reports it now (the target's grid is refreshed).
-    fn grid_rows(&mut self, title: &str) -> std::result::Result<u64, Stall> {
-        // Just read (at set-up or after a failure) and unchanged since: no second read.
-        if let Some(t) = self.target.as_ref().filter(|t| t.fresh && !t.grid_stale) {
-            if let Some(tab) = t.tabs.iter().chain(&t.others).find(|x| x.title == title) {
-                return Ok(tab.rows);
-            }
-        }
-        let sheet: Spreadsheet = self.call(|c, t| Box::pin(c.spreadsheet(t)))?;
-        let Some(tab) = sheet.tab(title) else {
-            return Err(Stall::Operator(format!(
-                "tab {title:?} disappeared from the spreadsheet"
-            )));
-        };
-        let rows = tab.rows;
-        if let Some(target) = self.target.as_mut() {
-            for known in target.tabs.iter_mut() {
-                if let Some(fresh) = sheet.tab(&known.title) {
-                    *known = fresh.clone();
-                }
-            }
-            target.cells = sheet.cells();
-            target.grid_stale = false;
-            target.fresh = true;
-        }
-        Ok(rows)
-    }
-
-    /// Column A of rows `from..=to` of a tab, as text.
-    fn read_column(&mut self, title: &str, from: u64, to: u64) -> std::result::Result<Vec<String>, Stall> {
-        let range = format!("{}!A{from}:A{to}", quote_tab(title));
-        let rows = self.call(move |c, t| {
-            let range = range.clone();
-            Box::pin(async move { c.read(t, &range).await })
-        })?;
-        Ok(rows
-            .iter()
-            .map(|r| match r.first() {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            })
-            .collect())
-    }
-
     /// Deletes the `rows` oldest data rows of tab `t`; `false` when nothing could be
-    /// deleted. The row of its latest reading is kept, unless `newer_coming` (the batch
-    /// being planned holds a newer reading of the tab, which takes row 2 then).
+    /// deleted. The row of its latest reading is kept, unless a newer reading of the tab
+    /// is coming (`Why::Budget { newer_coming }`).
     fn delete_oldest(
-        &mut self,
-        t: usize,
-        rows: u64,
-        why: &str,
-        newer_coming: bool,
-    ) -> std::result::Result<bool, Stall> {
-        let state = self.cursor.layout.as_ref().expect("layout");
+        &self,
+        google: &mut Google,
+        target: &mut Target,
+        cursor: &mut Cursor,
+        (t, rows): (usize, u64),
+        why: Why,
+    ) -> Result<bool, Stall> {
+        let newer_coming = matches!(why, Why::Budget { newer_coming: true });
+        let why = match why {
+            Why::Budget { .. } => format!(
+                "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
+                self.cfg.cell_budget_percent, self.cfg.max_cells
+            ),
+            Why::KeepDays => format!("older than {} days (sheets.keep_days)", self.cfg.keep_days),
+        };
+        let state = cursor.layout.as_ref().expect("layout");
         let tab = &state.tabs[t];
         let deletable = tab.next_row.saturating_sub(if newer_coming { 2 } else { 3 });
         let k = rows.min(deletable);
@@ -135,9 +128,9 @@ impl Worker {
         let after = if 2 + k >= tab.next_row {
             String::new() // every reading goes: row 2 will be the batch's newer one
         } else {
-            self.read_column(&title, 2 + k, 2 + k)?.pop().unwrap_or_default()
+            read_column(google, &title, 2 + k, 2 + k)?.pop().unwrap_or_default()
         };
-        let grid_rows = self.grid_rows(&title)?;
+        let grid_rows = target.grid_rows(google, &title)?;
         let p = PendingDelete {
             tab: t,
             title: title.clone(),
@@ -145,50 +138,37 @@ impl Worker {
             grid_rows,
             after,
         };
-        self.cursor.layout.as_mut().expect("layout").pending_delete = Some(p.clone());
-        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        cursor.layout.as_mut().expect("layout").pending_delete = Some(p.clone());
+        cursor::save(&self.cfg.cursor_file, cursor).map_err(|e| Stall::Operator(e.to_string()))?;
         log::info!(
             "Deleting the {k} oldest rows of tab {title:?} (readings before {}) {why}; the CSV keeps them.",
             p.after
         );
-        self.send_delete(&p).map(|()| true)
+        self.send_delete(google, target, cursor, &p).map(|()| true)
     }
 
-    fn send_delete(&mut self, p: &PendingDelete) -> std::result::Result<(), Stall> {
-        let title = self.cursor.layout.as_ref().expect("layout").pending_title(p);
-        let Some(i) = self
-            .target
-            .as_ref()
-            .and_then(|t| t.tabs.iter().position(|x| x.title == title))
-        else {
-            return Err(Stall::Operator(format!("tab {title:?} is not set up")));
-        };
-        let sheet_id = self.target.as_ref().expect("set up").tabs[i].sheet_id;
-        let request = serde_json::json!({"deleteDimension": {"range": {
-            "sheetId": sheet_id, "dimension": "ROWS", "startIndex": 1, "endIndex": 1 + p.rows
-        }}});
-        if let Some(t) = self.target.as_mut() {
-            t.fresh = false;
-        }
-        match self.call(move |c, t| {
-            let request = request.clone();
-            Box::pin(async move { c.batch_requests(t, vec![request]).await })
-        }) {
-            Ok(_) => self.finish_delete(p, true),
-            Err(e) => {
-                // Applied or not, the grid size is unknown until read again.
-                if let Some(t) = self.target.as_mut() {
-                    t.grid_stale = true;
-                }
-                Err(e)
-            }
-        }
+    fn send_delete(
+        &self,
+        google: &mut Google,
+        target: &mut Target,
+        cursor: &mut Cursor,
+        p: &PendingDelete,
+    ) -> Result<(), Stall> {
+        let title = cursor.layout.as_ref().expect("layout").pending_title(p);
+        target.delete_rows(google, &title, p.rows)?;
+        self.finish_delete(target, cursor, p, true)
     }
 
     /// The delete is applied: move the tab's rows up in the cursor (and in the tracked
     /// grid, unless `shrink_grid` is false because it was just read from Google).
-    fn finish_delete(&mut self, p: &PendingDelete, shrink_grid: bool) -> std::result::Result<(), Stall> {
-        let state = self.cursor.layout.as_mut().expect("layout");
+    fn finish_delete(
+        &self,
+        target: &mut Target,
+        cursor: &mut Cursor,
+        p: &PendingDelete,
+        shrink_grid: bool,
+    ) -> Result<(), Stall> {
+        let state = cursor.layout.as_mut().expect("layout");
         let title = state.pending_title(p);
         match state.tabs.iter_mut().find(|t| t.title == title) {
             Some(tab) => {
@@ -204,39 +184,34 @@ impl Worker {
             None => *state.replay_skip.entry(title.clone()).or_default() += p.rows,
         }
         state.pending_delete = None;
-        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
-        if let Some(target) = self.target.as_mut().filter(|_| shrink_grid) {
-            if let Some(grid) = target.tabs.iter_mut().find(|x| x.title == title) {
-                let rows = p.rows.min(grid.rows.saturating_sub(1));
-                grid.rows -= rows;
-                target.cells = target.cells.saturating_sub(rows * grid.columns);
-            }
+        cursor::save(&self.cfg.cursor_file, cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        if shrink_grid {
+            target.rows_deleted(&title, p.rows);
         }
         Ok(())
     }
 
     /// Deletes oldest rows until `plan`'s growth fits the cell budget: one delete per
     /// call; after [`Fit::Deleted`] the plan must be made again (the next rows moved up).
-    pub(super) fn fit_budget(&mut self, plan: &Plan) -> std::result::Result<Fit, Stall> {
-        if self.target.as_ref().is_some_and(|t| t.grid_stale) {
-            self.reconcile()?;
-        }
-        let budget = self.budget();
-        let cells = self.target.as_ref().map_or(0, |t| t.cells);
-        // The least growth: rows ahead of need are only taken where the budget leaves room.
-        let growth = self.min_growth(plan);
-        // Unused grid rows are given back first (in the batch's `batchUpdate`).
-        let spare: u64 = self
-            .spare_rows(plan)
-            .iter()
-            .map(|(_, keep, rows, cols)| (rows - keep) * cols)
-            .sum();
+    pub fn fit_budget(
+        &self,
+        google: &mut Google,
+        target: &mut Target,
+        cursor: &mut Cursor,
+        plan: &Plan,
+    ) -> Result<Fit, Stall> {
+        target.read_if_stale(google)?;
+        let budget = target.budget();
+        let cells = target.cells();
+        let state = cursor.layout.as_ref().expect("layout");
+        // The least growth: rows ahead of need are only taken where the budget leaves
+        // room. Unused grid rows are given back first (in the batch's `batchUpdate`).
+        let (growth, spare) = target.growth(plan, state);
         let need = (cells + growth).saturating_sub(budget).saturating_sub(spare);
         log::debug!("Cell budget: {cells} cells, {growth} to grow, {spare} spare, budget {budget}.");
         if need == 0 {
             return Ok(Fit::Fits);
         }
-        let state = self.cursor.layout.as_ref().expect("layout");
         // A tab down to its latest reading may give that row too when this batch holds a
         // newer reading of it (which then takes row 2): a full spreadsheet still moves on.
         let newer = |i: usize| {
@@ -259,22 +234,15 @@ impl Worker {
                 budget,
             });
         };
-        let title = &state.tabs[t].title;
-        let columns = self
-            .target
-            .as_ref()
-            .and_then(|x| x.tabs.iter().find(|g| &g.title == title))
-            .map_or(1, |g| g.columns.max(1));
+        let columns = target.columns(&state.tabs[t].title);
         // A chunk at a time (fewer deletes), but never most of a small spreadsheet at once.
         let chunk = u64::from(self.cfg.grow_rows).min(budget / columns / 10);
         let rows = need.div_ceil(columns).max(chunk);
-        let why = format!(
-            "to keep the spreadsheet under {}% of {} cells (sheets.cell_budget_percent)",
-            self.cfg.cell_budget_percent, self.cfg.max_cells
-        );
         // Only a tab down to one reading gives its latest row (others keep it, as ever).
-        let newer_coming = state.tabs[t].next_row == 3 && newer(t);
-        Ok(if self.delete_oldest(t, rows, &why, newer_coming)? {
+        let why = Why::Budget {
+            newer_coming: state.tabs[t].next_row == 3 && newer(t),
+        };
+        Ok(if self.delete_oldest(google, target, cursor, (t, rows), why)? {
             Fit::Deleted
         } else {
             Fit::Full {
@@ -284,46 +252,58 @@ impl Worker {
         })
     }
 
-    /// Every board tab is down to its newest reading and the batch still does not fit:
-    /// one ERROR (a minute apart at most) naming the boards whose readings wait.
-    pub(super) fn cannot_fit(&self, waiting: &[String], tabs: usize, want: u64, budget: u64) {
-        super::refusals::log_once_a_minute("cannot fit", || {
-            log::error!(
-                "The spreadsheet cannot hold the newest reading of every board: {tabs} tabs need {want} cells, the budget is {budget} (sheets.cell_budget_percent of sheets.max_cells) and every board tab is down to its newest reading. {}. Raise sheets.max_cells if Google allows it, or point sheets.spreadsheet at a new spreadsheet; the CSV keeps every reading.",
-                if waiting.is_empty() {
-                    "No board can be held back".to_string()
-                } else {
-                    format!("Boards {waiting:?} wait (their readings stay in the CSV; they go to the sheet from the first batch with room); the other boards go on")
-                }
-            )
-        });
-    }
-
     /// `sheets.keep_days`: deletes rows older than that from every board tab.
-    pub(super) fn keep_days(&mut self) -> std::result::Result<(), Stall> {
+    pub fn keep_days(&mut self, google: &mut Google, target: &mut Target, cursor: &mut Cursor) -> Result<(), Stall> {
         if self.cfg.keep_days == 0 || self.kept_at.is_some_and(|t| t.elapsed() < KEEP_DAYS_EVERY) {
             return Ok(());
         }
         let cutoff = crate::sink::csv::encode::rfc3339_millis(
             SystemTime::now() - Duration::from_secs(u64::from(self.cfg.keep_days) * 86_400),
         );
-        let n = self.cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
+        let n = cursor.layout.as_ref().map_or(0, |s| s.tabs.len());
         if n == 0 {
             return Ok(()); // nothing written yet: check at the next batch
         }
         for t in 0..n {
-            let tab = &self.cursor.layout.as_ref().expect("layout").tabs[t];
+            let tab = &cursor.layout.as_ref().expect("layout").tabs[t];
             if tab.oldest.is_empty() || tab.oldest >= cutoff || tab.next_row <= 3 {
                 continue;
             }
             let title = tab.title.clone();
             let last = 2 + KEEP_DAYS_CHUNK.min(tab.next_row - 3);
-            let col = self.read_column(&title, 2, last)?;
+            let col = read_column(google, &title, 2, last)?;
             let old = col.iter().take_while(|v| **v < cutoff).count() as u64;
-            let why = format!("older than {} days (sheets.keep_days)", self.cfg.keep_days);
-            self.delete_oldest(t, old, &why, false)?;
+            self.delete_oldest(google, target, cursor, (t, old), Why::KeepDays)?;
         }
         self.kept_at = Some(Instant::now());
         Ok(())
     }
+}
+
+/// Every board tab is down to its newest reading and the batch still does not fit:
+/// one ERROR (a minute apart at most) naming the boards whose readings wait.
+pub fn cannot_fit(waiting: &[String], tabs: usize, want: u64, budget: u64) {
+    super::refusals::log_once_a_minute("cannot fit", || {
+        log::error!(
+            "The spreadsheet cannot hold the newest reading of every board: {tabs} tabs need {want} cells, the budget is {budget} (sheets.cell_budget_percent of sheets.max_cells) and every board tab is down to its newest reading. {}. Raise sheets.max_cells if Google allows it, or point sheets.spreadsheet at a new spreadsheet; the CSV keeps every reading.",
+            if waiting.is_empty() {
+                "No board can be held back".to_string()
+            } else {
+                format!("Boards {waiting:?} wait (their readings stay in the CSV; they go to the sheet from the first batch with room); the other boards go on")
+            }
+        )
+    });
+}
+
+/// Column A of rows `from..=to` of a tab, as text.
+fn read_column(google: &mut Google, title: &str, from: u64, to: u64) -> Result<Vec<String>, Stall> {
+    let rows = google.read(format!("{}!A{from}:A{to}", quote_tab(title)))?;
+    Ok(rows
+        .iter()
+        .map(|r| match r.first() {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        })
+        .collect())
 }

@@ -10,37 +10,19 @@
 //! new file from the old one. Exactly once and in order across the switch: the move is
 //! one atomic cursor save, after the old file's last confirmation.
 
-use crate::sink::cursor;
-use crate::sink::sheets::settings::SheetsLayout;
-
-use super::worker::{Stall, Worker};
+use crate::sink::cursor::Cursor;
 use crate::sink::follower::rows::header_len;
 
-impl Worker {
-    /// Every row of the rotated file is in the sheet: continue with the new file.
-    pub(super) fn follow_rotation(&mut self) -> std::result::Result<(), Stall> {
-        let old_rows = self.cursor.rows_done;
-        let skipped = self.source.switch_file().map_err(Stall::Operator)?;
-        if skipped > 0 {
-            log::error!(
-                "{} was replaced {} times while the Sheets upload was behind; the rows of the {skipped} files in between are not in the sheet (they are in the moved files).",
-                self.sink.path().display(),
-                skipped + 1
-            );
-        }
-        if self.cfg.layout == SheetsLayout::Csv {
-            self.cursor.sheet_rows_before += old_rows.saturating_sub(self.cursor.origin);
-            self.cursor.origin = 0;
-        }
-        self.cursor.rows_done = 0;
-        self.cursor.offset_done = header_len();
-        self.cursor.last_row = None;
-        self.cursor.file = None;
-        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
-        log::info!(
-            "{} was rotated: all {old_rows} of its rows are in Google Sheets; continuing with the new file from its first row.",
-            self.sink.path().display()
-        );
-        Ok(())
+/// Every row of the rotated file is in the sheet: `cursor` moves to the new file's first
+/// data row (the uploader saves it, in one atomic write). In the `csv` layout
+/// (`csv_layout`) the new file's rows follow the old ones in the tab.
+pub fn to_new_file(cursor: &mut Cursor, csv_layout: bool) {
+    if csv_layout {
+        cursor.sheet_rows_before += cursor.rows_done.saturating_sub(cursor.origin);
+        cursor.origin = 0;
     }
+    cursor.rows_done = 0;
+    cursor.offset_done = header_len();
+    cursor.last_row = None;
+    cursor.file = None;
 }

@@ -21,71 +21,63 @@
 //! operator must act; repeats only now and then; the first success after it logs one INFO
 //! with the outage's length) are [`crate::sink::follower`]'s, shared with the PostgreSQL
 //! sink.
+//!
+//! # Parts
+//!
+//! The worker holds the uploader's progress (the cursor, the rows waiting in `source`, a
+//! refused batch being narrowed) and hands the parts what they need with each call; the
+//! parts own their state: `google` (the client, the token, the pacer, the stall watch),
+//! `target` (the spreadsheet's tabs and grid), `layout_run` (a readable layout's shape,
+//! with `retention` and `overview`). Only this file has `impl Worker`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::settings::{SheetsConfig, SheetsLayout};
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{self, Cursor};
 use crate::sink::follower::rows::header_len;
 use crate::sink::follower::{Backoff, Failure, Follow, Retry, Wording};
-use crate::sink::sheets::settings::SheetsConfig;
 use crate::stats::Stats;
 
-use super::auth::{trim_period, Auth, TokenError};
+use super::auth::{trim_period, TokenError};
 use super::cells;
-use super::client::{quote_tab, ApiError, Client};
-use super::retry::{self, Class, Pacer};
+use super::client::{quote_tab, ApiError};
+use super::google::{refused, Google, Stall};
+use super::layout_run::Layouts;
+use super::narrow::Narrow;
+use super::overview::Refresh;
+use super::reconcile::Grid;
+use super::retry::{self, Class};
+use super::rotation;
 use super::source::Source;
 use super::target::Target;
-use super::{explain, OPERATOR_RETRY};
 
+/// How long to wait before retrying a failure that needs the operator (403, 404, ...).
+pub const OPERATOR_RETRY: Duration = Duration::from_secs(60);
 /// Bytes of a `values:batchUpdate` body besides its rows (field names, the range).
 const REQUEST_OVERHEAD: usize = 1024;
 
-/// Why the uploader cannot continue right now.
-pub enum Stall {
-    Api(ApiError),
-    Token(TokenError),
-    /// A problem the operator must fix, with the message to log.
-    Operator(String),
-}
-
 pub struct Worker {
-    pub(super) cfg: SheetsConfig,
-    pub(super) email: String,
-    pub(super) key: Option<yup_oauth2::ServiceAccountKey>,
+    cfg: Arc<SheetsConfig>,
     /// The cursor saved by the last run, already checked against the CSV.
-    pub(super) saved: Option<Cursor>,
-    pub(super) sink: Arc<CsvSink>,
-    pub(super) stats: Arc<Stats>,
-    pub(super) source: Source,
-    rt: tokio::runtime::Runtime,
-    client: Client,
-    pub(super) auth: Option<Auth>,
-    /// Set once the spreadsheet, tab and header are known good.
-    pub(super) target: Option<Target>,
-    pub(super) cursor: Cursor,
-    pacer: Pacer,
+    saved: Option<Cursor>,
+    sink: Arc<CsvSink>,
+    stats: Arc<Stats>,
+    source: Source,
+    /// The client, the token, the pacer and the stall watch.
+    google: Google,
+    /// The spreadsheet's tabs and grid; not set up until the first step.
+    target: Target,
+    /// The readable layouts (unused in the `csv` layout).
+    layouts: Layouts,
+    cursor: Cursor,
     /// The backoff, the slow schedule and the outage in progress.
     retry: Retry,
-    /// The end of the shutdown time, once it started: no request may outlast it.
-    stop_at: Option<Instant>,
-    pub(super) warned_cells_pct: u64,
-    /// After a refused batch: at most this many rows per batch until `rows_done` reaches
-    /// the end of the refused batch.
-    pub(super) narrow: Option<(usize, u64)>,
-    /// Readable layouts: why Google refused the single row now pending (it goes up as a
-    /// placeholder).
-    pub(super) narrow_reason: Option<String>,
-    /// When `sheets.keep_days` was last applied.
-    pub(super) kept_at: Option<Instant>,
-    /// The overview as last written (see `overview`).
-    pub(super) overview_sent: super::overview::OverviewSent,
-    /// `sheets.stall_warn_secs`: since when nothing was confirmed.
-    watch: super::stall_watch::Watch,
+    /// A refused batch being narrowed to the row at fault.
+    narrow: Narrow,
 }
 
 impl Worker {
@@ -97,13 +89,8 @@ impl Worker {
         stats: Arc<Stats>,
         source: Source,
     ) -> std::result::Result<Worker, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start its runtime: {e}"))?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client =
-            Client::new(&cfg.api_base_url, &cfg.spreadsheet_id, cfg.request_timeout).map_err(|e| e.to_string())?;
+        let cfg = Arc::new(cfg);
+        let google = Google::new(Arc::clone(&cfg), key, Arc::clone(&stats))?;
         let cursor = Cursor {
             spreadsheet_id: cfg.spreadsheet_id.clone(),
             tab: cfg.tab.clone(),
@@ -118,18 +105,14 @@ impl Worker {
         let mut source = source;
         source.reset(saved.as_ref().unwrap_or(&cursor));
         Ok(Worker {
-            pacer: Pacer::new(cfg.requests_per_minute),
-            email: key.client_email.clone(),
-            key: Some(key),
+            target: Target::new(Arc::clone(&cfg)),
+            layouts: Layouts::new(Arc::clone(&cfg)),
+            google,
             saved,
             cfg,
             sink,
             stats,
             source,
-            rt,
-            client,
-            auth: None,
-            target: None,
             cursor,
             retry: Retry::new(
                 Wording::new(
@@ -141,13 +124,7 @@ impl Worker {
                 Backoff::new(Duration::from_secs(1), retry::MAX_BACKOFF, Duration::from_secs(1)),
                 OPERATOR_RETRY,
             ),
-            stop_at: None,
-            warned_cells_pct: 0,
-            narrow: None,
-            narrow_reason: None,
-            kept_at: None,
-            overview_sent: Default::default(),
-            watch: Default::default(),
+            narrow: Narrow::default(),
         })
     }
 
@@ -158,7 +135,8 @@ impl Worker {
 
     /// Does one unit of work; `Ok(false)` when nothing was due.
     fn step(&mut self) -> std::result::Result<bool, Stall> {
-        if self.target.is_none() {
+        self.google.waiting(self.source.backlog());
+        if !self.target.is_set_up() {
             self.set_up()?;
             return Ok(true);
         }
@@ -173,99 +151,156 @@ impl Worker {
         let due = ready > 0
             && (ready >= self.cfg.batch_rows
                 || self.source.disconnected
-                || self.narrow.is_some()
+                || self.narrow.active()
                 || self.source.oldest.is_some_and(|t| t.elapsed() >= self.cfg.batch_delay));
         if !due {
-            return self.refresh_overview();
+            if self.cfg.layout == SheetsLayout::Csv {
+                return Ok(false);
+            }
+            return match self
+                .layouts
+                .refresh_overview(&mut self.google, &mut self.target, &self.cursor)?
+            {
+                Refresh::Skipped => Ok(false),
+                Refresh::Written => {
+                    self.retry.recovered();
+                    Ok(true)
+                }
+                Refresh::Refused => Ok(true),
+            };
         }
         self.send_batch()?;
         Ok(true)
     }
 
-    /// One Sheets request: waits for its turn, adds the token, renews a rejected token once.
-    pub(super) fn call<T, F>(&mut self, op: F) -> std::result::Result<T, Stall>
-    where
-        F: for<'a> Fn(
-            &'a Client,
-            &'a str,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<T, ApiError>> + 'a>>,
-    {
-        let mut fresh = false;
-        loop {
-            let delay = self.pacer.delay();
-            if delay > Duration::from_secs(1) {
-                let pending = self.source.backlog();
-                self.watch.check(
-                    pending,
-                    "the request quota (sheets.requests_per_minute)",
-                    self.cfg.stall_warn,
-                );
-            }
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
-            }
-            let auth = self.auth.as_ref().expect("set up before any call");
-            let limit = self.stop_at.map_or(self.cfg.request_timeout, |s| {
-                s.saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(100))
-            });
-            self.pacer.sent();
-            let client = &self.client;
-            let result = self.rt.block_on(async {
-                let token = auth.token(fresh).await.map_err(Stall::Token)?;
-                match tokio::time::timeout(limit, op(client, &token)).await {
-                    Ok(r) => r.map_err(Stall::Api),
-                    Err(_) => Err(Stall::Api(ApiError::Transport(format!(
-                        "no answer from {} in {:.1} s",
-                        client.base(),
-                        limit.as_secs_f64()
-                    )))),
-                }
-            });
-            if let Err(Stall::Api(e)) = &result {
-                super::refusals::note(&self.stats, e, "a request"); // issue 18: never silent
-            }
-            match result {
-                Err(Stall::Api(e)) if retry::classify(&e) == Class::Unauthorized && !fresh => {
-                    log::debug!("Google Sheets answered 401; fetching a new token.");
-                    fresh = true;
-                }
-                other => return other,
-            }
+    /// Token, spreadsheet, tab, header row, cursor: everything before the first batch.
+    fn set_up(&mut self) -> std::result::Result<(), Stall> {
+        if self.cfg.layout != SheetsLayout::Csv {
+            return self.set_up_layout();
+        }
+        self.google.authenticate()?;
+        let sheet = self.google.spreadsheet()?;
+        let title = self.cfg.tab.clone();
+        let resumed = self
+            .saved
+            .as_ref()
+            .is_some_and(|c| c.spreadsheet_id == self.cfg.spreadsheet_id && c.tab == title);
+        let Some(tab) = self.target.csv_tab(&mut self.google, &sheet, resumed)? else {
+            return Ok(()); // the grid changed: set up again with a fresh read
+        };
+        self.cursor = self.choose_cursor();
+        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        // For the dashboard's backlog and /readyz (issue 13).
+        self.stats
+            .sheets_rows_done
+            .store(self.cursor.rows_done, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .sheets_cursor_known
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.source.reset(&self.cursor);
+        log::info!(
+            "Google Sheets ready: tab {title:?} of {:?} ({} rows x {} columns); {} CSV rows already in it, {} to upload.",
+            sheet.title,
+            tab.rows,
+            tab.columns,
+            self.cursor.rows_done - self.cursor.origin,
+            self.source.backlog()
+        );
+        self.target.set(Grid::from_read(vec![tab], &sheet));
+        self.retry.recovered();
+        Ok(())
+    }
+
+    /// Where to resume in the `csv` layout: the saved cursor (checked against the CSV at
+    /// start) if it is for this target; a new target starts where the old one stopped; no
+    /// cursor means the whole CSV.
+    fn choose_cursor(&mut self) -> Cursor {
+        let fresh = self.cursor.clone();
+        let Some(saved) = self.saved.clone() else {
+            return fresh;
+        };
+        if let Some(state) = &saved.layout {
+            log::info!(
+                "Sheets layout is now csv (the cursor was for layout {}): writing tab {:?} from the CSV's first row.",
+                state.layout,
+                self.cfg.tab
+            );
+            return fresh;
+        }
+        if saved.spreadsheet_id == self.cfg.spreadsheet_id && saved.tab == self.cfg.tab {
+            return saved;
+        }
+        log::info!(
+            "New Sheets target (was spreadsheet {} tab {:?}): it continues from CSV row {}.",
+            saved.spreadsheet_id,
+            saved.tab,
+            saved.rows_done
+        );
+        Cursor {
+            origin: saved.rows_done,
+            sheet_rows_before: 0,
+            spreadsheet_id: self.cfg.spreadsheet_id.clone(),
+            tab: self.cfg.tab.clone(),
+            ..saved
         }
     }
 
-    /// Builds the yup-oauth2 authenticator (once).
-    pub(super) fn authenticate(&mut self) -> std::result::Result<(), Stall> {
-        if self.auth.is_some() {
-            return Ok(());
-        }
-        let key = self.key.take().expect("the key is kept until set-up");
-        match self.rt.block_on(Auth::new(key.clone(), self.cfg.request_timeout)) {
-            Ok(a) => {
-                self.auth = Some(a);
-                Ok(())
-            }
-            Err(e) => {
-                self.key = Some(key);
-                Err(Stall::Operator(e.to_string()))
-            }
-        }
+    /// Token, spreadsheet, overview tab, the tabs the cursor knows: all before the first
+    /// batch of a readable layout, from one `spreadsheets.get` (see `reconcile`). What is
+    /// missing is created with the first batch that needs it, in that batch's one
+    /// `batchUpdate`.
+    fn set_up_layout(&mut self) -> std::result::Result<(), Stall> {
+        self.google.authenticate()?;
+        let sheet = self.google.spreadsheet()?;
+        self.cursor = self.layouts.choose_cursor(self.saved.as_ref(), self.sink.position().0);
+        let state = self.cursor.layout.clone().unwrap_or_default();
+        // A resumed cursor of this spreadsheet and layout: its tabs are the daemon's own.
+        let resumed = self.cursor.rows_done > 0 || !state.tabs.is_empty();
+        let tabs = self.target.layout_tabs(&mut self.google, &sheet, &state, resumed)?;
+        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        self.source.reset(&self.cursor);
+        log::info!(
+            "Google Sheets ready: layout {}, spreadsheet {:?}, {} board tab{}, overview {}; {} to upload.",
+            self.layouts.name(),
+            sheet.title,
+            state.tabs.len(),
+            if state.tabs.len() == 1 { "" } else { "s" },
+            if self.cfg.overview_tab.is_empty() {
+                "off".to_string()
+            } else {
+                format!("{:?}", self.cfg.overview_tab)
+            },
+            self.source.backlog()
+        );
+        self.target.set(Grid::from_read(tabs, &sheet));
+        self.retry.recovered();
+        Ok(())
     }
 
-    pub(super) fn write_range(&mut self, range: String, values: Vec<Vec<Value>>) -> std::result::Result<(), Stall> {
-        self.call(move |c, t| {
-            let (range, values) = (range.clone(), values.clone());
-            Box::pin(async move { c.write(t, &range, values).await })
-        })
+    /// Every row of the rotated file is in the sheet: continue with the new file (see
+    /// `rotation`).
+    fn follow_rotation(&mut self) -> std::result::Result<(), Stall> {
+        let old_rows = self.cursor.rows_done;
+        let skipped = self.source.switch_file().map_err(Stall::Operator)?;
+        if skipped > 0 {
+            log::error!(
+                "{} was replaced {} times while the Sheets upload was behind; the rows of the {skipped} files in between are not in the sheet (they are in the moved files).",
+                self.sink.path().display(),
+                skipped + 1
+            );
+        }
+        rotation::to_new_file(&mut self.cursor, self.cfg.layout == SheetsLayout::Csv);
+        cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
+        log::info!(
+            "{} was rotated: all {old_rows} of its rows are in Google Sheets; continuing with the new file from its first row.",
+            self.sink.path().display()
+        );
+        Ok(())
     }
 
     /// The next batch's cells: ready rows up to the row and byte caps (at least one row).
-    pub(super) fn next_batch(&self) -> Vec<Vec<Value>> {
-        let max_rows = self
-            .narrow
-            .map_or(self.cfg.batch_rows, |(n, _)| n.min(self.cfg.batch_rows));
+    fn next_batch(&self) -> Vec<Vec<Value>> {
+        let max_rows = self.narrow.max_rows(self.cfg.batch_rows);
         let mut bytes = REQUEST_OVERHEAD;
         let mut values = Vec::new();
         for (row, _) in self.source.ready().take(max_rows) {
@@ -281,22 +316,31 @@ impl Worker {
     }
 
     fn send_batch(&mut self) -> std::result::Result<(), Stall> {
-        if self.cfg.layout != crate::sink::sheets::settings::SheetsLayout::Csv {
-            return self.send_layout_batch();
-        }
         let values = self.next_batch();
         let n = values.len();
         if n == 0 {
             return Ok(());
+        }
+        if self.cfg.layout != SheetsLayout::Csv {
+            let rows = self.source.ready().take(n).map(|(r, _)| r.clone()).collect();
+            let sent = self.layouts.send_batch(
+                &mut self.google,
+                &mut self.target,
+                &mut self.cursor,
+                rows,
+                &mut self.narrow,
+                self.sink.path(),
+            )?;
+            return if sent { self.confirmed(n, 0, 0) } else { Ok(()) };
         }
         let first = self.cursor.rows_done;
         let (r1, r2) = (
             self.cursor.sheet_row(first),
             self.cursor.sheet_row(first + n as u64 - 1),
         );
-        self.ensure_rows(0, r2)?;
+        self.target.ensure_rows(&mut self.google, 0, r2)?;
         let range = format!("{}!A{r1}:I{r2}", quote_tab(&self.cfg.tab));
-        match self.write_range(range.clone(), values) {
+        match self.google.write_range(range.clone(), values) {
             Ok(()) => {}
             Err(Stall::Api(e)) if refused(&e) => return self.narrow_down(n, range, e),
             Err(e) => return Err(e),
@@ -309,15 +353,7 @@ impl Worker {
     fn narrow_down(&mut self, n: usize, range: String, e: ApiError) -> std::result::Result<(), Stall> {
         let first = self.cursor.rows_done;
         if n > 1 {
-            let end = self
-                .narrow
-                .map_or(first + n as u64, |(_, end)| end.max(first + n as u64));
-            self.narrow = Some((n / 2, end));
-            log::debug!(
-                "Google Sheets refused CSV rows {first}..{} ({e}); trying {} rows.",
-                first + n as u64,
-                n / 2
-            );
+            self.narrow.halve(first, n, &e);
             return Ok(());
         }
         let reason = e.to_string();
@@ -335,7 +371,7 @@ impl Worker {
             .unwrap_or_default();
         let placeholder = cells::placeholder(&row, first, &csv_name, &reason);
         let r1 = self.cursor.sheet_row(first);
-        match self.write_range(range, vec![placeholder]) {
+        match self.google.write_range(range, vec![placeholder]) {
             Ok(()) => {
                 log::error!(
                     "Google Sheets refused CSV row {} (line {} of {}): {}. Wrote a placeholder naming it at sheet row {r1}; the CSV keeps the row whole. The upload goes on.",
@@ -348,15 +384,15 @@ impl Worker {
             }
             Err(Stall::Api(e2)) if refused(&e2) => {
                 // Not the row's fault: full batches again once the operator fixed it.
-                self.narrow = None;
-                Err(Stall::Operator(explain(&e2, &self.cfg.spreadsheet_id, &self.email)))
+                self.narrow.clear();
+                Err(Stall::Operator(self.google.explain(&e2)))
             }
             Err(e) => Err(e),
         }
     }
 
     /// Google confirmed `n` rows (sheet rows `r1..=r2`): advance and save the cursor.
-    pub(super) fn confirmed(&mut self, n: usize, r1: u64, r2: u64) -> std::result::Result<(), Stall> {
+    fn confirmed(&mut self, n: usize, r1: u64, r2: u64) -> std::result::Result<(), Stall> {
         let first = self.cursor.rows_done;
         let (rows, offset, id, file) = self.source.confirm(n).map_err(Stall::Operator)?;
         if file.is_some() {
@@ -365,9 +401,7 @@ impl Worker {
         self.cursor.rows_done = rows;
         self.cursor.offset_done = offset;
         self.cursor.last_row = Some(id);
-        if self.narrow.is_some_and(|(_, end)| rows >= end) {
-            self.narrow = None;
-        }
+        self.narrow.confirmed(rows);
         cursor::save(&self.cfg.cursor_file, &self.cursor).map_err(|e| Stall::Operator(e.to_string()))?;
         Stats::add(&self.stats.rows_uploaded, n as u64);
         // For /metrics, the dashboard and /readyz (issue 13).
@@ -380,14 +414,9 @@ impl Worker {
             .sheets_last_upload_unix_ms
             .store(now_ms, std::sync::atomic::Ordering::Relaxed);
         log::debug!("Uploaded CSV rows {first}..{rows} to sheet rows {r1}..{r2}.");
-        self.watch.progress();
-        self.recovered();
-        Ok(())
-    }
-
-    /// Ends an outage: one INFO line with its length.
-    pub(super) fn recovered(&mut self) {
+        self.google.progress();
         self.retry.recovered();
+        Ok(())
     }
 }
 
@@ -401,7 +430,7 @@ impl Follow for Worker {
     }
 
     fn stopping(&mut self, deadline: Instant) {
-        self.stop_at = Some(deadline);
+        self.google.stop_by(deadline);
     }
 
     fn backlog(&self) -> u64 {
@@ -420,7 +449,7 @@ impl Follow for Worker {
     /// durable (the next fsync).
     fn idle(&mut self) {
         if self.source.backlog() == 0 {
-            self.watch.progress(); // nothing waits: a stall starts from now on
+            self.google.progress(); // nothing waits: a stall starts from now on
         }
         let waiting_for_fsync = !self.source.is_empty() && self.source.ready().next().is_none();
         let wait = if waiting_for_fsync {
@@ -453,8 +482,8 @@ impl Follow for Worker {
             Stall::Token(e) => format!("a backoff after: {}", trim_period(&e.to_string())),
             Stall::Operator(m) => format!("a backoff after: {}", trim_period(m)),
         };
-        let pending = self.source.backlog();
-        self.watch.check(pending, &waits_for, self.cfg.stall_warn);
+        self.google.waiting(self.source.backlog());
+        self.google.stalled(&waits_for);
         let failure = match stall {
             Stall::Api(e) => match retry::classify(&e) {
                 Class::Transient | Class::Unauthorized => Failure {
@@ -464,7 +493,7 @@ impl Follow for Worker {
                     },
                     ..Failure::transient(e.to_string())
                 },
-                Class::NeedsOperator => Failure::operator(explain(&e, &self.cfg.spreadsheet_id, &self.email)),
+                Class::NeedsOperator => Failure::operator(self.google.explain(&e)),
             },
             Stall::Token(e @ TokenError::Refused(_)) => Failure::operator(e.to_string()),
             Stall::Token(e) => Failure::transient(e.to_string()),
@@ -487,9 +516,4 @@ impl Follow for Worker {
     fn up_to_date(&self) {
         log::info!("Google Sheets is up to date ({} rows).", self.cursor.rows_done);
     }
-}
-
-/// Whether Google refused the request as invalid (a retry of the same would fail again).
-pub(super) fn refused(e: &ApiError) -> bool {
-    matches!(e, ApiError::Status { code: 400 | 413, .. })
 }
