@@ -36,7 +36,10 @@ pub(crate) mod simulate;
 pub mod sink;
 pub(crate) mod stats;
 
+/// The unit tests' pseudo-random generator: the one the integration tests and benches use.
 #[cfg(test)]
+#[path = "../tests/util/rng.rs"]
+#[allow(dead_code)] // from_clock: the integration tests'
 mod testing;
 
 use cli::{Cli, Command, PostgresCommand, SheetsCommand, TlsCommand};

@@ -13,8 +13,8 @@ use crate::settings::ConfigError;
 use crate::sink::csv::settings::DEFAULT_CSV_PATH;
 use crate::sink::sheets::settings::SheetsConfig;
 
-use crate::sink::sheets::auth::{self, Auth};
 use crate::sink::sheets::client::{is_header, Client};
+use crate::sink::sheets::oauth::{self, Auth};
 use crate::sink::sheets::refusals::explain;
 
 fn fail(msg: impl std::fmt::Display) -> Error {
@@ -32,7 +32,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         "Checking Google Sheets for spreadsheet {} tab {:?}:",
         cfg.spreadsheet_id, cfg.tab
     );
-    let key = auth::read_key(&cfg.key_file).map_err(fail)?;
+    let key = oauth::read_key(&cfg.key_file).map_err(fail)?;
     let email = key.client_email.clone();
     ok(format!(
         "key file {} is a service-account key for {email}",

@@ -1,6 +1,6 @@
 //! The one pseudo-random generator of the tests and benches: xorshift64, small and
-//! reproducible (a failing run prints its seed). The library's unit tests use the same
-//! generator (`src/testing.rs`); the daemon itself draws randomness from `ring`.
+//! reproducible (a failing run prints its seed). The library's unit tests include this
+//! file as `crate::testing` (src/lib.rs); the daemon itself draws randomness from `ring`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::settings::SheetsConfig;
 use crate::stats::Stats;
 
-use super::auth::{Auth, TokenError};
 use super::client::{ApiError, Client, Spreadsheet, Tab};
+use super::oauth::{Auth, TokenError};
 use super::retry::{self, Class, Pacer};
 use super::stall_watch::Watch;
 

@@ -72,7 +72,7 @@ pub struct State {
     pub layout: String,
     pub tabs: Vec<TabState>,
     /// Boards in the order first seen (the overview's rows).
-    pub boards: Vec<Board>,
+    pub boards: Vec<BoardSummary>,
     /// A `deleteDimension` sent but not known to be applied (see `retention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_delete: Option<PendingDelete>,
@@ -168,7 +168,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Board {
+pub struct BoardSummary {
     pub device: String,
     /// Index in [`State::tabs`].
     pub tab: usize,
@@ -242,7 +242,7 @@ pub fn plan(state: &State, rows: &[Row], shape: &Shape, now_ms: i64, placeholder
             Some(b) => b,
             None => {
                 let tab = tab_for(&mut st, &device, shape);
-                st.boards.push(Board {
+                st.boards.push(BoardSummary {
                     device: device.clone(),
                     tab,
                     last_seen: String::new(),

@@ -20,10 +20,10 @@ use crate::sink::csv::encode::Row;
 use crate::sink::cursor::Cursor;
 use crate::sink::follower::rows::header_len;
 
-use super::auth::trim_period;
 use super::google::{refused, Google, Stall};
 use super::layout::{self, Shape, State};
 use super::narrow::Narrow;
+use super::oauth::trim_period;
 use super::overview::{Overview, Refresh};
 use super::retention::{self, Fit, Retention};
 use super::target::Target;

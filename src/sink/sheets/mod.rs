@@ -21,7 +21,7 @@
 //!
 //! Each part owns its state; they talk through method calls, and only `worker.rs` has
 //! `impl Worker`. Imports run one way: `worker` -> `layout_run` -> `retention`,
-//! `overview` -> `target` -> `reconcile`, `google` -> `client`, `auth`, `retry`.
+//! `overview` -> `target` -> `reconcile`, `google` -> `client`, `oauth`, `retry`.
 //!
 //! - `worker`: the uploader's progress (the cursor, the rows waiting, a refused batch
 //!   being narrowed, `narrow`) and the [`Follow`](crate::sink::follower::Follow)
@@ -39,7 +39,7 @@
 //!   retention, and the overview tab kept current between batches.
 //! - `refusals`, `stall_watch`: never silent: Google's refusals logged and counted,
 //!   a WARN when nothing is confirmed for `sheets.stall_warn_secs`.
-//! - `client`, `auth`, `retry`: the REST calls, the token, the failure classes.
+//! - `client`, `oauth`, `retry`: the REST calls, the OAuth token, the failure classes.
 //!
 //! # Pace, size and failures
 //!
@@ -51,13 +51,13 @@
 //! ERROR line) and the upload goes on. At shutdown the uploader gets
 //! `sheets.shutdown_timeout_secs` to send what is pending; the rest goes at the next start.
 
-pub(crate) mod auth;
 pub(crate) mod cells;
 pub(crate) mod client;
 pub(crate) mod google;
 pub mod layout;
 pub(crate) mod layout_run;
 pub(crate) mod narrow;
+pub(crate) mod oauth;
 pub(crate) mod overview;
 pub(crate) mod reconcile;
 pub(crate) mod refusals;
@@ -101,7 +101,7 @@ impl Uploader {
     /// sees the file as the last run left it. Google itself is contacted by the thread:
     /// a network that is down at start-up must not stop ingest.
     pub fn start(cfg: SheetsConfig, sink: &Arc<CsvSink>, stats: Arc<Stats>) -> Result<Uploader> {
-        let key = auth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
+        let key = oauth::read_key(&cfg.key_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let saved =
             cursor::load(&cfg.cursor_file).map_err(|e| Error::startup("start the Google Sheets uploader", e))?;
         let csv_layout = cfg.layout == settings::SheetsLayout::Csv;

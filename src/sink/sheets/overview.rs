@@ -21,9 +21,9 @@ use serde_json::Value;
 
 use super::settings::{SheetsConfig, SheetsLayout};
 
-use super::auth::trim_period;
 use super::google::{refused, Google, Stall};
 use super::layout::{self, Shape, State};
+use super::oauth::trim_period;
 use super::target::Target;
 
 /// What [`Overview::refresh`] did.

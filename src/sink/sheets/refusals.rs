@@ -15,8 +15,8 @@ use std::time::Duration;
 use crate::ratelog::ByCause;
 use crate::stats::Stats;
 
-use super::auth::trim_period;
 use super::client::ApiError;
+use super::oauth::trim_period;
 
 /// One line per cause per this long.
 pub const EVERY: Duration = Duration::from_secs(60);
@@ -72,7 +72,7 @@ pub fn note(stats: &Stats, e: &ApiError, what: &str) {
         _ => &stats.sheets_refused_other,
     };
     counter.fetch_add(1, Relaxed);
-    let message = super::auth::trim_period(&e.to_string()).to_string();
+    let message = super::oauth::trim_period(&e.to_string()).to_string();
     limiter().log(&cause(e), |n| {
         let more = if n > 1 {
             format!(" ({n} refusals of this kind since the last line)")

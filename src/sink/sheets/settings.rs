@@ -122,10 +122,10 @@ pub enum SheetsLayout {
 
 /// A missing, unreadable or malformed service-account key is a configuration error,
 /// found before anything is written (not even the CSV header). The checks are the
-/// uploader's own ([`crate::sink::sheets::auth::read_key`]); their messages never
+/// uploader's own ([`crate::sink::sheets::oauth::read_key`]); their messages never
 /// quote the key's content.
 fn check_key_file(path: &Path) -> Result<(), ConfigError> {
-    crate::sink::sheets::auth::read_key(path)
+    crate::sink::sheets::oauth::read_key(path)
         .map(drop)
         .map_err(|e| ConfigError::new("sheets.key_file", e.0))
 }

@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::settings::SheetsConfig;
 use crate::sink::csv::encode::{COLUMNS, HEADER};
 
-use super::auth::trim_period;
 use super::client::{self, quote_tab, ApiError, Spreadsheet, Tab};
 use super::google::{refused, Google, Stall};
 use super::layout::{self, Plan, State};
+use super::oauth::trim_period;
 use super::reconcile::{ambiguous, Grid};
 
 /// The spreadsheet as the uploader knows it, and the requests that change it.

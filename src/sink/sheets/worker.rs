@@ -42,12 +42,12 @@ use crate::sink::follower::rows::header_len;
 use crate::sink::follower::{Backoff, Failure, Follow, Retry, Wording};
 use crate::stats::Stats;
 
-use super::auth::{trim_period, TokenError};
 use super::cells;
 use super::client::{quote_tab, ApiError};
 use super::google::{refused, Google, Stall};
 use super::layout_run::Layouts;
 use super::narrow::Narrow;
+use super::oauth::{trim_period, TokenError};
 use super::overview::Refresh;
 use super::reconcile::Grid;
 use super::retry::{self, Class};
