@@ -228,7 +228,9 @@ impl Worker {
                         break;
                     };
                     let device = last.device.clone();
-                    rows.retain(|r| crate::sink::csv::encode::original(r.0.get(1).map_or("", String::as_str)) != device);
+                    rows.retain(|r| {
+                        crate::sink::csv::encode::original(r.0.get(1).map_or("", String::as_str)) != device
+                    });
                     waiting.insert(0, device);
                 }
             }

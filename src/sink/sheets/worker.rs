@@ -437,7 +437,7 @@ impl Follow for Worker {
 
     fn failure(&mut self, stall: Stall) -> Failure {
         Stats::add(&self.stats.sheets_requests_failed, 1); // for /metrics (issue 13)
-        // `sheets.stall_warn_secs` (issue 18): what the rows wait for, said once a stall is long.
+                                                           // `sheets.stall_warn_secs` (issue 18): what the rows wait for, said once a stall is long.
         let waits_for = match &stall {
             Stall::Api(ApiError::Status {
                 code: 429, retry_after, ..
