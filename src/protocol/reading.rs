@@ -327,12 +327,21 @@ impl<'a> Reading<'a> {
             JsonValue::Null => Value::Text(Cow::Borrowed("")),
             JsonValue::Nested(_) => return self.add(Cow::Borrowed(key), json_value(value, true), true),
         };
-        if let ("device", Value::Number(s) | Value::Text(s)) = (key, &value) {
-            let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
-            if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) {
-                self.device = Some(s.clone());
-                return;
+        match (key, &value) {
+            ("device", Value::Number(s) | Value::Text(s)) => {
+                let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
+                if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) {
+                    self.device = Some(s.clone());
+                    return;
+                }
             }
+            ("seq", Value::Number(s)) => {
+                if let Some(n) = parse_u64(s) {
+                    self.seq = Some(n);
+                    return;
+                }
+            }
+            _ => {}
         }
         if matches!(key, "device" | "ts" | "seq" | "boot") {
             return self.add(Cow::Borrowed(key), value, true);
