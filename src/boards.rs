@@ -35,6 +35,7 @@
 //! boards` measures it for 10,000 boards.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -463,6 +464,9 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug, Default)]
 struct Slot {
     name: String,
+    /// `name`'s hash in [`Inner::index`], kept so that evicting the board needs no new
+    /// hash of its name.
+    hash: u64,
     board: Board,
     /// Neighbours in the recency list: `prev` reported more recently, `next` less.
     prev: u32,
@@ -472,9 +476,17 @@ struct Slot {
 /// The boards in slots, found by name through `map`, and linked in the order they last
 /// reported (`head` the most recent, `tail` the least: the one a new name replaces at
 /// the cap). Boards of earlier runs are put at the tail end as they are listed.
+///
+/// The index holds slot numbers and is searched with the hash of a name, made once per
+/// look-up with the standard library's keyed SipHash (names come from the network: a
+/// flood of chosen names must not collide). A new name is hashed once for its look-up
+/// and insertion, and an evicted board leaves by its kept hash; with a
+/// `HashMap<String, u32>` a new name cost three SipHash hashes and a second copy of
+/// the name (issue 22).
 #[derive(Debug)]
 struct Inner {
-    map: HashMap<String, u32>,
+    index: hashbrown::HashTable<u32>,
+    hasher: RandomState,
     slots: Vec<Slot>,
     head: u32,
     tail: u32,
@@ -483,7 +495,8 @@ struct Inner {
 impl Default for Inner {
     fn default() -> Inner {
         Inner {
-            map: HashMap::new(),
+            index: hashbrown::HashTable::new(),
+            hasher: RandomState::new(),
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -492,6 +505,16 @@ impl Default for Inner {
 }
 
 impl Inner {
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// The slot of board `name`, whose hash is `hash`.
+    fn find(&self, name: &str, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(hash, |&i| slots[i as usize].name == name).copied()
+    }
+
     fn unlink(&mut self, i: u32) {
         let (prev, next) = (self.slots[i as usize].prev, self.slots[i as usize].next);
         match prev {
@@ -539,35 +562,34 @@ impl Inner {
     /// The slot of a new board `name` (not in the map): a new slot below `max`, else the
     /// least recently seen board's, reset (returned as evicted). O(1), and no allocation
     /// when the evicted board's buffers are large enough.
-    fn insert(&mut self, name: &str, max: usize) -> (u32, bool) {
+    /// `hash`: `name`'s, from [`Inner::hash`].
+    fn insert(&mut self, name: &str, hash: u64, max: usize) -> (u32, bool) {
         if self.slots.len() < max.max(1) {
             let i = self.slots.len() as u32;
             // Room for a somewhat longer name: the next board in this place reuses it.
-            let room = |name: &str| {
-                let mut s = String::with_capacity(name.len().max(LATEST_NAME_ROOM));
-                s.push_str(name);
-                s
-            };
+            let mut room = String::with_capacity(name.len().max(LATEST_NAME_ROOM));
+            room.push_str(name);
             self.slots.push(Slot {
-                name: room(name),
+                name: room,
+                hash,
                 ..Slot::default()
             });
-            self.map.insert(room(name), i);
+            let slots = &self.slots;
+            self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
             self.push_front(i);
             return (i, false);
         }
         let i = self.tail;
         let slot = &mut self.slots[i as usize];
-        let mut key = match self.map.remove_entry(slot.name.as_str()) {
-            Some((key, _)) => key,
-            None => String::new(),
-        };
-        key.clear();
-        key.push_str(name);
+        if let Ok(entry) = self.index.find_entry(slot.hash, |&j| j == i) {
+            entry.remove();
+        }
         slot.name.clear();
         slot.name.push_str(name);
+        slot.hash = hash;
         slot.board.reset();
-        self.map.insert(key, i);
+        let slots = &self.slots;
+        self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
         self.touch(i);
         (i, true)
     }
@@ -635,10 +657,10 @@ impl Boards {
         // The slot, its name, the peer's address, the previous run's time.
         let board = size_of::<Slot>() as u64 + 64 + 64 + 48;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
-        // The map holds at most max_boards entries at ~7/8 load, rounded up to a power of
-        // two, each with its own copy of the name.
+        // The index holds at most max_boards slot numbers at ~7/8 load, rounded up to a
+        // power of two, with a control byte each (the names live in the slots only).
         let slots = (cfg.max_boards as u64 * 8 / 7 + 1).next_power_of_two();
-        cfg.max_boards as u64 * (per_board + 64) + slots * (size_of::<(String, u32)>() as u64 + 1)
+        cfg.max_boards as u64 * per_board + slots * (size_of::<u32>() as u64 + 1)
     }
 
     fn now_ms(&self) -> u64 {
@@ -682,13 +704,14 @@ impl Boards {
                 continue;
             }
             let device = seen.get(r.device);
-            let i = match inner.map.get(device) {
-                Some(&i) => {
+            let hash = inner.hash(device);
+            let i = match inner.find(device, hash) {
+                Some(i) => {
                     inner.touch(i);
                     i
                 }
                 None => {
-                    let (i, evicted) = inner.insert(device, self.max_boards);
+                    let (i, evicted) = inner.insert(device, hash, self.max_boards);
                     if evicted {
                         self.evicted.fetch_add(1, Relaxed);
                     }
@@ -970,10 +993,11 @@ impl Boards {
             if inner.slots.len() >= self.max_boards {
                 break;
             }
-            if inner.map.contains_key(device.as_str()) {
+            let hash = inner.hash(&device);
+            if inner.find(&device, hash).is_some() {
                 continue;
             }
-            let (i, _) = inner.insert(&device, self.max_boards);
+            let (i, _) = inner.insert(&device, hash, self.max_boards);
             // Not heard from in this run: first in line to make room for new names.
             inner.unlink(i);
             inner.push_back(i);
@@ -1158,6 +1182,47 @@ mod tests {
         send(&b, "newer", &[("t", "1", true)], 200);
         assert_eq!(b.evicted(), 2);
         assert!(!b.snapshot(false, 100).1.iter().any(|x| x.device == "d02"));
+    }
+
+    /// The index stays exact through many evictions: every board's name leads to its own
+    /// slot, an evicted name to none, and it holds one entry per slot.
+    #[test]
+    fn issue_22_the_index_finds_every_board_and_no_evicted_one() {
+        let mut inner = Inner::default();
+        let name = |n: usize| format!("board-{n}");
+        for n in 0..500 {
+            let hash = inner.hash(&name(n));
+            if inner.find(&name(n), hash).is_none() {
+                inner.insert(&name(n), hash, 64);
+            }
+            // Some boards report again, so eviction does not simply follow arrival order.
+            if n % 3 == 0 {
+                let again = name(n / 2);
+                if let Some(i) = inner.find(&again, inner.hash(&again)) {
+                    inner.touch(i);
+                }
+            }
+        }
+        assert_eq!(inner.slots.len(), 64);
+        assert_eq!(inner.index.len(), 64, "one index entry per slot");
+        let mut found = 0;
+        for n in 0..500 {
+            let hash = inner.hash(&name(n));
+            if let Some(i) = inner.find(&name(n), hash) {
+                assert_eq!(inner.slots[i as usize].name, name(n));
+                assert_eq!(inner.slots[i as usize].hash, hash);
+                found += 1;
+            }
+        }
+        assert_eq!(found, 64, "exactly the boards in the slots are found");
+        assert!(
+            inner.find(&name(0), inner.hash(&name(0))).is_none(),
+            "board-0 was evicted"
+        );
+        assert!(
+            inner.find(&name(499), inner.hash(&name(499))).is_some(),
+            "the newest stays"
+        );
     }
 
     #[test]

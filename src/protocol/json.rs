@@ -64,6 +64,158 @@ pub fn for_each_pair<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonV
     Some(may_repeat)
 }
 
+/// Bytes that end a plain run inside a string on the fast path of [`for_each_flat_pair`]:
+/// the quote, the backslash, and everything that is not printable ASCII (controls, DEL,
+/// and every byte of a multi-byte character).
+const NOT_PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = false;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// How many bytes at the start of `b` are plain string content (see [`NOT_PLAIN`]).
+/// Not inlined on purpose: inside [`for_each_flat_pair`]'s loop LLVM strength-reduced
+/// this loop into a dozen induction variables, about 20 instructions a byte; alone it
+/// is a tight loop (issue 22, callgrind).
+#[inline(never)]
+fn plain_run(b: &[u8]) -> usize {
+    b.iter().position(|&c| NOT_PLAIN[c as usize]).unwrap_or(b.len())
+}
+
+/// Most keys [`for_each_flat_pair`] checks for repeats; more go to the full scanner.
+const FLAT_MAX_KEYS: usize = 16;
+
+/// The fast path for the common reading (issue 22): a flat object of plain keys,
+/// numbers without an exponent, literals and strings of printable ASCII without escapes,
+/// no whitespace but spaces, no repeated key. Validates and splits the line in one pass
+/// and hands each pair to `each`. `None`: not such a line (it may still be valid JSON,
+/// or not JSON at all); discard what `each` got and use [`for_each_pair`], which
+/// decides. `Some(())`: done, and every byte of `text` is printable ASCII (so the line
+/// is clean text, with nothing to sanitize).
+///
+/// Whatever it accepts, [`for_each_pair`] accepts with the same pairs (a differential
+/// test checks this on random input): only the rare forms fall back.
+pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonValue<'a>)) -> Option<()> {
+    let b = text.as_bytes();
+    let n = b.len();
+    // One look in the common case, compact JSON without spaces.
+    let spaces = |i: usize| {
+        if b.get(i) == Some(&b' ') {
+            i + 1 + b[i + 1..].iter().position(|&c| c != b' ').unwrap_or(n - i - 1)
+        } else {
+            i
+        }
+    };
+    // A plain string's end: the index of its closing quote.
+    let plain_end = |i: usize| {
+        let end = i + plain_run(b.get(i..)?);
+        (b.get(end) == Some(&b'"')).then_some(end)
+    };
+    let digits = |mut i: usize| {
+        while i < n && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let mut i = spaces(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = spaces(i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (spaces(i + 1) == n).then_some(());
+    }
+    // Keys seen so far, with a 64-bit filter of (length, first byte, last byte): only a
+    // filter hit compares the key with the earlier ones.
+    let mut keys = [(0usize, 0usize); FLAT_MAX_KEYS];
+    let mut count = 0;
+    let mut filter = 0u64;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = plain_end(i + 1)?;
+        let key = text.get(i + 1..key_end)?;
+        if count == FLAT_MAX_KEYS {
+            return None;
+        }
+        let kb = key.as_bytes();
+        let bit = match (kb.first(), kb.last()) {
+            (Some(&f), Some(&l)) => 1u64 << ((kb.len() * 7 + usize::from(f) + usize::from(l) * 3) & 63),
+            _ => 1,
+        };
+        if filter & bit != 0 && keys[..count].iter().any(|&(s, e)| &b[s..e] == kb) {
+            return None; // a repeated key: the full scanner merges repeats
+        }
+        filter |= bit;
+        keys[count] = (i + 1, key_end);
+        count += 1;
+        i = spaces(key_end + 1);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = spaces(i + 1);
+        let start = i;
+        let value = match *b.get(i)? {
+            b'"' => {
+                let end = plain_end(i + 1)?;
+                i = end + 1;
+                JsonValue::Str(Cow::Borrowed(text.get(start + 1..end)?))
+            }
+            b'-' | b'0'..=b'9' => {
+                if b[i] == b'-' {
+                    i += 1;
+                }
+                i = match b.get(i)? {
+                    b'0' => i + 1,
+                    b'1'..=b'9' => digits(i + 1),
+                    _ => return None,
+                };
+                if b.get(i) == Some(&b'.') {
+                    let after = digits(i + 1);
+                    if after == i + 1 {
+                        return None;
+                    }
+                    i = after;
+                }
+                // An exponent, or 300 digits and more, may not be a finite f64: the
+                // full scanner checks.
+                if matches!(b.get(i), Some(b'e' | b'E')) || i - start >= 300 {
+                    return None;
+                }
+                JsonValue::Number(text.get(start..i)?)
+            }
+            b't' if b[i..].starts_with(b"true") => {
+                i += 4;
+                JsonValue::Bool(true)
+            }
+            b'f' if b[i..].starts_with(b"false") => {
+                i += 5;
+                JsonValue::Bool(false)
+            }
+            b'n' if b[i..].starts_with(b"null") => {
+                i += 4;
+                JsonValue::Null
+            }
+            _ => return None,
+        };
+        each(key, value);
+        i = spaces(i);
+        match b.get(i)? {
+            b',' => i = spaces(i + 1),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    (spaces(i + 1) == n).then_some(())
+}
+
 fn scan_object<'a>(text: &'a str, each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {
     scan_object_noting_depth(text, each).ok()
 }
@@ -507,11 +659,10 @@ mod tests {
         }
     }
 
-    /// Differential fuzzing: on random JSON-ish input, the scanner and `serde_json`
-    /// agree on whether it is an object, and on every key and value.
-    #[test]
-    fn agrees_with_serde_json_on_random_input() {
-        let mut next = crate::testing::xorshift(0x9e37_79b9_7f4a_7c15);
+    /// Random JSON-ish lines: half start from a valid reading (nested and escaped, or
+    /// flat) and are mutated, half are noise after a `{`.
+    fn random_lines(seed: u64, rounds: usize) -> impl Iterator<Item = String> {
+        let mut next = crate::testing::xorshift(seed);
         let pieces: &[&str] = &[
             "{",
             "}",
@@ -546,12 +697,15 @@ mod tests {
             "00",
             "-0.0",
         ];
-        let mut agreed_objects = 0;
-        for round in 0..60_000 {
+        (0..rounds).map(move |round| {
             let mut text = String::new();
             // Half the rounds start from a valid object and mutate it; half are noise.
             if round % 2 == 0 {
-                text.push_str(r#"{"device":"k","t":21.5,"a":[1,{"b":null}],"s":"x\"y"}"#);
+                text.push_str(if round % 4 == 0 {
+                    r#"{"device":"k","t":21.5,"a":[1,{"b":null}],"s":"x\"y"}"#
+                } else {
+                    r#"{"device":"k","seq":7,"t":-21.50,"ok":true,"s":"x y","n":null}"#
+                });
                 for _ in 0..(next() % 3) {
                     let at = (next() as usize) % (text.len() + 1);
                     let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
@@ -569,6 +723,16 @@ mod tests {
                     text.push_str(pieces[(next() as usize) % pieces.len()]);
                 }
             }
+            text
+        })
+    }
+
+    /// Differential fuzzing: on random JSON-ish input, the scanner and `serde_json`
+    /// agree on whether it is an object, and on every key and value.
+    #[test]
+    fn agrees_with_serde_json_on_random_input() {
+        let mut agreed_objects = 0;
+        for text in random_lines(0x9e37_79b9_7f4a_7c15, 60_000) {
             let (a, b) = (ours(&text), reference(&text));
             assert_eq!(a, b, "input {text:?}");
             agreed_objects += usize::from(a.is_some());
@@ -577,5 +741,50 @@ mod tests {
             agreed_objects > 5_000,
             "the fuzzer reached valid objects only {agreed_objects} times"
         );
+    }
+
+    /// The fast path's pairs, or `None` where it falls back.
+    fn flat(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
+        let mut pairs = Vec::new();
+        for_each_flat_pair(text, |k, v| pairs.push((Cow::Borrowed(k), v)))?;
+        Some(pairs)
+    }
+
+    /// What the fast path accepts, the full scanner accepts with the same pairs, and the
+    /// line is printable ASCII; and it does take the common readings.
+    #[test]
+    fn flat_fast_path_agrees_with_the_full_scanner() {
+        let mut taken = 0;
+        let sources = random_lines(0x2545_f491_4f6c_dd1d, 60_000).chain(
+            [
+                r#"{"device":"sim-01","seq":12,"temp_c":21.50,"humidity":-4}"#,
+                r#" { "a" : 1 , "b" : "x y" , "c":true,"d":false,"e":null } "#,
+                "{}",
+                " { } ",
+                r#"{"a":0}"#,
+                r#"{"a":1,"b":2,"a":3}"#,
+                r#"{"a":"\u0041"}"#,
+                r#"{"a":1e5}"#,
+                r#"{"a":[1]}"#,
+                "{\"a\":\"é\"}",
+                "{\"a\":1}\r",
+                "{\"a\":\t1}",
+                r#"{"device":"x","temp_c":6,"device":"y"}"#,
+            ]
+            .map(String::from),
+        );
+        for text in sources {
+            let Some(fast) = flat(&text) else { continue };
+            taken += 1;
+            assert_eq!(Some(fast), parse_object(&text), "input {text:?}");
+            assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "input {text:?}");
+        }
+        assert!(taken > 1_000, "the fast path took only {taken} lines");
+        assert!(flat(r#"{"device":"sim-01","seq":12,"temp_c":21.50,"humidity":-4}"#).is_some());
+        assert!(
+            flat(r#"{"a":1,"b":2,"a":3}"#).is_none(),
+            "repeats are merged by the full path"
+        );
+        assert!(flat(r#"{"a":1e5}"#).is_none(), "exponents are checked by the full path");
     }
 }
