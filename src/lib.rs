@@ -29,7 +29,7 @@ pub mod error;
 pub(crate) mod http;
 pub mod protocol;
 pub(crate) mod ratelog;
-pub(crate) mod server;
+pub mod server;
 pub mod settings;
 pub(crate) mod shutdown;
 pub(crate) mod simulate;

@@ -10,18 +10,18 @@
 //! the kernel's `net.core.somaxconn`) and keep the accept loop to a few syscalls.
 //!
 //! Shutdown wakes the blocked `accept` by connecting to the listener itself
-//! (tiny_http's trick), see [`crate::shutdown`]. Before the listener closes, the loop
+//! (tiny_http's trick), see `crate::shutdown`. Before the listener closes, the loop
 //! takes in what is still in the accept queue: those boards connected before the
 //! signal and have likely sent their readings already, which closing the listener would
 //! reset unread. The drain then reads them like every other connection.
 
-pub mod allow;
-pub mod connection;
-pub mod limits;
+pub(crate) mod allow;
+pub(crate) mod connection;
+pub(crate) mod limits;
 pub mod proxy;
-pub mod refused;
-pub mod settings;
-pub mod tls_listener;
+pub(crate) mod refused;
+pub(crate) mod settings;
+pub(crate) mod tls_listener;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
