@@ -45,7 +45,7 @@ static GLOBAL: Counting = Counting;
 /// Feeds `readings` readings through the ingest hook as a connection does, in chunks of
 /// 64; `name(i)` is reading `i`'s device. Returns (allocations, nanoseconds) per reading.
 fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f64) {
-    let (mut seen, mut enc) = (Seen::default(), Encoder::default());
+    let (mut seen, mut enc) = (Sightings::default(), Encoder::default());
     let (mut csv, mut device) = (Vec::with_capacity(1 << 16), String::with_capacity(64));
     let values: Vec<String> = (0..64).map(|i| format!("2{}.{}", i % 10, i)).collect();
     let allocations = ALLOCATIONS.load(Relaxed);
@@ -80,7 +80,7 @@ fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f
     ((ALLOCATIONS.load(Relaxed) - allocations) as f64 / readings as f64, ns)
 }
 
-use sensorlog::boards::{Boards, Seen};
+use sensorlog::boards::{Boards, Sightings};
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -110,7 +110,7 @@ fn main() {
     let before = rss_bytes();
     let b = Boards::new(&cfg, &alerts);
     let names: Vec<String> = (0..boards_n).map(|i| format!("board-{i:05}")).collect();
-    let mut seen = Seen::default();
+    let mut seen = Sightings::default();
     let step_ms = 30_000; // one reading per chart bucket
     let start = Instant::now();
     let mut readings = 0u64;

@@ -10,7 +10,7 @@
 //! `alerts.min_silent_secs`, and back to `ok` when it reports again.
 //!
 //! Ingest pays little: a connection thread collects the readings of one read chunk in
-//! its own reusable [`Seen`] buffer (no allocation once warm), and after the CSV append
+//! its own reusable [`Sightings`] buffer (no allocation once warm), and after the CSV append
 //! applies the written ones under one short mutex ([`Boards::record`]). The HTTP side
 //! only ever reads snapshots of this state; it never touches the CSV or the sockets.
 //!
@@ -82,17 +82,17 @@ impl Status {
 /// The readings of one read chunk, collected before the CSV write: a connection keeps
 /// one and reuses it, so collecting allocates nothing once it has grown.
 ///
-/// The ingest path uses [`Seen::note`]: per reading it only compares the device with
+/// The ingest path uses [`Sightings::note`]: per reading it only compares the device with
 /// the previous reading's and moves a byte range, and [`Boards::record`] reads the last
 /// reading of each run back from the chunk's encoded CSV rows. Copying every reading's
 /// fields here instead cost about 7% of ingest CPU (callgrind, 20 boards x 10,000 JSON
-/// readings). [`Seen::push`] takes the fields directly, for tests and benchmarks.
+/// readings). [`Sightings::push`] takes the fields directly, for tests and benchmarks.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub struct Sightings {
     text: String,
     readings: Vec<SeenReading>,
     fields: Vec<SeenField>,
-    /// Runs noted with [`Seen::note`], resolved from the CSV bytes by [`Seen::resolve`].
+    /// Runs noted with [`Sightings::note`], resolved from the CSV bytes by [`Sightings::resolve`].
     runs: Vec<Run>,
 }
 
@@ -127,7 +127,7 @@ struct SeenField {
     number: bool,
 }
 
-impl Seen {
+impl Sightings {
     /// Adds one reading: its device and its fields as `(name, value text, is a number)`.
     ///
     /// A board sends many readings per read chunk when it is busy; they all share one
@@ -192,7 +192,7 @@ impl Seen {
     }
 
     /// Reads the noted runs' last readings back from `csv`, the chunk's encoded rows
-    /// (the buffer the ranges given to [`Seen::note`] point into).
+    /// (the buffer the ranges given to [`Sightings::note`] point into).
     fn resolve(&mut self, csv: &[u8]) {
         let mut runs = std::mem::take(&mut self.runs);
         for run in runs.drain(..) {
@@ -302,7 +302,7 @@ struct Series {
 }
 
 #[derive(Debug, Default)]
-struct Board {
+struct BoardState {
     peer: String,
     ack: bool,
     /// Milliseconds since start of the last reading; `None` for a board of an earlier run.
@@ -326,7 +326,7 @@ struct Board {
     silent_since_ms: Option<u64>,
 }
 
-impl Board {
+impl BoardState {
     fn latest(&self) -> &[Latest] {
         &self.latest[..self.latest_len]
     }
@@ -338,11 +338,11 @@ impl Board {
         peer.clear();
         let mut series = std::mem::take(&mut self.series);
         series.clear();
-        *self = Board {
+        *self = BoardState {
             peer,
             latest,
             series,
-            ..Board::default()
+            ..BoardState::default()
         };
     }
 
@@ -467,7 +467,7 @@ struct Slot {
     /// `name`'s hash in [`Inner::index`], kept so that evicting the board needs no new
     /// hash of its name.
     hash: u64,
-    board: Board,
+    board: BoardState,
     /// Neighbours in the recency list: `prev` reported more recently, `next` less.
     prev: u32,
     next: u32,
@@ -594,7 +594,7 @@ impl Inner {
         (i, true)
     }
 
-    fn boards(&self) -> impl Iterator<Item = (&str, &Board)> {
+    fn boards(&self) -> impl Iterator<Item = (&str, &BoardState)> {
         self.slots.iter().map(|s| (s.name.as_str(), &s.board))
     }
 }
@@ -674,9 +674,9 @@ impl Boards {
 
     /// Applies the readings of `seen` whose entry in `written` is true (the CSV append
     /// succeeded for them), then clears `seen`. `csv` is the chunk's encoded rows, which
-    /// the ranges given to [`Seen::note`] point into (empty when only [`Seen::push`] was
+    /// the ranges given to [`Sightings::note`] point into (empty when only [`Sightings::push`] was
     /// used). One lock per call.
-    pub fn record(&self, seen: &mut Seen, csv: &[u8], written: impl Iterator<Item = bool>, peer: &str, ack: bool) {
+    pub fn record(&self, seen: &mut Sightings, csv: &[u8], written: impl Iterator<Item = bool>, peer: &str, ack: bool) {
         if !seen.runs.is_empty() {
             seen.resolve(csv);
         }
@@ -689,7 +689,7 @@ impl Boards {
     /// [`Boards::record`] at an explicit time (milliseconds since start), for tests and
     /// the memory benchmark.
     #[doc(hidden)]
-    pub fn record_at(&self, seen: &Seen, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
+    pub fn record_at(&self, seen: &Sightings, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
         let mut inner = self.lock();
         let mut written = written;
         for r in &seen.readings {
@@ -798,7 +798,7 @@ impl Boards {
 
     /// Creates a board's chart rings from its latest values, read at `last_ms` (what its
     /// first reading would have put in them).
-    fn start_chart(&self, b: &mut Board, last_ms: u64) {
+    fn start_chart(&self, b: &mut BoardState, last_ms: u64) {
         b.charted = true;
         let secs = (last_ms / 1000).min(u64::from(u32::MAX)) as u32;
         for field in 0..b.latest_len {
@@ -812,7 +812,7 @@ impl Boards {
         }
     }
 
-    fn add_point(&self, b: &mut Board, field: usize, secs: u32, v: f64) {
+    fn add_point(&self, b: &mut BoardState, field: usize, secs: u32, v: f64) {
         if !v.is_finite() {
             return;
         }
@@ -893,7 +893,7 @@ impl Boards {
             evicted: self.evicted(),
             ..BoardTotals::default()
         };
-        let mut names: Vec<(&str, &Board)> = Vec::with_capacity(inner.slots.len());
+        let mut names: Vec<(&str, &BoardState)> = Vec::with_capacity(inner.slots.len());
         for (name, b) in inner.boards() {
             match b.status() {
                 Status::Ok => totals.ok += 1,
@@ -937,7 +937,7 @@ impl Boards {
     /// value is how many were left out.
     pub fn metric_rows(&self, limit: usize) -> (Vec<MetricRow>, usize) {
         let inner = self.lock();
-        let mut names: Vec<(&str, &Board)> = inner.boards().collect();
+        let mut names: Vec<(&str, &BoardState)> = inner.boards().collect();
         names.sort_unstable_by_key(|(name, _)| *name);
         let left_out = names.len().saturating_sub(limit);
         let rows = names
@@ -1034,7 +1034,7 @@ mod tests {
     }
 
     fn send(b: &Boards, device: &str, fields: &[(&str, &str, bool)], at_ms: u64) {
-        let mut s = Seen::default();
+        let mut s = Sightings::default();
         s.push(device, fields.iter().copied());
         b.record_at(&s, std::iter::once(true), "10.0.0.1:5000", true, at_ms);
     }
@@ -1043,7 +1043,7 @@ mod tests {
     fn noted_readings_are_read_back_from_the_csv_rows_as_the_board_sent_them() {
         use crate::sink::csv::encode::{Encoder, ReadingColumns};
         let b = boards(10, 1);
-        let mut s = Seen::default();
+        let mut s = Sightings::default();
         let mut csv = Vec::new();
         let mut enc = Encoder::default();
         // Two runs of "k" around one of "=evil" (a device name neutralised in the CSV);
@@ -1276,7 +1276,7 @@ mod tests {
     #[test]
     fn failed_writes_are_not_recorded() {
         let b = boards(10, 1);
-        let mut s = Seen::default();
+        let mut s = Sightings::default();
         s.push("a", [("t", "1", true)].into_iter());
         s.push("b", [("t", "1", true)].into_iter());
         b.record(&mut s, &[], [false, true].into_iter(), "p", false);

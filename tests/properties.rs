@@ -8,7 +8,7 @@ use std::io::Write;
 use proptest::prelude::*;
 use sensorlog::protocol::framing::{Frame, Leftover, LineFramer};
 use sensorlog::protocol::reading::{parse_line, Line};
-use sensorlog::sink::csv::dedup::{Dedup, Key, Seen};
+use sensorlog::sink::csv::dedup::{Dedup, Key, Verdict};
 use sensorlog::sink::csv::encode::{original, original_value, split_row, Encoder, ReadingColumns};
 use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
 use sensorlog::sink::csv::CsvSink;
@@ -148,9 +148,9 @@ proptest! {
             let key = Key { device: format!("d{dev}"), boot: format!("b{boot}"), seq, content };
             let id = (key.device.clone(), key.boot.clone(), seq);
             match dedup.check(&key) {
-                Seen::Resend => prop_assert_eq!(model.get(&id), Some(&content), "a resend that was never written"),
-                Seen::Conflict => prop_assert!(model.get(&id).is_some_and(|c| *c != content)),
-                Seen::New => {
+                Verdict::Resend => prop_assert_eq!(model.get(&id), Some(&content), "a resend that was never written"),
+                Verdict::Conflict => prop_assert!(model.get(&id).is_some_and(|c| *c != content)),
+                Verdict::New => {
                     // Only allowed to forget what fell out of the bounds.
                     let just_written = recent.iter().rev().take(1).any(|r| *r == id);
                     prop_assert!(!(just_written && model.get(&id) == Some(&content)), "forgot the last write");

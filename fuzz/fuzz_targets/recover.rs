@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
 use sensorlog::protocol::reading::sanitize;
 use sensorlog::sink::csv::encode::{split_row, Encoder, ReadingColumns, HEADER};
-use sensorlog::sink::csv::dedup::{content_hash, Dedup, Key, Seen};
+use sensorlog::sink::csv::dedup::{content_hash, Dedup, Key, Verdict};
 use sensorlog::sink::csv::{recover::recover, CsvError, CsvSink};
 
 /// Few times, so that readings share their received_at (as the readings of one chunk do).
@@ -176,7 +176,7 @@ fuzz_target!(|data: &[u8]| {
             let in_file: HashSet<Vec<String>> = lines(&file[header.len()..kept]).map(said).collect();
             for r in &readings {
                 let Some(key) = &r.key else { continue };
-                if dedup.check(key) == Seen::Resend {
+                if dedup.check(key) == Verdict::Resend {
                     assert!(
                         lines(&whole[r.at.clone()]).all(|row| in_file.contains(&said(row))),
                         "{key:?} is remembered as written but what it says is not all in the file \

@@ -74,7 +74,7 @@ pub struct Gate {
 
 /// One connection's auth state.
 #[derive(Debug, Default)]
-pub struct Session {
+pub struct AuthSession {
     /// The device this connection proved it is.
     device: Option<String>,
 }
@@ -100,7 +100,7 @@ impl Gate {
     }
 
     /// A greeting `HELLO <device> [token=<token>]` from `peer`.
-    pub fn hello(&self, s: &mut Session, peer: IpAddr, device: &str, token: Option<&str>) -> Result<(), Refusal> {
+    pub fn hello(&self, s: &mut AuthSession, peer: IpAddr, device: &str, token: Option<&str>) -> Result<(), Refusal> {
         let Some(store) = &self.store else {
             return Ok(());
         };
@@ -142,7 +142,7 @@ impl Gate {
 
     /// A reading, naming `device` (or not); the connection's greeting named
     /// `hello_device`.
-    pub fn reading(&self, s: &Session, device: Option<&str>) -> Result<(), Refusal> {
+    pub fn reading(&self, s: &AuthSession, device: Option<&str>) -> Result<(), Refusal> {
         if self.store.is_none() {
             return Ok(());
         }
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn required_auth() {
         let (g, dir) = gate(true);
-        let mut s = Session::default();
+        let mut s = AuthSession::default();
         assert_eq!(g.reading(&s, Some("kitchen")), Err(Refusal::AuthRequired));
         assert_eq!(g.hello(&mut s, IP, "kitchen", None), Err(Refusal::AuthRequired));
         assert_eq!(g.hello(&mut s, IP, "kitchen", Some("bad")), Err(Refusal::BadToken));
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn brute_force_backs_off() {
         let (g, dir) = gate(true);
-        let mut s = Session::default();
+        let mut s = AuthSession::default();
         for _ in 0..3 {
             assert_eq!(g.hello(&mut s, IP, "kitchen", Some("guess")), Err(Refusal::BadToken));
         }
@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn optional_auth_and_open_gate() {
         let (g, dir) = gate(false);
-        let mut s = Session::default();
+        let mut s = AuthSession::default();
         assert_eq!(g.reading(&s, Some("anyone")), Ok(()));
         assert_eq!(g.hello(&mut s, IP, "kitchen", Some("bad")), Err(Refusal::BadToken));
         let _ = std::fs::remove_dir_all(dir);
@@ -275,6 +275,6 @@ mod tests {
             },
         );
         assert!(open.is_open());
-        assert_eq!(open.reading(&Session::default(), Some("x")), Ok(()));
+        assert_eq!(open.reading(&AuthSession::default(), Some("x")), Ok(()));
     }
 }

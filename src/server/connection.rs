@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::auth::session::{Gate, Refusal, Session as AuthSession};
+use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading, Value};
 use crate::ratelog::{ByCause, RateLimitedLog};
@@ -105,7 +105,7 @@ struct Session<'a> {
     received_ms: Option<u128>,
     encoder: encode::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
-    seen: crate::boards::Seen,
+    seen: crate::boards::Sightings,
     /// The field vector each line is parsed into (see `parse_line_reusing`).
     spare_fields: Vec<Field<'static>>,
     /// Set when the board must be disconnected once the replies are sent.
@@ -168,7 +168,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         received_at: String::new(),
         received_ms: None,
         encoder: encode::Encoder::default(),
-        seen: crate::boards::Seen::default(),
+        seen: crate::boards::Sightings::default(),
         spare_fields: Vec::new(),
         close_after: None,
         peer_addr: match peer.ip() {

@@ -42,7 +42,7 @@ pub struct Key {
 
 /// What the memory says about a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
+pub enum Verdict {
     /// Not written before (as far as the window reaches): write it.
     New,
     /// Written before with the same content: acknowledge, do not write.
@@ -89,7 +89,7 @@ impl Boot {
 }
 
 #[derive(Debug)]
-struct Board {
+struct DeviceBoots {
     current: Boot,
     previous: Option<Boot>,
     last_seen: u64,
@@ -98,7 +98,7 @@ struct Board {
 #[derive(Debug)]
 pub struct Dedup {
     limits: DedupConfig,
-    boards: HashMap<Box<str>, Board>,
+    boards: HashMap<Box<str>, DeviceBoots>,
     clock: u64,
     forgotten: u64,
 }
@@ -119,22 +119,22 @@ impl Dedup {
         }
     }
 
-    pub fn check(&self, key: &Key) -> Seen {
+    pub fn check(&self, key: &Key) -> Verdict {
         let Some(board) = self.boards.get(key.device.as_str()) else {
-            return Seen::New;
+            return Verdict::New;
         };
         let boot = if *board.current.id == key.boot {
             &board.current
         } else {
             match &board.previous {
                 Some(p) if *p.id == key.boot => p,
-                _ => return Seen::New,
+                _ => return Verdict::New,
             }
         };
         match boot.find(key.seq) {
-            None => Seen::New,
-            Some(c) if c == key.content => Seen::Resend,
-            Some(_) => Seen::Conflict,
+            None => Verdict::New,
+            Some(c) if c == key.content => Verdict::Resend,
+            Some(_) => Verdict::Conflict,
         }
     }
 
@@ -149,7 +149,7 @@ impl Dedup {
                 if self.boards.len() >= self.limits.max_boards {
                     self.forget_least_recent();
                 }
-                self.boards.entry(key.device.as_str().into()).or_insert(Board {
+                self.boards.entry(key.device.as_str().into()).or_insert(DeviceBoots {
                     current: Boot::new(&key.boot),
                     previous: None,
                     last_seen: now,
@@ -236,15 +236,15 @@ mod tests {
     fn only_exactly_what_was_written_is_a_resend() {
         let mut d = Dedup::default();
         let k = key("kitchen", "3f9a1c07", u64::MAX, 1);
-        assert_eq!(d.check(&k), Seen::New);
+        assert_eq!(d.check(&k), Verdict::New);
         d.record(&k);
-        assert_eq!(d.check(&k), Seen::Resend);
+        assert_eq!(d.check(&k), Verdict::Resend);
         for seq in [0, 1, 2, 100] {
-            assert_eq!(d.check(&key("kitchen", "3f9a1c07", seq, 1)), Seen::New, "seq {seq}");
+            assert_eq!(d.check(&key("kitchen", "3f9a1c07", seq, 1)), Verdict::New, "seq {seq}");
         }
-        assert_eq!(d.check(&key("kitchen", "3f9a1c07", u64::MAX, 2)), Seen::Conflict);
-        assert_eq!(d.check(&key("kitchen", "other", u64::MAX, 1)), Seen::New);
-        assert_eq!(d.check(&key("hall", "3f9a1c07", u64::MAX, 1)), Seen::New);
+        assert_eq!(d.check(&key("kitchen", "3f9a1c07", u64::MAX, 2)), Verdict::Conflict);
+        assert_eq!(d.check(&key("kitchen", "other", u64::MAX, 1)), Verdict::New);
+        assert_eq!(d.check(&key("hall", "3f9a1c07", u64::MAX, 1)), Verdict::New);
     }
 
     #[test]
@@ -253,14 +253,14 @@ mod tests {
         for seq in 1..=6 {
             d.record(&key("a", "b1", seq, seq));
         }
-        assert_eq!(d.check(&key("a", "b1", 2, 2)), Seen::New, "fell out of the window");
-        assert_eq!(d.check(&key("a", "b1", 3, 3)), Seen::Resend);
-        assert_eq!(d.check(&key("a", "b1", 6, 6)), Seen::Resend);
+        assert_eq!(d.check(&key("a", "b1", 2, 2)), Verdict::New, "fell out of the window");
+        assert_eq!(d.check(&key("a", "b1", 3, 3)), Verdict::Resend);
+        assert_eq!(d.check(&key("a", "b1", 6, 6)), Verdict::Resend);
         d.record(&key("a", "b2", 1, 9));
-        assert_eq!(d.check(&key("a", "b1", 6, 6)), Seen::Resend, "previous boot kept");
+        assert_eq!(d.check(&key("a", "b1", 6, 6)), Verdict::Resend, "previous boot kept");
         d.record(&key("a", "b3", 1, 9));
-        assert_eq!(d.check(&key("a", "b1", 6, 6)), Seen::New, "only one previous boot");
-        assert_eq!(d.check(&key("a", "b2", 1, 9)), Seen::Resend);
+        assert_eq!(d.check(&key("a", "b1", 6, 6)), Verdict::New, "only one previous boot");
+        assert_eq!(d.check(&key("a", "b2", 1, 9)), Verdict::Resend);
     }
 
     #[test]
@@ -274,8 +274,8 @@ mod tests {
             d.record(&key(&format!("b{i}"), "x", 1, 1));
             assert!(d.len() <= 100);
         }
-        assert_eq!(d.check(&key("b999", "x", 1, 1)), Seen::Resend);
-        assert_eq!(d.check(&key("b1", "x", 1, 1)), Seen::New, "forgotten");
+        assert_eq!(d.check(&key("b999", "x", 1, 1)), Verdict::Resend);
+        assert_eq!(d.check(&key("b1", "x", 1, 1)), Verdict::New, "forgotten");
         assert!(d.forgotten() >= 900);
     }
 }

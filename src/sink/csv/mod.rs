@@ -51,7 +51,7 @@ use crate::ratelog::ByCause;
 use crate::sink::csv::encode::{Row, HEADER};
 use crate::sink::csv::settings::{DedupConfig, Fsync};
 use crate::sink::Appended;
-use dedup::{Dedup, Key, Seen};
+use dedup::{Dedup, Key, Verdict};
 
 /// What went wrong with the CSV file, and where.
 #[derive(Debug)]
@@ -360,17 +360,17 @@ impl CsvSink {
         let mut fresh_keys: Vec<&Key> = Vec::new();
         for r in &batch.readings {
             let seen = match &r.key {
-                None => Seen::New,
+                None => Verdict::New,
                 Some(k) => match fresh_keys
                     .iter()
                     .find(|f| f.seq == k.seq && f.device == k.device && f.boot == k.boot)
                 {
-                    Some(f) if f.content == k.content => Seen::Resend,
-                    Some(_) => Seen::Conflict,
+                    Some(f) if f.content == k.content => Verdict::Resend,
+                    Some(_) => Verdict::Conflict,
                     None => inner.dedup.check(k),
                 },
             };
-            if seen == Seen::Conflict {
+            if seen == Verdict::Conflict {
                 let k = r.key.as_ref().expect("only keyed readings conflict");
                 self.resend_conflicts.fetch_add(1, Ordering::Relaxed);
                 self.conflict_log.log(&format!("{}\u{0}{}", k.device, k.boot), |n| {
@@ -382,12 +382,12 @@ impl CsvSink {
                     )
                 });
             }
-            if seen != Seen::Resend {
+            if seen != Verdict::Resend {
                 if let Some(k) = &r.key {
                     fresh_keys.push(k);
                 }
             }
-            outcomes.push(if seen == Seen::Resend {
+            outcomes.push(if seen == Verdict::Resend {
                 Outcome::Duplicate
             } else {
                 Outcome::Written
@@ -809,19 +809,19 @@ mod tests {
         };
         assert_eq!(
             inner.dedup.check(&k("d", "b", 4, &[("f", "1", "number")])),
-            Seen::Resend
+            Verdict::Resend
         );
         assert_eq!(
             inner
                 .dedup
                 .check(&k("other", "x", 1, &[("a", "1", "number"), ("b", "2", "number")])),
-            Seen::Resend
+            Verdict::Resend
         );
         assert_eq!(
             inner
                 .dedup
                 .check(&k("d", "b", 5, &[("a", "1", "number"), ("c", "3", "number")])),
-            Seen::New,
+            Verdict::New,
             "the torn reading's resend must be written"
         );
     }

@@ -300,7 +300,7 @@ fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::csv::dedup::{content_hash, Seen};
+    use crate::sink::csv::dedup::{content_hash, Verdict};
     use crate::sink::csv::settings::DedupConfig;
 
     #[test]
@@ -325,7 +325,7 @@ mod tests {
             seq: 3,
             content: content_hash([("-f", "@x", "text"), ("g", "-2", "number")], "+12"),
         };
-        assert_eq!(dedup.check(&key), Seen::Resend);
+        assert_eq!(dedup.check(&key), Verdict::Resend);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
