@@ -2,7 +2,7 @@
 //! bench's `100x20000` (JSON readings with two fields, sent as fast as the socket
 //! takes them), once over the plain listener and once over the TLS listener.
 //!
-//! `bash bench/run.sh tls`, or `cargo bench --bench tls`; under `cargo test --all-targets`
+//! `bash benches/run.sh tls`, or `cargo bench --bench tls`; under `cargo test --all-targets`
 //! (no `--bench`) it does a smoke run of 4 boards x 250 readings. The generator runs in
 //! this process (one thread per board, rustls for TLS, pinning the daemon's generated
 //! certificate), so both runs pay for their own client side on the same CPUs. The clock

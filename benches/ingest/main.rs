@@ -2,7 +2,7 @@
 //! that compares with the physical limit of this machine and with rsyslog, and whether
 //! anything is lost or doubled on the way.
 //!
-//! `bash bench/run.sh` runs it (it installs rsyslog first if needed), or directly
+//! `bash benches/run.sh` runs it (it installs rsyslog first if needed), or directly
 //! `cargo bench --bench ingest -- [--quick] [FILTER...]`; a filter is a contender name
 //! (`sensorlog`, `raw`, `rsyslog`) or a workload letter or name (`A`..`D`, `idle`,
 //! `latency`). Under `cargo test --all-targets` (no `--bench` argument) it does a smoke

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::process::Proc;
 
-/// Set by `bench/run.sh` when installing rsyslog failed: the reason, shown in the report.
+/// Set by `benches/run.sh` when installing rsyslog failed: the reason, shown in the report.
 pub const SKIP_ENV: &str = "SENSORLOG_BENCH_RSYSLOG_SKIP";
 
 /// Most TCP sessions rsyslog accepts at once (the idle workload holds 10,100).
@@ -53,7 +53,7 @@ pub fn detect() -> Result<Rsyslogd, String> {
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|d| d.join("rsyslogd"))
         .find(|p| p.is_file())
-        .ok_or("rsyslogd is not installed (bench/run.sh installs it: apt-get install rsyslog)")?;
+        .ok_or("rsyslogd is not installed (benches/run.sh installs it: apt-get install rsyslog)")?;
     let out = Command::new(&path)
         .arg("-v")
         .stdin(Stdio::null())

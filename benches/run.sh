@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Ingest benchmark: sensorlog against a raw TCP-to-file copier and rsyslog, on loopback.
 #
-#   bash bench/run.sh              # full run (about 5 minutes on 2 cores)
-#   bash bench/run.sh --quick      # counts divided by 10, for a smoke run
-#   bash bench/run.sh latency raw  # only workloads/contenders whose names contain a filter word
-#   bash bench/run.sh tls          # TLS against plain TCP, same daemon, 100x20000 (benches/tls.rs)
+#   bash benches/run.sh              # full run (about 5 minutes on 2 cores)
+#   bash benches/run.sh --quick      # counts divided by 10, for a smoke run
+#   bash benches/run.sh latency raw  # only workloads/contenders whose names contain a filter word
+#   bash benches/run.sh tls          # TLS against plain TCP, same daemon, 100x20000 (benches/tls.rs)
 #
 # Installs rsyslog (Debian package) when rsyslogd is missing, without starting the system
 # service: the benchmark runs its own foreground rsyslogd with a generated config. If the
@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# `bash bench/run.sh tls`: ingest over TLS against plain TCP (benches/tls.rs), 100x20000.
+# `bash benches/run.sh tls`: ingest over TLS against plain TCP (benches/tls.rs), 100x20000.
 if [ "${1:-}" = "tls" ]; then
   exec cargo bench --bench tls
 fi

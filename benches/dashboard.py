@@ -2,7 +2,7 @@
 """Ingest throughput with the dashboard open and a browser connected, against
 http.listen = "" (issue 13: the HTTP side must not slow ingest).
 
-    python3 bench/dashboard.py [--rounds 3] [--boards 100] [--count 20000]
+    python3 benches/dashboard.py [--rounds 3] [--boards 100] [--count 20000]
 
 Builds the release binary, then per round and mode (alternating): starts `sensorlog serve`
 on loopback with a fresh CSV and

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Ingest cost in CPU instructions per reading, counted by valgrind (callgrind): a figure
 # that does not move with the machine's load, for comparing two builds on a shared or
-# noisy machine where `bench/run.sh`'s throughput medians swing by 20% or more.
+# noisy machine where `benches/run.sh`'s throughput medians swing by 20% or more.
 #
-#   bash bench/instructions.sh --http-listen 127.0.0.1:0   # this build (release), dashboard on
-#   bash bench/instructions.sh --http-listen ""            # dashboard off
-#   SENSORLOG_BENCH_SERVER_BIN=/old/sensorlog bash bench/instructions.sh   # another build
+#   bash benches/instructions.sh --http-listen 127.0.0.1:0   # this build (release), dashboard on
+#   bash benches/instructions.sh --http-listen ""            # dashboard off
+#   SENSORLOG_BENCH_SERVER_BIN=/old/sensorlog bash benches/instructions.sh   # another build
 #
 # KEEP=DIR keeps the larger run's callgrind profile as DIR/callgrind.out, for
 # `callgrind_annotate --inclusive=yes DIR/callgrind.out` (where the instructions go).
