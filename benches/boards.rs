@@ -1,4 +1,4 @@
-//! Memory and cost of the dashboard's board state (`src/boards.rs`), for the bound
+//! Memory and cost of the dashboard's board state (`src/fleet/boards.rs`), for the bound
 //! documented in docs/performance.md.
 //!
 //! `cargo bench --bench boards` fills 10,000 boards, each with 3 numeric fields whose
@@ -17,7 +17,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use sensorlog::boards::settings::{AlertsConfig, BoardsConfig};
+use sensorlog::fleet::boards::settings::{AlertsConfig, BoardsConfig};
 use sensorlog::sink::csv::encode::{Encoder, ReadingColumns};
 
 /// The system allocator, counting allocations (and reallocations).
@@ -80,7 +80,7 @@ fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f
     ((ALLOCATIONS.load(Relaxed) - allocations) as f64 / readings as f64, ns)
 }
 
-use sensorlog::boards::{Boards, Sightings};
+use sensorlog::fleet::boards::{Boards, Sightings};
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

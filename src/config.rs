@@ -20,9 +20,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::settings::{AuthConfig, AuthFile};
-use crate::boards::settings::{AlertsConfig, AlertsFile, BoardsConfig, BoardsFile};
 use crate::cli::ServeArgs;
-use crate::http::settings::{HttpConfig, HttpFile};
+use crate::fleet::boards::settings::{AlertsConfig, AlertsFile, BoardsConfig, BoardsFile};
+use crate::fleet::http::settings::{HttpConfig, HttpFile};
 use crate::server::settings::{ServerConfig, ServerFile, TlsConfig, TlsFile};
 use crate::settings::{beside_config, ConfigError, Limit};
 use crate::sink::csv::settings::{CsvConfig, CsvFile, DedupFile};
@@ -271,7 +271,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    use crate::http::settings::DEFAULT_HTTP_LISTEN;
+    use crate::fleet::http::settings::DEFAULT_HTTP_LISTEN;
     use crate::server::settings::{DEFAULT_LISTEN, TLS_HANDSHAKE_TIMEOUT_SECS};
     use crate::sink::csv::settings::{Fsync, DEFAULT_CSV_PATH};
     use crate::sink::sheets::settings::{SheetsLayout, MAX_REQUEST_BYTES};

@@ -44,7 +44,7 @@ pub fn serve(config: Config) -> Result<()> {
     // Live board state, dashboard/metrics/health over HTTP, silent-board alerts (issue 13).
     let boards = start_boards(&config);
     let http = start_http(&config, &boards, &stats, &sink, sinks.uploader.is_some(), &shutdown)?;
-    let alerts = crate::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
+    let alerts = crate::fleet::alerts::start(Arc::clone(&boards), &config.alerts, &shutdown)
         .map_err(|e| Error::startup("start the board-watch thread", e))?;
     let security = Security::start(&config)?;
     let listeners = Listeners::bind(&config, &security)?;
@@ -154,8 +154,8 @@ impl Sinks {
     }
 }
 
-fn start_boards(config: &Config) -> Arc<crate::boards::Boards> {
-    let boards = Arc::new(crate::boards::Boards::new(&config.boards, &config.alerts));
+fn start_boards(config: &Config) -> Arc<crate::fleet::boards::Boards> {
+    let boards = Arc::new(crate::fleet::boards::Boards::new(&config.boards, &config.alerts));
     match boards.load_previous_run(&config.csv.path) {
         Ok(n) if n > 0 => log::debug!("Listed {n} boards from the end of the CSV as not seen since start."),
         Ok(_) => {}
@@ -169,15 +169,15 @@ fn start_boards(config: &Config) -> Arc<crate::boards::Boards> {
 
 fn start_http(
     config: &Config,
-    boards: &Arc<crate::boards::Boards>,
+    boards: &Arc<crate::fleet::boards::Boards>,
     stats: &Arc<Stats>,
     sink: &Arc<CsvSink>,
     sheets: bool,
     shutdown: &Arc<Shutdown>,
-) -> Result<Option<crate::http::HttpServer>> {
+) -> Result<Option<crate::fleet::http::HttpServer>> {
     Ok(match config.http.listen {
         Some(addr) => {
-            let state = Arc::new(crate::http::HttpState {
+            let state = Arc::new(crate::fleet::http::HttpState {
                 boards: Arc::clone(boards),
                 stats: Arc::clone(stats),
                 sink: Arc::clone(sink),
@@ -186,12 +186,12 @@ fn start_http(
                 ready_upload_stall: config.http.ready_upload_stall,
                 metrics_max_boards: config.http.metrics_max_boards,
                 max_event_clients: config.http.max_event_clients,
-                started_unix_ms: crate::boards::unix_ms(std::time::SystemTime::now()),
+                started_unix_ms: crate::fleet::boards::unix_ms(std::time::SystemTime::now()),
                 csv_at_start: sink.position(),
                 event_clients: Default::default(),
                 event_cache: Default::default(),
             });
-            Some(crate::http::start(addr, state, shutdown).map_err(|e| {
+            Some(crate::fleet::http::start(addr, state, shutdown).map_err(|e| {
                 Error::startup(
                     format!(
                         "listen on {addr} for the dashboard (is another sensorlog or program using this port? \
@@ -305,7 +305,7 @@ impl Listeners {
 }
 
 /// The start-up line: where it listens, the CSV, the limits, and the dashboard.
-fn announce(config: &Config, local: std::net::SocketAddr, rows: u64, http: Option<&crate::http::HttpServer>) {
+fn announce(config: &Config, local: std::net::SocketAddr, rows: u64, http: Option<&crate::fleet::http::HttpServer>) {
     if config.server.proxy.is_on() {
         log::info!(
             "PROXY protocol {} from {:?} (server.trusted_proxies): boards behind them are known by their real address; others connect directly, without a header.",
@@ -345,7 +345,7 @@ fn connection_context(
     stats: &Arc<Stats>,
     shutdown: &Arc<Shutdown>,
     security: &Security,
-    boards: &Arc<crate::boards::Boards>,
+    boards: &Arc<crate::fleet::boards::Boards>,
     rows_for_uploader: bool,
 ) -> Arc<ConnectionContext> {
     Arc::new(ConnectionContext {
@@ -453,8 +453,8 @@ fn shut_down(
     conns: &Connections,
     sink: &Arc<CsvSink>,
     sinks: Sinks,
-    alerts: crate::alerts::Alerts,
-    http: Option<crate::http::HttpServer>,
+    alerts: crate::fleet::alerts::Alerts,
+    http: Option<crate::fleet::http::HttpServer>,
 ) -> Result<()> {
     log::info!("Shutting down: closing {} board connections.", conns.len());
     conns.close_reads();

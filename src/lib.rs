@@ -18,15 +18,13 @@
 
 #![forbid(unsafe_code)]
 
-pub(crate) mod alerts;
 pub(crate) mod auth;
-pub mod boards;
 pub mod cli;
 pub(crate) mod cmd;
 pub mod config;
 pub(crate) mod daemon;
 pub mod error;
-pub(crate) mod http;
+pub mod fleet;
 pub mod protocol;
 pub(crate) mod ratelog;
 pub mod server;

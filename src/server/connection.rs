@@ -57,7 +57,7 @@ pub struct ConnectionContext {
     pub rows_for_uploader: bool,
     pub csv_path: PathBuf,
     /// Live board state for the dashboard and alerts (issue 13); see `DASHBOARD HOOK`.
-    pub boards: Option<Arc<crate::boards::Boards>>,
+    pub boards: Option<Arc<crate::fleet::boards::Boards>>,
     /// Device tokens: who may write as which device (open without a tokens file).
     pub gate: Arc<Gate>,
     /// server.allow / server.deny, applied at accept.
@@ -105,7 +105,7 @@ struct Session<'a> {
     received_ms: Option<u128>,
     encoder: encode::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
-    seen: crate::boards::Sightings,
+    seen: crate::fleet::boards::Sightings,
     /// The field vector each line is parsed into (see `parse_line_reusing`).
     spare_fields: Vec<Field<'static>>,
     /// Set when the board must be disconnected once the replies are sent.
@@ -168,7 +168,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         received_at: String::new(),
         received_ms: None,
         encoder: encode::Encoder::default(),
-        seen: crate::boards::Sightings::default(),
+        seen: crate::fleet::boards::Sightings::default(),
         spare_fields: Vec::new(),
         close_after: None,
         peer_addr: match peer.ip() {

@@ -81,7 +81,7 @@ impl Refusals {
             v4 => v4,
         };
         self.totals[reason as usize].fetch_add(1, Relaxed);
-        let now = crate::boards::unix_ms(SystemTime::now());
+        let now = crate::fleet::boards::unix_ms(SystemTime::now());
         let mut t = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         let key = if t.contains_key(&(reason, Some(ip))) || t.len() < MAX_ADDRESSES {
             (reason, Some(ip))

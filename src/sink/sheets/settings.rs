@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::boards::settings::{MIN_SILENT_SECS, SILENT_FACTOR};
 use crate::cli::SheetsFlags;
+use crate::fleet::boards::settings::{MIN_SILENT_SECS, SILENT_FACTOR};
 use crate::settings::{ConfigError, Limit};
 
 pub const DEFAULT_SHEETS_TAB: &str = "Readings";

@@ -409,7 +409,7 @@ impl Worker {
         self.stats
             .sheets_rows_done
             .store(self.cursor.rows_done, std::sync::atomic::Ordering::Relaxed);
-        let now_ms = crate::boards::unix_ms(std::time::SystemTime::now());
+        let now_ms = crate::fleet::boards::unix_ms(std::time::SystemTime::now());
         self.stats
             .sheets_last_upload_unix_ms
             .store(now_ms, std::sync::atomic::Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::HttpState;
-use crate::boards::{unix_ms, BoardTotals, BoardView};
+use crate::fleet::boards::{unix_ms, BoardTotals, BoardView};
 
 /// The dashboard's header line and its boards.
 #[derive(Debug, Serialize)]

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::boards::settings::AlertsConfig;
-use crate::boards::{Boards, Change, Status};
+use crate::fleet::boards::settings::AlertsConfig;
+use crate::fleet::boards::{Boards, Change, Status};
 use crate::shutdown::Shutdown;
 
 /// How often `board-watch` checks the boards.

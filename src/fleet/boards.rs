@@ -5,7 +5,7 @@
 //! each board was last seen, from which peer, whether it uses acknowledgements, its
 //! latest values, a short chart ring per numeric field, and its usual interval (the
 //! median of its last [`GAPS`] gaps between readings). [`Boards::check`], called once a
-//! second by the `board-watch` thread (`crate::alerts`), turns a board `silent` when it has
+//! second by the `board-watch` thread (`crate::fleet::alerts`), turns a board `silent` when it has
 //! been quiet for longer than `alerts.silent_factor` times its usual interval and at least
 //! `alerts.min_silent_secs`, and back to `ok` when it reports again.
 //!

@@ -1,7 +1,7 @@
 //! The `[boards]` and `[alerts]` sections: the keys as written in the file, their
 //! defaults and bounds, and the validated [`BoardsConfig`] (the live state kept per
 //! board) and [`AlertsConfig`] (when a board counts as silent, and the webhook told so).
-//! Both are read by `crate::boards`; `crate::alerts` sits above it. `crate::config`
+//! Both are read by `crate::fleet::boards`; `crate::fleet::alerts` sits above it. `crate::config`
 //! assembles them.
 
 use std::time::Duration;
@@ -41,7 +41,7 @@ pub struct AlertsFile {
     pub webhook_timeout_secs: Option<u64>,
 }
 
-/// `[boards]`: the in-memory live state per board (see `crate::boards`).
+/// `[boards]`: the in-memory live state per board (see `crate::fleet::boards`).
 #[derive(Debug, Clone)]
 pub struct BoardsConfig {
     pub max_boards: usize,

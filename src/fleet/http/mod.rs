@@ -15,7 +15,7 @@
 //! them (an `EventSlot` guard holds the count), and a stream past the cap gets 503.
 //!
 //! It can never block or slow ingest: every answer is built from relaxed atomic
-//! counters ([`crate::stats`]) and from short snapshots of [`crate::boards::Boards`]
+//! counters ([`crate::stats`]) and from short snapshots of [`crate::fleet::boards::Boards`]
 //! (bounded rings in memory). Nothing here reads the CSV file or touches a board's socket.
 
 pub mod api;
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::boards::Boards;
+use crate::fleet::boards::Boards;
 use crate::shutdown::Shutdown;
 use crate::sink::csv::CsvSink;
 use crate::stats::Stats;
