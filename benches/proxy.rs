@@ -23,7 +23,7 @@
 
 #[path = "../tests/util/bench.rs"]
 mod bench;
-use bench::{csv_rows, spawn_listening};
+use bench::{csv_rows, serve, spawn_listening};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -56,19 +56,16 @@ fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
         format!("trusted_proxies = [\"{PROXY_SOURCE}\"]\n")
     };
     std::fs::write(&cfg, format!("[server]\nproxy_protocol = \"{mode}\"\n{trusted}")).unwrap();
-    let (child, addr, _) = spawn_listening(
-        Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-            .args(["--max-connections", "3000", "--max-connections-per-ip", "3000"])
-            .args(["--stats-interval-secs", "0"])
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--csv")
-            .arg(dir.join("readings.csv"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null()),
-        false,
-    );
+    let cfg = cfg.to_str().expect("a UTF-8 temp path");
+    let limits = [
+        "--max-connections",
+        "3000",
+        "--max-connections-per-ip",
+        "3000",
+        "--config",
+        cfg,
+    ];
+    let (child, addr, _) = spawn_listening(&mut serve(BIN, &dir.join("readings.csv"), &limits), false);
     (Process(child), addr)
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/util/bench.rs"]
 #[allow(dead_code)] // csv_rows: the other load benches
 mod bench;
-use bench::spawn_listening;
+use bench::{serve, spawn_listening};
 
 use sensorlog::sink::csv::dedup::{Dedup, Key};
 use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
@@ -88,20 +88,7 @@ fn big_csv(path: &Path, bytes: u64) {
 
 fn start_daemon(dir: &Path) -> (Child, std::net::SocketAddr) {
     let (child, addr, _) = spawn_listening(
-        Command::new(env!("CARGO_BIN_EXE_sensorlog"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                // The dashboard on a free port: 8091 may be taken by another daemon.
-                "--http-listen",
-                "127.0.0.1:0",
-                "--csv",
-                "readings.csv",
-                "--stats-interval-secs",
-                "0",
-            ])
-            .current_dir(dir),
+        serve(env!("CARGO_BIN_EXE_sensorlog"), Path::new("readings.csv"), &[]).current_dir(dir),
         false,
     );
     (child, addr)

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 #[path = "../tests/util/bench.rs"]
 mod bench;
-use bench::{csv_rows, spawn_listening};
+use bench::{csv_rows, serve, spawn_listening};
 
 #[path = "../tests/util/tls.rs"]
 mod pinned;
@@ -52,31 +52,17 @@ fn start(dir: &Path, tls: bool) -> Daemon {
         ""
     };
     std::fs::write(&cfg, toml).unwrap();
-    let (child, plain, tls_addr) = spawn_listening(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                // The dashboard on a free port: 8091 may be taken by another daemon.
-                "--http-listen",
-                "127.0.0.1:0",
-                "--max-connections",
-                "1000",
-                // Every generated board connects from 127.0.0.1 (the per-address cap is 64).
-                "--max-connections-per-ip",
-                "1000",
-                "--stats-interval-secs",
-                "0",
-            ])
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--csv")
-            .arg(dir.join("readings.csv"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null()),
-        tls,
-    );
+    let cfg = cfg.to_str().expect("a UTF-8 temp path");
+    // Every generated board connects from 127.0.0.1 (the per-address cap is 64).
+    let limits = [
+        "--max-connections",
+        "1000",
+        "--max-connections-per-ip",
+        "1000",
+        "--config",
+        cfg,
+    ];
+    let (child, plain, tls_addr) = spawn_listening(&mut serve(BIN, &dir.join("readings.csv"), &limits), tls);
     Daemon {
         child,
         plain,

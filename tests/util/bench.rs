@@ -8,6 +8,22 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+/// `sensorlog serve` for a load bench: boards and the dashboard on free loopback ports
+/// (8090/8091 may be taken by another daemon), no periodic summary, the CSV `csv`, and
+/// `extra` flags (limits, `--config`); stdin and stdout closed. Start it with
+/// [`spawn_listening`].
+pub fn serve(bin: &str, csv: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--stats-interval-secs", "0"])
+        .args(extra)
+        .arg("--csv")
+        .arg(csv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
 /// Starts `cmd` (a `sensorlog serve`) with `RUST_LOG=info` and its stderr read up to the
 /// line `Listening on ADDR` and, with `tls`, `Listening for TLS on ADDR`; stderr is
 /// drained after that, so the daemon never blocks on a full pipe.
