@@ -177,7 +177,7 @@ fn start_http(
 ) -> Result<Option<crate::fleet::http::HttpServer>> {
     Ok(match config.http.listen {
         Some(addr) => {
-            let state = Arc::new(crate::fleet::http::HttpState {
+            let state = Arc::new(crate::fleet::http::state::HttpState {
                 boards: Arc::clone(boards),
                 stats: Arc::clone(stats),
                 sink: Arc::clone(sink),

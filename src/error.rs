@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::settings::ConfigError;
-use crate::sink::csv::CsvError;
+use crate::sink::csv::error::CsvError;
 
 #[derive(Debug)]
 pub enum Error {

@@ -21,7 +21,8 @@ use sensorlog::sink::csv::settings::{DedupConfig, Fsync};
 use sensorlog::protocol::reading::sanitize;
 use sensorlog::sink::csv::encode::{split_row, Encoder, ReadingColumns, HEADER};
 use sensorlog::sink::csv::dedup::{content_hash, Dedup, Key, Verdict};
-use sensorlog::sink::csv::{recover::recover, CsvError, CsvSink};
+use sensorlog::sink::csv::error::CsvError;
+use sensorlog::sink::csv::{recover::recover, CsvSink};
 
 /// Few times, so that readings share their received_at (as the readings of one chunk do).
 const TIMES: [&str; 2] = ["2026-12-01T00:00:00.000Z", "2026-12-01T00:00:00.001Z"];

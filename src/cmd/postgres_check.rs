@@ -12,8 +12,9 @@ use crate::error::{Error, Result};
 use crate::settings::ConfigError;
 use crate::sink::csv::settings::DEFAULT_CSV_PATH;
 use crate::sink::follower::rows::{self, Position, Verified};
+use crate::sink::postgres::failure::{advice, describe};
 use crate::sink::postgres::schema::{self, Names, MIGRATIONS};
-use crate::sink::postgres::{advice, describe, PostgresConfig};
+use crate::sink::postgres::PostgresConfig;
 
 fn fail(msg: impl std::fmt::Display) -> Error {
     super::fail("the PostgreSQL check", msg)

@@ -449,7 +449,7 @@ impl Session<'_> {
             Stats::add(&stats.readings, written);
             Stats::add(&stats.rows_written, rows);
             if let Err(e) = result {
-                if !matches!(e, crate::sink::csv::CsvError::Closed) {
+                if !matches!(e, crate::sink::csv::error::CsvError::Closed) {
                     let lost = self.outcomes.iter().filter(|o| **o == Outcome::Failed).count();
                     let path = self.shared.csv_path.display();
                     self.shared.write_errors.log(&e.cause(), |n| {

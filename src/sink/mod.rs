@@ -11,18 +11,3 @@ pub(crate) mod cursor;
 pub mod follower;
 pub mod postgres;
 pub mod sheets;
-
-use crate::sink::csv::encode::Row;
-
-/// Rows just appended to the CSV, as sent to the uploader.
-#[derive(Debug)]
-pub struct Appended {
-    /// Position of `rows[0]` in the CSV (0 = first row after the header).
-    pub first_row: u64,
-    pub rows: Vec<Row>,
-    /// File length after these rows: where the next row starts.
-    pub end_offset: u64,
-    /// The file's generation (see `CsvSink::generation`): positions restart when the
-    /// file is reopened after being moved or deleted.
-    pub generation: u64,
-}

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::HttpState;
+use super::state::HttpState;
 use crate::fleet::boards::{unix_ms, BoardTotals, BoardView};
 
 /// The dashboard's header line and its boards.
@@ -16,7 +16,7 @@ pub struct Overview {
     pub started_unix_ms: u64,
     pub totals: BoardTotals,
     /// Boards in `boards` (sorted by name; the dashboard shows at most
-    /// [`super::DASHBOARD_MAX_BOARDS`]).
+    /// [`super::state::DASHBOARD_MAX_BOARDS`]).
     pub shown: usize,
     pub csv: CsvView,
     /// `None` when Google Sheets upload is off.

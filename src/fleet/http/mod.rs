@@ -22,49 +22,24 @@ pub mod api;
 pub mod dashboard;
 pub mod metrics;
 pub mod settings;
+pub mod state;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::fleet::boards::Boards;
 use crate::shutdown::Shutdown;
-use crate::sink::csv::CsvSink;
-use crate::stats::Stats;
+use state::{HttpState, DASHBOARD_MAX_BOARDS};
 
 /// Threads answering requests (an `/events` stream moves to its own thread).
 pub const HTTP_WORKERS: usize = 2;
 /// Period of the `/events` stream.
 pub const EVENT_PERIOD: Duration = Duration::from_secs(1);
-/// Most boards the dashboard and `/events` show (sorted by name); `/api/boards` has all.
-pub const DASHBOARD_MAX_BOARDS: usize = 1000;
-
-/// What the handlers read. Everything is shared with ingest only through atomics and
-/// the boards' mutex.
-pub struct HttpState {
-    pub boards: Arc<Boards>,
-    pub stats: Arc<Stats>,
-    pub sink: Arc<CsvSink>,
-    pub csv_path: PathBuf,
-    pub sheets: bool,
-    pub ready_upload_stall: Duration,
-    pub metrics_max_boards: usize,
-    pub max_event_clients: usize,
-    pub started_unix_ms: u64,
-    /// CSV (rows, bytes) when the daemon started.
-    pub csv_at_start: (u64, u64),
-    pub event_clients: AtomicUsize,
-    /// The last `/events` payload and when it was built: every open dashboard shares one
-    /// snapshot per [`EVENT_PERIOD`], so ten tabs cost the boards' lock no more than one.
-    pub event_cache: std::sync::Mutex<Option<(Instant, Arc<String>)>>,
-}
-
 impl HttpState {
     /// The `/events` payload, rebuilt at most twice per [`EVENT_PERIOD`].
     fn event_payload(&self) -> Arc<String> {

@@ -33,7 +33,6 @@
 //!   no longer names the open file, and reopens it (a new file with its header). Each
 //!   reopen starts a new *generation*: positions restart at the new file's.
 
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -44,87 +43,27 @@ use std::sync::{Arc, Mutex};
 
 pub mod dedup;
 pub mod encode;
+pub mod error;
 pub mod recover;
 pub mod settings;
 
 use crate::ratelog::ByCause;
 use crate::sink::csv::encode::{Row, HEADER};
+use crate::sink::csv::error::{io_err, CsvError};
 use crate::sink::csv::settings::{DedupConfig, Fsync};
-use crate::sink::Appended;
 use dedup::{Dedup, Key, Verdict};
 
-/// What went wrong with the CSV file, and where.
+/// Rows just appended to the CSV, as sent to the uploader.
 #[derive(Debug)]
-pub enum CsvError {
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        source: io::Error,
-    },
-    Header {
-        path: PathBuf,
-        found: String,
-    },
-    Parse {
-        path: PathBuf,
-        source: csv::Error,
-    },
-    /// Another process holds the file's lock.
-    Locked {
-        path: PathBuf,
-        holder: Option<u32>,
-    },
-    Closed,
-}
-
-impl fmt::Display for CsvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CsvError::Io { path, action, source } => write!(f, "cannot {action} CSV file {}: {source}", path.display()),
-            CsvError::Header { path, found } => write!(
-                f,
-                "CSV file {} has a different header ({found:?}); expected {:?}. It is not a sensorlog file or comes from another version; \
-                 refusing to append to it. Move it aside or choose another path with --csv",
-                path.display(),
-                HEADER.join(",")
-            ),
-            CsvError::Parse { path, source } => write!(f, "cannot read CSV file {}: {source}", path.display()),
-            CsvError::Locked { path, holder } => write!(
-                f,
-                "CSV file {} is in use by another sensorlog ({}); two daemons on one file would corrupt it. Stop the other one, or give this one its own file with --csv",
-                path.display(),
-                match holder {
-                    Some(pid) => format!("process {pid}"),
-                    None => "process unknown".to_string(),
-                }
-            ),
-            CsvError::Closed => write!(f, "the CSV file is closed (the daemon is shutting down)"),
-        }
-    }
-}
-
-impl CsvError {
-    /// What kind of failure this is, without the details that change from one
-    /// occurrence to the next: the key for rate-limited logging.
-    pub fn cause(&self) -> String {
-        match self {
-            CsvError::Io { action, source, .. } => format!("{action}: {:?}", source.kind()),
-            CsvError::Header { .. } => "header".into(),
-            CsvError::Parse { .. } => "parse".into(),
-            CsvError::Locked { .. } => "locked".into(),
-            CsvError::Closed => "closed".into(),
-        }
-    }
-}
-
-impl std::error::Error for CsvError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            CsvError::Io { source, .. } => Some(source),
-            CsvError::Parse { source, .. } => Some(source),
-            _ => None,
-        }
-    }
+pub struct Appended {
+    /// Position of `rows[0]` in the CSV (0 = first row after the header).
+    pub first_row: u64,
+    pub rows: Vec<Row>,
+    /// File length after these rows: where the next row starts.
+    pub end_offset: u64,
+    /// The file's generation (see `CsvSink::generation`): positions restart when the
+    /// file is reopened after being moved or deleted.
+    pub generation: u64,
 }
 
 /// The rows of one read chunk, encoded, with one entry per reading.
@@ -626,11 +565,6 @@ impl CsvSink {
         }
         Ok(())
     }
-}
-
-fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> CsvError {
-    let path = path.to_path_buf();
-    move |source| CsvError::Io { path, action, source }
 }
 
 /// Opens, locks, recovers and (if needed) repairs the file at `path`.

@@ -22,11 +22,11 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::sink::csv::dedup::{Dedup, Key};
 use crate::sink::csv::encode::{original, original_value, COLUMNS, HEADER};
-use crate::sink::csv::CsvError;
+use crate::sink::csv::error::{io_err, CsvError};
 
 /// What recovery found and did; the caller applies `cut_to`, `rewrite_header` and
 /// `add_header_newline` to the file.
@@ -50,11 +50,6 @@ pub struct Recovered {
 }
 
 const CHUNK: usize = 1 << 20;
-
-fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> CsvError {
-    let path: PathBuf = path.to_path_buf();
-    move |source| CsvError::Io { path, action, source }
-}
 
 /// Reads `len` bytes at `offset` exactly, or fails (a short file is an error here).
 fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {

@@ -15,8 +15,8 @@ use bytes::BytesMut;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::Transaction;
 
+use super::failure::Stall;
 use super::schema::{Names, COPY_COLUMNS};
-use super::Stall;
 use crate::sink::csv::encode::{original, original_value};
 use crate::sink::follower::rows::SourceRow;
 

@@ -31,7 +31,7 @@
 
 use postgres::{Client, GenericClient, Transaction};
 
-use super::PostgresConfig;
+use super::settings::PostgresConfig;
 use crate::sink::follower::rows::Position;
 
 /// A fixed key for `pg_advisory_xact_lock`: every sensorlog migration takes it.
@@ -218,7 +218,7 @@ fn try_hypertable(tx: &mut Transaction<'_>, n: &Names) -> Result<bool, postgres:
             log::warn!(
                 "TimescaleDB is installed but {} could not become a hypertable ({}); it stays a plain table, which works the same.",
                 n.plain,
-                super::describe(&e)
+                super::failure::describe(&e)
             );
             sp.rollback()?;
             Ok(false)

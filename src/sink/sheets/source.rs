@@ -41,11 +41,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sink::csv::encode::{Row, COLUMNS};
+use crate::sink::csv::Appended;
 use crate::sink::csv::CsvSink;
 use crate::sink::cursor::{row_hash, Cursor, RowId};
 use crate::sink::follower::rows::{self, header_len};
 use crate::sink::follower::FollowedCsv;
-use crate::sink::Appended;
 
 /// Rows waiting to be uploaded, from the channel or read back from the CSV.
 pub struct Source {

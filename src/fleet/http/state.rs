@@ -1,0 +1,35 @@
+//! What every HTTP handler reads: the shared state and the dashboard's board cap.
+//! Below the server (`mod.rs`) and the handlers (`api`, `metrics`), so that neither
+//! imports the other for it.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::fleet::boards::Boards;
+use crate::sink::csv::CsvSink;
+use crate::stats::Stats;
+
+/// Most boards the dashboard and `/events` show (sorted by name); `/api/boards` has all.
+pub const DASHBOARD_MAX_BOARDS: usize = 1000;
+
+/// What the handlers read. Everything is shared with ingest only through atomics and
+/// the boards' mutex.
+pub struct HttpState {
+    pub boards: Arc<Boards>,
+    pub stats: Arc<Stats>,
+    pub sink: Arc<CsvSink>,
+    pub csv_path: PathBuf,
+    pub sheets: bool,
+    pub ready_upload_stall: Duration,
+    pub metrics_max_boards: usize,
+    pub max_event_clients: usize,
+    pub started_unix_ms: u64,
+    /// CSV (rows, bytes) when the daemon started.
+    pub csv_at_start: (u64, u64),
+    pub event_clients: AtomicUsize,
+    /// The last `/events` payload and when it was built: every open dashboard shares one
+    /// snapshot per `EVENT_PERIOD`, so ten tabs cost the boards' lock no more than one.
+    pub event_cache: std::sync::Mutex<Option<(Instant, Arc<String>)>>,
+}
