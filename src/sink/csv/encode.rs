@@ -224,17 +224,49 @@ impl Row {
     }
 }
 
+/// The bytes that make a field quoted: `,`, `"`, `\n` and `\r`.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+};
+
+/// One above the highest byte of [`SPECIAL`] (`,` is 0x2C).
+const SPECIAL_BELOW: u8 = b',' + 1;
+
 fn needs_quotes(s: &str) -> bool {
-    // A table lookup per byte: this runs on several fields of every row.
-    const SPECIAL: [bool; 256] = {
-        let mut t = [false; 256];
-        t[b',' as usize] = true;
-        t[b'"' as usize] = true;
-        t[b'\n' as usize] = true;
-        t[b'\r' as usize] = true;
-        t
-    };
-    s.bytes().any(|b| SPECIAL[b as usize])
+    // This runs on several fields of every row. The four special bytes are all below
+    // `-`, and readings' names and values are mostly letters, digits, `.`, `_` and `-`:
+    // eight bytes at a time, a word with no byte below `-` needs no quotes, and only a
+    // field with such a byte (a space, say) takes the table lookup per byte (issue 22:
+    // the lookup per byte was 369 of a stable reading's instructions).
+    has_byte_below(s.as_bytes(), SPECIAL_BELOW) && s.bytes().any(|b| SPECIAL[b as usize])
+}
+
+/// Whether a byte of `b` is below `n` (`n` at most 128), a word at a time.
+fn has_byte_below(b: &[u8], n: u8) -> bool {
+    // Per byte of a word `w`: `(w - n) & !w` has its top bit set exactly when the byte
+    // is below `n` and below 128, or a borrow came from a lower byte that is itself below
+    // `n` (Bit Twiddling Hacks, "hasless"); so the word is non-zero iff some byte is
+    // below `n`.
+    const LOW: u64 = u64::MAX / 255;
+    let less = |w: u64| w.wrapping_sub(LOW * u64::from(n)) & !w & (LOW * 0x80) != 0;
+    let len = b.len();
+    if len >= 8 {
+        let mut chunks = b.chunks_exact(8);
+        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        // The last eight bytes, overlapping the chunks, cover the remainder.
+        chunks.any(|c| less(word(c))) || less(word(&b[len - 8..]))
+    } else if len >= 4 {
+        // The first and the last four bytes (overlapping) as one word.
+        let half = |c: &[u8]| u64::from(u32::from_le_bytes(c.try_into().expect("4 bytes")));
+        less(half(&b[..4]) | half(&b[len - 4..]) << 32)
+    } else {
+        b.iter().any(|&c| c < n)
+    }
 }
 
 fn field_len(s: &str) -> usize {
@@ -245,11 +277,20 @@ fn field_len(s: &str) -> usize {
     }
 }
 
+/// Inlined for the common unquoted field (the call's register saves were a third of its
+/// cost, issue 22); the quoting is [`push_quoted`], out of line.
+#[inline(always)]
 fn push_field(out: &mut Vec<u8>, s: &str) {
-    if !needs_quotes(s) {
+    if needs_quotes(s) {
+        push_quoted(out, s);
+    } else {
         out.extend_from_slice(s.as_bytes());
-        return;
     }
+}
+
+#[cold]
+#[inline(never)]
+fn push_quoted(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     for part in s.split('"').enumerate() {
         if part.0 > 0 {
@@ -460,6 +501,42 @@ mod tests {
                 &mut fresh,
             );
             assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&fresh), "{c:?}");
+        }
+    }
+
+    /// The word-at-a-time test says what the byte-by-byte test says, for every length
+    /// up to three words and every position of a byte near the boundary.
+    #[test]
+    fn issue_22_needs_quotes_word_at_a_time_agrees_with_the_byte_table() {
+        let by_table = |s: &[u8]| s.iter().any(|&b| SPECIAL[b as usize]);
+        let below = |s: &[u8], n: u8| s.iter().any(|&b| b < n);
+        let probes = [
+            0u8, 1, b'\n', b'\r', b' ', b'"', b'+', b',', b'-', b'.', b'a', 0x7f, 0x80, 0xac, 0xad, 0xff,
+        ];
+        for len in 0..=24 {
+            for fill in [b'a', b'-', b'.', b'0', 0xad, 0xff] {
+                for pos in 0..len.max(1) {
+                    for p in probes {
+                        let mut s = vec![fill; len];
+                        if len > 0 {
+                            s[pos] = p;
+                        }
+                        assert_eq!(has_byte_below(&s, SPECIAL_BELOW), below(&s, SPECIAL_BELOW), "{s:?}");
+                        if let Ok(text) = std::str::from_utf8(&s) {
+                            assert_eq!(needs_quotes(text), by_table(&s), "{s:?}");
+                        }
+                    }
+                }
+            }
+        }
+        let mut next = crate::testing::xorshift(0x2545_f491_4f6c_dd1d_u64);
+        for _ in 0..20_000 {
+            let s: Vec<u8> = (0..next() % 40)
+                .map(|_| probes[(next() % probes.len() as u64) as usize])
+                .collect();
+            assert_eq!(has_byte_below(&s, SPECIAL_BELOW), below(&s, SPECIAL_BELOW), "{s:?}");
+            assert_eq!(has_byte_below(&s, 1), below(&s, 1), "{s:?}");
+            assert_eq!(has_byte_below(&s, 128), below(&s, 128), "{s:?}");
         }
     }
 
