@@ -344,29 +344,29 @@ impl<'a> Reading<'a> {
             JsonValue::Null => Value::Text(Cow::Borrowed("")),
             JsonValue::Nested(_) => return self.add(Cow::Borrowed(key), json_value(value, true), true),
         };
-        match (key, &value) {
-            ("device", Value::Number(s) | Value::Text(s)) => {
-                let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
-                if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) {
-                    self.device = Some(s.clone());
-                    return;
+        // One look at the key (issue 22: it was compared up to six times), and a kept
+        // device name moved, not cloned.
+        let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
+        match key {
+            "device" => match value {
+                Value::Number(s) | Value::Text(s) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => {
+                    self.device = Some(s);
                 }
-            }
-            ("seq", Value::Number(s)) => {
-                if let Some(n) = parse_u64(s) {
-                    self.seq = Some(n);
-                    return;
-                }
-            }
-            _ => {}
+                value => self.add(Cow::Borrowed(key), value, true),
+            },
+            "seq" => match &value {
+                Value::Number(s) => match parse_u64(s) {
+                    Some(n) => self.seq = Some(n),
+                    None => self.add(Cow::Borrowed(key), value, true),
+                },
+                _ => self.add(Cow::Borrowed(key), value, true),
+            },
+            "ts" | "boot" => self.add(Cow::Borrowed(key), value, true),
+            _ => self.fields.push(Field {
+                name: Cow::Borrowed(key),
+                value,
+            }),
         }
-        if matches!(key, "device" | "ts" | "seq" | "boot") {
-            return self.add(Cow::Borrowed(key), value, true);
-        }
-        self.fields.push(Field {
-            name: Cow::Borrowed(key),
-            value,
-        });
     }
 
     /// A reading must have at least one field so that it shows up as a row.
