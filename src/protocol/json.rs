@@ -66,7 +66,9 @@ pub fn for_each_pair<'a>(text: &'a str, mut each: impl FnMut(Cow<'a, str>, JsonV
 
 /// Bytes that end a plain run inside a string on the fast path of [`for_each_flat_pair`]:
 /// the quote, the backslash, and everything that is not printable ASCII (controls, DEL,
-/// and every byte of a multi-byte character).
+/// and every byte of a multi-byte character); and the comma, which does not end the
+/// string but is noted (a CSV field with a comma is quoted), at no cost to the other
+/// bytes.
 const NOT_PLAIN: [bool; 256] = {
     let mut t = [true; 256];
     let mut b = 0x20;
@@ -76,6 +78,7 @@ const NOT_PLAIN: [bool; 256] = {
     }
     t[b'"' as usize] = true;
     t[b'\\' as usize] = true;
+    t[b',' as usize] = true;
     t
 };
 
@@ -96,12 +99,14 @@ const FLAT_MAX_KEYS: usize = 16;
 /// no whitespace but spaces, no repeated key. Validates and splits the line in one pass
 /// and hands each pair to `each`. `None`: not such a line (it may still be valid JSON,
 /// or not JSON at all); discard what `each` got and use [`for_each_pair`], which
-/// decides. `Some(())`: done, and every byte of `text` is printable ASCII (so the line
-/// is clean text, with nothing to sanitize).
+/// decides. `Some(unquoted)`: done, and every byte of `text` is printable ASCII (so the
+/// line is clean text, with nothing to sanitize); `unquoted`: no key or string has a
+/// comma, so no key or value needs quoting in the CSV (no `"`, `\n` or `\r` either: a
+/// plain string has none, a number or literal has none of the four).
 ///
 /// Whatever it accepts, [`for_each_pair`] accepts with the same pairs (a differential
 /// test checks this on random input): only the rare forms fall back.
-pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonValue<'a>)) -> Option<()> {
+pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonValue<'a>)) -> Option<bool> {
     let b = text.as_bytes();
     let n = b.len();
     // One look in the common case, compact JSON without spaces.
@@ -112,10 +117,19 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
             i
         }
     };
+    // Whether a string had a comma.
+    let mut comma = false;
     // A plain string's end: the index of its closing quote.
-    let plain_end = |i: usize| {
+    let mut plain_end = |mut i: usize| loop {
         let end = i + plain_run(b.get(i..)?);
-        (b.get(end) == Some(&b'"')).then_some(end)
+        match b.get(end) {
+            Some(b'"') => return Some(end),
+            Some(b',') => {
+                comma = true;
+                i = end + 1;
+            }
+            _ => return None,
+        }
     };
     let digits = |mut i: usize| {
         while i < n && b[i].is_ascii_digit() {
@@ -129,7 +143,7 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
     }
     i = spaces(i + 1);
     if b.get(i) == Some(&b'}') {
-        return (spaces(i + 1) == n).then_some(());
+        return (spaces(i + 1) == n).then_some(true);
     }
     // Keys seen so far, with a 64-bit filter of (length, first byte, last byte): only a
     // filter hit compares the key with the earlier ones.
@@ -213,7 +227,7 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
             _ => return None,
         }
     }
-    (spaces(i + 1) == n).then_some(())
+    (spaces(i + 1) == n).then_some(!comma)
 }
 
 fn scan_object<'a>(text: &'a str, each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {

@@ -110,12 +110,28 @@ pub fn parse_line(bytes: &[u8]) -> Line<'_> {
 /// vector instead of allocating and freeing one per reading: that was about 4% of
 /// ingest CPU (callgrind).
 pub fn parse_line_reusing<'a>(bytes: &'a [u8], spare: &mut Vec<Field<'static>>) -> Line<'a> {
-    parse_line_taking(bytes, spare, true)
+    parse_line_taking(bytes, spare, true, &mut false)
+}
+
+/// [`parse_line_reusing`], telling whether the reading is known to need no CSV quoting:
+/// `true` only for a line that took the flat JSON fast path with no comma in a key or
+/// string, whose every field name and value then has none of `,` `"` `\n` `\r`
+/// (the encoder may skip its quoting test, [`crate::sink::csv::encode::ReadingColumns::encode_rows_unquoted`]).
+/// `false` says nothing. Issue 22: the fast path sees every byte already.
+pub fn parse_line_unquoted<'a>(bytes: &'a [u8], spare: &mut Vec<Field<'static>>) -> (Line<'a>, bool) {
+    let mut unquoted = false;
+    let line = parse_line_taking(bytes, spare, true, &mut unquoted);
+    (line, unquoted)
 }
 
 /// [`parse_line_reusing`]; `flat`: whether a flat JSON object may take the fast path
-/// (the tests compare both ways).
-fn parse_line_taking<'a>(bytes: &'a [u8], spare: &mut Vec<Field<'static>>, flat: bool) -> Line<'a> {
+/// (the tests compare both ways); `unquoted` set as [`parse_line_unquoted`] says.
+fn parse_line_taking<'a>(
+    bytes: &'a [u8],
+    spare: &mut Vec<Field<'static>>,
+    flat: bool,
+    unquoted: &mut bool,
+) -> Line<'a> {
     if bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
         return Line::Blank;
     }
@@ -125,7 +141,8 @@ fn parse_line_taking<'a>(bytes: &'a [u8], spare: &mut Vec<Field<'static>>, flat:
     };
     let trimmed = trim_blanks(text);
     if flat && trimmed.starts_with('{') {
-        if let Some(r) = parse_flat_json(trimmed, spare) {
+        if let Some((r, plain)) = parse_flat_json(trimmed, spare) {
+            *unquoted = plain;
             return Line::Reading(r);
         }
     }
@@ -327,29 +344,29 @@ impl<'a> Reading<'a> {
             JsonValue::Null => Value::Text(Cow::Borrowed("")),
             JsonValue::Nested(_) => return self.add(Cow::Borrowed(key), json_value(value, true), true),
         };
-        match (key, &value) {
-            ("device", Value::Number(s) | Value::Text(s)) => {
-                let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
-                if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) {
-                    self.device = Some(s.clone());
-                    return;
+        // One look at the key (issue 22: it was compared up to six times), and a kept
+        // device name moved, not cloned.
+        let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
+        match key {
+            "device" => match value {
+                Value::Number(s) | Value::Text(s) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => {
+                    self.device = Some(s);
                 }
-            }
-            ("seq", Value::Number(s)) => {
-                if let Some(n) = parse_u64(s) {
-                    self.seq = Some(n);
-                    return;
-                }
-            }
-            _ => {}
+                value => self.add(Cow::Borrowed(key), value, true),
+            },
+            "seq" => match &value {
+                Value::Number(s) => match parse_u64(s) {
+                    Some(n) => self.seq = Some(n),
+                    None => self.add(Cow::Borrowed(key), value, true),
+                },
+                _ => self.add(Cow::Borrowed(key), value, true),
+            },
+            "ts" | "boot" => self.add(Cow::Borrowed(key), value, true),
+            _ => self.fields.push(Field {
+                name: Cow::Borrowed(key),
+                value,
+            }),
         }
-        if matches!(key, "device" | "ts" | "seq" | "boot") {
-            return self.add(Cow::Borrowed(key), value, true);
-        }
-        self.fields.push(Field {
-            name: Cow::Borrowed(key),
-            value,
-        });
     }
 
     /// A reading must have at least one field so that it shows up as a row.
@@ -387,7 +404,8 @@ pub fn recycle_fields(mut fields: Vec<Field<'_>>) -> Vec<Field<'static>> {
 /// [`json::for_each_flat_pair`]): validated, split and turned into fields in one pass,
 /// with no control-character scan (it has none). `None` (and `spare` given back): the
 /// line takes the full path. Issue 22: this was about 40% of a reading's instructions.
-fn parse_flat_json<'a>(text: &'a str, spare: &mut Vec<Field<'static>>) -> Option<Reading<'a>> {
+/// With the reading, whether no field needs CSV quoting (see [`parse_line_unquoted`]).
+fn parse_flat_json<'a>(text: &'a str, spare: &mut Vec<Field<'static>>) -> Option<(Reading<'a>, bool)> {
     let mut fields = std::mem::take(spare);
     if fields.capacity() == 0 {
         fields.reserve(4);
@@ -396,8 +414,8 @@ fn parse_flat_json<'a>(text: &'a str, spare: &mut Vec<Field<'static>>) -> Option
         fields,
         ..Reading::default()
     };
-    if json::for_each_flat_pair(text, |key, value| r.add_flat(key, value)).is_some() {
-        return Some(r.finish());
+    if let Some(unquoted) = json::for_each_flat_pair(text, |key, value| r.add_flat(key, value)) {
+        return Some((r.finish(), unquoted));
     }
     *spare = recycle_fields(r.fields);
     None
@@ -656,10 +674,15 @@ mod tests {
             &long,
         ];
         let mut taken = 0;
+        let (mut unquoted_seen, mut quoted_seen) = (0, 0);
         for round in 0..40_000 {
-            let mut text = String::from(
-                r#"{"device":"sim-1","seq":12,"ts":"t1","boot":"b1","temp_c":21.50,"ok":false,"note":"a=b, c"}"#,
-            );
+            // Every other line without the comma in `note` (issue 22: the fast path tells
+            // whether a field needs CSV quoting), with `,` among the pieces.
+            let mut text = String::from(if round % 2 == 0 {
+                r#"{"device":"sim-1","seq":12,"ts":"t1","boot":"b1","temp_c":21.50,"ok":false,"note":"a=b, c"}"#
+            } else {
+                r#"{"device":"sim-1","seq":12,"ts":"t1","boot":"b1","temp_c":21.50,"ok":false,"note":"a=b c"}"#
+            });
             for _ in 0..(round % 4) {
                 let at = (next() as usize) % (text.len() + 1);
                 let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
@@ -670,12 +693,26 @@ mod tests {
                     text.insert_str(at, pieces[(next() as usize) % pieces.len()]);
                 }
             }
-            let fast = parse_line_taking(text.as_bytes(), &mut Vec::new(), true);
-            let full = parse_line_taking(text.as_bytes(), &mut Vec::new(), false);
+            let (fast, unquoted) = parse_line_unquoted(text.as_bytes(), &mut Vec::new());
+            let full = parse_line_taking(text.as_bytes(), &mut Vec::new(), false, &mut false);
             assert_eq!(fast, full, "line {text:?}");
+            if let (true, Line::Reading(r)) = (unquoted, &fast) {
+                // The flag holds: no field name or value has a byte that makes quotes.
+                let quotes = |t: &str| t.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+                for f in &r.fields {
+                    assert!(!quotes(&f.name) && !quotes(f.value.as_text()), "line {text:?}: {f:?}");
+                }
+                unquoted_seen += 1;
+            } else if let Line::Reading(r) = &fast {
+                quoted_seen += usize::from(r.fields.iter().any(|f| f.value.as_text().contains(',')));
+            }
             taken += usize::from(json::for_each_flat_pair(trim_blanks(&text), |_, _| {}).is_some());
         }
         assert!(taken > 5_000, "the fast path took only {taken} lines");
+        assert!(
+            unquoted_seen > 1_000 && quoted_seen > 1_000,
+            "unquoted {unquoted_seen}, with a comma {quoted_seen}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::reading::{parse_line_reusing, recycle_fields, Field, Line, Reading, Value};
+use crate::protocol::reading::{parse_line_unquoted, recycle_fields, Field, Line, Reading, Value};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
@@ -106,7 +106,7 @@ struct Session<'a> {
     encoder: encode::Encoder,
     /// DASHBOARD HOOK: this chunk's readings, applied to `shared.boards` once written.
     seen: crate::fleet::boards::Sightings,
-    /// The field vector each line is parsed into (see `parse_line_reusing`).
+    /// The field vector each line is parsed into (see `parse_line_reusing`, here `parse_line_unquoted`).
     spare_fields: Vec<Field<'static>>,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
@@ -287,9 +287,9 @@ impl Session<'_> {
             return;
         }
         match frame {
-            Frame::Line(line) => match parse_line_reusing(line, &mut self.spare_fields) {
-                Line::Blank => {}
-                Line::Hello(h) => {
+            Frame::Line(line) => match parse_line_unquoted(line, &mut self.spare_fields) {
+                (Line::Blank, _) => {}
+                (Line::Hello(h), _) => {
                     let gate = &self.shared.gate;
                     if let Err(r) = gate.hello(&mut self.auth, self.peer_addr, &h.device, h.token.as_deref()) {
                         return self.refuse(r, None);
@@ -308,7 +308,7 @@ impl Session<'_> {
                     self.boot = h.boot;
                     self.ack = h.ack;
                 }
-                Line::BadHello(reason) => {
+                (Line::BadHello(reason), _) => {
                     Stats::add(&self.shared.stats.bad_hellos, 1);
                     self.shared.bad_hellos.log(|n| {
                         log::warn!(
@@ -321,9 +321,9 @@ impl Session<'_> {
                         self.close_after = Some(format!("refused greeting: {reason}"));
                     }
                 }
-                Line::Reading(r) => {
+                (Line::Reading(r), unquoted) => {
                     match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
-                        Ok(()) => self.add_reading(&r),
+                        Ok(()) => self.add_reading(&r, unquoted),
                         Err(refusal) => self.refuse(refusal, r.seq),
                     }
                     self.spare_fields = recycle_fields(r.fields);
@@ -353,7 +353,8 @@ impl Session<'_> {
         self.replies.push(Reply::Text(reply));
     }
 
-    fn add_reading(&mut self, r: &Reading) {
+    /// `unquoted`: no field of `r` needs CSV quoting (see `parse_line_unquoted`).
+    fn add_reading(&mut self, r: &Reading, unquoted: bool) {
         if r.json_too_deep {
             Stats::add(&self.shared.stats.json_too_deep, 1);
         }
@@ -374,7 +375,11 @@ impl Session<'_> {
             device_time: r.device_time.as_deref().unwrap_or(""),
         };
         let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
-        common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
+        if unquoted {
+            common.encode_rows_unquoted(fields, &mut self.encoder, &mut self.batch.buf);
+        } else {
+            common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
+        }
         if self.shared.boards.is_some() {
             // DASHBOARD HOOK (1/2): note where the reading's rows are. The first reading of
             // a run of one device's readings copies its fields; a longer run's values are
