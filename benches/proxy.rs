@@ -24,11 +24,14 @@
 #[path = "../tests/util/bench.rs"]
 mod bench;
 use bench::{csv_rows, serve, spawn_listening};
+#[path = "../tests/util/haproxy.rs"]
+mod haproxy;
+use haproxy::Haproxy;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,7 @@ const FIELDS_PER_READING: u64 = 2;
 /// Threads opening the storm's connections (each opens its share, one after another).
 const STORM_THREADS: usize = 50;
 
+/// The daemon, killed (by its pid) on drop.
 struct Process(Child);
 
 impl Drop for Process {
@@ -69,14 +73,8 @@ fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
     (Process(child), addr)
 }
 
-fn haproxy_bin() -> Option<&'static str> {
-    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
 /// HAProxy in TCP mode in front of `backend`, with `opts` on the server line.
-fn haproxy(dir: &Path, backend: SocketAddr, opts: &str) -> (Process, SocketAddr) {
+fn haproxy(dir: &Path, backend: SocketAddr, opts: &str) -> (Haproxy, SocketAddr) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cfg = format!(
@@ -85,22 +83,8 @@ fn haproxy(dir: &Path, backend: SocketAddr, opts: &str) -> (Process, SocketAddr)
     );
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let child = Command::new(haproxy_bin().unwrap())
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start haproxy");
-    let p = Process(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // Listening once the port cannot be bound (a probe connection would reach the daemon).
-    while TcpListener::bind(front).is_ok() {
-        assert!(Instant::now() < deadline, "HAProxy did not listen on {front}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (p, front)
+    let bin = haproxy::installed().expect("checked before the runs");
+    (Haproxy::start(bin, &path, vec![front]), front)
 }
 
 /// Board `i`'s own loopback address.
@@ -109,13 +93,7 @@ fn board_ip(i: usize) -> String {
 }
 
 fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    s.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())?;
-    s.connect_timeout(&to.into(), Duration::from_secs(30))?;
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    s.set_write_timeout(Some(Duration::from_secs(60)))?;
-    Ok(s)
+    haproxy::connect_from(from, to, Duration::from_secs(30), Duration::from_secs(60))
 }
 
 fn read_line(s: &mut TcpStream) -> Option<String> {
@@ -241,7 +219,7 @@ fn median_range(v: &mut [f64]) -> (f64, f64, f64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    if haproxy_bin().is_none() {
+    if haproxy::installed().is_none() {
         println!("haproxy is not installed (Debian package `haproxy`; .ci/run installs it): skipped");
         return;
     }

@@ -6,90 +6,42 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::metrics::{scrape, value};
 use crate::tls::{fingerprint, read_tls_line, tls_addr, tls_over};
 use crate::util::daemon::{read_csv, read_line, wait_until};
+use crate::util::haproxy::{self, Haproxy};
 use crate::util::http::get;
 use crate::util::{Daemon, TestDir};
 
 /// HAProxy's address when it connects to the daemon.
 const PROXY_SOURCE: &str = "127.0.0.100";
 
-/// A HAProxy process with one TCP frontend per `(server options)`, each relaying to
-/// `backend`; killed (by its pid) on drop.
-struct Haproxy {
-    child: Child,
-    /// The frontends' addresses, in the order of the options given.
-    fronts: Vec<SocketAddr>,
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-impl Haproxy {
-    fn start(dir: &TestDir, backend: SocketAddr, server_options: &[&str]) -> Haproxy {
-        let mut cfg = String::from(
-            "global\n  maxconn 4000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
-        );
-        let mut fronts = Vec::new();
-        for (i, opts) in server_options.iter().enumerate() {
-            let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            cfg.push_str(&format!(
-                "\nfrontend f{i}\n  bind {front}\n  maxconn 2000\n  default_backend b{i}\n\nbackend b{i}\n  balance source\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 2000 check inter 200ms\n"
-            ));
-            fronts.push(front);
-        }
-        let path = dir.write(&format!("haproxy-{}.cfg", fronts[0].port()), &cfg);
-        let child = Command::new(haproxy_bin())
-            .args(["-db", "-f"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy (Debian package `haproxy`, installed by .ci/run)");
-        let h = Haproxy { child, fronts };
-        // Listening once the port cannot be bound (not probed by connecting: a probe
-        // would reach the daemon as a connection of its own).
-        for f in &h.fronts {
-            assert!(
-                wait_until(Duration::from_secs(10), || TcpListener::bind(f).is_err()),
-                "HAProxy did not listen on {f}; config:\n{cfg}"
-            );
-        }
-        h
+/// HAProxy with one TCP frontend per server option string, each relaying to `backend`.
+fn haproxy(dir: &TestDir, backend: SocketAddr, server_options: &[&str]) -> Haproxy {
+    let mut cfg = String::from(
+        "global\n  maxconn 4000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
+    );
+    let mut fronts = Vec::new();
+    for (i, opts) in server_options.iter().enumerate() {
+        let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        cfg.push_str(&format!(
+            "\nfrontend f{i}\n  bind {front}\n  maxconn 2000\n  default_backend b{i}\n\nbackend b{i}\n  balance source\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 2000 check inter 200ms\n"
+        ));
+        fronts.push(front);
     }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn haproxy_bin() -> &'static str {
-    if std::path::Path::new("/usr/sbin/haproxy").exists() {
-        "/usr/sbin/haproxy"
-    } else {
-        "haproxy"
-    }
+    let path = dir.write(&format!("haproxy-{}.cfg", fronts[0].port()), &cfg);
+    Haproxy::start(haproxy::installed().unwrap_or("haproxy"), &path, fronts)
 }
 
 /// Connects to `to` from the loopback address `from`.
 fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.connect_timeout(&to.into(), Duration::from_secs(5)).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
+    haproxy::connect_from(from, to, Duration::from_secs(5), Duration::from_secs(20)).unwrap()
 }
 
 fn config(dir: &TestDir, mode: &str, extra: &str) -> String {
@@ -117,7 +69,7 @@ fn two_hundred_boards_through_haproxy_none_refused_each_with_its_own_peer() {
     // balancer would be 186 refusals.
     let cfg = config(&dir, "any", "");
     let mut d = Daemon::start(&dir, &["--config", &cfg]);
-    let h = Haproxy::start(&dir, d.addr, &["send-proxy-v2", "send-proxy"]);
+    let h = haproxy(&dir, d.addr, &["send-proxy-v2", "send-proxy"]);
     // 200 boards through send-proxy-v2 and 50 through send-proxy (v1), all connected at once.
     let boards: Vec<(String, String, SocketAddr)> = (1..=200)
         .map(|i| (format!("v2-{i}"), format!("127.0.1.{i}"), h.fronts[0]))
@@ -188,7 +140,7 @@ fn the_per_address_cap_and_the_allowlist_judge_the_boards_not_haproxy() {
     // HAProxy (127.0.0.100) itself is outside server.allow: only the boards' addresses count.
     let cfg = config(&dir, "v2", "max_connections_per_ip = 2\nallow = [\"127.0.3.0/24\"]\n");
     let mut d = Daemon::start(&dir, &["--config", &cfg]);
-    let h = Haproxy::start(&dir, d.addr, &["send-proxy-v2"]);
+    let h = haproxy(&dir, d.addr, &["send-proxy-v2"]);
     let front = h.fronts[0];
     let hello = |from: &str, device: &str| {
         let mut s = connect_from(from, front);
@@ -372,7 +324,7 @@ fn the_tls_listener_behind_send_proxy_v2() {
         "debug",
     );
     let tls = tls_addr(&d);
-    let h = Haproxy::start(&dir, tls, &["send-proxy-v2"]);
+    let h = haproxy(&dir, tls, &["send-proxy-v2"]);
     for (i, from) in ["127.0.5.1", "127.0.5.2"].iter().enumerate() {
         let mut s = tls_over(connect_from(from, h.fronts[0]), &pin, &rustls::version::TLS13);
         write!(s, "HELLO t{i} ack=1\nseq=1 v={i}\n").unwrap();
@@ -430,7 +382,7 @@ fn the_token_backoff_holds_back_the_guessing_board_not_the_others_behind_haproxy
         &format!("failures_before_backoff = 1\nmax_backoff_secs = 60\n[server]\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"{PROXY_SOURCE}\"]\n"),
     );
     let mut d = Daemon::start(&dir, &["--config", &cfg]);
-    let h = Haproxy::start(&dir, d.addr, &["send-proxy-v2"]);
+    let h = haproxy(&dir, d.addr, &["send-proxy-v2"]);
     let greet = |from: &str, token: &str| {
         let mut s = connect_from(from, h.fronts[0]);
         writeln!(s, "HELLO kitchen token={token} ack=1").unwrap();

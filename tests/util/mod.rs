@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod daemon;
 pub mod fake_google;
+pub mod haproxy;
 pub mod http;
 pub mod needs;
 pub mod postgres;
