@@ -121,6 +121,21 @@ fn assert_table_equals_csv(
     }
 }
 
+/// Waits until the last of `send_readings(_, device, n)` is in the CSV: the connection
+/// writes a board's readings in order, so every earlier one is there too. Without it a
+/// comparison can read the CSV before the daemon has written what was just sent.
+fn wait_sent_in_csv(csv: &Path, device: &str, n: usize, log: impl Fn() -> String) {
+    let last = format!("{}.5", n - 1);
+    assert!(
+        wait_until(Duration::from_secs(30), || csv_rows(csv)
+            .iter()
+            .any(|r| r[1] == device && r[2] == "t" && r[3] == last)),
+        "reading {last} of {device:?} never reached {}; log:\n{}",
+        csv.display(),
+        log()
+    );
+}
+
 /// A CSV with `n` rows written before the daemon starts: a backlog to catch up.
 fn prefill(path: &Path, n: usize, device: &str) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -322,6 +337,7 @@ fn server_stopped_and_started_during_load() {
     sender.join().unwrap();
     let mut c = pg.admin(&db);
     let csv = dir.join("readings.csv");
+    wait_sent_in_csv(&csv, "dev5", 300, || d.log_text());
     assert_table_equals_csv(&mut c, "r", &csv, Duration::from_secs(30), || d.log_text());
     assert!(d.log_contains("reachable again"), "{}", d.log_text());
     let log = d.stop();
@@ -365,6 +381,7 @@ fn connections_killed_from_the_server_side() {
         d.log_text()
     );
     send_readings(d.addr, "after", 100);
+    wait_sent_in_csv(&dir.join("readings.csv"), "after", 100, || d.log_text());
     assert_table_equals_csv(&mut c, "t", &dir.join("readings.csv"), Duration::from_secs(60), || {
         d.log_text()
     });
@@ -407,6 +424,8 @@ fn two_daemons_write_one_table_at_once() {
     let lb = std::thread::spawn(move || send_readings(addr_b, "live-b", 500));
     la.join().unwrap();
     lb.join().unwrap();
+    wait_sent_in_csv(&dir_a.join("readings.csv"), "live-a", 500, || a.log_text());
+    wait_sent_in_csv(&dir_b.join("readings.csv"), "live-b", 500, || b.log_text());
     let mut c = pg.admin(&db);
     assert_table_equals_csv(
         &mut c,
