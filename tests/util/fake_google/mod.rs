@@ -812,34 +812,25 @@ impl FakeGoogle {
     /// from the first queued entry that matches it.
     pub fn inject_for(&self, matching: Matching, fault: Fault, times: u32) {
         if times > 0 {
-            self.state().faults.push_back(QueuedFault {
-                matching,
-                fault,
-                remaining: times,
-            });
+            self.state().faults.push_back(QueuedFault::sheets(fault, matching, times));
         }
     }
 
     /// Queues `fault` for the next `times` token requests.
     pub fn inject_token_fault(&self, fault: TokenFault, times: u32) {
         if times > 0 {
-            self.state().token_faults.push_back((fault, times));
+            self.state().faults.push_back(QueuedFault::token(fault, times));
         }
     }
 
     /// How many Sheets and token faults are still queued (counting repetitions).
     pub fn pending_faults(&self) -> u64 {
-        let st = self.state();
-        let sheets: u64 = st.faults.iter().map(|f| u64::from(f.remaining)).sum();
-        let tokens: u64 = st.token_faults.iter().map(|(_, n)| u64::from(*n)).sum();
-        sheets + tokens
+        self.state().faults.iter().map(|f| u64::from(f.remaining)).sum()
     }
 
     /// Drops every queued fault.
     pub fn clear_faults(&self) {
-        let mut st = self.state();
-        st.faults.clear();
-        st.token_faults.clear();
+        self.state().faults.clear();
     }
 
     /// Answers every token and Sheets request with 503 for `duration` (capped at 10
@@ -1056,7 +1047,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let kind = |m: &str, p: &str| route(m, p).kind();
+        let kind = |m: &str, p: &str| route(m, p).0;
         assert_eq!(kind("POST", "/token"), RequestKind::Token);
         assert_eq!(kind("GET", "/v4/spreadsheets/abc"), RequestKind::GetSpreadsheet);
         assert_eq!(

@@ -217,6 +217,7 @@ fn split_target(target: &str) -> (&str, &str) {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Response {
     pub(super) status: u16,
     pub(super) content_type: &'static str,
@@ -254,192 +255,119 @@ fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
 // Routing and dispatch
 // ---------------------------------------------------------------------------------------
 
-pub(super) enum Route {
-    Token,
-    GetSpreadsheet(String),
-    GetValues(String, String),
-    BatchUpdate(String),
-    ValuesBatchUpdate(String),
-    /// A real Google endpoint the fake does not implement (501).
-    Unimplemented,
-    /// Not an API path (404 page).
-    NotFound,
-}
-
-impl Route {
-    pub(super) fn kind(&self) -> RequestKind {
-        match self {
-            Route::Token => RequestKind::Token,
-            Route::GetSpreadsheet(_) => RequestKind::GetSpreadsheet,
-            Route::GetValues(..) => RequestKind::GetValues,
-            Route::BatchUpdate(_) => RequestKind::BatchUpdate,
-            Route::ValuesBatchUpdate(_) => RequestKind::ValuesBatchUpdate,
-            Route::Unimplemented | Route::NotFound => RequestKind::Other,
-        }
-    }
-
-    pub(super) fn spreadsheet_id(&self) -> &str {
-        match self {
-            Route::GetSpreadsheet(id)
-            | Route::GetValues(id, _)
-            | Route::BatchUpdate(id)
-            | Route::ValuesBatchUpdate(id) => id,
-            _ => "",
-        }
-    }
-}
-
-pub(super) fn route(method: &str, path: &str) -> Route {
+/// The endpoint a request names, its spreadsheet id and its range (still
+/// percent-encoded); `Other` with empty strings for anything else.
+pub(super) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
+    let other = (RequestKind::Other, String::new(), String::new());
     if path == "/token" {
-        return Route::Token;
+        return (RequestKind::Token, String::new(), String::new());
     }
     let Some(rest) = path.strip_prefix("/v4/spreadsheets/") else {
-        return if path.starts_with("/v4/") || path == "/v4" {
-            Route::Unimplemented
-        } else {
-            Route::NotFound
-        };
+        return other;
     };
-    if let Some(i) = rest.find("/values/") {
-        let id = &rest[..i];
-        let range = &rest[i + "/values/".len()..];
-        return if method == "GET" && !id.contains('/') {
-            Route::GetValues(id.to_string(), range.to_string())
-        } else {
-            Route::Unimplemented
-        };
-    }
-    let rest = rest.replace("%3A", ":").replace("%3a", ":");
-    if let Some(id) = rest.strip_suffix("/values:batchUpdate") {
-        if method == "POST" && !id.contains('/') && !id.contains(':') {
-            return Route::ValuesBatchUpdate(id.to_string());
+    let (kind, id, range) = match rest.split_once("/values/") {
+        Some((id, range)) => (RequestKind::GetValues, id.to_string(), range.to_string()),
+        None => {
+            let rest = rest.replace("%3A", ":").replace("%3a", ":");
+            let (kind, id) = match (rest.strip_suffix("/values:batchUpdate"), rest.strip_suffix(":batchUpdate")) {
+                (Some(id), _) => (RequestKind::ValuesBatchUpdate, id),
+                (None, Some(id)) => (RequestKind::BatchUpdate, id),
+                (None, None) => (RequestKind::GetSpreadsheet, rest.as_str()),
+            };
+            (kind, id.to_string(), String::new())
         }
-        return Route::Unimplemented;
+    };
+    let method_ok = method == if kind.is_write() { "POST" } else { "GET" };
+    if !method_ok || id.contains(['/', ':']) {
+        return other;
     }
-    if let Some(id) = rest.strip_suffix(":batchUpdate") {
-        if method == "POST" && !id.contains('/') && !id.contains(':') {
-            return Route::BatchUpdate(id.to_string());
-        }
-        return Route::Unimplemented;
+    (kind, id, range)
+}
+
+/// What a request that matched no endpoint gets: real Google's 404 page off the API, 501
+/// UNIMPLEMENTED (naming the request) for an API endpoint the fake does not serve.
+fn no_endpoint(req: &HttpRequest) -> Response {
+    if req.path != "/v4" && !req.path.starts_with("/v4/") {
+        let text = format!(
+            "The requested URL <code>{}</code> was not found on this server.",
+            html_escape(&req.path)
+        );
+        return html_page(404, "Error 404 (Not Found)!!1", &text);
     }
-    if method == "GET" && !rest.contains('/') && !rest.contains(':') {
-        return Route::GetSpreadsheet(rest);
-    }
-    Route::Unimplemented
+    let message = format!(
+        "The fake Google does not implement {} {}. It serves only POST /token, \
+         GET /v4/spreadsheets/{{id}}, POST /v4/spreadsheets/{{id}}:batchUpdate, \
+         GET /v4/spreadsheets/{{id}}/values/{{range}} and \
+         POST /v4/spreadsheets/{{id}}/values:batchUpdate.",
+        req.method, req.path
+    );
+    rpc_error(501, "UNIMPLEMENTED", &message)
 }
 
 /// Handles one parsed request. Every state change, stat and log entry is made here,
 /// before the caller writes the response.
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
-    let route = route(&req.method, &req.path);
-    let kind = route.kind();
-    let record = |st: &mut State, account: Option<String>, status: Option<u16>, note: String| {
+    let (kind, id, range) = route(&req.method, &req.path);
+    let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
+        let status = response.as_ref().map(|r| r.status);
+        if status.is_none() {
+            st.stats.dropped_without_response += 1;
+        }
         st.record(shared.started, &req.method, &req.target, kind, account, status, note);
+        response.map_or(Action::Drop, Action::Respond)
     };
 
     // Phase 1: outage and faults, decided before anything else.
-    let taken = {
-        let mut st = shared.lock();
-        st.count_arrival(kind);
-        if kind != RequestKind::Other && st.outage_active(Instant::now()) {
-            st.stats.outage_rejections += 1;
-            let response = if kind == RequestKind::Token {
-                oauth_error(503, "internal_failure", None)
-            } else {
-                rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
-            };
-            record(&mut st, None, Some(503), "outage".into());
-            return Action::Respond(response);
-        }
-        if kind == RequestKind::Other {
-            None
+    let mut st = shared.lock();
+    st.count_arrival(kind);
+    if kind != RequestKind::Other && st.outage_active(Instant::now()) {
+        st.stats.outage_rejections += 1;
+        let response = if kind == RequestKind::Token {
+            oauth_error(503, "internal_failure", None)
         } else {
-            st.take_fault(kind)
-        }
-    };
-
-    let (mut note, effect) = match taken {
-        Some(taken) => {
-            let (note, effect) = taken.effect();
-            (note, Some(effect))
-        }
+            rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
+        };
+        return finish(&mut st, None, Some(response), "outage".into());
+    }
+    let (mut note, effect) = match st.take_fault(kind) {
+        Some((note, effect)) => (note, Some(effect)),
         None => (String::new(), None),
     };
     let (mut drop_after, mut lifetime_override) = (false, None);
     match effect {
         Some(Effect::Answer(answer)) => {
-            let mut st = shared.lock();
-            let status = answer.as_ref().map(|r| r.status);
-            if status == Some(429) {
+            if answer.as_ref().is_some_and(|r| r.status == 429) {
                 st.stats.rate_limited += 1;
             }
-            if status.is_none() {
-                st.stats.dropped_without_response += 1;
-            }
-            record(&mut st, None, status, note);
-            return answer.map_or(Action::Drop, Action::Respond);
+            return finish(&mut st, None, answer, note);
         }
-        Some(Effect::Delay(d)) => sleep_unless_stopped(shared, d),
+        Some(Effect::Delay(d)) => {
+            drop(st);
+            sleep_unless_stopped(shared, d);
+            st = shared.lock();
+        }
         Some(Effect::ApplyThenDrop) => drop_after = true,
         Some(Effect::ShortLifetime(secs)) => lifetime_override = Some(secs),
         None => {}
     }
 
     // Phase 2: the request itself.
-    let mut st = shared.lock();
     let now = Instant::now();
-    let (response, account, why) = match &route {
-        _ if req.body.len() > st.max_request_bytes => (
-            invalid_argument(&format!(
-                "Request payload size exceeds the limit: {} bytes.",
-                st.max_request_bytes
-            )),
-            None,
-            "payload too large",
-        ),
-        Route::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
-        Route::NotFound => (
-            html_page(
-                404,
-                "Error 404 (Not Found)!!1",
-                &format!(
-                    "The requested URL <code>{}</code> was not found on this server.",
-                    html_escape(&req.path)
-                ),
-            ),
-            None,
-            "",
-        ),
-        Route::Unimplemented => (
-            rpc_error(
-                501,
-                "UNIMPLEMENTED",
-                &format!(
-                    "The fake Google does not implement {} {}. It serves only POST /token, \
-                     GET /v4/spreadsheets/{{id}}, POST /v4/spreadsheets/{{id}}:batchUpdate, \
-                     GET /v4/spreadsheets/{{id}}/values/{{range}} and \
-                     POST /v4/spreadsheets/{{id}}/values:batchUpdate.",
-                    req.method, req.path
-                ),
-            ),
-            None,
-            "",
-        ),
-        _ => sheets_endpoint(&mut st, &route, req, now),
+    let (response, account, why) = if req.body.len() > st.max_request_bytes {
+        let message = format!("Request payload size exceeds the limit: {} bytes.", st.max_request_bytes);
+        (invalid_argument(&message), None, "payload too large")
+    } else {
+        match kind {
+            RequestKind::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
+            RequestKind::Other => (no_endpoint(req), None, ""),
+            _ => sheets_endpoint(&mut st, kind, &id, &range, req, now),
+        }
     };
     if !why.is_empty() {
-        if !note.is_empty() {
-            note.push_str("; ");
-        }
-        note.push_str(why);
+        note = if note.is_empty() { why.to_string() } else { format!("{note}; {why}") };
     }
     if drop_after {
-        st.stats.dropped_without_response += 1;
-        let note = format!("{note}; would have answered {}", response.status);
-        record(&mut st, account, None, note);
-        Action::Drop
-    } else {
-        record(&mut st, account, Some(response.status), note);
-        Action::Respond(response)
+        note = format!("{note}; would have answered {}", response.status);
     }
+    finish(&mut st, account, (!drop_after).then_some(response), note)
 }

@@ -5,7 +5,9 @@ use super::*;
 
 pub(super) fn sheets_endpoint(
     st: &mut State,
-    route: &Route,
+    kind: RequestKind,
+    id: &str,
+    range: &str,
     req: &HttpRequest,
     now: Instant,
 ) -> (Response, Option<String>, &'static str) {
@@ -16,7 +18,7 @@ pub(super) fn sheets_endpoint(
             return (response, None, "bad bearer token");
         }
     };
-    let result = authorized_sheets(st, route, req, &account, now);
+    let result = authorized_sheets(st, kind, id, range, req, &account, now);
     let why = match &result {
         Err(r) if r.status == 429 => "quota",
         _ => "",
@@ -24,9 +26,11 @@ pub(super) fn sheets_endpoint(
     (result.unwrap_or_else(|e| e), Some(account), why)
 }
 
-pub(super) fn authorized_sheets(
+fn authorized_sheets(
     st: &mut State,
-    route: &Route,
+    kind: RequestKind,
+    id: &str,
+    range: &str,
     req: &HttpRequest,
     account: &str,
     now: Instant,
@@ -34,7 +38,6 @@ pub(super) fn authorized_sheets(
     if st.api_disabled {
         return Err(service_disabled());
     }
-    let kind = route.kind();
     st.charge_quota(account, kind, now)?;
     let max_cells = st.max_cells;
     let State {
@@ -43,42 +46,39 @@ pub(super) fn authorized_sheets(
         stats,
         ..
     } = st;
-    let Some(ss) = spreadsheets.get_mut(route.spreadsheet_id()) else {
+    let Some(ss) = spreadsheets.get_mut(id) else {
         return Err(rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND));
     };
     match (ss.access.get(account), kind.is_write()) {
         (Some(Role::Writer), _) | (Some(Role::Reader), false) => {}
         _ => return Err(rpc_error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED)),
     }
-    let schema = match route {
-        Route::BatchUpdate(_) => Some("BatchUpdateSpreadsheetRequest"),
-        Route::ValuesBatchUpdate(_) => Some("BatchUpdateValuesRequest"),
-        _ => None,
-    };
-    if let Some(schema) = schema {
-        if let Err(message) = discovery::check(schema, &Value::Object(json_body(req)?)) {
-            stats.schema_violations += 1;
-            return Err(invalid_argument(&message));
-        }
-    }
-    let body = match route {
-        Route::GetSpreadsheet(_) => partial(ss.to_json(), req.query_param("fields"))?,
-        Route::GetValues(_, range) => get_values(ss, range, req)?,
-        Route::BatchUpdate(_) => {
-            let body = batch_update(ss, &json_body(req)?, max_cells, rng)?;
-            let cells: u64 = ss.sheets.iter().map(|s| s.props.cells()).sum();
-            stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
-            body
-        }
-        Route::ValuesBatchUpdate(_) => {
-            let (body, option) = values_batch_update(ss, &json_body(req)?)?;
-            stats.writes_applied += 1;
-            if option != ValueInputOption::Raw {
-                stats.non_raw_writes += 1;
+    let body = match kind {
+        RequestKind::GetSpreadsheet => partial(ss.to_json(), req.query_param("fields"))?,
+        RequestKind::GetValues => get_values(ss, range, req)?,
+        _ => {
+            let schema = match kind {
+                RequestKind::BatchUpdate => "BatchUpdateSpreadsheetRequest",
+                _ => "BatchUpdateValuesRequest",
+            };
+            let body = Value::Object(json_body(req)?);
+            if let Err(message) = discovery::check(schema, &body) {
+                stats.schema_violations += 1;
+                return Err(invalid_argument(&message));
             }
-            body
+            let body = body.as_object().expect("json_body returns an object");
+            if kind == RequestKind::BatchUpdate {
+                let reply = batch_update(ss, body, max_cells, rng)?;
+                let cells: u64 = ss.sheets.iter().map(|s| s.props.cells()).sum();
+                stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
+                reply
+            } else {
+                let (reply, option) = values_batch_update(ss, body)?;
+                stats.writes_applied += 1;
+                stats.non_raw_writes += u64::from(option != ValueInputOption::Raw);
+                reply
+            }
         }
-        _ => return Err(rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND)),
     };
     Ok(json_response(200, &body))
 }

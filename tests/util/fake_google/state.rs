@@ -44,8 +44,8 @@ pub(super) struct State {
     pub(super) quota_window: Duration,
     pub(super) usage: HashMap<String, Usage>,
     pub(super) api_disabled: bool,
+    /// Sheets and token faults, in the order they were queued.
     pub(super) faults: VecDeque<QueuedFault>,
-    pub(super) token_faults: VecDeque<(TokenFault, u32)>,
     pub(super) outage_until: Option<Instant>,
     pub(super) stats: Stats,
     pub(super) log: VecDeque<LoggedRequest>,
@@ -55,12 +55,6 @@ pub(super) struct State {
 pub(super) struct IssuedToken {
     pub(super) account: String,
     pub(super) expires_at: Instant,
-}
-
-pub(super) struct QueuedFault {
-    pub(super) matching: Matching,
-    pub(super) fault: Fault,
-    pub(super) remaining: u32,
 }
 
 /// Quota usage of one account. `writes`/`reads` hold the admitted requests within the
@@ -89,7 +83,6 @@ impl State {
             usage: HashMap::new(),
             api_disabled: false,
             faults: VecDeque::new(),
-            token_faults: VecDeque::new(),
             outage_until: None,
             stats: Stats::default(),
             log: VecDeque::new(),
@@ -123,26 +116,20 @@ impl State {
         }
     }
 
-    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<TakenFault> {
-        if kind == RequestKind::Token {
-            let (fault, remaining) = self.token_faults.front_mut()?;
-            let fault = fault.clone();
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.token_faults.pop_front();
-            }
-            self.stats.token_faults_consumed += 1;
-            return Some(TakenFault::Token(fault));
-        }
-        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
+    /// The log note and effect of the first queued fault that hits a request of `kind`.
+    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(String, Effect)> {
+        let index = self.faults.iter().position(|q| q.hits(kind))?;
         let entry = &mut self.faults[index];
-        let fault = entry.fault.clone();
+        let taken = (entry.note.clone(), entry.effect.clone());
         entry.remaining -= 1;
         if entry.remaining == 0 {
             self.faults.remove(index);
         }
-        self.stats.faults_consumed += 1;
-        Some(TakenFault::Sheets(fault))
+        match kind {
+            RequestKind::Token => self.stats.token_faults_consumed += 1,
+            _ => self.stats.faults_consumed += 1,
+        }
+        Some(taken)
     }
 
     pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
