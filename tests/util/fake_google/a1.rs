@@ -30,31 +30,25 @@ pub(super) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
     if text.is_empty() {
         return None;
     }
-    if let Some(rest) = text.strip_prefix('\'') {
+    if let Some(mut rest) = text.strip_prefix('\'') {
+        // The name ends at the first `'` that is not doubled.
         let mut name = String::new();
-        let mut chars = rest.char_indices();
-        let after = loop {
-            match chars.next() {
-                None => return None,
-                Some((i, '\'')) => {
-                    if rest[i + 1..].starts_with('\'') {
-                        name.push('\'');
-                        chars.next();
-                    } else {
-                        break &rest[i + 1..];
-                    }
-                }
-                Some((_, c)) => name.push(c),
-            }
-        };
+        loop {
+            let i = rest.find('\'')?;
+            name.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            match rest.strip_prefix('\'') {
+                Some(after) => (name.push('\''), rest = after),
+                None => break,
+            };
+        }
         if name.is_empty() {
             return None;
         }
-        if after.is_empty() {
+        if rest.is_empty() {
             return Some((Some(name), None));
         }
-        let cells = after.strip_prefix('!')?;
-        return Some((Some(name), Some(parse_span(cells)?)));
+        return Some((Some(name), Some(parse_span(rest.strip_prefix('!')?)?)));
     }
     if let Some(i) = text.rfind('!') {
         let name = &text[..i];
@@ -123,82 +117,57 @@ pub(super) struct Resolved {
     pub(super) c1: Option<u32>,
     /// A single cell or a whole tab: for writes, where the data starts, not a bound.
     pub(super) anchor: bool,
-}
-
-impl Resolved {
-    /// Whether any stated bound lies outside the grid.
-    pub(super) fn exceeds(&self, props: &SheetProps) -> bool {
-        let row_out = |r: u32| r >= props.rows;
-        let col_out = |c: u32| c >= props.cols;
-        row_out(self.r0) || col_out(self.c0) || self.r1.is_some_and(row_out) || self.c1.is_some_and(col_out)
-    }
+    /// The `Sheet!` part as the client wrote it, or the tab's own name when it wrote none.
+    pub(super) prefix: String,
 }
 
 /// The range `text` names in `ss`; a stated bound outside the grid is refused.
 pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
-    let range = resolve(ss, text)?;
-    let props = &ss.sheets[range.sheet].props;
-    if range.exceeds(props) {
-        return Err(grid_limit_error(text, props));
-    }
-    Ok(range)
-}
-
-fn resolve(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
     let unparsable = || invalid_argument(&format!("Unable to parse range: {text}"));
     let by_title = |title: &str| ss.sheets.iter().position(|s| s.props.title == title);
-    let whole = |sheet: usize| Resolved {
-        sheet,
-        r0: 0,
-        c0: 0,
-        r1: None,
-        c1: None,
-        anchor: true,
-    };
     let trimmed = text.trim();
     // A bare word is a tab title first (`Readings`, or a tab named like a cell).
-    if !trimmed.starts_with('\'') && !trimmed.contains('!') {
-        if let Some(sheet) = by_title(trimmed) {
-            return Ok(whole(sheet));
-        }
-    }
-    let (name, span) = parse_a1(trimmed).ok_or_else(unparsable)?;
-    let sheet = match name {
-        Some(name) => by_title(&name).ok_or_else(unparsable)?,
-        None if ss.sheets.is_empty() => return Err(unparsable()),
-        None => 0,
+    let bare = (!trimmed.starts_with('\'') && !trimmed.contains('!')).then(|| by_title(trimmed));
+    let (sheet, span) = match bare.flatten() {
+        Some(sheet) => (sheet, None),
+        None => match parse_a1(trimmed).ok_or_else(unparsable)? {
+            (Some(name), span) => (by_title(&name).ok_or_else(unparsable)?, span),
+            (None, _) if ss.sheets.is_empty() => return Err(unparsable()),
+            (None, span) => (0, span),
+        },
     };
-    let Some(span) = span else {
-        return Ok(whole(sheet));
+    let props = &ss.sheets[sheet].props;
+    let prefix = match (span, trimmed.rfind('!')) {
+        (Some(_), Some(i)) => trimmed[..=i].to_string(),
+        _ => format!("{}!", quote_sheet(&props.title)),
     };
-    let Some(end) = span.end else {
-        let (Some(c), Some(r)) = (span.start.col, span.start.row) else {
-            return Err(unparsable());
-        };
-        return Ok(Resolved {
-            sheet,
-            r0: r,
-            c0: c,
-            r1: Some(r),
-            c1: Some(c),
-            anchor: true,
-        });
+    // A whole tab starts at A1; a single cell ends where it starts.
+    let whole = CellRef {
+        col: Some(0),
+        row: Some(0),
+    };
+    let (start, end, anchor) = match span {
+        None => (whole, CellRef { col: None, row: None }, true),
+        Some(Span { start, end: None }) => (start, start, true),
+        Some(Span { start, end: Some(end) }) => (start, end, false),
     };
     let axis = |a: Option<u32>, b: Option<u32>| match (a, b) {
         (Some(a), Some(b)) => (a.min(b), Some(a.max(b))),
-        (Some(a), None) => (a, None),
-        (None, Some(b)) => (0, Some(b)),
-        (None, None) => (0, None),
+        (a, b) => (a.unwrap_or(0), b),
     };
-    let (r0, r1) = axis(span.start.row, end.row);
-    let (c0, c1) = axis(span.start.col, end.col);
+    let ((r0, r1), (c0, c1)) = (axis(start.row, end.row), axis(start.col, end.col));
+    let (row_out, col_out) = (|r: u32| r >= props.rows, |c: u32| c >= props.cols);
+    if row_out(r0) || col_out(c0) || r1.is_some_and(row_out) || c1.is_some_and(col_out) {
+        return Err(grid_limit_error(text, props));
+    }
     Ok(Resolved {
         sheet,
         r0,
         c0,
         r1,
         c1,
-        anchor: false,
+        anchor,
+        prefix,
     })
 }
 

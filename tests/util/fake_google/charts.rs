@@ -60,18 +60,9 @@ fn chart_data(work: &[SheetProps], parent: &Value, name: &str, what: &str, ctx: 
 /// A `ChartSpec` with a `basicChart`.
 pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &str, ctx: &str) -> Result<(), Response> {
     refuse_unimplemented(spec, &["dataSourceChartProperties", "filterSpecs", "sortSpecs"], at)?;
-    let kinds = [
-        "basicChart",
-        "pieChart",
-        "bubbleChart",
-        "candlestickChart",
-        "orgChart",
-        "histogramChart",
-        "waterfallChart",
-        "treemapChart",
-        "scorecardChart",
-    ];
-    let set: Vec<&str> = kinds.into_iter().filter(|k| object(spec, k).is_some()).collect();
+    // The chart kinds are the spec's `…Chart` fields (one oneof in Google's proto).
+    let kinds = discovery::fields("ChartSpec").into_iter().filter(|k| k.ends_with("Chart"));
+    let set: Vec<&str> = kinds.filter(|k| object(spec, k).is_some()).collect();
     match set.as_slice() {
         ["basicChart"] => {}
         [] => {
@@ -194,10 +185,7 @@ pub(super) fn add_chart(
         Some(id) => id,
         None => random_sheet_id(rng, &used),
     };
-    let Some(props) = work.iter_mut().find(|p| p.sheet_id == anchor_sheet) else {
-        return Err(invalid_argument(&format!("{ctx}: No grid with id: {anchor_sheet}")));
-    };
-    props.charts.push((id, spec.clone()));
+    grid_mut(work, anchor_sheet, &ctx)?.charts.push((id, spec.clone()));
     Ok(json!({"addChart": {"chart": {"chartId": id, "spec": spec, "position": chart.get("position")}}}))
 }
 

@@ -33,7 +33,21 @@ pub fn check(name: &str, value: &Value) -> Result<(), String> {
     check_ref(name, value, "")
 }
 
-fn snake(name: &str) -> String {
+/// The field names of schema `name`, in the document's (alphabetical) order.
+pub(super) fn fields(name: &str) -> Vec<&'static str> {
+    let properties = document().pointer(&format!("/schemas/{name}/properties"));
+    properties.and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k.as_str()).collect()
+}
+
+/// The values `spreadsheets.values.get`'s query parameter `name` may take.
+pub(super) fn values_get_enum(name: &str) -> Vec<&'static str> {
+    let at = format!("/resources/spreadsheets/resources/values/methods/get/parameters/{name}/enum");
+    let values = document().pointer(&at).and_then(Value::as_array);
+    values.into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+/// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
+pub(super) fn snake(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if c.is_ascii_uppercase() {

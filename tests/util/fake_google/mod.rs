@@ -690,10 +690,7 @@ impl FakeGoogle {
     /// If the spreadsheet or tab does not exist, `top_left` is not a cell, or the values do
     /// not fit the grid.
     pub fn put_values(&self, id: &str, tab: &str, top_left: &str, rows: &[Vec<Cell>]) {
-        let Some((None, Some(span))) = parse_a1(top_left) else {
-            panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
-        };
-        let (Some(c0), Some(r0)) = (span.start.col, span.start.row) else {
+        let Some((r0, c0)) = single_cell(top_left) else {
             panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
         };
         self.with_spreadsheet(id, |ss| {
@@ -719,7 +716,7 @@ impl FakeGoogle {
     /// no trailing empty cells in a row, `Cell::Empty` for gaps. `None` if there is no such
     /// spreadsheet or tab.
     pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
-        self.with_tab(id, tab, Sheet::trimmed_values)
+        self.with_tab(id, tab, |s| s.grid((0, 0), (u32::MAX, u32::MAX), false, Cell::Empty, Cell::clone))
     }
 
     /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
@@ -1029,13 +1026,14 @@ mod tests {
     #[test]
     fn url_decoding() {
         assert_eq!(
-            percent_decode(b"%27Readings%27%21A1%3AI2", false),
-            Some(b"'Readings'!A1:I2".to_vec())
+            percent_decode("%27Readings%27%21A1%3AI2").as_deref(),
+            Some("'Readings'!A1:I2")
         );
-        assert_eq!(percent_decode(b"a+b", true), Some(b"a b".to_vec()));
-        assert_eq!(percent_decode(b"a+b", false), Some(b"a+b".to_vec()));
-        assert_eq!(percent_decode(b"%zz", false), None);
-        assert_eq!(percent_decode(b"%2", false), None);
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+        assert_eq!(parse_urlencoded(b"a+b=c+d%2B"), Some(vec![("a b".into(), "c d+".into())]));
         assert_eq!(
             parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
             Some(vec![

@@ -215,6 +215,13 @@ pub(super) fn batch_update(
     Ok(response)
 }
 
+/// The tab with `sheet_id` in a batch's working copy, or Google's error for there being none.
+pub(super) fn grid_mut<'a>(work: &'a mut [SheetProps], sheet_id: i64, ctx: &str) -> Result<&'a mut SheetProps, Response> {
+    work.iter_mut()
+        .find(|p| p.sheet_id == sheet_id)
+        .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
+}
+
 pub(super) fn total_cells(work: &[SheetProps]) -> u64 {
     work.iter().map(SheetProps::cells).sum()
 }

@@ -45,41 +45,41 @@ pub(super) fn values_batch_update(
     let mut sheets_touched = BTreeSet::new();
     for plan in &plans {
         let n = plan.cells.len() as u64;
-        rows += plan.rows;
-        cols += plan.cols;
-        cells += n;
+        (rows, cols, cells) = (rows + plan.rows, cols + plan.cols, cells + n);
         if n > 0 {
             sheets_touched.insert(plan.sheet);
         }
-        let mut response = Map::new();
-        response.insert("spreadsheetId".into(), json!(ss.id));
-        response.insert("updatedRange".into(), json!(plan.updated_range));
-        insert_nonzero(&mut response, "updatedRows", plan.rows);
-        insert_nonzero(&mut response, "updatedColumns", plan.cols);
-        insert_nonzero(&mut response, "updatedCells", n);
-        if include_values {
-            let updated = read_values(ss, &plan.updated_range, render, false)?;
-            response.insert("updatedData".into(), updated);
-        }
-        responses.push(Value::Object(response));
+        let updated = if include_values {
+            read_values(ss, &plan.updated_range, render, false)?
+        } else {
+            Value::Null
+        };
+        responses.push(proto3(json!({
+            "spreadsheetId": ss.id,
+            "updatedRange": plan.updated_range,
+            "updatedRows": plan.rows,
+            "updatedColumns": plan.cols,
+            "updatedCells": n,
+            "updatedData": updated,
+        })));
     }
-    let mut out = Map::new();
-    out.insert("spreadsheetId".into(), json!(ss.id));
-    insert_nonzero(&mut out, "totalUpdatedRows", rows);
-    insert_nonzero(&mut out, "totalUpdatedColumns", cols);
-    insert_nonzero(&mut out, "totalUpdatedCells", cells);
-    insert_nonzero(&mut out, "totalUpdatedSheets", sheets_touched.len() as u64);
-    if !responses.is_empty() {
-        out.insert("responses".into(), Value::Array(responses));
-    }
-    Ok((Value::Object(out), option))
+    let out = proto3(json!({
+        "spreadsheetId": ss.id,
+        "totalUpdatedRows": rows,
+        "totalUpdatedColumns": cols,
+        "totalUpdatedCells": cells,
+        "totalUpdatedSheets": sheets_touched.len(),
+        "responses": responses,
+    }));
+    Ok((out, option))
 }
 
-/// proto3 JSON omits zero-valued scalars; so does the fake.
-pub(super) fn insert_nonzero(map: &mut Map<String, Value>, key: &str, n: u64) {
-    if n > 0 {
-        map.insert(key.into(), json!(n));
+/// proto3 JSON leaves out fields at their default (0, empty list, unset); so does the fake.
+pub(super) fn proto3(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.retain(|_, v| !(v.is_null() || *v == json!(0) || *v == json!([])));
     }
+    value
 }
 
 pub(super) fn plan_write(
@@ -133,7 +133,7 @@ pub(super) fn plan_write(
         }
     }
     // 3. The data must fit the grid.
-    let prefix = sheet_prefix(range_text, &props.title);
+    let prefix = &range.prefix;
     if n_rows > 0 && n_cols > 0 && (last_row >= u64::from(props.rows) || last_col >= u64::from(props.cols)) {
         let effective = format!("{prefix}{}:{}", cell_name(r0, c0), cell_name(last_row, last_col));
         return Err(grid_limit_error(&effective, props));
@@ -246,19 +246,6 @@ pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response
     ))
 }
 
-/// The `Sheet!` part as the client wrote it, or the tab's own name when it wrote none.
-pub(super) fn sheet_prefix(range_text: &str, title: &str) -> String {
-    let trimmed = range_text.trim();
-    if trimmed.starts_with('\'') {
-        if let Some(i) = trimmed.rfind("'!") {
-            return trimmed[..i + 2].to_string();
-        }
-    } else if let Some(i) = trimmed.rfind('!') {
-        return trimmed[..i + 1].to_string();
-    }
-    format!("{}!", quote_sheet(title))
-}
-
 // --- values.get ----------------------------------------------------------------------------
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -280,35 +267,24 @@ impl Render {
 }
 
 pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -> Result<Value, Response> {
-    let Some(range_text) = percent_decode(raw_range.as_bytes(), false).and_then(|bytes| String::from_utf8(bytes).ok())
-    else {
+    let Some(range_text) = percent_decode(raw_range) else {
         return Err(invalid_argument(&format!("Unable to parse range: {raw_range}")));
     };
-    // A query parameter outside its enum: Google names the field in snake case.
-    let query = |name: &str, field: &str, proto: &str, allowed: &[&str]| match req.query_param(name) {
-        Some(v) if !allowed.contains(&v) => Err(invalid_value(
-            field,
+    // A query parameter outside the discovery document's enum: Google names the field in
+    // snake case and the enum by its proto type.
+    let query = |name: &str, proto: &str| match req.query_param(name) {
+        Some(v) if !discovery::values_get_enum(name).contains(&v) => Err(invalid_value(
+            &discovery::snake(name),
             &format!("type.googleapis.com/google.apps.sheets.v4.{proto}"),
             &json!(v),
         )),
         v => Ok(v),
     };
-    let render = query(
-        "valueRenderOption",
-        "value_render_option",
-        "ValueRenderOption",
-        &["FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"],
-    )?
-    .and_then(Render::parse)
-    .unwrap_or(Render::Formatted);
-    query(
-        "dateTimeRenderOption",
-        "date_time_render_option",
-        "DateTimeRenderOption",
-        &["SERIAL_NUMBER", "FORMATTED_STRING"],
-    )?;
-    let dimensions = ["ROWS", "DIMENSION_UNSPECIFIED", "COLUMNS"];
-    let by_columns = query("majorDimension", "major_dimension", "Dimension", &dimensions)? == Some("COLUMNS");
+    let render = query("valueRenderOption", "ValueRenderOption")?
+        .and_then(Render::parse)
+        .unwrap_or(Render::Formatted);
+    query("dateTimeRenderOption", "DateTimeRenderOption")?;
+    let by_columns = query("majorDimension", "Dimension")? == Some("COLUMNS");
     read_values(ss, &range_text, render, by_columns)
 }
 
@@ -326,42 +302,14 @@ pub(super) fn read_values(
     // Unbounded ends stop at the grid's edge (a single cell is bounded both ways).
     let r1 = range.r1.unwrap_or(props.rows - 1);
     let c1 = range.c1.unwrap_or(props.cols - 1);
-    let mut grid: Vec<Vec<Value>> = Vec::new();
-    for ((r, c), cell) in sheet.rect(r0, c0, r1, c1) {
-        let (a, b) = if by_columns {
-            (c as usize, r as usize)
-        } else {
-            (r as usize, c as usize)
-        };
-        if grid.len() <= a {
-            grid.resize_with(a + 1, Vec::new);
-        }
-        let line = &mut grid[a];
-        if line.len() <= b {
-            line.resize(b + 1, json!(""));
-        }
-        line[b] = render_cell(cell, render);
-    }
-    let mut out = Map::new();
-    out.insert(
-        "range".into(),
-        json!(format!(
-            "{}!{}",
-            quote_sheet(&props.title),
-            span_name(u64::from(r0), u64::from(c0), u64::from(r1), u64::from(c1))
-        )),
+    let grid = sheet.grid((r0, c0), (r1, c1), by_columns, json!(""), |cell| render_cell(cell, render));
+    let range = format!(
+        "{}!{}",
+        quote_sheet(&props.title),
+        span_name(u64::from(r0), u64::from(c0), u64::from(r1), u64::from(c1))
     );
-    out.insert(
-        "majorDimension".into(),
-        json!(if by_columns { "COLUMNS" } else { "ROWS" }),
-    );
-    if !grid.is_empty() {
-        out.insert(
-            "values".into(),
-            Value::Array(grid.into_iter().map(Value::Array).collect()),
-        );
-    }
-    Ok(Value::Object(out))
+    let major = if by_columns { "COLUMNS" } else { "ROWS" };
+    Ok(proto3(json!({ "range": range, "majorDimension": major, "values": grid })))
 }
 
 pub(super) fn render_cell(cell: &Cell, render: Render) -> Value {
