@@ -1363,6 +1363,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
             "Oneof field 'kind' is already set",
         ),
         (json!([{}]), "No request set"),
+        (json!([null]), "Invalid value at 'requests[0]' (TYPE_MESSAGE), null"),
     ] {
         let before = fake.stats().schema_violations;
         let reply = batch(&fake, &token, "s1", requests.clone());
@@ -1382,6 +1383,15 @@ fn every_body_is_checked_against_googles_discovery_document() {
             json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "rows": [[1]]}]}),
             "Unknown name \"rows\" at 'data[0]'",
         ),
+        // `null` leaves a field unset, but a list holds no null message or list.
+        (
+            json!({"valueInputOption": "RAW", "data": [null]}),
+            "Invalid value at 'data[0]' (TYPE_MESSAGE), null",
+        ),
+        (
+            json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "values": [null]}]}),
+            "Invalid value at 'data[0].values[0]' (type.googleapis.com/google.protobuf.ListValue), null",
+        ),
     ] {
         let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &body).unwrap();
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
@@ -1391,7 +1401,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
     let ok = json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "majorDimension": "ROWS", "values": [[1, "a", true, null]]}], "includeValuesInResponse": false});
     let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &ok).unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(fake.stats().schema_violations, 8);
+    assert_eq!(fake.stats().schema_violations, 11);
     // Valid by the schema, refused by Google's rules: an id that exists (issue 18).
     let reply = batch(
         &fake,
@@ -1408,7 +1418,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
         "{}",
         reply.body
     );
-    assert_eq!(fake.stats().schema_violations, 8);
+    assert_eq!(fake.stats().schema_violations, 11);
 }
 
 #[test]

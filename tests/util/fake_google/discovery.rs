@@ -5,7 +5,8 @@
 //! Proto JSON as Google parses it: an unknown field name is refused, so is a value of the
 //! wrong type (`int32` takes a number or a numeric string, `double` a number or
 //! `"NaN"`/`"Infinity"`, `boolean` only `true`/`false`), and an enum value not in the
-//! schema's list. `null` means "unset" and is accepted anywhere. A `Request` (one entry of
+//! schema's list. `null` means "unset" and is accepted for any field, but not as an element
+//! of a list of messages or lists. A `Request` (one entry of
 //! `spreadsheets.batchUpdate`'s `requests`) must have exactly one kind set. Every refusal
 //! is counted in [`Stats::schema_violations`] so a test can assert there were none.
 use std::sync::OnceLock;
@@ -152,7 +153,18 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
             };
             let item = p.get("items").cloned().unwrap_or(Value::Null);
             for (i, x) in items.iter().enumerate() {
-                check_property(&item, x, &format!("{at}[{i}]"))?;
+                let at = format!("{at}[{i}]");
+                // `null` leaves a field unset, but a list has no unset elements: Google
+                // refuses a null message or list inside one (a null `any` is a null value).
+                let null_type = match (item.get("$ref"), item.get("type").and_then(Value::as_str)) {
+                    (Some(_), _) => Some("TYPE_MESSAGE"),
+                    (None, Some("array")) => Some("type.googleapis.com/google.protobuf.ListValue"),
+                    _ => None,
+                };
+                if let (true, Some(t)) = (x.is_null(), null_type) {
+                    return Err(format!("Invalid value at '{at}' ({t}), null"));
+                }
+                check_property(&item, x, &at)?;
             }
             Ok(())
         }

@@ -768,14 +768,6 @@ impl FakeGoogle {
         self.state().quota_window = window.max(Duration::from_millis(1));
     }
 
-    /// Forgets all quota usage (not the stats).
-    pub fn reset_quota(&self) {
-        for usage in self.state().usage.values_mut() {
-            usage.writes.clear();
-            usage.reads.clear();
-        }
-    }
-
     /// A fault no client can foresee: from now on, a write with a text cell containing
     /// `needle` is refused whole with 400 INVALID_ARGUMENT (as Google refuses a batch
     /// holding one invalid value); `None` lifts it.
@@ -912,7 +904,7 @@ impl Drop for FakeGoogle {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Handlers look at the flag every RECV_SLICE (a delayed reply ends early on it).
-        if wait_bounded(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
+        if super::daemon::wait_until(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
             for handle in self.handlers.drain(..) {
                 let _ = handle.join();
             }
@@ -922,24 +914,10 @@ impl Drop for FakeGoogle {
         // Its accept thread closes the listener a moment later: wait for that, so that a
         // dropped fake is really gone.
         let addr = self.addr;
-        wait_bounded(SHUTDOWN_GRACE, || {
+        super::daemon::wait_until(SHUTDOWN_GRACE, || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
         });
-        wait_bounded(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
-    }
-}
-
-/// Polls `done` every 5 ms until it is true or `limit` passes; returns the last answer.
-fn wait_bounded(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
+        super::daemon::wait_until(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
     }
 }
 

@@ -88,24 +88,14 @@ pub(super) fn plan_write(
     vr: &Value,
     option: ValueInputOption,
 ) -> Result<PlannedWrite, Response> {
-    let obj = message(vr, &format!("data[{i}]"))?;
+    let obj = vr.as_object().expect("the schema refuses a null list element");
     let range_text = text(obj, "range").unwrap_or("");
     // 1. The stated range must fit the grid (checked by `resolve_range`).
     let range = resolve_range(ss, range_text)?;
     let by_rows = text(obj, "majorDimension") != Some("COLUMNS");
     let props = &ss.sheets[range.sheet].props;
-    // The schema made `values` a list of lists; a `null` line is not a list.
-    let mut lines: Vec<&Vec<Value>> = Vec::new();
-    for (r, line) in list(obj, "values").iter().enumerate() {
-        let Value::Array(items) = line else {
-            return Err(invalid_value(
-                &format!("data[{i}].values[{r}]"),
-                "type.googleapis.com/google.protobuf.ListValue",
-                line,
-            ));
-        };
-        lines.push(items);
-    }
+    // The schema made `values` a list of lists, none of them null.
+    let lines: Vec<&Vec<Value>> = list(obj, "values").iter().filter_map(Value::as_array).collect();
     // The data's extent, in (row, col) terms.
     let major = lines.len() as u64;
     let minor = lines.iter().map(|l| l.len() as u64).max().unwrap_or(0);
