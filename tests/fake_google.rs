@@ -293,6 +293,16 @@ fn claims(fake: &FakeGoogle, iss: &str, scope: &str, iat: i64, exp: i64) -> Valu
     json!({ "iss": iss, "scope": scope, "aud": fake.token_uri(), "iat": iat, "exp": exp, "sub": null })
 }
 
+/// A JWT for the default account, signed with the test key and padded as yup-oauth2 sends it.
+fn signed(fake: &FakeGoogle, scope: &str, iat: i64, exp: i64) -> String {
+    sign_jwt(
+        TEST_KEY_PEM,
+        &rs256(),
+        &claims(fake, DEFAULT_ACCOUNT, scope, iat, exp),
+        true,
+    )
+}
+
 fn rs256() -> Value {
     json!({ "alg": "RS256", "typ": "JWT" })
 }
@@ -420,34 +430,19 @@ fn assertions_are_checked_like_google_does() {
     let cases: Vec<(&str, String, &str, &str)> = vec![
         (
             "expired",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now - 4000, now - 400),
-                true,
-            ),
+            signed(&fake, SPREADSHEETS_SCOPE, now - 4000, now - 400),
             "invalid_grant",
             short_lived,
         ),
         (
             "longer than an hour",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3700),
-                true,
-            ),
+            signed(&fake, SPREADSHEETS_SCOPE, now, now + 3700),
             "invalid_grant",
             short_lived,
         ),
         (
             "issued in the future",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now + 300, now + 600),
-                true,
-            ),
+            signed(&fake, SPREADSHEETS_SCOPE, now + 300, now + 600),
             "invalid_grant",
             short_lived,
         ),
@@ -459,29 +454,13 @@ fn assertions_are_checked_like_google_does() {
         ),
         (
             "no spreadsheets scope",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(
-                    &fake,
-                    DEFAULT_ACCOUNT,
-                    "https://www.googleapis.com/auth/drive.readonly",
-                    now,
-                    now + 3595,
-                ),
-                true,
-            ),
+            signed(&fake, "https://www.googleapis.com/auth/drive.readonly", now, now + 3595),
             "invalid_scope",
             "",
         ),
         (
             "empty scope",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, "", now, now + 3595),
-                true,
-            ),
+            signed(&fake, "", now, now + 3595),
             "invalid_scope",
             "Empty or missing scope not allowed.",
         ),
@@ -548,12 +527,7 @@ fn token_faults_reach_the_real_client() {
 
     fake.inject_token_fault(TokenFault::ShortLifetime(1), 1);
     let now = now_secs();
-    let jwt = sign_jwt(
-        TEST_KEY_PEM,
-        &rs256(),
-        &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595),
-        true,
-    );
+    let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(reply.json()["expires_in"], 1);
 
@@ -1133,12 +1107,7 @@ fn outage_answers_503_everywhere_then_recovers() {
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     assert_eq!(reply.rpc_error().1, "UNAVAILABLE");
     let now = now_secs();
-    let jwt = sign_jwt(
-        TEST_KEY_PEM,
-        &rs256(),
-        &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595),
-        true,
-    );
+    let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(
         (reply.status, oauth_error(&reply).0.as_str()),

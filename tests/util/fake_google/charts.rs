@@ -61,7 +61,9 @@ fn chart_data(work: &[SheetProps], parent: &Value, name: &str, ctx: &str) -> Res
 pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &str, ctx: &str) -> Result<(), Response> {
     refuse_unimplemented(spec, &["dataSourceChartProperties", "filterSpecs", "sortSpecs"], at)?;
     // The chart kinds are the spec's `…Chart` fields (one oneof in Google's proto).
-    let kinds = discovery::fields("ChartSpec").into_iter().filter(|k| k.ends_with("Chart"));
+    let kinds = discovery::fields("ChartSpec")
+        .into_iter()
+        .filter(|k| k.ends_with("Chart"));
     let set: Vec<&str> = kinds.filter(|k| object(spec, k).is_some()).collect();
     match set.as_slice() {
         ["basicChart"] => {}

@@ -37,7 +37,12 @@ pub fn check(name: &str, value: &Value) -> Result<(), String> {
 /// The field names of schema `name`, in the document's (alphabetical) order.
 pub(super) fn fields(name: &str) -> Vec<&'static str> {
     let properties = document().pointer(&format!("/schemas/{name}/properties"));
-    properties.and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k.as_str()).collect()
+    properties
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .collect()
 }
 
 /// The values `spreadsheets.values.get`'s query parameter `name` may take.

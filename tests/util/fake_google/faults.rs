@@ -29,13 +29,17 @@ impl Matching {
 /// A fault for Sheets requests (see the module docs, *Faults*).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
-    /// Answer with this status and Google's body for it, applying nothing.
+    /// Answer at once with this status and Google's body for it, applying nothing: 429
+    /// the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 502 the HTML
+    /// page of Google's front end (as real 502s are). `Retry-After` if given.
     Status { code: u16, retry_after_secs: Option<u64> },
-    /// Apply the request, then close the connection without a response.
+    /// Apply the request, then close the connection without a response: the client
+    /// cannot know whether it was applied.
     ApplyThenDrop,
     /// Read the request, then close the connection without applying it.
     DropBeforeApply,
-    /// Wait this long (capped at 10 minutes), then process normally.
+    /// Wait this long (capped at 10 minutes), then process normally: a client timeout in
+    /// that window makes the outcome ambiguous, as with real Google.
     Delay(Duration),
     /// Answer with exactly this status, content type and body, applying nothing.
     Raw {

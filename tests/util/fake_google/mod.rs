@@ -58,32 +58,14 @@
 //!
 //! # Faults
 //!
-//! [`FakeGoogle::inject`] queues a [`Fault`] for the next `times` matching Sheets requests.
-//! A fault is consumed before authentication, like a front-end error:
-//! - [`Fault::Status`]: reply at once with that status and Google's body for it. 429 gets
-//!   the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED; 502 gets the
-//!   HTML page of Google's front end, as real 502s do. `Retry-After` is optional. Nothing
-//!   is applied.
-//! - [`Fault::ApplyThenDrop`]: process the request normally (apply the write), then close
-//!   the socket without a response. The client cannot know if it was applied.
-//! - [`Fault::DropBeforeApply`]: read the request, then close without applying anything.
-//! - [`Fault::Delay`]: wait, then process normally (a slow reply; a client timeout in
-//!   that window makes the outcome ambiguous, as with real Google).
-//! - [`Fault::Raw`]: any status with any body.
-//!
-//! [`FakeGoogle::refuse_cells_containing`] makes every write with a text cell containing a
-//! given string fail whole with 400 INVALID_ARGUMENT: a rule the client cannot foresee,
-//! for testing that one bad row cannot stop the rows after it.
-//!
-//! [`FakeGoogle::inject_token_fault`] does the same for the token endpoint ([`TokenFault`]):
-//! a 500 with an HTML body, a 503 `{"error":"internal_failure"}`, a dropped connection,
-//! a delay, or a short lifetime for the next token issued.
-//!
-//! **Outage** ([`FakeGoogle::outage`]): for the given duration every token request and
-//! every Sheets request is answered at once with **503**. Token requests get
-//! `{"error":"internal_failure"}`, Sheets requests get UNAVAILABLE "The service is
-//! currently unavailable.". Nothing is applied, no queued fault is consumed and no quota
-//! is charged. Connections are answered, not reset. Resets are what the drop faults are for.
+//! [`FakeGoogle::inject`] and [`FakeGoogle::inject_for`] queue a [`Fault`] (429 and 5xx
+//! with Google's bodies, a lost response after the write was applied, a dropped request,
+//! a slow reply, any raw answer) for the next matching Sheets requests;
+//! [`FakeGoogle::inject_token_fault`] queues a [`TokenFault`] for the token endpoint. A
+//! fault is consumed before authentication, like a front-end error. An
+//! [`FakeGoogle::outage`] answers everything 503 for a while, and
+//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule the client cannot
+//! foresee. Each item's docs say what it answers.
 //!
 //! # Deviations from real Google (known, deliberate)
 //!
@@ -97,18 +79,15 @@
 //! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
 //!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
 //!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
-//! - Only the endpoints below exist. Other real endpoints (`values:append`, `values.update`,
+//! - Only the endpoints below exist. Other real ones (`values:append`, `values.update`,
 //!   …) answer 501 UNIMPLEMENTED, naming the request, so a test fails loudly.
 //! - The project-wide quota (300/min) is not modelled, only the per-user one.
 //!
 //! # Endpoints
 //!
-//! - `POST /token`: the OAuth 2.0 JWT-bearer grant.
-//! - `GET /v4/spreadsheets/{id}`: spreadsheets.get.
-//! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet`, `appendDimension`, `addChart`,
-//!   `updateChartSpec` (validation in `charts`), `deleteDimension` (rows; `dimensions`).
-//! - `POST /v4/spreadsheets/{id}/values:batchUpdate`: write values at explicit ranges.
-//! - `GET /v4/spreadsheets/{id}/values/{range}`: read values (percent-encoded range).
+//! `POST /token` and the four Sheets endpoints of [`RequestKind`]. `batchUpdate` takes
+//! `addSheet`, `appendDimension`, `addChart`, `updateChartSpec` and `deleteDimension`
+//! (rows). `values.get` takes a percent-encoded range.
 //!
 //! # Server mechanics
 //!
@@ -716,7 +695,9 @@ impl FakeGoogle {
     /// no trailing empty cells in a row, `Cell::Empty` for gaps. `None` if there is no such
     /// spreadsheet or tab.
     pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
-        self.with_tab(id, tab, |s| s.grid((0, 0), (u32::MAX, u32::MAX), false, Cell::Empty, Cell::clone))
+        self.with_tab(id, tab, |s| {
+            s.grid((0, 0), (u32::MAX, u32::MAX), false, Cell::Empty, Cell::clone)
+        })
     }
 
     /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
@@ -801,7 +782,9 @@ impl FakeGoogle {
     /// from the first queued entry that matches it.
     pub fn inject_for(&self, matching: Matching, fault: Fault, times: u32) {
         if times > 0 {
-            self.state().faults.push_back(QueuedFault::sheets(fault, matching, times));
+            self.state()
+                .faults
+                .push_back(QueuedFault::sheets(fault, matching, times));
         }
     }
 
@@ -822,8 +805,11 @@ impl FakeGoogle {
         self.state().faults.clear();
     }
 
-    /// Answers every token and Sheets request with 503 for `duration` (capped at 10
-    /// minutes), starting now.
+    /// An outage, from now for `duration` (capped at 10 minutes): every token request gets
+    /// 503 `{"error":"internal_failure"}` and every Sheets request 503 UNAVAILABLE "The
+    /// service is currently unavailable.". Nothing is applied, no queued fault is consumed
+    /// and no quota is charged. Connections are answered, not reset (resets are what the
+    /// drop faults are for).
     pub fn outage(&self, duration: Duration) {
         let now = Instant::now();
         self.state().outage_until = Some(now + duration.min(MAX_FAULT_DURATION));
@@ -1011,7 +997,10 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%2"), None);
         assert_eq!(percent_decode("%ff"), None, "not UTF-8");
-        assert_eq!(parse_urlencoded(b"a+b=c+d%2B"), Some(vec![("a b".into(), "c d+".into())]));
+        assert_eq!(
+            parse_urlencoded(b"a+b=c+d%2B"),
+            Some(vec![("a b".into(), "c d+".into())])
+        );
         assert_eq!(
             parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
             Some(vec![

@@ -9,9 +9,11 @@ use super::*;
 /// `%` not followed by two hex digits, or bytes that are not UTF-8.
 pub(super) fn percent_decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
-    let escapes_ok = (0..bytes.len())
-        .filter(|&i| bytes[i] == b'%')
-        .all(|i| bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+    let escapes_ok = (0..bytes.len()).filter(|&i| bytes[i] == b'%').all(|i| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
     let decoded = percent_encoding::percent_decode(bytes).decode_utf8().ok()?;
     escapes_ok.then(|| decoded.into_owned())
 }

@@ -269,7 +269,10 @@ pub(super) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
         Some((id, range)) => (RequestKind::GetValues, id.to_string(), range.to_string()),
         None => {
             let rest = rest.replace("%3A", ":").replace("%3a", ":");
-            let (kind, id) = match (rest.strip_suffix("/values:batchUpdate"), rest.strip_suffix(":batchUpdate")) {
+            let (kind, id) = match (
+                rest.strip_suffix("/values:batchUpdate"),
+                rest.strip_suffix(":batchUpdate"),
+            ) {
                 (Some(id), _) => (RequestKind::ValuesBatchUpdate, id),
                 (None, Some(id)) => (RequestKind::BatchUpdate, id),
                 (None, None) => (RequestKind::GetSpreadsheet, rest.as_str()),
@@ -354,7 +357,10 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     // Phase 2: the request itself.
     let now = Instant::now();
     let (response, account, why) = if req.body.len() > st.max_request_bytes {
-        let message = format!("Request payload size exceeds the limit: {} bytes.", st.max_request_bytes);
+        let message = format!(
+            "Request payload size exceeds the limit: {} bytes.",
+            st.max_request_bytes
+        );
         (invalid_argument(&message), None, "payload too large")
     } else {
         match kind {
@@ -364,7 +370,11 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         }
     };
     if !why.is_empty() {
-        note = if note.is_empty() { why.to_string() } else { format!("{note}; {why}") };
+        note = if note.is_empty() {
+            why.to_string()
+        } else {
+            format!("{note}; {why}")
+        };
     }
     if drop_after {
         note = format!("{note}; would have answered {}", response.status);

@@ -209,7 +209,11 @@ pub(super) fn batch_update(
 }
 
 /// The tab with `sheet_id` in a batch's working copy, or Google's error for there being none.
-pub(super) fn grid_mut<'a>(work: &'a mut [SheetProps], sheet_id: i64, ctx: &str) -> Result<&'a mut SheetProps, Response> {
+pub(super) fn grid_mut<'a>(
+    work: &'a mut [SheetProps],
+    sheet_id: i64,
+    ctx: &str,
+) -> Result<&'a mut SheetProps, Response> {
     work.iter_mut()
         .find(|p| p.sheet_id == sheet_id)
         .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))

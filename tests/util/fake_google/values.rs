@@ -292,14 +292,18 @@ pub(super) fn read_values(
     // Unbounded ends stop at the grid's edge (a single cell is bounded both ways).
     let r1 = range.r1.unwrap_or(props.rows - 1);
     let c1 = range.c1.unwrap_or(props.cols - 1);
-    let grid = sheet.grid((r0, c0), (r1, c1), by_columns, json!(""), |cell| render_cell(cell, render));
+    let grid = sheet.grid((r0, c0), (r1, c1), by_columns, json!(""), |cell| {
+        render_cell(cell, render)
+    });
     let range = format!(
         "{}!{}",
         quote_sheet(&props.title),
         span_name(u64::from(r0), u64::from(c0), u64::from(r1), u64::from(c1))
     );
     let major = if by_columns { "COLUMNS" } else { "ROWS" };
-    Ok(proto3(json!({ "range": range, "majorDimension": major, "values": grid })))
+    Ok(proto3(
+        json!({ "range": range, "majorDimension": major, "values": grid }),
+    ))
 }
 
 pub(super) fn render_cell(cell: &Cell, render: Render) -> Value {
