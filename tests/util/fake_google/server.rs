@@ -42,61 +42,56 @@ pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Share
         .collect()
 }
 
+/// Counts a request in `live` while it is handled; when done, wakes `wait_until`.
+struct Handling<'a>(&'a Shared);
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.0.notify();
+    }
+}
+
 fn serve(shared: &Shared, mut raw: tiny_http::Request) {
     shared.live.fetch_add(1, Ordering::SeqCst);
+    let _handling = Handling(shared);
+    // A request that never reached `handle`: logged as `Other`, answered here.
+    let unrouted = |method: &str, target: &str, response: &Response, note: String| {
+        let mut st = shared.lock();
+        st.record(
+            shared.started,
+            method,
+            target,
+            RequestKind::Other,
+            None,
+            Some(response.status),
+            note,
+        );
+        st
+    };
     let request = match read_request(&mut raw) {
         Ok(request) => request,
-        Err(ReadError::Closed) => {
-            shared.live.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
+        Err(ReadError::Closed) => return,
         Err(ReadError::Bad(message)) => {
-            {
-                let mut st = shared.lock();
-                st.count_arrival(RequestKind::Other);
-                st.record(
-                    shared.started,
-                    &raw.method().to_string(),
-                    raw.url(),
-                    RequestKind::Other,
-                    None,
-                    Some(400),
-                    format!("malformed HTTP: {message}"),
-                );
-            }
-            write_response(raw, &invalid_argument(&message), true);
-            shared.live.fetch_sub(1, Ordering::SeqCst);
-            shared.notify();
-            return;
+            let response = invalid_argument(&message);
+            let note = format!("malformed HTTP: {message}");
+            unrouted(&raw.method().to_string(), raw.url(), &response, note).count_arrival(RequestKind::Other);
+            return write_response(raw, &response, true);
         }
     };
-    let action = match panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))) {
-        Ok(action) => action,
-        Err(_) => {
-            let mut st = shared.lock();
-            st.stats.internal_errors += 1;
-            st.record(
-                shared.started,
-                &request.method,
-                &request.target,
-                RequestKind::Other,
-                None,
-                Some(500),
-                "panic in the fake".into(),
-            );
-            Action::Respond(rpc_error(
-                500,
-                "INTERNAL",
-                "The fake Google panicked while handling this request (a bug in the fake).",
-            ))
-        }
-    };
+    let action = panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))).unwrap_or_else(|_| {
+        let message = "The fake Google panicked while handling this request (a bug in the fake).";
+        let response = rpc_error(500, "INTERNAL", message);
+        let note = "panic in the fake".to_string();
+        unrouted(&request.method, &request.target, &response, note)
+            .stats
+            .internal_errors += 1;
+        Action::Respond(response)
+    });
     match action {
         Action::Respond(response) => write_response(raw, &response, false),
         Action::Drop => drop_connection(raw, request.header("connection")),
     }
-    shared.live.fetch_sub(1, Ordering::SeqCst);
-    shared.notify();
 }
 
 /// Ends the exchange without a response. tiny_http cannot close a kept-alive connection
