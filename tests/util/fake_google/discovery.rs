@@ -74,6 +74,16 @@ fn join(at: &str, field: &str) -> String {
     }
 }
 
+/// Google's message for a field name its schema does not have (`at` empty: the root).
+pub(super) fn unknown_name(field: &str, at: &str) -> String {
+    let at = if at.is_empty() {
+        String::new()
+    } else {
+        format!(" at '{at}'")
+    };
+    format!("Invalid JSON payload received. Unknown name \"{field}\"{at}: Cannot find field.")
+}
+
 fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
     let Some(schema) = document().pointer(&format!("/schemas/{name}")) else {
         return Err(format!("the discovery document has no schema {name}"));
@@ -89,11 +99,7 @@ fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
     let props = schema.get("properties").and_then(Value::as_object);
     for (field, v) in obj {
         let Some(p) = props.and_then(|p| p.get(field)) else {
-            return Err(if at.is_empty() {
-                format!("Invalid JSON payload received. Unknown name \"{field}\": Cannot find field.")
-            } else {
-                format!("Invalid JSON payload received. Unknown name \"{field}\" at '{at}': Cannot find field.")
-            });
+            return Err(unknown_name(field, at));
         };
         check_property(p, v, &join(at, field))?;
     }

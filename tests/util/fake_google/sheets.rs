@@ -137,12 +137,7 @@ pub(super) fn invalid_value(at: &str, type_name: &str, value: &Value) -> Respons
 pub(super) fn refuse_unimplemented(obj: &Map<String, Value>, names: &[&str], at: &str) -> Result<(), Response> {
     match names.iter().find(|n| obj.contains_key(**n)) {
         None => Ok(()),
-        Some(name) if at.is_empty() => Err(invalid_argument(&format!(
-            "Invalid JSON payload received. Unknown name \"{name}\": Cannot find field."
-        ))),
-        Some(name) => Err(invalid_argument(&format!(
-            "Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field."
-        ))),
+        Some(name) => Err(invalid_argument(&discovery::unknown_name(name, at))),
     }
 }
 
@@ -182,11 +177,11 @@ pub(super) fn batch_update(
             "updateChartSpec" => update_chart_spec(&mut work, i, inner)?,
             "deleteDimension" => delete_dimension(&mut work, i, inner, &mut deletions)?,
             other => {
+                let message = discovery::unknown_name(other, &format!("requests[{i}]"));
                 return Err(invalid_argument(&format!(
-                    "Invalid JSON payload received. Unknown name \"{other}\" at \
-                     'requests[{i}]': Cannot find field. (The fake Google implements only \
-                     addSheet, appendDimension, addChart, updateChartSpec and deleteDimension.)"
-                )))
+                    "{message} (The fake Google implements only addSheet, appendDimension, addChart, \
+                     updateChartSpec and deleteDimension.)"
+                )));
             }
         };
         replies.push(reply);
@@ -271,14 +266,9 @@ pub(super) fn add_sheet(
         Some(id) => id,
         None => random_sheet_id(rng, &work.iter().map(|p| p.sheet_id).collect::<Vec<_>>()),
     };
-    match props.get("sheetType") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t == "GRID" => {}
-        Some(other) => {
-            return Err(invalid_argument(&format!(
-                "{ctx}: the fake Google supports only sheetType GRID, not {other}."
-            )))
-        }
+    if let Some(other) = text(props, "sheetType").filter(|t| *t != "GRID") {
+        let message = format!("{ctx}: the fake Google supports only sheetType GRID, not \"{other}\".");
+        return Err(invalid_argument(&message));
     }
     let grid = object(props, "gridProperties").unwrap_or(&empty);
     let count = |name: &str, default: u32| -> Result<u32, Response> {
