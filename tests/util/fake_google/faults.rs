@@ -114,7 +114,7 @@ impl QueuedFault {
                 code,
                 content_type,
                 body,
-            } => Effect::Answer(Some(raw_response(code, &content_type, body))),
+            } => Effect::Answer(Some(Response::new(code, &content_type, body))),
             Fault::DropBeforeApply => Effect::Answer(None),
             Fault::Delay(d) => Effect::Delay(d),
             Fault::ApplyThenDrop => Effect::ApplyThenDrop,
@@ -180,20 +180,4 @@ pub(super) fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Respon
         response.headers.push(("Retry-After", secs.to_string()));
     }
     response
-}
-
-pub(super) fn raw_response(code: u16, content_type: &str, body: String) -> Response {
-    // The content type must be 'static in `Response`; map the common ones, else octet-stream.
-    let content_type = match content_type {
-        t if t.starts_with("application/json") => "application/json; charset=UTF-8",
-        t if t.starts_with("text/html") => "text/html; charset=UTF-8",
-        t if t.starts_with("text/plain") => "text/plain; charset=UTF-8",
-        _ => "application/octet-stream",
-    };
-    Response {
-        status: code,
-        content_type,
-        headers: Vec::new(),
-        body,
-    }
 }

@@ -43,12 +43,7 @@ pub(super) fn pretty(value: &Value) -> String {
 
 /// Google pretty-prints its JSON (2-space indent).
 pub(super) fn json_response(status: u16, value: &Value) -> Response {
-    Response {
-        status,
-        content_type: "application/json; charset=UTF-8",
-        headers: Vec::new(),
-        body: pretty(value),
-    }
+    Response::new(status, "application/json; charset=UTF-8", pretty(value))
 }
 
 /// The google.rpc.Status error body (notes §2.6).
@@ -170,10 +165,5 @@ pub(super) fn html_page(status: u16, title: &str, text: &str) -> Response {
         "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>{title}</title>\n  \
          <p><b>{status}.</b> <ins>That’s an error.</ins>\n  <p>{text}  <ins>That’s all we know.</ins>\n"
     );
-    Response {
-        status,
-        content_type: "text/html; charset=UTF-8",
-        headers: Vec::new(),
-        body,
-    }
+    Response::new(status, "text/html; charset=UTF-8", body)
 }
