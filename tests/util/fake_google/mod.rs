@@ -915,52 +915,36 @@ impl Drop for FakeGoogle {
 mod tests {
     use super::*;
 
-    fn cr(col: Option<u32>, row: Option<u32>) -> CellRef {
-        CellRef { col, row }
-    }
-
     #[test]
     fn a1_forms_parse() {
-        assert_eq!(
-            parse_a1("'Readings'!A2:I3"),
-            Some((
-                Some("Readings".into()),
-                Some(Span {
-                    start: cr(Some(0), Some(1)),
-                    end: Some(cr(Some(8), Some(2)))
-                })
-            ))
-        );
-        assert_eq!(
-            parse_a1("'It''s ok'!B5"),
-            Some((
-                Some("It's ok".into()),
-                Some(Span {
-                    start: cr(Some(1), Some(4)),
-                    end: None
-                })
-            ))
-        );
+        let c = |col, row| CellRef { col, row };
+        for (text, name, start, end) in [
+            (
+                "'Readings'!A2:I3",
+                Some("Readings"),
+                c(Some(0), Some(1)),
+                Some(c(Some(8), Some(2))),
+            ),
+            ("'It''s ok'!B5", Some("It's ok"), c(Some(1), Some(4)), None),
+            (
+                "Sheet1!A1:C2",
+                Some("Sheet1"),
+                c(Some(0), Some(0)),
+                Some(c(Some(2), Some(1))),
+            ),
+            ("A5", None, c(Some(0), Some(4)), None),
+            (
+                "Readings!A:A",
+                Some("Readings"),
+                c(Some(0), None),
+                Some(c(Some(0), None)),
+            ),
+        ] {
+            let expected = (name.map(String::from), Some(Span { start, end }));
+            assert_eq!(parse_a1(text), Some(expected), "{text}");
+        }
         assert_eq!(parse_a1("'My Tab'"), Some((Some("My Tab".into()), None)));
-        assert_eq!(parse_a1("Sheet1!A1:C2").map(|(n, _)| n), Some(Some("Sheet1".into())));
-        assert_eq!(
-            parse_a1("A5"),
-            Some((
-                None,
-                Some(Span {
-                    start: cr(Some(0), Some(4)),
-                    end: None
-                })
-            ))
-        );
-        assert_eq!(
-            parse_a1("Readings!A:A").and_then(|(_, s)| s),
-            Some(Span {
-                start: cr(Some(0), None),
-                end: Some(cr(Some(0), None))
-            })
-        );
-        assert_eq!(parse_cell_ref("$ZZZ$10"), Some(cr(Some(18277), Some(9))));
+        assert_eq!(parse_cell_ref("$ZZZ$10"), Some(c(Some(18277), Some(9))));
     }
 
     #[test]
@@ -1012,27 +996,26 @@ mod tests {
 
     #[test]
     fn routes() {
-        let kind = |m: &str, p: &str| route(m, p).0;
-        assert_eq!(kind("POST", "/token"), RequestKind::Token);
-        assert_eq!(kind("GET", "/v4/spreadsheets/abc"), RequestKind::GetSpreadsheet);
+        use RequestKind::*;
+        for (method, path, kind) in [
+            ("POST", "/token", Token),
+            ("GET", "/v4/spreadsheets/abc", GetSpreadsheet),
+            ("POST", "/v4/spreadsheets/abc:batchUpdate", BatchUpdate),
+            ("POST", "/v4/spreadsheets/abc%3AbatchUpdate", BatchUpdate),
+            ("POST", "/v4/spreadsheets/abc/values:batchUpdate", ValuesBatchUpdate),
+            ("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2", GetValues),
+            ("POST", "/v4/spreadsheets/abc/values/R:append", Other),
+            ("PUT", "/v4/spreadsheets/abc/values/R", Other),
+            ("GET", "/v4/spreadsheets/abc:batchUpdate", Other),
+            ("GET", "/favicon.ico", Other),
+        ] {
+            assert_eq!(route(method, path).0, kind, "{method} {path}");
+        }
+        let (id, range) = ("abc".to_string(), "R%21A1".to_string());
         assert_eq!(
-            kind("POST", "/v4/spreadsheets/abc:batchUpdate"),
-            RequestKind::BatchUpdate
+            route("GET", "/v4/spreadsheets/abc/values/R%21A1"),
+            (GetValues, id, range)
         );
-        assert_eq!(
-            kind("POST", "/v4/spreadsheets/abc%3AbatchUpdate"),
-            RequestKind::BatchUpdate
-        );
-        assert_eq!(
-            kind("POST", "/v4/spreadsheets/abc/values:batchUpdate"),
-            RequestKind::ValuesBatchUpdate
-        );
-        assert_eq!(
-            kind("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2"),
-            RequestKind::GetValues
-        );
-        assert_eq!(kind("POST", "/v4/spreadsheets/abc/values/R:append"), RequestKind::Other);
-        assert_eq!(kind("GET", "/favicon.ico"), RequestKind::Other);
     }
 
     #[test]
