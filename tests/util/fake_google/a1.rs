@@ -1,10 +1,6 @@
 //! A1 notation: parsing and resolving ranges as Sheets does.
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// A1 notation
-// ---------------------------------------------------------------------------------------
-
 /// One side of an A1 span; either part may be absent (`A` is a column, `5` a row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct CellRef {
@@ -27,10 +23,7 @@ pub(super) struct Span {
 /// does not parse here; the caller tries it as a tab title.
 pub(super) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
     let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    if let Some(mut rest) = text.strip_prefix('\'') {
+    let (name, cells) = if let Some(mut rest) = text.strip_prefix('\'') {
         // The name ends at the first `'` that is not doubled.
         let mut name = String::new();
         loop {
@@ -42,38 +35,34 @@ pub(super) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
                 None => break,
             };
         }
-        if name.is_empty() {
-            return None;
-        }
-        if rest.is_empty() {
+        if rest.is_empty() && !name.is_empty() {
             return Some((Some(name), None));
         }
-        return Some((Some(name), Some(parse_span(rest.strip_prefix('!')?)?)));
-    }
-    if let Some(i) = text.rfind('!') {
-        let name = &text[..i];
-        if name.is_empty() || name.contains('\'') {
-            return None;
+        (Some(name), rest.strip_prefix('!')?)
+    } else {
+        match text.rfind('!') {
+            Some(i) if !text[..i].contains('\'') => (Some(text[..i].to_string()), &text[i + 1..]),
+            Some(_) => return None,
+            None => (None, text),
         }
-        return Some((Some(name.to_string()), Some(parse_span(&text[i + 1..])?)));
-    }
-    Some((None, Some(parse_span(text)?)))
-}
-
-pub(super) fn parse_span(text: &str) -> Option<Span> {
-    let mut parts = text.split(':');
-    let (first, second, third) = (parts.next()?, parts.next(), parts.next());
-    if third.is_some() {
+    };
+    if name.as_deref() == Some("") {
         return None;
     }
+    Some((name, Some(parse_span(cells)?)))
+}
+
+/// `A1`, `A1:B2`, `A:A`, `2:5` (a lone column or row is no span).
+pub(super) fn parse_span(text: &str) -> Option<Span> {
+    let (first, second) = match text.split_once(':') {
+        Some((first, second)) => (first, Some(second)),
+        None => (text, None),
+    };
     let start = parse_cell_ref(first)?;
-    match second {
+    match second.map(parse_cell_ref) {
         None if start.col.is_some() && start.row.is_some() => Some(Span { start, end: None }),
         None => None,
-        Some(second) => Some(Span {
-            start,
-            end: Some(parse_cell_ref(second)?),
-        }),
+        Some(end) => Some(Span { start, end: Some(end?) }),
     }
 }
 
@@ -85,26 +74,13 @@ pub(super) fn parse_cell_ref(text: &str) -> Option<CellRef> {
     if letters > 3 || row_text.len() > 9 || !row_text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let col = if col_text.is_empty() {
-        None
-    } else {
-        let n = col_text
-            .bytes()
-            .fold(0u32, |acc, b| acc * 26 + u32::from(b.to_ascii_uppercase() - b'A' + 1));
-        Some(n - 1)
+    let digit = |b: u8| u32::from(b.to_ascii_uppercase() - b'A' + 1);
+    let col = (letters > 0).then(|| col_text.bytes().fold(0, |n, b| n * 26 + digit(b)) - 1);
+    let row = match row_text {
+        "" => None,
+        row => Some(row.parse::<u32>().ok()?.checked_sub(1)?),
     };
-    let row = if row_text.is_empty() {
-        None
-    } else {
-        match row_text.parse::<u32>().ok()? {
-            0 => return None,
-            n => Some(n - 1),
-        }
-    };
-    if col.is_none() && row.is_none() {
-        return None;
-    }
-    Some(CellRef { col, row })
+    (col.is_some() || row.is_some()).then_some(CellRef { col, row })
 }
 
 /// A range resolved against a spreadsheet. Ends are inclusive and `None` when unbounded.
