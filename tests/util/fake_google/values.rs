@@ -104,23 +104,14 @@ pub(super) fn plan_write(
     let last_row = r0 + n_rows.max(1) - 1;
     let last_col = c0 + n_cols.max(1) - 1;
     // 2. The data must fit the stated range (a single cell or a whole tab is an anchor).
-    if !range.anchor {
-        if let Some(r1) = range.r1 {
-            if n_rows > 0 && last_row > u64::from(r1) {
-                return Err(invalid_argument(&format!(
-                    "Requested writing within range [{range_text}], but tried writing to row [{}]",
-                    u64::from(r1) + 2
-                )));
-            }
-        }
-        if let Some(c1) = range.c1 {
-            if n_cols > 0 && last_col > u64::from(c1) {
-                return Err(invalid_argument(&format!(
-                    "Requested writing within range [{range_text}], but tried writing to column [{}]",
-                    column_letters(c1 + 1)
-                )));
-            }
-        }
+    let beyond = match (range.r1.map(u64::from), range.c1) {
+        (Some(r1), _) if n_rows > 0 && last_row > r1 => Some(format!("row [{}]", r1 + 2)),
+        (_, Some(c1)) if n_cols > 0 && last_col > u64::from(c1) => Some(format!("column [{}]", column_letters(c1 + 1))),
+        _ => None,
+    };
+    if let (false, Some(beyond)) = (range.anchor, beyond) {
+        let message = format!("Requested writing within range [{range_text}], but tried writing to {beyond}");
+        return Err(invalid_argument(&message));
     }
     // 3. The data must fit the grid.
     let prefix = &range.prefix;
@@ -153,17 +144,14 @@ pub(super) fn plan_write(
                     ValueInputOption::Raw => Cell::Text(s.clone()),
                     ValueInputOption::UserEntered => user_entered(s),
                 },
-                Value::Object(_) => {
-                    return Err(invalid_argument(&format!(
-                        "Invalid values[{a}][{b}]: struct_value {}",
-                        proto_text(value)
-                    )))
-                }
-                Value::Array(_) => {
-                    return Err(invalid_argument(&format!(
-                        "Invalid values[{a}][{b}]: list_value {}",
-                        proto_text(value)
-                    )))
+                Value::Object(_) | Value::Array(_) => {
+                    let kind = if value.is_object() {
+                        "struct_value"
+                    } else {
+                        "list_value"
+                    };
+                    let message = format!("Invalid values[{a}][{b}]: {kind} {}", proto_text(value));
+                    return Err(invalid_argument(&message));
                 }
             };
             let at = ((r0 + r as u64) as u32, (c0 + c as u64) as u32);
