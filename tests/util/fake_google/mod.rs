@@ -654,8 +654,7 @@ impl FakeGoogle {
     /// Sets tab `title`'s grid to `rows` x `cols` (what a user resizing it does); cells
     /// outside the new grid are dropped.
     pub fn set_grid(&self, id: &str, title: &str, rows: u32, cols: u32) {
-        self.with_spreadsheet(id, |ss| {
-            let sheet = ss.sheet_by_title_mut(title).expect("no such tab");
+        self.with_tab_mut(id, title, |sheet| {
             sheet.props.rows = rows;
             sheet.props.cols = cols;
             sheet.cells.retain(|&(r, c), _| r < rows && c < cols);
@@ -672,10 +671,7 @@ impl FakeGoogle {
         let Some((r0, c0)) = single_cell(top_left) else {
             panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
         };
-        self.with_spreadsheet(id, |ss| {
-            let sheet = ss
-                .sheet_by_title_mut(tab)
-                .unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}"));
+        self.with_tab_mut(id, tab, |sheet| {
             for (i, row) in rows.iter().enumerate() {
                 for (j, cell) in row.iter().enumerate() {
                     let (r, c) = (r0 as u64 + i as u64, c0 as u64 + j as u64);
@@ -874,6 +870,15 @@ impl FakeGoogle {
     fn with_tab<R>(&self, id: &str, tab: &str, f: impl FnOnce(&Sheet) -> R) -> Option<R> {
         let st = self.state();
         Some(f(st.spreadsheets.get(id)?.sheet_by_title(tab)?))
+    }
+
+    /// # Panics
+    /// If there is no such spreadsheet or tab.
+    fn with_tab_mut(&self, id: &str, tab: &str, f: impl FnOnce(&mut Sheet)) {
+        self.with_spreadsheet(id, |ss| {
+            f(ss.sheet_by_title_mut(tab)
+                .unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}")));
+        });
     }
 
     fn with_spreadsheet<R>(&self, id: &str, f: impl FnOnce(&mut Spreadsheet) -> R) -> R {
