@@ -918,6 +918,9 @@ impl Drop for FakeGoogle {
 
 #[cfg(test)]
 mod tests {
+    // The benches include this harness with `harness = false`: under clippy's test cfg
+    // their build keeps this module but drops its `#[test]` functions.
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]
