@@ -1,4 +1,4 @@
-//! Self-tests of the fake Google (`tests/util/fake_google.rs`).
+//! Self-tests of the fake Google (`tests/util/fake_google/`).
 //!
 //! The Sheets tests are only as good as the fake's strictness, so each rule that the fake
 //! claims to enforce is exercised here: once with a request real Google accepts, and once

@@ -460,7 +460,6 @@ impl FakeGoogle {
             stop: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             token_uri: format!("http://{addr}/token"),
-            started: Instant::now(),
         });
         let server = Arc::new(server);
         let handlers = spawn_handlers(&server, &shared);

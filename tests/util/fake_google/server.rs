@@ -58,15 +58,7 @@ fn serve(shared: &Shared, mut raw: tiny_http::Request) {
     // A request that never reached `handle`: logged as `Other`, answered here.
     let unrouted = |method: &str, target: &str, response: &Response, note: String| {
         let mut st = shared.lock();
-        st.record(
-            shared.started,
-            method,
-            target,
-            RequestKind::Other,
-            None,
-            Some(response.status),
-            note,
-        );
+        st.record(method, target, RequestKind::Other, None, Some(response.status), note);
         st
     };
     let request = match read_request(&mut raw) {
@@ -153,10 +145,9 @@ pub(super) enum ReadError {
     Bad(String),
 }
 
-fn payload_too_large() -> ReadError {
-    ReadError::Bad(format!(
-        "Request payload size exceeds the limit: {MAX_REQUEST_BODY_BYTES} bytes."
-    ))
+/// Google's message for a request body over `limit` bytes.
+fn payload_too_large(limit: usize) -> String {
+    format!("Request payload size exceeds the limit: {limit} bytes.")
 }
 
 /// Copies what the dispatcher needs out of tiny_http's request, reading the body up to
@@ -172,7 +163,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> 
         return Err(ReadError::Bad("Request header fields too large.".into()));
     }
     if raw.body_length().is_some_and(|n| n > MAX_REQUEST_BODY_BYTES) {
-        return Err(payload_too_large());
+        return Err(ReadError::Bad(payload_too_large(MAX_REQUEST_BODY_BYTES)));
     }
     let mut body = Vec::new();
     raw.as_reader()
@@ -180,7 +171,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> 
         .read_to_end(&mut body)
         .map_err(|_| ReadError::Closed)?;
     if body.len() > MAX_REQUEST_BODY_BYTES {
-        return Err(payload_too_large());
+        return Err(ReadError::Bad(payload_too_large(MAX_REQUEST_BODY_BYTES)));
     }
     let target = raw.url().to_string();
     let (raw_path, raw_query) = split_target(&target);
@@ -318,7 +309,7 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         if status.is_none() {
             st.stats.dropped_without_response += 1;
         }
-        st.record(shared.started, &req.method, &req.target, kind, account, status, note);
+        st.record(&req.method, &req.target, kind, account, status, note);
         response.map_or(Action::Drop, Action::Respond)
     };
 
@@ -359,11 +350,11 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     // Phase 2: the request itself.
     let now = Instant::now();
     let (response, account, why) = if req.body.len() > st.max_request_bytes {
-        let message = format!(
-            "Request payload size exceeds the limit: {} bytes.",
-            st.max_request_bytes
-        );
-        (invalid_argument(&message), None, "payload too large")
+        (
+            invalid_argument(&payload_too_large(st.max_request_bytes)),
+            None,
+            "payload too large",
+        )
     } else {
         match kind {
             RequestKind::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),

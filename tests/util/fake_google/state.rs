@@ -12,7 +12,6 @@ pub(super) struct Shared {
     /// Requests being handled.
     pub(super) live: AtomicUsize,
     pub(super) token_uri: String,
-    pub(super) started: Instant,
 }
 
 impl Shared {
@@ -49,6 +48,8 @@ pub(super) struct State {
     pub(super) outage_until: Option<Instant>,
     pub(super) stats: Stats,
     pub(super) log: VecDeque<LoggedRequest>,
+    /// When the fake started (the request log's clock).
+    pub(super) started: Instant,
     pub(super) rng: Rng,
 }
 
@@ -86,6 +87,7 @@ impl State {
             outage_until: None,
             stats: Stats::default(),
             log: VecDeque::new(),
+            started: Instant::now(),
             rng: new_rng(),
         }
     }
@@ -148,10 +150,8 @@ impl State {
         token
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn record(
         &mut self,
-        started: Instant,
         method: &str,
         target: &str,
         kind: RequestKind,
@@ -163,7 +163,7 @@ impl State {
             self.log.pop_front();
         }
         let entry = LoggedRequest {
-            at: started.elapsed(),
+            at: self.started.elapsed(),
             method: method.to_string(),
             path: target.to_string(),
             kind,
