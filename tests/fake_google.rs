@@ -1,4 +1,4 @@
-//! Self-tests of the fake Google (`tests/util/fake_google.rs`).
+//! Self-tests of the fake Google (`tests/util/fake_google/`).
 //!
 //! The Sheets tests are only as good as the fake's strictness, so each rule that the fake
 //! claims to enforce is exercised here: once with a request real Google accepts, and once
@@ -293,6 +293,16 @@ fn claims(fake: &FakeGoogle, iss: &str, scope: &str, iat: i64, exp: i64) -> Valu
     json!({ "iss": iss, "scope": scope, "aud": fake.token_uri(), "iat": iat, "exp": exp, "sub": null })
 }
 
+/// A JWT for the default account, signed with the test key and padded as yup-oauth2 sends it.
+fn signed(fake: &FakeGoogle, scope: &str, iat: i64, exp: i64) -> String {
+    sign_jwt(
+        TEST_KEY_PEM,
+        &rs256(),
+        &claims(fake, DEFAULT_ACCOUNT, scope, iat, exp),
+        true,
+    )
+}
+
 fn rs256() -> Value {
     json!({ "alg": "RS256", "typ": "JWT" })
 }
@@ -420,34 +430,19 @@ fn assertions_are_checked_like_google_does() {
     let cases: Vec<(&str, String, &str, &str)> = vec![
         (
             "expired",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now - 4000, now - 400),
-                true,
-            ),
+            signed(&fake, SPREADSHEETS_SCOPE, now - 4000, now - 400),
             "invalid_grant",
             short_lived,
         ),
         (
             "longer than an hour",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3700),
-                true,
-            ),
+            signed(&fake, SPREADSHEETS_SCOPE, now, now + 3700),
             "invalid_grant",
             short_lived,
         ),
         (
             "issued in the future",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now + 300, now + 600),
-                true,
-            ),
+            signed(&fake, SPREADSHEETS_SCOPE, now + 300, now + 600),
             "invalid_grant",
             short_lived,
         ),
@@ -459,29 +454,13 @@ fn assertions_are_checked_like_google_does() {
         ),
         (
             "no spreadsheets scope",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(
-                    &fake,
-                    DEFAULT_ACCOUNT,
-                    "https://www.googleapis.com/auth/drive.readonly",
-                    now,
-                    now + 3595,
-                ),
-                true,
-            ),
+            signed(&fake, "https://www.googleapis.com/auth/drive.readonly", now, now + 3595),
             "invalid_scope",
             "",
         ),
         (
             "empty scope",
-            sign_jwt(
-                TEST_KEY_PEM,
-                &rs256(),
-                &claims(&fake, DEFAULT_ACCOUNT, "", now, now + 3595),
-                true,
-            ),
+            signed(&fake, "", now, now + 3595),
             "invalid_scope",
             "Empty or missing scope not allowed.",
         ),
@@ -548,12 +527,7 @@ fn token_faults_reach_the_real_client() {
 
     fake.inject_token_fault(TokenFault::ShortLifetime(1), 1);
     let now = now_secs();
-    let jwt = sign_jwt(
-        TEST_KEY_PEM,
-        &rs256(),
-        &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595),
-        true,
-    );
+    let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(reply.json()["expires_in"], 1);
 
@@ -1133,12 +1107,7 @@ fn outage_answers_503_everywhere_then_recovers() {
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     assert_eq!(reply.rpc_error().1, "UNAVAILABLE");
     let now = now_secs();
-    let jwt = sign_jwt(
-        TEST_KEY_PEM,
-        &rs256(),
-        &claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595),
-        true,
-    );
+    let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(
         (reply.status, oauth_error(&reply).0.as_str()),
@@ -1363,6 +1332,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
             "Oneof field 'kind' is already set",
         ),
         (json!([{}]), "No request set"),
+        (json!([null]), "Invalid value at 'requests[0]' (TYPE_MESSAGE), null"),
     ] {
         let before = fake.stats().schema_violations;
         let reply = batch(&fake, &token, "s1", requests.clone());
@@ -1382,6 +1352,15 @@ fn every_body_is_checked_against_googles_discovery_document() {
             json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "rows": [[1]]}]}),
             "Unknown name \"rows\" at 'data[0]'",
         ),
+        // `null` leaves a field unset, but a list holds no null message or list.
+        (
+            json!({"valueInputOption": "RAW", "data": [null]}),
+            "Invalid value at 'data[0]' (TYPE_MESSAGE), null",
+        ),
+        (
+            json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "values": [null]}]}),
+            "Invalid value at 'data[0].values[0]' (type.googleapis.com/google.protobuf.ListValue), null",
+        ),
     ] {
         let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &body).unwrap();
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
@@ -1391,7 +1370,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
     let ok = json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1", "majorDimension": "ROWS", "values": [[1, "a", true, null]]}], "includeValuesInResponse": false});
     let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &ok).unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(fake.stats().schema_violations, 8);
+    assert_eq!(fake.stats().schema_violations, 11);
     // Valid by the schema, refused by Google's rules: an id that exists (issue 18).
     let reply = batch(
         &fake,
@@ -1408,7 +1387,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
         "{}",
         reply.body
     );
-    assert_eq!(fake.stats().schema_violations, 8);
+    assert_eq!(fake.stats().schema_violations, 11);
 }
 
 #[test]

@@ -1,10 +1,6 @@
 //! A1 notation: parsing and resolving ranges as Sheets does.
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// A1 notation
-// ---------------------------------------------------------------------------------------
-
 /// One side of an A1 span; either part may be absent (`A` is a column, `5` a row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct CellRef {
@@ -27,59 +23,46 @@ pub(super) struct Span {
 /// does not parse here; the caller tries it as a tab title.
 pub(super) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
     let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    if let Some(rest) = text.strip_prefix('\'') {
+    let (name, cells) = if let Some(mut rest) = text.strip_prefix('\'') {
+        // The name ends at the first `'` that is not doubled.
         let mut name = String::new();
-        let mut chars = rest.char_indices();
-        let after = loop {
-            match chars.next() {
-                None => return None,
-                Some((i, '\'')) => {
-                    if rest[i + 1..].starts_with('\'') {
-                        name.push('\'');
-                        chars.next();
-                    } else {
-                        break &rest[i + 1..];
-                    }
-                }
-                Some((_, c)) => name.push(c),
-            }
-        };
-        if name.is_empty() {
-            return None;
+        loop {
+            let i = rest.find('\'')?;
+            name.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            match rest.strip_prefix('\'') {
+                Some(after) => (name.push('\''), rest = after),
+                None => break,
+            };
         }
-        if after.is_empty() {
+        if rest.is_empty() && !name.is_empty() {
             return Some((Some(name), None));
         }
-        let cells = after.strip_prefix('!')?;
-        return Some((Some(name), Some(parse_span(cells)?)));
-    }
-    if let Some(i) = text.rfind('!') {
-        let name = &text[..i];
-        if name.is_empty() || name.contains('\'') {
-            return None;
+        (Some(name), rest.strip_prefix('!')?)
+    } else {
+        match text.rfind('!') {
+            Some(i) if !text[..i].contains('\'') => (Some(text[..i].to_string()), &text[i + 1..]),
+            Some(_) => return None,
+            None => (None, text),
         }
-        return Some((Some(name.to_string()), Some(parse_span(&text[i + 1..])?)));
-    }
-    Some((None, Some(parse_span(text)?)))
-}
-
-pub(super) fn parse_span(text: &str) -> Option<Span> {
-    let mut parts = text.split(':');
-    let (first, second, third) = (parts.next()?, parts.next(), parts.next());
-    if third.is_some() {
+    };
+    if name.as_deref() == Some("") {
         return None;
     }
+    Some((name, Some(parse_span(cells)?)))
+}
+
+/// `A1`, `A1:B2`, `A:A`, `2:5` (a lone column or row is no span).
+pub(super) fn parse_span(text: &str) -> Option<Span> {
+    let (first, second) = match text.split_once(':') {
+        Some((first, second)) => (first, Some(second)),
+        None => (text, None),
+    };
     let start = parse_cell_ref(first)?;
-    match second {
+    match second.map(parse_cell_ref) {
         None if start.col.is_some() && start.row.is_some() => Some(Span { start, end: None }),
         None => None,
-        Some(second) => Some(Span {
-            start,
-            end: Some(parse_cell_ref(second)?),
-        }),
+        Some(end) => Some(Span { start, end: Some(end?) }),
     }
 }
 
@@ -91,26 +74,13 @@ pub(super) fn parse_cell_ref(text: &str) -> Option<CellRef> {
     if letters > 3 || row_text.len() > 9 || !row_text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let col = if col_text.is_empty() {
-        None
-    } else {
-        let n = col_text
-            .bytes()
-            .fold(0u32, |acc, b| acc * 26 + u32::from(b.to_ascii_uppercase() - b'A' + 1));
-        Some(n - 1)
+    let digit = |b: u8| u32::from(b.to_ascii_uppercase() - b'A' + 1);
+    let col = (letters > 0).then(|| col_text.bytes().fold(0, |n, b| n * 26 + digit(b)) - 1);
+    let row = match row_text {
+        "" => None,
+        row => Some(row.parse::<u32>().ok()?.checked_sub(1)?),
     };
-    let row = if row_text.is_empty() {
-        None
-    } else {
-        match row_text.parse::<u32>().ok()? {
-            0 => return None,
-            n => Some(n - 1),
-        }
-    };
-    if col.is_none() && row.is_none() {
-        return None;
-    }
-    Some(CellRef { col, row })
+    (col.is_some() || row.is_some()).then_some(CellRef { col, row })
 }
 
 /// A range resolved against a spreadsheet. Ends are inclusive and `None` when unbounded.
@@ -123,82 +93,57 @@ pub(super) struct Resolved {
     pub(super) c1: Option<u32>,
     /// A single cell or a whole tab: for writes, where the data starts, not a bound.
     pub(super) anchor: bool,
-}
-
-impl Resolved {
-    /// Whether any stated bound lies outside the grid.
-    pub(super) fn exceeds(&self, props: &SheetProps) -> bool {
-        let row_out = |r: u32| r >= props.rows;
-        let col_out = |c: u32| c >= props.cols;
-        row_out(self.r0) || col_out(self.c0) || self.r1.is_some_and(row_out) || self.c1.is_some_and(col_out)
-    }
+    /// The `Sheet!` part as the client wrote it, or the tab's own name when it wrote none.
+    pub(super) prefix: String,
 }
 
 /// The range `text` names in `ss`; a stated bound outside the grid is refused.
 pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
-    let range = resolve(ss, text)?;
-    let props = &ss.sheets[range.sheet].props;
-    if range.exceeds(props) {
-        return Err(grid_limit_error(text, props));
-    }
-    Ok(range)
-}
-
-fn resolve(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
     let unparsable = || invalid_argument(&format!("Unable to parse range: {text}"));
     let by_title = |title: &str| ss.sheets.iter().position(|s| s.props.title == title);
-    let whole = |sheet: usize| Resolved {
-        sheet,
-        r0: 0,
-        c0: 0,
-        r1: None,
-        c1: None,
-        anchor: true,
-    };
     let trimmed = text.trim();
     // A bare word is a tab title first (`Readings`, or a tab named like a cell).
-    if !trimmed.starts_with('\'') && !trimmed.contains('!') {
-        if let Some(sheet) = by_title(trimmed) {
-            return Ok(whole(sheet));
-        }
-    }
-    let (name, span) = parse_a1(trimmed).ok_or_else(unparsable)?;
-    let sheet = match name {
-        Some(name) => by_title(&name).ok_or_else(unparsable)?,
-        None if ss.sheets.is_empty() => return Err(unparsable()),
-        None => 0,
+    let bare = (!trimmed.starts_with('\'') && !trimmed.contains('!')).then(|| by_title(trimmed));
+    let (sheet, span) = match bare.flatten() {
+        Some(sheet) => (sheet, None),
+        None => match parse_a1(trimmed).ok_or_else(unparsable)? {
+            (Some(name), span) => (by_title(&name).ok_or_else(unparsable)?, span),
+            (None, _) if ss.sheets.is_empty() => return Err(unparsable()),
+            (None, span) => (0, span),
+        },
     };
-    let Some(span) = span else {
-        return Ok(whole(sheet));
+    let props = &ss.sheets[sheet].props;
+    let prefix = match (span, trimmed.rfind('!')) {
+        (Some(_), Some(i)) => trimmed[..=i].to_string(),
+        _ => format!("{}!", quote_sheet(&props.title)),
     };
-    let Some(end) = span.end else {
-        let (Some(c), Some(r)) = (span.start.col, span.start.row) else {
-            return Err(unparsable());
-        };
-        return Ok(Resolved {
-            sheet,
-            r0: r,
-            c0: c,
-            r1: Some(r),
-            c1: Some(c),
-            anchor: true,
-        });
+    // A whole tab starts at A1; a single cell ends where it starts.
+    let whole = CellRef {
+        col: Some(0),
+        row: Some(0),
+    };
+    let (start, end, anchor) = match span {
+        None => (whole, CellRef { col: None, row: None }, true),
+        Some(Span { start, end: None }) => (start, start, true),
+        Some(Span { start, end: Some(end) }) => (start, end, false),
     };
     let axis = |a: Option<u32>, b: Option<u32>| match (a, b) {
         (Some(a), Some(b)) => (a.min(b), Some(a.max(b))),
-        (Some(a), None) => (a, None),
-        (None, Some(b)) => (0, Some(b)),
-        (None, None) => (0, None),
+        (a, b) => (a.unwrap_or(0), b),
     };
-    let (r0, r1) = axis(span.start.row, end.row);
-    let (c0, c1) = axis(span.start.col, end.col);
+    let ((r0, r1), (c0, c1)) = (axis(start.row, end.row), axis(start.col, end.col));
+    let (row_out, col_out) = (|r: u32| r >= props.rows, |c: u32| c >= props.cols);
+    if row_out(r0) || col_out(c0) || r1.is_some_and(row_out) || c1.is_some_and(col_out) {
+        return Err(grid_limit_error(text, props));
+    }
     Ok(Resolved {
         sheet,
         r0,
         c0,
         r1,
         c1,
-        anchor: false,
+        anchor,
+        prefix,
     })
 }
 

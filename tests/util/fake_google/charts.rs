@@ -14,8 +14,8 @@
 use super::*;
 
 /// A `GridRange` one column wide in an existing grid.
-fn grid_range(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(), Response> {
-    let obj = message(v, at)?;
+fn grid_range(work: &[SheetProps], v: &Value, ctx: &str) -> Result<(), Response> {
+    let obj = v.as_object().expect("the schema refuses a null list element");
     let sheet_id = int(obj, "sheetId").unwrap_or(0);
     let Some(props) = work.iter().find(|p| p.sheet_id == sheet_id) else {
         return Err(invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")));
@@ -39,9 +39,9 @@ fn grid_range(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(),
 
 /// `ChartData` (the `domain` of a domain, the `series` of a series): a source range of
 /// one or more grid ranges.
-fn chart_data(work: &[SheetProps], parent: &Value, name: &str, what: &str, ctx: &str) -> Result<(), Response> {
+fn chart_data(work: &[SheetProps], parent: &Value, name: &str, ctx: &str) -> Result<(), Response> {
     let Some(data) = parent.get(name).filter(|d| !d.is_null()) else {
-        return Err(invalid_argument(&format!("{ctx}: a {what} needs data.")));
+        return Err(invalid_argument(&format!("{ctx}: a {name} needs data.")));
     };
     let sources = data
         .get("sourceRange")
@@ -51,8 +51,8 @@ fn chart_data(work: &[SheetProps], parent: &Value, name: &str, what: &str, ctx: 
     if sources.is_empty() {
         return Err(invalid_argument(&format!("{ctx}: ChartData must have a source range.")));
     }
-    for (i, s) in sources.iter().enumerate() {
-        grid_range(work, s, &format!("{name}.sourceRange.sources[{i}]"), ctx)?;
+    for s in sources {
+        grid_range(work, s, ctx)?;
     }
     Ok(())
 }
@@ -60,18 +60,11 @@ fn chart_data(work: &[SheetProps], parent: &Value, name: &str, what: &str, ctx: 
 /// A `ChartSpec` with a `basicChart`.
 pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &str, ctx: &str) -> Result<(), Response> {
     refuse_unimplemented(spec, &["dataSourceChartProperties", "filterSpecs", "sortSpecs"], at)?;
-    let kinds = [
-        "basicChart",
-        "pieChart",
-        "bubbleChart",
-        "candlestickChart",
-        "orgChart",
-        "histogramChart",
-        "waterfallChart",
-        "treemapChart",
-        "scorecardChart",
-    ];
-    let set: Vec<&str> = kinds.into_iter().filter(|k| object(spec, k).is_some()).collect();
+    // The chart kinds are the spec's `…Chart` fields (one oneof in Google's proto).
+    let kinds = discovery::fields("ChartSpec")
+        .into_iter()
+        .filter(|k| k.ends_with("Chart"));
+    let set: Vec<&str> = kinds.filter(|k| object(spec, k).is_some()).collect();
     match set.as_slice() {
         ["basicChart"] => {}
         [] => {
@@ -98,7 +91,7 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     specified(basic, "legendPosition", &at)?;
     for (i, a) in list(basic, "axis").iter().enumerate() {
         let a_at = format!("{at}.axis[{i}]");
-        specified(message(a, &a_at)?, "position", &a_at)?;
+        specified(a.as_object().expect("a message"), "position", &a_at)?;
     }
     let domains = list(basic, "domains");
     if domains.len() != 1 {
@@ -107,7 +100,7 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
             domains.len()
         )));
     }
-    chart_data(work, &domains[0], "domain", "domain", ctx)?;
+    chart_data(work, &domains[0], "domain", ctx)?;
     let series = list(basic, "series");
     if series.is_empty() {
         return Err(invalid_argument(&format!(
@@ -116,10 +109,10 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     }
     for (i, s) in series.iter().enumerate() {
         let s_at = format!("{at}.series[{i}]");
-        let obj = message(s, &s_at)?;
+        let obj = s.as_object().expect("a message");
         refuse_unimplemented(obj, &["styleOverrides"], &s_at)?;
         specified(obj, "targetAxis", &s_at)?;
-        chart_data(work, s, "series", "series", ctx)?;
+        chart_data(work, s, "series", ctx)?;
     }
     Ok(())
 }
@@ -141,7 +134,7 @@ fn spec<'a>(
         .filter(|s| !s.is_null())
         .ok_or_else(|| invalid_argument(&format!("{ctx}: {what} must be specified.")))?;
     let at = format!("{at}.spec");
-    chart_spec(work, message(spec, &at)?, &at, ctx)?;
+    chart_spec(work, spec.as_object().expect("a message"), &at, ctx)?;
     Ok(spec)
 }
 
@@ -194,10 +187,7 @@ pub(super) fn add_chart(
         Some(id) => id,
         None => random_sheet_id(rng, &used),
     };
-    let Some(props) = work.iter_mut().find(|p| p.sheet_id == anchor_sheet) else {
-        return Err(invalid_argument(&format!("{ctx}: No grid with id: {anchor_sheet}")));
-    };
-    props.charts.push((id, spec.clone()));
+    grid_mut(work, anchor_sheet, &ctx)?.charts.push((id, spec.clone()));
     Ok(json!({"addChart": {"chart": {"chartId": id, "spec": spec, "position": chart.get("position")}}}))
 }
 

@@ -15,12 +15,6 @@ fn dimension(obj: &Map<String, Value>, ctx: &str) -> Result<bool, Response> {
     }
 }
 
-fn grid<'a>(work: &'a mut [SheetProps], sheet_id: i64, ctx: &str) -> Result<&'a mut SheetProps, Response> {
-    work.iter_mut()
-        .find(|p| p.sheet_id == sheet_id)
-        .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
-}
-
 pub(super) fn append_dimension(
     work: &mut [SheetProps],
     i: usize,
@@ -36,7 +30,7 @@ pub(super) fn append_dimension(
         _ => return Err(invalid_argument(&format!("{ctx}: length must be greater than zero."))),
     };
     let total = total_cells(work);
-    let props = grid(work, sheet_id, &ctx)?;
+    let props = grid_mut(work, sheet_id, &ctx)?;
     let (mut new_rows, mut new_cols) = (u64::from(props.rows), u64::from(props.cols));
     if rows_dimension {
         new_rows += length;
@@ -72,7 +66,7 @@ pub(super) fn delete_dimension(
     let Some(end) = int(range, "endIndex") else {
         return Err(invalid_argument(&format!("{ctx}: endIndex must be specified.")));
     };
-    let props = grid(work, sheet_id, &ctx)?;
+    let props = grid_mut(work, sheet_id, &ctx)?;
     if start < 0 || end <= start || end > i64::from(props.rows) {
         return Err(invalid_argument(&format!(
             "{ctx}: Invalid dimension range [{start}, {end}) for a grid of {} rows.",

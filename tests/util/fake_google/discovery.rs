@@ -5,7 +5,8 @@
 //! Proto JSON as Google parses it: an unknown field name is refused, so is a value of the
 //! wrong type (`int32` takes a number or a numeric string, `double` a number or
 //! `"NaN"`/`"Infinity"`, `boolean` only `true`/`false`), and an enum value not in the
-//! schema's list. `null` means "unset" and is accepted anywhere. A `Request` (one entry of
+//! schema's list. `null` means "unset" and is accepted for any field, but not as an element
+//! of a list of messages or lists. A `Request` (one entry of
 //! `spreadsheets.batchUpdate`'s `requests`) must have exactly one kind set. Every refusal
 //! is counted in [`Stats::schema_violations`] so a test can assert there were none.
 use std::sync::OnceLock;
@@ -33,7 +34,26 @@ pub fn check(name: &str, value: &Value) -> Result<(), String> {
     check_ref(name, value, "")
 }
 
-fn snake(name: &str) -> String {
+/// The field names of schema `name`, in the document's (alphabetical) order.
+pub(super) fn fields(name: &str) -> Vec<&'static str> {
+    let properties = document().pointer(&format!("/schemas/{name}/properties"));
+    properties
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+/// The values `spreadsheets.values.get`'s query parameter `name` may take.
+pub(super) fn values_get_enum(name: &str) -> Vec<&'static str> {
+    let at = format!("/resources/spreadsheets/resources/values/methods/get/parameters/{name}/enum");
+    let values = document().pointer(&at).and_then(Value::as_array);
+    values.into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+/// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
+pub(super) fn snake(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if c.is_ascii_uppercase() {
@@ -54,6 +74,16 @@ fn join(at: &str, field: &str) -> String {
     }
 }
 
+/// Google's message for a field name its schema does not have (`at` empty: the root).
+pub(super) fn unknown_name(field: &str, at: &str) -> String {
+    let at = if at.is_empty() {
+        String::new()
+    } else {
+        format!(" at '{at}'")
+    };
+    format!("Invalid JSON payload received. Unknown name \"{field}\"{at}: Cannot find field.")
+}
+
 fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
     let Some(schema) = document().pointer(&format!("/schemas/{name}")) else {
         return Err(format!("the discovery document has no schema {name}"));
@@ -69,11 +99,7 @@ fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
     let props = schema.get("properties").and_then(Value::as_object);
     for (field, v) in obj {
         let Some(p) = props.and_then(|p| p.get(field)) else {
-            return Err(if at.is_empty() {
-                format!("Invalid JSON payload received. Unknown name \"{field}\": Cannot find field.")
-            } else {
-                format!("Invalid JSON payload received. Unknown name \"{field}\" at '{at}': Cannot find field.")
-            });
+            return Err(unknown_name(field, at));
         };
         check_property(p, v, &join(at, field))?;
     }
@@ -138,7 +164,18 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
             };
             let item = p.get("items").cloned().unwrap_or(Value::Null);
             for (i, x) in items.iter().enumerate() {
-                check_property(&item, x, &format!("{at}[{i}]"))?;
+                let at = format!("{at}[{i}]");
+                // `null` leaves a field unset, but a list has no unset elements: Google
+                // refuses a null message or list inside one (a null `any` is a null value).
+                let null_type = match (item.get("$ref"), item.get("type").and_then(Value::as_str)) {
+                    (Some(_), _) => Some("TYPE_MESSAGE"),
+                    (None, Some("array")) => Some("type.googleapis.com/google.protobuf.ListValue"),
+                    _ => None,
+                };
+                if let (true, Some(t)) = (x.is_null(), null_type) {
+                    return Err(format!("Invalid value at '{at}' ({t}), null"));
+                }
+                check_property(&item, x, &at)?;
             }
             Ok(())
         }

@@ -29,13 +29,17 @@ impl Matching {
 /// A fault for Sheets requests (see the module docs, *Faults*).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
-    /// Answer with this status and Google's body for it, applying nothing.
+    /// Answer at once with this status and Google's body for it, applying nothing: 429
+    /// the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 502 the HTML
+    /// page of Google's front end (as real 502s are). `Retry-After` if given.
     Status { code: u16, retry_after_secs: Option<u64> },
-    /// Apply the request, then close the connection without a response.
+    /// Apply the request, then close the connection without a response: the client
+    /// cannot know whether it was applied.
     ApplyThenDrop,
     /// Read the request, then close the connection without applying it.
     DropBeforeApply,
-    /// Wait this long (capped at 10 minutes), then process normally.
+    /// Wait this long (capped at 10 minutes), then process normally: a client timeout in
+    /// that window makes the outcome ambiguous, as with real Google.
     Delay(Duration),
     /// Answer with exactly this status, content type and body, applying nothing.
     Raw {
@@ -78,13 +82,8 @@ pub enum TokenFault {
     ShortLifetime(u64),
 }
 
-/// A fault taken off a queue for one request.
-pub(super) enum TakenFault {
-    Sheets(Fault),
-    Token(TokenFault),
-}
-
-/// What a taken fault does to its request.
+/// What a queued fault does to the request that takes it.
+#[derive(Clone)]
 pub(super) enum Effect {
     /// Answer at once with this (or close without an answer: `None`), applying nothing.
     Answer(Option<Response>),
@@ -96,43 +95,61 @@ pub(super) enum Effect {
     ShortLifetime(u64),
 }
 
-impl TakenFault {
-    /// The note for the request log, and the effect.
-    pub(super) fn effect(self) -> (String, Effect) {
-        match self {
-            TakenFault::Sheets(fault) => {
-                let note = format!("fault {fault:?}");
-                let effect = match fault {
-                    Fault::Status { code, retry_after_secs } => {
-                        Effect::Answer(Some(fault_response(code, retry_after_secs)))
-                    }
-                    Fault::Raw {
-                        code,
-                        content_type,
-                        body,
-                    } => Effect::Answer(Some(raw_response(code, &content_type, body))),
-                    Fault::DropBeforeApply => Effect::Answer(None),
-                    Fault::Delay(d) => Effect::Delay(d),
-                    Fault::ApplyThenDrop => Effect::ApplyThenDrop,
-                };
-                (note, effect)
-            }
-            TakenFault::Token(fault) => {
-                let note = format!("token fault {fault:?}");
-                let effect = match fault {
-                    TokenFault::ServerErrorHtml => Effect::Answer(Some(html_page(
-                        500,
-                        "Error 500 (Server Error)!!1",
-                        "There was an error. Please try again later.",
-                    ))),
-                    TokenFault::Unavailable => Effect::Answer(Some(oauth_error(503, "internal_failure", None))),
-                    TokenFault::Drop => Effect::Answer(None),
-                    TokenFault::Delay(d) => Effect::Delay(d),
-                    TokenFault::ShortLifetime(secs) => Effect::ShortLifetime(secs),
-                };
-                (note, effect)
-            }
+/// One queue holds both kinds of fault: each entry says which requests it hits (`None`:
+/// token requests), what it does, and how many more times.
+pub(super) struct QueuedFault {
+    pub(super) matching: Option<Matching>,
+    /// For the request log.
+    pub(super) note: String,
+    pub(super) effect: Effect,
+    pub(super) remaining: u32,
+}
+
+impl QueuedFault {
+    pub(super) fn sheets(fault: Fault, matching: Matching, times: u32) -> QueuedFault {
+        let note = format!("fault {fault:?}");
+        let effect = match fault {
+            Fault::Status { code, retry_after_secs } => Effect::Answer(Some(fault_response(code, retry_after_secs))),
+            Fault::Raw {
+                code,
+                content_type,
+                body,
+            } => Effect::Answer(Some(Response::new(code, &content_type, body))),
+            Fault::DropBeforeApply => Effect::Answer(None),
+            Fault::Delay(d) => Effect::Delay(d),
+            Fault::ApplyThenDrop => Effect::ApplyThenDrop,
+        };
+        QueuedFault {
+            matching: Some(matching),
+            note,
+            effect,
+            remaining: times,
         }
+    }
+
+    pub(super) fn token(fault: TokenFault, times: u32) -> QueuedFault {
+        let note = format!("token fault {fault:?}");
+        let effect = match fault {
+            TokenFault::ServerErrorHtml => Effect::Answer(Some(html_page(
+                500,
+                "Error 500 (Server Error)!!1",
+                "There was an error. Please try again later.",
+            ))),
+            TokenFault::Unavailable => Effect::Answer(Some(oauth_error(503, "internal_failure", None))),
+            TokenFault::Drop => Effect::Answer(None),
+            TokenFault::Delay(d) => Effect::Delay(d),
+            TokenFault::ShortLifetime(secs) => Effect::ShortLifetime(secs),
+        };
+        QueuedFault {
+            matching: None,
+            note,
+            effect,
+            remaining: times,
+        }
+    }
+
+    pub(super) fn hits(&self, kind: RequestKind) -> bool {
+        self.matching.map_or(kind == RequestKind::Token, |m| m.matches(kind))
     }
 }
 
@@ -163,20 +180,4 @@ pub(super) fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Respon
         response.headers.push(("Retry-After", secs.to_string()));
     }
     response
-}
-
-pub(super) fn raw_response(code: u16, content_type: &str, body: String) -> Response {
-    // The content type must be 'static in `Response`; map the common ones, else octet-stream.
-    let content_type = match content_type {
-        t if t.starts_with("application/json") => "application/json; charset=UTF-8",
-        t if t.starts_with("text/html") => "text/html; charset=UTF-8",
-        t if t.starts_with("text/plain") => "text/plain; charset=UTF-8",
-        _ => "application/octet-stream",
-    };
-    Response {
-        status: code,
-        content_type,
-        headers: Vec::new(),
-        body,
-    }
 }

@@ -58,32 +58,14 @@
 //!
 //! # Faults
 //!
-//! [`FakeGoogle::inject`] queues a [`Fault`] for the next `times` matching Sheets requests.
-//! A fault is consumed before authentication, like a front-end error:
-//! - [`Fault::Status`]: reply at once with that status and Google's body for it. 429 gets
-//!   the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED; 502 gets the
-//!   HTML page of Google's front end, as real 502s do. `Retry-After` is optional. Nothing
-//!   is applied.
-//! - [`Fault::ApplyThenDrop`]: process the request normally (apply the write), then close
-//!   the socket without a response. The client cannot know if it was applied.
-//! - [`Fault::DropBeforeApply`]: read the request, then close without applying anything.
-//! - [`Fault::Delay`]: wait, then process normally (a slow reply; a client timeout in
-//!   that window makes the outcome ambiguous, as with real Google).
-//! - [`Fault::Raw`]: any status with any body.
-//!
-//! [`FakeGoogle::refuse_cells_containing`] makes every write with a text cell containing a
-//! given string fail whole with 400 INVALID_ARGUMENT: a rule the client cannot foresee,
-//! for testing that one bad row cannot stop the rows after it.
-//!
-//! [`FakeGoogle::inject_token_fault`] does the same for the token endpoint ([`TokenFault`]):
-//! a 500 with an HTML body, a 503 `{"error":"internal_failure"}`, a dropped connection,
-//! a delay, or a short lifetime for the next token issued.
-//!
-//! **Outage** ([`FakeGoogle::outage`]): for the given duration every token request and
-//! every Sheets request is answered at once with **503**. Token requests get
-//! `{"error":"internal_failure"}`, Sheets requests get UNAVAILABLE "The service is
-//! currently unavailable.". Nothing is applied, no queued fault is consumed and no quota
-//! is charged. Connections are answered, not reset. Resets are what the drop faults are for.
+//! [`FakeGoogle::inject`] and [`FakeGoogle::inject_for`] queue a [`Fault`] (429 and 5xx
+//! with Google's bodies, a lost response after the write was applied, a dropped request,
+//! a slow reply, any raw answer) for the next matching Sheets requests;
+//! [`FakeGoogle::inject_token_fault`] queues a [`TokenFault`] for the token endpoint. A
+//! fault is consumed before authentication, like a front-end error. An
+//! [`FakeGoogle::outage`] answers everything 503 for a while, and
+//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule the client cannot
+//! foresee. Each item's docs say what it answers.
 //!
 //! # Deviations from real Google (known, deliberate)
 //!
@@ -97,18 +79,15 @@
 //! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
 //!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
 //!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
-//! - Only the endpoints below exist. Other real endpoints (`values:append`, `values.update`,
+//! - Only the endpoints below exist. Other real ones (`values:append`, `values.update`,
 //!   …) answer 501 UNIMPLEMENTED, naming the request, so a test fails loudly.
 //! - The project-wide quota (300/min) is not modelled, only the per-user one.
 //!
 //! # Endpoints
 //!
-//! - `POST /token`: the OAuth 2.0 JWT-bearer grant.
-//! - `GET /v4/spreadsheets/{id}`: spreadsheets.get.
-//! - `POST /v4/spreadsheets/{id}:batchUpdate`: `addSheet`, `appendDimension`, `addChart`,
-//!   `updateChartSpec` (validation in `charts`), `deleteDimension` (rows; `dimensions`).
-//! - `POST /v4/spreadsheets/{id}/values:batchUpdate`: write values at explicit ranges.
-//! - `GET /v4/spreadsheets/{id}/values/{range}`: read values (percent-encoded range).
+//! `POST /token` and the four Sheets endpoints of [`RequestKind`]. `batchUpdate` takes
+//! `addSheet`, `appendDimension`, `addChart`, `updateChartSpec` and `deleteDimension`
+//! (rows). `values.get` takes a percent-encoded range.
 //!
 //! # Server mechanics
 //!
@@ -481,7 +460,6 @@ impl FakeGoogle {
             stop: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             token_uri: format!("http://{addr}/token"),
-            started: Instant::now(),
         });
         let server = Arc::new(server);
         let handlers = spawn_handlers(&server, &shared);
@@ -675,8 +653,7 @@ impl FakeGoogle {
     /// Sets tab `title`'s grid to `rows` x `cols` (what a user resizing it does); cells
     /// outside the new grid are dropped.
     pub fn set_grid(&self, id: &str, title: &str, rows: u32, cols: u32) {
-        self.with_spreadsheet(id, |ss| {
-            let sheet = ss.sheet_by_title_mut(title).expect("no such tab");
+        self.with_tab_mut(id, title, |sheet| {
             sheet.props.rows = rows;
             sheet.props.cols = cols;
             sheet.cells.retain(|&(r, c), _| r < rows && c < cols);
@@ -690,16 +667,10 @@ impl FakeGoogle {
     /// If the spreadsheet or tab does not exist, `top_left` is not a cell, or the values do
     /// not fit the grid.
     pub fn put_values(&self, id: &str, tab: &str, top_left: &str, rows: &[Vec<Cell>]) {
-        let Some((None, Some(span))) = parse_a1(top_left) else {
+        let Some((r0, c0)) = single_cell(top_left) else {
             panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
         };
-        let (Some(c0), Some(r0)) = (span.start.col, span.start.row) else {
-            panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
-        };
-        self.with_spreadsheet(id, |ss| {
-            let sheet = ss
-                .sheet_by_title_mut(tab)
-                .unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}"));
+        self.with_tab_mut(id, tab, |sheet| {
             for (i, row) in rows.iter().enumerate() {
                 for (j, cell) in row.iter().enumerate() {
                     let (r, c) = (r0 as u64 + i as u64, c0 as u64 + j as u64);
@@ -719,7 +690,9 @@ impl FakeGoogle {
     /// no trailing empty cells in a row, `Cell::Empty` for gaps. `None` if there is no such
     /// spreadsheet or tab.
     pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
-        self.with_tab(id, tab, Sheet::trimmed_values)
+        self.with_tab(id, tab, |s| {
+            s.grid((0, 0), (u32::MAX, u32::MAX), false, Cell::Empty, Cell::clone)
+        })
     }
 
     /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
@@ -771,14 +744,6 @@ impl FakeGoogle {
         self.state().quota_window = window.max(Duration::from_millis(1));
     }
 
-    /// Forgets all quota usage (not the stats).
-    pub fn reset_quota(&self) {
-        for usage in self.state().usage.values_mut() {
-            usage.writes.clear();
-            usage.reads.clear();
-        }
-    }
-
     /// A fault no client can foresee: from now on, a write with a text cell containing
     /// `needle` is refused whole with 400 INVALID_ARGUMENT (as Google refuses a batch
     /// holding one invalid value); `None` lifts it.
@@ -812,38 +777,34 @@ impl FakeGoogle {
     /// from the first queued entry that matches it.
     pub fn inject_for(&self, matching: Matching, fault: Fault, times: u32) {
         if times > 0 {
-            self.state().faults.push_back(QueuedFault {
-                matching,
-                fault,
-                remaining: times,
-            });
+            self.state()
+                .faults
+                .push_back(QueuedFault::sheets(fault, matching, times));
         }
     }
 
     /// Queues `fault` for the next `times` token requests.
     pub fn inject_token_fault(&self, fault: TokenFault, times: u32) {
         if times > 0 {
-            self.state().token_faults.push_back((fault, times));
+            self.state().faults.push_back(QueuedFault::token(fault, times));
         }
     }
 
     /// How many Sheets and token faults are still queued (counting repetitions).
     pub fn pending_faults(&self) -> u64 {
-        let st = self.state();
-        let sheets: u64 = st.faults.iter().map(|f| u64::from(f.remaining)).sum();
-        let tokens: u64 = st.token_faults.iter().map(|(_, n)| u64::from(*n)).sum();
-        sheets + tokens
+        self.state().faults.iter().map(|f| u64::from(f.remaining)).sum()
     }
 
     /// Drops every queued fault.
     pub fn clear_faults(&self) {
-        let mut st = self.state();
-        st.faults.clear();
-        st.token_faults.clear();
+        self.state().faults.clear();
     }
 
-    /// Answers every token and Sheets request with 503 for `duration` (capped at 10
-    /// minutes), starting now.
+    /// An outage, from now for `duration` (capped at 10 minutes): every token request gets
+    /// 503 `{"error":"internal_failure"}` and every Sheets request 503 UNAVAILABLE "The
+    /// service is currently unavailable.". Nothing is applied, no queued fault is consumed
+    /// and no quota is charged. Connections are answered, not reset (resets are what the
+    /// drop faults are for).
     pub fn outage(&self, duration: Duration) {
         let now = Instant::now();
         self.state().outage_until = Some(now + duration.min(MAX_FAULT_DURATION));
@@ -910,6 +871,15 @@ impl FakeGoogle {
         Some(f(st.spreadsheets.get(id)?.sheet_by_title(tab)?))
     }
 
+    /// # Panics
+    /// If there is no such spreadsheet or tab.
+    fn with_tab_mut(&self, id: &str, tab: &str, f: impl FnOnce(&mut Sheet)) {
+        self.with_spreadsheet(id, |ss| {
+            f(ss.sheet_by_title_mut(tab)
+                .unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}")));
+        });
+    }
+
     fn with_spreadsheet<R>(&self, id: &str, f: impl FnOnce(&mut Spreadsheet) -> R) -> R {
         let mut st = self.state();
         let ss = st
@@ -924,7 +894,7 @@ impl Drop for FakeGoogle {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Handlers look at the flag every RECV_SLICE (a delayed reply ends early on it).
-        if wait_bounded(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
+        if super::daemon::wait_until(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
             for handle in self.handlers.drain(..) {
                 let _ = handle.join();
             }
@@ -934,24 +904,10 @@ impl Drop for FakeGoogle {
         // Its accept thread closes the listener a moment later: wait for that, so that a
         // dropped fake is really gone.
         let addr = self.addr;
-        wait_bounded(SHUTDOWN_GRACE, || {
+        super::daemon::wait_until(SHUTDOWN_GRACE, || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
         });
-        wait_bounded(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
-    }
-}
-
-/// Polls `done` every 5 ms until it is true or `limit` passes; returns the last answer.
-fn wait_bounded(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
+        super::daemon::wait_until(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
     }
 }
 
@@ -961,54 +917,41 @@ fn wait_bounded(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    // The benches include this harness with `harness = false`: under clippy's test cfg
+    // their build keeps this module but drops its `#[test]` functions.
+    #[allow(unused_imports)]
     use super::*;
-
-    fn cr(col: Option<u32>, row: Option<u32>) -> CellRef {
-        CellRef { col, row }
-    }
 
     #[test]
     fn a1_forms_parse() {
-        assert_eq!(
-            parse_a1("'Readings'!A2:I3"),
-            Some((
-                Some("Readings".into()),
-                Some(Span {
-                    start: cr(Some(0), Some(1)),
-                    end: Some(cr(Some(8), Some(2)))
-                })
-            ))
-        );
-        assert_eq!(
-            parse_a1("'It''s ok'!B5"),
-            Some((
-                Some("It's ok".into()),
-                Some(Span {
-                    start: cr(Some(1), Some(4)),
-                    end: None
-                })
-            ))
-        );
+        let c = |col, row| CellRef { col, row };
+        for (text, name, start, end) in [
+            (
+                "'Readings'!A2:I3",
+                Some("Readings"),
+                c(Some(0), Some(1)),
+                Some(c(Some(8), Some(2))),
+            ),
+            ("'It''s ok'!B5", Some("It's ok"), c(Some(1), Some(4)), None),
+            (
+                "Sheet1!A1:C2",
+                Some("Sheet1"),
+                c(Some(0), Some(0)),
+                Some(c(Some(2), Some(1))),
+            ),
+            ("A5", None, c(Some(0), Some(4)), None),
+            (
+                "Readings!A:A",
+                Some("Readings"),
+                c(Some(0), None),
+                Some(c(Some(0), None)),
+            ),
+        ] {
+            let expected = (name.map(String::from), Some(Span { start, end }));
+            assert_eq!(parse_a1(text), Some(expected), "{text}");
+        }
         assert_eq!(parse_a1("'My Tab'"), Some((Some("My Tab".into()), None)));
-        assert_eq!(parse_a1("Sheet1!A1:C2").map(|(n, _)| n), Some(Some("Sheet1".into())));
-        assert_eq!(
-            parse_a1("A5"),
-            Some((
-                None,
-                Some(Span {
-                    start: cr(Some(0), Some(4)),
-                    end: None
-                })
-            ))
-        );
-        assert_eq!(
-            parse_a1("Readings!A:A").and_then(|(_, s)| s),
-            Some(Span {
-                start: cr(Some(0), None),
-                end: Some(cr(Some(0), None))
-            })
-        );
-        assert_eq!(parse_cell_ref("$ZZZ$10"), Some(cr(Some(18277), Some(9))));
+        assert_eq!(parse_cell_ref("$ZZZ$10"), Some(c(Some(18277), Some(9))));
     }
 
     #[test]
@@ -1038,13 +981,17 @@ mod tests {
     #[test]
     fn url_decoding() {
         assert_eq!(
-            percent_decode(b"%27Readings%27%21A1%3AI2", false),
-            Some(b"'Readings'!A1:I2".to_vec())
+            percent_decode("%27Readings%27%21A1%3AI2").as_deref(),
+            Some("'Readings'!A1:I2")
         );
-        assert_eq!(percent_decode(b"a+b", true), Some(b"a b".to_vec()));
-        assert_eq!(percent_decode(b"a+b", false), Some(b"a+b".to_vec()));
-        assert_eq!(percent_decode(b"%zz", false), None);
-        assert_eq!(percent_decode(b"%2", false), None);
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+        assert_eq!(
+            parse_urlencoded(b"a+b=c+d%2B"),
+            Some(vec![("a b".into(), "c d+".into())])
+        );
         assert_eq!(
             parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
             Some(vec![
@@ -1056,27 +1003,26 @@ mod tests {
 
     #[test]
     fn routes() {
-        let kind = |m: &str, p: &str| route(m, p).kind();
-        assert_eq!(kind("POST", "/token"), RequestKind::Token);
-        assert_eq!(kind("GET", "/v4/spreadsheets/abc"), RequestKind::GetSpreadsheet);
+        use RequestKind::*;
+        for (method, path, kind) in [
+            ("POST", "/token", Token),
+            ("GET", "/v4/spreadsheets/abc", GetSpreadsheet),
+            ("POST", "/v4/spreadsheets/abc:batchUpdate", BatchUpdate),
+            ("POST", "/v4/spreadsheets/abc%3AbatchUpdate", BatchUpdate),
+            ("POST", "/v4/spreadsheets/abc/values:batchUpdate", ValuesBatchUpdate),
+            ("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2", GetValues),
+            ("POST", "/v4/spreadsheets/abc/values/R:append", Other),
+            ("PUT", "/v4/spreadsheets/abc/values/R", Other),
+            ("GET", "/v4/spreadsheets/abc:batchUpdate", Other),
+            ("GET", "/favicon.ico", Other),
+        ] {
+            assert_eq!(route(method, path).0, kind, "{method} {path}");
+        }
+        let (id, range) = ("abc".to_string(), "R%21A1".to_string());
         assert_eq!(
-            kind("POST", "/v4/spreadsheets/abc:batchUpdate"),
-            RequestKind::BatchUpdate
+            route("GET", "/v4/spreadsheets/abc/values/R%21A1"),
+            (GetValues, id, range)
         );
-        assert_eq!(
-            kind("POST", "/v4/spreadsheets/abc%3AbatchUpdate"),
-            RequestKind::BatchUpdate
-        );
-        assert_eq!(
-            kind("POST", "/v4/spreadsheets/abc/values:batchUpdate"),
-            RequestKind::ValuesBatchUpdate
-        );
-        assert_eq!(
-            kind("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2"),
-            RequestKind::GetValues
-        );
-        assert_eq!(kind("POST", "/v4/spreadsheets/abc/values/R:append"), RequestKind::Other);
-        assert_eq!(kind("GET", "/favicon.ico"), RequestKind::Other);
     }
 
     #[test]

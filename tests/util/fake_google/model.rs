@@ -133,32 +133,36 @@ impl Sheet {
         }
     }
 
-    pub(super) fn trimmed_values(&self) -> Vec<Vec<Cell>> {
-        let mut rows: Vec<Vec<Cell>> = Vec::new();
-        for (&(r, c), stored) in &self.cells {
-            let (r, c) = (r as usize, c as usize);
-            if rows.len() <= r {
-                rows.resize_with(r + 1, Vec::new);
-            }
-            let row = &mut rows[r];
-            if row.len() <= c {
-                row.resize(c + 1, Cell::Empty);
-            }
-            row[c] = stored.cell.clone();
-        }
-        rows
-    }
-
-    /// Cells of the rectangle, relative to its top-left corner.
-    pub(super) fn rect(&self, r0: u32, c0: u32, r1: u32, c1: u32) -> Vec<((u32, u32), &Cell)> {
+    /// The rectangle `from`..=`to` (row, column) as rows, or columns if `by_columns`,
+    /// trimmed as Google trims: no trailing empty lines or cells, `empty` in the gaps.
+    pub(super) fn grid<T: Clone>(
+        &self,
+        (r0, c0): (u32, u32),
+        (r1, c1): (u32, u32),
+        by_columns: bool,
+        empty: T,
+        render: impl Fn(&Cell) -> T,
+    ) -> Vec<Vec<T>> {
+        let mut grid: Vec<Vec<T>> = Vec::new();
         if r0 > r1 || c0 > c1 {
-            return Vec::new(); // BTreeMap::range panics on an inverted range
+            return grid; // BTreeMap::range panics on an inverted range
         }
-        self.cells
-            .range((r0, 0)..=(r1, u32::MAX))
-            .filter(|(&(_, c), _)| c >= c0 && c <= c1)
-            .map(|(&(r, c), s)| ((r - r0, c - c0), &s.cell))
-            .collect()
+        for (&(r, c), stored) in self.cells.range((r0, c0)..=(r1, c1)) {
+            if !(c0..=c1).contains(&c) {
+                continue;
+            }
+            let (r, c) = ((r - r0) as usize, (c - c0) as usize);
+            let (a, b) = if by_columns { (c, r) } else { (r, c) };
+            if grid.len() <= a {
+                grid.resize_with(a + 1, Vec::new);
+            }
+            let line = &mut grid[a];
+            if line.len() <= b {
+                line.resize(b + 1, empty.clone());
+            }
+            line[b] = render(&stored.cell);
+        }
+        grid
     }
 }
 

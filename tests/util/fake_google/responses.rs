@@ -5,44 +5,27 @@ use super::*;
 // Encoding helpers
 // ---------------------------------------------------------------------------------------
 
-/// Percent-decoding; `plus_is_space` for form bodies and query strings.
-pub(super) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'%' => {
-                let hex = input.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
+/// Percent-decoded UTF-8 (the `percent-encoding` crate); `None` where Google refuses: a
+/// `%` not followed by two hex digits, or bytes that are not UTF-8.
+pub(super) fn percent_decode(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    let escapes_ok = (0..bytes.len()).filter(|&i| bytes[i] == b'%').all(|i| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    let decoded = percent_encoding::percent_decode(bytes).decode_utf8().ok()?;
+    escapes_ok.then(|| decoded.into_owned())
 }
 
-/// `a=1&b=2` → pairs; `None` on bad percent-encoding or non-UTF-8.
+/// `a=1&b+c=2` → pairs (`+` is a space); `None` on bad percent-encoding or non-UTF-8.
 pub(super) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
-    let mut pairs = Vec::new();
-    for part in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let (name, value) = match part.iter().position(|&b| b == b'=') {
-            Some(i) => (&part[..i], &part[i + 1..]),
-            None => (part, &b""[..]),
-        };
-        let name = String::from_utf8(percent_decode(name, true)?).ok()?;
-        let value = String::from_utf8(percent_decode(value, true)?).ok()?;
-        pairs.push((name, value));
-    }
-    Some(pairs)
+    let input = std::str::from_utf8(input).ok()?.replace('+', " ");
+    let pair = |part: &str| {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        Some((percent_decode(name)?, percent_decode(value)?))
+    };
+    input.split('&').filter(|p| !p.is_empty()).map(pair).collect()
 }
 
 pub(super) fn html_escape(s: &str) -> String {
@@ -60,12 +43,7 @@ pub(super) fn pretty(value: &Value) -> String {
 
 /// Google pretty-prints its JSON (2-space indent).
 pub(super) fn json_response(status: u16, value: &Value) -> Response {
-    Response {
-        status,
-        content_type: "application/json; charset=UTF-8",
-        headers: Vec::new(),
-        body: pretty(value),
-    }
+    Response::new(status, "application/json; charset=UTF-8", pretty(value))
 }
 
 /// The google.rpc.Status error body (notes §2.6).
@@ -187,10 +165,5 @@ pub(super) fn html_page(status: u16, title: &str, text: &str) -> Response {
         "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>{title}</title>\n  \
          <p><b>{status}.</b> <ins>That’s an error.</ins>\n  <p>{text}  <ins>That’s all we know.</ins>\n"
     );
-    Response {
-        status,
-        content_type: "text/html; charset=UTF-8",
-        headers: Vec::new(),
-        body,
-    }
+    Response::new(status, "text/html; charset=UTF-8", body)
 }

@@ -42,61 +42,48 @@ pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Share
         .collect()
 }
 
+/// Counts a request in `live` while it is handled; when done, wakes `wait_until`.
+struct Handling<'a>(&'a Shared);
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+        self.0.notify();
+    }
+}
+
 fn serve(shared: &Shared, mut raw: tiny_http::Request) {
     shared.live.fetch_add(1, Ordering::SeqCst);
+    let _handling = Handling(shared);
+    // A request that never reached `handle`: logged as `Other`, answered here.
+    let unrouted = |method: &str, target: &str, response: &Response, note: String| {
+        let mut st = shared.lock();
+        st.record(method, target, RequestKind::Other, None, Some(response.status), note);
+        st
+    };
     let request = match read_request(&mut raw) {
         Ok(request) => request,
-        Err(ReadError::Closed) => {
-            shared.live.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
+        Err(ReadError::Closed) => return,
         Err(ReadError::Bad(message)) => {
-            {
-                let mut st = shared.lock();
-                st.count_arrival(RequestKind::Other);
-                st.record(
-                    shared.started,
-                    &raw.method().to_string(),
-                    raw.url(),
-                    RequestKind::Other,
-                    None,
-                    Some(400),
-                    format!("malformed HTTP: {message}"),
-                );
-            }
-            write_response(raw, &invalid_argument(&message), true);
-            shared.live.fetch_sub(1, Ordering::SeqCst);
-            shared.notify();
-            return;
+            let response = invalid_argument(&message);
+            let note = format!("malformed HTTP: {message}");
+            unrouted(&raw.method().to_string(), raw.url(), &response, note).count_arrival(RequestKind::Other);
+            return write_response(raw, &response, true);
         }
     };
-    let action = match panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))) {
-        Ok(action) => action,
-        Err(_) => {
-            let mut st = shared.lock();
-            st.stats.internal_errors += 1;
-            st.record(
-                shared.started,
-                &request.method,
-                &request.target,
-                RequestKind::Other,
-                None,
-                Some(500),
-                "panic in the fake".into(),
-            );
-            Action::Respond(rpc_error(
-                500,
-                "INTERNAL",
-                "The fake Google panicked while handling this request (a bug in the fake).",
-            ))
-        }
-    };
+    let action = panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))).unwrap_or_else(|_| {
+        let message = "The fake Google panicked while handling this request (a bug in the fake).";
+        let response = rpc_error(500, "INTERNAL", message);
+        let note = "panic in the fake".to_string();
+        unrouted(&request.method, &request.target, &response, note)
+            .stats
+            .internal_errors += 1;
+        Action::Respond(response)
+    });
     match action {
         Action::Respond(response) => write_response(raw, &response, false),
         Action::Drop => drop_connection(raw, request.header("connection")),
     }
-    shared.live.fetch_sub(1, Ordering::SeqCst);
-    shared.notify();
 }
 
 /// Ends the exchange without a response. tiny_http cannot close a kept-alive connection
@@ -158,10 +145,9 @@ pub(super) enum ReadError {
     Bad(String),
 }
 
-fn payload_too_large() -> ReadError {
-    ReadError::Bad(format!(
-        "Request payload size exceeds the limit: {MAX_REQUEST_BODY_BYTES} bytes."
-    ))
+/// Google's message for a request body over `limit` bytes.
+fn payload_too_large(limit: usize) -> String {
+    format!("Request payload size exceeds the limit: {limit} bytes.")
 }
 
 /// Copies what the dispatcher needs out of tiny_http's request, reading the body up to
@@ -177,7 +163,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> 
         return Err(ReadError::Bad("Request header fields too large.".into()));
     }
     if raw.body_length().is_some_and(|n| n > MAX_REQUEST_BODY_BYTES) {
-        return Err(payload_too_large());
+        return Err(ReadError::Bad(payload_too_large(MAX_REQUEST_BODY_BYTES)));
     }
     let mut body = Vec::new();
     raw.as_reader()
@@ -185,7 +171,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> 
         .read_to_end(&mut body)
         .map_err(|_| ReadError::Closed)?;
     if body.len() > MAX_REQUEST_BODY_BYTES {
-        return Err(payload_too_large());
+        return Err(ReadError::Bad(payload_too_large(MAX_REQUEST_BODY_BYTES)));
     }
     let target = raw.url().to_string();
     let (raw_path, raw_query) = split_target(&target);
@@ -217,11 +203,19 @@ fn split_target(target: &str) -> (&str, &str) {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Response {
     pub(super) status: u16,
-    pub(super) content_type: &'static str,
+    /// `Content-Type` first.
     pub(super) headers: Vec<(&'static str, String)>,
     pub(super) body: String,
+}
+
+impl Response {
+    pub(super) fn new(status: u16, content_type: &str, body: String) -> Response {
+        let headers = vec![("Content-Type", content_type.to_string())];
+        Response { status, headers, body }
+    }
 }
 
 pub(super) enum Action {
@@ -233,19 +227,19 @@ pub(super) enum Action {
 /// Sends `response`; `close` ends the connection after it (a request that could not be
 /// read whole leaves the connection in an unknown state).
 fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
-    let header = |name: &str, value: &str| {
-        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-            .unwrap_or_else(|()| panic!("fake Google: bad header {name}: {value}"))
-    };
-    let mut reply = tiny_http::Response::from_data(response.body.as_bytes().to_vec())
-        .with_status_code(response.status)
-        .with_header(header("Content-Type", response.content_type))
-        .with_header(header("Server", "ESF"));
-    for (name, value) in &response.headers {
-        reply.add_header(header(name, value));
-    }
-    if close {
-        reply.add_header(header("Connection", "close"));
+    let server = ("Server", "ESF".to_string());
+    let connection = ("Connection", "close".to_string());
+    let mut reply = tiny_http::Response::from_data(response.body.as_bytes()).with_status_code(response.status);
+    let headers = response
+        .headers
+        .iter()
+        .chain([&server])
+        .chain(close.then_some(&connection));
+    // A header tiny_http cannot send (only a `Fault::Raw` content type can be one) is left out.
+    for (name, value) in headers {
+        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            reply.add_header(header);
+        }
     }
     let _ = raw.respond(reply);
 }
@@ -254,192 +248,129 @@ fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
 // Routing and dispatch
 // ---------------------------------------------------------------------------------------
 
-pub(super) enum Route {
-    Token,
-    GetSpreadsheet(String),
-    GetValues(String, String),
-    BatchUpdate(String),
-    ValuesBatchUpdate(String),
-    /// A real Google endpoint the fake does not implement (501).
-    Unimplemented,
-    /// Not an API path (404 page).
-    NotFound,
-}
-
-impl Route {
-    pub(super) fn kind(&self) -> RequestKind {
-        match self {
-            Route::Token => RequestKind::Token,
-            Route::GetSpreadsheet(_) => RequestKind::GetSpreadsheet,
-            Route::GetValues(..) => RequestKind::GetValues,
-            Route::BatchUpdate(_) => RequestKind::BatchUpdate,
-            Route::ValuesBatchUpdate(_) => RequestKind::ValuesBatchUpdate,
-            Route::Unimplemented | Route::NotFound => RequestKind::Other,
-        }
-    }
-
-    pub(super) fn spreadsheet_id(&self) -> &str {
-        match self {
-            Route::GetSpreadsheet(id)
-            | Route::GetValues(id, _)
-            | Route::BatchUpdate(id)
-            | Route::ValuesBatchUpdate(id) => id,
-            _ => "",
-        }
-    }
-}
-
-pub(super) fn route(method: &str, path: &str) -> Route {
+/// The endpoint a request names, its spreadsheet id and its range (still
+/// percent-encoded); `Other` with empty strings for anything else.
+pub(super) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
+    let other = (RequestKind::Other, String::new(), String::new());
     if path == "/token" {
-        return Route::Token;
+        return (RequestKind::Token, String::new(), String::new());
     }
     let Some(rest) = path.strip_prefix("/v4/spreadsheets/") else {
-        return if path.starts_with("/v4/") || path == "/v4" {
-            Route::Unimplemented
-        } else {
-            Route::NotFound
-        };
+        return other;
     };
-    if let Some(i) = rest.find("/values/") {
-        let id = &rest[..i];
-        let range = &rest[i + "/values/".len()..];
-        return if method == "GET" && !id.contains('/') {
-            Route::GetValues(id.to_string(), range.to_string())
-        } else {
-            Route::Unimplemented
-        };
-    }
-    let rest = rest.replace("%3A", ":").replace("%3a", ":");
-    if let Some(id) = rest.strip_suffix("/values:batchUpdate") {
-        if method == "POST" && !id.contains('/') && !id.contains(':') {
-            return Route::ValuesBatchUpdate(id.to_string());
+    let (kind, id, range) = match rest.split_once("/values/") {
+        Some((id, range)) => (RequestKind::GetValues, id.to_string(), range.to_string()),
+        None => {
+            let rest = rest.replace("%3A", ":").replace("%3a", ":");
+            let (kind, id) = match (
+                rest.strip_suffix("/values:batchUpdate"),
+                rest.strip_suffix(":batchUpdate"),
+            ) {
+                (Some(id), _) => (RequestKind::ValuesBatchUpdate, id),
+                (None, Some(id)) => (RequestKind::BatchUpdate, id),
+                (None, None) => (RequestKind::GetSpreadsheet, rest.as_str()),
+            };
+            (kind, id.to_string(), String::new())
         }
-        return Route::Unimplemented;
+    };
+    let method_ok = method == if kind.is_write() { "POST" } else { "GET" };
+    if !method_ok || id.contains(['/', ':']) {
+        return other;
     }
-    if let Some(id) = rest.strip_suffix(":batchUpdate") {
-        if method == "POST" && !id.contains('/') && !id.contains(':') {
-            return Route::BatchUpdate(id.to_string());
-        }
-        return Route::Unimplemented;
+    (kind, id, range)
+}
+
+/// What a request that matched no endpoint gets: real Google's 404 page off the API, 501
+/// UNIMPLEMENTED (naming the request) for an API endpoint the fake does not serve.
+fn no_endpoint(req: &HttpRequest) -> Response {
+    if req.path != "/v4" && !req.path.starts_with("/v4/") {
+        let text = format!(
+            "The requested URL <code>{}</code> was not found on this server.",
+            html_escape(&req.path)
+        );
+        return html_page(404, "Error 404 (Not Found)!!1", &text);
     }
-    if method == "GET" && !rest.contains('/') && !rest.contains(':') {
-        return Route::GetSpreadsheet(rest);
-    }
-    Route::Unimplemented
+    let message = format!(
+        "The fake Google does not implement {} {}. It serves only POST /token, \
+         GET /v4/spreadsheets/{{id}}, POST /v4/spreadsheets/{{id}}:batchUpdate, \
+         GET /v4/spreadsheets/{{id}}/values/{{range}} and \
+         POST /v4/spreadsheets/{{id}}/values:batchUpdate.",
+        req.method, req.path
+    );
+    rpc_error(501, "UNIMPLEMENTED", &message)
 }
 
 /// Handles one parsed request. Every state change, stat and log entry is made here,
 /// before the caller writes the response.
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
-    let route = route(&req.method, &req.path);
-    let kind = route.kind();
-    let record = |st: &mut State, account: Option<String>, status: Option<u16>, note: String| {
-        st.record(shared.started, &req.method, &req.target, kind, account, status, note);
+    let (kind, id, range) = route(&req.method, &req.path);
+    let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
+        let status = response.as_ref().map(|r| r.status);
+        if status.is_none() {
+            st.stats.dropped_without_response += 1;
+        }
+        st.record(&req.method, &req.target, kind, account, status, note);
+        response.map_or(Action::Drop, Action::Respond)
     };
 
     // Phase 1: outage and faults, decided before anything else.
-    let taken = {
-        let mut st = shared.lock();
-        st.count_arrival(kind);
-        if kind != RequestKind::Other && st.outage_active(Instant::now()) {
-            st.stats.outage_rejections += 1;
-            let response = if kind == RequestKind::Token {
-                oauth_error(503, "internal_failure", None)
-            } else {
-                rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
-            };
-            record(&mut st, None, Some(503), "outage".into());
-            return Action::Respond(response);
-        }
-        if kind == RequestKind::Other {
-            None
+    let mut st = shared.lock();
+    st.count_arrival(kind);
+    if kind != RequestKind::Other && st.outage_active(Instant::now()) {
+        st.stats.outage_rejections += 1;
+        let response = if kind == RequestKind::Token {
+            oauth_error(503, "internal_failure", None)
         } else {
-            st.take_fault(kind)
-        }
-    };
-
-    let (mut note, effect) = match taken {
-        Some(taken) => {
-            let (note, effect) = taken.effect();
-            (note, Some(effect))
-        }
+            rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
+        };
+        return finish(&mut st, None, Some(response), "outage".into());
+    }
+    let (mut note, effect) = match st.take_fault(kind) {
+        Some((note, effect)) => (note, Some(effect)),
         None => (String::new(), None),
     };
     let (mut drop_after, mut lifetime_override) = (false, None);
     match effect {
         Some(Effect::Answer(answer)) => {
-            let mut st = shared.lock();
-            let status = answer.as_ref().map(|r| r.status);
-            if status == Some(429) {
+            if answer.as_ref().is_some_and(|r| r.status == 429) {
                 st.stats.rate_limited += 1;
             }
-            if status.is_none() {
-                st.stats.dropped_without_response += 1;
-            }
-            record(&mut st, None, status, note);
-            return answer.map_or(Action::Drop, Action::Respond);
+            return finish(&mut st, None, answer, note);
         }
-        Some(Effect::Delay(d)) => sleep_unless_stopped(shared, d),
+        Some(Effect::Delay(d)) => {
+            drop(st);
+            sleep_unless_stopped(shared, d);
+            st = shared.lock();
+        }
         Some(Effect::ApplyThenDrop) => drop_after = true,
         Some(Effect::ShortLifetime(secs)) => lifetime_override = Some(secs),
         None => {}
     }
 
     // Phase 2: the request itself.
-    let mut st = shared.lock();
     let now = Instant::now();
-    let (response, account, why) = match &route {
-        _ if req.body.len() > st.max_request_bytes => (
-            invalid_argument(&format!(
-                "Request payload size exceeds the limit: {} bytes.",
-                st.max_request_bytes
-            )),
+    let (response, account, why) = if req.body.len() > st.max_request_bytes {
+        (
+            invalid_argument(&payload_too_large(st.max_request_bytes)),
             None,
             "payload too large",
-        ),
-        Route::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
-        Route::NotFound => (
-            html_page(
-                404,
-                "Error 404 (Not Found)!!1",
-                &format!(
-                    "The requested URL <code>{}</code> was not found on this server.",
-                    html_escape(&req.path)
-                ),
-            ),
-            None,
-            "",
-        ),
-        Route::Unimplemented => (
-            rpc_error(
-                501,
-                "UNIMPLEMENTED",
-                &format!(
-                    "The fake Google does not implement {} {}. It serves only POST /token, \
-                     GET /v4/spreadsheets/{{id}}, POST /v4/spreadsheets/{{id}}:batchUpdate, \
-                     GET /v4/spreadsheets/{{id}}/values/{{range}} and \
-                     POST /v4/spreadsheets/{{id}}/values:batchUpdate.",
-                    req.method, req.path
-                ),
-            ),
-            None,
-            "",
-        ),
-        _ => sheets_endpoint(&mut st, &route, req, now),
+        )
+    } else {
+        match kind {
+            RequestKind::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
+            RequestKind::Other => (no_endpoint(req), None, ""),
+            _ => sheets_endpoint(&mut st, kind, &id, &range, req, now),
+        }
     };
     if !why.is_empty() {
-        if !note.is_empty() {
-            note.push_str("; ");
-        }
-        note.push_str(why);
+        note = if note.is_empty() {
+            why.to_string()
+        } else {
+            format!("{note}; {why}")
+        };
     }
     if drop_after {
-        st.stats.dropped_without_response += 1;
-        let note = format!("{note}; would have answered {}", response.status);
-        record(&mut st, account, None, note);
-        Action::Drop
-    } else {
-        record(&mut st, account, Some(response.status), note);
-        Action::Respond(response)
+        note = format!("{note}; would have answered {}", response.status);
     }
+    finish(&mut st, account, (!drop_after).then_some(response), note)
 }

@@ -5,7 +5,9 @@ use super::*;
 
 pub(super) fn sheets_endpoint(
     st: &mut State,
-    route: &Route,
+    kind: RequestKind,
+    id: &str,
+    range: &str,
     req: &HttpRequest,
     now: Instant,
 ) -> (Response, Option<String>, &'static str) {
@@ -16,7 +18,7 @@ pub(super) fn sheets_endpoint(
             return (response, None, "bad bearer token");
         }
     };
-    let result = authorized_sheets(st, route, req, &account, now);
+    let result = authorized_sheets(st, kind, id, range, req, &account, now);
     let why = match &result {
         Err(r) if r.status == 429 => "quota",
         _ => "",
@@ -24,9 +26,11 @@ pub(super) fn sheets_endpoint(
     (result.unwrap_or_else(|e| e), Some(account), why)
 }
 
-pub(super) fn authorized_sheets(
+fn authorized_sheets(
     st: &mut State,
-    route: &Route,
+    kind: RequestKind,
+    id: &str,
+    range: &str,
     req: &HttpRequest,
     account: &str,
     now: Instant,
@@ -34,7 +38,6 @@ pub(super) fn authorized_sheets(
     if st.api_disabled {
         return Err(service_disabled());
     }
-    let kind = route.kind();
     st.charge_quota(account, kind, now)?;
     let max_cells = st.max_cells;
     let State {
@@ -43,42 +46,39 @@ pub(super) fn authorized_sheets(
         stats,
         ..
     } = st;
-    let Some(ss) = spreadsheets.get_mut(route.spreadsheet_id()) else {
+    let Some(ss) = spreadsheets.get_mut(id) else {
         return Err(rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND));
     };
     match (ss.access.get(account), kind.is_write()) {
         (Some(Role::Writer), _) | (Some(Role::Reader), false) => {}
         _ => return Err(rpc_error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED)),
     }
-    let schema = match route {
-        Route::BatchUpdate(_) => Some("BatchUpdateSpreadsheetRequest"),
-        Route::ValuesBatchUpdate(_) => Some("BatchUpdateValuesRequest"),
-        _ => None,
-    };
-    if let Some(schema) = schema {
-        if let Err(message) = discovery::check(schema, &Value::Object(json_body(req)?)) {
-            stats.schema_violations += 1;
-            return Err(invalid_argument(&message));
-        }
-    }
-    let body = match route {
-        Route::GetSpreadsheet(_) => partial(ss.to_json(), req.query_param("fields"))?,
-        Route::GetValues(_, range) => get_values(ss, range, req)?,
-        Route::BatchUpdate(_) => {
-            let body = batch_update(ss, &json_body(req)?, max_cells, rng)?;
-            let cells: u64 = ss.sheets.iter().map(|s| s.props.cells()).sum();
-            stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
-            body
-        }
-        Route::ValuesBatchUpdate(_) => {
-            let (body, option) = values_batch_update(ss, &json_body(req)?)?;
-            stats.writes_applied += 1;
-            if option != ValueInputOption::Raw {
-                stats.non_raw_writes += 1;
+    let body = match kind {
+        RequestKind::GetSpreadsheet => partial(ss.to_json(), req.query_param("fields"))?,
+        RequestKind::GetValues => get_values(ss, range, req)?,
+        _ => {
+            let schema = match kind {
+                RequestKind::BatchUpdate => "BatchUpdateSpreadsheetRequest",
+                _ => "BatchUpdateValuesRequest",
+            };
+            let body = Value::Object(json_body(req)?);
+            if let Err(message) = discovery::check(schema, &body) {
+                stats.schema_violations += 1;
+                return Err(invalid_argument(&message));
             }
-            body
+            let body = body.as_object().expect("json_body returns an object");
+            if kind == RequestKind::BatchUpdate {
+                let reply = batch_update(ss, body, max_cells, rng)?;
+                let cells: u64 = ss.sheets.iter().map(|s| s.props.cells()).sum();
+                stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
+                reply
+            } else {
+                let (reply, option) = values_batch_update(ss, body)?;
+                stats.writes_applied += 1;
+                stats.non_raw_writes += u64::from(option != ValueInputOption::Raw);
+                reply
+            }
         }
-        _ => return Err(rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND)),
     };
     Ok(json_response(200, &body))
 }
@@ -128,11 +128,6 @@ pub(super) fn flag(obj: &Map<String, Value>, name: &str) -> bool {
     obj.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// An element of a list of messages: the schema lets `null` through there, Google does not.
-pub(super) fn message<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, Response> {
-    v.as_object().ok_or_else(|| invalid_value(at, "TYPE_MESSAGE", v))
-}
-
 pub(super) fn invalid_value(at: &str, type_name: &str, value: &Value) -> Response {
     invalid_argument(&format!("Invalid value at '{at}' ({type_name}), {value}"))
 }
@@ -142,12 +137,7 @@ pub(super) fn invalid_value(at: &str, type_name: &str, value: &Value) -> Respons
 pub(super) fn refuse_unimplemented(obj: &Map<String, Value>, names: &[&str], at: &str) -> Result<(), Response> {
     match names.iter().find(|n| obj.contains_key(**n)) {
         None => Ok(()),
-        Some(name) if at.is_empty() => Err(invalid_argument(&format!(
-            "Invalid JSON payload received. Unknown name \"{name}\": Cannot find field."
-        ))),
-        Some(name) => Err(invalid_argument(&format!(
-            "Invalid JSON payload received. Unknown name \"{name}\" at '{at}': Cannot find field."
-        ))),
+        Some(name) => Err(invalid_argument(&discovery::unknown_name(name, at))),
     }
 }
 
@@ -178,10 +168,8 @@ pub(super) fn batch_update(
     let mut deletions = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         // The schema let through exactly one kind, as an object.
-        let Some((name, inner)) = request.as_object().and_then(|o| o.iter().find(|(_, v)| !v.is_null())) else {
-            return Err(invalid_argument(&format!("Invalid requests[{i}]: No request set.")));
-        };
-        let inner = message(inner, &format!("requests[{i}].{name}"))?;
+        let kind = request.as_object().and_then(|o| o.iter().find(|(_, v)| !v.is_null()));
+        let (name, inner) = kind.and_then(|(k, v)| Some((k, v.as_object()?))).expect("one kind");
         let reply = match name.as_str() {
             "addSheet" => add_sheet(&mut work, i, inner, max_cells, rng)?,
             "appendDimension" => append_dimension(&mut work, i, inner, max_cells)?,
@@ -189,11 +177,11 @@ pub(super) fn batch_update(
             "updateChartSpec" => update_chart_spec(&mut work, i, inner)?,
             "deleteDimension" => delete_dimension(&mut work, i, inner, &mut deletions)?,
             other => {
+                let message = discovery::unknown_name(other, &format!("requests[{i}]"));
                 return Err(invalid_argument(&format!(
-                    "Invalid JSON payload received. Unknown name \"{other}\" at \
-                     'requests[{i}]': Cannot find field. (The fake Google implements only \
-                     addSheet, appendDimension, addChart, updateChartSpec and deleteDimension.)"
-                )))
+                    "{message} (The fake Google implements only addSheet, appendDimension, addChart, \
+                     updateChartSpec and deleteDimension.)"
+                )));
             }
         };
         replies.push(reply);
@@ -213,6 +201,17 @@ pub(super) fn batch_update(
         response["updatedSpreadsheet"] = ss.to_json();
     }
     Ok(response)
+}
+
+/// The tab with `sheet_id` in a batch's working copy, or Google's error for there being none.
+pub(super) fn grid_mut<'a>(
+    work: &'a mut [SheetProps],
+    sheet_id: i64,
+    ctx: &str,
+) -> Result<&'a mut SheetProps, Response> {
+    work.iter_mut()
+        .find(|p| p.sheet_id == sheet_id)
+        .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
 }
 
 pub(super) fn total_cells(work: &[SheetProps]) -> u64 {
@@ -267,14 +266,9 @@ pub(super) fn add_sheet(
         Some(id) => id,
         None => random_sheet_id(rng, &work.iter().map(|p| p.sheet_id).collect::<Vec<_>>()),
     };
-    match props.get("sheetType") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t == "GRID" => {}
-        Some(other) => {
-            return Err(invalid_argument(&format!(
-                "{ctx}: the fake Google supports only sheetType GRID, not {other}."
-            )))
-        }
+    if let Some(other) = text(props, "sheetType").filter(|t| *t != "GRID") {
+        let message = format!("{ctx}: the fake Google supports only sheetType GRID, not \"{other}\".");
+        return Err(invalid_argument(&message));
     }
     let grid = object(props, "gridProperties").unwrap_or(&empty);
     let count = |name: &str, default: u32| -> Result<u32, Response> {

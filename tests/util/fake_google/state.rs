@@ -12,7 +12,6 @@ pub(super) struct Shared {
     /// Requests being handled.
     pub(super) live: AtomicUsize,
     pub(super) token_uri: String,
-    pub(super) started: Instant,
 }
 
 impl Shared {
@@ -44,23 +43,19 @@ pub(super) struct State {
     pub(super) quota_window: Duration,
     pub(super) usage: HashMap<String, Usage>,
     pub(super) api_disabled: bool,
+    /// Sheets and token faults, in the order they were queued.
     pub(super) faults: VecDeque<QueuedFault>,
-    pub(super) token_faults: VecDeque<(TokenFault, u32)>,
     pub(super) outage_until: Option<Instant>,
     pub(super) stats: Stats,
     pub(super) log: VecDeque<LoggedRequest>,
+    /// When the fake started (the request log's clock).
+    pub(super) started: Instant,
     pub(super) rng: Rng,
 }
 
 pub(super) struct IssuedToken {
     pub(super) account: String,
     pub(super) expires_at: Instant,
-}
-
-pub(super) struct QueuedFault {
-    pub(super) matching: Matching,
-    pub(super) fault: Fault,
-    pub(super) remaining: u32,
 }
 
 /// Quota usage of one account. `writes`/`reads` hold the admitted requests within the
@@ -89,10 +84,10 @@ impl State {
             usage: HashMap::new(),
             api_disabled: false,
             faults: VecDeque::new(),
-            token_faults: VecDeque::new(),
             outage_until: None,
             stats: Stats::default(),
             log: VecDeque::new(),
+            started: Instant::now(),
             rng: new_rng(),
         }
     }
@@ -123,26 +118,20 @@ impl State {
         }
     }
 
-    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<TakenFault> {
-        if kind == RequestKind::Token {
-            let (fault, remaining) = self.token_faults.front_mut()?;
-            let fault = fault.clone();
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.token_faults.pop_front();
-            }
-            self.stats.token_faults_consumed += 1;
-            return Some(TakenFault::Token(fault));
-        }
-        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
+    /// The log note and effect of the first queued fault that hits a request of `kind`.
+    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(String, Effect)> {
+        let index = self.faults.iter().position(|q| q.hits(kind))?;
         let entry = &mut self.faults[index];
-        let fault = entry.fault.clone();
+        let taken = (entry.note.clone(), entry.effect.clone());
         entry.remaining -= 1;
         if entry.remaining == 0 {
             self.faults.remove(index);
         }
-        self.stats.faults_consumed += 1;
-        Some(TakenFault::Sheets(fault))
+        match kind {
+            RequestKind::Token => self.stats.token_faults_consumed += 1,
+            _ => self.stats.faults_consumed += 1,
+        }
+        Some(taken)
     }
 
     pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
@@ -161,10 +150,8 @@ impl State {
         token
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn record(
         &mut self,
-        started: Instant,
         method: &str,
         target: &str,
         kind: RequestKind,
@@ -176,7 +163,7 @@ impl State {
             self.log.pop_front();
         }
         let entry = LoggedRequest {
-            at: started.elapsed(),
+            at: self.started.elapsed(),
             method: method.to_string(),
             path: target.to_string(),
             kind,

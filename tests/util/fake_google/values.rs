@@ -45,41 +45,41 @@ pub(super) fn values_batch_update(
     let mut sheets_touched = BTreeSet::new();
     for plan in &plans {
         let n = plan.cells.len() as u64;
-        rows += plan.rows;
-        cols += plan.cols;
-        cells += n;
+        (rows, cols, cells) = (rows + plan.rows, cols + plan.cols, cells + n);
         if n > 0 {
             sheets_touched.insert(plan.sheet);
         }
-        let mut response = Map::new();
-        response.insert("spreadsheetId".into(), json!(ss.id));
-        response.insert("updatedRange".into(), json!(plan.updated_range));
-        insert_nonzero(&mut response, "updatedRows", plan.rows);
-        insert_nonzero(&mut response, "updatedColumns", plan.cols);
-        insert_nonzero(&mut response, "updatedCells", n);
-        if include_values {
-            let updated = read_values(ss, &plan.updated_range, render, false)?;
-            response.insert("updatedData".into(), updated);
-        }
-        responses.push(Value::Object(response));
+        let updated = if include_values {
+            read_values(ss, &plan.updated_range, render, false)?
+        } else {
+            Value::Null
+        };
+        responses.push(proto3(json!({
+            "spreadsheetId": ss.id,
+            "updatedRange": plan.updated_range,
+            "updatedRows": plan.rows,
+            "updatedColumns": plan.cols,
+            "updatedCells": n,
+            "updatedData": updated,
+        })));
     }
-    let mut out = Map::new();
-    out.insert("spreadsheetId".into(), json!(ss.id));
-    insert_nonzero(&mut out, "totalUpdatedRows", rows);
-    insert_nonzero(&mut out, "totalUpdatedColumns", cols);
-    insert_nonzero(&mut out, "totalUpdatedCells", cells);
-    insert_nonzero(&mut out, "totalUpdatedSheets", sheets_touched.len() as u64);
-    if !responses.is_empty() {
-        out.insert("responses".into(), Value::Array(responses));
-    }
-    Ok((Value::Object(out), option))
+    let out = proto3(json!({
+        "spreadsheetId": ss.id,
+        "totalUpdatedRows": rows,
+        "totalUpdatedColumns": cols,
+        "totalUpdatedCells": cells,
+        "totalUpdatedSheets": sheets_touched.len(),
+        "responses": responses,
+    }));
+    Ok((out, option))
 }
 
-/// proto3 JSON omits zero-valued scalars; so does the fake.
-pub(super) fn insert_nonzero(map: &mut Map<String, Value>, key: &str, n: u64) {
-    if n > 0 {
-        map.insert(key.into(), json!(n));
+/// proto3 JSON leaves out fields at their default (0, empty list, unset); so does the fake.
+pub(super) fn proto3(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.retain(|_, v| !(v.is_null() || *v == json!(0) || *v == json!([])));
     }
+    value
 }
 
 pub(super) fn plan_write(
@@ -88,24 +88,14 @@ pub(super) fn plan_write(
     vr: &Value,
     option: ValueInputOption,
 ) -> Result<PlannedWrite, Response> {
-    let obj = message(vr, &format!("data[{i}]"))?;
+    let obj = vr.as_object().expect("the schema refuses a null list element");
     let range_text = text(obj, "range").unwrap_or("");
     // 1. The stated range must fit the grid (checked by `resolve_range`).
     let range = resolve_range(ss, range_text)?;
     let by_rows = text(obj, "majorDimension") != Some("COLUMNS");
     let props = &ss.sheets[range.sheet].props;
-    // The schema made `values` a list of lists; a `null` line is not a list.
-    let mut lines: Vec<&Vec<Value>> = Vec::new();
-    for (r, line) in list(obj, "values").iter().enumerate() {
-        let Value::Array(items) = line else {
-            return Err(invalid_value(
-                &format!("data[{i}].values[{r}]"),
-                "type.googleapis.com/google.protobuf.ListValue",
-                line,
-            ));
-        };
-        lines.push(items);
-    }
+    // The schema made `values` a list of lists, none of them null.
+    let lines: Vec<&Vec<Value>> = list(obj, "values").iter().filter_map(Value::as_array).collect();
     // The data's extent, in (row, col) terms.
     let major = lines.len() as u64;
     let minor = lines.iter().map(|l| l.len() as u64).max().unwrap_or(0);
@@ -114,26 +104,17 @@ pub(super) fn plan_write(
     let last_row = r0 + n_rows.max(1) - 1;
     let last_col = c0 + n_cols.max(1) - 1;
     // 2. The data must fit the stated range (a single cell or a whole tab is an anchor).
-    if !range.anchor {
-        if let Some(r1) = range.r1 {
-            if n_rows > 0 && last_row > u64::from(r1) {
-                return Err(invalid_argument(&format!(
-                    "Requested writing within range [{range_text}], but tried writing to row [{}]",
-                    u64::from(r1) + 2
-                )));
-            }
-        }
-        if let Some(c1) = range.c1 {
-            if n_cols > 0 && last_col > u64::from(c1) {
-                return Err(invalid_argument(&format!(
-                    "Requested writing within range [{range_text}], but tried writing to column [{}]",
-                    column_letters(c1 + 1)
-                )));
-            }
-        }
+    let beyond = match (range.r1.map(u64::from), range.c1) {
+        (Some(r1), _) if n_rows > 0 && last_row > r1 => Some(format!("row [{}]", r1 + 2)),
+        (_, Some(c1)) if n_cols > 0 && last_col > u64::from(c1) => Some(format!("column [{}]", column_letters(c1 + 1))),
+        _ => None,
+    };
+    if let (false, Some(beyond)) = (range.anchor, beyond) {
+        let message = format!("Requested writing within range [{range_text}], but tried writing to {beyond}");
+        return Err(invalid_argument(&message));
     }
     // 3. The data must fit the grid.
-    let prefix = sheet_prefix(range_text, &props.title);
+    let prefix = &range.prefix;
     if n_rows > 0 && n_cols > 0 && (last_row >= u64::from(props.rows) || last_col >= u64::from(props.cols)) {
         let effective = format!("{prefix}{}:{}", cell_name(r0, c0), cell_name(last_row, last_col));
         return Err(grid_limit_error(&effective, props));
@@ -163,17 +144,14 @@ pub(super) fn plan_write(
                     ValueInputOption::Raw => Cell::Text(s.clone()),
                     ValueInputOption::UserEntered => user_entered(s),
                 },
-                Value::Object(_) => {
-                    return Err(invalid_argument(&format!(
-                        "Invalid values[{a}][{b}]: struct_value {}",
-                        proto_text(value)
-                    )))
-                }
-                Value::Array(_) => {
-                    return Err(invalid_argument(&format!(
-                        "Invalid values[{a}][{b}]: list_value {}",
-                        proto_text(value)
-                    )))
+                Value::Object(_) | Value::Array(_) => {
+                    let kind = if value.is_object() {
+                        "struct_value"
+                    } else {
+                        "list_value"
+                    };
+                    let message = format!("Invalid values[{a}][{b}]: {kind} {}", proto_text(value));
+                    return Err(invalid_argument(&message));
                 }
             };
             let at = ((r0 + r as u64) as u32, (c0 + c as u64) as u32);
@@ -246,19 +224,6 @@ pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response
     ))
 }
 
-/// The `Sheet!` part as the client wrote it, or the tab's own name when it wrote none.
-pub(super) fn sheet_prefix(range_text: &str, title: &str) -> String {
-    let trimmed = range_text.trim();
-    if trimmed.starts_with('\'') {
-        if let Some(i) = trimmed.rfind("'!") {
-            return trimmed[..i + 2].to_string();
-        }
-    } else if let Some(i) = trimmed.rfind('!') {
-        return trimmed[..i + 1].to_string();
-    }
-    format!("{}!", quote_sheet(title))
-}
-
 // --- values.get ----------------------------------------------------------------------------
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -280,35 +245,24 @@ impl Render {
 }
 
 pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -> Result<Value, Response> {
-    let Some(range_text) = percent_decode(raw_range.as_bytes(), false).and_then(|bytes| String::from_utf8(bytes).ok())
-    else {
+    let Some(range_text) = percent_decode(raw_range) else {
         return Err(invalid_argument(&format!("Unable to parse range: {raw_range}")));
     };
-    // A query parameter outside its enum: Google names the field in snake case.
-    let query = |name: &str, field: &str, proto: &str, allowed: &[&str]| match req.query_param(name) {
-        Some(v) if !allowed.contains(&v) => Err(invalid_value(
-            field,
+    // A query parameter outside the discovery document's enum: Google names the field in
+    // snake case and the enum by its proto type.
+    let query = |name: &str, proto: &str| match req.query_param(name) {
+        Some(v) if !discovery::values_get_enum(name).contains(&v) => Err(invalid_value(
+            &discovery::snake(name),
             &format!("type.googleapis.com/google.apps.sheets.v4.{proto}"),
             &json!(v),
         )),
         v => Ok(v),
     };
-    let render = query(
-        "valueRenderOption",
-        "value_render_option",
-        "ValueRenderOption",
-        &["FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"],
-    )?
-    .and_then(Render::parse)
-    .unwrap_or(Render::Formatted);
-    query(
-        "dateTimeRenderOption",
-        "date_time_render_option",
-        "DateTimeRenderOption",
-        &["SERIAL_NUMBER", "FORMATTED_STRING"],
-    )?;
-    let dimensions = ["ROWS", "DIMENSION_UNSPECIFIED", "COLUMNS"];
-    let by_columns = query("majorDimension", "major_dimension", "Dimension", &dimensions)? == Some("COLUMNS");
+    let render = query("valueRenderOption", "ValueRenderOption")?
+        .and_then(Render::parse)
+        .unwrap_or(Render::Formatted);
+    query("dateTimeRenderOption", "DateTimeRenderOption")?;
+    let by_columns = query("majorDimension", "Dimension")? == Some("COLUMNS");
     read_values(ss, &range_text, render, by_columns)
 }
 
@@ -326,42 +280,18 @@ pub(super) fn read_values(
     // Unbounded ends stop at the grid's edge (a single cell is bounded both ways).
     let r1 = range.r1.unwrap_or(props.rows - 1);
     let c1 = range.c1.unwrap_or(props.cols - 1);
-    let mut grid: Vec<Vec<Value>> = Vec::new();
-    for ((r, c), cell) in sheet.rect(r0, c0, r1, c1) {
-        let (a, b) = if by_columns {
-            (c as usize, r as usize)
-        } else {
-            (r as usize, c as usize)
-        };
-        if grid.len() <= a {
-            grid.resize_with(a + 1, Vec::new);
-        }
-        let line = &mut grid[a];
-        if line.len() <= b {
-            line.resize(b + 1, json!(""));
-        }
-        line[b] = render_cell(cell, render);
-    }
-    let mut out = Map::new();
-    out.insert(
-        "range".into(),
-        json!(format!(
-            "{}!{}",
-            quote_sheet(&props.title),
-            span_name(u64::from(r0), u64::from(c0), u64::from(r1), u64::from(c1))
-        )),
+    let grid = sheet.grid((r0, c0), (r1, c1), by_columns, json!(""), |cell| {
+        render_cell(cell, render)
+    });
+    let range = format!(
+        "{}!{}",
+        quote_sheet(&props.title),
+        span_name(u64::from(r0), u64::from(c0), u64::from(r1), u64::from(c1))
     );
-    out.insert(
-        "majorDimension".into(),
-        json!(if by_columns { "COLUMNS" } else { "ROWS" }),
-    );
-    if !grid.is_empty() {
-        out.insert(
-            "values".into(),
-            Value::Array(grid.into_iter().map(Value::Array).collect()),
-        );
-    }
-    Ok(Value::Object(out))
+    let major = if by_columns { "COLUMNS" } else { "ROWS" };
+    Ok(proto3(
+        json!({ "range": range, "majorDimension": major, "values": grid }),
+    ))
 }
 
 pub(super) fn render_cell(cell: &Cell, render: Render) -> Value {
