@@ -24,12 +24,10 @@ use crate::cli::ServeArgs;
 use crate::fleet::boards::settings::{AlertsConfig, AlertsFile, BoardsConfig, BoardsFile};
 use crate::fleet::http::settings::{HttpConfig, HttpFile};
 use crate::server::settings::{ServerConfig, ServerFile, TlsConfig, TlsFile};
-use crate::settings::{beside_config, ConfigError, Limit};
+use crate::settings::{beside_config, section, ConfigError};
 use crate::sink::csv::settings::{CsvConfig, CsvFile, DedupFile};
 use crate::sink::postgres::settings::{PostgresConfig, PostgresFile};
 use crate::sink::sheets::settings::{SheetsConfig, SheetsFile};
-
-pub const STATS_INTERVAL_SECS: Limit<u64> = Limit::new("log.stats_interval_secs", 60, 0, 86_400, " seconds");
 
 /// The TOML file as written: one raw struct per section, each beside its code. Every
 /// field optional; unknown keys are errors.
@@ -60,11 +58,12 @@ pub struct FileConfig {
     pub alerts: AlertsFile,
 }
 
-/// `[log]`: the periodic summary, written by the daemon itself.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogFile {
-    pub stats_interval_secs: Option<u64>,
+section! {
+    /// `[log]`: the periodic summary, written by the daemon itself.
+    raw LogFile in "log";
+    keys {
+        stats_interval_secs: u64 [STATS_INTERVAL_SECS: default 60, min 0, max 86_400, unit " seconds"],
+    }
 }
 
 /// The validated configuration, one part per section.
@@ -217,8 +216,8 @@ impl Config {
         }
         let postgres = PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
-        let boards = BoardsConfig::build(&file.boards)?;
-        let alerts = AlertsConfig::build(file.alerts)?;
+        let boards = BoardsConfig::assemble(&file.boards)?;
+        let alerts = AlertsConfig::build(&file.alerts)?;
         // The overview's `silent` is the dashboard's and the alerts' (issue 10).
         let sheets = sheets.map(|s| SheetsConfig {
             silent_factor: alerts.silent_factor,

@@ -104,6 +104,170 @@ impl Limit<u64> {
     }
 }
 
+/// Declares one section of the configuration file, each key once (see the module docs
+/// for why). A block reads:
+///
+/// ```ignore
+/// section! {
+///     /// `[http]` as written in the TOML file.
+///     raw HttpFile in "http";
+///     /// `[http]`: the dashboard ...
+///     #[derive(Debug, Clone)]
+///     config HttpConfig;
+///     // Optional: `serve`'s flags, for keys marked `flag <field of ServeArgs>` below.
+///     flags ServeArgs;
+///     // Optional: the validated fields built by hand, handed to `assemble`.
+///     parts HttpParts {
+///         /// `None` when `http.listen = ""`.
+///         listen: Option<SocketAddr>,
+///     }
+///     keys {
+///         // A key with logic of its own: only the raw field `listen: Option<String>`
+///         // and, if given, its default as a constant (`DEFAULT_HTTP_LISTEN: &str`).
+///         listen: String [DEFAULT_HTTP_LISTEN: default "127.0.0.1:8091"],
+///         // A number: the raw field, the constant `MAX_EVENT_CLIENTS` (key
+///         // "http.max_event_clients", its default and bounds) and, after `=>`, the
+///         // validated field it becomes, picked within the bounds.
+///         max_event_clients: usize [MAX_EVENT_CLIENTS: default 16, min 1, max 1024]
+///             => max_event_clients: usize,
+///         // With a unit for the error message, and the picked value converted.
+///         ready_upload_stall_secs: u64 [READY_UPLOAD_STALL_SECS: default 600, min 1,
+///             max 7 * 86_400, unit " seconds"] => ready_upload_stall: Duration = Duration::from_secs,
+///     }
+/// }
+/// ```
+///
+/// It writes, keeping the order of the keys:
+/// - the raw struct (`Debug`, `Default`, `Deserialize`, `deny_unknown_fields`), every
+///   key an `Option` of its type, so the file may leave out any key;
+/// - a [`Limit`] constant per number, named as given, for the default and bounds that
+///   code, tests and the docs test read;
+/// - the validated struct: the `parts` fields, then a field per number with `=>` (a
+///   number without `=>` is picked by hand, with its constant, where logic needs it);
+/// - `assemble(f, [flags,] [parts])`: the validated struct, every number picked with
+///   [`Limit::pick`] (a flag marked `flag <field>` beats the file) and converted, so the
+///   error names the key as written in the file.
+///
+/// Without `config` (and so without `flags`, `parts` and `=>`), only the raw struct and the
+/// constants are written, for a validated struct that is all logic. Every entry ends
+/// with a comma. An entry's doc comment goes to the raw field, the
+/// constant and the validated field.
+macro_rules! section {
+    // A number that becomes a field of the validated struct: add the field and the line
+    // that picks it, then read the entry again without `=> ...` (the rule below).
+    (@key ($section:literal $f:ident $flags:ident) $header:tt
+        [$($raw:tt)*] [$($consts:tt)*] [$($fields:tt)*] [$($picks:tt)*]
+        $(#[$doc:meta])* $key:ident: $T:ty [$NAME:ident: default $default:expr, min $lo:expr, max $hi:expr
+            $(, unit $unit:literal)? $(, flag $flag:ident)?] => $field:ident: $V:ty $(= $convert:expr)?,
+        $($rest:tt)*
+    ) => {
+        $crate::settings::section!(@key ($section $f $flags) $header [$($raw)*] [$($consts)*]
+            [$($fields)* $(#[$doc])* pub $field: $V,]
+            [$($picks)* $field: $(($convert))?($NAME.pick($($flags.$flag.or)?($f.$key))?),]
+            $(#[$doc])* $key: $T [$NAME: default $default, min $lo, max $hi $(, unit $unit)?], $($rest)*);
+    };
+    // A number: its raw field and its constant.
+    (@key ($section:literal $f:ident $flags:ident) $header:tt
+        [$($raw:tt)*] [$($consts:tt)*] $fields:tt $picks:tt
+        $(#[$doc:meta])* $key:ident: $T:ty [$NAME:ident: default $default:expr, min $lo:expr, max $hi:expr
+            $(, unit $unit:literal)? $(, flag $flag:ident)?],
+        $($rest:tt)*
+    ) => {
+        $crate::settings::section!(@key ($section $f $flags) $header
+            [$($raw)* $(#[$doc])* pub $key: Option<$T>,]
+            [$($consts)* $(#[$doc])* pub const $NAME: $crate::settings::Limit<$T> = $crate::settings::Limit::new(
+                concat!($section, ".", stringify!($key)), $default, $lo, $hi, concat!("" $(, $unit)?));]
+            $fields $picks $($rest)*);
+    };
+    // A key with logic of its own and a written default: its raw field, and the default
+    // as a constant for its `build` (and the docs test) to read.
+    (@key $names:tt $header:tt [$($raw:tt)*] [$($consts:tt)*] $fields:tt $picks:tt
+        $(#[$doc:meta])* $key:ident: $T:ty [$NAME:ident: default $default:literal], $($rest:tt)*
+    ) => {
+        $crate::settings::section!(@key $names $header [$($raw)* $(#[$doc])* pub $key: Option<$T>,]
+            [$($consts)* $(#[$doc])* pub const $NAME: &str = $default;] $fields $picks $($rest)*);
+    };
+    // A key with logic of its own: only its raw field.
+    (@key $names:tt $header:tt [$($raw:tt)*] $consts:tt $fields:tt $picks:tt
+        $(#[$doc:meta])* $key:ident: $T:ty, $($rest:tt)*
+    ) => {
+        $crate::settings::section!(@key $names $header [$($raw)* $(#[$doc])* pub $key: Option<$T>,]
+            $consts $fields $picks $($rest)*);
+    };
+    // Every key read, in a section without a validated struct of its own: the raw struct
+    // and the constants.
+    (@key $names:tt { $(#[$raw_meta:meta])* $Raw:ident; } [$($raw:tt)*] [$($consts:tt)*] [] []) => {
+        $(#[$raw_meta])*
+        #[derive(Debug, Default, ::serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $Raw {
+            $($raw)*
+        }
+
+        $($consts)*
+    };
+    // Every key read: write the items.
+    (@key ($section:literal $f:ident $flags:ident) {
+            $(#[$raw_meta:meta])* $Raw:ident;
+            $(#[$config_meta:meta])* $Config:ident;
+            [$($Flags:ty)?]
+            [$($Parts:ident { $($(#[$part_doc:meta])* $part:ident: $PartT:ty),* })?]
+        } $raw:tt $consts:tt [$($fields:tt)*] [$($picks:tt)*]
+    ) => {
+        $crate::settings::section!(@key ($section $f $flags) { $(#[$raw_meta])* $Raw; } $raw $consts [] []);
+
+        $(#[$config_meta])*
+        pub struct $Config {
+            $($($(#[$part_doc])* pub $part: $PartT,)*)?
+            $($fields)*
+        }
+
+        $(
+            #[doc = concat!("The fields of [`", stringify!($Config), "`] that the section's `build` makes by hand.")]
+            pub(crate) struct $Parts {
+                $($(#[$part_doc])* pub(crate) $part: $PartT,)*
+            }
+        )?
+
+        impl $Config {
+            /// The validated section: the `parts` as given, every number picked within its
+            /// bounds (the error names the key).
+            pub(crate) fn assemble(
+                $f: &$Raw
+                $(, $flags: &$Flags)?
+                $(, parts: $Parts)?
+            ) -> Result<$Config, $crate::settings::ConfigError> {
+                $(let $Parts { $($part),* } = parts;)?
+                Ok($Config {
+                    $($($part,)*)?
+                    $($picks)*
+                })
+            }
+        }
+    };
+    (
+        $(#[$raw_meta:meta])* raw $Raw:ident in $section:literal;
+        $(#[$config_meta:meta])* config $Config:ident;
+        $(flags $Flags:ty;)?
+        $(parts $Parts:ident { $($(#[$part_doc:meta])* $part:ident: $PartT:ty),* $(,)? })?
+        keys { $($keys:tt)* }
+    ) => {
+        $crate::settings::section!(@key ($section f flags) {
+                $(#[$raw_meta])* $Raw;
+                $(#[$config_meta])* $Config;
+                [$($Flags)?]
+                [$($Parts { $($(#[$part_doc])* $part: $PartT),* })?]
+            } [] [] [] [] $($keys)*);
+    };
+    (
+        $(#[$raw_meta:meta])* raw $Raw:ident in $section:literal;
+        keys { $($keys:tt)* }
+    ) => {
+        $crate::settings::section!(@key ($section f flags) { $(#[$raw_meta])* $Raw; } [] [] [] [] $($keys)*);
+    };
+}
+pub(crate) use section;
+
 /// The one rule for a relative path written in a config file: it is relative to the
 /// file's directory (`config`); without a file, or for an absolute path, it stays as is.
 pub fn beside_config(config: Option<&Path>, p: &Path) -> PathBuf {
