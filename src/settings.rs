@@ -384,12 +384,7 @@ impl<'de> Deserializer<'de> for Walk<'_> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
         self.leaf();
-        visitor.visit_map(Fields {
-            names: &[],
-            next: 0,
-            path: String::new(),
-            keys: &mut Vec::new(),
-        })
+        visitor.visit_map(Empty)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -447,7 +442,20 @@ impl<'de> MapAccess<'de> for Fields<'_> {
     }
 }
 
+/// An empty sequence or map: the value of a key that is a list or a table of its own.
 struct Empty;
+
+impl<'de> MapAccess<'de> for Empty {
+    type Error = WalkError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, _: K) -> Result<Option<K::Value>, WalkError> {
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, _: V) -> Result<V::Value, WalkError> {
+        Err(de::Error::custom("an empty map has no values"))
+    }
+}
 
 impl<'de> SeqAccess<'de> for Empty {
     type Error = WalkError;
