@@ -7,6 +7,7 @@
 //! of device names cannot blow up the exposition (label cardinality is bounded).
 
 use std::borrow::Cow;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -106,6 +107,7 @@ impl Collector for Exporter {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let st = &self.0;
         let s = &st.stats;
+        let n = |counter: &AtomicU64| counter.load(Relaxed);
         let (rows, bytes) = st.sink.position();
         let refused_by_address: Vec<(Labels, u64)> = s
             .refused
@@ -123,9 +125,9 @@ impl Collector for Exporter {
                 by(
                     "outcome",
                     [
-                        ("written", s.readings.load(Relaxed)),
-                        ("duplicate", s.duplicates.load(Relaxed)),
-                        ("write_failed", s.write_failures.load(Relaxed)),
+                        ("written", n(&s.readings)),
+                        ("duplicate", n(&s.duplicates)),
+                        ("write_failed", n(&s.write_failures)),
                     ],
                 ),
             ),
@@ -135,15 +137,15 @@ impl Collector for Exporter {
                 by(
                     "kind",
                     [
-                        ("line_too_long", s.lines_too_long.load(Relaxed)),
-                        ("unterminated_line", s.partial_lines.load(Relaxed)),
-                        ("line_timeout", s.line_timeouts.load(Relaxed)),
-                        ("bad_hello", s.bad_hellos.load(Relaxed)),
-                        ("json_too_deep", s.json_too_deep.load(Relaxed)),
+                        ("line_too_long", n(&s.lines_too_long)),
+                        ("unterminated_line", n(&s.partial_lines)),
+                        ("line_timeout", n(&s.line_timeouts)),
+                        ("bad_hello", n(&s.bad_hellos)),
+                        ("json_too_deep", n(&s.json_too_deep)),
                     ],
                 ),
             ),
-            counter("sensorlog_csv_rows_written", "CSV rows written since start.", one(s.rows_written.load(Relaxed))),
+            counter("sensorlog_csv_rows_written", "CSV rows written since start.", one(n(&s.rows_written))),
             counter(
                 "sensorlog_csv_bytes_written",
                 "CSV bytes written since start.",
@@ -164,9 +166,9 @@ impl Collector for Exporter {
             gauge(
                 "sensorlog_connections_open",
                 "Board connections open now.",
-                one(s.connections_open.load(Relaxed) as f64),
+                one(n(&s.connections_open) as f64),
             ),
-            counter("sensorlog_connections", "Board connections accepted since start.", one(s.connections_total.load(Relaxed))),
+            counter("sensorlog_connections", "Board connections accepted since start.", one(n(&s.connections_total))),
             counter(
                 "sensorlog_connections_refused",
                 "Board connections refused, by reason.",
@@ -177,9 +179,9 @@ impl Collector for Exporter {
                             "too_many_connections",
                             s.connections_refused
                                 .load(Relaxed)
-                                .saturating_sub(s.refused_per_ip.load(Relaxed)),
+                                .saturating_sub(n(&s.refused_per_ip)),
                         ),
-                        ("too_many_from_ip", s.refused_per_ip.load(Relaxed)),
+                        ("too_many_from_ip", n(&s.refused_per_ip)),
                         ("not_allowed", s.refused.total(Reason::NotAllowed)),
                         ("proxy_header_not_trusted", s.refused.total(Reason::ProxyHeaderNotTrusted)),
                         ("bad_proxy_header", s.refused.total(Reason::BadProxyHeader)),
@@ -198,15 +200,15 @@ impl Collector for Exporter {
                 by(
                     "header",
                     [
-                        ("proxied", s.proxied_connections.load(Relaxed)),
-                        ("health_check", s.proxy_health_checks.load(Relaxed)),
+                        ("proxied", n(&s.proxied_connections)),
+                        ("health_check", n(&s.proxy_health_checks)),
                     ],
                 ),
             ),
             counter(
                 "sensorlog_connections_closed",
                 "Board connections closed by the daemon, by reason.",
-                by("reason", [("idle_timeout", s.idle_timeouts.load(Relaxed))]),
+                by("reason", [("idle_timeout", n(&s.idle_timeouts))]),
             ),
         ];
         if let Some(sh) = super::api::sheets_view(st) {
@@ -223,8 +225,8 @@ impl Collector for Exporter {
                     by(
                         "outcome",
                         [
-                            ("ok", s.sheets_requests_ok.load(Relaxed)),
-                            ("failed", s.sheets_requests_failed.load(Relaxed)),
+                            ("ok", n(&s.sheets_requests_ok)),
+                            ("failed", n(&s.sheets_requests_failed)),
                         ],
                     ),
                 ),
@@ -234,11 +236,11 @@ impl Collector for Exporter {
                     by(
                         "reason",
                         [
-                            ("quota", s.sheets_refused_quota.load(Relaxed)),
-                            ("invalid", s.sheets_refused_invalid.load(Relaxed)),
-                            ("permission", s.sheets_refused_permission.load(Relaxed)),
-                            ("not_found", s.sheets_refused_not_found.load(Relaxed)),
-                            ("other", s.sheets_refused_other.load(Relaxed)),
+                            ("quota", n(&s.sheets_refused_quota)),
+                            ("invalid", n(&s.sheets_refused_invalid)),
+                            ("permission", n(&s.sheets_refused_permission)),
+                            ("not_found", n(&s.sheets_refused_not_found)),
+                            ("other", n(&s.sheets_refused_other)),
                         ],
                     ),
                 ),
