@@ -148,9 +148,10 @@ impl Limit<u64> {
 ///   [`Limit::pick`] (a flag marked `flag <field>` beats the file) and converted, so the
 ///   error names the key as written in the file.
 ///
-/// Without `config` (and so without `flags`, `parts` and `=>`), only the raw struct and the
-/// constants are written, for a validated struct that is all logic. Every entry ends
-/// with a comma. An entry's doc comment goes to the raw field, the
+/// Without `config` (and so without `flags`, `parts` and `=>`), only the raw struct and
+/// the constants are written, for a validated struct that is all logic (`[csv]`, `[log]`).
+///
+/// Every entry ends with a comma. An entry's doc comment goes to the raw field, the
 /// constant and the validated field.
 macro_rules! section {
     // A number that becomes a field of the validated struct: add the field and the line
