@@ -498,6 +498,79 @@ mod tests {
         path: Option<std::path::PathBuf>,
     }
 
+    /// `serve`'s flags, in small.
+    #[derive(Default)]
+    pub struct Flags {
+        n: Option<u32>,
+    }
+
+    section! {
+        /// A section as written in the file.
+        raw ExampleFile in "example";
+        #[derive(Debug, PartialEq)]
+        config Example;
+        flags Flags;
+        parts ExampleParts {
+            name: String,
+        }
+        keys {
+            name: String [DEFAULT_NAME: default "x"],
+            n: u32 [N: default 3, min 1, max 9, flag n] => n: u32,
+            wait_secs: u64 [WAIT_SECS: default 5, min 0, max 60, unit " seconds"]
+                => wait: Duration = Duration::from_secs,
+            by_hand: u8 [BY_HAND: default 1, min 1, max 2],
+        }
+    }
+
+    #[test]
+    fn a_section_says_each_key_once() {
+        assert_eq!(accepted_keys::<ExampleFile>(), ["name", "n", "wait_secs", "by_hand"]);
+        assert_eq!((N.key, N.default, N.lo, N.hi, N.unit), ("example.n", 3, 1, 9, ""));
+        assert_eq!((WAIT_SECS.key, WAIT_SECS.unit), ("example.wait_secs", " seconds"));
+        assert_eq!((DEFAULT_NAME, BY_HAND.key), ("x", "example.by_hand"));
+        // Keys without `=>` are the section's `build`'s to read.
+        let hand = ExampleFile {
+            name: Some("z".into()),
+            by_hand: Some(2),
+            ..ExampleFile::default()
+        };
+        assert_eq!(
+            (hand.name.as_deref(), BY_HAND.pick(hand.by_hand).unwrap()),
+            (Some("z"), 2)
+        );
+        let parts = || ExampleParts { name: "y".into() };
+        let defaults = Example::assemble(&ExampleFile::default(), &Flags::default(), parts()).unwrap();
+        let expected = Example {
+            name: "y".into(),
+            n: 3,
+            wait: Duration::from_secs(5),
+        };
+        assert_eq!(defaults, expected);
+        let file = ExampleFile {
+            n: Some(5),
+            wait_secs: Some(60),
+            ..ExampleFile::default()
+        };
+        let given = Example::assemble(&file, &Flags::default(), parts()).unwrap();
+        assert_eq!((given.n, given.wait), (5, Duration::from_secs(60)));
+        let flagged = Example::assemble(&file, &Flags { n: Some(7) }, parts()).unwrap();
+        assert_eq!(flagged.n, 7, "the flag beats the file");
+        let too_long = ExampleFile {
+            wait_secs: Some(61),
+            ..ExampleFile::default()
+        };
+        let e = Example::assemble(&too_long, &Flags::default(), parts()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: example.wait_secs: must be between 0 and 60 seconds, got 61"
+        );
+        let e = Example::assemble(&file, &Flags { n: Some(10) }, parts()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: example.n: must be between 1 and 9, got 10"
+        );
+    }
+
     #[test]
     fn keys_are_read_from_the_struct_as_the_parser_sees_it() {
         assert_eq!(
