@@ -320,9 +320,11 @@ impl Walk<'_> {
     }
 }
 
+/// The methods for a value that is not a struct: each records its key and answers with
+/// an empty value of its kind (`method(other arguments' types) => visit(value)`).
 macro_rules! leaf {
-    ($($method:ident => $visit:ident($($value:expr)?)),* $(,)?) => {
-        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
+    ($($method:ident($($arg:ty),*) => $visit:ident($($value:expr)?)),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, $(_: $arg,)* visitor: V) -> Result<V::Value, WalkError> {
             self.leaf();
             visitor.$visit($($value)?)
         })*
@@ -333,59 +335,39 @@ impl<'de> Deserializer<'de> for Walk<'_> {
     type Error = WalkError;
 
     leaf! {
-        deserialize_any => visit_unit(),
-        deserialize_bool => visit_bool(false),
-        deserialize_i8 => visit_i64(0),
-        deserialize_i16 => visit_i64(0),
-        deserialize_i32 => visit_i64(0),
-        deserialize_i64 => visit_i64(0),
-        deserialize_u8 => visit_u64(0),
-        deserialize_u16 => visit_u64(0),
-        deserialize_u32 => visit_u64(0),
-        deserialize_u64 => visit_u64(0),
-        deserialize_f32 => visit_f64(0.0),
-        deserialize_f64 => visit_f64(0.0),
-        deserialize_char => visit_char(' '),
-        deserialize_str => visit_str(""),
-        deserialize_string => visit_str(""),
-        deserialize_bytes => visit_bytes(&[]),
-        deserialize_byte_buf => visit_bytes(&[]),
-        deserialize_option => visit_none(),
-        deserialize_unit => visit_unit(),
-        deserialize_identifier => visit_str(""),
-        deserialize_ignored_any => visit_unit(),
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, WalkError> {
-        self.leaf();
-        visitor.visit_unit()
+        deserialize_any() => visit_unit(),
+        deserialize_bool() => visit_bool(false),
+        deserialize_i8() => visit_i64(0),
+        deserialize_i16() => visit_i64(0),
+        deserialize_i32() => visit_i64(0),
+        deserialize_i64() => visit_i64(0),
+        deserialize_u8() => visit_u64(0),
+        deserialize_u16() => visit_u64(0),
+        deserialize_u32() => visit_u64(0),
+        deserialize_u64() => visit_u64(0),
+        deserialize_f32() => visit_f64(0.0),
+        deserialize_f64() => visit_f64(0.0),
+        deserialize_char() => visit_char(' '),
+        deserialize_str() => visit_str(""),
+        deserialize_string() => visit_str(""),
+        deserialize_bytes() => visit_bytes(&[]),
+        deserialize_byte_buf() => visit_bytes(&[]),
+        deserialize_option() => visit_none(),
+        deserialize_unit() => visit_unit(),
+        deserialize_unit_struct(&'static str) => visit_unit(),
+        deserialize_seq() => visit_seq(Empty),
+        deserialize_tuple(usize) => visit_seq(Empty),
+        deserialize_tuple_struct(&'static str, usize) => visit_seq(Empty),
+        deserialize_map() => visit_map(Empty),
+        // An enum outside an `Option` (none in the config): its visitor refuses a unit,
+        // and the error ends the walk.
+        deserialize_enum(&'static str, &'static [&'static str]) => visit_unit(),
+        deserialize_identifier() => visit_str(""),
+        deserialize_ignored_any() => visit_unit(),
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, WalkError> {
         visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
-        self.leaf();
-        visitor.visit_seq(Empty)
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, WalkError> {
-        self.deserialize_seq(visitor)
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: usize,
-        visitor: V,
-    ) -> Result<V::Value, WalkError> {
-        self.deserialize_seq(visitor)
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
-        self.leaf();
-        visitor.visit_map(Empty)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -400,16 +382,6 @@ impl<'de> Deserializer<'de> for Walk<'_> {
             path: self.path,
             keys: self.keys,
         })
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value, WalkError> {
-        self.leaf();
-        Err(de::Error::custom("an enum outside an Option"))
     }
 }
 
