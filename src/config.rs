@@ -323,6 +323,45 @@ mod tests {
         assert!(c.sheets.is_none());
     }
 
+    /// `serve --help` states defaults (`[file: key; default value]`): a second copy of
+    /// each, held here to the one the section says.
+    #[test]
+    fn defaults_in_the_flags_help_are_the_real_ones() {
+        use clap::CommandFactory;
+        let (dir, key) = key_file("help");
+        let sheets_on = format!(
+            "[sheets]\nkey_file = {:?}\nspreadsheet = \"abc\"\n",
+            key.display().to_string()
+        );
+        let debug = |text: &str| format!("{:?}", build(text, ServeArgs::default()).unwrap());
+        let plain = debug(&sheets_on);
+        let cli = crate::cli::Cli::command();
+        let mut checked = Vec::new();
+        for arg in cli.find_subcommand("serve").unwrap().get_arguments() {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let Some((_, stated)) = help.split_once("[file: ") else {
+                continue;
+            };
+            let Some((key, stated)) = stated.split_once("; default ") else {
+                continue;
+            };
+            let value = stated.split([';', ']']).next().unwrap().trim();
+            let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+                Ok(_) => value.to_string(),
+                Err(_) => format!("{value:?}"),
+            };
+            let (section, name) = key.split_once('.').unwrap();
+            let text = match section {
+                "sheets" => format!("{sheets_on}{name} = {value}\n"),
+                _ => format!("{sheets_on}[{section}]\n{name} = {value}\n"),
+            };
+            assert_eq!(debug(&text), plain, "--{}: {help}", arg.get_id());
+            checked.push(key.to_string());
+        }
+        assert!(checked.len() >= 14, "{checked:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn flags_beat_the_file() {
         let args = ServeArgs {
