@@ -495,7 +495,7 @@ fn scan(csv: &Path, start: u64, limit: u64, end_of_file: u64, want: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::csv::encode::HEADER;
+    use crate::sink::csv::recover::test_csv;
     use std::path::PathBuf;
 
     fn cursor(rows: u64, offset: u64, last: Option<(u64, &[u8])>) -> Cursor {
@@ -515,13 +515,9 @@ mod tests {
         }
     }
 
-    /// A CSV `r.csv` in a directory of its own (`tag`): the header, then `rows`. Returns
-    /// its path, the header's length and the file's length.
+    /// [`test_csv`] for `tag`, with the header's length and the file's.
     fn csv_file(tag: &str, rows: &str) -> (PathBuf, u64, u64) {
-        let dir = std::env::temp_dir().join(format!("sensorlog-source-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("r.csv");
-        std::fs::write(&p, format!("{}\n{rows}", HEADER.join(","))).unwrap();
+        let p = test_csv(&format!("source-{tag}"), rows);
         let len = std::fs::metadata(&p).unwrap().len();
         (p, header_len(), len)
     }
