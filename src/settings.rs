@@ -154,6 +154,14 @@ impl Limit<u64> {
 /// Every entry ends with a comma. An entry's doc comment goes to the raw field, the
 /// constant and the validated field.
 macro_rules! section {
+    // How it works: the two entry rules at the bottom hand the keys to the `@key` rules,
+    // with four lists gathered so far: raw fields, constants, validated fields, and the
+    // lines of `assemble` that pick the numbers. Each `@key` rule takes one entry off the
+    // front and adds it to the lists; when no entry is left, the last two `@key` rules
+    // write the items. `f` and `flags` are named once, by the entry rule, so that the
+    // picks and `assemble`'s parameters, written by different steps, are the same
+    // variables (a macro's own names are private to each step otherwise).
+    //
     // A number that becomes a field of the validated struct: add the field and the line
     // that picks it, then read the entry again without `=> ...` (the rule below).
     (@key ($section:literal $f:ident $flags:ident) $header:tt
