@@ -24,12 +24,10 @@ use crate::cli::ServeArgs;
 use crate::fleet::boards::settings::{AlertsConfig, AlertsFile, BoardsConfig, BoardsFile};
 use crate::fleet::http::settings::{HttpConfig, HttpFile};
 use crate::server::settings::{ServerConfig, ServerFile, TlsConfig, TlsFile};
-use crate::settings::{beside_config, ConfigError, Limit};
+use crate::settings::{beside_config, section, ConfigError};
 use crate::sink::csv::settings::{CsvConfig, CsvFile, DedupFile};
 use crate::sink::postgres::settings::{PostgresConfig, PostgresFile};
 use crate::sink::sheets::settings::{SheetsConfig, SheetsFile};
-
-pub const STATS_INTERVAL_SECS: Limit<u64> = Limit::new("log.stats_interval_secs", 60, 0, 86_400, " seconds");
 
 /// The TOML file as written: one raw struct per section, each beside its code. Every
 /// field optional; unknown keys are errors.
@@ -60,25 +58,36 @@ pub struct FileConfig {
     pub alerts: AlertsFile,
 }
 
-/// `[log]`: the periodic summary, written by the daemon itself.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogFile {
-    pub stats_interval_secs: Option<u64>,
+section! {
+    /// `[log]`: the periodic summary, written by the daemon itself.
+    raw LogFile in "log";
+    keys {
+        stats_interval_secs: u64 [STATS_INTERVAL_SECS: default 60, min 0, max 86_400, unit " seconds"],
+    }
 }
 
 /// The validated configuration, one part per section.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[server]`: where boards connect, and the limits on them.
     pub server: ServerConfig,
+    /// `[csv]` and `[dedup]`: the file, its fsync policy, the resend memory.
     pub csv: CsvConfig,
+    /// `log.stats_interval_secs`; `None` for 0 (no periodic summary).
     pub stats_interval: Option<Duration>,
+    /// `[sheets]`; `None` when the upload is off.
     pub sheets: Option<SheetsConfig>,
+    /// `[postgres]`; `None` without `postgres.url`.
     pub postgres: Option<PostgresConfig>,
+    /// `[http]`: the dashboard, `/metrics` and the probes (`listen` is `None` when off).
     pub http: HttpConfig,
+    /// `[boards]`: the live state kept per board.
     pub boards: BoardsConfig,
+    /// `[alerts]`: when a board is silent, and the webhook told so.
     pub alerts: AlertsConfig,
+    /// `[auth]`: device tokens and the wrong-token brake.
     pub auth: AuthConfig,
+    /// `[tls]`; `None` without `tls.listen`.
     pub tls: Option<TlsConfig>,
 }
 
@@ -217,8 +226,8 @@ impl Config {
         }
         let postgres = PostgresConfig::build(file.postgres, std::env::var("PGPASSWORD").ok())?;
         let http = HttpConfig::build(&file.http, args.http_listen.as_deref())?;
-        let boards = BoardsConfig::build(&file.boards)?;
-        let alerts = AlertsConfig::build(file.alerts)?;
+        let boards = BoardsConfig::assemble(&file.boards)?;
+        let alerts = AlertsConfig::build(&file.alerts)?;
         // The overview's `silent` is the dashboard's and the alerts' (issue 10).
         let sheets = sheets.map(|s| SheetsConfig {
             silent_factor: alerts.silent_factor,
@@ -285,6 +294,13 @@ mod tests {
         Config::build(file, &args)
     }
 
+    /// `toml` (with no flags) is refused, and the error names `key`.
+    #[track_caller]
+    fn assert_refused(toml: &str, key: &str) {
+        let e = build(toml, ServeArgs::default()).unwrap_err();
+        assert!(e.to_string().contains(key), "{toml}: {e}");
+    }
+
     /// A directory of its own with a well-formed service-account key `k.json` in it.
     fn key_file(tag: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("sensorlog-config-{tag}-{}", std::process::id()));
@@ -307,6 +323,45 @@ mod tests {
         assert!(c.sheets.is_none());
     }
 
+    /// `serve --help` states defaults (`[file: key; default value]`): a second copy of
+    /// each, held here to the one the section says.
+    #[test]
+    fn defaults_in_the_flags_help_are_the_real_ones() {
+        use clap::CommandFactory;
+        let (dir, key) = key_file("help");
+        let sheets_on = format!(
+            "[sheets]\nkey_file = {:?}\nspreadsheet = \"abc\"\n",
+            key.display().to_string()
+        );
+        let debug = |text: &str| format!("{:?}", build(text, ServeArgs::default()).unwrap());
+        let plain = debug(&sheets_on);
+        let cli = crate::cli::Cli::command();
+        let mut checked = Vec::new();
+        for arg in cli.find_subcommand("serve").unwrap().get_arguments() {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let Some((_, stated)) = help.split_once("[file: ") else {
+                continue;
+            };
+            let Some((key, stated)) = stated.split_once("; default ") else {
+                continue;
+            };
+            let value = stated.split([';', ']']).next().unwrap().trim();
+            let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+                Ok(_) => value.to_string(),
+                Err(_) => format!("{value:?}"),
+            };
+            let (section, name) = key.split_once('.').unwrap();
+            let text = match section {
+                "sheets" => format!("{sheets_on}{name} = {value}\n"),
+                _ => format!("{sheets_on}[{section}]\n{name} = {value}\n"),
+            };
+            assert_eq!(debug(&text), plain, "--{}: {help}", arg.get_id());
+            checked.push(key.to_string());
+        }
+        assert!(checked.len() >= 14, "{checked:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn flags_beat_the_file() {
         let args = ServeArgs {
@@ -320,14 +375,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let e = build("[server]\nmax_conections = 5\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("max_conections"), "{e}");
-        let e = build("[server]\nmax_line_bytes = 0\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("server.max_line_bytes"), "{e}");
-        let e = build("[csv]\nfsync = \"sometimes\"\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("sometimes"), "{e}");
-        let e = build("[server]\nlisten = \"8090\"\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("server.listen"), "{e}");
+        assert_refused("[server]\nmax_conections = 5\n", "max_conections");
+        assert_refused("[server]\nmax_line_bytes = 0\n", "server.max_line_bytes");
+        assert_refused("[csv]\nfsync = \"sometimes\"\n", "sometimes");
+        assert_refused("[server]\nlisten = \"8090\"\n", "server.listen");
     }
 
     #[test]
@@ -418,8 +469,7 @@ mod tests {
         let s = c.sheets.unwrap();
         assert_eq!(s.spreadsheet_id, "1AbC_d-9");
         assert_eq!(s.cursor_file, PathBuf::from("data/readings.csv.sheets-cursor.json"));
-        let e = build("[sheets]\nkey_file = \"k.json\"\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("sheets.spreadsheet"), "{e}");
+        assert_refused("[sheets]\nkey_file = \"k.json\"\n", "sheets.spreadsheet");
         // Issue 9: sheets.max_request_bytes, default and bounds at N and N+1.
         assert_eq!(s.max_request_bytes, MAX_REQUEST_BYTES.default);
         let request_bytes = |n: usize| {
@@ -503,8 +553,7 @@ mod tests {
             ),
             ("[tls]\nlisten = \"8443\"\n", "tls.listen"),
         ] {
-            let e = build(toml, ServeArgs::default()).unwrap_err();
-            assert!(e.to_string().contains(key), "{toml}: {e}");
+            assert_refused(toml, key);
         }
     }
 
@@ -529,23 +578,17 @@ mod tests {
             .http
             .listen
             .is_none());
-        let e = build("[http]\nlisten = \"8091\"\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("http.listen"), "{e}");
+        assert_refused("[http]\nlisten = \"8091\"\n", "http.listen");
         let c = build("[alerts]\nmin_silent_secs = 1\n", ServeArgs::default()).unwrap();
         assert_eq!(
             c.alerts.min_silent,
             Duration::from_secs(1),
             "1 s is accepted, for tests"
         );
-        let e = build("[alerts]\nmin_silent_secs = 0\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("alerts.min_silent_secs"), "{e}");
-        let e = build("[alerts]\nsilent_factor = 0.5\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("alerts.silent_factor"), "{e}");
-        let e = build("[alerts]\nwebhook_url = \"ftp://x\"\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("alerts.webhook_url"), "{e}");
-        let e = build("[boards]\nmax_boards = 0\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("boards.max_boards"), "{e}");
-        let e = build("[boards]\nmax_feilds = 3\n", ServeArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("max_feilds"), "{e}");
+        assert_refused("[alerts]\nmin_silent_secs = 0\n", "alerts.min_silent_secs");
+        assert_refused("[alerts]\nsilent_factor = 0.5\n", "alerts.silent_factor");
+        assert_refused("[alerts]\nwebhook_url = \"ftp://x\"\n", "alerts.webhook_url");
+        assert_refused("[boards]\nmax_boards = 0\n", "boards.max_boards");
+        assert_refused("[boards]\nmax_feilds = 3\n", "max_feilds");
     }
 }

@@ -19,17 +19,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::settings::BackoffConfig;
+
 /// At most one log line per address in this interval.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// The first backoff; each further failure doubles it.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Copy)]
-pub struct BackoffConfig {
-    pub failures_before_backoff: u32,
-    pub max_backoff: Duration,
-    pub tracked_addresses: usize,
-}
 
 #[derive(Debug)]
 struct Record {

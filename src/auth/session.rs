@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::backoff::{BackoffConfig, Brake, LogNote};
+use super::backoff::{Brake, LogNote};
+use super::settings::BackoffConfig;
 use super::tokens::TokenStore;
 
 /// Why a line was refused.

@@ -3,25 +3,26 @@
 //! device authentication uses (assembled by `crate::config`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::Deserialize;
+use crate::settings::{section, ConfigError};
 
-use crate::auth::backoff::BackoffConfig;
-use crate::settings::{ConfigError, Limit};
-
-pub const FAILURES_BEFORE_BACKOFF: Limit<u32> = Limit::new("auth.failures_before_backoff", 5, 0, 1000, "");
-pub const MAX_BACKOFF_SECS: Limit<u64> = Limit::new("auth.max_backoff_secs", 300, 1, 86_400, " seconds");
-pub const TRACKED_ADDRESSES: Limit<usize> = Limit::new("auth.tracked_addresses", 10_000, 1, 10_000_000, "");
-
-/// `[auth]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthFile {
-    pub tokens_file: Option<PathBuf>,
-    pub required: Option<bool>,
-    pub failures_before_backoff: Option<u32>,
-    pub max_backoff_secs: Option<u64>,
-    pub tracked_addresses: Option<usize>,
+section! {
+    /// `[auth]` as written in the TOML file.
+    raw AuthFile in "auth";
+    /// The wrong-token brake's limits (see `crate::auth::backoff`).
+    #[derive(Debug, Clone, Copy)]
+    config BackoffConfig;
+    keys {
+        tokens_file: PathBuf,
+        required: bool,
+        failures_before_backoff: u32 [FAILURES_BEFORE_BACKOFF: default 5, min 0, max 1000]
+            => failures_before_backoff: u32,
+        max_backoff_secs: u64 [MAX_BACKOFF_SECS: default 300, min 1, max 86_400, unit " seconds"]
+            => max_backoff: Duration = Duration::from_secs,
+        tracked_addresses: usize [TRACKED_ADDRESSES: default 10_000, min 1, max 10_000_000]
+            => tracked_addresses: usize,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,11 +49,7 @@ impl AuthConfig {
         Ok(AuthConfig {
             required: f.required.unwrap_or(true),
             tokens_file,
-            backoff: BackoffConfig {
-                failures_before_backoff: FAILURES_BEFORE_BACKOFF.pick(f.failures_before_backoff)?,
-                max_backoff: MAX_BACKOFF_SECS.secs(f.max_backoff_secs)?,
-                tracked_addresses: TRACKED_ADDRESSES.pick(f.tracked_addresses)?,
-            },
+            backoff: BackoffConfig::assemble(f)?,
         })
     }
 }

@@ -6,94 +6,81 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::cli::ServeArgs;
 use crate::server::allow::{parse_net, AccessList};
 use crate::server::proxy::{Mode, ProxyConfig};
-use crate::settings::{beside_config, ConfigError, Limit};
+use crate::settings::{beside_config, section, ConfigError};
 
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8090";
-pub const MAX_CONNECTIONS: Limit<usize> = Limit::new("server.max_connections", 4096, 1, 1_000_000, "");
-pub const MAX_LINE_BYTES: Limit<usize> = Limit::new("server.max_line_bytes", 4096, 16, 16 * 1024 * 1024, " bytes");
-pub const IDLE_TIMEOUT_SECS: Limit<u64> = Limit::new("server.idle_timeout_secs", 300, 1, 7 * 86_400, " seconds");
-pub const LISTEN_BACKLOG: Limit<u32> = Limit::new("server.listen_backlog", 4096, 1, 1 << 20, "");
-pub const THREAD_STACK_KIB: Limit<usize> = Limit::new("server.thread_stack_kib", 128, 64, 64 * 1024, " KiB");
-pub const SHUTDOWN_GRACE_SECS: Limit<u64> = Limit::new("server.shutdown_grace_secs", 5, 0, 3600, " seconds");
-pub const MAX_CONNECTIONS_PER_IP: Limit<usize> = Limit::new("server.max_connections_per_ip", 64, 1, 1_000_000, "");
-pub const LINE_TIMEOUT_SECS: Limit<u64> = Limit::new("server.line_timeout_secs", 60, 1, 86_400, " seconds");
-/// How long a trusted proxy has to send the PROXY header.
-pub const PROXY_HEADER_TIMEOUT_SECS: Limit<u64> = Limit::new("server.proxy_header_timeout_secs", 5, 1, 600, " seconds");
-
-pub const TLS_HANDSHAKE_TIMEOUT_SECS: Limit<u64> = Limit::new("tls.handshake_timeout_secs", 10, 1, 300, " seconds");
-pub const TLS_MAX_HANDSHAKES: Limit<usize> = Limit::new("tls.max_handshakes", 256, 1, 1_000_000, "");
 /// File names of a generated certificate and key, beside the config file.
 pub const SELF_SIGNED_CERT: &str = "sensorlog-cert.pem";
 pub const SELF_SIGNED_KEY: &str = "sensorlog-key.pem";
 
-/// `[server]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerFile {
-    pub listen: Option<String>,
-    pub max_connections: Option<usize>,
-    pub max_line_bytes: Option<usize>,
-    pub idle_timeout_secs: Option<u64>,
-    pub listen_backlog: Option<u32>,
-    pub thread_stack_kib: Option<usize>,
-    pub shutdown_grace_secs: Option<u64>,
-    pub allow: Option<Vec<String>>,
-    pub deny: Option<Vec<String>>,
-    pub max_connections_per_ip: Option<usize>,
-    pub line_timeout_secs: Option<u64>,
-    // PROXY protocol (issue 20)
-    pub proxy_protocol: Option<String>,
-    pub trusted_proxies: Option<Vec<String>>,
-    pub proxy_header_timeout_secs: Option<u64>,
+section! {
+    /// `[server]` as written in the TOML file.
+    raw ServerFile in "server";
+    /// The validated `[server]` section: where boards connect and the limits on them.
+    #[derive(Debug, Clone)]
+    config ServerConfig;
+    flags ServeArgs;
+    parts ServerParts {
+        listen: SocketAddr,
+        /// False when `server.listen = ""`: TLS only.
+        plain_tcp: bool,
+        access: AccessList,
+        /// `server.proxy_protocol`, `server.trusted_proxies`, `server.proxy_header_timeout_secs`.
+        proxy: ProxyConfig,
+    }
+    keys {
+        listen: String [DEFAULT_LISTEN: default "0.0.0.0:8090"],
+        max_connections: usize [MAX_CONNECTIONS: default 4096, min 1, max 1_000_000, flag max_connections]
+            => max_connections: usize,
+        max_line_bytes: usize [MAX_LINE_BYTES: default 4096, min 16, max 16 * 1024 * 1024, unit " bytes",
+            flag max_line_bytes] => max_line_bytes: usize,
+        idle_timeout_secs: u64 [IDLE_TIMEOUT_SECS: default 300, min 1, max 7 * 86_400, unit " seconds",
+            flag idle_timeout_secs] => idle_timeout: Duration = Duration::from_secs,
+        listen_backlog: u32 [LISTEN_BACKLOG: default 4096, min 1, max 1 << 20, flag listen_backlog]
+            => listen_backlog: u32,
+        thread_stack_kib: usize [THREAD_STACK_KIB: default 128, min 64, max 64 * 1024, unit " KiB",
+            flag thread_stack_kib] => thread_stack_bytes: usize = |kib: usize| kib * 1024,
+        shutdown_grace_secs: u64 [SHUTDOWN_GRACE_SECS: default 5, min 0, max 3600, unit " seconds",
+            flag shutdown_grace_secs] => shutdown_grace: Duration = Duration::from_secs,
+        allow: Vec<String>,
+        deny: Vec<String>,
+        max_connections_per_ip: usize [MAX_CONNECTIONS_PER_IP: default 64, min 1, max 1_000_000,
+            flag max_connections_per_ip] => max_connections_per_ip: usize,
+        line_timeout_secs: u64 [LINE_TIMEOUT_SECS: default 60, min 1, max 86_400, unit " seconds",
+            flag line_timeout_secs] => line_timeout: Duration = Duration::from_secs,
+        // PROXY protocol (issue 20)
+        proxy_protocol: String,
+        trusted_proxies: Vec<String>,
+        /// How long a trusted proxy has to send the PROXY header.
+        proxy_header_timeout_secs: u64 [PROXY_HEADER_TIMEOUT_SECS: default 5, min 1, max 600, unit " seconds"],
+    }
 }
 
-/// `[tls]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFile {
-    pub listen: Option<String>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub self_signed: Option<bool>,
-    pub handshake_timeout_secs: Option<u64>,
-    pub max_handshakes: Option<usize>,
-}
-
-/// The validated `[server]` section: where boards connect and the limits on them.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    /// False when `server.listen = ""`: TLS only.
-    pub plain_tcp: bool,
-    pub max_connections: usize,
-    pub max_line_bytes: usize,
-    pub idle_timeout: Duration,
-    pub listen_backlog: u32,
-    pub thread_stack_bytes: usize,
-    pub shutdown_grace: Duration,
-    pub max_connections_per_ip: usize,
-    pub line_timeout: Duration,
-    pub access: AccessList,
-    /// `server.proxy_protocol`, `server.trusted_proxies`, `server.proxy_header_timeout_secs`.
-    pub proxy: ProxyConfig,
-}
-
-/// The validated `[tls]` section.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub listen: SocketAddr,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// Generate the certificate and key when the files do not exist.
-    pub self_signed: bool,
-    pub handshake_timeout: Duration,
-    /// TLS handshakes in progress at once; the next connection is closed.
-    pub max_handshakes: usize,
+section! {
+    /// `[tls]` as written in the TOML file.
+    raw TlsFile in "tls";
+    /// The validated `[tls]` section.
+    #[derive(Debug, Clone)]
+    config TlsConfig;
+    parts TlsParts {
+        listen: SocketAddr,
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        /// Generate the certificate and key when the files do not exist.
+        self_signed: bool,
+    }
+    keys {
+        listen: String,
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        self_signed: bool,
+        handshake_timeout_secs: u64 [TLS_HANDSHAKE_TIMEOUT_SECS: default 10, min 1, max 300, unit " seconds"]
+            => handshake_timeout: Duration = Duration::from_secs,
+        /// TLS handshakes in progress at once; the next connection is closed.
+        max_handshakes: usize [TLS_MAX_HANDSHAKES: default 256, min 1, max 1_000_000] => max_handshakes: usize,
+    }
 }
 
 impl ServerConfig {
@@ -110,24 +97,16 @@ impl ServerConfig {
             })?,
             (None, _) => DEFAULT_LISTEN.parse().expect("valid default"),
         };
-        Ok(ServerConfig {
+        let parts = ServerParts {
             listen,
             plain_tcp,
-            max_connections: MAX_CONNECTIONS.pick(args.max_connections.or(s.max_connections))?,
-            max_line_bytes: MAX_LINE_BYTES.pick(args.max_line_bytes.or(s.max_line_bytes))?,
-            idle_timeout: IDLE_TIMEOUT_SECS.secs(args.idle_timeout_secs.or(s.idle_timeout_secs))?,
-            listen_backlog: LISTEN_BACKLOG.pick(args.listen_backlog.or(s.listen_backlog))?,
-            thread_stack_bytes: THREAD_STACK_KIB.pick(args.thread_stack_kib.or(s.thread_stack_kib))? * 1024,
-            shutdown_grace: SHUTDOWN_GRACE_SECS.secs(args.shutdown_grace_secs.or(s.shutdown_grace_secs))?,
-            max_connections_per_ip: MAX_CONNECTIONS_PER_IP
-                .pick(args.max_connections_per_ip.or(s.max_connections_per_ip))?,
-            line_timeout: LINE_TIMEOUT_SECS.secs(args.line_timeout_secs.or(s.line_timeout_secs))?,
             access: AccessList {
                 allow: nets("server.allow", s.allow.as_deref())?,
                 deny: nets("server.deny", s.deny.as_deref())?,
             },
             proxy: proxy_config(s)?,
-        })
+        };
+        ServerConfig::assemble(s, args, parts)
     }
 }
 
@@ -190,13 +169,12 @@ impl TlsConfig {
                 )),
             }
         };
-        Ok(Some(TlsConfig {
+        let parts = TlsParts {
             listen,
             cert_file: pick("tls.cert_file", &f.cert_file, SELF_SIGNED_CERT)?,
             key_file: pick("tls.key_file", &f.key_file, SELF_SIGNED_KEY)?,
             self_signed,
-            handshake_timeout: TLS_HANDSHAKE_TIMEOUT_SECS.secs(f.handshake_timeout_secs)?,
-            max_handshakes: TLS_MAX_HANDSHAKES.pick(f.max_handshakes)?,
-        }))
+        };
+        TlsConfig::assemble(f, parts).map(Some)
     }
 }

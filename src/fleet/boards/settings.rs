@@ -6,77 +6,47 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use crate::settings::{section, ConfigError};
 
-use crate::settings::{ConfigError, Limit};
-
-pub const MAX_BOARDS: Limit<usize> = Limit::new("boards.max_boards", 10_000, 1, 1_000_000, " boards");
-pub const MAX_FIELDS: Limit<usize> = Limit::new("boards.max_fields", 8, 1, 64, " fields");
-pub const CHART_WINDOW_SECS: Limit<u64> = Limit::new("boards.chart_window_secs", 3600, 10, 7 * 86_400, " seconds");
-pub const CHART_POINTS: Limit<usize> = Limit::new("boards.chart_points", 120, 2, 10_000, " points");
-
-pub const SILENT_FACTOR: Limit<f64> = Limit::new("alerts.silent_factor", 5.0, 1.0, 1000.0, "");
-pub const MIN_SILENT_SECS: Limit<u64> = Limit::new("alerts.min_silent_secs", 120, 1, 30 * 86_400, " seconds");
-pub const WEBHOOK_QUEUE: Limit<usize> = Limit::new("alerts.webhook_queue", 1000, 1, 1_000_000, " alerts");
-pub const WEBHOOK_TIMEOUT_SECS: Limit<u64> = Limit::new("alerts.webhook_timeout_secs", 10, 1, 600, " seconds");
-
-/// `[boards]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BoardsFile {
-    pub max_boards: Option<usize>,
-    pub max_fields: Option<usize>,
-    pub chart_window_secs: Option<u64>,
-    pub chart_points: Option<usize>,
+section! {
+    /// `[boards]` as written in the TOML file.
+    raw BoardsFile in "boards";
+    /// `[boards]`: the in-memory live state per board (see `crate::fleet::boards`).
+    #[derive(Debug, Clone)]
+    config BoardsConfig;
+    keys {
+        max_boards: usize [MAX_BOARDS: default 10_000, min 1, max 1_000_000, unit " boards"] => max_boards: usize,
+        max_fields: usize [MAX_FIELDS: default 8, min 1, max 64, unit " fields"] => max_fields: usize,
+        chart_window_secs: u64 [CHART_WINDOW_SECS: default 3600, min 10, max 7 * 86_400, unit " seconds"]
+            => chart_window: Duration = Duration::from_secs,
+        chart_points: usize [CHART_POINTS: default 120, min 2, max 10_000, unit " points"] => chart_points: usize,
+    }
 }
 
-/// `[alerts]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertsFile {
-    pub silent_factor: Option<f64>,
-    pub min_silent_secs: Option<u64>,
-    pub webhook_url: Option<String>,
-    pub webhook_queue: Option<usize>,
-    pub webhook_timeout_secs: Option<u64>,
-}
-
-/// `[boards]`: the in-memory live state per board (see `crate::fleet::boards`).
-#[derive(Debug, Clone)]
-pub struct BoardsConfig {
-    pub max_boards: usize,
-    pub max_fields: usize,
-    pub chart_window: Duration,
-    pub chart_points: usize,
-}
-
-/// `[alerts]`: when a board counts as silent, and the optional webhook.
-#[derive(Debug, Clone)]
-pub struct AlertsConfig {
-    pub silent_factor: f64,
-    pub min_silent: Duration,
-    pub webhook_url: Option<String>,
-    pub webhook_queue: usize,
-    pub webhook_timeout: Duration,
-}
-
-impl BoardsConfig {
-    pub fn build(f: &BoardsFile) -> Result<BoardsConfig, ConfigError> {
-        let chart_window = CHART_WINDOW_SECS.secs(f.chart_window_secs)?;
-        Ok(BoardsConfig {
-            max_boards: MAX_BOARDS.pick(f.max_boards)?,
-            max_fields: MAX_FIELDS.pick(f.max_fields)?,
-            chart_window,
-            chart_points: CHART_POINTS.pick(f.chart_points)?,
-        })
+section! {
+    /// `[alerts]` as written in the TOML file.
+    raw AlertsFile in "alerts";
+    /// `[alerts]`: when a board counts as silent, and the optional webhook.
+    #[derive(Debug, Clone)]
+    config AlertsConfig;
+    parts AlertsParts {
+        webhook_url: Option<String>,
+    }
+    keys {
+        silent_factor: f64 [SILENT_FACTOR: default 5.0, min 1.0, max 1000.0] => silent_factor: f64,
+        min_silent_secs: u64 [MIN_SILENT_SECS: default 120, min 1, max 30 * 86_400, unit " seconds"]
+            => min_silent: Duration = Duration::from_secs,
+        webhook_url: String,
+        webhook_queue: usize [WEBHOOK_QUEUE: default 1000, min 1, max 1_000_000, unit " alerts"] => webhook_queue: usize,
+        webhook_timeout_secs: u64 [WEBHOOK_TIMEOUT_SECS: default 10, min 1, max 600, unit " seconds"]
+            => webhook_timeout: Duration = Duration::from_secs,
     }
 }
 
 impl AlertsConfig {
-    pub fn build(f: AlertsFile) -> Result<AlertsConfig, ConfigError> {
-        let silent_factor = SILENT_FACTOR.pick(f.silent_factor)?;
-        let webhook_url = f.webhook_url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
-        if let Some(u) = &webhook_url {
+    pub fn build(f: &AlertsFile) -> Result<AlertsConfig, ConfigError> {
+        let webhook_url = f.webhook_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        if let Some(u) = webhook_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
                 return Err(ConfigError::new(
                     "alerts.webhook_url",
@@ -84,12 +54,7 @@ impl AlertsConfig {
                 ));
             }
         }
-        Ok(AlertsConfig {
-            silent_factor,
-            min_silent: MIN_SILENT_SECS.secs(f.min_silent_secs)?,
-            webhook_url,
-            webhook_queue: WEBHOOK_QUEUE.pick(f.webhook_queue)?,
-            webhook_timeout: WEBHOOK_TIMEOUT_SECS.secs(f.webhook_timeout_secs)?,
-        })
+        let webhook_url = webhook_url.map(str::to_string);
+        AlertsConfig::assemble(f, AlertsParts { webhook_url })
     }
 }

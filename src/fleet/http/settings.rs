@@ -4,34 +4,26 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use crate::settings::{section, ConfigError};
 
-use crate::settings::{ConfigError, Limit};
-
-pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8091";
-pub const MAX_EVENT_CLIENTS: Limit<usize> = Limit::new("http.max_event_clients", 16, 1, 1024, "");
-pub const METRICS_MAX_BOARDS: Limit<usize> = Limit::new("http.metrics_max_boards", 100, 0, 100_000, " boards");
-pub const READY_UPLOAD_STALL_SECS: Limit<u64> =
-    Limit::new("http.ready_upload_stall_secs", 600, 1, 7 * 86_400, " seconds");
-
-/// `[http]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpFile {
-    pub listen: Option<String>,
-    pub max_event_clients: Option<usize>,
-    pub metrics_max_boards: Option<usize>,
-    pub ready_upload_stall_secs: Option<u64>,
-}
-
-/// `[http]`: the dashboard, `/metrics`, `/healthz`, `/readyz`, `/api/boards`.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    /// `None` when `http.listen = ""` (no HTTP server at all).
-    pub listen: Option<SocketAddr>,
-    pub max_event_clients: usize,
-    pub metrics_max_boards: usize,
-    pub ready_upload_stall: Duration,
+section! {
+    /// `[http]` as written in the TOML file.
+    raw HttpFile in "http";
+    /// `[http]`: the dashboard, `/metrics`, `/healthz`, `/readyz`, `/api/boards`.
+    #[derive(Debug, Clone)]
+    config HttpConfig;
+    parts HttpParts {
+        /// `None` when `http.listen = ""` (no HTTP server at all).
+        listen: Option<SocketAddr>,
+    }
+    keys {
+        listen: String [DEFAULT_HTTP_LISTEN: default "127.0.0.1:8091"],
+        max_event_clients: usize [MAX_EVENT_CLIENTS: default 16, min 1, max 1024] => max_event_clients: usize,
+        metrics_max_boards: usize [METRICS_MAX_BOARDS: default 100, min 0, max 100_000, unit " boards"]
+            => metrics_max_boards: usize,
+        ready_upload_stall_secs: u64 [READY_UPLOAD_STALL_SECS: default 600, min 1, max 7 * 86_400, unit " seconds"]
+            => ready_upload_stall: Duration = Duration::from_secs,
+    }
 }
 
 impl HttpConfig {
@@ -50,11 +42,6 @@ impl HttpConfig {
                 )
             })?)
         };
-        Ok(HttpConfig {
-            listen,
-            max_event_clients: MAX_EVENT_CLIENTS.pick(f.max_event_clients)?,
-            metrics_max_boards: METRICS_MAX_BOARDS.pick(f.metrics_max_boards)?,
-            ready_upload_stall: READY_UPLOAD_STALL_SECS.secs(f.ready_upload_stall_secs)?,
-        })
+        HttpConfig::assemble(f, HttpParts { listen })
     }
 }

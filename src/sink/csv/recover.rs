@@ -292,6 +292,17 @@ fn rebuild(
     Ok(malformed)
 }
 
+/// For unit tests of the file's readers: `r.csv` in a directory of its own (named by
+/// `tag`), holding the header and then `rows`. Written again on each call.
+#[cfg(test)]
+pub(crate) fn test_csv(tag: &str, rows: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sensorlog-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("r.csv");
+    std::fs::write(&path, format!("{}\n{rows}", HEADER.join(","))).unwrap();
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,17 +311,10 @@ mod tests {
 
     #[test]
     fn the_rebuilt_hash_is_the_connections_hash() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-recover-hash-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.csv");
-        std::fs::write(
-            &path,
-            format!(
-                "{}\nT1,'=dev,'-f,'@x,text,p:1,b-1,3,'+12\nT1,'=dev,g,-2,number,p:1,b-1,3,'+12\n",
-                HEADER.join(",")
-            ),
-        )
-        .unwrap();
+        let path = test_csv(
+            "recover-hash",
+            "T1,'=dev,'-f,'@x,text,p:1,b-1,3,'+12\nT1,'=dev,g,-2,number,p:1,b-1,3,'+12\n",
+        );
         let mut file = File::open(&path).unwrap();
         let mut dedup = Dedup::new(DedupConfig::default());
         recover(&path, &mut file, &mut dedup, 1 << 20).unwrap();
@@ -321,6 +325,6 @@ mod tests {
             content: content_hash([("-f", "@x", "text"), ("g", "-2", "number")], "+12"),
         };
         assert_eq!(dedup.check(&key), Verdict::Resend);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

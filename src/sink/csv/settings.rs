@@ -5,33 +5,36 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::cli::{FsyncArg, ServeArgs};
-use crate::settings::{ConfigError, Limit};
+use crate::settings::{section, ConfigError};
 
-pub const DEFAULT_CSV_PATH: &str = "data/readings.csv";
-pub const FSYNC_INTERVAL_MS: Limit<u64> = Limit::new("csv.fsync_interval_ms", 1000, 1, 3_600_000, " ms");
-pub const DEDUP_MAX_BOARDS: Limit<usize> = Limit::new("dedup.max_boards", 10_000, 1, 10_000_000, " boards");
-pub const DEDUP_WINDOW_SEQS: Limit<usize> = Limit::new("dedup.window_seqs", 128, 1, 1_000_000, " seqs");
-pub const DEDUP_SCAN_TAIL_MIB: Limit<u64> = Limit::new("dedup.scan_tail_mib", 64, 1, 1 << 20, " MiB");
-
-/// `[csv]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CsvFile {
-    pub path: Option<PathBuf>,
-    pub fsync: Option<FsyncArg>,
-    pub fsync_interval_ms: Option<u64>,
+section! {
+    /// `[csv]` as written in the TOML file.
+    raw CsvFile in "csv";
+    keys {
+        path: PathBuf [DEFAULT_CSV_PATH: default "data/readings.csv"],
+        fsync: FsyncArg,
+        fsync_interval_ms: u64 [FSYNC_INTERVAL_MS: default 1000, min 1, max 3_600_000, unit " ms"],
+    }
 }
 
-/// `[dedup]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DedupFile {
-    pub max_boards: Option<usize>,
-    pub window_seqs: Option<usize>,
-    pub scan_tail_mib: Option<u64>,
+section! {
+    /// `[dedup]` as written in the TOML file.
+    raw DedupFile in "dedup";
+    /// Bounds of the resend memory (see `sink::csv::dedup`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    config DedupConfig;
+    keys {
+        /// Boards remembered; the least recently seen is forgotten first.
+        max_boards: usize [DEDUP_MAX_BOARDS: default 10_000, min 1, max 10_000_000, unit " boards"]
+            => max_boards: usize,
+        /// Most recent seqs remembered per boot (current and previous boot of a board).
+        window_seqs: usize [DEDUP_WINDOW_SEQS: default 128, min 1, max 1_000_000, unit " seqs"]
+            => window_seqs: usize,
+        /// How much of the CSV's end is read at start-up to rebuild the memory.
+        scan_tail_mib: u64 [DEDUP_SCAN_TAIL_MIB: default 64, min 1, max 1 << 20, unit " MiB"]
+            => scan_tail_bytes: u64 = |mib: u64| mib << 20,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,34 +47,9 @@ pub enum Fsync {
     Never,
 }
 
-/// Bounds of the resend memory (see `sink::csv::dedup`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DedupConfig {
-    /// Boards remembered; the least recently seen is forgotten first.
-    pub max_boards: usize,
-    /// Most recent seqs remembered per boot (current and previous boot of a board).
-    pub window_seqs: usize,
-    /// How much of the CSV's end is read at start-up to rebuild the memory.
-    pub scan_tail_bytes: u64,
-}
-
 impl Default for DedupConfig {
     fn default() -> DedupConfig {
-        DedupConfig {
-            max_boards: DEDUP_MAX_BOARDS.default,
-            window_seqs: DEDUP_WINDOW_SEQS.default,
-            scan_tail_bytes: DEDUP_SCAN_TAIL_MIB.default << 20,
-        }
-    }
-}
-
-impl DedupConfig {
-    pub fn build(d: &DedupFile) -> Result<DedupConfig, ConfigError> {
-        Ok(DedupConfig {
-            max_boards: DEDUP_MAX_BOARDS.pick(d.max_boards)?,
-            window_seqs: DEDUP_WINDOW_SEQS.pick(d.window_seqs)?,
-            scan_tail_bytes: DEDUP_SCAN_TAIL_MIB.pick(d.scan_tail_mib)? << 20,
-        })
+        DedupConfig::assemble(&DedupFile::default()).expect("the defaults are within their bounds")
     }
 }
 
@@ -86,7 +64,7 @@ pub struct CsvConfig {
 impl CsvConfig {
     /// Flags beat the file; the file beats the defaults. `c`'s path is already resolved.
     pub fn build(c: &CsvFile, d: &DedupFile, args: &ServeArgs) -> Result<CsvConfig, ConfigError> {
-        let dedup = DedupConfig::build(d)?;
+        let dedup = DedupConfig::assemble(d)?;
         let path = args
             .csv
             .clone()

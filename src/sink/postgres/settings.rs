@@ -8,55 +8,45 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::settings::{ConfigError, Limit};
+use crate::settings::{section, ConfigError};
 
 use super::tls_client::TlsSettings;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub const DEFAULT_PG_TABLE: &str = "readings";
-pub const BATCH_ROWS: Limit<usize> = Limit::new("postgres.batch_rows", 10_000, 1, 1_000_000, " rows");
-pub const PACE_MS: Limit<u64> = Limit::new("postgres.pace_ms", 1000, 0, 3_600_000, " ms");
-pub const CONNECT_TIMEOUT_SECS: Limit<u64> = Limit::new("postgres.connect_timeout_secs", 10, 1, 600, " seconds");
-pub const RETRY_MAX_SECS: Limit<u64> = Limit::new("postgres.retry_max_secs", 60, 1, 3600, " seconds");
-pub const SHUTDOWN_TIMEOUT_SECS: Limit<u64> = Limit::new("postgres.shutdown_timeout_secs", 10, 0, 3600, " seconds");
-
-/// `[postgres]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresFile {
-    pub url: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub table: Option<String>,
-    pub source: Option<String>,
-    pub batch_rows: Option<usize>,
-    pub pace_ms: Option<u64>,
-    pub connect_timeout_secs: Option<u64>,
-    pub retry_max_secs: Option<u64>,
-    pub shutdown_timeout_secs: Option<u64>,
-}
-
-/// The validated settings. `Debug` is written by hand: it never shows the password.
-#[derive(Clone)]
-pub struct PostgresConfig {
-    /// Connection settings, password included.
-    pub pg: postgres::Config,
-    /// `sslmode` and `sslrootcert` from the URL, and the connector made from them
-    /// (`None` for `sslmode=disable`).
-    pub tls: TlsSettings,
-    pub connector: Option<MakeRustlsConnect>,
-    /// `user@host:port/db`, safe to log.
-    pub target: String,
-    /// Schema (if given) and table, both plain lower-case identifiers.
-    pub schema: Option<String>,
-    pub table: String,
-    pub source: String,
-    pub batch_rows: usize,
-    pub pace: Duration,
-    pub connect_timeout: Duration,
-    pub retry_max: Duration,
-    pub shutdown_timeout: Duration,
+section! {
+    /// `[postgres]` as written in the TOML file.
+    raw PostgresFile in "postgres";
+    /// The validated settings. `Debug` is written by hand: it never shows the password.
+    #[derive(Clone)]
+    config PostgresConfig;
+    parts PostgresParts {
+        /// Connection settings, password included.
+        pg: postgres::Config,
+        /// `sslmode` and `sslrootcert` from the URL, and the connector made from them
+        /// (`None` for `sslmode=disable`).
+        tls: TlsSettings,
+        connector: Option<MakeRustlsConnect>,
+        /// `user@host:port/db`, safe to log.
+        target: String,
+        /// Schema (if given) and table, both plain lower-case identifiers.
+        schema: Option<String>,
+        table: String,
+        source: String,
+    }
+    keys {
+        url: String,
+        password_file: PathBuf,
+        table: String [DEFAULT_PG_TABLE: default "readings"],
+        source: String,
+        batch_rows: usize [BATCH_ROWS: default 10_000, min 1, max 1_000_000, unit " rows"] => batch_rows: usize,
+        pace_ms: u64 [PACE_MS: default 1000, min 0, max 3_600_000, unit " ms"] => pace: Duration = Duration::from_millis,
+        connect_timeout_secs: u64 [CONNECT_TIMEOUT_SECS: default 10, min 1, max 600, unit " seconds"]
+            => connect_timeout: Duration = Duration::from_secs,
+        retry_max_secs: u64 [RETRY_MAX_SECS: default 60, min 1, max 3600, unit " seconds"]
+            => retry_max: Duration = Duration::from_secs,
+        shutdown_timeout_secs: u64 [SHUTDOWN_TIMEOUT_SECS: default 10, min 0, max 3600, unit " seconds"]
+            => shutdown_timeout: Duration = Duration::from_secs,
+    }
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -78,7 +68,7 @@ impl PostgresConfig {
     /// `None` when the sink is off (no `url`). `pgpassword` is the `PGPASSWORD`
     /// environment variable, passed in so tests need not touch the environment.
     pub fn build(f: PostgresFile, pgpassword: Option<String>) -> Result<Option<PostgresConfig>, ConfigError> {
-        let Some(url) = f.url.filter(|u| !u.trim().is_empty()) else {
+        let Some(url) = f.url.clone().filter(|u| !u.trim().is_empty()) else {
             if f.password_file.is_some() {
                 return Err(ConfigError::new(
                     "postgres.password_file",
@@ -124,7 +114,7 @@ impl PostgresConfig {
         };
         let target = target_name(&pg);
         let (schema, table) = parse_table(f.table.as_deref().unwrap_or(DEFAULT_PG_TABLE))?;
-        let source = match f.source {
+        let source = match f.source.clone() {
             Some(s) => s,
             None => hostname(),
         };
@@ -134,30 +124,26 @@ impl PostgresConfig {
                 format!("{source:?} is not a usable source name (1-200 printable characters)"),
             ));
         }
-        let batch_rows = BATCH_ROWS.pick(f.batch_rows)?;
-        let pace = Duration::from_millis(PACE_MS.pick(f.pace_ms)?);
-        let connect_timeout = CONNECT_TIMEOUT_SECS.secs(f.connect_timeout_secs)?;
-        let retry_max = RETRY_MAX_SECS.secs(f.retry_max_secs)?;
-        let shutdown_timeout = SHUTDOWN_TIMEOUT_SECS.secs(f.shutdown_timeout_secs)?;
-        pg.connect_timeout(connect_timeout)
+        let mut config = PostgresConfig::assemble(
+            &f,
+            PostgresParts {
+                pg,
+                tls,
+                connector,
+                target,
+                schema,
+                table,
+                source,
+            },
+        )?;
+        config
+            .pg
+            .connect_timeout(config.connect_timeout)
             .application_name("sensorlog")
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .tcp_user_timeout(Duration::from_secs(60));
-        Ok(Some(PostgresConfig {
-            pg,
-            tls,
-            connector,
-            target,
-            schema,
-            table,
-            source,
-            batch_rows,
-            pace,
-            connect_timeout,
-            retry_max,
-            shutdown_timeout,
-        }))
+        Ok(Some(config))
     }
 
     /// Connects with the TLS the URL asks for.

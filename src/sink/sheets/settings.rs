@@ -5,108 +5,79 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::cli::SheetsFlags;
 use crate::fleet::boards::settings::{MIN_SILENT_SECS, SILENT_FACTOR};
-use crate::settings::{ConfigError, Limit};
+use crate::settings::{section, ConfigError};
 
-pub const DEFAULT_SHEETS_TAB: &str = "Readings";
-pub const DEFAULT_SHEETS_API_BASE_URL: &str = "https://sheets.googleapis.com";
-pub const DEFAULT_SHEETS_LAYOUT: &str = "per-device";
-pub const DEFAULT_OVERVIEW_TAB: &str = "Latest";
-pub const BATCH_ROWS: Limit<usize> = Limit::new("sheets.batch_rows", 2000, 1, 20_000, " rows");
-pub const BATCH_DELAY_SECS: Limit<f64> = Limit::new("sheets.batch_delay_secs", 5.0, 0.0, 3600.0, " seconds");
-pub const REQUESTS_PER_MINUTE: Limit<u32> = Limit::new("sheets.requests_per_minute", 50, 1, 6000, "");
-pub const CHANNEL_ROWS: Limit<usize> = Limit::new("sheets.channel_rows", 100_000, 1, 10_000_000, " rows");
-pub const SHUTDOWN_TIMEOUT_SECS: Limit<u64> = Limit::new("sheets.shutdown_timeout_secs", 10, 0, 3600, " seconds");
-pub const REQUEST_TIMEOUT_SECS: Limit<u64> = Limit::new("sheets.request_timeout_secs", 60, 1, 600, " seconds");
-pub const MAX_CELLS: Limit<u64> = Limit::new("sheets.max_cells", 10_000_000, 100, 1_000_000_000, " cells");
-pub const WARN_CELLS_PERCENT: Limit<u8> = Limit::new("sheets.warn_cells_percent", 80, 1, 100, "%");
-pub const GROW_ROWS: Limit<u32> = Limit::new("sheets.grow_rows", 10_000, 10, 1_000_000, " rows");
-/// Google's limits page recommends at most 2 MB per request; its hard cap is 10 MiB, and
-/// one full row always fits under it at the upper bound.
-pub const MAX_REQUEST_BYTES: Limit<usize> =
-    Limit::new("sheets.max_request_bytes", 2_000_000, 16_384, 8_000_000, " bytes");
-pub const KEEP_DAYS: Limit<u32> = Limit::new("sheets.keep_days", 0, 0, 36_500, " days");
-pub const CELL_BUDGET_PERCENT: Limit<u8> = Limit::new("sheets.cell_budget_percent", 90, 10, 100, "%");
-/// Board tabs before boards share one: below the 200 tabs per spreadsheet Google once
-/// documented (no tab limit is documented today; docs/sheets.md, "Tabs"), leaving
-/// room for the overview, the shared tab and tabs of your own.
-pub const MAX_BOARD_TABS: Limit<u32> = Limit::new("sheets.max_board_tabs", 150, 1, 190, " tabs");
-pub const OVERVIEW_REFRESH_SECS: Limit<u64> = Limit::new("sheets.overview_refresh_secs", 60, 0, 86_400, " seconds");
-pub const STALL_WARN_SECS: Limit<u64> = Limit::new("sheets.stall_warn_secs", 60, 1, 86_400, " seconds");
-
-/// `[sheets]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SheetsFile {
-    pub enabled: Option<bool>,
-    pub key_file: Option<PathBuf>,
-    pub spreadsheet: Option<String>,
-    pub tab: Option<String>,
-    pub batch_rows: Option<usize>,
-    pub batch_delay_secs: Option<f64>,
-    pub requests_per_minute: Option<u32>,
-    pub api_base_url: Option<String>,
-    pub channel_rows: Option<usize>,
-    pub shutdown_timeout_secs: Option<u64>,
-    pub request_timeout_secs: Option<u64>,
-    pub max_cells: Option<u64>,
-    pub warn_cells_percent: Option<u8>,
-    pub grow_rows: Option<u32>,
-    pub cursor_file: Option<PathBuf>,
-    pub max_request_bytes: Option<usize>,
-    pub layout: Option<String>,
-    pub overview_tab: Option<String>,
-    pub charts: Option<bool>,
-    pub keep_days: Option<u32>,
-    pub cell_budget_percent: Option<u8>,
-    pub max_board_tabs: Option<u32>,
-    pub overview_refresh_secs: Option<u64>,
-    pub stall_warn_secs: Option<u64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SheetsConfig {
-    pub key_file: PathBuf,
-    pub spreadsheet_id: String,
-    pub tab: String,
-    pub batch_rows: usize,
-    pub batch_delay: Duration,
-    pub requests_per_minute: u32,
-    pub api_base_url: String,
-    pub channel_rows: usize,
-    pub shutdown_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_cells: u64,
-    pub warn_cells_percent: u8,
-    pub grow_rows: u32,
-    pub cursor_file: PathBuf,
-    /// Most bytes in one write request's body (Google recommends at most 2 MB).
-    pub max_request_bytes: usize,
-    /// How readings are laid out in the spreadsheet (`sheets.layout`).
-    pub layout: SheetsLayout,
-    /// Title of the overview tab; empty for none (`sheets.overview_tab`).
-    pub overview_tab: String,
-    /// A line chart per board tab (`sheets.charts`).
-    pub charts: bool,
-    /// Board-tab rows older than this many days are deleted; 0 = kept (`sheets.keep_days`).
-    pub keep_days: u32,
-    /// Oldest rows are deleted to keep the spreadsheet under this share of `max_cells`.
-    pub cell_budget_percent: u8,
-    /// Most tabs of their own for boards; later boards share one (`sheets.max_board_tabs`).
-    pub max_board_tabs: u32,
-    /// The overview is rewritten at least this often without new readings; zero = only
-    /// with batches (`sheets.overview_refresh_secs`).
-    pub overview_refresh: Duration,
-    /// Rows waiting and nothing confirmed for this long: a WARN saying what the upload
-    /// waits for (`sheets.stall_warn_secs`).
-    pub stall_warn: Duration,
-    /// When the overview calls a board `silent`: `[alerts]`'s rule, one rule everywhere
-    /// (set by `crate::config`; the alerts' defaults until then).
-    pub silent_factor: f64,
-    pub min_silent: Duration,
+section! {
+    /// `[sheets]` as written in the TOML file.
+    raw SheetsFile in "sheets";
+    #[derive(Debug, Clone)]
+    config SheetsConfig;
+    parts SheetsParts {
+        key_file: PathBuf,
+        spreadsheet_id: String,
+        tab: String,
+        api_base_url: String,
+        cursor_file: PathBuf,
+        /// How readings are laid out in the spreadsheet (`sheets.layout`).
+        layout: SheetsLayout,
+        /// Title of the overview tab; empty for none (`sheets.overview_tab`).
+        overview_tab: String,
+        /// A line chart per board tab (`sheets.charts`).
+        charts: bool,
+        /// When the overview calls a board `silent`: `[alerts]`'s rule, one rule everywhere
+        /// (set by `crate::config`; the alerts' defaults until then).
+        silent_factor: f64,
+        min_silent: Duration,
+    }
+    keys {
+        enabled: bool,
+        key_file: PathBuf,
+        spreadsheet: String,
+        tab: String [DEFAULT_SHEETS_TAB: default "Readings"],
+        batch_rows: usize [BATCH_ROWS: default 2000, min 1, max 20_000, unit " rows"] => batch_rows: usize,
+        batch_delay_secs: f64 [BATCH_DELAY_SECS: default 5.0, min 0.0, max 3600.0, unit " seconds"]
+            => batch_delay: Duration = Duration::from_secs_f64,
+        requests_per_minute: u32 [REQUESTS_PER_MINUTE: default 50, min 1, max 6000] => requests_per_minute: u32,
+        api_base_url: String [DEFAULT_SHEETS_API_BASE_URL: default "https://sheets.googleapis.com"],
+        channel_rows: usize [CHANNEL_ROWS: default 100_000, min 1, max 10_000_000, unit " rows"]
+            => channel_rows: usize,
+        shutdown_timeout_secs: u64 [SHUTDOWN_TIMEOUT_SECS: default 10, min 0, max 3600, unit " seconds"]
+            => shutdown_timeout: Duration = Duration::from_secs,
+        request_timeout_secs: u64 [REQUEST_TIMEOUT_SECS: default 60, min 1, max 600, unit " seconds"]
+            => request_timeout: Duration = Duration::from_secs,
+        max_cells: u64 [MAX_CELLS: default 10_000_000, min 100, max 1_000_000_000, unit " cells"] => max_cells: u64,
+        warn_cells_percent: u8 [WARN_CELLS_PERCENT: default 80, min 1, max 100, unit "%"] => warn_cells_percent: u8,
+        grow_rows: u32 [GROW_ROWS: default 10_000, min 10, max 1_000_000, unit " rows"] => grow_rows: u32,
+        cursor_file: PathBuf,
+        /// Most bytes in one write request's body. Google's limits page recommends at most
+        /// 2 MB per request; its hard cap is 10 MiB, and one full row always fits under it
+        /// at the upper bound.
+        max_request_bytes: usize [MAX_REQUEST_BYTES: default 2_000_000, min 16_384, max 8_000_000, unit " bytes"]
+            => max_request_bytes: usize,
+        layout: String [DEFAULT_SHEETS_LAYOUT: default "per-device"],
+        overview_tab: String [DEFAULT_OVERVIEW_TAB: default "Latest"],
+        charts: bool,
+        /// Board-tab rows older than this many days are deleted; 0 = kept.
+        keep_days: u32 [KEEP_DAYS: default 0, min 0, max 36_500, unit " days"] => keep_days: u32,
+        /// Oldest rows are deleted to keep the spreadsheet under this share of `max_cells`.
+        cell_budget_percent: u8 [CELL_BUDGET_PERCENT: default 90, min 10, max 100, unit "%"]
+            => cell_budget_percent: u8,
+        /// Most tabs of their own for boards; later boards share one. Below the 200 tabs
+        /// per spreadsheet Google once documented (no tab limit is documented today;
+        /// docs/sheets.md, "Tabs"), leaving room for the overview, the shared tab and tabs
+        /// of your own.
+        max_board_tabs: u32 [MAX_BOARD_TABS: default 150, min 1, max 190, unit " tabs"] => max_board_tabs: u32,
+        /// The overview is rewritten at least this often without new readings; zero = only
+        /// with batches.
+        overview_refresh_secs: u64 [OVERVIEW_REFRESH_SECS: default 60, min 0, max 86_400, unit " seconds"]
+            => overview_refresh: Duration = Duration::from_secs,
+        /// Rows waiting and nothing confirmed for this long: a WARN saying what the upload
+        /// waits for.
+        stall_warn_secs: u64 [STALL_WARN_SECS: default 60, min 1, max 86_400, unit " seconds"]
+            => stall_warn: Duration = Duration::from_secs,
+    }
 }
 
 /// `sheets.layout`: see `sink::sheets::layout`.
@@ -134,7 +105,8 @@ impl SheetsConfig {
     /// `None` when upload is off: no key file anywhere, `enabled = false`, or `--no-sheets`.
     /// Flags beat the file; `f`'s paths are already resolved.
     pub fn build(f: SheetsFile, flags: &SheetsFlags, csv_path: &Path) -> Result<Option<SheetsConfig>, ConfigError> {
-        let key_file = flags.sheets_key_file.clone().or(f.key_file);
+        let f = &f;
+        let key_file = flags.sheets_key_file.clone().or_else(|| f.key_file.clone());
         let enabled = !flags.no_sheets && f.enabled.unwrap_or(key_file.is_some());
         if !enabled {
             // A spreadsheet without a key is a half-done set-up, not a choice: say so
@@ -153,12 +125,16 @@ impl SheetsConfig {
                 "is required when sheets.enabled = true (the service-account JSON key)",
             )
         })?;
-        let spreadsheet = flags.spreadsheet.clone().or(f.spreadsheet).ok_or_else(|| {
-            ConfigError::new(
-                "sheets.spreadsheet",
-                "is required when Sheets upload is on (the spreadsheet id or its URL)",
-            )
-        })?;
+        let spreadsheet = flags
+            .spreadsheet
+            .clone()
+            .or_else(|| f.spreadsheet.clone())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "sheets.spreadsheet",
+                    "is required when Sheets upload is on (the spreadsheet id or its URL)",
+                )
+            })?;
         let spreadsheet_id = spreadsheet_id(&spreadsheet).ok_or_else(|| {
             ConfigError::new(
                 "sheets.spreadsheet",
@@ -168,7 +144,7 @@ impl SheetsConfig {
         let tab = flags
             .sheets_tab
             .clone()
-            .or(f.tab)
+            .or_else(|| f.tab.clone())
             .unwrap_or_else(|| DEFAULT_SHEETS_TAB.into());
         if tab.trim().is_empty() || tab.chars().count() > 100 || tab.chars().any(char::is_control) {
             return Err(ConfigError::new(
@@ -176,11 +152,9 @@ impl SheetsConfig {
                 format!("{tab:?} is not a usable tab name (1-100 printable characters)"),
             ));
         }
-        let batch_rows = BATCH_ROWS.pick(f.batch_rows)?;
-        let batch_delay = Duration::from_secs_f64(BATCH_DELAY_SECS.pick(f.batch_delay_secs)?);
-        let requests_per_minute = REQUESTS_PER_MINUTE.pick(f.requests_per_minute)?;
         let api_base_url = f
             .api_base_url
+            .clone()
             .unwrap_or_else(|| DEFAULT_SHEETS_API_BASE_URL.into())
             .trim_end_matches('/')
             .to_string();
@@ -190,18 +164,11 @@ impl SheetsConfig {
                 format!("{api_base_url:?} must start with https:// (or http:// for a local test server)"),
             ));
         }
-        let channel_rows = CHANNEL_ROWS.pick(f.channel_rows)?;
-        let shutdown_timeout = SHUTDOWN_TIMEOUT_SECS.secs(f.shutdown_timeout_secs)?;
-        let request_timeout = REQUEST_TIMEOUT_SECS.secs(f.request_timeout_secs)?;
-        let max_cells = MAX_CELLS.pick(f.max_cells)?;
-        let warn_cells_percent = WARN_CELLS_PERCENT.pick(f.warn_cells_percent)?;
-        let grow_rows = GROW_ROWS.pick(f.grow_rows)?;
-        let cursor_file = f.cursor_file.unwrap_or_else(|| {
+        let cursor_file = f.cursor_file.clone().unwrap_or_else(|| {
             let mut name = csv_path.file_name().unwrap_or_default().to_os_string();
             name.push(".sheets-cursor.json");
             csv_path.with_file_name(name)
         });
-        let max_request_bytes = MAX_REQUEST_BYTES.pick(f.max_request_bytes)?;
         let layout = match f.layout.as_deref().unwrap_or(DEFAULT_SHEETS_LAYOUT) {
             "per-device" => SheetsLayout::PerDevice,
             "single" => SheetsLayout::Single,
@@ -213,7 +180,7 @@ impl SheetsConfig {
                 ))
             }
         };
-        let overview_tab = f.overview_tab.unwrap_or_else(|| DEFAULT_OVERVIEW_TAB.into());
+        let overview_tab = f.overview_tab.clone().unwrap_or_else(|| DEFAULT_OVERVIEW_TAB.into());
         if overview_tab.chars().count() > 100
             || overview_tab.chars().any(|c| c.is_control() || "[]*?/\\:".contains(c))
             || (!overview_tab.is_empty() && overview_tab.trim().is_empty())
@@ -223,34 +190,21 @@ impl SheetsConfig {
                 format!("{overview_tab:?} is not a usable tab name (up to 100 printable characters, none of [ ] * ? / \\ :; \"\" for no overview)"),
             ));
         }
-        check_key_file(&key_file)?;
-        Ok(Some(SheetsConfig {
-            layout,
-            overview_tab,
-            charts: f.charts.unwrap_or(true),
-            max_board_tabs: MAX_BOARD_TABS.pick(f.max_board_tabs)?,
-            keep_days: KEEP_DAYS.pick(f.keep_days)?,
-            cell_budget_percent: CELL_BUDGET_PERCENT.pick(f.cell_budget_percent)?,
-            overview_refresh: OVERVIEW_REFRESH_SECS.secs(f.overview_refresh_secs)?,
-            stall_warn: STALL_WARN_SECS.secs(f.stall_warn_secs)?,
-            silent_factor: SILENT_FACTOR.default,
-            min_silent: Duration::from_secs(MIN_SILENT_SECS.default),
-            max_request_bytes,
+        let parts = SheetsParts {
             key_file,
             spreadsheet_id,
             tab,
-            batch_rows,
-            batch_delay,
-            requests_per_minute,
             api_base_url,
-            channel_rows,
-            shutdown_timeout,
-            request_timeout,
-            max_cells,
-            warn_cells_percent,
-            grow_rows,
             cursor_file,
-        }))
+            layout,
+            overview_tab,
+            charts: f.charts.unwrap_or(true),
+            silent_factor: SILENT_FACTOR.default,
+            min_silent: Duration::from_secs(MIN_SILENT_SECS.default),
+        };
+        let config = SheetsConfig::assemble(f, parts)?;
+        check_key_file(&config.key_file)?;
+        Ok(Some(config))
     }
 }
 

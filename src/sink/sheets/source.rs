@@ -495,7 +495,8 @@ fn scan(csv: &Path, start: u64, limit: u64, end_of_file: u64, want: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::csv::encode::HEADER;
+    use crate::sink::csv::recover::test_csv;
+    use std::path::PathBuf;
 
     fn cursor(rows: u64, offset: u64, last: Option<(u64, &[u8])>) -> Cursor {
         Cursor {
@@ -514,15 +515,16 @@ mod tests {
         }
     }
 
+    /// [`test_csv`] for `tag`, with the header's length and the file's.
+    fn csv_file(tag: &str, rows: &str) -> (PathBuf, u64, u64) {
+        let p = test_csv(&format!("source-{tag}"), rows);
+        let len = std::fs::metadata(&p).unwrap().len();
+        (p, header_len(), len)
+    }
+
     #[test]
     fn cursor_checks() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-source-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("r.csv");
-        let h = header_len();
-        let head = format!("{}\n", HEADER.join(","));
-        std::fs::write(&p, format!("{head}a,1\nbb,2\nccc,3\n")).unwrap();
-        let len = std::fs::metadata(&p).unwrap().len();
+        let (p, h, len) = csv_file("checks", "a,1\nbb,2\nccc,3\n");
         // Exact: kept.
         let good = cursor(2, h + 9, Some((h + 4, b"bb,2\n")));
         assert_eq!(verify_cursor(good.clone(), &p, len).unwrap(), good);
@@ -554,13 +556,7 @@ mod tests {
 
     #[test]
     fn a_cursor_knows_its_file_by_the_first_row() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-source-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("r.csv");
-        let h = header_len();
-        let head = format!("{}\n", HEADER.join(","));
-        std::fs::write(&p, format!("{head}a,1\nbb,2\n")).unwrap();
-        let len = std::fs::metadata(&p).unwrap().len();
+        let (p, h, len) = csv_file("file", "a,1\nbb,2\n");
         let id = first_row_id(&p, len).unwrap().unwrap();
         assert_eq!((id.offset, id.fnv1a64.clone()), (h, row_hash(b"a,1\n")));
         // Not a whole first row yet: no name.
@@ -571,8 +567,7 @@ mod tests {
         // The same file: kept as it is.
         assert_eq!(follow_new_file(c.clone(), &p, len, true).unwrap(), c);
         // Another file at the path: it continues after the old one's rows.
-        std::fs::write(&p, format!("{head}zz,9\n")).unwrap();
-        let len = std::fs::metadata(&p).unwrap().len();
+        let (_, _, len) = csv_file("file", "zz,9\n");
         let n = follow_new_file(c.clone(), &p, len, true).unwrap();
         assert_eq!(
             (n.rows_done, n.offset_done, n.origin, n.sheet_rows_before),
@@ -583,6 +578,6 @@ mod tests {
         // The readable layouts keep their state and need no offset.
         let n = follow_new_file(c, &p, len, false).unwrap();
         assert_eq!((n.rows_done, n.sheet_rows_before), (0, 0));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
     }
 }
