@@ -102,10 +102,10 @@ pub fn readiness(state: &HttpState) -> Vec<String> {
         let backlog = sheets.backlog_rows.unwrap_or_else(|| state.sink.position().0);
         let since_ms = sheets.last_upload_unix_ms.unwrap_or(state.started_unix_ms);
         let quiet = unix_ms(SystemTime::now()).saturating_sub(since_ms) / 1000;
-        if backlog > 0 && quiet > state.ready_upload_stall.as_secs() {
+        if backlog > 0 && quiet > state.config.ready_upload_stall.as_secs() {
             problems.push(format!(
                 "the Sheets uploader has {backlog} rows waiting and confirmed nothing for {quiet} s (http.ready_upload_stall_secs = {})",
-                state.ready_upload_stall.as_secs()
+                state.config.ready_upload_stall.as_secs()
             ));
         }
     }

@@ -252,7 +252,7 @@ impl Collector for Exporter {
             ]);
         }
         let (totals, _) = st.boards.snapshot(false, 0);
-        let (per_board, omitted) = st.boards.metric_rows(st.metrics_max_boards);
+        let (per_board, omitted) = st.boards.metric_rows(st.config.metrics_max_boards);
         let boards = || per_board.iter().map(|r| (r.0.as_str(), r));
         table.extend([
             gauge(

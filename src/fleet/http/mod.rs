@@ -174,7 +174,7 @@ struct EventSlot(Arc<HttpState>);
 
 impl EventSlot {
     fn try_acquire(state: &Arc<HttpState>) -> Option<EventSlot> {
-        let max = state.max_event_clients;
+        let max = state.config.max_event_clients;
         state
             .event_clients
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
@@ -197,7 +197,7 @@ fn events(rq: Request, state: &Arc<HttpState>, shutdown: &Arc<Shutdown>) {
             "text/plain; charset=utf-8",
             format!(
                 "too many event streams (http.max_event_clients = {})\n",
-                state.max_event_clients
+                state.config.max_event_clients
             ),
         );
     };

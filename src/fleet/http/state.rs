@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::fleet::boards::Boards;
+use crate::fleet::http::settings::HttpConfig;
 use crate::sink::csv::CsvSink;
 use crate::stats::Stats;
 
@@ -22,9 +23,8 @@ pub struct HttpState {
     pub sink: Arc<CsvSink>,
     pub csv_path: PathBuf,
     pub sheets: bool,
-    pub ready_upload_stall: Duration,
-    pub metrics_max_boards: usize,
-    pub max_event_clients: usize,
+    /// `[http]`: the event-stream cap, the `/metrics` board cap, the readiness stall.
+    pub config: HttpConfig,
     pub started_unix_ms: u64,
     /// CSV (rows, bytes) when the daemon started.
     pub csv_at_start: (u64, u64),
