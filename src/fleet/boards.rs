@@ -35,7 +35,7 @@
 //! boards` measures it for 10,000 boards.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -87,43 +87,39 @@ impl Status {
 /// reading of each run back from the chunk's encoded CSV rows. Copying every reading's
 /// fields here instead cost about 7% of ingest CPU (callgrind, 20 boards x 10,000 JSON
 /// readings). [`Sightings::push`] takes the fields directly, for tests and benchmarks.
+///
+/// A run (consecutive readings of one device) is the unit [`Boards::record`] applies:
+/// there is no second list to convert it into (issue 22: for a flood of new names every
+/// reading is a run, and that conversion was ~30 instructions a name).
 #[derive(Debug, Default)]
 pub struct Sightings {
+    /// Device names, field names and values, back to back.
     text: String,
-    readings: Vec<SeenReading>,
     fields: Vec<SeenField>,
-    /// Runs noted with [`Sightings::note`], resolved from the CSV bytes by [`Sightings::resolve`].
     runs: Vec<Run>,
 }
 
-/// Consecutive readings of one device in a chunk, noted but not yet read back.
+/// Consecutive readings of one device in a chunk. They all share the chunk's receive
+/// time, so only the last one's values matter; all are counted.
 #[derive(Debug)]
 struct Run {
     device: (usize, usize),
-    /// Where the run's last reading's rows are in the chunk's CSV buffer.
-    rows: std::ops::Range<usize>,
-    count: usize,
-    /// The first reading's fields, copied when the run began: its values unless later
-    /// readings joined the run (`count > 1`), whose values are then read back from `rows`.
+    /// The fields in [`Sightings::fields`]: the first reading's when the run began, the
+    /// last reading's once [`Sightings::resolve`] (or [`Sightings::push`]) has run.
     fields: (usize, usize),
-    text_mark: usize,
+    count: usize,
+    /// Where the run's last reading's rows are in the chunk's CSV buffer, when later
+    /// noted readings joined the run: its values are read back from there, once.
+    read_back: Option<std::ops::Range<usize>>,
 }
 
-#[derive(Debug)]
-struct SeenReading {
-    device: (usize, usize),
-    fields: (usize, usize),
-    /// Consecutive readings of this device merged into this entry (all share the
-    /// chunk's receive time, so only the last one's values matter; all are counted).
-    count: usize,
-    /// Length of `text` just after the device name: where the fields' text starts.
-    text_mark: usize,
-}
-
+/// One field in [`Sightings::text`]: the name at `start..name_end`, the value (cut to
+/// [`MAX_VALUE_CHARS`]) at `name_end..end`.
 #[derive(Debug)]
 struct SeenField {
-    name: (usize, usize),
-    value: (usize, usize),
+    start: usize,
+    name_end: usize,
+    end: usize,
     number: bool,
 }
 
@@ -135,25 +131,29 @@ impl Sightings {
     /// (the last reading's fields, and a count). This keeps the hook's cost per chunk,
     /// not per reading, on the ingest path.
     pub fn push<'a>(&mut self, device: &str, fields: impl Iterator<Item = (&'a str, &'a str, bool)>) {
-        let same = self.readings.last().is_some_and(|r| self.get(r.device) == device);
-        let (device, first, text_mark, count) = if same {
-            let last = self.readings.pop().expect("checked");
-            self.text.truncate(last.text_mark);
+        let same = self.runs.last().is_some_and(|r| self.get(r.device) == device);
+        if same {
+            let last = self.runs.last_mut().expect("checked");
+            last.count += 1;
+            last.read_back = None;
+            // The device's text is just before its fields': keep it, drop the fields.
+            self.text.truncate(last.device.1);
             self.fields.truncate(last.fields.0);
-            (last.device, last.fields.0, last.text_mark, last.count + 1)
         } else {
             let device = self.add_text(device);
-            (device, self.fields.len(), self.text.len(), 1)
-        };
+            let first = self.fields.len();
+            self.runs.push(Run {
+                device,
+                fields: (first, first),
+                count: 1,
+                read_back: None,
+            });
+        }
         for (name, value, number) in fields {
             self.add_field(name, value, number);
         }
-        self.readings.push(SeenReading {
-            device,
-            fields: (first, self.fields.len()),
-            count,
-            text_mark,
-        });
+        let end = self.fields.len();
+        self.runs.last_mut().expect("pushed above").fields.1 = end;
     }
 
     /// Notes one reading of `device` with `fields` as `(name, value text, is a number)`,
@@ -172,42 +172,38 @@ impl Sightings {
     ) {
         if let Some(run) = self.runs.last_mut() {
             if self.text[run.device.0..run.device.1] == *device {
-                run.rows = rows;
                 run.count += 1;
+                run.read_back = Some(rows);
                 return;
             }
         }
         let device = self.add_text(device);
-        let (first, text_mark) = (self.fields.len(), self.text.len());
+        let first = self.fields.len();
         for (name, value, number) in fields {
             self.add_field(name, value, number);
         }
         self.runs.push(Run {
             device,
-            rows,
-            count: 1,
             fields: (first, self.fields.len()),
-            text_mark,
+            count: 1,
+            read_back: None,
         });
     }
 
-    /// Reads the noted runs' last readings back from `csv`, the chunk's encoded rows
-    /// (the buffer the ranges given to [`Sightings::note`] point into).
+    /// Whether nothing was noted or pushed since the last [`Sightings::clear`].
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Reads the last readings of the runs that need it back from `csv`, the chunk's
+    /// encoded rows (the buffer the ranges given to [`Sightings::note`] point into).
     fn resolve(&mut self, csv: &[u8]) {
-        let mut runs = std::mem::take(&mut self.runs);
-        for run in runs.drain(..) {
-            if run.count == 1 {
-                self.readings.push(SeenReading {
-                    device: run.device,
-                    fields: run.fields,
-                    count: 1,
-                    text_mark: run.text_mark,
-                });
+        for i in 0..self.runs.len() {
+            let Some(rows) = self.runs[i].read_back.take() else {
                 continue;
-            }
+            };
             let first = self.fields.len();
-            let text_mark = self.text.len();
-            let rows = csv.get(run.rows.clone()).and_then(|b| std::str::from_utf8(b).ok());
+            let rows = csv.get(rows).and_then(|b| std::str::from_utf8(b).ok());
             for line in rows.unwrap_or("").split_terminator('\n') {
                 let mut cells = crate::sink::csv::encode::cells_of(line).skip(2);
                 let (Some(name), Some(value), Some(kind)) = (cells.next(), cells.next(), cells.next()) else {
@@ -219,35 +215,29 @@ impl Sightings {
                     kind == "number",
                 );
             }
-            self.readings.push(SeenReading {
-                device: run.device,
-                fields: (first, self.fields.len()),
-                count: run.count,
-                text_mark,
-            });
+            self.runs[i].fields = (first, self.fields.len());
         }
-        self.runs = runs;
     }
 
     pub fn clear(&mut self) {
         self.text.clear();
-        self.readings.clear();
         self.fields.clear();
         self.runs.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.readings.len() + self.runs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.readings.is_empty() && self.runs.is_empty()
-    }
-
     fn add_field(&mut self, name: &str, value: &str, number: bool) {
-        let name = self.add_text(name);
-        let value = self.add_text(truncate(value, MAX_VALUE_CHARS));
-        self.fields.push(SeenField { name, value, number });
+        let value = truncate(value, MAX_VALUE_CHARS);
+        let start = self.text.len();
+        self.text.reserve(name.len() + value.len());
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        self.fields.push(SeenField {
+            start,
+            name_end,
+            end: self.text.len(),
+            number,
+        });
     }
 
     fn add_text(&mut self, s: &str) -> (usize, usize) {
@@ -258,6 +248,11 @@ impl Sightings {
 
     fn get(&self, (a, b): (usize, usize)) -> &str {
         &self.text[a..b]
+    }
+
+    /// A field's name and value.
+    fn field(&self, f: &SeenField) -> (&str, &str) {
+        self.text[f.start..f.end].split_at(f.name_end - f.start)
     }
 }
 
@@ -331,19 +326,89 @@ impl BoardState {
         &self.latest[..self.latest_len]
     }
 
-    /// Turns the board into a new one, keeping its buffers.
+    /// Turns the board into a new one, keeping its buffers. Only what the first
+    /// reading's [`BoardState::heard`] does not set is reset here, and in place: the
+    /// peer's text stays for `heard` to compare (a flood from one connection copies it
+    /// once, not once per name), the gaps stay behind `gap_count` = 0 (issue 22).
     fn reset(&mut self) {
-        let latest = std::mem::take(&mut self.latest);
-        let mut peer = std::mem::take(&mut self.peer);
-        peer.clear();
-        let mut series = std::mem::take(&mut self.series);
-        series.clear();
-        *self = BoardState {
-            peer,
-            latest,
-            series,
-            ..BoardState::default()
+        self.last_ms = None;
+        self.previous_run = None;
+        self.readings = 0;
+        self.gap_count = 0;
+        self.gap_next = 0;
+        self.minute = 0;
+        self.this_minute = 0;
+        self.last_minute = 0;
+        self.latest_len = 0;
+        self.series.clear();
+        self.charted = false;
+        self.silent_since_ms = None;
+    }
+
+    /// Counts `n` readings received at `now_ms` from `peer`; returns the time of the
+    /// board's reading before them (`None`: its first in this run of the daemon).
+    fn heard(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) -> Option<u64> {
+        if self.peer != peer {
+            self.peer.clear();
+            self.peer.push_str(peer);
+        }
+        self.ack = ack;
+        let before = self.last_ms;
+        if let Some(last) = before {
+            let gap = now_ms.saturating_sub(last);
+            // Readings of one chunk share a receive time; only real gaps count.
+            if gap > 0 {
+                self.gaps[self.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
+                self.gap_next = ((self.gap_next as usize + 1) % GAPS) as u8;
+                self.gap_count = (self.gap_count + 1).min(GAPS as u8);
+            }
+        }
+        self.last_ms = Some(now_ms);
+        self.previous_run = None;
+        self.readings += n;
+        let minute = now_ms / 60_000;
+        if minute == self.minute {
+            self.this_minute += n as u32;
+        } else {
+            self.last_minute = if minute == self.minute + 1 { self.this_minute } else { 0 };
+            self.this_minute = n as u32;
+            self.minute = minute;
+        }
+        before
+    }
+
+    /// Sets the latest value of field `name`; returns its index among the latest
+    /// values, or `None` when the board has `max_fields` others already.
+    fn set_latest(&mut self, name: &str, value: &str, number: bool, max_fields: usize) -> Option<usize> {
+        let i = match self.latest().iter().position(|l| l.name == name) {
+            Some(i) => i,
+            None if self.latest_len < max_fields => {
+                let i = self.latest_len;
+                if i == self.latest.len() {
+                    // Room for a typical name and value, so that a board taking this
+                    // place later rarely has to grow them.
+                    self.latest.push(Latest {
+                        name: String::with_capacity(LATEST_NAME_ROOM),
+                        value: String::with_capacity(LATEST_VALUE_ROOM),
+                        number: false,
+                    });
+                }
+                let l = &mut self.latest[i];
+                // A reused place often held a board of the same firmware: same names.
+                if l.name != name {
+                    l.name.clear();
+                    l.name.push_str(name);
+                }
+                self.latest_len += 1;
+                i
+            }
+            None => return None,
         };
+        let l = &mut self.latest[i];
+        l.value.clear();
+        l.value.push_str(value);
+        l.number = number;
+        Some(i)
     }
 
     /// The chart points: the rings, or for a board not yet charted (one reading), the
@@ -505,8 +570,13 @@ impl Default for Inner {
 }
 
 impl Inner {
+    /// The keyed SipHash of `name`'s bytes, written once (`hash_one(name)` also writes
+    /// the `str` terminator, a second pass through the hasher's buffer: ~40
+    /// instructions a new name, issue 22). Names are compared in full on a match.
     fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
+        let mut h = self.hasher.build_hasher();
+        h.write(name.as_bytes());
+        h.finish()
     }
 
     /// The slot of board `name`, whose hash is `hash`.
@@ -527,35 +597,29 @@ impl Inner {
         }
     }
 
-    fn push_front(&mut self, i: u32) {
-        let old = self.head;
+    /// Links slot `i` in at the head of the recency list (the most recently seen), or
+    /// at the tail with `front == false` (the first to make room).
+    fn link(&mut self, i: u32, front: bool) {
+        let old = if front { self.head } else { self.tail };
         let slot = &mut self.slots[i as usize];
-        slot.prev = NIL;
-        slot.next = old;
+        (slot.prev, slot.next) = if front { (NIL, old) } else { (old, NIL) };
         match old {
-            NIL => self.tail = i,
-            o => self.slots[o as usize].prev = i,
-        }
-        self.head = i;
-    }
-
-    fn push_back(&mut self, i: u32) {
-        let old = self.tail;
-        let slot = &mut self.slots[i as usize];
-        slot.prev = old;
-        slot.next = NIL;
-        match old {
-            NIL => self.head = i,
+            NIL => (self.head, self.tail) = (i, i),
+            o if front => self.slots[o as usize].prev = i,
             o => self.slots[o as usize].next = i,
         }
-        self.tail = i;
+        if front {
+            self.head = i;
+        } else {
+            self.tail = i;
+        }
     }
 
     /// Marks slot `i` as the most recently seen.
     fn touch(&mut self, i: u32) {
         if self.head != i {
             self.unlink(i);
-            self.push_front(i);
+            self.link(i, true);
         }
     }
 
@@ -576,7 +640,7 @@ impl Inner {
             });
             let slots = &self.slots;
             self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
-            self.push_front(i);
+            self.link(i, true);
             return (i, false);
         }
         let i = self.tail;
@@ -677,10 +741,8 @@ impl Boards {
     /// the ranges given to [`Sightings::note`] point into (empty when only [`Sightings::push`] was
     /// used). One lock per call.
     pub fn record(&self, seen: &mut Sightings, csv: &[u8], written: impl Iterator<Item = bool>, peer: &str, ack: bool) {
-        if !seen.runs.is_empty() {
-            seen.resolve(csv);
-        }
         if !seen.is_empty() {
+            seen.resolve(csv);
             self.record_at(seen, written, peer, ack, self.now_ms());
         }
         seen.clear();
@@ -692,7 +754,8 @@ impl Boards {
     pub fn record_at(&self, seen: &Sightings, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
         let mut inner = self.lock();
         let mut written = written;
-        for r in &seen.readings {
+        for r in &seen.runs {
+            debug_assert!(r.read_back.is_none(), "resolved before");
             // The outcomes of the readings merged into `r`: count the written ones; the
             // values are the last reading's, applied only if that one was written.
             let (mut n, mut last_ok) = (0u64, false);
@@ -719,32 +782,7 @@ impl Boards {
                 }
             };
             let b = &mut inner.slots[i as usize].board;
-            if b.peer != peer {
-                b.peer.clear();
-                b.peer.push_str(peer);
-            }
-            b.ack = ack;
-            let before = b.last_ms;
-            if let Some(last) = before {
-                let gap = now_ms.saturating_sub(last);
-                // Readings of one chunk share a receive time; only real gaps count.
-                if gap > 0 {
-                    b.gaps[b.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
-                    b.gap_next = ((b.gap_next as usize + 1) % GAPS) as u8;
-                    b.gap_count = (b.gap_count + 1).min(GAPS as u8);
-                }
-            }
-            b.last_ms = Some(now_ms);
-            b.previous_run = None;
-            b.readings += n;
-            let minute = now_ms / 60_000;
-            if minute == b.minute {
-                b.this_minute += n as u32;
-            } else {
-                b.last_minute = if minute == b.minute + 1 { b.this_minute } else { 0 };
-                b.this_minute = n as u32;
-                b.minute = minute;
-            }
+            let before = b.heard(peer, ack, n, now_ms);
             if !last_ok {
                 continue;
             }
@@ -757,36 +795,9 @@ impl Boards {
             }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
             for f in &seen.fields[r.fields.0..r.fields.1] {
-                let (name, value) = (seen.get(f.name), seen.get(f.value));
-                let field = match b.latest().iter().position(|l| l.name == name) {
-                    Some(i) => {
-                        let l = &mut b.latest[i];
-                        l.value.clear();
-                        l.value.push_str(value);
-                        l.number = f.number;
-                        i
-                    }
-                    None if b.latest_len < self.max_fields => {
-                        let i = b.latest_len;
-                        if i == b.latest.len() {
-                            // Room for a typical name and value, so that a board taking
-                            // this place later rarely has to grow them.
-                            b.latest.push(Latest {
-                                name: String::with_capacity(LATEST_NAME_ROOM),
-                                value: String::with_capacity(LATEST_VALUE_ROOM),
-                                number: false,
-                            });
-                        }
-                        let l = &mut b.latest[i];
-                        l.name.clear();
-                        l.name.push_str(name);
-                        l.value.clear();
-                        l.value.push_str(value);
-                        l.number = f.number;
-                        b.latest_len += 1;
-                        i
-                    }
-                    None => continue, // over boards.max_fields: not shown (the CSV has it)
+                let (name, value) = seen.field(f);
+                let Some(field) = b.set_latest(name, value, f.number, self.max_fields) else {
+                    continue; // over boards.max_fields: not shown (the CSV has it)
                 };
                 if f.number && b.charted {
                     let Ok(v) = value.parse::<f64>() else { continue };
@@ -1000,8 +1011,9 @@ impl Boards {
             let (i, _) = inner.insert(&device, hash, self.max_boards);
             // Not heard from in this run: first in line to make room for new names.
             inner.unlink(i);
-            inner.push_back(i);
-            inner.slots[i as usize].board.previous_run = Some(at.into_boxed_str());
+            inner.link(i, false);
+            let b = &mut inner.slots[i as usize].board;
+            b.previous_run = Some(at.into_boxed_str());
             n += 1;
         }
         Ok(n)
@@ -1070,7 +1082,7 @@ mod tests {
             let sent = fields.iter().map(|(n, v, kind)| (*n, *v, *kind == "number"));
             s.note(device, start..csv.len(), sent);
         }
-        assert_eq!(s.len(), 3, "three runs");
+        assert_eq!(s.runs.len(), 3, "three runs");
         b.record(&mut s, &csv, [true; 4].into_iter(), "10.0.0.1:5000", false);
         assert!(s.is_empty());
         let (_, views) = b.snapshot(false, 10);
@@ -1288,9 +1300,7 @@ mod tests {
 
     #[test]
     fn previous_run_boards_are_unseen_until_they_report() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-boards-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let csv = dir.join("r.csv");
+        let csv = crate::sink::csv::tests::tmp("boards-previous-run");
         std::fs::write(
             &csv,
             "received_at,device,field,value,type,peer,boot,seq,device_time\n\
@@ -1307,6 +1317,6 @@ mod tests {
         assert!(b.check_at(1_000_000).is_empty(), "boards of earlier runs do not alert");
         send(&b, "old", &[("t", "1", true)], 10);
         assert_eq!(b.snapshot(false, 10).1[0].status, Status::Ok);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(csv.parent().unwrap());
     }
 }
