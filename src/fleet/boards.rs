@@ -35,7 +35,6 @@
 //! boards` measures it for 10,000 boards.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -44,16 +43,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 pub mod settings;
+mod sip;
 
 use settings::{AlertsConfig, BoardsConfig};
+use sip::SipKey;
 
 /// Gaps between readings remembered per board for its usual interval.
 pub const GAPS: usize = 16;
 /// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
 pub const MAX_VALUE_CHARS: usize = 64;
-/// Initial capacity of a latest value's name and value (see [`Boards::memory_bound_bytes`]).
-const LATEST_NAME_ROOM: usize = 24;
-const LATEST_VALUE_ROOM: usize = 16;
+/// Initial capacity of a board's name (see [`Boards::memory_bound_bytes`]).
+const NAME_ROOM: usize = 24;
 /// How much of the CSV's end is read at start to list the boards of earlier runs.
 pub const PREVIOUS_RUN_TAIL_BYTES: u64 = 1 << 20;
 
@@ -95,7 +95,7 @@ impl Status {
 pub struct Sightings {
     /// Device names, field names and values, back to back.
     text: String,
-    fields: Vec<SeenField>,
+    fields: Vec<FieldText>,
     runs: Vec<Run>,
 }
 
@@ -113,14 +113,43 @@ struct Run {
     read_back: Option<std::ops::Range<usize>>,
 }
 
-/// One field in [`Sightings::text`]: the name at `start..name_end`, the value (cut to
-/// [`MAX_VALUE_CHARS`]) at `name_end..end`.
-#[derive(Debug)]
-struct SeenField {
-    start: usize,
-    name_end: usize,
-    end: usize,
+/// Where one field is in a text buffer ([`Sightings::text`], [`Latest::text`]): its
+/// name at `start..name_end`, its value (cut to [`MAX_VALUE_CHARS`]) at `name_end..end`.
+#[derive(Debug, Clone, Copy)]
+struct FieldText {
+    start: u32,
+    name_end: u32,
+    end: u32,
     number: bool,
+}
+
+impl FieldText {
+    /// The field's name and value in `text`.
+    fn in_text<'t>(&self, text: &'t str) -> (&'t str, &'t str) {
+        text[self.start as usize..self.end as usize].split_at((self.name_end - self.start) as usize)
+    }
+
+    /// The field's name in `text`, as bytes: compared without the character-boundary
+    /// checks of a `str` slice (half of [`Latest::set_in_order`]'s cost).
+    fn name_bytes<'t>(&self, text: &'t str) -> &'t [u8] {
+        &text.as_bytes()[self.start as usize..self.name_end as usize]
+    }
+
+    /// Appends `name` and `value` to `text`; returns where they are. Offsets are
+    /// `u32`: a chunk's text and a board's latest values are far below 4 GiB (read
+    /// chunks and lines are capped).
+    fn append(text: &mut String, name: &str, value: &str, number: bool) -> FieldText {
+        let start = text.len() as u32;
+        text.push_str(name);
+        let name_end = text.len() as u32;
+        text.push_str(value);
+        FieldText {
+            start,
+            name_end,
+            end: text.len() as u32,
+            number,
+        }
+    }
 }
 
 impl Sightings {
@@ -226,18 +255,8 @@ impl Sightings {
     }
 
     fn add_field(&mut self, name: &str, value: &str, number: bool) {
-        let value = truncate(value, MAX_VALUE_CHARS);
-        let start = self.text.len();
-        self.text.reserve(name.len() + value.len());
-        self.text.push_str(name);
-        let name_end = self.text.len();
-        self.text.push_str(value);
-        self.fields.push(SeenField {
-            start,
-            name_end,
-            end: self.text.len(),
-            number,
-        });
+        let field = FieldText::append(&mut self.text, name, truncate(value, MAX_VALUE_CHARS), number);
+        self.fields.push(field);
     }
 
     fn add_text(&mut self, s: &str) -> (usize, usize) {
@@ -248,11 +267,6 @@ impl Sightings {
 
     fn get(&self, (a, b): (usize, usize)) -> &str {
         &self.text[a..b]
-    }
-
-    /// A field's name and value.
-    fn field(&self, f: &SeenField) -> (&str, &str) {
-        self.text[f.start..f.end].split_at(f.name_end - f.start)
     }
 }
 
@@ -280,12 +294,128 @@ pub struct Change {
     pub quiet_secs: f64,
 }
 
-/// A field's latest value. Kept (with its buffers) when a board's place is reused.
+/// A board's latest value per field, in first-seen order, at most `boards.max_fields`:
+/// names and values back to back in one buffer, kept when the board's place is reused.
+/// A new board's first reading is copied in one piece from its run in [`Sightings`]
+/// (issue 22: two `String`s per field cost ~140 instructions a field for a new name).
 #[derive(Debug, Default)]
 struct Latest {
-    name: String,
-    value: String,
-    number: bool,
+    text: String,
+    fields: Vec<FieldText>,
+}
+
+impl Latest {
+    fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.fields.clear();
+    }
+
+    /// Field `i`: (name, value, is a number).
+    fn get(&self, i: usize) -> (&str, &str, bool) {
+        let f = &self.fields[i];
+        let (name, value) = f.in_text(&self.text);
+        (name, value, f.number)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    fn name(&self, i: usize) -> &str {
+        self.get(i).0
+    }
+
+    /// Sets the latest value of field `name`; returns its index, or `None` when the
+    /// board has `max_fields` others already.
+    fn set(&mut self, name: &str, value: &str, number: bool, max_fields: usize) -> Option<usize> {
+        let Some(i) = (0..self.len()).find(|&i| self.name(i) == name) else {
+            if self.len() >= max_fields {
+                return None;
+            }
+            self.room(name.len() + value.len(), 1);
+            let field = FieldText::append(&mut self.text, name, value, number);
+            self.fields.push(field);
+            return Some(self.len() - 1);
+        };
+        let f = self.fields[i];
+        let new_end = f.name_end + value.len() as u32;
+        self.room(new_end.saturating_sub(f.end) as usize, 0);
+        // In place; later fields move by the change in length.
+        self.text.replace_range(f.name_end as usize..f.end as usize, value);
+        self.fields[i].end = new_end;
+        self.fields[i].number = number;
+        if new_end != f.end {
+            for g in &mut self.fields[i + 1..] {
+                g.start = g.start + new_end - f.end;
+                g.name_end = g.name_end + new_end - f.end;
+                g.end = g.end + new_end - f.end;
+            }
+        }
+        Some(i)
+    }
+
+    /// Makes room for `bytes` more of text and `fields` more fields, growing each buffer
+    /// to exactly that (no doubling slack: see [`Boards::memory_bound_bytes`]). The
+    /// checks are inline; `reserve_exact` is a call even when there is room (~30
+    /// instructions, twice per new name).
+    fn room(&mut self, bytes: usize, fields: usize) {
+        if self.text.capacity() - self.text.len() < bytes {
+            self.text.reserve_exact(bytes);
+        }
+        if self.fields.capacity() - self.fields.len() < fields {
+            self.fields.reserve_exact(fields);
+        }
+    }
+
+    /// Sets one reading's values, `fields` of `text` (contiguous in it), in one piece
+    /// when that keeps every rule of [`Latest::set`]: for a new board (no values yet)
+    /// when the names are distinct and within `max_fields`; for a known board when they
+    /// are its names in its order (the same firmware sends the same fields). Then field
+    /// `i` of `fields` is field `i` here, and it returns true; otherwise it sets nothing
+    /// and returns false (the caller sets them one by one).
+    fn set_in_order(&mut self, text: &str, fields: &[FieldText], max_fields: usize) -> bool {
+        let name = |t, f: &FieldText| f.name_bytes(t);
+        let same = if self.is_empty() {
+            let mut distinct = fields.len() <= max_fields;
+            for (i, f) in fields.iter().enumerate().skip(1) {
+                distinct &= fields[..i].iter().all(|g| name(text, g) != name(text, f));
+            }
+            distinct
+        } else {
+            fields.len() == self.len()
+                && fields
+                    .iter()
+                    .zip(&self.fields)
+                    .all(|(f, l)| name(text, f) == name(&self.text, l))
+        };
+        if !same {
+            return false;
+        }
+        self.clear();
+        let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
+            return true;
+        };
+        let whole = &text[first.start as usize..last.end as usize];
+        self.room(whole.len(), fields.len());
+        self.text.push_str(whole);
+        for f in fields {
+            self.fields.push(FieldText {
+                start: f.start - first.start,
+                name_end: f.name_end - first.start,
+                end: f.end - first.start,
+                number: f.number,
+            });
+        }
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -311,10 +441,7 @@ struct BoardState {
     minute: u64,
     this_minute: u32,
     last_minute: u32,
-    /// The first `latest_len` entries are this board's; the rest are buffers kept from
-    /// a board whose place this one took.
-    latest: Vec<Latest>,
-    latest_len: usize,
+    latest: Latest,
     /// Chart rings, created at the board's second reading (see the module docs).
     series: Vec<Series>,
     charted: bool,
@@ -322,10 +449,6 @@ struct BoardState {
 }
 
 impl BoardState {
-    fn latest(&self) -> &[Latest] {
-        &self.latest[..self.latest_len]
-    }
-
     /// Turns the board into a new one, keeping its buffers. Only what the first
     /// reading's [`BoardState::heard`] does not set is reset here, and in place: the
     /// peer's text stays for `heard` to compare (a flood from one connection copies it
@@ -339,7 +462,7 @@ impl BoardState {
         self.minute = 0;
         self.this_minute = 0;
         self.last_minute = 0;
-        self.latest_len = 0;
+        self.latest.clear();
         self.series.clear();
         self.charted = false;
         self.silent_since_ms = None;
@@ -377,54 +500,20 @@ impl BoardState {
         before
     }
 
-    /// Sets the latest value of field `name`; returns its index among the latest
-    /// values, or `None` when the board has `max_fields` others already.
-    fn set_latest(&mut self, name: &str, value: &str, number: bool, max_fields: usize) -> Option<usize> {
-        let i = match self.latest().iter().position(|l| l.name == name) {
-            Some(i) => i,
-            None if self.latest_len < max_fields => {
-                let i = self.latest_len;
-                if i == self.latest.len() {
-                    // Room for a typical name and value, so that a board taking this
-                    // place later rarely has to grow them.
-                    self.latest.push(Latest {
-                        name: String::with_capacity(LATEST_NAME_ROOM),
-                        value: String::with_capacity(LATEST_VALUE_ROOM),
-                        number: false,
-                    });
-                }
-                let l = &mut self.latest[i];
-                // A reused place often held a board of the same firmware: same names.
-                if l.name != name {
-                    l.name.clear();
-                    l.name.push_str(name);
-                }
-                self.latest_len += 1;
-                i
-            }
-            None => return None,
-        };
-        let l = &mut self.latest[i];
-        l.value.clear();
-        l.value.push_str(value);
-        l.number = number;
-        Some(i)
-    }
-
     /// The chart points: the rings, or for a board not yet charted (one reading), the
     /// point its latest values make.
     fn chart(&self, start_secs: u64) -> Vec<FieldSeries> {
-        let latest = self.latest();
         if !self.charted {
             let Some(last) = self.last_ms else { return Vec::new() };
             let t = start_secs + last / 1000;
-            return latest
+            return self
+                .latest
                 .iter()
-                .filter(|l| l.number)
-                .filter_map(|l| {
-                    let v = l.value.parse::<f64>().ok().filter(|v| v.is_finite())?;
+                .filter(|&(_, _, number)| number)
+                .filter_map(|(name, value, _)| {
+                    let v = value.parse::<f64>().ok().filter(|v| v.is_finite())?;
                     Some(FieldSeries {
-                        field: l.name.clone(),
+                        field: name.to_string(),
                         points: vec![(t, v as f32)],
                     })
                 })
@@ -433,7 +522,7 @@ impl BoardState {
         self.series
             .iter()
             .map(|s| FieldSeries {
-                field: latest[s.field].name.clone(),
+                field: self.latest.name(s.field).to_string(),
                 points: s.points.iter().map(|&(t, v)| (start_secs + u64::from(t), v)).collect(),
             })
             .collect()
@@ -538,20 +627,20 @@ struct Slot {
     next: u32,
 }
 
-/// The boards in slots, found by name through `map`, and linked in the order they last
+/// The boards in slots, found by name through `index`, and linked in the order they last
 /// reported (`head` the most recent, `tail` the least: the one a new name replaces at
 /// the cap). Boards of earlier runs are put at the tail end as they are listed.
 ///
 /// The index holds slot numbers and is searched with the hash of a name, made once per
-/// look-up with the standard library's keyed SipHash (names come from the network: a
-/// flood of chosen names must not collide). A new name is hashed once for its look-up
+/// look-up with keyed SipHash-1-3, the standard library's algorithm, in one pass
+/// ([`sip`]; names come from the network: a flood of chosen names must not collide). A new name is hashed once for its look-up
 /// and insertion, and an evicted board leaves by its kept hash; with a
 /// `HashMap<String, u32>` a new name cost three SipHash hashes and a second copy of
 /// the name (issue 22).
 #[derive(Debug)]
 struct Inner {
     index: hashbrown::HashTable<u32>,
-    hasher: RandomState,
+    key: SipKey,
     slots: Vec<Slot>,
     head: u32,
     tail: u32,
@@ -561,7 +650,7 @@ impl Default for Inner {
     fn default() -> Inner {
         Inner {
             index: hashbrown::HashTable::new(),
-            hasher: RandomState::new(),
+            key: SipKey::random(),
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -570,13 +659,10 @@ impl Default for Inner {
 }
 
 impl Inner {
-    /// The keyed SipHash of `name`'s bytes, written once (`hash_one(name)` also writes
-    /// the `str` terminator, a second pass through the hasher's buffer: ~40
-    /// instructions a new name, issue 22). Names are compared in full on a match.
+    /// The keyed SipHash of `name`'s bytes, in one pass (see [`sip`]). Names are
+    /// compared in full on a match.
     fn hash(&self, name: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        h.write(name.as_bytes());
-        h.finish()
+        self.key.hash(name.as_bytes())
     }
 
     /// The slot of board `name`, whose hash is `hash`.
@@ -631,7 +717,7 @@ impl Inner {
         if self.slots.len() < max.max(1) {
             let i = self.slots.len() as u32;
             // Room for a somewhat longer name: the next board in this place reuses it.
-            let mut room = String::with_capacity(name.len().max(LATEST_NAME_ROOM));
+            let mut room = String::with_capacity(name.len().max(NAME_ROOM));
             room.push_str(name);
             self.slots.push(Slot {
                 name: room,
@@ -716,10 +802,12 @@ impl Boards {
     pub fn memory_bound_bytes(cfg: &BoardsConfig) -> u64 {
         use std::mem::size_of;
         let ring = (cfg.chart_points + 1).next_power_of_two() as u64 * 8 + size_of::<Series>() as u64 + 32;
-        // A field's name (typically under 32 bytes), its value (at most 64), allocator slack.
-        let latest = size_of::<Latest>() as u64 + 32 + MAX_VALUE_CHARS as u64 + 32;
-        // The slot, its name, the peer's address, the previous run's time.
-        let board = size_of::<Slot>() as u64 + 64 + 64 + 48;
+        // A field's place, its name (typically under 32 bytes) and its value (at most 64),
+        // in the board's two latest-value buffers, which grow exactly (no doubling slack).
+        let latest = size_of::<FieldText>() as u64 + 32 + MAX_VALUE_CHARS as u64;
+        // The slot, its name, the peer's address, the previous run's time, and the
+        // allocator's slack on the two latest-value buffers.
+        let board = size_of::<Slot>() as u64 + 64 + 64 + 48 + 2 * 32;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
         // The index holds at most max_boards slot numbers at ~7/8 load, rounded up to a
         // power of two, with a control byte each (the names live in the slots only).
@@ -793,11 +881,22 @@ impl Boards {
                     self.start_chart(b, last);
                 }
             }
+            let fields = &seen.fields[r.fields.0..r.fields.1];
+            // A new board's first reading, and a known board's usual one, in one piece.
+            let in_order = b.latest.set_in_order(&seen.text, fields, self.max_fields);
+            if in_order && !b.charted {
+                continue;
+            }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
-            for f in &seen.fields[r.fields.0..r.fields.1] {
-                let (name, value) = seen.field(f);
-                let Some(field) = b.set_latest(name, value, f.number, self.max_fields) else {
-                    continue; // over boards.max_fields: not shown (the CSV has it)
+            for (i, f) in fields.iter().enumerate() {
+                let (name, value) = f.in_text(&seen.text);
+                let field = if in_order {
+                    i
+                } else {
+                    let Some(field) = b.latest.set(name, value, f.number, self.max_fields) else {
+                        continue; // over boards.max_fields: not shown (the CSV has it)
+                    };
+                    field
                 };
                 if f.number && b.charted {
                     let Ok(v) = value.parse::<f64>() else { continue };
@@ -812,12 +911,12 @@ impl Boards {
     fn start_chart(&self, b: &mut BoardState, last_ms: u64) {
         b.charted = true;
         let secs = (last_ms / 1000).min(u64::from(u32::MAX)) as u32;
-        for field in 0..b.latest_len {
-            let l = &b.latest[field];
-            if !l.number {
+        for field in 0..b.latest.len() {
+            let (_, value, number) = b.latest.get(field);
+            if !number {
                 continue;
             }
-            if let Ok(v) = l.value.parse::<f64>() {
+            if let Ok(v) = value.parse::<f64>() {
                 self.add_point(b, field, secs, v);
             }
         }
@@ -930,12 +1029,12 @@ impl Boards {
                 peer: b.peer.to_string(),
                 ack: b.ack,
                 latest: b
-                    .latest()
+                    .latest
                     .iter()
-                    .map(|l| FieldValue {
-                        field: l.name.to_string(),
-                        value: l.value.clone(),
-                        number: l.number,
+                    .map(|(name, value, number)| FieldValue {
+                        field: name.to_string(),
+                        value: value.to_string(),
+                        number,
                     })
                     .collect(),
                 series: series.then(|| b.chart(self.start_unix_ms / 1000)),
@@ -1283,6 +1382,66 @@ mod tests {
         let values: Vec<f32> = two[0].points.iter().map(|p| p.1).collect();
         assert_eq!(values, [1.0, 2.0], "the first reading's point, then the second's");
         assert_eq!(two[0].points[0].0, one[0].points[0].0, "at the first reading's time");
+    }
+
+    /// The one-buffer latest values agree with a plain model (a list of owned name,
+    /// value and kind, first-seen order, last value wins, at most `max` names) through
+    /// values that grow and shrink, repeated names and the cap, whether a board's first
+    /// reading is copied in one piece or field by field.
+    #[test]
+    fn issue_22_latest_values_in_one_buffer_agree_with_a_model() {
+        let names = ["t", "humidity", "t", "x", "note", "h"];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        fn next(rng: &mut u64, n: u64) -> usize {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            (*rng % n) as usize
+        }
+        fn value(rng: &mut u64) -> String {
+            let digits = next(rng, 1000);
+            format!("{digits}{}", "v".repeat(next(rng, MAX_VALUE_CHARS as u64 + 8)))
+        }
+        for round in 0..300 {
+            let max = 1 + next(&mut rng, 4);
+            let mut latest = Latest::default();
+            let mut model: Vec<(String, String, bool)> = Vec::new();
+            for reading in 0..1 + next(&mut rng, 6) {
+                let mut seen = Sightings::default();
+                // Often the board's own names in its order (a known board's usual reading).
+                let own = !model.is_empty() && next(&mut rng, 2) == 0;
+                let count = if own { model.len() } else { next(&mut rng, 5) };
+                let fields: Vec<(String, String, bool)> = (0..count)
+                    .map(|i| {
+                        let name = if own {
+                            model[i].0.clone()
+                        } else {
+                            names[next(&mut rng, names.len() as u64)].to_string()
+                        };
+                        (name, value(&mut rng), next(&mut rng, 2) == 0)
+                    })
+                    .collect();
+                seen.push("d", fields.iter().map(|(n, v, k)| (n.as_str(), v.as_str(), *k)));
+                let seen_fields = &seen.fields[seen.runs[0].fields.0..seen.runs[0].fields.1];
+                // Half the rounds try the one-piece path first, as `record` does.
+                if round % 2 == 1 || !latest.set_in_order(&seen.text, seen_fields, max) {
+                    for f in seen_fields {
+                        let (n, v) = f.in_text(&seen.text);
+                        latest.set(n, v, f.number, max);
+                    }
+                }
+                for (n, v, k) in &fields {
+                    let v = truncate(v, MAX_VALUE_CHARS).to_string();
+                    match model.iter().position(|m| m.0 == *n) {
+                        Some(i) => (model[i].1, model[i].2) = (v, *k),
+                        None if model.len() < max => model.push((n.clone(), v, *k)),
+                        None => {}
+                    }
+                }
+                let got: Vec<(String, String, bool)> = latest.iter().map(|(n, v, k)| (n.into(), v.into(), k)).collect();
+                assert_eq!(got, model, "round {round}, reading {reading}");
+            }
+        }
     }
 
     #[test]
