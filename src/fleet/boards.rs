@@ -52,6 +52,8 @@ use sip::SipKey;
 pub const GAPS: usize = 16;
 /// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
 pub const MAX_VALUE_CHARS: usize = 64;
+/// Bytes a board's latest-value text grows by beyond what it needs (see [`Latest::room`]).
+const TEXT_HEADROOM: usize = 16;
 /// Initial capacity of a board's name (see [`Boards::memory_bound_bytes`]).
 const NAME_ROOM: usize = 24;
 /// How much of the CSV's end is read at start to list the boards of earlier runs.
@@ -363,12 +365,14 @@ impl Latest {
     }
 
     /// Makes room for `bytes` more of text and `fields` more fields, growing each buffer
-    /// to exactly that (no doubling slack: see [`Boards::memory_bound_bytes`]). The
-    /// checks are inline; `reserve_exact` is a call even when there is room (~30
-    /// instructions, twice per new name).
+    /// to about that (no doubling slack: see [`Boards::memory_bound_bytes`]); the text
+    /// gets [`TEXT_HEADROOM`] bytes more, so that a board taking this place with a
+    /// slightly longer value does not reallocate (a flood of new names allocated 0.001
+    /// times per reading without it, `cargo bench --bench boards`). The checks are
+    /// inline; `reserve_exact` is a call even when there is room (~30 instructions).
     fn room(&mut self, bytes: usize, fields: usize) {
         if self.text.capacity() - self.text.len() < bytes {
-            self.text.reserve_exact(bytes);
+            self.text.reserve_exact(bytes + TEXT_HEADROOM);
         }
         if self.fields.capacity() - self.fields.len() < fields {
             self.fields.reserve_exact(fields);
@@ -806,8 +810,8 @@ impl Boards {
         // in the board's two latest-value buffers, which grow exactly (no doubling slack).
         let latest = size_of::<FieldText>() as u64 + 32 + MAX_VALUE_CHARS as u64;
         // The slot, its name, the peer's address, the previous run's time, and the
-        // allocator's slack on the two latest-value buffers.
-        let board = size_of::<Slot>() as u64 + 64 + 64 + 48 + 2 * 32;
+        // allocator's slack on the two latest-value buffers (the text's headroom too).
+        let board = size_of::<Slot>() as u64 + 64 + 64 + 48 + 2 * 32 + TEXT_HEADROOM as u64;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
         // The index holds at most max_boards slot numbers at ~7/8 load, rounded up to a
         // power of two, with a control byte each (the names live in the slots only).
