@@ -458,14 +458,9 @@ impl BoardState {
     /// peer's text stays for `heard` to compare (a flood from one connection copies it
     /// once, not once per name), the gaps stay behind `gap_count` = 0 (issue 22).
     fn reset(&mut self) {
-        self.last_ms = None;
-        self.previous_run = None;
-        self.readings = 0;
-        self.gap_count = 0;
-        self.gap_next = 0;
-        self.minute = 0;
-        self.this_minute = 0;
-        self.last_minute = 0;
+        (self.last_ms, self.previous_run, self.readings) = (None, None, 0);
+        (self.gap_count, self.gap_next) = (0, 0);
+        (self.minute, self.this_minute, self.last_minute) = (0, 0, 0);
         self.latest.clear();
         self.series.clear();
         self.charted = false;

@@ -22,8 +22,8 @@ impl SipKey {
         use std::hash::BuildHasher;
         let state = std::hash::RandomState::new();
         SipKey {
-            k0: state.hash_one(0x5eed_0u64),
-            k1: state.hash_one(0x5eed_1u64),
+            k0: state.hash_one(0u64),
+            k1: state.hash_one(1u64),
         }
     }
 
