@@ -35,7 +35,6 @@
 //! boards` measures it for 10,000 boards.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -44,16 +43,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 pub mod settings;
+mod sip;
 
 use settings::{AlertsConfig, BoardsConfig};
+use sip::SipKey;
 
 /// Gaps between readings remembered per board for its usual interval.
 pub const GAPS: usize = 16;
 /// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
 pub const MAX_VALUE_CHARS: usize = 64;
-/// Initial capacity of a latest value's name and value (see [`Boards::memory_bound_bytes`]).
-const LATEST_NAME_ROOM: usize = 24;
-const LATEST_VALUE_ROOM: usize = 16;
+/// Bytes a board's latest-value text grows by beyond what it needs (see [`Latest::room`]).
+const TEXT_HEADROOM: usize = 16;
+/// Initial capacity of a board's name (see [`Boards::memory_bound_bytes`]).
+const NAME_ROOM: usize = 24;
 /// How much of the CSV's end is read at start to list the boards of earlier runs.
 pub const PREVIOUS_RUN_TAIL_BYTES: u64 = 1 << 20;
 
@@ -87,44 +89,69 @@ impl Status {
 /// reading of each run back from the chunk's encoded CSV rows. Copying every reading's
 /// fields here instead cost about 7% of ingest CPU (callgrind, 20 boards x 10,000 JSON
 /// readings). [`Sightings::push`] takes the fields directly, for tests and benchmarks.
+///
+/// A run (consecutive readings of one device) is the unit [`Boards::record`] applies:
+/// there is no second list to convert it into (issue 22: for a flood of new names every
+/// reading is a run, and that conversion was ~30 instructions a name).
 #[derive(Debug, Default)]
 pub struct Sightings {
+    /// Device names, field names and values, back to back.
     text: String,
-    readings: Vec<SeenReading>,
-    fields: Vec<SeenField>,
-    /// Runs noted with [`Sightings::note`], resolved from the CSV bytes by [`Sightings::resolve`].
+    fields: Vec<FieldText>,
     runs: Vec<Run>,
 }
 
-/// Consecutive readings of one device in a chunk, noted but not yet read back.
+/// Consecutive readings of one device in a chunk. They all share the chunk's receive
+/// time, so only the last one's values matter; all are counted.
 #[derive(Debug)]
 struct Run {
     device: (usize, usize),
-    /// Where the run's last reading's rows are in the chunk's CSV buffer.
-    rows: std::ops::Range<usize>,
-    count: usize,
-    /// The first reading's fields, copied when the run began: its values unless later
-    /// readings joined the run (`count > 1`), whose values are then read back from `rows`.
+    /// The fields in [`Sightings::fields`]: the first reading's when the run began, the
+    /// last reading's once [`Sightings::resolve`] (or [`Sightings::push`]) has run.
     fields: (usize, usize),
-    text_mark: usize,
+    count: usize,
+    /// Where the run's last reading's rows are in the chunk's CSV buffer, when later
+    /// noted readings joined the run: its values are read back from there, once.
+    read_back: Option<std::ops::Range<usize>>,
 }
 
-#[derive(Debug)]
-struct SeenReading {
-    device: (usize, usize),
-    fields: (usize, usize),
-    /// Consecutive readings of this device merged into this entry (all share the
-    /// chunk's receive time, so only the last one's values matter; all are counted).
-    count: usize,
-    /// Length of `text` just after the device name: where the fields' text starts.
-    text_mark: usize,
-}
-
-#[derive(Debug)]
-struct SeenField {
-    name: (usize, usize),
-    value: (usize, usize),
+/// Where one field is in a text buffer ([`Sightings::text`], [`Latest::text`]): its
+/// name at `start..name_end`, its value (cut to [`MAX_VALUE_CHARS`]) at `name_end..end`.
+#[derive(Debug, Clone, Copy)]
+struct FieldText {
+    start: u32,
+    name_end: u32,
+    end: u32,
     number: bool,
+}
+
+impl FieldText {
+    /// The field's name and value in `text`.
+    fn in_text<'t>(&self, text: &'t str) -> (&'t str, &'t str) {
+        text[self.start as usize..self.end as usize].split_at((self.name_end - self.start) as usize)
+    }
+
+    /// The field's name in `text`, as bytes: compared without the character-boundary
+    /// checks of a `str` slice (half of [`Latest::set_in_order`]'s cost).
+    fn name_bytes<'t>(&self, text: &'t str) -> &'t [u8] {
+        &text.as_bytes()[self.start as usize..self.name_end as usize]
+    }
+
+    /// Appends `name` and `value` to `text`; returns where they are. Offsets are
+    /// `u32`: a chunk's text and a board's latest values are far below 4 GiB (read
+    /// chunks and lines are capped).
+    fn append(text: &mut String, name: &str, value: &str, number: bool) -> FieldText {
+        let start = text.len() as u32;
+        text.push_str(name);
+        let name_end = text.len() as u32;
+        text.push_str(value);
+        FieldText {
+            start,
+            name_end,
+            end: text.len() as u32,
+            number,
+        }
+    }
 }
 
 impl Sightings {
@@ -135,25 +162,29 @@ impl Sightings {
     /// (the last reading's fields, and a count). This keeps the hook's cost per chunk,
     /// not per reading, on the ingest path.
     pub fn push<'a>(&mut self, device: &str, fields: impl Iterator<Item = (&'a str, &'a str, bool)>) {
-        let same = self.readings.last().is_some_and(|r| self.get(r.device) == device);
-        let (device, first, text_mark, count) = if same {
-            let last = self.readings.pop().expect("checked");
-            self.text.truncate(last.text_mark);
+        let same = self.runs.last().is_some_and(|r| self.get(r.device) == device);
+        if same {
+            let last = self.runs.last_mut().expect("checked");
+            last.count += 1;
+            last.read_back = None;
+            // The device's text is just before its fields': keep it, drop the fields.
+            self.text.truncate(last.device.1);
             self.fields.truncate(last.fields.0);
-            (last.device, last.fields.0, last.text_mark, last.count + 1)
         } else {
             let device = self.add_text(device);
-            (device, self.fields.len(), self.text.len(), 1)
-        };
+            let first = self.fields.len();
+            self.runs.push(Run {
+                device,
+                fields: (first, first),
+                count: 1,
+                read_back: None,
+            });
+        }
         for (name, value, number) in fields {
             self.add_field(name, value, number);
         }
-        self.readings.push(SeenReading {
-            device,
-            fields: (first, self.fields.len()),
-            count,
-            text_mark,
-        });
+        let end = self.fields.len();
+        self.runs.last_mut().expect("pushed above").fields.1 = end;
     }
 
     /// Notes one reading of `device` with `fields` as `(name, value text, is a number)`,
@@ -172,42 +203,38 @@ impl Sightings {
     ) {
         if let Some(run) = self.runs.last_mut() {
             if self.text[run.device.0..run.device.1] == *device {
-                run.rows = rows;
                 run.count += 1;
+                run.read_back = Some(rows);
                 return;
             }
         }
         let device = self.add_text(device);
-        let (first, text_mark) = (self.fields.len(), self.text.len());
+        let first = self.fields.len();
         for (name, value, number) in fields {
             self.add_field(name, value, number);
         }
         self.runs.push(Run {
             device,
-            rows,
-            count: 1,
             fields: (first, self.fields.len()),
-            text_mark,
+            count: 1,
+            read_back: None,
         });
     }
 
-    /// Reads the noted runs' last readings back from `csv`, the chunk's encoded rows
-    /// (the buffer the ranges given to [`Sightings::note`] point into).
+    /// Whether nothing was noted or pushed since the last [`Sightings::clear`].
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Reads the last readings of the runs that need it back from `csv`, the chunk's
+    /// encoded rows (the buffer the ranges given to [`Sightings::note`] point into).
     fn resolve(&mut self, csv: &[u8]) {
-        let mut runs = std::mem::take(&mut self.runs);
-        for run in runs.drain(..) {
-            if run.count == 1 {
-                self.readings.push(SeenReading {
-                    device: run.device,
-                    fields: run.fields,
-                    count: 1,
-                    text_mark: run.text_mark,
-                });
+        for i in 0..self.runs.len() {
+            let Some(rows) = self.runs[i].read_back.take() else {
                 continue;
-            }
+            };
             let first = self.fields.len();
-            let text_mark = self.text.len();
-            let rows = csv.get(run.rows.clone()).and_then(|b| std::str::from_utf8(b).ok());
+            let rows = csv.get(rows).and_then(|b| std::str::from_utf8(b).ok());
             for line in rows.unwrap_or("").split_terminator('\n') {
                 let mut cells = crate::sink::csv::encode::cells_of(line).skip(2);
                 let (Some(name), Some(value), Some(kind)) = (cells.next(), cells.next(), cells.next()) else {
@@ -219,35 +246,19 @@ impl Sightings {
                     kind == "number",
                 );
             }
-            self.readings.push(SeenReading {
-                device: run.device,
-                fields: (first, self.fields.len()),
-                count: run.count,
-                text_mark,
-            });
+            self.runs[i].fields = (first, self.fields.len());
         }
-        self.runs = runs;
     }
 
     pub fn clear(&mut self) {
         self.text.clear();
-        self.readings.clear();
         self.fields.clear();
         self.runs.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.readings.len() + self.runs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.readings.is_empty() && self.runs.is_empty()
-    }
-
     fn add_field(&mut self, name: &str, value: &str, number: bool) {
-        let name = self.add_text(name);
-        let value = self.add_text(truncate(value, MAX_VALUE_CHARS));
-        self.fields.push(SeenField { name, value, number });
+        let field = FieldText::append(&mut self.text, name, truncate(value, MAX_VALUE_CHARS), number);
+        self.fields.push(field);
     }
 
     fn add_text(&mut self, s: &str) -> (usize, usize) {
@@ -285,12 +296,130 @@ pub struct Change {
     pub quiet_secs: f64,
 }
 
-/// A field's latest value. Kept (with its buffers) when a board's place is reused.
+/// A board's latest value per field, in first-seen order, at most `boards.max_fields`:
+/// names and values back to back in one buffer, kept when the board's place is reused.
+/// A new board's first reading is copied in one piece from its run in [`Sightings`]
+/// (issue 22: two `String`s per field cost ~140 instructions a field for a new name).
 #[derive(Debug, Default)]
 struct Latest {
-    name: String,
-    value: String,
-    number: bool,
+    text: String,
+    fields: Vec<FieldText>,
+}
+
+impl Latest {
+    fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.fields.clear();
+    }
+
+    /// Field `i`: (name, value, is a number).
+    fn get(&self, i: usize) -> (&str, &str, bool) {
+        let f = &self.fields[i];
+        let (name, value) = f.in_text(&self.text);
+        (name, value, f.number)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    fn name(&self, i: usize) -> &str {
+        self.get(i).0
+    }
+
+    /// Sets the latest value of field `name`; returns its index, or `None` when the
+    /// board has `max_fields` others already.
+    fn set(&mut self, name: &str, value: &str, number: bool, max_fields: usize) -> Option<usize> {
+        let Some(i) = (0..self.len()).find(|&i| self.name(i) == name) else {
+            if self.len() >= max_fields {
+                return None;
+            }
+            self.room(name.len() + value.len(), 1);
+            let field = FieldText::append(&mut self.text, name, value, number);
+            self.fields.push(field);
+            return Some(self.len() - 1);
+        };
+        let f = self.fields[i];
+        let new_end = f.name_end + value.len() as u32;
+        self.room(new_end.saturating_sub(f.end) as usize, 0);
+        // In place; later fields move by the change in length.
+        self.text.replace_range(f.name_end as usize..f.end as usize, value);
+        self.fields[i].end = new_end;
+        self.fields[i].number = number;
+        if new_end != f.end {
+            for g in &mut self.fields[i + 1..] {
+                g.start = g.start + new_end - f.end;
+                g.name_end = g.name_end + new_end - f.end;
+                g.end = g.end + new_end - f.end;
+            }
+        }
+        Some(i)
+    }
+
+    /// Makes room for `bytes` more of text and `fields` more fields, growing each buffer
+    /// to about that (no doubling slack: see [`Boards::memory_bound_bytes`]); the text
+    /// gets [`TEXT_HEADROOM`] bytes more, so that a board taking this place with a
+    /// slightly longer value does not reallocate (a flood of new names allocated 0.001
+    /// times per reading without it, `cargo bench --bench boards`). The checks are
+    /// inline; `reserve_exact` is a call even when there is room (~30 instructions).
+    fn room(&mut self, bytes: usize, fields: usize) {
+        if self.text.capacity() - self.text.len() < bytes {
+            self.text.reserve_exact(bytes + TEXT_HEADROOM);
+        }
+        if self.fields.capacity() - self.fields.len() < fields {
+            self.fields.reserve_exact(fields);
+        }
+    }
+
+    /// Sets one reading's values, `fields` of `text` (contiguous in it), in one piece
+    /// when that keeps every rule of [`Latest::set`]: for a new board (no values yet)
+    /// when the names are distinct and within `max_fields`; for a known board when they
+    /// are its names in its order (the same firmware sends the same fields). Then field
+    /// `i` of `fields` is field `i` here, and it returns true; otherwise it sets nothing
+    /// and returns false (the caller sets them one by one).
+    fn set_in_order(&mut self, text: &str, fields: &[FieldText], max_fields: usize) -> bool {
+        let name = |t, f: &FieldText| f.name_bytes(t);
+        let same = if self.is_empty() {
+            let mut distinct = fields.len() <= max_fields;
+            for (i, f) in fields.iter().enumerate().skip(1) {
+                distinct &= fields[..i].iter().all(|g| name(text, g) != name(text, f));
+            }
+            distinct
+        } else {
+            fields.len() == self.len()
+                && fields
+                    .iter()
+                    .zip(&self.fields)
+                    .all(|(f, l)| name(text, f) == name(&self.text, l))
+        };
+        if !same {
+            return false;
+        }
+        self.clear();
+        let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
+            return true;
+        };
+        let whole = &text[first.start as usize..last.end as usize];
+        self.room(whole.len(), fields.len());
+        self.text.push_str(whole);
+        for f in fields {
+            self.fields.push(FieldText {
+                start: f.start - first.start,
+                name_end: f.name_end - first.start,
+                end: f.end - first.start,
+                number: f.number,
+            });
+        }
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -316,10 +445,7 @@ struct BoardState {
     minute: u64,
     this_minute: u32,
     last_minute: u32,
-    /// The first `latest_len` entries are this board's; the rest are buffers kept from
-    /// a board whose place this one took.
-    latest: Vec<Latest>,
-    latest_len: usize,
+    latest: Latest,
     /// Chart rings, created at the board's second reading (see the module docs).
     series: Vec<Series>,
     charted: bool,
@@ -327,39 +453,66 @@ struct BoardState {
 }
 
 impl BoardState {
-    fn latest(&self) -> &[Latest] {
-        &self.latest[..self.latest_len]
+    /// Turns the board into a new one, keeping its buffers. Only what the first
+    /// reading's [`BoardState::heard`] does not set is reset here, and in place: the
+    /// peer's text stays for `heard` to compare (a flood from one connection copies it
+    /// once, not once per name), the gaps stay behind `gap_count` = 0 (issue 22).
+    fn reset(&mut self) {
+        (self.last_ms, self.previous_run, self.readings) = (None, None, 0);
+        (self.gap_count, self.gap_next) = (0, 0);
+        (self.minute, self.this_minute, self.last_minute) = (0, 0, 0);
+        self.latest.clear();
+        self.series.clear();
+        self.charted = false;
+        self.silent_since_ms = None;
     }
 
-    /// Turns the board into a new one, keeping its buffers.
-    fn reset(&mut self) {
-        let latest = std::mem::take(&mut self.latest);
-        let mut peer = std::mem::take(&mut self.peer);
-        peer.clear();
-        let mut series = std::mem::take(&mut self.series);
-        series.clear();
-        *self = BoardState {
-            peer,
-            latest,
-            series,
-            ..BoardState::default()
-        };
+    /// Counts `n` readings received at `now_ms` from `peer`; returns the time of the
+    /// board's reading before them (`None`: its first in this run of the daemon).
+    fn heard(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) -> Option<u64> {
+        if self.peer != peer {
+            self.peer.clear();
+            self.peer.push_str(peer);
+        }
+        self.ack = ack;
+        let before = self.last_ms;
+        if let Some(last) = before {
+            let gap = now_ms.saturating_sub(last);
+            // Readings of one chunk share a receive time; only real gaps count.
+            if gap > 0 {
+                self.gaps[self.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
+                self.gap_next = ((self.gap_next as usize + 1) % GAPS) as u8;
+                self.gap_count = (self.gap_count + 1).min(GAPS as u8);
+            }
+        }
+        self.last_ms = Some(now_ms);
+        self.previous_run = None;
+        self.readings += n;
+        let minute = now_ms / 60_000;
+        if minute == self.minute {
+            self.this_minute += n as u32;
+        } else {
+            self.last_minute = if minute == self.minute + 1 { self.this_minute } else { 0 };
+            self.this_minute = n as u32;
+            self.minute = minute;
+        }
+        before
     }
 
     /// The chart points: the rings, or for a board not yet charted (one reading), the
     /// point its latest values make.
     fn chart(&self, start_secs: u64) -> Vec<FieldSeries> {
-        let latest = self.latest();
         if !self.charted {
             let Some(last) = self.last_ms else { return Vec::new() };
             let t = start_secs + last / 1000;
-            return latest
+            return self
+                .latest
                 .iter()
-                .filter(|l| l.number)
-                .filter_map(|l| {
-                    let v = l.value.parse::<f64>().ok().filter(|v| v.is_finite())?;
+                .filter(|&(_, _, number)| number)
+                .filter_map(|(name, value, _)| {
+                    let v = value.parse::<f64>().ok().filter(|v| v.is_finite())?;
                     Some(FieldSeries {
-                        field: l.name.clone(),
+                        field: name.to_string(),
                         points: vec![(t, v as f32)],
                     })
                 })
@@ -368,7 +521,7 @@ impl BoardState {
         self.series
             .iter()
             .map(|s| FieldSeries {
-                field: latest[s.field].name.clone(),
+                field: self.latest.name(s.field).to_string(),
                 points: s.points.iter().map(|&(t, v)| (start_secs + u64::from(t), v)).collect(),
             })
             .collect()
@@ -473,20 +626,20 @@ struct Slot {
     next: u32,
 }
 
-/// The boards in slots, found by name through `map`, and linked in the order they last
+/// The boards in slots, found by name through `index`, and linked in the order they last
 /// reported (`head` the most recent, `tail` the least: the one a new name replaces at
 /// the cap). Boards of earlier runs are put at the tail end as they are listed.
 ///
 /// The index holds slot numbers and is searched with the hash of a name, made once per
-/// look-up with the standard library's keyed SipHash (names come from the network: a
-/// flood of chosen names must not collide). A new name is hashed once for its look-up
+/// look-up with keyed SipHash-1-3, the standard library's algorithm, in one pass
+/// ([`sip`]; names come from the network: a flood of chosen names must not collide). A new name is hashed once for its look-up
 /// and insertion, and an evicted board leaves by its kept hash; with a
 /// `HashMap<String, u32>` a new name cost three SipHash hashes and a second copy of
 /// the name (issue 22).
 #[derive(Debug)]
 struct Inner {
     index: hashbrown::HashTable<u32>,
-    hasher: RandomState,
+    key: SipKey,
     slots: Vec<Slot>,
     head: u32,
     tail: u32,
@@ -496,7 +649,7 @@ impl Default for Inner {
     fn default() -> Inner {
         Inner {
             index: hashbrown::HashTable::new(),
-            hasher: RandomState::new(),
+            key: SipKey::random(),
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -505,8 +658,10 @@ impl Default for Inner {
 }
 
 impl Inner {
+    /// The keyed SipHash of `name`'s bytes, in one pass (see [`sip`]). Names are
+    /// compared in full on a match.
     fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
+        self.key.hash(name.as_bytes())
     }
 
     /// The slot of board `name`, whose hash is `hash`.
@@ -527,35 +682,29 @@ impl Inner {
         }
     }
 
-    fn push_front(&mut self, i: u32) {
-        let old = self.head;
+    /// Links slot `i` in at the head of the recency list (the most recently seen), or
+    /// at the tail with `front == false` (the first to make room).
+    fn link(&mut self, i: u32, front: bool) {
+        let old = if front { self.head } else { self.tail };
         let slot = &mut self.slots[i as usize];
-        slot.prev = NIL;
-        slot.next = old;
+        (slot.prev, slot.next) = if front { (NIL, old) } else { (old, NIL) };
         match old {
-            NIL => self.tail = i,
-            o => self.slots[o as usize].prev = i,
-        }
-        self.head = i;
-    }
-
-    fn push_back(&mut self, i: u32) {
-        let old = self.tail;
-        let slot = &mut self.slots[i as usize];
-        slot.prev = old;
-        slot.next = NIL;
-        match old {
-            NIL => self.head = i,
+            NIL => (self.head, self.tail) = (i, i),
+            o if front => self.slots[o as usize].prev = i,
             o => self.slots[o as usize].next = i,
         }
-        self.tail = i;
+        if front {
+            self.head = i;
+        } else {
+            self.tail = i;
+        }
     }
 
     /// Marks slot `i` as the most recently seen.
     fn touch(&mut self, i: u32) {
         if self.head != i {
             self.unlink(i);
-            self.push_front(i);
+            self.link(i, true);
         }
     }
 
@@ -567,7 +716,7 @@ impl Inner {
         if self.slots.len() < max.max(1) {
             let i = self.slots.len() as u32;
             // Room for a somewhat longer name: the next board in this place reuses it.
-            let mut room = String::with_capacity(name.len().max(LATEST_NAME_ROOM));
+            let mut room = String::with_capacity(name.len().max(NAME_ROOM));
             room.push_str(name);
             self.slots.push(Slot {
                 name: room,
@@ -576,7 +725,7 @@ impl Inner {
             });
             let slots = &self.slots;
             self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
-            self.push_front(i);
+            self.link(i, true);
             return (i, false);
         }
         let i = self.tail;
@@ -652,10 +801,12 @@ impl Boards {
     pub fn memory_bound_bytes(cfg: &BoardsConfig) -> u64 {
         use std::mem::size_of;
         let ring = (cfg.chart_points + 1).next_power_of_two() as u64 * 8 + size_of::<Series>() as u64 + 32;
-        // A field's name (typically under 32 bytes), its value (at most 64), allocator slack.
-        let latest = size_of::<Latest>() as u64 + 32 + MAX_VALUE_CHARS as u64 + 32;
-        // The slot, its name, the peer's address, the previous run's time.
-        let board = size_of::<Slot>() as u64 + 64 + 64 + 48;
+        // A field's place, its name (typically under 32 bytes) and its value (at most 64),
+        // in the board's two latest-value buffers, which grow exactly (no doubling slack).
+        let latest = size_of::<FieldText>() as u64 + 32 + MAX_VALUE_CHARS as u64;
+        // The slot, its name, the peer's address, the previous run's time, and the
+        // allocator's slack on the two latest-value buffers (the text's headroom too).
+        let board = size_of::<Slot>() as u64 + 64 + 64 + 48 + 2 * 32 + TEXT_HEADROOM as u64;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
         // The index holds at most max_boards slot numbers at ~7/8 load, rounded up to a
         // power of two, with a control byte each (the names live in the slots only).
@@ -677,10 +828,8 @@ impl Boards {
     /// the ranges given to [`Sightings::note`] point into (empty when only [`Sightings::push`] was
     /// used). One lock per call.
     pub fn record(&self, seen: &mut Sightings, csv: &[u8], written: impl Iterator<Item = bool>, peer: &str, ack: bool) {
-        if !seen.runs.is_empty() {
-            seen.resolve(csv);
-        }
         if !seen.is_empty() {
+            seen.resolve(csv);
             self.record_at(seen, written, peer, ack, self.now_ms());
         }
         seen.clear();
@@ -692,7 +841,8 @@ impl Boards {
     pub fn record_at(&self, seen: &Sightings, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
         let mut inner = self.lock();
         let mut written = written;
-        for r in &seen.readings {
+        for r in &seen.runs {
+            debug_assert!(r.read_back.is_none(), "resolved before");
             // The outcomes of the readings merged into `r`: count the written ones; the
             // values are the last reading's, applied only if that one was written.
             let (mut n, mut last_ok) = (0u64, false);
@@ -719,32 +869,7 @@ impl Boards {
                 }
             };
             let b = &mut inner.slots[i as usize].board;
-            if b.peer != peer {
-                b.peer.clear();
-                b.peer.push_str(peer);
-            }
-            b.ack = ack;
-            let before = b.last_ms;
-            if let Some(last) = before {
-                let gap = now_ms.saturating_sub(last);
-                // Readings of one chunk share a receive time; only real gaps count.
-                if gap > 0 {
-                    b.gaps[b.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
-                    b.gap_next = ((b.gap_next as usize + 1) % GAPS) as u8;
-                    b.gap_count = (b.gap_count + 1).min(GAPS as u8);
-                }
-            }
-            b.last_ms = Some(now_ms);
-            b.previous_run = None;
-            b.readings += n;
-            let minute = now_ms / 60_000;
-            if minute == b.minute {
-                b.this_minute += n as u32;
-            } else {
-                b.last_minute = if minute == b.minute + 1 { b.this_minute } else { 0 };
-                b.this_minute = n as u32;
-                b.minute = minute;
-            }
+            let before = b.heard(peer, ack, n, now_ms);
             if !last_ok {
                 continue;
             }
@@ -755,38 +880,22 @@ impl Boards {
                     self.start_chart(b, last);
                 }
             }
+            let fields = &seen.fields[r.fields.0..r.fields.1];
+            // A new board's first reading, and a known board's usual one, in one piece.
+            let in_order = b.latest.set_in_order(&seen.text, fields, self.max_fields);
+            if in_order && !b.charted {
+                continue;
+            }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
-            for f in &seen.fields[r.fields.0..r.fields.1] {
-                let (name, value) = (seen.get(f.name), seen.get(f.value));
-                let field = match b.latest().iter().position(|l| l.name == name) {
-                    Some(i) => {
-                        let l = &mut b.latest[i];
-                        l.value.clear();
-                        l.value.push_str(value);
-                        l.number = f.number;
-                        i
-                    }
-                    None if b.latest_len < self.max_fields => {
-                        let i = b.latest_len;
-                        if i == b.latest.len() {
-                            // Room for a typical name and value, so that a board taking
-                            // this place later rarely has to grow them.
-                            b.latest.push(Latest {
-                                name: String::with_capacity(LATEST_NAME_ROOM),
-                                value: String::with_capacity(LATEST_VALUE_ROOM),
-                                number: false,
-                            });
-                        }
-                        let l = &mut b.latest[i];
-                        l.name.clear();
-                        l.name.push_str(name);
-                        l.value.clear();
-                        l.value.push_str(value);
-                        l.number = f.number;
-                        b.latest_len += 1;
-                        i
-                    }
-                    None => continue, // over boards.max_fields: not shown (the CSV has it)
+            for (i, f) in fields.iter().enumerate() {
+                let (name, value) = f.in_text(&seen.text);
+                let field = if in_order {
+                    i
+                } else {
+                    let Some(field) = b.latest.set(name, value, f.number, self.max_fields) else {
+                        continue; // over boards.max_fields: not shown (the CSV has it)
+                    };
+                    field
                 };
                 if f.number && b.charted {
                     let Ok(v) = value.parse::<f64>() else { continue };
@@ -801,12 +910,12 @@ impl Boards {
     fn start_chart(&self, b: &mut BoardState, last_ms: u64) {
         b.charted = true;
         let secs = (last_ms / 1000).min(u64::from(u32::MAX)) as u32;
-        for field in 0..b.latest_len {
-            let l = &b.latest[field];
-            if !l.number {
+        for field in 0..b.latest.len() {
+            let (_, value, number) = b.latest.get(field);
+            if !number {
                 continue;
             }
-            if let Ok(v) = l.value.parse::<f64>() {
+            if let Ok(v) = value.parse::<f64>() {
                 self.add_point(b, field, secs, v);
             }
         }
@@ -919,12 +1028,12 @@ impl Boards {
                 peer: b.peer.to_string(),
                 ack: b.ack,
                 latest: b
-                    .latest()
+                    .latest
                     .iter()
-                    .map(|l| FieldValue {
-                        field: l.name.to_string(),
-                        value: l.value.clone(),
-                        number: l.number,
+                    .map(|(name, value, number)| FieldValue {
+                        field: name.to_string(),
+                        value: value.to_string(),
+                        number,
                     })
                     .collect(),
                 series: series.then(|| b.chart(self.start_unix_ms / 1000)),
@@ -1000,8 +1109,9 @@ impl Boards {
             let (i, _) = inner.insert(&device, hash, self.max_boards);
             // Not heard from in this run: first in line to make room for new names.
             inner.unlink(i);
-            inner.push_back(i);
-            inner.slots[i as usize].board.previous_run = Some(at.into_boxed_str());
+            inner.link(i, false);
+            let b = &mut inner.slots[i as usize].board;
+            b.previous_run = Some(at.into_boxed_str());
             n += 1;
         }
         Ok(n)
@@ -1070,7 +1180,7 @@ mod tests {
             let sent = fields.iter().map(|(n, v, kind)| (*n, *v, *kind == "number"));
             s.note(device, start..csv.len(), sent);
         }
-        assert_eq!(s.len(), 3, "three runs");
+        assert_eq!(s.runs.len(), 3, "three runs");
         b.record(&mut s, &csv, [true; 4].into_iter(), "10.0.0.1:5000", false);
         assert!(s.is_empty());
         let (_, views) = b.snapshot(false, 10);
@@ -1273,6 +1383,66 @@ mod tests {
         assert_eq!(two[0].points[0].0, one[0].points[0].0, "at the first reading's time");
     }
 
+    /// The one-buffer latest values agree with a plain model (a list of owned name,
+    /// value and kind, first-seen order, last value wins, at most `max` names) through
+    /// values that grow and shrink, repeated names and the cap, whether a board's first
+    /// reading is copied in one piece or field by field.
+    #[test]
+    fn issue_22_latest_values_in_one_buffer_agree_with_a_model() {
+        let names = ["t", "humidity", "t", "x", "note", "h"];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        fn next(rng: &mut u64, n: u64) -> usize {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            (*rng % n) as usize
+        }
+        fn value(rng: &mut u64) -> String {
+            let digits = next(rng, 1000);
+            format!("{digits}{}", "v".repeat(next(rng, MAX_VALUE_CHARS as u64 + 8)))
+        }
+        for round in 0..300 {
+            let max = 1 + next(&mut rng, 4);
+            let mut latest = Latest::default();
+            let mut model: Vec<(String, String, bool)> = Vec::new();
+            for reading in 0..1 + next(&mut rng, 6) {
+                let mut seen = Sightings::default();
+                // Often the board's own names in its order (a known board's usual reading).
+                let own = !model.is_empty() && next(&mut rng, 2) == 0;
+                let count = if own { model.len() } else { next(&mut rng, 5) };
+                let fields: Vec<(String, String, bool)> = (0..count)
+                    .map(|i| {
+                        let name = if own {
+                            model[i].0.clone()
+                        } else {
+                            names[next(&mut rng, names.len() as u64)].to_string()
+                        };
+                        (name, value(&mut rng), next(&mut rng, 2) == 0)
+                    })
+                    .collect();
+                seen.push("d", fields.iter().map(|(n, v, k)| (n.as_str(), v.as_str(), *k)));
+                let seen_fields = &seen.fields[seen.runs[0].fields.0..seen.runs[0].fields.1];
+                // Half the rounds try the one-piece path first, as `record` does.
+                if round % 2 == 1 || !latest.set_in_order(&seen.text, seen_fields, max) {
+                    for f in seen_fields {
+                        let (n, v) = f.in_text(&seen.text);
+                        latest.set(n, v, f.number, max);
+                    }
+                }
+                for (n, v, k) in &fields {
+                    let v = truncate(v, MAX_VALUE_CHARS).to_string();
+                    match model.iter().position(|m| m.0 == *n) {
+                        Some(i) => (model[i].1, model[i].2) = (v, *k),
+                        None if model.len() < max => model.push((n.clone(), v, *k)),
+                        None => {}
+                    }
+                }
+                let got: Vec<(String, String, bool)> = latest.iter().map(|(n, v, k)| (n.into(), v.into(), k)).collect();
+                assert_eq!(got, model, "round {round}, reading {reading}");
+            }
+        }
+    }
+
     #[test]
     fn failed_writes_are_not_recorded() {
         let b = boards(10, 1);
@@ -1288,9 +1458,7 @@ mod tests {
 
     #[test]
     fn previous_run_boards_are_unseen_until_they_report() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-boards-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let csv = dir.join("r.csv");
+        let csv = crate::sink::csv::tests::tmp("boards-previous-run");
         std::fs::write(
             &csv,
             "received_at,device,field,value,type,peer,boot,seq,device_time\n\
@@ -1307,6 +1475,6 @@ mod tests {
         assert!(b.check_at(1_000_000).is_empty(), "boards of earlier runs do not alert");
         send(&b, "old", &[("t", "1", true)], 10);
         assert_eq!(b.snapshot(false, 10).1[0].status, Status::Ok);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(csv.parent().unwrap());
     }
 }

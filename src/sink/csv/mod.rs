@@ -638,11 +638,12 @@ pub fn sync_dir(dir: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn tmp(name: &str) -> PathBuf {
+    /// `r.csv` in a fresh temporary directory named after `name` and this process.
+    pub(crate) fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sensorlog-csv-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -698,12 +699,18 @@ mod tests {
         assert_eq!(s.durable_position(), s.position());
     }
 
+    /// A new file, and a new file whose header was torn, get the whole header.
     #[test]
-    fn new_file_gets_a_header() {
-        let p = tmp("new");
-        let (_s, r) = open(&p);
-        assert_eq!(r.rows, 0);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), H);
+    fn new_file_gets_a_header_and_a_torn_one_is_rewritten() {
+        for (name, before) in [("new", None), ("tornheader", Some("received_at,dev"))] {
+            let p = tmp(name);
+            if let Some(text) = before {
+                std::fs::write(&p, text).unwrap();
+            }
+            let (_s, r) = open(&p);
+            assert_eq!(r.rows, 0, "{name}");
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), H, "{name}");
+        }
     }
 
     #[test]
@@ -758,15 +765,6 @@ mod tests {
             Verdict::New,
             "the torn reading's resend must be written"
         );
-    }
-
-    #[test]
-    fn torn_header_of_a_new_file_is_rewritten() {
-        let p = tmp("tornheader");
-        std::fs::write(&p, "received_at,dev").unwrap();
-        let (_s, r) = open(&p);
-        assert_eq!(r.rows, 0);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), H);
     }
 
     #[test]
