@@ -94,6 +94,29 @@ fn plain_run(b: &[u8]) -> usize {
 /// Most keys [`for_each_flat_pair`] checks for repeats; more go to the full scanner.
 const FLAT_MAX_KEYS: usize = 16;
 
+/// A value of [`for_each_flat_pair`]: what [`JsonValue`] would be, borrowed from the line
+/// without a `Cow` (a plain string has no escape to decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlatValue<'a> {
+    /// The number's text as sent.
+    Number(&'a str),
+    /// The string's text, quotes removed.
+    Str(&'a str),
+    Bool(bool),
+    Null,
+}
+
+impl<'a> From<FlatValue<'a>> for JsonValue<'a> {
+    fn from(v: FlatValue<'a>) -> JsonValue<'a> {
+        match v {
+            FlatValue::Number(n) => JsonValue::Number(n),
+            FlatValue::Str(s) => JsonValue::Str(Cow::Borrowed(s)),
+            FlatValue::Bool(b) => JsonValue::Bool(b),
+            FlatValue::Null => JsonValue::Null,
+        }
+    }
+}
+
 /// The fast path for the common reading (issue 22): a flat object of plain keys,
 /// numbers without an exponent, literals and strings of printable ASCII without escapes,
 /// no whitespace but spaces, no repeated key. Validates and splits the line in one pass
@@ -106,7 +129,7 @@ const FLAT_MAX_KEYS: usize = 16;
 ///
 /// Whatever it accepts, [`for_each_pair`] accepts with the same pairs (a differential
 /// test checks this on random input): only the rare forms fall back.
-pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonValue<'a>)) -> Option<bool> {
+pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, FlatValue<'a>)) -> Option<bool> {
     let b = text.as_bytes();
     let n = b.len();
     // One look in the common case, compact JSON without spaces.
@@ -180,7 +203,7 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
             b'"' => {
                 let end = plain_end(i + 1)?;
                 i = end + 1;
-                JsonValue::Str(Cow::Borrowed(text.get(start + 1..end)?))
+                FlatValue::Str(text.get(start + 1..end)?)
             }
             b'-' | b'0'..=b'9' => {
                 if b[i] == b'-' {
@@ -203,19 +226,19 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
                 if matches!(b.get(i), Some(b'e' | b'E')) || i - start >= 300 {
                     return None;
                 }
-                JsonValue::Number(text.get(start..i)?)
+                FlatValue::Number(text.get(start..i)?)
             }
             b't' if b[i..].starts_with(b"true") => {
                 i += 4;
-                JsonValue::Bool(true)
+                FlatValue::Bool(true)
             }
             b'f' if b[i..].starts_with(b"false") => {
                 i += 5;
-                JsonValue::Bool(false)
+                FlatValue::Bool(false)
             }
             b'n' if b[i..].starts_with(b"null") => {
                 i += 4;
-                JsonValue::Null
+                FlatValue::Null
             }
             _ => return None,
         };
@@ -760,7 +783,7 @@ mod tests {
     /// The fast path's pairs, or `None` where it falls back.
     fn flat(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
         let mut pairs = Vec::new();
-        for_each_flat_pair(text, |k, v| pairs.push((Cow::Borrowed(k), v)))?;
+        for_each_flat_pair(text, |k, v| pairs.push((Cow::Borrowed(k), v.into())))?;
         Some(pairs)
     }
 

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use crate::protocol::json::{self, JsonValue};
+use crate::protocol::json::{self, FlatValue, JsonValue};
 
 /// Longest device name kept; longer names are cut (on a char boundary).
 pub const MAX_DEVICE_CHARS: usize = 64;
@@ -333,39 +333,19 @@ impl<'a> Reading<'a> {
     }
 
     /// [`Reading::add`] for a pair of [`json::for_each_flat_pair`]: printable ASCII, so
-    /// nothing to sanitize, and a device name is kept as sent unless it is too long or
-    /// has spaces at its ends (then [`Reading::add`] decides). The same result as
-    /// `add(key, json_value(value, true), true)`, in fewer moves of the value.
-    fn add_flat(&mut self, key: &'a str, value: JsonValue<'a>) {
-        let value = match value {
-            JsonValue::Number(n) => Value::Number(Cow::Borrowed(n)),
-            JsonValue::Str(s) => Value::Text(s),
-            JsonValue::Bool(b) => Value::Bool(b),
-            JsonValue::Null => Value::Text(Cow::Borrowed("")),
-            JsonValue::Nested(_) => return self.add(Cow::Borrowed(key), json_value(value, true), true),
-        };
-        // One look at the key (issue 22: it was compared up to six times), and a kept
-        // device name moved, not cloned.
-        let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
-        match key {
-            "device" => match value {
-                Value::Number(s) | Value::Text(s) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => {
-                    self.device = Some(s);
-                }
-                value => self.add(Cow::Borrowed(key), value, true),
-            },
-            "seq" => match &value {
-                Value::Number(s) => match parse_u64(s) {
-                    Some(n) => self.seq = Some(n),
-                    None => self.add(Cow::Borrowed(key), value, true),
-                },
-                _ => self.add(Cow::Borrowed(key), value, true),
-            },
-            "ts" | "boot" => self.add(Cow::Borrowed(key), value, true),
-            _ => self.fields.push(Field {
+    /// nothing to sanitize; [`flat_role`] decides the common cases in one look at the key
+    /// (issue 22: it was compared up to six times), the rest go to [`Reading::add`].
+    fn add_flat(&mut self, key: &'a str, value: FlatValue<'a>) {
+        match flat_role(key, value) {
+            FlatRole::Device(s) => self.device = Some(Cow::Borrowed(s)),
+            FlatRole::Seq(n) => self.seq = Some(n),
+            FlatRole::Time(s) => self.device_time = Some(Cow::Borrowed(s)),
+            FlatRole::Boot(s) => self.boot = Some(Cow::Borrowed(s)),
+            FlatRole::Field => self.fields.push(Field {
                 name: Cow::Borrowed(key),
-                value,
+                value: flat_value(value),
             }),
+            FlatRole::Unusual => self.add(Cow::Borrowed(key), flat_value(value), true),
         }
     }
 
@@ -419,6 +399,146 @@ fn parse_flat_json<'a>(text: &'a str, spare: &mut Vec<Field<'static>>) -> Option
     }
     *spare = recycle_fields(r.fields);
     None
+}
+
+/// What one pair of a flat JSON reading (see [`json::for_each_flat_pair`]) is to the
+/// reading: [`Reading::add`]'s rules for the common cases, decided in one look at the
+/// key. `Unusual`: a reserved key whose value needs [`Reading::add`]'s full rules (a
+/// device name that must be trimmed or cut, a `seq` that is not a plain count, a null
+/// or boolean `ts`, an invalid `boot`).
+enum FlatRole<'a> {
+    Device(&'a str),
+    Seq(u64),
+    Time(&'a str),
+    Boot(&'a str),
+    Field,
+    Unusual,
+}
+
+fn flat_role<'a>(key: &str, value: FlatValue<'a>) -> FlatRole<'a> {
+    let text = match value {
+        FlatValue::Number(s) | FlatValue::Str(s) => Some(s),
+        FlatValue::Bool(_) | FlatValue::Null => None,
+    };
+    // Printable ASCII: a name kept as sent has no space at its ends (else trimmed).
+    let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
+    match (key, text) {
+        ("device", Some(s)) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => FlatRole::Device(s),
+        ("seq", _) => match value {
+            FlatValue::Number(s) => parse_u64(s).map_or(FlatRole::Unusual, FlatRole::Seq),
+            _ => FlatRole::Unusual,
+        },
+        ("ts", Some(s)) => FlatRole::Time(s),
+        ("boot", Some(s)) if valid_boot(s) => FlatRole::Boot(s),
+        ("device" | "ts" | "boot", _) => FlatRole::Unusual,
+        _ => FlatRole::Field,
+    }
+}
+
+fn flat_value(v: FlatValue<'_>) -> Value<'_> {
+    match v {
+        FlatValue::Number(n) => Value::Number(Cow::Borrowed(n)),
+        FlatValue::Str(s) => Value::Text(Cow::Borrowed(s)),
+        FlatValue::Bool(b) => Value::Bool(b),
+        FlatValue::Null => Value::Text(Cow::Borrowed("")),
+    }
+}
+
+/// The `type` column of a field, as [`Value::kind`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    Number,
+    Bool,
+    #[default]
+    Text,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Number => "number",
+            Kind::Bool => "bool",
+            Kind::Text => "text",
+        }
+    }
+}
+
+/// One field of a [`FlatReading`]: its name, its value as the CSV's `value` column gets
+/// it ([`Value::as_text`]), and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlatField<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub kind: Kind,
+}
+
+/// Most fields [`parse_flat_line`] takes; a wider reading takes the full path.
+pub const FLAT_MAX_FIELDS: usize = 8;
+
+/// The common reading as [`parse_flat_line`] gives it: what [`parse_line`] would give,
+/// with the fields in the caller's array instead of a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlatReading<'a> {
+    pub device: Option<&'a str>,
+    pub device_time: Option<&'a str>,
+    pub seq: Option<u64>,
+    pub boot: Option<&'a str>,
+    /// The first `count` entries of the fields array are this reading's (at least one).
+    pub count: usize,
+    /// No field name or value needs CSV quoting (as [`parse_line_unquoted`] tells).
+    pub unquoted: bool,
+}
+
+/// The ingest path's one pass for the common line (issue 22): a flat JSON object of
+/// printable ASCII ([`json::for_each_flat_pair`]) with at most [`FLAT_MAX_FIELDS`] fields
+/// and reserved keys of the usual form ([`flat_role`]) is split straight into `fields`,
+/// borrowed from `text`, with no `Reading`, no field vector and no `Cow`. `None`: any
+/// other line; [`parse_line`] decides (it gives the same reading for every line this
+/// takes, which `server::connection`'s differential test checks down to the CSV bytes).
+/// `text` is the framed line, already known to be UTF-8.
+pub fn parse_flat_line<'a>(text: &'a str, fields: &mut [FlatField<'a>; FLAT_MAX_FIELDS]) -> Option<FlatReading<'a>> {
+    let text = trim_blanks(text);
+    if !text.starts_with('{') {
+        return None;
+    }
+    let mut r = FlatReading::default();
+    let mut usual = true;
+    let unquoted = json::for_each_flat_pair(text, |key, value| match flat_role(key, value) {
+        FlatRole::Device(s) => r.device = Some(s),
+        FlatRole::Seq(n) => r.seq = Some(n),
+        FlatRole::Time(s) => r.device_time = Some(s),
+        FlatRole::Boot(s) => r.boot = Some(s),
+        FlatRole::Field => match fields.get_mut(r.count) {
+            Some(slot) => {
+                *slot = match value {
+                    FlatValue::Number(s) => FlatField {
+                        name: key,
+                        value: s,
+                        kind: Kind::Number,
+                    },
+                    FlatValue::Str(s) => FlatField {
+                        name: key,
+                        value: s,
+                        kind: Kind::Text,
+                    },
+                    FlatValue::Bool(b) => FlatField {
+                        name: key,
+                        value: if b { "true" } else { "false" },
+                        kind: Kind::Bool,
+                    },
+                    FlatValue::Null => FlatField {
+                        name: key,
+                        value: "",
+                        kind: Kind::Text,
+                    },
+                };
+                r.count += 1;
+            }
+            None => usual = false,
+        },
+        FlatRole::Unusual => usual = false,
+    })?;
+    (usual && r.count > 0).then_some(FlatReading { unquoted, ..r })
 }
 
 fn parse_json<'a>(text: &'a str, mut fields: Vec<Field<'static>>, clean: bool) -> Option<Reading<'a>> {

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::reading::{parse_line_unquoted, recycle_fields, Field, Line, Reading, Value};
+use crate::protocol::reading::{
+    parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, Kind, Line, Reading, Value, FLAT_MAX_FIELDS,
+};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
@@ -112,6 +114,61 @@ struct Session<'a> {
     close_after: Option<String>,
     peer_addr: IpAddr,
     auth: AuthSession,
+}
+
+/// A reading's fields as the connection uses them: (name, value as in the CSV, kind,
+/// whether a number). Walked up to four times (rows, board state, uploader, resend key).
+trait FieldsOf<'r>: Iterator<Item = (&'r str, &'r str, &'static str, bool)> + Clone {}
+
+impl<'r, I: Iterator<Item = (&'r str, &'r str, &'static str, bool)> + Clone> FieldsOf<'r> for I {}
+
+/// What the connection needs of a reading, from either parse: a [`Reading`] of the full
+/// path or a `FlatReading` of the one-pass path (issue 22), so both go through the same
+/// code to the same bytes.
+struct ReadingView<'r, I> {
+    device: Option<&'r str>,
+    boot: Option<&'r str>,
+    seq: Option<u64>,
+    device_time: Option<&'r str>,
+    json_too_deep: bool,
+    /// No field needs CSV quoting (see `parse_line_unquoted`).
+    unquoted: bool,
+    /// How many fields (rows).
+    count: usize,
+    fields: I,
+}
+
+impl<'r> ReadingView<'r, ()> {
+    fn of(r: &'r Reading<'r>, unquoted: bool) -> ReadingView<'r, impl FieldsOf<'r>> {
+        ReadingView {
+            device: r.device.as_deref(),
+            boot: r.boot.as_deref(),
+            seq: r.seq,
+            device_time: r.device_time.as_deref(),
+            json_too_deep: r.json_too_deep,
+            unquoted,
+            count: r.fields.len(),
+            fields: r
+                .fields
+                .iter()
+                .map(|f| (&*f.name, f.value.as_text(), f.value.kind(), matches!(f.value, Value::Number(_)))),
+        }
+    }
+}
+
+/// Appends the reading's rows to `out`: what the CSV holds of it.
+fn encode_reading<'r, I: FieldsOf<'r>>(
+    common: &encode::ReadingColumns<'_>,
+    r: &ReadingView<'r, I>,
+    encoder: &mut encode::Encoder,
+    out: &mut Vec<u8>,
+) {
+    let fields = r.fields.clone().map(|(name, value, kind, _)| (name, value, kind));
+    if r.unquoted {
+        common.encode_rows_unquoted(fields, encoder, out);
+    } else {
+        common.encode_rows(fields, encoder, out);
+    }
 }
 
 /// Serves one board until it disconnects, idles out, or the daemon shuts down.
@@ -223,7 +280,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
             &buf[..n]
         };
         encode::stamp_millis(&mut conn.received_at, &mut conn.received_ms, SystemTime::now());
-        framer.push(data, |frame| conn.frame(frame));
+        framer.push_text(data, |frame, text| conn.frame(frame, text));
         if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
         }
@@ -281,10 +338,31 @@ fn line_timed_out(shared: &ConnectionContext, io: &mut impl Write) -> String {
 }
 
 impl Session<'_> {
-    fn frame(&mut self, frame: Frame<'_>) {
+    /// One framed line; `text`: the line as text, if the framer has checked it.
+    fn frame(&mut self, frame: Frame<'_>, text: Option<&str>) {
         if self.close_after.is_some() {
             // Lines after a refused greeting are not stored: the board is disconnected.
             return;
+        }
+        // The common reading, in one pass from the line to its rows (issue 22); anything
+        // else takes the full parse below, which gives the same reading.
+        let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
+        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut fields)) {
+            let fields = fields[..r.count].iter().map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number));
+            let view = ReadingView {
+                device: r.device,
+                boot: r.boot,
+                seq: r.seq,
+                device_time: r.device_time,
+                json_too_deep: false,
+                unquoted: r.unquoted,
+                count: r.count,
+                fields,
+            };
+            return match self.shared.gate.reading(&self.auth, r.device) {
+                Ok(()) => self.add_reading(view),
+                Err(refusal) => self.refuse(refusal, r.seq),
+            };
         }
         match frame {
             Frame::Line(line) => match parse_line_unquoted(line, &mut self.spare_fields) {
@@ -323,7 +401,7 @@ impl Session<'_> {
                 }
                 (Line::Reading(r), unquoted) => {
                     match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
-                        Ok(()) => self.add_reading(&r, unquoted),
+                        Ok(()) => self.add_reading(ReadingView::of(&r, unquoted)),
                         Err(refusal) => self.refuse(refusal, r.seq),
                     }
                     self.spare_fields = recycle_fields(r.fields);
@@ -353,17 +431,14 @@ impl Session<'_> {
         self.replies.push(Reply::Text(reply));
     }
 
-    /// `unquoted`: no field of `r` needs CSV quoting (see `parse_line_unquoted`).
-    fn add_reading(&mut self, r: &Reading, unquoted: bool) {
+    /// Encodes a reading's rows into the chunk's batch and notes what the rest of the
+    /// daemon needs of it (board state, rows for the uploader, resend key, ACK).
+    fn add_reading<'r, I: FieldsOf<'r>>(&mut self, r: ReadingView<'r, I>) {
         if r.json_too_deep {
             Stats::add(&self.shared.stats.json_too_deep, 1);
         }
-        let device = r
-            .device
-            .as_deref()
-            .or(self.hello_device.as_deref())
-            .unwrap_or(&self.peer_ip);
-        let boot = r.boot.as_deref().or(self.boot.as_deref()).unwrap_or("");
+        let device = r.device.or(self.hello_device.as_deref()).unwrap_or(&self.peer_ip);
+        let boot = r.boot.or(self.boot.as_deref()).unwrap_or("");
         let bytes_start = self.batch.buf.len();
         let rows_start = self.batch.rows.len();
         let common = encode::ReadingColumns {
@@ -372,28 +447,19 @@ impl Session<'_> {
             peer: &self.peer,
             boot,
             seq: r.seq,
-            device_time: r.device_time.as_deref().unwrap_or(""),
+            device_time: r.device_time.unwrap_or(""),
         };
-        let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
-        if unquoted {
-            common.encode_rows_unquoted(fields, &mut self.encoder, &mut self.batch.buf);
-        } else {
-            common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
-        }
+        encode_reading(&common, &r, &mut self.encoder, &mut self.batch.buf);
         if self.shared.boards.is_some() {
             // DASHBOARD HOOK (1/2): note where the reading's rows are. The first reading of
             // a run of one device's readings copies its fields; a longer run's values are
             // read back from the rows after the CSV append (once per run).
-            let fields = r
-                .fields
-                .iter()
-                .map(|f| (&*f.name, f.value.as_text(), matches!(f.value, Value::Number(_))));
+            let fields = r.fields.clone().map(|(name, value, _, number)| (name, value, number));
             self.seen.note(device, bytes_start..self.batch.buf.len(), fields);
         }
         if self.shared.rows_for_uploader {
-            for f in &r.fields {
-                let row = common.row(&f.name, f.value.as_text(), f.value.kind());
-                self.batch.rows.push(row.to_owned_row());
+            for (name, value, kind, _) in r.fields.clone() {
+                self.batch.rows.push(common.row(name, value, kind).to_owned_row());
             }
         }
         let key = match (boot, r.seq) {
@@ -403,8 +469,8 @@ impl Session<'_> {
                 boot: boot.to_string(),
                 seq,
                 content: content_hash(
-                    r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind())),
-                    r.device_time.as_deref().unwrap_or(""),
+                    r.fields.clone().map(|(name, value, kind, _)| (name, value, kind)),
+                    r.device_time.unwrap_or(""),
                 ),
             }),
         };
@@ -417,7 +483,7 @@ impl Session<'_> {
         self.batch.readings.push(PendingReading {
             bytes: bytes_start..self.batch.buf.len(),
             rows: rows_start..self.batch.rows.len(),
-            row_count: r.fields.len() as u64,
+            row_count: r.count as u64,
             key,
         });
     }
