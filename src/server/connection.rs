@@ -565,3 +565,190 @@ impl Session<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::reading::{parse_line, MAX_BOOT_CHARS, MAX_DEVICE_CHARS};
+
+    /// What the connection takes from a view: everything but the fields' iterator type.
+    type Parts<'r> = (
+        Option<&'r str>,
+        Option<&'r str>,
+        Option<u64>,
+        Option<&'r str>,
+        bool,
+        usize,
+        Vec<(&'r str, &'r str, &'static str, bool)>,
+    );
+
+    fn parts<'r, I: FieldsOf<'r>>(v: &ReadingView<'r, I>) -> Parts<'r> {
+        (
+            v.device,
+            v.boot,
+            v.seq,
+            v.device_time,
+            v.json_too_deep,
+            v.count,
+            v.fields.clone().collect(),
+        )
+    }
+
+    /// The rows `view` makes, as `add_reading` encodes them (defaults as a greeting-less
+    /// board's: device from the peer, no boot).
+    fn rows<'r, I: FieldsOf<'r>>(v: &ReadingView<'r, I>, enc: &mut encode::Encoder) -> Vec<u8> {
+        let common = encode::ReadingColumns {
+            received_at: "2026-12-07T15:00:00.000Z",
+            device: v.device.unwrap_or("127.0.0.1"),
+            peer: "127.0.0.1:5000",
+            boot: v.boot.unwrap_or(""),
+            seq: v.seq,
+            device_time: v.device_time.unwrap_or(""),
+        };
+        let mut out = Vec::new();
+        encode_reading(&common, v, enc, &mut out);
+        out
+    }
+
+    /// Issue 22: the one-pass path (`parse_flat_line` straight to rows) writes exactly the
+    /// bytes of the full path (`parse_line`, then rows with the quoting test on every
+    /// field) and hands the rest of the connection the same reading, on random lines
+    /// and on lines at each of its fallback boundaries; and it does take the common ones.
+    #[test]
+    fn issue_22_one_pass_path_writes_what_the_full_path_writes() {
+        let mut next = crate::testing::xorshift(0x7a3c_1d22_5e0f_b961);
+        let name = |n: usize| format!("\"{}\"", "d".repeat(n));
+        let boot = |n: usize| format!("\"{}\"", "b".repeat(n));
+        let field = |i: usize| format!("\"f{i}\":{i}");
+        let fields = |n: usize| (0..n).map(field).collect::<Vec<_>>().join(",");
+        let mut lines: Vec<String> = vec![
+            r#"{"device":"sim-01","seq":12,"temp_c":21.50,"humidity":40.5}"#.into(),
+            r#" { "device" : "k" , "t" : 1 } "#.into(),
+            "\t{\"t\":1}\t".into(),
+            r#"{"t":1}"#.into(),
+            "{}".into(),
+            r#"{"device":"k"}"#.into(),
+            r#"{"seq":1,"boot":"b1","ts":"x"}"#.into(),
+            r#"{"a":null,"b":true,"c":false,"d":"","e":-0.5,"f":"=1+2","g":"-x","h":"'q"}"#.into(),
+            r#"{"=f":1,"+g":"@h","@":"\t"}"#.into(),
+            r#"{"note":"a, b","t":1}"#.into(),
+            r#"{"note":"a b","t":1}"#.into(),
+            r#"{"a":1,"a":2}"#.into(),
+            r#"{"a":1e3}"#.into(),
+            r#"{"a":[1]}"#.into(),
+            r#"{"a":"\u0041"}"#.into(),
+            "{\"a\":\"\u{e9}\"}".into(),
+            "{\"a\":1}\r".into(),
+            r#"{"device":true,"t":1}"#.into(),
+            r#"{"device":null,"t":1}"#.into(),
+            r#"{"device":"","t":1}"#.into(),
+            r#"{"device":" k","t":1}"#.into(),
+            r#"{"device":"k ","t":1}"#.into(),
+            r#"{"device":12,"t":1}"#.into(),
+            r#"{"seq":"12","t":1}"#.into(),
+            r#"{"seq":-1,"t":1}"#.into(),
+            r#"{"seq":1.5,"t":1}"#.into(),
+            r#"{"seq":18446744073709551615,"t":1}"#.into(),
+            r#"{"seq":18446744073709551616,"t":1}"#.into(),
+            r#"{"seq":true,"t":1}"#.into(),
+            r#"{"ts":null,"t":1}"#.into(),
+            r#"{"ts":false,"t":1}"#.into(),
+            r#"{"ts":7,"t":1}"#.into(),
+            r#"{"ts":"=now","t":1}"#.into(),
+            r#"{"boot":"has!bang","t":1}"#.into(),
+            r#"{"boot":7,"t":1}"#.into(),
+            r#"{"boot":"-b","t":1}"#.into(),
+        ];
+        for n in [MAX_DEVICE_CHARS - 1, MAX_DEVICE_CHARS, MAX_DEVICE_CHARS + 1] {
+            lines.push(format!("{{\"device\":{},\"t\":1}}", name(n)));
+        }
+        for n in [MAX_BOOT_CHARS, MAX_BOOT_CHARS + 1] {
+            lines.push(format!("{{\"boot\":{},\"t\":1}}", boot(n)));
+        }
+        for n in [1, FLAT_MAX_FIELDS - 1, FLAT_MAX_FIELDS, FLAT_MAX_FIELDS + 1, 16, 17] {
+            lines.push(format!("{{\"device\":\"k\",\"seq\":3,{}}}", fields(n)));
+        }
+        let pieces: Vec<String> = [
+            "\"device\":", "\"seq\":", "\"ts\":", "\"boot\":", "\"x\"", "\" k \"", "\"\"", "\"b-1\"", "12", "-0.5",
+            "1e3", "true", "null", "[1]", " ", "\t", ",", ":", "\"a,b\"", "\\u0041", "\u{1}", "\u{7f}", "é", "\r",
+            "=", "'", "\"",
+        ]
+        .iter()
+        .map(|p| p.to_string())
+        .chain([name(MAX_DEVICE_CHARS + 1), field(99)])
+        .collect();
+        let base = lines.len();
+        for round in 0..30_000 {
+            let mut text = lines[round % base].clone();
+            for _ in 0..(round % 4) {
+                let at = (next() as usize) % (text.len() + 1);
+                let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
+                if next().is_multiple_of(3) {
+                    let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
+                    text.replace_range(at..end, "");
+                } else {
+                    text.insert_str(at, &pieces[(next() as usize) % pieces.len()]);
+                }
+            }
+            lines.push(text);
+        }
+        let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
+        let (mut taken, mut taken_quoted) = (0, 0);
+        for line in &lines {
+            let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
+            let Some(fast) = parse_flat_line(line, &mut array) else {
+                continue;
+            };
+            let Line::Reading(full) = parse_line(line.as_bytes()) else {
+                panic!("{line:?}: taken by the one-pass path, but not a reading");
+            };
+            let fast = ReadingView {
+                device: fast.device,
+                boot: fast.boot,
+                seq: fast.seq,
+                device_time: fast.device_time,
+                json_too_deep: false,
+                unquoted: fast.unquoted,
+                count: fast.count,
+                fields: array[..fast.count]
+                    .iter()
+                    .map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number)),
+            };
+            // The reference encodes with the quoting test on every field.
+            let full = ReadingView::of(&full, false);
+            assert_eq!(parts(&fast), parts(&full), "line {line:?}");
+            assert_eq!(
+                String::from_utf8(rows(&fast, &mut enc_fast)).unwrap(),
+                String::from_utf8(rows(&full, &mut enc_full)).unwrap(),
+                "line {line:?}"
+            );
+            taken += 1;
+            taken_quoted += usize::from(!fast.unquoted);
+        }
+        assert!(
+            taken > 3_000 && taken_quoted > 100,
+            "the one-pass path took {taken} lines, {taken_quoted} with quoting"
+        );
+        for fallback in [
+            format!("{{\"device\":{},\"t\":1}}", name(MAX_DEVICE_CHARS + 1)),
+            format!("{{\"boot\":{},\"t\":1}}", boot(MAX_BOOT_CHARS + 1)),
+            format!("{{{}}}", fields(FLAT_MAX_FIELDS + 1)),
+            r#"{"seq":18446744073709551616,"t":1}"#.into(),
+            r#"{"seq":1}"#.into(),
+            r#"{"ts":null,"t":1}"#.into(),
+            "{\"a\":1}\r".into(),
+        ] {
+            let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
+            assert_eq!(parse_flat_line(&fallback, &mut array), None, "{fallback:?}");
+        }
+        for taken in [
+            format!("{{\"device\":{},\"t\":1}}", name(MAX_DEVICE_CHARS)),
+            format!("{{\"boot\":{},\"t\":1}}", boot(MAX_BOOT_CHARS)),
+            format!("{{{}}}", fields(FLAT_MAX_FIELDS)),
+            r#"{"seq":18446744073709551615,"t":1}"#.into(),
+        ] {
+            let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
+            assert!(parse_flat_line(&taken, &mut array).is_some(), "{taken:?}");
+        }
+    }
+}
