@@ -509,14 +509,20 @@ pub struct FlatReading<'a> {
 /// other line; [`parse_line`] decides (it gives the same reading for every line this
 /// takes, which `server::connection`'s differential test checks down to the CSV bytes).
 /// `text` is the framed line, already known to be UTF-8.
-pub fn parse_flat_line<'a>(text: &'a str, fields: &mut [FlatField<'a>; FLAT_MAX_FIELDS]) -> Option<FlatReading<'a>> {
+///
+/// `keys`: the board's last keys, kept from line to line (see [`json::KeyMemory`]).
+pub fn parse_flat_line<'a>(
+    text: &'a str,
+    keys: &mut json::KeyMemory,
+    fields: &mut [FlatField<'a>; FLAT_MAX_FIELDS],
+) -> Option<FlatReading<'a>> {
     let text = trim_blanks(text);
     if !text.starts_with('{') {
         return None;
     }
     let mut r = FlatReading::default();
     let mut usual = true;
-    let unquoted = json::for_each_flat_pair(text, |key, value| match flat_role(key, value) {
+    let unquoted = json::for_each_flat_pair_recalling(text, keys, |key, value| match flat_role(key, value) {
         FlatRole::Device(s) => r.device = Some(s),
         FlatRole::Seq(n) => r.seq = Some(n),
         FlatRole::Time(s) => r.device_time = Some(s),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
+use crate::protocol::json::KeyMemory;
 use crate::protocol::reading::{
     parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, Kind, Line, Reading, Value, FLAT_MAX_FIELDS,
 };
@@ -110,6 +111,8 @@ struct Session<'a> {
     seen: crate::fleet::boards::Sightings,
     /// The field vector each line is parsed into (see `parse_line_reusing`, here `parse_line_unquoted`).
     spare_fields: Vec<Field<'static>>,
+    /// The keys of the board's last flat JSON line (see `parse_flat_line`).
+    flat_keys: KeyMemory,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
     peer_addr: IpAddr,
@@ -227,6 +230,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         encoder: encode::Encoder::default(),
         seen: crate::fleet::boards::Sightings::default(),
         spare_fields: Vec::new(),
+        flat_keys: KeyMemory::default(),
         close_after: None,
         peer_addr: match peer.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
@@ -347,7 +351,7 @@ impl Session<'_> {
         // The common reading, in one pass from the line to its rows (issue 22); anything
         // else takes the full parse below, which gives the same reading.
         let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
-        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut fields)) {
+        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, &mut fields)) {
             let fields = fields[..r.count].iter().map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number));
             let view = ReadingView {
                 device: r.device,
@@ -694,9 +698,11 @@ mod tests {
         }
         let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
         let (mut taken, mut taken_quoted) = (0, 0);
+        // One memory of keys across the lines, as a board's connection keeps it.
+        let mut keys = KeyMemory::default();
         for line in &lines {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
-            let Some(fast) = parse_flat_line(line, &mut array) else {
+            let Some(fast) = parse_flat_line(line, &mut keys, &mut array) else {
                 continue;
             };
             let Line::Reading(full) = parse_line(line.as_bytes()) else {
@@ -739,7 +745,7 @@ mod tests {
             "{\"a\":1}\r".into(),
         ] {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
-            assert_eq!(parse_flat_line(&fallback, &mut array), None, "{fallback:?}");
+            assert_eq!(parse_flat_line(&fallback, &mut keys, &mut array), None, "{fallback:?}");
         }
         for taken in [
             format!("{{\"device\":{},\"t\":1}}", name(MAX_DEVICE_CHARS)),
@@ -748,7 +754,7 @@ mod tests {
             r#"{"seq":18446744073709551615,"t":1}"#.into(),
         ] {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
-            assert!(parse_flat_line(&taken, &mut array).is_some(), "{taken:?}");
+            assert!(parse_flat_line(&taken, &mut keys, &mut array).is_some(), "{taken:?}");
         }
     }
 }
