@@ -782,6 +782,22 @@ fn typed(s: &str) -> Value<'_> {
     }
 }
 
+/// Test lines: `times` random edits of `text` (a char removed, or one of `pieces`
+/// inserted), at char boundaries.
+#[cfg(test)]
+pub(crate) fn mutate_line(text: &mut String, times: usize, pieces: &[&str], next: &mut impl FnMut() -> u64) {
+    for _ in 0..times {
+        let at = (next() as usize) % (text.len() + 1);
+        let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        if next().is_multiple_of(3) {
+            let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
+            text.replace_range(at..end, "");
+        } else {
+            text.insert_str(at, pieces[(next() as usize) % pieces.len()]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,16 +847,7 @@ mod tests {
             } else {
                 r#"{"device":"sim-1","seq":12,"ts":"t1","boot":"b1","temp_c":21.50,"ok":false,"note":"a=b c"}"#
             });
-            for _ in 0..(round % 4) {
-                let at = (next() as usize) % (text.len() + 1);
-                let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
-                if next().is_multiple_of(3) {
-                    let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
-                    text.replace_range(at..end, "");
-                } else {
-                    text.insert_str(at, pieces[(next() as usize) % pieces.len()]);
-                }
-            }
+            mutate_line(&mut text, round % 4, pieces, &mut next);
             let (fast, unquoted) = parse_line_unquoted(text.as_bytes(), &mut Vec::new());
             let full = parse_line_taking(text.as_bytes(), &mut Vec::new(), false, &mut false);
             assert_eq!(fast, full, "line {text:?}");

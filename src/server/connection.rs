@@ -573,7 +573,7 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::reading::{parse_line, MAX_BOOT_CHARS, MAX_DEVICE_CHARS};
+    use crate::protocol::reading::{mutate_line, parse_line, MAX_BOOT_CHARS, MAX_DEVICE_CHARS};
 
     /// What the connection takes from a view: everything but the fields' iterator type.
     type Parts<'r> = (
@@ -681,19 +681,11 @@ mod tests {
         .map(|p| p.to_string())
         .chain([name(MAX_DEVICE_CHARS + 1), field(99)])
         .collect();
+        let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
         let base = lines.len();
         for round in 0..30_000 {
             let mut text = lines[round % base].clone();
-            for _ in 0..(round % 4) {
-                let at = (next() as usize) % (text.len() + 1);
-                let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
-                if next().is_multiple_of(3) {
-                    let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
-                    text.replace_range(at..end, "");
-                } else {
-                    text.insert_str(at, &pieces[(next() as usize) % pieces.len()]);
-                }
-            }
+            mutate_line(&mut text, round % 4, &pieces, &mut next);
             lines.push(text);
         }
         let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
