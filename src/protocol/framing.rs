@@ -312,11 +312,17 @@ mod tests {
         let mut f = LineFramer::new(100);
         let mut got = Vec::new();
         f.push_text(b"x", |_, _| {});
-        let data = [b"y\n".as_slice(), "{\"a\":\"\u{e9}\"}\r\n\nz\n".as_bytes(), b"\xffw\nv\n"].concat();
-        f.push_text(&data, |fr, t| {
-            got.push((format!("{fr:?}"), t.map(String::from)))
-        });
+        let data = [
+            b"y\n".as_slice(),
+            "{\"a\":\"\u{e9}\"}\r\n\nz\n".as_bytes(),
+            b"\xffw\nv\n",
+        ]
+        .concat();
+        f.push_text(&data, |fr, t| got.push((format!("{fr:?}"), t.map(String::from))));
         let texts: Vec<_> = got.iter().map(|(_, t)| t.as_deref()).collect();
-        assert_eq!(texts, [None, Some("{\"a\":\"\u{e9}\"}"), Some(""), Some("z"), None, None]);
+        assert_eq!(
+            texts,
+            [None, Some("{\"a\":\"\u{e9}\"}"), Some(""), Some("z"), None, None]
+        );
     }
 }

@@ -886,9 +886,8 @@ mod tests {
         for text in random_lines(0x1f2e_3d4c_5b6a_7988, 30_000).chain(same_keys) {
             let mut pairs = Vec::new();
             let before = memory.keys;
-            let r = for_each_flat_pair_recalling(&text, &mut memory, |k, v| {
-                pairs.push((k.to_string(), format!("{v:?}")))
-            });
+            let r =
+                for_each_flat_pair_recalling(&text, &mut memory, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
             assert_eq!((r, pairs), fresh(&text), "input {text:?}");
             recalled += usize::from(r.is_some() && before == memory.keys && before[0].1 > 0);
         }

@@ -151,10 +151,14 @@ impl<'r> ReadingView<'r, ()> {
             json_too_deep: r.json_too_deep,
             unquoted,
             count: r.fields.len(),
-            fields: r
-                .fields
-                .iter()
-                .map(|f| (&*f.name, f.value.as_text(), f.value.kind(), matches!(f.value, Value::Number(_)))),
+            fields: r.fields.iter().map(|f| {
+                (
+                    &*f.name,
+                    f.value.as_text(),
+                    f.value.kind(),
+                    matches!(f.value, Value::Number(_)),
+                )
+            }),
         }
     }
 }
@@ -352,7 +356,9 @@ impl Session<'_> {
         // else takes the full parse below, which gives the same reading.
         let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
         if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, &mut fields)) {
-            let fields = fields[..r.count].iter().map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number));
+            let fields = fields[..r.count]
+                .iter()
+                .map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number));
             let view = ReadingView {
                 device: r.device,
                 boot: r.boot,
@@ -673,9 +679,33 @@ mod tests {
             lines.push(format!("{{\"device\":\"k\",\"seq\":3,{}}}", fields(n)));
         }
         let pieces: Vec<String> = [
-            "\"device\":", "\"seq\":", "\"ts\":", "\"boot\":", "\"x\"", "\" k \"", "\"\"", "\"b-1\"", "12", "-0.5",
-            "1e3", "true", "null", "[1]", " ", "\t", ",", ":", "\"a,b\"", "\\u0041", "\u{1}", "\u{7f}", "é", "\r",
-            "=", "'", "\"",
+            "\"device\":",
+            "\"seq\":",
+            "\"ts\":",
+            "\"boot\":",
+            "\"x\"",
+            "\" k \"",
+            "\"\"",
+            "\"b-1\"",
+            "12",
+            "-0.5",
+            "1e3",
+            "true",
+            "null",
+            "[1]",
+            " ",
+            "\t",
+            ",",
+            ":",
+            "\"a,b\"",
+            "\\u0041",
+            "\u{1}",
+            "\u{7f}",
+            "é",
+            "\r",
+            "=",
+            "'",
+            "\"",
         ]
         .iter()
         .map(|p| p.to_string())
