@@ -504,7 +504,7 @@ pub struct FlatReading<'a> {
 
 /// The ingest path's one pass for the common line (issue 22): a flat JSON object of
 /// printable ASCII ([`json::for_each_flat_pair`]) with at most [`FLAT_MAX_FIELDS`] fields
-/// and reserved keys of the usual form ([`flat_role`]) is split straight into `fields`,
+/// and reserved keys of the usual form (`flat_role`) is split straight into `fields`,
 /// borrowed from `text`, with no `Reading`, no field vector and no `Cow`. `None`: any
 /// other line; [`parse_line`] decides (it gives the same reading for every line this
 /// takes, which `server::connection`'s differential test checks down to the CSV bytes).
