@@ -25,7 +25,8 @@ use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
 use crate::protocol::json::KeyMemory;
 use crate::protocol::reading::{
-    parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, Kind, Line, Reading, Value, FLAT_MAX_FIELDS,
+    parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, FlatReading, Kind, Line, Reading, Value,
+    FLAT_MAX_FIELDS,
 };
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
@@ -159,6 +160,24 @@ impl<'r> ReadingView<'r, ()> {
                     matches!(f.value, Value::Number(_)),
                 )
             }),
+        }
+    }
+}
+
+impl<'r> ReadingView<'r, ()> {
+    /// The view of a reading of `parse_flat_line`, whose fields are `fields[..r.count]`.
+    fn of_flat(r: &FlatReading<'r>, fields: &'r [FlatField<'r>]) -> ReadingView<'r, impl FieldsOf<'r>> {
+        ReadingView {
+            device: r.device,
+            boot: r.boot,
+            seq: r.seq,
+            device_time: r.device_time,
+            json_too_deep: false,
+            unquoted: r.unquoted,
+            count: r.count,
+            fields: fields[..r.count]
+                .iter()
+                .map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number)),
         }
     }
 }
@@ -356,21 +375,8 @@ impl Session<'_> {
         // else takes the full parse below, which gives the same reading.
         let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
         if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, &mut fields)) {
-            let fields = fields[..r.count]
-                .iter()
-                .map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number));
-            let view = ReadingView {
-                device: r.device,
-                boot: r.boot,
-                seq: r.seq,
-                device_time: r.device_time,
-                json_too_deep: false,
-                unquoted: r.unquoted,
-                count: r.count,
-                fields,
-            };
             return match self.shared.gate.reading(&self.auth, r.device) {
-                Ok(()) => self.add_reading(view),
+                Ok(()) => self.add_reading(ReadingView::of_flat(&r, &fields)),
                 Err(refusal) => self.refuse(refusal, r.seq),
             };
         }
@@ -730,18 +736,7 @@ mod tests {
             let Line::Reading(full) = parse_line(line.as_bytes()) else {
                 panic!("{line:?}: taken by the one-pass path, but not a reading");
             };
-            let fast = ReadingView {
-                device: fast.device,
-                boot: fast.boot,
-                seq: fast.seq,
-                device_time: fast.device_time,
-                json_too_deep: false,
-                unquoted: fast.unquoted,
-                count: fast.count,
-                fields: array[..fast.count]
-                    .iter()
-                    .map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number)),
-            };
+            let fast = ReadingView::of_flat(&fast, &array);
             // The reference encodes with the quoting test on every field.
             let full = ReadingView::of(&full, false);
             assert_eq!(parts(&fast), parts(&full), "line {line:?}");
