@@ -99,7 +99,7 @@ impl LineFramer {
     /// valid UTF-8 (`None` for a line joined across reads or with invalid bytes: the
     /// caller checks it itself). The chunk is checked once, not each line (issue 22: a
     /// `from_utf8` per line was 143 instructions of a 60-byte reading).
-    pub fn push_text(&mut self, data: &[u8], emit: impl FnMut(Frame<'_>, Option<&str>)) {
+    pub fn push_text<'d>(&mut self, data: &'d [u8], emit: impl FnMut(Frame<'_>, Option<&'d str>)) {
         // The valid prefix: text up to the first invalid byte (or an unfinished last char).
         let text = match std::str::from_utf8(data) {
             Ok(text) => text,
@@ -109,7 +109,7 @@ impl LineFramer {
     }
 
     /// The framer; `text` is a prefix of `data` as text (lines within it are given as text).
-    fn push_lines(&mut self, data: &[u8], text: &str, mut emit: impl FnMut(Frame<'_>, Option<&str>)) {
+    fn push_lines<'d>(&mut self, data: &'d [u8], text: &'d str, mut emit: impl FnMut(Frame<'_>, Option<&'d str>)) {
         let mut rest = data;
         while let Some(pos) = memchr::memchr(b'\n', rest) {
             let piece = &rest[..pos];

@@ -307,7 +307,10 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
             &buf[..n]
         };
         encode::stamp_millis(&mut conn.received_at, &mut conn.received_ms, SystemTime::now());
-        framer.push_text(data, |frame, text| conn.frame(frame, text));
+        // The fields of the chunk's flat lines, one after another (made once per chunk, not
+        // per line: issue 22).
+        let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
+        framer.push_text(data, |frame, text| conn.frame(frame, text, &mut fields));
         if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
         }
@@ -365,18 +368,18 @@ fn line_timed_out(shared: &ConnectionContext, io: &mut impl Write) -> String {
 }
 
 impl Session<'_> {
-    /// One framed line; `text`: the line as text, if the framer has checked it.
-    fn frame(&mut self, frame: Frame<'_>, text: Option<&str>) {
+    /// One framed line; `text`: the line as text, if the framer has checked it; `fields`:
+    /// room for a flat line's fields.
+    fn frame<'d>(&mut self, frame: Frame<'_>, text: Option<&'d str>, fields: &mut [FlatField<'d>; FLAT_MAX_FIELDS]) {
         if self.close_after.is_some() {
             // Lines after a refused greeting are not stored: the board is disconnected.
             return;
         }
         // The common reading, in one pass from the line to its rows (issue 22); anything
         // else takes the full parse below, which gives the same reading.
-        let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
-        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, &mut fields)) {
+        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, fields)) {
             return match self.shared.gate.reading(&self.auth, r.device) {
-                Ok(()) => self.add_reading(ReadingView::of_flat(&r, &fields)),
+                Ok(()) => self.add_reading(ReadingView::of_flat(&r, fields)),
                 Err(refusal) => self.refuse(refusal, r.seq),
             };
         }
