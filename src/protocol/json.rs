@@ -165,33 +165,34 @@ pub fn for_each_flat_pair<'a>(text: &'a str, each: impl FnMut(&'a str, FlatValue
 pub struct KeyMemory {
     /// Per place: the key's bytes as a little-endian word (zero-padded) and its length
     /// (0: nothing kept).
-    keys: [(u64, u8); FLAT_MAX_KEYS],
+    kept: [(u64, u8); FLAT_MAX_KEYS],
+    /// Where the keys of the line being scanned are: room kept here so that it is not
+    /// set up again for every line.
+    spans: [(usize, usize); FLAT_MAX_KEYS],
 }
 
-impl KeyMemory {
-    /// The end (closing quote) of the key at `start`, if it is the remembered key `k`.
-    #[inline(always)]
-    fn recall(&self, k: usize, b: &[u8], start: usize) -> Option<usize> {
-        let &(word, len) = self.keys.get(k)?;
-        let len = usize::from(len);
-        if len == 0 {
-            return None;
-        }
-        let window: [u8; 8] = b.get(start..start + 8)?.try_into().ok()?;
-        let mask = u64::MAX >> (64 - 8 * len);
-        (u64::from_le_bytes(window) & mask == word && b.get(start + len) == Some(&b'"')).then_some(start + len)
+/// The end (closing quote) of the key at `start`, if it is the kept key `k`.
+#[inline(always)]
+fn recall(kept: &[(u64, u8); FLAT_MAX_KEYS], k: usize, b: &[u8], start: usize) -> Option<usize> {
+    let &(word, len) = kept.get(k)?;
+    let len = usize::from(len);
+    if len == 0 {
+        return None;
     }
+    let window: [u8; 8] = b.get(start..start + 8)?.try_into().ok()?;
+    let mask = u64::MAX >> (64 - 8 * len);
+    (u64::from_le_bytes(window) & mask == word && b.get(start + len) == Some(&b'"')).then_some(start + len)
+}
 
-    /// Keeps the keys of an accepted line (`spans` into `b`).
-    fn learn(&mut self, b: &[u8], spans: &[(usize, usize)]) {
-        self.keys = [(0, 0); FLAT_MAX_KEYS];
-        for (slot, &(s, e)) in self.keys.iter_mut().zip(spans) {
-            let key = &b[s..e];
-            if (1..=8).contains(&key.len()) && !key.contains(&b',') {
-                let mut word = [0u8; 8];
-                word[..key.len()].copy_from_slice(key);
-                *slot = (u64::from_le_bytes(word), key.len() as u8);
-            }
+/// Keeps the keys of an accepted line (`spans` into `b`).
+fn learn(kept: &mut [(u64, u8); FLAT_MAX_KEYS], b: &[u8], spans: &[(usize, usize)]) {
+    *kept = [(0, 0); FLAT_MAX_KEYS];
+    for (slot, &(s, e)) in kept.iter_mut().zip(spans) {
+        let key = &b[s..e];
+        if (1..=8).contains(&key.len()) && !key.contains(&b',') {
+            let mut word = [0u8; 8];
+            word[..key.len()].copy_from_slice(key);
+            *slot = (u64::from_le_bytes(word), key.len() as u8);
         }
     }
 }
@@ -248,7 +249,7 @@ pub fn for_each_flat_pair_recalling<'a>(
     // Keys seen so far, with a 64-bit filter of (length, first byte, last byte): only a
     // filter hit compares the key with the earlier ones. While every key so far is the
     // remembered one at its place (`known`), none repeats and the filter waits.
-    let mut keys = [(0usize, 0usize); FLAT_MAX_KEYS];
+    let KeyMemory { kept, spans: keys } = memory;
     let mut count = 0;
     let mut filter = 0u64;
     let mut known = true;
@@ -258,7 +259,7 @@ pub fn for_each_flat_pair_recalling<'a>(
             return None;
         }
         let start = i + 1;
-        let recalled = memory.recall(count, b, start);
+        let recalled = recall(kept, count, b, start);
         let key_end = match recalled {
             Some(end) => end,
             None => plain_end(start)?,
@@ -341,7 +342,7 @@ pub fn for_each_flat_pair_recalling<'a>(
         return None;
     }
     if changed {
-        memory.learn(b, &keys[..count]);
+        learn(kept, b, &keys[..count]);
     }
     Some(!comma)
 }
@@ -921,11 +922,11 @@ mod tests {
         });
         for text in random_lines(0x1f2e_3d4c_5b6a_7988, 30_000).chain(same_keys) {
             let mut pairs = Vec::new();
-            let before = memory.keys;
+            let before = memory.kept;
             let r =
                 for_each_flat_pair_recalling(&text, &mut memory, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
             assert_eq!((r, pairs), fresh(&text), "input {text:?}");
-            recalled += usize::from(r.is_some() && before == memory.keys && before[0].1 > 0);
+            recalled += usize::from(r.is_some() && before == memory.kept && before[0].1 > 0);
         }
         assert!(recalled > 500, "keys were recalled on {recalled} lines only");
     }
