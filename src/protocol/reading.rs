@@ -787,6 +787,37 @@ fn typed(s: &str) -> Value<'_> {
     }
 }
 
+/// Pieces that [`mutate_line`] inserts into a JSON reading: reserved keys, odd values,
+/// spaces, escapes, controls, non-ASCII (each near a boundary of the flat fast path).
+#[cfg(test)]
+pub(crate) const MUTATION_PIECES: &[&str] = &[
+    "\"device\":",
+    "\"seq\":",
+    "\"ts\":",
+    "\"boot\":",
+    "\"x\"",
+    "\" k \"",
+    "\"\"",
+    "\"b-1\"",
+    "\"bad boot\"",
+    "12",
+    "-0.5",
+    "1e3",
+    "true",
+    "null",
+    "[1]",
+    " ",
+    "\t",
+    ",",
+    ":",
+    "\\u0041",
+    "\u{1}",
+    "\u{7f}",
+    "\u{85}",
+    "é",
+    "\r",
+];
+
 /// Test lines: `times` random edits of `text` (a char removed, or one of `pieces`
 /// inserted), at char boundaries.
 #[cfg(test)]
@@ -814,34 +845,7 @@ mod tests {
     fn issue_22_flat_fast_path_agrees_with_the_full_path() {
         let mut next = crate::testing::xorshift(0x51_7cc1_b727_220a);
         let long = format!("\"{}\"", "n".repeat(MAX_DEVICE_CHARS + 1));
-        let pieces: &[&str] = &[
-            "\"device\":",
-            "\"seq\":",
-            "\"ts\":",
-            "\"boot\":",
-            "\"x\"",
-            "\" k \"",
-            "\"\"",
-            "\"b-1\"",
-            "\"bad boot\"",
-            "12",
-            "-0.5",
-            "1e3",
-            "true",
-            "null",
-            "[1]",
-            " ",
-            "\t",
-            ",",
-            ":",
-            "\\u0041",
-            "\u{1}",
-            "\u{7f}",
-            "\u{85}",
-            "é",
-            "\r",
-            &long,
-        ];
+        let pieces: Vec<&str> = MUTATION_PIECES.iter().copied().chain([long.as_str()]).collect();
         let mut taken = 0;
         let (mut unquoted_seen, mut quoted_seen) = (0, 0);
         for round in 0..40_000 {
@@ -852,7 +856,7 @@ mod tests {
             } else {
                 r#"{"device":"sim-1","seq":12,"ts":"t1","boot":"b1","temp_c":21.50,"ok":false,"note":"a=b c"}"#
             });
-            mutate_line(&mut text, round % 4, pieces, &mut next);
+            mutate_line(&mut text, round % 4, &pieces, &mut next);
             let (fast, unquoted) = parse_line_unquoted(text.as_bytes(), &mut Vec::new());
             let full = parse_line_taking(text.as_bytes(), &mut Vec::new(), false, &mut false);
             assert_eq!(fast, full, "line {text:?}");

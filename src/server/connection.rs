@@ -588,7 +588,7 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::reading::{mutate_line, parse_line, MAX_BOOT_CHARS, MAX_DEVICE_CHARS};
+    use crate::protocol::reading::{mutate_line, parse_line, MAX_BOOT_CHARS, MAX_DEVICE_CHARS, MUTATION_PIECES};
 
     /// What the connection takes from a view: everything but the fields' iterator type.
     type Parts<'r> = (
@@ -687,40 +687,9 @@ mod tests {
         for n in [1, FLAT_MAX_FIELDS - 1, FLAT_MAX_FIELDS, FLAT_MAX_FIELDS + 1, 16, 17] {
             lines.push(format!("{{\"device\":\"k\",\"seq\":3,{}}}", fields(n)));
         }
-        let pieces: Vec<String> = [
-            "\"device\":",
-            "\"seq\":",
-            "\"ts\":",
-            "\"boot\":",
-            "\"x\"",
-            "\" k \"",
-            "\"\"",
-            "\"b-1\"",
-            "12",
-            "-0.5",
-            "1e3",
-            "true",
-            "null",
-            "[1]",
-            " ",
-            "\t",
-            ",",
-            ":",
-            "\"a,b\"",
-            "\\u0041",
-            "\u{1}",
-            "\u{7f}",
-            "é",
-            "\r",
-            "=",
-            "'",
-            "\"",
-        ]
-        .iter()
-        .map(|p| p.to_string())
-        .chain([name(MAX_DEVICE_CHARS + 1), field(99)])
-        .collect();
-        let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let (long_name, wide) = (name(MAX_DEVICE_CHARS + 1), field(99));
+        let extra = ["\"a,b\"", "=", "'", "\"", &long_name, &wide];
+        let pieces: Vec<&str> = MUTATION_PIECES.iter().copied().chain(extra).collect();
         let base = lines.len();
         for round in 0..30_000 {
             let mut text = lines[round % base].clone();
