@@ -91,8 +91,53 @@ fn plain_run(b: &[u8]) -> usize {
     b.iter().position(|&c| NOT_PLAIN[c as usize]).unwrap_or(b.len())
 }
 
+/// The end of the run of ASCII digits at `b[i..]`: eight bytes at a time while eight are
+/// left (issue 22: a byte at a time was about 8 instructions a digit). Per byte of
+/// `x = word ^ 0x30..30`, a digit is `x < 10`: `(x + 0x76) | x` has its top bit set exactly
+/// for the other bytes (no carry leaves a byte below 0x80; a carry from a byte at or above
+/// it only marks bytes after one that is marked already), so the lowest marked byte ends
+/// the run.
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    const LOW: u64 = u64::MAX / 255;
+    while let Some(w) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ (LOW * u64::from(b'0'));
+        let stop = (x.wrapping_add(LOW * 0x76) | x) & (LOW * 0x80);
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
 /// Most keys [`for_each_flat_pair`] checks for repeats; more go to the full scanner.
 const FLAT_MAX_KEYS: usize = 16;
+
+/// A value of [`for_each_flat_pair`]: what [`JsonValue`] would be, borrowed from the line
+/// without a `Cow` (a plain string has no escape to decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlatValue<'a> {
+    /// The number's text as sent.
+    Number(&'a str),
+    /// The string's text, quotes removed.
+    Str(&'a str),
+    Bool(bool),
+    Null,
+}
+
+impl<'a> From<FlatValue<'a>> for JsonValue<'a> {
+    fn from(v: FlatValue<'a>) -> JsonValue<'a> {
+        match v {
+            FlatValue::Number(n) => JsonValue::Number(n),
+            FlatValue::Str(s) => JsonValue::Str(Cow::Borrowed(s)),
+            FlatValue::Bool(b) => JsonValue::Bool(b),
+            FlatValue::Null => JsonValue::Null,
+        }
+    }
+}
 
 /// The fast path for the common reading (issue 22): a flat object of plain keys,
 /// numbers without an exponent, literals and strings of printable ASCII without escapes,
@@ -106,7 +151,68 @@ const FLAT_MAX_KEYS: usize = 16;
 ///
 /// Whatever it accepts, [`for_each_pair`] accepts with the same pairs (a differential
 /// test checks this on random input): only the rare forms fall back.
-pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonValue<'a>)) -> Option<bool> {
+pub fn for_each_flat_pair<'a>(text: &'a str, each: impl FnMut(&'a str, FlatValue<'a>)) -> Option<bool> {
+    for_each_flat_pair_recalling(text, &mut KeyMemory::default(), each)
+}
+
+/// The keys of the last line [`for_each_flat_pair_recalling`] accepted, in order: a board
+/// sends the same keys in the same order line after line, so a key is first compared with
+/// the one at its place in the last line (eight bytes in one compare), and while every key
+/// so far was found there, none can repeat (the last line had no repeats). Issue 22: this
+/// replaces a string scan and the repeat check per key. Only keys of 1 to 8 bytes without
+/// a comma are kept; the others are scanned every time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyMemory {
+    /// Per place: the key's bytes as a little-endian word (zero-padded) and its length
+    /// (0: nothing kept).
+    kept: [(u64, u8); FLAT_MAX_KEYS],
+    /// Where the keys of the line being scanned are: room kept here so that it is not
+    /// set up again for every line.
+    spans: [(usize, usize); FLAT_MAX_KEYS],
+}
+
+/// The end (closing quote) of the key at `start`, if it is the kept key `k`.
+#[inline(always)]
+fn recall(kept: &[(u64, u8); FLAT_MAX_KEYS], k: usize, b: &[u8], start: usize) -> Option<usize> {
+    let &(word, len) = kept.get(k)?;
+    let len = usize::from(len);
+    if len == 0 {
+        return None;
+    }
+    let window: [u8; 8] = b.get(start..start + 8)?.try_into().ok()?;
+    let mask = u64::MAX >> (64 - 8 * len);
+    (u64::from_le_bytes(window) & mask == word && b.get(start + len) == Some(&b'"')).then_some(start + len)
+}
+
+/// Keeps the keys of an accepted line (`spans` into `b`).
+fn learn(kept: &mut [(u64, u8); FLAT_MAX_KEYS], b: &[u8], spans: &[(usize, usize)]) {
+    *kept = [(0, 0); FLAT_MAX_KEYS];
+    for (slot, &(s, e)) in kept.iter_mut().zip(spans) {
+        let key = &b[s..e];
+        if (1..=8).contains(&key.len()) && !key.contains(&b',') {
+            let mut word = [0u8; 8];
+            word[..key.len()].copy_from_slice(key);
+            *slot = (u64::from_le_bytes(word), key.len() as u8);
+        }
+    }
+}
+
+/// The bit of a key in [`for_each_flat_pair`]'s 64-bit filter of (length, first byte, last byte).
+fn key_bit(kb: &[u8]) -> u64 {
+    match (kb.first(), kb.last()) {
+        (Some(&f), Some(&l)) => 1u64 << ((kb.len() * 7 + usize::from(f) + usize::from(l) * 3) & 63),
+        _ => 1,
+    }
+}
+
+/// [`for_each_flat_pair`], comparing each key first with the one at its place in the last
+/// accepted line (see [`KeyMemory`]), and keeping this line's keys if they differ. The
+/// same result as [`for_each_flat_pair`] whatever `memory` holds (a test checks this).
+pub fn for_each_flat_pair_recalling<'a>(
+    text: &'a str,
+    memory: &mut KeyMemory,
+    mut each: impl FnMut(&'a str, FlatValue<'a>),
+) -> Option<bool> {
     let b = text.as_bytes();
     let n = b.len();
     // One look in the common case, compact JSON without spaces.
@@ -131,12 +237,7 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
             _ => return None,
         }
     };
-    let digits = |mut i: usize| {
-        while i < n && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        i
-    };
+    let digits = |i: usize| digits_end(b, i);
     let mut i = spaces(0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -146,29 +247,39 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
         return (spaces(i + 1) == n).then_some(true);
     }
     // Keys seen so far, with a 64-bit filter of (length, first byte, last byte): only a
-    // filter hit compares the key with the earlier ones.
-    let mut keys = [(0usize, 0usize); FLAT_MAX_KEYS];
+    // filter hit compares the key with the earlier ones. While every key so far is the
+    // remembered one at its place (`known`), none repeats and the filter waits.
+    let KeyMemory { kept, spans: keys } = memory;
     let mut count = 0;
     let mut filter = 0u64;
+    let mut known = true;
+    let mut changed = false;
     loop {
-        if b.get(i) != Some(&b'"') {
+        if b.get(i) != Some(&b'"') || count == FLAT_MAX_KEYS {
             return None;
         }
-        let key_end = plain_end(i + 1)?;
-        let key = text.get(i + 1..key_end)?;
-        if count == FLAT_MAX_KEYS {
-            return None;
-        }
-        let kb = key.as_bytes();
-        let bit = match (kb.first(), kb.last()) {
-            (Some(&f), Some(&l)) => 1u64 << ((kb.len() * 7 + usize::from(f) + usize::from(l) * 3) & 63),
-            _ => 1,
+        let start = i + 1;
+        let recalled = recall(kept, count, b, start);
+        let key_end = match recalled {
+            Some(end) => end,
+            None => plain_end(start)?,
         };
-        if filter & bit != 0 && keys[..count].iter().any(|&(s, e)| &b[s..e] == kb) {
-            return None; // a repeated key: the full scanner merges repeats
+        let key = text.get(start..key_end)?;
+        if recalled.is_none() || !known {
+            if known {
+                // The first key not remembered: the filter of the keys before it.
+                known = false;
+                filter = keys[..count].iter().fold(0, |f, &(s, e)| f | key_bit(&b[s..e]));
+            }
+            let kb = key.as_bytes();
+            let bit = key_bit(kb);
+            if filter & bit != 0 && keys[..count].iter().any(|&(s, e)| &b[s..e] == kb) {
+                return None; // a repeated key: the full scanner merges repeats
+            }
+            filter |= bit;
         }
-        filter |= bit;
-        keys[count] = (i + 1, key_end);
+        changed |= recalled.is_none();
+        keys[count] = (start, key_end);
         count += 1;
         i = spaces(key_end + 1);
         if b.get(i) != Some(&b':') {
@@ -180,7 +291,7 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
             b'"' => {
                 let end = plain_end(i + 1)?;
                 i = end + 1;
-                JsonValue::Str(Cow::Borrowed(text.get(start + 1..end)?))
+                FlatValue::Str(text.get(start + 1..end)?)
             }
             b'-' | b'0'..=b'9' => {
                 if b[i] == b'-' {
@@ -203,19 +314,19 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
                 if matches!(b.get(i), Some(b'e' | b'E')) || i - start >= 300 {
                     return None;
                 }
-                JsonValue::Number(text.get(start..i)?)
+                FlatValue::Number(text.get(start..i)?)
             }
             b't' if b[i..].starts_with(b"true") => {
                 i += 4;
-                JsonValue::Bool(true)
+                FlatValue::Bool(true)
             }
             b'f' if b[i..].starts_with(b"false") => {
                 i += 5;
-                JsonValue::Bool(false)
+                FlatValue::Bool(false)
             }
             b'n' if b[i..].starts_with(b"null") => {
                 i += 4;
-                JsonValue::Null
+                FlatValue::Null
             }
             _ => return None,
         };
@@ -227,7 +338,13 @@ pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, JsonV
             _ => return None,
         }
     }
-    (spaces(i + 1) == n).then_some(!comma)
+    if spaces(i + 1) != n {
+        return None;
+    }
+    if changed {
+        learn(kept, b, &keys[..count]);
+    }
+    Some(!comma)
 }
 
 fn scan_object<'a>(text: &'a str, each: impl FnMut(Cow<'a, str>, JsonValue<'a>)) -> Option<()> {
@@ -760,8 +877,58 @@ mod tests {
     /// The fast path's pairs, or `None` where it falls back.
     fn flat(text: &str) -> Option<Vec<(Cow<'_, str>, JsonValue<'_>)>> {
         let mut pairs = Vec::new();
-        for_each_flat_pair(text, |k, v| pairs.push((Cow::Borrowed(k), v)))?;
+        for_each_flat_pair(text, |k, v| pairs.push((Cow::Borrowed(k), v.into())))?;
         Some(pairs)
+    }
+
+    #[test]
+    fn issue_22_digits_end_is_the_digit_run() {
+        let mut next = crate::testing::xorshift(0x3039_2f3a_c0de_0a09);
+        for len in 0..40 {
+            for _ in 0..200 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| match next() % 4 {
+                        0 => [b'/', b':', 0xb0, 0xb9, 0x30 + 0x80, 0, b'0', b'9'][(next() % 8) as usize],
+                        _ => b'0' + (next() % 10) as u8,
+                    })
+                    .collect();
+                for i in 0..=len {
+                    let simple = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    assert_eq!(digits_end(&b, i), simple, "{b:?} from {i}");
+                }
+            }
+        }
+    }
+
+    /// Issue 22: a memory of the last line's keys changes nothing: lines scanned one after
+    /// another with one `KeyMemory` give what each gives with a fresh one, on random lines
+    /// and on runs of lines with the same keys in the same order (the case it is for).
+    #[test]
+    fn issue_22_key_memory_changes_no_result() {
+        let fresh = |text: &str| {
+            let mut pairs = Vec::new();
+            let r = for_each_flat_pair(text, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
+            (r, pairs)
+        };
+        let mut memory = KeyMemory::default();
+        let mut recalled = 0;
+        let same_keys = (0..3000).map(|i| match i % 6 {
+            0 => format!(r#"{{"device":"d{i}","seq":{i},"temp_c":2{i}.5,"humidity":40}}"#),
+            1 => format!(r#"{{"device":"d{i}","seq":{i},"temp_c":"a,b","humidity":true}}"#),
+            2 => format!(r#"{{"device":"d{i}","seq":{i},"seq":1,"humidity":40}}"#),
+            3 => format!(r#"{{"device":"d{i}","temp_c":{i},"temp_c":1}}"#),
+            4 => format!(r#"{{"humidity":1,"device":"d","humidity":2,"abcdefghi":{i},"a,b":1,"":2}}"#),
+            _ => format!(r#"{{"devices":1,"device":"x", "seq" :{i},"temp_c":1,"humidit":2}}"#),
+        });
+        for text in random_lines(0x1f2e_3d4c_5b6a_7988, 30_000).chain(same_keys) {
+            let mut pairs = Vec::new();
+            let before = memory.kept;
+            let r =
+                for_each_flat_pair_recalling(&text, &mut memory, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
+            assert_eq!((r, pairs), fresh(&text), "input {text:?}");
+            recalled += usize::from(r.is_some() && before == memory.kept && before[0].1 > 0);
+        }
+        assert!(recalled > 500, "keys were recalled on {recalled} lines only");
     }
 
     /// What the fast path accepts, the full scanner accepts with the same pairs, and the

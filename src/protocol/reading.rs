@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use crate::protocol::json::{self, JsonValue};
+use crate::protocol::json::{self, FlatValue, JsonValue};
 
 /// Longest device name kept; longer names are cut (on a char boundary).
 pub const MAX_DEVICE_CHARS: usize = 64;
@@ -333,39 +333,19 @@ impl<'a> Reading<'a> {
     }
 
     /// [`Reading::add`] for a pair of [`json::for_each_flat_pair`]: printable ASCII, so
-    /// nothing to sanitize, and a device name is kept as sent unless it is too long or
-    /// has spaces at its ends (then [`Reading::add`] decides). The same result as
-    /// `add(key, json_value(value, true), true)`, in fewer moves of the value.
-    fn add_flat(&mut self, key: &'a str, value: JsonValue<'a>) {
-        let value = match value {
-            JsonValue::Number(n) => Value::Number(Cow::Borrowed(n)),
-            JsonValue::Str(s) => Value::Text(s),
-            JsonValue::Bool(b) => Value::Bool(b),
-            JsonValue::Null => Value::Text(Cow::Borrowed("")),
-            JsonValue::Nested(_) => return self.add(Cow::Borrowed(key), json_value(value, true), true),
-        };
-        // One look at the key (issue 22: it was compared up to six times), and a kept
-        // device name moved, not cloned.
-        let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
-        match key {
-            "device" => match value {
-                Value::Number(s) | Value::Text(s) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => {
-                    self.device = Some(s);
-                }
-                value => self.add(Cow::Borrowed(key), value, true),
-            },
-            "seq" => match &value {
-                Value::Number(s) => match parse_u64(s) {
-                    Some(n) => self.seq = Some(n),
-                    None => self.add(Cow::Borrowed(key), value, true),
-                },
-                _ => self.add(Cow::Borrowed(key), value, true),
-            },
-            "ts" | "boot" => self.add(Cow::Borrowed(key), value, true),
-            _ => self.fields.push(Field {
+    /// nothing to sanitize; [`flat_role`] decides the common cases in one look at the key
+    /// (issue 22: it was compared up to six times), the rest go to [`Reading::add`].
+    fn add_flat(&mut self, key: &'a str, value: FlatValue<'a>) {
+        match flat_role(key, value) {
+            FlatRole::Device(s) => self.device = Some(Cow::Borrowed(s)),
+            FlatRole::Seq(n) => self.seq = Some(n),
+            FlatRole::Time(s) => self.device_time = Some(Cow::Borrowed(s)),
+            FlatRole::Boot(s) => self.boot = Some(Cow::Borrowed(s)),
+            FlatRole::Field => self.fields.push(Field {
                 name: Cow::Borrowed(key),
-                value,
+                value: flat_value(value),
             }),
+            FlatRole::Unusual => self.add(Cow::Borrowed(key), flat_value(value), true),
         }
     }
 
@@ -419,6 +399,170 @@ fn parse_flat_json<'a>(text: &'a str, spare: &mut Vec<Field<'static>>) -> Option
     }
     *spare = recycle_fields(r.fields);
     None
+}
+
+/// What one pair of a flat JSON reading (see [`json::for_each_flat_pair`]) is to the
+/// reading: [`Reading::add`]'s rules for the common cases, decided in one look at the
+/// key. `Unusual`: a reserved key whose value needs [`Reading::add`]'s full rules (a
+/// device name that must be trimmed or cut, a `seq` that is not a plain count, a null
+/// or boolean `ts`, an invalid `boot`).
+enum FlatRole<'a> {
+    Device(&'a str),
+    Seq(u64),
+    Time(&'a str),
+    Boot(&'a str),
+    Field,
+    Unusual,
+}
+
+#[inline(always)]
+fn flat_role<'a>(key: &str, value: FlatValue<'a>) -> FlatRole<'a> {
+    // Most keys are fields: one look at the first byte and the length rules them out
+    // (issue 22: four string compares per key were 215 of a reading's instructions).
+    let is = |word: &[u8]| key.as_bytes() == word;
+    let reserved = match key.as_bytes().first() {
+        Some(b'd') => is(b"device"),
+        Some(b's') => is(b"seq"),
+        Some(b't') => is(b"ts"),
+        Some(b'b') => is(b"boot"),
+        _ => false,
+    };
+    if !reserved {
+        return FlatRole::Field;
+    }
+    let text = match value {
+        FlatValue::Number(s) | FlatValue::Str(s) => Some(s),
+        FlatValue::Bool(_) | FlatValue::Null => None,
+    };
+    // Printable ASCII: a name kept as sent has no space at its ends (else trimmed).
+    let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
+    match (key, text) {
+        ("device", Some(s)) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => FlatRole::Device(s),
+        ("seq", _) => match value {
+            FlatValue::Number(s) => parse_u64(s).map_or(FlatRole::Unusual, FlatRole::Seq),
+            _ => FlatRole::Unusual,
+        },
+        ("ts", Some(s)) => FlatRole::Time(s),
+        ("boot", Some(s)) if valid_boot(s) => FlatRole::Boot(s),
+        _ => FlatRole::Unusual,
+    }
+}
+
+fn flat_value(v: FlatValue<'_>) -> Value<'_> {
+    match v {
+        FlatValue::Number(n) => Value::Number(Cow::Borrowed(n)),
+        FlatValue::Str(s) => Value::Text(Cow::Borrowed(s)),
+        FlatValue::Bool(b) => Value::Bool(b),
+        FlatValue::Null => Value::Text(Cow::Borrowed("")),
+    }
+}
+
+/// The `type` column of a field, as [`Value::kind`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    Number,
+    Bool,
+    #[default]
+    Text,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Number => "number",
+            Kind::Bool => "bool",
+            Kind::Text => "text",
+        }
+    }
+}
+
+/// One field of a [`FlatReading`]: its name, its value as the CSV's `value` column gets
+/// it ([`Value::as_text`]), and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlatField<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub kind: Kind,
+}
+
+/// Most fields [`parse_flat_line`] takes; a wider reading takes the full path.
+pub const FLAT_MAX_FIELDS: usize = 8;
+
+/// The common reading as [`parse_flat_line`] gives it: what [`parse_line`] would give,
+/// with the fields in the caller's array instead of a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlatReading<'a> {
+    pub device: Option<&'a str>,
+    pub device_time: Option<&'a str>,
+    pub seq: Option<u64>,
+    pub boot: Option<&'a str>,
+    /// The first `count` entries of the fields array are this reading's (at least one).
+    pub count: usize,
+    /// No field name or value needs CSV quoting (as [`parse_line_unquoted`] tells).
+    pub unquoted: bool,
+}
+
+/// The ingest path's one pass for the common line (issue 22): a flat JSON object of
+/// printable ASCII ([`json::for_each_flat_pair`]) with at most [`FLAT_MAX_FIELDS`] fields
+/// and reserved keys of the usual form (`flat_role`) is split straight into `fields`,
+/// borrowed from `text`, with no `Reading`, no field vector and no `Cow`. `None`: any
+/// other line; [`parse_line`] decides (it gives the same reading for every line this
+/// takes, which `server::connection`'s differential test checks down to the CSV bytes).
+/// `text` is the framed line, already known to be UTF-8.
+///
+/// `keys`: the board's last keys, kept from line to line (see [`json::KeyMemory`]).
+pub fn parse_flat_line<'a>(
+    text: &'a str,
+    keys: &mut json::KeyMemory,
+    fields: &mut [FlatField<'a>; FLAT_MAX_FIELDS],
+) -> Option<FlatReading<'a>> {
+    // The usual line has nothing to trim: one look at each end instead of two scans.
+    let b = text.as_bytes();
+    let text = match (b.first(), b.last()) {
+        (Some(b'{'), Some(b'}')) => text,
+        _ => trim_blanks(text),
+    };
+    if !text.starts_with('{') {
+        return None;
+    }
+    let mut r = FlatReading::default();
+    let mut usual = true;
+    let unquoted = json::for_each_flat_pair_recalling(text, keys, |key, value| match flat_role(key, value) {
+        FlatRole::Device(s) => r.device = Some(s),
+        FlatRole::Seq(n) => r.seq = Some(n),
+        FlatRole::Time(s) => r.device_time = Some(s),
+        FlatRole::Boot(s) => r.boot = Some(s),
+        FlatRole::Field => match fields.get_mut(r.count) {
+            Some(slot) => {
+                *slot = match value {
+                    FlatValue::Number(s) => FlatField {
+                        name: key,
+                        value: s,
+                        kind: Kind::Number,
+                    },
+                    FlatValue::Str(s) => FlatField {
+                        name: key,
+                        value: s,
+                        kind: Kind::Text,
+                    },
+                    FlatValue::Bool(b) => FlatField {
+                        name: key,
+                        value: if b { "true" } else { "false" },
+                        kind: Kind::Bool,
+                    },
+                    FlatValue::Null => FlatField {
+                        name: key,
+                        value: "",
+                        kind: Kind::Text,
+                    },
+                };
+                r.count += 1;
+            }
+            None => usual = false,
+        },
+        FlatRole::Unusual => usual = false,
+    })?;
+    (usual && r.count > 0).then_some(FlatReading { unquoted, ..r })
 }
 
 fn parse_json<'a>(text: &'a str, mut fields: Vec<Field<'static>>, clean: bool) -> Option<Reading<'a>> {
@@ -609,9 +753,18 @@ fn parse_pairs(s: &str) -> Option<Vec<(&str, Raw<'_>)>> {
 /// `seq` of every acknowledged reading).
 fn parse_u64(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if !b.is_empty() && b.len() <= 19 && b.iter().all(u8::is_ascii_digit) {
-        // At most 19 digits: always below u64::MAX, no overflow check needed.
-        return Some(b.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')));
+    if !b.is_empty() && b.len() <= 19 {
+        // At most 19 digits: always below u64::MAX, no overflow check needed. One loop
+        // checks and adds up the digits.
+        let mut n = 0u64;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return s.parse().ok();
+            }
+            n = n * 10 + u64::from(d);
+        }
+        return Some(n);
     }
     s.parse().ok()
 }
@@ -634,6 +787,53 @@ fn typed(s: &str) -> Value<'_> {
     }
 }
 
+/// Pieces that [`mutate_line`] inserts into a JSON reading: reserved keys, odd values,
+/// spaces, escapes, controls, non-ASCII (each near a boundary of the flat fast path).
+#[cfg(test)]
+pub(crate) const MUTATION_PIECES: &[&str] = &[
+    "\"device\":",
+    "\"seq\":",
+    "\"ts\":",
+    "\"boot\":",
+    "\"x\"",
+    "\" k \"",
+    "\"\"",
+    "\"b-1\"",
+    "\"bad boot\"",
+    "12",
+    "-0.5",
+    "1e3",
+    "true",
+    "null",
+    "[1]",
+    " ",
+    "\t",
+    ",",
+    ":",
+    "\\u0041",
+    "\u{1}",
+    "\u{7f}",
+    "\u{85}",
+    "é",
+    "\r",
+];
+
+/// Test lines: `times` random edits of `text` (a char removed, or one of `pieces`
+/// inserted), at char boundaries.
+#[cfg(test)]
+pub(crate) fn mutate_line(text: &mut String, times: usize, pieces: &[&str], next: &mut impl FnMut() -> u64) {
+    for _ in 0..times {
+        let at = (next() as usize) % (text.len() + 1);
+        let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        if next().is_multiple_of(3) {
+            let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
+            text.replace_range(at..end, "");
+        } else {
+            text.insert_str(at, pieces[(next() as usize) % pieces.len()]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,34 +845,7 @@ mod tests {
     fn issue_22_flat_fast_path_agrees_with_the_full_path() {
         let mut next = crate::testing::xorshift(0x51_7cc1_b727_220a);
         let long = format!("\"{}\"", "n".repeat(MAX_DEVICE_CHARS + 1));
-        let pieces: &[&str] = &[
-            "\"device\":",
-            "\"seq\":",
-            "\"ts\":",
-            "\"boot\":",
-            "\"x\"",
-            "\" k \"",
-            "\"\"",
-            "\"b-1\"",
-            "\"bad boot\"",
-            "12",
-            "-0.5",
-            "1e3",
-            "true",
-            "null",
-            "[1]",
-            " ",
-            "\t",
-            ",",
-            ":",
-            "\\u0041",
-            "\u{1}",
-            "\u{7f}",
-            "\u{85}",
-            "é",
-            "\r",
-            &long,
-        ];
+        let pieces: Vec<&str> = MUTATION_PIECES.iter().copied().chain([long.as_str()]).collect();
         let mut taken = 0;
         let (mut unquoted_seen, mut quoted_seen) = (0, 0);
         for round in 0..40_000 {
@@ -683,16 +856,7 @@ mod tests {
             } else {
                 r#"{"device":"sim-1","seq":12,"ts":"t1","boot":"b1","temp_c":21.50,"ok":false,"note":"a=b c"}"#
             });
-            for _ in 0..(round % 4) {
-                let at = (next() as usize) % (text.len() + 1);
-                let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
-                if next().is_multiple_of(3) {
-                    let end = (at + 1..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(at);
-                    text.replace_range(at..end, "");
-                } else {
-                    text.insert_str(at, pieces[(next() as usize) % pieces.len()]);
-                }
-            }
+            mutate_line(&mut text, round % 4, &pieces, &mut next);
             let (fast, unquoted) = parse_line_unquoted(text.as_bytes(), &mut Vec::new());
             let full = parse_line_taking(text.as_bytes(), &mut Vec::new(), false, &mut false);
             assert_eq!(fast, full, "line {text:?}");

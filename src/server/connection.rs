@@ -23,7 +23,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::reading::{parse_line_unquoted, recycle_fields, Field, Line, Reading, Value};
+use crate::protocol::json::KeyMemory;
+use crate::protocol::reading::{
+    parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, FlatReading, Kind, Line, Reading, Value,
+    FLAT_MAX_FIELDS,
+};
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
 use crate::server::limits::{BoardSocket, Slot};
@@ -108,10 +112,89 @@ struct Session<'a> {
     seen: crate::fleet::boards::Sightings,
     /// The field vector each line is parsed into (see `parse_line_reusing`, here `parse_line_unquoted`).
     spare_fields: Vec<Field<'static>>,
+    /// The keys of the board's last flat JSON line (see `parse_flat_line`).
+    flat_keys: KeyMemory,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
     peer_addr: IpAddr,
     auth: AuthSession,
+}
+
+/// A reading's fields as the connection uses them: (name, value as in the CSV, kind,
+/// whether a number). Walked up to four times (rows, board state, uploader, resend key).
+trait FieldsOf<'r>: Iterator<Item = (&'r str, &'r str, &'static str, bool)> + Clone {}
+
+impl<'r, I: Iterator<Item = (&'r str, &'r str, &'static str, bool)> + Clone> FieldsOf<'r> for I {}
+
+/// What the connection needs of a reading, from either parse: a [`Reading`] of the full
+/// path or a `FlatReading` of the one-pass path (issue 22), so both go through the same
+/// code to the same bytes.
+struct ReadingView<'r, I> {
+    device: Option<&'r str>,
+    boot: Option<&'r str>,
+    seq: Option<u64>,
+    device_time: Option<&'r str>,
+    json_too_deep: bool,
+    /// No field needs CSV quoting (see `parse_line_unquoted`).
+    unquoted: bool,
+    /// How many fields (rows).
+    count: usize,
+    fields: I,
+}
+
+impl<'r> ReadingView<'r, ()> {
+    fn of(r: &'r Reading<'r>, unquoted: bool) -> ReadingView<'r, impl FieldsOf<'r>> {
+        ReadingView {
+            device: r.device.as_deref(),
+            boot: r.boot.as_deref(),
+            seq: r.seq,
+            device_time: r.device_time.as_deref(),
+            json_too_deep: r.json_too_deep,
+            unquoted,
+            count: r.fields.len(),
+            fields: r.fields.iter().map(|f| {
+                (
+                    &*f.name,
+                    f.value.as_text(),
+                    f.value.kind(),
+                    matches!(f.value, Value::Number(_)),
+                )
+            }),
+        }
+    }
+}
+
+impl<'r> ReadingView<'r, ()> {
+    /// The view of a reading of `parse_flat_line`, whose fields are `fields[..r.count]`.
+    fn of_flat(r: &FlatReading<'r>, fields: &'r [FlatField<'r>]) -> ReadingView<'r, impl FieldsOf<'r>> {
+        ReadingView {
+            device: r.device,
+            boot: r.boot,
+            seq: r.seq,
+            device_time: r.device_time,
+            json_too_deep: false,
+            unquoted: r.unquoted,
+            count: r.count,
+            fields: fields[..r.count]
+                .iter()
+                .map(|f| (f.name, f.value, f.kind.as_str(), f.kind == Kind::Number)),
+        }
+    }
+}
+
+/// Appends the reading's rows to `out`: what the CSV holds of it.
+fn encode_reading<'r, I: FieldsOf<'r>>(
+    common: &encode::ReadingColumns<'_>,
+    r: &ReadingView<'r, I>,
+    encoder: &mut encode::Encoder,
+    out: &mut Vec<u8>,
+) {
+    let fields = r.fields.clone().map(|(name, value, kind, _)| (name, value, kind));
+    if r.unquoted {
+        common.encode_rows_unquoted(fields, encoder, out);
+    } else {
+        common.encode_rows(fields, encoder, out);
+    }
 }
 
 /// Serves one board until it disconnects, idles out, or the daemon shuts down.
@@ -170,6 +253,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         encoder: encode::Encoder::default(),
         seen: crate::fleet::boards::Sightings::default(),
         spare_fields: Vec::new(),
+        flat_keys: KeyMemory::default(),
         close_after: None,
         peer_addr: match peer.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
@@ -223,7 +307,10 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
             &buf[..n]
         };
         encode::stamp_millis(&mut conn.received_at, &mut conn.received_ms, SystemTime::now());
-        framer.push(data, |frame| conn.frame(frame));
+        // The fields of the chunk's flat lines, one after another (made once per chunk, not
+        // per line: issue 22).
+        let mut fields = [FlatField::default(); FLAT_MAX_FIELDS];
+        framer.push_text(data, |frame, text| conn.frame(frame, text, &mut fields));
         if let Err(e) = conn.commit(io) {
             break format!("write error: {e}");
         }
@@ -281,10 +368,20 @@ fn line_timed_out(shared: &ConnectionContext, io: &mut impl Write) -> String {
 }
 
 impl Session<'_> {
-    fn frame(&mut self, frame: Frame<'_>) {
+    /// One framed line; `text`: the line as text, if the framer has checked it; `fields`:
+    /// room for a flat line's fields.
+    fn frame<'d>(&mut self, frame: Frame<'_>, text: Option<&'d str>, fields: &mut [FlatField<'d>; FLAT_MAX_FIELDS]) {
         if self.close_after.is_some() {
             // Lines after a refused greeting are not stored: the board is disconnected.
             return;
+        }
+        // The common reading, in one pass from the line to its rows (issue 22); anything
+        // else takes the full parse below, which gives the same reading.
+        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, fields)) {
+            return match self.shared.gate.reading(&self.auth, r.device) {
+                Ok(()) => self.add_reading(ReadingView::of_flat(&r, fields)),
+                Err(refusal) => self.refuse(refusal, r.seq),
+            };
         }
         match frame {
             Frame::Line(line) => match parse_line_unquoted(line, &mut self.spare_fields) {
@@ -323,7 +420,7 @@ impl Session<'_> {
                 }
                 (Line::Reading(r), unquoted) => {
                     match self.shared.gate.reading(&self.auth, r.device.as_deref()) {
-                        Ok(()) => self.add_reading(&r, unquoted),
+                        Ok(()) => self.add_reading(ReadingView::of(&r, unquoted)),
                         Err(refusal) => self.refuse(refusal, r.seq),
                     }
                     self.spare_fields = recycle_fields(r.fields);
@@ -353,17 +450,14 @@ impl Session<'_> {
         self.replies.push(Reply::Text(reply));
     }
 
-    /// `unquoted`: no field of `r` needs CSV quoting (see `parse_line_unquoted`).
-    fn add_reading(&mut self, r: &Reading, unquoted: bool) {
+    /// Encodes a reading's rows into the chunk's batch and notes what the rest of the
+    /// daemon needs of it (board state, rows for the uploader, resend key, ACK).
+    fn add_reading<'r, I: FieldsOf<'r>>(&mut self, r: ReadingView<'r, I>) {
         if r.json_too_deep {
             Stats::add(&self.shared.stats.json_too_deep, 1);
         }
-        let device = r
-            .device
-            .as_deref()
-            .or(self.hello_device.as_deref())
-            .unwrap_or(&self.peer_ip);
-        let boot = r.boot.as_deref().or(self.boot.as_deref()).unwrap_or("");
+        let device = r.device.or(self.hello_device.as_deref()).unwrap_or(&self.peer_ip);
+        let boot = r.boot.or(self.boot.as_deref()).unwrap_or("");
         let bytes_start = self.batch.buf.len();
         let rows_start = self.batch.rows.len();
         let common = encode::ReadingColumns {
@@ -372,28 +466,19 @@ impl Session<'_> {
             peer: &self.peer,
             boot,
             seq: r.seq,
-            device_time: r.device_time.as_deref().unwrap_or(""),
+            device_time: r.device_time.unwrap_or(""),
         };
-        let fields = r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind()));
-        if unquoted {
-            common.encode_rows_unquoted(fields, &mut self.encoder, &mut self.batch.buf);
-        } else {
-            common.encode_rows(fields, &mut self.encoder, &mut self.batch.buf);
-        }
+        encode_reading(&common, &r, &mut self.encoder, &mut self.batch.buf);
         if self.shared.boards.is_some() {
             // DASHBOARD HOOK (1/2): note where the reading's rows are. The first reading of
             // a run of one device's readings copies its fields; a longer run's values are
             // read back from the rows after the CSV append (once per run).
-            let fields = r
-                .fields
-                .iter()
-                .map(|f| (&*f.name, f.value.as_text(), matches!(f.value, Value::Number(_))));
+            let fields = r.fields.clone().map(|(name, value, _, number)| (name, value, number));
             self.seen.note(device, bytes_start..self.batch.buf.len(), fields);
         }
         if self.shared.rows_for_uploader {
-            for f in &r.fields {
-                let row = common.row(&f.name, f.value.as_text(), f.value.kind());
-                self.batch.rows.push(row.to_owned_row());
+            for (name, value, kind, _) in r.fields.clone() {
+                self.batch.rows.push(common.row(name, value, kind).to_owned_row());
             }
         }
         let key = match (boot, r.seq) {
@@ -403,8 +488,8 @@ impl Session<'_> {
                 boot: boot.to_string(),
                 seq,
                 content: content_hash(
-                    r.fields.iter().map(|f| (&*f.name, f.value.as_text(), f.value.kind())),
-                    r.device_time.as_deref().unwrap_or(""),
+                    r.fields.clone().map(|(name, value, kind, _)| (name, value, kind)),
+                    r.device_time.unwrap_or(""),
                 ),
             }),
         };
@@ -417,7 +502,7 @@ impl Session<'_> {
         self.batch.readings.push(PendingReading {
             bytes: bytes_start..self.batch.buf.len(),
             rows: rows_start..self.batch.rows.len(),
-            row_count: r.fields.len() as u64,
+            row_count: r.count as u64,
             key,
         });
     }
@@ -497,5 +582,168 @@ impl Session<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::reading::{mutate_line, parse_line, MAX_BOOT_CHARS, MAX_DEVICE_CHARS, MUTATION_PIECES};
+
+    /// What the connection takes from a view: everything but the fields' iterator type.
+    type Parts<'r> = (
+        Option<&'r str>,
+        Option<&'r str>,
+        Option<u64>,
+        Option<&'r str>,
+        bool,
+        usize,
+        Vec<(&'r str, &'r str, &'static str, bool)>,
+    );
+
+    fn parts<'r, I: FieldsOf<'r>>(v: &ReadingView<'r, I>) -> Parts<'r> {
+        (
+            v.device,
+            v.boot,
+            v.seq,
+            v.device_time,
+            v.json_too_deep,
+            v.count,
+            v.fields.clone().collect(),
+        )
+    }
+
+    /// The rows `view` makes, as `add_reading` encodes them (defaults as a greeting-less
+    /// board's: device from the peer, no boot).
+    fn rows<'r, I: FieldsOf<'r>>(v: &ReadingView<'r, I>, enc: &mut encode::Encoder) -> Vec<u8> {
+        let common = encode::ReadingColumns {
+            received_at: "2026-12-07T15:00:00.000Z",
+            device: v.device.unwrap_or("127.0.0.1"),
+            peer: "127.0.0.1:5000",
+            boot: v.boot.unwrap_or(""),
+            seq: v.seq,
+            device_time: v.device_time.unwrap_or(""),
+        };
+        let mut out = Vec::new();
+        encode_reading(&common, v, enc, &mut out);
+        out
+    }
+
+    /// Issue 22: the one-pass path (`parse_flat_line` straight to rows) writes exactly the
+    /// bytes of the full path (`parse_line`, then rows with the quoting test on every
+    /// field) and hands the rest of the connection the same reading, on random lines
+    /// and on lines at each of its fallback boundaries; and it does take the common ones.
+    #[test]
+    fn issue_22_one_pass_path_writes_what_the_full_path_writes() {
+        let mut next = crate::testing::xorshift(0x7a3c_1d22_5e0f_b961);
+        let name = |n: usize| format!("\"{}\"", "d".repeat(n));
+        let boot = |n: usize| format!("\"{}\"", "b".repeat(n));
+        let field = |i: usize| format!("\"f{i}\":{i}");
+        let fields = |n: usize| (0..n).map(field).collect::<Vec<_>>().join(",");
+        let mut lines: Vec<String> = vec![
+            r#"{"device":"sim-01","seq":12,"temp_c":21.50,"humidity":40.5}"#.into(),
+            r#" { "device" : "k" , "t" : 1 } "#.into(),
+            "\t{\"t\":1}\t".into(),
+            r#"{"t":1}"#.into(),
+            "{}".into(),
+            r#"{"device":"k"}"#.into(),
+            r#"{"seq":1,"boot":"b1","ts":"x"}"#.into(),
+            r#"{"a":null,"b":true,"c":false,"d":"","e":-0.5,"f":"=1+2","g":"-x","h":"'q"}"#.into(),
+            r#"{"=f":1,"+g":"@h","@":"\t"}"#.into(),
+            r#"{"note":"a, b","t":1}"#.into(),
+            r#"{"note":"a b","t":1}"#.into(),
+            r#"{"a":1,"a":2}"#.into(),
+            r#"{"a":1e3}"#.into(),
+            r#"{"a":[1]}"#.into(),
+            r#"{"a":"\u0041"}"#.into(),
+            "{\"a\":\"\u{e9}\"}".into(),
+            "{\"a\":1}\r".into(),
+            r#"{"device":true,"t":1}"#.into(),
+            r#"{"device":null,"t":1}"#.into(),
+            r#"{"device":"","t":1}"#.into(),
+            r#"{"device":" k","t":1}"#.into(),
+            r#"{"device":"k ","t":1}"#.into(),
+            r#"{"device":12,"t":1}"#.into(),
+            r#"{"seq":"12","t":1}"#.into(),
+            r#"{"seq":-1,"t":1}"#.into(),
+            r#"{"seq":1.5,"t":1}"#.into(),
+            r#"{"seq":18446744073709551615,"t":1}"#.into(),
+            r#"{"seq":18446744073709551616,"t":1}"#.into(),
+            r#"{"seq":true,"t":1}"#.into(),
+            r#"{"ts":null,"t":1}"#.into(),
+            r#"{"ts":false,"t":1}"#.into(),
+            r#"{"ts":7,"t":1}"#.into(),
+            r#"{"ts":"=now","t":1}"#.into(),
+            r#"{"boot":"has!bang","t":1}"#.into(),
+            r#"{"boot":7,"t":1}"#.into(),
+            r#"{"boot":"-b","t":1}"#.into(),
+        ];
+        for n in [MAX_DEVICE_CHARS - 1, MAX_DEVICE_CHARS, MAX_DEVICE_CHARS + 1] {
+            lines.push(format!("{{\"device\":{},\"t\":1}}", name(n)));
+        }
+        for n in [MAX_BOOT_CHARS, MAX_BOOT_CHARS + 1] {
+            lines.push(format!("{{\"boot\":{},\"t\":1}}", boot(n)));
+        }
+        for n in [1, FLAT_MAX_FIELDS - 1, FLAT_MAX_FIELDS, FLAT_MAX_FIELDS + 1, 16, 17] {
+            lines.push(format!("{{\"device\":\"k\",\"seq\":3,{}}}", fields(n)));
+        }
+        let (long_name, wide) = (name(MAX_DEVICE_CHARS + 1), field(99));
+        let extra = ["\"a,b\"", "=", "'", "\"", &long_name, &wide];
+        let pieces: Vec<&str> = MUTATION_PIECES.iter().copied().chain(extra).collect();
+        let base = lines.len();
+        for round in 0..30_000 {
+            let mut text = lines[round % base].clone();
+            mutate_line(&mut text, round % 4, &pieces, &mut next);
+            lines.push(text);
+        }
+        let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
+        let (mut taken, mut taken_quoted) = (0, 0);
+        // One memory of keys across the lines, as a board's connection keeps it.
+        let mut keys = KeyMemory::default();
+        for line in &lines {
+            let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
+            let Some(fast) = parse_flat_line(line, &mut keys, &mut array) else {
+                continue;
+            };
+            let Line::Reading(full) = parse_line(line.as_bytes()) else {
+                panic!("{line:?}: taken by the one-pass path, but not a reading");
+            };
+            let fast = ReadingView::of_flat(&fast, &array);
+            // The reference encodes with the quoting test on every field.
+            let full = ReadingView::of(&full, false);
+            assert_eq!(parts(&fast), parts(&full), "line {line:?}");
+            assert_eq!(
+                String::from_utf8(rows(&fast, &mut enc_fast)).unwrap(),
+                String::from_utf8(rows(&full, &mut enc_full)).unwrap(),
+                "line {line:?}"
+            );
+            taken += 1;
+            taken_quoted += usize::from(!fast.unquoted);
+        }
+        assert!(
+            taken > 3_000 && taken_quoted > 100,
+            "the one-pass path took {taken} lines, {taken_quoted} with quoting"
+        );
+        for fallback in [
+            format!("{{\"device\":{},\"t\":1}}", name(MAX_DEVICE_CHARS + 1)),
+            format!("{{\"boot\":{},\"t\":1}}", boot(MAX_BOOT_CHARS + 1)),
+            format!("{{{}}}", fields(FLAT_MAX_FIELDS + 1)),
+            r#"{"seq":18446744073709551616,"t":1}"#.into(),
+            r#"{"seq":1}"#.into(),
+            r#"{"ts":null,"t":1}"#.into(),
+            "{\"a\":1}\r".into(),
+        ] {
+            let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
+            assert_eq!(parse_flat_line(&fallback, &mut keys, &mut array), None, "{fallback:?}");
+        }
+        for taken in [
+            format!("{{\"device\":{},\"t\":1}}", name(MAX_DEVICE_CHARS)),
+            format!("{{\"boot\":{},\"t\":1}}", boot(MAX_BOOT_CHARS)),
+            format!("{{{}}}", fields(FLAT_MAX_FIELDS)),
+            r#"{"seq":18446744073709551615,"t":1}"#.into(),
+        ] {
+            let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
+            assert!(parse_flat_line(&taken, &mut keys, &mut array).is_some(), "{taken:?}");
+        }
     }
 }
