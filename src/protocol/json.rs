@@ -550,14 +550,17 @@ impl<'a> Scanner<'a> {
         loop {
             self.skip_ws();
             let b = self.peek()?;
-            match want {
-                Want::Value | Want::ValueOrClose => {
-                    if want == Want::ValueOrClose && b == b']' {
-                        self.at += 1;
-                        out.push(']');
-                        open.pop();
-                    } else {
-                        let start = self.at;
+            // `]` or `}` closing the innermost container, where one may stand.
+            let closes = matches!(want, Want::ValueOrClose | Want::KeyOrClose | Want::CommaOrClose)
+                && matches!((b, open.last()), (b']', Some(b'[')) | (b'}', Some(b'{')));
+            if closes {
+                self.at += 1;
+                out.push(b as char);
+                open.pop();
+            } else {
+                let start = self.at;
+                match want {
+                    Want::Value | Want::ValueOrClose => {
                         match b {
                             b'[' | b'{' => {
                                 if open.len() >= MAX_DEPTH {
@@ -574,33 +577,16 @@ impl<'a> Scanner<'a> {
                                 };
                                 continue;
                             }
-                            b'"' => {
-                                self.string()?;
-                            }
-                            b'-' | b'0'..=b'9' => {
-                                self.number()?;
-                            }
-                            b't' => {
-                                self.literal("true", JsonValue::Null)?;
-                            }
-                            b'f' => {
-                                self.literal("false", JsonValue::Null)?;
-                            }
-                            b'n' => {
-                                self.literal("null", JsonValue::Null)?;
-                            }
+                            b'"' => self.string().map(drop)?,
+                            b'-' | b'0'..=b'9' => self.number().map(drop)?,
+                            b't' => self.literal("true", JsonValue::Null).map(drop)?,
+                            b'f' => self.literal("false", JsonValue::Null).map(drop)?,
+                            b'n' => self.literal("null", JsonValue::Null).map(drop)?,
                             _ => return None,
                         }
                         out.push_str(&self.text[start..self.at]);
                     }
-                }
-                Want::Key | Want::KeyOrClose => {
-                    if want == Want::KeyOrClose && b == b'}' {
-                        self.at += 1;
-                        out.push('}');
-                        open.pop();
-                    } else {
-                        let start = self.at;
+                    Want::Key | Want::KeyOrClose => {
                         self.string()?;
                         out.push_str(&self.text[start..self.at]);
                         self.skip_ws();
@@ -609,20 +595,18 @@ impl<'a> Scanner<'a> {
                         want = Want::Value;
                         continue;
                     }
-                }
-                Want::CommaOrClose => {
-                    self.at += 1;
-                    match (b, open.last()) {
-                        (b',', Some(&top)) => {
-                            out.push(',');
-                            want = if top == b'[' { Want::Value } else { Want::Key };
-                            continue;
+                    Want::CommaOrClose => {
+                        if b != b',' {
+                            return None;
                         }
-                        (b']', Some(b'[')) | (b'}', Some(b'{')) => {
-                            out.push(b as char);
-                            open.pop();
-                        }
-                        _ => return None,
+                        self.at += 1;
+                        out.push(',');
+                        want = if open.last() == Some(&b'[') {
+                            Want::Value
+                        } else {
+                            Want::Key
+                        };
+                        continue;
                     }
                 }
             }
