@@ -343,7 +343,7 @@ fn oauth_error(reply: &Reply) -> (String, String) {
 fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
-    let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT)).expect("yup-oauth2 gets a token");
+    let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM)).expect("yup-oauth2 gets a token");
     assert!(token.starts_with("ya29.fake-"), "{token}");
 
     let reply = get(
@@ -362,10 +362,14 @@ fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
 
     let stats = fake.stats();
     assert_eq!(
-        (stats.token_requests, stats.tokens_issued, stats.token_rejections),
+        (
+            stats.requests(RequestKind::Token),
+            stats.tokens_issued,
+            stats.token_rejections
+        ),
         (1, 1, 0)
     );
-    assert_eq!(stats.get_spreadsheet_requests, 1);
+    assert_eq!(stats.requests(RequestKind::GetSpreadsheet), 1);
 }
 
 #[test]
@@ -373,7 +377,7 @@ fn key_signed_with_another_key_is_rejected() {
     let fake = FakeGoogle::start();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("fake-google-wrong-key-{}.json", std::process::id()));
-    fake.write_key_file_with_pem(&path, DEFAULT_ACCOUNT, OTHER_KEY_PEM);
+    fake.write_key_file(&path, DEFAULT_ACCOUNT, OTHER_KEY_PEM);
     let key_json = std::fs::read_to_string(&path).expect("key file written");
     let _ = std::fs::remove_file(&path);
 
@@ -392,13 +396,13 @@ fn key_signed_with_another_key_is_rejected() {
 #[test]
 fn unregistered_account_is_rejected_until_registered() {
     let fake = FakeGoogle::start();
-    let err = yup_token(&fake.key_json(STRANGER)).expect_err("unknown account must be refused");
+    let err = yup_token(&fake.key_json(STRANGER, TEST_KEY_PEM)).expect_err("unknown account must be refused");
     assert!(
         err.to_string().contains("invalid_grant") && err.to_string().contains("account not found"),
         "{err}"
     );
     fake.register_account(STRANGER);
-    yup_token(&fake.key_json(STRANGER)).expect("a registered account gets a token");
+    yup_token(&fake.key_json(STRANGER, TEST_KEY_PEM)).expect("a registered account gets a token");
     assert_eq!(fake.stats().token_rejections, 1);
 }
 
@@ -512,7 +516,7 @@ fn assertions_are_checked_like_google_does() {
 #[test]
 fn token_faults_reach_the_real_client() {
     let fake = FakeGoogle::start();
-    let key = fake.key_json(DEFAULT_ACCOUNT);
+    let key = fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM);
 
     fake.inject_token_fault(TokenFault::ServerErrorHtml, 1);
     let err = yup_token(&key).expect_err("HTML 500");
@@ -961,7 +965,7 @@ fn values_get_decodes_ranges_and_trims_like_google() {
 #[test]
 fn write_quota_gives_429_after_n_writes_then_refills() {
     let (fake, token) = fake_with_sheet();
-    fake.set_write_quota_per_minute(3);
+    fake.set_quota_per_minute(3, 60);
     for n in 0..3 {
         let reply = write_values(&fake, &token, "s1", &format!("Sheet1!A{}", n + 1), json!([[n]])).expect("reply");
         assert_eq!(reply.status, 200, "write {n}: {}", reply.body);
@@ -990,7 +994,7 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     let reply = write_values(&fake, &token, "s1", "Sheet1!A4", json!([[3]])).expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    fake.set_read_quota_per_minute(1);
+    fake.set_quota_per_minute(3, 1);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     assert_eq!(reply.status, 429);
@@ -1004,7 +1008,7 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
 #[test]
 fn apply_then_drop_applies_the_write_but_sends_nothing() {
     let (fake, token) = fake_with_sheet();
-    fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
+    fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
 
     // A GET does not match, so it does not consume the fault.
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
@@ -1032,7 +1036,7 @@ fn apply_then_drop_applies_the_write_but_sends_nothing() {
     let reply = write_values(&fake, &token, "s1", "Sheet1!A1:B1", json!([["a", 1]])).expect("reply");
     assert_eq!(reply.status, 200);
 
-    fake.inject(Fault::DropBeforeApply, 1);
+    fake.inject(Matching::Any, Fault::DropBeforeApply, 1);
     assert!(write_values(&fake, &token, "s1", "Sheet1!A2", json!([["b"]])).is_err());
     assert_eq!(fake.cell("s1", "Sheet1", "A2"), Some(Cell::Empty), "not applied");
 
@@ -1046,11 +1050,12 @@ fn status_and_delay_faults_look_like_google() {
     let (fake, token) = fake_with_sheet();
     let write = || write_values(&fake, &token, "s1", "Sheet1!A1", json!([["x"]])).expect("reply");
 
-    fake.inject(Fault::too_many_requests(Some(7)), 1);
-    fake.inject(Fault::status(500), 1);
-    fake.inject(Fault::status(502), 1);
-    fake.inject(Fault::status(503), 1);
+    fake.inject(Matching::Any, Fault::too_many_requests(Some(7)), 1);
+    fake.inject(Matching::Any, Fault::status(500), 1);
+    fake.inject(Matching::Any, Fault::status(502), 1);
+    fake.inject(Matching::Any, Fault::status(503), 1);
     fake.inject(
+        Matching::Any,
         Fault::Raw {
             code: 504,
             content_type: "text/plain".into(),
@@ -1085,7 +1090,7 @@ fn status_and_delay_faults_look_like_google() {
         "faults apply nothing"
     );
 
-    fake.inject(Fault::Delay(Duration::from_millis(300)), 1);
+    fake.inject(Matching::Any, Fault::Delay(Duration::from_millis(300)), 1);
     let started = Instant::now();
     assert_eq!(write().status, 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -1101,7 +1106,7 @@ fn status_and_delay_faults_look_like_google() {
 #[test]
 fn outage_answers_503_everywhere_then_recovers() {
     let (fake, token) = fake_with_sheet();
-    fake.inject(Fault::status(500), 1);
+    fake.inject(Matching::Any, Fault::status(500), 1);
     fake.outage(Duration::from_millis(300));
 
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);

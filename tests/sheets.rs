@@ -168,7 +168,7 @@ fn sheet_mirrors_the_csv_exactly_through_faults() {
     let mut lines = 0;
     for (i, stage) in stages.iter().enumerate() {
         for (m, f, n) in stage.iter().cloned() {
-            fake.inject_for(m, f, n);
+            fake.inject(m, f, n);
         }
         send_readings(&d, 3, 60, &format!("s{i}"));
         lines += 3 * 60;
@@ -236,7 +236,7 @@ fn restart_and_kill_9_resume_from_the_cursor_without_doubles() {
     d.shutdown();
     // Back with Sheets: catch up from the CSV. Slow writes so that kill -9 lands while
     // a write is in flight (applied by Google, not yet recorded in the cursor).
-    fake.inject_for(
+    fake.inject(
         Matching::Only(RequestKind::ValuesBatchUpdate),
         Fault::Delay(Duration::from_millis(300)),
         50,
@@ -244,7 +244,7 @@ fn restart_and_kill_9_resume_from_the_cursor_without_doubles() {
     let mut d = start(&dir, &fake, "batch_rows = 40");
     assert!(wait_until(Duration::from_secs(30), || fake
         .stats()
-        .values_batch_update_requests
+        .requests(RequestKind::ValuesBatchUpdate)
         >= 4));
     d.kill9();
     let mut d = start(&dir, &fake, "batch_rows = 40");
@@ -278,7 +278,7 @@ fn the_request_budget_is_never_exceeded() {
     let fake = fake_with_sheet();
     // Google's quota, scaled down: 10 writes per 2 s; the daemon's budget: 240/min = 8 per 2 s.
     fake.set_quota_window(Duration::from_secs(2));
-    fake.set_write_quota_per_minute(10);
+    fake.set_quota_per_minute(10, 60);
     let d = start(
         &dir,
         &fake,
@@ -287,7 +287,10 @@ fn the_request_budget_is_never_exceeded() {
     send_readings(&d, 2, 45, "q");
     wait_synced(&fake, &d, Duration::from_secs(60));
     let st = fake.stats();
-    assert!(st.values_batch_update_requests >= 20, "many small batches were sent");
+    assert!(
+        st.requests(RequestKind::ValuesBatchUpdate) >= 20,
+        "many small batches were sent"
+    );
     assert_eq!(st.quota_exceeded, 0, "no 429 for quota: the budget held");
     assert!(
         st.max_writes_in_window <= 9,
@@ -358,7 +361,7 @@ fn remote_set_up_errors_are_clear_and_ingest_goes_on() {
     fake.set_api_disabled(false);
 
     let dir = TestDir::new("sheets-err-wrongkey");
-    fake.write_key_file_with_pem(dir.join("key.json"), DEFAULT_ACCOUNT, OTHER_KEY_PEM);
+    fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, OTHER_KEY_PEM);
     expect_error(&fake, &dir, "Google refused the service-account key");
 
     let dir = TestDir::new("sheets-err-othertab");

@@ -156,7 +156,7 @@ impl QueuedFault {
 /// The body real Google sends with an injected status.
 pub(super) fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Response {
     let mut response = match code {
-        429 => quota_error(true, DEFAULT_WRITE_QUOTA_PER_MINUTE),
+        429 => quota_error(true, DEFAULT_QUOTA_PER_MINUTE),
         500 => rpc_error(500, "INTERNAL", "Internal error encountered."),
         502 => html_page(
             502,

@@ -58,7 +58,7 @@
 //!
 //! # Faults
 //!
-//! [`FakeGoogle::inject`] and [`FakeGoogle::inject_for`] queue a [`Fault`] (429 and 5xx
+//! [`FakeGoogle::inject`] queues a [`Fault`] (429 and 5xx
 //! with Google's bodies, a lost response after the write was applied, a dropped request,
 //! a slow reply, any raw answer) for the next matching Sheets requests;
 //! [`FakeGoogle::inject_token_fault`] queues a [`TokenFault`] for the token endpoint. A
@@ -121,7 +121,7 @@
 //! let fake = FakeGoogle::start();
 //! fake.add_spreadsheet("sheet-1", &[DEFAULT_ACCOUNT]);
 //! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT);
-//! fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
+//! fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
 //! // … run the daemon with its Sheets base URL set to fake.base_url() …
 //! assert!(fake.wait_until(Duration::from_secs(10), |f| {
 //!     f.values("sheet-1", "Readings").map_or(0, |v| v.len()) == 3
@@ -172,7 +172,7 @@ use token::*;
 use values::*;
 
 // ---------------------------------------------------------------------------------------
-// Public constants
+// Constants
 // ---------------------------------------------------------------------------------------
 
 /// The service account registered when the fake starts.
@@ -182,27 +182,25 @@ pub const SPREADSHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadshee
 /// The `grant_type` of the JWT-bearer flow (notes §1.3).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// `expires_in` of issued tokens unless changed, as Google sends (notes §1.6).
-pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
+const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
 /// Google's cell cap per spreadsheet (notes §2.5, §2.7).
-pub const DEFAULT_MAX_CELLS: u64 = 10_000_000;
-/// Write requests per minute per user (notes §2.7).
-pub const DEFAULT_WRITE_QUOTA_PER_MINUTE: u32 = 60;
-/// Read requests per minute per user (notes §2.7).
-pub const DEFAULT_READ_QUOTA_PER_MINUTE: u32 = 60;
+const DEFAULT_MAX_CELLS: u64 = 10_000_000;
+/// Write requests, and read requests, per minute per user (notes §2.7).
+const DEFAULT_QUOTA_PER_MINUTE: u32 = 60;
 /// The quota window (per-minute quotas, notes §2.7).
-pub const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
+const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
 /// The project number that appears in quota and API-disabled errors.
-pub const PROJECT_NUMBER: &str = "123456";
+const PROJECT_NUMBER: &str = "123456";
 /// The request payload cap observed on real Google (notes §2.6); Google recommends
 /// staying under 2 MB. [`FakeGoogle::set_max_request_bytes`] lowers it for a test.
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
-pub const MAX_COLUMNS: u32 = 18_278;
+const MAX_COLUMNS: u32 = 18_278;
 /// Characters per cell, counted here in UTF-16 code units (notes §2.7, UNVERIFIED there;
 /// Google documents no unit, Sheets' strings are UTF-16, and this is the stricter count).
 pub const MAX_CELL_CHARS: usize = 50_000;
 /// Rows and columns of a tab created without `gridProperties` (notes §2.5).
-pub const DEFAULT_GRID: (u32, u32) = (1000, 26);
+const DEFAULT_GRID: (u32, u32) = (1000, 26);
 
 /// The test private key (PKCS#8). The fake trusts its public half. NOT a secret.
 pub const TEST_KEY_PEM: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-key.pem"));
@@ -308,7 +306,7 @@ pub enum Role {
 }
 
 /// The endpoint a request was routed to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RequestKind {
     /// `POST /token`.
     Token,
@@ -343,22 +341,14 @@ impl RequestKind {
 /// Counters for assertions. Every field counts since [`FakeGoogle::start`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Requests to `/token`, answered or not.
-    pub token_requests: u64,
+    /// Requests by endpoint, answered or not ([`Stats::requests`]).
+    by_kind: BTreeMap<RequestKind, u64>,
     /// Tokens issued.
     pub tokens_issued: u64,
     /// Token requests refused for a bad grant, assertion, account, scope or time (4xx).
     pub token_rejections: u64,
     /// Token faults consumed.
     pub token_faults_consumed: u64,
-    /// Requests routed to a Sheets endpoint (all four kinds below).
-    pub sheets_requests: u64,
-    pub get_spreadsheet_requests: u64,
-    pub get_values_requests: u64,
-    pub batch_update_requests: u64,
-    pub values_batch_update_requests: u64,
-    /// Requests that matched no endpoint (404/501) or could not be parsed as HTTP.
-    pub other_requests: u64,
     /// 401s sent (missing, unknown or expired bearer token).
     pub unauthenticated: u64,
     /// 429s sent, from the quota rule or from injected faults.
@@ -386,6 +376,18 @@ pub struct Stats {
     pub max_workbook_cells: u64,
     /// Panics caught inside the fake (a bug in the fake; should stay 0).
     pub internal_errors: u64,
+}
+
+impl Stats {
+    /// Requests routed to `kind` (`Other`: no endpoint, 404/501, or not parsable as HTTP).
+    pub fn requests(&self, kind: RequestKind) -> u64 {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Requests routed to one of the four Sheets endpoints.
+    pub fn sheets_requests(&self) -> u64 {
+        self.by_kind.iter().filter(|(k, _)| k.is_sheets()).map(|(_, n)| n).sum()
+    }
 }
 
 /// One entry of the request log ([`FakeGoogle::requests`]).
@@ -493,13 +495,9 @@ impl FakeGoogle {
         self.state().accounts.insert(email.to_string());
     }
 
-    /// A Google-shaped service-account key JSON for `email`, signed with the test key.
-    pub fn key_json(&self, email: &str) -> String {
-        self.key_json_with_pem(email, TEST_KEY_PEM)
-    }
-
-    /// As [`FakeGoogle::key_json`] with another private key (e.g. [`OTHER_KEY_PEM`]).
-    pub fn key_json_with_pem(&self, email: &str, pem: &str) -> String {
+    /// A Google-shaped service-account key JSON for `email` holding the private key `pem`
+    /// ([`TEST_KEY_PEM`], the key the fake trusts, or e.g. [`OTHER_KEY_PEM`]).
+    pub fn key_json(&self, email: &str, pem: &str) -> String {
         let project = email
             .split('@')
             .nth(1)
@@ -525,21 +523,13 @@ impl FakeGoogle {
         pretty(&key)
     }
 
-    /// Writes [`FakeGoogle::key_json`] for `email` to `path`.
+    /// Writes [`FakeGoogle::key_json`] to `path`.
     ///
     /// # Panics
     /// If the file cannot be written.
-    pub fn write_key_file(&self, path: impl AsRef<Path>, email: &str) {
-        self.write_key_file_with_pem(path, email, TEST_KEY_PEM);
-    }
-
-    /// Writes [`FakeGoogle::key_json_with_pem`] to `path` (the wrong-key test).
-    ///
-    /// # Panics
-    /// If the file cannot be written.
-    pub fn write_key_file_with_pem(&self, path: impl AsRef<Path>, email: &str, pem: &str) {
+    pub fn write_key_file(&self, path: impl AsRef<Path>, email: &str, pem: &str) {
         let path = path.as_ref();
-        std::fs::write(path, self.key_json_with_pem(email, pem))
+        std::fs::write(path, self.key_json(email, pem))
             .unwrap_or_else(|e| panic!("fake Google: cannot write key file {}: {e}", path.display()));
     }
 
@@ -728,14 +718,10 @@ impl FakeGoogle {
 
     // --- rules ----------------------------------------------------------------------------
 
-    /// Write requests allowed per account per quota window (default 60).
-    pub fn set_write_quota_per_minute(&self, n: u32) {
-        self.state().write_quota = n;
-    }
-
-    /// Read requests allowed per account per quota window (default 60).
-    pub fn set_read_quota_per_minute(&self, n: u32) {
-        self.state().read_quota = n;
+    /// Write and read requests allowed per account per quota window (default 60 each).
+    pub fn set_quota_per_minute(&self, writes: u32, reads: u32) {
+        let mut st = self.state();
+        (st.write_quota, st.read_quota) = (writes, reads);
     }
 
     /// The rolling quota window (default 60 s). Shorten it to test recovery quickly; it
@@ -768,14 +754,9 @@ impl FakeGoogle {
 
     // --- faults ---------------------------------------------------------------------------
 
-    /// Queues `fault` for the next `times` Sheets requests of any kind.
-    pub fn inject(&self, fault: Fault, times: u32) {
-        self.inject_for(Matching::Any, fault, times);
-    }
-
     /// Queues `fault` for the next `times` Sheets requests that match. A request consumes
     /// from the first queued entry that matches it.
-    pub fn inject_for(&self, matching: Matching, fault: Fault, times: u32) {
+    pub fn inject(&self, matching: Matching, fault: Fault, times: u32) {
         if times > 0 {
             self.state()
                 .faults

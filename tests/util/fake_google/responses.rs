@@ -101,31 +101,17 @@ pub(super) fn oauth_error(status: u16, error: &str, description: Option<&str>) -
 }
 
 pub(super) fn quota_error(write: bool, limit: u32) -> Response {
-    let (metric_name, limit_name, metric, limit_id) = if write {
-        (
-            "Write requests",
-            "Write requests per minute per user",
-            "sheets.googleapis.com/write_requests",
-            "WriteRequestsPerMinutePerUser",
-        )
-    } else {
-        (
-            "Read requests",
-            "Read requests per minute per user",
-            "sheets.googleapis.com/read_requests",
-            "ReadRequestsPerMinutePerUser",
-        )
-    };
+    let (what, metric) = if write { ("Write", "write") } else { ("Read", "read") };
     let message = format!(
-        "Quota exceeded for quota metric '{metric_name}' and limit '{limit_name}' of service \
-         'sheets.googleapis.com' for consumer 'project_number:{PROJECT_NUMBER}'."
+        "Quota exceeded for quota metric '{what} requests' and limit '{what} requests per minute \
+         per user' of service 'sheets.googleapis.com' for consumer 'project_number:{PROJECT_NUMBER}'."
     );
     error_info(
         (429, "RESOURCE_EXHAUSTED", &message),
         "RATE_LIMIT_EXCEEDED",
         json!({
-            "quota_metric": metric,
-            "quota_limit": limit_id,
+            "quota_metric": format!("sheets.googleapis.com/{metric}_requests"),
+            "quota_limit": format!("{what}RequestsPerMinutePerUser"),
             "quota_limit_value": limit.to_string(),
             "quota_location": "global",
             "service": "sheets.googleapis.com",

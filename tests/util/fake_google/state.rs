@@ -78,8 +78,8 @@ impl State {
             spreadsheets: BTreeMap::new(),
             max_cells: DEFAULT_MAX_CELLS,
             max_request_bytes: MAX_REQUEST_BODY_BYTES,
-            write_quota: DEFAULT_WRITE_QUOTA_PER_MINUTE,
-            read_quota: DEFAULT_READ_QUOTA_PER_MINUTE,
+            write_quota: DEFAULT_QUOTA_PER_MINUTE,
+            read_quota: DEFAULT_QUOTA_PER_MINUTE,
             quota_window: DEFAULT_QUOTA_WINDOW,
             usage: HashMap::new(),
             api_disabled: false,
@@ -93,18 +93,7 @@ impl State {
     }
 
     pub(super) fn count_arrival(&mut self, kind: RequestKind) {
-        let s = &mut self.stats;
-        match kind {
-            RequestKind::Token => s.token_requests += 1,
-            RequestKind::GetSpreadsheet => s.get_spreadsheet_requests += 1,
-            RequestKind::GetValues => s.get_values_requests += 1,
-            RequestKind::BatchUpdate => s.batch_update_requests += 1,
-            RequestKind::ValuesBatchUpdate => s.values_batch_update_requests += 1,
-            RequestKind::Other => s.other_requests += 1,
-        }
-        if kind.is_sheets() {
-            s.sheets_requests += 1;
-        }
+        *self.stats.by_kind.entry(kind).or_default() += 1;
     }
 
     pub(super) fn outage_active(&mut self, now: Instant) -> bool {
