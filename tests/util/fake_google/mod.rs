@@ -58,14 +58,11 @@
 //!
 //! # Faults
 //!
-//! [`FakeGoogle::inject`] queues a [`Fault`] (429 and 5xx
-//! with Google's bodies, a lost response after the write was applied, a dropped request,
-//! a slow reply, any raw answer) for the next matching Sheets requests;
-//! [`FakeGoogle::inject_token_fault`] queues a [`TokenFault`] for the token endpoint. A
-//! fault is consumed before authentication, like a front-end error. An
-//! [`FakeGoogle::outage`] answers everything 503 for a while, and
-//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule the client cannot
-//! foresee. Each item's docs say what it answers.
+//! [`FakeGoogle::inject`] queues a [`Fault`] for the next matching Sheets requests,
+//! [`FakeGoogle::inject_token_fault`] a [`TokenFault`] for the token endpoint; each
+//! variant says what it answers. A fault is consumed before authentication, like a
+//! front-end error. [`FakeGoogle::outage`] answers everything 503 for a while, and
+//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule no client can foresee.
 //!
 //! # Deviations from real Google (known, deliberate)
 //!
@@ -79,31 +76,11 @@
 //! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
 //!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
 //!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
-//! - Only the endpoints below exist. Other real ones (`values:append`, `values.update`,
-//!   …) answer 501 UNIMPLEMENTED, naming the request, so a test fails loudly.
+//! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
+//!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
+//!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are
+//!   the fields the fake does not implement.
 //! - The project-wide quota (300/min) is not modelled, only the per-user one.
-//!
-//! # Endpoints
-//!
-//! `POST /token` and the four Sheets endpoints of [`RequestKind`]. `batchUpdate` takes
-//! `addSheet`, `appendDimension`, `addChart`, `updateChartSpec` and `deleteDimension`
-//! (rows). `values.get` takes a percent-encoded range.
-//!
-//! # Server mechanics
-//!
-//! The transport is `tiny_http` (HTTP/1.1 with keep-alive, chunked bodies, `Expect:
-//! 100-continue`, malformed requests answered 400 by it), so this module only models
-//! Google. A fixed pool of 16 handler threads takes requests off the server, so at most 16
-//! are handled at once (delayed replies included); bodies are capped at Google's 10 MiB
-//! (lower with [`FakeGoogle::set_max_request_bytes`]) and every delay is capped. A panic
-//! in the fake's own code is caught and answered with 500 (counted in
-//! [`Stats::internal_errors`]): no thread dies. All state changes, the stats and the
-//! request log are recorded before the response is written. A client that has read a
-//! response can therefore assert on [`FakeGoogle::stats`] at once. Dropping the
-//! [`FakeGoogle`] stops the handler threads and then the server (tiny_http closes its
-//! listener), in bounded time. tiny_http sets no socket timeouts of its own: an idle
-//! kept-alive connection lives until its client closes it (the daemon under test, or the
-//! test process, always does).
 //!
 //! # Layout
 //!
@@ -120,7 +97,7 @@
 //! ```ignore
 //! let fake = FakeGoogle::start();
 //! fake.add_spreadsheet("sheet-1", &[DEFAULT_ACCOUNT]);
-//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT);
+//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, TEST_KEY_PEM);
 //! fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
 //! // … run the daemon with its Sheets base URL set to fake.base_url() …
 //! assert!(fake.wait_until(Duration::from_secs(10), |f| {

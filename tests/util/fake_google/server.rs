@@ -1,4 +1,14 @@
 //! The transport and dispatch: the HTTP server, routing, and the order of checks.
+//!
+//! `tiny_http` does HTTP/1.1 (keep-alive, chunked bodies, `Expect: 100-continue`,
+//! malformed requests answered 400), so the fake only models Google. [`HANDLER_THREADS`]
+//! threads take requests off it, so at most that many are handled at once, delayed replies
+//! included. A panic in the fake's own code is caught and answered 500 (counted in
+//! [`Stats::internal_errors`]): no thread dies. Every state change, stat and log entry is
+//! made before the response is written, so a client that has read a response can assert
+//! on [`FakeGoogle::stats`] at once. Dropping the [`FakeGoogle`] stops the handlers, then
+//! the server, in bounded time. tiny_http sets no socket timeouts: an idle kept-alive
+//! connection lives until its client (the daemon or the test) closes it.
 use super::*;
 
 // ---------------------------------------------------------------------------------------
@@ -300,8 +310,7 @@ fn no_endpoint(req: &HttpRequest) -> Response {
     rpc_error(501, "UNIMPLEMENTED", &message)
 }
 
-/// Handles one parsed request. Every state change, stat and log entry is made here,
-/// before the caller writes the response.
+/// Handles one parsed request: every state change, stat and log entry is made here.
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     let (kind, id, range) = route(&req.method, &req.path);
     let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {

@@ -31,7 +31,6 @@ impl Shared {
 pub(super) struct State {
     pub(super) accounts: BTreeSet<String>,
     pub(super) tokens: HashMap<String, IssuedToken>,
-    pub(super) tokens_minted: u64,
     pub(super) token_lifetime_secs: u64,
     pub(super) clock_offset_secs: i64,
     pub(super) spreadsheets: BTreeMap<String, Spreadsheet>,
@@ -72,7 +71,6 @@ impl State {
         State {
             accounts: BTreeSet::from([DEFAULT_ACCOUNT.to_string()]),
             tokens: HashMap::new(),
-            tokens_minted: 0,
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
             clock_offset_secs: 0,
             spreadsheets: BTreeMap::new(),
@@ -125,8 +123,8 @@ impl State {
 
     pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
         self.tokens.retain(|_, t| t.expires_at > now);
-        self.tokens_minted += 1;
-        let token = format!("ya29.fake-{}", self.tokens_minted);
+        self.stats.tokens_issued += 1;
+        let token = format!("ya29.fake-{}", self.stats.tokens_issued);
         let lifetime = Duration::from_secs(lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS));
         self.tokens.insert(
             token.clone(),
@@ -135,7 +133,6 @@ impl State {
                 expires_at: now + lifetime,
             },
         );
-        self.stats.tokens_issued += 1;
         token
     }
 
