@@ -817,7 +817,10 @@ fn values_batch_update_enforces_googles_rules() {
     assert!(reply.rpc_error().2.contains("Unknown name \"valueInputOptions\""));
     // What the fake does not implement is refused, not ignored.
     let reply = post(json!({ "valueInputOption": "RAW", "data": [], "includeValuesInResponse": true }));
-    assert!(reply.rpc_error().2.contains("does not implement includeValuesInResponse"));
+    assert!(reply
+        .rpc_error()
+        .2
+        .contains("does not implement includeValuesInResponse"));
 
     let write = |range: &str, rows: Value| write_values(&fake, &token, "s1", range, rows).expect("reply");
     assert_eq!(

@@ -112,8 +112,8 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -434,8 +434,6 @@ impl FakeGoogle {
         let (server, addr) = bind();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
-            changed: Condvar::new(),
-            generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             token_uri: format!("http://{addr}/token"),
@@ -795,29 +793,10 @@ impl FakeGoogle {
     }
 
     /// Calls `condition` until it returns true or `timeout` (at most an hour) passes, and
-    /// returns whether it did. It is re-checked after every request the fake answers, and at least every 50 ms.
-    /// `condition` may call any method of the fake.
+    /// returns whether it did (polled as `util::daemon::wait_until` polls). `condition` may
+    /// call any method of the fake.
     pub fn wait_until(&self, timeout: Duration, mut condition: impl FnMut(&FakeGoogle) -> bool) -> bool {
-        let deadline = Instant::now() + timeout.min(Duration::from_secs(3600));
-        loop {
-            let seen = self.shared.generation.load(Ordering::SeqCst);
-            if condition(self) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            let guard = self.state();
-            if self.shared.generation.load(Ordering::SeqCst) == seen {
-                let slice = (deadline - now).min(Duration::from_millis(50));
-                let _ = self
-                    .shared
-                    .changed
-                    .wait_timeout(guard, slice)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
+        super::daemon::wait_until(timeout.min(Duration::from_secs(3600)), || condition(self))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -52,13 +52,12 @@ pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Share
         .collect()
 }
 
-/// Counts a request in `live` while it is handled; when done, wakes `wait_until`.
+/// Counts a request in `live` while it is handled.
 struct Handling<'a>(&'a Shared);
 
 impl Drop for Handling<'_> {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, Ordering::SeqCst);
-        self.0.notify();
     }
 }
 

@@ -5,9 +5,6 @@ use super::*;
 
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
-    /// Signalled (with `generation` bumped) after every answered request.
-    pub(super) changed: Condvar,
-    pub(super) generation: AtomicU64,
     pub(super) stop: AtomicBool,
     /// Requests being handled.
     pub(super) live: AtomicUsize,
@@ -19,12 +16,6 @@ impl Shared {
     /// the fake, so poisoning is ignored: every mutation leaves the state consistent.
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(super) fn notify(&self) {
-        let _guard = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_all();
     }
 }
 
