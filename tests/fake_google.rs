@@ -690,7 +690,7 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
     assert_eq!(values[1000][3], Cell::Number(21.5));
     assert_eq!(values[1000][4], Cell::Bool(true));
     assert_eq!(values[1000][5], Cell::Empty);
-    assert_eq!(values[1000][8], Cell::from(1.0));
+    assert_eq!(values[1000][8], Cell::Number(1.0));
     assert!(values[..1000].iter().all(Vec::is_empty));
 }
 
@@ -912,10 +912,10 @@ fn values_get_decodes_ranges_and_trims_like_google() {
         "Bob's data",
         "A1",
         &[
-            vec!["ts".into(), "value".into()],
+            vec![Cell::text("ts"), Cell::text("value")],
             vec![],
-            vec!["t2".into(), Cell::Empty, 3.0.into(), Cell::Empty],
-            vec!["t3".into(), 21.5.into(), true.into()],
+            vec![Cell::text("t2"), Cell::Empty, Cell::Number(3.0), Cell::Empty],
+            vec![Cell::text("t3"), Cell::Number(21.5), Cell::Bool(true)],
         ],
     );
     let tab = "%27Bob%27%27s%20data%27";
@@ -1056,7 +1056,14 @@ fn status_and_delay_faults_look_like_google() {
     let (fake, token) = fake_with_sheet();
     let write = || write_values(&fake, &token, "s1", "Sheet1!A1", json!([["x"]])).expect("reply");
 
-    fake.inject(Matching::Any, Fault::too_many_requests(Some(7)), 1);
+    fake.inject(
+        Matching::Any,
+        Fault::Status {
+            code: 429,
+            retry_after_secs: Some(7),
+        },
+        1,
+    );
     fake.inject(Matching::Any, Fault::status(500), 1);
     fake.inject(Matching::Any, Fault::status(502), 1);
     fake.inject(Matching::Any, Fault::status(503), 1);

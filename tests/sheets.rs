@@ -151,7 +151,14 @@ fn sheet_mirrors_the_csv_exactly_through_faults() {
     // next matching requests; the sheet must equal the CSV after every stage.
     let stages: [&[(Matching, Fault, u32)]; 4] = [
         &[
-            (Matching::Writes, Fault::too_many_requests(Some(1)), 1),
+            (
+                Matching::Writes,
+                Fault::Status {
+                    code: 429,
+                    retry_after_secs: Some(1),
+                },
+                1,
+            ),
             (Matching::Writes, Fault::status(503), 1),
         ],
         &[(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 2)],

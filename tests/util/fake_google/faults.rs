@@ -57,14 +57,6 @@ impl Fault {
             retry_after_secs: None,
         }
     }
-
-    /// A 429 with the quota body and, if given, a `Retry-After` header.
-    pub fn too_many_requests(retry_after_secs: Option<u64>) -> Fault {
-        Fault::Status {
-            code: 429,
-            retry_after_secs,
-        }
-    }
 }
 
 /// A fault for the token endpoint.

@@ -246,24 +246,6 @@ impl Cell {
     }
 }
 
-macro_rules! cell_from {
-    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {
-        $(impl From<$t> for Cell {
-            fn from($v: $t) -> Cell {
-                $e
-            }
-        })*
-    };
-}
-
-cell_from! {
-    f64 => |n| Cell::Number(n),
-    i64 => |n| Cell::Number(n as f64),
-    bool => |b| Cell::Bool(b),
-    &str => |s| Cell::Text(s.to_string()),
-    String => |s| Cell::Text(s),
-}
-
 /// How a write asked Sheets to interpret its values (notes §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ValueInputOption {
@@ -410,6 +392,10 @@ impl fmt::Display for LoggedRequest {
 // ---------------------------------------------------------------------------------------
 
 /// A running fake Google on `127.0.0.1:<port>`. Stops on drop.
+///
+/// Its methods panic, with a message, only on what is a bug in the test: a spreadsheet or
+/// tab that does not exist (or already does), an unregistered account, values that do not
+/// fit, a key file that cannot be written, no loopback port or thread to start with.
 pub struct FakeGoogle {
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -417,19 +403,8 @@ pub struct FakeGoogle {
     handlers: Vec<JoinHandle<()>>,
 }
 
-impl fmt::Debug for FakeGoogle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FakeGoogle")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
 impl FakeGoogle {
     /// Binds `127.0.0.1:0`, registers [`DEFAULT_ACCOUNT`] and starts serving.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound or no thread can be spawned (the test cannot run).
     pub fn start() -> FakeGoogle {
         let (server, addr) = bind();
         let shared = Arc::new(Shared {
@@ -499,9 +474,6 @@ impl FakeGoogle {
     }
 
     /// Writes [`FakeGoogle::key_json`] to `path`.
-    ///
-    /// # Panics
-    /// If the file cannot be written.
     pub fn write_key_file(&self, path: impl AsRef<Path>, email: &str, pem: &str) {
         let path = path.as_ref();
         std::fs::write(path, self.key_json(email, pem))
@@ -510,9 +482,6 @@ impl FakeGoogle {
 
     /// Issues a token for `email` without a JWT, for raw-HTTP tests. It is counted in
     /// [`Stats::tokens_issued`] and expires like any other token.
-    ///
-    /// # Panics
-    /// If `email` is not registered.
     pub fn issue_token(&self, email: &str) -> String {
         let mut st = self.state();
         assert!(
@@ -548,9 +517,6 @@ impl FakeGoogle {
 
     /// Creates spreadsheet `id`, shared (as Writer) with `shared_with`, with one tab
     /// `Sheet1` (sheetId 0, 1000×26).
-    ///
-    /// # Panics
-    /// If `id` exists already.
     pub fn add_spreadsheet(&self, id: &str, shared_with: &[&str]) {
         let mut st = self.state();
         assert!(
@@ -575,9 +541,6 @@ impl FakeGoogle {
     }
 
     /// Shares spreadsheet `id` with `email` (replacing its previous role).
-    ///
-    /// # Panics
-    /// If `id` does not exist.
     pub fn share(&self, id: &str, email: &str, role: Role) {
         self.with_spreadsheet(id, |ss| {
             ss.access.insert(email.to_string(), role);
@@ -585,9 +548,6 @@ impl FakeGoogle {
     }
 
     /// Takes `email` off the sharing list of `id`.
-    ///
-    /// # Panics
-    /// If `id` does not exist.
     pub fn unshare(&self, id: &str, email: &str) {
         self.with_spreadsheet(id, |ss| {
             ss.access.remove(email);
@@ -595,9 +555,6 @@ impl FakeGoogle {
     }
 
     /// Adds a tab directly (no request, no quota, no cell cap) and returns its sheetId.
-    ///
-    /// # Panics
-    /// If `id` does not exist or the title is taken.
     pub fn add_tab(&self, id: &str, title: &str, rows: u32, cols: u32) -> i64 {
         let mut st = self.state();
         let State { spreadsheets, rng, .. } = &mut *st;
@@ -627,10 +584,6 @@ impl FakeGoogle {
 
     /// Writes `rows` into tab `tab` with the top-left cell at `top_left` (e.g. `"A1"`), as
     /// RAW, directly (no request). `Cell::Empty` clears a cell.
-    ///
-    /// # Panics
-    /// If the spreadsheet or tab does not exist, `top_left` is not a cell, or the values do
-    /// not fit the grid.
     pub fn put_values(&self, id: &str, tab: &str, top_left: &str, rows: &[Vec<Cell>]) {
         let Some((r0, c0)) = single_cell(top_left) else {
             panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
@@ -808,8 +761,6 @@ impl FakeGoogle {
         Some(f(st.spreadsheets.get(id)?.sheet_by_title(tab)?))
     }
 
-    /// # Panics
-    /// If there is no such spreadsheet or tab.
     fn with_tab_mut(&self, id: &str, tab: &str, f: impl FnOnce(&mut Sheet)) {
         self.with_spreadsheet(id, |ss| {
             f(ss.sheet_by_title_mut(tab)
