@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::util::fake_google::{
-    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, TokenFault, ValueInputOption, DEFAULT_ACCOUNT,
+    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, ValueInputOption, DEFAULT_ACCOUNT,
     JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
 
@@ -518,23 +518,31 @@ fn token_faults_reach_the_real_client() {
     let fake = FakeGoogle::start();
     let key = fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM);
 
-    fake.inject_token_fault(TokenFault::ServerErrorHtml, 1);
+    fake.inject(Matching::Token, Fault::status(500), 1);
     let err = yup_token(&key).expect_err("HTML 500");
     assert!(matches!(err, yup_oauth2::Error::JSONError(_)), "{err}");
 
-    fake.inject_token_fault(TokenFault::Unavailable, 1);
+    fake.inject(Matching::Token, Fault::status(503), 1);
     let err = yup_token(&key).expect_err("503");
     assert!(err.to_string().contains("internal_failure"), "{err}");
 
-    fake.inject_token_fault(TokenFault::Drop, 1);
+    fake.inject(Matching::Token, Fault::DropBeforeApply, 1);
     assert!(yup_token(&key).is_err(), "a dropped connection is an error");
 
-    fake.inject_token_fault(TokenFault::ShortLifetime(1), 1);
+    fake.inject(Matching::Token, Fault::ShortTokenLifetime(1), 1);
     let now = now_secs();
     let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(reply.json()["expires_in"], 1);
 
+    // A fault the endpoint cannot give is a bug in the test: refused when it is queued.
+    for (matching, fault) in [
+        (Matching::Any, Fault::ShortTokenLifetime(1)),
+        (Matching::Token, Fault::status(429)),
+    ] {
+        let queue = std::panic::AssertUnwindSafe(|| fake.inject(matching, fault, 1));
+        assert!(std::panic::catch_unwind(queue).is_err(), "{matching:?}");
+    }
     yup_token(&key).expect("faults used up: a normal token");
     let stats = fake.stats();
     assert_eq!(stats.token_faults_consumed, 4);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::sheets::{config, fake_with_sheet, send_readings, sheet_matches_csv, wait_synced, SHEET};
 use crate::util::daemon::{read_csv, read_csv_so_far, send_lines};
-use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind, TokenFault, MAX_CELL_CHARS};
+use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind, MAX_CELL_CHARS};
 use crate::util::{Daemon, TestDir};
 
 /// The sheets config of `tests/sheets.rs` plus `server` lines (e.g. a longer line cap).
@@ -170,9 +170,9 @@ fn a_row_google_refuses_becomes_a_placeholder_and_the_upload_goes_on() {
 fn token_endpoint_failures_are_transient_and_name_the_url() {
     let dir = TestDir::new("sheets-token-transient");
     let fake = fake_with_sheet();
-    fake.inject_token_fault(TokenFault::Unavailable, 1);
-    fake.inject_token_fault(TokenFault::ServerErrorHtml, 1);
-    fake.inject_token_fault(TokenFault::Drop, 1);
+    fake.inject(Matching::Token, Fault::status(503), 1);
+    fake.inject(Matching::Token, Fault::status(500), 1);
+    fake.inject(Matching::Token, Fault::DropBeforeApply, 1);
     let d = start_with(&dir, &fake, "", "");
     send(&d, &["device=t n=1".into()]);
     wait_csv_rows(&d, 1);

@@ -58,9 +58,8 @@
 //!
 //! # Faults
 //!
-//! [`FakeGoogle::inject`] queues a [`Fault`] for the next matching Sheets requests,
-//! [`FakeGoogle::inject_token_fault`] a [`TokenFault`] for the token endpoint; each
-//! variant says what it answers. A fault is consumed before authentication, like a
+//! [`FakeGoogle::inject`] queues a [`Fault`] for the next matching Sheets or token
+//! requests; each variant says what it answers. A fault is consumed before authentication, like a
 //! front-end error. [`FakeGoogle::outage`] answers everything 503 for a while, and
 //! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule no client can foresee.
 //!
@@ -138,7 +137,7 @@ use a1::*;
 use charts::*;
 use dimensions::*;
 use faults::*;
-pub use faults::{Fault, Matching, TokenFault};
+pub use faults::{Fault, Matching};
 use fields::*;
 use model::*;
 use responses::*;
@@ -682,20 +681,12 @@ impl FakeGoogle {
 
     // --- faults ---------------------------------------------------------------------------
 
-    /// Queues `fault` for the next `times` Sheets requests that match. A request consumes
-    /// from the first queued entry that matches it.
+    /// Queues `fault` for the next `times` requests that match. A request consumes from
+    /// the first queued entry that matches it.
     pub fn inject(&self, matching: Matching, fault: Fault, times: u32) {
+        let queued = QueuedFault::new(fault, matching, times);
         if times > 0 {
-            self.state()
-                .faults
-                .push_back(QueuedFault::sheets(fault, matching, times));
-        }
-    }
-
-    /// Queues `fault` for the next `times` token requests.
-    pub fn inject_token_fault(&self, fault: TokenFault, times: u32) {
-        if times > 0 {
-            self.state().faults.push_back(QueuedFault::token(fault, times));
+            self.state().faults.push_back(queued);
         }
     }
 

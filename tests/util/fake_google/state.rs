@@ -98,7 +98,7 @@ impl State {
 
     /// The log note and effect of the first queued fault that hits a request of `kind`.
     pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(String, Effect)> {
-        let index = self.faults.iter().position(|q| q.hits(kind))?;
+        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
         let entry = &mut self.faults[index];
         let taken = (entry.note.clone(), entry.effect.clone());
         entry.remaining -= 1;
