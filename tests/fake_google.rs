@@ -611,16 +611,16 @@ fn unknown_spreadsheet_is_404_and_unshared_is_403() {
     );
     assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).rpc_error(), denied);
 
-    fake.share("mine", STRANGER, Role::Reader);
+    fake.share("mine", STRANGER, Some(Role::Reader));
     assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 200);
     let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1", json!([[1]])).expect("reply");
     assert_eq!(reply.rpc_error(), denied, "a reader cannot write");
 
-    fake.share("mine", STRANGER, Role::Writer);
+    fake.share("mine", STRANGER, Some(Role::Writer));
     let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1", json!([[1]])).expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    fake.unshare("mine", STRANGER);
+    fake.share("mine", STRANGER, None);
     assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 403);
 }
 

@@ -463,7 +463,7 @@ fn sheets_check_says_what_works_and_what_to_fix() {
     assert!(fake.values(SHEET, "Readings").is_none(), "check writes nothing");
     assert_eq!(fake.stats().writes_applied, 0);
 
-    fake.unshare(SHEET, DEFAULT_ACCOUNT);
+    fake.share(SHEET, DEFAULT_ACCOUNT, None);
     let (code, out) = run(&dir);
     assert_eq!(code, Some(1), "{out}");
     assert!(

@@ -487,14 +487,13 @@ impl FakeGoogle {
             st.accounts.contains(email),
             "fake Google: issue_token for unregistered account {email}"
         );
-        let lifetime = st.token_lifetime_secs;
-        st.issue_token(email, lifetime, Instant::now())
+        st.issue_token(email, None, Instant::now()).0
     }
 
-    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on.
-    /// Clamped to 1 s … 10 years.
+    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on,
+    /// in 1 s … 10 years.
     pub fn set_token_lifetime(&self, secs: u64) {
-        self.state().token_lifetime_secs = secs.clamp(1, MAX_TOKEN_LIFETIME_SECS);
+        self.state().token_lifetime_secs = secs;
     }
 
     /// Makes every token issued so far expire now (as after a revocation). Their next
@@ -539,17 +538,12 @@ impl FakeGoogle {
         );
     }
 
-    /// Shares spreadsheet `id` with `email` (replacing its previous role).
-    pub fn share(&self, id: &str, email: &str, role: Role) {
-        self.with_spreadsheet(id, |ss| {
-            ss.access.insert(email.to_string(), role);
-        });
-    }
-
-    /// Takes `email` off the sharing list of `id`.
-    pub fn unshare(&self, id: &str, email: &str) {
-        self.with_spreadsheet(id, |ss| {
-            ss.access.remove(email);
+    /// Shares spreadsheet `id` with `email` as `role`, replacing its previous role; `None`
+    /// takes `email` off the sharing list.
+    pub fn share(&self, id: &str, email: &str, role: Option<Role>) {
+        self.with_spreadsheet(id, |ss| match role {
+            Some(role) => ss.access.insert(email.to_string(), role),
+            None => ss.access.remove(email),
         });
     }
 

@@ -112,19 +112,19 @@ impl State {
         Some(taken)
     }
 
-    pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
+    /// A new token for `account` and its lifetime in seconds: `lifetime_secs`, or the
+    /// configured one, clamped to 1 s … 10 years.
+    pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: Option<u64>, now: Instant) -> (String, u64) {
         self.tokens.retain(|_, t| t.expires_at > now);
         self.stats.tokens_issued += 1;
         let token = format!("ya29.fake-{}", self.stats.tokens_issued);
-        let lifetime = Duration::from_secs(lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS));
-        self.tokens.insert(
-            token.clone(),
-            IssuedToken {
-                account: account.to_string(),
-                expires_at: now + lifetime,
-            },
-        );
-        token
+        let lifetime = lifetime_secs
+            .unwrap_or(self.token_lifetime_secs)
+            .clamp(1, MAX_TOKEN_LIFETIME_SECS);
+        let expires_at = now + Duration::from_secs(lifetime);
+        let account = account.to_string();
+        self.tokens.insert(token.clone(), IssuedToken { account, expires_at });
+        (token, lifetime)
     }
 
     pub(super) fn record(

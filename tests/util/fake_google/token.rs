@@ -25,10 +25,7 @@ pub(super) fn token_endpoint(
         return (oauth_error(status, error, Some(&description)), iss, "token refused");
     }
     let account = iss.unwrap_or_default();
-    let lifetime = lifetime_override
-        .unwrap_or(st.token_lifetime_secs)
-        .clamp(1, MAX_TOKEN_LIFETIME_SECS);
-    let token = st.issue_token(&account, lifetime, now);
+    let (token, lifetime) = st.issue_token(&account, lifetime_override, now);
     let body = json!({ "access_token": token, "expires_in": lifetime, "token_type": "Bearer" });
     (json_response(200, &body), Some(account), "")
 }
