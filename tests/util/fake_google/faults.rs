@@ -105,7 +105,11 @@ impl QueuedFault {
                 Effect::Answer(Some(oauth_error(503, "internal_failure", None)))
             }
             Fault::Status { code, retry_after_secs } if !token => {
-                Effect::Answer(Some(fault_response(code, retry_after_secs)))
+                let mut response = status_error(code);
+                if let Some(secs) = retry_after_secs {
+                    response.headers.push(("Retry-After", secs.to_string()));
+                }
+                Effect::Answer(Some(response))
             }
             Fault::Raw {
                 code,
@@ -125,33 +129,4 @@ impl QueuedFault {
             remaining: times,
         }
     }
-}
-
-/// The body real Google sends with an injected status.
-pub(super) fn fault_response(code: u16, retry_after_secs: Option<u64>) -> Response {
-    let mut response = match code {
-        429 => quota_error(true, DEFAULT_QUOTA_PER_MINUTE),
-        500 => rpc_error(500, "INTERNAL", "Internal error encountered."),
-        502 => html_page(
-            502,
-            "Error 502 (Server Error)!!1",
-            "The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.",
-        ),
-        503 => rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE),
-        504 => rpc_error(
-            504,
-            "DEADLINE_EXCEEDED",
-            "Deadline expired before operation could complete.",
-        ),
-        400 => invalid_argument("Request contains an invalid argument."),
-        401 => unauthenticated(MSG_INVALID_CREDENTIALS, true),
-        403 => rpc_error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED),
-        404 => rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND),
-        409 => rpc_error(409, "ABORTED", "The operation was aborted."),
-        code => rpc_error(code, "UNKNOWN", "Injected fault."),
-    };
-    if let Some(secs) = retry_after_secs {
-        response.headers.push(("Retry-After", secs.to_string()));
-    }
-    response
 }

@@ -189,7 +189,7 @@ const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!(concat!(
 ));
 
 // ---------------------------------------------------------------------------------------
-// Private limits and fixed texts
+// Private limits
 // ---------------------------------------------------------------------------------------
 
 /// Request heads (request line and header fields) over this get 400, as Google's front end does.
@@ -209,20 +209,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// JWT validity rules (notes §1.3): at most one hour, `iat` at most this far ahead.
 const MAX_JWT_LIFETIME_SECS: i64 = 3600;
 const MAX_JWT_IAT_SKEW_SECS: i64 = 60;
-
-const MSG_INVALID_CREDENTIALS: &str = "Request had invalid authentication credentials. \
-Expected OAuth 2 access token, login cookie or other valid authentication credential. \
-See https://developers.google.com/identity/sign-in/web/devconsole-project.";
-const MSG_MISSING_CREDENTIALS: &str = "Request is missing required authentication credential. \
-Expected OAuth 2 access token, login cookie or other valid authentication credential. \
-See https://developers.google.com/identity/sign-in/web/devconsole-project.";
-const MSG_PERMISSION_DENIED: &str = "The caller does not have permission";
-const MSG_NOT_FOUND: &str = "Requested entity was not found.";
-const MSG_UNAVAILABLE: &str = "The service is currently unavailable.";
-const MSG_JWT_TIME: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in \
-a reasonable timeframe. Check your iat and exp values in the JWT claim.";
-const MSG_JWT_SIGNATURE: &str = "Invalid JWT Signature.";
-const MSG_ACCOUNT_NOT_FOUND: &str = "Invalid grant: account not found";
 
 // ---------------------------------------------------------------------------------------
 // Public types

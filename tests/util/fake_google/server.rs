@@ -329,7 +329,7 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         let response = if kind == RequestKind::Token {
             oauth_error(503, "internal_failure", None)
         } else {
-            rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
+            status_error(503)
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }

@@ -155,7 +155,7 @@ impl State {
     /// The bearer token's account, or the 401 to send.
     pub(super) fn authenticate(&self, req: &HttpRequest, now: Instant) -> Result<String, Response> {
         let Some(value) = req.header("authorization") else {
-            return Err(unauthenticated(MSG_MISSING_CREDENTIALS, false));
+            return Err(unauthenticated(false));
         };
         let token = value
             .trim()
@@ -164,7 +164,7 @@ impl State {
             .map(|(_, token)| token.trim());
         match token.and_then(|t| self.tokens.get(t)) {
             Some(issued) if now < issued.expires_at => Ok(issued.account.clone()),
-            _ => Err(unauthenticated(MSG_INVALID_CREDENTIALS, true)),
+            _ => Err(unauthenticated(true)),
         }
     }
 
