@@ -503,7 +503,7 @@ fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
         .map(str::to_string)
         .collect();
     assert!(leaks.is_empty(), "access tokens never reach the log: {leaks:#?}");
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     let d = start(&dir, &fake, "");
     wait_synced(&fake, &d, Duration::from_secs(30));
     d.stop();
@@ -561,7 +561,7 @@ fn a_csv_rotated_before_google_was_reached_is_followed_from_the_first_file() {
         .is_some());
     send_readings(&d, 1, 6, "c");
     assert_eq!(fake.values(SHEET, "Readings"), None, "Google was out of reach");
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     wait_files(&fake, &d, &[first, current]);
     let log = d.stop();
     assert!(!log.contains("ERROR"), "{log}");
@@ -588,7 +588,7 @@ fn a_csv_rotated_mid_stream_goes_to_the_sheet_once_and_in_order() {
         .is_some());
     send_readings(&d, 2, 9, "c");
     assert_eq!(fake.values(SHEET, "Readings").unwrap().len(), 1 + rows_for(12));
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     wait_files(&fake, &d, &[first.clone(), current.clone()]);
     let log = d.shutdown();
     assert!(

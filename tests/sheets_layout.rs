@@ -718,7 +718,7 @@ fn a_csv_rotated_mid_stream_continues_every_board_tab() {
         .wait_for_log("was moved or deleted", Duration::from_secs(10))
         .is_some());
     send(&d, &[r#"{"device":"k","t":5}"#, r#"{"device":"n","t":6}"#]);
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     // The tabs are the two files' readings in order, as if they were one CSV.
     let mut rows = read_csv(&first);
     rows.extend(read_csv(&d.csv).into_iter().skip(1));

@@ -680,19 +680,14 @@ impl FakeGoogle {
         self.state().faults.clear();
     }
 
-    /// An outage, from now for `duration` (capped at 10 minutes): every token request gets
-    /// 503 `{"error":"internal_failure"}` and every Sheets request 503 UNAVAILABLE "The
-    /// service is currently unavailable.". Nothing is applied, no queued fault is consumed
-    /// and no quota is charged. Connections are answered, not reset (resets are what the
-    /// drop faults are for).
+    /// An outage, from now for `duration` (capped at 10 minutes; `Duration::ZERO` ends
+    /// one): every token request gets 503 `{"error":"internal_failure"}` and every Sheets
+    /// request 503 UNAVAILABLE "The service is currently unavailable.". Nothing is applied,
+    /// no queued fault is consumed and no quota is charged. Connections are answered, not
+    /// reset (resets are what the drop faults are for).
     pub fn outage(&self, duration: Duration) {
         let now = Instant::now();
         self.state().outage_until = Some(now + duration.min(MAX_FAULT_DURATION));
-    }
-
-    /// Ends an outage early.
-    pub fn end_outage(&self) {
-        self.state().outage_until = None;
     }
 
     // --- inspection -----------------------------------------------------------------------

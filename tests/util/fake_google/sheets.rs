@@ -306,7 +306,7 @@ pub(super) fn add_sheet(
         cols,
         frozen_rows,
         frozen_cols,
-        charts: Vec::new(),
+        ..SheetProps::default()
     };
     let reply = json!({ "addSheet": { "properties": new.to_json(index) } });
     work.insert(index, new);
