@@ -108,17 +108,6 @@ fn drop_connection(raw: tiny_http::Request, connection: Option<&str>) {
     }
 }
 
-pub(super) fn sleep_unless_stopped(shared: &Shared, duration: Duration) {
-    let deadline = Instant::now() + duration.min(MAX_FAULT_DURATION);
-    loop {
-        let now = Instant::now();
-        if now >= deadline || shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        thread::sleep((deadline - now).min(Duration::from_millis(10)));
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // A request as the dispatcher sees it
 // ---------------------------------------------------------------------------------------
@@ -162,12 +151,12 @@ fn payload_too_large(limit: usize) -> String {
 /// Copies what the dispatcher needs out of tiny_http's request, reading the body up to
 /// Google's cap (a larger declared body is refused before a byte of it is read).
 fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> {
-    let head: usize = raw.url().len()
-        + raw
-            .headers()
-            .iter()
-            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-            .sum::<usize>();
+    let headers: Vec<(String, String)> = raw
+        .headers()
+        .iter()
+        .map(|h| (h.field.to_string(), h.value.to_string()))
+        .collect();
+    let head = raw.url().len() + headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
     if head > MAX_HEAD_BYTES {
         return Err(ReadError::Bad("Request header fields too large.".into()));
     }
@@ -190,11 +179,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> 
         method: raw.method().to_string(),
         path: raw_path.to_string(),
         query,
-        headers: raw
-            .headers()
-            .iter()
-            .map(|h| (h.field.to_string(), h.value.to_string()))
-            .collect(),
+        headers,
         body,
         target,
     })
@@ -347,7 +332,8 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         }
         Some(Effect::Delay(d)) => {
             drop(st);
-            sleep_unless_stopped(shared, d);
+            // Ends early when the fake stops.
+            super::super::daemon::wait_until(d.min(MAX_FAULT_DURATION), || shared.stop.load(Ordering::SeqCst));
             st = shared.lock();
         }
         Some(Effect::ApplyThenDrop) => drop_after = true,
