@@ -52,18 +52,7 @@ pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Share
         .collect()
 }
 
-/// Counts a request in `live` while it is handled.
-struct Handling<'a>(&'a Shared);
-
-impl Drop for Handling<'_> {
-    fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn serve(shared: &Shared, mut raw: tiny_http::Request) {
-    shared.live.fetch_add(1, Ordering::SeqCst);
-    let _handling = Handling(shared);
     // A request that never reached `handle`: logged as `Other`, answered here.
     let unrouted = |method: &str, target: &str, response: &Response, note: String| {
         let mut st = shared.lock();

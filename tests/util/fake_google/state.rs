@@ -6,8 +6,6 @@ use super::*;
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
     pub(super) stop: AtomicBool,
-    /// Requests being handled.
-    pub(super) live: AtomicUsize,
     pub(super) token_uri: String,
 }
 
