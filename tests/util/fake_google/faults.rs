@@ -35,8 +35,8 @@ pub enum Fault {
     /// Answer at once with this status and Google's body for it, applying nothing: 429
     /// the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 502 the HTML
     /// page of Google's front end (as real 502s are). `Retry-After` if given. At the
-    /// token endpoint only 500, an HTML page (yup-oauth2 reports a JSON error), and 503
-    /// `{"error":"internal_failure"}` (yup-oauth2: `AuthError` `Other`) exist (notes §1.7).
+    /// token endpoint (notes §1.7): 500 is an HTML page (yup-oauth2 reports a JSON error),
+    /// 503 `{"error":"internal_failure"}` (yup-oauth2: `AuthError` `Other`); no other code.
     Status { code: u16, retry_after_secs: Option<u64> },
     /// Apply the request, then close the connection without a response: the client
     /// cannot know whether it was applied.
