@@ -90,7 +90,7 @@ fn main() {
         "  batched (2000 rows/request, budget {} req/min): {rows} rows caught up in {secs:.1} s = {:.0} rows/min ({} requests)",
         quota * 5 / 6,
         rows as f64 * 60.0 / secs,
-        g.stats().sheets_requests
+        g.stats().sheets_requests()
     );
     println!("  ratio: {:.0}x", rows as f64 * 60.0 / secs / per_min_single.max(1.0));
 }

@@ -113,7 +113,7 @@ fn main() {
         d.log_text()
     );
     let secs = t0.elapsed().as_secs_f64();
-    let requests = fake.stats().sheets_requests;
+    let requests = fake.stats().sheets_requests();
     d.stop();
     println!(
         "Per-device upload, {boards} boards, quota {quota} writes/min: {readings} readings in {secs:.1} s = {:.0} readings/min ({requests} requests, board tabs and charts included)",

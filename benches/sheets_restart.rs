@@ -60,7 +60,7 @@ fn restart_after_lost_setup(tabs: usize, quota: u32, rpm: u32, wait: Duration) -
         d.log_text()
     );
     // The new boards' set-up is applied, its reply lost; kill -9 at once.
-    fake.inject_for(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
+    fake.inject(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
     send(&d, (0..tabs).map(|i| format!("board-{i:03}")));
     assert!(wait_until(Duration::from_secs(120), || fake.pending_faults() == 0));
     d.kill9();

@@ -150,7 +150,7 @@ fn main() {
         held as f64 * 100.0 / readings as f64,
         held as f64 / BOARDS as f64 / 1440.0,
         most as f64 * 100.0 / max_cells as f64,
-        stats.sheets_requests,
+        stats.sheets_requests(),
         stats.writes_applied
     );
     drop(dir); // the CSV is large: remove it now

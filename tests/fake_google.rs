@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::util::fake_google::{
-    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, TokenFault, ValueInputOption, DEFAULT_ACCOUNT,
+    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, ValueInputOption, DEFAULT_ACCOUNT,
     JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
 
@@ -343,7 +343,7 @@ fn oauth_error(reply: &Reply) -> (String, String) {
 fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
-    let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT)).expect("yup-oauth2 gets a token");
+    let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM)).expect("yup-oauth2 gets a token");
     assert!(token.starts_with("ya29.fake-"), "{token}");
 
     let reply = get(
@@ -362,10 +362,14 @@ fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
 
     let stats = fake.stats();
     assert_eq!(
-        (stats.token_requests, stats.tokens_issued, stats.token_rejections),
+        (
+            stats.requests(RequestKind::Token),
+            stats.tokens_issued,
+            stats.token_rejections
+        ),
         (1, 1, 0)
     );
-    assert_eq!(stats.get_spreadsheet_requests, 1);
+    assert_eq!(stats.requests(RequestKind::GetSpreadsheet), 1);
 }
 
 #[test]
@@ -373,7 +377,7 @@ fn key_signed_with_another_key_is_rejected() {
     let fake = FakeGoogle::start();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("fake-google-wrong-key-{}.json", std::process::id()));
-    fake.write_key_file_with_pem(&path, DEFAULT_ACCOUNT, OTHER_KEY_PEM);
+    fake.write_key_file(&path, DEFAULT_ACCOUNT, OTHER_KEY_PEM);
     let key_json = std::fs::read_to_string(&path).expect("key file written");
     let _ = std::fs::remove_file(&path);
 
@@ -392,13 +396,13 @@ fn key_signed_with_another_key_is_rejected() {
 #[test]
 fn unregistered_account_is_rejected_until_registered() {
     let fake = FakeGoogle::start();
-    let err = yup_token(&fake.key_json(STRANGER)).expect_err("unknown account must be refused");
+    let err = yup_token(&fake.key_json(STRANGER, TEST_KEY_PEM)).expect_err("unknown account must be refused");
     assert!(
         err.to_string().contains("invalid_grant") && err.to_string().contains("account not found"),
         "{err}"
     );
     fake.register_account(STRANGER);
-    yup_token(&fake.key_json(STRANGER)).expect("a registered account gets a token");
+    yup_token(&fake.key_json(STRANGER, TEST_KEY_PEM)).expect("a registered account gets a token");
     assert_eq!(fake.stats().token_rejections, 1);
 }
 
@@ -512,25 +516,33 @@ fn assertions_are_checked_like_google_does() {
 #[test]
 fn token_faults_reach_the_real_client() {
     let fake = FakeGoogle::start();
-    let key = fake.key_json(DEFAULT_ACCOUNT);
+    let key = fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM);
 
-    fake.inject_token_fault(TokenFault::ServerErrorHtml, 1);
+    fake.inject(Matching::Token, Fault::status(500), 1);
     let err = yup_token(&key).expect_err("HTML 500");
     assert!(matches!(err, yup_oauth2::Error::JSONError(_)), "{err}");
 
-    fake.inject_token_fault(TokenFault::Unavailable, 1);
+    fake.inject(Matching::Token, Fault::status(503), 1);
     let err = yup_token(&key).expect_err("503");
     assert!(err.to_string().contains("internal_failure"), "{err}");
 
-    fake.inject_token_fault(TokenFault::Drop, 1);
+    fake.inject(Matching::Token, Fault::DropBeforeApply, 1);
     assert!(yup_token(&key).is_err(), "a dropped connection is an error");
 
-    fake.inject_token_fault(TokenFault::ShortLifetime(1), 1);
+    fake.inject(Matching::Token, Fault::ShortTokenLifetime(1), 1);
     let now = now_secs();
     let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(reply.json()["expires_in"], 1);
 
+    // A fault the endpoint cannot give is a bug in the test: refused when it is queued.
+    for (matching, fault) in [
+        (Matching::Any, Fault::ShortTokenLifetime(1)),
+        (Matching::Token, Fault::status(429)),
+    ] {
+        let queue = std::panic::AssertUnwindSafe(|| fake.inject(matching, fault, 1));
+        assert!(std::panic::catch_unwind(queue).is_err(), "{matching:?}");
+    }
     yup_token(&key).expect("faults used up: a normal token");
     let stats = fake.stats();
     assert_eq!(stats.token_faults_consumed, 4);
@@ -599,16 +611,16 @@ fn unknown_spreadsheet_is_404_and_unshared_is_403() {
     );
     assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).rpc_error(), denied);
 
-    fake.share("mine", STRANGER, Role::Reader);
+    fake.share("mine", STRANGER, Some(Role::Reader));
     assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 200);
     let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1", json!([[1]])).expect("reply");
     assert_eq!(reply.rpc_error(), denied, "a reader cannot write");
 
-    fake.share("mine", STRANGER, Role::Writer);
+    fake.share("mine", STRANGER, Some(Role::Writer));
     let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1", json!([[1]])).expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    fake.unshare("mine", STRANGER);
+    fake.share("mine", STRANGER, None);
     assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 403);
 }
 
@@ -686,7 +698,7 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
     assert_eq!(values[1000][3], Cell::Number(21.5));
     assert_eq!(values[1000][4], Cell::Bool(true));
     assert_eq!(values[1000][5], Cell::Empty);
-    assert_eq!(values[1000][8], Cell::from(1.0));
+    assert_eq!(values[1000][8], Cell::Number(1.0));
     assert!(values[..1000].iter().all(Vec::is_empty));
 }
 
@@ -811,6 +823,12 @@ fn values_batch_update_enforces_googles_rules() {
     assert_eq!(reply.status, 400);
     let reply = post(json!({ "valueInputOptions": "RAW", "data": [] }));
     assert!(reply.rpc_error().2.contains("Unknown name \"valueInputOptions\""));
+    // What the fake does not implement is refused, not ignored.
+    let reply = post(json!({ "valueInputOption": "RAW", "data": [], "includeValuesInResponse": true }));
+    assert!(reply
+        .rpc_error()
+        .2
+        .contains("does not implement includeValuesInResponse"));
 
     let write = |range: &str, rows: Value| write_values(&fake, &token, "s1", range, rows).expect("reply");
     assert_eq!(
@@ -902,10 +920,10 @@ fn values_get_decodes_ranges_and_trims_like_google() {
         "Bob's data",
         "A1",
         &[
-            vec!["ts".into(), "value".into()],
+            vec![Cell::text("ts"), Cell::text("value")],
             vec![],
-            vec!["t2".into(), Cell::Empty, 3.0.into(), Cell::Empty],
-            vec!["t3".into(), 21.5.into(), true.into()],
+            vec![Cell::text("t2"), Cell::Empty, Cell::Number(3.0), Cell::Empty],
+            vec![Cell::text("t3"), Cell::Number(21.5), Cell::Bool(true)],
         ],
     );
     let tab = "%27Bob%27%27s%20data%27";
@@ -961,7 +979,7 @@ fn values_get_decodes_ranges_and_trims_like_google() {
 #[test]
 fn write_quota_gives_429_after_n_writes_then_refills() {
     let (fake, token) = fake_with_sheet();
-    fake.set_write_quota_per_minute(3);
+    fake.set_quota_per_minute(3, 60);
     for n in 0..3 {
         let reply = write_values(&fake, &token, "s1", &format!("Sheet1!A{}", n + 1), json!([[n]])).expect("reply");
         assert_eq!(reply.status, 200, "write {n}: {}", reply.body);
@@ -990,7 +1008,7 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     let reply = write_values(&fake, &token, "s1", "Sheet1!A4", json!([[3]])).expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    fake.set_read_quota_per_minute(1);
+    fake.set_quota_per_minute(3, 1);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     assert_eq!(reply.status, 429);
@@ -1004,7 +1022,7 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
 #[test]
 fn apply_then_drop_applies_the_write_but_sends_nothing() {
     let (fake, token) = fake_with_sheet();
-    fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
+    fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
 
     // A GET does not match, so it does not consume the fault.
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
@@ -1032,7 +1050,7 @@ fn apply_then_drop_applies_the_write_but_sends_nothing() {
     let reply = write_values(&fake, &token, "s1", "Sheet1!A1:B1", json!([["a", 1]])).expect("reply");
     assert_eq!(reply.status, 200);
 
-    fake.inject(Fault::DropBeforeApply, 1);
+    fake.inject(Matching::Any, Fault::DropBeforeApply, 1);
     assert!(write_values(&fake, &token, "s1", "Sheet1!A2", json!([["b"]])).is_err());
     assert_eq!(fake.cell("s1", "Sheet1", "A2"), Some(Cell::Empty), "not applied");
 
@@ -1046,11 +1064,19 @@ fn status_and_delay_faults_look_like_google() {
     let (fake, token) = fake_with_sheet();
     let write = || write_values(&fake, &token, "s1", "Sheet1!A1", json!([["x"]])).expect("reply");
 
-    fake.inject(Fault::too_many_requests(Some(7)), 1);
-    fake.inject(Fault::status(500), 1);
-    fake.inject(Fault::status(502), 1);
-    fake.inject(Fault::status(503), 1);
     fake.inject(
+        Matching::Any,
+        Fault::Status {
+            code: 429,
+            retry_after_secs: Some(7),
+        },
+        1,
+    );
+    fake.inject(Matching::Any, Fault::status(500), 1);
+    fake.inject(Matching::Any, Fault::status(502), 1);
+    fake.inject(Matching::Any, Fault::status(503), 1);
+    fake.inject(
+        Matching::Any,
         Fault::Raw {
             code: 504,
             content_type: "text/plain".into(),
@@ -1085,7 +1111,7 @@ fn status_and_delay_faults_look_like_google() {
         "faults apply nothing"
     );
 
-    fake.inject(Fault::Delay(Duration::from_millis(300)), 1);
+    fake.inject(Matching::Any, Fault::Delay(Duration::from_millis(300)), 1);
     let started = Instant::now();
     assert_eq!(write().status, 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -1101,7 +1127,7 @@ fn status_and_delay_faults_look_like_google() {
 #[test]
 fn outage_answers_503_everywhere_then_recovers() {
     let (fake, token) = fake_with_sheet();
-    fake.inject(Fault::status(500), 1);
+    fake.inject(Matching::Any, Fault::status(500), 1);
     fake.outage(Duration::from_millis(300));
 
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);

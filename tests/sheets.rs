@@ -151,7 +151,14 @@ fn sheet_mirrors_the_csv_exactly_through_faults() {
     // next matching requests; the sheet must equal the CSV after every stage.
     let stages: [&[(Matching, Fault, u32)]; 4] = [
         &[
-            (Matching::Writes, Fault::too_many_requests(Some(1)), 1),
+            (
+                Matching::Writes,
+                Fault::Status {
+                    code: 429,
+                    retry_after_secs: Some(1),
+                },
+                1,
+            ),
             (Matching::Writes, Fault::status(503), 1),
         ],
         &[(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 2)],
@@ -168,7 +175,7 @@ fn sheet_mirrors_the_csv_exactly_through_faults() {
     let mut lines = 0;
     for (i, stage) in stages.iter().enumerate() {
         for (m, f, n) in stage.iter().cloned() {
-            fake.inject_for(m, f, n);
+            fake.inject(m, f, n);
         }
         send_readings(&d, 3, 60, &format!("s{i}"));
         lines += 3 * 60;
@@ -236,7 +243,7 @@ fn restart_and_kill_9_resume_from_the_cursor_without_doubles() {
     d.shutdown();
     // Back with Sheets: catch up from the CSV. Slow writes so that kill -9 lands while
     // a write is in flight (applied by Google, not yet recorded in the cursor).
-    fake.inject_for(
+    fake.inject(
         Matching::Only(RequestKind::ValuesBatchUpdate),
         Fault::Delay(Duration::from_millis(300)),
         50,
@@ -244,7 +251,7 @@ fn restart_and_kill_9_resume_from_the_cursor_without_doubles() {
     let mut d = start(&dir, &fake, "batch_rows = 40");
     assert!(wait_until(Duration::from_secs(30), || fake
         .stats()
-        .values_batch_update_requests
+        .requests(RequestKind::ValuesBatchUpdate)
         >= 4));
     d.kill9();
     let mut d = start(&dir, &fake, "batch_rows = 40");
@@ -278,7 +285,7 @@ fn the_request_budget_is_never_exceeded() {
     let fake = fake_with_sheet();
     // Google's quota, scaled down: 10 writes per 2 s; the daemon's budget: 240/min = 8 per 2 s.
     fake.set_quota_window(Duration::from_secs(2));
-    fake.set_write_quota_per_minute(10);
+    fake.set_quota_per_minute(10, 60);
     let d = start(
         &dir,
         &fake,
@@ -287,7 +294,10 @@ fn the_request_budget_is_never_exceeded() {
     send_readings(&d, 2, 45, "q");
     wait_synced(&fake, &d, Duration::from_secs(60));
     let st = fake.stats();
-    assert!(st.values_batch_update_requests >= 20, "many small batches were sent");
+    assert!(
+        st.requests(RequestKind::ValuesBatchUpdate) >= 20,
+        "many small batches were sent"
+    );
     assert_eq!(st.quota_exceeded, 0, "no 429 for quota: the budget held");
     assert!(
         st.max_writes_in_window <= 9,
@@ -358,7 +368,7 @@ fn remote_set_up_errors_are_clear_and_ingest_goes_on() {
     fake.set_api_disabled(false);
 
     let dir = TestDir::new("sheets-err-wrongkey");
-    fake.write_key_file_with_pem(dir.join("key.json"), DEFAULT_ACCOUNT, OTHER_KEY_PEM);
+    fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, OTHER_KEY_PEM);
     expect_error(&fake, &dir, "Google refused the service-account key");
 
     let dir = TestDir::new("sheets-err-othertab");
@@ -453,7 +463,7 @@ fn sheets_check_says_what_works_and_what_to_fix() {
     assert!(fake.values(SHEET, "Readings").is_none(), "check writes nothing");
     assert_eq!(fake.stats().writes_applied, 0);
 
-    fake.unshare(SHEET, DEFAULT_ACCOUNT);
+    fake.share(SHEET, DEFAULT_ACCOUNT, None);
     let (code, out) = run(&dir);
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -493,7 +503,7 @@ fn shutdown_during_an_outage_is_bounded_and_the_rest_goes_at_next_start() {
         .map(str::to_string)
         .collect();
     assert!(leaks.is_empty(), "access tokens never reach the log: {leaks:#?}");
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     let d = start(&dir, &fake, "");
     wait_synced(&fake, &d, Duration::from_secs(30));
     d.stop();
@@ -551,7 +561,7 @@ fn a_csv_rotated_before_google_was_reached_is_followed_from_the_first_file() {
         .is_some());
     send_readings(&d, 1, 6, "c");
     assert_eq!(fake.values(SHEET, "Readings"), None, "Google was out of reach");
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     wait_files(&fake, &d, &[first, current]);
     let log = d.stop();
     assert!(!log.contains("ERROR"), "{log}");
@@ -578,7 +588,7 @@ fn a_csv_rotated_mid_stream_goes_to_the_sheet_once_and_in_order() {
         .is_some());
     send_readings(&d, 2, 9, "c");
     assert_eq!(fake.values(SHEET, "Readings").unwrap().len(), 1 + rows_for(12));
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     wait_files(&fake, &d, &[first.clone(), current.clone()]);
     let log = d.shutdown();
     assert!(

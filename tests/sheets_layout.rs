@@ -169,7 +169,7 @@ fn per_device_tabs_equal_the_csv_through_faults_and_kill9() {
     let fake = fake_with_sheet();
     // Twenty boards appear here, each costing a tab and a chart once: more than Google's
     // 60 writes a minute in a test this short (a 429 is retried, only slowly).
-    fake.set_write_quota_per_minute(600);
+    fake.set_quota_per_minute(600, 60);
     let extra = format!("{PER_DEVICE}batch_rows = 40\ngrow_rows = 50");
     let mut d = start(&dir, &fake, &extra);
     send_readings(&d, 3, 30, "a");
@@ -196,14 +196,14 @@ fn per_device_tabs_equal_the_csv_through_faults_and_kill9() {
     ];
     for (i, stage) in stages.iter().enumerate() {
         for (m, f, k) in stage.iter().cloned() {
-            fake.inject_for(m, f, k);
+            fake.inject(m, f, k);
         }
         send_readings(&d, 2, 30, &format!("s{i}"));
         wait_tabs(&fake, &d, Duration::from_secs(60));
     }
     // kill -9 while writes are lost after being applied: the restart rewrites them in place.
     for round in 0..2 {
-        fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 3);
+        fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 3);
         send_readings(&d, 2, 30, &format!("k{round}"));
         d.kill9();
         fake.clear_faults();
@@ -433,7 +433,7 @@ fn a_chart_per_board_tab_and_a_new_numeric_field_joins_it() {
     assert!(chart(&fake, "txt").is_none(), "no numeric field, no chart");
     // A new numeric field joins the chart, in place (same chart id); through a kill -9
     // with the chart request's reply lost, no second chart appears.
-    fake.inject_for(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
+    fake.inject(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
     send(&d, &[r#"{"device":"ch","t":2,"h":40}"#]);
     wait_tabs(&fake, &d, Duration::from_secs(20));
     let ok = wait_until(Duration::from_secs(10), || {
@@ -521,7 +521,7 @@ fn the_cell_budget_deletes_the_oldest_rows_and_the_upload_never_stops() {
     // Sheet1 (1000 x 26) takes 26,000 cells; 95% of 28,000 leaves 600 for two boards of
     // two columns (about 300 rows), and they send 600 readings.
     fake.set_max_cells(28_000);
-    fake.set_write_quota_per_minute(6000);
+    fake.set_quota_per_minute(6000, 60);
     let extra = format!(
         "{PER_DEVICE}max_cells = 28000\ncell_budget_percent = 95\ngrow_rows = 10\nbatch_rows = 20\noverview_tab = \"\"\ncharts = false"
     );
@@ -529,7 +529,7 @@ fn the_cell_budget_deletes_the_oldest_rows_and_the_upload_never_stops() {
     for round in 0..6 {
         // Deletes whose replies are lost after Google applied them: retried, they must
         // not delete twice (the next rows would land below a gap).
-        fake.inject_for(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
+        fake.inject(Matching::Only(RequestKind::BatchUpdate), Fault::ApplyThenDrop, 1);
         let want = csv_lines(&d) + 100;
         let threads: Vec<_> = ["b0", "b1"]
             .into_iter()
@@ -718,7 +718,7 @@ fn a_csv_rotated_mid_stream_continues_every_board_tab() {
         .wait_for_log("was moved or deleted", Duration::from_secs(10))
         .is_some());
     send(&d, &[r#"{"device":"k","t":5}"#, r#"{"device":"n","t":6}"#]);
-    fake.end_outage();
+    fake.outage(Duration::ZERO);
     // The tabs are the two files' readings in order, as if they were one CSV.
     let mut rows = read_csv(&first);
     rows.extend(read_csv(&d.csv).into_iter().skip(1));

@@ -21,8 +21,7 @@ const PER_DEVICE: &str = "layout = \"per-device\"\nrequests_per_minute = 200\n";
 /// A fake with Google's per-minute quotas at a tenth of the time: 20 a window of 6 s.
 fn fake_with_quota() -> FakeGoogle {
     let fake = fake_with_sheet();
-    fake.set_write_quota_per_minute(20);
-    fake.set_read_quota_per_minute(20);
+    fake.set_quota_per_minute(20, 20);
     fake.set_quota_window(Duration::from_secs(6));
     fake
 }
@@ -106,9 +105,9 @@ fn crash_after_lost_reply(
     let mut d = start(&dir, &fake, &extra);
     before(&d);
     check(&fake, &d);
-    fake.inject_for(Matching::Writes, Fault::status(503), 1);
-    fake.inject_for(Matching::Any, Fault::status(429), 1);
-    fake.inject_for(matching, Fault::ApplyThenDrop, 1);
+    fake.inject(Matching::Writes, Fault::status(503), 1);
+    fake.inject(Matching::Any, Fault::status(429), 1);
+    fake.inject(matching, Fault::ApplyThenDrop, 1);
     trigger(&d);
     let dropped = wait_until(Duration::from_secs(60), || fake.pending_faults() == 0);
     d.kill9();
@@ -243,8 +242,7 @@ fn a_20000_cell_spreadsheet_keeps_three_boards_current_and_a_new_board_gets_its_
     let dir = TestDir::new("reconcile-budget");
     let fake = fake_with_sheet();
     fake.set_max_cells(20_000);
-    fake.set_write_quota_per_minute(6000);
-    fake.set_read_quota_per_minute(6000);
+    fake.set_quota_per_minute(6000, 6000);
     // A spreadsheet whose first tab is nearly empty (Google's default grid alone is 26,000).
     fake.set_grid(SHEET, "Sheet1", 10, 2);
     // Default grow_rows (10,000): a board's first grid alone would be past the limit.
@@ -321,7 +319,7 @@ fn refusals_are_logged_with_googles_message_and_counted_and_a_stall_warns() {
     send(&d, "r0", numbers("r0", 0, 2));
     wait_tabs(&fake, &d, Duration::from_secs(30));
     // Google refuses: a quota answer, then a refused cell (the row goes up as a placeholder).
-    fake.inject_for(Matching::Writes, Fault::status(429), 1);
+    fake.inject(Matching::Writes, Fault::status(429), 1);
     fake.refuse_cells_containing(SHEET, Some("forbidden"));
     send(
         &d,
@@ -379,8 +377,7 @@ fn more_boards_than_the_budget_holds_one_error_names_those_that_wait_and_the_oth
     let dir = TestDir::new("reconcile-full");
     let fake = fake_with_sheet();
     fake.set_max_cells(100);
-    fake.set_write_quota_per_minute(6000);
-    fake.set_read_quota_per_minute(6000);
+    fake.set_quota_per_minute(6000, 6000);
     fake.set_grid(SHEET, "Sheet1", 1, 1);
     // 90 cells (90% of 100): a board of one field needs at least 2 rows x 2 columns, so
     // 22 of the 30 boards fit and 8 wait.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::sheets::{config, fake_with_sheet, send_readings, sheet_matches_csv, wait_synced, SHEET};
 use crate::util::daemon::{read_csv, read_csv_so_far, send_lines};
-use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, TokenFault, MAX_CELL_CHARS};
+use crate::util::fake_google::{Cell, FakeGoogle, Fault, Matching, RequestKind, MAX_CELL_CHARS};
 use crate::util::{Daemon, TestDir};
 
 /// The sheets config of `tests/sheets.rs` plus `server` lines (e.g. a longer line cap).
@@ -112,9 +112,9 @@ fn requests_are_capped_in_bytes() {
     wait_synced(&fake, &d, Duration::from_secs(30));
     let st = fake.stats();
     assert!(
-        st.values_batch_update_requests >= 8,
+        st.requests(RequestKind::ValuesBatchUpdate) >= 8,
         "split into requests of at most 60 kB: {}",
-        st.values_batch_update_requests
+        st.requests(RequestKind::ValuesBatchUpdate)
     );
     assert!(
         !fake.requests().iter().any(|r| r.status == Some(400)),
@@ -170,9 +170,9 @@ fn a_row_google_refuses_becomes_a_placeholder_and_the_upload_goes_on() {
 fn token_endpoint_failures_are_transient_and_name_the_url() {
     let dir = TestDir::new("sheets-token-transient");
     let fake = fake_with_sheet();
-    fake.inject_token_fault(TokenFault::Unavailable, 1);
-    fake.inject_token_fault(TokenFault::ServerErrorHtml, 1);
-    fake.inject_token_fault(TokenFault::Drop, 1);
+    fake.inject(Matching::Token, Fault::status(503), 1);
+    fake.inject(Matching::Token, Fault::status(500), 1);
+    fake.inject(Matching::Token, Fault::DropBeforeApply, 1);
     let d = start_with(&dir, &fake, "", "");
     send(&d, &["device=t n=1".into()]);
     wait_csv_rows(&d, 1);
@@ -270,10 +270,10 @@ fn a_cursor_ahead_of_the_csv_is_brought_back_to_its_last_row() {
     c["offset_done"] = Value::from(len + 1000);
     c["last_row"]["offset"] = Value::from(len + 900);
     std::fs::write(cursor_path(&dir), c.to_string()).unwrap();
-    let writes = fake.stats().values_batch_update_requests;
+    let writes = fake.stats().requests(RequestKind::ValuesBatchUpdate);
     restart_and_check(&dir, &fake, "Found that row at CSV row 60");
     // The header, then only the 15 new rows: nothing before them was sent again.
-    let sent = fake.stats().values_batch_update_requests - writes;
+    let sent = fake.stats().requests(RequestKind::ValuesBatchUpdate) - writes;
     assert!(sent <= 3, "{sent} writes: rows before the cursor were sent again");
 }
 
@@ -310,7 +310,7 @@ fn one_line_per_outage_with_its_length() {
     let d = start_with(&dir, &fake, "", "");
     send(&d, &["device=o n=1".into()]);
     wait_synced(&fake, &d, Duration::from_secs(20));
-    fake.inject_for(Matching::Writes, Fault::status(503), 2);
+    fake.inject(Matching::Writes, Fault::status(503), 2);
     send(&d, &["device=o n=2".into()]);
     wait_csv_rows(&d, 2);
     wait_synced(&fake, &d, Duration::from_secs(20));

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::fake_google::{FakeGoogle, RequestKind, DEFAULT_ACCOUNT};
+use super::fake_google::{FakeGoogle, RequestKind, DEFAULT_ACCOUNT, TEST_KEY_PEM};
 use super::TestDir;
 
 /// A fake Google holding `sheet`, shared with the default account; with `quota`, that
@@ -13,8 +13,7 @@ pub fn fake_with(sheet: &str, quota: Option<u32>) -> FakeGoogle {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet(sheet, &[DEFAULT_ACCOUNT]);
     if let Some(q) = quota {
-        fake.set_write_quota_per_minute(q);
-        fake.set_read_quota_per_minute(q);
+        fake.set_quota_per_minute(q, q);
     }
     fake
 }
@@ -25,7 +24,7 @@ pub fn fake_with(sheet: &str, quota: Option<u32>) -> FakeGoogle {
 pub fn config(dir: &TestDir, fake: &FakeGoogle, sheet: &str, defaults: &str, extra: &str) -> PathBuf {
     let key = dir.join("key.json");
     if !key.exists() {
-        fake.write_key_file(&key, DEFAULT_ACCOUNT);
+        fake.write_key_file(&key, DEFAULT_ACCOUNT, TEST_KEY_PEM);
     }
     let mut keys: Vec<(String, String)> = vec![
         ("key_file".into(), format!("{:?}", key.display().to_string())),

@@ -1,16 +1,12 @@
-//! `addChart` and `updateChartSpec` (spreadsheets.batchUpdate), validated against the
-//! Sheets API v4 reference: `AddChartRequest {chart: EmbeddedChart}`, `EmbeddedChart
-//! {chartId, spec, position, border}`, `ChartSpec` with one chart kind set (the fake
-//! supports `basicChart` only), `BasicChartSpec {chartType, legendPosition, axis, domains,
-//! series, headerCount, ...}`, `ChartData {sourceRange: {sources: [GridRange]}}`,
-//! `EmbeddedObjectPosition` (one of `sheetId`, `overlayPosition`, `newSheet`).
-//!
-//! Where the reference does not say what Google refuses, the fake is strict: a basic
-//! chart needs a `chartType`, exactly one domain (the reference: "Only a single domain is
-//! supported") and at least one series, and every source range is one column wide in a
-//! grid that exists. Names, types and enums are the discovery document's (`discovery`);
-//! the fields of a chart the fake does not draw (filters, sorts, data sources, style
-//! overrides) are refused as unknown names, so a test that needs one fails loudly.
+//! `addChart` and `updateChartSpec` (spreadsheets.batchUpdate). Names, types and enums
+//! are the discovery document's (`discovery`); this checks what the schema cannot say.
+//! The fake supports a position by `sheetId` or `overlayPosition` (not `newSheet`) and
+//! `basicChart` only. Where the reference does not say what Google refuses,
+//! the fake is strict: a basic chart needs a `chartType`, exactly one domain (the
+//! reference: "Only a single domain is supported") and at least one series, and every
+//! source range is one column wide in a grid that exists. The fields of a chart the fake
+//! does not draw (filters, sorts, data sources, style overrides) are refused as unknown
+//! names, so a test that needs one fails loudly.
 use super::*;
 
 /// A `GridRange` one column wide in an existing grid.

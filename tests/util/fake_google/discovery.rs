@@ -130,18 +130,11 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
         "any" => Ok(()),
         "boolean" if v.is_boolean() => Ok(()),
         "boolean" => bad("TYPE_BOOL"),
-        "integer" => {
-            let ok = match v {
-                Value::Number(n) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-                Value::String(s) => s.trim().parse::<i32>().is_ok(),
-                _ => false,
-            };
-            if ok {
-                Ok(())
-            } else {
-                bad("TYPE_INT32")
-            }
-        }
+        "integer" => match v {
+            Value::Number(n) if n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) => Ok(()),
+            Value::String(s) if s.trim().parse::<i32>().is_ok() => Ok(()),
+            _ => bad("TYPE_INT32"),
+        },
         "number" => match v {
             Value::Number(_) => Ok(()),
             Value::String(s) if ["NaN", "Infinity", "-Infinity"].contains(&s.as_str()) || s.parse::<f64>().is_ok() => {

@@ -16,46 +16,40 @@ fn parse(s: &str) -> Result<Mask, String> {
     Ok(mask)
 }
 
+/// `path(,path)*` where a path is `name(.name)*`, optionally followed by `(list)`.
 fn parse_list(c: &[char], i: &mut usize) -> Result<Mask, String> {
     let mut mask = Mask::default();
     loop {
-        // One path: name(.name)* [ '(' list ')' ]
-        let mut path = Vec::new();
+        let mut node = &mut mask;
         loop {
             let start = *i;
-            while *i < c.len() && (c[*i].is_ascii_alphanumeric() || c[*i] == '_' || c[*i] == '*') {
+            while c
+                .get(*i)
+                .is_some_and(|&ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '*')
+            {
                 *i += 1;
             }
             if *i == start {
                 return Err(format!("a field name expected at {start}"));
             }
-            path.push(c[start..*i].iter().collect::<String>());
-            if *i < c.len() && c[*i] == '.' {
-                *i += 1;
-                continue;
+            node = node.0.entry(c[start..*i].iter().collect()).or_default();
+            if c.get(*i) != Some(&'.') {
+                break;
             }
-            break;
-        }
-        let mut node = &mut mask;
-        for name in &path {
-            node = node.0.entry(name.clone()).or_default();
-        }
-        if *i < c.len() && c[*i] == '(' {
             *i += 1;
-            let inner = parse_list(c, i)?;
-            if *i >= c.len() || c[*i] != ')' {
+        }
+        if c.get(*i) == Some(&'(') {
+            *i += 1;
+            node.0.extend(parse_list(c, i)?.0);
+            if c.get(*i) != Some(&')') {
                 return Err("unbalanced parentheses".into());
             }
             *i += 1;
-            for (k, v) in inner.0 {
-                node.0.insert(k, v);
-            }
         }
-        if *i < c.len() && c[*i] == ',' {
-            *i += 1;
-            continue;
+        if c.get(*i) != Some(&',') {
+            return Ok(mask);
         }
-        return Ok(mask);
+        *i += 1;
     }
 }
 

@@ -58,14 +58,10 @@
 //!
 //! # Faults
 //!
-//! [`FakeGoogle::inject`] and [`FakeGoogle::inject_for`] queue a [`Fault`] (429 and 5xx
-//! with Google's bodies, a lost response after the write was applied, a dropped request,
-//! a slow reply, any raw answer) for the next matching Sheets requests;
-//! [`FakeGoogle::inject_token_fault`] queues a [`TokenFault`] for the token endpoint. A
-//! fault is consumed before authentication, like a front-end error. An
-//! [`FakeGoogle::outage`] answers everything 503 for a while, and
-//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule the client cannot
-//! foresee. Each item's docs say what it answers.
+//! [`FakeGoogle::inject`] queues a [`Fault`] for the next matching Sheets or token
+//! requests; each variant says what it answers. A fault is consumed before authentication, like a
+//! front-end error. [`FakeGoogle::outage`] answers everything 503 for a while, and
+//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule no client can foresee.
 //!
 //! # Deviations from real Google (known, deliberate)
 //!
@@ -79,31 +75,11 @@
 //! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
 //!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
 //!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
-//! - Only the endpoints below exist. Other real ones (`values:append`, `values.update`,
-//!   …) answer 501 UNIMPLEMENTED, naming the request, so a test fails loudly.
+//! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
+//!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
+//!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are
+//!   the fields the fake does not implement.
 //! - The project-wide quota (300/min) is not modelled, only the per-user one.
-//!
-//! # Endpoints
-//!
-//! `POST /token` and the four Sheets endpoints of [`RequestKind`]. `batchUpdate` takes
-//! `addSheet`, `appendDimension`, `addChart`, `updateChartSpec` and `deleteDimension`
-//! (rows). `values.get` takes a percent-encoded range.
-//!
-//! # Server mechanics
-//!
-//! The transport is `tiny_http` (HTTP/1.1 with keep-alive, chunked bodies, `Expect:
-//! 100-continue`, malformed requests answered 400 by it), so this module only models
-//! Google. A fixed pool of 16 handler threads takes requests off the server, so at most 16
-//! are handled at once (delayed replies included); bodies are capped at Google's 10 MiB
-//! (lower with [`FakeGoogle::set_max_request_bytes`]) and every delay is capped. A panic
-//! in the fake's own code is caught and answered with 500 (counted in
-//! [`Stats::internal_errors`]): no thread dies. All state changes, the stats and the
-//! request log are recorded before the response is written. A client that has read a
-//! response can therefore assert on [`FakeGoogle::stats`] at once. Dropping the
-//! [`FakeGoogle`] stops the handler threads and then the server (tiny_http closes its
-//! listener), in bounded time. tiny_http sets no socket timeouts of its own: an idle
-//! kept-alive connection lives until its client closes it (the daemon under test, or the
-//! test process, always does).
 //!
 //! # Layout
 //!
@@ -120,8 +96,8 @@
 //! ```ignore
 //! let fake = FakeGoogle::start();
 //! fake.add_spreadsheet("sheet-1", &[DEFAULT_ACCOUNT]);
-//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT);
-//! fake.inject_for(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
+//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, TEST_KEY_PEM);
+//! fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
 //! // … run the daemon with its Sheets base URL set to fake.base_url() …
 //! assert!(fake.wait_until(Duration::from_secs(10), |f| {
 //!     f.values("sheet-1", "Readings").map_or(0, |v| v.len()) == 3
@@ -135,8 +111,8 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -161,7 +137,7 @@ use a1::*;
 use charts::*;
 use dimensions::*;
 use faults::*;
-pub use faults::{Fault, Matching, TokenFault};
+pub use faults::{Fault, Matching};
 use fields::*;
 use model::*;
 use responses::*;
@@ -172,7 +148,7 @@ use token::*;
 use values::*;
 
 // ---------------------------------------------------------------------------------------
-// Public constants
+// Constants
 // ---------------------------------------------------------------------------------------
 
 /// The service account registered when the fake starts.
@@ -182,27 +158,25 @@ pub const SPREADSHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadshee
 /// The `grant_type` of the JWT-bearer flow (notes §1.3).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// `expires_in` of issued tokens unless changed, as Google sends (notes §1.6).
-pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
+const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
 /// Google's cell cap per spreadsheet (notes §2.5, §2.7).
-pub const DEFAULT_MAX_CELLS: u64 = 10_000_000;
-/// Write requests per minute per user (notes §2.7).
-pub const DEFAULT_WRITE_QUOTA_PER_MINUTE: u32 = 60;
-/// Read requests per minute per user (notes §2.7).
-pub const DEFAULT_READ_QUOTA_PER_MINUTE: u32 = 60;
+const DEFAULT_MAX_CELLS: u64 = 10_000_000;
+/// Write requests, and read requests, per minute per user (notes §2.7).
+const DEFAULT_QUOTA_PER_MINUTE: u32 = 60;
 /// The quota window (per-minute quotas, notes §2.7).
-pub const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
+const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
 /// The project number that appears in quota and API-disabled errors.
-pub const PROJECT_NUMBER: &str = "123456";
+const PROJECT_NUMBER: &str = "123456";
 /// The request payload cap observed on real Google (notes §2.6); Google recommends
 /// staying under 2 MB. [`FakeGoogle::set_max_request_bytes`] lowers it for a test.
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
-pub const MAX_COLUMNS: u32 = 18_278;
+const MAX_COLUMNS: u32 = 18_278;
 /// Characters per cell, counted here in UTF-16 code units (notes §2.7, UNVERIFIED there;
 /// Google documents no unit, Sheets' strings are UTF-16, and this is the stricter count).
 pub const MAX_CELL_CHARS: usize = 50_000;
 /// Rows and columns of a tab created without `gridProperties` (notes §2.5).
-pub const DEFAULT_GRID: (u32, u32) = (1000, 26);
+const DEFAULT_GRID: (u32, u32) = (1000, 26);
 
 /// The test private key (PKCS#8). The fake trusts its public half. NOT a secret.
 pub const TEST_KEY_PEM: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-key.pem"));
@@ -215,7 +189,7 @@ const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!(concat!(
 ));
 
 // ---------------------------------------------------------------------------------------
-// Private limits and fixed texts
+// Private limits
 // ---------------------------------------------------------------------------------------
 
 /// Request heads (request line and header fields) over this get 400, as Google's front end does.
@@ -230,25 +204,11 @@ const REQUEST_LOG_CAPACITY: usize = 10_000;
 const MAX_FAULT_DURATION: Duration = Duration::from_secs(600);
 /// Upper bound for token lifetimes (ten years), so `Instant` arithmetic cannot overflow.
 const MAX_TOKEN_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
-/// How long `Drop` waits for the accept thread and for connection threads.
+/// How long `Drop` waits for the handler threads, and for the listener to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// JWT validity rules (notes §1.3): at most one hour, `iat` at most this far ahead.
 const MAX_JWT_LIFETIME_SECS: i64 = 3600;
 const MAX_JWT_IAT_SKEW_SECS: i64 = 60;
-
-const MSG_INVALID_CREDENTIALS: &str = "Request had invalid authentication credentials. \
-Expected OAuth 2 access token, login cookie or other valid authentication credential. \
-See https://developers.google.com/identity/sign-in/web/devconsole-project.";
-const MSG_MISSING_CREDENTIALS: &str = "Request is missing required authentication credential. \
-Expected OAuth 2 access token, login cookie or other valid authentication credential. \
-See https://developers.google.com/identity/sign-in/web/devconsole-project.";
-const MSG_PERMISSION_DENIED: &str = "The caller does not have permission";
-const MSG_NOT_FOUND: &str = "Requested entity was not found.";
-const MSG_UNAVAILABLE: &str = "The service is currently unavailable.";
-const MSG_JWT_TIME: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in \
-a reasonable timeframe. Check your iat and exp values in the JWT claim.";
-const MSG_JWT_SIGNATURE: &str = "Invalid JWT Signature.";
-const MSG_ACCOUNT_NOT_FOUND: &str = "Invalid grant: account not found";
 
 // ---------------------------------------------------------------------------------------
 // Public types
@@ -271,24 +231,6 @@ impl Cell {
     }
 }
 
-macro_rules! cell_from {
-    ($($t:ty => |$v:ident| $e:expr),* $(,)?) => {
-        $(impl From<$t> for Cell {
-            fn from($v: $t) -> Cell {
-                $e
-            }
-        })*
-    };
-}
-
-cell_from! {
-    f64 => |n| Cell::Number(n),
-    i64 => |n| Cell::Number(n as f64),
-    bool => |b| Cell::Bool(b),
-    &str => |s| Cell::Text(s.to_string()),
-    String => |s| Cell::Text(s),
-}
-
 /// How a write asked Sheets to interpret its values (notes §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ValueInputOption {
@@ -308,7 +250,7 @@ pub enum Role {
 }
 
 /// The endpoint a request was routed to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RequestKind {
     /// `POST /token`.
     Token,
@@ -343,22 +285,14 @@ impl RequestKind {
 /// Counters for assertions. Every field counts since [`FakeGoogle::start`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Requests to `/token`, answered or not.
-    pub token_requests: u64,
+    /// Requests by endpoint, answered or not ([`Stats::requests`]).
+    by_kind: BTreeMap<RequestKind, u64>,
     /// Tokens issued.
     pub tokens_issued: u64,
     /// Token requests refused for a bad grant, assertion, account, scope or time (4xx).
     pub token_rejections: u64,
     /// Token faults consumed.
     pub token_faults_consumed: u64,
-    /// Requests routed to a Sheets endpoint (all four kinds below).
-    pub sheets_requests: u64,
-    pub get_spreadsheet_requests: u64,
-    pub get_values_requests: u64,
-    pub batch_update_requests: u64,
-    pub values_batch_update_requests: u64,
-    /// Requests that matched no endpoint (404/501) or could not be parsed as HTTP.
-    pub other_requests: u64,
     /// 401s sent (missing, unknown or expired bearer token).
     pub unauthenticated: u64,
     /// 429s sent, from the quota rule or from injected faults.
@@ -386,6 +320,18 @@ pub struct Stats {
     pub max_workbook_cells: u64,
     /// Panics caught inside the fake (a bug in the fake; should stay 0).
     pub internal_errors: u64,
+}
+
+impl Stats {
+    /// Requests routed to `kind` (`Other`: no endpoint, 404/501, or not parsable as HTTP).
+    pub fn requests(&self, kind: RequestKind) -> u64 {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Requests routed to one of the four Sheets endpoints.
+    pub fn sheets_requests(&self) -> u64 {
+        self.by_kind.iter().filter(|(k, _)| k.is_sheets()).map(|(_, n)| n).sum()
+    }
 }
 
 /// One entry of the request log ([`FakeGoogle::requests`]).
@@ -431,6 +377,10 @@ impl fmt::Display for LoggedRequest {
 // ---------------------------------------------------------------------------------------
 
 /// A running fake Google on `127.0.0.1:<port>`. Stops on drop.
+///
+/// Its methods panic, with a message, only on what is a bug in the test: a spreadsheet or
+/// tab that does not exist (or already does), an unregistered account, values that do not
+/// fit, a key file that cannot be written, no loopback port or thread to start with.
 pub struct FakeGoogle {
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -438,27 +388,13 @@ pub struct FakeGoogle {
     handlers: Vec<JoinHandle<()>>,
 }
 
-impl fmt::Debug for FakeGoogle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FakeGoogle")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
 impl FakeGoogle {
     /// Binds `127.0.0.1:0`, registers [`DEFAULT_ACCOUNT`] and starts serving.
-    ///
-    /// # Panics
-    /// If no loopback port can be bound or no thread can be spawned (the test cannot run).
     pub fn start() -> FakeGoogle {
         let (server, addr) = bind();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
-            changed: Condvar::new(),
-            generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
             token_uri: format!("http://{addr}/token"),
         });
         let server = Arc::new(server);
@@ -493,13 +429,9 @@ impl FakeGoogle {
         self.state().accounts.insert(email.to_string());
     }
 
-    /// A Google-shaped service-account key JSON for `email`, signed with the test key.
-    pub fn key_json(&self, email: &str) -> String {
-        self.key_json_with_pem(email, TEST_KEY_PEM)
-    }
-
-    /// As [`FakeGoogle::key_json`] with another private key (e.g. [`OTHER_KEY_PEM`]).
-    pub fn key_json_with_pem(&self, email: &str, pem: &str) -> String {
+    /// A Google-shaped service-account key JSON for `email` holding the private key `pem`
+    /// ([`TEST_KEY_PEM`], the key the fake trusts, or e.g. [`OTHER_KEY_PEM`]).
+    pub fn key_json(&self, email: &str, pem: &str) -> String {
         let project = email
             .split('@')
             .nth(1)
@@ -525,43 +457,28 @@ impl FakeGoogle {
         pretty(&key)
     }
 
-    /// Writes [`FakeGoogle::key_json`] for `email` to `path`.
-    ///
-    /// # Panics
-    /// If the file cannot be written.
-    pub fn write_key_file(&self, path: impl AsRef<Path>, email: &str) {
-        self.write_key_file_with_pem(path, email, TEST_KEY_PEM);
-    }
-
-    /// Writes [`FakeGoogle::key_json_with_pem`] to `path` (the wrong-key test).
-    ///
-    /// # Panics
-    /// If the file cannot be written.
-    pub fn write_key_file_with_pem(&self, path: impl AsRef<Path>, email: &str, pem: &str) {
+    /// Writes [`FakeGoogle::key_json`] to `path`.
+    pub fn write_key_file(&self, path: impl AsRef<Path>, email: &str, pem: &str) {
         let path = path.as_ref();
-        std::fs::write(path, self.key_json_with_pem(email, pem))
+        std::fs::write(path, self.key_json(email, pem))
             .unwrap_or_else(|e| panic!("fake Google: cannot write key file {}: {e}", path.display()));
     }
 
     /// Issues a token for `email` without a JWT, for raw-HTTP tests. It is counted in
     /// [`Stats::tokens_issued`] and expires like any other token.
-    ///
-    /// # Panics
-    /// If `email` is not registered.
     pub fn issue_token(&self, email: &str) -> String {
         let mut st = self.state();
         assert!(
             st.accounts.contains(email),
             "fake Google: issue_token for unregistered account {email}"
         );
-        let lifetime = st.token_lifetime_secs;
-        st.issue_token(email, lifetime, Instant::now())
+        st.issue_token(email, None, Instant::now()).0
     }
 
-    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on.
-    /// Clamped to 1 s … 10 years.
+    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on,
+    /// in 1 s … 10 years.
     pub fn set_token_lifetime(&self, secs: u64) {
-        self.state().token_lifetime_secs = secs.clamp(1, MAX_TOKEN_LIFETIME_SECS);
+        self.state().token_lifetime_secs = secs;
     }
 
     /// Makes every token issued so far expire now (as after a revocation). Their next
@@ -583,9 +500,6 @@ impl FakeGoogle {
 
     /// Creates spreadsheet `id`, shared (as Writer) with `shared_with`, with one tab
     /// `Sheet1` (sheetId 0, 1000×26).
-    ///
-    /// # Panics
-    /// If `id` exists already.
     pub fn add_spreadsheet(&self, id: &str, shared_with: &[&str]) {
         let mut st = self.state();
         assert!(
@@ -609,30 +523,16 @@ impl FakeGoogle {
         );
     }
 
-    /// Shares spreadsheet `id` with `email` (replacing its previous role).
-    ///
-    /// # Panics
-    /// If `id` does not exist.
-    pub fn share(&self, id: &str, email: &str, role: Role) {
-        self.with_spreadsheet(id, |ss| {
-            ss.access.insert(email.to_string(), role);
-        });
-    }
-
-    /// Takes `email` off the sharing list of `id`.
-    ///
-    /// # Panics
-    /// If `id` does not exist.
-    pub fn unshare(&self, id: &str, email: &str) {
-        self.with_spreadsheet(id, |ss| {
-            ss.access.remove(email);
+    /// Shares spreadsheet `id` with `email` as `role`, replacing its previous role; `None`
+    /// takes `email` off the sharing list.
+    pub fn share(&self, id: &str, email: &str, role: Option<Role>) {
+        self.with_spreadsheet(id, |ss| match role {
+            Some(role) => ss.access.insert(email.to_string(), role),
+            None => ss.access.remove(email),
         });
     }
 
     /// Adds a tab directly (no request, no quota, no cell cap) and returns its sheetId.
-    ///
-    /// # Panics
-    /// If `id` does not exist or the title is taken.
     pub fn add_tab(&self, id: &str, title: &str, rows: u32, cols: u32) -> i64 {
         let mut st = self.state();
         let State { spreadsheets, rng, .. } = &mut *st;
@@ -662,10 +562,6 @@ impl FakeGoogle {
 
     /// Writes `rows` into tab `tab` with the top-left cell at `top_left` (e.g. `"A1"`), as
     /// RAW, directly (no request). `Cell::Empty` clears a cell.
-    ///
-    /// # Panics
-    /// If the spreadsheet or tab does not exist, `top_left` is not a cell, or the values do
-    /// not fit the grid.
     pub fn put_values(&self, id: &str, tab: &str, top_left: &str, rows: &[Vec<Cell>]) {
         let Some((r0, c0)) = single_cell(top_left) else {
             panic!("fake Google: put_values wants a cell like \"A1\", got {top_left:?}");
@@ -728,14 +624,10 @@ impl FakeGoogle {
 
     // --- rules ----------------------------------------------------------------------------
 
-    /// Write requests allowed per account per quota window (default 60).
-    pub fn set_write_quota_per_minute(&self, n: u32) {
-        self.state().write_quota = n;
-    }
-
-    /// Read requests allowed per account per quota window (default 60).
-    pub fn set_read_quota_per_minute(&self, n: u32) {
-        self.state().read_quota = n;
+    /// Write and read requests allowed per account per quota window (default 60 each).
+    pub fn set_quota_per_minute(&self, writes: u32, reads: u32) {
+        let mut st = self.state();
+        (st.write_quota, st.read_quota) = (writes, reads);
     }
 
     /// The rolling quota window (default 60 s). Shorten it to test recovery quickly; it
@@ -768,25 +660,12 @@ impl FakeGoogle {
 
     // --- faults ---------------------------------------------------------------------------
 
-    /// Queues `fault` for the next `times` Sheets requests of any kind.
-    pub fn inject(&self, fault: Fault, times: u32) {
-        self.inject_for(Matching::Any, fault, times);
-    }
-
-    /// Queues `fault` for the next `times` Sheets requests that match. A request consumes
-    /// from the first queued entry that matches it.
-    pub fn inject_for(&self, matching: Matching, fault: Fault, times: u32) {
+    /// Queues `fault` for the next `times` requests that match. A request consumes from
+    /// the first queued entry that matches it.
+    pub fn inject(&self, matching: Matching, fault: Fault, times: u32) {
+        let queued = QueuedFault::new(fault, matching, times);
         if times > 0 {
-            self.state()
-                .faults
-                .push_back(QueuedFault::sheets(fault, matching, times));
-        }
-    }
-
-    /// Queues `fault` for the next `times` token requests.
-    pub fn inject_token_fault(&self, fault: TokenFault, times: u32) {
-        if times > 0 {
-            self.state().faults.push_back(QueuedFault::token(fault, times));
+            self.state().faults.push_back(queued);
         }
     }
 
@@ -800,19 +679,14 @@ impl FakeGoogle {
         self.state().faults.clear();
     }
 
-    /// An outage, from now for `duration` (capped at 10 minutes): every token request gets
-    /// 503 `{"error":"internal_failure"}` and every Sheets request 503 UNAVAILABLE "The
-    /// service is currently unavailable.". Nothing is applied, no queued fault is consumed
-    /// and no quota is charged. Connections are answered, not reset (resets are what the
-    /// drop faults are for).
+    /// An outage, from now for `duration` (capped at 10 minutes; `Duration::ZERO` ends
+    /// one): every token request gets 503 `{"error":"internal_failure"}` and every Sheets
+    /// request 503 UNAVAILABLE "The service is currently unavailable.". Nothing is applied,
+    /// no queued fault is consumed and no quota is charged. Connections are answered, not
+    /// reset (resets are what the drop faults are for).
     pub fn outage(&self, duration: Duration) {
         let now = Instant::now();
         self.state().outage_until = Some(now + duration.min(MAX_FAULT_DURATION));
-    }
-
-    /// Ends an outage early.
-    pub fn end_outage(&self) {
-        self.state().outage_until = None;
     }
 
     // --- inspection -----------------------------------------------------------------------
@@ -837,29 +711,10 @@ impl FakeGoogle {
     }
 
     /// Calls `condition` until it returns true or `timeout` (at most an hour) passes, and
-    /// returns whether it did. It is re-checked after every request the fake answers, and at least every 50 ms.
-    /// `condition` may call any method of the fake.
+    /// returns whether it did (polled as `util::daemon::wait_until` polls). `condition` may
+    /// call any method of the fake.
     pub fn wait_until(&self, timeout: Duration, mut condition: impl FnMut(&FakeGoogle) -> bool) -> bool {
-        let deadline = Instant::now() + timeout.min(Duration::from_secs(3600));
-        loop {
-            let seen = self.shared.generation.load(Ordering::SeqCst);
-            if condition(self) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            let guard = self.state();
-            if self.shared.generation.load(Ordering::SeqCst) == seen {
-                let slice = (deadline - now).min(Duration::from_millis(50));
-                let _ = self
-                    .shared
-                    .changed
-                    .wait_timeout(guard, slice)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
+        super::daemon::wait_until(timeout.min(Duration::from_secs(3600)), || condition(self))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -871,8 +726,6 @@ impl FakeGoogle {
         Some(f(st.spreadsheets.get(id)?.sheet_by_title(tab)?))
     }
 
-    /// # Panics
-    /// If there is no such spreadsheet or tab.
     fn with_tab_mut(&self, id: &str, tab: &str, f: impl FnOnce(&mut Sheet)) {
         self.with_spreadsheet(id, |ss| {
             f(ss.sheet_by_title_mut(tab)
@@ -893,7 +746,8 @@ impl FakeGoogle {
 impl Drop for FakeGoogle {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Handlers look at the flag every RECV_SLICE (a delayed reply ends early on it).
+        // Handlers look at the flag every RECV_SLICE (a delayed reply ends early on it);
+        // every request is handled on one of them, so once they are done none is live.
         if super::daemon::wait_until(SHUTDOWN_GRACE, || self.handlers.iter().all(JoinHandle::is_finished)) {
             for handle in self.handlers.drain(..) {
                 let _ = handle.join();
@@ -907,7 +761,6 @@ impl Drop for FakeGoogle {
         super::daemon::wait_until(SHUTDOWN_GRACE, || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
         });
-        super::daemon::wait_until(SHUTDOWN_GRACE, || self.shared.live.load(Ordering::SeqCst) == 0);
     }
 }
 

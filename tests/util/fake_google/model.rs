@@ -52,7 +52,7 @@ impl Spreadsheet {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(super) struct SheetProps {
     pub(super) sheet_id: i64,
     pub(super) title: String,
@@ -109,9 +109,7 @@ impl Sheet {
             title: title.to_string(),
             rows,
             cols,
-            frozen_rows: 0,
-            frozen_cols: 0,
-            charts: Vec::new(),
+            ..SheetProps::default()
         };
         Sheet {
             props,

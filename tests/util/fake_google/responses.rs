@@ -80,15 +80,45 @@ pub(super) fn invalid_argument(message: &str) -> Response {
     rpc_error(400, "INVALID_ARGUMENT", message)
 }
 
-pub(super) fn unauthenticated(message: &str, invalid_token: bool) -> Response {
-    let mut response = rpc_error(401, "UNAUTHENTICATED", message);
-    let challenge = if invalid_token {
-        "Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\""
-    } else {
-        "Bearer realm=\"https://accounts.google.com/\""
+/// 401 for a request without a bearer token, or (`invalid_token`) with one that is
+/// unknown or expired.
+pub(super) fn unauthenticated(invalid_token: bool) -> Response {
+    let (what, error) = match invalid_token {
+        true => ("had invalid authentication credentials", ", error=\"invalid_token\""),
+        false => ("is missing required authentication credential", ""),
     };
-    response.headers.push(("WWW-Authenticate", challenge.to_string()));
+    let message = format!(
+        "Request {what}. Expected OAuth 2 access token, login cookie or other valid authentication \
+         credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
+    );
+    let mut response = rpc_error(401, "UNAUTHENTICATED", &message);
+    let challenge = format!("Bearer realm=\"https://accounts.google.com/\"{error}");
+    response.headers.push(("WWW-Authenticate", challenge));
     response
+}
+
+/// Google's answer with status `code` when it says nothing more specific (an injected
+/// fault, an outage, a missing or unshared spreadsheet): a google.rpc.Status, or for 502
+/// the HTML page of Google's front end (as real 502s are).
+pub(super) fn status_error(code: u16) -> Response {
+    let rpc = |status: &str, message: &str| rpc_error(code, status, message);
+    match code {
+        400 => rpc("INVALID_ARGUMENT", "Request contains an invalid argument."),
+        401 => unauthenticated(true),
+        403 => rpc("PERMISSION_DENIED", "The caller does not have permission"),
+        404 => rpc("NOT_FOUND", "Requested entity was not found."),
+        409 => rpc("ABORTED", "The operation was aborted."),
+        429 => quota_error(true, DEFAULT_QUOTA_PER_MINUTE),
+        500 => rpc("INTERNAL", "Internal error encountered."),
+        502 => html_page(
+            502,
+            "Error 502 (Server Error)!!1",
+            "The server encountered a temporary error and could not complete your request.<p>Please try again in 30 seconds.",
+        ),
+        503 => rpc("UNAVAILABLE", "The service is currently unavailable."),
+        504 => rpc("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+        _ => rpc("UNKNOWN", "Injected fault."),
+    }
 }
 
 /// The token endpoint's error body: `{"error": …, "error_description": …}`.
@@ -101,31 +131,17 @@ pub(super) fn oauth_error(status: u16, error: &str, description: Option<&str>) -
 }
 
 pub(super) fn quota_error(write: bool, limit: u32) -> Response {
-    let (metric_name, limit_name, metric, limit_id) = if write {
-        (
-            "Write requests",
-            "Write requests per minute per user",
-            "sheets.googleapis.com/write_requests",
-            "WriteRequestsPerMinutePerUser",
-        )
-    } else {
-        (
-            "Read requests",
-            "Read requests per minute per user",
-            "sheets.googleapis.com/read_requests",
-            "ReadRequestsPerMinutePerUser",
-        )
-    };
+    let (what, metric) = if write { ("Write", "write") } else { ("Read", "read") };
     let message = format!(
-        "Quota exceeded for quota metric '{metric_name}' and limit '{limit_name}' of service \
-         'sheets.googleapis.com' for consumer 'project_number:{PROJECT_NUMBER}'."
+        "Quota exceeded for quota metric '{what} requests' and limit '{what} requests per minute \
+         per user' of service 'sheets.googleapis.com' for consumer 'project_number:{PROJECT_NUMBER}'."
     );
     error_info(
         (429, "RESOURCE_EXHAUSTED", &message),
         "RATE_LIMIT_EXCEEDED",
         json!({
-            "quota_metric": metric,
-            "quota_limit": limit_id,
+            "quota_metric": format!("sheets.googleapis.com/{metric}_requests"),
+            "quota_limit": format!("{what}RequestsPerMinutePerUser"),
             "quota_limit_value": limit.to_string(),
             "quota_location": "global",
             "service": "sheets.googleapis.com",

@@ -1,4 +1,14 @@
 //! The transport and dispatch: the HTTP server, routing, and the order of checks.
+//!
+//! `tiny_http` does HTTP/1.1 (keep-alive, chunked bodies, `Expect: 100-continue`,
+//! malformed requests answered 400), so the fake only models Google. [`HANDLER_THREADS`]
+//! threads take requests off it, so at most that many are handled at once, delayed replies
+//! included. A panic in the fake's own code is caught and answered 500 (counted in
+//! [`Stats::internal_errors`]): no thread dies. Every state change, stat and log entry is
+//! made before the response is written, so a client that has read a response can assert
+//! on [`FakeGoogle::stats`] at once. Dropping the [`FakeGoogle`] stops the handlers, then
+//! the server, in bounded time. tiny_http sets no socket timeouts: an idle kept-alive
+//! connection lives until its client (the daemon or the test) closes it.
 use super::*;
 
 // ---------------------------------------------------------------------------------------
@@ -42,19 +52,7 @@ pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Share
         .collect()
 }
 
-/// Counts a request in `live` while it is handled; when done, wakes `wait_until`.
-struct Handling<'a>(&'a Shared);
-
-impl Drop for Handling<'_> {
-    fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::SeqCst);
-        self.0.notify();
-    }
-}
-
 fn serve(shared: &Shared, mut raw: tiny_http::Request) {
-    shared.live.fetch_add(1, Ordering::SeqCst);
-    let _handling = Handling(shared);
     // A request that never reached `handle`: logged as `Other`, answered here.
     let unrouted = |method: &str, target: &str, response: &Response, note: String| {
         let mut st = shared.lock();
@@ -96,17 +94,6 @@ fn drop_connection(raw: tiny_http::Request, connection: Option<&str>) {
     if !connection.is_some_and(|v| v.eq_ignore_ascii_case("close")) {
         let _ = writer.write_all(b"\x00DROPPED\r\n\r\n");
         let _ = writer.flush();
-    }
-}
-
-pub(super) fn sleep_unless_stopped(shared: &Shared, duration: Duration) {
-    let deadline = Instant::now() + duration.min(MAX_FAULT_DURATION);
-    loop {
-        let now = Instant::now();
-        if now >= deadline || shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        thread::sleep((deadline - now).min(Duration::from_millis(10)));
     }
 }
 
@@ -153,12 +140,12 @@ fn payload_too_large(limit: usize) -> String {
 /// Copies what the dispatcher needs out of tiny_http's request, reading the body up to
 /// Google's cap (a larger declared body is refused before a byte of it is read).
 fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> {
-    let head: usize = raw.url().len()
-        + raw
-            .headers()
-            .iter()
-            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-            .sum::<usize>();
+    let headers: Vec<(String, String)> = raw
+        .headers()
+        .iter()
+        .map(|h| (h.field.to_string(), h.value.to_string()))
+        .collect();
+    let head = raw.url().len() + headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
     if head > MAX_HEAD_BYTES {
         return Err(ReadError::Bad("Request header fields too large.".into()));
     }
@@ -181,11 +168,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<HttpRequest, ReadError> 
         method: raw.method().to_string(),
         path: raw_path.to_string(),
         query,
-        headers: raw
-            .headers()
-            .iter()
-            .map(|h| (h.field.to_string(), h.value.to_string()))
-            .collect(),
+        headers,
         body,
         target,
     })
@@ -300,8 +283,7 @@ fn no_endpoint(req: &HttpRequest) -> Response {
     rpc_error(501, "UNIMPLEMENTED", &message)
 }
 
-/// Handles one parsed request. Every state change, stat and log entry is made here,
-/// before the caller writes the response.
+/// Handles one parsed request: every state change, stat and log entry is made here.
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
     let (kind, id, range) = route(&req.method, &req.path);
     let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
@@ -321,7 +303,7 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         let response = if kind == RequestKind::Token {
             oauth_error(503, "internal_failure", None)
         } else {
-            rpc_error(503, "UNAVAILABLE", MSG_UNAVAILABLE)
+            status_error(503)
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }
@@ -339,7 +321,8 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         }
         Some(Effect::Delay(d)) => {
             drop(st);
-            sleep_unless_stopped(shared, d);
+            // Ends early when the fake stops.
+            super::super::daemon::wait_until(d.min(MAX_FAULT_DURATION), || shared.stop.load(Ordering::SeqCst));
             st = shared.lock();
         }
         Some(Effect::ApplyThenDrop) => drop_after = true,

@@ -47,11 +47,11 @@ fn authorized_sheets(
         ..
     } = st;
     let Some(ss) = spreadsheets.get_mut(id) else {
-        return Err(rpc_error(404, "NOT_FOUND", MSG_NOT_FOUND));
+        return Err(status_error(404));
     };
     match (ss.access.get(account), kind.is_write()) {
         (Some(Role::Writer), _) | (Some(Role::Reader), false) => {}
-        _ => return Err(rpc_error(403, "PERMISSION_DENIED", MSG_PERMISSION_DENIED)),
+        _ => return Err(status_error(403)),
     }
     let body = match kind {
         RequestKind::GetSpreadsheet => partial(ss.to_json(), req.query_param("fields"))?,
@@ -306,7 +306,7 @@ pub(super) fn add_sheet(
         cols,
         frozen_rows,
         frozen_cols,
-        charts: Vec::new(),
+        ..SheetProps::default()
     };
     let reply = json!({ "addSheet": { "properties": new.to_json(index) } });
     work.insert(index, new);

@@ -5,12 +5,7 @@ use super::*;
 
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
-    /// Signalled (with `generation` bumped) after every answered request.
-    pub(super) changed: Condvar,
-    pub(super) generation: AtomicU64,
     pub(super) stop: AtomicBool,
-    /// Requests being handled.
-    pub(super) live: AtomicUsize,
     pub(super) token_uri: String,
 }
 
@@ -20,18 +15,11 @@ impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    pub(super) fn notify(&self) {
-        let _guard = self.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_all();
-    }
 }
 
 pub(super) struct State {
     pub(super) accounts: BTreeSet<String>,
     pub(super) tokens: HashMap<String, IssuedToken>,
-    pub(super) tokens_minted: u64,
     pub(super) token_lifetime_secs: u64,
     pub(super) clock_offset_secs: i64,
     pub(super) spreadsheets: BTreeMap<String, Spreadsheet>,
@@ -72,14 +60,13 @@ impl State {
         State {
             accounts: BTreeSet::from([DEFAULT_ACCOUNT.to_string()]),
             tokens: HashMap::new(),
-            tokens_minted: 0,
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
             clock_offset_secs: 0,
             spreadsheets: BTreeMap::new(),
             max_cells: DEFAULT_MAX_CELLS,
             max_request_bytes: MAX_REQUEST_BODY_BYTES,
-            write_quota: DEFAULT_WRITE_QUOTA_PER_MINUTE,
-            read_quota: DEFAULT_READ_QUOTA_PER_MINUTE,
+            write_quota: DEFAULT_QUOTA_PER_MINUTE,
+            read_quota: DEFAULT_QUOTA_PER_MINUTE,
             quota_window: DEFAULT_QUOTA_WINDOW,
             usage: HashMap::new(),
             api_disabled: false,
@@ -93,18 +80,7 @@ impl State {
     }
 
     pub(super) fn count_arrival(&mut self, kind: RequestKind) {
-        let s = &mut self.stats;
-        match kind {
-            RequestKind::Token => s.token_requests += 1,
-            RequestKind::GetSpreadsheet => s.get_spreadsheet_requests += 1,
-            RequestKind::GetValues => s.get_values_requests += 1,
-            RequestKind::BatchUpdate => s.batch_update_requests += 1,
-            RequestKind::ValuesBatchUpdate => s.values_batch_update_requests += 1,
-            RequestKind::Other => s.other_requests += 1,
-        }
-        if kind.is_sheets() {
-            s.sheets_requests += 1;
-        }
+        *self.stats.by_kind.entry(kind).or_default() += 1;
     }
 
     pub(super) fn outage_active(&mut self, now: Instant) -> bool {
@@ -120,7 +96,7 @@ impl State {
 
     /// The log note and effect of the first queued fault that hits a request of `kind`.
     pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(String, Effect)> {
-        let index = self.faults.iter().position(|q| q.hits(kind))?;
+        let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
         let entry = &mut self.faults[index];
         let taken = (entry.note.clone(), entry.effect.clone());
         entry.remaining -= 1;
@@ -134,20 +110,19 @@ impl State {
         Some(taken)
     }
 
-    pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: u64, now: Instant) -> String {
+    /// A new token for `account` and its lifetime in seconds: `lifetime_secs`, or the
+    /// configured one, clamped to 1 s … 10 years.
+    pub(super) fn issue_token(&mut self, account: &str, lifetime_secs: Option<u64>, now: Instant) -> (String, u64) {
         self.tokens.retain(|_, t| t.expires_at > now);
-        self.tokens_minted += 1;
-        let token = format!("ya29.fake-{}", self.tokens_minted);
-        let lifetime = Duration::from_secs(lifetime_secs.clamp(1, MAX_TOKEN_LIFETIME_SECS));
-        self.tokens.insert(
-            token.clone(),
-            IssuedToken {
-                account: account.to_string(),
-                expires_at: now + lifetime,
-            },
-        );
         self.stats.tokens_issued += 1;
-        token
+        let token = format!("ya29.fake-{}", self.stats.tokens_issued);
+        let lifetime = lifetime_secs
+            .unwrap_or(self.token_lifetime_secs)
+            .clamp(1, MAX_TOKEN_LIFETIME_SECS);
+        let expires_at = now + Duration::from_secs(lifetime);
+        let account = account.to_string();
+        self.tokens.insert(token.clone(), IssuedToken { account, expires_at });
+        (token, lifetime)
     }
 
     pub(super) fn record(
@@ -178,7 +153,7 @@ impl State {
     /// The bearer token's account, or the 401 to send.
     pub(super) fn authenticate(&self, req: &HttpRequest, now: Instant) -> Result<String, Response> {
         let Some(value) = req.header("authorization") else {
-            return Err(unauthenticated(MSG_MISSING_CREDENTIALS, false));
+            return Err(unauthenticated(false));
         };
         let token = value
             .trim()
@@ -187,7 +162,7 @@ impl State {
             .map(|(_, token)| token.trim());
         match token.and_then(|t| self.tokens.get(t)) {
             Some(issued) if now < issued.expires_at => Ok(issued.account.clone()),
-            _ => Err(unauthenticated(MSG_INVALID_CREDENTIALS, true)),
+            _ => Err(unauthenticated(true)),
         }
     }
 

@@ -25,10 +25,7 @@ pub(super) fn token_endpoint(
         return (oauth_error(status, error, Some(&description)), iss, "token refused");
     }
     let account = iss.unwrap_or_default();
-    let lifetime = lifetime_override
-        .unwrap_or(st.token_lifetime_secs)
-        .clamp(1, MAX_TOKEN_LIFETIME_SECS);
-    let token = st.issue_token(&account, lifetime, now);
+    let (token, lifetime) = st.issue_token(&account, lifetime_override, now);
     let body = json!({ "access_token": token, "expires_in": lifetime, "token_type": "Bearer" });
     (json_response(200, &body), Some(account), "")
 }
@@ -88,7 +85,7 @@ fn verify_assertion(
     }
     *iss = claims.get("iss").and_then(Value::as_str).map(str::to_string);
     if !iss.as_ref().is_some_and(|iss| accounts.contains(iss)) {
-        return Err(reject("invalid_grant", MSG_ACCOUNT_NOT_FOUND));
+        return Err(reject("invalid_grant", "Invalid grant: account not found"));
     }
     // The signature covers the two segments exactly as sent, padding included.
     let signed = &jwt[..segments[0].len() + 1 + segments[1].len()];
@@ -96,7 +93,7 @@ fn verify_assertion(
         ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, TEST_PUBLIC_KEY_DER);
     if header.get("alg").and_then(Value::as_str) != Some("RS256") || key.verify(signed.as_bytes(), &decoded[2]).is_err()
     {
-        return Err(reject("invalid_grant", MSG_JWT_SIGNATURE));
+        return Err(reject("invalid_grant", "Invalid JWT Signature."));
     }
     let exp = claims.get("exp").and_then(numeric_date);
     let iat = claims.get("iat").and_then(numeric_date);
@@ -107,7 +104,9 @@ fn verify_assertion(
         _ => false,
     };
     if !timely {
-        return Err(reject("invalid_grant", MSG_JWT_TIME));
+        let message = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable \
+                       timeframe. Check your iat and exp values in the JWT claim.";
+        return Err(reject("invalid_grant", message));
     }
     if claims.get("aud").and_then(Value::as_str) != Some(token_uri) {
         return Err(bad_jwt(format!(

@@ -23,10 +23,12 @@ pub(super) fn values_batch_update(
         Some("USER_ENTERED") => ValueInputOption::UserEntered,
         _ => return Err(invalid_argument("'valueInputOption' is required but not specified")),
     };
-    let include_values = flag(body, "includeValuesInResponse");
-    let render = text(body, "responseValueRenderOption")
-        .and_then(Render::parse)
-        .unwrap_or(Render::Formatted);
+    if flag(body, "includeValuesInResponse") {
+        // Nothing the daemon or a test sends: refused as unimplemented, so a test that needs it fails loudly.
+        return Err(invalid_argument(
+            "The fake Google does not implement includeValuesInResponse: true.",
+        ));
+    }
     let data = list(body, "data");
     // Validate every ValueRange before applying any (atomic, notes §2.7).
     let plans = data
@@ -49,18 +51,12 @@ pub(super) fn values_batch_update(
         if n > 0 {
             sheets_touched.insert(plan.sheet);
         }
-        let updated = if include_values {
-            read_values(ss, &plan.updated_range, render, false)?
-        } else {
-            Value::Null
-        };
         responses.push(proto3(json!({
             "spreadsheetId": ss.id,
             "updatedRange": plan.updated_range,
             "updatedRows": plan.rows,
             "updatedColumns": plan.cols,
             "updatedCells": n,
-            "updatedData": updated,
         })));
     }
     let out = proto3(json!({
@@ -226,24 +222,6 @@ pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response
 
 // --- values.get ----------------------------------------------------------------------------
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Render {
-    Formatted,
-    Unformatted,
-    Formula,
-}
-
-impl Render {
-    pub(super) fn parse(s: &str) -> Option<Render> {
-        match s {
-            "FORMATTED_VALUE" => Some(Render::Formatted),
-            "UNFORMATTED_VALUE" => Some(Render::Unformatted),
-            "FORMULA" => Some(Render::Formula),
-            _ => None,
-        }
-    }
-}
-
 pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -> Result<Value, Response> {
     let Some(range_text) = percent_decode(raw_range) else {
         return Err(invalid_argument(&format!("Unable to parse range: {raw_range}")));
@@ -258,22 +236,10 @@ pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -
         )),
         v => Ok(v),
     };
-    let render = query("valueRenderOption", "ValueRenderOption")?
-        .and_then(Render::parse)
-        .unwrap_or(Render::Formatted);
+    let render = query("valueRenderOption", "ValueRenderOption")?.unwrap_or("FORMATTED_VALUE");
     query("dateTimeRenderOption", "DateTimeRenderOption")?;
     let by_columns = query("majorDimension", "Dimension")? == Some("COLUMNS");
-    read_values(ss, &range_text, render, by_columns)
-}
-
-/// A ValueRange for `range_text`, trimmed as Google trims it.
-pub(super) fn read_values(
-    ss: &Spreadsheet,
-    range_text: &str,
-    render: Render,
-    by_columns: bool,
-) -> Result<Value, Response> {
-    let range = resolve_range(ss, range_text)?;
+    let range = resolve_range(ss, &range_text)?;
     let sheet = &ss.sheets[range.sheet];
     let props = &sheet.props;
     let (r0, c0) = (range.r0, range.c0);
@@ -294,30 +260,20 @@ pub(super) fn read_values(
     ))
 }
 
-pub(super) fn render_cell(cell: &Cell, render: Render) -> Value {
-    match (cell, render) {
-        (Cell::Empty, _) => json!(""),
-        (Cell::Number(n), Render::Formatted) => json!(format_number(*n)),
-        (Cell::Number(n), _) => number_json(*n),
-        (Cell::Bool(b), Render::Formatted) => json!(if *b { "TRUE" } else { "FALSE" }),
-        (Cell::Bool(b), _) => json!(b),
-        (Cell::Text(s), _) => json!(s),
-    }
-}
-
-pub(super) fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
-    }
-}
-
-/// Integral numbers as JSON integers (`3`, not `3.0`), as Google sends them.
-pub(super) fn number_json(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        json!(n as i64)
-    } else {
-        json!(n)
+/// A cell as `valueRenderOption` `render` asks: `FORMATTED_VALUE` as text, the others as
+/// JSON values; integral numbers as `3`, not `3.0`, as Google sends them.
+pub(super) fn render_cell(cell: &Cell, render: &str) -> Value {
+    let formatted = render == "FORMATTED_VALUE";
+    match cell {
+        Cell::Empty => json!(""),
+        Cell::Number(n) => match (formatted, n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0) {
+            (true, true) => json!((*n as i64).to_string()),
+            (true, false) => json!(n.to_string()),
+            (false, true) => json!(*n as i64),
+            (false, false) => json!(n),
+        },
+        Cell::Bool(b) if formatted => json!(if *b { "TRUE" } else { "FALSE" }),
+        Cell::Bool(b) => json!(b),
+        Cell::Text(s) => json!(s),
     }
 }
