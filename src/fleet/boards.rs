@@ -460,6 +460,7 @@ impl BoardState {
     /// reading's [`BoardState::heard`] does not set is reset here, and in place: the
     /// peer's text stays for `heard` to compare (a flood from one connection copies it
     /// once, not once per name), the gaps stay behind `gap_count` = 0 (issue 22).
+    #[inline(always)]
     fn reset(&mut self) {
         (self.last_ms, self.previous_run, self.readings) = (None, None, 0);
         (self.gap_count, self.gap_next) = (0, 0);
@@ -468,6 +469,22 @@ impl BoardState {
         self.series.clear();
         self.charted = false;
         self.silent_since_ms = None;
+    }
+
+    /// A new board (or a reused place) after its first `n` readings, received at `now_ms`
+    /// from `peer`: what [`BoardState::reset`] and then [`BoardState::heard`] make of it,
+    /// in one pass (issue 22, sixth round: a flood of new names does this for every
+    /// reading, and the second pass stored every counter twice).
+    /// (The reset is inlined, so the values it stores and this overwrites are not stored.)
+    fn start(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) {
+        self.reset();
+        if !crate::sink::csv::encode::same_text(&self.peer, peer) {
+            self.peer.clear();
+            self.peer.push_str(peer);
+        }
+        self.ack = ack;
+        (self.last_ms, self.readings) = (Some(now_ms), n);
+        (self.minute, self.this_minute) = (now_ms / 60_000, n as u32);
     }
 
     /// Counts `n` readings received at `now_ms` from `peer`; returns the time of the
@@ -712,8 +729,9 @@ impl Inner {
     }
 
     /// The slot of a new board `name` (not in the map): a new slot below `max`, else the
-    /// least recently seen board's, reset (returned as evicted). O(1), and no allocation
-    /// when the evicted board's buffers are large enough.
+    /// least recently seen board's (returned as evicted). The board in it is not reset
+    /// here: the caller starts it ([`BoardState::start`]) or resets it. O(1), and no
+    /// allocation when the evicted board's buffers are large enough.
     /// `hash`: `name`'s, from [`Inner::hash`].
     fn insert(&mut self, name: &str, hash: u64, max: usize) -> (u32, bool) {
         if self.slots.len() < max.max(1) {
@@ -739,7 +757,6 @@ impl Inner {
         slot.name.clear();
         slot.name.push_str(name);
         slot.hash = hash;
-        slot.board.reset();
         let slots = &self.slots;
         self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
         self.touch(i);
@@ -864,21 +881,21 @@ impl Boards {
             }
             let device = seen.get(r.device);
             let hash = inner.hash(device);
-            let i = match inner.find(device, hash) {
+            let (i, before) = match inner.find(device, hash) {
                 Some(i) => {
                     inner.touch(i);
-                    i
+                    (i, inner.slots[i as usize].board.heard(peer, ack, n, now_ms))
                 }
                 None => {
                     let (i, evicted) = inner.insert(device, hash, self.max_boards);
                     if evicted {
                         self.evicted.fetch_add(1, Relaxed);
                     }
-                    i
+                    inner.slots[i as usize].board.start(peer, ack, n, now_ms);
+                    (i, None)
                 }
             };
             let b = &mut inner.slots[i as usize].board;
-            let before = b.heard(peer, ack, n, now_ms);
             if !last_ok {
                 continue;
             }
@@ -1120,6 +1137,7 @@ impl Boards {
             inner.unlink(i);
             inner.link(i, false);
             let b = &mut inner.slots[i as usize].board;
+            b.reset();
             b.previous_run = Some(at.into_boxed_str());
             n += 1;
         }
@@ -1396,6 +1414,42 @@ mod tests {
     /// value and kind, first-seen order, last value wins, at most `max` names) through
     /// values that grow and shrink, repeated names and the cap, whether a board's first
     /// reading is copied in one piece or field by field.
+    /// `start` (a new board's first readings in one pass) leaves a board exactly as
+    /// `reset` then `heard` did, whatever the place held before, in the same minute
+    /// as its last reading, the next one, or later.
+    #[test]
+    fn issue_22_start_is_reset_then_heard() {
+        let used = |peer: &str| {
+            let mut b = BoardState::default();
+            for (i, t) in [1_000u64, 61_500, 62_000, 190_000].into_iter().enumerate() {
+                b.heard(peer, i % 2 == 0, 3, t);
+            }
+            b.latest.set("t", "21.5", true, 8);
+            b.latest.set("note", "x", false, 8);
+            b.series.push(Series {
+                field: 0,
+                points: VecDeque::from([(1, 21.5)]),
+            });
+            (b.charted, b.silent_since_ms, b.previous_run) = (true, Some(5), Some("then".into()));
+            b
+        };
+        let mut cases = 0;
+        for old_peer in ["10.0.0.1:5000", "10.0.0.22:50000"] {
+            for (peer, ack, n) in [("10.0.0.1:5000", true, 1), ("10.0.0.3:7", false, 4)] {
+                for now_ms in [0, 5, 59_999, 60_000, 190_500, 250_000, 10_000_000] {
+                    let (mut a, mut b) = (used(old_peer), used(old_peer));
+                    a.start(peer, ack, n, now_ms);
+                    b.reset();
+                    assert_eq!(b.heard(peer, ack, n, now_ms), None);
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{peer} {now_ms}");
+                    assert_eq!(a.peer, peer);
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 28);
+    }
+
     #[test]
     fn issue_22_latest_values_in_one_buffer_agree_with_a_model() {
         let names = ["t", "humidity", "t", "x", "note", "h"];
