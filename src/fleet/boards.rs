@@ -759,8 +759,24 @@ impl Inner {
         slot.hash = hash;
         let slots = &self.slots;
         self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
-        self.touch(i);
+        self.tail_to_head();
         (i, true)
+    }
+
+    /// [`Inner::touch`] for the tail (the place a new name takes at the cap), without
+    /// the general unlink's and link's cases (issue 22, sixth round).
+    fn tail_to_head(&mut self) {
+        let (i, old) = (self.tail, self.head);
+        if i == old {
+            return;
+        }
+        // The tail is not the head, so it has a previous slot and the head is another.
+        let prev = self.slots[i as usize].prev;
+        self.slots[prev as usize].next = NIL;
+        self.tail = prev;
+        (self.slots[i as usize].prev, self.slots[i as usize].next) = (NIL, old);
+        self.slots[old as usize].prev = i;
+        self.head = i;
     }
 
     fn boards(&self) -> impl Iterator<Item = (&str, &BoardState)> {
@@ -1360,6 +1376,50 @@ mod tests {
             inner.find(&name(499), inner.hash(&name(499))).is_some(),
             "the newest stays"
         );
+    }
+
+    /// The recency list after new names at the cap (the tail moved to the head) and
+    /// boards reporting again, against a list of names, walked both ways; caps 1 to 5.
+    #[test]
+    fn issue_22_the_recency_list_follows_a_model() {
+        for cap in 1..=5usize {
+            let mut inner = Inner::default();
+            let mut model: VecDeque<String> = VecDeque::new(); // most recent first
+            for n in 0..60usize {
+                // A new name, or (every third step) a known board again.
+                let name = if n % 3 == 2 && !model.is_empty() {
+                    model[(n * 7) % model.len()].clone()
+                } else {
+                    format!("b{n}")
+                };
+                let hash = inner.hash(&name);
+                match inner.find(&name, hash) {
+                    Some(i) => inner.touch(i),
+                    None => {
+                        let (_, evicted) = inner.insert(&name, hash, cap);
+                        assert_eq!(evicted, model.len() == cap);
+                        if evicted {
+                            model.pop_back();
+                        }
+                    }
+                }
+                model.retain(|m| *m != name);
+                model.push_front(name);
+                let (mut forward, mut i) = (Vec::new(), inner.head);
+                while i != NIL && forward.len() <= cap {
+                    forward.push(inner.slots[i as usize].name.clone());
+                    i = inner.slots[i as usize].next;
+                }
+                let (mut backward, mut i) = (Vec::new(), inner.tail);
+                while i != NIL && backward.len() <= cap {
+                    backward.push(inner.slots[i as usize].name.clone());
+                    i = inner.slots[i as usize].prev;
+                }
+                backward.reverse();
+                assert_eq!(forward, Vec::from(model.clone()), "cap {cap}, step {n}");
+                assert_eq!(backward, forward, "cap {cap}, step {n}");
+            }
+        }
     }
 
     #[test]
