@@ -205,7 +205,7 @@ impl Sightings {
         if let Some(run) = self.runs.last_mut() {
             // In word compares, not a `bcmp` call: a flood's consecutive names differ
             // only at their end (issue 22, sixth round).
-            if crate::sink::csv::encode::same_text(&self.text[run.device.0..run.device.1], device) {
+            if crate::sink::csv::encode::same(&self.text.as_bytes()[run.device.0..run.device.1], device.as_bytes()) {
                 run.count += 1;
                 run.read_back = Some(rows);
                 return;

@@ -268,7 +268,7 @@ pub(crate) fn same_text(a: &str, b: &str) -> bool {
 
 /// [`same_text`] for bytes.
 #[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
