@@ -99,6 +99,9 @@ pub struct Sightings {
     text: String,
     fields: Vec<FieldText>,
     runs: Vec<Run>,
+    /// Whether a run has rows to read back ([`Sightings::resolve`] has work): never for a
+    /// flood of new names, where it would look at every run for nothing.
+    read_back: bool,
 }
 
 /// Consecutive readings of one device in a chunk. They all share the chunk's receive
@@ -208,6 +211,7 @@ impl Sightings {
             if crate::sink::csv::encode::same(&self.text.as_bytes()[run.device.0..run.device.1], device.as_bytes()) {
                 run.count += 1;
                 run.read_back = Some(rows);
+                self.read_back = true;
                 return;
             }
         }
@@ -232,6 +236,9 @@ impl Sightings {
     /// Reads the last readings of the runs that need it back from `csv`, the chunk's
     /// encoded rows (the buffer the ranges given to [`Sightings::note`] point into).
     fn resolve(&mut self, csv: &[u8]) {
+        if !std::mem::take(&mut self.read_back) {
+            return;
+        }
         for i in 0..self.runs.len() {
             let Some(rows) = self.runs[i].read_back.take() else {
                 continue;
@@ -254,6 +261,7 @@ impl Sightings {
     }
 
     pub fn clear(&mut self) {
+        self.read_back = false;
         self.text.clear();
         self.fields.clear();
         self.runs.clear();
@@ -1239,6 +1247,26 @@ mod tests {
         assert_eq!(latest, [("t", "3"), ("note", "'q,\"b\"")]);
         let evil = view("=evil");
         assert_eq!((evil.readings, evil.latest[0].value.as_str()), (1, "-5"));
+        // A chunk whose only run is read back (the flag that lets `resolve` skip a chunk
+        // without such runs is set, and cleared with the chunk).
+        csv.clear();
+        for t in ["5", "6"] {
+            let start = csv.len();
+            let cols = ReadingColumns {
+                received_at: "2026-12-01T00:00:01.000Z",
+                device: "k",
+                peer: "10.0.0.1:5000",
+                boot: "",
+                seq: None,
+                device_time: "",
+            };
+            cols.encode_rows([("t", t, "number")], &mut enc, &mut csv);
+            s.note("k", start..csv.len(), [("t", t, true)].into_iter());
+        }
+        b.record(&mut s, &csv, [true; 2].into_iter(), "10.0.0.1:5000", false);
+        let (_, views) = b.snapshot(false, 10);
+        let k = views.iter().find(|v| v.device == "k").expect("k");
+        assert_eq!((k.readings, k.latest[0].value.as_str()), (5, "6"));
     }
 
     #[test]
