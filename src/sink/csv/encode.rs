@@ -510,7 +510,10 @@ mod tests {
         for n in 0..40 {
             let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
             assert!(same_text(&a, &a.clone()), "{a:?}");
-            assert!(!same_text(&a, &format!("{a}x")) && !same_text(&format!("x{a}"), &a), "{a:?}");
+            assert!(
+                !same_text(&a, &format!("{a}x")) && !same_text(&format!("x{a}"), &a),
+                "{a:?}"
+            );
             for at in 0..n {
                 let mut b = a.clone().into_bytes();
                 b[at] = b'_';
