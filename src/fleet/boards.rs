@@ -99,6 +99,9 @@ pub struct Sightings {
     text: String,
     fields: Vec<FieldText>,
     runs: Vec<Run>,
+    /// Whether a run has rows to read back ([`Sightings::resolve`] has work): never for a
+    /// flood of new names, where it would look at every run for nothing.
+    read_back: bool,
 }
 
 /// Consecutive readings of one device in a chunk. They all share the chunk's receive
@@ -140,6 +143,7 @@ impl FieldText {
     /// Appends `name` and `value` to `text`; returns where they are. Offsets are
     /// `u32`: a chunk's text and a board's latest values are far below 4 GiB (read
     /// chunks and lines are capped).
+    #[inline(always)]
     fn append(text: &mut String, name: &str, value: &str, number: bool) -> FieldText {
         let start = text.len() as u32;
         text.push_str(name);
@@ -202,9 +206,12 @@ impl Sightings {
         fields: impl Iterator<Item = (&'a str, &'a str, bool)>,
     ) {
         if let Some(run) = self.runs.last_mut() {
-            if self.text[run.device.0..run.device.1] == *device {
+            // In word compares, not a `bcmp` call: a flood's consecutive names differ
+            // only at their end (issue 22, sixth round).
+            if crate::sink::csv::encode::same(&self.text.as_bytes()[run.device.0..run.device.1], device.as_bytes()) {
                 run.count += 1;
                 run.read_back = Some(rows);
+                self.read_back = true;
                 return;
             }
         }
@@ -229,6 +236,9 @@ impl Sightings {
     /// Reads the last readings of the runs that need it back from `csv`, the chunk's
     /// encoded rows (the buffer the ranges given to [`Sightings::note`] point into).
     fn resolve(&mut self, csv: &[u8]) {
+        if !std::mem::take(&mut self.read_back) {
+            return;
+        }
         for i in 0..self.runs.len() {
             let Some(rows) = self.runs[i].read_back.take() else {
                 continue;
@@ -251,11 +261,15 @@ impl Sightings {
     }
 
     pub fn clear(&mut self) {
+        self.read_back = false;
         self.text.clear();
         self.fields.clear();
         self.runs.clear();
     }
 
+    /// Inline: it runs for every field of a run's first reading, and the call's register
+    /// saves were a fifth of its cost (issue 22, sixth round).
+    #[inline(always)]
     fn add_field(&mut self, name: &str, value: &str, number: bool) {
         let field = FieldText::append(&mut self.text, name, truncate(value, MAX_VALUE_CHARS), number);
         self.fields.push(field);
@@ -388,11 +402,8 @@ impl Latest {
     fn set_in_order(&mut self, text: &str, fields: &[FieldText], max_fields: usize) -> bool {
         let name = |t, f: &FieldText| f.name_bytes(t);
         let same = if self.is_empty() {
-            let mut distinct = fields.len() <= max_fields;
-            for (i, f) in fields.iter().enumerate().skip(1) {
-                distinct &= fields[..i].iter().all(|g| name(text, g) != name(text, f));
-            }
-            distinct
+            fields.len() <= max_fields
+                && (1..fields.len()).all(|i| fields[..i].iter().all(|g| name(text, g) != name(text, &fields[i])))
         } else {
             fields.len() == self.len()
                 && fields
@@ -410,14 +421,14 @@ impl Latest {
         let whole = &text[first.start as usize..last.end as usize];
         self.room(whole.len(), fields.len());
         self.text.push_str(whole);
-        for f in fields {
-            self.fields.push(FieldText {
-                start: f.start - first.start,
-                name_end: f.name_end - first.start,
-                end: f.end - first.start,
-                number: f.number,
-            });
-        }
+        // One room check for all (a `push` each was ~10 instructions a field more).
+        let from = first.start;
+        self.fields.extend(fields.iter().map(|f| FieldText {
+            start: f.start - from,
+            name_end: f.name_end - from,
+            end: f.end - from,
+            number: f.number,
+        }));
         true
     }
 }
@@ -457,6 +468,7 @@ impl BoardState {
     /// reading's [`BoardState::heard`] does not set is reset here, and in place: the
     /// peer's text stays for `heard` to compare (a flood from one connection copies it
     /// once, not once per name), the gaps stay behind `gap_count` = 0 (issue 22).
+    #[inline(always)]
     fn reset(&mut self) {
         (self.last_ms, self.previous_run, self.readings) = (None, None, 0);
         (self.gap_count, self.gap_next) = (0, 0);
@@ -467,10 +479,26 @@ impl BoardState {
         self.silent_since_ms = None;
     }
 
+    /// A new board (or a reused place) after its first `n` readings, received at `now_ms`
+    /// from `peer`: what [`BoardState::reset`] and then [`BoardState::heard`] make of it,
+    /// in one pass (issue 22, sixth round: a flood of new names does this for every
+    /// reading, and the second pass stored every counter twice).
+    /// (The reset is inlined, so the values it stores and this overwrites are not stored.)
+    fn start(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) {
+        self.reset();
+        if !crate::sink::csv::encode::same_text(&self.peer, peer) {
+            self.peer.clear();
+            self.peer.push_str(peer);
+        }
+        self.ack = ack;
+        (self.last_ms, self.readings) = (Some(now_ms), n);
+        (self.minute, self.this_minute) = (now_ms / 60_000, n as u32);
+    }
+
     /// Counts `n` readings received at `now_ms` from `peer`; returns the time of the
     /// board's reading before them (`None`: its first in this run of the daemon).
     fn heard(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) -> Option<u64> {
-        if self.peer != peer {
+        if !crate::sink::csv::encode::same_text(&self.peer, peer) {
             self.peer.clear();
             self.peer.push_str(peer);
         }
@@ -709,8 +737,9 @@ impl Inner {
     }
 
     /// The slot of a new board `name` (not in the map): a new slot below `max`, else the
-    /// least recently seen board's, reset (returned as evicted). O(1), and no allocation
-    /// when the evicted board's buffers are large enough.
+    /// least recently seen board's (returned as evicted). The board in it is not reset
+    /// here: the caller starts it ([`BoardState::start`]) or resets it. O(1), and no
+    /// allocation when the evicted board's buffers are large enough.
     /// `hash`: `name`'s, from [`Inner::hash`].
     fn insert(&mut self, name: &str, hash: u64, max: usize) -> (u32, bool) {
         if self.slots.len() < max.max(1) {
@@ -736,11 +765,26 @@ impl Inner {
         slot.name.clear();
         slot.name.push_str(name);
         slot.hash = hash;
-        slot.board.reset();
         let slots = &self.slots;
         self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
-        self.touch(i);
+        self.tail_to_head();
         (i, true)
+    }
+
+    /// [`Inner::touch`] for the tail (the place a new name takes at the cap), without
+    /// the general unlink's and link's cases (issue 22, sixth round).
+    fn tail_to_head(&mut self) {
+        let (i, old) = (self.tail, self.head);
+        if i == old {
+            return;
+        }
+        // The tail is not the head, so it has a previous slot and the head is another.
+        let prev = self.slots[i as usize].prev;
+        self.slots[prev as usize].next = NIL;
+        self.tail = prev;
+        (self.slots[i as usize].prev, self.slots[i as usize].next) = (NIL, old);
+        self.slots[old as usize].prev = i;
+        self.head = i;
     }
 
     fn boards(&self) -> impl Iterator<Item = (&str, &BoardState)> {
@@ -808,10 +852,9 @@ impl Boards {
         // allocator's slack on the two latest-value buffers (the text's headroom too).
         let board = size_of::<Slot>() as u64 + 64 + 64 + 48 + 2 * 32 + TEXT_HEADROOM as u64;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
-        // The index holds at most max_boards slot numbers at ~7/8 load, rounded up to a
-        // power of two, with a control byte each (the names live in the slots only).
-        let slots = (cfg.max_boards as u64 * 8 / 7 + 1).next_power_of_two();
-        cfg.max_boards as u64 * per_board + slots * (size_of::<u32>() as u64 + 1)
+        // The index: a slot number and a control byte per bucket (the names live in the
+        // slots only); see `index_buckets_bound`.
+        cfg.max_boards as u64 * per_board + index_buckets_bound(cfg.max_boards) * (size_of::<u32>() as u64 + 1)
     }
 
     fn now_ms(&self) -> u64 {
@@ -846,30 +889,36 @@ impl Boards {
             // The outcomes of the readings merged into `r`: count the written ones; the
             // values are the last reading's, applied only if that one was written.
             let (mut n, mut last_ok) = (0u64, false);
-            for ok in written.by_ref().take(r.count) {
-                n += u64::from(ok);
-                last_ok = ok;
+            if r.count == 1 {
+                // A run of one reading (every run of a flood of new names).
+                last_ok = written.next().unwrap_or(false);
+                n = u64::from(last_ok);
+            } else {
+                for ok in written.by_ref().take(r.count) {
+                    n += u64::from(ok);
+                    last_ok = ok;
+                }
             }
             if n == 0 {
                 continue;
             }
             let device = seen.get(r.device);
             let hash = inner.hash(device);
-            let i = match inner.find(device, hash) {
+            let (i, before) = match inner.find(device, hash) {
                 Some(i) => {
                     inner.touch(i);
-                    i
+                    (i, inner.slots[i as usize].board.heard(peer, ack, n, now_ms))
                 }
                 None => {
                     let (i, evicted) = inner.insert(device, hash, self.max_boards);
                     if evicted {
                         self.evicted.fetch_add(1, Relaxed);
                     }
-                    i
+                    inner.slots[i as usize].board.start(peer, ack, n, now_ms);
+                    (i, None)
                 }
             };
             let b = &mut inner.slots[i as usize].board;
-            let before = b.heard(peer, ack, n, now_ms);
             if !last_ok {
                 continue;
             }
@@ -1111,11 +1160,23 @@ impl Boards {
             inner.unlink(i);
             inner.link(i, false);
             let b = &mut inner.slots[i as usize].board;
+            b.reset();
             b.previous_run = Some(at.into_boxed_str());
             n += 1;
         }
         Ok(n)
     }
+}
+
+/// The most buckets the boards' index has for `max_boards` boards: at most `max_boards`
+/// entries at ~7/8 load, rounded up to a power of two, and then doubled once: at the cap
+/// every new name removes an entry and adds one, the removals leave tombstones that use
+/// up the table's room, and the first time it has none hashbrown grows it (it rehashes in
+/// place only below half load). From there on it is under half load and stays that size
+/// (found in the sixth round of issue 22: 16,384 -> 32,768 buckets for 10,000 boards
+/// during a long flood of new names, 80 KiB more than the bound counted then).
+fn index_buckets_bound(max_boards: usize) -> u64 {
+    2 * (max_boards.max(1) as u64 * 8 / 7 + 1).next_power_of_two()
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
@@ -1196,6 +1257,26 @@ mod tests {
         assert_eq!(latest, [("t", "3"), ("note", "'q,\"b\"")]);
         let evil = view("=evil");
         assert_eq!((evil.readings, evil.latest[0].value.as_str()), (1, "-5"));
+        // A chunk whose only run is read back (the flag that lets `resolve` skip a chunk
+        // without such runs is set, and cleared with the chunk).
+        csv.clear();
+        for t in ["5", "6"] {
+            let start = csv.len();
+            let cols = ReadingColumns {
+                received_at: "2026-12-01T00:00:01.000Z",
+                device: "k",
+                peer: "10.0.0.1:5000",
+                boot: "",
+                seq: None,
+                device_time: "",
+            };
+            cols.encode_rows([("t", t, "number")], &mut enc, &mut csv);
+            s.note("k", start..csv.len(), [("t", t, true)].into_iter());
+        }
+        b.record(&mut s, &csv, [true; 2].into_iter(), "10.0.0.1:5000", false);
+        let (_, views) = b.snapshot(false, 10);
+        let k = views.iter().find(|v| v.device == "k").expect("k");
+        assert_eq!((k.readings, k.latest[0].value.as_str()), (5, "6"));
     }
 
     #[test]
@@ -1335,6 +1416,74 @@ mod tests {
         );
     }
 
+    /// A long flood of new names at the cap grows the index at most to the size that
+    /// [`Boards::memory_bound_bytes`] counts (it doubled once, unseen, before the sixth
+    /// round of issue 22), for small and larger caps.
+    #[test]
+    fn issue_22_the_index_stays_within_the_bound_through_a_flood() {
+        for max in [1usize, 2, 7, 100, 1_000] {
+            let mut inner = Inner::default();
+            let mut grown = 0;
+            for n in 0..(max * 50 + 5_000) {
+                let name = format!("flood-{n}");
+                let hash = inner.hash(&name);
+                inner.insert(&name, hash, max);
+                grown = grown.max(inner.index.capacity());
+            }
+            assert_eq!(inner.index.len(), max);
+            // A table's capacity is below its bucket count.
+            assert!(
+                (grown as u64) < index_buckets_bound(max),
+                "max {max}: capacity {grown}, bound {} buckets",
+                index_buckets_bound(max)
+            );
+        }
+    }
+
+    /// The recency list after new names at the cap (the tail moved to the head) and
+    /// boards reporting again, against a list of names, walked both ways; caps 1 to 5.
+    #[test]
+    fn issue_22_the_recency_list_follows_a_model() {
+        for cap in 1..=5usize {
+            let mut inner = Inner::default();
+            let mut model: VecDeque<String> = VecDeque::new(); // most recent first
+            for n in 0..60usize {
+                // A new name, or (every third step) a known board again.
+                let name = if n % 3 == 2 && !model.is_empty() {
+                    model[(n * 7) % model.len()].clone()
+                } else {
+                    format!("b{n}")
+                };
+                let hash = inner.hash(&name);
+                match inner.find(&name, hash) {
+                    Some(i) => inner.touch(i),
+                    None => {
+                        let (_, evicted) = inner.insert(&name, hash, cap);
+                        assert_eq!(evicted, model.len() == cap);
+                        if evicted {
+                            model.pop_back();
+                        }
+                    }
+                }
+                model.retain(|m| *m != name);
+                model.push_front(name);
+                let (mut forward, mut i) = (Vec::new(), inner.head);
+                while i != NIL && forward.len() <= cap {
+                    forward.push(inner.slots[i as usize].name.clone());
+                    i = inner.slots[i as usize].next;
+                }
+                let (mut backward, mut i) = (Vec::new(), inner.tail);
+                while i != NIL && backward.len() <= cap {
+                    backward.push(inner.slots[i as usize].name.clone());
+                    i = inner.slots[i as usize].prev;
+                }
+                backward.reverse();
+                assert_eq!(forward, Vec::from(model.clone()), "cap {cap}, step {n}");
+                assert_eq!(backward, forward, "cap {cap}, step {n}");
+            }
+        }
+    }
+
     #[test]
     fn issue_22_a_reused_place_keeps_nothing_of_the_evicted_board() {
         let b = boards(1, 1);
@@ -1387,6 +1536,42 @@ mod tests {
     /// value and kind, first-seen order, last value wins, at most `max` names) through
     /// values that grow and shrink, repeated names and the cap, whether a board's first
     /// reading is copied in one piece or field by field.
+    /// `start` (a new board's first readings in one pass) leaves a board exactly as
+    /// `reset` then `heard` did, whatever the place held before, in the same minute
+    /// as its last reading, the next one, or later.
+    #[test]
+    fn issue_22_start_is_reset_then_heard() {
+        let used = |peer: &str| {
+            let mut b = BoardState::default();
+            for (i, t) in [1_000u64, 61_500, 62_000, 190_000].into_iter().enumerate() {
+                b.heard(peer, i % 2 == 0, 3, t);
+            }
+            b.latest.set("t", "21.5", true, 8);
+            b.latest.set("note", "x", false, 8);
+            b.series.push(Series {
+                field: 0,
+                points: VecDeque::from([(1, 21.5)]),
+            });
+            (b.charted, b.silent_since_ms, b.previous_run) = (true, Some(5), Some("then".into()));
+            b
+        };
+        let mut cases = 0;
+        for old_peer in ["10.0.0.1:5000", "10.0.0.22:50000"] {
+            for (peer, ack, n) in [("10.0.0.1:5000", true, 1), ("10.0.0.3:7", false, 4)] {
+                for now_ms in [0, 5, 59_999, 60_000, 190_500, 250_000, 10_000_000] {
+                    let (mut a, mut b) = (used(old_peer), used(old_peer));
+                    a.start(peer, ack, n, now_ms);
+                    b.reset();
+                    assert_eq!(b.heard(peer, ack, n, now_ms), None);
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{peer} {now_ms}");
+                    assert_eq!(a.peer, peer);
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 28);
+    }
+
     #[test]
     fn issue_22_latest_values_in_one_buffer_agree_with_a_model() {
         let names = ["t", "humidity", "t", "x", "note", "h"];

@@ -120,6 +120,9 @@ pub struct ReadingColumns<'a> {
 /// the peer and the boot: the encoded `received_at,device,` head and the `,peer,boot,`
 /// middle are kept with the text they were made from and reused while it stays the
 /// same (issue 22: re-encoding them was about a tenth of the encoder's cost).
+///
+/// A new device at the same receive time (boards taking turns in a chunk, or a flood of
+/// new names) keeps the head's time and replaces only the device (issue 22, sixth round).
 #[derive(Debug, Default)]
 pub struct Encoder {
     head: Vec<u8>,
@@ -193,18 +196,23 @@ impl<'a> ReadingColumns<'a> {
             mid_boot,
             tail,
         } = enc;
-        if head.is_empty() || !same(head_at, self.received_at) || !same(head_device, self.device) {
-            head.clear();
-            head.extend_from_slice(self.received_at.as_bytes());
-            head.push(b',');
+        let same_at = !head.is_empty() && same_text(head_at, self.received_at);
+        if !same_at || !same_text(head_device, self.device) {
+            if same_at {
+                head.truncate(self.received_at.len() + 1);
+            } else {
+                head.clear();
+                head.extend_from_slice(self.received_at.as_bytes());
+                head.push(b',');
+                head_at.clear();
+                head_at.push_str(self.received_at);
+            }
             push_field(head, &neutralise(self.device));
             head.push(b',');
-            head_at.clear();
-            head_at.push_str(self.received_at);
             head_device.clear();
             head_device.push_str(self.device);
         }
-        if mid.is_empty() || !same(mid_peer, self.peer) || !same(mid_boot, self.boot) {
+        if mid.is_empty() || !same_text(mid_peer, self.peer) || !same_text(mid_boot, self.boot) {
             mid.clear();
             mid.push(b',');
             mid.extend_from_slice(self.peer.as_bytes());
@@ -254,8 +262,14 @@ impl Row {
 /// id: short), in a few word compares instead of a `bcmp` call (issue 22: four calls per
 /// reading, about 100 instructions with their set-up).
 #[inline(always)]
-fn same(a: &str, b: &str) -> bool {
-    let (a, b, n) = (a.as_bytes(), b.as_bytes(), a.len());
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    same(a.as_bytes(), b.as_bytes())
+}
+
+/// [`same_text`] for bytes.
+#[inline(always)]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
     if n != b.len() {
         return false;
     }
@@ -495,13 +509,16 @@ mod tests {
     fn issue_22_same_is_string_equality() {
         for n in 0..40 {
             let a: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-            assert!(same(&a, &a.clone()), "{a:?}");
-            assert!(!same(&a, &format!("{a}x")) && !same(&format!("x{a}"), &a), "{a:?}");
+            assert!(same_text(&a, &a.clone()), "{a:?}");
+            assert!(
+                !same_text(&a, &format!("{a}x")) && !same_text(&format!("x{a}"), &a),
+                "{a:?}"
+            );
             for at in 0..n {
                 let mut b = a.clone().into_bytes();
                 b[at] = b'_';
                 let b = String::from_utf8(b).unwrap();
-                assert!(!same(&a, &b), "{a:?} {b:?}");
+                assert!(!same_text(&a, &b), "{a:?} {b:?}");
             }
         }
     }
@@ -563,6 +580,20 @@ mod tests {
             cols(b, "=e", "p:2", "x", Some(3)),
             cols(b, "=e", "p:2", "y,z", Some(4)),
             cols(a, "d", "p:1", "", Some(1)),
+            // Sixth round: a new device at the same time keeps the time; a device whose
+            // cell is escaped or quoted is compared with the device as sent, not the cell
+            // (`'=e` is the cell of `=e`, and a device of its own).
+            cols(a, "=e", "p:1", "", None),
+            cols(a, "'=e", "p:1", "", None),
+            cols(a, "=e", "p:1", "", None),
+            cols(a, "a,b", "p:1", "", None),
+            cols(a, "\"a,b\"", "p:1", "", None),
+            cols(a, "a", "p:1", "", None),
+            cols(a, "a,b", "p:1", "", None),
+            cols(a, "dd", "p:1", "", None),
+            cols(a, "d", "p:1", "", None),
+            cols(b, "d", "p:1", "", None),
+            cols(b, "e", "p:1", "", None),
         ];
         for c in cases {
             out.clear();
