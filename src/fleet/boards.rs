@@ -768,21 +768,7 @@ impl Inner {
         let slots = &self.slots;
         self.index.insert_unique(hash, i, |&j| slots[j as usize].hash);
         self.tail_to_head();
-        self.warm_tail();
         (i, true)
-    }
-
-    /// Reads what the next new name at the cap reads first from the board it will
-    /// replace (the new tail): its index entry's group and its peer's text. These are
-    /// cold at the 10,000-board default (the tail is the board touched longest ago);
-    /// loaded now, their misses overlap the work until that name comes instead of
-    /// stalling it (issue 22, seventh round: a flood's daemon CPU, median of 10 runs,
-    /// 0.81 -> 0.785 s, see docs/performance.md). Nothing is changed.
-    fn warm_tail(&self) {
-        let i = self.tail;
-        let slot = &self.slots[i as usize];
-        std::hint::black_box(self.index.find(slot.hash, |&j| j == i));
-        std::hint::black_box(slot.board.peer.as_bytes().first().copied());
     }
 
     /// [`Inner::touch`] for the tail (the place a new name takes at the cap), without
