@@ -73,7 +73,7 @@ fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f
             );
             i += 1;
         }
-        b.record(&mut seen, &csv, std::iter::repeat(true), "192.168.1.20:50000", false);
+        b.record(&mut seen, &csv, std::iter::repeat(true), PEER, false);
         csv.clear();
     }
     let ns = t.elapsed().as_nanos() as f64 / readings as f64;
@@ -81,6 +81,10 @@ fn ingest(b: &Boards, readings: u64, name: impl Fn(u64, &mut String)) -> (f64, f
 }
 
 use sensorlog::fleet::boards::{Boards, Sightings};
+
+/// The one connection every simulated reading comes from.
+const PEER: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20)), 50000);
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -130,13 +134,7 @@ fn main() {
                 ]
                 .into_iter(),
             );
-            b.record_at(
-                &seen,
-                std::iter::once(true),
-                "192.168.1.20:50000",
-                true,
-                k * step_ms + i as u64,
-            );
+            b.record_at(&seen, std::iter::once(true), PEER, true, k * step_ms + i as u64);
             seen.clear();
             readings += 1;
         }
@@ -171,7 +169,7 @@ fn main() {
         for name in names.iter().take(100) {
             let v = values[(k % 64) as usize].as_str();
             seen.push(name, [("temp_c", v, true), ("humidity", v, true)].into_iter());
-            hot.record(&mut seen, &[], std::iter::once(true), "192.168.1.20:50000", false);
+            hot.record(&mut seen, &[], std::iter::once(true), PEER, false);
         }
     }
     println!(

@@ -35,6 +35,7 @@
 //! boards` measures it for 10,000 boards.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -441,26 +442,58 @@ struct Series {
     points: VecDeque<(u32, f32)>,
 }
 
+/// What a board has only once it has reported twice: its gaps (for its usual interval),
+/// its chart rings, and the time of its last row of an earlier run. Kept apart, behind a
+/// box made at a board's second reading (or when it is listed from an earlier run), so
+/// that the place of a board heard from once is small: a new name at the cap reuses the
+/// least recently seen board's place, and in a flood of new names that board was itself
+/// heard from once, so its place is three cache lines, none of them here (issue 22,
+/// eighth round: the place was five lines, all touched by every new name). A place that
+/// held a board with history keeps the box for the next one.
 #[derive(Debug, Default)]
-struct BoardState {
-    peer: String,
-    ack: bool,
-    /// Milliseconds since start of the last reading; `None` for a board of an earlier run.
-    last_ms: Option<u64>,
-    /// `received_at` of its last CSV row from an earlier run.
-    previous_run: Option<Box<str>>,
-    readings: u64,
+struct History {
     gaps: [u32; GAPS],
     gap_count: u8,
     gap_next: u8,
+    /// Chart rings, created at the board's second reading (see the module docs).
+    charted: bool,
+    series: Vec<Series>,
+    /// `received_at` of its last CSV row from an earlier run.
+    previous_run: Option<Box<str>>,
+}
+
+impl History {
+    fn clear(&mut self) {
+        (self.gap_count, self.gap_next, self.charted) = (0, 0, false);
+        self.series.clear();
+        self.previous_run = None;
+    }
+
+    fn add_gap(&mut self, gap: u64) {
+        self.gaps[self.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
+        self.gap_next = ((self.gap_next as usize + 1) % GAPS) as u8;
+        self.gap_count = (self.gap_count + 1).min(GAPS as u8);
+    }
+}
+
+#[derive(Debug, Default)]
+struct BoardState {
+    /// Where its last reading came from, kept as the address and not as its text: a new
+    /// name's place is then compared and set without touching a heap buffer (issue 22,
+    /// eighth round). `None` for a board of an earlier run.
+    peer: Option<SocketAddr>,
+    ack: bool,
+    /// Milliseconds since start of the last reading; `None` for a board of an earlier run.
+    last_ms: Option<u64>,
+    readings: u64,
     minute: u64,
     this_minute: u32,
     last_minute: u32,
     latest: Latest,
-    /// Chart rings, created at the board's second reading (see the module docs).
-    series: Vec<Series>,
-    charted: bool,
     silent_since_ms: Option<u64>,
+    /// `None` until the board has history (see [`History`]); a cleared one when the
+    /// place's earlier board had some.
+    history: Option<Box<History>>,
 }
 
 impl BoardState {
@@ -470,13 +503,26 @@ impl BoardState {
     /// once, not once per name), the gaps stay behind `gap_count` = 0 (issue 22).
     #[inline(always)]
     fn reset(&mut self) {
-        (self.last_ms, self.previous_run, self.readings) = (None, None, 0);
-        (self.gap_count, self.gap_next) = (0, 0);
+        (self.last_ms, self.readings) = (None, 0);
         (self.minute, self.this_minute, self.last_minute) = (0, 0, 0);
         self.latest.clear();
-        self.series.clear();
-        self.charted = false;
         self.silent_since_ms = None;
+        if let Some(h) = &mut self.history {
+            h.clear();
+        }
+    }
+
+    /// The board's history, made or (in a reused place) cleared on first use.
+    fn history(&mut self) -> &mut History {
+        self.history.get_or_insert_with(Box::default)
+    }
+
+    fn charted(&self) -> bool {
+        self.history.as_ref().is_some_and(|h| h.charted)
+    }
+
+    fn previous_run(&self) -> Option<&str> {
+        self.history.as_ref().and_then(|h| h.previous_run.as_deref())
     }
 
     /// A new board (or a reused place) after its first `n` readings, received at `now_ms`
@@ -484,12 +530,9 @@ impl BoardState {
     /// in one pass (issue 22, sixth round: a flood of new names does this for every
     /// reading, and the second pass stored every counter twice).
     /// (The reset is inlined, so the values it stores and this overwrites are not stored.)
-    fn start(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) {
+    fn start(&mut self, peer: SocketAddr, ack: bool, n: u64, now_ms: u64) {
         self.reset();
-        if !crate::sink::csv::encode::same_text(&self.peer, peer) {
-            self.peer.clear();
-            self.peer.push_str(peer);
-        }
+        self.peer = Some(peer);
         self.ack = ack;
         (self.last_ms, self.readings) = (Some(now_ms), n);
         (self.minute, self.this_minute) = (now_ms / 60_000, n as u32);
@@ -497,24 +540,21 @@ impl BoardState {
 
     /// Counts `n` readings received at `now_ms` from `peer`; returns the time of the
     /// board's reading before them (`None`: its first in this run of the daemon).
-    fn heard(&mut self, peer: &str, ack: bool, n: u64, now_ms: u64) -> Option<u64> {
-        if !crate::sink::csv::encode::same_text(&self.peer, peer) {
-            self.peer.clear();
-            self.peer.push_str(peer);
-        }
+    fn heard(&mut self, peer: SocketAddr, ack: bool, n: u64, now_ms: u64) -> Option<u64> {
+        self.peer = Some(peer);
         self.ack = ack;
         let before = self.last_ms;
         if let Some(last) = before {
             let gap = now_ms.saturating_sub(last);
             // Readings of one chunk share a receive time; only real gaps count.
             if gap > 0 {
-                self.gaps[self.gap_next as usize] = gap.min(u64::from(u32::MAX)) as u32;
-                self.gap_next = ((self.gap_next as usize + 1) % GAPS) as u8;
-                self.gap_count = (self.gap_count + 1).min(GAPS as u8);
+                self.history().add_gap(gap);
             }
         }
         self.last_ms = Some(now_ms);
-        self.previous_run = None;
+        if let Some(h) = &mut self.history {
+            h.previous_run = None;
+        }
         self.readings += n;
         let minute = now_ms / 60_000;
         if minute == self.minute {
@@ -530,7 +570,7 @@ impl BoardState {
     /// The chart points: the rings, or for a board not yet charted (one reading), the
     /// point its latest values make.
     fn chart(&self, start_secs: u64) -> Vec<FieldSeries> {
-        if !self.charted {
+        let Some(h) = self.history.as_ref().filter(|h| h.charted) else {
             let Some(last) = self.last_ms else { return Vec::new() };
             let t = start_secs + last / 1000;
             return self
@@ -545,8 +585,8 @@ impl BoardState {
                     })
                 })
                 .collect();
-        }
-        self.series
+        };
+        h.series
             .iter()
             .map(|s| FieldSeries {
                 field: self.latest.name(s.field).to_string(),
@@ -556,11 +596,12 @@ impl BoardState {
     }
 
     fn usual_interval_ms(&self) -> Option<u64> {
-        let n = self.gap_count as usize;
+        let h = self.history.as_ref()?;
+        let n = h.gap_count as usize;
         if n == 0 {
             return None;
         }
-        let mut g = self.gaps;
+        let mut g = h.gaps;
         let g = &mut g[..n];
         g.sort_unstable();
         Some(u64::from(g[n / 2]))
@@ -693,6 +734,7 @@ impl Inner {
     }
 
     /// The slot of board `name`, whose hash is `hash`.
+    #[inline]
     fn find(&self, name: &str, hash: u64) -> Option<u32> {
         let slots = &self.slots;
         self.index.find(hash, |&i| slots[i as usize].name == name).copied()
@@ -848,9 +890,11 @@ impl Boards {
         // A field's place, its name (typically under 32 bytes) and its value (at most 64),
         // in the board's two latest-value buffers, which grow exactly (no doubling slack).
         let latest = size_of::<FieldText>() as u64 + 32 + MAX_VALUE_CHARS as u64;
-        // The slot, its name, the peer's address, the previous run's time, and the
-        // allocator's slack on the two latest-value buffers (the text's headroom too).
-        let board = size_of::<Slot>() as u64 + 64 + 64 + 48 + 2 * 32 + TEXT_HEADROOM as u64;
+        // The slot (the peer's address is in it), its history's box (with the
+        // allocator's 16 bytes), its name, the previous run's time, and the allocator's
+        // slack on the two latest-value buffers (the text's headroom too).
+        let history = size_of::<History>() as u64 + 16;
+        let board = size_of::<Slot>() as u64 + history + 64 + 48 + 2 * 32 + TEXT_HEADROOM as u64;
         let per_board = board + cfg.max_fields as u64 * (ring + latest);
         // The index: a slot number and a control byte per bucket (the names live in the
         // slots only); see `index_buckets_bound`.
@@ -870,7 +914,14 @@ impl Boards {
     /// succeeded for them), then clears `seen`. `csv` is the chunk's encoded rows, which
     /// the ranges given to [`Sightings::note`] point into (empty when only [`Sightings::push`] was
     /// used). One lock per call.
-    pub fn record(&self, seen: &mut Sightings, csv: &[u8], written: impl Iterator<Item = bool>, peer: &str, ack: bool) {
+    pub fn record(
+        &self,
+        seen: &mut Sightings,
+        csv: &[u8],
+        written: impl Iterator<Item = bool>,
+        peer: SocketAddr,
+        ack: bool,
+    ) {
         if !seen.is_empty() {
             seen.resolve(csv);
             self.record_at(seen, written, peer, ack, self.now_ms());
@@ -881,7 +932,14 @@ impl Boards {
     /// [`Boards::record`] at an explicit time (milliseconds since start), for tests and
     /// the memory benchmark.
     #[doc(hidden)]
-    pub fn record_at(&self, seen: &Sightings, written: impl Iterator<Item = bool>, peer: &str, ack: bool, now_ms: u64) {
+    pub fn record_at(
+        &self,
+        seen: &Sightings,
+        written: impl Iterator<Item = bool>,
+        peer: SocketAddr,
+        ack: bool,
+        now_ms: u64,
+    ) {
         let mut inner = self.lock();
         let mut written = written;
         // Added to [`Boards::evicted`] once, after the loop: an atomic add is a locked
@@ -925,7 +983,7 @@ impl Boards {
             if !last_ok {
                 continue;
             }
-            if !b.charted {
+            if !b.charted() {
                 if let Some(last) = before {
                     // The second reading: the rings start with the point of the first,
                     // which the latest values still hold.
@@ -935,7 +993,7 @@ impl Boards {
             let fields = &seen.fields[r.fields.0..r.fields.1];
             // A new board's first reading, and a known board's usual one, in one piece.
             let in_order = b.latest.set_in_order(&seen.text, fields, self.max_fields);
-            if in_order && !b.charted {
+            if in_order && !b.charted() {
                 continue;
             }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
@@ -949,9 +1007,12 @@ impl Boards {
                     };
                     field
                 };
-                if f.number && b.charted {
+                if f.number {
+                    let Some(h) = b.history.as_mut().filter(|h| h.charted) else {
+                        continue;
+                    };
                     let Ok(v) = value.parse::<f64>() else { continue };
-                    self.add_point(b, field, secs, v);
+                    self.add_point(&mut h.series, field, secs, v);
                 }
             }
         }
@@ -964,7 +1025,8 @@ impl Boards {
     /// Creates a board's chart rings from its latest values, read at `last_ms` (what its
     /// first reading would have put in them).
     fn start_chart(&self, b: &mut BoardState, last_ms: u64) {
-        b.charted = true;
+        let h = b.history.get_or_insert_with(Box::default);
+        h.charted = true;
         let secs = (last_ms / 1000).min(u64::from(u32::MAX)) as u32;
         for field in 0..b.latest.len() {
             let (_, value, number) = b.latest.get(field);
@@ -972,27 +1034,27 @@ impl Boards {
                 continue;
             }
             if let Ok(v) = value.parse::<f64>() {
-                self.add_point(b, field, secs, v);
+                self.add_point(&mut h.series, field, secs, v);
             }
         }
     }
 
-    fn add_point(&self, b: &mut BoardState, field: usize, secs: u32, v: f64) {
+    fn add_point(&self, series: &mut Vec<Series>, field: usize, secs: u32, v: f64) {
         if !v.is_finite() {
             return;
         }
-        let idx = match b.series.iter().position(|s| s.field == field) {
+        let idx = match series.iter().position(|s| s.field == field) {
             Some(i) => i,
-            None if b.series.len() < self.max_fields => {
-                b.series.push(Series {
+            None if series.len() < self.max_fields => {
+                series.push(Series {
                     field,
                     points: VecDeque::new(),
                 });
-                b.series.len() - 1
+                series.len() - 1
             }
             None => return,
         };
-        let points = &mut b.series[idx].points;
+        let points = &mut series[idx].points;
         match points.back_mut() {
             Some(p) if p.0 / self.bucket_secs == secs / self.bucket_secs => *p = (secs, v as f32),
             _ => points.push_back((secs, v as f32)),
@@ -1077,11 +1139,11 @@ impl Boards {
                 status: b.status(),
                 last_seen_unix_ms: b.last_ms.map(|l| self.start_unix_ms + l),
                 last_seen_secs_ago: b.last_ms.map(|l| now_ms.saturating_sub(l) as f64 / 1000.0),
-                last_seen_previous_run: b.previous_run.as_deref().map(str::to_string),
+                last_seen_previous_run: b.previous_run().map(str::to_string),
                 readings: b.readings,
                 readings_per_min: (b.readings_per_min(now_ms) * 10.0).round() / 10.0,
                 usual_interval_secs: b.usual_interval_ms().map(|u| u as f64 / 1000.0),
-                peer: b.peer.to_string(),
+                peer: b.peer.map_or_else(String::new, |p| p.to_string()),
                 ack: b.ack,
                 latest: b
                     .latest
@@ -1168,7 +1230,7 @@ impl Boards {
             inner.link(i, false);
             let b = &mut inner.slots[i as usize].board;
             b.reset();
-            b.previous_run = Some(at.into_boxed_str());
+            b.history().previous_run = Some(at.into_boxed_str());
             n += 1;
         }
         Ok(n)
@@ -1194,6 +1256,8 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 mod tests {
     use super::*;
 
+    const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 5000);
+
     fn boards(max_boards: usize, min_silent_secs: u64) -> Boards {
         let b = BoardsConfig {
             max_boards,
@@ -1214,7 +1278,7 @@ mod tests {
     fn send(b: &Boards, device: &str, fields: &[(&str, &str, bool)], at_ms: u64) {
         let mut s = Sightings::default();
         s.push(device, fields.iter().copied());
-        b.record_at(&s, std::iter::once(true), "10.0.0.1:5000", true, at_ms);
+        b.record_at(&s, std::iter::once(true), PEER, true, at_ms);
     }
 
     #[test]
@@ -1249,7 +1313,7 @@ mod tests {
             s.note(device, start..csv.len(), sent);
         }
         assert_eq!(s.runs.len(), 3, "three runs");
-        b.record(&mut s, &csv, [true; 4].into_iter(), "10.0.0.1:5000", false);
+        b.record(&mut s, &csv, [true; 4].into_iter(), PEER, false);
         assert!(s.is_empty());
         let (_, views) = b.snapshot(false, 10);
         let view = |d: &str| {
@@ -1280,7 +1344,7 @@ mod tests {
             cols.encode_rows([("t", t, "number")], &mut enc, &mut csv);
             s.note("k", start..csv.len(), [("t", t, true)].into_iter());
         }
-        b.record(&mut s, &csv, [true; 2].into_iter(), "10.0.0.1:5000", false);
+        b.record(&mut s, &csv, [true; 2].into_iter(), PEER, false);
         let (_, views) = b.snapshot(false, 10);
         let k = views.iter().find(|v| v.device == "k").expect("k");
         assert_eq!((k.readings, k.latest[0].value.as_str()), (5, "6"));
@@ -1548,30 +1612,33 @@ mod tests {
     /// as its last reading, the next one, or later.
     #[test]
     fn issue_22_start_is_reset_then_heard() {
-        let used = |peer: &str| {
+        let used = |peer: SocketAddr| {
             let mut b = BoardState::default();
             for (i, t) in [1_000u64, 61_500, 62_000, 190_000].into_iter().enumerate() {
                 b.heard(peer, i % 2 == 0, 3, t);
             }
             b.latest.set("t", "21.5", true, 8);
             b.latest.set("note", "x", false, 8);
-            b.series.push(Series {
+            let h = b.history();
+            h.series.push(Series {
                 field: 0,
                 points: VecDeque::from([(1, 21.5)]),
             });
-            (b.charted, b.silent_since_ms, b.previous_run) = (true, Some(5), Some("then".into()));
+            (h.charted, h.previous_run) = (true, Some("then".into()));
+            b.silent_since_ms = Some(5);
             b
         };
         let mut cases = 0;
-        for old_peer in ["10.0.0.1:5000", "10.0.0.22:50000"] {
-            for (peer, ack, n) in [("10.0.0.1:5000", true, 1), ("10.0.0.3:7", false, 4)] {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for old_peer in [addr("10.0.0.1:5000"), addr("10.0.0.22:50000")] {
+            for (peer, ack, n) in [(addr("10.0.0.1:5000"), true, 1), (addr("10.0.0.3:7"), false, 4)] {
                 for now_ms in [0, 5, 59_999, 60_000, 190_500, 250_000, 10_000_000] {
                     let (mut a, mut b) = (used(old_peer), used(old_peer));
                     a.start(peer, ack, n, now_ms);
                     b.reset();
                     assert_eq!(b.heard(peer, ack, n, now_ms), None);
                     assert_eq!(format!("{a:?}"), format!("{b:?}"), "{peer} {now_ms}");
-                    assert_eq!(a.peer, peer);
+                    assert_eq!(a.peer, Some(peer));
                     cases += 1;
                 }
             }
@@ -1641,7 +1708,7 @@ mod tests {
         let mut s = Sightings::default();
         s.push("a", [("t", "1", true)].into_iter());
         s.push("b", [("t", "1", true)].into_iter());
-        b.record(&mut s, &[], [false, true].into_iter(), "p", false);
+        b.record(&mut s, &[], [false, true].into_iter(), PEER, false);
         assert!(s.is_empty());
         let (_, v) = b.snapshot(false, 10);
         assert_eq!(v.len(), 1);

@@ -95,6 +95,9 @@ enum Reply {
 
 struct Session<'a> {
     shared: &'a ConnectionContext,
+    /// The board's address as received (the board state keeps it as an address), and as
+    /// text for the CSV and the log.
+    peer_socket: SocketAddr,
     peer: String,
     peer_ip: String,
     hello_device: Option<String>,
@@ -239,6 +242,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let mut conn = Session {
         shared,
+        peer_socket: peer,
         peer: peer.to_string(),
         peer_ip: peer.ip().to_string(),
         hello_device: None,
@@ -522,7 +526,7 @@ impl Session<'_> {
             stats.csv_last_append_failed.store(append_failed, Ordering::Relaxed);
             if let Some(boards) = &self.shared.boards {
                 let written = self.outcomes.iter().map(|o| *o == Outcome::Written);
-                boards.record(&mut self.seen, &self.batch.buf, written, &self.peer, self.ack);
+                boards.record(&mut self.seen, &self.batch.buf, written, self.peer_socket, self.ack);
             }
             let mut written = 0;
             let mut rows = 0;
