@@ -14,6 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::util::fake_google::a1::{column_letters, parse_a1, parse_cell_ref, quote_sheet, span_name, CellRef, Span};
+use crate::util::fake_google::responses::{parse_urlencoded, percent_decode};
+use crate::util::fake_google::{server::route, values::user_entered};
 use crate::util::fake_google::{
     discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, ValueInputOption, DEFAULT_ACCOUNT,
     JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
@@ -1443,4 +1446,119 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
     );
     let reply = get(&fake, "/v4/spreadsheets/s1?fields=sheets(properties", &token);
     assert_eq!(reply.status, 400, "{}", reply.body);
+}
+
+// ---------------------------------------------------------------------------------------
+// The pure parts: A1 notation, encodings, routes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a1_forms_parse() {
+    let c = |col, row| CellRef { col, row };
+    for (text, name, start, end) in [
+        (
+            "'Readings'!A2:I3",
+            Some("Readings"),
+            c(Some(0), Some(1)),
+            Some(c(Some(8), Some(2))),
+        ),
+        ("'It''s ok'!B5", Some("It's ok"), c(Some(1), Some(4)), None),
+        (
+            "Sheet1!A1:C2",
+            Some("Sheet1"),
+            c(Some(0), Some(0)),
+            Some(c(Some(2), Some(1))),
+        ),
+        ("A5", None, c(Some(0), Some(4)), None),
+        (
+            "Readings!A:A",
+            Some("Readings"),
+            c(Some(0), None),
+            Some(c(Some(0), None)),
+        ),
+    ] {
+        let expected = (name.map(String::from), Some(Span { start, end }));
+        assert_eq!(parse_a1(text), Some(expected), "{text}");
+    }
+    assert_eq!(parse_a1("'My Tab'"), Some((Some("My Tab".into()), None)));
+    assert_eq!(parse_cell_ref("$ZZZ$10"), Some(c(Some(18277), Some(9))));
+}
+
+#[test]
+fn a1_rejects_garbage() {
+    for bad in [
+        "", "'", "''", "'Tab", "'Tab'x", "A0", "AAAA1", "A1:B2:C3", "!A1", "1A", "A", "Tab!", "A1:", "'Tab'!",
+    ] {
+        assert_eq!(parse_a1(bad), None, "{bad:?} should not parse");
+    }
+}
+
+#[test]
+fn names_and_quotes() {
+    assert_eq!(column_letters(0), "A");
+    assert_eq!(column_letters(25), "Z");
+    assert_eq!(column_letters(26), "AA");
+    assert_eq!(column_letters(18277), "ZZZ");
+    assert_eq!(quote_sheet("Readings"), "Readings");
+    assert_eq!(quote_sheet("Sensor Log"), "'Sensor Log'");
+    assert_eq!(quote_sheet("It's"), "'It''s'");
+    assert_eq!(quote_sheet("A1"), "'A1'");
+    assert_eq!(quote_sheet("2024"), "'2024'");
+    assert_eq!(span_name(1, 0, 2, 8), "A2:I3");
+    assert_eq!(span_name(4, 0, 4, 0), "A5");
+}
+
+#[test]
+fn url_decoding() {
+    assert_eq!(
+        percent_decode("%27Readings%27%21A1%3AI2").as_deref(),
+        Some("'Readings'!A1:I2")
+    );
+    assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+    assert_eq!(percent_decode("%zz"), None);
+    assert_eq!(percent_decode("%2"), None);
+    assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+    assert_eq!(
+        parse_urlencoded(b"a+b=c+d%2B"),
+        Some(vec![("a b".into(), "c d+".into())])
+    );
+    assert_eq!(
+        parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
+        Some(vec![
+            ("grant_type".into(), "urn:ietf".into()),
+            ("assertion".into(), "a.b=.c".into())
+        ])
+    );
+}
+
+#[test]
+fn routes() {
+    use RequestKind::*;
+    for (method, path, kind) in [
+        ("POST", "/token", Token),
+        ("GET", "/v4/spreadsheets/abc", GetSpreadsheet),
+        ("POST", "/v4/spreadsheets/abc:batchUpdate", BatchUpdate),
+        ("POST", "/v4/spreadsheets/abc%3AbatchUpdate", BatchUpdate),
+        ("POST", "/v4/spreadsheets/abc/values:batchUpdate", ValuesBatchUpdate),
+        ("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2", GetValues),
+        ("POST", "/v4/spreadsheets/abc/values/R:append", Other),
+        ("PUT", "/v4/spreadsheets/abc/values/R", Other),
+        ("GET", "/v4/spreadsheets/abc:batchUpdate", Other),
+        ("GET", "/favicon.ico", Other),
+    ] {
+        assert_eq!(route(method, path).0, kind, "{method} {path}");
+    }
+    let (id, range) = ("abc".to_string(), "R%21A1".to_string());
+    assert_eq!(
+        route("GET", "/v4/spreadsheets/abc/values/R%21A1"),
+        (GetValues, id, range)
+    );
+}
+
+#[test]
+fn user_entered_parsing() {
+    assert_eq!(user_entered("12.5"), Cell::Number(12.5));
+    assert_eq!(user_entered("TRUE"), Cell::Bool(true));
+    assert_eq!(user_entered("inf"), Cell::text("inf"));
+    assert_eq!(user_entered("=1+2"), Cell::text("=1+2"));
 }

@@ -3,25 +3,25 @@ use super::*;
 
 /// One side of an A1 span; either part may be absent (`A` is a column, `5` a row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct CellRef {
+pub(crate) struct CellRef {
     /// Zero-based.
-    pub(super) col: Option<u32>,
+    pub(crate) col: Option<u32>,
     /// Zero-based.
-    pub(super) row: Option<u32>,
+    pub(crate) row: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Span {
-    pub(super) start: CellRef,
+pub(crate) struct Span {
+    pub(crate) start: CellRef,
     /// `None` for a single cell.
-    pub(super) end: Option<CellRef>,
+    pub(crate) end: Option<CellRef>,
 }
 
 /// Parses A1 notation without looking at a spreadsheet: `(sheet name, cells)`.
 /// `'It''s'!A1:B2` → `(Some("It's"), Some(..))`; `'Tab'` → `(Some("Tab"), None)`;
 /// `A1:B2` → `(None, Some(..))`. A bare word that is not a cell reference (`Readings`)
 /// does not parse here; the caller tries it as a tab title.
-pub(super) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
+pub(crate) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
     let text = text.trim();
     let (name, cells) = if let Some(mut rest) = text.strip_prefix('\'') {
         // The name ends at the first `'` that is not doubled.
@@ -67,7 +67,7 @@ pub(super) fn parse_span(text: &str) -> Option<Span> {
 }
 
 /// `A1`, `$A$1`, `A`, `1` (zero-based out).
-pub(super) fn parse_cell_ref(text: &str) -> Option<CellRef> {
+pub(crate) fn parse_cell_ref(text: &str) -> Option<CellRef> {
     let text: String = text.chars().filter(|&c| c != '$').collect();
     let letters = text.chars().take_while(char::is_ascii_alphabetic).count();
     let (col_text, row_text) = text.split_at(letters);
@@ -148,7 +148,7 @@ pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Re
 }
 
 /// Zero-based column → letters (0 → A, 26 → AA).
-pub(super) fn column_letters(col: u32) -> String {
+pub(crate) fn column_letters(col: u32) -> String {
     let mut n = u64::from(col) + 1;
     let mut out = Vec::new();
     while n > 0 {
@@ -164,7 +164,7 @@ pub(super) fn cell_name(row: u64, col: u64) -> String {
     format!("{}{}", column_letters(col.min(u64::from(u32::MAX)) as u32), row + 1)
 }
 
-pub(super) fn span_name(r0: u64, c0: u64, r1: u64, c1: u64) -> String {
+pub(crate) fn span_name(r0: u64, c0: u64, r1: u64, c1: u64) -> String {
     if r0 == r1 && c0 == c1 {
         cell_name(r0, c0)
     } else {
@@ -174,7 +174,7 @@ pub(super) fn span_name(r0: u64, c0: u64, r1: u64, c1: u64) -> String {
 
 /// A tab title as Google writes it in ranges: bare if it is a plain identifier that
 /// cannot be read as a cell, otherwise single-quoted with `'` doubled.
-pub(super) fn quote_sheet(title: &str) -> String {
+pub(crate) fn quote_sheet(title: &str) -> String {
     let plain = title
         .chars()
         .next()

@@ -7,7 +7,7 @@ use super::*;
 
 /// Percent-decoded UTF-8 (the `percent-encoding` crate); `None` where Google refuses: a
 /// `%` not followed by two hex digits, or bytes that are not UTF-8.
-pub(super) fn percent_decode(input: &str) -> Option<String> {
+pub(crate) fn percent_decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
     let escapes_ok = (0..bytes.len()).filter(|&i| bytes[i] == b'%').all(|i| {
         bytes
@@ -19,7 +19,7 @@ pub(super) fn percent_decode(input: &str) -> Option<String> {
 }
 
 /// `a=1&b+c=2` → pairs (`+` is a space); `None` on bad percent-encoding or non-UTF-8.
-pub(super) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
+pub(crate) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
     let input = std::str::from_utf8(input).ok()?.replace('+', " ");
     let pair = |part: &str| {
         let (name, value) = part.split_once('=').unwrap_or((part, ""));

@@ -233,7 +233,7 @@ fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
 
 /// The endpoint a request names, its spreadsheet id and its range (still
 /// percent-encoded); `Other` with empty strings for anything else.
-pub(super) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
+pub(crate) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
     let other = (RequestKind::Other, String::new(), String::new());
     if path == "/token" {
         return (RequestKind::Token, String::new(), String::new());

@@ -175,7 +175,7 @@ pub(super) fn plan_write(
 }
 
 /// A crude USER_ENTERED parse: numbers and TRUE/FALSE; everything else stays text.
-pub(super) fn user_entered(s: &str) -> Cell {
+pub(crate) fn user_entered(s: &str) -> Cell {
     let t = s.trim();
     if t.eq_ignore_ascii_case("true") {
         return Cell::Bool(true);
