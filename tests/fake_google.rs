@@ -16,11 +16,11 @@ use serde_json::{json, Value};
 
 use crate::util::fake_google::a1::{column_letters, parse_a1, parse_cell_ref, quote_sheet, span_name, CellRef, Span};
 use crate::util::fake_google::responses::{parse_urlencoded, percent_decode};
-use crate::util::fake_google::{server::route, values::user_entered};
 use crate::util::fake_google::{
     discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, ValueInputOption, DEFAULT_ACCOUNT,
     JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
+use crate::util::fake_google::{server::route, values::user_entered};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;

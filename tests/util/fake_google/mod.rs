@@ -119,6 +119,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+/// `Err` of Google's 400 INVALID_ARGUMENT with a `format!` message: how the fake refuses
+/// what the discovery document cannot.
+macro_rules! invalid {
+    ($($message:tt)*) => {
+        Err(invalid_argument(&format!($($message)*)))
+    };
+}
+
 pub(crate) mod a1;
 mod charts;
 mod dimensions;

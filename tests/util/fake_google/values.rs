@@ -125,16 +125,16 @@ pub(super) fn plan_write(
                 Value::Bool(v) => Cell::Bool(*v),
                 Value::Number(n) => Cell::Number(n.as_f64().unwrap_or(f64::NAN)),
                 Value::String(s) if ss.refuse_text.as_ref().is_some_and(|t| s.contains(t.as_str())) => {
-                    return Err(invalid_argument(&format!(
+                    return invalid!(
                         "Invalid value at 'data[{i}].values[{a}][{b}]': refused by the fake (refuse_cells_containing)."
-                    )))
+                    )
                 }
                 // Counted in UTF-16 code units, the strictest reading of Google's limit.
                 Value::String(s) if s.encode_utf16().count() > MAX_CELL_CHARS => {
-                    return Err(invalid_argument(&format!(
+                    return invalid!(
                         "Your input contains more than the maximum of {MAX_CELL_CHARS} \
                          characters in a single cell."
-                    )))
+                    )
                 }
                 Value::String(s) => match option {
                     ValueInputOption::Raw => Cell::Text(s.clone()),
@@ -224,7 +224,7 @@ pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response
 
 pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -> Result<Value, Response> {
     let Some(range_text) = percent_decode(raw_range) else {
-        return Err(invalid_argument(&format!("Unable to parse range: {raw_range}")));
+        return invalid!("Unable to parse range: {raw_range}");
     };
     // A query parameter outside the discovery document's enum: Google names the field in
     // snake case and the enum by its proto type.
