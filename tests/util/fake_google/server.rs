@@ -69,18 +69,18 @@ fn serve(shared: &Shared, mut raw: tiny_http::Request) {
             return write_response(raw, &response, true);
         }
     };
-    let action = panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))).unwrap_or_else(|_| {
+    let answer = panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))).unwrap_or_else(|_| {
         let message = "The fake Google panicked while handling this request (a bug in the fake).";
         let response = rpc_error(500, "INTERNAL", message);
         let note = "panic in the fake".to_string();
         unrouted(&request.method, &request.target, &response, note)
             .stats
             .internal_errors += 1;
-        Action::Respond(response)
+        Some(response)
     });
-    match action {
-        Action::Respond(response) => write_response(raw, &response, false),
-        Action::Drop => drop_connection(raw, request.header("connection")),
+    match answer {
+        Some(response) => write_response(raw, &response, false),
+        None => drop_connection(raw, request.header("connection")),
     }
 }
 
@@ -201,12 +201,6 @@ impl Response {
     }
 }
 
-pub(super) enum Action {
-    Respond(Response),
-    /// Close the connection without a response.
-    Drop,
-}
-
 /// Sends `response`; `close` ends the connection after it (a request that could not be
 /// read whole leaves the connection in an unknown state).
 fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
@@ -284,7 +278,8 @@ fn no_endpoint(req: &HttpRequest) -> Response {
 }
 
 /// Handles one parsed request: every state change, stat and log entry is made here.
-pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
+/// `None`: close the connection without a response.
+pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
     let (kind, id, range) = route(&req.method, &req.path);
     let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
         let status = response.as_ref().map(|r| r.status);
@@ -292,13 +287,13 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
             st.stats.dropped_without_response += 1;
         }
         st.record(&req.method, &req.target, kind, account, status, note);
-        response.map_or(Action::Drop, Action::Respond)
+        response
     };
 
     // Phase 1: outage and faults, decided before anything else.
     let mut st = shared.lock();
     st.count_arrival(kind);
-    if kind != RequestKind::Other && st.outage_active(Instant::now()) {
+    if kind != RequestKind::Other && st.outage_until.is_some_and(|until| Instant::now() < until) {
         st.stats.outage_rejections += 1;
         let response = if kind == RequestKind::Token {
             oauth_error(503, "internal_failure", None)

@@ -83,17 +83,6 @@ impl State {
         *self.stats.by_kind.entry(kind).or_default() += 1;
     }
 
-    pub(super) fn outage_active(&mut self, now: Instant) -> bool {
-        match self.outage_until {
-            Some(until) if now < until => true,
-            Some(_) => {
-                self.outage_until = None;
-                false
-            }
-            None => false,
-        }
-    }
-
     /// The log note and effect of the first queued fault that hits a request of `kind`.
     pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(String, Effect)> {
         let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
