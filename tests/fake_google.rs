@@ -507,7 +507,7 @@ fn assertions_are_checked_like_google_does() {
     assert_eq!(oauth_error(&reply).0, "invalid_request");
 
     // A device clock two hours behind the fake's: the same good claims are refused.
-    fake.set_clock_offset(7200);
+    fake.rules(|r| r.clock_offset_secs = 7200);
     let reply = post_assertion(&fake, &sign_jwt(TEST_KEY_PEM, &rs256(), &good, true));
     assert_eq!(oauth_error(&reply), ("invalid_grant".into(), short_lived.into()));
 
@@ -562,7 +562,7 @@ fn token_faults_reach_the_real_client() {
 fn missing_unknown_and_expired_tokens_get_401() {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
-    fake.set_token_lifetime(1);
+    fake.rules(|r| r.token_lifetime_secs = 1);
     let token = fake.issue_token(DEFAULT_ACCOUNT);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
 
@@ -585,7 +585,7 @@ fn missing_unknown_and_expired_tokens_get_401() {
         "a token past its lifetime"
     );
 
-    fake.set_token_lifetime(3599);
+    fake.rules(|r| r.token_lifetime_secs = 3599);
     let token = fake.issue_token(DEFAULT_ACCOUNT);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
     fake.expire_tokens();
@@ -630,7 +630,7 @@ fn unknown_spreadsheet_is_404_and_unshared_is_403() {
 #[test]
 fn disabled_api_is_403_service_disabled() {
     let (fake, token) = fake_with_sheet();
-    fake.set_api_disabled(true);
+    fake.rules(|r| r.api_disabled = true);
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     let (code, status, message) = reply.rpc_error();
     assert_eq!((code, status.as_str()), (403, "PERMISSION_DENIED"));
@@ -640,7 +640,7 @@ fn disabled_api_is_403_service_disabled() {
          Enable it by visiting https://console.developers.google.com/apis/api/sheets.googleapis.com/overview?project=123456 then retry."
     );
     assert_eq!(reply.json()["error"]["details"][0]["reason"], "SERVICE_DISABLED");
-    fake.set_api_disabled(false);
+    fake.rules(|r| r.api_disabled = false);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
 }
 
@@ -708,7 +708,7 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
 #[test]
 fn cell_cap_refuses_growth_atomically() {
     let (fake, token) = fake_with_sheet(); // Sheet1 = 1000 × 26 = 26,000 cells
-    fake.set_max_cells(30_000);
+    fake.rules(|r| r.max_cells = 30_000);
     let cap = "This action would increase the number of cells in the workbook above the limit of 30000 cells.";
 
     let reply = batch(
@@ -982,7 +982,7 @@ fn values_get_decodes_ranges_and_trims_like_google() {
 #[test]
 fn write_quota_gives_429_after_n_writes_then_refills() {
     let (fake, token) = fake_with_sheet();
-    fake.set_quota_per_minute(3, 60);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (3, 60));
     for n in 0..3 {
         let reply = write_values(&fake, &token, "s1", &format!("Sheet1!A{}", n + 1), json!([[n]])).expect("reply");
         assert_eq!(reply.status, 200, "write {n}: {}", reply.body);
@@ -1006,12 +1006,12 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     assert_eq!(stats.max_writes_in_window, 4);
 
     // The window rolls: with a short window the quota refills.
-    fake.set_quota_window(Duration::from_millis(150));
+    fake.rules(|r| r.quota_window = Duration::from_millis(150));
     std::thread::sleep(Duration::from_millis(200));
     let reply = write_values(&fake, &token, "s1", "Sheet1!A4", json!([[3]])).expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    fake.set_quota_per_minute(3, 1);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (3, 1));
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     assert_eq!(reply.status, 429);
@@ -1308,7 +1308,7 @@ fn cell_and_request_size_limits_are_enforced_as_google_does() {
     };
     let base = body_of(0).len();
     let limit = base + 1000;
-    fake.set_max_request_bytes(limit);
+    fake.rules(|r| r.max_request_bytes = limit);
     let path = "/v4/spreadsheets/s1/values:batchUpdate";
     let send =
         |body: String| request(&fake, "POST", path, Some(&token), Some(("application/json", &body))).expect("reply");
@@ -1321,7 +1321,7 @@ fn cell_and_request_size_limits_are_enforced_as_google_does() {
     );
 
     // An injected refusal (a rule the client cannot foresee) refuses the batch whole.
-    fake.set_max_request_bytes(MAX_REQUEST_BODY_BYTES);
+    fake.rules(|r| r.max_request_bytes = MAX_REQUEST_BODY_BYTES);
     fake.refuse_cells_containing("s1", Some("BAD"));
     let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
     assert_eq!(reply.status, 400);

@@ -29,14 +29,14 @@
 //! | `scope` includes `…/auth/spreadsheets` | 400 `invalid_scope` (see *Deviations*) | notes §2.1 |
 //! | a token expires `expires_in` seconds after issue and belongs to one account | 401 UNAUTHENTICATED on Sheets | notes §1.6, §2.6 |
 //! | Sheets needs `Authorization: Bearer` | 401 UNAUTHENTICATED + `WWW-Authenticate`; "Request is missing required authentication credential…" without a token, "Request had invalid authentication credentials…" for an unknown or expired one | notes §2.6 |
-//! | API disabled for the project ([`FakeGoogle::set_api_disabled`]) | 403 PERMISSION_DENIED, reason SERVICE_DISABLED | brief |
+//! | API disabled for the project ([`Rules::api_disabled`]) | 403 PERMISSION_DENIED, reason SERVICE_DISABLED | brief |
 //! | 60 write and 60 read requests per minute per user; a service account is one user | 429 RESOURCE_EXHAUSTED with the quota body | notes §2.6, §2.7 |
 //! | unknown spreadsheet id | 404 NOT_FOUND "Requested entity was not found." | notes §2.6 |
 //! | spreadsheet not shared with the account, or shared read-only and written | 403 PERMISSION_DENIED "The caller does not have permission" | notes §2.1, §2.6 |
 //! | `batchUpdate` is validated whole, then applied whole | 400 and nothing applied | notes §2.5, §2.7 |
 //! | `addSheet` with a title that exists | 400 `A sheet with the name "…" already exists. Please enter another name.` | notes §2.5 |
 //! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
-//! | the workbook cell cap (10,000,000 by default; [`FakeGoogle::set_max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
+//! | the workbook cell cap (10,000,000 by default; [`Rules::max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
 //! | `values:batchUpdate` needs `valueInputOption` in the body | 400 | notes §2.4 |
 //! | a range names an unknown tab, or is not A1 notation | 400 `Unable to parse range: …` | notes §2.6 |
 //! | a range or the written data goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
@@ -44,7 +44,7 @@
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
 //! | every `batchUpdate` and `values:batchUpdate` body matches the discovery document (`tests/fixtures/sheets.v4.json`): field names, types, enums, one kind per `Request` | 400 `Invalid value at '…'` / `Unknown name`; counted in [`Stats::schema_violations`] | Google's discovery document, revision 20261019 |
-//! | request body over 10,485,760 bytes (lower with [`FakeGoogle::set_max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
+//! | request body over 10,485,760 bytes (lower with [`Rules::max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
 //! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
 //!
 //! # Order of checks for a Sheets request
@@ -176,7 +176,7 @@ const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
 /// The project number that appears in quota and API-disabled errors.
 const PROJECT_NUMBER: &str = "123456";
 /// The request payload cap observed on real Google (notes §2.6); Google recommends
-/// staying under 2 MB. [`FakeGoogle::set_max_request_bytes`] lowers it for a test.
+/// staying under 2 MB. [`Rules::max_request_bytes`] lowers it for a test.
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
 const MAX_COLUMNS: u32 = 18_278;
@@ -255,6 +255,46 @@ pub enum Role {
     Reader,
     /// Reads and writes.
     Writer,
+}
+
+/// The rules a test may change ([`FakeGoogle::rules`]); the defaults are Google's.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// `expires_in` (and the real server-side lifetime) of tokens issued from now on, in
+    /// seconds, clamped to 1 s … 10 years (3599).
+    pub token_lifetime_secs: u64,
+    /// Shifts the clock the token endpoint checks `iat`/`exp` against (a device clock that
+    /// is wrong by minus this); bearer-token expiry is not affected (0).
+    pub clock_offset_secs: i64,
+    /// Write requests allowed per account per quota window (60).
+    pub write_quota: u32,
+    /// Read requests allowed per account per quota window (60).
+    pub read_quota: u32,
+    /// The rolling quota window, at least 1 ms (60 s); also the window of
+    /// [`Stats::max_writes_in_window`]. Shorten it to test recovery quickly.
+    pub quota_window: Duration,
+    /// Request bodies over this get Google's 400 ([`MAX_REQUEST_BODY_BYTES`], which caps it).
+    pub max_request_bytes: usize,
+    /// The cell cap per spreadsheet (10,000,000).
+    pub max_cells: u64,
+    /// "Sheets API not enabled for the project": every authenticated Sheets request gets
+    /// 403 (false).
+    pub api_disabled: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            clock_offset_secs: 0,
+            write_quota: DEFAULT_QUOTA_PER_MINUTE,
+            read_quota: DEFAULT_QUOTA_PER_MINUTE,
+            quota_window: DEFAULT_QUOTA_WINDOW,
+            max_request_bytes: MAX_REQUEST_BODY_BYTES,
+            max_cells: DEFAULT_MAX_CELLS,
+            api_disabled: false,
+        }
+    }
 }
 
 /// The endpoint a request was routed to.
@@ -483,12 +523,6 @@ impl FakeGoogle {
         st.issue_token(email, None, Instant::now()).0
     }
 
-    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on,
-    /// in 1 s … 10 years.
-    pub fn set_token_lifetime(&self, secs: u64) {
-        self.state().token_lifetime_secs = secs;
-    }
-
     /// Makes every token issued so far expire now (as after a revocation). Their next
     /// use gets 401.
     pub fn expire_tokens(&self) {
@@ -496,12 +530,6 @@ impl FakeGoogle {
         for token in self.state().tokens.values_mut() {
             token.expires_at = now;
         }
-    }
-
-    /// Shifts the clock the token endpoint checks `iat`/`exp` against, in seconds (a
-    /// device clock that is wrong by `-secs`). Bearer-token expiry is not affected.
-    pub fn set_clock_offset(&self, secs: i64) {
-        self.state().clock_offset_secs = secs;
     }
 
     // --- spreadsheets ---------------------------------------------------------------------
@@ -632,16 +660,9 @@ impl FakeGoogle {
 
     // --- rules ----------------------------------------------------------------------------
 
-    /// Write and read requests allowed per account per quota window (default 60 each).
-    pub fn set_quota_per_minute(&self, writes: u32, reads: u32) {
-        let mut st = self.state();
-        (st.write_quota, st.read_quota) = (writes, reads);
-    }
-
-    /// The rolling quota window (default 60 s). Shorten it to test recovery quickly; it
-    /// also sets the window of [`Stats::max_writes_in_window`].
-    pub fn set_quota_window(&self, window: Duration) {
-        self.state().quota_window = window.max(Duration::from_millis(1));
+    /// Changes the [`Rules`], e.g. `fake.rules(|r| r.max_cells = 30_000)`.
+    pub fn rules(&self, change: impl FnOnce(&mut Rules)) {
+        change(&mut self.state().rules);
     }
 
     /// A fault no client can foresee: from now on, a write with a text cell containing
@@ -649,21 +670,6 @@ impl FakeGoogle {
     /// holding one invalid value); `None` lifts it.
     pub fn refuse_cells_containing(&self, id: &str, needle: Option<&str>) {
         self.with_spreadsheet(id, |ss| ss.refuse_text = needle.map(str::to_string));
-    }
-
-    /// Caps request bodies below Google's 10 MiB (bodies over it get Google's 400).
-    pub fn set_max_request_bytes(&self, n: usize) {
-        self.state().max_request_bytes = n.min(MAX_REQUEST_BODY_BYTES);
-    }
-
-    /// The cell cap per spreadsheet (default 10,000,000).
-    pub fn set_max_cells(&self, n: u64) {
-        self.state().max_cells = n;
-    }
-
-    /// "Sheets API not enabled for the project": every authenticated Sheets request gets 403.
-    pub fn set_api_disabled(&self, disabled: bool) {
-        self.state().api_disabled = disabled;
     }
 
     // --- faults ---------------------------------------------------------------------------

@@ -327,9 +327,9 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
 
     // Phase 2: the request itself.
     let now = Instant::now();
-    let (response, account, why) = if req.body.len() > st.max_request_bytes {
+    let (response, account, why) = if req.body.len() > st.rules.max_request_bytes {
         (
-            invalid_argument(&payload_too_large(st.max_request_bytes)),
+            invalid_argument(&payload_too_large(st.rules.max_request_bytes)),
             None,
             "payload too large",
         )

@@ -35,11 +35,11 @@ fn authorized_sheets(
     account: &str,
     now: Instant,
 ) -> Result<Response, Response> {
-    if st.api_disabled {
+    if st.rules.api_disabled {
         return Err(service_disabled());
     }
     st.charge_quota(account, kind, now)?;
-    let max_cells = st.max_cells;
+    let max_cells = st.rules.max_cells;
     let State {
         spreadsheets,
         rng,
