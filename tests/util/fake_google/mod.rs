@@ -155,9 +155,7 @@ use state::*;
 use token::*;
 use values::*;
 
-// ---------------------------------------------------------------------------------------
-// Constants
-// ---------------------------------------------------------------------------------------
+// --- Constants -------------------------------------------------------------------------
 
 /// The service account registered when the fake starts.
 pub const DEFAULT_ACCOUNT: &str = "sensorlog-test@sensorlog-test.iam.gserviceaccount.com";
@@ -196,9 +194,7 @@ const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!(concat!(
     "/tests/fixtures/test-key-public.der"
 ));
 
-// ---------------------------------------------------------------------------------------
-// Private limits
-// ---------------------------------------------------------------------------------------
+// --- Private limits --------------------------------------------------------------------
 
 /// Request heads (request line and header fields) over this get 400, as Google's front end does.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -218,9 +214,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const MAX_JWT_LIFETIME_SECS: i64 = 3600;
 const MAX_JWT_IAT_SKEW_SECS: i64 = 60;
 
-// ---------------------------------------------------------------------------------------
-// Public types
-// ---------------------------------------------------------------------------------------
+// --- Public types ----------------------------------------------------------------------
 
 /// One cell as the fake stores it (Sheets stores bool, string and double; notes §2.2).
 #[derive(Clone, Debug, PartialEq)]
@@ -420,9 +414,7 @@ impl fmt::Display for LoggedRequest {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The handle
-// ---------------------------------------------------------------------------------------
+// --- The handle ------------------------------------------------------------------------
 
 /// A running fake Google on `127.0.0.1:<port>`. Stops on drop.
 ///

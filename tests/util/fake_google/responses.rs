@@ -1,9 +1,7 @@
 //! Answers in Google's shapes (google.rpc.Status, OAuth errors, HTML pages) and encodings.
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// Encoding helpers
-// ---------------------------------------------------------------------------------------
+// --- Encoding helpers ------------------------------------------------------------------
 
 /// Percent-decoded UTF-8 (the `percent-encoding` crate); `None` where Google refuses: a
 /// `%` not followed by two hex digits, or bytes that are not UTF-8.
@@ -32,9 +30,7 @@ pub(super) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-// ---------------------------------------------------------------------------------------
-// Responses in Google's shapes
-// ---------------------------------------------------------------------------------------
+// --- Responses in Google's shapes ------------------------------------------------------
 
 pub(super) fn pretty(value: &Value) -> String {
     // Serializing a `Value` cannot fail; the fallback only keeps this panic-free.

@@ -11,9 +11,7 @@
 //! connection lives until its client (the daemon or the test) closes it.
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// Transport: tiny_http, a fixed pool of handler threads
-// ---------------------------------------------------------------------------------------
+// --- Transport: tiny_http, a fixed pool of handler threads -----------------------------
 
 /// Starts the HTTP server on `127.0.0.1:0` (tiny_http accepts and parses HTTP/1.1,
 /// keep-alive and chunked bodies included).
@@ -97,9 +95,7 @@ fn drop_connection(raw: tiny_http::Request, connection: Option<&str>) {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// A request as the dispatcher sees it
-// ---------------------------------------------------------------------------------------
+// --- A request as the dispatcher sees it -----------------------------------------------
 
 pub(super) struct HttpRequest {
     pub(super) method: String,
@@ -221,9 +217,7 @@ fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
     let _ = raw.respond(reply);
 }
 
-// ---------------------------------------------------------------------------------------
-// Routing and dispatch
-// ---------------------------------------------------------------------------------------
+// --- Routing and dispatch --------------------------------------------------------------
 
 /// The endpoint a request names, its spreadsheet id and its range (still
 /// percent-encoded); `Other` with empty strings for anything else.
@@ -302,10 +296,8 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }
-    let (mut note, effect) = match st.take_fault(kind) {
-        Some((note, effect)) => (note, Some(effect)),
-        None => (String::new(), None),
-    };
+    let (note, effect) = st.take_fault(kind).unzip();
+    let mut note = note.unwrap_or_default();
     let (mut drop_after, mut lifetime_override) = (false, None);
     match effect {
         Some(Effect::Answer(answer)) => {
