@@ -1,4 +1,8 @@
 //! A1 notation: parsing and resolving ranges as Sheets does.
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use super::*;
 
 /// One side of an A1 span; either part may be absent (`A` is a column, `5` a row).
@@ -22,34 +26,18 @@ pub(crate) struct Span {
 /// `A1:B2` → `(None, Some(..))`. A bare word that is not a cell reference (`Readings`)
 /// does not parse here; the caller tries it as a tab title.
 pub(crate) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
-    let text = text.trim();
-    let (name, cells) = if let Some(mut rest) = text.strip_prefix('\'') {
-        // The name ends at the first `'` that is not doubled.
-        let mut name = String::new();
-        loop {
-            let i = rest.find('\'')?;
-            name.push_str(&rest[..i]);
-            rest = &rest[i + 1..];
-            match rest.strip_prefix('\'') {
-                Some(after) => (name.push('\''), rest = after),
-                None => break,
-            };
-        }
-        if rest.is_empty() && !name.is_empty() {
-            return Some((Some(name), None));
-        }
-        (Some(name), rest.strip_prefix('!')?)
-    } else {
-        match text.rfind('!') {
-            Some(i) if !text[..i].contains('\'') => (Some(text[..i].to_string()), &text[i + 1..]),
-            Some(_) => return None,
-            None => (None, text),
-        }
+    // A quoted name (`''` is a quote) alone or before `!`, or a bare name before the last `!`.
+    static A1: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(?:'((?:[^']|'')+)'(?:!(.*))?|(?:([^']+)!)?([^'!]*))$").expect("a valid regex"));
+    let c = A1.captures(text.trim())?;
+    let name = match (c.get(1), c.get(3)) {
+        (Some(quoted), _) => Some(quoted.as_str().replace("''", "'")),
+        (None, bare) => bare.map(|m| m.as_str().to_string()),
     };
-    if name.as_deref() == Some("") {
-        return None;
+    match c.get(2).or(c.get(4)) {
+        None => Some((name, None)),
+        Some(cells) => Some((name, Some(parse_span(cells.as_str())?))),
     }
-    Some((name, Some(parse_span(cells)?)))
 }
 
 /// `A1`, `A1:B2`, `A:A`, `2:5` (a lone column or row is no span).
@@ -68,15 +56,13 @@ pub(super) fn parse_span(text: &str) -> Option<Span> {
 
 /// `A1`, `$A$1`, `A`, `1` (zero-based out).
 pub(crate) fn parse_cell_ref(text: &str) -> Option<CellRef> {
-    let text: String = text.chars().filter(|&c| c != '$').collect();
-    let letters = text.chars().take_while(char::is_ascii_alphabetic).count();
-    let (col_text, row_text) = text.split_at(letters);
-    if letters > 3 || row_text.len() > 9 || !row_text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+    static CELL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new("^([A-Za-z]{0,3})([0-9]{0,9})$").expect("a valid regex"));
+    let text = text.replace('$', "");
+    let c = CELL.captures(&text)?;
     let digit = |b: u8| u32::from(b.to_ascii_uppercase() - b'A' + 1);
-    let col = (letters > 0).then(|| col_text.bytes().fold(0, |n, b| n * 26 + digit(b)) - 1);
-    let row = match row_text {
+    let col = (!c[1].is_empty()).then(|| c[1].bytes().fold(0, |n, b| n * 26 + digit(b)) - 1);
+    let row = match &c[2] {
         "" => None,
         row => Some(row.parse::<u32>().ok()?.checked_sub(1)?),
     };
