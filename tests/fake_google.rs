@@ -1444,8 +1444,26 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
              "charts": [{"chartId": 42, "spec": {"basicChart": {"series": [{"series": {"sourceRange": {"sources": [{"startColumnIndex": 3}]}}}]}}}]}
         ]})
     );
-    let reply = get(&fake, "/v4/spreadsheets/s1?fields=sheets(properties", &token);
-    assert_eq!(reply.status, 400, "{}", reply.body);
+    for bad in [
+        "sheets(properties",
+        "sheets(properties))",
+        "sheets..properties",
+        "sheets,",
+        "(sheets)",
+        "sheets!",
+    ] {
+        let reply = get(&fake, &format!("/v4/spreadsheets/s1?fields={bad}"), &token);
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+        assert!(reply.body.contains("Invalid field selection"), "{bad}: {}", reply.body);
+    }
+    // Paths into one field merge; spaces are ignored.
+    let reply = get(
+        &fake,
+        "/v4/spreadsheets/s1?fields=sheets(properties(title)),%20sheets(properties(index))",
+        &token,
+    );
+    let readings = &reply.json()["sheets"][1]["properties"];
+    assert_eq!(readings, &json!({"title": "Readings", "index": 1}), "{}", reply.body);
 }
 
 // ---------------------------------------------------------------------------------------

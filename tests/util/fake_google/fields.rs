@@ -7,49 +7,41 @@ use super::*;
 struct Mask(BTreeMap<String, Mask>);
 
 fn parse(s: &str) -> Result<Mask, String> {
-    let chars: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut i = 0;
-    let mask = parse_list(&chars, &mut i)?;
-    if i != chars.len() {
-        return Err(format!("unexpected {:?} at {i}", chars[i]));
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut mask = Mask::default();
+    match parse_list(&s, &mut mask)? {
+        "" => Ok(mask),
+        rest => Err(format!("unexpected {rest:?}")),
     }
-    Ok(mask)
 }
 
-/// `path(,path)*` where a path is `name(.name)*`, optionally followed by `(list)`.
-fn parse_list(c: &[char], i: &mut usize) -> Result<Mask, String> {
-    let mut mask = Mask::default();
+/// Adds `path(,path)*` to `mask`, where a path is `name(.name)*`, optionally followed by
+/// `(list)`; returns what follows.
+fn parse_list<'a>(mut s: &'a str, mask: &mut Mask) -> Result<&'a str, String> {
     loop {
-        let mut node = &mut mask;
+        let mut node = &mut *mask;
         loop {
-            let start = *i;
-            while c
-                .get(*i)
-                .is_some_and(|&ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '*')
-            {
-                *i += 1;
+            let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '*'));
+            let (name, rest) = s.split_at(end.unwrap_or(s.len()));
+            if name.is_empty() {
+                return Err(format!("a field name expected before {rest:?}"));
             }
-            if *i == start {
-                return Err(format!("a field name expected at {start}"));
+            node = node.0.entry(name.to_string()).or_default();
+            s = rest;
+            match s.strip_prefix('.') {
+                Some(rest) => s = rest,
+                None => break,
             }
-            node = node.0.entry(c[start..*i].iter().collect()).or_default();
-            if c.get(*i) != Some(&'.') {
-                break;
-            }
-            *i += 1;
         }
-        if c.get(*i) == Some(&'(') {
-            *i += 1;
-            node.0.extend(parse_list(c, i)?.0);
-            if c.get(*i) != Some(&')') {
-                return Err("unbalanced parentheses".into());
-            }
-            *i += 1;
+        if let Some(inner) = s.strip_prefix('(') {
+            s = parse_list(inner, node)?
+                .strip_prefix(')')
+                .ok_or("unbalanced parentheses")?;
         }
-        if c.get(*i) != Some(&',') {
-            return Ok(mask);
+        match s.strip_prefix(',') {
+            Some(rest) => s = rest,
+            None => return Ok(s),
         }
-        *i += 1;
     }
 }
 
