@@ -1444,14 +1444,22 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
              "charts": [{"chartId": 42, "spec": {"basicChart": {"series": [{"series": {"sourceRange": {"sources": [{"startColumnIndex": 3}]}}}]}}}]}
         ]})
     );
-    for bad in [
+    let malformed = [
         "sheets(properties",
         "sheets(properties))",
         "sheets..properties",
         "sheets,",
         "(sheets)",
         "sheets!",
-    ] {
+    ];
+    // Names the Spreadsheet schema does not have where they stand (Google checks the mask).
+    let unknown = [
+        "nosuch",
+        "sheets(propertes)",
+        "sheets.properties.title.x",
+        "properties.title(x)",
+    ];
+    for bad in malformed.into_iter().chain(unknown) {
         let reply = get(&fake, &format!("/v4/spreadsheets/s1?fields={bad}"), &token);
         assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
         assert!(reply.body.contains("Invalid field selection"), "{bad}: {}", reply.body);

@@ -1,6 +1,7 @@
 //! The `fields` system parameter (a partial response): `a.b,c(d,e(f))` keeps only the
 //! named paths of the answer; a path through an array applies to each element. A name that
-//! the resource does not have is refused with 400, as Google does.
+//! the resource's schema (in the discovery document) does not have is refused with 400, as
+//! Google does.
 use super::*;
 
 #[derive(Debug, Default)]
@@ -64,11 +65,27 @@ fn apply(mask: &Mask, v: &Value) -> Value {
     }
 }
 
-/// `resource` as the `fields` parameter asks (all of it without one).
-pub(super) fn partial(resource: Value, fields: Option<&str>) -> Result<Value, Response> {
+/// Refuses a name that `schema` does not have at its place in the mask (`*`: every field).
+fn check(mask: &Mask, schema: &str) -> Result<(), String> {
+    for (name, sub) in mask.0.iter().filter(|(name, _)| *name != "*") {
+        let Some(field) = discovery::property(schema, name) else {
+            return Err(format!("{schema} has no field {name}"));
+        };
+        match field.get("items").unwrap_or(field).get("$ref").and_then(Value::as_str) {
+            Some(inner) => check(sub, inner)?,
+            None if sub.0.is_empty() => {}
+            None => return Err(format!("{schema}.{name} has no fields")),
+        }
+    }
+    Ok(())
+}
+
+/// `resource`, of schema `schema`, as the `fields` parameter asks (all of it without one).
+pub(super) fn partial(resource: Value, schema: &str, fields: Option<&str>) -> Result<Value, Response> {
     let Some(fields) = fields.filter(|f| !f.trim().is_empty()) else {
         return Ok(resource);
     };
-    let mask = parse(fields).map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
+    let mask = parse(fields).and_then(|mask| check(&mask, schema).map(|()| mask));
+    let mask = mask.map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
     Ok(apply(&mask, &resource))
 }

@@ -54,7 +54,7 @@ fn authorized_sheets(
         _ => return Err(status_error(403)),
     }
     let body = match kind {
-        RequestKind::GetSpreadsheet => partial(ss.to_json(), req.query_param("fields"))?,
+        RequestKind::GetSpreadsheet => partial(ss.to_json(), "Spreadsheet", req.query_param("fields"))?,
         RequestKind::GetValues => get_values(ss, range, req)?,
         _ => {
             let schema = match kind {
