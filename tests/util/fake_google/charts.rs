@@ -37,11 +37,8 @@ fn chart_data(work: &[SheetProps], parent: &Value, name: &str, ctx: &str) -> Res
     let Some(data) = parent.get(name).filter(|d| !d.is_null()) else {
         return invalid!("{ctx}: a {name} needs data.");
     };
-    let sources = data
-        .get("sourceRange")
-        .and_then(|s| s.get("sources"))
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let sources = data.pointer("/sourceRange/sources").and_then(Value::as_array);
+    let sources = sources.map_or(&[][..], Vec::as_slice);
     if sources.is_empty() {
         return invalid!("{ctx}: ChartData must have a source range.");
     }

@@ -36,20 +36,17 @@ pub(super) fn values_batch_update(
         .enumerate()
         .map(|(i, vr)| plan_write(ss, i, vr, option))
         .collect::<Result<Vec<_>, _>>()?;
-    for plan in &plans {
-        let sheet = &mut ss.sheets[plan.sheet];
-        for (at, cell) in &plan.cells {
-            sheet.set(*at, cell.clone(), option);
-        }
-    }
     let mut responses = Vec::with_capacity(plans.len());
     let (mut rows, mut cols, mut cells) = (0u64, 0u64, 0u64);
     let mut sheets_touched = BTreeSet::new();
-    for plan in &plans {
+    for plan in plans {
         let n = plan.cells.len() as u64;
         (rows, cols, cells) = (rows + plan.rows, cols + plan.cols, cells + n);
         if n > 0 {
             sheets_touched.insert(plan.sheet);
+        }
+        for (at, cell) in plan.cells {
+            ss.sheets[plan.sheet].set(at, cell, option);
         }
         responses.push(proto3(json!({
             "spreadsheetId": ss.id,
