@@ -396,15 +396,9 @@ pub struct LoggedRequest {
 
 impl fmt::Display for LoggedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (at, method, path) = (self.at.as_secs_f64(), &self.method, &self.path);
         let status = self.status.map_or_else(|| "dropped".to_string(), |s| s.to_string());
-        write!(
-            f,
-            "{:>9.3}s {} {} -> {}",
-            self.at.as_secs_f64(),
-            self.method,
-            self.path,
-            status
-        )?;
+        write!(f, "{at:>9.3}s {method} {path} -> {status}")?;
         if let Some(account) = &self.account {
             write!(f, " [{account}]")?;
         }
