@@ -92,7 +92,7 @@ fn main() {
     );
 
     let fake = sheets::fake_with(SHEET, Some(100_000));
-    fake.set_max_cells(max_cells);
+    fake.rules(|r| r.max_cells = max_cells);
     let keys = format!(
         "batch_rows = 20000\nbatch_delay_secs = 0.2\nrequests_per_minute = 6000\nrequest_timeout_secs = 60\nlayout = \"per-device\"\nmax_cells = {max_cells}\ncell_budget_percent = {budget_percent}\ngrow_rows = {}\n",
         if full { 10_000 } else { 200 }

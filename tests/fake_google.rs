@@ -14,10 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::util::fake_google::a1::{column_letters, parse_a1, parse_cell_ref, quote_sheet, span_name, CellRef, Span};
+use crate::util::fake_google::responses::{parse_urlencoded, percent_decode};
 use crate::util::fake_google::{
     discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, ValueInputOption, DEFAULT_ACCOUNT,
     JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
+use crate::util::fake_google::{server::route, values::user_entered};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -504,7 +507,7 @@ fn assertions_are_checked_like_google_does() {
     assert_eq!(oauth_error(&reply).0, "invalid_request");
 
     // A device clock two hours behind the fake's: the same good claims are refused.
-    fake.set_clock_offset(7200);
+    fake.rules(|r| r.clock_offset_secs = 7200);
     let reply = post_assertion(&fake, &sign_jwt(TEST_KEY_PEM, &rs256(), &good, true));
     assert_eq!(oauth_error(&reply), ("invalid_grant".into(), short_lived.into()));
 
@@ -559,7 +562,7 @@ fn token_faults_reach_the_real_client() {
 fn missing_unknown_and_expired_tokens_get_401() {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
-    fake.set_token_lifetime(1);
+    fake.rules(|r| r.token_lifetime_secs = 1);
     let token = fake.issue_token(DEFAULT_ACCOUNT);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
 
@@ -582,7 +585,7 @@ fn missing_unknown_and_expired_tokens_get_401() {
         "a token past its lifetime"
     );
 
-    fake.set_token_lifetime(3599);
+    fake.rules(|r| r.token_lifetime_secs = 3599);
     let token = fake.issue_token(DEFAULT_ACCOUNT);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
     fake.expire_tokens();
@@ -627,7 +630,7 @@ fn unknown_spreadsheet_is_404_and_unshared_is_403() {
 #[test]
 fn disabled_api_is_403_service_disabled() {
     let (fake, token) = fake_with_sheet();
-    fake.set_api_disabled(true);
+    fake.rules(|r| r.api_disabled = true);
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     let (code, status, message) = reply.rpc_error();
     assert_eq!((code, status.as_str()), (403, "PERMISSION_DENIED"));
@@ -637,7 +640,7 @@ fn disabled_api_is_403_service_disabled() {
          Enable it by visiting https://console.developers.google.com/apis/api/sheets.googleapis.com/overview?project=123456 then retry."
     );
     assert_eq!(reply.json()["error"]["details"][0]["reason"], "SERVICE_DISABLED");
-    fake.set_api_disabled(false);
+    fake.rules(|r| r.api_disabled = false);
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
 }
 
@@ -705,7 +708,7 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
 #[test]
 fn cell_cap_refuses_growth_atomically() {
     let (fake, token) = fake_with_sheet(); // Sheet1 = 1000 × 26 = 26,000 cells
-    fake.set_max_cells(30_000);
+    fake.rules(|r| r.max_cells = 30_000);
     let cap = "This action would increase the number of cells in the workbook above the limit of 30000 cells.";
 
     let reply = batch(
@@ -979,7 +982,7 @@ fn values_get_decodes_ranges_and_trims_like_google() {
 #[test]
 fn write_quota_gives_429_after_n_writes_then_refills() {
     let (fake, token) = fake_with_sheet();
-    fake.set_quota_per_minute(3, 60);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (3, 60));
     for n in 0..3 {
         let reply = write_values(&fake, &token, "s1", &format!("Sheet1!A{}", n + 1), json!([[n]])).expect("reply");
         assert_eq!(reply.status, 200, "write {n}: {}", reply.body);
@@ -1003,12 +1006,12 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     assert_eq!(stats.max_writes_in_window, 4);
 
     // The window rolls: with a short window the quota refills.
-    fake.set_quota_window(Duration::from_millis(150));
+    fake.rules(|r| r.quota_window = Duration::from_millis(150));
     std::thread::sleep(Duration::from_millis(200));
     let reply = write_values(&fake, &token, "s1", "Sheet1!A4", json!([[3]])).expect("reply");
     assert_eq!(reply.status, 200, "{}", reply.body);
 
-    fake.set_quota_per_minute(3, 1);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (3, 1));
     assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
     let reply = get(&fake, "/v4/spreadsheets/s1", &token);
     assert_eq!(reply.status, 429);
@@ -1305,7 +1308,7 @@ fn cell_and_request_size_limits_are_enforced_as_google_does() {
     };
     let base = body_of(0).len();
     let limit = base + 1000;
-    fake.set_max_request_bytes(limit);
+    fake.rules(|r| r.max_request_bytes = limit);
     let path = "/v4/spreadsheets/s1/values:batchUpdate";
     let send =
         |body: String| request(&fake, "POST", path, Some(&token), Some(("application/json", &body))).expect("reply");
@@ -1318,7 +1321,7 @@ fn cell_and_request_size_limits_are_enforced_as_google_does() {
     );
 
     // An injected refusal (a rule the client cannot foresee) refuses the batch whole.
-    fake.set_max_request_bytes(MAX_REQUEST_BODY_BYTES);
+    fake.rules(|r| r.max_request_bytes = MAX_REQUEST_BODY_BYTES);
     fake.refuse_cells_containing("s1", Some("BAD"));
     let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
     assert_eq!(reply.status, 400);
@@ -1441,6 +1444,147 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
              "charts": [{"chartId": 42, "spec": {"basicChart": {"series": [{"series": {"sourceRange": {"sources": [{"startColumnIndex": 3}]}}}]}}}]}
         ]})
     );
-    let reply = get(&fake, "/v4/spreadsheets/s1?fields=sheets(properties", &token);
-    assert_eq!(reply.status, 400, "{}", reply.body);
+    let malformed = [
+        "sheets(properties",
+        "sheets(properties))",
+        "sheets..properties",
+        "sheets,",
+        "(sheets)",
+        "sheets!",
+    ];
+    // Names the Spreadsheet schema does not have where they stand (Google checks the mask).
+    let unknown = [
+        "nosuch",
+        "sheets(propertes)",
+        "sheets.properties.title.x",
+        "properties.title(x)",
+    ];
+    for bad in malformed.into_iter().chain(unknown) {
+        let reply = get(&fake, &format!("/v4/spreadsheets/s1?fields={bad}"), &token);
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+        assert!(reply.body.contains("Invalid field selection"), "{bad}: {}", reply.body);
+    }
+    // Paths into one field merge; spaces are ignored.
+    let reply = get(
+        &fake,
+        "/v4/spreadsheets/s1?fields=sheets(properties(title)),%20sheets(properties(index))",
+        &token,
+    );
+    let readings = &reply.json()["sheets"][1]["properties"];
+    assert_eq!(readings, &json!({"title": "Readings", "index": 1}), "{}", reply.body);
+}
+
+// ---------------------------------------------------------------------------------------
+// The pure parts: A1 notation, encodings, routes
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a1_forms_parse() {
+    let c = |col, row| CellRef { col, row };
+    for (text, name, start, end) in [
+        (
+            "'Readings'!A2:I3",
+            Some("Readings"),
+            c(Some(0), Some(1)),
+            Some(c(Some(8), Some(2))),
+        ),
+        ("'It''s ok'!B5", Some("It's ok"), c(Some(1), Some(4)), None),
+        (
+            "Sheet1!A1:C2",
+            Some("Sheet1"),
+            c(Some(0), Some(0)),
+            Some(c(Some(2), Some(1))),
+        ),
+        ("A5", None, c(Some(0), Some(4)), None),
+        (
+            "Readings!A:A",
+            Some("Readings"),
+            c(Some(0), None),
+            Some(c(Some(0), None)),
+        ),
+    ] {
+        let expected = (name.map(String::from), Some(Span { start, end }));
+        assert_eq!(parse_a1(text), Some(expected), "{text}");
+    }
+    assert_eq!(parse_a1("'My Tab'"), Some((Some("My Tab".into()), None)));
+    assert_eq!(parse_cell_ref("$ZZZ$10"), Some(c(Some(18277), Some(9))));
+}
+
+#[test]
+fn a1_rejects_garbage() {
+    for bad in [
+        "", "'", "''", "'Tab", "'Tab'x", "A0", "AAAA1", "A1:B2:C3", "!A1", "1A", "A", "Tab!", "A1:", "'Tab'!",
+    ] {
+        assert_eq!(parse_a1(bad), None, "{bad:?} should not parse");
+    }
+}
+
+#[test]
+fn names_and_quotes() {
+    assert_eq!(column_letters(0), "A");
+    assert_eq!(column_letters(25), "Z");
+    assert_eq!(column_letters(26), "AA");
+    assert_eq!(column_letters(18277), "ZZZ");
+    assert_eq!(quote_sheet("Readings"), "Readings");
+    assert_eq!(quote_sheet("Sensor Log"), "'Sensor Log'");
+    assert_eq!(quote_sheet("It's"), "'It''s'");
+    assert_eq!(quote_sheet("A1"), "'A1'");
+    assert_eq!(quote_sheet("2024"), "'2024'");
+    assert_eq!(span_name(1, 0, 2, 8), "A2:I3");
+    assert_eq!(span_name(4, 0, 4, 0), "A5");
+}
+
+#[test]
+fn url_decoding() {
+    assert_eq!(
+        percent_decode("%27Readings%27%21A1%3AI2").as_deref(),
+        Some("'Readings'!A1:I2")
+    );
+    assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+    assert_eq!(percent_decode("%zz"), None);
+    assert_eq!(percent_decode("%2"), None);
+    assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+    assert_eq!(
+        parse_urlencoded(b"a+b=c+d%2B"),
+        Some(vec![("a b".into(), "c d+".into())])
+    );
+    assert_eq!(
+        parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
+        Some(vec![
+            ("grant_type".into(), "urn:ietf".into()),
+            ("assertion".into(), "a.b=.c".into())
+        ])
+    );
+}
+
+#[test]
+fn routes() {
+    use RequestKind::*;
+    for (method, path, kind) in [
+        ("POST", "/token", Token),
+        ("GET", "/v4/spreadsheets/abc", GetSpreadsheet),
+        ("POST", "/v4/spreadsheets/abc:batchUpdate", BatchUpdate),
+        ("POST", "/v4/spreadsheets/abc%3AbatchUpdate", BatchUpdate),
+        ("POST", "/v4/spreadsheets/abc/values:batchUpdate", ValuesBatchUpdate),
+        ("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2", GetValues),
+        ("POST", "/v4/spreadsheets/abc/values/R:append", Other),
+        ("PUT", "/v4/spreadsheets/abc/values/R", Other),
+        ("GET", "/v4/spreadsheets/abc:batchUpdate", Other),
+        ("GET", "/favicon.ico", Other),
+    ] {
+        assert_eq!(route(method, path).0, kind, "{method} {path}");
+    }
+    let (id, range) = ("abc".to_string(), "R%21A1".to_string());
+    assert_eq!(
+        route("GET", "/v4/spreadsheets/abc/values/R%21A1"),
+        (GetValues, id, range)
+    );
+}
+
+#[test]
+fn user_entered_parsing() {
+    assert_eq!(user_entered("12.5"), Cell::Number(12.5));
+    assert_eq!(user_entered("TRUE"), Cell::Bool(true));
+    assert_eq!(user_entered("inf"), Cell::text("inf"));
+    assert_eq!(user_entered("=1+2"), Cell::text("=1+2"));
 }

@@ -284,8 +284,8 @@ fn the_request_budget_is_never_exceeded() {
     let dir = TestDir::new("sheets-budget");
     let fake = fake_with_sheet();
     // Google's quota, scaled down: 10 writes per 2 s; the daemon's budget: 240/min = 8 per 2 s.
-    fake.set_quota_window(Duration::from_secs(2));
-    fake.set_quota_per_minute(10, 60);
+    fake.rules(|r| r.quota_window = Duration::from_secs(2));
+    fake.rules(|r| (r.write_quota, r.read_quota) = (10, 60));
     let d = start(
         &dir,
         &fake,
@@ -363,9 +363,9 @@ fn remote_set_up_errors_are_clear_and_ingest_goes_on() {
     expect_error(&fake, &dir, &format!("is not shared with {DEFAULT_ACCOUNT}"));
 
     let dir = TestDir::new("sheets-err-disabled");
-    fake.set_api_disabled(true);
+    fake.rules(|r| r.api_disabled = true);
     expect_error(&fake, &dir, "API is not enabled");
-    fake.set_api_disabled(false);
+    fake.rules(|r| r.api_disabled = false);
 
     let dir = TestDir::new("sheets-err-wrongkey");
     fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, OTHER_KEY_PEM);

@@ -169,7 +169,7 @@ fn per_device_tabs_equal_the_csv_through_faults_and_kill9() {
     let fake = fake_with_sheet();
     // Twenty boards appear here, each costing a tab and a chart once: more than Google's
     // 60 writes a minute in a test this short (a 429 is retried, only slowly).
-    fake.set_quota_per_minute(600, 60);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (600, 60));
     let extra = format!("{PER_DEVICE}batch_rows = 40\ngrow_rows = 50");
     let mut d = start(&dir, &fake, &extra);
     send_readings(&d, 3, 30, "a");
@@ -520,8 +520,8 @@ fn the_cell_budget_deletes_the_oldest_rows_and_the_upload_never_stops() {
     let fake = fake_with_sheet();
     // Sheet1 (1000 x 26) takes 26,000 cells; 95% of 28,000 leaves 600 for two boards of
     // two columns (about 300 rows), and they send 600 readings.
-    fake.set_max_cells(28_000);
-    fake.set_quota_per_minute(6000, 60);
+    fake.rules(|r| r.max_cells = 28_000);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (6000, 60));
     let extra = format!(
         "{PER_DEVICE}max_cells = 28000\ncell_budget_percent = 95\ngrow_rows = 10\nbatch_rows = 20\noverview_tab = \"\"\ncharts = false"
     );

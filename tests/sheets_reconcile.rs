@@ -21,8 +21,8 @@ const PER_DEVICE: &str = "layout = \"per-device\"\nrequests_per_minute = 200\n";
 /// A fake with Google's per-minute quotas at a tenth of the time: 20 a window of 6 s.
 fn fake_with_quota() -> FakeGoogle {
     let fake = fake_with_sheet();
-    fake.set_quota_per_minute(20, 20);
-    fake.set_quota_window(Duration::from_secs(6));
+    fake.rules(|r| (r.write_quota, r.read_quota) = (20, 20));
+    fake.rules(|r| r.quota_window = Duration::from_secs(6));
     fake
 }
 
@@ -241,8 +241,8 @@ fn cells(fake: &FakeGoogle) -> u64 {
 fn a_20000_cell_spreadsheet_keeps_three_boards_current_and_a_new_board_gets_its_tab_in_one_batch() {
     let dir = TestDir::new("reconcile-budget");
     let fake = fake_with_sheet();
-    fake.set_max_cells(20_000);
-    fake.set_quota_per_minute(6000, 6000);
+    fake.rules(|r| r.max_cells = 20_000);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (6000, 6000));
     // A spreadsheet whose first tab is nearly empty (Google's default grid alone is 26,000).
     fake.set_grid(SHEET, "Sheet1", 10, 2);
     // Default grow_rows (10,000): a board's first grid alone would be past the limit.
@@ -376,8 +376,8 @@ fn refusals_are_logged_with_googles_message_and_counted_and_a_stall_warns() {
 fn more_boards_than_the_budget_holds_one_error_names_those_that_wait_and_the_others_go_on() {
     let dir = TestDir::new("reconcile-full");
     let fake = fake_with_sheet();
-    fake.set_max_cells(100);
-    fake.set_quota_per_minute(6000, 6000);
+    fake.rules(|r| r.max_cells = 100);
+    fake.rules(|r| (r.write_quota, r.read_quota) = (6000, 6000));
     fake.set_grid(SHEET, "Sheet1", 1, 1);
     // 90 cells (90% of 100): a board of one field needs at least 2 rows x 2 columns, so
     // 22 of the 30 boards fit and 8 wait.

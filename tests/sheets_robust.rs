@@ -102,7 +102,7 @@ fn requests_are_capped_in_bytes() {
     let dir = TestDir::new("sheets-request-bytes");
     let fake = fake_with_sheet();
     // Google refuses bodies over 100 kB here; 200 rows of ~2 kB would be 400 kB in one batch.
-    fake.set_max_request_bytes(100_000);
+    fake.rules(|r| r.max_request_bytes = 100_000);
     let d = start_with(&dir, &fake, "batch_rows = 500\nmax_request_bytes = 60000", "");
     let lines: Vec<String> = (0..200)
         .map(|n| format!("device=w{n} text={}", "z".repeat(2000)))

@@ -13,7 +13,7 @@ pub fn fake_with(sheet: &str, quota: Option<u32>) -> FakeGoogle {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet(sheet, &[DEFAULT_ACCOUNT]);
     if let Some(q) = quota {
-        fake.set_quota_per_minute(q, q);
+        fake.rules(|r| (r.write_quota, r.read_quota) = (q, q));
     }
     fake
 }

@@ -1,55 +1,43 @@
 //! A1 notation: parsing and resolving ranges as Sheets does.
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use super::*;
 
 /// One side of an A1 span; either part may be absent (`A` is a column, `5` a row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct CellRef {
+pub(crate) struct CellRef {
     /// Zero-based.
-    pub(super) col: Option<u32>,
+    pub(crate) col: Option<u32>,
     /// Zero-based.
-    pub(super) row: Option<u32>,
+    pub(crate) row: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Span {
-    pub(super) start: CellRef,
+pub(crate) struct Span {
+    pub(crate) start: CellRef,
     /// `None` for a single cell.
-    pub(super) end: Option<CellRef>,
+    pub(crate) end: Option<CellRef>,
 }
 
 /// Parses A1 notation without looking at a spreadsheet: `(sheet name, cells)`.
 /// `'It''s'!A1:B2` → `(Some("It's"), Some(..))`; `'Tab'` → `(Some("Tab"), None)`;
 /// `A1:B2` → `(None, Some(..))`. A bare word that is not a cell reference (`Readings`)
 /// does not parse here; the caller tries it as a tab title.
-pub(super) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
-    let text = text.trim();
-    let (name, cells) = if let Some(mut rest) = text.strip_prefix('\'') {
-        // The name ends at the first `'` that is not doubled.
-        let mut name = String::new();
-        loop {
-            let i = rest.find('\'')?;
-            name.push_str(&rest[..i]);
-            rest = &rest[i + 1..];
-            match rest.strip_prefix('\'') {
-                Some(after) => (name.push('\''), rest = after),
-                None => break,
-            };
-        }
-        if rest.is_empty() && !name.is_empty() {
-            return Some((Some(name), None));
-        }
-        (Some(name), rest.strip_prefix('!')?)
-    } else {
-        match text.rfind('!') {
-            Some(i) if !text[..i].contains('\'') => (Some(text[..i].to_string()), &text[i + 1..]),
-            Some(_) => return None,
-            None => (None, text),
-        }
+pub(crate) fn parse_a1(text: &str) -> Option<(Option<String>, Option<Span>)> {
+    // A quoted name (`''` is a quote) alone or before `!`, or a bare name before the last `!`.
+    static A1: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(?:'((?:[^']|'')+)'(?:!(.*))?|(?:([^']+)!)?([^'!]*))$").expect("a valid regex"));
+    let c = A1.captures(text.trim())?;
+    let name = match (c.get(1), c.get(3)) {
+        (Some(quoted), _) => Some(quoted.as_str().replace("''", "'")),
+        (None, bare) => bare.map(|m| m.as_str().to_string()),
     };
-    if name.as_deref() == Some("") {
-        return None;
+    match c.get(2).or(c.get(4)) {
+        None => Some((name, None)),
+        Some(cells) => Some((name, Some(parse_span(cells.as_str())?))),
     }
-    Some((name, Some(parse_span(cells)?)))
 }
 
 /// `A1`, `A1:B2`, `A:A`, `2:5` (a lone column or row is no span).
@@ -67,16 +55,14 @@ pub(super) fn parse_span(text: &str) -> Option<Span> {
 }
 
 /// `A1`, `$A$1`, `A`, `1` (zero-based out).
-pub(super) fn parse_cell_ref(text: &str) -> Option<CellRef> {
-    let text: String = text.chars().filter(|&c| c != '$').collect();
-    let letters = text.chars().take_while(char::is_ascii_alphabetic).count();
-    let (col_text, row_text) = text.split_at(letters);
-    if letters > 3 || row_text.len() > 9 || !row_text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+pub(crate) fn parse_cell_ref(text: &str) -> Option<CellRef> {
+    static CELL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new("^([A-Za-z]{0,3})([0-9]{0,9})$").expect("a valid regex"));
+    let text = text.replace('$', "");
+    let c = CELL.captures(&text)?;
     let digit = |b: u8| u32::from(b.to_ascii_uppercase() - b'A' + 1);
-    let col = (letters > 0).then(|| col_text.bytes().fold(0, |n, b| n * 26 + digit(b)) - 1);
-    let row = match row_text {
+    let col = (!c[1].is_empty()).then(|| c[1].bytes().fold(0, |n, b| n * 26 + digit(b)) - 1);
+    let row = match &c[2] {
         "" => None,
         row => Some(row.parse::<u32>().ok()?.checked_sub(1)?),
     };
@@ -148,7 +134,7 @@ pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Re
 }
 
 /// Zero-based column → letters (0 → A, 26 → AA).
-pub(super) fn column_letters(col: u32) -> String {
+pub(crate) fn column_letters(col: u32) -> String {
     let mut n = u64::from(col) + 1;
     let mut out = Vec::new();
     while n > 0 {
@@ -164,7 +150,7 @@ pub(super) fn cell_name(row: u64, col: u64) -> String {
     format!("{}{}", column_letters(col.min(u64::from(u32::MAX)) as u32), row + 1)
 }
 
-pub(super) fn span_name(r0: u64, c0: u64, r1: u64, c1: u64) -> String {
+pub(crate) fn span_name(r0: u64, c0: u64, r1: u64, c1: u64) -> String {
     if r0 == r1 && c0 == c1 {
         cell_name(r0, c0)
     } else {
@@ -174,7 +160,7 @@ pub(super) fn span_name(r0: u64, c0: u64, r1: u64, c1: u64) -> String {
 
 /// A tab title as Google writes it in ranges: bare if it is a plain identifier that
 /// cannot be read as a cell, otherwise single-quoted with `'` doubled.
-pub(super) fn quote_sheet(title: &str) -> String {
+pub(crate) fn quote_sheet(title: &str) -> String {
     let plain = title
         .chars()
         .next()

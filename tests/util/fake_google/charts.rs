@@ -14,22 +14,20 @@ fn grid_range(work: &[SheetProps], v: &Value, ctx: &str) -> Result<(), Response>
     let obj = v.as_object().expect("the schema refuses a null list element");
     let sheet_id = int(obj, "sheetId").unwrap_or(0);
     let Some(props) = work.iter().find(|p| p.sheet_id == sheet_id) else {
-        return Err(invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")));
+        return invalid!("{ctx}: No grid with id: {sheet_id}");
     };
     let (sc, ec) = (int(obj, "startColumnIndex"), int(obj, "endColumnIndex"));
     let (sr, er) = (int(obj, "startRowIndex"), int(obj, "endRowIndex"));
     for (s, e) in [(sc, ec), (sr, er)] {
         if let (Some(s), Some(e)) = (s, e) {
             if s < 0 || e < s {
-                return Err(invalid_argument(&format!("{ctx}: Invalid GridRange: {v}")));
+                return invalid!("{ctx}: Invalid GridRange: {v}");
             }
         }
     }
     match (sc, ec) {
         (Some(s), Some(e)) if e - s == 1 && e <= i64::from(props.cols) => Ok(()),
-        _ => Err(invalid_argument(&format!(
-            "{ctx}: the fake Google wants every chart source range one column wide inside the grid, got {v}"
-        ))),
+        _ => invalid!("{ctx}: the fake Google wants every chart source range one column wide inside the grid, got {v}"),
     }
 }
 
@@ -37,15 +35,12 @@ fn grid_range(work: &[SheetProps], v: &Value, ctx: &str) -> Result<(), Response>
 /// one or more grid ranges.
 fn chart_data(work: &[SheetProps], parent: &Value, name: &str, ctx: &str) -> Result<(), Response> {
     let Some(data) = parent.get(name).filter(|d| !d.is_null()) else {
-        return Err(invalid_argument(&format!("{ctx}: a {name} needs data.")));
+        return invalid!("{ctx}: a {name} needs data.");
     };
-    let sources = data
-        .get("sourceRange")
-        .and_then(|s| s.get("sources"))
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let sources = data.pointer("/sourceRange/sources").and_then(Value::as_array);
+    let sources = sources.map_or(&[][..], Vec::as_slice);
     if sources.is_empty() {
-        return Err(invalid_argument(&format!("{ctx}: ChartData must have a source range.")));
+        return invalid!("{ctx}: ChartData must have a source range.");
     }
     for s in sources {
         grid_range(work, s, ctx)?;
@@ -63,26 +58,18 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     let set: Vec<&str> = kinds.filter(|k| object(spec, k).is_some()).collect();
     match set.as_slice() {
         ["basicChart"] => {}
-        [] => {
-            return Err(invalid_argument(&format!(
-                "{ctx}: ChartSpec must have a chart type set."
-            )))
-        }
-        [one] => {
-            return Err(invalid_argument(&format!(
-                "{ctx}: the fake Google supports only basicChart, not {one}"
-            )))
-        }
+        [] => return invalid!("{ctx}: ChartSpec must have a chart type set."),
+        [one] => return invalid!("{ctx}: the fake Google supports only basicChart, not {one}"),
         [_, second, ..] => {
-            return Err(invalid_argument(&format!(
+            return invalid!(
                 "Invalid JSON payload received. Oneof field 'chart' is already set. Cannot set '{second}' at '{at}'."
-            )))
+            )
         }
     }
     let at = format!("{at}.basicChart");
     let basic = object(spec, "basicChart").expect("set");
     if specified(basic, "chartType", &at)?.is_none() {
-        return Err(invalid_argument(&format!("{ctx}: chartType must be specified.")));
+        return invalid!("{ctx}: chartType must be specified.");
     }
     specified(basic, "legendPosition", &at)?;
     for (i, a) in list(basic, "axis").iter().enumerate() {
@@ -91,17 +78,12 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     }
     let domains = list(basic, "domains");
     if domains.len() != 1 {
-        return Err(invalid_argument(&format!(
-            "{ctx}: a basic chart has exactly one domain, got {}.",
-            domains.len()
-        )));
+        return invalid!("{ctx}: a basic chart has exactly one domain, got {}.", domains.len());
     }
     chart_data(work, &domains[0], "domain", ctx)?;
     let series = list(basic, "series");
     if series.is_empty() {
-        return Err(invalid_argument(&format!(
-            "{ctx}: a basic chart needs at least one series."
-        )));
+        return invalid!("{ctx}: a basic chart needs at least one series.");
     }
     for (i, s) in series.iter().enumerate() {
         let s_at = format!("{at}.series[{i}]");
@@ -161,25 +143,19 @@ pub(super) fn add_chart(
                 .find(|p| p.sheet_id == id)
                 .is_some_and(|p| (0..i64::from(p.rows)).contains(&r) && (0..i64::from(p.cols)).contains(&c));
             if !inside {
-                return Err(invalid_argument(&format!(
-                    "{ctx}: the anchor cell (row {r}, column {c}) is not in grid {id}."
-                )));
+                return invalid!("{ctx}: the anchor cell (row {r}, column {c}) is not in grid {id}.");
             }
             id
         }
         _ => {
-            return Err(invalid_argument(&format!(
+            return invalid!(
                 "{ctx}: the fake Google wants exactly one of position.sheetId and position.overlayPosition."
-            )))
+            )
         }
     };
     let used = chart_ids(work);
     let id = match int(chart, "chartId") {
-        Some(id) if used.contains(&id) => {
-            return Err(invalid_argument(&format!(
-                "{ctx}: An object with id {id} already exists."
-            )))
-        }
+        Some(id) if used.contains(&id) => return invalid!("{ctx}: An object with id {id} already exists."),
         Some(id) => id,
         None => random_sheet_id(rng, &used),
     };
@@ -200,7 +176,7 @@ pub(super) fn update_chart_spec(
         .flat_map(|p| p.charts.iter_mut())
         .find(|(c, _)| *c == id)
     else {
-        return Err(invalid_argument(&format!("{ctx}: No chart with id: {id}")));
+        return invalid!("{ctx}: No chart with id: {id}");
     };
     slot.1 = spec.clone();
     Ok(json!({}))

@@ -11,7 +11,7 @@ fn dimension(obj: &Map<String, Value>, ctx: &str) -> Result<bool, Response> {
     match text(obj, "dimension") {
         Some("ROWS") => Ok(true),
         Some("COLUMNS") => Ok(false),
-        _ => Err(invalid_argument(&format!("{ctx}: dimension must be ROWS or COLUMNS."))),
+        _ => invalid!("{ctx}: dimension must be ROWS or COLUMNS."),
     }
 }
 
@@ -27,7 +27,7 @@ pub(super) fn append_dimension(
     let rows_dimension = dimension(obj, &ctx)?;
     let length = match int(obj, "length") {
         Some(n) if n > 0 => n as u64,
-        _ => return Err(invalid_argument(&format!("{ctx}: length must be greater than zero."))),
+        _ => return invalid!("{ctx}: length must be greater than zero."),
     };
     let total = total_cells(work);
     let props = grid_mut(work, sheet_id, &ctx)?;
@@ -60,24 +60,22 @@ pub(super) fn delete_dimension(
     let range = object(obj, "range").unwrap_or(&empty);
     let sheet_id = int(range, "sheetId").unwrap_or(0);
     if !dimension(range, &ctx)? {
-        return Err(invalid_argument(&format!("{ctx}: the fake Google deletes ROWS only.")));
+        return invalid!("{ctx}: the fake Google deletes ROWS only.");
     }
     let start = int(range, "startIndex").unwrap_or(0);
     let Some(end) = int(range, "endIndex") else {
-        return Err(invalid_argument(&format!("{ctx}: endIndex must be specified.")));
+        return invalid!("{ctx}: endIndex must be specified.");
     };
     let props = grid_mut(work, sheet_id, &ctx)?;
     if start < 0 || end <= start || end > i64::from(props.rows) {
-        return Err(invalid_argument(&format!(
+        return invalid!(
             "{ctx}: Invalid dimension range [{start}, {end}) for a grid of {} rows.",
             props.rows
-        )));
+        );
     }
     let n = (end - start) as u32;
     if n >= props.rows {
-        return Err(invalid_argument(&format!(
-            "{ctx}: You can't delete all the rows on the sheet."
-        )));
+        return invalid!("{ctx}: You can't delete all the rows on the sheet.");
     }
     props.rows -= n;
     deletions.push((sheet_id, start as u32, end as u32));

@@ -45,6 +45,11 @@ pub(super) fn fields(name: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// Field `field` of schema `name`, as the document describes it.
+pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
+    document().pointer(&format!("/schemas/{name}/properties/{field}"))
+}
+
 /// The values `spreadsheets.values.get`'s query parameter `name` may take.
 pub(super) fn values_get_enum(name: &str) -> Vec<&'static str> {
     let at = format!("/resources/spreadsheets/resources/values/methods/get/parameters/{name}/enum");

@@ -1,55 +1,48 @@
 //! The `fields` system parameter (a partial response): `a.b,c(d,e(f))` keeps only the
 //! named paths of the answer; a path through an array applies to each element. A name that
-//! the resource does not have is refused with 400, as Google does.
+//! the resource's schema (in the discovery document) does not have is refused with 400, as
+//! Google does.
 use super::*;
 
 #[derive(Debug, Default)]
 struct Mask(BTreeMap<String, Mask>);
 
 fn parse(s: &str) -> Result<Mask, String> {
-    let chars: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut i = 0;
-    let mask = parse_list(&chars, &mut i)?;
-    if i != chars.len() {
-        return Err(format!("unexpected {:?} at {i}", chars[i]));
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut mask = Mask::default();
+    match parse_list(&s, &mut mask)? {
+        "" => Ok(mask),
+        rest => Err(format!("unexpected {rest:?}")),
     }
-    Ok(mask)
 }
 
-/// `path(,path)*` where a path is `name(.name)*`, optionally followed by `(list)`.
-fn parse_list(c: &[char], i: &mut usize) -> Result<Mask, String> {
-    let mut mask = Mask::default();
+/// Adds `path(,path)*` to `mask`, where a path is `name(.name)*`, optionally followed by
+/// `(list)`; returns what follows.
+fn parse_list<'a>(mut s: &'a str, mask: &mut Mask) -> Result<&'a str, String> {
     loop {
-        let mut node = &mut mask;
+        let mut node = &mut *mask;
         loop {
-            let start = *i;
-            while c
-                .get(*i)
-                .is_some_and(|&ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '*')
-            {
-                *i += 1;
+            let end = s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '*'));
+            let (name, rest) = s.split_at(end.unwrap_or(s.len()));
+            if name.is_empty() {
+                return Err(format!("a field name expected before {rest:?}"));
             }
-            if *i == start {
-                return Err(format!("a field name expected at {start}"));
+            node = node.0.entry(name.to_string()).or_default();
+            s = rest;
+            match s.strip_prefix('.') {
+                Some(rest) => s = rest,
+                None => break,
             }
-            node = node.0.entry(c[start..*i].iter().collect()).or_default();
-            if c.get(*i) != Some(&'.') {
-                break;
-            }
-            *i += 1;
         }
-        if c.get(*i) == Some(&'(') {
-            *i += 1;
-            node.0.extend(parse_list(c, i)?.0);
-            if c.get(*i) != Some(&')') {
-                return Err("unbalanced parentheses".into());
-            }
-            *i += 1;
+        if let Some(inner) = s.strip_prefix('(') {
+            s = parse_list(inner, node)?
+                .strip_prefix(')')
+                .ok_or("unbalanced parentheses")?;
         }
-        if c.get(*i) != Some(&',') {
-            return Ok(mask);
+        match s.strip_prefix(',') {
+            Some(rest) => s = rest,
+            None => return Ok(s),
         }
-        *i += 1;
     }
 }
 
@@ -72,11 +65,27 @@ fn apply(mask: &Mask, v: &Value) -> Value {
     }
 }
 
-/// `resource` as the `fields` parameter asks (all of it without one).
-pub(super) fn partial(resource: Value, fields: Option<&str>) -> Result<Value, Response> {
+/// Refuses a name that `schema` does not have at its place in the mask (`*`: every field).
+fn check(mask: &Mask, schema: &str) -> Result<(), String> {
+    for (name, sub) in mask.0.iter().filter(|(name, _)| *name != "*") {
+        let Some(field) = discovery::property(schema, name) else {
+            return Err(format!("{schema} has no field {name}"));
+        };
+        match field.get("items").unwrap_or(field).get("$ref").and_then(Value::as_str) {
+            Some(inner) => check(sub, inner)?,
+            None if sub.0.is_empty() => {}
+            None => return Err(format!("{schema}.{name} has no fields")),
+        }
+    }
+    Ok(())
+}
+
+/// `resource`, of schema `schema`, as the `fields` parameter asks (all of it without one).
+pub(super) fn partial(resource: Value, schema: &str, fields: Option<&str>) -> Result<Value, Response> {
     let Some(fields) = fields.filter(|f| !f.trim().is_empty()) else {
         return Ok(resource);
     };
-    let mask = parse(fields).map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
+    let mask = parse(fields).and_then(|mask| check(&mask, schema).map(|()| mask));
+    let mask = mask.map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
     Ok(apply(&mask, &resource))
 }

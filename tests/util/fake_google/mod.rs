@@ -29,14 +29,14 @@
 //! | `scope` includes `…/auth/spreadsheets` | 400 `invalid_scope` (see *Deviations*) | notes §2.1 |
 //! | a token expires `expires_in` seconds after issue and belongs to one account | 401 UNAUTHENTICATED on Sheets | notes §1.6, §2.6 |
 //! | Sheets needs `Authorization: Bearer` | 401 UNAUTHENTICATED + `WWW-Authenticate`; "Request is missing required authentication credential…" without a token, "Request had invalid authentication credentials…" for an unknown or expired one | notes §2.6 |
-//! | API disabled for the project ([`FakeGoogle::set_api_disabled`]) | 403 PERMISSION_DENIED, reason SERVICE_DISABLED | brief |
+//! | API disabled for the project ([`Rules::api_disabled`]) | 403 PERMISSION_DENIED, reason SERVICE_DISABLED | brief |
 //! | 60 write and 60 read requests per minute per user; a service account is one user | 429 RESOURCE_EXHAUSTED with the quota body | notes §2.6, §2.7 |
 //! | unknown spreadsheet id | 404 NOT_FOUND "Requested entity was not found." | notes §2.6 |
 //! | spreadsheet not shared with the account, or shared read-only and written | 403 PERMISSION_DENIED "The caller does not have permission" | notes §2.1, §2.6 |
 //! | `batchUpdate` is validated whole, then applied whole | 400 and nothing applied | notes §2.5, §2.7 |
 //! | `addSheet` with a title that exists | 400 `A sheet with the name "…" already exists. Please enter another name.` | notes §2.5 |
 //! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
-//! | the workbook cell cap (10,000,000 by default; [`FakeGoogle::set_max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
+//! | the workbook cell cap (10,000,000 by default; [`Rules::max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
 //! | `values:batchUpdate` needs `valueInputOption` in the body | 400 | notes §2.4 |
 //! | a range names an unknown tab, or is not A1 notation | 400 `Unable to parse range: …` | notes §2.6 |
 //! | a range or the written data goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
@@ -44,7 +44,8 @@
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
 //! | every `batchUpdate` and `values:batchUpdate` body matches the discovery document (`tests/fixtures/sheets.v4.json`): field names, types, enums, one kind per `Request` | 400 `Invalid value at '…'` / `Unknown name`; counted in [`Stats::schema_violations`] | Google's discovery document, revision 20261019 |
-//! | request body over 10,485,760 bytes (lower with [`FakeGoogle::set_max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
+//! | a `fields` mask that is malformed or names a field its resource's schema lacks | 400 `Invalid field selection …` *(fake's wording)* | Google's system parameters |
+//! | request body over 10,485,760 bytes (lower with [`Rules::max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
 //! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
 //!
 //! # Order of checks for a Sheets request
@@ -119,19 +120,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-mod a1;
+/// `Err` of Google's 400 INVALID_ARGUMENT with a `format!` message: how the fake refuses
+/// what the discovery document cannot.
+macro_rules! invalid {
+    ($($message:tt)*) => {
+        Err(invalid_argument(&format!($($message)*)))
+    };
+}
+
+pub(crate) mod a1;
 mod charts;
 mod dimensions;
 pub mod discovery;
 mod faults;
 mod fields;
 mod model;
-mod responses;
-mod server;
+pub(crate) mod responses;
+pub(crate) mod server;
 mod sheets;
 mod state;
 mod token;
-mod values;
+pub(crate) mod values;
 
 use a1::*;
 use charts::*;
@@ -147,9 +156,7 @@ use state::*;
 use token::*;
 use values::*;
 
-// ---------------------------------------------------------------------------------------
-// Constants
-// ---------------------------------------------------------------------------------------
+// --- Constants -------------------------------------------------------------------------
 
 /// The service account registered when the fake starts.
 pub const DEFAULT_ACCOUNT: &str = "sensorlog-test@sensorlog-test.iam.gserviceaccount.com";
@@ -168,7 +175,7 @@ const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
 /// The project number that appears in quota and API-disabled errors.
 const PROJECT_NUMBER: &str = "123456";
 /// The request payload cap observed on real Google (notes §2.6); Google recommends
-/// staying under 2 MB. [`FakeGoogle::set_max_request_bytes`] lowers it for a test.
+/// staying under 2 MB. [`Rules::max_request_bytes`] lowers it for a test.
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
 const MAX_COLUMNS: u32 = 18_278;
@@ -188,9 +195,7 @@ const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!(concat!(
     "/tests/fixtures/test-key-public.der"
 ));
 
-// ---------------------------------------------------------------------------------------
-// Private limits
-// ---------------------------------------------------------------------------------------
+// --- Private limits --------------------------------------------------------------------
 
 /// Request heads (request line and header fields) over this get 400, as Google's front end does.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -210,9 +215,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const MAX_JWT_LIFETIME_SECS: i64 = 3600;
 const MAX_JWT_IAT_SKEW_SECS: i64 = 60;
 
-// ---------------------------------------------------------------------------------------
-// Public types
-// ---------------------------------------------------------------------------------------
+// --- Public types ----------------------------------------------------------------------
 
 /// One cell as the fake stores it (Sheets stores bool, string and double; notes §2.2).
 #[derive(Clone, Debug, PartialEq)]
@@ -247,6 +250,46 @@ pub enum Role {
     Reader,
     /// Reads and writes.
     Writer,
+}
+
+/// The rules a test may change ([`FakeGoogle::rules`]); the defaults are Google's.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// `expires_in` (and the real server-side lifetime) of tokens issued from now on, in
+    /// seconds, clamped to 1 s … 10 years (3599).
+    pub token_lifetime_secs: u64,
+    /// Shifts the clock the token endpoint checks `iat`/`exp` against (a device clock that
+    /// is wrong by minus this); bearer-token expiry is not affected (0).
+    pub clock_offset_secs: i64,
+    /// Write requests allowed per account per quota window (60).
+    pub write_quota: u32,
+    /// Read requests allowed per account per quota window (60).
+    pub read_quota: u32,
+    /// The rolling quota window, at least 1 ms (60 s); also the window of
+    /// [`Stats::max_writes_in_window`]. Shorten it to test recovery quickly.
+    pub quota_window: Duration,
+    /// Request bodies over this get Google's 400 ([`MAX_REQUEST_BODY_BYTES`], which caps it).
+    pub max_request_bytes: usize,
+    /// The cell cap per spreadsheet (10,000,000).
+    pub max_cells: u64,
+    /// "Sheets API not enabled for the project": every authenticated Sheets request gets
+    /// 403 (false).
+    pub api_disabled: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            clock_offset_secs: 0,
+            write_quota: DEFAULT_QUOTA_PER_MINUTE,
+            read_quota: DEFAULT_QUOTA_PER_MINUTE,
+            quota_window: DEFAULT_QUOTA_WINDOW,
+            max_request_bytes: MAX_REQUEST_BODY_BYTES,
+            max_cells: DEFAULT_MAX_CELLS,
+            api_disabled: false,
+        }
+    }
 }
 
 /// The endpoint a request was routed to.
@@ -353,15 +396,9 @@ pub struct LoggedRequest {
 
 impl fmt::Display for LoggedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (at, method, path) = (self.at.as_secs_f64(), &self.method, &self.path);
         let status = self.status.map_or_else(|| "dropped".to_string(), |s| s.to_string());
-        write!(
-            f,
-            "{:>9.3}s {} {} -> {}",
-            self.at.as_secs_f64(),
-            self.method,
-            self.path,
-            status
-        )?;
+        write!(f, "{at:>9.3}s {method} {path} -> {status}")?;
         if let Some(account) = &self.account {
             write!(f, " [{account}]")?;
         }
@@ -372,9 +409,7 @@ impl fmt::Display for LoggedRequest {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The handle
-// ---------------------------------------------------------------------------------------
+// --- The handle ------------------------------------------------------------------------
 
 /// A running fake Google on `127.0.0.1:<port>`. Stops on drop.
 ///
@@ -475,12 +510,6 @@ impl FakeGoogle {
         st.issue_token(email, None, Instant::now()).0
     }
 
-    /// Sets `expires_in` (and the real server-side lifetime) of tokens issued from now on,
-    /// in 1 s … 10 years.
-    pub fn set_token_lifetime(&self, secs: u64) {
-        self.state().token_lifetime_secs = secs;
-    }
-
     /// Makes every token issued so far expire now (as after a revocation). Their next
     /// use gets 401.
     pub fn expire_tokens(&self) {
@@ -488,12 +517,6 @@ impl FakeGoogle {
         for token in self.state().tokens.values_mut() {
             token.expires_at = now;
         }
-    }
-
-    /// Shifts the clock the token endpoint checks `iat`/`exp` against, in seconds (a
-    /// device clock that is wrong by `-secs`). Bearer-token expiry is not affected.
-    pub fn set_clock_offset(&self, secs: i64) {
-        self.state().clock_offset_secs = secs;
     }
 
     // --- spreadsheets ---------------------------------------------------------------------
@@ -624,16 +647,9 @@ impl FakeGoogle {
 
     // --- rules ----------------------------------------------------------------------------
 
-    /// Write and read requests allowed per account per quota window (default 60 each).
-    pub fn set_quota_per_minute(&self, writes: u32, reads: u32) {
-        let mut st = self.state();
-        (st.write_quota, st.read_quota) = (writes, reads);
-    }
-
-    /// The rolling quota window (default 60 s). Shorten it to test recovery quickly; it
-    /// also sets the window of [`Stats::max_writes_in_window`].
-    pub fn set_quota_window(&self, window: Duration) {
-        self.state().quota_window = window.max(Duration::from_millis(1));
+    /// Changes the [`Rules`], e.g. `fake.rules(|r| r.max_cells = 30_000)`.
+    pub fn rules(&self, change: impl FnOnce(&mut Rules)) {
+        change(&mut self.state().rules);
     }
 
     /// A fault no client can foresee: from now on, a write with a text cell containing
@@ -641,21 +657,6 @@ impl FakeGoogle {
     /// holding one invalid value); `None` lifts it.
     pub fn refuse_cells_containing(&self, id: &str, needle: Option<&str>) {
         self.with_spreadsheet(id, |ss| ss.refuse_text = needle.map(str::to_string));
-    }
-
-    /// Caps request bodies below Google's 10 MiB (bodies over it get Google's 400).
-    pub fn set_max_request_bytes(&self, n: usize) {
-        self.state().max_request_bytes = n.min(MAX_REQUEST_BODY_BYTES);
-    }
-
-    /// The cell cap per spreadsheet (default 10,000,000).
-    pub fn set_max_cells(&self, n: u64) {
-        self.state().max_cells = n;
-    }
-
-    /// "Sheets API not enabled for the project": every authenticated Sheets request gets 403.
-    pub fn set_api_disabled(&self, disabled: bool) {
-        self.state().api_disabled = disabled;
     }
 
     // --- faults ---------------------------------------------------------------------------
@@ -761,128 +762,5 @@ impl Drop for FakeGoogle {
         super::daemon::wait_until(SHUTDOWN_GRACE, || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
         });
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Unit tests of the pure parts (A1 notation, encodings)
-// ---------------------------------------------------------------------------------------
-
-#[cfg(test)]
-mod tests {
-    // The benches include this harness with `harness = false`: under clippy's test cfg
-    // their build keeps this module but drops its `#[test]` functions.
-    #[allow(unused_imports)]
-    use super::*;
-
-    #[test]
-    fn a1_forms_parse() {
-        let c = |col, row| CellRef { col, row };
-        for (text, name, start, end) in [
-            (
-                "'Readings'!A2:I3",
-                Some("Readings"),
-                c(Some(0), Some(1)),
-                Some(c(Some(8), Some(2))),
-            ),
-            ("'It''s ok'!B5", Some("It's ok"), c(Some(1), Some(4)), None),
-            (
-                "Sheet1!A1:C2",
-                Some("Sheet1"),
-                c(Some(0), Some(0)),
-                Some(c(Some(2), Some(1))),
-            ),
-            ("A5", None, c(Some(0), Some(4)), None),
-            (
-                "Readings!A:A",
-                Some("Readings"),
-                c(Some(0), None),
-                Some(c(Some(0), None)),
-            ),
-        ] {
-            let expected = (name.map(String::from), Some(Span { start, end }));
-            assert_eq!(parse_a1(text), Some(expected), "{text}");
-        }
-        assert_eq!(parse_a1("'My Tab'"), Some((Some("My Tab".into()), None)));
-        assert_eq!(parse_cell_ref("$ZZZ$10"), Some(c(Some(18277), Some(9))));
-    }
-
-    #[test]
-    fn a1_rejects_garbage() {
-        for bad in [
-            "", "'", "''", "'Tab", "'Tab'x", "A0", "AAAA1", "A1:B2:C3", "!A1", "1A", "A", "Tab!", "A1:", "'Tab'!",
-        ] {
-            assert_eq!(parse_a1(bad), None, "{bad:?} should not parse");
-        }
-    }
-
-    #[test]
-    fn names_and_quotes() {
-        assert_eq!(column_letters(0), "A");
-        assert_eq!(column_letters(25), "Z");
-        assert_eq!(column_letters(26), "AA");
-        assert_eq!(column_letters(18277), "ZZZ");
-        assert_eq!(quote_sheet("Readings"), "Readings");
-        assert_eq!(quote_sheet("Sensor Log"), "'Sensor Log'");
-        assert_eq!(quote_sheet("It's"), "'It''s'");
-        assert_eq!(quote_sheet("A1"), "'A1'");
-        assert_eq!(quote_sheet("2024"), "'2024'");
-        assert_eq!(span_name(1, 0, 2, 8), "A2:I3");
-        assert_eq!(span_name(4, 0, 4, 0), "A5");
-    }
-
-    #[test]
-    fn url_decoding() {
-        assert_eq!(
-            percent_decode("%27Readings%27%21A1%3AI2").as_deref(),
-            Some("'Readings'!A1:I2")
-        );
-        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%2"), None);
-        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
-        assert_eq!(
-            parse_urlencoded(b"a+b=c+d%2B"),
-            Some(vec![("a b".into(), "c d+".into())])
-        );
-        assert_eq!(
-            parse_urlencoded(b"grant_type=urn%3Aietf&assertion=a.b%3D.c"),
-            Some(vec![
-                ("grant_type".into(), "urn:ietf".into()),
-                ("assertion".into(), "a.b=.c".into())
-            ])
-        );
-    }
-
-    #[test]
-    fn routes() {
-        use RequestKind::*;
-        for (method, path, kind) in [
-            ("POST", "/token", Token),
-            ("GET", "/v4/spreadsheets/abc", GetSpreadsheet),
-            ("POST", "/v4/spreadsheets/abc:batchUpdate", BatchUpdate),
-            ("POST", "/v4/spreadsheets/abc%3AbatchUpdate", BatchUpdate),
-            ("POST", "/v4/spreadsheets/abc/values:batchUpdate", ValuesBatchUpdate),
-            ("GET", "/v4/spreadsheets/abc/values/%27R%27%21A1%3AB2", GetValues),
-            ("POST", "/v4/spreadsheets/abc/values/R:append", Other),
-            ("PUT", "/v4/spreadsheets/abc/values/R", Other),
-            ("GET", "/v4/spreadsheets/abc:batchUpdate", Other),
-            ("GET", "/favicon.ico", Other),
-        ] {
-            assert_eq!(route(method, path).0, kind, "{method} {path}");
-        }
-        let (id, range) = ("abc".to_string(), "R%21A1".to_string());
-        assert_eq!(
-            route("GET", "/v4/spreadsheets/abc/values/R%21A1"),
-            (GetValues, id, range)
-        );
-    }
-
-    #[test]
-    fn user_entered_parsing() {
-        assert_eq!(user_entered("12.5"), Cell::Number(12.5));
-        assert_eq!(user_entered("TRUE"), Cell::Bool(true));
-        assert_eq!(user_entered("inf"), Cell::text("inf"));
-        assert_eq!(user_entered("=1+2"), Cell::text("=1+2"));
     }
 }

@@ -25,17 +25,13 @@ impl Spreadsheet {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let mut sheet = json!({ "properties": s.props.to_json(i) });
-                if !s.props.charts.is_empty() {
-                    let charts: Vec<Value> = s
-                        .props
-                        .charts
-                        .iter()
-                        .map(|(id, spec)| json!({"chartId": id, "spec": spec}))
-                        .collect();
-                    sheet["charts"] = Value::Array(charts);
-                }
-                sheet
+                let charts: Vec<Value> = s
+                    .props
+                    .charts
+                    .iter()
+                    .map(|(id, spec)| json!({"chartId": id, "spec": spec}))
+                    .collect();
+                proto3(json!({ "properties": s.props.to_json(i), "charts": charts }))
             })
             .collect();
         json!({
@@ -70,15 +66,12 @@ impl SheetProps {
     }
 
     pub(super) fn to_json(&self, index: usize) -> Value {
-        let mut grid = Map::new();
-        grid.insert("rowCount".into(), json!(self.rows));
-        grid.insert("columnCount".into(), json!(self.cols));
-        if self.frozen_rows > 0 {
-            grid.insert("frozenRowCount".into(), json!(self.frozen_rows));
-        }
-        if self.frozen_cols > 0 {
-            grid.insert("frozenColumnCount".into(), json!(self.frozen_cols));
-        }
+        let grid = proto3(json!({
+            "rowCount": self.rows,
+            "columnCount": self.cols,
+            "frozenRowCount": self.frozen_rows,
+            "frozenColumnCount": self.frozen_cols,
+        }));
         json!({
             "sheetId": self.sheet_id,
             "title": self.title,

@@ -1,13 +1,11 @@
 //! Answers in Google's shapes (google.rpc.Status, OAuth errors, HTML pages) and encodings.
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// Encoding helpers
-// ---------------------------------------------------------------------------------------
+// --- Encoding helpers ------------------------------------------------------------------
 
 /// Percent-decoded UTF-8 (the `percent-encoding` crate); `None` where Google refuses: a
 /// `%` not followed by two hex digits, or bytes that are not UTF-8.
-pub(super) fn percent_decode(input: &str) -> Option<String> {
+pub(crate) fn percent_decode(input: &str) -> Option<String> {
     let bytes = input.as_bytes();
     let escapes_ok = (0..bytes.len()).filter(|&i| bytes[i] == b'%').all(|i| {
         bytes
@@ -19,7 +17,7 @@ pub(super) fn percent_decode(input: &str) -> Option<String> {
 }
 
 /// `a=1&b+c=2` → pairs (`+` is a space); `None` on bad percent-encoding or non-UTF-8.
-pub(super) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
+pub(crate) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
     let input = std::str::from_utf8(input).ok()?.replace('+', " ");
     let pair = |part: &str| {
         let (name, value) = part.split_once('=').unwrap_or((part, ""));
@@ -32,9 +30,7 @@ pub(super) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-// ---------------------------------------------------------------------------------------
-// Responses in Google's shapes
-// ---------------------------------------------------------------------------------------
+// --- Responses in Google's shapes ------------------------------------------------------
 
 pub(super) fn pretty(value: &Value) -> String {
     // Serializing a `Value` cannot fail; the fallback only keeps this panic-free.

@@ -11,9 +11,7 @@
 //! connection lives until its client (the daemon or the test) closes it.
 use super::*;
 
-// ---------------------------------------------------------------------------------------
-// Transport: tiny_http, a fixed pool of handler threads
-// ---------------------------------------------------------------------------------------
+// --- Transport: tiny_http, a fixed pool of handler threads -----------------------------
 
 /// Starts the HTTP server on `127.0.0.1:0` (tiny_http accepts and parses HTTP/1.1,
 /// keep-alive and chunked bodies included).
@@ -69,18 +67,18 @@ fn serve(shared: &Shared, mut raw: tiny_http::Request) {
             return write_response(raw, &response, true);
         }
     };
-    let action = panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))).unwrap_or_else(|_| {
+    let answer = panic::catch_unwind(AssertUnwindSafe(|| handle(shared, &request))).unwrap_or_else(|_| {
         let message = "The fake Google panicked while handling this request (a bug in the fake).";
         let response = rpc_error(500, "INTERNAL", message);
         let note = "panic in the fake".to_string();
         unrouted(&request.method, &request.target, &response, note)
             .stats
             .internal_errors += 1;
-        Action::Respond(response)
+        Some(response)
     });
-    match action {
-        Action::Respond(response) => write_response(raw, &response, false),
-        Action::Drop => drop_connection(raw, request.header("connection")),
+    match answer {
+        Some(response) => write_response(raw, &response, false),
+        None => drop_connection(raw, request.header("connection")),
     }
 }
 
@@ -97,9 +95,7 @@ fn drop_connection(raw: tiny_http::Request, connection: Option<&str>) {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// A request as the dispatcher sees it
-// ---------------------------------------------------------------------------------------
+// --- A request as the dispatcher sees it -----------------------------------------------
 
 pub(super) struct HttpRequest {
     pub(super) method: String,
@@ -201,12 +197,6 @@ impl Response {
     }
 }
 
-pub(super) enum Action {
-    Respond(Response),
-    /// Close the connection without a response.
-    Drop,
-}
-
 /// Sends `response`; `close` ends the connection after it (a request that could not be
 /// read whole leaves the connection in an unknown state).
 fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
@@ -227,13 +217,11 @@ fn write_response(raw: tiny_http::Request, response: &Response, close: bool) {
     let _ = raw.respond(reply);
 }
 
-// ---------------------------------------------------------------------------------------
-// Routing and dispatch
-// ---------------------------------------------------------------------------------------
+// --- Routing and dispatch --------------------------------------------------------------
 
 /// The endpoint a request names, its spreadsheet id and its range (still
 /// percent-encoded); `Other` with empty strings for anything else.
-pub(super) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
+pub(crate) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
     let other = (RequestKind::Other, String::new(), String::new());
     if path == "/token" {
         return (RequestKind::Token, String::new(), String::new());
@@ -284,7 +272,8 @@ fn no_endpoint(req: &HttpRequest) -> Response {
 }
 
 /// Handles one parsed request: every state change, stat and log entry is made here.
-pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
+/// `None`: close the connection without a response.
+pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
     let (kind, id, range) = route(&req.method, &req.path);
     let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
         let status = response.as_ref().map(|r| r.status);
@@ -292,13 +281,13 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
             st.stats.dropped_without_response += 1;
         }
         st.record(&req.method, &req.target, kind, account, status, note);
-        response.map_or(Action::Drop, Action::Respond)
+        response
     };
 
     // Phase 1: outage and faults, decided before anything else.
     let mut st = shared.lock();
     st.count_arrival(kind);
-    if kind != RequestKind::Other && st.outage_active(Instant::now()) {
+    if kind != RequestKind::Other && st.outage_until.is_some_and(|until| Instant::now() < until) {
         st.stats.outage_rejections += 1;
         let response = if kind == RequestKind::Token {
             oauth_error(503, "internal_failure", None)
@@ -307,10 +296,8 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }
-    let (mut note, effect) = match st.take_fault(kind) {
-        Some((note, effect)) => (note, Some(effect)),
-        None => (String::new(), None),
-    };
+    let (note, effect) = st.take_fault(kind).unzip();
+    let mut note = note.unwrap_or_default();
     let (mut drop_after, mut lifetime_override) = (false, None);
     match effect {
         Some(Effect::Answer(answer)) => {
@@ -332,9 +319,9 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Action {
 
     // Phase 2: the request itself.
     let now = Instant::now();
-    let (response, account, why) = if req.body.len() > st.max_request_bytes {
+    let (response, account, why) = if req.body.len() > st.rules.max_request_bytes {
         (
-            invalid_argument(&payload_too_large(st.max_request_bytes)),
+            invalid_argument(&payload_too_large(st.rules.max_request_bytes)),
             None,
             "payload too large",
         )

@@ -35,11 +35,11 @@ fn authorized_sheets(
     account: &str,
     now: Instant,
 ) -> Result<Response, Response> {
-    if st.api_disabled {
+    if st.rules.api_disabled {
         return Err(service_disabled());
     }
     st.charge_quota(account, kind, now)?;
-    let max_cells = st.max_cells;
+    let max_cells = st.rules.max_cells;
     let State {
         spreadsheets,
         rng,
@@ -54,7 +54,7 @@ fn authorized_sheets(
         _ => return Err(status_error(403)),
     }
     let body = match kind {
-        RequestKind::GetSpreadsheet => partial(ss.to_json(), req.query_param("fields"))?,
+        RequestKind::GetSpreadsheet => partial(ss.to_json(), "Spreadsheet", req.query_param("fields"))?,
         RequestKind::GetValues => get_values(ss, range, req)?,
         _ => {
             let schema = match kind {
@@ -93,7 +93,7 @@ pub(super) fn json_body(req: &HttpRequest) -> Result<Map<String, Value>, Respons
         Ok(_) => Err(invalid_argument(
             "Invalid JSON payload received. Root element must be a message.",
         )),
-        Err(e) => Err(invalid_argument(&format!("Invalid JSON payload received. {e}"))),
+        Err(e) => invalid!("Invalid JSON payload received. {e}"),
     }
 }
 
@@ -178,10 +178,10 @@ pub(super) fn batch_update(
             "deleteDimension" => delete_dimension(&mut work, i, inner, &mut deletions)?,
             other => {
                 let message = discovery::unknown_name(other, &format!("requests[{i}]"));
-                return Err(invalid_argument(&format!(
+                return invalid!(
                     "{message} (The fake Google implements only addSheet, appendDimension, addChart, \
                      updateChartSpec and deleteDimension.)"
-                )));
+                );
             }
         };
         replies.push(reply);
@@ -251,17 +251,13 @@ pub(super) fn add_sheet(
         title => title.to_string(),
     };
     if work.iter().any(|p| p.title == title) {
-        return Err(invalid_argument(&format!(
-            "{ctx}: A sheet with the name \"{title}\" already exists. Please enter another name."
-        )));
+        return invalid!("{ctx}: A sheet with the name \"{title}\" already exists. Please enter another name.");
     }
     let sheet_id = match int(props, "sheetId") {
-        Some(id) if id < 0 => return Err(invalid_argument(&format!("{ctx}: sheetId must not be negative."))),
+        Some(id) if id < 0 => return invalid!("{ctx}: sheetId must not be negative."),
         Some(id) if work.iter().any(|p| p.sheet_id == id) => {
             // (fake's wording)
-            return Err(invalid_argument(&format!(
-                "{ctx}: A sheet with the id {id} already exists."
-            )));
+            return invalid!("{ctx}: A sheet with the id {id} already exists.");
         }
         Some(id) => id,
         None => random_sheet_id(rng, &work.iter().map(|p| p.sheet_id).collect::<Vec<_>>()),
@@ -274,7 +270,7 @@ pub(super) fn add_sheet(
     let count = |name: &str, default: u32| -> Result<u32, Response> {
         match int(grid, name) {
             None | Some(0) => Ok(default),
-            Some(n) if n < 0 => Err(invalid_argument(&format!("{ctx}: {name} must not be negative."))),
+            Some(n) if n < 0 => invalid!("{ctx}: {name} must not be negative."),
             Some(n) => Ok(n as u32),
         }
     };
@@ -287,15 +283,13 @@ pub(super) fn add_sheet(
     }
     if frozen_rows >= rows || frozen_cols >= cols {
         // (fake's wording, after the Sheets UI)
-        return Err(invalid_argument(&format!(
-            "{ctx}: You can't freeze all visible rows or columns on the sheet."
-        )));
+        return invalid!("{ctx}: You can't freeze all visible rows or columns on the sheet.");
     }
     if total_cells(work) + u64::from(rows) * u64::from(cols) > max_cells {
         return Err(cell_cap_error(max_cells));
     }
     let index = match int(props, "index") {
-        Some(n) if n < 0 => return Err(invalid_argument(&format!("{ctx}: index must not be negative."))),
+        Some(n) if n < 0 => return invalid!("{ctx}: index must not be negative."),
         Some(n) => (n as usize).min(work.len()),
         None => work.len(),
     };

@@ -20,17 +20,9 @@ impl Shared {
 pub(super) struct State {
     pub(super) accounts: BTreeSet<String>,
     pub(super) tokens: HashMap<String, IssuedToken>,
-    pub(super) token_lifetime_secs: u64,
-    pub(super) clock_offset_secs: i64,
     pub(super) spreadsheets: BTreeMap<String, Spreadsheet>,
-    pub(super) max_cells: u64,
-    /// Request bodies over this get 400 (default [`MAX_REQUEST_BODY_BYTES`]).
-    pub(super) max_request_bytes: usize,
-    pub(super) write_quota: u32,
-    pub(super) read_quota: u32,
-    pub(super) quota_window: Duration,
+    pub(super) rules: Rules,
     pub(super) usage: HashMap<String, Usage>,
-    pub(super) api_disabled: bool,
     /// Sheets and token faults, in the order they were queued.
     pub(super) faults: VecDeque<QueuedFault>,
     pub(super) outage_until: Option<Instant>,
@@ -60,16 +52,9 @@ impl State {
         State {
             accounts: BTreeSet::from([DEFAULT_ACCOUNT.to_string()]),
             tokens: HashMap::new(),
-            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
-            clock_offset_secs: 0,
             spreadsheets: BTreeMap::new(),
-            max_cells: DEFAULT_MAX_CELLS,
-            max_request_bytes: MAX_REQUEST_BODY_BYTES,
-            write_quota: DEFAULT_QUOTA_PER_MINUTE,
-            read_quota: DEFAULT_QUOTA_PER_MINUTE,
-            quota_window: DEFAULT_QUOTA_WINDOW,
+            rules: Rules::default(),
             usage: HashMap::new(),
-            api_disabled: false,
             faults: VecDeque::new(),
             outage_until: None,
             stats: Stats::default(),
@@ -81,17 +66,6 @@ impl State {
 
     pub(super) fn count_arrival(&mut self, kind: RequestKind) {
         *self.stats.by_kind.entry(kind).or_default() += 1;
-    }
-
-    pub(super) fn outage_active(&mut self, now: Instant) -> bool {
-        match self.outage_until {
-            Some(until) if now < until => true,
-            Some(_) => {
-                self.outage_until = None;
-                false
-            }
-            None => false,
-        }
     }
 
     /// The log note and effect of the first queued fault that hits a request of `kind`.
@@ -117,7 +91,7 @@ impl State {
         self.stats.tokens_issued += 1;
         let token = format!("ya29.fake-{}", self.stats.tokens_issued);
         let lifetime = lifetime_secs
-            .unwrap_or(self.token_lifetime_secs)
+            .unwrap_or(self.rules.token_lifetime_secs)
             .clamp(1, MAX_TOKEN_LIFETIME_SECS);
         let expires_at = now + Duration::from_secs(lifetime);
         let account = account.to_string();
@@ -168,7 +142,7 @@ impl State {
 
     /// Charges one request to the account's per-minute quota, or returns the 429.
     pub(super) fn charge_quota(&mut self, account: &str, kind: RequestKind, now: Instant) -> Result<(), Response> {
-        let window = self.quota_window;
+        let window = self.rules.quota_window.max(Duration::from_millis(1));
         let usage = self.usage.entry(account.to_string()).or_default();
         for queue in [&mut usage.writes, &mut usage.reads, &mut usage.write_arrivals] {
             while queue.front().is_some_and(|&t| now.duration_since(t) >= window) {
@@ -179,9 +153,9 @@ impl State {
             usage.write_arrivals.push_back(now);
             let seen = usage.write_arrivals.len() as u64;
             self.stats.max_writes_in_window = self.stats.max_writes_in_window.max(seen);
-            (&mut usage.writes, self.write_quota)
+            (&mut usage.writes, self.rules.write_quota)
         } else {
-            (&mut usage.reads, self.read_quota)
+            (&mut usage.reads, self.rules.read_quota)
         };
         if admitted.len() >= limit as usize {
             self.stats.rate_limited += 1;

@@ -16,7 +16,7 @@ pub(super) fn token_endpoint(
     lifetime_override: Option<u64>,
     now: Instant,
 ) -> (Response, Option<String>, &'static str) {
-    let unix_now = unix_seconds().saturating_add(st.clock_offset_secs);
+    let unix_now = unix_seconds().saturating_add(st.rules.clock_offset_secs);
     // The JWT's `iss`, once read: the log names it even when the request is refused.
     let mut iss = None;
     let checked = check_form(req).and_then(|jwt| verify_assertion(&jwt, &st.accounts, token_uri, unix_now, &mut iss));
@@ -97,12 +97,9 @@ fn verify_assertion(
     }
     let exp = claims.get("exp").and_then(numeric_date);
     let iat = claims.get("iat").and_then(numeric_date);
-    let timely = match (iat, exp) {
-        (Some(iat), Some(exp)) => {
-            exp > unix_now && iat <= unix_now + MAX_JWT_IAT_SKEW_SECS && exp > iat && exp - iat <= MAX_JWT_LIFETIME_SECS
-        }
-        _ => false,
-    };
+    let timely = iat.zip(exp).is_some_and(|(iat, exp)| {
+        exp > unix_now && iat <= unix_now + MAX_JWT_IAT_SKEW_SECS && exp > iat && exp - iat <= MAX_JWT_LIFETIME_SECS
+    });
     if !timely {
         let message = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable \
                        timeframe. Check your iat and exp values in the JWT claim.";

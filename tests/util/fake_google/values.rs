@@ -36,20 +36,17 @@ pub(super) fn values_batch_update(
         .enumerate()
         .map(|(i, vr)| plan_write(ss, i, vr, option))
         .collect::<Result<Vec<_>, _>>()?;
-    for plan in &plans {
-        let sheet = &mut ss.sheets[plan.sheet];
-        for (at, cell) in &plan.cells {
-            sheet.set(*at, cell.clone(), option);
-        }
-    }
     let mut responses = Vec::with_capacity(plans.len());
     let (mut rows, mut cols, mut cells) = (0u64, 0u64, 0u64);
     let mut sheets_touched = BTreeSet::new();
-    for plan in &plans {
+    for plan in plans {
         let n = plan.cells.len() as u64;
         (rows, cols, cells) = (rows + plan.rows, cols + plan.cols, cells + n);
         if n > 0 {
             sheets_touched.insert(plan.sheet);
+        }
+        for (at, cell) in plan.cells {
+            ss.sheets[plan.sheet].set(at, cell, option);
         }
         responses.push(proto3(json!({
             "spreadsheetId": ss.id,
@@ -125,16 +122,16 @@ pub(super) fn plan_write(
                 Value::Bool(v) => Cell::Bool(*v),
                 Value::Number(n) => Cell::Number(n.as_f64().unwrap_or(f64::NAN)),
                 Value::String(s) if ss.refuse_text.as_ref().is_some_and(|t| s.contains(t.as_str())) => {
-                    return Err(invalid_argument(&format!(
+                    return invalid!(
                         "Invalid value at 'data[{i}].values[{a}][{b}]': refused by the fake (refuse_cells_containing)."
-                    )))
+                    )
                 }
                 // Counted in UTF-16 code units, the strictest reading of Google's limit.
                 Value::String(s) if s.encode_utf16().count() > MAX_CELL_CHARS => {
-                    return Err(invalid_argument(&format!(
+                    return invalid!(
                         "Your input contains more than the maximum of {MAX_CELL_CHARS} \
                          characters in a single cell."
-                    )))
+                    )
                 }
                 Value::String(s) => match option {
                     ValueInputOption::Raw => Cell::Text(s.clone()),
@@ -175,7 +172,7 @@ pub(super) fn plan_write(
 }
 
 /// A crude USER_ENTERED parse: numbers and TRUE/FALSE; everything else stays text.
-pub(super) fn user_entered(s: &str) -> Cell {
+pub(crate) fn user_entered(s: &str) -> Cell {
     let t = s.trim();
     if t.eq_ignore_ascii_case("true") {
         return Cell::Bool(true);
@@ -224,7 +221,7 @@ pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response
 
 pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -> Result<Value, Response> {
     let Some(range_text) = percent_decode(raw_range) else {
-        return Err(invalid_argument(&format!("Unable to parse range: {raw_range}")));
+        return invalid!("Unable to parse range: {raw_range}");
     };
     // A query parameter outside the discovery document's enum: Google names the field in
     // snake case and the enum by its proto type.
