@@ -29,7 +29,9 @@
 //!   (a reading in the same bucket replaces the bucket's point), so it spans the window.
 //!   The rings are created lazily, at a board's second reading: a board heard from once
 //!   (every board of a flood of names) has only its latest values, from which its one
-//!   chart point is shown.
+//!   chart point is shown. Its gaps, rings and earlier-run time live in a box made at
+//!   that second reading (`History`), so the place of a board heard from once, the
+//!   place a new name takes at the cap, stays small.
 //!
 //! [`Boards::memory_bound_bytes`] states the resulting worst case; `cargo bench --bench
 //! boards` measures it for 10,000 boards.
