@@ -16,11 +16,11 @@ use serde_json::{json, Value};
 
 use crate::util::fake_google::a1::{column_letters, parse_a1, parse_cell_ref, quote_sheet, span_name, CellRef, Span};
 use crate::util::fake_google::responses::{parse_urlencoded, percent_decode};
+use crate::util::fake_google::server::route;
 use crate::util::fake_google::{
-    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, ValueInputOption, DEFAULT_ACCOUNT,
-    JWT_BEARER_GRANT, MAX_CELL_CHARS, MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
+    discovery, Cell, FakeGoogle, Fault, Matching, RequestKind, Role, DEFAULT_ACCOUNT, JWT_BEARER_GRANT, MAX_CELL_CHARS,
+    MAX_REQUEST_BODY_BYTES, OTHER_KEY_PEM, SPREADSHEETS_SCOPE, TEST_KEY_PEM,
 };
-use crate::util::fake_google::{server::route, values::user_entered};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -894,24 +894,26 @@ fn values_batch_update_enforces_googles_rules() {
             vec![Cell::text("t2"), Cell::text("d"), Cell::text("12")],
         ])
     );
-    assert_eq!(
-        fake.cell_written_as("s1", "Readings", "C3"),
-        Some(ValueInputOption::Raw)
-    );
     assert_eq!(fake.stats().non_raw_writes, 0);
 
-    // USER_ENTERED is recorded, per request and per cell.
-    let reply = post(json!({ "valueInputOption": "USER_ENTERED", "data": [
-        { "range": "Readings!C3", "values": [["12"]] }
-    ] }));
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(fake.cell("s1", "Readings", "C3"), Some(Cell::Number(12.0)));
-    assert_eq!(
-        fake.cell_written_as("s1", "Readings", "C3"),
-        Some(ValueInputOption::UserEntered)
-    );
+    // What the uploader never sends is refused, not imitated: USER_ENTERED (counted),
+    // COLUMNS, response render options.
+    let refused = [
+        json!({ "valueInputOption": "USER_ENTERED", "data": [{ "range": "Readings!C3", "values": [["12"]] }] }),
+        json!({ "valueInputOption": "RAW", "data": [{ "range": "Readings!C3", "majorDimension": "COLUMNS", "values": [["12"]] }] }),
+        json!({ "valueInputOption": "RAW", "data": [], "responseValueRenderOption": "FORMULA" }),
+    ];
+    for (body, what) in refused.into_iter().zip([
+        "valueInputOption USER_ENTERED",
+        "majorDimension COLUMNS",
+        "responseValueRenderOption",
+    ]) {
+        let message = post(body).rpc_error().2;
+        assert!(message.contains(what), "{what}: {message}");
+    }
+    assert_eq!(fake.cell("s1", "Readings", "C3"), Some(Cell::text("12")));
     let stats = fake.stats();
-    assert_eq!((stats.writes_applied, stats.non_raw_writes), (3, 1));
+    assert_eq!((stats.writes_applied, stats.non_raw_writes), (2, 1));
 }
 
 #[test]
@@ -946,9 +948,24 @@ fn values_get_decodes_ranges_and_trims_like_google() {
         })
     );
 
-    // FORMATTED_VALUE (the default) renders everything as strings.
-    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}%21C3:C4"), &token);
-    assert_eq!(reply.json()["values"], json!([["3"], ["TRUE"]]));
+    // Rendering other than UNFORMATTED_VALUE (the default is FORMATTED_VALUE), and by
+    // columns, are refused as unimplemented: the uploader never asks for them.
+    for query in [
+        "",
+        "?valueRenderOption=FORMULA",
+        "?valueRenderOption=UNFORMATTED_VALUE&majorDimension=COLUMNS",
+    ] {
+        let reply = get(
+            &fake,
+            &format!("/v4/spreadsheets/s1/values/{tab}%21C3:C4{query}"),
+            &token,
+        );
+        assert!(
+            reply.rpc_error().2.contains("does not implement"),
+            "{query}: {}",
+            reply.body
+        );
+    }
 
     // A column range; a whole tab; an empty range has no "values".
     let reply = get(
@@ -958,18 +975,34 @@ fn values_get_decodes_ranges_and_trims_like_google() {
     );
     assert_eq!(reply.json()["range"], "'Bob''s data'!A1:A1000");
     assert_eq!(reply.json()["values"], json!([["ts"], [], ["t2"], ["t3"]]));
-    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}"), &token);
+    let reply = get(
+        &fake,
+        &format!("/v4/spreadsheets/s1/values/{tab}?valueRenderOption=UNFORMATTED_VALUE"),
+        &token,
+    );
     assert_eq!(reply.json()["range"], "'Bob''s data'!A1:I1000");
-    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}%21E1%3AF9"), &token);
+    let reply = get(
+        &fake,
+        &format!("/v4/spreadsheets/s1/values/{tab}%21E1%3AF9?valueRenderOption=UNFORMATTED_VALUE"),
+        &token,
+    );
     assert_eq!(
         reply.json(),
         json!({ "range": "'Bob''s data'!E1:F9", "majorDimension": "ROWS" })
     );
 
     // Reads are checked against the grid and the tab names too.
-    let reply = get(&fake, &format!("/v4/spreadsheets/s1/values/{tab}%21A1%3AJ1"), &token);
+    let reply = get(
+        &fake,
+        &format!("/v4/spreadsheets/s1/values/{tab}%21A1%3AJ1?valueRenderOption=UNFORMATTED_VALUE"),
+        &token,
+    );
     assert!(reply.rpc_error().2.contains("exceeds grid limits"), "{}", reply.body);
-    let reply = get(&fake, "/v4/spreadsheets/s1/values/Nope%21A1", &token);
+    let reply = get(
+        &fake,
+        "/v4/spreadsheets/s1/values/Nope%21A1?valueRenderOption=UNFORMATTED_VALUE",
+        &token,
+    );
     assert_eq!(reply.rpc_error().2, "Unable to parse range: Nope!A1");
     let reply = get(&fake, "/v4/spreadsheets/s1/values/A1?valueRenderOption=PRETTY", &token);
     assert_eq!(reply.status, 400);
@@ -1579,12 +1612,4 @@ fn routes() {
         route("GET", "/v4/spreadsheets/abc/values/R%21A1"),
         (GetValues, id, range)
     );
-}
-
-#[test]
-fn user_entered_parsing() {
-    assert_eq!(user_entered("12.5"), Cell::Number(12.5));
-    assert_eq!(user_entered("TRUE"), Cell::Bool(true));
-    assert_eq!(user_entered("inf"), Cell::text("inf"));
-    assert_eq!(user_entered("=1+2"), Cell::text("=1+2"));
 }

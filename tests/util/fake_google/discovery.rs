@@ -50,13 +50,6 @@ pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
     document().pointer(&format!("/schemas/{name}/properties/{field}"))
 }
 
-/// The values `spreadsheets.values.get`'s query parameter `name` may take.
-pub(super) fn values_get_enum(name: &str) -> Vec<&'static str> {
-    let at = format!("/resources/spreadsheets/resources/values/methods/get/parameters/{name}/enum");
-    let values = document().pointer(&at).and_then(Value::as_array);
-    values.into_iter().flatten().filter_map(Value::as_str).collect()
-}
-
 /// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
 pub(super) fn snake(name: &str) -> String {
     let mut out = String::new();

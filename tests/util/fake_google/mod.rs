@@ -37,7 +37,7 @@
 //! | `addSheet` with a title that exists | 400 `A sheet with the name "…" already exists. Please enter another name.` | notes §2.5 |
 //! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
 //! | the workbook cell cap (10,000,000 by default; [`Rules::max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
-//! | `values:batchUpdate` needs `valueInputOption` in the body | 400 | notes §2.4 |
+//! | `values:batchUpdate` needs `valueInputOption` in the body; only `RAW` is modelled | 400; other options 400 "does not implement" (see *Deviations*) | notes §2.4 |
 //! | a range names an unknown tab, or is not A1 notation | 400 `Unable to parse range: …` | notes §2.6 |
 //! | a range or the written data goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
 //! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
@@ -71,11 +71,13 @@
 //!   authentication scopes". Both refuse. The fake refuses earlier, as the brief asks.
 //! - `fields` on `spreadsheets.get` is honoured (`fields`), but Google's list of a
 //!   `Sheet`'s parts is cut to `properties` and `charts` (`chartId`, `spec`).
-//! - `FORMATTED_VALUE` renders numbers in Rust's shortest form (`21.5`, `3`) and bools as
-//!   `TRUE`/`FALSE`. Real Sheets applies the cell's number format.
-//! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
-//!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
-//!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
+//! - **Scope**: the fake models what the uploader sends and nothing more. What Google has
+//!   beyond that is refused with 400 "The fake Google does not implement …" (or, for
+//!   fields, as an unknown name), so a daemon change that starts using it fails loudly
+//!   instead of passing against an imitation: `valueInputOption` other than `RAW` (counted
+//!   in [`Stats::non_raw_writes`]), `majorDimension` `COLUMNS`, `includeValuesInResponse`
+//!   and the response render options on writes; `values.get` other than
+//!   `valueRenderOption=UNFORMATTED_VALUE` by rows.
 //! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
 //!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
 //!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are
@@ -234,15 +236,6 @@ impl Cell {
     }
 }
 
-/// How a write asked Sheets to interpret its values (notes §2.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ValueInputOption {
-    /// Stored as is. What the uploader must use.
-    Raw,
-    /// Parsed as if typed into the UI (formula injection risk).
-    UserEntered,
-}
-
 /// What a service account may do with a spreadsheet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -353,7 +346,8 @@ pub struct Stats {
     pub max_writes_in_window: u64,
     /// `values:batchUpdate` requests applied.
     pub writes_applied: u64,
-    /// `values:batchUpdate` requests applied with a `valueInputOption` other than RAW.
+    /// `values:batchUpdate` requests refused for a `valueInputOption` other than RAW (the
+    /// fake implements RAW only, what the uploader must send).
     pub non_raw_writes: u64,
     /// Request bodies refused because they do not match Google's discovery document
     /// (`discovery`): an unknown field, a wrong type, a bad enum, a `Request` with other
@@ -599,7 +593,7 @@ impl FakeGoogle {
                         sheet.props.rows,
                         sheet.props.cols
                     );
-                    sheet.set((r as u32, c as u32), cell.clone(), ValueInputOption::Raw);
+                    sheet.set((r as u32, c as u32), cell.clone());
                 }
             }
         });
@@ -610,22 +604,14 @@ impl FakeGoogle {
     /// spreadsheet or tab.
     pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
         self.with_tab(id, tab, |s| {
-            s.grid((0, 0), (u32::MAX, u32::MAX), false, Cell::Empty, Cell::clone)
+            s.grid((0, 0), (u32::MAX, u32::MAX), Cell::Empty, Cell::clone)
         })
     }
 
     /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
     pub fn cell(&self, id: &str, tab: &str, a1: &str) -> Option<Cell> {
         let at = single_cell(a1)?;
-        self.with_tab(id, tab, |sheet| {
-            sheet.cells.get(&at).map_or(Cell::Empty, |s| s.cell.clone())
-        })
-    }
-
-    /// The `valueInputOption` of the last write to the cell at `a1`; `None` if it is empty.
-    pub fn cell_written_as(&self, id: &str, tab: &str, a1: &str) -> Option<ValueInputOption> {
-        let at = single_cell(a1)?;
-        self.with_tab(id, tab, |sheet| sheet.cells.get(&at).map(|s| s.written_as))?
+        self.with_tab(id, tab, |sheet| sheet.cells.get(&at).cloned().unwrap_or(Cell::Empty))
     }
 
     /// `(rows, columns, sheetId)` of a tab, or `None`.

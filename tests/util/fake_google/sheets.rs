@@ -73,9 +73,9 @@ fn authorized_sheets(
                 stats.max_workbook_cells = stats.max_workbook_cells.max(cells);
                 reply
             } else {
-                let (reply, option) = values_batch_update(ss, body)?;
+                stats.non_raw_writes += u64::from(text(body, "valueInputOption").is_some_and(|o| o != "RAW"));
+                let reply = values_batch_update(ss, body)?;
                 stats.writes_applied += 1;
-                stats.non_raw_writes += u64::from(option != ValueInputOption::Raw);
                 reply
             }
         }
