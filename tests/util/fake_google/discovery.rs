@@ -34,17 +34,6 @@ pub fn check(name: &str, value: &Value) -> Result<(), String> {
     check_ref(name, value, "")
 }
 
-/// The field names of schema `name`, in the document's (alphabetical) order.
-pub(super) fn fields(name: &str) -> Vec<&'static str> {
-    let properties = document().pointer(&format!("/schemas/{name}/properties"));
-    properties
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k.as_str())
-        .collect()
-}
-
 /// Field `field` of schema `name`, as the document describes it.
 pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
     document().pointer(&format!("/schemas/{name}/properties/{field}"))

@@ -44,6 +44,7 @@
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
 //! | every `batchUpdate` and `values:batchUpdate` body matches the discovery document (`tests/fixtures/sheets.v4.json`): field names, types, enums, one kind per `Request` | 400 `Invalid value at '…'` / `Unknown name`; counted in [`Stats::schema_violations`] | Google's discovery document, revision 20261019 |
+//! | a field, option or value Google has but the uploader never sends (see *Deviations*) | 400 `The fake Google does not implement …` *(fake's wording)* | scope: not modelled |
 //! | a `fields` mask that is malformed or names a field its resource's schema lacks | 400 `Invalid field selection …` *(fake's wording)* | Google's system parameters |
 //! | request body over 10,485,760 bytes (lower with [`Rules::max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
 //! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
@@ -76,8 +77,12 @@
 //!   fields, as an unknown name), so a daemon change that starts using it fails loudly
 //!   instead of passing against an imitation: `valueInputOption` other than `RAW` (counted
 //!   in [`Stats::non_raw_writes`]), `majorDimension` `COLUMNS`, `includeValuesInResponse`
-//!   and the response render options on writes; `values.get` other than
-//!   `valueRenderOption=UNFORMATTED_VALUE` by rows.
+//!   and every other body option; `values.get` other than
+//!   `valueRenderOption=UNFORMATTED_VALUE` by rows; an untitled `addSheet` and any tab
+//!   property but `sheetId`, `title`, `index`, row and column counts and frozen rows;
+//!   any chart field but those of the uploader's line chart (see `charts`).
+//! - A `values:batchUpdate` reply holds only `spreadsheetId`: Google also counts the
+//!   updated rows, columns and cells, which the uploader does not read.
 //! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
 //!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
 //!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are

@@ -55,7 +55,6 @@ pub(super) struct SheetProps {
     pub(super) rows: u32,
     pub(super) cols: u32,
     pub(super) frozen_rows: u32,
-    pub(super) frozen_cols: u32,
     /// Charts anchored on this tab: (chartId, ChartSpec as sent).
     pub(super) charts: Vec<(i64, Value)>,
 }
@@ -70,7 +69,6 @@ impl SheetProps {
             "rowCount": self.rows,
             "columnCount": self.cols,
             "frozenRowCount": self.frozen_rows,
-            "frozenColumnCount": self.frozen_cols,
         }));
         json!({
             "sheetId": self.sheet_id,
