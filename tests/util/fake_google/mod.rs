@@ -38,8 +38,8 @@
 //! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
 //! | the workbook cell cap (10,000,000 by default; [`Rules::max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
 //! | `values:batchUpdate` needs `valueInputOption` in the body; only `RAW` is modelled | 400; other options 400 "does not implement" (see *Deviations*) | notes §2.4 |
-//! | a range names an unknown tab, or is not A1 notation | 400 `Unable to parse range: …` | notes §2.6 |
-//! | a range or the written data goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
+//! | a range names an unknown tab, or is not A1 notation (the fake takes only the uploader's form, `'Tab'!A1:B2`; see *Deviations*) | 400 `Unable to parse range: …` | notes §2.6 |
+//! | a range goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
 //! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
@@ -81,8 +81,13 @@
 //!   `valueRenderOption=UNFORMATTED_VALUE` by rows; an untitled `addSheet` and any tab
 //!   property but `sheetId`, `title`, `index`, row and column counts and frozen rows;
 //!   any chart field but those of the uploader's line chart (see `charts`).
-//! - A `values:batchUpdate` reply holds only `spreadsheetId`: Google also counts the
-//!   updated rows, columns and cells, which the uploader does not read.
+//! - Ranges: only `'Tab'!A1:B2` (or `Tab!A1:B2`), both corners whole cells in order, as
+//!   the uploader writes them. A single cell, whole columns or rows, a tab alone, no tab,
+//!   `$` and reversed corners, which Google takes, get 400 `Unable to parse range: … (the
+//!   fake Google implements only ranges like 'Tab'!A1:B2)`.
+//! - A `values:batchUpdate` reply holds only `spreadsheetId`, a `values.get` reply no
+//!   `range`: Google also counts the updated rows, columns and cells, and names the range
+//!   read; the uploader reads neither.
 //! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
 //!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
 //!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are
