@@ -105,11 +105,7 @@ pub(super) fn json_body(req: &HttpRequest) -> Result<Map<String, Value>, Respons
 // grid, the parts the fake does not implement).
 
 pub(super) fn int(obj: &Map<String, Value>, name: &str) -> Option<i64> {
-    match obj.get(name)? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    obj.get(name)?.as_i64()
 }
 
 pub(super) fn text<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
