@@ -18,9 +18,12 @@ pub(super) struct Resolved {
     pub(super) c1: u32,
 }
 
-/// `'It''s'!A1:B2` → `("It's", (0, 0), (1, 1))`: the tab name and the `(row, col)` of both
-/// corners, zero-based; `None` for any other form.
-pub(crate) fn parse_a1(text: &str) -> Option<(String, (u32, u32), (u32, u32))> {
+/// A cell's zero-based `(row, col)`.
+pub(crate) type At = (u32, u32);
+
+/// `'It''s'!A1:B2` → `("It's", (0, 0), (1, 1))`: the tab name and both corners; `None`
+/// for any other form.
+pub(crate) fn parse_a1(text: &str) -> Option<(String, At, At)> {
     static A1: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^(?:'((?:[^']|'')+)'|([^'!]+))!([A-Z0-9]+):([A-Z0-9]+)$").expect("a valid regex")
     });
@@ -33,7 +36,7 @@ pub(crate) fn parse_a1(text: &str) -> Option<(String, (u32, u32), (u32, u32))> {
 }
 
 /// The zero-based `(row, col)` of a cell like `B2`, up to column ZZZ.
-pub(crate) fn single_cell(a1: &str) -> Option<(u32, u32)> {
+pub(crate) fn single_cell(a1: &str) -> Option<At> {
     static CELL: LazyLock<Regex> = LazyLock::new(|| Regex::new("^([A-Z]{1,3})([0-9]{1,9})$").expect("a valid regex"));
     let c = CELL.captures(a1.trim())?;
     let col = c[1].bytes().fold(0, |n, b| n * 26 + u32::from(b - b'A' + 1)) - 1;
