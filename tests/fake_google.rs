@@ -1517,6 +1517,20 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
              "charts": [{"chartId": 42, "spec": {"basicChart": {"series": [{"series": {"sourceRange": {"sources": [{"startColumnIndex": 3}]}}}]}}}]}
         ]})
     );
+    // A parameter the uploader never sends is refused, not ignored.
+    let reply = get(
+        &fake,
+        "/v4/spreadsheets/s1?fields=properties.title&includeGridData=true",
+        &token,
+    );
+    assert!(
+        reply
+            .rpc_error()
+            .2
+            .contains("does not implement the query parameter includeGridData"),
+        "{}",
+        reply.body
+    );
     let malformed = [
         "sheets(properties",
         "sheets(properties))",

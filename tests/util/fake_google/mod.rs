@@ -73,12 +73,13 @@
 //! - `fields` on `spreadsheets.get` is honoured (`fields`), but Google's list of a
 //!   `Sheet`'s parts is cut to `properties` and `charts` (`chartId`, `spec`).
 //! - **Scope**: the fake models what the uploader sends and nothing more. What Google has
-//!   beyond that is refused with 400 "The fake Google does not implement …" (or, for
-//!   fields, as an unknown name), so a daemon change that starts using it fails loudly
+//!   beyond that is refused with 400 "The fake Google does not implement …" (naming
+//!   the field by its path), so a daemon change that starts using it fails loudly
 //!   instead of passing against an imitation: `valueInputOption` other than `RAW` (counted
 //!   in [`Stats::non_raw_writes`]), `majorDimension` `COLUMNS`, `includeValuesInResponse`
 //!   and every other body option; `values.get` other than
-//!   `valueRenderOption=UNFORMATTED_VALUE` by rows; an untitled `addSheet` and any tab
+//!   `valueRenderOption=UNFORMATTED_VALUE`; any query parameter but that one and
+//!   `spreadsheets.get`'s `fields`; an untitled `addSheet` and any tab
 //!   property but `sheetId`, `title`, `index`, row and column counts and frozen rows;
 //!   any chart field but those of the uploader's line chart (see `charts`).
 //! - Ranges: only `'Tab'!A1:B2` (or `Tab!A1:B2`), both corners whole cells in order, as

@@ -53,6 +53,16 @@ fn authorized_sheets(
         (Some(Role::Writer), _) | (Some(Role::Reader), false) => {}
         _ => return Err(status_error(403)),
     }
+    // The uploader sends `fields` with spreadsheets.get and `valueRenderOption` with
+    // values.get, nothing else; Google has more (`includeGridData`, `majorDimension`, …).
+    let modelled = match kind {
+        RequestKind::GetSpreadsheet => "fields",
+        RequestKind::GetValues => "valueRenderOption",
+        _ => "",
+    };
+    if let Some((name, _)) = req.query.iter().find(|(name, _)| name != modelled) {
+        return Err(unimplemented(&format!("the query parameter {name}")));
+    }
     let body = match kind {
         RequestKind::GetSpreadsheet => partial(ss.to_json(), "Spreadsheet", req.query_param("fields"))?,
         RequestKind::GetValues => get_values(ss, range, req)?,

@@ -114,12 +114,6 @@ pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -
     if req.query_param("valueRenderOption") != Some("UNFORMATTED_VALUE") {
         return Err(unimplemented("values.get without valueRenderOption=UNFORMATTED_VALUE"));
     }
-    if let Some(name) = ["dateTimeRenderOption", "majorDimension"]
-        .into_iter()
-        .find(|n| req.query_param(n).is_some())
-    {
-        return Err(unimplemented(&format!("the values.get parameter {name}")));
-    }
     let range = resolve_range(ss, &range_text)?;
     let grid = ss.sheets[range.sheet].grid((range.r0, range.c0), (range.r1, range.c1), json!(""), unformatted);
     // Google also names the range read, normalized; the uploader does not read it.
