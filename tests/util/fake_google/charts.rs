@@ -1,31 +1,25 @@
 //! `addChart` and `updateChartSpec` (spreadsheets.batchUpdate). Names, types and enums
 //! are the discovery document's (`discovery`); this checks what the schema cannot say.
-//! The fake supports a position by `sheetId` or `overlayPosition` (not `newSheet`) and
-//! `basicChart` only. Where the reference does not say what Google refuses,
-//! the fake is strict: a basic chart needs a `chartType`, exactly one domain (the
-//! reference: "Only a single domain is supported") and at least one series, and every
-//! source range is one column wide in a grid that exists. The fields of a chart the fake
-//! does not draw (filters, sorts, data sources, style overrides) are refused as unknown
-//! names, so a test that needs one fails loudly.
+//! The fake models the chart the uploader builds and nothing more: a `basicChart` (its
+//! type, legend, axes, one domain, series on an axis, header rows) placed by
+//! `overlayPosition.anchorCell`, its source ranges whole columns. Any other field of a
+//! chart, spec or position is refused as unimplemented, so a daemon change that starts
+//! sending one fails loudly. Where the reference does not say what Google refuses, the
+//! fake is strict: a basic chart needs a `chartType`, exactly one domain (the reference:
+//! "Only a single domain is supported") and at least one series, and every source range
+//! is one column wide in a grid that exists.
 use super::*;
 
-/// A `GridRange` one column wide in an existing grid.
-fn grid_range(work: &[SheetProps], v: &Value, ctx: &str) -> Result<(), Response> {
+/// A `GridRange` one column wide in an existing grid, without row bounds.
+fn grid_range(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(), Response> {
     let obj = v.as_object().expect("the schema refuses a null list element");
+    only_modelled(obj, &["sheetId", "startColumnIndex", "endColumnIndex"], at)?;
     let sheet_id = int(obj, "sheetId").unwrap_or(0);
     let Some(props) = work.iter().find(|p| p.sheet_id == sheet_id) else {
         return invalid!("{ctx}: No grid with id: {sheet_id}");
     };
-    let (sc, ec) = (int(obj, "startColumnIndex"), int(obj, "endColumnIndex"));
-    let (sr, er) = (int(obj, "startRowIndex"), int(obj, "endRowIndex"));
-    for (s, e) in [(sc, ec), (sr, er)] {
-        if let (Some(s), Some(e)) = (s, e) {
-            if s < 0 || e < s {
-                return invalid!("{ctx}: Invalid GridRange: {v}");
-            }
-        }
-    }
-    match (sc, ec) {
+    match (int(obj, "startColumnIndex"), int(obj, "endColumnIndex")) {
+        (Some(s), Some(e)) if s < 0 || e < s => invalid!("{ctx}: Invalid GridRange: {v}"),
         (Some(s), Some(e)) if e - s == 1 && e <= i64::from(props.cols) => Ok(()),
         _ => invalid!("{ctx}: the fake Google wants every chart source range one column wide inside the grid, got {v}"),
     }
@@ -33,54 +27,60 @@ fn grid_range(work: &[SheetProps], v: &Value, ctx: &str) -> Result<(), Response>
 
 /// `ChartData` (the `domain` of a domain, the `series` of a series): a source range of
 /// one or more grid ranges.
-fn chart_data(work: &[SheetProps], parent: &Value, name: &str, ctx: &str) -> Result<(), Response> {
-    let Some(data) = parent.get(name).filter(|d| !d.is_null()) else {
+fn chart_data(work: &[SheetProps], parent: &Value, name: &str, at: &str, ctx: &str) -> Result<(), Response> {
+    let Some(data) = parent.get(name).and_then(Value::as_object) else {
         return invalid!("{ctx}: a {name} needs data.");
     };
-    let sources = data.pointer("/sourceRange/sources").and_then(Value::as_array);
+    only_modelled(data, &["sourceRange"], &format!("{at}.{name}"))?;
+    let sources = data
+        .get("sourceRange")
+        .and_then(|r| r.get("sources"))
+        .and_then(Value::as_array);
     let sources = sources.map_or(&[][..], Vec::as_slice);
     if sources.is_empty() {
         return invalid!("{ctx}: ChartData must have a source range.");
     }
-    for s in sources {
-        grid_range(work, s, ctx)?;
+    for (i, s) in sources.iter().enumerate() {
+        grid_range(work, s, &format!("{at}.{name}.sourceRange.sources[{i}]"), ctx)?;
     }
     Ok(())
 }
 
 /// A `ChartSpec` with a `basicChart`.
 pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &str, ctx: &str) -> Result<(), Response> {
-    refuse_unimplemented(spec, &["dataSourceChartProperties", "filterSpecs", "sortSpecs"], at)?;
-    // The chart kinds are the spec's `…Chart` fields (one oneof in Google's proto).
-    let kinds = discovery::fields("ChartSpec")
-        .into_iter()
-        .filter(|k| k.ends_with("Chart"));
-    let set: Vec<&str> = kinds.filter(|k| object(spec, k).is_some()).collect();
-    match set.as_slice() {
-        ["basicChart"] => {}
-        [] => return invalid!("{ctx}: ChartSpec must have a chart type set."),
-        [one] => return invalid!("{ctx}: the fake Google supports only basicChart, not {one}"),
-        [_, second, ..] => {
-            return invalid!(
-                "Invalid JSON payload received. Oneof field 'chart' is already set. Cannot set '{second}' at '{at}'."
-            )
-        }
-    }
+    only_modelled(spec, &["title", "basicChart"], at)?;
     let at = format!("{at}.basicChart");
-    let basic = object(spec, "basicChart").expect("set");
+    let Some(basic) = object(spec, "basicChart") else {
+        return invalid!("{ctx}: ChartSpec must have a chart type set.");
+    };
+    let modelled = [
+        "chartType",
+        "legendPosition",
+        "axis",
+        "domains",
+        "series",
+        "headerCount",
+    ];
+    only_modelled(basic, &modelled, &at)?;
     if specified(basic, "chartType", &at)?.is_none() {
         return invalid!("{ctx}: chartType must be specified.");
     }
     specified(basic, "legendPosition", &at)?;
     for (i, a) in list(basic, "axis").iter().enumerate() {
-        let a_at = format!("{at}.axis[{i}]");
-        specified(a.as_object().expect("a message"), "position", &a_at)?;
+        let (a_at, a) = (format!("{at}.axis[{i}]"), a.as_object().expect("a message"));
+        only_modelled(a, &["position", "title"], &a_at)?;
+        specified(a, "position", &a_at)?;
     }
     let domains = list(basic, "domains");
     if domains.len() != 1 {
         return invalid!("{ctx}: a basic chart has exactly one domain, got {}.", domains.len());
     }
-    chart_data(work, &domains[0], "domain", ctx)?;
+    only_modelled(
+        domains[0].as_object().expect("a message"),
+        &["domain"],
+        &format!("{at}.domains[0]"),
+    )?;
+    chart_data(work, &domains[0], "domain", &format!("{at}.domains[0]"), ctx)?;
     let series = list(basic, "series");
     if series.is_empty() {
         return invalid!("{ctx}: a basic chart needs at least one series.");
@@ -88,9 +88,9 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     for (i, s) in series.iter().enumerate() {
         let s_at = format!("{at}.series[{i}]");
         let obj = s.as_object().expect("a message");
-        refuse_unimplemented(obj, &["styleOverrides"], &s_at)?;
+        only_modelled(obj, &["series", "targetAxis"], &s_at)?;
         specified(obj, "targetAxis", &s_at)?;
-        chart_data(work, s, "series", ctx)?;
+        chart_data(work, s, "series", &s_at, ctx)?;
     }
     Ok(())
 }
@@ -126,33 +126,24 @@ pub(super) fn add_chart(
     let at = format!("requests[{i}].addChart.chart");
     let chart = object(obj, "chart").ok_or_else(|| invalid_argument(&format!("{ctx}: chart must be specified.")))?;
     let spec = spec(work, chart, &at, &ctx, "chart.spec")?;
+    only_modelled(chart, &["chartId", "spec", "position"], &at)?;
     let position = object(chart, "position")
         .ok_or_else(|| invalid_argument(&format!("{ctx}: chart.position must be specified.")))?;
-    let anchor_sheet = match (int(position, "sheetId"), object(position, "overlayPosition")) {
-        (Some(id), None) => id,
-        (None, Some(overlay)) => {
-            let anchor = object(overlay, "anchorCell")
-                .ok_or_else(|| invalid_argument(&format!("{ctx}: overlayPosition needs an anchorCell.")))?;
-            let id = int(anchor, "sheetId").unwrap_or(0);
-            let (r, c) = (
-                int(anchor, "rowIndex").unwrap_or(0),
-                int(anchor, "columnIndex").unwrap_or(0),
-            );
-            let inside = work
-                .iter()
-                .find(|p| p.sheet_id == id)
-                .is_some_and(|p| (0..i64::from(p.rows)).contains(&r) && (0..i64::from(p.cols)).contains(&c));
-            if !inside {
-                return invalid!("{ctx}: the anchor cell (row {r}, column {c}) is not in grid {id}.");
-            }
-            id
-        }
-        _ => {
-            return invalid!(
-                "{ctx}: the fake Google wants exactly one of position.sheetId and position.overlayPosition."
-            )
-        }
-    };
+    only_modelled(position, &["overlayPosition"], &format!("{at}.position"))?;
+    let overlay = object(position, "overlayPosition")
+        .ok_or_else(|| unimplemented("a chart position other than overlayPosition"))?;
+    only_modelled(overlay, &["anchorCell"], &format!("{at}.position.overlayPosition"))?;
+    let anchor = object(overlay, "anchorCell")
+        .ok_or_else(|| invalid_argument(&format!("{ctx}: overlayPosition needs an anchorCell.")))?;
+    let anchor_sheet = int(anchor, "sheetId").unwrap_or(0);
+    let (r, c) = (
+        int(anchor, "rowIndex").unwrap_or(0),
+        int(anchor, "columnIndex").unwrap_or(0),
+    );
+    let inside = work.iter().find(|p| p.sheet_id == anchor_sheet);
+    if !inside.is_some_and(|p| (0..i64::from(p.rows)).contains(&r) && (0..i64::from(p.cols)).contains(&c)) {
+        return invalid!("{ctx}: the anchor cell (row {r}, column {c}) is not in grid {anchor_sheet}.");
+    }
     let used = chart_ids(work);
     let id = match int(chart, "chartId") {
         Some(id) if used.contains(&id) => return invalid!("{ctx}: An object with id {id} already exists."),

@@ -3,8 +3,8 @@
 //! `google-api-python-client` 2.202.0; see `tests/fixtures/README.md`).
 //!
 //! Proto JSON as Google parses it: an unknown field name is refused, so is a value of the
-//! wrong type (`int32` takes a number or a numeric string, `double` a number or
-//! `"NaN"`/`"Infinity"`, `boolean` only `true`/`false`), and an enum value not in the
+//! wrong type (`int32` and `double` take only JSON numbers here, though Google also takes
+//! numeric strings, which the uploader never sends; `boolean` only `true`/`false`), and an enum value not in the
 //! schema's list. `null` means "unset" and is accepted for any field, but not as an element
 //! of a list of messages or lists. A `Request` (one entry of
 //! `spreadsheets.batchUpdate`'s `requests`) must have exactly one kind set. Every refusal
@@ -34,27 +34,9 @@ pub fn check(name: &str, value: &Value) -> Result<(), String> {
     check_ref(name, value, "")
 }
 
-/// The field names of schema `name`, in the document's (alphabetical) order.
-pub(super) fn fields(name: &str) -> Vec<&'static str> {
-    let properties = document().pointer(&format!("/schemas/{name}/properties"));
-    properties
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k.as_str())
-        .collect()
-}
-
 /// Field `field` of schema `name`, as the document describes it.
 pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
     document().pointer(&format!("/schemas/{name}/properties/{field}"))
-}
-
-/// The values `spreadsheets.values.get`'s query parameter `name` may take.
-pub(super) fn values_get_enum(name: &str) -> Vec<&'static str> {
-    let at = format!("/resources/spreadsheets/resources/values/methods/get/parameters/{name}/enum");
-    let values = document().pointer(&at).and_then(Value::as_array);
-    values.into_iter().flatten().filter_map(Value::as_str).collect()
 }
 
 /// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
@@ -135,18 +117,12 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
         "any" => Ok(()),
         "boolean" if v.is_boolean() => Ok(()),
         "boolean" => bad("TYPE_BOOL"),
-        "integer" => match v {
-            Value::Number(n) if n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) => Ok(()),
-            Value::String(s) if s.trim().parse::<i32>().is_ok() => Ok(()),
-            _ => bad("TYPE_INT32"),
-        },
-        "number" => match v {
-            Value::Number(_) => Ok(()),
-            Value::String(s) if ["NaN", "Infinity", "-Infinity"].contains(&s.as_str()) || s.parse::<f64>().is_ok() => {
-                Ok(())
-            }
-            _ => bad("TYPE_DOUBLE"),
-        },
+        // Google also takes numbers as strings ("5", "NaN"); the uploader sends JSON
+        // numbers, so the fake refuses the strings rather than imitate that.
+        "integer" if v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) => Ok(()),
+        "integer" => bad("TYPE_INT32"),
+        "number" if v.is_number() => Ok(()),
+        "number" => bad("TYPE_DOUBLE"),
         "string" => {
             let Some(s) = v.as_str() else {
                 return bad("TYPE_STRING");

@@ -37,13 +37,14 @@
 //! | `addSheet` with a title that exists | 400 `A sheet with the name "…" already exists. Please enter another name.` | notes §2.5 |
 //! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
 //! | the workbook cell cap (10,000,000 by default; [`Rules::max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
-//! | `values:batchUpdate` needs `valueInputOption` in the body | 400 | notes §2.4 |
-//! | a range names an unknown tab, or is not A1 notation | 400 `Unable to parse range: …` | notes §2.6 |
-//! | a range or the written data goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
+//! | `values:batchUpdate` needs `valueInputOption` in the body; only `RAW` is modelled | 400; other options 400 "does not implement" (see *Deviations*) | notes §2.4 |
+//! | a range names an unknown tab, or is not A1 notation (the fake takes only the uploader's form, `'Tab'!A1:B2`; see *Deviations*) | 400 `Unable to parse range: …` | notes §2.6 |
+//! | a range goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
 //! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
 //! | every `batchUpdate` and `values:batchUpdate` body matches the discovery document (`tests/fixtures/sheets.v4.json`): field names, types, enums, one kind per `Request` | 400 `Invalid value at '…'` / `Unknown name`; counted in [`Stats::schema_violations`] | Google's discovery document, revision 20261019 |
+//! | a field, option or value Google has but the uploader never sends (see *Deviations*) | 400 `The fake Google does not implement …` *(fake's wording)* | scope: not modelled |
 //! | a `fields` mask that is malformed or names a field its resource's schema lacks | 400 `Invalid field selection …` *(fake's wording)* | Google's system parameters |
 //! | request body over 10,485,760 bytes (lower with [`Rules::max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
 //! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
@@ -71,11 +72,23 @@
 //!   authentication scopes". Both refuse. The fake refuses earlier, as the brief asks.
 //! - `fields` on `spreadsheets.get` is honoured (`fields`), but Google's list of a
 //!   `Sheet`'s parts is cut to `properties` and `charts` (`chartId`, `spec`).
-//! - `FORMATTED_VALUE` renders numbers in Rust's shortest form (`21.5`, `3`) and bools as
-//!   `TRUE`/`FALSE`. Real Sheets applies the cell's number format.
-//! - `USER_ENTERED` is a crude imitation: numeric strings become numbers and
-//!   `TRUE`/`FALSE` become bools; formulas are stored as text. Tests should assert RAW
-//!   (see [`Stats::non_raw_writes`], [`FakeGoogle::cell_written_as`]).
+//! - **Scope**: the fake models what the uploader sends and nothing more. What Google has
+//!   beyond that is refused with 400 "The fake Google does not implement …" (naming
+//!   the field by its path), so a daemon change that starts using it fails loudly
+//!   instead of passing against an imitation: `valueInputOption` other than `RAW` (counted
+//!   in [`Stats::non_raw_writes`]), `majorDimension` `COLUMNS`, `includeValuesInResponse`
+//!   and every other body option; `values.get` other than
+//!   `valueRenderOption=UNFORMATTED_VALUE`; any query parameter but that one and
+//!   `spreadsheets.get`'s `fields`; an untitled `addSheet` and any tab
+//!   property but `sheetId`, `title`, `index`, row and column counts and frozen rows;
+//!   any chart field but those of the uploader's line chart (see `charts`).
+//! - Ranges: only `'Tab'!A1:B2` (or `Tab!A1:B2`), both corners whole cells in order, as
+//!   the uploader writes them. A single cell, whole columns or rows, a tab alone, no tab,
+//!   `$` and reversed corners, which Google takes, get 400 `Unable to parse range: … (the
+//!   fake Google implements only ranges like 'Tab'!A1:B2)`.
+//! - A `values:batchUpdate` reply holds only `spreadsheetId`, a `values.get` reply no
+//!   `range`: Google also counts the updated rows, columns and cells, and names the range
+//!   read; the uploader reads neither.
 //! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
 //!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
 //!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are
@@ -234,15 +247,6 @@ impl Cell {
     }
 }
 
-/// How a write asked Sheets to interpret its values (notes §2.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ValueInputOption {
-    /// Stored as is. What the uploader must use.
-    Raw,
-    /// Parsed as if typed into the UI (formula injection risk).
-    UserEntered,
-}
-
 /// What a service account may do with a spreadsheet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -353,7 +357,8 @@ pub struct Stats {
     pub max_writes_in_window: u64,
     /// `values:batchUpdate` requests applied.
     pub writes_applied: u64,
-    /// `values:batchUpdate` requests applied with a `valueInputOption` other than RAW.
+    /// `values:batchUpdate` requests refused for a `valueInputOption` other than RAW (the
+    /// fake implements RAW only, what the uploader must send).
     pub non_raw_writes: u64,
     /// Request bodies refused because they do not match Google's discovery document
     /// (`discovery`): an unknown field, a wrong type, a bad enum, a `Request` with other
@@ -599,7 +604,7 @@ impl FakeGoogle {
                         sheet.props.rows,
                         sheet.props.cols
                     );
-                    sheet.set((r as u32, c as u32), cell.clone(), ValueInputOption::Raw);
+                    sheet.set((r as u32, c as u32), cell.clone());
                 }
             }
         });
@@ -610,22 +615,14 @@ impl FakeGoogle {
     /// spreadsheet or tab.
     pub fn values(&self, id: &str, tab: &str) -> Option<Vec<Vec<Cell>>> {
         self.with_tab(id, tab, |s| {
-            s.grid((0, 0), (u32::MAX, u32::MAX), false, Cell::Empty, Cell::clone)
+            s.grid((0, 0), (u32::MAX, u32::MAX), Cell::Empty, Cell::clone)
         })
     }
 
     /// The cell at `a1` (e.g. `"B2"`): `Cell::Empty` if unset, `None` if no such tab or cell.
     pub fn cell(&self, id: &str, tab: &str, a1: &str) -> Option<Cell> {
         let at = single_cell(a1)?;
-        self.with_tab(id, tab, |sheet| {
-            sheet.cells.get(&at).map_or(Cell::Empty, |s| s.cell.clone())
-        })
-    }
-
-    /// The `valueInputOption` of the last write to the cell at `a1`; `None` if it is empty.
-    pub fn cell_written_as(&self, id: &str, tab: &str, a1: &str) -> Option<ValueInputOption> {
-        let at = single_cell(a1)?;
-        self.with_tab(id, tab, |sheet| sheet.cells.get(&at).map(|s| s.written_as))?
+        self.with_tab(id, tab, |sheet| sheet.cells.get(&at).cloned().unwrap_or(Cell::Empty))
     }
 
     /// `(rows, columns, sheetId)` of a tab, or `None`.

@@ -55,7 +55,6 @@ pub(super) struct SheetProps {
     pub(super) rows: u32,
     pub(super) cols: u32,
     pub(super) frozen_rows: u32,
-    pub(super) frozen_cols: u32,
     /// Charts anchored on this tab: (chartId, ChartSpec as sent).
     pub(super) charts: Vec<(i64, Value)>,
 }
@@ -70,7 +69,6 @@ impl SheetProps {
             "rowCount": self.rows,
             "columnCount": self.cols,
             "frozenRowCount": self.frozen_rows,
-            "frozenColumnCount": self.frozen_cols,
         }));
         json!({
             "sheetId": self.sheet_id,
@@ -82,16 +80,11 @@ impl SheetProps {
     }
 }
 
-pub(super) struct StoredCell {
-    /// Never `Cell::Empty`: an empty cell is an absent key.
-    pub(super) cell: Cell,
-    pub(super) written_as: ValueInputOption,
-}
-
 pub(super) struct Sheet {
     pub(super) props: SheetProps,
-    /// Sparse: `(row, column)`, zero-based.
-    pub(super) cells: BTreeMap<(u32, u32), StoredCell>,
+    /// Sparse: `(row, column)`, zero-based; never `Cell::Empty` (an empty cell is an
+    /// absent key).
+    pub(super) cells: BTreeMap<(u32, u32), Cell>,
 }
 
 impl Sheet {
@@ -110,7 +103,7 @@ impl Sheet {
         }
     }
 
-    pub(super) fn set(&mut self, at: (u32, u32), cell: Cell, written_as: ValueInputOption) {
+    pub(super) fn set(&mut self, at: (u32, u32), cell: Cell) {
         match cell {
             Cell::Empty => {
                 self.cells.remove(&at);
@@ -119,18 +112,17 @@ impl Sheet {
                 self.cells.remove(&at);
             }
             cell => {
-                self.cells.insert(at, StoredCell { cell, written_as });
+                self.cells.insert(at, cell);
             }
         }
     }
 
-    /// The rectangle `from`..=`to` (row, column) as rows, or columns if `by_columns`,
-    /// trimmed as Google trims: no trailing empty lines or cells, `empty` in the gaps.
+    /// The rectangle `from`..=`to` (row, column) as rows, trimmed as Google trims: no
+    /// trailing empty rows or cells, `empty` in the gaps.
     pub(super) fn grid<T: Clone>(
         &self,
         (r0, c0): (u32, u32),
         (r1, c1): (u32, u32),
-        by_columns: bool,
         empty: T,
         render: impl Fn(&Cell) -> T,
     ) -> Vec<Vec<T>> {
@@ -138,20 +130,19 @@ impl Sheet {
         if r0 > r1 || c0 > c1 {
             return grid; // BTreeMap::range panics on an inverted range
         }
-        for (&(r, c), stored) in self.cells.range((r0, c0)..=(r1, c1)) {
+        for (&(r, c), cell) in self.cells.range((r0, c0)..=(r1, c1)) {
             if !(c0..=c1).contains(&c) {
                 continue;
             }
             let (r, c) = ((r - r0) as usize, (c - c0) as usize);
-            let (a, b) = if by_columns { (c, r) } else { (r, c) };
-            if grid.len() <= a {
-                grid.resize_with(a + 1, Vec::new);
+            if grid.len() <= r {
+                grid.resize_with(r + 1, Vec::new);
             }
-            let line = &mut grid[a];
-            if line.len() <= b {
-                line.resize(b + 1, empty.clone());
+            let line = &mut grid[r];
+            if line.len() <= c {
+                line.resize(c + 1, empty.clone());
             }
-            line[b] = render(&stored.cell);
+            line[c] = render(cell);
         }
         grid
     }

@@ -232,14 +232,13 @@ pub(crate) fn route(method: &str, path: &str) -> (RequestKind, String, String) {
     let (kind, id, range) = match rest.split_once("/values/") {
         Some((id, range)) => (RequestKind::GetValues, id.to_string(), range.to_string()),
         None => {
-            let rest = rest.replace("%3A", ":").replace("%3a", ":");
             let (kind, id) = match (
                 rest.strip_suffix("/values:batchUpdate"),
                 rest.strip_suffix(":batchUpdate"),
             ) {
                 (Some(id), _) => (RequestKind::ValuesBatchUpdate, id),
                 (None, Some(id)) => (RequestKind::BatchUpdate, id),
-                (None, None) => (RequestKind::GetSpreadsheet, rest.as_str()),
+                (None, None) => (RequestKind::GetSpreadsheet, rest),
             };
             (kind, id.to_string(), String::new())
         }
