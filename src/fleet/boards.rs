@@ -514,7 +514,8 @@ impl BoardState {
         }
     }
 
-    /// The board's history, made or (in a reused place) cleared on first use.
+    /// The board's history, made on first use (a reused place keeps its box, which
+    /// [`BoardState::reset`] cleared).
     fn history(&mut self) -> &mut History {
         self.history.get_or_insert_with(Box::default)
     }
