@@ -29,7 +29,7 @@ mod haproxy;
 use haproxy::Haproxy;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, Barrier};
@@ -75,16 +75,19 @@ fn daemon(dir: &Path, mode: &str) -> (Process, SocketAddr) {
 
 /// HAProxy in TCP mode in front of `backend`, with `opts` on the server line.
 fn haproxy(dir: &Path, backend: SocketAddr, opts: &str) -> (Haproxy, SocketAddr) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = format!(
-        "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\
-         frontend f\n  bind {front}\n  maxconn 4000\n  default_backend b\nbackend b\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 4000\n"
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, cfg).unwrap();
     let bin = haproxy::installed().expect("checked before the runs");
-    (Haproxy::start(bin, &path, vec![front]), front)
+    let h = Haproxy::start(bin, 1, |fronts| {
+        let front = fronts[0];
+        let cfg = format!(
+            "global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n\
+             frontend f\n  bind {front}\n  maxconn 4000\n  default_backend b\nbackend b\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 4000\n"
+        );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, cfg).unwrap();
+        path
+    });
+    let front = h.fronts[0];
+    (h, front)
 }
 
 /// Board `i`'s own loopback address.

@@ -5,7 +5,7 @@
 //! boards connect to HAProxy from their own loopback addresses (127.0.x.y).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::metrics::{scrape, value};
@@ -18,25 +18,23 @@ use crate::util::{Daemon, TestDir};
 /// HAProxy's address when it connects to the daemon.
 const PROXY_SOURCE: &str = "127.0.0.100";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// HAProxy with one TCP frontend per server option string, each relaying to `backend`.
 fn haproxy(dir: &TestDir, backend: SocketAddr, server_options: &[&str]) -> Haproxy {
-    let mut cfg = String::from(
-        "global\n  maxconn 4000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
-    );
-    let mut fronts = Vec::new();
-    for (i, opts) in server_options.iter().enumerate() {
-        let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        cfg.push_str(&format!(
-            "\nfrontend f{i}\n  bind {front}\n  maxconn 2000\n  default_backend b{i}\n\nbackend b{i}\n  balance source\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 2000 check inter 200ms\n"
-        ));
-        fronts.push(front);
-    }
-    let path = dir.write(&format!("haproxy-{}.cfg", fronts[0].port()), &cfg);
-    Haproxy::start(haproxy::installed().unwrap_or("haproxy"), &path, fronts)
+    Haproxy::start(
+        haproxy::installed().unwrap_or("haproxy"),
+        server_options.len(),
+        |fronts| {
+            let mut cfg = String::from(
+            "global\n  maxconn 4000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
+        );
+            for (i, (opts, front)) in server_options.iter().zip(fronts).enumerate() {
+                cfg.push_str(&format!(
+                "\nfrontend f{i}\n  bind {front}\n  maxconn 2000\n  default_backend b{i}\n\nbackend b{i}\n  balance source\n  server d {backend} {opts} source {PROXY_SOURCE} maxconn 2000 check inter 200ms\n"
+            ));
+            }
+            dir.write(&format!("haproxy-{}.cfg", fronts[0].port()), &cfg)
+        },
+    )
 }
 
 /// Connects to `to` from the loopback address `from`.
@@ -60,6 +58,35 @@ fn peers(d: &Daemon) -> std::collections::HashMap<String, String> {
         .skip(1)
         .map(|r| (r[1].clone(), r[5].clone()))
         .collect()
+}
+
+/// The start helper's retry: when the port picked for a front is taken before HAProxy
+/// binds it (here held by the test on the first attempt), HAProxy exits and is started
+/// again on a fresh port, which it then listens on.
+#[test]
+fn haproxy_is_started_again_on_fresh_ports_when_its_port_was_taken() {
+    let dir = TestDir::new("proxy-port-taken");
+    let (mut attempts, mut held) = (0, None);
+    let h = Haproxy::start(haproxy::installed().unwrap_or("haproxy"), 1, |fronts| {
+        attempts += 1;
+        if attempts == 1 {
+            held = Some(std::net::TcpListener::bind(fronts[0]).expect("the picked port is free"));
+        }
+        let backend = "127.0.0.1:9"; // never reached: nothing connects here
+        dir.write(
+            &format!("haproxy-{attempts}.cfg"),
+            &format!(
+                "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+                 frontend f\n  bind {}\n  default_backend b\nbackend b\n  server d {backend}\n",
+                fronts[0]
+            ),
+        )
+    });
+    let held = held.expect("the first attempt held its port");
+    assert_eq!(attempts, 2, "one failed start, one good one");
+    assert_ne!(h.fronts[0], held.local_addr().unwrap());
+    // HAProxy holds the new port: nobody else can bind it.
+    assert!(std::net::TcpListener::bind(h.fronts[0]).is_err());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! from its own. Shared by `tests/proxy.rs` and `benches/proxy.rs` (`#[path]` include).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,33 +22,85 @@ pub struct Haproxy {
     pub fronts: Vec<SocketAddr>,
 }
 
+/// How many times [`Haproxy::start`] tries, each on fresh ports.
+const START_ATTEMPTS: usize = 3;
+
 impl Haproxy {
-    /// Starts `bin` on the config at `config` and waits up to 10 s for every front to
-    /// listen. Listening is seen as the port no longer bindable, not probed by
-    /// connecting: a probe would reach the daemon as a connection of its own.
-    pub fn start(bin: &str, config: &Path, fronts: Vec<SocketAddr>) -> Haproxy {
-        let child = Command::new(bin)
-            .args(["-db", "-f"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy (Debian package `haproxy`, installed by scripts/test --install)");
-        let h = Haproxy { child, fronts };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for f in &h.fronts {
+    /// Starts `bin` with `fronts` frontends on free loopback ports: `write_config` gets
+    /// the ports' addresses and returns the path of the config it wrote for them. Waits
+    /// up to 10 s for every front to listen, seen as the port no longer bindable (a probe
+    /// by connecting would reach the daemon as a connection of its own).
+    ///
+    /// A port that was free when picked can be taken before HAProxy binds it (another
+    /// client's outgoing connection gets the same ephemeral port), and then HAProxy exits
+    /// at once. So an HAProxy that exits before it listens is started again on fresh
+    /// ports, up to [`START_ATTEMPTS`] times; its stderr is kept next to the config and
+    /// shown if it never listens.
+    pub fn start(bin: &str, fronts: usize, mut write_config: impl FnMut(&[SocketAddr]) -> PathBuf) -> Haproxy {
+        for attempt in 1..=START_ATTEMPTS {
+            let addrs: Vec<SocketAddr> = (0..fronts).map(|_| free_loopback_port()).collect();
+            let config = write_config(&addrs);
+            let stderr_path = config.with_extension("stderr");
+            let stderr = std::fs::File::create(&stderr_path).expect("create HAProxy's stderr file");
+            let child = Command::new(bin)
+                .args(["-db", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("start haproxy (Debian package `haproxy`, installed by scripts/test --install)");
+            let mut h = Haproxy { child, fronts: addrs };
+            let why = match h.wait_listening(Duration::from_secs(10)) {
+                Ok(()) => return h,
+                Err(why) => why,
+            };
+            let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            let exited = why.starts_with("exited");
+            drop(h);
+            assert!(
+                exited && attempt < START_ATTEMPTS,
+                "HAProxy {why} (attempt {attempt} of {START_ATTEMPTS}); its stderr:\n{said}\nconfig:\n{}",
+                std::fs::read_to_string(&config).unwrap_or_default()
+            );
+            eprintln!(
+                "HAProxy {why}; starting it again on fresh ports. Its stderr: {}",
+                said.trim()
+            );
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Waits until every front listens and HAProxy still runs; `Err` says why not (it
+    /// exited, or the time ran out).
+    fn wait_listening(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        for f in &self.fronts {
             while TcpListener::bind(f).is_ok() {
-                assert!(
-                    Instant::now() < deadline,
-                    "HAProxy did not listen on {f}; config:\n{}",
-                    std::fs::read_to_string(config).unwrap_or_default()
-                );
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(format!("exited ({status}) before listening on {f}"));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("did not listen on {f} within {} s", within.as_secs()));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        h
+        // A port taken by another socket looks the same as one HAProxy listens on; an
+        // HAProxy that could not bind it exits within milliseconds of starting.
+        std::thread::sleep(Duration::from_millis(100));
+        match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!("exited ({status}) right after starting")),
+            _ => Ok(()),
+        }
     }
+}
+
+/// A loopback address with a port that is free now.
+fn free_loopback_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
 }
 
 impl Drop for Haproxy {
