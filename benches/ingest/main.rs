@@ -41,8 +41,8 @@ use report::RunResult;
 
 const USAGE: &str = "usage: cargo bench --bench ingest -- [--quick] [--rounds N] [FILTER...]
   --quick    counts divided by 10 (a smoke run of a few seconds per contender)
-  --rounds N run each workload N times per contender, alternating contenders, and report
-             the median (default 3 for a full run, 1 otherwise)
+  --rounds N run each workload N times per contender, alternating contenders and
+             workloads, and report the median (default 3 for a full run, 1 otherwise)
   FILTER     run only matching contenders (sensorlog, raw, rsyslog) and/or workloads
              (A B C D E, or part of a name: 100x, idle, latency, new-names)";
 
@@ -195,10 +195,12 @@ fn run(opts: &Options) -> i32 {
         scratch.path.display()
     );
 
-    let mut results: Vec<RunResult> = Vec::new();
-    for wl in &workloads {
-        let mut rounds: Vec<Vec<RunResult>> = vec![Vec::new(); contenders.len()];
-        for round in 1..=opts.rounds {
+    // Rounds outermost: round k of every workload and contender runs before round k + 1 of
+    // any, so a drift of the machine over the bench touches every row alike, and round k of
+    // two workloads (stable names and a flood of new ones) can be compared pair by pair.
+    let mut runs: Vec<Vec<Vec<RunResult>>> = vec![vec![Vec::new(); contenders.len()]; workloads.len()];
+    for round in 1..=opts.rounds {
+        for (w, wl) in workloads.iter().enumerate() {
             if opts.rounds > 1 {
                 eprintln!("-- {}: round {round} of {}", wl.name, opts.rounds);
             }
@@ -208,16 +210,16 @@ fn run(opts: &Options) -> i32 {
                         if round == 1 {
                             let mut r = RunResult::new(c, wl);
                             r.skipped = Some(why.clone());
-                            rounds[i].push(r);
+                            runs[w][i].push(r);
                         }
                         continue;
                     }
                 }
-                rounds[i].push(run::one(&mut bench, c, wl));
+                runs[w][i].push(run::one(&mut bench, c, wl));
             }
         }
-        results.extend(rounds.into_iter().map(RunResult::combine));
     }
+    let results: Vec<RunResult> = runs.into_iter().flatten().map(RunResult::combine).collect();
 
     let rsyslog_config = rsyslogd.as_ref().ok().map(|_| {
         rsyslog::config(

@@ -28,6 +28,8 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// readings/s of every round, when the workload ran more than once (`--rounds`).
     pub round_rates: Vec<f64>,
+    /// The contender's CPU seconds per reading of every round, in round order (`--rounds`).
+    pub round_cpu: Vec<Option<f64>>,
     /// Why it did not run at all.
     pub skipped: Option<String>,
     /// What went wrong, if it did not complete.
@@ -49,6 +51,7 @@ impl RunResult {
             latency: None,
             notes: Vec::new(),
             round_rates: Vec::new(),
+            round_cpu: Vec::new(),
             skipped: None,
             failed: None,
         }
@@ -58,13 +61,23 @@ impl RunResult {
         self.secs.filter(|s| *s > 0.0).map(|s| self.sent as f64 / s)
     }
 
+    /// The contender's CPU seconds (user + system) per reading sent.
+    fn cpu_per_reading(&self) -> Option<f64> {
+        self.server_cpu_secs
+            .filter(|_| self.sent > 0)
+            .map(|c| c / self.sent as f64)
+    }
+
     /// Several rounds of one contender × workload as one result: the round with the
     /// median readings/s stands for them (this machine's run-to-run spread is wide, so one
     /// round can mislead), while losses and doubles add up over all rounds, peak RSS is
     /// the highest, and the first failure is kept.
     pub fn combine(mut rounds: Vec<RunResult>) -> RunResult {
+        let cpu: Vec<Option<f64>> = rounds.iter().map(RunResult::cpu_per_reading).collect();
         if rounds.len() == 1 {
-            return rounds.remove(0);
+            let mut only = rounds.remove(0);
+            only.round_cpu = cpu;
+            return only;
         }
         let rates: Vec<f64> = rounds.iter().filter_map(RunResult::readings_per_sec).collect();
         let sum = |f: fn(&RunResult) -> Option<u64>| rounds.iter().map(f).sum::<Option<u64>>();
@@ -88,6 +101,7 @@ impl RunResult {
         median.failed = failed;
         median.notes = notes;
         median.round_rates = rates;
+        median.round_cpu = cpu;
         median
     }
 
@@ -215,6 +229,8 @@ pub fn print(results: &[RunResult], ctx: &Context) {
         );
     }
 
+    print_cpu_per_reading(results);
+
     let timed: Vec<&RunResult> = results.iter().filter(|r| r.latency.is_some()).collect();
     if !timed.is_empty() {
         println!();
@@ -252,6 +268,74 @@ pub fn print(results: &[RunResult], ctx: &Context) {
     legend(results, ctx);
 }
 
+/// sensorlog's CPU per reading, each workload's median over its rounds, and for a flood of
+/// new names the ratio to its stable twin (issue 22's goal: at most 1.5). Rounds of the
+/// two workloads alternate, so round k of each ran side by side: the ratio is given both
+/// median over median and as the median of the rounds' own ratios, with every round's.
+fn print_cpu_per_reading(results: &[RunResult]) {
+    let ours: Vec<&RunResult> = results
+        .iter()
+        .filter(|r| r.contender == Contender::Sensorlog && r.round_cpu.iter().any(Option::is_some))
+        .collect();
+    if ours.is_empty() {
+        return;
+    }
+    println!();
+    println!("CPU per reading (sensorlog's user + system CPU / readings; median of the rounds, min-max):");
+    for r in &ours {
+        let cpu: Vec<f64> = r.round_cpu.iter().flatten().copied().collect();
+        let (lo, hi) = (
+            cpu.iter().copied().fold(f64::MAX, f64::min),
+            cpu.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "  {:<20} {:>6.0} ns   ({:.0}-{:.0} ns, {} x)",
+            r.workload.name,
+            median(&cpu).unwrap_or(0.0) * 1e9,
+            lo * 1e9,
+            hi * 1e9,
+            cpu.len()
+        );
+    }
+    for flood in ours.iter().filter(|r| r.workload.new_names) {
+        let twin = format!("{}x{}", flood.workload.boards, flood.workload.count.unwrap_or(0));
+        let Some(stable) = ours.iter().find(|r| !r.workload.new_names && r.workload.name == twin) else {
+            continue;
+        };
+        let per_round: Vec<f64> = flood
+            .round_cpu
+            .iter()
+            .zip(&stable.round_cpu)
+            .filter_map(|(f, s)| Some(f.as_ref()? / s.as_ref()?))
+            .collect();
+        let of_medians = |r: &RunResult| median(&r.round_cpu.iter().flatten().copied().collect::<Vec<_>>());
+        let (Some(f), Some(s)) = (of_medians(flood), of_medians(stable)) else {
+            continue;
+        };
+        let rounds: Vec<String> = per_round.iter().map(|x| format!("{x:.2}")).collect();
+        println!(
+            "  {} / {}: {:.2} median over median; round by round {} (median {:.2})",
+            flood.workload.name,
+            stable.workload.name,
+            f / s,
+            rounds.join(" "),
+            median(&per_round).unwrap_or(f64::NAN)
+        );
+    }
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 fn legend(results: &[RunResult], ctx: &Context) {
     println!();
     println!("Legend:");
@@ -271,7 +355,7 @@ fn legend(results: &[RunResult], ctx: &Context) {
     println!("               peak RSS = VmHWM just before SIGTERM; srv CPU = the contender's user+sys CPU;");
     println!("               gen CPU = the load generator's. A fresh contender process per run.");
     println!("               With several rounds (--rounds), the median round is shown; lost and dup add up");
-    println!("               over all rounds; rounds of different contenders alternate.");
+    println!("               over all rounds; rounds of different contenders and workloads alternate.");
     println!(
         "  machine    {} CPUs ({}), Linux {}, open-files limit {}; contender, generator and harness",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
