@@ -103,6 +103,9 @@ fn main() {
         max_fields: 8,
         chart_window: Duration::from_secs(3600),
         chart_points: 120,
+        // Every name tracked: the hook's worst case (the default budget is measured below).
+        new_name_burst: 1_000_000,
+        new_names_per_minute: 1_000_000,
     };
     let alerts = AlertsConfig {
         silent_factor: 5.0,
@@ -134,7 +137,7 @@ fn main() {
                 ]
                 .into_iter(),
             );
-            b.record_at(&seen, std::iter::once(true), PEER, true, k * step_ms + i as u64);
+            b.record_at(&mut seen, std::iter::once(true), PEER, true, k * step_ms + i as u64);
             seen.clear();
             readings += 1;
         }
@@ -213,6 +216,26 @@ fn main() {
         flood.evicted() - evicted
     );
     assert_eq!(flood.evicted() - evicted, n, "every new name evicts one board");
+    // The same flood from one connection under the default budget of new names: past
+    // its burst, each name is looked up and not tracked (its readings are in the CSV).
+    let defaults = BoardsConfig {
+        new_name_burst: 100,
+        new_names_per_minute: 60,
+        ..cfg.clone()
+    };
+    let budgeted = Boards::new(&defaults, &alerts);
+    ingest(&budgeted, cfg.max_boards as u64 + 1000, flood_name);
+    let (budget_allocs, budget_ns) = ingest(&budgeted, n, |i, d| flood_name(i + 100_000_000, d));
+    println!(
+        "boards: the same flood under the default budget of {} new names a connection then {}/min: {} readings untracked, {budget_allocs:.3} allocations and {budget_ns:.0} ns per reading",
+        defaults.new_name_burst,
+        defaults.new_names_per_minute,
+        budgeted.untracked_readings()
+    );
+    assert!(
+        budgeted.untracked_readings() >= n + cfg.max_boards as u64 + 1000 - 2 * 200,
+        "past the burst, new names are not tracked"
+    );
     assert!(
         flood_allocs < 0.01,
         "a flood of new names allocates per name: {flood_allocs} allocations per reading"

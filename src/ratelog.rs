@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(10);
 
 /// One cause: logs at most once per interval.
+#[derive(Debug)]
 pub struct RateLimitedLog {
     every: Duration,
     count: AtomicU64,

@@ -319,3 +319,61 @@ fn boards_of_an_earlier_run_are_never_seen_since_start_until_they_report() {
     drop(s);
     d.stop();
 }
+
+/// Issue 22: one board that puts a counter in its device name takes at most its
+/// connection's burst of places on the dashboard; every one of its readings is still in
+/// the CSV, the rest are counted and logged once, and the real boards stay listed.
+#[test]
+fn a_board_with_a_new_name_per_reading_keeps_its_readings_but_not_the_dashboard() {
+    let dir = TestDir::new("metrics-new-name-budget");
+    let cfg = dir.write(
+        "sensorlog.toml",
+        "[boards]\nmax_boards = 10\nnew_name_burst = 4\nnew_names_per_minute = 1\n",
+    );
+    let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    let http = d.http_addr();
+    let mut real = d.connect();
+    send_lines(
+        &mut real,
+        &["device=kitchen t=1".to_string(), "device=attic t=2".to_string()],
+    );
+    let mut bad = d.connect();
+    let lines: Vec<String> = (0..50).map(|i| format!("device=clock-{i:03} t={i}")).collect();
+    send_lines(&mut bad, &lines);
+    assert!(wait_until(Duration::from_secs(10), || {
+        value(&scrape(http), "sensorlog_board_readings_untracked_total") == 46.0
+    }));
+    let (_, body) = get(&format!("http://{http}/api/boards"));
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = api["boards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["attic", "clock-000", "clock-001", "clock-002", "clock-003", "kitchen"]
+    );
+    assert_eq!(api["totals"]["untracked_readings"], 46, "{api}");
+    assert_eq!(api["totals"]["evicted"], 0, "{api}");
+    // A known name of the flooding connection is still tracked.
+    send_lines(&mut bad, &["device=clock-001 t=99".to_string()]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(&format!("http://{http}/api/boards")).1.contains("\"value\":\"99\"")
+    }));
+    let csv = std::fs::read_to_string(&d.csv).unwrap();
+    for i in 0..50 {
+        assert!(
+            csv.contains(&format!(",clock-{i:03},")),
+            "clock-{i:03} missing from the CSV"
+        );
+    }
+    let warning = d
+        .wait_for_log("were not tracked on the dashboard", Duration::from_secs(10))
+        .expect("a warning names the budget");
+    assert!(warning.contains("boards.new_name_burst = 4"), "{warning}");
+    assert!(warning.contains("127.0.0.1:"), "{warning}");
+    drop((real, bad));
+    d.stop();
+}

@@ -33,6 +33,16 @@
 //!   that second reading (`History`), so the place of a board heard from once, the
 //!   place a new name takes at the cap, stays small.
 //!
+//! - each connection brings in at most `boards.new_name_burst` new device names at once and
+//!   `boards.new_names_per_minute` after that (a token bucket per connection, consulted
+//!   only for a name not in the table). A reading under a name past that budget is
+//!   written to the CSV (and the sheet) as always, but not tracked here: counted in
+//!   [`Boards::untracked_readings`] and logged at most once per [`UNTRACKED_LOG_EVERY`].
+//!   Without it one board with the time in its name would push every real board out of
+//!   the table within `max_boards` readings, and with them their silence alerts; with it
+//!   such a board takes at most its burst of places, and a flood of new names costs
+//!   a look-up per reading instead of a new place (issue 22).
+//!
 //! [`Boards::memory_bound_bytes`] states the resulting worst case; `cargo bench --bench
 //! boards` measures it for 10,000 boards.
 
@@ -51,6 +61,8 @@ mod sip;
 use settings::{AlertsConfig, BoardsConfig};
 use sip::SipKey;
 
+use crate::ratelog::RateLimitedLog;
+
 /// Gaps between readings remembered per board for its usual interval.
 pub const GAPS: usize = 16;
 /// Longest latest value kept per field, in bytes (the dashboard shows values, not essays).
@@ -59,6 +71,8 @@ pub const MAX_VALUE_CHARS: usize = 64;
 const TEXT_HEADROOM: usize = 16;
 /// Initial capacity of a board's name (see [`Boards::memory_bound_bytes`]).
 const NAME_ROOM: usize = 24;
+/// At most one log line per this interval about new names past a connection's budget.
+pub const UNTRACKED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How much of the CSV's end is read at start to list the boards of earlier runs.
 pub const PREVIOUS_RUN_TAIL_BYTES: u64 = 1 << 20;
 
@@ -105,6 +119,40 @@ pub struct Sightings {
     /// Whether a run has rows to read back ([`Sightings::resolve`] has work): never for a
     /// flood of new names, where it would look at every run for nothing.
     read_back: bool,
+    /// The connection's budget of new names (kept by [`Sightings::clear`]).
+    budget: NameBudget,
+}
+
+/// A connection's token bucket of new device names (`boards.new_name_burst` and
+/// `boards.new_names_per_minute`): full at the connection's first new name, one token
+/// per name not yet in the table.
+#[derive(Debug, Default)]
+struct NameBudget {
+    tokens: f64,
+    /// When `tokens` was last brought up to date (ms since the boards' start); `None`
+    /// before the first new name.
+    at_ms: Option<u64>,
+}
+
+impl NameBudget {
+    /// Takes one token at `now_ms` if there is one.
+    fn take(&mut self, now_ms: u64, burst: u32, per_minute: u32) -> bool {
+        let burst = f64::from(burst);
+        self.tokens = match self.at_ms {
+            None => burst,
+            Some(at) => {
+                let refill = now_ms.saturating_sub(at) as f64 * f64::from(per_minute) / 60_000.0;
+                (self.tokens + refill).min(burst)
+            }
+        };
+        self.at_ms = Some(now_ms);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Consecutive readings of one device in a chunk. They all share the chunk's receive
@@ -681,6 +729,8 @@ pub struct BoardTotals {
     pub unseen: usize,
     pub readings_per_min: f64,
     pub evicted: u64,
+    /// Readings under new names past their connection's budget ([`Boards::untracked_readings`]).
+    pub untracked_readings: u64,
 }
 
 /// No slot: the end of the recency list.
@@ -851,6 +901,10 @@ pub struct Boards {
     start: Instant,
     start_unix_ms: u64,
     evicted: AtomicU64,
+    new_name_burst: u32,
+    new_names_per_minute: u32,
+    untracked: AtomicU64,
+    untracked_log: RateLimitedLog,
 }
 
 impl Boards {
@@ -868,6 +922,10 @@ impl Boards {
             start: Instant::now(),
             start_unix_ms: unix_ms(SystemTime::now()),
             evicted: AtomicU64::new(0),
+            new_name_burst: cfg.new_name_burst,
+            new_names_per_minute: cfg.new_names_per_minute,
+            untracked: AtomicU64::new(0),
+            untracked_log: RateLimitedLog::new(UNTRACKED_LOG_EVERY),
         }
     }
 
@@ -883,6 +941,13 @@ impl Boards {
     /// Boards dropped from memory because `boards.max_boards` was reached.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(Relaxed)
+    }
+
+    /// Readings not tracked because their device name was new and their connection had
+    /// used its budget of new names (`boards.new_name_burst`,
+    /// `boards.new_names_per_minute`); they are in the CSV all the same.
+    pub fn untracked_readings(&self) -> u64 {
+        self.untracked.load(Relaxed)
     }
 
     /// Worst-case bytes for `max_boards` boards each with `max_fields` full rings and
@@ -937,7 +1002,7 @@ impl Boards {
     #[doc(hidden)]
     pub fn record_at(
         &self,
-        seen: &Sightings,
+        seen: &mut Sightings,
         written: impl Iterator<Item = bool>,
         peer: SocketAddr,
         ack: bool,
@@ -950,7 +1015,16 @@ impl Boards {
         // the cap, for the cache misses on the reused place before going on (issue 22,
         // seventh round).
         let mut evicted = 0;
-        for r in &seen.runs {
+        // New names past the connection's budget, and the last of them, logged after the lock.
+        let (mut untracked, mut untracked_name) = (0u64, None);
+        let Sightings {
+            runs,
+            fields,
+            text,
+            budget,
+            ..
+        } = seen;
+        for r in runs.iter() {
             debug_assert!(r.read_back.is_none(), "resolved before");
             // The outcomes of the readings merged into `r`: count the written ones; the
             // values are the last reading's, applied only if that one was written.
@@ -968,7 +1042,7 @@ impl Boards {
             if n == 0 {
                 continue;
             }
-            let device = seen.get(r.device);
+            let device = &text[r.device.0..r.device.1];
             let hash = inner.hash(device);
             let (i, before) = match inner.find(device, hash) {
                 Some(i) => {
@@ -976,6 +1050,11 @@ impl Boards {
                     (i, inner.slots[i as usize].board.heard(peer, ack, n, now_ms))
                 }
                 None => {
+                    if !budget.take(now_ms, self.new_name_burst, self.new_names_per_minute) {
+                        untracked += n;
+                        untracked_name = Some(r.device);
+                        continue;
+                    }
                     let (i, reused) = inner.insert(device, hash, self.max_boards);
                     evicted += u64::from(reused);
                     inner.slots[i as usize].board.start(peer, ack, n, now_ms);
@@ -993,15 +1072,15 @@ impl Boards {
                     self.start_chart(b, last);
                 }
             }
-            let fields = &seen.fields[r.fields.0..r.fields.1];
+            let fields = &fields[r.fields.0..r.fields.1];
             // A new board's first reading, and a known board's usual one, in one piece.
-            let in_order = b.latest.set_in_order(&seen.text, fields, self.max_fields);
+            let in_order = b.latest.set_in_order(text, fields, self.max_fields);
             if in_order && !b.charted() {
                 continue;
             }
             let secs = (now_ms / 1000).min(u64::from(u32::MAX)) as u32;
             for (i, f) in fields.iter().enumerate() {
-                let (name, value) = f.in_text(&seen.text);
+                let (name, value) = f.in_text(text);
                 let field = if in_order {
                     i
                 } else {
@@ -1022,6 +1101,17 @@ impl Boards {
         drop(inner);
         if evicted > 0 {
             self.evicted.fetch_add(evicted, Relaxed);
+        }
+        if let Some(name) = untracked_name {
+            let total = self.untracked.fetch_add(untracked, Relaxed) + untracked;
+            let name = &text[name.0..name.1];
+            self.untracked_log.log(|_| {
+                log::warn!(
+                    "{total} readings under new device names were not tracked on the dashboard since start (the latest: {name:?} from {peer}): a connection may bring in boards.new_name_burst = {} new names at once and boards.new_names_per_minute = {} after that. Their readings are in the CSV as usual. A board that puts a counter or the time in its device name should be fixed; for a gateway that forwards many boards over one connection, raise boards.new_name_burst.",
+                    self.new_name_burst,
+                    self.new_names_per_minute
+                )
+            });
         }
     }
 
@@ -1121,6 +1211,7 @@ impl Boards {
         let mut totals = BoardTotals {
             boards: inner.slots.len(),
             evicted: self.evicted(),
+            untracked_readings: self.untracked_readings(),
             ..BoardTotals::default()
         };
         let mut names: Vec<(&str, &BoardState)> = Vec::with_capacity(inner.slots.len());
@@ -1262,26 +1353,35 @@ mod tests {
     const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 5000);
 
     fn boards(max_boards: usize, min_silent_secs: u64) -> Boards {
-        let b = BoardsConfig {
+        Boards::new(&boards_config(max_boards), &alerts_config(min_silent_secs))
+    }
+
+    /// Small boards for tests; a budget of new names no test reaches unless it sets one.
+    fn boards_config(max_boards: usize) -> BoardsConfig {
+        BoardsConfig {
             max_boards,
             max_fields: 2,
             chart_window: Duration::from_secs(60),
             chart_points: 6,
-        };
-        let a = AlertsConfig {
+            new_name_burst: 1_000_000,
+            new_names_per_minute: 60,
+        }
+    }
+
+    fn alerts_config(min_silent_secs: u64) -> AlertsConfig {
+        AlertsConfig {
             silent_factor: 5.0,
             min_silent: Duration::from_secs(min_silent_secs),
             webhook_url: None,
             webhook_queue: 10,
             webhook_timeout: Duration::from_secs(1),
-        };
-        Boards::new(&b, &a)
+        }
     }
 
     fn send(b: &Boards, device: &str, fields: &[(&str, &str, bool)], at_ms: u64) {
         let mut s = Sightings::default();
         s.push(device, fields.iter().copied());
-        b.record_at(&s, std::iter::once(true), PEER, true, at_ms);
+        b.record_at(&mut s, std::iter::once(true), PEER, true, at_ms);
     }
 
     #[test]
@@ -1556,6 +1656,76 @@ mod tests {
                 assert_eq!(backward, forward, "cap {cap}, step {n}");
             }
         }
+    }
+
+    /// Notes one reading of each of `devices` on the connection `s`, then records them.
+    fn send_on(b: &Boards, s: &mut Sightings, devices: &[&str], at_ms: u64) {
+        for d in devices {
+            s.push(d, [("t", "1", true)].into_iter());
+        }
+        b.record_at(s, std::iter::repeat(true), PEER, true, at_ms);
+        s.clear();
+    }
+
+    fn tracked(b: &Boards) -> Vec<String> {
+        b.snapshot(false, usize::MAX).1.into_iter().map(|v| v.device).collect()
+    }
+
+    #[test]
+    fn issue_22_a_connection_brings_in_its_burst_of_new_names_then_its_rate() {
+        let b = Boards::new(
+            &BoardsConfig {
+                new_name_burst: 3,
+                new_names_per_minute: 60,
+                ..boards_config(100)
+            },
+            &alerts_config(1),
+        );
+        let mut conn = Sightings::default();
+        send_on(&b, &mut conn, &["n1", "n2", "n3", "n4", "n5"], 0);
+        assert_eq!(tracked(&b), ["n1", "n2", "n3"], "the burst, in order");
+        assert_eq!(b.untracked_readings(), 2);
+        // A known name costs no budget and goes on being tracked.
+        send_on(&b, &mut conn, &["n1", "n1"], 100);
+        assert_eq!(b.snapshot(false, 1).1[0].readings, 3);
+        // One name a second at 60 a minute: none after half a second, one after a second.
+        send_on(&b, &mut conn, &["n6"], 500);
+        send_on(&b, &mut conn, &["n7"], 1000);
+        assert_eq!(tracked(&b), ["n1", "n2", "n3", "n7"]);
+        assert_eq!(b.untracked_readings(), 3);
+        // The refill stops at the burst, however long the connection was quiet.
+        send_on(&b, &mut conn, &["a", "b", "c", "d"], 3_600_000);
+        assert_eq!(b.untracked_readings(), 4, "three of four after an hour");
+        // Another connection has its own budget.
+        let mut other = Sightings::default();
+        send_on(&b, &mut other, &["o1", "o2"], 3_600_000);
+        assert_eq!(b.snapshot(false, 0).0.boards, 9);
+        assert_eq!(b.snapshot(false, 0).0.untracked_readings, 4);
+    }
+
+    #[test]
+    fn issue_22_one_flooding_connection_cannot_push_the_real_boards_out() {
+        let b = Boards::new(
+            &BoardsConfig {
+                new_name_burst: 5,
+                ..boards_config(10)
+            },
+            &alerts_config(1),
+        );
+        for d in ["real-1", "real-2", "real-3"] {
+            send(&b, d, &[("t", "1", true)], 0);
+        }
+        let mut flood = Sightings::default();
+        let names: Vec<String> = (0..1000).map(|i| format!("ts-{i}")).collect();
+        for (k, chunk) in names.chunks(100).enumerate() {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            send_on(&b, &mut flood, &chunk, k as u64);
+        }
+        let now = tracked(&b);
+        assert_eq!(now.len(), 8, "{now:?}");
+        assert!(now.iter().filter(|d| d.starts_with("real-")).count() == 3, "{now:?}");
+        assert_eq!(b.evicted(), 0);
+        assert_eq!(b.untracked_readings(), 995);
     }
 
     #[test]

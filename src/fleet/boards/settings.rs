@@ -20,6 +20,9 @@ section! {
         chart_window_secs: u64 [CHART_WINDOW_SECS: default 3600, min 10, max 7 * 86_400, unit " seconds"]
             => chart_window: Duration = Duration::from_secs,
         chart_points: usize [CHART_POINTS: default 120, min 2, max 10_000, unit " points"] => chart_points: usize,
+        new_name_burst: u32 [NEW_NAME_BURST: default 100, min 1, max 1_000_000, unit " names"] => new_name_burst: u32,
+        new_names_per_minute: u32 [NEW_NAMES_PER_MINUTE: default 60, min 1, max 1_000_000, unit " names"]
+            => new_names_per_minute: u32,
     }
 }
 

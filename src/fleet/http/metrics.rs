@@ -277,6 +277,11 @@ impl Collector for Exporter {
                 "Boards dropped from memory at boards.max_boards (least recently seen first).",
                 one(totals.evicted),
             ),
+            counter(
+                "sensorlog_board_readings_untracked",
+                "Readings under new device names past their connection's budget (boards.new_name_burst, boards.new_names_per_minute): in the CSV, not tracked here.",
+                one(totals.untracked_readings),
+            ),
             gauge(
                 "sensorlog_board_silent",
                 "1 if the board is silent now.",
