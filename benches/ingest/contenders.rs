@@ -89,7 +89,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Contender {
     /// Starts the contender writing to `out`; returns once it accepts connections.
-    pub fn start(self, setup: &Setup, name: &str, out: &Path) -> Result<Server, String> {
+    /// `sensorlog_toml`: a config file for sensorlog, as text (ignored by the others).
+    pub fn start(self, setup: &Setup, name: &str, out: &Path, sensorlog_toml: Option<&str>) -> Result<Server, String> {
         match self {
             Contender::Sensorlog => {
                 let other_build = std::env::var_os(SERVER_BIN_ENV);
@@ -105,6 +106,11 @@ impl Contender {
                     // builds, measured through SENSORLOG_BENCH_SERVER_BIN, have neither.)
                     cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS])
                         .args(["--http-listen", "127.0.0.1:0"]);
+                }
+                if let Some(toml) = sensorlog_toml {
+                    let path = setup.dir.join(format!("{name}.sensorlog.toml"));
+                    std::fs::write(&path, toml).map_err(|e| format!("write {}: {e}", path.display()))?;
+                    cmd.arg("--config").arg(path);
                 }
                 let mut proc =
                     Proc::spawn("sensorlog", cmd, false, None).map_err(|e| format!("spawn sensorlog: {e}"))?;

@@ -52,9 +52,15 @@ pub struct Workload {
     /// Every reading under a device name never used before (`simulate
     /// --new-name-per-reading`): what a flood of new names costs (issue 22).
     pub new_names: bool,
+    /// A config file for sensorlog in this workload (the other contenders have no such
+    /// setting), as TOML text.
+    pub sensorlog_toml: Option<&'static str>,
 }
 
-/// The five workloads at `scale`.
+/// sensorlog's config for workload F: no connection runs out of its budget of new names.
+const TRACK_EVERY_NAME: &str = "[boards]\nnew_name_burst = 1000000\nnew_names_per_minute = 1000000\n";
+
+/// The six workloads at `scale`.
 pub fn workloads(scale: Scale) -> Vec<Workload> {
     let d = scale.divisor();
     let throughput = |key, boards: u64, count: u64| Workload {
@@ -67,6 +73,7 @@ pub fn workloads(scale: Scale) -> Vec<Workload> {
         idle: 0,
         stamp: false,
         new_names: false,
+        sensorlog_toml: None,
     };
     let idle = 10_000 / d;
     let idle_name = if idle.is_multiple_of(1000) {
@@ -94,12 +101,22 @@ pub fn workloads(scale: Scale) -> Vec<Workload> {
             idle: 0,
             stamp: true,
             new_names: false,
+            sensorlog_toml: None,
         },
         Workload {
             key: 'E',
             name: format!("100x{}-new-names", 20_000 / d),
             new_names: true,
             ..throughput('E', 100, 20_000)
+        },
+        // E with every new name tracked on the dashboard (by default a connection brings
+        // in 100, then 60 a minute): the board table's own worst case, side by side.
+        Workload {
+            key: 'F',
+            name: format!("100x{}-new-names-tracked", 20_000 / d),
+            new_names: true,
+            sensorlog_toml: Some(TRACK_EVERY_NAME),
+            ..throughput('F', 100, 20_000)
         },
     ]
 }

@@ -4,7 +4,7 @@
 //!
 //! `bash benches/run.sh` runs it (it installs rsyslog first if needed), or directly
 //! `cargo bench --bench ingest -- [--quick] [FILTER...]`; a filter is a contender name
-//! (`sensorlog`, `raw`, `rsyslog`) or a workload letter or name (`A`..`D`, `idle`,
+//! (`sensorlog`, `raw`, `rsyslog`) or a workload letter or name (`A`..`F`, `idle`,
 //! `latency`). Under `cargo test --all-targets` (no `--bench` argument) it does a smoke
 //! run at a hundredth of the size, so CI keeps the harness working, not just compiling.
 //!
@@ -44,7 +44,7 @@ const USAGE: &str = "usage: cargo bench --bench ingest -- [--quick] [--rounds N]
   --rounds N run each workload N times per contender, alternating contenders and
              workloads, and report the median (default 3 for a full run, 1 otherwise)
   FILTER     run only matching contenders (sensorlog, raw, rsyslog) and/or workloads
-             (A B C D E, or part of a name: 100x, idle, latency, new-names)";
+             (A B C D E F, or part of a name: 100x, idle, latency, new-names, tracked)";
 
 struct Options {
     scale: Scale,

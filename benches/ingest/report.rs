@@ -282,6 +282,7 @@ fn print_cpu_per_reading(results: &[RunResult]) {
     }
     println!();
     println!("CPU per reading (sensorlog's user + system CPU / readings; median of the rounds, min-max):");
+    let width = ours.iter().map(|r| r.workload.name.len()).max().unwrap_or(0);
     for r in &ours {
         let cpu: Vec<f64> = r.round_cpu.iter().flatten().copied().collect();
         let (lo, hi) = (
@@ -289,7 +290,7 @@ fn print_cpu_per_reading(results: &[RunResult]) {
             cpu.iter().copied().fold(0.0, f64::max),
         );
         println!(
-            "  {:<20} {:>6.0} ns   ({:.0}-{:.0} ns, {} x)",
+            "  {:<width$} {:>6.0} ns   ({:.0}-{:.0} ns, {} x)",
             r.workload.name,
             median(&cpu).unwrap_or(0.0) * 1e9,
             lo * 1e9,

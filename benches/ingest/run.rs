@@ -106,7 +106,7 @@ fn measure(
     result: &mut RunResult,
 ) -> Result<(), String> {
     let _ = std::fs::remove_file(out);
-    let mut server = contender.start(&bench.setup, name, out)?;
+    let mut server = contender.start(&bench.setup, name, out, wl.sensorlog_toml)?;
     let pid = server.proc.pid();
     let idle = if wl.idle > 0 {
         Some(hold_idle(pid, server.addr, wl.idle, result)?)
@@ -331,6 +331,7 @@ pub fn choose_rsyslog_tuning(bench: &mut Bench) -> Vec<String> {
         idle: 0,
         stamp: false,
         new_names: false,
+        sensorlog_toml: None,
     };
     // Rounds alternate the candidates, so a disturbance on the machine does not hit one
     // candidate's every try; each is ranked by its median round (a single lucky round
