@@ -123,35 +123,30 @@ pub struct Sightings {
     budget: NameBudget,
 }
 
-/// A connection's token bucket of new device names (`boards.new_name_burst` and
-/// `boards.new_names_per_minute`): full at the connection's first new name, one token
-/// per name not yet in the table.
+/// A connection's budget of new device names (`boards.new_name_burst`, then
+/// `boards.new_names_per_minute`): a token bucket kept as the time it will next be full
+/// (the generic cell rate algorithm), so a name costs an add and a compare in integers,
+/// with no refill to compute and no rounding (issue 22: this runs for every name of a
+/// flood).
 #[derive(Debug, Default)]
 struct NameBudget {
-    tokens: f64,
-    /// When `tokens` was last brought up to date (ms since the boards' start); `None`
-    /// before the first new name.
-    at_ms: Option<u64>,
+    /// Microseconds since the boards' start by which every name taken so far would have
+    /// been paid for at the steady rate; at or before now, the bucket is full.
+    paid_until_us: u64,
 }
 
 impl NameBudget {
-    /// Takes one token at `now_ms` if there is one.
-    fn take(&mut self, now_ms: u64, burst: u32, per_minute: u32) -> bool {
-        let burst = f64::from(burst);
-        self.tokens = match self.at_ms {
-            None => burst,
-            Some(at) => {
-                let refill = now_ms.saturating_sub(at) as f64 * f64::from(per_minute) / 60_000.0;
-                (self.tokens + refill).min(burst)
-            }
-        };
-        self.at_ms = Some(now_ms);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    /// Takes one name at `now_ms` if the budget allows it: `interval_us` is the steady
+    /// rate's time per name, `burst_us` the burst's worth of it.
+    #[inline]
+    fn take(&mut self, now_ms: u64, interval_us: u64, burst_us: u64) -> bool {
+        let now = now_ms.saturating_mul(1000);
+        let paid_until = self.paid_until_us.max(now) + interval_us;
+        if paid_until - now > burst_us {
+            return false;
         }
+        self.paid_until_us = paid_until;
+        true
     }
 }
 
@@ -903,6 +898,9 @@ pub struct Boards {
     evicted: AtomicU64,
     new_name_burst: u32,
     new_names_per_minute: u32,
+    /// The budget of new names per connection as [`NameBudget::take`] wants it.
+    new_name_interval_us: u64,
+    new_name_burst_us: u64,
     untracked: AtomicU64,
     untracked_log: RateLimitedLog,
 }
@@ -924,6 +922,9 @@ impl Boards {
             evicted: AtomicU64::new(0),
             new_name_burst: cfg.new_name_burst,
             new_names_per_minute: cfg.new_names_per_minute,
+            new_name_interval_us: 60_000_000 / u64::from(cfg.new_names_per_minute.max(1)),
+            new_name_burst_us: u64::from(cfg.new_name_burst)
+                * (60_000_000 / u64::from(cfg.new_names_per_minute.max(1))),
             untracked: AtomicU64::new(0),
             untracked_log: RateLimitedLog::new(UNTRACKED_LOG_EVERY),
         }
@@ -1050,7 +1051,7 @@ impl Boards {
                     (i, inner.slots[i as usize].board.heard(peer, ack, n, now_ms))
                 }
                 None => {
-                    if !budget.take(now_ms, self.new_name_burst, self.new_names_per_minute) {
+                    if !budget.take(now_ms, self.new_name_interval_us, self.new_name_burst_us) {
                         untracked += n;
                         untracked_name = Some(r.device);
                         continue;
