@@ -237,7 +237,7 @@ fn dashboard_shows_boards_live_and_turns_a_stopped_board_silent() {
     let dir = TestDir::new("dashboard");
     let cfg = dir.write(
         "sensorlog.toml",
-        "[boards]\nchart_window_secs = 60\nchart_points = 60\n[alerts]\nmin_silent_secs = 2\nsilent_factor = 3\n",
+        "[boards]\nchart_window_secs = 60\nchart_points = 60\nnew_name_burst = 2\n[alerts]\nmin_silent_secs = 2\nsilent_factor = 3\n",
     );
     let d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
     let http = d.http_addr();
@@ -340,6 +340,25 @@ fn dashboard_shows_boards_live_and_turns_a_stopped_board_silent() {
         "not phone-sized: [page width, window width, cards, card right edge, stacked] = {v}"
     );
     browser.screenshot(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-phone.png"));
+
+    // Issue 22: a connection past its budget of new names (2 here): the header says how
+    // many readings the dashboard leaves out.
+    let mut clock = d.connect();
+    clock
+        .write_all(b"device=clock-1 t=1\ndevice=clock-2 t=2\ndevice=clock-3 t=3\ndevice=clock-4 t=4\n")
+        .unwrap();
+    let (ok, header) = browser.wait_js(
+        "return document.getElementById('totals').textContent;",
+        Duration::from_secs(5),
+        |v| {
+            v.as_str()
+                .unwrap_or("")
+                .contains("2 readings under new names not tracked (boards.new_name_burst)")
+        },
+    );
+    assert!(ok, "{header}");
+    assert!(header.as_str().unwrap().starts_with("4 boards"), "{header}");
+    drop(clock);
     kitchen.stop();
     drop(browser);
     d.stop();

@@ -205,6 +205,8 @@
       parts.push("Sheets off");
     }
     if (o.shown < t.boards) parts.push("showing " + o.shown + " (see /api/boards)");
+    // A board that puts a counter or the time in its name (see boards.new_name_burst).
+    if (t.untracked_readings) parts.push(t.untracked_readings + " readings under new names not tracked (boards.new_name_burst)");
     document.getElementById("totals").textContent = parts.join(" · ");
     // Refused connections by reason and real address: many from one address is a NAT
     // (raise server.max_connections_per_ip) or a flood (see the README's troubleshooting).
