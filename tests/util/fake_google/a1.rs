@@ -53,20 +53,18 @@ pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Re
     };
     let props = &ss.sheets[sheet].props;
     if r1 >= props.rows || c1 >= props.cols {
-        return Err(grid_limit_error(text, props));
+        let (rows, cols) = (props.rows, props.cols);
+        return invalid!("Range ({text}) exceeds grid limits. Max rows: {rows}, max columns: {cols}");
     }
     Ok(Resolved { sheet, r0, c0, r1, c1 })
 }
 
 /// Zero-based column → letters (0 → A, 26 → AA).
 pub(crate) fn column_letters(col: u32) -> String {
-    let mut n = u64::from(col) + 1;
-    let mut out = Vec::new();
-    while n > 0 {
-        let rem = ((n - 1) % 26) as u8;
-        out.push(b'A' + rem);
-        n = (n - 1) / 26;
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
+    let head = if col >= 26 {
+        column_letters(col / 26 - 1)
+    } else {
+        String::new()
+    };
+    format!("{head}{}", char::from(b'A' + (col % 26) as u8))
 }

@@ -28,12 +28,6 @@ pub fn revision() -> String {
     document()["revision"].as_str().unwrap_or("").to_string()
 }
 
-/// `value` checked against schema `name` (e.g. `BatchUpdateSpreadsheetRequest`); the
-/// error is the message Google gives (400 INVALID_ARGUMENT).
-pub fn check(name: &str, value: &Value) -> Result<(), String> {
-    check_ref(name, value, "")
-}
-
 /// Field `field` of schema `name`, as the document describes it.
 pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
     document().pointer(&format!("/schemas/{name}/properties/{field}"))
@@ -41,16 +35,12 @@ pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
 
 /// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
 pub(super) fn snake(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    name.chars()
+        .flat_map(|c| match c.is_ascii_uppercase() {
+            true => vec!['_', c.to_ascii_lowercase()],
+            false => vec![c],
+        })
+        .collect()
 }
 
 fn join(at: &str, field: &str) -> String {
@@ -71,7 +61,9 @@ pub(super) fn unknown_name(field: &str, at: &str) -> String {
     format!("Invalid JSON payload received. Unknown name \"{field}\"{at}: Cannot find field.")
 }
 
-fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
+/// `value`, at path `at` (empty: the root), checked against schema `name` (e.g.
+/// `BatchUpdateSpreadsheetRequest`); the error is the message Google gives (400 INVALID_ARGUMENT).
+pub(super) fn check(name: &str, value: &Value, at: &str) -> Result<(), String> {
     let Some(schema) = document().pointer(&format!("/schemas/{name}")) else {
         return Err(format!("the discovery document has no schema {name}"));
     };
@@ -110,7 +102,7 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
         return Ok(());
     }
     if let Some(r) = p.get("$ref").and_then(Value::as_str) {
-        return check_ref(r, v, at);
+        return check(r, v, at);
     }
     let bad = |t: &str| Err(format!("Invalid value at '{at}' ({t}), {v}"));
     match p.get("type").and_then(Value::as_str).unwrap_or("") {

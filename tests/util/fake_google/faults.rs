@@ -29,7 +29,7 @@ impl Matching {
     }
 }
 
-/// A fault (see the module docs, *Faults*).
+/// A fault that real Google's front end produces, queued with [`FakeGoogle::inject`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
     /// Answer at once with this status and Google's body for it, applying nothing: 429

@@ -104,16 +104,10 @@ impl Sheet {
     }
 
     pub(super) fn set(&mut self, at: (u32, u32), cell: Cell) {
-        match cell {
-            Cell::Empty => {
-                self.cells.remove(&at);
-            }
-            Cell::Text(ref s) if s.is_empty() => {
-                self.cells.remove(&at);
-            }
-            cell => {
-                self.cells.insert(at, cell);
-            }
+        if cell == Cell::Empty || cell == Cell::text("") {
+            self.cells.remove(&at);
+        } else {
+            self.cells.insert(at, cell);
         }
     }
 

@@ -1,6 +1,5 @@
-//! The Sheets endpoints: the order of checks after authentication (API enabled, quota,
-//! spreadsheet, sharing, the discovery document), then `spreadsheets.batchUpdate` with
-//! `addSheet` (the other kinds are in `charts` and `dimensions`).
+//! The Sheets endpoints after authentication (steps 3 and 4 of the order of checks), and
+//! `spreadsheets.batchUpdate` with `addSheet` (the other kinds: `charts`, `dimensions`).
 use super::*;
 
 pub(super) fn sheets_endpoint(
@@ -72,7 +71,7 @@ fn authorized_sheets(
                 _ => "BatchUpdateValuesRequest",
             };
             let body = Value::Object(json_body(req)?);
-            if let Err(message) = discovery::check(schema, &body) {
+            if let Err(message) = discovery::check(schema, &body, "") {
                 stats.schema_violations += 1;
                 return Err(invalid_argument(&message));
             }
@@ -134,10 +133,6 @@ pub(super) fn flag(obj: &Map<String, Value>, name: &str) -> bool {
     obj.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-pub(super) fn invalid_value(at: &str, type_name: &str, value: &Value) -> Response {
-    invalid_argument(&format!("Invalid value at '{at}' ({type_name}), {value}"))
-}
-
 /// Refuses a field outside `modelled`, the fields the uploader sends here: Google has
 /// more, but the fake does not model them, so a daemon change that starts sending one
 /// fails loudly instead of passing against an imitation (`at`: where, as Google names it).
@@ -157,7 +152,7 @@ pub(super) fn only_modelled(obj: &Map<String, Value>, modelled: &[&str], at: &st
 /// An enum field set to its `…_UNSPECIFIED` value is refused, as an unknown value.
 pub(super) fn specified<'a>(obj: &'a Map<String, Value>, name: &str, at: &str) -> Result<Option<&'a str>, Response> {
     match text(obj, name) {
-        Some(v) if v.ends_with("_UNSPECIFIED") => Err(invalid_value(&format!("{at}.{name}"), "TYPE_ENUM", &json!(v))),
+        Some(v) if v.ends_with("_UNSPECIFIED") => invalid!("Invalid value at '{at}.{name}' (TYPE_ENUM), \"{v}\""),
         other => Ok(other),
     }
 }

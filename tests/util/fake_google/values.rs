@@ -7,10 +7,6 @@ use super::*;
 
 // --- values:batchUpdate ------------------------------------------------------------------
 
-/// One validated ValueRange, ready to apply: its tab and `((row, col), value)`s
-/// (`Cell::Empty` clears).
-type PlannedWrite = (usize, Vec<((u32, u32), Cell)>);
-
 pub(super) fn values_batch_update(ss: &mut Spreadsheet, body: &Map<String, Value>) -> Result<Value, Response> {
     match text(body, "valueInputOption") {
         Some("RAW") => {}
@@ -46,7 +42,8 @@ pub(super) fn proto3(mut value: Value) -> Value {
     value
 }
 
-pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<PlannedWrite, Response> {
+/// ValueRange `i`, validated and ready to apply: its tab and `(cell, value)`s (`Cell::Empty` clears).
+pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usize, Vec<(At, Cell)>), Response> {
     let obj = vr.as_object().expect("the schema refuses a null list element");
     only_modelled(obj, &["range", "majorDimension", "values"], &format!("data[{i}]"))?;
     let range_text = text(obj, "range").unwrap_or("");
@@ -95,13 +92,6 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<Plann
         }
     }
     Ok((range.sheet, cells))
-}
-
-pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response {
-    invalid_argument(&format!(
-        "Range ({range_text}) exceeds grid limits. Max rows: {}, max columns: {}",
-        props.rows, props.cols
-    ))
 }
 
 // --- values.get ----------------------------------------------------------------------------
