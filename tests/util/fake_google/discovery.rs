@@ -1,14 +1,8 @@
-//! Request bodies checked against Google's own description of the Sheets API v4: the
-//! discovery document vendored as `tests/fixtures/sheets.v4.json` (revision 20261019, from
-//! `google-api-python-client` 2.202.0; see `tests/fixtures/README.md`).
-//!
-//! Proto JSON as Google parses it: an unknown field name is refused, so is a value of the
-//! wrong type (`int32` and `double` take only JSON numbers here, though Google also takes
-//! numeric strings, which the uploader never sends; `boolean` only `true`/`false`), and an enum value not in the
-//! schema's list. `null` means "unset" and is accepted for any field, but not as an element
-//! of a list of messages or lists. A `Request` (one entry of
-//! `spreadsheets.batchUpdate`'s `requests`) must have exactly one kind set. Every refusal
-//! is counted in [`Stats::schema_violations`] so a test can assert there were none.
+//! Request bodies checked against the discovery document, as Google parses proto JSON
+//! (the document comes from `google-api-python-client` 2.202.0; see `tests/fixtures/README.md`).
+//! `int32` and `double` take only JSON numbers here (Google also takes numeric strings,
+//! which the uploader never sends). `null` means "unset" and is accepted for any field,
+//! but not as an element of a list of messages or lists.
 use std::sync::OnceLock;
 
 use super::*;

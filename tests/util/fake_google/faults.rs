@@ -7,8 +7,6 @@ use super::*;
 pub enum Matching {
     /// Any Sheets request (not token requests).
     Any,
-    /// Both GET endpoints.
-    Reads,
     /// Both POST endpoints.
     Writes,
     /// One Sheets endpoint.
@@ -21,7 +19,6 @@ impl Matching {
     pub(super) fn matches(self, kind: RequestKind) -> bool {
         match self {
             Matching::Any => kind.is_sheets(),
-            Matching::Reads => kind.is_read(),
             Matching::Writes => kind.is_write(),
             Matching::Only(k) => k == kind && kind.is_sheets(),
             Matching::Token => kind == RequestKind::Token,

@@ -1,7 +1,5 @@
 //! The `fields` system parameter (a partial response): `a.b,c(d,e(f))` keeps only the
-//! named paths of the answer; a path through an array applies to each element. A name that
-//! the resource's schema (in the discovery document) does not have is refused with 400, as
-//! Google does.
+//! named paths of the answer; a path through an array applies to each element.
 use super::*;
 
 #[derive(Debug, Default)]

@@ -143,8 +143,7 @@ pub const SPREADSHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadshee
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The project number that appears in quota and API-disabled errors.
 const PROJECT_NUMBER: &str = "123456";
-/// The request payload cap observed on real Google (notes §2.6); Google recommends
-/// staying under 2 MB. [`Rules::max_request_bytes`] lowers it for a test.
+/// The request payload cap observed on real Google (notes §2.6).
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
 const MAX_COLUMNS: u32 = 18_278;
@@ -269,18 +268,14 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    /// A Sheets request charged to the write quota (notes §2.7: each batch is one request).
-    pub fn is_write(self) -> bool {
+    /// A Sheets request charged to the write quota (notes §2.7: each batch is one request);
+    /// the other Sheets requests are charged to the read quota.
+    fn is_write(self) -> bool {
         matches!(self, RequestKind::BatchUpdate | RequestKind::ValuesBatchUpdate)
     }
 
-    /// A Sheets request charged to the read quota.
-    pub fn is_read(self) -> bool {
-        matches!(self, RequestKind::GetSpreadsheet | RequestKind::GetValues)
-    }
-
     fn is_sheets(self) -> bool {
-        self.is_write() || self.is_read()
+        !matches!(self, RequestKind::Token | RequestKind::Other)
     }
 }
 
@@ -425,12 +420,8 @@ impl FakeGoogle {
     /// A Google-shaped service-account key JSON for `email` holding the private key `pem`
     /// ([`TEST_KEY_PEM`], the key the fake trusts, or e.g. [`OTHER_KEY_PEM`]).
     pub fn key_json(&self, email: &str, pem: &str) -> String {
-        let project = email
-            .split('@')
-            .nth(1)
-            .and_then(|domain| domain.split('.').next())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("sensorlog-test");
+        let project = email.split(['@', '.']).nth(1).filter(|p| !p.is_empty());
+        let project = project.unwrap_or("sensorlog-test");
         let key = json!({
             "type": "service_account",
             "project_id": project,

@@ -120,10 +120,9 @@ impl Sheet {
         empty: T,
         render: impl Fn(&Cell) -> T,
     ) -> Vec<Vec<T>> {
+        // Callers pass ordered corners (`parse_a1` refuses reversed ones): BTreeMap::range
+        // panics on an inverted range.
         let mut grid: Vec<Vec<T>> = Vec::new();
-        if r0 > r1 || c0 > c1 {
-            return grid; // BTreeMap::range panics on an inverted range
-        }
         for (&(r, c), cell) in self.cells.range((r0, c0)..=(r1, c1)) {
             if !(c0..=c1).contains(&c) {
                 continue;

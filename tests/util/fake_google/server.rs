@@ -1,20 +1,13 @@
 //! The transport and dispatch: the HTTP server, routing, and the order of checks.
 //!
 //! `tiny_http` does HTTP/1.1 (keep-alive, chunked bodies, `Expect: 100-continue`,
-//! malformed requests answered 400), so the fake only models Google. [`HANDLER_THREADS`]
-//! threads take requests off it, so at most that many are handled at once, delayed replies
-//! included. A panic in the fake's own code is caught and answered 500 (counted in
-//! [`Stats::internal_errors`]): no thread dies. Every state change, stat and log entry is
-//! made before the response is written, so a client that has read a response can assert
-//! on [`FakeGoogle::stats`] at once. Dropping the [`FakeGoogle`] stops the handlers, then
-//! the server, in bounded time. tiny_http sets no socket timeouts: an idle kept-alive
-//! connection lives until its client (the daemon or the test) closes it.
+//! malformed requests answered 400), so the fake only models Google. A panic in the
+//! fake's own code is caught and answered 500: no thread dies. tiny_http sets no socket
+//! timeouts: an idle kept-alive connection lives until its client closes it.
 use super::*;
 
 // --- Transport: tiny_http, a fixed pool of handler threads -----------------------------
 
-/// Starts the HTTP server on `127.0.0.1:0` (tiny_http accepts and parses HTTP/1.1,
-/// keep-alive and chunked bodies included).
 pub(super) fn bind() -> (tiny_http::Server, SocketAddr) {
     let server =
         tiny_http::Server::http("127.0.0.1:0").unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}"));
@@ -270,8 +263,9 @@ fn no_endpoint(req: &HttpRequest) -> Response {
     rpc_error(501, "UNIMPLEMENTED", &message)
 }
 
-/// Handles one parsed request: every state change, stat and log entry is made here.
-/// `None`: close the connection without a response.
+/// Handles one parsed request: every state change, stat and log entry is made here, before
+/// the response is written, so a client that has read a response can assert on
+/// [`FakeGoogle::stats`] at once. `None`: close the connection without a response.
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
     let (kind, id, range) = route(&req.method, &req.path);
     let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
@@ -296,7 +290,7 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
         return finish(&mut st, None, Some(response), "outage".into());
     }
     let (note, effect) = st.take_fault(kind).unzip();
-    let mut note = note.unwrap_or_default();
+    let note = note.unwrap_or_default();
     let (mut drop_after, mut lifetime_override) = (false, None);
     match effect {
         Some(Effect::Answer(answer)) => {
@@ -331,15 +325,8 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
             _ => sheets_endpoint(&mut st, kind, &id, &range, req, now),
         }
     };
-    if !why.is_empty() {
-        note = if note.is_empty() {
-            why.to_string()
-        } else {
-            format!("{note}; {why}")
-        };
-    }
-    if drop_after {
-        note = format!("{note}; would have answered {}", response.status);
-    }
-    finish(&mut st, account, (!drop_after).then_some(response), note)
+    let would = drop_after.then(|| format!("would have answered {}", response.status));
+    let parts = [Some(note), Some(why.to_string()), would];
+    let note: Vec<String> = parts.into_iter().flatten().filter(|n| !n.is_empty()).collect();
+    finish(&mut st, account, (!drop_after).then_some(response), note.join("; "))
 }

@@ -1,5 +1,4 @@
-//! `values:batchUpdate` and `values.get`: A1 ranges against the grid, the data against
-//! the range, 50,000 characters per cell (UTF-16 units). Only what the uploader sends is
+//! `values:batchUpdate` and `values.get`. Only what the uploader sends is
 //! modelled: RAW writes by rows, unformatted reads by rows. The other options Google has
 //! (`USER_ENTERED`, `COLUMNS`, `FORMATTED_VALUE`, response options) are refused as
 //! unimplemented, so a daemon that starts sending one fails loudly.
@@ -77,7 +76,6 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usiz
                         "Invalid value at 'data[{i}].values[{a}][{b}]': refused by the fake (refuse_cells_containing)."
                     )
                 }
-                // Counted in UTF-16 code units, the strictest reading of Google's limit.
                 Value::String(s) if s.encode_utf16().count() > MAX_CELL_CHARS => {
                     return invalid!(
                         "Your input contains more than the maximum of {MAX_CELL_CHARS} \
