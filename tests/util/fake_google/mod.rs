@@ -352,14 +352,11 @@ impl fmt::Display for LoggedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (at, method, path) = (self.at.as_secs_f64(), &self.method, &self.path);
         let status = self.status.map_or_else(|| "dropped".to_string(), |s| s.to_string());
-        write!(f, "{at:>9.3}s {method} {path} -> {status}")?;
-        if let Some(account) = &self.account {
-            write!(f, " [{account}]")?;
-        }
-        if !self.note.is_empty() {
-            write!(f, " ({})", self.note)?;
-        }
-        Ok(())
+        let account = self.account.as_ref().map_or_else(String::new, |a| format!(" [{a}]"));
+        let note = Some(&self.note)
+            .filter(|n| !n.is_empty())
+            .map_or_else(String::new, |n| format!(" ({n})"));
+        write!(f, "{at:>9.3}s {method} {path} -> {status}{account}{note}")
     }
 }
 

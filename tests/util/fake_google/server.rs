@@ -282,10 +282,9 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
     st.count_arrival(kind);
     if kind != RequestKind::Other && st.outage_until.is_some_and(|until| Instant::now() < until) {
         st.stats.outage_rejections += 1;
-        let response = if kind == RequestKind::Token {
-            oauth_error(503, "internal_failure", None)
-        } else {
-            status_error(503)
+        let response = match kind {
+            RequestKind::Token => oauth_error(503, "internal_failure", None),
+            _ => status_error(503),
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }
@@ -312,12 +311,9 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
 
     // Phase 2: the request itself.
     let now = Instant::now();
-    let (response, account, why) = if req.body.len() > st.rules.max_request_bytes {
-        (
-            invalid_argument(&payload_too_large(st.rules.max_request_bytes)),
-            None,
-            "payload too large",
-        )
+    let limit = st.rules.max_request_bytes;
+    let (response, account, why) = if req.body.len() > limit {
+        (invalid_argument(&payload_too_large(limit)), None, "payload too large")
     } else {
         match kind {
             RequestKind::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
