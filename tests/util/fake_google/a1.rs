@@ -8,16 +8,6 @@ use regex::Regex;
 
 use super::*;
 
-/// A range resolved against a spreadsheet: the tab's index and the inclusive corners.
-#[derive(Debug)]
-pub(super) struct Resolved {
-    pub(super) sheet: usize,
-    pub(super) r0: u32,
-    pub(super) c0: u32,
-    pub(super) r1: u32,
-    pub(super) c1: u32,
-}
-
 /// A cell's zero-based `(row, col)`.
 pub(crate) type At = (u32, u32);
 
@@ -43,8 +33,9 @@ pub(crate) fn single_cell(a1: &str) -> Option<At> {
     Some((c[2].parse::<u32>().ok()?.checked_sub(1)?, col))
 }
 
-/// The range `text` names in `ss`; a bound outside the grid is refused.
-pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
+/// The range `text` names in `ss`: the tab's index and the inclusive corners; a bound
+/// outside the grid is refused.
+pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<(usize, At, At), Response> {
     let Some((name, (r0, c0), (r1, c1))) = parse_a1(text.trim()) else {
         return invalid!("Unable to parse range: {text} (the fake Google implements only ranges like 'Tab'!A1:B2)");
     };
@@ -56,7 +47,7 @@ pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Re
         let (rows, cols) = (props.rows, props.cols);
         return invalid!("Range ({text}) exceeds grid limits. Max rows: {rows}, max columns: {cols}");
     }
-    Ok(Resolved { sheet, r0, c0, r1, c1 })
+    Ok((sheet, (r0, c0), (r1, c1)))
 }
 
 /// Zero-based column → letters (0 → A, 26 → AA).

@@ -230,8 +230,7 @@ pub struct Rules {
     pub max_request_bytes: usize,
     /// The cell cap per spreadsheet (10,000,000; notes §2.5, §2.7).
     pub max_cells: u64,
-    /// "Sheets API not enabled for the project": every authenticated Sheets request gets
-    /// 403 (false).
+    /// "Sheets API not enabled for the project": authenticated Sheets requests get 403 (false).
     pub api_disabled: bool,
 }
 
@@ -484,7 +483,6 @@ impl FakeGoogle {
             id.to_string(),
             Spreadsheet {
                 id: id.to_string(),
-                title: format!("sensorlog test {id}"),
                 sheets: vec![first],
                 access,
                 refuse_text: None,

@@ -3,7 +3,6 @@ use super::*;
 
 pub(super) struct Spreadsheet {
     pub(super) id: String,
-    pub(super) title: String,
     pub(super) sheets: Vec<Sheet>,
     pub(super) access: BTreeMap<String, Role>,
     /// Injected refusal: text cells containing this get 400 ([`FakeGoogle::refuse_cells_containing`]).
@@ -37,7 +36,7 @@ impl Spreadsheet {
         json!({
             "spreadsheetId": self.id,
             "properties": {
-                "title": self.title,
+                "title": format!("sensorlog test {}", self.id),
                 "locale": "en_US",
                 "autoRecalc": "ON_CHANGE",
                 "timeZone": "Etc/GMT",

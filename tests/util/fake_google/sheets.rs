@@ -129,10 +129,6 @@ pub(super) fn list<'a>(obj: &'a Map<String, Value>, name: &str) -> &'a [Value] {
     obj.get(name).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
-pub(super) fn flag(obj: &Map<String, Value>, name: &str) -> bool {
-    obj.get(name).and_then(Value::as_bool).unwrap_or(false)
-}
-
 /// Refuses a field outside `modelled`, the fields the uploader sends here: Google has
 /// more, but the fake does not model them, so a daemon change that starts sending one
 /// fails loudly instead of passing against an imitation (`at`: where, as Google names it).

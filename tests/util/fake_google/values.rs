@@ -12,7 +12,7 @@ pub(super) fn values_batch_update(ss: &mut Spreadsheet, body: &Map<String, Value
         None => return Err(invalid_argument("'valueInputOption' is required but not specified")),
         Some(other) => return Err(unimplemented(&format!("valueInputOption {other}"))),
     }
-    if flag(body, "includeValuesInResponse") {
+    if body.get("includeValuesInResponse") == Some(&Value::Bool(true)) {
         return Err(unimplemented("includeValuesInResponse: true"));
     }
     only_modelled(body, &["valueInputOption", "data", "includeValuesInResponse"], "")?;
@@ -46,7 +46,7 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usiz
     let obj = vr.as_object().expect("the schema refuses a null list element");
     only_modelled(obj, &["range", "majorDimension", "values"], &format!("data[{i}]"))?;
     let range_text = text(obj, "range").unwrap_or("");
-    let range = resolve_range(ss, range_text)?;
+    let (sheet, (r0, c0), (r1, c1)) = resolve_range(ss, range_text)?;
     if text(obj, "majorDimension") == Some("COLUMNS") {
         return Err(unimplemented("majorDimension COLUMNS"));
     }
@@ -54,10 +54,10 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usiz
     // stated range (which `resolve_range` has held inside the grid).
     let lines: Vec<&Vec<Value>> = list(obj, "values").iter().filter_map(Value::as_array).collect();
     let n_cols = lines.iter().map(|l| l.len()).max().unwrap_or(0) as u32;
-    let beyond = if lines.len() as u32 > range.r1 - range.r0 + 1 {
-        format!("row [{}]", range.r1 + 2)
-    } else if n_cols > range.c1 - range.c0 + 1 {
-        format!("column [{}]", column_letters(range.c1 + 1))
+    let beyond = if lines.len() as u32 > r1 - r0 + 1 {
+        format!("row [{}]", r1 + 2)
+    } else if n_cols > c1 - c0 + 1 {
+        format!("column [{}]", column_letters(c1 + 1))
     } else {
         String::new()
     };
@@ -86,10 +86,10 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usiz
                 Value::Object(_) => return invalid!("Invalid values[{a}][{b}]: struct_value {value}"),
                 Value::Array(_) => return invalid!("Invalid values[{a}][{b}]: list_value {value}"),
             };
-            cells.push(((range.r0 + a as u32, range.c0 + b as u32), cell));
+            cells.push(((r0 + a as u32, c0 + b as u32), cell));
         }
     }
-    Ok((range.sheet, cells))
+    Ok((sheet, cells))
 }
 
 // --- values.get ----------------------------------------------------------------------------
@@ -102,8 +102,8 @@ pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -
     if req.query_param("valueRenderOption") != Some("UNFORMATTED_VALUE") {
         return Err(unimplemented("values.get without valueRenderOption=UNFORMATTED_VALUE"));
     }
-    let range = resolve_range(ss, &range_text)?;
-    let grid = ss.sheets[range.sheet].grid((range.r0, range.c0), (range.r1, range.c1), json!(""), unformatted);
+    let (sheet, from, to) = resolve_range(ss, &range_text)?;
+    let grid = ss.sheets[sheet].grid(from, to, json!(""), unformatted);
     // Google also names the range read, normalized; the uploader does not read it.
     Ok(proto3(json!({ "majorDimension": "ROWS", "values": grid })))
 }
