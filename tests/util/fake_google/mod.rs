@@ -600,9 +600,13 @@ impl FakeGoogle {
     /// Queues `fault` for the next `times` requests that match. A request consumes from
     /// the first queued entry that matches it.
     pub fn inject(&self, matching: Matching, fault: Fault, times: u32) {
-        let queued = QueuedFault::new(fault, matching, times);
+        fault.answer(matching); // panics on a fault the endpoint cannot produce
         if times > 0 {
-            self.state().faults.push_back(queued);
+            self.state().faults.push_back(QueuedFault {
+                matching,
+                fault,
+                remaining: times,
+            });
         }
     }
 

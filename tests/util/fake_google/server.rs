@@ -288,25 +288,25 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }
-    let (note, effect) = st.take_fault(kind).unzip();
-    let note = note.unwrap_or_default();
-    let (mut drop_after, mut lifetime_override) = (false, None);
-    match effect {
-        Some(Effect::Answer(answer)) => {
-            if answer.as_ref().is_some_and(|r| r.status == 429) {
-                st.stats.rate_limited += 1;
-            }
-            return finish(&mut st, None, answer, note);
+    let fault = st.take_fault(kind);
+    let note = fault.as_ref().map_or_else(String::new, |(_, f)| format!("fault {f:?}"));
+    if let Some(answer) = fault.as_ref().and_then(|(matching, f)| f.answer(*matching)) {
+        if answer.as_ref().is_some_and(|r| r.status == 429) {
+            st.stats.rate_limited += 1;
         }
-        Some(Effect::Delay(d)) => {
+        return finish(&mut st, None, answer, note);
+    }
+    let (mut drop_after, mut lifetime_override) = (false, None);
+    match fault.map(|(_, f)| f) {
+        Some(Fault::Delay(d)) => {
             drop(st);
             // Ends early when the fake stops.
             super::super::daemon::wait_until(d.min(MAX_FAULT_DURATION), || shared.stop.load(Ordering::SeqCst));
             st = shared.lock();
         }
-        Some(Effect::ApplyThenDrop) => drop_after = true,
-        Some(Effect::ShortLifetime(secs)) => lifetime_override = Some(secs),
-        None => {}
+        Some(Fault::ApplyThenDrop) => drop_after = true,
+        Some(Fault::ShortTokenLifetime(secs)) => lifetime_override = Some(secs),
+        _ => {}
     }
 
     // Phase 2: the request itself.
