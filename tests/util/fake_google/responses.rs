@@ -26,10 +26,6 @@ pub(crate) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
     input.split('&').filter(|p| !p.is_empty()).map(pair).collect()
 }
 
-pub(super) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 // --- Responses in Google's shapes ------------------------------------------------------
 
 pub(super) fn pretty(value: &Value) -> String {

@@ -249,7 +249,7 @@ fn no_endpoint(req: &HttpRequest) -> Response {
     if req.path != "/v4" && !req.path.starts_with("/v4/") {
         let text = format!(
             "The requested URL <code>{}</code> was not found on this server.",
-            html_escape(&req.path)
+            req.path.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
         );
         return html_page(404, "Error 404 (Not Found)!!1", &text);
     }

@@ -70,7 +70,7 @@ fn authorized_sheets(
                 RequestKind::BatchUpdate => "BatchUpdateSpreadsheetRequest",
                 _ => "BatchUpdateValuesRequest",
             };
-            let body = Value::Object(json_body(req)?);
+            let body = json_body(req)?;
             if let Err(message) = discovery::check(schema, &body, "") {
                 stats.schema_violations += 1;
                 return Err(invalid_argument(&message));
@@ -92,16 +92,14 @@ fn authorized_sheets(
     Ok(json_response(200, &body))
 }
 
-/// The request body as a JSON object (an empty body counts as `{}`).
-pub(super) fn json_body(req: &HttpRequest) -> Result<Map<String, Value>, Response> {
+/// The request body, a JSON object (an empty body counts as `{}`).
+fn json_body(req: &HttpRequest) -> Result<Value, Response> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        return Ok(json!({}));
     }
     match serde_json::from_slice::<Value>(&req.body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(invalid_argument(
-            "Invalid JSON payload received. Root element must be a message.",
-        )),
+        Ok(body) if body.is_object() => Ok(body),
+        Ok(_) => invalid!("Invalid JSON payload received. Root element must be a message."),
         Err(e) => invalid!("Invalid JSON payload received. {e}"),
     }
 }
