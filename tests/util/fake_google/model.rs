@@ -143,10 +143,6 @@ impl Sheet {
 /// The fake's random numbers (sheet and chart ids): the tests' one xorshift (`util::rng`).
 pub(super) type Rng = Box<dyn FnMut() -> u64 + Send>;
 
-pub(super) fn new_rng() -> Rng {
-    Box::new(super::super::rng::from_clock().1)
-}
-
 /// A random id in 1..i32::MAX that `used` does not hold, as Google draws them.
 pub(super) fn random_sheet_id(rng: &mut Rng, used: &[i64]) -> i64 {
     // Bounded: 1000 draws can only all collide with a pathological `used`.

@@ -60,7 +60,7 @@ impl State {
             stats: Stats::default(),
             log: VecDeque::new(),
             started: Instant::now(),
-            rng: new_rng(),
+            rng: Box::new(super::super::rng::from_clock().1),
         }
     }
 
