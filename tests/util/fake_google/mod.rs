@@ -69,19 +69,11 @@
 //! - Replies leave out what the uploader does not read (see `values`).
 //! - The project-wide quota (300/min) is not modelled, only the per-user one.
 //!
-//! # Example
+//! # Use
 //!
-//! ```ignore
-//! let fake = FakeGoogle::start();
-//! fake.add_spreadsheet("sheet-1", &[DEFAULT_ACCOUNT]);
-//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, TEST_KEY_PEM);
-//! fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
-//! // … run the daemon with its Sheets base URL set to fake.base_url() …
-//! assert!(fake.wait_until(Duration::from_secs(10), |f| {
-//!     f.values("sheet-1", "Readings").map_or(0, |v| v.len()) == 3
-//! }));
-//! assert_eq!(fake.stats().non_raw_writes, 0);
-//! ```
+//! `util::sheets` sets one up as the Sheets tests use it (`fake_with` and `config`: a
+//! spreadsheet shared with [`DEFAULT_ACCOUNT`], a key file, the daemon's `[sheets]` section
+//! pointing at the fake); `tests/fake_google.rs` exercises each method.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
