@@ -8,16 +8,6 @@ use regex::Regex;
 
 use super::*;
 
-/// A range resolved against a spreadsheet: the tab's index and the inclusive corners.
-#[derive(Debug)]
-pub(super) struct Resolved {
-    pub(super) sheet: usize,
-    pub(super) r0: u32,
-    pub(super) c0: u32,
-    pub(super) r1: u32,
-    pub(super) c1: u32,
-}
-
 /// A cell's zero-based `(row, col)`.
 pub(crate) type At = (u32, u32);
 
@@ -43,8 +33,9 @@ pub(crate) fn single_cell(a1: &str) -> Option<At> {
     Some((c[2].parse::<u32>().ok()?.checked_sub(1)?, col))
 }
 
-/// The range `text` names in `ss`; a bound outside the grid is refused.
-pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Response> {
+/// The range `text` names in `ss`: the tab's index and the inclusive corners; a bound
+/// outside the grid is refused.
+pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<(usize, At, At), Response> {
     let Some((name, (r0, c0), (r1, c1))) = parse_a1(text.trim()) else {
         return invalid!("Unable to parse range: {text} (the fake Google implements only ranges like 'Tab'!A1:B2)");
     };
@@ -53,20 +44,18 @@ pub(super) fn resolve_range(ss: &Spreadsheet, text: &str) -> Result<Resolved, Re
     };
     let props = &ss.sheets[sheet].props;
     if r1 >= props.rows || c1 >= props.cols {
-        return Err(grid_limit_error(text, props));
+        let (rows, cols) = (props.rows, props.cols);
+        return invalid!("Range ({text}) exceeds grid limits. Max rows: {rows}, max columns: {cols}");
     }
-    Ok(Resolved { sheet, r0, c0, r1, c1 })
+    Ok((sheet, (r0, c0), (r1, c1)))
 }
 
 /// Zero-based column → letters (0 → A, 26 → AA).
 pub(crate) fn column_letters(col: u32) -> String {
-    let mut n = u64::from(col) + 1;
-    let mut out = Vec::new();
-    while n > 0 {
-        let rem = ((n - 1) % 26) as u8;
-        out.push(b'A' + rem);
-        n = (n - 1) / 26;
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
+    let head = if col >= 26 {
+        column_letters(col / 26 - 1)
+    } else {
+        String::new()
+    };
+    format!("{head}{}", char::from(b'A' + (col % 26) as u8))
 }

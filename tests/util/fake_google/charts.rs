@@ -95,10 +95,6 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     Ok(())
 }
 
-fn chart_ids(work: &[SheetProps]) -> Vec<i64> {
-    work.iter().flat_map(|p| p.charts.iter().map(|(id, _)| *id)).collect()
-}
-
 /// The spec of an `addChart`'s chart or an `updateChartSpec`, checked.
 fn spec<'a>(
     work: &[SheetProps],
@@ -144,7 +140,7 @@ pub(super) fn add_chart(
     if !inside.is_some_and(|p| (0..i64::from(p.rows)).contains(&r) && (0..i64::from(p.cols)).contains(&c)) {
         return invalid!("{ctx}: the anchor cell (row {r}, column {c}) is not in grid {anchor_sheet}.");
     }
-    let used = chart_ids(work);
+    let used: Vec<i64> = work.iter().flat_map(|p| p.charts.iter().map(|(id, _)| *id)).collect();
     let id = match int(chart, "chartId") {
         Some(id) if used.contains(&id) => return invalid!("{ctx}: An object with id {id} already exists."),
         Some(id) => id,

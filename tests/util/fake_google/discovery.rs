@@ -1,37 +1,24 @@
-//! Request bodies checked against Google's own description of the Sheets API v4: the
-//! discovery document vendored as `tests/fixtures/sheets.v4.json` (revision 20261019, from
-//! `google-api-python-client` 2.202.0; see `tests/fixtures/README.md`).
-//!
-//! Proto JSON as Google parses it: an unknown field name is refused, so is a value of the
-//! wrong type (`int32` and `double` take only JSON numbers here, though Google also takes
-//! numeric strings, which the uploader never sends; `boolean` only `true`/`false`), and an enum value not in the
-//! schema's list. `null` means "unset" and is accepted for any field, but not as an element
-//! of a list of messages or lists. A `Request` (one entry of
-//! `spreadsheets.batchUpdate`'s `requests`) must have exactly one kind set. Every refusal
-//! is counted in [`Stats::schema_violations`] so a test can assert there were none.
+//! Request bodies checked against the discovery document, as Google parses proto JSON
+//! (the document comes from `google-api-python-client` 2.202.0; see `tests/fixtures/README.md`).
+//! `int32` and `double` take only JSON numbers here (Google also takes numeric strings,
+//! which the uploader never sends). `null` means "unset" and is accepted for any field,
+//! but not as an element of a list of messages or lists.
 use std::sync::OnceLock;
 
 use super::*;
-
-const DOCUMENT: &str = include_str!("../../fixtures/sheets.v4.json");
 
 /// The discovery document's revision (asserted by a test so an update is deliberate).
 pub const REVISION: &str = "20261019";
 
 fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::from_str(DOCUMENT).expect("tests/fixtures/sheets.v4.json is JSON"))
+    let text = include_str!("../../fixtures/sheets.v4.json");
+    DOC.get_or_init(|| serde_json::from_str(text).expect("tests/fixtures/sheets.v4.json is JSON"))
 }
 
 /// The revision the vendored document declares.
 pub fn revision() -> String {
     document()["revision"].as_str().unwrap_or("").to_string()
-}
-
-/// `value` checked against schema `name` (e.g. `BatchUpdateSpreadsheetRequest`); the
-/// error is the message Google gives (400 INVALID_ARGUMENT).
-pub fn check(name: &str, value: &Value) -> Result<(), String> {
-    check_ref(name, value, "")
 }
 
 /// Field `field` of schema `name`, as the document describes it.
@@ -41,16 +28,12 @@ pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
 
 /// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
 pub(super) fn snake(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    name.chars()
+        .flat_map(|c| match c.is_ascii_uppercase() {
+            true => vec!['_', c.to_ascii_lowercase()],
+            false => vec![c],
+        })
+        .collect()
 }
 
 fn join(at: &str, field: &str) -> String {
@@ -71,7 +54,9 @@ pub(super) fn unknown_name(field: &str, at: &str) -> String {
     format!("Invalid JSON payload received. Unknown name \"{field}\"{at}: Cannot find field.")
 }
 
-fn check_ref(name: &str, value: &Value, at: &str) -> Result<(), String> {
+/// `value`, at path `at` (empty: the root), checked against schema `name` (e.g.
+/// `BatchUpdateSpreadsheetRequest`); the error is the message Google gives (400 INVALID_ARGUMENT).
+pub(super) fn check(name: &str, value: &Value, at: &str) -> Result<(), String> {
     let Some(schema) = document().pointer(&format!("/schemas/{name}")) else {
         return Err(format!("the discovery document has no schema {name}"));
     };
@@ -110,7 +95,7 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
         return Ok(());
     }
     if let Some(r) = p.get("$ref").and_then(Value::as_str) {
-        return check_ref(r, v, at);
+        return check(r, v, at);
     }
     let bad = |t: &str| Err(format!("Invalid value at '{at}' ({t}), {v}"));
     match p.get("type").and_then(Value::as_str).unwrap_or("") {

@@ -7,8 +7,6 @@ use super::*;
 pub enum Matching {
     /// Any Sheets request (not token requests).
     Any,
-    /// Both GET endpoints.
-    Reads,
     /// Both POST endpoints.
     Writes,
     /// One Sheets endpoint.
@@ -21,7 +19,6 @@ impl Matching {
     pub(super) fn matches(self, kind: RequestKind) -> bool {
         match self {
             Matching::Any => kind.is_sheets(),
-            Matching::Reads => kind.is_read(),
             Matching::Writes => kind.is_write(),
             Matching::Only(k) => k == kind && kind.is_sheets(),
             Matching::Token => kind == RequestKind::Token,
@@ -29,7 +26,7 @@ impl Matching {
     }
 }
 
-/// A fault (see the module docs, *Faults*).
+/// A fault that real Google's front end produces, queued with [`FakeGoogle::inject`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
     /// Answer at once with this status and Google's body for it, applying nothing: 429
@@ -65,68 +62,45 @@ impl Fault {
             retry_after_secs: None,
         }
     }
-}
 
-/// What a queued fault does to the request that takes it.
-#[derive(Clone)]
-pub(super) enum Effect {
-    /// Answer at once with this (or close without an answer: `None`), applying nothing.
-    Answer(Option<Response>),
-    /// Wait this long, then go on.
-    Delay(Duration),
-    /// Go on (apply), then close without the answer.
-    ApplyThenDrop,
-    /// Go on; the token issued gets this lifetime in seconds.
-    ShortLifetime(u64),
-}
-
-/// One queued fault: which requests it hits, what it does, how many more times.
-pub(super) struct QueuedFault {
-    pub(super) matching: Matching,
-    /// For the request log.
-    pub(super) note: String,
-    pub(super) effect: Effect,
-    pub(super) remaining: u32,
-}
-
-impl QueuedFault {
+    /// What this fault answers on the endpoint `matching` names, applying nothing:
+    /// `Some(None)` closes the connection without a response; `None` lets the request go on.
+    ///
     /// # Panics
     /// On a fault the matched endpoint cannot produce (a bug in the test).
-    pub(super) fn new(fault: Fault, matching: Matching, times: u32) -> QueuedFault {
-        let note = format!("fault {fault:?}");
+    pub(super) fn answer(&self, matching: Matching) -> Option<Option<Response>> {
         let token = matching == Matching::Token;
-        let effect = match fault {
-            Fault::Status { code: 500, .. } if token => Effect::Answer(Some(html_page(
+        let response = match self {
+            Fault::Status { code: 500, .. } if token => html_page(
                 500,
                 "Error 500 (Server Error)!!1",
                 "There was an error. Please try again later.",
-            ))),
-            Fault::Status { code: 503, .. } if token => {
-                Effect::Answer(Some(oauth_error(503, "internal_failure", None)))
-            }
+            ),
+            Fault::Status { code: 503, .. } if token => oauth_error(503, "internal_failure", None),
             Fault::Status { code, retry_after_secs } if !token => {
-                let mut response = status_error(code);
+                let mut response = status_error(*code);
                 if let Some(secs) = retry_after_secs {
                     response.headers.push(("Retry-After", secs.to_string()));
                 }
-                Effect::Answer(Some(response))
+                response
             }
             Fault::Raw {
                 code,
                 content_type,
                 body,
-            } => Effect::Answer(Some(Response::new(code, &content_type, body))),
-            Fault::DropBeforeApply => Effect::Answer(None),
-            Fault::Delay(d) => Effect::Delay(d),
-            Fault::ApplyThenDrop => Effect::ApplyThenDrop,
-            Fault::ShortTokenLifetime(secs) if token => Effect::ShortLifetime(secs),
+            } => Response::new(*code, content_type, body.clone()),
+            Fault::DropBeforeApply => return Some(None),
+            Fault::Delay(_) | Fault::ApplyThenDrop => return None,
+            Fault::ShortTokenLifetime(_) if token => return None,
             fault => panic!("fake Google: {matching:?} requests cannot get the fault {fault:?}"),
         };
-        QueuedFault {
-            matching,
-            note,
-            effect,
-            remaining: times,
-        }
+        Some(Some(response))
     }
+}
+
+/// One queued fault: which requests it hits, what it does, how many more times.
+pub(super) struct QueuedFault {
+    pub(super) matching: Matching,
+    pub(super) fault: Fault,
+    pub(super) remaining: u32,
 }

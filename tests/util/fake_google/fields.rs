@@ -1,20 +1,9 @@
 //! The `fields` system parameter (a partial response): `a.b,c(d,e(f))` keeps only the
-//! named paths of the answer; a path through an array applies to each element. A name that
-//! the resource's schema (in the discovery document) does not have is refused with 400, as
-//! Google does.
+//! named paths of the answer; a path through an array applies to each element.
 use super::*;
 
 #[derive(Debug, Default)]
 struct Mask(BTreeMap<String, Mask>);
-
-fn parse(s: &str) -> Result<Mask, String> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut mask = Mask::default();
-    match parse_list(&s, &mut mask)? {
-        "" => Ok(mask),
-        rest => Err(format!("unexpected {rest:?}")),
-    }
-}
 
 /// Adds `path(,path)*` to `mask`, where a path is `name(.name)*`, optionally followed by
 /// `(list)`; returns what follows.
@@ -85,7 +74,13 @@ pub(super) fn partial(resource: Value, schema: &str, fields: Option<&str>) -> Re
     let Some(fields) = fields.filter(|f| !f.trim().is_empty()) else {
         return Ok(resource);
     };
-    let mask = parse(fields).and_then(|mask| check(&mask, schema).map(|()| mask));
-    let mask = mask.map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
+    let compact: String = fields.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut mask = Mask::default();
+    let checked = match parse_list(&compact, &mut mask) {
+        Ok("") => check(&mask, schema),
+        Ok(rest) => Err(format!("unexpected {rest:?}")),
+        Err(e) => Err(e),
+    };
+    checked.map_err(|e| invalid_argument(&format!("Invalid field selection {fields}: {e}")))?;
     Ok(apply(&mask, &resource))
 }

@@ -37,90 +37,46 @@
 //! | `addSheet` with a title that exists | 400 `A sheet with the name "…" already exists. Please enter another name.` | notes §2.5 |
 //! | `appendDimension` on an unknown `sheetId` | 400 `No grid with id: …` | brief |
 //! | the workbook cell cap (10,000,000 by default; [`Rules::max_cells`]) | 400 `This action would increase the number of cells in the workbook above the limit of … cells.` | notes §2.5 |
-//! | `values:batchUpdate` needs `valueInputOption` in the body; only `RAW` is modelled | 400; other options 400 "does not implement" (see *Deviations*) | notes §2.4 |
-//! | a range names an unknown tab, or is not A1 notation (the fake takes only the uploader's form, `'Tab'!A1:B2`; see *Deviations*) | 400 `Unable to parse range: …` | notes §2.6 |
+//! | `values:batchUpdate` needs `valueInputOption` in the body; only `RAW` is modelled | 400; other options 400 "does not implement" (see `values`) | notes §2.4 |
+//! | a range names an unknown tab, or is not A1 notation (the fake takes only the uploader's form, `'Tab'!A1:B2`; see `a1`) | 400 `Unable to parse range: …` | notes §2.6 |
 //! | a range goes past the grid | 400 `Range (…) exceeds grid limits. Max rows: R, max columns: C` | notes §2.4 |
 //! | more values than the stated range holds | 400 `Requested writing within range [...], but tried writing to row [N]` | brief |
 //! | values are bool, string or double; nulls are skipped; `""` clears a cell; objects and arrays are refused | 400 `Invalid values[r][c]: struct_value …` / `list_value …` | notes §2.2, §2.6 |
 //! | unknown JSON fields in request bodies (proto JSON is strict) | 400 `Invalid JSON payload received. Unknown name "…"` | Google's JSON mapping |
 //! | every `batchUpdate` and `values:batchUpdate` body matches the discovery document (`tests/fixtures/sheets.v4.json`): field names, types, enums, one kind per `Request` | 400 `Invalid value at '…'` / `Unknown name`; counted in [`Stats::schema_violations`] | Google's discovery document, revision 20261019 |
-//! | a field, option or value Google has but the uploader never sends (see *Deviations*) | 400 `The fake Google does not implement …` *(fake's wording)* | scope: not modelled |
+//! | a field, option, value, request kind or endpoint Google has but the uploader never sends (each file's header says which; so a daemon change that starts using one fails loudly instead of passing against an imitation) | 400 `The fake Google does not implement …` *(fake's wording)*; 501 UNIMPLEMENTED for an endpoint | scope: not modelled |
 //! | a `fields` mask that is malformed or names a field its resource's schema lacks | 400 `Invalid field selection …` *(fake's wording)* | Google's system parameters |
 //! | request body over 10,485,760 bytes (lower with [`Rules::max_request_bytes`]; Google recommends ≤ 2 MB) | 400 `Request payload size exceeds the limit: N bytes.` | notes §2.6, limits page |
 //! | a string cell over 50,000 characters, counted in UTF-16 code units (Google names no unit; this is the strictest reading) | 400 `Your input contains more than the maximum of 50000 characters in a single cell.` | notes §2.7, error text quoted in public issues |
 //!
 //! # Order of checks for a Sheets request
 //!
-//! 1. An active outage answers 503 (see *Faults*).
-//! 2. The first queued [`Fault`] that matches the request is consumed.
+//! 1. An active outage ([`FakeGoogle::outage`]) answers 503.
+//! 2. The first queued [`Fault`] that matches the request is consumed ([`FakeGoogle::inject`]),
+//!    before authentication, like a front-end error.
 //! 3. The bearer token is checked (401). Then the API-enabled switch (403). Then the
 //!    account's per-minute quota (429). Only requests that get this far count against the
 //!    quota, including ones that then fail with 404, 403 or 400.
 //! 4. Then the spreadsheet id (404), sharing (403), validation (400), and the change.
-//!
-//! # Faults
-//!
-//! [`FakeGoogle::inject`] queues a [`Fault`] for the next matching Sheets or token
-//! requests; each variant says what it answers. A fault is consumed before authentication, like a
-//! front-end error. [`FakeGoogle::outage`] answers everything 503 for a while, and
-//! [`FakeGoogle::refuse_cells_containing`] refuses writes by a rule no client can foresee.
 //!
 //! # Deviations from real Google (known, deliberate)
 //!
 //! - Scope: a token request whose scopes lack `…/auth/spreadsheets` gets `invalid_scope`.
 //!   Real Google would issue the token and refuse the Sheets call with 403 "insufficient
 //!   authentication scopes". Both refuse. The fake refuses earlier, as the brief asks.
-//! - `fields` on `spreadsheets.get` is honoured (`fields`), but Google's list of a
-//!   `Sheet`'s parts is cut to `properties` and `charts` (`chartId`, `spec`).
-//! - **Scope**: the fake models what the uploader sends and nothing more. What Google has
-//!   beyond that is refused with 400 "The fake Google does not implement …" (naming
-//!   the field by its path), so a daemon change that starts using it fails loudly
-//!   instead of passing against an imitation: `valueInputOption` other than `RAW` (counted
-//!   in [`Stats::non_raw_writes`]), `majorDimension` `COLUMNS`, `includeValuesInResponse`
-//!   and every other body option; `values.get` other than
-//!   `valueRenderOption=UNFORMATTED_VALUE`; any query parameter but that one and
-//!   `spreadsheets.get`'s `fields`; an untitled `addSheet` and any tab
-//!   property but `sheetId`, `title`, `index`, row and column counts and frozen rows;
-//!   any chart field but those of the uploader's line chart (see `charts`).
-//! - Ranges: only `'Tab'!A1:B2` (or `Tab!A1:B2`), both corners whole cells in order, as
-//!   the uploader writes them. A single cell, whole columns or rows, a tab alone, no tab,
-//!   `$` and reversed corners, which Google takes, get 400 `Unable to parse range: … (the
-//!   fake Google implements only ranges like 'Tab'!A1:B2)`.
-//! - A `values:batchUpdate` reply holds only `spreadsheetId`, a `values.get` reply no
-//!   `range`: Google also counts the updated rows, columns and cells, and names the range
-//!   read; the uploader reads neither.
-//! - Only the endpoints of [`RequestKind`] exist, and `batchUpdate` takes only the request
-//!   kinds listed in `sheets`. Other real ones (`values:append`, `deleteSheet`, …) are
-//!   refused (501 UNIMPLEMENTED or 400 naming the request), so a test fails loudly; so are
-//!   the fields the fake does not implement.
+//! - `fields` on `spreadsheets.get` is honoured, but a `Sheet` has only `properties` and
+//!   `charts` (`chartId`, `spec`).
+//! - Replies leave out what the uploader does not read (see `values`).
 //! - The project-wide quota (300/min) is not modelled, only the per-user one.
 //!
-//! # Layout
+//! # Use
 //!
-//! `server` (transport, routing, the order of checks), `state` (what the one lock
-//! guards: tokens, quota, queued faults, stats, the log), `token` (the OAuth endpoint),
-//! `sheets` (the Sheets endpoints after authentication; `batchUpdate` and `addSheet`),
-//! `dimensions`, `charts` and `values` (the other request kinds), `discovery` (every body
-//! against Google's schema, first: the code after it reads bodies that passed), `fields`
-//! (partial responses), `a1` (ranges), `model` (spreadsheets, tabs, cells), `faults`
-//! (what an injected fault answers) and `responses` (Google's error shapes).
-//!
-//! # Example
-//!
-//! ```ignore
-//! let fake = FakeGoogle::start();
-//! fake.add_spreadsheet("sheet-1", &[DEFAULT_ACCOUNT]);
-//! fake.write_key_file(dir.join("key.json"), DEFAULT_ACCOUNT, TEST_KEY_PEM);
-//! fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
-//! // … run the daemon with its Sheets base URL set to fake.base_url() …
-//! assert!(fake.wait_until(Duration::from_secs(10), |f| {
-//!     f.values("sheet-1", "Readings").map_or(0, |v| v.len()) == 3
-//! }));
-//! assert_eq!(fake.stats().non_raw_writes, 0);
-//! ```
+//! `util::sheets` sets one up as the Sheets tests use it (`fake_with` and `config`: a
+//! spreadsheet shared with [`DEFAULT_ACCOUNT`], a key file, the daemon's `[sheets]` section
+//! pointing at the fake); `tests/fake_google.rs` exercises each method.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -177,18 +133,9 @@ pub const DEFAULT_ACCOUNT: &str = "sensorlog-test@sensorlog-test.iam.gserviceacc
 pub const SPREADSHEETS_SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 /// The `grant_type` of the JWT-bearer flow (notes §1.3).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// `expires_in` of issued tokens unless changed, as Google sends (notes §1.6).
-const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
-/// Google's cell cap per spreadsheet (notes §2.5, §2.7).
-const DEFAULT_MAX_CELLS: u64 = 10_000_000;
-/// Write requests, and read requests, per minute per user (notes §2.7).
-const DEFAULT_QUOTA_PER_MINUTE: u32 = 60;
-/// The quota window (per-minute quotas, notes §2.7).
-const DEFAULT_QUOTA_WINDOW: Duration = Duration::from_secs(60);
 /// The project number that appears in quota and API-disabled errors.
 const PROJECT_NUMBER: &str = "123456";
-/// The request payload cap observed on real Google (notes §2.6); Google recommends
-/// staying under 2 MB. [`Rules::max_request_bytes`] lowers it for a test.
+/// The request payload cap observed on real Google (notes §2.6).
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
 const MAX_COLUMNS: u32 = 18_278;
@@ -252,7 +199,6 @@ impl Cell {
 pub enum Role {
     /// Reads only: writes get 403.
     Reader,
-    /// Reads and writes.
     Writer,
 }
 
@@ -260,12 +206,12 @@ pub enum Role {
 #[derive(Clone, Debug)]
 pub struct Rules {
     /// `expires_in` (and the real server-side lifetime) of tokens issued from now on, in
-    /// seconds, clamped to 1 s … 10 years (3599).
+    /// seconds, clamped to 1 s … 10 years (3599, as Google sends; notes §1.6).
     pub token_lifetime_secs: u64,
     /// Shifts the clock the token endpoint checks `iat`/`exp` against (a device clock that
     /// is wrong by minus this); bearer-token expiry is not affected (0).
     pub clock_offset_secs: i64,
-    /// Write requests allowed per account per quota window (60).
+    /// Write requests allowed per account per quota window (60; notes §2.7).
     pub write_quota: u32,
     /// Read requests allowed per account per quota window (60).
     pub read_quota: u32,
@@ -274,23 +220,22 @@ pub struct Rules {
     pub quota_window: Duration,
     /// Request bodies over this get Google's 400 ([`MAX_REQUEST_BODY_BYTES`], which caps it).
     pub max_request_bytes: usize,
-    /// The cell cap per spreadsheet (10,000,000).
+    /// The cell cap per spreadsheet (10,000,000; notes §2.5, §2.7).
     pub max_cells: u64,
-    /// "Sheets API not enabled for the project": every authenticated Sheets request gets
-    /// 403 (false).
+    /// "Sheets API not enabled for the project": authenticated Sheets requests get 403 (false).
     pub api_disabled: bool,
 }
 
 impl Default for Rules {
     fn default() -> Rules {
         Rules {
-            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            token_lifetime_secs: 3599,
             clock_offset_secs: 0,
-            write_quota: DEFAULT_QUOTA_PER_MINUTE,
-            read_quota: DEFAULT_QUOTA_PER_MINUTE,
-            quota_window: DEFAULT_QUOTA_WINDOW,
+            write_quota: 60,
+            read_quota: 60,
+            quota_window: Duration::from_secs(60),
             max_request_bytes: MAX_REQUEST_BODY_BYTES,
-            max_cells: DEFAULT_MAX_CELLS,
+            max_cells: 10_000_000,
             api_disabled: false,
         }
     }
@@ -314,18 +259,14 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    /// A Sheets request charged to the write quota (notes §2.7: each batch is one request).
-    pub fn is_write(self) -> bool {
+    /// A Sheets request charged to the write quota (notes §2.7: each batch is one request);
+    /// the other Sheets requests are charged to the read quota.
+    fn is_write(self) -> bool {
         matches!(self, RequestKind::BatchUpdate | RequestKind::ValuesBatchUpdate)
     }
 
-    /// A Sheets request charged to the read quota.
-    pub fn is_read(self) -> bool {
-        matches!(self, RequestKind::GetSpreadsheet | RequestKind::GetValues)
-    }
-
     fn is_sheets(self) -> bool {
-        self.is_write() || self.is_read()
+        !matches!(self, RequestKind::Token | RequestKind::Other)
     }
 }
 
@@ -334,7 +275,6 @@ impl RequestKind {
 pub struct Stats {
     /// Requests by endpoint, answered or not ([`Stats::requests`]).
     by_kind: BTreeMap<RequestKind, u64>,
-    /// Tokens issued.
     pub tokens_issued: u64,
     /// Token requests refused for a bad grant, assertion, account, scope or time (4xx).
     pub token_rejections: u64,
@@ -403,14 +343,11 @@ impl fmt::Display for LoggedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (at, method, path) = (self.at.as_secs_f64(), &self.method, &self.path);
         let status = self.status.map_or_else(|| "dropped".to_string(), |s| s.to_string());
-        write!(f, "{at:>9.3}s {method} {path} -> {status}")?;
-        if let Some(account) = &self.account {
-            write!(f, " [{account}]")?;
-        }
-        if !self.note.is_empty() {
-            write!(f, " ({})", self.note)?;
-        }
-        Ok(())
+        let account = self.account.as_ref().map_or_else(String::new, |a| format!(" [{a}]"));
+        let note = Some(&self.note)
+            .filter(|n| !n.is_empty())
+            .map_or_else(String::new, |n| format!(" ({n})"));
+        write!(f, "{at:>9.3}s {method} {path} -> {status}{account}{note}")
     }
 }
 
@@ -447,7 +384,6 @@ impl FakeGoogle {
         }
     }
 
-    /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -472,12 +408,8 @@ impl FakeGoogle {
     /// A Google-shaped service-account key JSON for `email` holding the private key `pem`
     /// ([`TEST_KEY_PEM`], the key the fake trusts, or e.g. [`OTHER_KEY_PEM`]).
     pub fn key_json(&self, email: &str, pem: &str) -> String {
-        let project = email
-            .split('@')
-            .nth(1)
-            .and_then(|domain| domain.split('.').next())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("sensorlog-test");
+        let project = email.split(['@', '.']).nth(1).filter(|p| !p.is_empty());
+        let project = project.unwrap_or("sensorlog-test");
         let key = json!({
             "type": "service_account",
             "project_id": project,
@@ -543,7 +475,6 @@ impl FakeGoogle {
             id.to_string(),
             Spreadsheet {
                 id: id.to_string(),
-                title: format!("sensorlog test {id}"),
                 sheets: vec![first],
                 access,
                 refuse_text: None,
@@ -661,9 +592,13 @@ impl FakeGoogle {
     /// Queues `fault` for the next `times` requests that match. A request consumes from
     /// the first queued entry that matches it.
     pub fn inject(&self, matching: Matching, fault: Fault, times: u32) {
-        let queued = QueuedFault::new(fault, matching, times);
+        fault.answer(matching); // panics on a fault the endpoint cannot produce
         if times > 0 {
-            self.state().faults.push_back(queued);
+            self.state().faults.push_back(QueuedFault {
+                matching,
+                fault,
+                remaining: times,
+            });
         }
     }
 
@@ -672,7 +607,6 @@ impl FakeGoogle {
         self.state().faults.iter().map(|f| u64::from(f.remaining)).sum()
     }
 
-    /// Drops every queued fault.
     pub fn clear_faults(&self) {
         self.state().faults.clear();
     }
@@ -701,11 +635,7 @@ impl FakeGoogle {
 
     /// The request log as text, one line per request, to print when a test fails.
     pub fn request_log_text(&self) -> String {
-        let mut out = String::new();
-        for entry in self.state().log.iter() {
-            let _ = writeln!(out, "{entry}");
-        }
-        out
+        self.state().log.iter().map(|entry| format!("{entry}\n")).collect()
     }
 
     /// Calls `condition` until it returns true or `timeout` (at most an hour) passes, and

@@ -3,7 +3,6 @@ use super::*;
 
 pub(super) struct Spreadsheet {
     pub(super) id: String,
-    pub(super) title: String,
     pub(super) sheets: Vec<Sheet>,
     pub(super) access: BTreeMap<String, Role>,
     /// Injected refusal: text cells containing this get 400 ([`FakeGoogle::refuse_cells_containing`]).
@@ -37,7 +36,7 @@ impl Spreadsheet {
         json!({
             "spreadsheetId": self.id,
             "properties": {
-                "title": self.title,
+                "title": format!("sensorlog test {}", self.id),
                 "locale": "en_US",
                 "autoRecalc": "ON_CHANGE",
                 "timeZone": "Etc/GMT",
@@ -104,16 +103,10 @@ impl Sheet {
     }
 
     pub(super) fn set(&mut self, at: (u32, u32), cell: Cell) {
-        match cell {
-            Cell::Empty => {
-                self.cells.remove(&at);
-            }
-            Cell::Text(ref s) if s.is_empty() => {
-                self.cells.remove(&at);
-            }
-            cell => {
-                self.cells.insert(at, cell);
-            }
+        if cell == Cell::Empty || cell == Cell::text("") {
+            self.cells.remove(&at);
+        } else {
+            self.cells.insert(at, cell);
         }
     }
 
@@ -126,10 +119,9 @@ impl Sheet {
         empty: T,
         render: impl Fn(&Cell) -> T,
     ) -> Vec<Vec<T>> {
+        // Callers pass ordered corners (`parse_a1` refuses reversed ones): BTreeMap::range
+        // panics on an inverted range.
         let mut grid: Vec<Vec<T>> = Vec::new();
-        if r0 > r1 || c0 > c1 {
-            return grid; // BTreeMap::range panics on an inverted range
-        }
         for (&(r, c), cell) in self.cells.range((r0, c0)..=(r1, c1)) {
             if !(c0..=c1).contains(&c) {
                 continue;
@@ -150,10 +142,6 @@ impl Sheet {
 
 /// The fake's random numbers (sheet and chart ids): the tests' one xorshift (`util::rng`).
 pub(super) type Rng = Box<dyn FnMut() -> u64 + Send>;
-
-pub(super) fn new_rng() -> Rng {
-    Box::new(super::super::rng::from_clock().1)
-}
 
 /// A random id in 1..i32::MAX that `used` does not hold, as Google draws them.
 pub(super) fn random_sheet_id(rng: &mut Rng, used: &[i64]) -> i64 {

@@ -26,10 +26,6 @@ pub(crate) fn parse_urlencoded(input: &[u8]) -> Option<Vec<(String, String)>> {
     input.split('&').filter(|p| !p.is_empty()).map(pair).collect()
 }
 
-pub(super) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 // --- Responses in Google's shapes ------------------------------------------------------
 
 pub(super) fn pretty(value: &Value) -> String {
@@ -111,7 +107,7 @@ pub(super) fn status_error(code: u16) -> Response {
         403 => rpc("PERMISSION_DENIED", "The caller does not have permission"),
         404 => rpc("NOT_FOUND", "Requested entity was not found."),
         409 => rpc("ABORTED", "The operation was aborted."),
-        429 => quota_error(true, DEFAULT_QUOTA_PER_MINUTE),
+        429 => quota_error(true, Rules::default().write_quota),
         500 => rpc("INTERNAL", "Internal error encountered."),
         502 => html_page(
             502,

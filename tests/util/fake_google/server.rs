@@ -1,20 +1,13 @@
 //! The transport and dispatch: the HTTP server, routing, and the order of checks.
 //!
 //! `tiny_http` does HTTP/1.1 (keep-alive, chunked bodies, `Expect: 100-continue`,
-//! malformed requests answered 400), so the fake only models Google. [`HANDLER_THREADS`]
-//! threads take requests off it, so at most that many are handled at once, delayed replies
-//! included. A panic in the fake's own code is caught and answered 500 (counted in
-//! [`Stats::internal_errors`]): no thread dies. Every state change, stat and log entry is
-//! made before the response is written, so a client that has read a response can assert
-//! on [`FakeGoogle::stats`] at once. Dropping the [`FakeGoogle`] stops the handlers, then
-//! the server, in bounded time. tiny_http sets no socket timeouts: an idle kept-alive
-//! connection lives until its client (the daemon or the test) closes it.
+//! malformed requests answered 400), so the fake only models Google. A panic in the
+//! fake's own code is caught and answered 500: no thread dies. tiny_http sets no socket
+//! timeouts: an idle kept-alive connection lives until its client closes it.
 use super::*;
 
 // --- Transport: tiny_http, a fixed pool of handler threads -----------------------------
 
-/// Starts the HTTP server on `127.0.0.1:0` (tiny_http accepts and parses HTTP/1.1,
-/// keep-alive and chunked bodies included).
 pub(super) fn bind() -> (tiny_http::Server, SocketAddr) {
     let server =
         tiny_http::Server::http("127.0.0.1:0").unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}"));
@@ -256,7 +249,7 @@ fn no_endpoint(req: &HttpRequest) -> Response {
     if req.path != "/v4" && !req.path.starts_with("/v4/") {
         let text = format!(
             "The requested URL <code>{}</code> was not found on this server.",
-            html_escape(&req.path)
+            req.path.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
         );
         return html_page(404, "Error 404 (Not Found)!!1", &text);
     }
@@ -270,8 +263,9 @@ fn no_endpoint(req: &HttpRequest) -> Response {
     rpc_error(501, "UNIMPLEMENTED", &message)
 }
 
-/// Handles one parsed request: every state change, stat and log entry is made here.
-/// `None`: close the connection without a response.
+/// Handles one parsed request: every state change, stat and log entry is made here, before
+/// the response is written, so a client that has read a response can assert on
+/// [`FakeGoogle::stats`] at once. `None`: close the connection without a response.
 pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
     let (kind, id, range) = route(&req.method, &req.path);
     let finish = |st: &mut State, account: Option<String>, response: Option<Response>, note: String| {
@@ -288,42 +282,38 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
     st.count_arrival(kind);
     if kind != RequestKind::Other && st.outage_until.is_some_and(|until| Instant::now() < until) {
         st.stats.outage_rejections += 1;
-        let response = if kind == RequestKind::Token {
-            oauth_error(503, "internal_failure", None)
-        } else {
-            status_error(503)
+        let response = match kind {
+            RequestKind::Token => oauth_error(503, "internal_failure", None),
+            _ => status_error(503),
         };
         return finish(&mut st, None, Some(response), "outage".into());
     }
-    let (note, effect) = st.take_fault(kind).unzip();
-    let mut note = note.unwrap_or_default();
-    let (mut drop_after, mut lifetime_override) = (false, None);
-    match effect {
-        Some(Effect::Answer(answer)) => {
-            if answer.as_ref().is_some_and(|r| r.status == 429) {
-                st.stats.rate_limited += 1;
-            }
-            return finish(&mut st, None, answer, note);
+    let fault = st.take_fault(kind);
+    let note = fault.as_ref().map_or_else(String::new, |(_, f)| format!("fault {f:?}"));
+    if let Some(answer) = fault.as_ref().and_then(|(matching, f)| f.answer(*matching)) {
+        if answer.as_ref().is_some_and(|r| r.status == 429) {
+            st.stats.rate_limited += 1;
         }
-        Some(Effect::Delay(d)) => {
+        return finish(&mut st, None, answer, note);
+    }
+    let (mut drop_after, mut lifetime_override) = (false, None);
+    match fault.map(|(_, f)| f) {
+        Some(Fault::Delay(d)) => {
             drop(st);
             // Ends early when the fake stops.
             super::super::daemon::wait_until(d.min(MAX_FAULT_DURATION), || shared.stop.load(Ordering::SeqCst));
             st = shared.lock();
         }
-        Some(Effect::ApplyThenDrop) => drop_after = true,
-        Some(Effect::ShortLifetime(secs)) => lifetime_override = Some(secs),
-        None => {}
+        Some(Fault::ApplyThenDrop) => drop_after = true,
+        Some(Fault::ShortTokenLifetime(secs)) => lifetime_override = Some(secs),
+        _ => {}
     }
 
     // Phase 2: the request itself.
     let now = Instant::now();
-    let (response, account, why) = if req.body.len() > st.rules.max_request_bytes {
-        (
-            invalid_argument(&payload_too_large(st.rules.max_request_bytes)),
-            None,
-            "payload too large",
-        )
+    let limit = st.rules.max_request_bytes;
+    let (response, account, why) = if req.body.len() > limit {
+        (invalid_argument(&payload_too_large(limit)), None, "payload too large")
     } else {
         match kind {
             RequestKind::Token => token_endpoint(&mut st, &shared.token_uri, req, lifetime_override, now),
@@ -331,15 +321,8 @@ pub(super) fn handle(shared: &Shared, req: &HttpRequest) -> Option<Response> {
             _ => sheets_endpoint(&mut st, kind, &id, &range, req, now),
         }
     };
-    if !why.is_empty() {
-        note = if note.is_empty() {
-            why.to_string()
-        } else {
-            format!("{note}; {why}")
-        };
-    }
-    if drop_after {
-        note = format!("{note}; would have answered {}", response.status);
-    }
-    finish(&mut st, account, (!drop_after).then_some(response), note)
+    let would = drop_after.then(|| format!("would have answered {}", response.status));
+    let parts = [Some(note), Some(why.to_string()), would];
+    let note: Vec<String> = parts.into_iter().flatten().filter(|n| !n.is_empty()).collect();
+    finish(&mut st, account, (!drop_after).then_some(response), note.join("; "))
 }

@@ -1,6 +1,5 @@
-//! The Sheets endpoints: the order of checks after authentication (API enabled, quota,
-//! spreadsheet, sharing, the discovery document), then `spreadsheets.batchUpdate` with
-//! `addSheet` (the other kinds are in `charts` and `dimensions`).
+//! The Sheets endpoints after authentication (steps 3 and 4 of the order of checks), and
+//! `spreadsheets.batchUpdate` with `addSheet` (the other kinds: `charts`, `dimensions`).
 use super::*;
 
 pub(super) fn sheets_endpoint(
@@ -71,8 +70,8 @@ fn authorized_sheets(
                 RequestKind::BatchUpdate => "BatchUpdateSpreadsheetRequest",
                 _ => "BatchUpdateValuesRequest",
             };
-            let body = Value::Object(json_body(req)?);
-            if let Err(message) = discovery::check(schema, &body) {
+            let body = json_body(req)?;
+            if let Err(message) = discovery::check(schema, &body, "") {
                 stats.schema_violations += 1;
                 return Err(invalid_argument(&message));
             }
@@ -93,16 +92,14 @@ fn authorized_sheets(
     Ok(json_response(200, &body))
 }
 
-/// The request body as a JSON object (an empty body counts as `{}`).
-pub(super) fn json_body(req: &HttpRequest) -> Result<Map<String, Value>, Response> {
+/// The request body, a JSON object (an empty body counts as `{}`).
+fn json_body(req: &HttpRequest) -> Result<Value, Response> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+        return Ok(json!({}));
     }
     match serde_json::from_slice::<Value>(&req.body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(invalid_argument(
-            "Invalid JSON payload received. Root element must be a message.",
-        )),
+        Ok(body) if body.is_object() => Ok(body),
+        Ok(_) => invalid!("Invalid JSON payload received. Root element must be a message."),
         Err(e) => invalid!("Invalid JSON payload received. {e}"),
     }
 }
@@ -130,14 +127,6 @@ pub(super) fn list<'a>(obj: &'a Map<String, Value>, name: &str) -> &'a [Value] {
     obj.get(name).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
-pub(super) fn flag(obj: &Map<String, Value>, name: &str) -> bool {
-    obj.get(name).and_then(Value::as_bool).unwrap_or(false)
-}
-
-pub(super) fn invalid_value(at: &str, type_name: &str, value: &Value) -> Response {
-    invalid_argument(&format!("Invalid value at '{at}' ({type_name}), {value}"))
-}
-
 /// Refuses a field outside `modelled`, the fields the uploader sends here: Google has
 /// more, but the fake does not model them, so a daemon change that starts sending one
 /// fails loudly instead of passing against an imitation (`at`: where, as Google names it).
@@ -157,7 +146,7 @@ pub(super) fn only_modelled(obj: &Map<String, Value>, modelled: &[&str], at: &st
 /// An enum field set to its `…_UNSPECIFIED` value is refused, as an unknown value.
 pub(super) fn specified<'a>(obj: &'a Map<String, Value>, name: &str, at: &str) -> Result<Option<&'a str>, Response> {
     match text(obj, name) {
-        Some(v) if v.ends_with("_UNSPECIFIED") => Err(invalid_value(&format!("{at}.{name}"), "TYPE_ENUM", &json!(v))),
+        Some(v) if v.ends_with("_UNSPECIFIED") => invalid!("Invalid value at '{at}.{name}' (TYPE_ENUM), \"{v}\""),
         other => Ok(other),
     }
 }

@@ -60,7 +60,7 @@ impl State {
             stats: Stats::default(),
             log: VecDeque::new(),
             started: Instant::now(),
-            rng: new_rng(),
+            rng: Box::new(super::super::rng::from_clock().1),
         }
     }
 
@@ -68,11 +68,11 @@ impl State {
         *self.stats.by_kind.entry(kind).or_default() += 1;
     }
 
-    /// The log note and effect of the first queued fault that hits a request of `kind`.
-    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(String, Effect)> {
+    /// The first queued fault that hits a request of `kind`, and what it matched.
+    pub(super) fn take_fault(&mut self, kind: RequestKind) -> Option<(Matching, Fault)> {
         let index = self.faults.iter().position(|q| q.matching.matches(kind))?;
         let entry = &mut self.faults[index];
-        let taken = (entry.note.clone(), entry.effect.clone());
+        let taken = (entry.matching, entry.fault.clone());
         entry.remaining -= 1;
         if entry.remaining == 0 {
             self.faults.remove(index);

@@ -1,5 +1,4 @@
-//! `values:batchUpdate` and `values.get`: A1 ranges against the grid, the data against
-//! the range, 50,000 characters per cell (UTF-16 units). Only what the uploader sends is
+//! `values:batchUpdate` and `values.get`. Only what the uploader sends is
 //! modelled: RAW writes by rows, unformatted reads by rows. The other options Google has
 //! (`USER_ENTERED`, `COLUMNS`, `FORMATTED_VALUE`, response options) are refused as
 //! unimplemented, so a daemon that starts sending one fails loudly.
@@ -7,17 +6,13 @@ use super::*;
 
 // --- values:batchUpdate ------------------------------------------------------------------
 
-/// One validated ValueRange, ready to apply: its tab and `((row, col), value)`s
-/// (`Cell::Empty` clears).
-type PlannedWrite = (usize, Vec<((u32, u32), Cell)>);
-
 pub(super) fn values_batch_update(ss: &mut Spreadsheet, body: &Map<String, Value>) -> Result<Value, Response> {
     match text(body, "valueInputOption") {
         Some("RAW") => {}
         None => return Err(invalid_argument("'valueInputOption' is required but not specified")),
         Some(other) => return Err(unimplemented(&format!("valueInputOption {other}"))),
     }
-    if flag(body, "includeValuesInResponse") {
+    if body.get("includeValuesInResponse") == Some(&Value::Bool(true)) {
         return Err(unimplemented("includeValuesInResponse: true"));
     }
     only_modelled(body, &["valueInputOption", "data", "includeValuesInResponse"], "")?;
@@ -46,11 +41,12 @@ pub(super) fn proto3(mut value: Value) -> Value {
     value
 }
 
-pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<PlannedWrite, Response> {
+/// ValueRange `i`, validated and ready to apply: its tab and `(cell, value)`s (`Cell::Empty` clears).
+pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usize, Vec<(At, Cell)>), Response> {
     let obj = vr.as_object().expect("the schema refuses a null list element");
     only_modelled(obj, &["range", "majorDimension", "values"], &format!("data[{i}]"))?;
     let range_text = text(obj, "range").unwrap_or("");
-    let range = resolve_range(ss, range_text)?;
+    let (sheet, (r0, c0), (r1, c1)) = resolve_range(ss, range_text)?;
     if text(obj, "majorDimension") == Some("COLUMNS") {
         return Err(unimplemented("majorDimension COLUMNS"));
     }
@@ -58,10 +54,10 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<Plann
     // stated range (which `resolve_range` has held inside the grid).
     let lines: Vec<&Vec<Value>> = list(obj, "values").iter().filter_map(Value::as_array).collect();
     let n_cols = lines.iter().map(|l| l.len()).max().unwrap_or(0) as u32;
-    let beyond = if lines.len() as u32 > range.r1 - range.r0 + 1 {
-        format!("row [{}]", range.r1 + 2)
-    } else if n_cols > range.c1 - range.c0 + 1 {
-        format!("column [{}]", column_letters(range.c1 + 1))
+    let beyond = if lines.len() as u32 > r1 - r0 + 1 {
+        format!("row [{}]", r1 + 2)
+    } else if n_cols > c1 - c0 + 1 {
+        format!("column [{}]", column_letters(c1 + 1))
     } else {
         String::new()
     };
@@ -80,7 +76,6 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<Plann
                         "Invalid value at 'data[{i}].values[{a}][{b}]': refused by the fake (refuse_cells_containing)."
                     )
                 }
-                // Counted in UTF-16 code units, the strictest reading of Google's limit.
                 Value::String(s) if s.encode_utf16().count() > MAX_CELL_CHARS => {
                     return invalid!(
                         "Your input contains more than the maximum of {MAX_CELL_CHARS} \
@@ -91,17 +86,10 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<Plann
                 Value::Object(_) => return invalid!("Invalid values[{a}][{b}]: struct_value {value}"),
                 Value::Array(_) => return invalid!("Invalid values[{a}][{b}]: list_value {value}"),
             };
-            cells.push(((range.r0 + a as u32, range.c0 + b as u32), cell));
+            cells.push(((r0 + a as u32, c0 + b as u32), cell));
         }
     }
-    Ok((range.sheet, cells))
-}
-
-pub(super) fn grid_limit_error(range_text: &str, props: &SheetProps) -> Response {
-    invalid_argument(&format!(
-        "Range ({range_text}) exceeds grid limits. Max rows: {}, max columns: {}",
-        props.rows, props.cols
-    ))
+    Ok((sheet, cells))
 }
 
 // --- values.get ----------------------------------------------------------------------------
@@ -114,8 +102,8 @@ pub(super) fn get_values(ss: &Spreadsheet, raw_range: &str, req: &HttpRequest) -
     if req.query_param("valueRenderOption") != Some("UNFORMATTED_VALUE") {
         return Err(unimplemented("values.get without valueRenderOption=UNFORMATTED_VALUE"));
     }
-    let range = resolve_range(ss, &range_text)?;
-    let grid = ss.sheets[range.sheet].grid((range.r0, range.c0), (range.r1, range.c1), json!(""), unformatted);
+    let (sheet, from, to) = resolve_range(ss, &range_text)?;
+    let grid = ss.sheets[sheet].grid(from, to, json!(""), unformatted);
     // Google also names the range read, normalized; the uploader does not read it.
     Ok(proto3(json!({ "majorDimension": "ROWS", "values": grid })))
 }
