@@ -28,8 +28,9 @@ const START_ATTEMPTS: usize = 3;
 impl Haproxy {
     /// Starts `bin` with `fronts` frontends on free loopback ports: `write_config` gets
     /// the ports' addresses and returns the path of the config it wrote for them. Waits
-    /// up to 10 s for every front to listen, seen as the port no longer bindable (a probe
-    /// by connecting would reach the daemon as a connection of its own).
+    /// up to 10 s for every front to listen, seen in `/proc` as a listening socket of
+    /// HAProxy's own (a probe by connecting would reach the daemon as a connection of its
+    /// own, and a port that is merely not bindable may be held by someone else).
     ///
     /// A port that was free when picked can be taken before HAProxy binds it (another
     /// client's outgoing connection gets the same ephemeral port), and then HAProxy exits
@@ -71,29 +72,56 @@ impl Haproxy {
         unreachable!("the last attempt returns or panics")
     }
 
-    /// Waits until every front listens and HAProxy still runs; `Err` says why not (it
-    /// exited, or the time ran out).
+    /// Waits until HAProxy itself listens on every front; `Err` says why not (it exited,
+    /// or the time ran out). Checked in `/proc`: a listening socket on the front's port
+    /// among HAProxy's open files. A port held by another socket (the race above) is not
+    /// taken for HAProxy's, however slowly HAProxy gets to exiting over it.
     fn wait_listening(&mut self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
-        for f in &self.fronts {
-            while TcpListener::bind(f).is_ok() {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    return Err(format!("exited ({status}) before listening on {f}"));
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!("did not listen on {f} within {} s", within.as_secs()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited ({status}) before listening on {:?}", self.fronts));
             }
-        }
-        // A port taken by another socket looks the same as one HAProxy listens on; an
-        // HAProxy that could not bind it exits within milliseconds of starting.
-        std::thread::sleep(Duration::from_millis(100));
-        match self.child.try_wait() {
-            Ok(Some(status)) => Err(format!("exited ({status}) right after starting")),
-            _ => Ok(()),
+            let own = socket_inodes(self.child.id());
+            let missing = self
+                .fronts
+                .iter()
+                .find(|f| !listening_inodes(f.port()).iter().any(|i| own.contains(i)));
+            let Some(f) = missing else { return Ok(()) };
+            if Instant::now() >= deadline {
+                return Err(format!("did not listen on {f} within {} s", within.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The inodes of the sockets process `pid` has open (`/proc/PID/fd/N -> socket:[INODE]`).
+fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The inodes of the IPv4 TCP sockets listening on `port` (`/proc/net/tcp`: the local
+/// address is `HEXIP:HEXPORT`, state `0A` is LISTEN, the inode is the tenth column).
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && *cols.get(3)? == "0A").then(|| cols.get(9)?.parse().ok())?
+        })
+        .collect()
 }
 
 /// A loopback address with a port that is free now.
