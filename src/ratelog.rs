@@ -32,9 +32,16 @@ impl RateLimitedLog {
     }
 
     /// Counts one event; calls `f` with the total so far if the interval has passed.
+    /// Never waits: while another thread holds the limiter it is deciding for an event
+    /// of the same moment, so this one is only counted (a flood calls this from every
+    /// connection, and must not queue them up behind one lock).
     pub fn log(&self, f: impl FnOnce(u64)) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = match self.last.try_lock() {
+            Ok(last) => last,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         if last.is_none_or(|t| t.elapsed() >= self.every) {
             *last = Some(Instant::now());
             f(n);
@@ -91,6 +98,21 @@ impl ByCause {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_per_interval_and_none_while_the_limiter_is_held() {
+        let limiter = RateLimitedLog::new(Duration::from_secs(3600));
+        let mut lines = Vec::new();
+        limiter.log(|n| lines.push(n));
+        limiter.log(|n| lines.push(n));
+        assert_eq!(lines, [1], "one line per interval");
+        let limiter = RateLimitedLog::new(Duration::ZERO);
+        let held = limiter.last.lock().unwrap();
+        limiter.log(|n| lines.push(n));
+        drop(held);
+        limiter.log(|n| lines.push(n));
+        assert_eq!(lines, [1, 2], "counted while held, logged with the count after");
+    }
 
     #[test]
     fn one_line_per_cause_per_interval_with_the_count() {
