@@ -908,6 +908,7 @@ pub struct Boards {
 impl Boards {
     pub fn new(cfg: &BoardsConfig, alerts: &AlertsConfig) -> Boards {
         let window = cfg.chart_window.as_secs().min(u64::from(u32::MAX)) as u32;
+        let name_interval_us = 60_000_000 / u64::from(cfg.new_names_per_minute.max(1));
         Boards {
             inner: Mutex::new(Inner::default()),
             max_boards: cfg.max_boards,
@@ -922,9 +923,8 @@ impl Boards {
             evicted: AtomicU64::new(0),
             new_name_burst: cfg.new_name_burst,
             new_names_per_minute: cfg.new_names_per_minute,
-            new_name_interval_us: 60_000_000 / u64::from(cfg.new_names_per_minute.max(1)),
-            new_name_burst_us: u64::from(cfg.new_name_burst)
-                * (60_000_000 / u64::from(cfg.new_names_per_minute.max(1))),
+            new_name_interval_us: name_interval_us,
+            new_name_burst_us: u64::from(cfg.new_name_burst) * name_interval_us,
             untracked: AtomicU64::new(0),
             untracked_log: RateLimitedLog::new(UNTRACKED_LOG_EVERY),
         }
