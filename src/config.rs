@@ -590,5 +590,14 @@ mod tests {
         assert_refused("[alerts]\nwebhook_url = \"ftp://x\"\n", "alerts.webhook_url");
         assert_refused("[boards]\nmax_boards = 0\n", "boards.max_boards");
         assert_refused("[boards]\nmax_feilds = 3\n", "max_feilds");
+        assert_refused("[boards]\nnew_name_burst = 0\n", "boards.new_name_burst");
+        assert_refused("[boards]\nnew_names_per_minute = 0\n", "boards.new_names_per_minute");
+        assert_refused(
+            "[boards]\nnew_names_per_minute = 1000001\n",
+            "boards.new_names_per_minute",
+        );
+        let c = build("[boards]\nnew_name_burst = 1000000\n", ServeArgs::default()).unwrap();
+        assert_eq!(c.boards.new_name_burst, 1_000_000, "the largest burst is accepted");
+        assert_eq!(c.boards.new_names_per_minute, 60, "the default rate");
     }
 }
