@@ -299,8 +299,14 @@ fn print_cpu_per_reading(results: &[RunResult]) {
         );
     }
     for flood in ours.iter().filter(|r| r.workload.new_names) {
-        let twin = format!("{}x{}", flood.workload.boards, flood.workload.count.unwrap_or(0));
-        let Some(stable) = ours.iter().find(|r| !r.workload.new_names && r.workload.name == twin) else {
+        // Its twin: the same boards and counts, with stable names and no config of its own.
+        let load = &flood.workload;
+        let Some(stable) = ours.iter().find(|r| {
+            let w = &r.workload;
+            !w.new_names
+                && w.sensorlog_toml.is_none()
+                && (w.boards, w.count, w.idle) == (load.boards, load.count, load.idle)
+        }) else {
             continue;
         };
         let per_round: Vec<f64> = flood
