@@ -1085,6 +1085,15 @@ fn apply_then_drop_applies_the_write_but_sends_nothing() {
     assert_eq!(stats.writes_applied, 2);
 }
 
+/// A fault the endpoint cannot produce is a bug in the test: `inject` says so at once,
+/// not the request that would take it.
+#[test]
+#[should_panic(expected = "cannot get the fault ShortTokenLifetime")]
+fn a_fault_no_sheets_endpoint_can_produce_is_refused_when_injected() {
+    let fake = FakeGoogle::start();
+    fake.inject(Matching::Writes, Fault::ShortTokenLifetime(5), 1);
+}
+
 #[test]
 fn status_and_delay_faults_look_like_google() {
     let (fake, token) = fake_with_sheet();
