@@ -41,6 +41,21 @@ fn start(dir: &TestDir, cfg: &Path) -> Daemon {
     )
 }
 
+/// Two daemons, each on its own directory with `rows` readings of `device` already in its
+/// CSV, both syncing to `db` as the superuser with the given `source`s, started at the same moment
+/// (the race the schema set-up and the source claim must survive).
+fn start_two(pg: &PgServer, db: &str, dirs: [(&TestDir, usize, &str, &str); 2], extra: &str) -> (Daemon, Daemon) {
+    let [cfg_a, cfg_b] = dirs.map(|(dir, rows, device, source)| {
+        prefill(&dir.join("readings.csv"), rows, device);
+        config(dir, pg, db, "postgres", SUPER_PASSWORD, source, extra)
+    });
+    std::thread::scope(|s| {
+        let a = s.spawn(|| start(dirs[0].0, &cfg_a));
+        let b = s.spawn(|| start(dirs[1].0, &cfg_b));
+        (a.join().unwrap(), b.join().unwrap())
+    })
+}
+
 /// The CSV's data rows, with board text as the board sent it: the CSV puts a `'` before
 /// text starting with a formula character (= + - @ tab CR) or with `'` itself, in
 /// device, field, boot, device_time, and the value of `text` rows.
@@ -393,32 +408,13 @@ fn two_daemons_write_one_table_at_once() {
     let pg = PgServer::shared();
     let db = pg.create_db("pg_two");
     let (dir_a, dir_b) = (TestDir::new("pg-two-a"), TestDir::new("pg-two-b"));
-    prefill(&dir_a.join("readings.csv"), 8_000, "a");
-    prefill(&dir_b.join("readings.csv"), 8_000, "b");
-    let cfg_a = config(
-        &dir_a,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "site-a",
-        "batch_rows = 300\npace_ms = 0",
-    );
-    let cfg_b = config(
-        &dir_b,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "site-b",
-        "batch_rows = 300\npace_ms = 0",
-    );
     // Started together on an empty database: the schema is created once.
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| start(&dir_a, &cfg_a));
-        let b = s.spawn(|| start(&dir_b, &cfg_b));
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let (a, b) = start_two(
+        pg,
+        &db,
+        [(&dir_a, 8_000, "a", "site-a"), (&dir_b, 8_000, "b", "site-b")],
+        "batch_rows = 300\npace_ms = 0",
+    );
     let (addr_a, addr_b) = (a.addr, b.addr);
     let la = std::thread::spawn(move || send_readings(addr_a, "live-a", 500));
     let lb = std::thread::spawn(move || send_readings(addr_b, "live-b", 500));
@@ -621,31 +617,12 @@ fn two_daemons_with_one_source_never_mix_their_rows() {
     let pg = PgServer::shared();
     let db = pg.create_db("pg_same_source");
     let (dir_a, dir_b) = (TestDir::new("pg-same-a"), TestDir::new("pg-same-b"));
-    prefill(&dir_a.join("readings.csv"), 3_000, "a");
-    prefill(&dir_b.join("readings.csv"), 2_000, "b");
-    let cfg_a = config(
-        &dir_a,
+    let (a, b) = start_two(
         pg,
         &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "pi",
+        [(&dir_a, 3_000, "a", "pi"), (&dir_b, 2_000, "b", "pi")],
         "batch_rows = 200\npace_ms = 0",
     );
-    let cfg_b = config(
-        &dir_b,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "pi",
-        "batch_rows = 200\npace_ms = 0",
-    );
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| start(&dir_a, &cfg_a));
-        let b = s.spawn(|| start(&dir_b, &cfg_b));
-        (a.join().unwrap(), b.join().unwrap())
-    });
     let needle = "another daemon uses the same postgres.source";
     assert!(
         wait_until(Duration::from_secs(30), || a.log_contains(needle)
