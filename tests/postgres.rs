@@ -136,6 +136,38 @@ fn assert_table_equals_csv(
     }
 }
 
+/// After a rotation: the rows of the moved file `readings.csv.1` and of the new
+/// `readings.csv`, once the new one holds `new_rows` rows.
+fn rows_of_both_files(dir: &TestDir, new_rows: usize, d: &Daemon) -> Vec<Vec<String>> {
+    let mut rows = csv_rows(&dir.join("readings.csv.1"));
+    let new = dir.join("readings.csv");
+    assert!(
+        wait_until(Duration::from_secs(20), || csv_rows(&new).len() == new_rows),
+        "{}",
+        d.log_text()
+    );
+    rows.extend(csv_rows(&new));
+    rows
+}
+
+/// Waits until the table holds as many rows of `source` as the two files, waits a little
+/// more for a row sent twice to show, then compares them as sets: each row once.
+fn assert_table_holds_both_files(db: &mut postgres::Client, source: &str, mut want: Vec<Vec<String>>, d: &Daemon) {
+    assert!(
+        wait_until(Duration::from_secs(60), || count(db, source) >= want.len()),
+        "{} of {} rows; log:\n{}",
+        count(db, source),
+        want.len(),
+        d.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = table_rows(db, source);
+    assert_eq!(got.len(), want.len(), "{}", d.log_text());
+    got.sort();
+    want.sort();
+    assert!(got == want, "the table differs from the two files");
+}
+
 /// Waits until the last of `send_readings(_, device, n)` is in the CSV: the connection
 /// writes a board's readings in order, so every earlier one is there too. Without it a
 /// comparison can read the CSV before the daemon has written what was just sent.
@@ -689,28 +721,9 @@ fn a_rotated_csv_is_finished_then_the_new_one_followed() {
         d.log_text()
     );
     send_readings(d.addr, "new", 200);
-    let mut want: Vec<Vec<String>> = csv_rows(&dir.join("readings.csv.1"));
-    let old_rows = want.len();
-    assert!(
-        wait_until(Duration::from_secs(20), || csv_rows(&dir.join("readings.csv")).len()
-            == 600),
-        "{}",
-        d.log_text()
-    );
-    want.extend(csv_rows(&dir.join("readings.csv")));
-    assert!(
-        wait_until(Duration::from_secs(60), || count(&mut c, "rot") >= want.len()),
-        "{} of {} rows; log:\n{}",
-        count(&mut c, "rot"),
-        want.len(),
-        d.log_text()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let mut got = table_rows(&mut c, "rot");
-    assert_eq!(got.len(), want.len(), "{}", d.log_text());
-    got.sort();
-    want.sort();
-    assert!(got == want, "the table differs from the two files");
+    let want = rows_of_both_files(&dir, 600, &d);
+    let old_rows = csv_rows(&dir.join("readings.csv.1")).len();
+    assert_table_holds_both_files(&mut c, "rot", want, &d);
     assert!(
         d.log_contains(&format!("its {old_rows} rows are all in PostgreSQL")),
         "{}",
@@ -752,29 +765,10 @@ fn a_csv_rotated_before_the_database_was_ever_reached_is_sent_in_full() {
         d.log_text()
     );
     send_readings(d.addr, "new", 200);
-    let mut want: Vec<Vec<String>> = csv_rows(&dir.join("readings.csv.1"));
-    assert!(
-        wait_until(Duration::from_secs(20), || csv_rows(&dir.join("readings.csv")).len()
-            == 600),
-        "{}",
-        d.log_text()
-    );
-    want.extend(csv_rows(&dir.join("readings.csv")));
+    let want = rows_of_both_files(&dir, 600, &d);
     pg.start_again();
     let mut c = pg.admin(&db);
-    assert!(
-        wait_until(Duration::from_secs(60), || count(&mut c, "rd") >= want.len()),
-        "{} of {} rows; log:\n{}",
-        count(&mut c, "rd"),
-        want.len(),
-        d.log_text()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let mut got = table_rows(&mut c, "rd");
-    assert_eq!(got.len(), want.len(), "{}", d.log_text());
-    got.sort();
-    want.sort();
-    assert!(got == want, "the table differs from the two files");
+    assert_table_holds_both_files(&mut c, "rd", want, &d);
     d.stop();
 }
 
