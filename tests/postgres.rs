@@ -34,6 +34,11 @@ fn config(dir: &TestDir, pg: &PgServer, db: &str, user: &str, password: &str, so
     )
 }
 
+/// [`config`] for the `postgres` superuser, as most tests connect.
+fn config_as_superuser(dir: &TestDir, pg: &PgServer, db: &str, source: &str, extra: &str) -> PathBuf {
+    config(dir, pg, db, "postgres", SUPER_PASSWORD, source, extra)
+}
+
 fn start(dir: &TestDir, cfg: &Path) -> Daemon {
     Daemon::start(
         dir,
@@ -47,7 +52,7 @@ fn start(dir: &TestDir, cfg: &Path) -> Daemon {
 fn start_two(pg: &PgServer, db: &str, dirs: [(&TestDir, usize, &str, &str); 2], extra: &str) -> (Daemon, Daemon) {
     let [cfg_a, cfg_b] = dirs.map(|(dir, rows, device, source)| {
         prefill(&dir.join("readings.csv"), rows, device);
-        config(dir, pg, db, "postgres", SUPER_PASSWORD, source, extra)
+        config_as_superuser(dir, pg, db, source, extra)
     });
     std::thread::scope(|s| {
         let a = s.spawn(|| start(dirs[0].0, &cfg_a));
@@ -226,7 +231,7 @@ fn rows_arrive_once_typed_in_order_and_the_password_is_never_logged() {
     let pg = PgServer::shared();
     let db = pg.create_db("pg_basic");
     let dir = TestDir::new("pg-basic");
-    let cfg = config(&dir, pg, &db, "postgres", SUPER_PASSWORD, "site-a", "");
+    let cfg = config_as_superuser(&dir, pg, &db, "site-a", "");
     let d = start(&dir, &cfg);
     let mut s = d.connect();
     send_lines(
@@ -313,15 +318,7 @@ fn kill_9_at_random_points_of_the_copy_commit_cycle() {
     let db = pg.create_db("pg_kill9");
     let dir = TestDir::new("pg-kill9");
     prefill(&dir.join("readings.csv"), 40_000, "backlog");
-    let cfg = config(
-        &dir,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "k9",
-        "batch_rows = 700\npace_ms = 0",
-    );
+    let cfg = config_as_superuser(&dir, pg, &db, "k9", "batch_rows = 700\npace_ms = 0");
     let (seed, mut rng) = crate::util::rng::from_clock();
     let mut c = pg.admin(&db);
     let mut logs = format!("seed {seed}\n");
@@ -357,7 +354,7 @@ fn server_stopped_and_started_during_load() {
     let pg = PgServer::start("restart");
     let db = pg.create_db("pg_restart");
     let dir = TestDir::new("pg-restart");
-    let cfg = config(&dir, &pg, &db, "postgres", SUPER_PASSWORD, "r", "batch_rows = 200");
+    let cfg = config_as_superuser(&dir, &pg, &db, "r", "batch_rows = 200");
     let d = start(&dir, &cfg);
     let addr = d.addr;
     let mut c = pg.admin(&db);
@@ -397,15 +394,7 @@ fn connections_killed_from_the_server_side() {
     let db = pg.create_db("pg_terminate");
     let dir = TestDir::new("pg-terminate");
     prefill(&dir.join("readings.csv"), 30_000, "backlog");
-    let cfg = config(
-        &dir,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "t",
-        "batch_rows = 500\npace_ms = 0",
-    );
+    let cfg = config_as_superuser(&dir, pg, &db, "t", "batch_rows = 500\npace_ms = 0");
     let mut d = start(&dir, &cfg);
     let mut c = pg.admin(&db);
     let mut killed = 0;
@@ -486,7 +475,7 @@ fn a_permission_error_is_clear_retried_slowly_and_loses_nothing() {
     let db = pg.create_db("pg_perm");
     // The schema is made by an administrator's daemon first.
     let admin_dir = TestDir::new("pg-perm-admin");
-    let cfg = config(&admin_dir, pg, &db, "postgres", SUPER_PASSWORD, "admin", "");
+    let cfg = config_as_superuser(&admin_dir, pg, &db, "admin", "");
     start(&admin_dir, &cfg).stop();
     let mut c = pg.admin(&db);
     c.batch_execute(
@@ -546,7 +535,7 @@ fn check_command_says_what_to_fix() {
         )
     };
     let csv_line = format!("[csv]\npath = \"{}\"", dir.join("readings.csv").display());
-    let cfg = config(&dir, pg, &db, "postgres", SUPER_PASSWORD, "chk", &csv_line);
+    let cfg = config_as_superuser(&dir, pg, &db, "chk", &csv_line);
     let (code, out) = check(&cfg);
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -580,7 +569,7 @@ fn grafana_dashboard_queries_run_against_the_schema() {
     let pg = PgServer::shared();
     let db = pg.create_db("pg_grafana");
     let dir = TestDir::new("pg-grafana");
-    let cfg = config(&dir, pg, &db, "postgres", SUPER_PASSWORD, "g", "");
+    let cfg = config_as_superuser(&dir, pg, &db, "g", "");
     let d = start(&dir, &cfg);
     send_lines(
         &mut d.connect(),
@@ -697,15 +686,7 @@ fn a_rotated_csv_is_finished_then_the_new_one_followed() {
     let db = pg.create_db("pg_rotate");
     let dir = TestDir::new("pg-rotate");
     prefill(&dir.join("readings.csv"), 20_000, "old");
-    let cfg = config(
-        &dir,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "rot",
-        "batch_rows = 300\npace_ms = 0",
-    );
+    let cfg = config_as_superuser(&dir, pg, &db, "rot", "batch_rows = 300\npace_ms = 0");
     let d = start(&dir, &cfg);
     let mut c = pg.admin(&db);
     assert!(
@@ -741,15 +722,7 @@ fn a_csv_rotated_before_the_database_was_ever_reached_is_sent_in_full() {
     let db = pg.create_db("pg_rotdown");
     let dir = TestDir::new("pg-rotdown");
     prefill(&dir.join("readings.csv"), 2_000, "old");
-    let cfg = config(
-        &dir,
-        &pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "rd",
-        "batch_rows = 300\npace_ms = 0",
-    );
+    let cfg = config_as_superuser(&dir, &pg, &db, "rd", "batch_rows = 300\npace_ms = 0");
     pg.stop();
     let d = start(&dir, &cfg);
     assert!(
@@ -862,15 +835,7 @@ fn a_commit_whose_answer_is_lost_is_not_sent_again() {
     let cutter = CommitCutter::start(pg.port, 4);
     let dir = TestDir::new("pg-lost-commit");
     prefill(&dir.join("readings.csv"), 3_000, "lc");
-    let cfg = config(
-        &dir,
-        pg,
-        &db,
-        "postgres",
-        SUPER_PASSWORD,
-        "lc",
-        "batch_rows = 400\npace_ms = 0",
-    );
+    let cfg = config_as_superuser(&dir, pg, &db, "lc", "batch_rows = 400\npace_ms = 0");
     // Point the daemon at the proxy instead of the server.
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
