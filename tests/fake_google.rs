@@ -69,6 +69,20 @@ impl Reply {
         )
     }
 
+    /// Asserts 200 (printing the body otherwise) and hands the reply on.
+    #[track_caller]
+    fn assert_ok(self) -> Reply {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self
+    }
+
+    /// Asserts the google.rpc.Status error exactly, its `code` also the HTTP status.
+    #[track_caller]
+    fn assert_rpc(&self, code: u16, status: &str, message: &str) {
+        let expected = (u64::from(code), status.to_string(), message.to_string());
+        assert_eq!((self.status, self.rpc_error()), (code, expected), "{}", self.body);
+    }
+
     /// The message of a google.rpc.Status error body.
     fn message(&self) -> String {
         self.rpc_error().2
@@ -216,11 +230,12 @@ impl Api {
 
     /// Adds tab `Readings` (rows × 9, one frozen row) to `s1`; returns its sheetId.
     fn add_readings(&self, rows: u32) -> i64 {
-        let reply = self.batch(json!([{ "addSheet": { "properties": {
+        let reply = self
+            .batch(json!([{ "addSheet": { "properties": {
             "title": "Readings",
             "gridProperties": { "rowCount": rows, "columnCount": 9, "frozenRowCount": 1 }
-        } } }]));
-        assert_eq!(reply.status, 200, "{}", reply.body);
+        } } }]))
+            .assert_ok();
         added_sheet_id(&reply)
     }
 }
@@ -379,8 +394,9 @@ fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
     let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM)).expect("yup-oauth2 gets a token");
     assert!(token.starts_with("ya29.fake-"), "{token}");
 
-    let reply = Api::new(&fake, token).get("/v4/spreadsheets/s1?fields=spreadsheetId,sheets.properties");
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = Api::new(&fake, token)
+        .get("/v4/spreadsheets/s1?fields=spreadsheetId,sheets.properties")
+        .assert_ok();
     let v = reply.json();
     assert_eq!(v["spreadsheetId"], "s1");
     let props = &v["sheets"][0]["properties"];
@@ -572,10 +588,12 @@ fn missing_unknown_and_expired_tokens_get_401() {
     assert_eq!(reply.rpc_error().1, "UNAUTHENTICATED");
     assert!(reply.header("www-authenticate").is_some());
 
-    let invalid = (401, "UNAUTHENTICATED".to_string(), INVALID_CREDENTIALS.to_string());
-    assert_eq!(Api::new(&fake, "ya29.made-up").get(S1).rpc_error(), invalid);
+    Api::new(&fake, "ya29.made-up")
+        .get(S1)
+        .assert_rpc(401, "UNAUTHENTICATED", INVALID_CREDENTIALS);
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(api.get(S1).rpc_error(), invalid, "a token past its lifetime");
+    // A token past its lifetime.
+    api.get(S1).assert_rpc(401, "UNAUTHENTICATED", INVALID_CREDENTIALS);
 
     fake.rules(|r| r.token_lifetime_secs = 3599);
     let api = Api::new(&fake, fake.issue_token(DEFAULT_ACCOUNT));
@@ -592,26 +610,17 @@ fn unknown_spreadsheet_is_404_and_unshared_is_403() {
     let stranger = Api::new(&fake, fake.issue_token(STRANGER));
 
     let reply = api.get("/v4/spreadsheets/nope");
-    assert_eq!(
-        reply.rpc_error(),
-        (404, "NOT_FOUND".into(), "Requested entity was not found.".into())
-    );
+    reply.assert_rpc(404, "NOT_FOUND", "Requested entity was not found.");
 
-    let denied = (
-        403,
-        "PERMISSION_DENIED".to_string(),
-        "The caller does not have permission".to_string(),
-    );
-    assert_eq!(stranger.get(S1).rpc_error(), denied);
+    let denied = |reply: Reply| reply.assert_rpc(403, "PERMISSION_DENIED", "The caller does not have permission");
+    denied(stranger.get(S1));
 
     fake.share("s1", STRANGER, Some(Role::Reader));
     assert_eq!(stranger.get(S1).status, 200);
-    let reply = stranger.write("Sheet1!A1:A1", json!([[1]]));
-    assert_eq!(reply.rpc_error(), denied, "a reader cannot write");
+    denied(stranger.write("Sheet1!A1:A1", json!([[1]]))); // a reader cannot write
 
     fake.share("s1", STRANGER, Some(Role::Writer));
-    let reply = stranger.write("Sheet1!A1:A1", json!([[1]]));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    stranger.write("Sheet1!A1:A1", json!([[1]])).assert_ok();
 
     fake.share("s1", STRANGER, None);
     assert_eq!(stranger.get(S1).status, 403);
@@ -646,14 +655,8 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
     assert_eq!(fake.tabs("s1"), Some(vec!["Sheet1".into(), "Readings".into()]));
 
     let reply = api.write("'Readings'!A1001:I1001", json!([row(1)]));
-    assert_eq!(
-        reply.rpc_error(),
-        (
-            400,
-            "INVALID_ARGUMENT".into(),
-            "Range ('Readings'!A1001:I1001) exceeds grid limits. Max rows: 1000, max columns: 9".into()
-        )
-    );
+    let past = "Range ('Readings'!A1001:I1001) exceeds grid limits. Max rows: 1000, max columns: 9";
+    reply.assert_rpc(400, "INVALID_ARGUMENT", past);
     // A stated range past the grid is refused even when the data would fit.
     assert_eq!(
         api.write("'Readings'!A999:I1001", json!([row(1)])).message(),
@@ -663,13 +666,13 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
     let reply = api.write("'Readings'!A1000", json!([row(1), row(2)]));
     reply.assert_error(400, "implements only ranges like", "a single cell");
 
-    let reply = api.batch(json!([{ "appendDimension": { "sheetId": sheet_id, "dimension": "ROWS", "length": 1000 } }]));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = api
+        .batch(json!([{ "appendDimension": { "sheetId": sheet_id, "dimension": "ROWS", "length": 1000 } }]))
+        .assert_ok();
     assert_eq!(reply.json()["replies"], json!([{}]));
     assert_eq!(fake.grid("s1", "Readings"), Some((2000, 9, sheet_id)));
 
-    let reply = api.write("'Readings'!A1001:I1001", json!([row(1)]));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = api.write("'Readings'!A1001:I1001", json!([row(1)])).assert_ok();
     assert_eq!(
         reply.json(),
         json!({ "spreadsheetId": "s1" }),
@@ -695,7 +698,7 @@ fn cell_cap_refuses_growth_atomically() {
         api.batch(json!([{ "addSheet": { "properties": { "title": "Readings", "gridProperties": grid } } }]))
     };
 
-    assert_eq!(add(1000, 9).rpc_error(), (400, "INVALID_ARGUMENT".into(), cap.into()));
+    add(1000, 9).assert_rpc(400, "INVALID_ARGUMENT", cap);
     let id = added_sheet_id(&add(400, 10)); // exactly at the cap is allowed
     let reply = api.batch(json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1 } }]));
     assert_eq!(reply.message(), cap);
@@ -757,11 +760,10 @@ fn batch_update_validates_everything_before_applying() {
     }
 
     // An addSheet with an explicit id, then appendDimension on it, in one batch.
-    let reply = api.batch(json!([
+    api.batch(json!([
         { "addSheet": { "properties": { "sheetId": 77, "title": "2024-06", "gridProperties": { "rowCount": 5, "columnCount": 3 } } } },
         { "appendDimension": { "sheetId": 77, "dimension": "COLUMNS", "length": 2 } }
-    ]));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    ])).assert_ok();
     assert_eq!(fake.grid("s1", "2024-06"), Some((5, 5, 77)));
     assert_eq!(fake.tabs("s1").map(|t| t.len()), Some(3));
 }
@@ -829,11 +831,11 @@ fn values_batch_update_enforces_googles_rules() {
     assert_eq!(fake.values("s1", "Readings"), Some(vec![]));
 
     // Two ranges in one request; the reply counts both.
-    let reply = post(json!({ "valueInputOption": "RAW", "data": [
+    post(json!({ "valueInputOption": "RAW", "data": [
         { "range": "Readings!A1:C1", "majorDimension": "ROWS", "values": [["ts", "device", "value"]] },
         { "range": "'Readings'!A2:C3", "values": [["t1", "d", 1.5], ["t2", "d", "12"]] }
-    ], "includeValuesInResponse": false }));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    ], "includeValuesInResponse": false }))
+    .assert_ok();
 
     // null skips a cell, "" clears one; RAW keeps "12" a string.
     assert_eq!(api.write("Readings!A2:C2", json!([[null, "", 2.5]])).status, 200);
@@ -884,8 +886,7 @@ fn values_get_decodes_ranges_and_trims_like_google() {
     let tab = "%27Bob%27%27s%20data%27";
     let read = |range: &str| api.get(&format!("{S1}/values/{range}?valueRenderOption=UNFORMATTED_VALUE"));
 
-    let reply = read(&format!("{tab}%21A1%3AI10"));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = read(&format!("{tab}%21A1%3AI10")).assert_ok();
     assert_eq!(
         reply.json(),
         json!({
@@ -955,8 +956,7 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     // The window rolls: with a short window the quota refills.
     fake.rules(|r| r.quota_window = Duration::from_millis(150));
     std::thread::sleep(Duration::from_millis(200));
-    let reply = api.write("Sheet1!A4:A4", json!([[3]]));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.write("Sheet1!A4:A4", json!([[3]])).assert_ok();
 
     fake.rules(|r| (r.write_quota, r.read_quota) = (3, 1));
     assert_eq!(api.get(S1).status, 200);
@@ -1042,21 +1042,11 @@ fn status_and_delay_faults_look_like_google() {
     let reply = write();
     assert_eq!(reply.rpc_error().1, "RESOURCE_EXHAUSTED");
     assert_eq!(reply.header("retry-after"), Some("7"));
-    assert_eq!(
-        write().rpc_error(),
-        (500, "INTERNAL".into(), "Internal error encountered.".into())
-    );
+    write().assert_rpc(500, "INTERNAL", "Internal error encountered.");
     let reply = write();
     assert_eq!(reply.status, 502);
     assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/html")));
-    assert_eq!(
-        write().rpc_error(),
-        (
-            503,
-            "UNAVAILABLE".into(),
-            "The service is currently unavailable.".into()
-        )
-    );
+    write().assert_rpc(503, "UNAVAILABLE", "The service is currently unavailable.");
     let reply = write();
     assert_eq!((reply.status, reply.body.as_str()), (504, "upstream timeout"));
     assert_eq!(
@@ -1158,8 +1148,7 @@ fn malformed_requests_get_400_and_the_server_survives() {
         first.len(),
         second.len()
     );
-    let reply = raw(chunked.as_bytes());
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    raw(chunked.as_bytes()).assert_ok();
     assert_eq!(fake.cell("s1", "Sheet1", "A1"), Some(Cell::text("chunked")));
 
     assert_eq!(api.get(S1).status, 200);
@@ -1317,8 +1306,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
         schema_refuses(S1_VALUES, body, expect);
     }
     // A valid body passes the check (and is applied).
-    let reply = api.write("Readings!A1:D1", json!([[1, "a", true, null]]));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.write("Readings!A1:D1", json!([[1, "a", true, null]])).assert_ok();
     assert_eq!(fake.stats().schema_violations, 12);
     // Valid by the schema, refused by Google's rules: an id that exists (issue 18).
     let reply = api.batch(json!([{ "addSheet": { "properties": { "sheetId": id, "title": "Other" } } }]));
@@ -1335,8 +1323,7 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
         "domains": [{ "domain": { "sourceRange": { "sources": [{ "sheetId": id, "startColumnIndex": 0, "endColumnIndex": 1 }] } } }],
         "series": [{ "series": { "sourceRange": { "sources": [{ "sheetId": id, "startColumnIndex": 3, "endColumnIndex": 4 }] } } }]
     } }, "position": { "overlayPosition": { "anchorCell": { "sheetId": id, "rowIndex": 1, "columnIndex": 2 } } } } } }]);
-    let reply = api.batch(chart.clone());
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.batch(chart.clone()).assert_ok();
     // A chart the uploader does not build is refused, not imitated; so is a body option.
     for (pointer, value, field) in [
         ("/position", json!({ "sheetId": id }), "position.sheetId"),
@@ -1372,8 +1359,7 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
     );
     let reply = api.get(
         "/v4/spreadsheets/s1?fields=sheets(properties(sheetId,title),charts(chartId,spec.basicChart.series.series.sourceRange.sources(startColumnIndex)))",
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    ).assert_ok();
     assert_eq!(
         reply.json(),
         json!({"sheets": [
