@@ -30,7 +30,7 @@ pub(super) fn append_dimension(
         _ => return invalid!("{ctx}: length must be greater than zero."),
     };
     let total = total_cells(work);
-    let props = grid_mut(work, sheet_id, &ctx)?;
+    let props = &mut work[grid_index(work, sheet_id, &ctx)?];
     let (mut new_rows, mut new_cols) = (u64::from(props.rows), u64::from(props.cols));
     if rows_dimension {
         new_rows += length;
@@ -66,7 +66,7 @@ pub(super) fn delete_dimension(
     let Some(end) = int(range, "endIndex") else {
         return invalid!("{ctx}: endIndex must be specified.");
     };
-    let props = grid_mut(work, sheet_id, &ctx)?;
+    let props = &mut work[grid_index(work, sheet_id, &ctx)?];
     if start < 0 || end <= start || end > i64::from(props.rows) {
         return invalid!(
             "{ctx}: Invalid dimension range [{start}, {end}) for a grid of {} rows.",

@@ -98,25 +98,19 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
         return check(r, v, at);
     }
     let bad = |t: &str| Err(format!("Invalid value at '{at}' ({t}), {v}"));
+    let want = |ok: bool, t: &str| if ok { Ok(()) } else { bad(t) };
     match p.get("type").and_then(Value::as_str).unwrap_or("") {
         "any" => Ok(()),
-        "boolean" if v.is_boolean() => Ok(()),
-        "boolean" => bad("TYPE_BOOL"),
+        "boolean" => want(v.is_boolean(), "TYPE_BOOL"),
         // Google also takes numbers as strings ("5", "NaN"); the uploader sends JSON
         // numbers, so the fake refuses the strings rather than imitate that.
-        "integer" if v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) => Ok(()),
-        "integer" => bad("TYPE_INT32"),
-        "number" if v.is_number() => Ok(()),
-        "number" => bad("TYPE_DOUBLE"),
-        "string" => {
-            let Some(s) = v.as_str() else {
-                return bad("TYPE_STRING");
-            };
-            match p.get("enum").and_then(Value::as_array) {
-                Some(values) if !values.iter().any(|e| e.as_str() == Some(s)) => bad("TYPE_ENUM"),
-                _ => Ok(()),
-            }
-        }
+        "integer" => want(v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()), "TYPE_INT32"),
+        "number" => want(v.is_number(), "TYPE_DOUBLE"),
+        "string" if !v.is_string() => bad("TYPE_STRING"),
+        "string" => want(
+            p.get("enum").and_then(Value::as_array).is_none_or(|e| e.contains(v)),
+            "TYPE_ENUM",
+        ),
         "array" => {
             let Some(items) = v.as_array() else {
                 return bad("TYPE_ARRAY");

@@ -18,11 +18,12 @@ pub(super) fn sheets_endpoint(
         }
     };
     let result = authorized_sheets(st, kind, id, range, req, &account, now);
-    let why = match &result {
-        Err(r) if r.status == 429 => "quota",
-        _ => "",
-    };
-    (result.unwrap_or_else(|e| e), Some(account), why)
+    let quota = result.as_ref().is_err_and(|r| r.status == 429);
+    (
+        result.unwrap_or_else(|e| e),
+        Some(account),
+        if quota { "quota" } else { "" },
+    )
 }
 
 fn authorized_sheets(
@@ -127,9 +128,8 @@ pub(super) fn list<'a>(obj: &'a Map<String, Value>, name: &str) -> &'a [Value] {
     obj.get(name).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
-/// Refuses a field outside `modelled`, the fields the uploader sends here: Google has
-/// more, but the fake does not model them, so a daemon change that starts sending one
-/// fails loudly instead of passing against an imitation (`at`: where, as Google names it).
+/// Refuses as unimplemented a field outside `modelled`, the fields the uploader sends here
+/// (`at`: where, as Google names it).
 pub(super) fn only_modelled(obj: &Map<String, Value>, modelled: &[&str], at: &str) -> Result<(), Response> {
     match obj
         .iter()
@@ -201,15 +201,11 @@ pub(super) fn batch_update(
     Ok(json!({ "spreadsheetId": ss.id, "replies": replies }))
 }
 
-/// The tab with `sheet_id` in a batch's working copy, or Google's error for there being none.
-pub(super) fn grid_mut<'a>(
-    work: &'a mut [SheetProps],
-    sheet_id: i64,
-    ctx: &str,
-) -> Result<&'a mut SheetProps, Response> {
-    work.iter_mut()
-        .find(|p| p.sheet_id == sheet_id)
-        .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
+/// Where the tab with `sheet_id` is in a batch's working copy, or Google's error for there
+/// being none.
+pub(super) fn grid_index(work: &[SheetProps], sheet_id: i64, ctx: &str) -> Result<usize, Response> {
+    let index = work.iter().position(|p| p.sheet_id == sheet_id);
+    index.ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
 }
 
 pub(super) fn total_cells(work: &[SheetProps]) -> u64 {

@@ -1,7 +1,6 @@
-//! `values:batchUpdate` and `values.get`. Only what the uploader sends is
-//! modelled: RAW writes by rows, unformatted reads by rows. The other options Google has
-//! (`USER_ENTERED`, `COLUMNS`, `FORMATTED_VALUE`, response options) are refused as
-//! unimplemented, so a daemon that starts sending one fails loudly.
+//! `values:batchUpdate` and `values.get`. Only what the uploader sends is modelled: RAW
+//! writes by rows, unformatted reads by rows. The other options Google has (`USER_ENTERED`,
+//! `COLUMNS`, `FORMATTED_VALUE`, response options) are refused as unimplemented.
 use super::*;
 
 // --- values:batchUpdate ------------------------------------------------------------------
