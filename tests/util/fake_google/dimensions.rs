@@ -31,12 +31,8 @@ pub(super) fn append_dimension(
     };
     let total = total_cells(work);
     let props = &mut work[grid_index(work, sheet_id, &ctx)?];
-    let (mut new_rows, mut new_cols) = (u64::from(props.rows), u64::from(props.cols));
-    if rows_dimension {
-        new_rows += length;
-    } else {
-        new_cols += length;
-    }
+    let (add_rows, add_cols) = if rows_dimension { (length, 0) } else { (0, length) };
+    let (new_rows, new_cols) = (u64::from(props.rows) + add_rows, u64::from(props.cols) + add_cols);
     if new_cols > u64::from(MAX_COLUMNS) {
         return Err(columns_cap_error(&ctx));
     }

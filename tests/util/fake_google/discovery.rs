@@ -27,7 +27,7 @@ pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
 }
 
 /// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
-pub(super) fn snake(name: &str) -> String {
+fn snake(name: &str) -> String {
     name.chars()
         .flat_map(|c| match c.is_ascii_uppercase() {
             true => vec!['_', c.to_ascii_lowercase()],
@@ -36,11 +36,11 @@ pub(super) fn snake(name: &str) -> String {
         .collect()
 }
 
-fn join(at: &str, field: &str) -> String {
-    if at.is_empty() {
-        snake(field)
-    } else {
-        format!("{at}.{}", snake(field))
+/// `at.name`, or `name` at the root (`at` empty): a field's path in Google's errors.
+pub(super) fn field_path(at: &str, name: &str) -> String {
+    match at {
+        "" => name.to_string(),
+        _ => format!("{at}.{name}"),
     }
 }
 
@@ -73,7 +73,7 @@ pub(super) fn check(name: &str, value: &Value, at: &str) -> Result<(), String> {
         let Some(p) = props.and_then(|p| p.get(field)) else {
             return Err(unknown_name(field, at));
         };
-        check_property(p, v, &join(at, field))?;
+        check_property(p, v, &field_path(at, &snake(field)))?;
     }
     if name == "Request" {
         let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();

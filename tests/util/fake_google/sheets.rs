@@ -136,10 +136,7 @@ pub(super) fn only_modelled(obj: &Map<String, Value>, modelled: &[&str], at: &st
         .find(|(k, v)| !v.is_null() && !modelled.contains(&k.as_str()))
     {
         None => Ok(()),
-        Some((name, _)) => Err(unimplemented(&format!(
-            "'{at}{}{name}'",
-            if at.is_empty() { "" } else { "." }
-        ))),
+        Some((name, _)) => Err(unimplemented(&format!("'{}'", discovery::field_path(at, name)))),
     }
 }
 
