@@ -205,22 +205,29 @@ pub(super) fn grid_index(work: &[SheetProps], sheet_id: i64, ctx: &str) -> Resul
     index.ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
 }
 
-pub(super) fn total_cells(work: &[SheetProps]) -> u64 {
-    work.iter().map(SheetProps::cells).sum()
-}
-
-pub(super) fn cell_cap_error(max_cells: u64) -> Response {
-    invalid_argument(&format!(
-        "This action would increase the number of cells in the workbook above the limit of \
-         {max_cells} cells."
-    ))
-}
-
-pub(super) fn columns_cap_error(ctx: &str) -> Response {
-    invalid_argument(&format!(
-        "{ctx}: This action would increase the number of columns in the sheet above the \
-         limit of {MAX_COLUMNS}."
-    ))
+/// Google's caps, columns per sheet and then cells per workbook, for a grid of `rows` ×
+/// `cols` that takes the place of `old_cells` cells in a batch's working copy.
+pub(super) fn check_caps(
+    work: &[SheetProps],
+    old_cells: u64,
+    (rows, cols): (u64, u64),
+    max_cells: u64,
+    ctx: &str,
+) -> Result<(), Response> {
+    if cols > u64::from(MAX_COLUMNS) {
+        return invalid!(
+            "{ctx}: This action would increase the number of columns in the sheet above the \
+             limit of {MAX_COLUMNS}."
+        );
+    }
+    let total = work.iter().map(SheetProps::cells).sum::<u64>() - old_cells + rows * cols;
+    if total > max_cells || rows > u64::from(u32::MAX) {
+        return invalid!(
+            "This action would increase the number of cells in the workbook above the limit of \
+             {max_cells} cells."
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn add_sheet(
@@ -268,16 +275,11 @@ pub(super) fn add_sheet(
     let rows = count("rowCount", DEFAULT_GRID.0)?;
     let cols = count("columnCount", DEFAULT_GRID.1)?;
     let frozen_rows = count("frozenRowCount", 0)?;
-    if cols > MAX_COLUMNS {
-        return Err(columns_cap_error(&ctx));
-    }
     if frozen_rows >= rows {
         // (fake's wording, after the Sheets UI)
         return invalid!("{ctx}: You can't freeze all visible rows or columns on the sheet.");
     }
-    if total_cells(work) + u64::from(rows) * u64::from(cols) > max_cells {
-        return Err(cell_cap_error(max_cells));
-    }
+    check_caps(work, 0, (rows.into(), cols.into()), max_cells, &ctx)?;
     let index = match int(props, "index") {
         Some(n) if n < 0 => return invalid!("{ctx}: index must not be negative."),
         Some(n) => (n as usize).min(work.len()),
