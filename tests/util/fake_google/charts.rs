@@ -72,12 +72,9 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     if domains.len() != 1 {
         return invalid!("{ctx}: a basic chart has exactly one domain, got {}.", domains.len());
     }
-    only_modelled(
-        domains[0].as_object().expect("a message"),
-        &["domain"],
-        &format!("{at}.domains[0]"),
-    )?;
-    chart_data(work, &domains[0], "domain", &format!("{at}.domains[0]"), ctx)?;
+    let d_at = format!("{at}.domains[0]");
+    only_modelled(domains[0].as_object().expect("a message"), &["domain"], &d_at)?;
+    chart_data(work, &domains[0], "domain", &d_at, ctx)?;
     let series = list(basic, "series");
     if series.is_empty() {
         return invalid!("{ctx}: a basic chart needs at least one series.");

@@ -75,19 +75,15 @@ pub(super) fn check(name: &str, value: &Value, at: &str) -> Result<(), String> {
         };
         check_property(p, v, &field_path(at, &snake(field)))?;
     }
-    if name == "Request" {
-        let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
-        match set.as_slice() {
-            [] => return Err(format!("Invalid {at}: No request set.")),
-            [_] => {}
-            [first, second, ..] => {
-                return Err(format!(
-                    "Invalid JSON payload received. Oneof field 'kind' is already set ({first}). Cannot set '{second}' at '{at}'."
-                ))
-            }
-        }
+    // A `Request` sets exactly one of its fields (the oneof `kind`).
+    let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+    match (name, set.as_slice()) {
+        ("Request", []) => Err(format!("Invalid {at}: No request set.")),
+        ("Request", [first, second, ..]) => Err(format!(
+            "Invalid JSON payload received. Oneof field 'kind' is already set ({first}). Cannot set '{second}' at '{at}'."
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {

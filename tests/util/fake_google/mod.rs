@@ -366,13 +366,15 @@ pub struct FakeGoogle {
 impl FakeGoogle {
     /// Binds `127.0.0.1:0`, registers [`DEFAULT_ACCOUNT`] and starts serving.
     pub fn start() -> FakeGoogle {
-        let (server, addr) = bind();
+        let server = tiny_http::Server::http("127.0.0.1:0");
+        let server = Arc::new(server.unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}")));
+        let addr = server.server_addr().to_ip();
+        let addr = addr.unwrap_or_else(|| panic!("fake Google: not an IP listener"));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             stop: AtomicBool::new(false),
             token_uri: format!("http://{addr}/token"),
         });
-        let server = Arc::new(server);
         let handlers = spawn_handlers(&server, &shared);
         FakeGoogle {
             shared,

@@ -14,9 +14,8 @@ pub(super) fn token_endpoint(
     lifetime_override: Option<u64>,
     now: Instant,
 ) -> (Response, Option<String>, &'static str) {
-    let unix_now = jiff::Timestamp::now()
-        .as_second()
-        .saturating_add(st.rules.clock_offset_secs);
+    let offset = st.rules.clock_offset_secs;
+    let unix_now = jiff::Timestamp::now().as_second().saturating_add(offset);
     // The JWT's `iss`, once read: the log names it even when the request is refused.
     let mut iss = None;
     let checked = check_form(req).and_then(|jwt| verify_assertion(&jwt, &st.accounts, token_uri, unix_now, &mut iss));
