@@ -10,9 +10,11 @@
 use std::fmt::Display;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
 
 use crate::util::fake_google::a1::{column_letters, parse_a1, single_cell};
@@ -297,20 +299,10 @@ fn yup_token(key_json: &str) -> Result<String, yup_oauth2::Error> {
     })
 }
 
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    let b64: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .expect("PEM body is base64")
-}
-
 /// An RS256 JWT signed with `pem`, segments padded or not.
 fn sign_jwt(pem: &str, header: &Value, claims: &Value, padded: bool) -> String {
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&pem_to_der(pem)).expect("PKCS#8 key");
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).expect("a PKCS#8 PEM");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).expect("an RSA key");
     let encode = |bytes: &[u8]| {
         if padded {
             base64::engine::general_purpose::URL_SAFE.encode(bytes)
@@ -334,13 +326,6 @@ fn sign_jwt(pem: &str, header: &Value, claims: &Value, padded: bool) -> String {
     format!("{input}.{}", encode(&signature))
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
 /// The default account's claims for `scope`, issued at `iat`, expiring at `exp`.
 fn claims(fake: &FakeGoogle, scope: &str, iat: i64, exp: i64) -> Value {
     json!({ "iss": DEFAULT_ACCOUNT, "scope": scope, "aud": fake.token_uri(), "iat": iat, "exp": exp, "sub": null })
@@ -353,7 +338,7 @@ fn signed(fake: &FakeGoogle, scope: &str, iat: i64, exp: i64) -> String {
 
 /// A JWT the fake accepts now.
 fn fresh_jwt(fake: &FakeGoogle) -> String {
-    let now = now_secs();
+    let now = jiff::Timestamp::now().as_second();
     signed(fake, SPREADSHEETS_SCOPE, now, now + 3595)
 }
 
@@ -448,7 +433,7 @@ fn unregistered_account_is_rejected_until_registered() {
 #[test]
 fn assertions_are_checked_like_google_does() {
     let fake = FakeGoogle::start();
-    let now = now_secs();
+    let now = jiff::Timestamp::now().as_second();
     let good = claims(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
 
     // Accepted, padded (as yup-oauth2 sends) and unpadded (as most JWT libraries send).
