@@ -18,12 +18,11 @@ pub(super) fn sheets_endpoint(
         }
     };
     let result = authorized_sheets(st, kind, id, range, req, &account, now);
-    let quota = result.as_ref().is_err_and(|r| r.status == 429);
-    (
-        result.unwrap_or_else(|e| e),
-        Some(account),
-        if quota { "quota" } else { "" },
-    )
+    let why = match &result {
+        Err(r) if r.status == 429 => "quota",
+        _ => "",
+    };
+    (result.unwrap_or_else(|e| e), Some(account), why)
 }
 
 fn authorized_sheets(
