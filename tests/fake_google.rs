@@ -7,11 +7,14 @@
 //! std HTTP/1.1 client with timeouts, so that every byte on the wire is under control.
 //! Every socket is timed out and every loop is bounded. The module runs in a few seconds.
 
+use std::fmt::Display;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
 
 use crate::util::fake_google::a1::{column_letters, parse_a1, single_cell};
@@ -28,6 +31,10 @@ const STRANGER: &str = "stranger@elsewhere.iam.gserviceaccount.com";
 const INVALID_CREDENTIALS: &str = "Request had invalid authentication credentials. Expected \
 OAuth 2 access token, login cookie or other valid authentication credential. See \
 https://developers.google.com/identity/sign-in/web/devconsole-project.";
+/// Spreadsheet `s1` (made by [`fake_with_sheet`]) and its two batchUpdate endpoints.
+const S1: &str = "/v4/spreadsheets/s1";
+const S1_BATCH: &str = "/v4/spreadsheets/s1:batchUpdate";
+const S1_VALUES: &str = "/v4/spreadsheets/s1/values:batchUpdate";
 
 // ---------------------------------------------------------------------------------------
 // A tiny HTTP/1.1 client
@@ -62,6 +69,34 @@ impl Reply {
             e["status"].as_str().unwrap_or("").to_string(),
             e["message"].as_str().unwrap_or("").to_string(),
         )
+    }
+
+    /// Asserts 200 (printing the body otherwise) and hands the reply on.
+    #[track_caller]
+    fn assert_ok(self) -> Reply {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self
+    }
+
+    /// Asserts the google.rpc.Status error exactly, its `code` also the HTTP status.
+    #[track_caller]
+    fn assert_rpc(&self, code: u16, status: &str, message: &str) {
+        let expected = (u64::from(code), status.to_string(), message.to_string());
+        assert_eq!((self.status, self.rpc_error()), (code, expected), "{}", self.body);
+    }
+
+    /// The message of a google.rpc.Status error body.
+    fn message(&self) -> String {
+        self.rpc_error().2
+    }
+
+    /// Asserts a google.rpc.Status error `code`, sent with that status, whose message
+    /// contains `expect`; `case` names the case on failure.
+    #[track_caller]
+    fn assert_error(&self, code: u16, expect: &str, case: impl Display) {
+        let (got, _, message) = self.rpc_error();
+        assert_eq!((self.status, got), (code, u64::from(code)), "{case}: {}", self.body);
+        assert!(message.contains(expect), "{case}: {expect:?} not in {}", self.body);
     }
 }
 
@@ -122,17 +157,15 @@ fn parse_reply(raw: &[u8]) -> io::Result<Reply> {
     Ok(reply)
 }
 
+/// One request on a fresh connection: a bearer `token` and a `(content type, body)` if given.
 fn request(
-    fake: &FakeGoogle,
+    addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<(&str, &str)>,
 ) -> io::Result<Reply> {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        fake.addr()
-    );
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = token {
         req.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -144,65 +177,83 @@ fn request(
     } else {
         req.push_str("\r\n");
     }
-    send_raw(fake.addr(), req.as_bytes())
+    send_raw(addr, req.as_bytes())
 }
 
-fn get(fake: &FakeGoogle, path: &str, token: &str) -> Reply {
-    request(fake, "GET", path, Some(token), None).expect("GET got no response")
+/// A Sheets client of the fake with one bearer token: each request built once here.
+struct Api {
+    addr: SocketAddr,
+    token: String,
 }
 
-fn post_json(fake: &FakeGoogle, path: &str, token: &str, body: &Value) -> io::Result<Reply> {
-    request(
-        fake,
-        "POST",
-        path,
-        Some(token),
-        Some(("application/json", &body.to_string())),
-    )
-}
+impl Api {
+    fn new(fake: &FakeGoogle, token: impl Into<String>) -> Api {
+        let token = token.into();
+        Api {
+            addr: fake.addr(),
+            token,
+        }
+    }
 
-fn write_values(fake: &FakeGoogle, token: &str, id: &str, range: &str, rows: Value) -> io::Result<Reply> {
-    let body = json!({
-        "valueInputOption": "RAW",
-        "data": [{ "range": range, "majorDimension": "ROWS", "values": rows }],
-        "includeValuesInResponse": false,
-    });
-    post_json(fake, &format!("/v4/spreadsheets/{id}/values:batchUpdate"), token, &body)
-}
+    /// `Err` when the connection closes without a response.
+    fn send(&self, method: &str, path: &str, json_body: Option<&str>) -> io::Result<Reply> {
+        let body = json_body.map(|b| ("application/json", b));
+        request(self.addr, method, path, Some(&self.token), body)
+    }
 
-fn batch(fake: &FakeGoogle, token: &str, id: &str, requests: Value) -> Reply {
-    post_json(
-        fake,
-        &format!("/v4/spreadsheets/{id}:batchUpdate"),
-        token,
-        &json!({ "requests": requests }),
-    )
-    .expect("batchUpdate got no response")
-}
+    fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).expect("GET got no response")
+    }
 
-/// A fake with spreadsheet `s1` shared with the default account, and a token for it.
-fn fake_with_sheet() -> (FakeGoogle, String) {
-    let fake = FakeGoogle::start();
-    fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
-    let token = fake.issue_token(DEFAULT_ACCOUNT);
-    (fake, token)
-}
+    /// POSTs `body` (a `Value`, or raw text) as JSON.
+    fn post(&self, path: &str, body: impl Display) -> Reply {
+        self.send("POST", path, Some(&body.to_string()))
+            .expect("POST got no response")
+    }
 
-/// Adds tab `Readings` (rows × 9, one frozen row) through the API; returns its sheetId.
-fn add_readings(fake: &FakeGoogle, token: &str, rows: u32) -> i64 {
-    let reply = batch(
-        fake,
-        token,
-        "s1",
-        json!([{ "addSheet": { "properties": {
+    /// `values:batchUpdate` of `s1` with one RAW ValueRange, as the uploader sends it.
+    fn try_write(&self, range: &str, rows: Value) -> io::Result<Reply> {
+        let body = json!({
+            "valueInputOption": "RAW",
+            "data": [{ "range": range, "majorDimension": "ROWS", "values": rows }],
+            "includeValuesInResponse": false,
+        });
+        self.send("POST", S1_VALUES, Some(&body.to_string()))
+    }
+
+    fn write(&self, range: &str, rows: Value) -> Reply {
+        self.try_write(range, rows).expect("values:batchUpdate got no response")
+    }
+
+    /// `spreadsheets.batchUpdate` of `s1`.
+    fn batch(&self, requests: Value) -> Reply {
+        self.post(S1_BATCH, json!({ "requests": requests }))
+    }
+
+    /// Adds tab `Readings` (rows × 9, one frozen row) to `s1`; returns its sheetId.
+    fn add_readings(&self, rows: u32) -> i64 {
+        let reply = self
+            .batch(json!([{ "addSheet": { "properties": {
             "title": "Readings",
             "gridProperties": { "rowCount": rows, "columnCount": 9, "frozenRowCount": 1 }
-        } } }]),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()["replies"][0]["addSheet"]["properties"]["sheetId"]
-        .as_i64()
-        .expect("sheetId in the addSheet reply")
+        } } }]))
+            .assert_ok();
+        added_sheet_id(&reply)
+    }
+}
+
+/// The sheetId in the reply to a batch whose first request is an `addSheet`.
+fn added_sheet_id(reply: &Reply) -> i64 {
+    let id = reply.json()["replies"][0]["addSheet"]["properties"]["sheetId"].as_i64();
+    id.unwrap_or_else(|| panic!("no sheetId in the addSheet reply: {}", reply.body))
+}
+
+/// A fake with spreadsheet `s1` shared with the default account, and a client for it.
+fn fake_with_sheet() -> (FakeGoogle, Api) {
+    let fake = FakeGoogle::start();
+    fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
+    let api = Api::new(&fake, fake.issue_token(DEFAULT_ACCOUNT));
+    (fake, api)
 }
 
 fn row(n: u32) -> Value {
@@ -248,20 +299,10 @@ fn yup_token(key_json: &str) -> Result<String, yup_oauth2::Error> {
     })
 }
 
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    let b64: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .expect("PEM body is base64")
-}
-
 /// An RS256 JWT signed with `pem`, segments padded or not.
 fn sign_jwt(pem: &str, header: &Value, claims: &Value, padded: bool) -> String {
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&pem_to_der(pem)).expect("PKCS#8 key");
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).expect("a PKCS#8 PEM");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).expect("an RSA key");
     let encode = |bytes: &[u8]| {
         if padded {
             base64::engine::general_purpose::URL_SAFE.encode(bytes)
@@ -285,25 +326,20 @@ fn sign_jwt(pem: &str, header: &Value, claims: &Value, padded: bool) -> String {
     format!("{input}.{}", encode(&signature))
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
+/// The default account's claims for `scope`, issued at `iat`, expiring at `exp`.
+fn claims(fake: &FakeGoogle, scope: &str, iat: i64, exp: i64) -> Value {
+    json!({ "iss": DEFAULT_ACCOUNT, "scope": scope, "aud": fake.token_uri(), "iat": iat, "exp": exp, "sub": null })
 }
 
-fn claims(fake: &FakeGoogle, iss: &str, scope: &str, iat: i64, exp: i64) -> Value {
-    json!({ "iss": iss, "scope": scope, "aud": fake.token_uri(), "iat": iat, "exp": exp, "sub": null })
-}
-
-/// A JWT for the default account, signed with the test key and padded as yup-oauth2 sends it.
+/// [`claims`] signed with the test key and padded, as yup-oauth2 sends them.
 fn signed(fake: &FakeGoogle, scope: &str, iat: i64, exp: i64) -> String {
-    sign_jwt(
-        TEST_KEY_PEM,
-        &rs256(),
-        &claims(fake, DEFAULT_ACCOUNT, scope, iat, exp),
-        true,
-    )
+    sign_jwt(TEST_KEY_PEM, &rs256(), &claims(fake, scope, iat, exp), true)
+}
+
+/// A JWT the fake accepts now.
+fn fresh_jwt(fake: &FakeGoogle) -> String {
+    let now = jiff::Timestamp::now().as_second();
+    signed(fake, SPREADSHEETS_SCOPE, now, now + 3595)
 }
 
 fn rs256() -> Value {
@@ -311,14 +347,8 @@ fn rs256() -> Value {
 }
 
 fn post_token_form(fake: &FakeGoogle, form: &str) -> Reply {
-    request(
-        fake,
-        "POST",
-        "/token",
-        None,
-        Some(("application/x-www-form-urlencoded", form)),
-    )
-    .expect("token endpoint answered")
+    let body = Some(("application/x-www-form-urlencoded", form));
+    request(fake.addr(), "POST", "/token", None, body).expect("token endpoint answered")
 }
 
 fn post_assertion(fake: &FakeGoogle, jwt: &str) -> Reply {
@@ -349,12 +379,9 @@ fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
     let token = yup_token(&fake.key_json(DEFAULT_ACCOUNT, TEST_KEY_PEM)).expect("yup-oauth2 gets a token");
     assert!(token.starts_with("ya29.fake-"), "{token}");
 
-    let reply = get(
-        &fake,
-        "/v4/spreadsheets/s1?fields=spreadsheetId,sheets.properties",
-        &token,
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = Api::new(&fake, token)
+        .get("/v4/spreadsheets/s1?fields=spreadsheetId,sheets.properties")
+        .assert_ok();
     let v = reply.json();
     assert_eq!(v["spreadsheetId"], "s1");
     let props = &v["sheets"][0]["properties"];
@@ -364,14 +391,8 @@ fn yup_oauth2_token_is_accepted_and_works_on_sheets() {
     assert_eq!(props["gridProperties"]["columnCount"], 26);
 
     let stats = fake.stats();
-    assert_eq!(
-        (
-            stats.requests(RequestKind::Token),
-            stats.tokens_issued,
-            stats.token_rejections
-        ),
-        (1, 1, 0)
-    );
+    let token_requests = stats.requests(RequestKind::Token);
+    assert_eq!((token_requests, stats.tokens_issued, stats.token_rejections), (1, 1, 0));
     assert_eq!(stats.requests(RequestKind::GetSpreadsheet), 1);
 }
 
@@ -412,8 +433,8 @@ fn unregistered_account_is_rejected_until_registered() {
 #[test]
 fn assertions_are_checked_like_google_does() {
     let fake = FakeGoogle::start();
-    let now = now_secs();
-    let good = claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 3595);
+    let now = jiff::Timestamp::now().as_second();
+    let good = claims(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
 
     // Accepted, padded (as yup-oauth2 sends) and unpadded (as most JWT libraries send).
     for padded in [true, false] {
@@ -429,75 +450,58 @@ fn assertions_are_checked_like_google_does() {
                        reasonable timeframe. Check your iat and exp values in the JWT claim.";
     let mut tampered = sign_jwt(TEST_KEY_PEM, &rs256(), &good, false);
     let other_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(claims(&fake, DEFAULT_ACCOUNT, SPREADSHEETS_SCOPE, now, now + 60).to_string());
+        .encode(claims(&fake, SPREADSHEETS_SCOPE, now, now + 60).to_string());
     let parts: Vec<&str> = tampered.split('.').collect();
     tampered = format!("{}.{other_claims}.{}", parts[0], parts[2]);
     let mut wrong_aud = good.clone();
     wrong_aud["aud"] = json!("https://oauth2.googleapis.com/token");
-    let cases: Vec<(&str, String, &str, &str)> = vec![
+    // (case, assertion, error, start of error_description), each refused with 400.
+    let grant = |case, jwt, description| (case, jwt, "invalid_grant", description);
+    let untimely = |case, iat, exp| grant(case, signed(&fake, SPREADSHEETS_SCOPE, iat, exp), short_lived);
+    let scope = |case, scope, description| {
         (
-            "expired",
-            signed(&fake, SPREADSHEETS_SCOPE, now - 4000, now - 400),
-            "invalid_grant",
-            short_lived,
-        ),
-        (
-            "longer than an hour",
-            signed(&fake, SPREADSHEETS_SCOPE, now, now + 3700),
-            "invalid_grant",
-            short_lived,
-        ),
-        (
-            "issued in the future",
-            signed(&fake, SPREADSHEETS_SCOPE, now + 300, now + 600),
-            "invalid_grant",
-            short_lived,
-        ),
-        (
+            case,
+            signed(&fake, scope, now, now + 3595),
+            "invalid_scope",
+            description,
+        )
+    };
+    let hs256 = json!({ "alg": "HS256", "typ": "JWT" });
+    let cases = [
+        untimely("expired", now - 4000, now - 400),
+        untimely("longer than an hour", now, now + 3700),
+        untimely("issued in the future", now + 300, now + 600),
+        grant(
             "wrong audience",
             sign_jwt(TEST_KEY_PEM, &rs256(), &wrong_aud, true),
-            "invalid_grant",
             "Invalid JWT: Failed audience check.",
         ),
-        (
+        scope(
             "no spreadsheets scope",
-            signed(&fake, "https://www.googleapis.com/auth/drive.readonly", now, now + 3595),
-            "invalid_scope",
-            "",
+            "https://www.googleapis.com/auth/drive.readonly",
+            "The fake Google requires the scope",
         ),
-        (
-            "empty scope",
-            signed(&fake, "", now, now + 3595),
-            "invalid_scope",
-            "Empty or missing scope not allowed.",
-        ),
-        (
+        scope("empty scope", "", "Empty or missing scope not allowed."),
+        grant(
             "HS256 header",
-            sign_jwt(TEST_KEY_PEM, &json!({ "alg": "HS256", "typ": "JWT" }), &good, true),
-            "invalid_grant",
+            sign_jwt(TEST_KEY_PEM, &hs256, &good, true),
             "Invalid JWT Signature.",
         ),
-        (
-            "claims changed after signing",
-            tampered,
-            "invalid_grant",
-            "Invalid JWT Signature.",
-        ),
-        (
+        grant("claims changed after signing", tampered, "Invalid JWT Signature."),
+        grant(
             "other key",
             sign_jwt(OTHER_KEY_PEM, &rs256(), &good, false),
-            "invalid_grant",
             "Invalid JWT Signature.",
         ),
-        ("two segments", "abc.def".to_string(), "invalid_grant", "Invalid JWT"),
-        ("not base64", "a*b.c*d.e*f".to_string(), "invalid_grant", "Invalid JWT"),
+        grant("two segments", "abc.def".to_string(), "Invalid JWT"),
+        grant("not base64", "a*b.c*d.e*f".to_string(), "Invalid JWT"),
     ];
-    for (name, jwt, error, description) in &cases {
+    for (case, jwt, error, description) in &cases {
         let reply = post_assertion(&fake, jwt);
-        assert_eq!(reply.status, 400, "{name}: {}", reply.body);
+        assert_eq!(reply.status, 400, "{case}: {}", reply.body);
         let (got_error, got_description) = oauth_error(&reply);
-        assert_eq!(&got_error, error, "{name}: {}", reply.body);
-        assert!(got_description.starts_with(description), "{name}: {got_description}");
+        assert_eq!(&got_error, error, "{case}: {}", reply.body);
+        assert!(got_description.starts_with(description), "{case}: {got_description}");
     }
 
     // Grant type and form.
@@ -533,9 +537,7 @@ fn token_faults_reach_the_real_client() {
     assert!(yup_token(&key).is_err(), "a dropped connection is an error");
 
     fake.inject(Matching::Token, Fault::ShortTokenLifetime(1), 1);
-    let now = now_secs();
-    let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
-    let reply = post_assertion(&fake, &jwt);
+    let reply = post_assertion(&fake, &fresh_jwt(&fake));
     assert_eq!(reply.json()["expires_in"], 1);
 
     // A fault the endpoint cannot give is a bug in the test: refused when it is queued.
@@ -563,75 +565,57 @@ fn missing_unknown_and_expired_tokens_get_401() {
     let fake = FakeGoogle::start();
     fake.add_spreadsheet("s1", &[DEFAULT_ACCOUNT]);
     fake.rules(|r| r.token_lifetime_secs = 1);
-    let token = fake.issue_token(DEFAULT_ACCOUNT);
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    let api = Api::new(&fake, fake.issue_token(DEFAULT_ACCOUNT));
+    assert_eq!(api.get(S1).status, 200);
 
-    let reply = request(&fake, "GET", "/v4/spreadsheets/s1", None, None).expect("reply");
+    let reply = request(fake.addr(), "GET", S1, None, None).expect("reply");
     assert_eq!(reply.status, 401);
     assert_eq!(reply.rpc_error().1, "UNAUTHENTICATED");
     assert!(reply.header("www-authenticate").is_some());
 
-    let reply = get(&fake, "/v4/spreadsheets/s1", "ya29.made-up");
-    assert_eq!(
-        reply.rpc_error(),
-        (401, "UNAUTHENTICATED".into(), INVALID_CREDENTIALS.into())
-    );
-
+    Api::new(&fake, "ya29.made-up")
+        .get(S1)
+        .assert_rpc(401, "UNAUTHENTICATED", INVALID_CREDENTIALS);
     std::thread::sleep(Duration::from_millis(1100));
-    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
-    assert_eq!(
-        reply.rpc_error(),
-        (401, "UNAUTHENTICATED".into(), INVALID_CREDENTIALS.into()),
-        "a token past its lifetime"
-    );
+    // A token past its lifetime.
+    api.get(S1).assert_rpc(401, "UNAUTHENTICATED", INVALID_CREDENTIALS);
 
     fake.rules(|r| r.token_lifetime_secs = 3599);
-    let token = fake.issue_token(DEFAULT_ACCOUNT);
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    let api = Api::new(&fake, fake.issue_token(DEFAULT_ACCOUNT));
+    assert_eq!(api.get(S1).status, 200);
     fake.expire_tokens();
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 401);
+    assert_eq!(api.get(S1).status, 401);
     assert_eq!(fake.stats().unauthenticated, 4);
 }
 
 #[test]
 fn unknown_spreadsheet_is_404_and_unshared_is_403() {
-    let fake = FakeGoogle::start();
+    let (fake, api) = fake_with_sheet();
     fake.register_account(STRANGER);
-    fake.add_spreadsheet("mine", &[DEFAULT_ACCOUNT]);
-    let token = fake.issue_token(DEFAULT_ACCOUNT);
-    let stranger = fake.issue_token(STRANGER);
+    let stranger = Api::new(&fake, fake.issue_token(STRANGER));
 
-    let reply = get(&fake, "/v4/spreadsheets/nope", &token);
-    assert_eq!(
-        reply.rpc_error(),
-        (404, "NOT_FOUND".into(), "Requested entity was not found.".into())
-    );
+    let reply = api.get("/v4/spreadsheets/nope");
+    reply.assert_rpc(404, "NOT_FOUND", "Requested entity was not found.");
 
-    let denied = (
-        403,
-        "PERMISSION_DENIED".to_string(),
-        "The caller does not have permission".to_string(),
-    );
-    assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).rpc_error(), denied);
+    let denied = |reply: Reply| reply.assert_rpc(403, "PERMISSION_DENIED", "The caller does not have permission");
+    denied(stranger.get(S1));
 
-    fake.share("mine", STRANGER, Some(Role::Reader));
-    assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 200);
-    let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1:A1", json!([[1]])).expect("reply");
-    assert_eq!(reply.rpc_error(), denied, "a reader cannot write");
+    fake.share("s1", STRANGER, Some(Role::Reader));
+    assert_eq!(stranger.get(S1).status, 200);
+    denied(stranger.write("Sheet1!A1:A1", json!([[1]]))); // a reader cannot write
 
-    fake.share("mine", STRANGER, Some(Role::Writer));
-    let reply = write_values(&fake, &stranger, "mine", "Sheet1!A1:A1", json!([[1]])).expect("reply");
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    fake.share("s1", STRANGER, Some(Role::Writer));
+    stranger.write("Sheet1!A1:A1", json!([[1]])).assert_ok();
 
-    fake.share("mine", STRANGER, None);
-    assert_eq!(get(&fake, "/v4/spreadsheets/mine", &stranger).status, 403);
+    fake.share("s1", STRANGER, None);
+    assert_eq!(stranger.get(S1).status, 403);
 }
 
 #[test]
 fn disabled_api_is_403_service_disabled() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     fake.rules(|r| r.api_disabled = true);
-    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
+    let reply = api.get(S1);
     let (code, status, message) = reply.rpc_error();
     assert_eq!((code, status.as_str()), (403, "PERMISSION_DENIED"));
     assert_eq!(
@@ -641,7 +625,7 @@ fn disabled_api_is_403_service_disabled() {
     );
     assert_eq!(reply.json()["error"]["details"][0]["reason"], "SERVICE_DISABLED");
     fake.rules(|r| r.api_disabled = false);
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(api.get(S1).status, 200);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -650,46 +634,30 @@ fn disabled_api_is_403_service_disabled() {
 
 #[test]
 fn write_beyond_the_grid_fails_until_append_dimension() {
-    let (fake, token) = fake_with_sheet();
-    let sheet_id = add_readings(&fake, &token, 1000);
+    let (fake, api) = fake_with_sheet();
+    let sheet_id = api.add_readings(1000);
     assert_eq!(fake.grid("s1", "Readings"), Some((1000, 9, sheet_id)));
     assert_eq!(fake.tabs("s1"), Some(vec!["Sheet1".into(), "Readings".into()]));
 
-    let reply = write_values(&fake, &token, "s1", "'Readings'!A1001:I1001", json!([row(1)])).expect("reply");
-    assert_eq!(
-        reply.rpc_error(),
-        (
-            400,
-            "INVALID_ARGUMENT".into(),
-            "Range ('Readings'!A1001:I1001) exceeds grid limits. Max rows: 1000, max columns: 9".into()
-        )
-    );
+    let reply = api.write("'Readings'!A1001:I1001", json!([row(1)]));
+    let past = "Range ('Readings'!A1001:I1001) exceeds grid limits. Max rows: 1000, max columns: 9";
+    reply.assert_rpc(400, "INVALID_ARGUMENT", past);
     // A stated range past the grid is refused even when the data would fit.
-    let reply = write_values(&fake, &token, "s1", "'Readings'!A999:I1001", json!([row(1)])).expect("reply");
     assert_eq!(
-        reply.rpc_error().2,
+        api.write("'Readings'!A999:I1001", json!([row(1)])).message(),
         "Range ('Readings'!A999:I1001) exceeds grid limits. Max rows: 1000, max columns: 9"
     );
     // A single cell as an anchor for more data is Google's, not the uploader's: refused.
-    let reply = write_values(&fake, &token, "s1", "'Readings'!A1000", json!([row(1), row(2)])).expect("reply");
-    assert!(
-        reply.rpc_error().2.contains("implements only ranges like"),
-        "{}",
-        reply.body
-    );
+    let reply = api.write("'Readings'!A1000", json!([row(1), row(2)]));
+    reply.assert_error(400, "implements only ranges like", "a single cell");
 
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([{ "appendDimension": { "sheetId": sheet_id, "dimension": "ROWS", "length": 1000 } }]),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = api
+        .batch(json!([{ "appendDimension": { "sheetId": sheet_id, "dimension": "ROWS", "length": 1000 } }]))
+        .assert_ok();
     assert_eq!(reply.json()["replies"], json!([{}]));
     assert_eq!(fake.grid("s1", "Readings"), Some((2000, 9, sheet_id)));
 
-    let reply = write_values(&fake, &token, "s1", "'Readings'!A1001:I1001", json!([row(1)])).expect("reply");
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = api.write("'Readings'!A1001:I1001", json!([row(1)])).assert_ok();
     assert_eq!(
         reply.json(),
         json!({ "spreadsheetId": "s1" }),
@@ -707,69 +675,40 @@ fn write_beyond_the_grid_fails_until_append_dimension() {
 
 #[test]
 fn cell_cap_refuses_growth_atomically() {
-    let (fake, token) = fake_with_sheet(); // Sheet1 = 1000 × 26 = 26,000 cells
+    let (fake, api) = fake_with_sheet(); // Sheet1 = 1000 × 26 = 26,000 cells
     fake.rules(|r| r.max_cells = 30_000);
     let cap = "This action would increase the number of cells in the workbook above the limit of 30000 cells.";
+    let add = |rows: u32, cols: u32| {
+        let grid = json!({ "rowCount": rows, "columnCount": cols });
+        api.batch(json!([{ "addSheet": { "properties": { "title": "Readings", "gridProperties": grid } } }]))
+    };
 
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([{ "addSheet": { "properties": { "title": "Readings",
-            "gridProperties": { "rowCount": 1000, "columnCount": 9 } } } }]),
-    );
-    assert_eq!(reply.rpc_error(), (400, "INVALID_ARGUMENT".into(), cap.into()));
-
-    let id = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([{ "addSheet": { "properties": { "title": "Readings",
-            "gridProperties": { "rowCount": 400, "columnCount": 10 } } } }]),
-    )
-    .json()["replies"][0]["addSheet"]["properties"]["sheetId"]
-        .as_i64()
-        .expect("exactly at the cap is allowed");
-
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1 } }]),
-    );
-    assert_eq!(reply.rpc_error().2, cap);
+    add(1000, 9).assert_rpc(400, "INVALID_ARGUMENT", cap);
+    let id = added_sheet_id(&add(400, 10)); // exactly at the cap is allowed
+    let reply = api.batch(json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1 } }]));
+    assert_eq!(reply.message(), cap);
     assert_eq!(fake.grid("s1", "Readings"), Some((400, 10, id)));
 }
 
 #[test]
 fn batch_update_validates_everything_before_applying() {
-    let (fake, token) = fake_with_sheet();
-    let id = add_readings(&fake, &token, 100);
+    let (fake, api) = fake_with_sheet();
+    let id = api.add_readings(100);
 
     // The first request is valid, the second is not: nothing is applied.
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([
-            { "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 10 } },
-            { "appendDimension": { "sheetId": 123, "dimension": "ROWS", "length": 1000 } }
-        ]),
-    );
+    let reply = api.batch(json!([
+        { "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 10 } },
+        { "appendDimension": { "sheetId": 123, "dimension": "ROWS", "length": 1000 } }
+    ]));
     assert_eq!(
-        reply.rpc_error().2,
+        reply.message(),
         "Invalid requests[1].appendDimension: No grid with id: 123"
     );
     assert_eq!(fake.grid("s1", "Readings"), Some((100, 9, id)));
 
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([{ "addSheet": { "properties": { "title": "Readings" } } }]),
-    );
+    let reply = api.batch(json!([{ "addSheet": { "properties": { "title": "Readings" } } }]));
     assert_eq!(
-        reply.rpc_error().2,
+        reply.message(),
         "Invalid requests[0].addSheet: A sheet with the name \"Readings\" already exists. Please enter another name."
     );
 
@@ -802,22 +741,14 @@ fn batch_update_validates_everything_before_applying() {
             "does not implement 'requests[0].addSheet.properties.gridProperties.frozenColumnCount'",
         ),
     ] {
-        let reply = batch(&fake, &token, "s1", requests.clone());
-        assert_eq!(reply.status, 400, "{requests}: {}", reply.body);
-        assert!(reply.rpc_error().2.contains(expect), "{requests}: {}", reply.body);
+        api.batch(requests.clone()).assert_error(400, expect, requests);
     }
 
     // An addSheet with an explicit id, then appendDimension on it, in one batch.
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([
-            { "addSheet": { "properties": { "sheetId": 77, "title": "2024-06", "gridProperties": { "rowCount": 5, "columnCount": 3 } } } },
-            { "appendDimension": { "sheetId": 77, "dimension": "COLUMNS", "length": 2 } }
-        ]),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.batch(json!([
+        { "addSheet": { "properties": { "sheetId": 77, "title": "2024-06", "gridProperties": { "rowCount": 5, "columnCount": 3 } } } },
+        { "appendDimension": { "sheetId": 77, "dimension": "COLUMNS", "length": 2 } }
+    ])).assert_ok();
     assert_eq!(fake.grid("s1", "2024-06"), Some((5, 5, 77)));
     assert_eq!(fake.tabs("s1").map(|t| t.len()), Some(3));
 }
@@ -828,51 +759,53 @@ fn batch_update_validates_everything_before_applying() {
 
 #[test]
 fn values_batch_update_enforces_googles_rules() {
-    let (fake, token) = fake_with_sheet();
-    add_readings(&fake, &token, 1000);
-    let path = "/v4/spreadsheets/s1/values:batchUpdate";
-    let post = |body: Value| post_json(&fake, path, &token, &body).expect("reply");
+    let (fake, api) = fake_with_sheet();
+    api.add_readings(1000);
+    let post = |body: Value| api.post(S1_VALUES, body);
 
     let reply = post(json!({ "data": [{ "range": "Readings!A1:A1", "values": [[1]] }] }));
-    assert_eq!(reply.rpc_error().2, "'valueInputOption' is required but not specified");
+    assert_eq!(reply.message(), "'valueInputOption' is required but not specified");
     let reply = post(json!({ "valueInputOption": "raw", "data": [] }));
     assert_eq!(reply.status, 400);
     let reply = post(json!({ "valueInputOptions": "RAW", "data": [] }));
-    assert!(reply.rpc_error().2.contains("Unknown name \"valueInputOptions\""));
+    reply.assert_error(400, "Unknown name \"valueInputOptions\"", "a misspelt field");
     // What the fake does not implement is refused, not ignored.
     let reply = post(json!({ "valueInputOption": "RAW", "data": [], "includeValuesInResponse": true }));
-    assert!(reply
-        .rpc_error()
-        .2
-        .contains("does not implement includeValuesInResponse"));
+    reply.assert_error(400, "does not implement includeValuesInResponse", "a response option");
 
-    let write = |range: &str, rows: Value| write_values(&fake, &token, "s1", range, rows).expect("reply");
-    assert_eq!(
-        write("'Nope'!A1:A1", json!([[1]])).rpc_error().2,
-        "Unable to parse range: 'Nope'!A1:A1"
-    );
-    assert!(write("Readings!A1:B2:C3", json!([[1]]))
-        .rpc_error()
-        .2
-        .starts_with("Unable to parse range: Readings!A1:B2:C3"));
-    assert_eq!(
-        write("'Readings'!A2:I3", json!([row(2), row(3), row(4)])).rpc_error().2,
-        "Requested writing within range ['Readings'!A2:I3], but tried writing to row [4]"
-    );
-    assert_eq!(
-        write("'Readings'!A2:I3", json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]))
-            .rpc_error()
-            .2,
-        "Requested writing within range ['Readings'!A2:I3], but tried writing to column [J]"
-    );
-    assert!(write("Readings!A2:B2", json!([[1, {"a": 1}]]))
-        .rpc_error()
-        .2
-        .starts_with("Invalid values[0][1]: struct_value"));
-    assert!(write("Readings!A2:A2", json!([[[1, 2]]]))
-        .rpc_error()
-        .2
-        .starts_with("Invalid values[0][0]: list_value"));
+    let write = |range: &str, rows: Value| api.write(range, rows).message();
+    let too_many = "Requested writing within range ['Readings'!A2:I3], but tried writing to";
+    for (range, rows, expect) in [
+        ("'Nope'!A1:A1", json!([[1]]), "Unable to parse range: 'Nope'!A1:A1"),
+        (
+            "'Readings'!A2:I3",
+            json!([row(2), row(3), row(4)]),
+            &format!("{too_many} row [4]"),
+        ),
+        (
+            "'Readings'!A2:I3",
+            json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]),
+            &format!("{too_many} column [J]"),
+        ),
+    ] {
+        assert_eq!(write(range, rows), expect);
+    }
+    for (range, rows, expect) in [
+        (
+            "Readings!A1:B2:C3",
+            json!([[1]]),
+            "Unable to parse range: Readings!A1:B2:C3",
+        ),
+        (
+            "Readings!A2:B2",
+            json!([[1, {"a": 1}]]),
+            "Invalid values[0][1]: struct_value",
+        ),
+        ("Readings!A2:A2", json!([[[1, 2]]]), "Invalid values[0][0]: list_value"),
+    ] {
+        let message = write(range, rows);
+        assert!(message.starts_with(expect), "{range}: {message}");
+    }
 
     // Atomic across ValueRanges: the valid first one is not applied either.
     let reply = post(json!({ "valueInputOption": "RAW", "data": [
@@ -883,14 +816,14 @@ fn values_batch_update_enforces_googles_rules() {
     assert_eq!(fake.values("s1", "Readings"), Some(vec![]));
 
     // Two ranges in one request; the reply counts both.
-    let reply = post(json!({ "valueInputOption": "RAW", "data": [
+    post(json!({ "valueInputOption": "RAW", "data": [
         { "range": "Readings!A1:C1", "majorDimension": "ROWS", "values": [["ts", "device", "value"]] },
         { "range": "'Readings'!A2:C3", "values": [["t1", "d", 1.5], ["t2", "d", "12"]] }
-    ], "includeValuesInResponse": false }));
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    ], "includeValuesInResponse": false }))
+    .assert_ok();
 
     // null skips a cell, "" clears one; RAW keeps "12" a string.
-    assert_eq!(write("Readings!A2:C2", json!([[null, "", 2.5]])).status, 200);
+    assert_eq!(api.write("Readings!A2:C2", json!([[null, "", 2.5]])).status, 200);
     assert_eq!(
         fake.values("s1", "Readings"),
         Some(vec![
@@ -913,8 +846,7 @@ fn values_batch_update_enforces_googles_rules() {
         "majorDimension COLUMNS",
         "responseValueRenderOption",
     ]) {
-        let message = post(body).rpc_error().2;
-        assert!(message.contains(what), "{what}: {message}");
+        post(body).assert_error(400, what, what);
     }
     assert_eq!(fake.cell("s1", "Readings", "C3"), Some(Cell::text("12")));
     let stats = fake.stats();
@@ -923,7 +855,7 @@ fn values_batch_update_enforces_googles_rules() {
 
 #[test]
 fn values_get_decodes_ranges_and_trims_like_google() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     fake.add_tab("s1", "Bob's data", 1000, 9);
     fake.put_values(
         "s1",
@@ -937,13 +869,9 @@ fn values_get_decodes_ranges_and_trims_like_google() {
         ],
     );
     let tab = "%27Bob%27%27s%20data%27";
+    let read = |range: &str| api.get(&format!("{S1}/values/{range}?valueRenderOption=UNFORMATTED_VALUE"));
 
-    let reply = get(
-        &fake,
-        &format!("/v4/spreadsheets/s1/values/{tab}%21A1%3AI10?valueRenderOption=UNFORMATTED_VALUE"),
-        &token,
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = read(&format!("{tab}%21A1%3AI10")).assert_ok();
     assert_eq!(
         reply.json(),
         json!({
@@ -959,41 +887,24 @@ fn values_get_decodes_ranges_and_trims_like_google() {
         "?valueRenderOption=FORMULA",
         "?valueRenderOption=UNFORMATTED_VALUE&majorDimension=COLUMNS",
     ] {
-        let reply = get(
-            &fake,
-            &format!("/v4/spreadsheets/s1/values/{tab}%21C3:C4{query}"),
-            &token,
-        );
-        assert!(
-            reply.rpc_error().2.contains("does not implement"),
-            "{query}: {}",
-            reply.body
-        );
+        let reply = api.get(&format!("{S1}/values/{tab}%21C3:C4{query}"));
+        reply.assert_error(400, "does not implement", query);
     }
 
     // An empty range has no "values"; a column range or a whole tab is refused (the
     // uploader reads explicit ranges only).
-    let read = |range: &str| {
-        let path = format!("/v4/spreadsheets/s1/values/{range}?valueRenderOption=UNFORMATTED_VALUE");
-        get(&fake, &path, &token)
-    };
     assert_eq!(
         read(&format!("{tab}%21E1%3AF9")).json(),
         json!({ "majorDimension": "ROWS" })
     );
     for range in [format!("{tab}%21A%3AA"), tab.to_string()] {
-        let message = read(&range).rpc_error().2;
-        assert!(message.contains("implements only ranges like"), "{range}: {message}");
+        read(&range).assert_error(400, "implements only ranges like", &range);
     }
 
     // Reads are checked against the grid and the tab names too.
-    let reply = read(&format!("{tab}%21A1%3AJ1"));
-    assert!(reply.rpc_error().2.contains("exceeds grid limits"), "{}", reply.body);
-    assert_eq!(
-        read("Nope%21A1%3AA1").rpc_error().2,
-        "Unable to parse range: Nope!A1:A1"
-    );
-    let reply = get(&fake, "/v4/spreadsheets/s1/values/A1?valueRenderOption=PRETTY", &token);
+    read(&format!("{tab}%21A1%3AJ1")).assert_error(400, "exceeds grid limits", "past the grid");
+    assert_eq!(read("Nope%21A1%3AA1").message(), "Unable to parse range: Nope!A1:A1");
+    let reply = api.get(&format!("{S1}/values/A1?valueRenderOption=PRETTY"));
     assert_eq!(reply.status, 400);
 }
 
@@ -1003,14 +914,13 @@ fn values_get_decodes_ranges_and_trims_like_google() {
 
 #[test]
 fn write_quota_gives_429_after_n_writes_then_refills() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     fake.rules(|r| (r.write_quota, r.read_quota) = (3, 60));
     for n in 0..3 {
-        let reply =
-            write_values(&fake, &token, "s1", &format!("Sheet1!A{0}:A{0}", n + 1), json!([[n]])).expect("reply");
+        let reply = api.write(&format!("Sheet1!A{0}:A{0}", n + 1), json!([[n]]));
         assert_eq!(reply.status, 200, "write {n}: {}", reply.body);
     }
-    let reply = write_values(&fake, &token, "s1", "Sheet1!A4:A4", json!([[3]])).expect("reply");
+    let reply = api.write("Sheet1!A4:A4", json!([[3]]));
     let (code, status, message) = reply.rpc_error();
     assert_eq!((code, status.as_str()), (429, "RESOURCE_EXHAUSTED"));
     assert!(message.contains("'Write requests per minute per user'"), "{message}");
@@ -1022,7 +932,7 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     );
 
     // Reads have their own bucket.
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(api.get(S1).status, 200);
 
     let stats = fake.stats();
     assert_eq!((stats.rate_limited, stats.quota_exceeded), (1, 1));
@@ -1031,14 +941,12 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
     // The window rolls: with a short window the quota refills.
     fake.rules(|r| r.quota_window = Duration::from_millis(150));
     std::thread::sleep(Duration::from_millis(200));
-    let reply = write_values(&fake, &token, "s1", "Sheet1!A4:A4", json!([[3]])).expect("reply");
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.write("Sheet1!A4:A4", json!([[3]])).assert_ok();
 
     fake.rules(|r| (r.write_quota, r.read_quota) = (3, 1));
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
-    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
-    assert_eq!(reply.status, 429);
-    assert!(reply.rpc_error().2.contains("'Read requests per minute per user'"));
+    assert_eq!(api.get(S1).status, 200);
+    api.get(S1)
+        .assert_error(429, "'Read requests per minute per user'", "the read quota");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1047,14 +955,15 @@ fn write_quota_gives_429_after_n_writes_then_refills() {
 
 #[test]
 fn apply_then_drop_applies_the_write_but_sends_nothing() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     fake.inject(Matching::Only(RequestKind::ValuesBatchUpdate), Fault::ApplyThenDrop, 1);
 
     // A GET does not match, so it does not consume the fault.
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(api.get(S1).status, 200);
     assert_eq!(fake.pending_faults(), 1);
 
-    let err = write_values(&fake, &token, "s1", "Sheet1!A1:B1", json!([["a", 1]]))
+    let err = api
+        .try_write("Sheet1!A1:B1", json!([["a", 1]]))
         .expect_err("no response after apply-then-drop");
     assert!(
         matches!(
@@ -1073,11 +982,10 @@ fn apply_then_drop_applies_the_write_but_sends_nothing() {
     assert!(last.note.contains("ApplyThenDrop"), "{}", last.note);
 
     // Retrying the same explicit-range write is harmless.
-    let reply = write_values(&fake, &token, "s1", "Sheet1!A1:B1", json!([["a", 1]])).expect("reply");
-    assert_eq!(reply.status, 200);
+    assert_eq!(api.write("Sheet1!A1:B1", json!([["a", 1]])).status, 200);
 
     fake.inject(Matching::Any, Fault::DropBeforeApply, 1);
-    assert!(write_values(&fake, &token, "s1", "Sheet1!A2:A2", json!([["b"]])).is_err());
+    assert!(api.try_write("Sheet1!A2:A2", json!([["b"]])).is_err());
     assert_eq!(fake.cell("s1", "Sheet1", "A2"), Some(Cell::Empty), "not applied");
 
     let stats = fake.stats();
@@ -1096,48 +1004,34 @@ fn a_fault_no_sheets_endpoint_can_produce_is_refused_when_injected() {
 
 #[test]
 fn status_and_delay_faults_look_like_google() {
-    let (fake, token) = fake_with_sheet();
-    let write = || write_values(&fake, &token, "s1", "Sheet1!A1:A1", json!([["x"]])).expect("reply");
-
-    fake.inject(
-        Matching::Any,
+    let (fake, api) = fake_with_sheet();
+    let write = || api.write("Sheet1!A1:A1", json!([["x"]]));
+    let faults = [
         Fault::Status {
             code: 429,
             retry_after_secs: Some(7),
         },
-        1,
-    );
-    fake.inject(Matching::Any, Fault::status(500), 1);
-    fake.inject(Matching::Any, Fault::status(502), 1);
-    fake.inject(Matching::Any, Fault::status(503), 1);
-    fake.inject(
-        Matching::Any,
+        Fault::status(500),
+        Fault::status(502),
+        Fault::status(503),
         Fault::Raw {
             code: 504,
             content_type: "text/plain".into(),
             body: "upstream timeout".into(),
         },
-        1,
-    );
+    ];
+    for fault in faults {
+        fake.inject(Matching::Any, fault, 1);
+    }
 
     let reply = write();
     assert_eq!(reply.rpc_error().1, "RESOURCE_EXHAUSTED");
     assert_eq!(reply.header("retry-after"), Some("7"));
-    assert_eq!(
-        write().rpc_error(),
-        (500, "INTERNAL".into(), "Internal error encountered.".into())
-    );
+    write().assert_rpc(500, "INTERNAL", "Internal error encountered.");
     let reply = write();
     assert_eq!(reply.status, 502);
     assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/html")));
-    assert_eq!(
-        write().rpc_error(),
-        (
-            503,
-            "UNAVAILABLE".into(),
-            "The service is currently unavailable.".into()
-        )
-    );
+    write().assert_rpc(503, "UNAVAILABLE", "The service is currently unavailable.");
     let reply = write();
     assert_eq!((reply.status, reply.body.as_str()), (504, "upstream timeout"));
     assert_eq!(
@@ -1161,14 +1055,12 @@ fn status_and_delay_faults_look_like_google() {
 
 #[test]
 fn outage_answers_503_everywhere_then_recovers() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     fake.inject(Matching::Any, Fault::status(500), 1);
     fake.outage(Duration::from_millis(300));
 
-    let reply = get(&fake, "/v4/spreadsheets/s1", &token);
-    assert_eq!(reply.rpc_error().1, "UNAVAILABLE");
-    let now = now_secs();
-    let jwt = signed(&fake, SPREADSHEETS_SCOPE, now, now + 3595);
+    assert_eq!(api.get(S1).rpc_error().1, "UNAVAILABLE");
+    let jwt = fresh_jwt(&fake);
     let reply = post_assertion(&fake, &jwt);
     assert_eq!(
         (reply.status, oauth_error(&reply).0.as_str()),
@@ -1177,12 +1069,8 @@ fn outage_answers_503_everywhere_then_recovers() {
     assert_eq!(fake.pending_faults(), 1, "an outage consumes no fault");
 
     std::thread::sleep(Duration::from_millis(350));
-    assert_eq!(
-        get(&fake, "/v4/spreadsheets/s1", &token).status,
-        500,
-        "the queued fault"
-    );
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(api.get(S1).status, 500, "the queued fault");
+    assert_eq!(api.get(S1).status, 200);
     assert_eq!(post_assertion(&fake, &jwt).status, 200);
     assert_eq!(fake.stats().outage_rejections, 2);
 }
@@ -1193,7 +1081,7 @@ fn outage_answers_503_everywhere_then_recovers() {
 
 #[test]
 fn malformed_requests_get_400_and_the_server_survives() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     let addr = fake.addr();
     let raw = |bytes: &[u8]| send_raw(addr, bytes).expect("a response");
 
@@ -1202,7 +1090,7 @@ fn malformed_requests_get_400_and_the_server_survives() {
     assert_eq!(raw(b"POST /token HTTP/1.1\r\nContent-Length: ten\r\n\r\n").status, 400);
     let reply = raw(b"POST /token HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n");
     assert_eq!(
-        reply.rpc_error().2,
+        reply.message(),
         "Request payload size exceeds the limit: 10485760 bytes."
     );
     let mut long_header = b"GET / HTTP/1.1\r\nX: ".to_vec();
@@ -1210,15 +1098,11 @@ fn malformed_requests_get_400_and_the_server_survives() {
     long_header.extend_from_slice(b"\r\n\r\n");
     assert_eq!(raw(&long_header).status, 400);
 
-    let path = "/v4/spreadsheets/s1/values:batchUpdate";
-    let send =
-        |body: &str| request(&fake, "POST", path, Some(&token), Some(("application/json", body))).expect("reply");
-    assert!(send("{not json")
-        .rpc_error()
-        .2
-        .starts_with("Invalid JSON payload received."));
+    let send = |body: &str| api.post(S1_VALUES, body);
+    let message = send("{not json").message();
+    assert!(message.starts_with("Invalid JSON payload received."), "{message}");
     assert_eq!(
-        send("[]").rpc_error().2,
+        send("[]").message(),
         "Invalid JSON payload received. Root element must be a message."
     );
     assert_eq!(
@@ -1226,17 +1110,9 @@ fn malformed_requests_get_400_and_the_server_survives() {
         400
     );
     assert_eq!(send(r#"{"valueInputOption":"RAW","data":[{"range":7}]}"#).status, 400);
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1/values/%ZZ", &token).status, 400);
-    let reply = get(&fake, "/favicon.ico", &token);
-    assert_eq!(reply.status, 404);
-    let reply = request(
-        &fake,
-        "POST",
-        "/v4/spreadsheets/s1/values/Sheet1:append",
-        Some(&token),
-        Some(("application/json", "{}")),
-    )
-    .expect("reply");
+    assert_eq!(api.get(&format!("{S1}/values/%ZZ")).status, 400);
+    assert_eq!(api.get("/favicon.ico").status, 404);
+    let reply = api.post(&format!("{S1}/values/Sheet1:append"), "{}");
     assert_eq!(reply.rpc_error().1, "UNIMPLEMENTED");
 
     // A client that connects and says nothing, and one that hangs up mid-request.
@@ -1250,27 +1126,27 @@ fn malformed_requests_get_400_and_the_server_survives() {
     let body = r#"{"valueInputOption":"RAW","data":[{"range":"Sheet1!A1:A1","values":[["chunked"]]}]}"#;
     let (first, second) = body.split_at(20);
     let chunked = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+        "POST {S1_VALUES} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
          {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        api.token,
         first.len(),
         second.len()
     );
-    let reply = raw(chunked.as_bytes());
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    raw(chunked.as_bytes()).assert_ok();
     assert_eq!(fake.cell("s1", "Sheet1", "A1"), Some(Cell::text("chunked")));
 
-    assert_eq!(get(&fake, "/v4/spreadsheets/s1", &token).status, 200);
+    assert_eq!(api.get(S1).status, 200);
     assert_eq!(fake.stats().internal_errors, 0);
 }
 
 #[test]
 fn wait_until_and_the_request_log() {
-    let (fake, token) = fake_with_sheet();
+    let (fake, api) = fake_with_sheet();
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_millis(100));
-            write_values(&fake, &token, "s1", "Sheet1!A1:A1", json!([["late"]])).expect("reply");
+            api.write("Sheet1!A1:A1", json!([["late"]]));
         });
         assert!(fake.wait_until(Duration::from_secs(5), |f| {
             f.cell("s1", "Sheet1", "A1") == Some(Cell::text("late"))
@@ -1283,7 +1159,7 @@ fn wait_until_and_the_request_log() {
     let log = fake.requests();
     let entry = log.last().expect("one request logged");
     assert_eq!(entry.method, "POST");
-    assert_eq!(entry.path, "/v4/spreadsheets/s1/values:batchUpdate");
+    assert_eq!(entry.path, S1_VALUES);
     assert_eq!(entry.status, Some(200));
     assert_eq!(entry.account.as_deref(), Some(DEFAULT_ACCOUNT));
     assert!(fake.request_log_text().contains("values:batchUpdate -> 200"));
@@ -1305,30 +1181,19 @@ fn drop_stops_the_server_promptly() {
 
 #[test]
 fn cell_and_request_size_limits_are_enforced_as_google_does() {
-    let (fake, token) = fake_with_sheet();
-    let write = |cell: String| {
-        let reply = write_values(&fake, &token, "s1", "Sheet1!A1:A1", json!([[cell]])).expect("reply");
-        let message = if reply.status == 200 {
-            String::new()
-        } else {
-            reply.rpc_error().2
-        };
-        (reply.status, message)
-    };
+    let (fake, api) = fake_with_sheet();
+    let write = |cell: String| api.write("Sheet1!A1:A1", json!([[cell]]));
     // 50,000 characters, counted in UTF-16 code units: N fits, N + 1 does not.
-    assert_eq!(write("a".repeat(MAX_CELL_CHARS)).0, 200);
-    let (status, message) = write("a".repeat(MAX_CELL_CHARS + 1));
-    assert_eq!(status, 400);
+    assert_eq!(write("a".repeat(MAX_CELL_CHARS)).status, 200);
+    let reply = write("a".repeat(MAX_CELL_CHARS + 1));
+    assert_eq!(reply.status, 400);
     assert_eq!(
-        message,
+        reply.message(),
         "Your input contains more than the maximum of 50000 characters in a single cell."
     );
-    assert_eq!(
-        write("😀".repeat(MAX_CELL_CHARS / 2)).0,
-        200,
-        "25,000 emoji are 50,000 units"
-    );
-    assert_eq!(write(format!("{}a", "😀".repeat(MAX_CELL_CHARS / 2))).0, 400);
+    let emoji = "😀".repeat(MAX_CELL_CHARS / 2);
+    assert_eq!(write(emoji.clone()).status, 200, "25,000 emoji are 50,000 units");
+    assert_eq!(write(format!("{emoji}a")).status, 400);
 
     // The request size cap, here lowered: a body of exactly N bytes passes, N + 1 does not.
     let body_of = |pad: usize| {
@@ -1336,40 +1201,39 @@ fn cell_and_request_size_limits_are_enforced_as_google_does() {
             "valueInputOption": "RAW",
             "data": [{"range": "Sheet1!A2:A2", "majorDimension": "ROWS", "values": [["x".repeat(pad)]]}],
         })
-        .to_string()
     };
-    let base = body_of(0).len();
-    let limit = base + 1000;
+    let limit = body_of(0).to_string().len() + 1000;
     fake.rules(|r| r.max_request_bytes = limit);
-    let path = "/v4/spreadsheets/s1/values:batchUpdate";
-    let send =
-        |body: String| request(&fake, "POST", path, Some(&token), Some(("application/json", &body))).expect("reply");
-    assert_eq!(send(body_of(1000)).status, 200);
-    let reply = send(body_of(1001));
+    assert_eq!(api.post(S1_VALUES, body_of(1000)).status, 200);
+    let reply = api.post(S1_VALUES, body_of(1001));
     assert_eq!(reply.status, 400);
     assert_eq!(
-        reply.rpc_error().2,
+        reply.message(),
         format!("Request payload size exceeds the limit: {limit} bytes.")
     );
 
     // An injected refusal (a rule the client cannot foresee) refuses the batch whole.
     fake.rules(|r| r.max_request_bytes = MAX_REQUEST_BODY_BYTES);
     fake.refuse_cells_containing("s1", Some("BAD"));
-    let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
-    assert_eq!(reply.status, 400);
+    let write_two = || api.write("Sheet1!A3:A4", json!([["ok"], ["a BAD one"]]));
+    assert_eq!(write_two().status, 400);
     assert_eq!(fake.cell("s1", "Sheet1", "A3"), Some(Cell::Empty), "nothing applied");
     fake.refuse_cells_containing("s1", None);
-    let reply = write_values(&fake, &token, "s1", "Sheet1!A3:A4", json!([["ok"], ["a BAD one"]])).expect("reply");
-    assert_eq!(reply.status, 200);
+    assert_eq!(write_two().status, 200);
 }
 
 #[test]
 fn every_body_is_checked_against_googles_discovery_document() {
     // The vendored document is the one the README names (tests/fixtures/README.md).
     assert_eq!(discovery::revision(), discovery::REVISION);
-    let (fake, token) = fake_with_sheet();
-    let id = add_readings(&fake, &token, 10);
+    let (fake, api) = fake_with_sheet();
+    let id = api.add_readings(10);
     // Each is wrong in one way the discovery document describes; none is applied.
+    let schema_refuses = |path: &str, body: Value, expect: &str| {
+        let before = fake.stats().schema_violations;
+        api.post(path, &body).assert_error(400, expect, &body);
+        assert_eq!(fake.stats().schema_violations, before + 1, "{body}");
+    };
     for (requests, expect) in [
         (
             json!([{ "appendDimension": { "sheetId": id, "dimension": "ROWS", "length": 1, "extra": 1 } }]),
@@ -1400,11 +1264,7 @@ fn every_body_is_checked_against_googles_discovery_document() {
         (json!([{}]), "No request set"),
         (json!([null]), "Invalid value at 'requests[0]' (TYPE_MESSAGE), null"),
     ] {
-        let before = fake.stats().schema_violations;
-        let reply = batch(&fake, &token, "s1", requests.clone());
-        assert_eq!(reply.status, 400, "{requests}: {}", reply.body);
-        assert!(reply.rpc_error().2.contains(expect), "{requests}: {}", reply.body);
-        assert_eq!(fake.stats().schema_violations, before + 1, "{requests}");
+        schema_refuses(S1_BATCH, json!({ "requests": requests }), expect);
     }
     assert_eq!(fake.grid("s1", "Readings"), Some((10, 9, id)));
     assert_eq!(fake.tabs("s1").unwrap().len(), 2);
@@ -1428,96 +1288,63 @@ fn every_body_is_checked_against_googles_discovery_document() {
             "Invalid value at 'data[0].values[0]' (type.googleapis.com/google.protobuf.ListValue), null",
         ),
     ] {
-        let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &body).unwrap();
-        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
-        assert!(reply.rpc_error().2.contains(expect), "{body}: {}", reply.body);
+        schema_refuses(S1_VALUES, body, expect);
     }
     // A valid body passes the check (and is applied).
-    let ok = json!({"valueInputOption": "RAW", "data": [{"range": "Readings!A1:D1", "majorDimension": "ROWS", "values": [[1, "a", true, null]]}], "includeValuesInResponse": false});
-    let reply = post_json(&fake, "/v4/spreadsheets/s1/values:batchUpdate", &token, &ok).unwrap();
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.write("Readings!A1:D1", json!([[1, "a", true, null]])).assert_ok();
     assert_eq!(fake.stats().schema_violations, 12);
     // Valid by the schema, refused by Google's rules: an id that exists (issue 18).
-    let reply = batch(
-        &fake,
-        &token,
-        "s1",
-        json!([{ "addSheet": { "properties": { "sheetId": id, "title": "Other" } } }]),
-    );
-    assert_eq!(reply.status, 400, "{}", reply.body);
-    assert!(
-        reply
-            .rpc_error()
-            .2
-            .contains(&format!("A sheet with the id {id} already exists")),
-        "{}",
-        reply.body
-    );
+    let reply = api.batch(json!([{ "addSheet": { "properties": { "sheetId": id, "title": "Other" } } }]));
+    reply.assert_error(400, &format!("A sheet with the id {id} already exists"), "a taken id");
     assert_eq!(fake.stats().schema_violations, 12);
 }
 
 #[test]
 fn spreadsheets_get_honours_fields_and_lists_charts() {
-    let (fake, token) = fake_with_sheet();
-    let id = add_readings(&fake, &token, 10);
+    let (_fake, api) = fake_with_sheet();
+    let id = api.add_readings(10);
     let chart = json!([{ "addChart": { "chart": { "chartId": 42, "spec": { "basicChart": {
         "chartType": "LINE",
         "domains": [{ "domain": { "sourceRange": { "sources": [{ "sheetId": id, "startColumnIndex": 0, "endColumnIndex": 1 }] } } }],
         "series": [{ "series": { "sourceRange": { "sources": [{ "sheetId": id, "startColumnIndex": 3, "endColumnIndex": 4 }] } } }]
     } }, "position": { "overlayPosition": { "anchorCell": { "sheetId": id, "rowIndex": 1, "columnIndex": 2 } } } } } }]);
-    let reply = batch(&fake, &token, "s1", chart.clone());
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    api.batch(chart.clone()).assert_ok();
     // A chart the uploader does not build is refused, not imitated; so is a body option.
-    let at = "requests[0].addChart.chart";
-    for (pointer, value, what) in [
-        (
-            "/position",
-            json!({ "sheetId": id }),
-            format!("'{at}.position.sheetId'"),
-        ),
-        ("/spec/subtitle", json!("s"), format!("'{at}.spec.subtitle'")),
+    for (pointer, value, field) in [
+        ("/position", json!({ "sheetId": id }), "position.sheetId"),
+        ("/spec/subtitle", json!("s"), "spec.subtitle"),
         (
             "/spec/basicChart/stackedType",
             json!("STACKED"),
-            format!("'{at}.spec.basicChart.stackedType'"),
+            "spec.basicChart.stackedType",
         ),
         (
             "/spec/basicChart/series/0/type",
             json!("LINE"),
-            format!("'{at}.spec.basicChart.series[0].type'"),
+            "spec.basicChart.series[0].type",
         ),
         (
             "/spec/basicChart/domains/0/domain/sourceRange/sources/0/endRowIndex",
             json!(5),
-            format!("'{at}.spec.basicChart.domains[0].domain.sourceRange.sources[0].endRowIndex'"),
+            "spec.basicChart.domains[0].domain.sourceRange.sources[0].endRowIndex",
         ),
     ] {
         let mut bad = chart.clone();
         let (parent, name) = pointer.rsplit_once('/').expect("a pointer");
         bad[0]["addChart"]["chart"].pointer_mut(parent).expect("exists")[name] = value;
-        let reply = batch(&fake, &token, "s1", bad);
-        assert!(
-            reply.rpc_error().2.contains(&format!("does not implement {what}")),
-            "{pointer}: {}",
-            reply.body
-        );
+        let expect = format!("does not implement 'requests[0].addChart.chart.{field}'");
+        api.batch(bad).assert_error(400, &expect, pointer);
     }
     let body = json!({ "requests": chart, "includeSpreadsheetInResponse": true });
-    let reply = post_json(&fake, "/v4/spreadsheets/s1:batchUpdate", &token, &body).expect("reply");
-    assert!(
-        reply
-            .rpc_error()
-            .2
-            .contains("does not implement 'includeSpreadsheetInResponse'"),
-        "{}",
-        reply.body
+    let reply = api.post(S1_BATCH, &body);
+    reply.assert_error(
+        400,
+        "does not implement 'includeSpreadsheetInResponse'",
+        "a body option",
     );
-    let reply = get(
-        &fake,
+    let reply = api.get(
         "/v4/spreadsheets/s1?fields=sheets(properties(sheetId,title),charts(chartId,spec.basicChart.series.series.sourceRange.sources(startColumnIndex)))",
-        &token,
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    ).assert_ok();
     assert_eq!(
         reply.json(),
         json!({"sheets": [
@@ -1527,18 +1354,11 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
         ]})
     );
     // A parameter the uploader never sends is refused, not ignored.
-    let reply = get(
-        &fake,
-        "/v4/spreadsheets/s1?fields=properties.title&includeGridData=true",
-        &token,
-    );
-    assert!(
-        reply
-            .rpc_error()
-            .2
-            .contains("does not implement the query parameter includeGridData"),
-        "{}",
-        reply.body
+    let reply = api.get(&format!("{S1}?fields=properties.title&includeGridData=true"));
+    reply.assert_error(
+        400,
+        "does not implement the query parameter includeGridData",
+        "a parameter",
     );
     let malformed = [
         "sheets(properties",
@@ -1556,16 +1376,13 @@ fn spreadsheets_get_honours_fields_and_lists_charts() {
         "properties.title(x)",
     ];
     for bad in malformed.into_iter().chain(unknown) {
-        let reply = get(&fake, &format!("/v4/spreadsheets/s1?fields={bad}"), &token);
-        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
-        assert!(reply.body.contains("Invalid field selection"), "{bad}: {}", reply.body);
+        api.get(&format!("{S1}?fields={bad}"))
+            .assert_error(400, "Invalid field selection", bad);
     }
     // Paths into one field merge; spaces are ignored.
-    let reply = get(
-        &fake,
-        "/v4/spreadsheets/s1?fields=sheets(properties(title)),%20sheets(properties(index))",
-        &token,
-    );
+    let reply = api.get(&format!(
+        "{S1}?fields=sheets(properties(title)),%20sheets(properties(index))"
+    ));
     let readings = &reply.json()["sheets"][1]["properties"];
     assert_eq!(readings, &json!({"title": "Readings", "index": 1}), "{}", reply.body);
 }

@@ -1,7 +1,7 @@
 //! A1 notation as the uploader writes it: `'Tab'!A1:I20` (or `Tab!A1:I20`), both corners
-//! whole cells, the first above and left of the second. Google takes more (a single cell,
-//! whole columns `A:A` or rows `2:5`, a tab alone, no tab, `$`, corners in any order); the
-//! fake refuses those, so a daemon change that starts sending one fails loudly.
+//! whole cells, the first above and left of the second. The fake refuses what else Google
+//! takes: a single cell, whole columns `A:A` or rows `2:5`, a tab alone, no tab, `$`,
+//! corners in any order.
 use std::sync::LazyLock;
 
 use regex::Regex;

@@ -3,11 +3,10 @@
 //! The fake models the chart the uploader builds and nothing more: a `basicChart` (its
 //! type, legend, axes, one domain, series on an axis, header rows) placed by
 //! `overlayPosition.anchorCell`, its source ranges whole columns. Any other field of a
-//! chart, spec or position is refused as unimplemented, so a daemon change that starts
-//! sending one fails loudly. Where the reference does not say what Google refuses, the
-//! fake is strict: a basic chart needs a `chartType`, exactly one domain (the reference:
-//! "Only a single domain is supported") and at least one series, and every source range
-//! is one column wide in a grid that exists.
+//! chart, spec or position is refused as unimplemented. Where the reference does not say
+//! what Google refuses, the fake is strict: a basic chart needs a `chartType`, exactly one
+//! domain (the reference: "Only a single domain is supported") and at least one series,
+//! and every source range is one column wide in a grid that exists.
 use super::*;
 
 /// A `GridRange` one column wide in an existing grid, without row bounds.
@@ -15,9 +14,7 @@ fn grid_range(work: &[SheetProps], v: &Value, at: &str, ctx: &str) -> Result<(),
     let obj = v.as_object().expect("the schema refuses a null list element");
     only_modelled(obj, &["sheetId", "startColumnIndex", "endColumnIndex"], at)?;
     let sheet_id = int(obj, "sheetId").unwrap_or(0);
-    let Some(props) = work.iter().find(|p| p.sheet_id == sheet_id) else {
-        return invalid!("{ctx}: No grid with id: {sheet_id}");
-    };
+    let props = &work[grid_index(work, sheet_id, ctx)?];
     match (int(obj, "startColumnIndex"), int(obj, "endColumnIndex")) {
         (Some(s), Some(e)) if s < 0 || e < s => invalid!("{ctx}: Invalid GridRange: {v}"),
         (Some(s), Some(e)) if e - s == 1 && e <= i64::from(props.cols) => Ok(()),
@@ -75,12 +72,9 @@ pub(super) fn chart_spec(work: &[SheetProps], spec: &Map<String, Value>, at: &st
     if domains.len() != 1 {
         return invalid!("{ctx}: a basic chart has exactly one domain, got {}.", domains.len());
     }
-    only_modelled(
-        domains[0].as_object().expect("a message"),
-        &["domain"],
-        &format!("{at}.domains[0]"),
-    )?;
-    chart_data(work, &domains[0], "domain", &format!("{at}.domains[0]"), ctx)?;
+    let d_at = format!("{at}.domains[0]");
+    only_modelled(domains[0].as_object().expect("a message"), &["domain"], &d_at)?;
+    chart_data(work, &domains[0], "domain", &d_at, ctx)?;
     let series = list(basic, "series");
     if series.is_empty() {
         return invalid!("{ctx}: a basic chart needs at least one series.");
@@ -146,7 +140,9 @@ pub(super) fn add_chart(
         Some(id) => id,
         None => random_sheet_id(rng, &used),
     };
-    grid_mut(work, anchor_sheet, &ctx)?.charts.push((id, spec.clone()));
+    work[grid_index(work, anchor_sheet, &ctx)?]
+        .charts
+        .push((id, spec.clone()));
     Ok(json!({"addChart": {"chart": {"chartId": id, "spec": spec, "position": chart.get("position")}}}))
 }
 

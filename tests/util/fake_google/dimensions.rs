@@ -29,22 +29,11 @@ pub(super) fn append_dimension(
         Some(n) if n > 0 => n as u64,
         _ => return invalid!("{ctx}: length must be greater than zero."),
     };
-    let total = total_cells(work);
-    let props = grid_mut(work, sheet_id, &ctx)?;
-    let (mut new_rows, mut new_cols) = (u64::from(props.rows), u64::from(props.cols));
-    if rows_dimension {
-        new_rows += length;
-    } else {
-        new_cols += length;
-    }
-    if new_cols > u64::from(MAX_COLUMNS) {
-        return Err(columns_cap_error(&ctx));
-    }
-    if total - props.cells() + new_rows * new_cols > max_cells || new_rows > u64::from(u32::MAX) {
-        return Err(cell_cap_error(max_cells));
-    }
-    props.rows = new_rows as u32;
-    props.cols = new_cols as u32;
+    let g = grid_index(work, sheet_id, &ctx)?;
+    let (add_rows, add_cols) = if rows_dimension { (length, 0) } else { (0, length) };
+    let (rows, cols) = (u64::from(work[g].rows) + add_rows, u64::from(work[g].cols) + add_cols);
+    check_caps(work, work[g].cells(), (rows, cols), max_cells, &ctx)?;
+    (work[g].rows, work[g].cols) = (rows as u32, cols as u32);
     Ok(json!({}))
 }
 
@@ -66,7 +55,7 @@ pub(super) fn delete_dimension(
     let Some(end) = int(range, "endIndex") else {
         return invalid!("{ctx}: endIndex must be specified.");
     };
-    let props = grid_mut(work, sheet_id, &ctx)?;
+    let props = &mut work[grid_index(work, sheet_id, &ctx)?];
     if start < 0 || end <= start || end > i64::from(props.rows) {
         return invalid!(
             "{ctx}: Invalid dimension range [{start}, {end}) for a grid of {} rows.",

@@ -27,7 +27,7 @@ pub(super) fn property(name: &str, field: &str) -> Option<&'static Value> {
 }
 
 /// `valueRenderOption` → `value_render_option`, as Google names fields in its errors.
-pub(super) fn snake(name: &str) -> String {
+fn snake(name: &str) -> String {
     name.chars()
         .flat_map(|c| match c.is_ascii_uppercase() {
             true => vec!['_', c.to_ascii_lowercase()],
@@ -36,11 +36,11 @@ pub(super) fn snake(name: &str) -> String {
         .collect()
 }
 
-fn join(at: &str, field: &str) -> String {
-    if at.is_empty() {
-        snake(field)
-    } else {
-        format!("{at}.{}", snake(field))
+/// `at.name`, or `name` at the root (`at` empty): a field's path in Google's errors.
+pub(super) fn field_path(at: &str, name: &str) -> String {
+    match at {
+        "" => name.to_string(),
+        _ => format!("{at}.{name}"),
     }
 }
 
@@ -73,21 +73,17 @@ pub(super) fn check(name: &str, value: &Value, at: &str) -> Result<(), String> {
         let Some(p) = props.and_then(|p| p.get(field)) else {
             return Err(unknown_name(field, at));
         };
-        check_property(p, v, &join(at, field))?;
+        check_property(p, v, &field_path(at, &snake(field)))?;
     }
-    if name == "Request" {
-        let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
-        match set.as_slice() {
-            [] => return Err(format!("Invalid {at}: No request set.")),
-            [_] => {}
-            [first, second, ..] => {
-                return Err(format!(
-                    "Invalid JSON payload received. Oneof field 'kind' is already set ({first}). Cannot set '{second}' at '{at}'."
-                ))
-            }
-        }
+    // A `Request` sets exactly one of its fields (the oneof `kind`).
+    let set: Vec<&String> = obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+    match (name, set.as_slice()) {
+        ("Request", []) => Err(format!("Invalid {at}: No request set.")),
+        ("Request", [first, second, ..]) => Err(format!(
+            "Invalid JSON payload received. Oneof field 'kind' is already set ({first}). Cannot set '{second}' at '{at}'."
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
@@ -98,25 +94,19 @@ fn check_property(p: &Value, v: &Value, at: &str) -> Result<(), String> {
         return check(r, v, at);
     }
     let bad = |t: &str| Err(format!("Invalid value at '{at}' ({t}), {v}"));
+    let want = |ok: bool, t: &str| if ok { Ok(()) } else { bad(t) };
     match p.get("type").and_then(Value::as_str).unwrap_or("") {
         "any" => Ok(()),
-        "boolean" if v.is_boolean() => Ok(()),
-        "boolean" => bad("TYPE_BOOL"),
+        "boolean" => want(v.is_boolean(), "TYPE_BOOL"),
         // Google also takes numbers as strings ("5", "NaN"); the uploader sends JSON
         // numbers, so the fake refuses the strings rather than imitate that.
-        "integer" if v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) => Ok(()),
-        "integer" => bad("TYPE_INT32"),
-        "number" if v.is_number() => Ok(()),
-        "number" => bad("TYPE_DOUBLE"),
-        "string" => {
-            let Some(s) = v.as_str() else {
-                return bad("TYPE_STRING");
-            };
-            match p.get("enum").and_then(Value::as_array) {
-                Some(values) if !values.iter().any(|e| e.as_str() == Some(s)) => bad("TYPE_ENUM"),
-                _ => Ok(()),
-            }
-        }
+        "integer" => want(v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()), "TYPE_INT32"),
+        "number" => want(v.is_number(), "TYPE_DOUBLE"),
+        "string" if !v.is_string() => bad("TYPE_STRING"),
+        "string" => want(
+            p.get("enum").and_then(Value::as_array).is_none_or(|e| e.contains(v)),
+            "TYPE_ENUM",
+        ),
         "array" => {
             let Some(items) = v.as_array() else {
                 return bad("TYPE_ARRAY");

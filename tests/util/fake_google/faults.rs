@@ -29,9 +29,8 @@ impl Matching {
 /// A fault that real Google's front end produces, queued with [`FakeGoogle::inject`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
-    /// Answer at once with this status and Google's body for it, applying nothing: 429
-    /// the quota body, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 502 the HTML
-    /// page of Google's front end (as real 502s are). `Retry-After` if given. At the
+    /// Answer at once with this status and Google's body for it (`status_error`), applying
+    /// nothing; `Retry-After` if given. At the
     /// token endpoint (notes §1.7): 500 is an HTML page (yup-oauth2 reports a JSON error),
     /// 503 `{"error":"internal_failure"}` (yup-oauth2: `AuthError` `Other`); no other code.
     Status { code: u16, retry_after_secs: Option<u64> },

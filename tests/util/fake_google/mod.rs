@@ -84,7 +84,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
@@ -139,8 +139,8 @@ const PROJECT_NUMBER: &str = "123456";
 pub const MAX_REQUEST_BODY_BYTES: usize = 10_485_760;
 /// Columns per sheet (column ZZZ; notes §2.7, UNVERIFIED there).
 const MAX_COLUMNS: u32 = 18_278;
-/// Characters per cell, counted here in UTF-16 code units (notes §2.7, UNVERIFIED there;
-/// Google documents no unit, Sheets' strings are UTF-16, and this is the stricter count).
+/// Characters per cell, in UTF-16 code units as Sheets stores strings (notes §2.7,
+/// UNVERIFIED there; the rules table says why this count).
 pub const MAX_CELL_CHARS: usize = 50_000;
 /// Rows and columns of a tab created without `gridProperties` (notes §2.5).
 const DEFAULT_GRID: (u32, u32) = (1000, 26);
@@ -297,12 +297,10 @@ pub struct Stats {
     pub max_writes_in_window: u64,
     /// `values:batchUpdate` requests applied.
     pub writes_applied: u64,
-    /// `values:batchUpdate` requests refused for a `valueInputOption` other than RAW (the
-    /// fake implements RAW only, what the uploader must send).
+    /// `values:batchUpdate` requests refused for a `valueInputOption` other than RAW.
     pub non_raw_writes: u64,
-    /// Request bodies refused because they do not match Google's discovery document
-    /// (`discovery`): an unknown field, a wrong type, a bad enum, a `Request` with other
-    /// than one kind set. A daemon that talks to Google correctly keeps this at 0.
+    /// Request bodies refused by the discovery document (`discovery`; the rules table says
+    /// what it checks). A daemon that talks to Google correctly keeps this at 0.
     pub schema_violations: u64,
     /// The most cells any spreadsheet's grids held after an applied `batchUpdate`.
     pub max_workbook_cells: u64,
@@ -368,13 +366,15 @@ pub struct FakeGoogle {
 impl FakeGoogle {
     /// Binds `127.0.0.1:0`, registers [`DEFAULT_ACCOUNT`] and starts serving.
     pub fn start() -> FakeGoogle {
-        let (server, addr) = bind();
+        let server = tiny_http::Server::http("127.0.0.1:0");
+        let server = Arc::new(server.unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}")));
+        let addr = server.server_addr().to_ip();
+        let addr = addr.unwrap_or_else(|| panic!("fake Google: not an IP listener"));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
             stop: AtomicBool::new(false),
             token_uri: format!("http://{addr}/token"),
         });
-        let server = Arc::new(server);
         let handlers = spawn_handlers(&server, &shared);
         FakeGoogle {
             shared,
@@ -485,7 +485,7 @@ impl FakeGoogle {
     /// Shares spreadsheet `id` with `email` as `role`, replacing its previous role; `None`
     /// takes `email` off the sharing list.
     pub fn share(&self, id: &str, email: &str, role: Option<Role>) {
-        self.with_spreadsheet(id, |ss| match role {
+        self.with_spreadsheet(id, |ss, _| match role {
             Some(role) => ss.access.insert(email.to_string(), role),
             None => ss.access.remove(email),
         });
@@ -493,20 +493,15 @@ impl FakeGoogle {
 
     /// Adds a tab directly (no request, no quota, no cell cap) and returns its sheetId.
     pub fn add_tab(&self, id: &str, title: &str, rows: u32, cols: u32) -> i64 {
-        let mut st = self.state();
-        let State { spreadsheets, rng, .. } = &mut *st;
-        let ss = spreadsheets
-            .get_mut(id)
-            .unwrap_or_else(|| panic!("fake Google: no spreadsheet {id}"));
-        assert!(
-            ss.sheet_by_title(title).is_none(),
-            "fake Google: tab {title} exists already in {id}"
-        );
-        let used: Vec<i64> = ss.sheets.iter().map(|s| s.props.sheet_id).collect();
-        let sheet_id = random_sheet_id(rng, &used);
-        ss.sheets
-            .push(Sheet::new(sheet_id, title, rows.max(1), cols.clamp(1, MAX_COLUMNS)));
-        sheet_id
+        self.with_spreadsheet(id, |ss, rng| {
+            let exists = ss.sheet_by_title(title).is_some();
+            assert!(!exists, "fake Google: tab {title} exists already in {id}");
+            let used: Vec<i64> = ss.sheets.iter().map(|s| s.props.sheet_id).collect();
+            let sheet_id = random_sheet_id(rng, &used);
+            ss.sheets
+                .push(Sheet::new(sheet_id, title, rows.max(1), cols.clamp(1, MAX_COLUMNS)));
+            sheet_id
+        })
     }
 
     /// Sets tab `title`'s grid to `rows` x `cols` (what a user resizing it does); cells
@@ -584,7 +579,7 @@ impl FakeGoogle {
     /// `needle` is refused whole with 400 INVALID_ARGUMENT (as Google refuses a batch
     /// holding one invalid value); `None` lifts it.
     pub fn refuse_cells_containing(&self, id: &str, needle: Option<&str>) {
-        self.with_spreadsheet(id, |ss| ss.refuse_text = needle.map(str::to_string));
+        self.with_spreadsheet(id, |ss, _| ss.refuse_text = needle.map(str::to_string));
     }
 
     // --- faults ---------------------------------------------------------------------------
@@ -655,19 +650,18 @@ impl FakeGoogle {
     }
 
     fn with_tab_mut(&self, id: &str, tab: &str, f: impl FnOnce(&mut Sheet)) {
-        self.with_spreadsheet(id, |ss| {
-            f(ss.sheet_by_title_mut(tab)
-                .unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}")));
+        self.with_spreadsheet(id, |ss, _| {
+            let sheet = ss.sheets.iter_mut().find(|s| s.props.title == tab);
+            f(sheet.unwrap_or_else(|| panic!("fake Google: no tab {tab} in {id}")));
         });
     }
 
-    fn with_spreadsheet<R>(&self, id: &str, f: impl FnOnce(&mut Spreadsheet) -> R) -> R {
+    /// Spreadsheet `id` (panics if there is none) and the fake's id generator.
+    fn with_spreadsheet<R>(&self, id: &str, f: impl FnOnce(&mut Spreadsheet, &mut Rng) -> R) -> R {
         let mut st = self.state();
-        let ss = st
-            .spreadsheets
-            .get_mut(id)
-            .unwrap_or_else(|| panic!("fake Google: no spreadsheet {id}"));
-        f(ss)
+        let State { spreadsheets, rng, .. } = &mut *st;
+        let ss = spreadsheets.get_mut(id);
+        f(ss.unwrap_or_else(|| panic!("fake Google: no spreadsheet {id}")), rng)
     }
 }
 

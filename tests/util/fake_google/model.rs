@@ -14,10 +14,6 @@ impl Spreadsheet {
         self.sheets.iter().find(|s| s.props.title == title)
     }
 
-    pub(super) fn sheet_by_title_mut(&mut self, title: &str) -> Option<&mut Sheet> {
-        self.sheets.iter_mut().find(|s| s.props.title == title)
-    }
-
     pub(super) fn to_json(&self) -> Value {
         let sheets: Vec<Value> = self
             .sheets
@@ -33,17 +29,9 @@ impl Spreadsheet {
                 proto3(json!({ "properties": s.props.to_json(i), "charts": charts }))
             })
             .collect();
-        json!({
-            "spreadsheetId": self.id,
-            "properties": {
-                "title": format!("sensorlog test {}", self.id),
-                "locale": "en_US",
-                "autoRecalc": "ON_CHANGE",
-                "timeZone": "Etc/GMT",
-            },
-            "sheets": sheets,
-            "spreadsheetUrl": format!("https://docs.google.com/spreadsheets/d/{}/edit", self.id),
-        })
+        // Google also sends the locale, time zone, recalculation and URL; the uploader reads none.
+        let properties = json!({ "title": format!("sensorlog test {}", self.id) });
+        json!({ "spreadsheetId": self.id, "properties": properties, "sheets": sheets })
     }
 }
 

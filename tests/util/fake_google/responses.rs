@@ -72,9 +72,7 @@ pub(super) fn invalid_argument(message: &str) -> Response {
     rpc_error(400, "INVALID_ARGUMENT", message)
 }
 
-/// 400 for what Google has but the uploader never sends, so the fake does not model it:
-/// a daemon change that starts sending it fails loudly instead of passing against an
-/// imitation.
+/// 400 for what Google has but the uploader never sends (the rules table says why).
 pub(super) fn unimplemented(what: &str) -> Response {
     invalid_argument(&format!("The fake Google does not implement {what}."))
 }

@@ -8,16 +8,6 @@ use super::*;
 
 // --- Transport: tiny_http, a fixed pool of handler threads -----------------------------
 
-pub(super) fn bind() -> (tiny_http::Server, SocketAddr) {
-    let server =
-        tiny_http::Server::http("127.0.0.1:0").unwrap_or_else(|e| panic!("fake Google: cannot bind 127.0.0.1:0: {e}"));
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .unwrap_or_else(|| panic!("fake Google: not an IP listener"));
-    (server, addr)
-}
-
 /// Starts `HANDLER_THREADS` threads taking requests off the server until `stop`.
 pub(super) fn spawn_handlers(server: &Arc<tiny_http::Server>, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
     (0..HANDLER_THREADS)

@@ -127,19 +127,15 @@ pub(super) fn list<'a>(obj: &'a Map<String, Value>, name: &str) -> &'a [Value] {
     obj.get(name).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
-/// Refuses a field outside `modelled`, the fields the uploader sends here: Google has
-/// more, but the fake does not model them, so a daemon change that starts sending one
-/// fails loudly instead of passing against an imitation (`at`: where, as Google names it).
+/// Refuses as unimplemented a field outside `modelled`, the fields the uploader sends here
+/// (`at`: where, as Google names it).
 pub(super) fn only_modelled(obj: &Map<String, Value>, modelled: &[&str], at: &str) -> Result<(), Response> {
     match obj
         .iter()
         .find(|(k, v)| !v.is_null() && !modelled.contains(&k.as_str()))
     {
         None => Ok(()),
-        Some((name, _)) => Err(unimplemented(&format!(
-            "'{at}{}{name}'",
-            if at.is_empty() { "" } else { "." }
-        ))),
+        Some((name, _)) => Err(unimplemented(&format!("'{}'", discovery::field_path(at, name)))),
     }
 }
 
@@ -201,33 +197,36 @@ pub(super) fn batch_update(
     Ok(json!({ "spreadsheetId": ss.id, "replies": replies }))
 }
 
-/// The tab with `sheet_id` in a batch's working copy, or Google's error for there being none.
-pub(super) fn grid_mut<'a>(
-    work: &'a mut [SheetProps],
-    sheet_id: i64,
+/// Where the tab with `sheet_id` is in a batch's working copy, or Google's error for there
+/// being none.
+pub(super) fn grid_index(work: &[SheetProps], sheet_id: i64, ctx: &str) -> Result<usize, Response> {
+    let index = work.iter().position(|p| p.sheet_id == sheet_id);
+    index.ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
+}
+
+/// Google's caps, columns per sheet and then cells per workbook, for a grid of `rows` ×
+/// `cols` that takes the place of `old_cells` cells in a batch's working copy.
+pub(super) fn check_caps(
+    work: &[SheetProps],
+    old_cells: u64,
+    (rows, cols): (u64, u64),
+    max_cells: u64,
     ctx: &str,
-) -> Result<&'a mut SheetProps, Response> {
-    work.iter_mut()
-        .find(|p| p.sheet_id == sheet_id)
-        .ok_or_else(|| invalid_argument(&format!("{ctx}: No grid with id: {sheet_id}")))
-}
-
-pub(super) fn total_cells(work: &[SheetProps]) -> u64 {
-    work.iter().map(SheetProps::cells).sum()
-}
-
-pub(super) fn cell_cap_error(max_cells: u64) -> Response {
-    invalid_argument(&format!(
-        "This action would increase the number of cells in the workbook above the limit of \
-         {max_cells} cells."
-    ))
-}
-
-pub(super) fn columns_cap_error(ctx: &str) -> Response {
-    invalid_argument(&format!(
-        "{ctx}: This action would increase the number of columns in the sheet above the \
-         limit of {MAX_COLUMNS}."
-    ))
+) -> Result<(), Response> {
+    if cols > u64::from(MAX_COLUMNS) {
+        return invalid!(
+            "{ctx}: This action would increase the number of columns in the sheet above the \
+             limit of {MAX_COLUMNS}."
+        );
+    }
+    let total = work.iter().map(SheetProps::cells).sum::<u64>() - old_cells + rows * cols;
+    if total > max_cells || rows > u64::from(u32::MAX) {
+        return invalid!(
+            "This action would increase the number of cells in the workbook above the limit of \
+             {max_cells} cells."
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn add_sheet(
@@ -275,16 +274,11 @@ pub(super) fn add_sheet(
     let rows = count("rowCount", DEFAULT_GRID.0)?;
     let cols = count("columnCount", DEFAULT_GRID.1)?;
     let frozen_rows = count("frozenRowCount", 0)?;
-    if cols > MAX_COLUMNS {
-        return Err(columns_cap_error(&ctx));
-    }
     if frozen_rows >= rows {
         // (fake's wording, after the Sheets UI)
         return invalid!("{ctx}: You can't freeze all visible rows or columns on the sheet.");
     }
-    if total_cells(work) + u64::from(rows) * u64::from(cols) > max_cells {
-        return Err(cell_cap_error(max_cells));
-    }
+    check_caps(work, 0, (rows.into(), cols.into()), max_cells, &ctx)?;
     let index = match int(props, "index") {
         Some(n) if n < 0 => return invalid!("{ctx}: index must not be negative."),
         Some(n) => (n as usize).min(work.len()),

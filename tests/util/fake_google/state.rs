@@ -1,6 +1,5 @@
-//! The fake's state behind one lock: accounts and tokens, spreadsheets, rules, queued
-//! faults, per-account quota usage, stats and the request log; and what every request
-//! passes through (counting, outage, faults, the bearer token, the quota).
+//! The fake's state behind one lock, and what every request passes through there:
+//! counting, queued faults, the bearer token, the quota, the request log.
 use super::*;
 
 pub(super) struct Shared {

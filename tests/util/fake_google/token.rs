@@ -2,11 +2,9 @@
 //! clock checks, and the tokens it issues.
 use super::*;
 
-/// A refused token request: status, OAuth `error`, `error_description`.
-type Rejection = (u16, &'static str, String);
-
-fn reject(error: &'static str, description: impl Into<String>) -> Rejection {
-    (400, error, description.into())
+/// A refused token request: 400 with OAuth `error` and `error_description`.
+fn reject(error: &str, description: impl Into<String>) -> Response {
+    oauth_error(400, error, Some(&description.into()))
 }
 
 pub(super) fn token_endpoint(
@@ -16,13 +14,14 @@ pub(super) fn token_endpoint(
     lifetime_override: Option<u64>,
     now: Instant,
 ) -> (Response, Option<String>, &'static str) {
-    let unix_now = unix_seconds().saturating_add(st.rules.clock_offset_secs);
+    let offset = st.rules.clock_offset_secs;
+    let unix_now = jiff::Timestamp::now().as_second().saturating_add(offset);
     // The JWT's `iss`, once read: the log names it even when the request is refused.
     let mut iss = None;
     let checked = check_form(req).and_then(|jwt| verify_assertion(&jwt, &st.accounts, token_uri, unix_now, &mut iss));
-    if let Err((status, error, description)) = checked {
+    if let Err(response) = checked {
         st.stats.token_rejections += 1;
-        return (oauth_error(status, error, Some(&description)), iss, "token refused");
+        return (response, iss, "token refused");
     }
     let account = iss.unwrap_or_default();
     let (token, lifetime) = st.issue_token(&account, lifetime_override, now);
@@ -31,10 +30,10 @@ pub(super) fn token_endpoint(
 }
 
 /// The JWT-bearer form: POST, form-encoded, the grant type; returns the assertion.
-fn check_form(req: &HttpRequest) -> Result<String, Rejection> {
+fn check_form(req: &HttpRequest) -> Result<String, Response> {
     if req.method != "POST" {
         let description = format!("Method {} is not allowed; use POST.", req.method);
-        return Err((405, "invalid_request", description));
+        return Err(oauth_error(405, "invalid_request", Some(&description)));
     }
     let form_type = req
         .header("content-type")
@@ -61,7 +60,7 @@ fn verify_assertion(
     token_uri: &str,
     unix_now: i64,
     iss: &mut Option<String>,
-) -> Result<(), Rejection> {
+) -> Result<(), Response> {
     let bad_jwt = |what: String| reject("invalid_grant", format!("Invalid JWT: {what}"));
     let segments: Vec<&str> = jwt.split('.').collect();
     if segments.len() != 3 {
@@ -125,7 +124,7 @@ fn verify_assertion(
         Some(sub) if Some(sub) != iss.as_deref() => {
             let description = "Client is unauthorized to retrieve access tokens using this method, \
                                or client not authorized for any of the scopes requested.";
-            Err((401, "unauthorized_client", description.into()))
+            Err(oauth_error(401, "unauthorized_client", Some(description)))
         }
         _ => Ok(()),
     }
@@ -135,10 +134,4 @@ fn verify_assertion(
 pub(super) fn numeric_date(v: &Value) -> Option<i64> {
     v.as_i64()
         .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
-}
-
-pub(super) fn unix_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -1,7 +1,6 @@
-//! `values:batchUpdate` and `values.get`. Only what the uploader sends is
-//! modelled: RAW writes by rows, unformatted reads by rows. The other options Google has
-//! (`USER_ENTERED`, `COLUMNS`, `FORMATTED_VALUE`, response options) are refused as
-//! unimplemented, so a daemon that starts sending one fails loudly.
+//! `values:batchUpdate` and `values.get`. Only what the uploader sends is modelled: RAW
+//! writes by rows, unformatted reads by rows. The other options Google has (`USER_ENTERED`,
+//! `COLUMNS`, `FORMATTED_VALUE`, response options) are refused as unimplemented.
 use super::*;
 
 // --- values:batchUpdate ------------------------------------------------------------------
@@ -54,15 +53,12 @@ pub(super) fn plan_write(ss: &Spreadsheet, i: usize, vr: &Value) -> Result<(usiz
     // stated range (which `resolve_range` has held inside the grid).
     let lines: Vec<&Vec<Value>> = list(obj, "values").iter().filter_map(Value::as_array).collect();
     let n_cols = lines.iter().map(|l| l.len()).max().unwrap_or(0) as u32;
-    let beyond = if lines.len() as u32 > r1 - r0 + 1 {
-        format!("row [{}]", r1 + 2)
-    } else if n_cols > c1 - c0 + 1 {
-        format!("column [{}]", column_letters(c1 + 1))
-    } else {
-        String::new()
-    };
-    if !beyond.is_empty() {
-        return invalid!("Requested writing within range [{range_text}], but tried writing to {beyond}");
+    let beyond = |what: String| invalid!("Requested writing within range [{range_text}], but tried writing to {what}");
+    if lines.len() as u32 > r1 - r0 + 1 {
+        return beyond(format!("row [{}]", r1 + 2));
+    }
+    if n_cols > c1 - c0 + 1 {
+        return beyond(format!("column [{}]", column_letters(c1 + 1)));
     }
     let mut cells = Vec::new();
     for (a, line) in lines.iter().enumerate() {
