@@ -187,6 +187,7 @@ fn start_http(
                 started_unix_ms: crate::fleet::boards::unix_ms(std::time::SystemTime::now()),
                 csv_at_start: sink.position(),
                 event_clients: Default::default(),
+                refused_connections: Default::default(),
                 event_cache: Default::default(),
             });
             Some(crate::fleet::http::start(addr, state, shutdown).map_err(|e| {

@@ -47,6 +47,8 @@ mod proxy;
 mod dashboard;
 // /metrics as Prometheus exposition, per-board series cap, /healthz, /readyz, /api/boards, /events cap.
 mod metrics;
+// The dashboard port under hostile clients: connection cap, request deadline, bad requests, out of files.
+mod http_limits;
 // Silent boards: one log line per change; the webhook through failures and an outage.
 mod alerts;
 // Issue 19: the README's test command names what is missing and how to get it.

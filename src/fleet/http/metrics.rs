@@ -302,6 +302,11 @@ impl Collector for Exporter {
                 "Boards left out of the sensorlog_board_* series (http.metrics_max_boards).",
                 one(omitted as f64),
             ),
+            counter(
+                "sensorlog_http_connections_refused",
+                "Dashboard connections answered 503 because http.max_connections were open.",
+                one(st.refused_connections.load(Relaxed)),
+            ),
             gauge(
                 "sensorlog_start_time_seconds",
                 "Unix time the daemon started.",

@@ -18,7 +18,12 @@ section! {
     }
     keys {
         listen: String [DEFAULT_HTTP_LISTEN: default "127.0.0.1:8091"],
+        max_connections: usize [MAX_HTTP_CONNECTIONS: default 64, min 1, max 4096] => max_connections: usize,
         max_event_clients: usize [MAX_EVENT_CLIENTS: default 16, min 1, max 1024] => max_event_clients: usize,
+        request_timeout_secs: u64 [REQUEST_TIMEOUT_SECS: default 10, min 1, max 3600, unit " seconds"]
+            => request_timeout: Duration = Duration::from_secs,
+        max_request_bytes: usize [MAX_REQUEST_BYTES: default 8192, min 1024, max 1_048_576, unit " bytes"]
+            => max_request_bytes: usize,
         metrics_max_boards: usize [METRICS_MAX_BOARDS: default 100, min 0, max 100_000, unit " boards"]
             => metrics_max_boards: usize,
         ready_upload_stall_secs: u64 [READY_UPLOAD_STALL_SECS: default 600, min 1, max 7 * 86_400, unit " seconds"]

@@ -3,7 +3,7 @@
 //! imports the other for it.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,8 @@ pub struct HttpState {
     /// CSV (rows, bytes) when the daemon started.
     pub csv_at_start: (u64, u64),
     pub event_clients: AtomicUsize,
+    /// Connections answered 503 because `http.max_connections` were open.
+    pub refused_connections: Arc<AtomicU64>,
     /// The last `/events` payload and when it was built: every open dashboard shares one
     /// snapshot per `EVENT_PERIOD`, so ten tabs cost the boards' lock no more than one.
     pub event_cache: std::sync::Mutex<Option<(Instant, Arc<String>)>>,

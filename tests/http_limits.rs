@@ -1,0 +1,220 @@
+//! The dashboard port under hostile clients: a flood of idle connections, a request that
+//! trickles in, an overlong or malformed one, and the process out of open files. The
+//! dashboard must answer each with a clear status, never take the boards' threads or
+//! files, and never stop listening.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::util::daemon::{read_csv, send_lines, wait_until};
+use crate::util::{http, Daemon, TestDir};
+
+fn start(name: &str, http_section: &str) -> (TestDir, Daemon, SocketAddr) {
+    let dir = TestDir::new(name);
+    let cfg = dir.write("sensorlog.toml", &format!("[http]\n{http_section}\n"));
+    let d = Daemon::start(
+        &dir,
+        &["--config", &cfg.display().to_string(), "--stats-interval-secs", "0"],
+    );
+    let http = d.http_addr();
+    (dir, d, http)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the dashboard");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes (15 s at most).
+fn read_to_close(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `bytes` on a fresh connection and returns the whole reply.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = connect(addr);
+    s.write_all(bytes).expect("send the request");
+    read_to_close(&mut s)
+}
+
+fn threads(d: &Daemon) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", d.pid())).map_or(0, |t| t.count())
+}
+
+/// A reading from a board reaches the CSV.
+fn board_gets_in(d: &Daemon, device: &str) {
+    let mut b = d.connect();
+    send_lines(&mut b, &[format!("{{\"device\":\"{device}\",\"t\":1}}")]);
+    assert!(
+        wait_until(Duration::from_secs(10), || read_csv(&d.csv)
+            .iter()
+            .any(|r| r[1] == device)),
+        "the reading of {device} never reached the CSV; log:\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_flood_of_idle_connections_is_capped_answered_503_and_timed_out_while_boards_get_in() {
+    let (_dir, d, http) = start("http-flood", "max_connections = 8\nrequest_timeout_secs = 2");
+    let before = threads(&d);
+    // Eight connections that start a request and never finish it hold every place.
+    let started = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = connect(http);
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Let the accept loop take them all before the next ones arrive.
+    assert!(
+        wait_until(Duration::from_secs(5), || threads(&d) >= before + 8),
+        "the eight connections never got their threads"
+    );
+    // The next ones are answered at once with 503, and take no thread.
+    for i in 0..20 {
+        let reply = read_to_close(&mut connect(http));
+        assert!(
+            reply.starts_with("HTTP/1.1 503") && reply.contains("http.max_connections"),
+            "connection {i} past the cap: {reply:?}"
+        );
+    }
+    assert!(
+        threads(&d) <= before + 8,
+        "{} threads, {before} before the flood",
+        threads(&d)
+    );
+    // Boards are not affected.
+    board_gets_in(&d, "kitchen");
+    // The idle ones get 408 once their request time is up, and are closed.
+    for (i, s) in idle.iter_mut().enumerate() {
+        let reply = read_to_close(s);
+        assert!(
+            reply.starts_with("HTTP/1.1 408") && reply.contains("http.request_timeout_secs"),
+            "idle connection {i}: {reply:?}"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "closed before the timeout");
+    // The places are free again: the dashboard answers, and counted the refusals.
+    assert!(
+        wait_until(Duration::from_secs(5), || threads(&d) <= before),
+        "connection threads left: {} (before: {before})",
+        threads(&d)
+    );
+    let (status, metrics) = http::get(&format!("http://{http}/metrics"));
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("sensorlog_http_connections_refused_total 20"),
+        "{metrics}"
+    );
+    assert!(
+        d.log_contains("Refused a dashboard connection from 127.0.0.1:"),
+        "{}",
+        d.log_text()
+    );
+    d.stop();
+}
+
+#[test]
+fn a_trickled_overlong_or_malformed_request_gets_a_clear_status() {
+    let (_dir, d, http) = start(
+        "http-bad-requests",
+        "request_timeout_secs = 1\nmax_request_bytes = 1024",
+    );
+    // One deadline for the whole head: a byte every 200 ms does not keep it open.
+    let mut s = connect(http);
+    s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    for _ in 0..50 {
+        if s.write_all(b"X").is_err() {
+            break; // closed by the server: the reply is waiting
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let reply = read_to_close(&mut s);
+    assert!(reply.starts_with("HTTP/1.1 408"), "trickle: {reply:?}");
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("a head over max_request_bytes", &[b'A'; 2000], "HTTP/1.1 431"),
+        (
+            "a TLS client hello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (
+            "a POST",
+            b"POST /api/boards HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 405",
+        ),
+        ("HTTP/2's preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/1.1 505"),
+        ("no path", b"GET healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+    ];
+    for (case, request, status) in cases {
+        let reply = exchange(http, request);
+        assert!(reply.starts_with(status), "{case}: {reply:?}");
+    }
+    // HEAD: the headers of GET, no body.
+    let reply = exchange(http, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("Content-Length: 3"),
+        "{reply:?}"
+    );
+    assert!(reply.ends_with("\r\n\r\n"), "HEAD sent a body: {reply:?}");
+    // A bare-LF client is served too.
+    let reply = exchange(http, b"GET /healthz HTTP/1.0\n\n");
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok\n"),
+        "{reply:?}"
+    );
+    board_gets_in(&d, "after-bad-requests");
+    d.stop();
+}
+
+/// The process runs out of open files (boards holding them all): the dashboard cannot
+/// accept meanwhile, says so, and serves again as soon as files are free. The server it
+/// replaced stopped listening for good at the first failed accept.
+#[test]
+fn the_dashboard_keeps_listening_through_running_out_of_open_files() {
+    let (_dir, d, http) = start("http-emfile", "");
+    let open_files = std::fs::read_dir(format!("/proc/{}/fd", d.pid())).unwrap().count();
+    let limit = open_files + 8;
+    let prlimit = std::process::Command::new("prlimit")
+        .args(["--pid", &d.pid().to_string(), &format!("--nofile={limit}:{limit}")])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(prlimit.success(), "prlimit failed");
+    // Boards take every file left (and more wait in the kernel's queue).
+    let boards: Vec<TcpStream> = (0..12).map(|_| d.connect()).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_dir(format!("/proc/{}/fd", d.pid())).map_or(0, |f| f.count()) >= limit
+        }),
+        "the boards never took every open file"
+    );
+    // The dashboard's next accept fails: it says so and keeps trying.
+    let mut pending = connect(http);
+    pending.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(
+        d.wait_for_log("The dashboard cannot accept a connection", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    // Files free again: the waiting request is served, and so are new ones.
+    drop(boards);
+    let reply = read_to_close(&mut pending);
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok\n"),
+        "{reply:?}"
+    );
+    assert_eq!(http::get(&format!("http://{http}/healthz")).0, 200);
+    d.stop();
+}
