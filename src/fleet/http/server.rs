@@ -37,6 +37,8 @@ const CONNECTION_STACK_BYTES: usize = 256 * 1024;
 /// How long the accept loop pauses after an accept error (say, out of open files), so
 /// that a connection the kernel keeps offering does not turn it into a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// How long [`Server::stop`] waits for the accept loop to notice.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long writing a refusal (503) may take before the connection is dropped anyway.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -126,13 +128,22 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting and waits for the accept loop. Connections in progress finish on
-    /// their own threads (each is bounded by the request timeout, an event stream by
-    /// the daemon's shutdown flag).
+    /// Stops accepting and waits (a second at most) for the accept loop. Connections in
+    /// progress finish on their own threads (each is bounded by the request timeout, an
+    /// event stream by the daemon's shutdown flag).
     pub fn stop(self) {
         self.stopping.store(true, Ordering::Release);
+        // The loop sees the flag when its blocked accept returns. The waking connection
+        // can fail (out of open files, say): then the loop is left to the process's exit
+        // rather than holding up shutdown.
         crate::server::wake_listener(self.addr);
-        let _ = self.acceptor.join();
+        let deadline = Instant::now() + STOP_WAIT;
+        while !self.acceptor.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.acceptor.is_finished() {
+            let _ = self.acceptor.join();
+        }
     }
 }
 
