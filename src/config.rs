@@ -95,7 +95,7 @@ pub struct Config {
 /// relative path in the file is made relative to the file's directory
 /// ([`FileConfig::paths_beside`]).
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::small_file::read_to_string(path, crate::small_file::MAX_TEXT_BYTES)
         .map_err(|e| ConfigError::new(&path.display().to_string(), format!("cannot read config file: {e}")))?;
     parse_file(&text)
         .map(|f| f.paths_beside(path))

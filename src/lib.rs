@@ -32,6 +32,7 @@ pub mod settings;
 pub(crate) mod shutdown;
 pub(crate) mod simulate;
 pub mod sink;
+pub(crate) mod small_file;
 pub(crate) mod stats;
 
 /// The unit tests' pseudo-random generator: the one the integration tests and benches use.

@@ -290,3 +290,57 @@ fn issue19_a_port_clash_names_the_flag() {
     assert!(out.contains(&port) && out.contains("--http-listen"), "{out}");
     drop(taken);
 }
+
+/// A path that names the wrong thing (a device, a pipe, a directory, a huge file) as the
+/// config file, the Google key, the PostgreSQL password or the TLS certificate: the start
+/// stops at once, naming the file and why, instead of reading forever or loading
+/// gigabytes before a parser refuses them.
+#[test]
+fn a_path_naming_a_device_a_pipe_or_a_huge_file_stops_the_start_at_once() {
+    let dir = TestDir::new("config-wrong-files");
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // Sparse: 3 GB that take no disk.
+    let huge = dir.join("readings-by-mistake.csv");
+    std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
+    std::fs::create_dir_all(dir.join("a-directory")).unwrap();
+    let sheet = "spreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"";
+    let cases: [(&str, &str, &str); 7] = [
+        ("the config file is a device", "/dev/zero", "not a regular file"),
+        ("the config file is a pipe", "fifo", "not a regular file"),
+        ("the config file is a directory", "a-directory", "directory"),
+        ("the key is a device", "sheets-dev.toml", "not a regular file"),
+        ("the key is the CSV", "sheets-huge.toml", "it is 3221225472 bytes"),
+        ("the password is a device", "postgres.toml", "not a regular file"),
+        ("the certificate is a device", "tls.toml", "not a regular file"),
+    ];
+    let huge_path = huge.display();
+    dir.write(
+        "sheets-dev.toml",
+        &format!("[sheets]\n{sheet}\nkey_file = \"/dev/zero\"\n"),
+    );
+    dir.write(
+        "sheets-huge.toml",
+        &format!("[sheets]\n{sheet}\nkey_file = \"{huge_path}\"\n"),
+    );
+    dir.write(
+        "postgres.toml",
+        "[postgres]\nurl = \"postgres://u@127.0.0.1:1/db\"\npassword_file = \"/dev/zero\"\n",
+    );
+    dir.write(
+        "tls.toml",
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert_file = \"/dev/zero\"\nkey_file = \"/dev/zero\"\n",
+    );
+    for (case, config, needle) in cases {
+        let (code, out) = run(&dir, &["serve", "--config", config, "--listen", "127.0.0.1:0"]);
+        assert!(
+            code > 0,
+            "{case}: exit code {code} (-1: still running after 20 s):\n{out}"
+        );
+        assert!(out.contains(needle), "{case}: {needle:?} not in:\n{out}");
+    }
+}

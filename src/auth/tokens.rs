@@ -183,7 +183,7 @@ impl Tokens {
 
     /// Reads the file; a missing file is an empty set only when `missing_ok`.
     pub fn load(path: &Path, missing_ok: bool) -> Result<Tokens, AuthError> {
-        match fs::read_to_string(path) {
+        match crate::small_file::read_to_string(path, crate::small_file::MAX_TOKENS_BYTES) {
             Ok(text) => Tokens::parse(&text).map_err(|r| auth_err(path, r)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_ok => Ok(Tokens::default()),
             Err(e) => Err(auth_err(path, format!("cannot read: {e}"))),

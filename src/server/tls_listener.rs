@@ -63,8 +63,8 @@ pub type TlsStream<'a> = StreamOwned<ServerConnection, &'a TcpStream>;
 /// The certificate chain of a PEM file.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let what = format!("certificate file {} (tls.cert_file)", path.display());
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_err(&what, e))?
+    let pem = crate::small_file::read(path, crate::small_file::MAX_TEXT_BYTES).map_err(|e| tls_err(&what, e))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err(&what, e))?;
     if certs.is_empty() {
@@ -74,7 +74,9 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| tls_err(format!("key file {} (tls.key_file)", path.display()), e))
+    let what = format!("key file {} (tls.key_file)", path.display());
+    let pem = crate::small_file::read(path, crate::small_file::MAX_TEXT_BYTES).map_err(|e| tls_err(&what, e))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| tls_err(what, e))
 }
 
 /// Writes a new self-signed certificate and key; the key file is 0600 from creation.

@@ -116,7 +116,7 @@ impl std::error::Error for CursorError {}
 
 /// Reads the cursor; `Ok(None)` if the file does not exist yet.
 pub fn load(path: &Path) -> Result<Option<Cursor>, CursorError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::small_file::read_to_string(path, crate::small_file::MAX_SECRET_BYTES) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

@@ -164,7 +164,7 @@ impl PostgresConfig {
 }
 
 fn read_password(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::small_file::read_to_string(path, crate::small_file::MAX_SECRET_BYTES)
         .map_err(|e| ConfigError::new("postgres.password_file", format!("cannot read {}: {e}", path.display())))?;
     let pw = text.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {

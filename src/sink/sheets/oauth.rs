@@ -36,8 +36,8 @@ impl std::error::Error for KeyError {}
 /// Reads and checks the service-account key file.
 pub fn read_key(path: &Path) -> Result<ServiceAccountKey, KeyError> {
     let p = path.display();
-    let bytes =
-        std::fs::read(path).map_err(|e| KeyError(format!("cannot read the key file {p} (sheets.key_file): {e}")))?;
+    let bytes = crate::small_file::read(path, crate::small_file::MAX_SECRET_BYTES)
+        .map_err(|e| KeyError(format!("cannot read the key file {p} (sheets.key_file): {e}")))?;
     let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         KeyError(format!(
             "the key file {p} is not JSON ({e}); download the service account's JSON key again"
