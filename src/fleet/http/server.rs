@@ -37,6 +37,10 @@ const CONNECTION_STACK_BYTES: usize = 256 * 1024;
 /// How long the accept loop pauses after an accept error (say, out of open files), so
 /// that a connection the kernel keeps offering does not turn it into a busy loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// How long a connection is kept after its response for the client to read it ([`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and thrown away while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
 /// How long [`Server::stop`] waits for the accept loop to notice.
 const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long writing a refusal (503) may take before the connection is dropped anyway.
@@ -82,7 +86,7 @@ impl Responder {
         if let Err(e) = (&self.stream).write_all(&out) {
             log::debug!("HTTP: could not send a response to {}: {e}.", self.peer);
         }
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        linger(&self.stream);
     }
 
     /// The raw stream, for a response that is written as it goes (`/events`). Writes
@@ -347,8 +351,31 @@ fn parse_request_line(head: &[u8]) -> Result<Request, Refusal> {
     })
 }
 
+/// Ends a connection after its response so that the client can read it: closing a
+/// socket with unread input makes the kernel send a reset, and a reset can make the
+/// client drop the response before reading it (a request we did not read to its end: a
+/// head over the limit, or one still trickling in at the deadline). So: half-close, then
+/// read and discard until the client closes, for [`LINGER`] and [`LINGER_BYTES`] at most.
+fn linger(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match (&*stream).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+}
+
 /// Answers without waiting on the client: a refused connection must not hold up the
-/// accept loop.
+/// accept loop. What the client already sent is read first (without waiting), for the
+/// reason [`linger`] gives.
 fn refuse(stream: &TcpStream, status: u16, body: &str) {
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
     let reply = format!(
@@ -357,6 +384,12 @@ fn refuse(stream: &TcpStream, status: u16, body: &str) {
         body.len()
     );
     let _ = stream.set_nonblocking(true);
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        if !matches!((&*stream).read(&mut buf), Ok(1..)) {
+            break;
+        }
+    }
     let _ = (&*stream).write_all(reply.as_bytes());
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
