@@ -296,7 +296,7 @@ impl Listeners {
         drop(self.main);
         if let Some((h, tls_local)) = tls_accept {
             // Wake the TLS accept loop the way the signal handler woke this one.
-            crate::server::wake_listener(tls_local);
+            crate::shutdown::wake_listener(tls_local);
             let _ = h.join();
         }
         Ok(())

@@ -15,6 +15,18 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// Connects once to a listener of ours so that its blocked `accept` returns (the
+/// accept loop then sees its stop flag): the TLS listener's and the dashboard's. Unspecified
+/// addresses become loopback.
+pub fn wake_listener(addr: SocketAddr) {
+    let ip: IpAddr = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let _ = std::net::TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
+}
+
 /// Exit code of a second Ctrl-C: 128 + SIGINT, as shells report it.
 pub const EXIT_FORCED: i32 = 130;
 

@@ -367,17 +367,6 @@ fn untrusted_header(
     }
 }
 
-/// Connects once to a listener of ours so that its blocked `accept` returns (the
-/// accept loop then sees the shutdown flag). Unspecified addresses become loopback.
-pub fn wake_listener(addr: SocketAddr) {
-    let ip: std::net::IpAddr = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
-}
-
 /// Most bytes read and thrown away from a refused board, before and after the reply.
 const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 

@@ -140,7 +140,7 @@ impl Server {
         // The loop sees the flag when its blocked accept returns. The waking connection
         // can fail (out of open files, say): then the loop is left to the process's exit
         // rather than holding up shutdown.
-        crate::server::wake_listener(self.addr);
+        crate::shutdown::wake_listener(self.addr);
         let deadline = Instant::now() + STOP_WAIT;
         while !self.acceptor.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
