@@ -172,6 +172,7 @@ where
     while !stopping.load(Ordering::Acquire) {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 accept_errors.log(|n| {
                     log::warn!(
