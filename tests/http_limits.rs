@@ -42,8 +42,15 @@ fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     read_to_close(&mut s)
 }
 
-fn threads(d: &Daemon) -> usize {
-    std::fs::read_dir(format!("/proc/{}/task", d.pid())).map_or(0, |t| t.count())
+/// The daemon's threads serving a dashboard connection (named `http-conn`).
+fn connection_threads(d: &Daemon) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", d.pid())) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "http-conn")
+        .count()
 }
 
 /// A reading from a board reaches the CSV.
@@ -62,7 +69,6 @@ fn board_gets_in(d: &Daemon, device: &str) {
 #[test]
 fn a_flood_of_idle_connections_is_capped_answered_503_and_timed_out_while_boards_get_in() {
     let (_dir, d, http) = start("http-flood", "max_connections = 8\nrequest_timeout_secs = 2");
-    let before = threads(&d);
     // Eight connections that start a request and never finish it hold every place.
     let started = Instant::now();
     let mut idle: Vec<TcpStream> = (0..8)
@@ -74,8 +80,9 @@ fn a_flood_of_idle_connections_is_capped_answered_503_and_timed_out_while_boards
         .collect();
     // Let the accept loop take them all before the next ones arrive.
     assert!(
-        wait_until(Duration::from_secs(5), || threads(&d) >= before + 8),
-        "the eight connections never got their threads"
+        wait_until(Duration::from_secs(5), || connection_threads(&d) == 8),
+        "the eight connections never got their threads: {}",
+        connection_threads(&d)
     );
     // The next ones are answered at once with 503, and take no thread.
     for i in 0..20 {
@@ -85,11 +92,7 @@ fn a_flood_of_idle_connections_is_capped_answered_503_and_timed_out_while_boards
             "connection {i} past the cap: {reply:?}"
         );
     }
-    assert!(
-        threads(&d) <= before + 8,
-        "{} threads, {before} before the flood",
-        threads(&d)
-    );
+    assert_eq!(connection_threads(&d), 8, "connection threads after 20 refusals");
     // Boards are not affected.
     board_gets_in(&d, "kitchen");
     // The idle ones get 408 once their request time is up, and are closed.
@@ -103,9 +106,9 @@ fn a_flood_of_idle_connections_is_capped_answered_503_and_timed_out_while_boards
     assert!(started.elapsed() >= Duration::from_secs(2), "closed before the timeout");
     // The places are free again: the dashboard answers, and counted the refusals.
     assert!(
-        wait_until(Duration::from_secs(5), || threads(&d) <= before),
-        "connection threads left: {} (before: {before})",
-        threads(&d)
+        wait_until(Duration::from_secs(5), || connection_threads(&d) == 0),
+        "connection threads left: {}",
+        connection_threads(&d)
     );
     let (status, metrics) = http::get(&format!("http://{http}/metrics"));
     assert_eq!(status, 200);
