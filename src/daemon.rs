@@ -188,6 +188,7 @@ fn start_http(
                 csv_at_start: sink.position(),
                 event_clients: Default::default(),
                 refused_connections: Default::default(),
+                builders: Default::default(),
                 event_cache: Default::default(),
             });
             Some(crate::fleet::http::start(addr, state, shutdown).map_err(|e| {

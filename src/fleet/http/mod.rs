@@ -101,13 +101,21 @@ fn handle(rq: Request, out: Responder, state: &Arc<HttpState>, shutdown: &Arc<Sh
                 out.respond(503, text, format!("not ready: {}\n", problems.join("; ")).as_bytes())
             }
         }
-        "/metrics" => match metrics::render(state) {
-            Ok(body) => out.respond(200, metrics::CONTENT_TYPE, body.as_bytes()),
-            Err(e) => out.respond(500, text, format!("{e}\n").as_bytes()),
-        },
-        "/api/boards" => {
-            let body = api::overview_json(state, flag("series"), usize::MAX);
-            out.respond(200, "application/json", body.as_bytes())
+        "/metrics" | "/api/boards" => {
+            // Built from a snapshot of every board, under the boards' lock, and sent
+            // while held: one builder per CPU bounds the lock time and the memory.
+            let Some(_builder) = state.builders.acquire(state.config.request_timeout) else {
+                return out.respond(503, text, b"busy building other responses; try again\n");
+            };
+            if path == "/metrics" {
+                match metrics::render(state) {
+                    Ok(body) => out.respond(200, metrics::CONTENT_TYPE, body.as_bytes()),
+                    Err(e) => out.respond(500, text, format!("{e}\n").as_bytes()),
+                }
+            } else {
+                let body = api::overview_json(state, flag("series"), usize::MAX);
+                out.respond(200, "application/json", body.as_bytes())
+            }
         }
         "/events" if !rq.head_only => events(out, state, shutdown),
         other => match dashboard::asset(other) {
