@@ -226,3 +226,31 @@ fn the_dashboard_keeps_listening_through_running_out_of_open_files() {
     assert_eq!(http::get(&format!("http://{http}/healthz")).0, 200);
     d.stop();
 }
+
+/// Past `http.max_refusals_per_sec`, connections are not refused faster: they wait in the
+/// kernel's queue and get their 503 in turn, so a client reconnecting in a loop cannot
+/// spend the daemon's CPU on refusals.
+#[test]
+fn refusals_past_their_budget_are_paced_not_dropped() {
+    let (_dir, d, http) = start("http-refusal-budget", "max_connections = 1\nmax_refusals_per_sec = 10");
+    let mut held = connect(http);
+    held.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || connection_threads(&d) == 1),
+        "the held connection never got its thread"
+    );
+    // One refusal per tenth of a second: 15 take at least 1.4 s, and each gets its 503.
+    let started = Instant::now();
+    for i in 0..15 {
+        let reply = read_to_close(&mut connect(http));
+        assert!(reply.starts_with("HTTP/1.1 503"), "connection {i}: {reply:?}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1300),
+        "15 refusals in {took:?} at 10 a second"
+    );
+    board_gets_in(&d, "paced");
+    drop(held);
+    d.stop();
+}

@@ -65,6 +65,7 @@ pub fn start(listen: SocketAddr, state: Arc<HttpState>, shutdown: &Arc<Shutdown>
         max_connections: state.config.max_connections,
         request_timeout: state.config.request_timeout,
         max_request_bytes: state.config.max_request_bytes,
+        max_refusals_per_sec: state.config.max_refusals_per_sec,
     };
     let (routed, shutdown) = (Arc::clone(&state), Arc::clone(shutdown));
     let refused = Arc::clone(&state.refused_connections);

@@ -10,7 +10,10 @@
 //! until a restart. Here:
 //!
 //! - at most `http.max_connections` connections are served at once (event streams
-//!   included); the next is answered 503 at once and closed, and counted;
+//!   included); the next is answered 503 at once and closed, and counted; at most
+//!   `http.max_refusals_per_sec` of those a second, after which the accept loop pauses
+//!   for the rest of the tenth of a second: a client that reconnects in a loop costs a
+//!   bounded share of a CPU, and what it sends meanwhile waits in the kernel's queue;
 //! - a client has `http.request_timeout_secs` to send its whole request head, however it
 //!   trickles it in (one deadline, not a timeout per read), then gets 408;
 //! - a request head over `http.max_request_bytes` gets 431, a malformed one 400;
@@ -41,6 +44,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes read and thrown away while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
+/// The period over which `http.max_refusals_per_sec` is counted.
+const REFUSAL_TICK: Duration = Duration::from_millis(100);
 /// How long [`Server::stop`] waits for the accept loop to notice.
 const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long writing a refusal (503) may take before the connection is dropped anyway.
@@ -52,6 +57,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
+    /// Connections answered 503 per second at most; past it, the accept loop pauses.
+    pub max_refusals_per_sec: u32,
 }
 
 /// One request, as far as the router cares.
@@ -169,6 +176,8 @@ where
     let open = Arc::new(AtomicUsize::new(0));
     let accept_errors = RateLimitedLog::new(Duration::from_secs(60));
     let refusals = RateLimitedLog::new(Duration::from_secs(60));
+    // Refusals in the current tenth of a second (see REFUSALS_PER_TICK).
+    let (mut tick, mut refused_this_tick) = (Instant::now(), 0);
     while !stopping.load(Ordering::Acquire) {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -198,6 +207,15 @@ where
                 )
             });
             refuse(&stream, 503, "too many connections (http.max_connections)\n");
+            if tick.elapsed() >= REFUSAL_TICK {
+                (tick, refused_this_tick) = (Instant::now(), 0);
+            }
+            refused_this_tick += 1;
+            if refused_this_tick >= limits.max_refusals_per_sec.div_ceil(10) {
+                // Enough said this tick: the rest wait in the kernel's queue, where they
+                // cost nothing, until the tick is over or a place is free.
+                std::thread::sleep(REFUSAL_TICK.saturating_sub(tick.elapsed()));
+            }
             continue;
         }
         let place = Place(Arc::clone(&open));

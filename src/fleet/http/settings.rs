@@ -24,6 +24,8 @@ section! {
             => request_timeout: Duration = Duration::from_secs,
         max_request_bytes: usize [MAX_REQUEST_BYTES: default 8192, min 1024, max 1_048_576, unit " bytes"]
             => max_request_bytes: usize,
+        max_refusals_per_sec: u32 [MAX_REFUSALS_PER_SEC: default 200, min 1, max 1_000_000]
+            => max_refusals_per_sec: u32,
         metrics_max_boards: usize [METRICS_MAX_BOARDS: default 100, min 0, max 100_000, unit " boards"]
             => metrics_max_boards: usize,
         ready_upload_stall_secs: u64 [READY_UPLOAD_STALL_SECS: default 600, min 1, max 7 * 86_400, unit " seconds"]
