@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::util::daemon::{read_csv, read_line, send_lines, wait_until};
+use crate::util::daemon::{read_csv, read_line, restart_after_a_crash, send_lines, wait_until};
 use crate::util::{Daemon, TestDir};
 
 fn graceful(signal_int: bool) {
@@ -82,7 +82,15 @@ fn second_ctrl_c_exits_at_once() {
     assert!(t.elapsed() < Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
-    read_csv(&d.csv); // still a valid file
+    // Like kill -9: whole rows, and a torn one (if the exit cut a write) repaired at start.
+    let (d, rows) = restart_after_a_crash(&dir, &[]);
+    assert!(rows.len() > 1, "the flood wrote {} rows", rows.len());
+    assert_eq!(
+        read_csv(&d.csv).len(),
+        rows.len(),
+        "the repaired file holds exactly the whole rows"
+    );
+    d.stop();
 }
 
 /// A board still streaming when SIGTERM comes is read to its end: the drain must not
