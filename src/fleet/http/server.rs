@@ -213,7 +213,7 @@ where
             refused_this_tick += 1;
             if refused_this_tick >= limits.max_refusals_per_sec.div_ceil(10) {
                 // Enough said this tick: the rest wait in the kernel's queue, where they
-                // cost nothing, until the tick is over or a place is free.
+                // cost nothing, until the tick is over.
                 std::thread::sleep(REFUSAL_TICK.saturating_sub(tick.elapsed()));
             }
             continue;
