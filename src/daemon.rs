@@ -333,7 +333,7 @@ fn announce(config: &Config, local: std::net::SocketAddr, rows: u64, http: Optio
     match http {
         Some(h) => log::info!(
             "Dashboard at http://{}/ (also /metrics, /healthz, /readyz, /api/boards).",
-            h.addr
+            h.addr()
         ),
         None => log::info!("Dashboard and metrics off (http.listen = \"\")."),
     }

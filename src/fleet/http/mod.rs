@@ -13,7 +13,7 @@
 //! runtime for a handful of requests), a thread per connection up to
 //! `http.max_connections`, each request read before `http.request_timeout_secs`. An
 //! `/events` stream keeps its connection's thread; at most `http.max_event_clients` of
-//! them (an `EventSlot` guard holds the count), and a stream past the cap gets 503.
+//! them (a [`server::Place`] holds the count), and a stream past the cap gets 503.
 //!
 //! It can never block or slow ingest: every answer is built from relaxed atomic
 //! counters ([`crate::stats`]) and from short snapshots of [`crate::fleet::boards::Boards`]
@@ -56,7 +56,6 @@ impl HttpState {
 pub struct HttpServer {
     server: server::Server,
     state: Arc<HttpState>,
-    pub addr: SocketAddr,
 }
 
 /// Binds `listen` and starts serving.
@@ -72,11 +71,15 @@ pub fn start(listen: SocketAddr, state: Arc<HttpState>, shutdown: &Arc<Shutdown>
     let server = server::Server::start(listen, limits, refused, move |rq, out| {
         handle(rq, out, &routed, &shutdown)
     })?;
-    let addr = server.addr();
-    Ok(HttpServer { server, state, addr })
+    Ok(HttpServer { server, state })
 }
 
 impl HttpServer {
+    /// Where it listens (the port chosen by the system for `:0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
     /// Stops taking requests; waits (2 s at most) for `/events` streams to notice shutdown.
     pub fn stop(self) {
         self.server.stop();
@@ -126,30 +129,10 @@ fn handle(rq: Request, out: Responder, state: &Arc<HttpState>, shutdown: &Arc<Sh
     }
 }
 
-/// Holds one of the `http.max_event_clients` stream slots; released on drop.
-struct EventSlot(Arc<HttpState>);
-
-impl EventSlot {
-    fn try_acquire(state: &Arc<HttpState>) -> Option<EventSlot> {
-        let max = state.config.max_event_clients;
-        state
-            .event_clients
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| EventSlot(Arc::clone(state)))
-    }
-}
-
-impl Drop for EventSlot {
-    fn drop(&mut self) {
-        self.0.event_clients.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// The event stream, on its connection's own thread until the browser goes away or
 /// the daemon stops.
 fn events(out: Responder, state: &Arc<HttpState>, shutdown: &Arc<Shutdown>) {
-    let Some(_slot) = EventSlot::try_acquire(state) else {
+    let Some(_slot) = server::Place::try_take(&state.event_clients, state.config.max_event_clients) else {
         let why = format!(
             "too many event streams (http.max_event_clients = {})\n",
             state.config.max_event_clients

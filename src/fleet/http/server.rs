@@ -80,17 +80,15 @@ pub struct Responder {
 impl Responder {
     /// Sends a whole response and closes.
     pub fn respond(self, status: u16, content_type: &str, body: &[u8]) {
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-            reason(status),
-            body.len()
-        );
-        let mut out = Vec::with_capacity(head.len() + body.len());
-        out.extend_from_slice(head.as_bytes());
-        if !self.head_only {
-            out.extend_from_slice(body);
-        }
-        if let Err(e) = (&self.stream).write_all(&out) {
+        // Head and body in two writes, the body not copied (`/api/boards?series=1` can be
+        // hundreds of MB); the socket is TCP_NODELAY, so the body does not wait on the
+        // head's acknowledgement.
+        let head = response_head(status, content_type, body.len());
+        let body = if self.head_only { &[][..] } else { body };
+        let sent = (&self.stream)
+            .write_all(head.as_bytes())
+            .and_then(|()| (&self.stream).write_all(body));
+        if let Err(e) = sent {
             log::debug!("HTTP: could not send a response to {}: {e}.", self.peer);
         }
         linger(&self.stream);
@@ -158,9 +156,20 @@ impl Server {
     }
 }
 
-/// Holds one of the `http.max_connections` places; released on drop, so a panicking
-/// handler cannot leak it.
-struct Place(Arc<AtomicUsize>);
+/// One of a bounded number of places counted in an atomic (`http.max_connections`
+/// connections, `http.max_event_clients` streams); given back on drop, so an early
+/// return or a panicking handler cannot leak it.
+pub struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    /// A place, if fewer than `max` are taken.
+    pub fn try_take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Place(Arc::clone(count)))
+    }
+}
 
 impl Drop for Place {
     fn drop(&mut self) {
@@ -195,10 +204,7 @@ where
         if stopping.load(Ordering::Acquire) {
             break;
         }
-        let taken = open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < limits.max_connections).then_some(n + 1)
-        });
-        if taken.is_err() {
+        let Some(place) = Place::try_take(&open, limits.max_connections) else {
             refused.fetch_add(1, Ordering::Relaxed);
             refusals.log(|n| {
                 log::warn!(
@@ -217,8 +223,7 @@ where
                 std::thread::sleep(REFUSAL_TICK.saturating_sub(tick.elapsed()));
             }
             continue;
-        }
-        let place = Place(Arc::clone(&open));
+        };
         let route = Arc::clone(route);
         let spawned = std::thread::Builder::new()
             .name("http-conn".into())
@@ -237,6 +242,7 @@ where
 /// Reads one request head within the limits and routes it.
 fn serve(stream: TcpStream, peer: SocketAddr, limits: Limits, route: &dyn Fn(Request, Responder)) {
     let _ = stream.set_write_timeout(Some(limits.request_timeout));
+    let _ = stream.set_nodelay(true);
     let head = match read_head(&stream, limits) {
         Ok(head) => head,
         Err(Refusal { status, why }) => {
@@ -397,11 +403,7 @@ fn linger(stream: &TcpStream) {
 /// reason [`linger`] gives.
 fn refuse(stream: &TcpStream, status: u16, body: &str) {
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
-    let reply = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason(status),
-        body.len()
-    );
+    let reply = response_head(status, "text/plain; charset=utf-8", body.len()) + body;
     let _ = stream.set_nonblocking(true);
     let mut buf = [0u8; 4096];
     for _ in 0..16 {
@@ -411,6 +413,15 @@ fn refuse(stream: &TcpStream, status: u16, body: &str) {
     }
     let _ = (&*stream).write_all(reply.as_bytes());
     let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// The status line and headers of every answer: its length known, never cached, and the
+/// connection closed after it.
+fn response_head(status: u16, content_type: &str, content_length: usize) -> String {
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        reason(status)
+    )
 }
 
 fn reason(status: u16) -> &'static str {

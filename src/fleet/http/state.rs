@@ -68,7 +68,7 @@ pub struct HttpState {
     pub started_unix_ms: u64,
     /// CSV (rows, bytes) when the daemon started.
     pub csv_at_start: (u64, u64),
-    pub event_clients: AtomicUsize,
+    pub event_clients: Arc<AtomicUsize>,
     /// Connections answered 503 because `http.max_connections` were open.
     pub refused_connections: Arc<AtomicU64>,
     /// The places for building `/metrics` and `/api/boards`.
