@@ -41,8 +41,7 @@ fn senders(d: &Daemon) -> Vec<String> {
 #[test]
 fn allowlist_accepts_127_0_0_2_and_refuses_127_0_0_1() {
     let dir = TestDir::new("allow-only");
-    let cfg = dir.write("sensorlog.toml", "[server]\nallow = [\"127.0.0.2/32\", \"fd00::/8\"]\n");
-    let mut d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    let mut d = Daemon::start_with_config(&dir, "[server]\nallow = [\"127.0.0.2/32\", \"fd00::/8\"]\n", &[]);
     assert_eq!(try_from(&d, "127.0.0.2", 1).as_deref(), Some("OK HELLO h1"));
     assert_eq!(try_from(&d, "127.0.0.1", 2), None, "closed at accept, nothing read");
     assert_eq!(try_from(&d, "127.0.0.1", 3), None);
@@ -64,11 +63,11 @@ fn allowlist_accepts_127_0_0_2_and_refuses_127_0_0_1() {
 #[test]
 fn deny_wins_inside_an_allowed_range() {
     let dir = TestDir::new("allow-deny");
-    let cfg = dir.write(
-        "sensorlog.toml",
+    let mut d = Daemon::start_with_config(
+        &dir,
         "[server]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1\"]\n",
+        &[],
     );
-    let mut d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
     assert_eq!(try_from(&d, "127.0.0.1", 1), None);
     assert_eq!(try_from(&d, "127.0.0.3", 2).as_deref(), Some("OK HELLO h2"));
     let mut s = connect_from("127.0.0.2", d.addr);

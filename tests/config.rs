@@ -241,11 +241,11 @@ fn issue19_relative_paths_in_the_file_are_beside_it_flags_are_from_the_working_d
 #[test]
 fn issue19_spreadsheet_without_key_file_warns_naming_the_missing_key() {
     let dir = TestDir::new("config-sheets-half");
-    let cfg = dir.write(
-        "c.toml",
+    let mut d = Daemon::start_with_config(
+        &dir,
         "[sheets]\nspreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"\n",
+        &[],
     );
-    let mut d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
     let log = d.shutdown();
     let warn = log
         .lines()

@@ -235,11 +235,7 @@ fn card(device: &str, what: &str) -> String {
 #[test]
 fn dashboard_shows_boards_live_and_turns_a_stopped_board_silent() {
     let dir = TestDir::new("dashboard");
-    let cfg = dir.write(
-        "sensorlog.toml",
-        "[boards]\nchart_window_secs = 60\nchart_points = 60\nnew_name_burst = 2\n[alerts]\nmin_silent_secs = 2\nsilent_factor = 3\n",
-    );
-    let d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let d = Daemon::start_with_config(&dir, "[boards]\nchart_window_secs = 60\nchart_points = 60\nnew_name_burst = 2\n[alerts]\nmin_silent_secs = 2\nsilent_factor = 3\n", &[]);
     let http = d.http_addr();
     let mut kitchen = Board::start(&d, "kitchen", true, Duration::from_millis(250), 2150);
     let mut garage = Board::start(&d, "garage", false, Duration::from_millis(250), 1200);
@@ -370,8 +366,7 @@ fn dashboard_shows_boards_live_and_turns_a_stopped_board_silent() {
 #[test]
 fn issue19_a_board_with_exactly_one_reading_draws_its_point_inside_the_chart() {
     let dir = TestDir::new("dashboard-one-point");
-    let cfg = dir.write("sensorlog.toml", "[boards]\nchart_window_secs = 600\n");
-    let d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let d = Daemon::start_with_config(&dir, "[boards]\nchart_window_secs = 600\n", &[]);
     let mut s = d.connect();
     s.write_all(b"HELLO attic boot=b1 ack=1\n").unwrap();
     assert_eq!(read_line(&mut s).as_deref(), Some("OK HELLO attic"));

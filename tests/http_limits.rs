@@ -12,10 +12,10 @@ use crate::util::{http, Daemon, TestDir};
 
 fn start(name: &str, http_section: &str) -> (TestDir, Daemon, SocketAddr) {
     let dir = TestDir::new(name);
-    let cfg = dir.write("sensorlog.toml", &format!("[http]\n{http_section}\n"));
-    let d = Daemon::start(
+    let d = Daemon::start_with_config(
         &dir,
-        &["--config", &cfg.display().to_string(), "--stats-interval-secs", "0"],
+        &format!("[http]\n{http_section}\n"),
+        &["--stats-interval-secs", "0"],
     );
     let http = d.http_addr();
     (dir, d, http)

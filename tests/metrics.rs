@@ -233,8 +233,7 @@ fn open_events(http: std::net::SocketAddr) -> (BufReader<TcpStream>, String) {
 #[test]
 fn event_streams_are_capped_at_n() {
     let dir = TestDir::new("metrics-events");
-    let cfg = dir.write("sensorlog.toml", "[http]\nmax_event_clients = 1\n");
-    let d = Daemon::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let d = Daemon::start_with_config(&dir, "[http]\nmax_event_clients = 1\n", &[]);
     let http = d.http_addr();
     // N = 1: the first stream gets events.
     let (mut first, status) = open_events(http);
@@ -326,11 +325,11 @@ fn boards_of_an_earlier_run_are_never_seen_since_start_until_they_report() {
 #[test]
 fn a_board_with_a_new_name_per_reading_keeps_its_readings_but_not_the_dashboard() {
     let dir = TestDir::new("metrics-new-name-budget");
-    let cfg = dir.write(
-        "sensorlog.toml",
+    let d = Daemon::start_with_config(
+        &dir,
         "[boards]\nmax_boards = 10\nnew_name_burst = 4\nnew_names_per_minute = 1\n",
+        &[],
     );
-    let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
     let http = d.http_addr();
     let mut real = d.connect();
     send_lines(

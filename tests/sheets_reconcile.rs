@@ -314,8 +314,7 @@ fn refusals_are_logged_with_googles_message_and_counted_and_a_stall_warns() {
         "[http]\nlisten = \"127.0.0.1:0\"\n{}",
         std::fs::read_to_string(&cfg).unwrap()
     );
-    let cfg = dir.write("sensorlog.toml", &text);
-    let d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    let d = Daemon::start_with_config(&dir, &text, &[]);
     send(&d, "r0", numbers("r0", 0, 2));
     wait_tabs(&fake, &d, Duration::from_secs(30));
     // Google refuses: a quota answer, then a refused cell (the row goes up as a placeholder).

@@ -331,8 +331,7 @@ fn rows_not_yet_durable_are_not_uploaded() {
         "[csv]\nfsync = \"interval\"\nfsync_interval_ms = 600000\n{}",
         std::fs::read_to_string(&cfg).unwrap()
     );
-    let cfg = dir.write("sensorlog.toml", &text);
-    let mut d = Daemon::start(&dir, &["--config", &cfg.display().to_string()]);
+    let mut d = Daemon::start_with_config(&dir, &text, &[]);
     send(&d, &["device=d n=1".into(), "device=d n=2".into()]);
     wait_csv_rows(&d, 2);
     // The header goes up at set-up; the rows must wait for an fsync. A later batch

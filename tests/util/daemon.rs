@@ -88,6 +88,14 @@ impl Daemon {
         d
     }
 
+    /// Writes `toml` as `dir/sensorlog.toml` and starts the daemon with it, plus `extra`.
+    pub fn start_with_config(dir: &TestDir, toml: &str, extra: &[&str]) -> Daemon {
+        let cfg = dir.write("sensorlog.toml", toml).display().to_string();
+        let mut args = vec!["--config", cfg.as_str()];
+        args.extend_from_slice(extra);
+        Daemon::start(dir, &args)
+    }
+
     /// Starts the binary with exactly `args` and waits (20 s at most) for its address.
     pub fn start_raw(dir: &TestDir, args: &[String]) -> Daemon {
         let mut d = Daemon::spawn(dir, args, "debug");
