@@ -355,3 +355,38 @@ fn rows_not_yet_durable_are_not_uploaded() {
     let rows = sheet_matches_csv(&fake, &d.csv).unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert_eq!(rows, 2);
 }
+
+/// An answer longer than `sheets.max_response_bytes` (a wrong `api_base_url`, a proxy's
+/// huge error page) is cut off unread and retried like an outage: memory stays bounded,
+/// the log names the key, and every row still arrives once.
+#[test]
+fn an_answer_over_max_response_bytes_is_cut_off_and_retried() {
+    let dir = TestDir::new("sheets-response-bytes");
+    let fake = fake_with_sheet();
+    let d = start_with(&dir, &fake, "max_response_bytes = 65536", "");
+    send(&d, &["device=r n=1".into()]);
+    wait_synced(&fake, &d, Duration::from_secs(20));
+    let huge = |code: u16| Fault::Raw {
+        code,
+        content_type: "text/html".into(),
+        body: "<p>padding</p>".repeat(20_000),
+    };
+    fake.inject(Matching::Writes, huge(200), 1);
+    fake.inject(Matching::Writes, huge(502), 1);
+    send(&d, &["device=r n=2".into(), "device=r n=3".into()]);
+    wait_csv_rows(&d, 3);
+    wait_synced(&fake, &d, Duration::from_secs(30));
+    let log = d.stop();
+    let cut: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sheets.max_response_bytes"))
+        .collect();
+    assert!(!cut.is_empty(), "no line names sheets.max_response_bytes:\n{log}");
+    assert!(
+        cut.iter()
+            .all(|l| l.contains("65536 bytes") && l.contains("values:batchUpdate")),
+        "the line says the limit and the call: {cut:?}"
+    );
+    assert!(errors(&log).is_empty(), "an outage, not an operator error:\n{log}");
+    assert_no_double_periods(&log);
+}

@@ -49,7 +49,7 @@ pub fn run(args: &CheckArgs) -> Result<()> {
     let token = rt.block_on(auth.token(false)).map_err(fail)?;
     ok(format!("got an access token from {token_uri}"));
 
-    let client = Client::new(&cfg.api_base_url, &cfg.spreadsheet_id, timeout).map_err(fail)?;
+    let client = Client::new(&cfg.api_base_url, &cfg.spreadsheet_id, timeout, cfg.max_response_bytes).map_err(fail)?;
     let sheet = rt
         .block_on(client.spreadsheet(&token))
         .map_err(|e| fail(explain(&e, &cfg.spreadsheet_id, &email)))?;

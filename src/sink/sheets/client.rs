@@ -74,6 +74,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     spreadsheet_id: String,
+    /// `sheets.max_response_bytes`: an answer is read up to this many bytes, no further.
+    max_response_bytes: usize,
 }
 
 /// `'Tab Name'` with quotes doubled, as A1 notation wants it.
@@ -90,7 +92,15 @@ fn encode_path(s: &str) -> String {
 }
 
 impl Client {
-    pub fn new(base: &str, spreadsheet_id: &str, timeout: Duration) -> Result<Client, ApiError> {
+    pub fn new(
+        base: &str,
+        spreadsheet_id: &str,
+        timeout: Duration,
+        max_response_bytes: usize,
+    ) -> Result<Client, ApiError> {
+        // reqwest is built without a default provider: ring, the one rustls uses everywhere
+        // here (a second call finds it installed and changes nothing).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10).min(timeout))
@@ -101,6 +111,7 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_string(),
             spreadsheet_id: spreadsheet_id.to_string(),
+            max_response_bytes,
         })
     }
 
@@ -136,10 +147,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Transport(format!("{url}: {}", describe(&e))))?;
+        let body = self.read_body(resp, &url).await?;
         if (200..300).contains(&code) {
             return serde_json::from_slice(&body)
                 .map_err(|e| ApiError::Decode(format!("HTTP {code}, body is not JSON: {e}")));
@@ -185,6 +193,34 @@ impl Client {
             message,
             retry_after,
         })
+    }
+
+    /// The answer's body, at most `max_response_bytes` of it: a longer one (announced or
+    /// not) is an unexpected answer, retried like an outage (the request may have been
+    /// applied), so nothing is lost and memory stays bounded whatever the other end sends.
+    async fn read_body(&self, mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, ApiError> {
+        let limit = self.max_response_bytes;
+        let too_long = |code: u16| {
+            ApiError::Decode(format!(
+                "{url}: HTTP {code} with a body longer than sheets.max_response_bytes ({limit} bytes), cut off unread. Google's answers are far shorter: check sheets.api_base_url and any proxy in between"
+            ))
+        };
+        let code = resp.status().as_u16();
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_long(code));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ApiError::Transport(format!("{url}: {}", describe(&e))))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_long(code));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// `spreadsheets.get` asking for exactly what the set-up decides from: the title, each
@@ -391,5 +427,59 @@ mod tests {
         assert_eq!(quote_tab("It's"), "'It''s'");
         assert_eq!(encode_path("'My Tab'!A1:I1"), "%27My%20Tab%27%21A1%3AI1");
         assert_eq!(encode_path("Küche-1.a_b~"), "K%C3%BCche-1.a_b~");
+    }
+
+    /// A server that answers every connection with `head` and then 16 KiB chunks of
+    /// chunked encoding until the client hangs up (at most 1,000 chunks): an answer with
+    /// no announced length and no end.
+    fn endless_server(head: &'static str) -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = s.read(&mut request);
+                let _ = s.write_all(head.as_bytes());
+                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                for _ in 0..1000 {
+                    if s.write_all(chunk.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn an_answer_longer_than_max_response_bytes_is_cut_off_announced_or_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let heads = [
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 99999999\r\n\r\n",
+        ];
+        for (head, code) in heads.into_iter().zip([200, 502]) {
+            let addr = endless_server(head);
+            let client = Client::new(&format!("http://{addr}"), "s1", Duration::from_secs(10), 65_536).unwrap();
+            let started = std::time::Instant::now();
+            let Err(ApiError::Decode(e)) = rt.block_on(client.read("t", "Sheet1!A1:A1")) else {
+                panic!("HTTP {code}: not cut off");
+            };
+            assert!(
+                e.contains(&format!(
+                    "HTTP {code} with a body longer than sheets.max_response_bytes (65536 bytes)"
+                )),
+                "{e}"
+            );
+            assert!(e.starts_with("GET http://"), "names the call: {e}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "cut off at the limit, not at the timeout"
+            );
+        }
     }
 }

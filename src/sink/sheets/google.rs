@@ -67,9 +67,13 @@ impl Google {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start its runtime: {e}"))?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client =
-            Client::new(&cfg.api_base_url, &cfg.spreadsheet_id, cfg.request_timeout).map_err(|e| e.to_string())?;
+        let client = Client::new(
+            &cfg.api_base_url,
+            &cfg.spreadsheet_id,
+            cfg.request_timeout,
+            cfg.max_response_bytes,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Google {
             pacer: Pacer::new(cfg.requests_per_minute),
             email: key.client_email.clone(),

@@ -56,6 +56,12 @@ section! {
         /// at the upper bound.
         max_request_bytes: usize [MAX_REQUEST_BYTES: default 2_000_000, min 16_384, max 8_000_000, unit " bytes"]
             => max_request_bytes: usize,
+        /// Most bytes of one answer from Google. Its largest (a `spreadsheets.get` of 190
+        /// tabs with charts, or 10,000 rows of column A for `keep_days`) are well under 1 MB;
+        /// a larger one means a wrong `api_base_url` or something between, and is cut
+        /// short instead of filling memory.
+        max_response_bytes: usize [MAX_RESPONSE_BYTES: default 16_000_000, min 65_536, max 1_000_000_000, unit " bytes"]
+            => max_response_bytes: usize,
         layout: String [DEFAULT_SHEETS_LAYOUT: default "per-device"],
         overview_tab: String [DEFAULT_OVERVIEW_TAB: default "Latest"],
         charts: bool,
