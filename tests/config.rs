@@ -309,8 +309,18 @@ fn a_path_naming_a_device_a_pipe_or_a_huge_file_stops_the_start_at_once() {
     std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
     std::fs::create_dir_all(dir.join("a-directory")).unwrap();
     let sheet = "spreadsheet = \"1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdef\"";
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 9] = [
         ("the config file is a device", "/dev/zero", "not a regular file"),
+        (
+            "the tokens file is the CSV",
+            "tokens-huge.toml",
+            "(auth.tokens_file): cannot read: it is 3221225472 bytes",
+        ),
+        (
+            "the Sheets cursor is a device",
+            "cursor-dev.toml",
+            "read the Sheets cursor file /dev/zero: it is a device, pipe or socket, not a regular file",
+        ),
         ("the config file is a pipe", "fifo", "not a regular file"),
         ("the config file is a directory", "a-directory", "directory"),
         ("the key is a device", "sheets-dev.toml", "not a regular file"),
@@ -335,6 +345,11 @@ fn a_path_naming_a_device_a_pipe_or_a_huge_file_stops_the_start_at_once() {
         "tls.toml",
         "[tls]\nlisten = \"127.0.0.1:0\"\ncert_file = \"/dev/zero\"\nkey_file = \"/dev/zero\"\n",
     );
+    dir.write("tokens-huge.toml", &format!("[auth]\ntokens_file = \"{huge_path}\"\n"));
+    // The cursor is read after the key is checked: a real key, for the fake Google.
+    let fake = crate::util::fake_google::FakeGoogle::start();
+    let cfg = crate::util::sheets::config(&dir, &fake, "s1", "", "cursor_file = \"/dev/zero\"");
+    std::fs::rename(cfg, dir.join("cursor-dev.toml")).unwrap();
     for (case, config, needle) in cases {
         let (code, out) = run(&dir, &["serve", "--config", config, "--listen", "127.0.0.1:0"]);
         assert!(
