@@ -45,7 +45,9 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         .build()
         .map_err(|e| Error::startup("start a runtime", e))?;
     let timeout = cfg.request_timeout.min(Duration::from_secs(30));
-    let auth = rt.block_on(Auth::new(key, timeout)).map_err(fail)?;
+    let auth = rt
+        .block_on(Auth::new(key, timeout, cfg.max_response_bytes))
+        .map_err(fail)?;
     let token = rt.block_on(auth.token(false)).map_err(fail)?;
     ok(format!("got an access token from {token_uri}"));
 

@@ -135,14 +135,17 @@ fn stalled<F: Follow>(sink: &mut F, stall: F::Stall, stop_at: Option<Instant>) {
     let who = sink
         .failing(failure.class)
         .unwrap_or_else(|| sink.retry().wording().remote.into());
-    let left = sink.backlog();
+    let left = match sink.backlog() {
+        1 => "1 row waits".to_string(),
+        n => format!("{n} rows wait"),
+    };
     match report {
         Report::Error => log::error!(
-            "{who}: {message}. Retrying in {} s; {left} rows wait in the CSV, nothing is lost.",
+            "{who}: {message}. Retrying in {} s; {left} in the CSV, nothing is lost.",
             wait.as_secs()
         ),
         Report::Warn => log::warn!(
-            "{who}: {message}. Retrying in {:.1} s; {left} rows wait in the CSV.",
+            "{who}: {message}. Retrying in {:.1} s; {left} in the CSV.",
             wait.as_secs_f64()
         ),
         Report::Debug => log::debug!("{who} (still): {message}."),

@@ -120,7 +120,11 @@ impl Google {
             return Ok(());
         }
         let key = self.key.take().expect("the key is kept until set-up");
-        match self.rt.block_on(Auth::new(key.clone(), self.cfg.request_timeout)) {
+        match self.rt.block_on(Auth::new(
+            key.clone(),
+            self.cfg.request_timeout,
+            self.cfg.max_response_bytes,
+        )) {
             Ok(a) => {
                 self.auth = Some(a);
                 Ok(())

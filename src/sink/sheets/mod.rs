@@ -39,7 +39,8 @@
 //!   retention, and the overview tab kept current between batches.
 //! - `refusals`, `stall_watch`: never silent: Google's refusals logged and counted,
 //!   a WARN when nothing is confirmed for `sheets.stall_warn_secs`.
-//! - `client`, `oauth`, `retry`: the REST calls, the OAuth token, the failure classes.
+//! - `client`, `oauth`, `capped`, `retry`: the REST calls, the OAuth token (its answers
+//!   capped in bytes like the API's), the failure classes.
 //!
 //! # Pace, size and failures
 //!
@@ -51,6 +52,7 @@
 //! ERROR line) and the upload goes on. At shutdown the uploader gets
 //! `sheets.shutdown_timeout_secs` to send what is pending; the rest goes at the next start.
 
+pub(crate) mod capped;
 pub(crate) mod cells;
 pub(crate) mod client;
 pub(crate) mod google;

@@ -19,7 +19,8 @@ use yup_oauth2::ServiceAccountKey;
 
 pub const SCOPES: &[&str] = &["https://www.googleapis.com/auth/spreadsheets"];
 
-type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+type Connector =
+    super::capped::CappedConnector<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>;
 
 /// A problem with the key file, found before anything is sent.
 #[derive(Debug)]
@@ -118,7 +119,9 @@ impl std::fmt::Display for TokenError {
 }
 
 impl Auth {
-    pub async fn new(key: ServiceAccountKey, timeout: Duration) -> Result<Auth, KeyError> {
+    /// `max_response_bytes`: the most an answer of the token endpoint may be
+    /// (`sheets.max_response_bytes`; see `capped`).
+    pub async fn new(key: ServiceAccountKey, timeout: Duration, max_response_bytes: usize) -> Result<Auth, KeyError> {
         let token_uri = key.token_uri.clone();
         // One crypto provider (ring) for both HTTP stacks; a second call is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -127,7 +130,11 @@ impl Auth {
             .https_or_http()
             .enable_http1()
             .build();
+        let connector = super::capped::CappedConnector::new(connector, max_response_bytes);
+        // No idle connections: one connection per token request (one an hour), so the
+        // cap on what a connection reads is a cap on one answer.
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build::<_, String>(connector);
         let inner = yup_oauth2::ServiceAccountAuthenticator::with_client(
             key,
