@@ -129,12 +129,16 @@ sensorlog::LinkSettings settings(uint8_t window) {
   return s;
 }
 
-void pollFor(sensorlog::Link &link, unsigned long ms) {
+// Polls until `done()` holds, for at most `maxMs`. Tests that polled for a fixed time
+// failed on a busy machine: a poll descheduled past a timeout, or past the whole window,
+// saw the wrong state.
+template<typename Done>
+void pollUntil(sensorlog::Link &link, Done done, unsigned long maxMs) {
   const unsigned long start = millis();
-  do {
+  while (!done() && millis() - start < maxMs) {
     link.poll(true);
     delay(1);
-  } while (millis() - start < ms);
+  }
 }
 
 void testBuffer() {
@@ -356,7 +360,11 @@ void testLinkAcks() {
   LogSink log;
   sensorlog::Reading slots[8];
   sensorlog::ReadingBuffer buffer(slots, 8);
-  sensorlog::Link link(client, buffer, log, settings(2));
+  // Long timeouts: this test is about acknowledgements, not timeouts.
+  sensorlog::LinkSettings s = settings(2);
+  s.greetingTimeoutMs = 10000;
+  s.ackTimeoutMs = 10000;
+  sensorlog::Link link(client, buffer, log, s);
   link.begin("dev", "b00t", 1);
   link.poll(true);
   CHECK(client.connects == 0);  // nothing to send: no connection
@@ -378,7 +386,11 @@ void testLinkAcks() {
   CHECK(link.waiting() == 2);
   // The connection drops before ACK 2 and 3: both are resent, oldest first.
   client.open = false;
-  pollFor(link, 10);
+  pollUntil(
+    link, [&] {
+      return link.state() == sensorlog::Link::kGreeting;
+    },
+    2000);
   CHECK(link.state() == sensorlog::Link::kGreeting);
   client.reply("OK HELLO dev");
   link.poll(true);
@@ -397,7 +409,9 @@ void testLinkErrorsAndTimeouts() {
   LogSink log;
   sensorlog::Reading slots[4];
   sensorlog::ReadingBuffer buffer(slots, 4);
-  sensorlog::Link link(client, buffer, log, settings(4));
+  sensorlog::LinkSettings s = settings(4);
+  s.greetingTimeoutMs = 10000;  // the ACK timeout is the one under test
+  sensorlog::Link link(client, buffer, log, s);
   link.begin("dev", "b", 7);
   link.record("x=1");
   link.poll(true);
@@ -407,13 +421,24 @@ void testLinkErrorsAndTimeouts() {
   client.reply("ERR 1 disk-full");
   link.poll(true);
   CHECK(link.state() == sensorlog::Link::kIdle && link.waiting() == 1);
-  pollFor(link, 10);
+  pollUntil(
+    link, [&] {
+      return link.state() == sensorlog::Link::kGreeting;
+    },
+    2000);
+  CHECK(link.state() == sensorlog::Link::kGreeting);
   client.reply("OK HELLO dev");
+  const unsigned long sent = millis();  // seq 1 goes in the next poll, not before
   link.poll(true);
   std::vector<std::string> lines = client.takeLines();
   CHECK(lines.size() == 2 && lines[1].find("seq=1 ") == 0);
-  pollFor(link, 70);  // no ACK within ackTimeoutMs
-  CHECK(log.contains("No ACK from the server in time"));
+  pollUntil(
+    link, [&] {
+      return log.contains("No ACK from the server in time");
+    },
+    2000);
+  CHECK(log.contains("No ACK from the server in time"));  // no ACK within ackTimeoutMs
+  CHECK(millis() - sent >= 50);
   CHECK(link.waiting() == 1);
   // The network goes away: the socket is closed, nothing is lost.
   link.poll(false);
