@@ -303,8 +303,7 @@ mod tests {
 
     /// A directory of its own with a well-formed service-account key `k.json` in it.
     fn key_file(tag: &str) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("sensorlog-config-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch_dir(&format!("config-{tag}"));
         let key = dir.join("k.json");
         std::fs::write(
             &key,

@@ -41,6 +41,16 @@ pub(crate) mod stats;
 #[allow(dead_code)] // from_clock: the integration tests'
 mod testing;
 
+/// The unit tests' directory for `tag`: `sensorlog-TAG-PID` in the temporary directory,
+/// emptied and made again on each call (tests run in parallel: each passes its own tag).
+#[cfg(test)]
+pub(crate) fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sensorlog-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 use cli::{Cli, Command, PostgresCommand, SheetsCommand, TlsCommand};
 use error::Result;
 

@@ -75,8 +75,7 @@ mod tests {
 
     #[test]
     fn regular_files_within_the_bound_only() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-small-file-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch_dir("small-file");
         let small = dir.join("small");
         std::fs::write(&small, "abc").unwrap();
         assert_eq!(read_to_string(&small, 3).unwrap(), "abc");

@@ -202,12 +202,7 @@ mod tests {
         // A directory per call: tests run in parallel and each removes its directory.
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "sensorlog-gate-{}-{}-{n}",
-            std::process::id(),
-            u8::from(required)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::scratch_dir(&format!("gate-{}-{n}", u8::from(required)));
         let path = dir.join("tokens");
         Tokens {
             entries: vec![Entry {

@@ -373,8 +373,7 @@ mod tests {
 
     #[test]
     fn saved_file_is_private_and_reloads_on_change() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-tokens-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::scratch_dir("tokens");
         let path = dir.join("tokens");
         let store = TokenStore::open(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);

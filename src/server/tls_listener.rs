@@ -316,8 +316,7 @@ mod tests {
     #[test]
     fn self_signed_pair_is_generated_once_with_a_private_key() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("sensorlog-tls-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::scratch_dir("tls");
         let cfg = config_in(&dir);
         let (_, generated) = server_config(&cfg).unwrap();
         assert_eq!(generated.as_deref(), Some(cfg.cert_file.as_path()));
@@ -333,8 +332,7 @@ mod tests {
 
     #[test]
     fn a_silent_peer_is_cut_at_the_handshake_timeout() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-tls-hs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::scratch_dir("tls-hs");
         let (config, _) = server_config(&config_in(&dir)).unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();

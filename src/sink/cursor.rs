@@ -165,8 +165,7 @@ mod tests {
 
     #[test]
     fn save_then_load_and_missing_file() {
-        let dir = std::env::temp_dir().join(format!("sensorlog-cursor-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch_dir("cursor");
         let p = dir.join("c.json");
         let _ = std::fs::remove_file(&p);
         assert_eq!(load(&p).unwrap(), None);

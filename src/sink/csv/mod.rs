@@ -644,10 +644,7 @@ pub(crate) mod tests {
 
     /// `r.csv` in a fresh temporary directory named after `name` and this process.
     pub(crate) fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sensorlog-csv-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("r.csv")
+        crate::scratch_dir(&format!("csv-{name}")).join("r.csv")
     }
 
     const H: &str = "received_at,device,field,value,type,peer,boot,seq,device_time\n";

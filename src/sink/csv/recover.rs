@@ -296,9 +296,7 @@ fn rebuild(
 /// `tag`), holding the header and then `rows`. Written again on each call.
 #[cfg(test)]
 pub(crate) fn test_csv(tag: &str, rows: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sensorlog-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("r.csv");
+    let path = crate::scratch_dir(tag).join("r.csv");
     std::fs::write(&path, format!("{}\n{rows}", HEADER.join(","))).unwrap();
     path
 }

@@ -263,9 +263,7 @@ mod tests {
     const H: &str = "received_at,device,field,value,type,peer,boot,seq,device_time\n";
 
     fn tmp(name: &str, contents: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sensorlog-rows-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("r.csv");
+        let p = crate::scratch_dir(&format!("rows-{name}")).join("r.csv");
         std::fs::write(&p, contents).unwrap();
         p
     }
