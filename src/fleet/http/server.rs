@@ -185,7 +185,8 @@ where
     let open = Arc::new(AtomicUsize::new(0));
     let accept_errors = RateLimitedLog::new(Duration::from_secs(60));
     let refusals = RateLimitedLog::new(Duration::from_secs(60));
-    // Refusals in the current tenth of a second (see REFUSALS_PER_TICK).
+    // Refusals in the current REFUSAL_TICK; past a tick's share of
+    // http.max_refusals_per_sec, the loop sleeps out the tick.
     let (mut tick, mut refused_this_tick) = (Instant::now(), 0);
     while !stopping.load(Ordering::Acquire) {
         let (stream, peer) = match listener.accept() {
@@ -243,34 +244,27 @@ where
 fn serve(stream: TcpStream, peer: SocketAddr, limits: Limits, route: &dyn Fn(Request, Responder)) {
     let _ = stream.set_write_timeout(Some(limits.request_timeout));
     let _ = stream.set_nodelay(true);
-    let head = match read_head(&stream, limits) {
-        Ok(head) => head,
-        Err(Refusal { status, why }) => {
-            if status != 0 {
-                log::debug!("HTTP: refused a request from {peer} ({status}: {why}).");
-                let responder = Responder {
-                    stream,
-                    head_only: false,
-                    peer,
-                };
-                responder.respond(status, "text/plain; charset=utf-8", format!("{why}\n").as_bytes());
-            }
-            return;
-        }
-    };
-    let responder = |head_only| Responder {
-        stream,
-        head_only,
-        peer,
-    };
-    match parse_request_line(&head) {
+    match read_head(&stream, limits).and_then(|head| parse_request_line(&head)) {
         Ok(request) => {
             let head_only = request.head_only;
-            route(request, responder(head_only))
+            route(
+                request,
+                Responder {
+                    stream,
+                    head_only,
+                    peer,
+                },
+            )
         }
+        Err(Refusal { status: 0, .. }) => {} // the client is gone
         Err(Refusal { status, why }) => {
             log::debug!("HTTP: refused a request from {peer} ({status}: {why}).");
-            responder(false).respond(status, "text/plain; charset=utf-8", format!("{why}\n").as_bytes());
+            let responder = Responder {
+                stream,
+                head_only: false,
+                peer,
+            };
+            responder.respond(status, "text/plain; charset=utf-8", format!("{why}\n").as_bytes());
         }
     }
 }
@@ -368,7 +362,7 @@ fn parse_request_line(head: &[u8]) -> Result<Request, Refusal> {
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => return Err(refusal(405, "only GET")),
+        _ => return Err(refusal(405, "only GET and HEAD")),
     };
     Ok(Request {
         head_only,
