@@ -18,7 +18,7 @@ pub const DASHBOARD_MAX_BOARDS: usize = 1000;
 /// Responses built from a snapshot of every board (`/metrics`, `/api/boards`) at once.
 /// `/api/boards?series=1` of 10,000 boards with full charts is hundreds of MB, built under
 /// the boards' lock that ingest takes too: two at a time (one per CPU of a small machine,
-/// as many as the server before stop 27 had workers) bound both, however many clients
+/// as many as the tiny_http server it replaced had workers) bound both, however many clients
 /// `http.max_connections` lets in.
 pub const RESPONSE_BUILDERS: usize = 2;
 
