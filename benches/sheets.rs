@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use util::daemon::{read_csv, wait_until};
+use util::daemon::{read_csv_so_far, wait_until};
 use util::fake_google::FakeGoogle;
 use util::sheets;
 use util::{Daemon, TestDir};
@@ -40,7 +40,7 @@ fn backlog(dir: &TestDir, rows: usize) {
     }
     s.write_all(buf.as_bytes()).unwrap();
     drop(s);
-    assert!(wait_until(Duration::from_secs(60), || read_csv(&d.csv).len() > rows));
+    assert!(wait_until(Duration::from_secs(60), || read_csv_so_far(&d.csv).len() > rows));
     d.shutdown();
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sensorlog::sink::csv::encode::Row;
 use sensorlog::sink::sheets::layout::{plan, Shape, State};
-use util::daemon::{read_csv, wait_until};
+use util::daemon::{read_csv_so_far, wait_until};
 use util::sheets;
 use util::{Daemon, TestDir};
 
@@ -75,7 +75,8 @@ fn backlog(dir: &TestDir, boards: usize, readings: usize) {
     }
     s.write_all(buf.as_bytes()).unwrap();
     drop(s);
-    assert!(wait_until(Duration::from_secs(120), || read_csv(&d.csv).len() > readings * 3));
+    assert!(wait_until(Duration::from_secs(120), || read_csv_so_far(&d.csv).len()
+        > readings * 3));
     d.shutdown();
 }
 

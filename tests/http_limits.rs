@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::util::daemon::{read_csv, send_lines, wait_until};
+use crate::util::daemon::{read_csv_so_far, send_lines, wait_until};
 use crate::util::{http, Daemon, TestDir};
 
 fn start(name: &str, http_section: &str) -> (TestDir, Daemon, SocketAddr) {
@@ -68,7 +68,7 @@ fn board_gets_in(d: &Daemon, device: &str) {
     let mut b = d.connect();
     send_lines(&mut b, &[format!("{{\"device\":\"{device}\",\"t\":1}}")]);
     assert!(
-        wait_until(Duration::from_secs(10), || read_csv(&d.csv)
+        wait_until(Duration::from_secs(10), || read_csv_so_far(&d.csv)
             .iter()
             .any(|r| r[1] == device)),
         "the reading of {device} never reached the CSV; log:\n{}",
