@@ -113,8 +113,81 @@ fn digits_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// A plain string's end from `i`, its first content byte: the index of its closing quote.
+/// `None`: the string has a byte that is not plain (see [`NOT_PLAIN`]); `comma` is set when
+/// it has a comma.
+#[inline(always)]
+fn plain_end(b: &[u8], mut i: usize, comma: &mut bool) -> Option<usize> {
+    loop {
+        let end = i + plain_run(b.get(i..)?);
+        match b.get(end) {
+            Some(b'"') => return Some(end),
+            Some(b',') => {
+                *comma = true;
+                i = end + 1;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The value of the fast path's grammar (see [`for_each_flat_pair`]) at `text[i..]`, and
+/// where it ends: a plain string, a number without an exponent, or a literal. `None`:
+/// anything else (the full scanner decides). `comma`: set when a string has a comma.
+/// Shared by [`for_each_flat_pair_recalling`] and the line shape's matcher
+/// ([`super::shape`]), so that the two read values by one grammar.
+#[inline(always)]
+pub(crate) fn flat_value<'a>(text: &'a str, mut i: usize, comma: &mut bool) -> Option<(FlatValue<'a>, usize)> {
+    let b = text.as_bytes();
+    let start = i;
+    let value = match *b.get(i)? {
+        b'"' => {
+            let end = plain_end(b, i + 1, comma)?;
+            i = end + 1;
+            FlatValue::Str(text.get(start + 1..end)?)
+        }
+        b'-' | b'0'..=b'9' => {
+            if b[i] == b'-' {
+                i += 1;
+            }
+            i = match b.get(i)? {
+                b'0' => i + 1,
+                b'1'..=b'9' => digits_end(b, i + 1),
+                _ => return None,
+            };
+            if b.get(i) == Some(&b'.') {
+                let after = digits_end(b, i + 1);
+                if after == i + 1 {
+                    return None;
+                }
+                i = after;
+            }
+            // An exponent, or 300 digits and more, may not be a finite f64: the
+            // full scanner checks.
+            if matches!(b.get(i), Some(b'e' | b'E')) || i - start >= 300 {
+                return None;
+            }
+            FlatValue::Number(text.get(start..i)?)
+        }
+        b't' if b[i..].starts_with(b"true") => {
+            i += 4;
+            FlatValue::Bool(true)
+        }
+        b'f' if b[i..].starts_with(b"false") => {
+            i += 5;
+            FlatValue::Bool(false)
+        }
+        b'n' if b[i..].starts_with(b"null") => {
+            i += 4;
+            FlatValue::Null
+        }
+        _ => return None,
+    };
+    Some((value, i))
+}
+
 /// Most keys [`for_each_flat_pair`] checks for repeats; more go to the full scanner.
-const FLAT_MAX_KEYS: usize = 16;
+pub(crate) const FLAT_MAX_KEYS: usize = 16;
 
 /// A value of [`for_each_flat_pair`]: what [`JsonValue`] would be, borrowed from the line
 /// without a `Cow` (a plain string has no escape to decode).
@@ -225,19 +298,6 @@ pub fn for_each_flat_pair_recalling<'a>(
     };
     // Whether a string had a comma.
     let mut comma = false;
-    // A plain string's end: the index of its closing quote.
-    let mut plain_end = |mut i: usize| loop {
-        let end = i + plain_run(b.get(i..)?);
-        match b.get(end) {
-            Some(b'"') => return Some(end),
-            Some(b',') => {
-                comma = true;
-                i = end + 1;
-            }
-            _ => return None,
-        }
-    };
-    let digits = |i: usize| digits_end(b, i);
     let mut i = spaces(0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -262,7 +322,7 @@ pub fn for_each_flat_pair_recalling<'a>(
         let recalled = recall(kept, count, b, start);
         let key_end = match recalled {
             Some(end) => end,
-            None => plain_end(start)?,
+            None => plain_end(b, start, &mut comma)?,
         };
         let key = text.get(start..key_end)?;
         if recalled.is_none() || !known {
@@ -286,50 +346,8 @@ pub fn for_each_flat_pair_recalling<'a>(
             return None;
         }
         i = spaces(i + 1);
-        let start = i;
-        let value = match *b.get(i)? {
-            b'"' => {
-                let end = plain_end(i + 1)?;
-                i = end + 1;
-                FlatValue::Str(text.get(start + 1..end)?)
-            }
-            b'-' | b'0'..=b'9' => {
-                if b[i] == b'-' {
-                    i += 1;
-                }
-                i = match b.get(i)? {
-                    b'0' => i + 1,
-                    b'1'..=b'9' => digits(i + 1),
-                    _ => return None,
-                };
-                if b.get(i) == Some(&b'.') {
-                    let after = digits(i + 1);
-                    if after == i + 1 {
-                        return None;
-                    }
-                    i = after;
-                }
-                // An exponent, or 300 digits and more, may not be a finite f64: the
-                // full scanner checks.
-                if matches!(b.get(i), Some(b'e' | b'E')) || i - start >= 300 {
-                    return None;
-                }
-                FlatValue::Number(text.get(start..i)?)
-            }
-            b't' if b[i..].starts_with(b"true") => {
-                i += 4;
-                FlatValue::Bool(true)
-            }
-            b'f' if b[i..].starts_with(b"false") => {
-                i += 5;
-                FlatValue::Bool(false)
-            }
-            b'n' if b[i..].starts_with(b"null") => {
-                i += 4;
-                FlatValue::Null
-            }
-            _ => return None,
-        };
+        let (value, end) = flat_value(text, i, &mut comma)?;
+        i = end;
         each(key, value);
         i = spaces(i);
         match b.get(i)? {

@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 
 use crate::protocol::json::{self, FlatValue, JsonValue};
+use crate::protocol::shape::LineShape;
 
 /// Longest device name kept; longer names are cut (on a char boundary).
 pub const MAX_DEVICE_CHARS: usize = 64;
@@ -415,19 +416,42 @@ enum FlatRole<'a> {
     Unusual,
 }
 
+/// What a key of a flat reading is: a field, or one of the reserved keys. Decided once
+/// per key; [`LineShape`] keeps it with the key, so a line of a known shape does not
+/// decide it again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyRole {
+    #[default]
+    Field,
+    Device,
+    Seq,
+    Time,
+    Boot,
+}
+
 #[inline(always)]
-fn flat_role<'a>(key: &str, value: FlatValue<'a>) -> FlatRole<'a> {
+fn key_role(key: &str) -> KeyRole {
     // Most keys are fields: one look at the first byte and the length rules them out
     // (issue 22: four string compares per key were 215 of a reading's instructions).
-    let is = |word: &[u8]| key.as_bytes() == word;
-    let reserved = match key.as_bytes().first() {
-        Some(b'd') => is(b"device"),
-        Some(b's') => is(b"seq"),
-        Some(b't') => is(b"ts"),
-        Some(b'b') => is(b"boot"),
-        _ => false,
-    };
-    if !reserved {
+    let is = |word: &[u8], role| if key.as_bytes() == word { role } else { KeyRole::Field };
+    match key.as_bytes().first() {
+        Some(b'd') => is(b"device", KeyRole::Device),
+        Some(b's') => is(b"seq", KeyRole::Seq),
+        Some(b't') => is(b"ts", KeyRole::Time),
+        Some(b'b') => is(b"boot", KeyRole::Boot),
+        _ => KeyRole::Field,
+    }
+}
+
+#[inline(always)]
+fn flat_role<'a>(key: &str, value: FlatValue<'a>) -> FlatRole<'a> {
+    value_role(key_role(key), value)
+}
+
+/// [`flat_role`] for a key whose role is known.
+#[inline(always)]
+fn value_role(role: KeyRole, value: FlatValue<'_>) -> FlatRole<'_> {
+    if role == KeyRole::Field {
         return FlatRole::Field;
     }
     let text = match value {
@@ -436,14 +460,14 @@ fn flat_role<'a>(key: &str, value: FlatValue<'a>) -> FlatRole<'a> {
     };
     // Printable ASCII: a name kept as sent has no space at its ends (else trimmed).
     let ends = |b: &[u8]| b.first().zip(b.last()).is_some_and(|(&f, &l)| f != b' ' && l != b' ');
-    match (key, text) {
-        ("device", Some(s)) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => FlatRole::Device(s),
-        ("seq", _) => match value {
+    match (role, text) {
+        (KeyRole::Device, Some(s)) if s.len() <= MAX_DEVICE_CHARS && ends(s.as_bytes()) => FlatRole::Device(s),
+        (KeyRole::Seq, _) => match value {
             FlatValue::Number(s) => parse_u64(s).map_or(FlatRole::Unusual, FlatRole::Seq),
             _ => FlatRole::Unusual,
         },
-        ("ts", Some(s)) => FlatRole::Time(s),
-        ("boot", Some(s)) if valid_boot(s) => FlatRole::Boot(s),
+        (KeyRole::Time, Some(s)) => FlatRole::Time(s),
+        (KeyRole::Boot, Some(s)) if valid_boot(s) => FlatRole::Boot(s),
         _ => FlatRole::Unusual,
     }
 }
@@ -510,10 +534,10 @@ pub struct FlatReading<'a> {
 /// takes, which `server::connection`'s differential test checks down to the CSV bytes).
 /// `text` is the framed line, already known to be UTF-8.
 ///
-/// `keys`: the board's last keys, kept from line to line (see [`json::KeyMemory`]).
+/// `memory`: what the board's last lines left (see [`FlatMemory`]).
 pub fn parse_flat_line<'a>(
     text: &'a str,
-    keys: &mut json::KeyMemory,
+    memory: &mut FlatMemory,
     fields: &mut [FlatField<'a>; FLAT_MAX_FIELDS],
 ) -> Option<FlatReading<'a>> {
     // The usual line has nothing to trim: one look at each end instead of two scans.
@@ -525,44 +549,84 @@ pub fn parse_flat_line<'a>(
     if !text.starts_with('{') {
         return None;
     }
-    let mut r = FlatReading::default();
-    let mut usual = true;
-    let unquoted = json::for_each_flat_pair_recalling(text, keys, |key, value| match flat_role(key, value) {
-        FlatRole::Device(s) => r.device = Some(s),
-        FlatRole::Seq(n) => r.seq = Some(n),
-        FlatRole::Time(s) => r.device_time = Some(s),
-        FlatRole::Boot(s) => r.boot = Some(s),
-        FlatRole::Field => match fields.get_mut(r.count) {
-            Some(slot) => {
-                *slot = match value {
-                    FlatValue::Number(s) => FlatField {
-                        name: key,
-                        value: s,
-                        kind: Kind::Number,
-                    },
-                    FlatValue::Str(s) => FlatField {
-                        name: key,
-                        value: s,
-                        kind: Kind::Text,
-                    },
-                    FlatValue::Bool(b) => FlatField {
-                        name: key,
-                        value: if b { "true" } else { "false" },
-                        kind: Kind::Bool,
-                    },
-                    FlatValue::Null => FlatField {
-                        name: key,
-                        value: "",
-                        kind: Kind::Text,
-                    },
-                };
-                r.count += 1;
-            }
-            None => usual = false,
-        },
-        FlatRole::Unusual => usual = false,
-    })?;
+    let mut taker = FlatTaker {
+        r: FlatReading::default(),
+        usual: true,
+        fields,
+    };
+    let unquoted = match memory.shape.pairs(text, |role, key, value| taker.take(role, key, value)) {
+        Some(unquoted) => unquoted,
+        None => {
+            taker.r = FlatReading::default();
+            taker.usual = true;
+            let unquoted = json::for_each_flat_pair_recalling(text, &mut memory.keys, |key, value| {
+                taker.take(key_role(key), key, value)
+            })?;
+            memory.shape.learn(text, key_role);
+            unquoted
+        }
+    };
+    let FlatTaker { r, usual, .. } = taker;
     (usual && r.count > 0).then_some(FlatReading { unquoted, ..r })
+}
+
+/// What [`parse_flat_line`] keeps of a board's last lines, from line to line: the last
+/// line's shape ([`LineShape`]) and, for a line of another shape, its keys
+/// ([`json::KeyMemory`]). Neither changes a result, only what it costs.
+#[derive(Debug, Clone, Default)]
+pub struct FlatMemory {
+    keys: json::KeyMemory,
+    shape: LineShape<KeyRole>,
+}
+
+/// [`parse_flat_line`]'s reading as its pairs come in.
+struct FlatTaker<'f, 'a> {
+    r: FlatReading<'a>,
+    /// No pair so far needs the full path.
+    usual: bool,
+    fields: &'f mut [FlatField<'a>; FLAT_MAX_FIELDS],
+}
+
+impl<'a> FlatTaker<'_, 'a> {
+    #[inline(always)]
+    fn take(&mut self, role: KeyRole, key: &'a str, value: FlatValue<'a>) {
+        let r = &mut self.r;
+        match value_role(role, value) {
+            FlatRole::Device(s) => r.device = Some(s),
+            FlatRole::Seq(n) => r.seq = Some(n),
+            FlatRole::Time(s) => r.device_time = Some(s),
+            FlatRole::Boot(s) => r.boot = Some(s),
+            FlatRole::Field => match self.fields.get_mut(r.count) {
+                Some(slot) => {
+                    *slot = match value {
+                        FlatValue::Number(s) => FlatField {
+                            name: key,
+                            value: s,
+                            kind: Kind::Number,
+                        },
+                        FlatValue::Str(s) => FlatField {
+                            name: key,
+                            value: s,
+                            kind: Kind::Text,
+                        },
+                        FlatValue::Bool(b) => FlatField {
+                            name: key,
+                            value: if b { "true" } else { "false" },
+                            kind: Kind::Bool,
+                        },
+                        FlatValue::Null => FlatField {
+                            name: key,
+                            value: "",
+                            kind: Kind::Text,
+                        },
+                    };
+                    r.count += 1;
+                }
+                None => self.usual = false,
+            },
+            FlatRole::Unusual => self.usual = false,
+        }
+    }
 }
 
 fn parse_json<'a>(text: &'a str, mut fields: Vec<Field<'static>>, clean: bool) -> Option<Reading<'a>> {

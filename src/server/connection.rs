@@ -23,10 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::session::{AuthSession, Gate, Refusal};
 use crate::protocol::framing::{Frame, Leftover, LineFramer};
-use crate::protocol::json::KeyMemory;
 use crate::protocol::reading::{
-    parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, FlatReading, Kind, Line, Reading, Value,
-    FLAT_MAX_FIELDS,
+    parse_flat_line, parse_line_unquoted, recycle_fields, Field, FlatField, FlatMemory, FlatReading, Kind, Line,
+    Reading, Value, FLAT_MAX_FIELDS,
 };
 use crate::ratelog::{ByCause, RateLimitedLog};
 use crate::server::allow::Doorman;
@@ -115,8 +114,8 @@ struct Session<'a> {
     seen: crate::fleet::boards::Sightings,
     /// The field vector each line is parsed into (see `parse_line_reusing`, here `parse_line_unquoted`).
     spare_fields: Vec<Field<'static>>,
-    /// The keys of the board's last flat JSON line (see `parse_flat_line`).
-    flat_keys: KeyMemory,
+    /// What the board's last flat JSON lines left (see `parse_flat_line`).
+    flat_memory: FlatMemory,
     /// Set when the board must be disconnected once the replies are sent.
     close_after: Option<String>,
     peer_addr: IpAddr,
@@ -257,7 +256,7 @@ fn run(socket: &BoardSocket, io: &mut impl BoardStream, peer: SocketAddr, shared
         encoder: encode::Encoder::default(),
         seen: crate::fleet::boards::Sightings::default(),
         spare_fields: Vec::new(),
-        flat_keys: KeyMemory::default(),
+        flat_memory: FlatMemory::default(),
         close_after: None,
         peer_addr: match peer.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
@@ -381,7 +380,7 @@ impl Session<'_> {
         }
         // The common reading, in one pass from the line to its rows (issue 22); anything
         // else takes the full parse below, which gives the same reading.
-        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_keys, fields)) {
+        if let Some(r) = text.and_then(|t| parse_flat_line(t, &mut self.flat_memory, fields)) {
             return match self.shared.gate.reading(&self.auth, r.device) {
                 Ok(()) => self.add_reading(ReadingView::of_flat(&r, fields)),
                 Err(refusal) => self.refuse(refusal, r.seq),
@@ -703,7 +702,7 @@ mod tests {
         let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
         let (mut taken, mut taken_quoted) = (0, 0);
         // One memory of keys across the lines, as a board's connection keeps it.
-        let mut keys = KeyMemory::default();
+        let mut keys = FlatMemory::default();
         for line in &lines {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
             let Some(fast) = parse_flat_line(line, &mut keys, &mut array) else {
