@@ -554,7 +554,10 @@ pub fn parse_flat_line<'a>(
         usual: true,
         fields,
     };
-    let unquoted = match memory.shape.pairs(text, |role, key, value| taker.take(role, key, value)) {
+    let unquoted = match memory
+        .shape
+        .pairs(text, |role, key, value| taker.take(role, key, value))
+    {
         Some(unquoted) => unquoted,
         None => {
             taker.r = FlatReading::default();

@@ -695,13 +695,16 @@ mod tests {
         let pieces: Vec<&str> = MUTATION_PIECES.iter().copied().chain(extra).collect();
         let base = lines.len();
         for round in 0..30_000 {
+            // Each mutation right after the line it mutates, so that it is read with that
+            // line's shape kept (see `protocol::shape`): the near misses of a kept shape.
             let mut text = lines[round % base].clone();
+            lines.push(text.clone());
             mutate_line(&mut text, round % 4, &pieces, &mut next);
             lines.push(text);
         }
         let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
         let (mut taken, mut taken_quoted) = (0, 0);
-        // One memory of keys across the lines, as a board's connection keeps it.
+        // One memory (shape and keys) across the lines, as a board's connection keeps it.
         let mut keys = FlatMemory::default();
         for line in &lines {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
