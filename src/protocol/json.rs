@@ -286,6 +286,27 @@ pub fn for_each_flat_pair_recalling<'a>(
     memory: &mut KeyMemory,
     mut each: impl FnMut(&'a str, FlatValue<'a>),
 ) -> Option<bool> {
+    for_each_flat_pair_placed(text, memory, |key, value, _| each(key, value))
+}
+
+/// Where a pair of [`for_each_flat_pair_placed`] lies in its line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PairPlace {
+    /// The key's first byte (after its opening quote) and the byte after its last (its
+    /// closing quote).
+    pub key: (usize, usize),
+    /// The value's first byte (its opening quote, for a string) and the byte after its
+    /// last (after its closing quote).
+    pub value: (usize, usize),
+}
+
+/// [`for_each_flat_pair_recalling`], also telling where each pair lies: what a line's
+/// shape is made from (see [`super::shape`]) without another walk over the line.
+pub fn for_each_flat_pair_placed<'a>(
+    text: &'a str,
+    memory: &mut KeyMemory,
+    mut each: impl FnMut(&'a str, FlatValue<'a>, PairPlace),
+) -> Option<bool> {
     let b = text.as_bytes();
     let n = b.len();
     // One look in the common case, compact JSON without spaces.
@@ -347,8 +368,12 @@ pub fn for_each_flat_pair_recalling<'a>(
         }
         i = spaces(i + 1);
         let (value, end) = flat_value(text, i, &mut comma)?;
+        let place = PairPlace {
+            key: (start, key_end),
+            value: (i, end),
+        };
         i = end;
-        each(key, value);
+        each(key, value, place);
         i = spaces(i);
         match b.get(i)? {
             b',' => i = spaces(i + 1),

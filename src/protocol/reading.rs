@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use crate::protocol::json::{self, FlatValue, JsonValue};
+use crate::protocol::json::{self, FlatValue, JsonValue, PairPlace, FLAT_MAX_KEYS};
 use crate::protocol::shape::LineShape;
 
 /// Longest device name kept; longer names are cut (on a char boundary).
@@ -558,14 +558,31 @@ pub fn parse_flat_line<'a>(
         .shape
         .pairs(text, |role, key, value| taker.take(role, key, value))
     {
-        Some(unquoted) => unquoted,
+        Some(unquoted) => {
+            memory.learned_last = false;
+            unquoted
+        }
         None => {
             taker.r = FlatReading::default();
             taker.usual = true;
-            let unquoted = json::for_each_flat_pair_recalling(text, &mut memory.keys, |key, value| {
-                taker.take(key_role(key), key, value)
+            let mut places = [PairPlace::default(); FLAT_MAX_KEYS];
+            let mut count = 0;
+            let unquoted = json::for_each_flat_pair_placed(text, &mut memory.keys, |key, value, place| {
+                taker.take(key_role(key), key, value);
+                if let Some(slot) = places.get_mut(count) {
+                    *slot = place;
+                    count += 1;
+                }
             })?;
-            memory.shape.learn(text, key_role);
+            // A line that misses right after one whose shape was kept is not kept: a
+            // board alternating shapes (or a client changing them on purpose) has a
+            // shape made for every other line at most.
+            if std::mem::replace(&mut memory.learned_last, false) {
+                // The line before was learned from and this one missed it: skip.
+            } else {
+                memory.shape.learn(text, &places[..count], key_role);
+                memory.learned_last = true;
+            }
             unquoted
         }
     };
@@ -580,6 +597,8 @@ pub fn parse_flat_line<'a>(
 pub struct FlatMemory {
     keys: json::KeyMemory,
     shape: LineShape<KeyRole>,
+    /// The last line missed the shape, and the shape was made from it.
+    learned_last: bool,
 }
 
 /// [`parse_flat_line`]'s reading as its pairs come in.

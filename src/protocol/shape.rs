@@ -16,7 +16,7 @@
 //! A device name or any other value may change freely without a miss, so a flood of
 //! new names is matched as cheaply as a board's usual stream.
 
-use super::json::{self, FlatValue, FLAT_MAX_KEYS};
+use super::json::{self, FlatValue, PairPlace, FLAT_MAX_KEYS};
 
 /// A skeleton longer than this is not kept (a line of long keys takes the tokenizer):
 /// it bounds the memory a connection holds for it.
@@ -65,14 +65,14 @@ struct Stretch {
 impl Stretch {
     fn new(skeleton: &[u8], start: usize) -> Stretch {
         let bytes = &skeleton[start..];
-        let word = |b: &[u8]| {
-            let mut w = [0u8; 8];
-            w[..b.len()].copy_from_slice(b);
-            u64::from_le_bytes(w)
-        };
+        // Fixed-width loads and a short fold: no copy of a length known only at run time.
+        let load = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("8 bytes"));
         let (head, tail) = match bytes.len() {
-            n @ 0..=7 => (word(bytes), u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)),
-            n @ 8..=16 => (word(&bytes[..8]), word(&bytes[n - 8..])),
+            n @ 0..=7 => (
+                bytes.iter().rev().fold(0, |w, &c| w << 8 | u64::from(c)),
+                u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0),
+            ),
+            n @ 8..=16 => (load(&bytes[..8]), load(&bytes[n - 8..])),
             _ => (0, 0),
         };
         Stretch {
@@ -120,50 +120,45 @@ impl<T: Copy + Default> LineShape<T> {
         (whole && self.last.starts(b, at, &self.skeleton, from)).then_some(!comma)
     }
 
-    /// Keeps the shape of `text`, a line the tokenizer has just accepted, and each key's
-    /// `tag`. A line without pairs, or with a skeleton over [`MAX_SKELETON_BYTES`],
-    /// leaves no shape.
-    pub fn learn(&mut self, text: &str, tag: impl Fn(&str) -> T) {
-        if self.learn_or_fail(text, tag).is_none() {
+    /// Keeps the shape of `text`, a line the tokenizer has just accepted, from where its
+    /// pairs lie (`places`, as [`json::for_each_flat_pair_placed`] gave them), with each
+    /// key's `tag`. A line without pairs, or with a skeleton over [`MAX_SKELETON_BYTES`],
+    /// leaves no shape. No byte of the line is looked at again: a board that changes its
+    /// shape every line (alternating two kinds of lines, say) pays little for it.
+    pub fn learn(&mut self, text: &'_ str, places: &[PairPlace], tag: impl Fn(&str) -> T) {
+        if self.learn_or_fail(text, places, tag).is_none() {
             self.values = 0;
         }
     }
 
-    fn learn_or_fail(&mut self, text: &str, tag: impl Fn(&str) -> T) -> Option<()> {
+    fn learn_or_fail(&mut self, text: &str, places: &[PairPlace], tag: impl Fn(&str) -> T) -> Option<()> {
         self.values = 0;
         self.skeleton.clear();
         self.key_comma = false;
         let b = text.as_bytes();
-        let find = |from: usize, what: fn(u8) -> bool| b.get(from..)?.iter().position(|&c| what(c)).map(|p| from + p);
-        // The start of the stretch being read, and where the next key may begin.
-        let (mut stretch, mut i) = (0, 0);
-        // The tokenizer accepted the line: outside strings there are only spaces and
-        // `{ } : ,`, and the next quote after a value (or after `{`) opens a key.
-        while let Some(open) = find(i, |c| c == b'"') {
-            let close = find(open + 1, |c| c == b'"')?;
-            let colon = find(close + 1, |c| c == b':')?;
-            let value = find(colon + 1, |c| c != b' ')?;
-            let end = if b[value] == b'"' {
-                find(value + 1, |c| c == b'"')? + 1
-            } else {
-                find(value, |c| matches!(c, b' ' | b',' | b'}'))?
-            };
-            let key = text.get(open + 1..close)?;
+        // The first byte of the stretch before the next value.
+        let mut stretch = 0;
+        for (slot, place) in self.slots.iter_mut().zip(places) {
+            let ((key_start, key_end), (value, end)) = (place.key, place.value);
+            let key = text.get(key_start..key_end)?;
             self.key_comma |= key.contains(',');
             let from = self.skeleton.len();
             self.skeleton.extend_from_slice(b.get(stretch..value)?);
-            *self.slots.get_mut(self.values)? = Slot {
+            *slot = Slot {
                 before: Stretch::new(&self.skeleton, from),
-                key_back: value - (open + 1),
+                key_back: value.checked_sub(key_start)?,
                 key_len: key.len(),
                 tag: tag(key),
             };
-            self.values += 1;
-            (stretch, i) = (end, end);
+            stretch = end;
+        }
+        if places.len() > self.slots.len() {
+            return None;
         }
         let from = self.skeleton.len();
         self.skeleton.extend_from_slice(b.get(stretch..)?);
         self.last = Stretch::new(&self.skeleton, from);
+        self.values = places.len();
         (self.values > 0 && self.skeleton.len() <= MAX_SKELETON_BYTES).then_some(())
     }
 }
@@ -175,6 +170,15 @@ mod tests {
     use crate::protocol::reading::{mutate_line, MUTATION_PIECES};
 
     type Pairs = Vec<(String, String)>;
+
+    /// Keeps the shape of `text` as `parse_flat_line` does: from the places the tokenizer
+    /// gives, with each key's length as its tag. `None`: the tokenizer does not take it.
+    fn learn(shape: &mut LineShape<usize>, text: &str) -> Option<()> {
+        let mut places = Vec::new();
+        json::for_each_flat_pair_placed(text, &mut json::KeyMemory::default(), |_, _, place| places.push(place))?;
+        shape.learn(text, &places, str::len);
+        Some(())
+    }
 
     fn tokenized(text: &str) -> (Option<bool>, Pairs) {
         let mut pairs = Vec::new();
@@ -218,9 +222,7 @@ mod tests {
         for round in 0..40_000 {
             let seed = seeds[round % seeds.len()];
             // Learn the seed's shape as a connection would, then try a near miss.
-            let (accepted, _) = tokenized(seed);
-            assert!(accepted.is_some(), "{seed:?}");
-            shape.learn(seed, str::len);
+            learn(&mut shape, seed).expect("the tokenizer takes every seed");
             let mut text = seed.to_string();
             if round % 3 == 0 {
                 // Same skeleton, other values: what a board sends next.
@@ -241,7 +243,7 @@ mod tests {
         }
         assert!(hits > 8_000, "{hits} of {checked} lines matched a kept shape");
         // A board's usual stream matches line after line, whatever its values.
-        shape.learn(seeds[0], str::len);
+        learn(&mut shape, seeds[0]).expect("the tokenizer takes it");
         for line in [
             r#"{"device":"sim-02","seq":13,"temp_c":-3,"humidity":41}"#,
             r#"{"device":"a new name","seq":18446744073709551615,"temp_c":0.001,"humidity":"n/a"}"#,
@@ -255,16 +257,16 @@ mod tests {
     #[test]
     fn issue_22_no_shape_is_kept_without_pairs_or_past_the_bound() {
         let mut shape = LineShape::<usize>::default();
-        shape.learn(r#"{"t":1}"#, str::len);
+        learn(&mut shape, r#"{"t":1}"#).expect("the tokenizer takes it");
         assert!(shape.pairs(r#"{"t":2}"#, |_, _, _| {}).is_some());
-        shape.learn("{}", str::len);
+        learn(&mut shape, "{}").expect("the tokenizer takes it");
         assert_eq!(shape.pairs("{}", |_, _, _| {}), None);
         let long_key = format!(r#"{{"{}":1}}"#, "k".repeat(MAX_SKELETON_BYTES));
         assert!(tokenized(&long_key).0.is_some());
-        shape.learn(&long_key, str::len);
+        learn(&mut shape, &long_key).expect("the tokenizer takes it");
         assert_eq!(shape.pairs(&long_key, |_, _, _| {}), None);
         let just_under = format!(r#"{{"{}":1}}"#, "k".repeat(MAX_SKELETON_BYTES - 7));
-        shape.learn(&just_under, str::len);
+        learn(&mut shape, &just_under).expect("the tokenizer takes it");
         assert!(shape.pairs(&just_under, |_, _, _| {}).is_some());
     }
 }
