@@ -23,6 +23,14 @@ pub const SENSORLOG_BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
 /// before/after figures in docs/performance.md were taken.
 pub const SERVER_BIN_ENV: &str = "SENSORLOG_BENCH_SERVER_BIN";
 
+/// Whether `bin serve --help` lists `flag`.
+fn serve_knows(bin: &std::ffi::OsStr, flag: &str) -> bool {
+    Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
+}
+
 /// sensorlog gets a limit above the 10,100 connections of the idle workload.
 const MAX_CONNECTIONS: &str = "11000";
 
@@ -100,12 +108,17 @@ impl Contender {
                     .args(["--max-connections", MAX_CONNECTIONS])
                     .env("RUST_LOG", "info")
                     .current_dir(setup.dir);
-                if other_build.is_none() {
-                    // Every generated board connects from 127.0.0.1; the dashboard is on
-                    // (as by default) but on a free port, since runs may overlap. (Older
-                    // builds, measured through SENSORLOG_BENCH_SERVER_BIN, have neither.)
-                    cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS])
-                        .args(["--http-listen", "127.0.0.1:0"]);
+                // Every generated board connects from 127.0.0.1; the dashboard is on (as
+                // by default) but on a free port, since runs may overlap. Another build,
+                // measured through SENSORLOG_BENCH_SERVER_BIN, gets each flag it knows
+                // (older builds have neither; without the first, boards past its
+                // per-address limit would be refused).
+                let knows = |flag: &str| other_build.as_ref().is_none_or(|bin| serve_knows(bin, flag));
+                if knows("--max-connections-per-ip") {
+                    cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS]);
+                }
+                if knows("--http-listen") {
+                    cmd.args(["--http-listen", "127.0.0.1:0"]);
                 }
                 if let Some(toml) = sensorlog_toml {
                     let path = setup.dir.join(format!("{name}.sensorlog.toml"));
