@@ -5,7 +5,7 @@
 //! ([`json::for_each_flat_pair_recalling`]), the next is matched against that line's
 //! skeleton: each stretch between two values (`{"device":`, `,"seq":`, ..., `}`) is
 //! compared whole, and only the values are scanned, by the tokenizer's own value
-//! grammar ([`json::flat_value`]). Issue 22: the tokenizer walked every byte of a line
+//! grammar (`json::flat_value`). Issue 22: the tokenizer walked every byte of a line
 //! (about 1,100 instructions of a reading's 2,200); most of those bytes are the skeleton.
 //!
 //! A line that does not match takes the tokenizer, as before, and its shape is kept if
@@ -122,7 +122,7 @@ impl<T: Copy + Default> LineShape<T> {
 
     /// Keeps the shape of `text`, a line the tokenizer has just accepted, from where its
     /// pairs lie (`places`, as [`json::for_each_flat_pair_placed`] gave them), with each
-    /// key's `tag`. A line without pairs, or with a skeleton over [`MAX_SKELETON_BYTES`],
+    /// key's `tag`. A line without pairs, or with a skeleton over `MAX_SKELETON_BYTES`,
     /// leaves no shape. No byte of the line is looked at again: a board that changes its
     /// shape every line (alternating two kinds of lines, say) pays little for it.
     pub fn learn(&mut self, text: &'_ str, places: &[PairPlace], tag: impl Fn(&str) -> T) {
@@ -135,6 +135,13 @@ impl<T: Copy + Default> LineShape<T> {
         self.values = 0;
         self.skeleton.clear();
         self.key_comma = false;
+        // The bound is checked before anything is copied: a line of a megabyte of keys
+        // must not leave a megabyte of capacity behind on the connection.
+        let values: usize = places.iter().map(|p| p.value.1.saturating_sub(p.value.0)).sum();
+        let skeleton = text.len().checked_sub(values)?;
+        if places.is_empty() || places.len() > self.slots.len() || skeleton > MAX_SKELETON_BYTES {
+            return None;
+        }
         let b = text.as_bytes();
         // The first byte of the stretch before the next value.
         let mut stretch = 0;
@@ -152,14 +159,11 @@ impl<T: Copy + Default> LineShape<T> {
             };
             stretch = end;
         }
-        if places.len() > self.slots.len() {
-            return None;
-        }
         let from = self.skeleton.len();
         self.skeleton.extend_from_slice(b.get(stretch..)?);
         self.last = Stretch::new(&self.skeleton, from);
         self.values = places.len();
-        (self.values > 0 && self.skeleton.len() <= MAX_SKELETON_BYTES).then_some(())
+        Some(())
     }
 }
 
@@ -265,6 +269,15 @@ mod tests {
         assert!(tokenized(&long_key).0.is_some());
         learn(&mut shape, &long_key).expect("the tokenizer takes it");
         assert_eq!(shape.pairs(&long_key, |_, _, _| {}), None);
+        // A line of a megabyte of key leaves no megabyte behind.
+        let huge_key = format!(r#"{{"{}":1,"t":"{}"}}"#, "k".repeat(1 << 20), "v".repeat(1 << 20));
+        learn(&mut shape, &huge_key).expect("the tokenizer takes it");
+        assert_eq!(shape.pairs(&huge_key, |_, _, _| {}), None);
+        assert!(
+            shape.skeleton.capacity() <= 2 * MAX_SKELETON_BYTES,
+            "{}",
+            shape.skeleton.capacity()
+        );
         let just_under = format!(r#"{{"{}":1}}"#, "k".repeat(MAX_SKELETON_BYTES - 7));
         learn(&mut shape, &just_under).expect("the tokenizer takes it");
         assert!(shape.pairs(&just_under, |_, _, _| {}).is_some());
