@@ -110,7 +110,7 @@ impl<T: Copy + Default> LineShape<T> {
                 return None;
             }
             let start = at + (slot.before.end - from);
-            let key_start = start - slot.key_back;
+            let key_start = start.checked_sub(slot.key_back)?;
             let key = text.get(key_start..key_start + slot.key_len)?;
             let (value, end) = json::flat_value(text, start, &mut comma)?;
             each(slot.tag, key, value);
