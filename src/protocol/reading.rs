@@ -577,9 +577,7 @@ pub fn parse_flat_line<'a>(
             // A line that misses right after one whose shape was kept is not kept: a
             // board alternating shapes (or a client changing them on purpose) has a
             // shape made for every other line at most.
-            if std::mem::replace(&mut memory.learned_last, false) {
-                // The line before was learned from and this one missed it: skip.
-            } else {
+            if !std::mem::take(&mut memory.learned_last) {
                 memory.shape.learn(text, &places[..count], key_role);
                 memory.learned_last = true;
             }
