@@ -1,4 +1,4 @@
-//! parse_flat_line with what earlier lines left (the kept shape and keys): the input is
+//! parse_flat_line with what earlier lines left (the kept line shape): the input is
 //! up to four lines; each is read once after the ones before it, with one memory, as a
 //! board's connection reads them, and once with a fresh memory. The two must agree, to
 //! the reading and its fields: a kept shape may only make a line cheaper to read.

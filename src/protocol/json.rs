@@ -134,7 +134,7 @@ fn plain_end(b: &[u8], mut i: usize, comma: &mut bool) -> Option<usize> {
 /// The value of the fast path's grammar (see [`for_each_flat_pair`]) at `text[i..]`, and
 /// where it ends: a plain string, a number without an exponent, or a literal. `None`:
 /// anything else (the full scanner decides). `comma`: set when a string has a comma.
-/// Shared by [`for_each_flat_pair_recalling`] and the line shape's matcher
+/// Shared by [`for_each_flat_pair_placed`] and the line shape's matcher
 /// ([`super::shape`]), so that the two read values by one grammar.
 #[inline(always)]
 pub(crate) fn flat_value<'a>(text: &'a str, mut i: usize, comma: &mut bool) -> Option<(FlatValue<'a>, usize)> {
@@ -224,50 +224,8 @@ impl<'a> From<FlatValue<'a>> for JsonValue<'a> {
 ///
 /// Whatever it accepts, [`for_each_pair`] accepts with the same pairs (a differential
 /// test checks this on random input): only the rare forms fall back.
-pub fn for_each_flat_pair<'a>(text: &'a str, each: impl FnMut(&'a str, FlatValue<'a>)) -> Option<bool> {
-    for_each_flat_pair_recalling(text, &mut KeyMemory::default(), each)
-}
-
-/// The keys of the last line [`for_each_flat_pair_recalling`] accepted, in order: a board
-/// sends the same keys in the same order line after line, so a key is first compared with
-/// the one at its place in the last line (eight bytes in one compare), and while every key
-/// so far was found there, none can repeat (the last line had no repeats). Issue 22: this
-/// replaces a string scan and the repeat check per key. Only keys of 1 to 8 bytes without
-/// a comma are kept; the others are scanned every time.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KeyMemory {
-    /// Per place: the key's bytes as a little-endian word (zero-padded) and its length
-    /// (0: nothing kept).
-    kept: [(u64, u8); FLAT_MAX_KEYS],
-    /// Where the keys of the line being scanned are: room kept here so that it is not
-    /// set up again for every line.
-    spans: [(usize, usize); FLAT_MAX_KEYS],
-}
-
-/// The end (closing quote) of the key at `start`, if it is the kept key `k`.
-#[inline(always)]
-fn recall(kept: &[(u64, u8); FLAT_MAX_KEYS], k: usize, b: &[u8], start: usize) -> Option<usize> {
-    let &(word, len) = kept.get(k)?;
-    let len = usize::from(len);
-    if len == 0 {
-        return None;
-    }
-    let window: [u8; 8] = b.get(start..start + 8)?.try_into().ok()?;
-    let mask = u64::MAX >> (64 - 8 * len);
-    (u64::from_le_bytes(window) & mask == word && b.get(start + len) == Some(&b'"')).then_some(start + len)
-}
-
-/// Keeps the keys of an accepted line (`spans` into `b`).
-fn learn(kept: &mut [(u64, u8); FLAT_MAX_KEYS], b: &[u8], spans: &[(usize, usize)]) {
-    *kept = [(0, 0); FLAT_MAX_KEYS];
-    for (slot, &(s, e)) in kept.iter_mut().zip(spans) {
-        let key = &b[s..e];
-        if (1..=8).contains(&key.len()) && !key.contains(&b',') {
-            let mut word = [0u8; 8];
-            word[..key.len()].copy_from_slice(key);
-            *slot = (u64::from_le_bytes(word), key.len() as u8);
-        }
-    }
+pub fn for_each_flat_pair<'a>(text: &'a str, mut each: impl FnMut(&'a str, FlatValue<'a>)) -> Option<bool> {
+    for_each_flat_pair_placed(text, |key, value, _| each(key, value))
 }
 
 /// The bit of a key in [`for_each_flat_pair`]'s 64-bit filter of (length, first byte, last byte).
@@ -276,17 +234,6 @@ fn key_bit(kb: &[u8]) -> u64 {
         (Some(&f), Some(&l)) => 1u64 << ((kb.len() * 7 + usize::from(f) + usize::from(l) * 3) & 63),
         _ => 1,
     }
-}
-
-/// [`for_each_flat_pair`], comparing each key first with the one at its place in the last
-/// accepted line (see [`KeyMemory`]), and keeping this line's keys if they differ. The
-/// same result as [`for_each_flat_pair`] whatever `memory` holds (a test checks this).
-pub fn for_each_flat_pair_recalling<'a>(
-    text: &'a str,
-    memory: &mut KeyMemory,
-    mut each: impl FnMut(&'a str, FlatValue<'a>),
-) -> Option<bool> {
-    for_each_flat_pair_placed(text, memory, |key, value, _| each(key, value))
 }
 
 /// Where a pair of [`for_each_flat_pair_placed`] lies in its line.
@@ -300,11 +247,10 @@ pub struct PairPlace {
     pub value: (usize, usize),
 }
 
-/// [`for_each_flat_pair_recalling`], also telling where each pair lies: what a line's
-/// shape is made from (see [`super::shape`]) without another walk over the line.
+/// [`for_each_flat_pair`], also telling where each pair lies: what a line's shape is made
+/// from (see [`super::shape`]) without another walk over the line.
 pub fn for_each_flat_pair_placed<'a>(
     text: &'a str,
-    memory: &mut KeyMemory,
     mut each: impl FnMut(&'a str, FlatValue<'a>, PairPlace),
 ) -> Option<bool> {
     let b = text.as_bytes();
@@ -328,38 +274,23 @@ pub fn for_each_flat_pair_placed<'a>(
         return (spaces(i + 1) == n).then_some(true);
     }
     // Keys seen so far, with a 64-bit filter of (length, first byte, last byte): only a
-    // filter hit compares the key with the earlier ones. While every key so far is the
-    // remembered one at its place (`known`), none repeats and the filter waits.
-    let KeyMemory { kept, spans: keys } = memory;
+    // filter hit compares the key with the earlier ones.
+    let mut keys = [(0, 0); FLAT_MAX_KEYS];
     let mut count = 0;
     let mut filter = 0u64;
-    let mut known = true;
-    let mut changed = false;
     loop {
         if b.get(i) != Some(&b'"') || count == FLAT_MAX_KEYS {
             return None;
         }
         let start = i + 1;
-        let recalled = recall(kept, count, b, start);
-        let key_end = match recalled {
-            Some(end) => end,
-            None => plain_end(b, start, &mut comma)?,
-        };
+        let key_end = plain_end(b, start, &mut comma)?;
         let key = text.get(start..key_end)?;
-        if recalled.is_none() || !known {
-            if known {
-                // The first key not remembered: the filter of the keys before it.
-                known = false;
-                filter = keys[..count].iter().fold(0, |f, &(s, e)| f | key_bit(&b[s..e]));
-            }
-            let kb = key.as_bytes();
-            let bit = key_bit(kb);
-            if filter & bit != 0 && keys[..count].iter().any(|&(s, e)| &b[s..e] == kb) {
-                return None; // a repeated key: the full scanner merges repeats
-            }
-            filter |= bit;
+        let kb = key.as_bytes();
+        let bit = key_bit(kb);
+        if filter & bit != 0 && keys[..count].iter().any(|&(s, e)| &b[s..e] == kb) {
+            return None; // a repeated key: the full scanner merges repeats
         }
-        changed |= recalled.is_none();
+        filter |= bit;
         keys[count] = (start, key_end);
         count += 1;
         i = spaces(key_end + 1);
@@ -383,9 +314,6 @@ pub fn for_each_flat_pair_placed<'a>(
     }
     if spaces(i + 1) != n {
         return None;
-    }
-    if changed {
-        learn(kept, b, &keys[..count]);
     }
     Some(!comma)
 }
@@ -927,35 +855,39 @@ mod tests {
         }
     }
 
-    /// Issue 22: a memory of the last line's keys changes nothing: lines scanned one after
-    /// another with one `KeyMemory` give what each gives with a fresh one, on random lines
-    /// and on runs of lines with the same keys in the same order (the case it is for).
+    /// Issue 22: where `for_each_flat_pair_placed` says a pair lies is where it lies (the
+    /// key between its quotes, the value's whole token, which reads back as the value),
+    /// and it gives the pairs `for_each_flat_pair` gives; on random lines and on lines of
+    /// the usual keys with values of every kind, repeats, commas and spaces.
     #[test]
-    fn issue_22_key_memory_changes_no_result() {
-        let fresh = |text: &str| {
-            let mut pairs = Vec::new();
-            let r = for_each_flat_pair(text, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
-            (r, pairs)
-        };
-        let mut memory = KeyMemory::default();
-        let mut recalled = 0;
-        let same_keys = (0..3000).map(|i| match i % 6 {
+    fn issue_22_each_pair_is_where_the_placed_scan_says() {
+        let usual = (0..3000).map(|i| match i % 6 {
             0 => format!(r#"{{"device":"d{i}","seq":{i},"temp_c":2{i}.5,"humidity":40}}"#),
             1 => format!(r#"{{"device":"d{i}","seq":{i},"temp_c":"a,b","humidity":true}}"#),
             2 => format!(r#"{{"device":"d{i}","seq":{i},"seq":1,"humidity":40}}"#),
-            3 => format!(r#"{{"device":"d{i}","temp_c":{i},"temp_c":1}}"#),
-            4 => format!(r#"{{"humidity":1,"device":"d","humidity":2,"abcdefghi":{i},"a,b":1,"":2}}"#),
-            _ => format!(r#"{{"devices":1,"device":"x", "seq" :{i},"temp_c":1,"humidit":2}}"#),
+            3 => format!(r#"{{"device":"d{i}","temp_c":{i},"temp_c":null}}"#),
+            4 => format!(r#"{{"humidity":1,"device":"d","abcdefghi":{i},"a,b":false,"":2}}"#),
+            _ => format!(r#"{{"devices":1,"device":"x", "seq" :{i} ,"temp_c":1,"humidit":2}}"#),
         });
-        for text in random_lines(0x1f2e_3d4c_5b6a_7988, 30_000).chain(same_keys) {
-            let mut pairs = Vec::new();
-            let before = memory.kept;
-            let r =
-                for_each_flat_pair_recalling(&text, &mut memory, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
-            assert_eq!((r, pairs), fresh(&text), "input {text:?}");
-            recalled += usize::from(r.is_some() && before == memory.kept && before[0].1 > 0);
+        let mut placed_lines = 0;
+        for text in random_lines(0x1f2e_3d4c_5b6a_7988, 30_000).chain(usual) {
+            let (mut pairs, mut placed) = (Vec::new(), Vec::new());
+            let r = for_each_flat_pair_placed(&text, |k, v, place| {
+                let ((ks, ke), (vs, ve)) = (place.key, place.value);
+                assert_eq!(&text[ks..ke], k, "input {text:?}");
+                assert_eq!(&text[ks - 1..ks], "\"", "input {text:?}");
+                let mut comma = false;
+                assert_eq!(flat_value(&text, vs, &mut comma), Some((v, ve)), "input {text:?}");
+                placed.push((k.to_string(), format!("{v:?}")));
+            });
+            let plain = for_each_flat_pair(&text, |k, v| pairs.push((k.to_string(), format!("{v:?}"))));
+            assert_eq!(r, plain, "input {text:?}");
+            if r.is_some() {
+                assert_eq!(placed, pairs, "input {text:?}");
+                placed_lines += 1;
+            }
         }
-        assert!(recalled > 500, "keys were recalled on {recalled} lines only");
+        assert!(placed_lines > 2_000, "only {placed_lines} lines were placed");
     }
 
     /// What the fast path accepts, the full scanner accepts with the same pairs, and the

@@ -567,7 +567,7 @@ pub fn parse_flat_line<'a>(
             taker.usual = true;
             let mut places = [PairPlace::default(); FLAT_MAX_KEYS];
             let mut count = 0;
-            let unquoted = json::for_each_flat_pair_placed(text, &mut memory.keys, |key, value, place| {
+            let unquoted = json::for_each_flat_pair_placed(text, |key, value, place| {
                 taker.take(key_role(key), key, value);
                 if let Some(slot) = places.get_mut(count) {
                     *slot = place;
@@ -589,11 +589,9 @@ pub fn parse_flat_line<'a>(
 }
 
 /// What [`parse_flat_line`] keeps of a board's last lines, from line to line: the last
-/// line's shape ([`LineShape`]) and, for a line of another shape, its keys
-/// ([`json::KeyMemory`]). Neither changes a result, only what it costs.
+/// line's shape ([`LineShape`]). It changes no result, only what a line costs.
 #[derive(Debug, Clone, Default)]
 pub struct FlatMemory {
-    keys: json::KeyMemory,
     shape: LineShape<KeyRole>,
     /// The last line missed the shape, and the shape was made from it.
     learned_last: bool,

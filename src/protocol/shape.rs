@@ -2,7 +2,7 @@
 //!
 //! A board sends the same keys in the same order with the same spacing, line after
 //! line; only the values change. Once one line has been read by the tokenizer
-//! ([`json::for_each_flat_pair_recalling`]), the next is matched against that line's
+//! ([`json::for_each_flat_pair_placed`]), the next is matched against that line's
 //! skeleton: each stretch between two values (`{"device":`, `,"seq":`, ..., `}`) is
 //! compared whole, and only the values are scanned, by the tokenizer's own value
 //! grammar (`json::flat_value`). Issue 22: the tokenizer walked every byte of a line
@@ -179,7 +179,7 @@ mod tests {
     /// gives, with each key's length as its tag. `None`: the tokenizer does not take it.
     fn learn(shape: &mut LineShape<usize>, text: &str) -> Option<()> {
         let mut places = Vec::new();
-        json::for_each_flat_pair_placed(text, &mut json::KeyMemory::default(), |_, _, place| places.push(place))?;
+        json::for_each_flat_pair_placed(text, |_, _, place| places.push(place))?;
         shape.learn(text, &places, str::len);
         Some(())
     }

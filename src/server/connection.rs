@@ -704,7 +704,7 @@ mod tests {
         }
         let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
         let (mut taken, mut taken_quoted) = (0, 0);
-        // One memory (shape and keys) across the lines, as a board's connection keeps it.
+        // One memory (the line shape) across the lines, as a board's connection keeps it.
         let mut keys = FlatMemory::default();
         for line in &lines {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
