@@ -23,12 +23,13 @@ pub const SENSORLOG_BIN: &str = env!("CARGO_BIN_EXE_sensorlog");
 /// before/after figures in docs/performance.md were taken.
 pub const SERVER_BIN_ENV: &str = "SENSORLOG_BENCH_SERVER_BIN";
 
-/// Whether `bin serve --help` lists `flag`.
-fn serve_knows(bin: &std::ffi::OsStr, flag: &str) -> bool {
+/// What `bin serve --help` prints (empty if it cannot be run).
+fn serve_help(bin: &std::ffi::OsStr) -> String {
     Command::new(bin)
         .args(["serve", "--help"])
         .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// sensorlog gets a limit above the 10,100 connections of the idle workload.
@@ -113,7 +114,8 @@ impl Contender {
                 // measured through SENSORLOG_BENCH_SERVER_BIN, gets each flag it knows
                 // (older builds have neither; without the first, boards past its
                 // per-address limit would be refused).
-                let knows = |flag: &str| other_build.as_ref().is_none_or(|bin| serve_knows(bin, flag));
+                let help = other_build.as_deref().map(serve_help);
+                let knows = |flag: &str| help.as_deref().is_none_or(|h| h.contains(flag));
                 if knows("--max-connections-per-ip") {
                     cmd.args(["--max-connections-per-ip", MAX_CONNECTIONS]);
                 }

@@ -9,7 +9,9 @@
 //! (about 1,100 instructions of a reading's 2,200); most of those bytes are the skeleton.
 //!
 //! A line that does not match takes the tokenizer, as before, and its shape is kept if
-//! the tokenizer accepts it. So the shape decides nothing: a line that matches gives
+//! the tokenizer accepts it (`reading::parse_flat_line` skips a line that misses right
+//! after one the shape was made from, so that alternating shapes are not made again on
+//! every line). So the shape decides nothing: a line that matches gives
 //! exactly the pairs, and the quoting answer, that the tokenizer gives (its keys are
 //! the accepted line's keys, byte for byte, so none repeats; every byte between two
 //! values is the one the tokenizer walked there; a test checks this on random lines).

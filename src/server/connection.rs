@@ -705,10 +705,10 @@ mod tests {
         let (mut enc_fast, mut enc_full) = (encode::Encoder::default(), encode::Encoder::default());
         let (mut taken, mut taken_quoted) = (0, 0);
         // One memory (the line shape) across the lines, as a board's connection keeps it.
-        let mut keys = FlatMemory::default();
+        let mut memory = FlatMemory::default();
         for line in &lines {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
-            let Some(fast) = parse_flat_line(line, &mut keys, &mut array) else {
+            let Some(fast) = parse_flat_line(line, &mut memory, &mut array) else {
                 continue;
             };
             let Line::Reading(full) = parse_line(line.as_bytes()) else {
@@ -740,7 +740,11 @@ mod tests {
             "{\"a\":1}\r".into(),
         ] {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
-            assert_eq!(parse_flat_line(&fallback, &mut keys, &mut array), None, "{fallback:?}");
+            assert_eq!(
+                parse_flat_line(&fallback, &mut memory, &mut array),
+                None,
+                "{fallback:?}"
+            );
         }
         for taken in [
             format!("{{\"device\":{},\"t\":1}}", name(MAX_DEVICE_CHARS)),
@@ -749,7 +753,7 @@ mod tests {
             r#"{"seq":18446744073709551615,"t":1}"#.into(),
         ] {
             let mut array = [FlatField::default(); FLAT_MAX_FIELDS];
-            assert!(parse_flat_line(&taken, &mut keys, &mut array).is_some(), "{taken:?}");
+            assert!(parse_flat_line(&taken, &mut memory, &mut array).is_some(), "{taken:?}");
         }
     }
 }
